@@ -1,0 +1,244 @@
+"""Typed settings: config/default.toml, an optional user file, presets, secrets.
+
+Everything is validated once at start-up; a bad value stops the program with
+one sentence that names the file and the field (see `ConfigError`).
+Secrets (the stream key, tokens) come from the environment or a secrets file,
+never from the command line, and are registered with `streambot.secrets` so
+that no log line can carry them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import secrets
+from .world.base import WorldSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = Path(os.environ.get("STREAMBOT_CONFIG_DIR", ROOT / "config"))
+PRESETS_DIR = CONFIG_DIR / "presets"
+
+TWITCH_INGEST = "rtmp://live.twitch.tv/app/{stream_key}"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one sentence for the user."""
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d{2,5})\s*[xX×]\s*(\d{2,5})\s*", str(value))
+    if not m:
+        raise ValueError(f"size {value!r} is not WIDTHxHEIGHT, e.g. 1280x720")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (64 <= w <= 3840 and 64 <= h <= 2160):
+        raise ValueError(f"size {w}x{h} is outside 64x64 .. 3840x2160")
+    if w % 2 or h % 2:
+        raise ValueError(f"size {w}x{h} must have even width and height for H.264 4:2:0")
+    return w, h
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamSettings(_Section):
+    size: str = "1280x720"
+    fps: Annotated[int, Field(ge=1, le=60)] = 30
+    bitrate_kbps: Annotated[int, Field(ge=200, le=6000)] = 4500  # Twitch caps ingest at 6000
+    audio_bitrate_kbps: Annotated[int, Field(ge=64, le=320)] = 160
+    keyframe_s: Annotated[float, Field(gt=0, le=4)] = 2.0
+    x264_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
+    ] = "veryfast"
+    encoder: Literal["auto", "libx264", "h264_nvenc"] = "auto"
+    outputs: list[str] = []
+    reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+    connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        parse_size(v)
+        return v
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return parse_size(self.size)
+
+
+class WorldSettings(_Section):
+    backend: Literal["sketch", "stream", "video"] = "sketch"
+    preset: str = "meadow"
+    transition_s: Annotated[float, Field(ge=0, le=30)] = 1.5
+    seed: int = 0
+    sketch: dict = {}
+    stream: dict = {}
+    video: dict = {}
+
+
+class DirectorSettings(_Section):
+    beat_interval_s: Annotated[float, Field(ge=2, le=600)] = 20.0
+    round_s: Annotated[float, Field(ge=3, le=120)] = 10.0
+
+
+class AudioSettings(_Section):
+    enabled: bool = True
+    volume: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class Settings(_Section):
+    stream: StreamSettings = StreamSettings()
+    world: WorldSettings = WorldSettings()
+    director: DirectorSettings = DirectorSettings()
+    audio: AudioSettings = AudioSettings()
+    console: dict = {}
+    voting: dict = {}
+    moderation: dict = {}
+    twitch: dict = {}
+    discord: dict = {}
+    overlay: dict = {}
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}).") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror}).") from None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _explain(e: ValidationError, path: Path | str) -> str:
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "is not a known setting"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
+    return f"{path}: field '{field}' {msg[0].lower() + msg[1:]}{more}."
+
+
+def load_settings(user_file: Path | None = None, overrides: dict | None = None) -> Settings:
+    """default.toml, then the user's file, then command-line overrides."""
+    data = _load_toml(CONFIG_DIR / "default.toml")
+    source: Path | str = CONFIG_DIR / "default.toml"
+    if user_file is not None:
+        data = _merge(data, _load_toml(Path(user_file)))
+        source = user_file
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, source)) from None
+    if overrides:
+        try:
+            settings = Settings.model_validate(_merge(settings.model_dump(), overrides))
+        except ValidationError as e:
+            raise ConfigError(_explain(e, "the command line")) from None
+    return settings
+
+
+# -- presets -----------------------------------------------------------------
+
+class PresetFile(_Section):
+    model_config = ConfigDict(extra="allow")
+    name: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    title: Annotated[str, Field(min_length=1, max_length=80)]
+    description: Annotated[str, Field(min_length=1, max_length=2000)]
+    style: Annotated[str, Field(min_length=1, max_length=400)]
+    beats: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(min_length=1)]
+
+
+def load_world_file(path: Path) -> WorldSpec:
+    """A preset or a custom world: a TOML file with name, title, description, style, beats."""
+    data = _load_toml(path)
+    try:
+        p = PresetFile.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        if err["type"] == "missing":
+            raise ConfigError(
+                f"{path}: the world file is missing the required field '{err['loc'][0]}'."
+            ) from None
+        raise ConfigError(_explain(e, path)) from None
+    extra = {k: v for k, v in data.items() if k not in PresetFile.model_fields}
+    return WorldSpec(p.name, p.title, p.description, p.style, tuple(p.beats), extra)
+
+
+def list_presets() -> list[WorldSpec]:
+    return [load_world_file(p) for p in sorted(PRESETS_DIR.glob("*.toml"))]
+
+
+def resolve_world(name_or_path: str) -> WorldSpec:
+    """A preset by name, or a custom world by path to its .toml file."""
+    if name_or_path.endswith(".toml") or os.sep in name_or_path:
+        return load_world_file(Path(name_or_path))
+    path = PRESETS_DIR / f"{name_or_path}.toml"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name_or_path) or not path.exists():
+        names = ", ".join(s.name for s in list_presets())
+        raise ConfigError(f"There is no preset named {name_or_path!r}; choose one of: {names}.")
+    return load_world_file(path)
+
+
+# -- secrets and outputs -------------------------------------------------------
+
+def default_secrets_file() -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    return base / "streambot" / "secrets.toml"
+
+
+def load_secrets(secrets_file: Path | None = None) -> dict[str, str]:
+    """Secrets from STREAMBOT_* environment variables, else from the secrets file."""
+    found: dict[str, str] = {}
+    path = Path(secrets_file) if secrets_file else default_secrets_file()
+    if path.exists():
+        data = _load_toml(path)
+        found.update({k: str(v) for k, v in data.items() if isinstance(v, (str, int))})
+    elif secrets_file:
+        raise ConfigError(f"{path}: no such secrets file.")
+    env_map = {
+        "stream_key": ("STREAMBOT_STREAM_KEY", "TWITCH_STREAM_KEY"),
+        "twitch_client_secret": ("STREAMBOT_TWITCH_CLIENT_SECRET",),
+        "twitch_token": ("STREAMBOT_TWITCH_TOKEN",),
+        "discord_token": ("STREAMBOT_DISCORD_TOKEN",),
+        "admin_token": ("STREAMBOT_ADMIN_TOKEN",),
+    }
+    for key, names in env_map.items():
+        for name in names:
+            if os.environ.get(name):
+                found[key] = os.environ[name]
+                break
+    for value in found.values():
+        secrets.register(value)
+    return found
+
+
+def resolve_output(target: str, secret_values: dict[str, str]) -> str:
+    """`twitch`, an rtmp(s):// URL (may hold {stream_key}), or a file path."""
+    if target == "twitch":
+        target = TWITCH_INGEST
+    if "{stream_key}" in target:
+        key = secret_values.get("stream_key")
+        if not key:
+            raise ConfigError(
+                "No stream key is set: put it in the STREAMBOT_STREAM_KEY environment "
+                f"variable or as stream_key in {default_secrets_file()}."
+            )
+        target = target.replace("{stream_key}", key)
+    return target

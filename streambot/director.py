@@ -1,0 +1,94 @@
+"""What the world is told next.
+
+The director owns the story: the audience's winning prompt, wrapped in the
+preset's style, or, when nobody has asked for anything for a while, the
+world's own next story beat, so the stream never stands still. It is driven
+by `tick(now)` from the app's loop (or a test's virtual clock) and hands each
+`Direction` to the world.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .world.base import Direction, World, WorldSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OnAir:
+    direction: Direction
+    generation: int
+    since: float
+
+
+class Director:
+    def __init__(
+        self,
+        world: World,
+        spec: WorldSpec,
+        *,
+        beat_interval_s: float = 20.0,
+        transition_s: float = 1.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.world = world
+        self.spec = spec
+        self.beat_interval_s = beat_interval_s
+        self.transition_s = transition_s
+        self.story_paused = False
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._beat = 0
+        self._last_change = clock()
+        self.on_air: OnAir | None = None
+        self.history: list[OnAir] = []
+        self.listeners: list[Callable[[OnAir], None]] = []
+
+    def style(self, text: str) -> str:
+        return f"{text}, {self.spec.style}" if self.spec.style else text
+
+    def begin(self) -> OnAir:
+        """Open the show on the world's first beat."""
+        return self._send(self.spec.beats[0], "story", None)
+
+    def submit(self, text: str, *, source: str = "audience", user: str | None = None) -> OnAir:
+        """A prompt that has won (or was forced from the console): on air now."""
+        return self._send(text, source, user)
+
+    def tick(self, now: float | None = None) -> OnAir | None:
+        """Move the story on by itself when nobody has prompted for a while."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            due = not self.story_paused and now - self._last_change >= self.beat_interval_s
+            if due:
+                self._beat = (self._beat + 1) % len(self.spec.beats)
+                beat = self.spec.beats[self._beat]
+        return self._send(beat, "story", None) if due else None
+
+    def set_world(self, spec: WorldSpec) -> None:
+        with self._lock:
+            self.spec = spec
+            self._beat = 0
+
+    def _send(self, text: str, source: str, user: str | None) -> OnAir:
+        direction = Direction(text=text, styled=self.style(text), source=source, user=user)
+        generation = self.world.steer(direction, self.transition_s)
+        now = self._clock()
+        entry = OnAir(direction, generation, now)
+        with self._lock:
+            self._last_change = now
+            self.on_air = entry
+            self.history.append(entry)
+            del self.history[:-200]
+        log.info("on air (%s%s): %s", source, f", {user}" if user else "", text)
+        for listener in list(self.listeners):
+            try:
+                listener(entry)
+            except Exception:  # a listener (overlay, timeline) must never stop the show
+                log.exception("on-air listener failed")
+        return entry

@@ -1,0 +1,128 @@
+"""The one interface every world backend implements.
+
+A world is prepared once from a preset (`start`), then asked for frames one
+after another (`render`, always from the same thread), while `steer` may be
+called from any thread at any time: it returns at once, and the change shows
+in the frames rendered over the following `transition_s` seconds.
+
+Every frame carries the *generation* of the direction it was rendered under,
+so the broadcast can measure prompt-to-pixel latency on what actually went out.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """What a preset (or a custom world file) says about a world."""
+
+    name: str
+    title: str
+    description: str
+    style: str
+    beats: tuple[str, ...]
+    # Backend-specific settings, passed through untouched (e.g. [sketch] tables).
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One instruction from the director to the world."""
+
+    text: str  # what the audience (or the story) asked for, as said
+    styled: str  # the same wrapped in the preset's style: what a model is prompted with
+    source: str = "story"  # "audience" | "story" | "console"
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Ambience:
+    """The world's mood, for the soundtrack: each in 0..1."""
+
+    brightness: float = 0.5
+    warmth: float = 0.5
+    tension: float = 0.2
+    wind: float = 0.2
+    rain: float = 0.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # H x W x 3, uint8, RGB
+    index: int  # the world's own frame counter
+    generation: int  # the steer generation this frame was rendered under
+
+
+@dataclass
+class _Steer:
+    generation: int
+    direction: Direction
+    transition_s: float
+    at: float  # time.monotonic() of the steer call
+
+
+class World(ABC):
+    """Base class: keeps the steer hand-off thread-safe so backends need not."""
+
+    name: str = "world"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._pending: _Steer | None = None
+        self._steered_at: dict[int, float] = {}
+        self.direction: Direction | None = None
+
+    # -- called by the app / director (any thread) ---------------------------
+    def steer(self, direction: Direction, transition_s: float = 1.5) -> int:
+        """Hand the world a new direction; returns its generation at once."""
+        with self._lock:
+            self._generation += 1
+            gen = self._generation
+            self._pending = _Steer(gen, direction, max(0.0, transition_s), time.monotonic())
+            self._steered_at[gen] = self._pending.at
+            # Keep the map small: only recent generations are ever looked up.
+            for old in [g for g in self._steered_at if g < gen - 64]:
+                del self._steered_at[old]
+        return gen
+
+    def steered_at(self, generation: int) -> float | None:
+        """When the steer call of `generation` was made (monotonic), if recent."""
+        with self._lock:
+            return self._steered_at.get(generation)
+
+    def take_pending(self) -> _Steer | None:
+        """For backends, in the render thread: the newest steer not yet applied."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
+
+    # -- the backend's part --------------------------------------------------
+    @abstractmethod
+    def start(self, spec: WorldSpec, size: tuple[int, int], fps: float, seed: int = 0) -> None:
+        """Prepare the world (load models, build scenery). `size` is (width, height)."""
+
+    @abstractmethod
+    def render(self) -> Frame:
+        """Render the next frame. Called from one thread only."""
+
+    @property
+    @abstractmethod
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames `render` returns."""
+
+    def ambience(self) -> Ambience:
+        return Ambience()
+
+    def close(self) -> None:
+        """Release resources. Safe to call twice."""
+
+
+class WorldError(Exception):
+    """A world could not start; the message is one sentence for the user."""
