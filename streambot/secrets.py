@@ -32,9 +32,14 @@ def redact(text: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """A URL fit for a log line: secrets removed, and any user:password too."""
+    """A URL fit for a log line: secrets removed, user:password too, and the
+    last path segment of an RTMP URL (where ingest servers take the key)."""
     url = redact(url)
-    return re.sub(r"(://)[^/@\s]+@", r"\1" + MASK + "@", url)
+    url = re.sub(r"(://)[^/@\s]+@", r"\1" + MASK + "@", url)
+    if url.startswith(("rtmp://", "rtmps://")):
+        url = re.sub(r"^(rtmps?://[^/]+/.+/)[^/?]+", r"\1" + MASK, url)
+        url = re.sub(r"\?.*$", "?" + MASK, url)
+    return url
 
 
 class RedactingFilter(logging.Filter):

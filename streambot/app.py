@@ -1,0 +1,158 @@
+"""Wires the pieces together and owns start-up and shutdown.
+
+Only this module knows every part: it builds the world, the encoder and its
+outputs, the compositor and soundtrack, the director and the chat adapters,
+hands each its dependencies, and runs the show until it is stopped or its
+duration is up. Everything else receives what it needs.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+
+from .audience.local import LocalChat
+from .broadcast.audio import Silence, Soundtrack
+from .broadcast.compositor import Compositor
+from .broadcast.encoder import Encoder, EncoderSettings, Output, OutputError
+from .broadcast.pipeline import Broadcast
+from .config import Settings, resolve_output
+from .director import Director
+from .secrets import mask_url
+from .world.base import World, WorldError, WorldSpec
+
+log = logging.getLogger(__name__)
+
+
+def build_world(settings: Settings) -> World:
+    """The world backend named in the settings (heavy imports only when chosen)."""
+    backend = settings.world.backend
+    if backend == "sketch":
+        from .world.sketch import SketchWorld
+
+        return SketchWorld(**settings.world.sketch)
+    if backend == "stream":
+        from .world.stream import build_stream_world
+
+        return build_stream_world(settings.world.stream)
+    raise WorldError(
+        f"The '{backend}' world backend is not part of this version; use --world sketch "
+        "(any CPU) or --world stream (one GPU)."
+    )
+
+
+@dataclass
+class ShowOptions:
+    outputs: list[str]
+    duration_s: float | None = None
+    chat_source: str | None = "-"  # "-" stdin, a file path, or None
+    secrets: dict = field(default_factory=dict)
+
+
+class Show:
+    """One broadcast: everything built, started and stopped in order."""
+
+    def __init__(self, settings: Settings, spec: WorldSpec, world: World, options: ShowOptions) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.world = world
+        self.options = options
+        self.broadcast: Broadcast | None = None
+        self.director: Director | None = None
+        self.chat: list = []
+        self._stopping = asyncio.Event()
+
+    def open(self) -> None:
+        """Everything that can fail with a user error fails here, before going live."""
+        s = self.settings.stream
+        size = s.dimensions
+        # 1. the outputs must be valid and reachable before anything heavy starts
+        targets = [resolve_output(t, self.options.secrets) for t in self.options.outputs]
+        if not targets:
+            raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
+        # 2. the world
+        self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
+        # 3. encoder and outputs
+        encoder = Encoder(EncoderSettings(
+            size=size, fps=s.fps, bitrate_kbps=s.bitrate_kbps,
+            audio_bitrate_kbps=s.audio_bitrate_kbps, keyframe_s=s.keyframe_s,
+            preset=s.x264_preset, codec=s.encoder,
+        ))
+        outputs: list[Output] = []
+        try:
+            for t in targets:
+                out = Output(t, encoder.templates, fps=s.fps,
+                             connect_timeout_s=s.connect_timeout_s, reconnect_max_s=s.reconnect_max_s)
+                out.open()
+                outputs.append(out)
+        except Exception:
+            for out in outputs:
+                out.close()
+            encoder.close()
+            self.world.close()
+            raise
+        for out in outputs:
+            log.info("streaming to %s", mask_url(out.target))
+        audio = (Soundtrack(seed=self.settings.world.seed, volume=self.settings.audio.volume)
+                 if self.settings.audio.enabled else Silence())
+        max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
+        self.broadcast = Broadcast(
+            self.world, encoder, outputs, Compositor(size), audio, fps=s.fps, max_frames=max_frames,
+        )
+        # 4. the director opens the story
+        self.director = Director(
+            self.world, self.spec,
+            beat_interval_s=self.settings.director.beat_interval_s,
+            transition_s=self.settings.world.transition_s,
+        )
+        self.director.begin()
+
+    def on_chat(self, user: str, text: str) -> None:
+        if self.director is not None:
+            self.director.submit(text[:200], source="audience", user=user)
+
+    async def run(self) -> None:
+        """Go live and stay live until stopped (signal, duration, or `stop()`)."""
+        assert self.broadcast is not None and self.director is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):
+                pass
+        self.broadcast.start()
+        if self.options.chat_source:
+            chat = LocalChat(self.on_chat, source=self.options.chat_source)
+            chat.start(loop)
+            self.chat.append(chat)
+        last_report = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if self.broadcast.clock.done.is_set():
+                    break
+                self.director.tick()
+                if time.monotonic() - last_report > 30:
+                    last_report = time.monotonic()
+                    h = self.broadcast.health()
+                    log.info("health: %.1f fps out, world %.1f fps, %d late, %d repeated",
+                             h.output_fps, h.generator_fps, h.late_frames, h.repeated_frames)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await asyncio.to_thread(self.close)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        for chat in self.chat:
+            chat.close()
+        if self.broadcast is not None:
+            self.broadcast.stop()
+            if self.broadcast.clock.error is not None:
+                log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
+        self.world.close()

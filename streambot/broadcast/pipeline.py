@@ -1,0 +1,151 @@
+"""The broadcast: world runner -> clock -> compositor -> encoder -> outputs.
+
+`Broadcast` receives its parts (built by app.py), runs them in their threads
+and measures what viewers get: output frame rate, the world's free-running
+capacity, encode cost, late and repeated frames, and prompt-to-pixel latency
+(from the steer call to the first encoded frame rendered under that prompt).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..world.base import Frame, World
+from .audio import samples_for_tick
+from .clock import Clock, WorldRunner
+from .compositor import Compositor
+from .encoder import AUDIO_RATE, Encoder, Output
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    output_fps: float
+    generator_fps: float
+    encode_ms_per_frame: float
+    ticks: int
+    late_frames: int
+    repeated_frames: int
+    dropped_frames: int
+    prompt_to_pixel_ms_p50: float | None
+    prompt_to_pixel_ms_p95: float | None
+    bitrate_kbps: float
+    outputs: list[dict]
+
+
+class Broadcast:
+    def __init__(
+        self,
+        world: World,
+        encoder: Encoder,
+        outputs: list[Output],
+        compositor: Compositor,
+        soundtrack,
+        *,
+        fps: int,
+        max_frames: int | None = None,
+        frame_observer=None,
+    ) -> None:
+        self.world = world
+        self.encoder = encoder
+        self.outputs = outputs
+        self.compositor = compositor
+        self.soundtrack = soundtrack
+        self.fps = fps
+        self.runner = WorldRunner(world)
+        self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames)
+        self.frame_observer = frame_observer  # e.g. the console's preview
+        self._encode_ms: deque[float] = deque(maxlen=300)
+        self._latency_ms: deque[float] = deque(maxlen=500)
+        self._last_generation = -1
+        self._bytes: deque[tuple[float, int]] = deque(maxlen=300)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        """Outputs are already open; start rendering, then the clock."""
+        self.runner.start()
+        self.clock.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.clock.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop the clock, flush the encoder, close every output properly."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.clock.stop()
+        self.runner.stop()
+        for packet in self.encoder.flush():
+            kind = "video" if packet.stream is self.encoder.video_stream else "audio"
+            for out in self.outputs:
+                out.send(packet, kind)
+        for out in self.outputs:
+            out.close()
+        self.encoder.close()
+
+    # -- one tick ------------------------------------------------------------------
+    def _on_tick(self, index: int, frame: Frame, repeated: bool) -> None:
+        image = self.compositor.compose(frame)
+        t = time.perf_counter()
+        packets = self.encoder.encode_video(image, index)
+        self._encode_ms.append((time.perf_counter() - t) * 1000)
+        if frame.generation > self._last_generation:
+            if self._last_generation >= 0:
+                steered = self.world.steered_at(frame.generation)
+                if steered is not None:
+                    self._latency_ms.append((time.monotonic() - steered) * 1000)
+            self._last_generation = frame.generation
+        self._send(packets, "video")
+        n = samples_for_tick(index, self.fps, AUDIO_RATE)
+        audio = self.soundtrack.render(n, self.world.ambience())
+        self._send(self.encoder.encode_audio(audio), "audio")
+        if self.frame_observer is not None:
+            self.frame_observer(index, image)
+
+    def _send(self, packets, kind: str) -> None:
+        size = 0
+        for p in packets:
+            size += p.size
+            for out in self.outputs:
+                out.send(p, kind)
+        if size:
+            self._bytes.append((time.monotonic(), size))
+
+    # -- figures ---------------------------------------------------------------------
+    def health(self) -> Health:
+        s = self.clock.stats
+        lat = np.array(self._latency_ms) if self._latency_ms else None
+        b = list(self._bytes)
+        span = b[-1][0] - b[0][0] if len(b) > 1 else 0
+        kbps = sum(x for _, x in b[1:]) * 8 / span / 1000 if span > 0 else 0.0
+        return Health(
+            output_fps=round(s.output_fps, 2),
+            generator_fps=round(self.runner.capacity_fps, 1),
+            encode_ms_per_frame=round(float(np.mean(self._encode_ms)), 2) if self._encode_ms else 0.0,
+            ticks=s.ticks,
+            late_frames=s.late,
+            repeated_frames=s.repeated,
+            dropped_frames=s.dropped + sum(o.packets_dropped for o in self.outputs),
+            prompt_to_pixel_ms_p50=None if lat is None else round(float(np.percentile(lat, 50)), 1),
+            prompt_to_pixel_ms_p95=None if lat is None else round(float(np.percentile(lat, 95)), 1),
+            bitrate_kbps=round(kbps, 1),
+            outputs=[
+                {"name": o.name, "state": o.state, "reconnects": o.reconnects,
+                 "bytes_sent": o.bytes_sent, "dropped": o.packets_dropped}
+                for o in self.outputs
+            ],
+        )
+
+    @property
+    def latencies_ms(self) -> list[float]:
+        return list(self._latency_ms)

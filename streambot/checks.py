@@ -1,0 +1,82 @@
+"""`streambot check`: every problem with config and environment, one sentence each."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import av
+
+from .broadcast.encoder import OutputError, check_reachable, validate_target
+from .config import ConfigError, load_secrets, resolve_output, resolve_world
+from .secrets import mask_url
+
+
+def _gpu_problems(settings) -> list[str]:
+    backend = settings.world.backend
+    table = getattr(settings.world, backend, {}) or {}
+    device = str(table.get("device", "cuda"))
+    problems: list[str] = []
+    try:
+        import torch
+    except ImportError:
+        return [f"The '{backend}' world needs PyTorch, which is not installed (pip install torch)."]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        problems.append(
+            f"The '{backend}' world needs a CUDA GPU and none is visible; use --world sketch, "
+            "or --device cpu for a slow preview."
+        )
+    if backend == "stream":
+        try:
+            from .world.stream import check_weights
+        except ImportError:
+            problems.append("The 'stream' world is not installed in this copy of streambot.")
+        else:
+            problems.extend(check_weights(table))
+    elif backend == "video":
+        problems.append("The 'video' world backend is not part of this version; use sketch or stream.")
+    return problems
+
+
+def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
+               outputs, make_settings) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    notes: list[str] = []
+    try:
+        settings = make_settings(config_file, size, fps, bitrate, world, preset, device, offline)
+    except ConfigError as e:
+        return [str(e)], notes
+    notes.append(f"settings are valid ({settings.stream.size} at {settings.stream.fps} fps, "
+                 f"{settings.stream.bitrate_kbps} kbps)")
+    try:
+        spec = resolve_world(settings.world.preset)
+        notes.append(f"world '{spec.name}': {spec.title}")
+    except ConfigError as e:
+        problems.append(str(e))
+    try:
+        found = load_secrets(secrets_file)
+    except ConfigError as e:
+        problems.append(str(e))
+        found = {}
+    targets = outputs or list(settings.stream.outputs)
+    if not targets:
+        problems.append("No output is configured: give --output or set [stream] outputs.")
+    for target in targets:
+        try:
+            url = resolve_output(target, found)
+            validate_target(url)
+            if url.startswith(("rtmp://", "rtmps://")):
+                check_reachable(url, settings.stream.connect_timeout_s)
+            notes.append(f"output {mask_url(url)} is usable")
+        except (ConfigError, OutputError) as e:
+            problems.append(str(e))
+    codecs = av.codecs_available
+    for name, what in (("libx264", "H.264 video"), ("aac", "AAC audio")):
+        if name not in codecs:
+            problems.append(f"This PyAV build has no {name} encoder, so it cannot make {what}.")
+    if settings.world.backend != "sketch":
+        problems.extend(_gpu_problems(settings))
+    if shutil.which("nginx") and any(
+        Path(p).exists() for p in ("/usr/lib/nginx/modules/ngx_rtmp_module.so",)
+    ):
+        notes.append("nginx with the RTMP module is installed (used by `streambot demo`)")
+    return problems, notes

@@ -1,0 +1,295 @@
+"""`streambot run | demo | presets | check | bench` — the command line.
+
+Every user error ends as one sentence on stderr and a non-zero exit; an
+unexpected failure prints one sentence too and leaves its details in the log
+file, never a traceback on the terminal.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import secrets as secret_store
+from .config import ConfigError, Settings, load_secrets, load_settings, parse_size, resolve_world
+
+log = logging.getLogger("streambot")
+
+EXIT_USAGE = 2
+
+
+def log_file() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return base / "streambot" / "streambot.log"
+
+
+def setup_logging(level: str = "info") -> None:
+    root = logging.getLogger()
+    if getattr(root, "_streambot", False):
+        return
+    root.setLevel(logging.DEBUG)
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    redact = secret_store.RedactingFilter()
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(getattr(logging, level.upper(), logging.INFO))
+    console.setFormatter(fmt)
+    console.addFilter(redact)
+    root.addHandler(console)
+    try:
+        path = log_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(path, encoding="utf-8")
+        fh.setLevel(logging.DEBUG)
+        fh.setFormatter(fmt)
+        fh.addFilter(redact)
+        root.addHandler(fh)
+    except OSError:
+        pass
+    for noisy in ("libav", "PIL", "urllib3", "httpx", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root._streambot = True  # type: ignore[attr-defined]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    click.echo(f"streambot: {secret_store.redact(message)}", err=True)
+    sys.exit(code)
+
+
+def _overrides(size, fps, bitrate, world, preset) -> dict:
+    over: dict = {}
+    stream: dict = {}
+    if size is not None:
+        try:
+            parse_size(size)
+        except ValueError as e:
+            raise ConfigError(f"--size: {e}.") from None
+        stream["size"] = size
+    if fps is not None:
+        stream["fps"] = fps
+    if bitrate is not None:
+        stream["bitrate_kbps"] = bitrate
+    if stream:
+        over["stream"] = stream
+    w: dict = {}
+    if world:
+        w["backend"] = world
+    if preset:
+        w["preset"] = preset
+    if w:
+        over["world"] = w
+    return over
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="streambot")
+def cli() -> None:
+    """An endless AI-generated world, broadcast live and steered by its audience."""
+
+
+common = [
+    click.option("--config", "config_file", type=click.Path(path_type=Path), help="Your settings file (TOML)."),
+    click.option("--preset", help="A preset name (see `streambot presets`) or a custom world .toml file."),
+    click.option("--world", type=click.Choice(["sketch", "stream", "video"]), help="World backend."),
+    click.option("--size", help="Output size WIDTHxHEIGHT, e.g. 1280x720."),
+    click.option("--fps", type=int, help="Output frames per second."),
+    click.option("--bitrate", type=int, help="Video bitrate in kbps (Twitch allows up to 6000)."),
+    click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
+                 help="Secrets file (TOML with stream_key = ...); the environment wins."),
+    click.option("--device", help="Torch device for GPU backends (cuda, cpu)."),
+    click.option("--offline", is_flag=True, help="Never touch the network for model weights."),
+]
+
+
+def with_common(f):
+    for option in reversed(common):
+        f = option(f)
+    return f
+
+
+def _settings(config_file, size, fps, bitrate, world, preset, device=None, offline=False) -> Settings:
+    settings = load_settings(config_file, _overrides(size, fps, bitrate, world, preset))
+    if device or offline:
+        for table in (settings.world.stream, settings.world.video):
+            if device:
+                table["device"] = device
+            if offline:
+                table["offline"] = True
+    return settings
+
+
+@cli.command()
+@with_common
+@click.option("--output", "-o", "outputs", multiple=True,
+              help="rtmp://…, rtmps://…, `twitch`, or a file .flv/.mp4/.mkv; repeat for several.")
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
+@click.option("--chat", "chat", default="-", show_default=True,
+              help="Local prompts: '-' reads stdin, a path follows a file line by line, 'none' is off.")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def run(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
+        outputs, duration, chat, log_level) -> None:
+    """Stream the world until stopped (Ctrl-C stops cleanly)."""
+    setup_logging(log_level)
+    _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
+              list(outputs), duration, None if chat == "none" else chat)
+
+
+def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
+              outputs, duration, chat, banner: str | None = None) -> None:
+    from .app import Show, ShowOptions, build_world
+
+    settings = _settings(config_file, size, fps, bitrate, world, preset, device, offline)
+    spec = resolve_world(settings.world.preset)
+    found = load_secrets(secrets_file)
+    show = Show(settings, spec, build_world(settings), ShowOptions(
+        outputs=outputs or list(settings.stream.outputs), duration_s=duration,
+        chat_source=chat, secrets=found,
+    ))
+    show.open()
+    if banner:
+        click.echo(banner, err=True)
+    log.info("on air: %s (%s world, %s at %d fps)", spec.title, settings.world.backend,
+             settings.stream.size, settings.stream.fps)
+    asyncio.run(show.run())
+    h = show.broadcast.health() if show.broadcast else None
+    if h is not None:
+        log.info("stopped after %d frames (%d late, %d repeated)", h.ticks, h.late_frames, h.repeated_frames)
+    if show.broadcast and show.broadcast.clock.error is not None:
+        fail("the broadcast stopped on an error; see the log for details.", 1)
+
+
+@cli.command()
+@with_common
+@click.option("--port", type=int, default=1935, show_default=True, help="Local RTMP port.")
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
+def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, port, duration) -> None:
+    """The demo: a local RTMP server, the sketch world, prompts typed on stdin."""
+    from .devserver import RtmpServer, RtmpServerError
+
+    setup_logging("info")
+    server = RtmpServer(port=port, record=False)
+    try:
+        server.start()
+    except RtmpServerError as e:
+        fail(str(e))
+    url = server.url("demo")
+    banner = (
+        f"\n  Watch:  ffplay {url}   (or open it in VLC / mpv)\n"
+        "  Steer:  type a prompt here and press Enter (e.g. 'a thunderstorm at night').\n"
+        "  Stop:   Ctrl-C\n"
+    )
+    try:
+        _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
+                  [url], duration, "-", banner=banner)
+    finally:
+        server.cleanup()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def presets(as_json) -> None:
+    """List the preset worlds."""
+    from .config import list_presets
+
+    worlds = list_presets()
+    if as_json:
+        click.echo(json.dumps([{"name": w.name, "title": w.title, "description": w.description}
+                               for w in worlds], indent=2))
+        return
+    width = max(len(w.name) for w in worlds)
+    for w in worlds:
+        click.echo(f"{w.name:<{width}}  {w.title}: {w.description}")
+    click.echo("\nA custom world is a TOML file with name, title, description, style and beats; "
+               "pass its path to --preset.")
+
+
+@cli.command()
+@with_common
+@click.option("--output", "-o", "outputs", multiple=True, help="Outputs to check (default: from config).")
+def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, outputs) -> None:
+    """Validate config and environment; explain each problem in one sentence."""
+    from .checks import run_checks
+
+    problems, notes = run_checks(config_file, preset, world, size, fps, bitrate, secrets_file,
+                                 device, offline, list(outputs), _settings)
+    for n in notes:
+        click.echo(f"ok: {n}")
+    for p in problems:
+        click.echo(f"problem: {secret_store.redact(p)}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("All checks passed.")
+
+
+@cli.command()
+@click.option("--seconds", type=click.FloatRange(min=1), default=60, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--size", default="1280x720", show_default=True)
+@click.option("--fps", type=int, default=30, show_default=True)
+@click.option("--preset", default="meadow", show_default=True)
+@click.option("--compare-ffmpeg/--no-compare-ffmpeg", default=True, show_default=True,
+              help="Also time the ffmpeg command line on the same frames.")
+def bench(seconds, as_json, size, fps, preset, compare_ffmpeg) -> None:
+    """Run the real pipeline for N seconds and report its figures."""
+    from .bench import run_bench
+
+    setup_logging("warning")
+    try:
+        w, h = parse_size(size)
+    except ValueError as e:
+        fail(f"--size: {e}.")
+    result = run_bench(seconds=seconds, size=(w, h), fps=fps, preset=preset,
+                       compare_ffmpeg=compare_ffmpeg, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for k, v in result.items():
+            click.echo(f"{k:>28}: {v}")
+
+
+def _register_optional() -> None:
+    """Commands that live beside their own feature's code."""
+    try:
+        from .cli_audience import replay, timeline
+    except ImportError:
+        return
+    cli.add_command(replay)
+    cli.add_command(timeline)
+
+
+_register_optional()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:
+        from .broadcast.encoder import OutputError
+        from .world.base import WorldError
+
+        if isinstance(e, (ConfigError, OutputError, WorldError)):
+            fail(str(e))
+        try:
+            from .devserver import RtmpServerError
+
+            if isinstance(e, RtmpServerError):
+                fail(str(e))
+        except ImportError:
+            pass
+        logging.getLogger("streambot").debug("unexpected failure", exc_info=True)
+        fail(f"stopped on an unexpected error ({type(e).__name__}: {e}); details in {log_file()}.", 1)
+
+
+if __name__ == "__main__":
+    main()
