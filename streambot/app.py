@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.encoder import Encoder, EncoderSettings, Output, OutputError
+from .broadcast.encoder import (
+    Encoder, EncoderSettings, Output, OutputError, check_reachable, validate_target,
+)
 from .broadcast.pipeline import Broadcast
 from .config import Settings, resolve_output
 from .director import Director
@@ -72,6 +74,10 @@ class Show:
         targets = [resolve_output(t, self.options.secrets) for t in self.options.outputs]
         if not targets:
             raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
+        for t in targets:
+            validate_target(t)
+            if t.startswith(("rtmp://", "rtmps://")):
+                check_reachable(t, s.connect_timeout_s)
         # 2. the world
         self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
         # 3. encoder and outputs

@@ -1,0 +1,167 @@
+"""The broadcast spine, end to end: the real CLI streaming the sketch world to a
+real nginx RTMP server, read back as a viewer's player would read it."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from streambot.broadcast.audio import Soundtrack
+from streambot.broadcast.compositor import Compositor
+from streambot.broadcast.encoder import Encoder, EncoderSettings, Output
+from streambot.broadcast.pipeline import Broadcast
+from streambot.config import resolve_world
+from streambot.world.base import Direction
+
+from .conftest import ROOT, run_cli
+from .media import audio_rms, decode_frames, probe
+
+
+@pytest.mark.slow
+def test_twenty_seconds_over_rtmp_arrive_whole(rtmp_server, cli_env):
+    """20 s through the real CLI to nginx: H.264 + AAC, 1280x720 at 30 fps,
+    a keyframe every 2 s, no timestamp gaps, the expected duration."""
+    url = rtmp_server.url("spine")
+    r = run_cli(["run", "--output", url, "--duration", "20", "--chat", "none"], cli_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    rtmp_server.stop()  # finalises the recording
+    (rec,) = rtmp_server.recordings
+    p = probe(rec)
+    assert p.video_codec == "h264" and p.audio_codec == "aac"
+    assert (p.width, p.height) == (1280, 720)
+    assert p.fps == pytest.approx(30, abs=0.01)
+    assert (p.audio_rate, p.audio_channels) == (48000, 2)
+    # FLV timestamps are whole milliseconds: 1/30 s is 33 or 34 ms.
+    steps = np.diff(p.video_dts)
+    assert steps.min() >= 0.032 and steps.max() <= 0.035, (steps.min(), steps.max())
+    assert len(p.video_dts) == 600
+    assert p.duration == pytest.approx(20.0, abs=0.05)
+    gaps = np.diff(p.keyframe_times)
+    assert len(p.keyframe_times) == 10
+    assert np.allclose(gaps, 2.0, atol=0.002), gaps
+    assert audio_rms(rec) > 0.005, "the soundtrack should be audible, not silence"
+
+
+def _broadcast_to_file(path, preset="meadow", seconds=9.0, steer_at=3.0, prompt=None, size=(640, 360)):
+    from streambot.world.sketch import SketchWorld
+
+    fps = 30
+    world = SketchWorld()
+    world.start(resolve_world(preset), size, fps, seed=3)
+    encoder = Encoder(EncoderSettings(size=size, fps=fps, bitrate_kbps=3000))
+    out = Output(str(path), encoder.templates, fps=fps)
+    out.open()
+    b = Broadcast(world, encoder, [out], Compositor(size), Soundtrack(), fps=fps,
+                  max_frames=round(seconds * fps))
+    b.start()
+    steered = False
+    while not b.wait(0.01):
+        if prompt and not steered and b.clock.stats.ticks >= steer_at * fps:
+            world.steer(Direction(prompt, prompt, "audience"), transition_s=1.5)
+            steered = True
+    health = b.health()
+    b.stop()
+    world.close()
+    return health
+
+
+def test_a_prompt_changes_the_picture_without_a_hard_cut(tmp_path):
+    path = tmp_path / "steer.mkv"
+    health = _broadcast_to_file(path, prompt="a dark thunderstorm at night with heavy rain")
+    frames = decode_frames(path)
+    times = np.array([t for t, _ in frames])
+    lum = np.array([f.mean() for _, f in frames])
+    before = lum[(times > 1.5) & (times < 3.0)].mean()
+    after = lum[times > 6.0].mean()
+    assert before - after > 25, (before, after)  # a storm at night is much darker than the morning
+    diffs = np.array([np.abs(a[1].astype(np.int16) - b[1].astype(np.int16)).mean()
+                      for a, b in zip(frames, frames[1:])])
+    idle = np.median(diffs[(times[1:] > 0.5) & (times[1:] < 3.0)])
+    total = np.abs(frames[-1][1].astype(np.int16) - frames[int(2.5 * 30)][1].astype(np.int16)).mean()
+    # A hard cut would show the whole before/after difference in one step. A
+    # 1.5 s morph spreads it over ~45 frames, so no step may exceed a quarter
+    # of it (rain streaks and lightning add some frame-to-frame noise).
+    worst = diffs[(times[1:] > 3.0) & (times[1:] < 6.0)].max()
+    assert worst < total / 4, (worst, total, idle)
+    assert health.prompt_to_pixel_ms_p50 is not None and health.prompt_to_pixel_ms_p50 < 1000
+
+
+def test_left_alone_the_world_keeps_moving(tmp_path):
+    path = tmp_path / "idle.mkv"
+    _broadcast_to_file(path, seconds=6.0)
+    frames = decode_frames(path)
+    first, last = frames[5][1].astype(np.int16), frames[-1][1].astype(np.int16)
+    assert np.abs(first - last).mean() > 2.0, "the camera and sky should have moved"
+
+
+def test_ctrl_c_closes_a_playable_file(tmp_path, cli_env):
+    out = tmp_path / "show.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streambot.cli", "run", "--output", str(out), "--chat", "none",
+         "--size", "640x360"], cwd=ROOT, env=cli_env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    p = probe(out)  # an MP4 without its trailer (moov) would not open at all
+    assert p.video_codec == "h264" and p.duration > 1.0
+
+
+def test_a_stream_key_is_used_but_never_shown(rtmp_server, cli_env, tmp_path):
+    key = "live_987654321_SeCrEtStreamKey"
+    cli_env["STREAMBOT_STREAM_KEY"] = key
+    url = f"rtmp://127.0.0.1:{rtmp_server.port}/live/{{stream_key}}"
+    r = run_cli(["run", "--output", url, "--duration", "3", "--chat", "none", "--size", "640x360",
+                 "--log-level", "debug"], cli_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rtmp_server.stop()
+    assert any(key in p.name for p in rtmp_server.recordings), "nginx names the recording after the key"
+    logs = r.stdout + r.stderr + "".join(
+        p.read_text() for p in (tmp_path / "state").rglob("*.log"))
+    assert key not in logs
+    assert "********" in logs
+
+
+def test_an_output_reconnects_after_the_server_drops(rtmp_server, tmp_path):
+    """nginx goes away mid-stream and comes back: the stream resumes on its own."""
+    from streambot.world.sketch import SketchWorld
+
+    fps, size = 30, (640, 360)
+    world = SketchWorld()
+    world.start(resolve_world("meadow"), size, fps)
+    encoder = Encoder(EncoderSettings(size=size, fps=fps, bitrate_kbps=1500))
+    out = Output(rtmp_server.url("again"), encoder.templates, fps=fps, reconnect_max_s=1.0)
+    out.open()
+    b = Broadcast(world, encoder, [out], Compositor(size), Soundtrack(), fps=fps)
+    b.start()
+    try:
+        time.sleep(3)
+        rtmp_server.stop()
+        time.sleep(1.5)
+        rtmp_server.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and out.reconnects < 1:
+            time.sleep(0.2)
+        assert out.reconnects >= 1 and out.state == "live", (out.state, out.last_error)
+        sent = out.bytes_sent
+        time.sleep(3)
+        assert out.bytes_sent > sent
+        assert b.clock.stats.ticks > 7 * fps * 0.9, "the clock never stopped while the server was away"
+    finally:
+        b.stop()
+        world.close()
+    rtmp_server.stop()
+    assert len(rtmp_server.recordings) == 2
+    second = probe(rtmp_server.recordings[-1])
+    assert second.video_codec == "h264" and second.duration > 2
+    assert second.keyframe_times[0] == pytest.approx(second.video_dts[0], abs=0.001)
