@@ -8,8 +8,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streambot ./streambot
 COPY config ./config
-RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-    && pip install --no-cache-dir .
+# Pass --build-arg PIP_INDEX_URL=... to take torch from a CPU-only wheel index.
+ARG PIP_INDEX_URL
+RUN pip install --no-cache-dir "torch==2.13.0" && pip install --no-cache-dir .
 ENV STREAMBOT_CONFIG_DIR=/app/config
 EXPOSE 1935 8080
 ENTRYPOINT ["streambot"]

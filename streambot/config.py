@@ -91,16 +91,79 @@ class AudioSettings(_Section):
     volume: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class RoleWeights(_Section):
+    broadcaster: Annotated[float, Field(ge=0, le=100)] = 1.0
+    moderator: Annotated[float, Field(ge=0, le=100)] = 1.0
+    subscriber: Annotated[float, Field(ge=0, le=100)] = 1.0
+    vip: Annotated[float, Field(ge=0, le=100)] = 1.0
+    viewer: Annotated[float, Field(ge=0, le=100)] = 1.0
+
+
+class VotingSettings(_Section):
+    mode: Literal["rounds", "anarchy"] = "rounds"
+    round_s: Annotated[float, Field(ge=3, le=120)] = 10.0
+    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0  # votes this late still count (stream delay)
+    top_n: Annotated[int, Field(ge=1, le=10)] = 4
+    cooldown_rounds: Annotated[int, Field(ge=0, le=50)] = 1
+    pool_threshold: Annotated[float, Field(ge=0.5, le=1.0)] = 0.8
+    pool_embeddings: bool = True
+    weights: RoleWeights = RoleWeights()
+    anarchy_viewer_interval_s: Annotated[float, Field(ge=0, le=600)] = 15.0
+    anarchy_global_interval_s: Annotated[float, Field(ge=0, le=60)] = 3.0
+    timeline: str = ""  # SQLite file; empty: $XDG_DATA_HOME/streambot/timeline.sqlite3
+
+    @field_validator("grace_s")
+    @classmethod
+    def _grace(cls, v: float, info) -> float:
+        if v >= info.data.get("round_s", 10.0):
+            raise ValueError("must be shorter than round_s")
+        return v
+
+
+class ModerationSettings(_Section):
+    max_length: Annotated[int, Field(ge=10, le=500)] = 200
+    block_lists: list[str] = ["default.txt", "custom.txt"]  # in config/moderation/ unless a path
+    block_words: list[str] = []
+    viewer_prompts_per_min: Annotated[float, Field(gt=0, le=600)] = 6.0
+    viewer_burst: Annotated[int, Field(ge=1, le=100)] = 2
+    global_prompts_per_min: Annotated[float, Field(gt=0, le=60000)] = 600.0
+    global_burst: Annotated[int, Field(ge=1, le=10000)] = 60
+    new_viewer_wait_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
+    approval: bool = False  # candidates wait for a moderator in the console
+
+
+class TwitchSettings(_Section):
+    enabled: bool = False
+    client_id: str = ""  # public; the client secret and tokens are secrets
+    channel: str = ""  # the broadcaster's login
+    bot: str = ""  # the chatting account's login; empty: the broadcaster's own
+    reply: bool = True
+    bot_is_moderator: bool = False  # 100 messages per 30 s instead of 20
+    markers: bool = False  # a stream marker at every prompt change (VOD chapters)
+    reward: str = ""  # a channel-point reward's title whose text is a priority prompt
+    oauth_host: str = "localhost"
+    oauth_port: Annotated[int, Field(ge=1, le=65535)] = 4343
+    tokens_file: str = ""  # empty: next to the secrets file
+
+
+class DiscordSettings(_Section):
+    enabled: bool = False
+    channels: list[int] = []  # round messages go to each (several servers at once)
+    guilds: list[int] = []  # slash commands sync here at once; empty: globally (slow)
+    moderator_roles: list[str] = ["Moderator", "Mod"]
+    update_s: Annotated[float, Field(ge=1, le=30)] = 2.0  # round message edits at most this often
+
+
 class Settings(_Section):
     stream: StreamSettings = StreamSettings()
     world: WorldSettings = WorldSettings()
     director: DirectorSettings = DirectorSettings()
     audio: AudioSettings = AudioSettings()
     console: dict = {}
-    voting: dict = {}
-    moderation: dict = {}
-    twitch: dict = {}
-    discord: dict = {}
+    voting: VotingSettings = VotingSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    twitch: TwitchSettings = TwitchSettings()
+    discord: DiscordSettings = DiscordSettings()
     overlay: dict = {}
 
 
