@@ -1,0 +1,253 @@
+"""The `stream` world: a diffusion model painting the world live on one GPU.
+
+StreamDiffusion's techniques (arXiv 2312.12491) re-built on current PyTorch
+and diffusers: SD-Turbo (or SDXL-Turbo, or an LCM-distilled SD 1.5) in one to
+four steps, each frame img2img of the last one in latent space, a slow camera
+move so the world travels, the prompt eased over by slerp between cached
+embeddings, stream batch, the similarity filter, torch.compile and CUDA
+graphs behind switches, and an optional safety check that holds the last safe
+frame. This module owns the world's side (steering, motion, safety, frames);
+`stream_engine` owns the tensors.
+
+The frames are `resolution` big (512x512 by default), whatever the broadcast
+size: the compositor scales them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from .base import Ambience, Frame, World, WorldError, WorldSpec
+from .stream_engine import Conditioning, StreamEngine
+from .stream_models import StreamModels, load_models
+from .stream_ops import ease_out, motion_theta, slerp
+from .stream_settings import Motion, StreamWorldSettings, parse_stream_settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StreamWorld", "StreamWorldSettings", "Motion", "StreamModels", "create_world", "parse_stream_settings"]
+
+NO_CUDA = (
+    "No CUDA GPU is available for the stream world; run with --world sketch, "
+    "or with --device cpu for a slow preview."
+)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise WorldError("The mps device is not available on this machine; use --world sketch or --device cpu.")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise WorldError(NO_CUDA)
+    device = torch.device("cuda" if name == "auto" else name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise WorldError(f"There is no GPU {name}; this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
+
+
+class StreamWorld(World):
+    name = "stream"
+
+    def __init__(
+        self,
+        models: StreamModels,
+        settings: StreamWorldSettings | None = None,
+        *,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.models = models
+        self.settings = settings or StreamWorldSettings()
+        self.device = resolve_device(self.settings.device) if device is None else torch.device(device)
+        self.dtype = resolve_dtype(self.settings.dtype, self.device)
+        self.engine: StreamEngine | None = None
+        self._motion_lock = threading.Lock()
+        self._motion = self.settings.motion
+        self._theta_cache: tuple[tuple, torch.Tensor | None] | None = None
+        self.stats = {"frames": 0, "skipped": 0, "flagged": 0, "reanchored": 0}
+
+    @classmethod
+    def from_settings(
+        cls,
+        table: dict | StreamWorldSettings | None = None,
+        *,
+        offline: bool | None = None,
+        device: str | None = None,
+    ) -> "StreamWorld":
+        """Load real weights (a hub id or a local folder) for the `[world.stream]` table."""
+        settings = table if isinstance(table, StreamWorldSettings) else parse_stream_settings(table)
+        changes = {k: v for k, v in {"offline": offline, "device": device}.items() if v is not None}
+        settings = settings.model_copy(update=changes)
+        dev = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, dev)
+        if dev.type == "cpu":
+            log.warning("the stream world runs on the CPU: a slow preview, seconds per frame")
+        models = load_models(
+            settings.model,
+            settings.vae,
+            device=dev,
+            dtype=dtype,
+            offline=settings.offline,
+            cache_dir=settings.cache_dir,
+            safety_model=settings.safety_model if settings.safety_check_every else None,
+        )
+        return cls(models, settings, device=dev)
+
+    # -- the World interface ------------------------------------------------------
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self.settings.size
+
+    def start(self, spec: WorldSpec, size: tuple[int, int], fps: float, seed: int = 0) -> None:
+        s = self.settings
+        if s.safety_check_every and self.models.safety_checker is None:
+            raise WorldError("safety_check_every is set but no safety checker was loaded.")
+        preset_motion = (spec.extra.get("stream") or {}).get("motion")
+        if preset_motion is not None:
+            try:
+                self._motion = Motion.model_validate(preset_motion)
+            except ValidationError as e:
+                raise WorldError(f"The world {spec.name!r} has a bad [stream.motion] table ({e.errors()[0]['msg']}).") from None
+        self.fps = float(fps)
+        self.spec = spec
+        prompt = f"{spec.beats[0]}, {spec.style}" if spec.style else spec.beats[0]
+        self.engine = StreamEngine(self.models, s, device=self.device, dtype=self.dtype)
+        self.engine.prepare(prompt, seed)
+        self._current = self.engine.encode_prompt(prompt)
+        self._from = self._to = self._current
+        self._step, self._steps = 0, 0  # progress of the prompt transition
+        self._index = 0
+        self._on_air_generation = 0
+        self._last_image: np.ndarray | None = None
+        self._last_safe: np.ndarray | None = None
+        self._holding = False
+
+    @torch.inference_mode()
+    def render(self) -> Frame:
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("StreamWorld.render() before start()")
+        s = self.settings
+        # 1. a new direction: its embedding (cached), and a transition from wherever we are now
+        pending = self.take_pending()
+        if pending is not None:
+            self._from, self._to = self._current, engine.encode_prompt(pending.direction.styled)
+            self._steps = s.transition_frames or max(1, round(pending.transition_s * self.fps))
+            self._step = 0
+            self._on_air_generation = pending.generation
+            self.direction = pending.direction
+        # 2. one step along the transition: front-loaded, so the change shows at once
+        transitioning = self._step < self._steps
+        if transitioning:
+            self._step += 1
+            self._current = self._blend(ease_out(self._step / self._steps))
+            engine.set_conditioning(self._current)
+        # 3. now and then, pull the picture back toward a fresh one so hours never turn to mush
+        if s.reanchor_every and self._index and self._index % s.reanchor_every == 0:
+            engine.reanchor(s.reanchor_strength)
+            self.stats["reanchored"] += 1
+        # 4. the camera move, then the model (which may skip a frame whose input hardly changed)
+        out = engine.step(self._theta(self._index), allow_skip=not transitioning)
+        if out is None and self._last_image is not None:
+            image = self._last_image.copy()
+            self.stats["skipped"] += 1
+        else:
+            image = (out if out is not None else engine.frame).to("cpu", copy=True).numpy()
+        self._last_image = image
+        # 5. safety on air: a flagged frame is never shown
+        image = self._screen(image)
+        frame = Frame(image=image, index=self._index, generation=self._on_air_generation)
+        self._index += 1
+        self.stats["frames"] += 1
+        return frame
+
+    def ambience(self) -> Ambience:
+        image = self._last_image
+        if image is None:
+            return Ambience()
+        small = image[::16, ::16].astype(np.float32) / 255.0
+        r, g, b = small[..., 0].mean(), small[..., 1].mean(), small[..., 2].mean()
+        brightness = float(0.299 * r + 0.587 * g + 0.114 * b)
+        warmth = float(np.clip(0.5 + (r - b), 0.0, 1.0))
+        tension = float(np.clip(small.std() * 2, 0.0, 1.0))
+        return Ambience(brightness=brightness, warmth=warmth, tension=tension)
+
+    def close(self) -> None:
+        if self.engine is None:
+            return
+        self.engine = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- steering the camera (any thread) ---------------------------------------------
+    def set_motion(self, motion: Motion | dict) -> None:
+        """The director (or the console) changes the camera move; applies from the next frame."""
+        motion = motion if isinstance(motion, Motion) else Motion.model_validate(motion)
+        with self._motion_lock:
+            self._motion = motion
+
+    @property
+    def motion(self) -> Motion:
+        with self._motion_lock:
+            return self._motion
+
+    # -- helpers ------------------------------------------------------------------------
+    def _blend(self, t: float) -> Conditioning:
+        a, b = self._from, self._to
+        pooled = None if a.pooled is None else slerp(a.pooled, b.pooled, t)
+        return Conditioning(slerp(a.embeds, b.embeds, t), pooled)
+
+    def _theta(self, index: int) -> torch.Tensor | None:
+        m = self.motion
+        pan_x, pan_y = m.pan_x, m.pan_y
+        if m.drift:  # a slow wander: a Lissajous path, so it never simply repeats
+            phase = 2 * math.pi * index / m.drift_period_frames
+            pan_x += m.drift * math.sin(phase)
+            pan_y += 0.5 * m.drift * math.sin(1.618 * phase)
+        w, h = self.settings.size
+        key = (pan_x, pan_y, m.zoom, m.rotate_deg)
+        if self._theta_cache is not None and self._theta_cache[0] == key:
+            return self._theta_cache[1]
+        rows = motion_theta(pan_x, pan_y, m.zoom, m.rotate_deg, aspect=w / h)
+        theta = None if rows is None else torch.tensor([rows], dtype=torch.float32, device=self.device)
+        self._theta_cache = (key, theta)
+        return theta
+
+    def _screen(self, image: np.ndarray) -> np.ndarray:
+        every = self.settings.safety_check_every
+        checker = self.models.safety_checker
+        if not every or checker is None:
+            return image
+        if self._index % every == 0:
+            if checker(image):
+                self.stats["flagged"] += 1
+                log.warning("frame %d was flagged by the safety check; holding the last safe frame", self._index)
+                self._holding = True
+                self.engine.reanchor(1.0)  # move the world away from what was flagged
+            else:
+                self._holding = False
+                self._last_safe = image
+        if self._holding:
+            if self._last_safe is None:
+                return np.zeros_like(image)
+            return self._last_safe.copy()
+        return image
+
+
+def create_world(table: dict | None, *, offline: bool | None = None, device: str | None = None) -> StreamWorld:
+    """What app.py calls for `--world stream`: the `[world.stream]` table in, a loaded world out."""
+    return StreamWorld.from_settings(table, offline=offline, device=device)

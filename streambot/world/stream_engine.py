@@ -1,0 +1,353 @@
+"""The stream world's core: StreamDiffusion's techniques on current diffusers.
+
+`prepare()` once, `step()` per frame, `set_conditioning()` cheap. Each frame is
+img2img of the previous one, in latent space: the last clean latent is moved by
+the camera, noised to the first timestep of `t_index_list`, denoised (all the
+steps of consecutive frames in one UNet call, the "stream batch"), and decoded
+by the tiny VAE. Everything a CUDA graph needs is a static buffer, so the whole
+denoise-and-decode can be captured once and replayed.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from .base import WorldError
+from .stream_models import StreamModels, not_enough_memory_message, needed_gib
+from .stream_ops import SimilarityFilter, guidance_embedding, match_stats, warp
+from .stream_settings import StreamWorldSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """One prompt, encoded: the UNet's cross-attention input (+ SDXL's pooled text)."""
+
+    embeds: torch.Tensor  # (1, tokens, dim)
+    pooled: torch.Tensor | None = None  # (1, dim), SDXL only
+
+
+def schedule_timesteps(num_train_timesteps: int, num_inference_steps: int) -> list[int]:
+    """The LCM-style schedule StreamDiffusion indexes into: 999, 979, ..., 19 for 1000/50."""
+    c = num_train_timesteps // num_inference_steps
+    return [num_inference_steps * c - 1 - i * c for i in range(num_inference_steps)]
+
+
+def boundary_scalings(t: torch.Tensor, sigma_data: float = 0.5, scaling: float = 10.0):
+    """Consistency-model boundary condition (c_skip, c_out); ~(0, 1) except at the cleanest steps."""
+    st = t.double() * scaling
+    c_skip = sigma_data**2 / (st**2 + sigma_data**2)
+    c_out = st / (st**2 + sigma_data**2) ** 0.5
+    return c_skip, c_out
+
+
+def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """To the device and precision, casting only when needed (diffusers warns on every cast)."""
+    module.eval().requires_grad_(False)
+    param = next(module.parameters())
+    if param.device != device:
+        module.to(device)
+    if param.dtype != dtype:
+        module.to(dtype)
+
+
+class StreamEngine:
+    def __init__(
+        self, models: StreamModels, settings: StreamWorldSettings, *, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        self.models = models
+        self.settings = settings
+        self.device = device
+        self.dtype = dtype
+        self.width, self.height = settings.size
+        vae_cfg, unet_cfg = models.vae.config, models.unet.config
+        self.vae_scale = 2 ** (len(vae_cfg.block_out_channels) - 1)
+        self.vae_scaling = float(getattr(vae_cfg, "scaling_factor", 1.0))
+        unet_factor = 2 ** (len(unet_cfg.block_out_channels) - 1)
+        if (self.width // self.vae_scale) % unet_factor or (self.height // self.vae_scale) % unet_factor:
+            step = self.vae_scale * unet_factor
+            raise WorldError(
+                f"The resolution {self.width}x{self.height} does not fit this model; "
+                f"use multiples of {step}, such as 512x512."
+            )
+        self.latent_shape = (1, unet_cfg.in_channels, self.height // self.vae_scale, self.width // self.vae_scale)
+        self.k = len(settings.timestep_indices)
+        self.batch = self.k if settings.stream_batch else 1
+        self.prediction_type = getattr(models.scheduler.config, "prediction_type", "epsilon")
+        self._cache: OrderedDict[str, Conditioning] = OrderedDict()
+        self.filter = (
+            SimilarityFilter(settings.similarity_threshold, settings.similarity_max_skip)
+            if settings.similarity_filter
+            else None
+        )
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self.active: dict[str, bool] = {}  # which speed switches really took effect
+        self.unet_calls = 0  # for tests and figures
+        self._prepared = False
+
+    # -- once ------------------------------------------------------------------
+    @torch.inference_mode()
+    def prepare(self, prompt: str, seed: int) -> None:
+        """Move the models, build the schedule and buffers, render the first picture."""
+        try:
+            self._prepare(prompt, seed)
+        except torch.cuda.OutOfMemoryError:
+            raise WorldError(
+                not_enough_memory_message(self.models.name, needed_gib(self.models.name, self.dtype), None)
+            ) from None
+
+    def _prepare(self, prompt: str, seed: int) -> None:
+        s, m, dev, dt = self.settings, self.models, self.device, self.dtype
+        # 1. models on the device, in the working precision and memory layout
+        for module in (m.unet, m.vae, m.text_encoder, m.text_encoder_2):
+            if module is not None:
+                _move(module, dev, dt)
+        channels_last = s.channels_last and dev.type == "cuda"
+        if channels_last:
+            m.unet.to(memory_format=torch.channels_last)
+            m.vae.to(memory_format=torch.channels_last)
+        self.active["channels_last"] = channels_last
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes never change, so tune convs once
+            torch.backends.cuda.matmul.allow_tf32 = True
+
+        # 2. the noise schedule at the chosen steps
+        train_steps = int(m.scheduler.config.num_train_timesteps)
+        schedule = schedule_timesteps(train_steps, s.num_inference_steps)
+        ts = [schedule[i] for i in s.timestep_indices]
+        acp = m.scheduler.alphas_cumprod.to(torch.float64)
+        t = torch.tensor(ts + [train_steps - 1], dtype=torch.long)  # the last one is txt2img's
+        c_skip, c_out = boundary_scalings(t)
+
+        def col(v: torch.Tensor) -> torch.Tensor:
+            return v.to(device=dev, dtype=dt).view(-1, 1, 1, 1)
+
+        self.timesteps = t[:-1].to(dev)
+        self.alpha, self.beta = col(acp[t[:-1]].sqrt()), col((1 - acp[t[:-1]]).sqrt())
+        self.c_skip, self.c_out = col(c_skip[:-1]), col(c_out[:-1])
+        self.t_full = t[-1:].to(dev)
+        self.full = tuple(col(v[-1:]) for v in (acp[t].sqrt(), (1 - acp[t]).sqrt(), c_skip, c_out))
+
+        # 3. static buffers: what a CUDA graph reads and writes
+        self.gen = torch.Generator(device=dev).manual_seed(seed)
+        self.noise = torch.randn((self.k, *self.latent_shape[1:]), generator=self.gen, device=dev, dtype=dt)
+        self.x_in = torch.zeros(self.latent_shape, device=dev, dtype=dt)
+        self.x_out = torch.zeros_like(self.x_in)
+        self.buffer = torch.zeros((self.k - 1, *self.latent_shape[1:]), device=dev, dtype=dt)
+        self.image = torch.zeros((1, 3, self.height, self.width), device=dev, dtype=dt)
+        self.frame = torch.zeros((self.height, self.width, 3), device=dev, dtype=torch.uint8)
+        cond = self.encode_prompt(prompt)
+        self.embeds = torch.zeros((self.batch, *cond.embeds.shape[1:]), device=dev, dtype=dt)
+        self.added: dict[str, torch.Tensor] = {}
+        if m.is_sdxl:
+            size = [self.height, self.width, 0, 0, self.height, self.width]  # original, crop, target
+            self.added = {
+                "text_embeds": torch.zeros((self.batch, cond.pooled.shape[-1]), device=dev, dtype=dt),
+                "time_ids": torch.tensor([size] * self.batch, device=dev, dtype=dt),
+            }
+        proj = getattr(m.unet.config, "time_cond_proj_dim", None)
+        self.timestep_cond = None
+        if proj:
+            w = guidance_embedding(s.lcm_guidance, proj, device=dev, dtype=dt)
+            self.timestep_cond = w.expand(self.batch, -1).contiguous()
+        self.set_conditioning(cond)
+
+        # 4. the callables, compiled when asked
+        self._unet_fn = m.unet
+        self._decode_fn = self._decode_latents
+        self.active["compile"] = False
+        if s.compile:
+            try:
+                self._unet_fn = torch.compile(m.unet, dynamic=False)
+                self._decode_fn = torch.compile(self._decode_latents, dynamic=False)
+                self.active["compile"] = True
+            except Exception as e:  # a missing compiler toolchain must not stop the show
+                log.warning("torch.compile is not available here (%s); running eagerly", e)
+
+        # 5. the first picture: txt2img, then the stream-batch buffer filled from it
+        self._start_state()
+        if self.active["compile"] or s.cuda_graphs:
+            self._warm_up()
+        self.active["cuda_graphs"] = False
+        if s.cuda_graphs and dev.type == "cuda":
+            self._capture()
+        self._start_state()  # warm-up frames must not change what the seed shows
+        self.active["stream_batch"] = s.stream_batch and self.k > 1
+        self.active["similarity_filter"] = self.filter is not None
+        self._prepared = True
+
+    def _start_state(self) -> None:
+        self.gen.manual_seed(self.gen.initial_seed())
+        self.noise.copy_(torch.randn(self.noise.shape, generator=self.gen, device=self.device, dtype=self.dtype))
+        self.x_out.copy_(self.txt2img())
+        if self.k > 1:
+            self.buffer.copy_(self.alpha[1:] * self.x_out + self.beta[1:] * self.noise[1:])
+        self._decode_into(self.x_out)
+        if self.filter is not None:
+            self.filter.reset()
+
+    def _warm_up(self, frames: int = 3) -> None:
+        """Compile (and let cuDNN pick kernels) before anything is timed or captured."""
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for _ in range(frames):
+                    self._denoise_decode()
+                self.txt2img()
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+        else:
+            for _ in range(frames):
+                self._denoise_decode()
+            self.txt2img()
+
+    def _capture(self) -> None:
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._denoise_decode()
+        except Exception as e:  # fall back to eager; the benchmark reports what took effect
+            log.warning("CUDA graph capture failed (%s); running without CUDA graphs", e)
+            torch.cuda.synchronize(self.device)
+            return
+        self._graph = graph
+        self.active["cuda_graphs"] = True
+
+    # -- cheap, any time between frames -----------------------------------------
+    @torch.inference_mode()
+    def encode_prompt(self, prompt: str) -> Conditioning:
+        """A prompt's embedding, computed once and cached (an LRU of recent prompts)."""
+        hit = self._cache.get(prompt)
+        if hit is not None:
+            self._cache.move_to_end(prompt)
+            return hit
+        m = self.models
+        ids = self._token_ids(m.tokenizer, m.text_encoder, prompt)
+        if not m.is_sdxl:
+            cond = Conditioning(m.text_encoder(ids, return_dict=True).last_hidden_state)
+        else:  # SDXL: both encoders' penultimate layers side by side, and the second one's pooled text
+            h1 = m.text_encoder(ids, output_hidden_states=True, return_dict=True).hidden_states[-2]
+            ids2 = self._token_ids(m.tokenizer_2, m.text_encoder_2, prompt)
+            out2 = m.text_encoder_2(ids2, output_hidden_states=True, return_dict=True)
+            cond = Conditioning(torch.cat([h1, out2.hidden_states[-2]], dim=-1), out2.text_embeds)
+        self._cache[prompt] = cond
+        while len(self._cache) > self.settings.prompt_cache_size:
+            self._cache.popitem(last=False)
+        return cond
+
+    def _token_ids(self, tokenizer, encoder, prompt: str) -> torch.Tensor:
+        length = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
+        ids = tokenizer(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        return ids.input_ids.to(self.device)
+
+    @torch.inference_mode()
+    def set_conditioning(self, cond: Conditioning) -> None:
+        """Copy a (possibly interpolated) conditioning into the static buffers."""
+        self.embeds.copy_(cond.embeds.expand(self.batch, -1, -1))
+        if self.added and cond.pooled is not None:
+            self.added["text_embeds"].copy_(cond.pooled.expand(self.batch, -1))
+
+    # -- per frame ---------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, theta: torch.Tensor | None = None, *, allow_skip: bool = True) -> torch.Tensor | None:
+        """One frame: the (H, W, 3) uint8 picture on the device, or None if the filter skipped it.
+
+        `theta` is this frame's camera move as an affine (1, 2, 3) sampling matrix;
+        `allow_skip` is False while the conditioning changes under a still input.
+        """
+        # 1. the input: the last clean picture, moved by the camera
+        if self.settings.feedback == "latent":
+            x = self.x_out if theta is None else warp(self.x_out, theta)
+        else:  # pixel feedback: move the decoded picture, encode it again
+            image = self.image if theta is None else warp(self.image, theta)
+            x = self._encode(image)
+        # 2. nothing moved: keep the picture and spare the GPU
+        if self.filter is not None and allow_skip and self.filter(x):
+            return None
+        self.x_in.copy_(x)
+        if self.settings.noise == "fresh":
+            self.noise.copy_(torch.randn(self.noise.shape, generator=self.gen, device=self.device, dtype=self.dtype))
+        # 3. denoise and decode, replayed from the CUDA graph when captured
+        self.unet_calls += 1 if (self.settings.stream_batch or self.k == 1) else self.k
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self._denoise_decode()
+        return self.frame
+
+    def _denoise_decode(self) -> None:
+        """Reads x_in, noise, buffer, embeds; writes buffer, x_out, image, frame (all static)."""
+        x_t = self.alpha[:1] * self.x_in + self.beta[:1] * self.noise[:1]
+        if self.k == 1:
+            x0 = self._x0(self._unet(x_t, self.timesteps, 1), x_t, slice(0, 1))
+        elif self.settings.stream_batch:
+            # every step of k consecutive frames in one call; frame n finishes k-1 frames later
+            x_batch = torch.cat([x_t, self.buffer])
+            x0_batch = self._x0(self._unet(x_batch, self.timesteps, self.k), x_batch, slice(None))
+            self.buffer.copy_(self.alpha[1:] * x0_batch[:-1] + self.beta[1:] * self.noise[1:])
+            x0 = x0_batch[-1:]
+        else:
+            for i in range(self.k):
+                x0 = self._x0(self._unet(x_t, self.timesteps[i : i + 1], 1), x_t, slice(i, i + 1))
+                if i + 1 < self.k:
+                    x_t = self.alpha[i + 1 : i + 2] * x0 + self.beta[i + 1 : i + 2] * self.noise[i + 1 : i + 2]
+        self.x_out.copy_(x0)
+        self._decode_into(x0)
+
+    def _unet(self, x: torch.Tensor, t: torch.Tensor, batch: int) -> torch.Tensor:
+        kwargs = {}
+        if self.added:
+            kwargs["added_cond_kwargs"] = {k: v[:batch] for k, v in self.added.items()}
+        if self.timestep_cond is not None:
+            kwargs["timestep_cond"] = self.timestep_cond[:batch]
+        return self._unet_fn(x, t, encoder_hidden_states=self.embeds[:batch], return_dict=False, **kwargs)[0]
+
+    def _x0(self, pred, x_t, idx, coeffs=None) -> torch.Tensor:
+        alpha, beta, c_skip, c_out = coeffs or (self.alpha[idx], self.beta[idx], self.c_skip[idx], self.c_out[idx])
+        if self.prediction_type == "v_prediction":
+            f = alpha * x_t - beta * pred
+        elif self.prediction_type == "sample":
+            f = pred
+        else:
+            f = (x_t - beta * pred) / alpha
+        return c_out * f + c_skip * x_t
+
+    def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.models.vae.decode(latents / self.vae_scaling, return_dict=False)[0]
+
+    def _decode_into(self, latents: torch.Tensor) -> None:
+        image = self._decode_fn(latents)
+        self.image.copy_(image)
+        pixels = ((image[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        self.frame.copy_(pixels.permute(1, 2, 0))
+
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        out = self.models.vae.encode(image, return_dict=False)[0]
+        latents = out if torch.is_tensor(out) else out.mode()  # AutoencoderTiny vs AutoencoderKL
+        return latents * self.vae_scaling
+
+    # -- the long run ----------------------------------------------------------------
+    def txt2img(self) -> torch.Tensor:
+        """A fresh picture of the current prompt from pure noise, one step (batch of one)."""
+        self.unet_calls += 1
+        noise = torch.randn(self.latent_shape, generator=self.gen, device=self.device, dtype=self.dtype)
+        return self._x0(self._unet(noise, self.t_full, 1), noise, None, coeffs=self.full)
+
+    @torch.inference_mode()
+    def reanchor(self, strength: float) -> None:
+        """Pull the fed-back picture toward a fresh one of the same prompt, so hours never drift into mush.
+
+        Its colour statistics are reset to the fresh picture's, and `strength` of
+        the fresh picture is blended in; 1.0 replaces the picture outright.
+        """
+        anchor = self.txt2img()
+        x = match_stats(self.x_out, anchor)
+        self.x_out.copy_(torch.lerp(x, anchor, strength))
+        if self.settings.feedback == "pixel":
+            self._decode_into(self.x_out)
+        if self.filter is not None:
+            self.filter.reset()

@@ -1,0 +1,410 @@
+"""The stream world on tiny random-weight models: the real diffusers code path, on a CPU.
+
+No weights, no network: UNet2DConditionModel, AutoencoderTiny and a CLIP text
+model are built from small configs, with a tokenizer over a hand-written
+vocabulary.
+"""
+from __future__ import annotations
+
+import gc
+import re
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from streambot.config import ConfigError
+from streambot.world.base import Direction, WorldError, WorldSpec
+from streambot.world.stream import NO_CUDA, Motion, StreamWorld, StreamWorldSettings, create_world
+from streambot.world.stream_models import check_gpu_memory, random_models
+from streambot.world.stream_ops import SimilarityFilter, ease_out, slerp
+from streambot.world.stream_settings import parse_stream_settings
+
+SPEC = WorldSpec(
+    name="meadow",
+    title="Endless Valley",
+    description="A wide green valley.",
+    style="painterly landscape, soft light",
+    beats=("morning mist lifts off the river", "a flock of birds crosses the valley"),
+)
+
+
+def one_sentence(text: str) -> bool:
+    return "\n" not in text and text.endswith(".") and len(re.findall(r"[.!?](\s|$)", text)) == 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return random_models("tiny", tokenizer_dir=tmp_path_factory.mktemp("tok"), seed=0)
+
+
+def make_world(models, **kw) -> StreamWorld:
+    kw.setdefault("resolution", "64x64")
+    kw.setdefault("device", "cpu")
+    return StreamWorld(models, StreamWorldSettings(**kw))
+
+
+def started(models, seed=0, fps=30, spec=SPEC, **kw) -> StreamWorld:
+    world = make_world(models, **kw)
+    world.start(spec, (1280, 720), fps, seed=seed)
+    return world
+
+
+# -- frames -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(steps=1),
+        dict(steps=2, stream_batch=True),
+        dict(steps=3, stream_batch=False),
+        dict(steps=2, feedback="pixel", noise="fresh"),
+        dict(resolution="96x64", motion=Motion(pan_x=0.01, zoom=1.01, rotate_deg=1, drift=0.005)),
+    ],
+    ids=["1step", "2step-batch", "3step-sequential", "pixel-feedback", "wide-moving"],
+)
+def test_frames_come_out_continuously(models, kw):
+    world = started(models, **kw)
+    w, h = world.frame_size
+    last = None
+    for i in range(12):
+        frame = world.render()
+        assert frame.image.shape == (h, w, 3) and frame.image.dtype == np.uint8
+        assert frame.index == i and frame.generation == 0
+        assert frame.image.flags.c_contiguous
+        if last is not None:
+            assert frame.image is not last  # each frame owns its pixels
+        last = frame.image
+    assert world.stats["frames"] == 12
+    world.close()
+    world.close()  # safe twice
+
+
+def test_frames_are_not_overwritten_by_later_frames(models):
+    world = started(models, steps=1, motion=Motion(pan_x=0.02))
+    first = world.render()
+    kept = first.image.copy()
+    for _ in range(3):
+        world.render()
+    assert np.array_equal(first.image, kept)
+
+
+def test_stream_batch_runs_one_unet_call_per_frame(models):
+    batched = started(models, steps=3, stream_batch=True)
+    sequential = started(models, steps=3, stream_batch=False)
+    b0, s0 = batched.engine.unet_calls, sequential.engine.unet_calls
+    for _ in range(5):
+        batched.render()
+        sequential.render()
+    assert batched.engine.unet_calls - b0 == 5
+    assert sequential.engine.unet_calls - s0 == 15
+
+
+def test_sdxl_and_lcm_unets_run(tmp_path):
+    sdxl = random_models("tiny", sdxl=True, tokenizer_dir=tmp_path / "a")
+    world = started(sdxl, steps=2)
+    assert world.engine.added["text_embeds"].shape == (2, 32)
+    world.steer(Direction("rain", "rain, painterly"))
+    for _ in range(3):
+        assert world.render().image.shape == (64, 64, 3)
+    lcm = random_models("tiny", time_cond_proj_dim=16, tokenizer_dir=tmp_path / "b")
+    world = started(lcm, steps=2)
+    assert world.engine.timestep_cond.shape == (2, 16)
+    assert world.render().image.shape == (64, 64, 3)
+
+
+# -- steering -------------------------------------------------------------------------
+
+def test_steer_slerps_through_intermediate_embeddings(models):
+    world = started(models, steps=1)
+    old = world.engine.embeds[0].clone()
+    new = world.engine.encode_prompt("storm clouds, painterly landscape, soft light").embeds[0]
+    gen = world.steer(Direction("storm clouds", "storm clouds, painterly landscape, soft light"), 1.0)
+    seen, gens = [], []
+    for _ in range(32):
+        frame = world.render()
+        gens.append(frame.generation)
+        seen.append(world.engine.embeds[0].clone())
+    assert gens == [gen] * 32
+    to_new = [float((e - new).norm()) for e in seen]
+    to_old = [float((e - old).norm()) for e in seen]
+    # 30 frames of transition at 30 fps: strictly closer to the new prompt each frame, then there
+    assert all(a > b for a, b in zip(to_new[:30], to_new[1:30]))
+    assert to_new[29] < 1e-4 and to_new[31] < 1e-4
+    # the frames in between are neither prompt
+    assert all(d > 1e-3 for d in to_new[:29]) and all(d > 1e-3 for d in to_old[:29])
+    # it shows at once: over half-way within 0.5 s at 30 fps
+    total = float((new - old).norm())
+    assert to_new[0] < total and to_new[14] < 0.5 * total
+    # slerp, not lerp: intermediate token vectors keep their length
+    mid = seen[10]
+    assert float(mid.norm(dim=-1).min()) > 0.9 * float(torch.minimum(old.norm(dim=-1), new.norm(dim=-1)).min())
+
+
+def test_a_steer_mid_transition_starts_from_where_it_is(models):
+    world = started(models, transition_frames=10)
+    world.steer(Direction("a", "fire"))
+    for _ in range(4):
+        world.render()
+    midway = world.engine.embeds[0].clone()
+    world.steer(Direction("b", "ice"))
+    world.render()
+    assert float((world.engine.embeds[0] - midway).norm()) < float((midway - world.engine.encode_prompt("fire").embeds[0]).norm()) + 1e-3
+    for _ in range(10):
+        world.render()
+    assert torch.allclose(world.engine.embeds[0], world.engine.encode_prompt("ice").embeds[0], atol=1e-5)
+
+
+def test_prompt_embeddings_are_cached_and_bounded(models):
+    world = started(models, prompt_cache_size=4)
+    calls = []
+    hook = world.models.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        for _ in range(3):
+            world.engine.encode_prompt("the same prompt")
+        assert len(calls) == 1
+        for i in range(10):
+            world.engine.encode_prompt(f"prompt {i}")
+        assert len(world.engine._cache) == 4
+    finally:
+        hook.remove()
+
+
+# -- determinism and the long run --------------------------------------------------------
+
+def run(models, seed, n=8, **kw):
+    world = started(models, seed=seed, steps=2, motion=Motion(pan_x=0.01, zoom=1.01), **kw)
+    frames = []
+    for i in range(n):
+        if i == 3:
+            world.steer(Direction("night", "night sky, painterly"), 0.1)
+        frames.append(world.render().image)
+    return frames
+
+
+def test_same_seed_same_frames(models):
+    a, b, c = run(models, 7), run(models, 7), run(models, 8)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_same_seed_same_frames_with_fresh_noise_and_reanchoring(models):
+    a = run(models, 3, noise="fresh", reanchor_every=3)
+    b = run(models, 3, noise="fresh", reanchor_every=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_500_frames_keep_memory_flat(models):
+    world = started(models, steps=2, motion=Motion(pan_x=0.01, zoom=1.005), reanchor_every=50, prompt_cache_size=8)
+    proc = psutil.Process()
+    for i in range(100):
+        world.render()
+    gc.collect()
+    before = proc.memory_info().rss
+    for i in range(400):
+        if i % 20 == 0:
+            world.steer(Direction(f"beat {i}", f"beat number {i}, painterly"), 0.2)
+        world.render()
+    gc.collect()
+    grown = proc.memory_info().rss - before
+    assert world.stats["frames"] == 500
+    assert len(world.engine._cache) <= 8
+    assert grown < 16 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB over 400 frames"
+
+
+def test_reanchoring_resets_drift(models):
+    world = started(models, steps=1, reanchor_every=10, reanchor_strength=0.5, motion=Motion())
+    for _ in range(10):
+        world.render()
+    drifted = float(world.engine.x_out.std())
+    world.render()  # frame 10 re-anchors before it renders
+    assert world.stats["reanchored"] == 1
+    assert float(world.engine.x_out.std()) < drifted
+
+
+# -- the similarity filter -------------------------------------------------------------------
+
+def test_similarity_filter_skips_identical_input_and_renders_changes():
+    f = SimilarityFilter(threshold=0.9, max_skip=5, seed=0)
+    x = torch.randn(1, 4, 8, 8)
+    assert f(x) is False  # nothing to compare with yet
+    assert [f(x) for _ in range(6)] == [True] * 5 + [False]  # max_skip forces a render
+    assert not any(f(torch.randn(1, 4, 8, 8)) for _ in range(20))  # unrelated input: never
+
+
+def test_world_skips_the_model_when_the_picture_is_still(models):
+    world = started(
+        models, steps=1, motion=Motion(), reanchor_every=0,
+        similarity_filter=True, similarity_threshold=0.5, similarity_max_skip=100,
+    )
+    frames = [world.render() for _ in range(20)]
+    assert world.stats["skipped"] >= 10
+    assert world.engine.unet_calls < world.stats["frames"] + 2  # +1 txt2img at start
+    assert np.array_equal(frames[-1].image, frames[-2].image)  # a skipped frame repeats the last
+    # a steer always renders: the conditioning changed even if the picture did not
+    skipped = world.stats["skipped"]
+    world.steer(Direction("x", "a different prompt"), transition_s=0.1)
+    world.render()
+    world.render()
+    assert world.stats["skipped"] == skipped
+
+
+def test_moving_camera_is_not_skipped(models):
+    world = started(
+        models, steps=1, motion=Motion(pan_x=0.05, rotate_deg=2), reanchor_every=0,
+        similarity_filter=True, similarity_threshold=0.999,
+    )
+    for _ in range(10):
+        world.render()
+    assert world.stats["skipped"] <= 2
+
+
+# -- motion and safety ------------------------------------------------------------------------
+
+def test_motion_from_the_preset_and_the_director(models):
+    spec = WorldSpec(**{**SPEC.__dict__, "extra": {"stream": {"motion": {"pan_x": 0.01}}}})
+    world = started(models, spec=spec, motion=Motion())
+    assert world.motion.pan_x == 0.01 and world._theta(0) is not None
+    world.set_motion({"zoom": 1.0})
+    assert world._theta(1) is None
+    world.set_motion(Motion(zoom=1.02))
+    frame = world.render()
+    assert frame.image.shape == (64, 64, 3)
+    bad = WorldSpec(**{**SPEC.__dict__, "extra": {"stream": {"motion": {"pan_x": 5}}}})
+    with pytest.raises(WorldError) as e:
+        make_world(models).start(bad, (64, 64), 30)
+    assert one_sentence(str(e.value))
+
+
+def test_safety_check_holds_the_last_safe_frame(models):
+    flagged_at = {4, 6}
+    checked = []
+
+    def checker(image):
+        checked.append(len(checked))
+        return checked[-1] * 2 in flagged_at  # checks happen on frames 0, 2, 4, ...
+
+    world = make_world(models, safety_check_every=2, motion=Motion(pan_x=0.02))
+    world.models = type(world.models)(**{**world.models.__dict__, "safety_checker": checker})
+    world.start(SPEC, (64, 64), 30)
+    shown = [world.render().image for _ in range(10)]
+    assert world.stats["flagged"] == 2
+    # frames 4..7 hold frame 2, the last that passed; frame 8 passes again
+    for i in (4, 5, 6, 7):
+        assert np.array_equal(shown[i], shown[2])
+    assert not np.array_equal(shown[8], shown[2])
+
+
+def test_safety_check_without_a_checker_is_an_error(models):
+    with pytest.raises(WorldError) as e:
+        started(models, safety_check_every=5)
+    assert one_sentence(str(e.value))
+
+
+# -- errors, one sentence each -----------------------------------------------------------------
+
+def test_no_cuda_device(monkeypatch, models):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(WorldError) as e:
+        StreamWorld(models, StreamWorldSettings(device="auto"))
+    assert str(e.value) == NO_CUDA and one_sentence(NO_CUDA)
+    assert "--world sketch" in NO_CUDA and "--device cpu" in NO_CUDA
+    with pytest.raises(WorldError):
+        create_world({"device": "cuda"})
+
+
+def test_not_enough_gpu_memory(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 2**30, 8 * 2**30))
+    with pytest.raises(WorldError) as e:
+        check_gpu_memory(torch.device("cuda"), "stabilityai/sdxl-turbo", torch.float16)
+    msg = str(e.value)
+    assert one_sentence(msg) and "9.0 GiB" in msg and "2.0 GiB" in msg and "sd-turbo" in msg
+
+
+def test_out_of_memory_while_preparing_names_the_size(monkeypatch, models):
+    world = make_world(models)
+
+    def boom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr("streambot.world.stream_engine.StreamEngine._prepare", boom)
+    with pytest.raises(WorldError) as e:
+        world.start(SPEC, (64, 64), 30)
+    assert one_sentence(str(e.value)) and "GiB" in str(e.value)
+
+
+def test_weights_missing_offline_say_where_they_were_looked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # belt and braces: this test never touches the network
+    with pytest.raises(WorldError) as e:
+        create_world({"model": "stabilityai/sd-turbo", "offline": True, "cache_dir": str(tmp_path), "device": "cpu"})
+    msg = str(e.value)
+    assert one_sentence(msg) and str(tmp_path) in msg and "stabilityai/sd-turbo" in msg and "--offline" in msg
+    with pytest.raises(WorldError) as e:
+        create_world({"model": str(tmp_path / "nowhere"), "device": "cpu"})
+    assert one_sentence(str(e.value)) and "nowhere" in str(e.value)
+
+
+def test_bad_settings_are_one_sentence():
+    for table in (
+        {"bogus": 1},
+        {"t_index_list": [60]},
+        {"resolution": "500x500"},
+        {"motion": {"zoom": 3}},
+        {"dtype": "float8"},
+    ):
+        with pytest.raises(ConfigError) as e:
+            parse_stream_settings(table)
+        assert one_sentence(str(e.value)), str(e.value)
+    assert parse_stream_settings({"steps": 2}).timestep_indices == [32, 45]
+
+
+def test_resolution_must_fit_the_model(models):
+    with pytest.raises(WorldError) as e:
+        started(models, resolution="72x64")
+    assert one_sentence(str(e.value))
+
+
+def test_loads_a_local_model_folder_offline(models, tmp_path):
+    """The real loading path (from_pretrained of every part) on a saved tiny model."""
+    folder = tmp_path / "tiny-turbo"
+    models.unet.save_pretrained(folder / "unet")
+    models.text_encoder.save_pretrained(folder / "text_encoder")
+    models.tokenizer.save_pretrained(folder / "tokenizer")
+    models.scheduler.save_pretrained(folder / "scheduler")
+    models.vae.save_pretrained(tmp_path / "tiny-taesd")
+    world = create_world(
+        {"model": str(folder), "vae": str(tmp_path / "tiny-taesd"), "resolution": "64x64", "offline": True},
+        device="cpu",
+    )
+    world.start(SPEC, (64, 64), 30, seed=1)
+    a = world.render().image
+    twin = StreamWorld(models, StreamWorldSettings(resolution="64x64", device="cpu"))
+    twin.start(SPEC, (64, 64), 30, seed=1)
+    assert np.array_equal(a, twin.render().image)
+
+
+def test_speed_switches_that_need_cuda_stay_off_on_cpu(models):
+    world = started(models, cuda_graphs=True, channels_last=True)
+    assert world.engine.active["cuda_graphs"] is False and world.engine.active["channels_last"] is False
+    assert world.render().image.shape == (64, 64, 3)
+
+
+# -- small helpers --------------------------------------------------------------------------------
+
+def test_slerp_endpoints_and_norms():
+    a, b = torch.randn(3, 16), torch.randn(3, 16) * 2
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5)
+    assert torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    mid = slerp(a, b, 0.5)
+    assert torch.allclose(mid.norm(dim=-1), (a.norm(dim=-1) + b.norm(dim=-1)) / 2, atol=1e-4)
+    assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-5)  # parallel: no NaN
+    assert ease_out(0) == 0 and ease_out(1) == 1 and ease_out(0.25) > 0.25
