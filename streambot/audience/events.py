@@ -1,0 +1,405 @@
+"""The audience's typed events and the hub every adapter pushes them into.
+
+Adapters (Twitch, Discord, the console's chat box, stdin) turn what their
+platform delivers into a `Viewer` and one of `ChatMessage`, `PromptEvent`,
+`VoteEvent`, `ModEvent`, and call `Audience.handle` on the asyncio loop.
+The hub runs moderation, hands what passes to the voting engine, records
+moderator and console actions in the timeline, and tells subscribers
+(adapters replying in chat, the overlay) when a round has ended.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .commands import HELP, MODERATOR_KINDS, parse
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..voting import RoundResult, Snapshot, VotingEngine, Winner
+    from .moderation import Moderation
+
+log = logging.getLogger(__name__)
+
+Platform = Literal["twitch", "discord", "local"]
+ROLES = ("broadcaster", "moderator", "subscriber", "vip", "viewer")
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    platform: str
+    name: str
+    roles: frozenset[str] = frozenset()
+    id: str = ""
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.platform}:{self.name.lower()}")
+
+    @property
+    def is_moderator(self) -> bool:
+        return "moderator" in self.roles or "broadcaster" in self.roles
+
+    def as_dict(self) -> dict:
+        return {"platform": self.platform, "name": self.name, "roles": sorted(self.roles), "id": self.id}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Viewer:
+        return cls(d["platform"], d["name"], frozenset(d.get("roles", ())), d.get("id", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A line of chat, commands and all; the hub parses it."""
+    viewer: Viewer
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptEvent:
+    viewer: Viewer
+    text: str
+    priority: bool = False  # a channel-point redemption
+
+
+@dataclass(frozen=True, slots=True)
+class VoteEvent:
+    viewer: Viewer
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModEvent:
+    viewer: Viewer
+    action: Literal["ban", "unban", "skip", "lock", "unlock"]
+    target: str = ""
+
+
+Event = ChatMessage | PromptEvent | VoteEvent | ModEvent
+
+ReplyKind = Literal[
+    "none", "new", "pooled", "voted", "unknown", "rejected", "blocked", "help", "now",
+    "done", "denied",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to tell the viewer, if the platform answers one by one (Discord).
+
+    `text` never repeats a blocked prompt. Twitch batches instead: see
+    `audience.twitch`.
+    """
+    kind: ReplyKind
+    text: str = ""
+    number: int | None = None
+
+
+NONE = Reply("none")
+
+
+class Audience:
+    """Moderation in front of the voting engine, for every adapter at once."""
+
+    def __init__(
+        self,
+        engine: VotingEngine,
+        moderation: Moderation,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.moderation = moderation
+        self.store = store
+        self.clock = clock
+        self.on_air_text: str | None = None
+        self.counts = {"messages": 0, "prompts": 0, "votes": 0, "blocked": 0, "dropped": 0}
+        self._subscribers: list[Callable[[RoundResult], Any]] = []
+        self._closed = asyncio.Event() if _has_loop() else None
+        if store is not None:
+            for key in store.bans():
+                moderation.bans.add(key)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Any,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        embeddings: bool = True,
+    ) -> Audience:
+        """Moderation and a voting engine built from `Settings` (voting, moderation)."""
+        from ..voting import VotingEngine
+        from .moderation import Moderation
+
+        embed = None
+        if embeddings and settings.voting.pool_embeddings:
+            from ..embeddings import get_embedder
+
+            embedder = get_embedder()
+            embed = embedder.encode if embedder is not None else None
+        engine = VotingEngine(
+            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed
+        )
+        return cls(engine, Moderation(settings.moderation), store=store, clock=clock)
+
+    # -- events in ---------------------------------------------------------------
+    def chat(self, platform: str, user: str, text: str, roles: tuple[str, ...] | frozenset[str] = (),
+             now: float | None = None) -> Reply:
+        """One line of chat from anywhere (the console's chat box, stdin)."""
+        return self.handle(ChatMessage(Viewer(platform, user, frozenset(roles)), text), now)
+
+    def handle(self, event: Event, now: float | None = None) -> Reply:
+        now = self.clock() if now is None else now
+        viewer = event.viewer
+        self.counts["messages"] += 1
+        if isinstance(event, ChatMessage):
+            self.moderation.seen(viewer, now)
+            cmd = parse(event.text)
+            if cmd is None:
+                return NONE
+            if cmd.kind == "prompt":
+                event = PromptEvent(viewer, cmd.text)
+            elif cmd.kind == "vote":
+                event = VoteEvent(viewer, cmd.number)
+            elif cmd.kind in MODERATOR_KINDS:
+                event = ModEvent(viewer, cmd.kind, cmd.text)  # type: ignore[arg-type]
+            elif cmd.kind == "help":
+                return Reply("help", HELP)
+            else:
+                return Reply("now", self.now_text(now))
+        if self.moderation.is_banned(viewer):
+            return NONE
+        if isinstance(event, VoteEvent):
+            return self._vote(event, now)
+        if isinstance(event, PromptEvent):
+            return self._prompt(event, now)
+        return self._mod(event, now)
+
+    def _vote(self, event: VoteEvent, now: float) -> Reply:
+        if self.moderation.is_new(event.viewer, now):
+            return Reply("rejected", "New here? Chat a little before voting.")
+        out = self.engine.vote(event.viewer, event.number, now)
+        if out.status in ("voted", "changed"):
+            self.counts["votes"] += 1
+            return Reply("voted", f"Voted for #{out.number}.", out.number)
+        if out.status == "anarchy":
+            return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
+        return Reply("unknown", f"There is no #{event.number} this round.")
+
+    def _prompt(self, event: PromptEvent, now: float) -> Reply:
+        verdict = self.moderation.check_prompt(event.viewer, event.text, now)
+        if not verdict.ok:
+            if verdict.reason == "blocked":
+                self.counts["blocked"] += 1
+                self.engine.note_blocked(now)
+                return Reply("blocked", "That prompt can't go on air.")
+            self.counts["dropped"] += 1
+            return Reply("rejected", _REJECTED.get(verdict.reason, "Not now."))
+        out = self.engine.submit(event.viewer, verdict.text, now, priority=event.priority)
+        if out.status in ("new", "pooled"):
+            self.counts["prompts"] += 1
+            if out.number is None:
+                return Reply(out.status, "Your idea waits for a moderator.")
+            verb = "is" if out.status == "new" else "joined"
+            return Reply(out.status, f"Your idea {verb} #{out.number}.", out.number)
+        if out.status == "queued":
+            self.counts["prompts"] += 1
+            return Reply("new", "Your idea goes on air next.")
+        self.counts["dropped"] += 1
+        return Reply("rejected", _REJECTED.get(out.status, "Not now."))
+
+    def _mod(self, event: ModEvent, now: float) -> Reply:
+        viewer = event.viewer
+        if not viewer.is_moderator:
+            return Reply("denied")
+        actor = f"{viewer.platform}:{viewer.name}"
+        if event.action == "ban":
+            if not event.target:
+                return Reply("rejected", "Usage: !ban user")
+            self.ban(event.target, actor=actor, platform=viewer.platform, now=now)
+        elif event.action == "unban":
+            self.unban(event.target, actor=actor, platform=viewer.platform, now=now)
+        elif event.action == "skip":
+            self.skip_round(actor=actor, now=now)
+        else:
+            self.lock(actor=actor, locked=event.action == "lock", now=now)
+        return Reply("done", f"Done: {event.action} {event.target}".strip())
+
+    # -- time and results ---------------------------------------------------------
+    def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]:
+        """Call `callback(result)` on the loop after every round; returns the unsubscriber."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def _publish(self, results: list[RoundResult]) -> None:
+        for result in results:
+            if self.store is not None:
+                self.store.record_round(result)
+            for cb in list(self._subscribers):
+                try:
+                    ret = cb(result)
+                    if inspect.isawaitable(ret):
+                        asyncio.ensure_future(ret)
+                except Exception:  # one adapter's bug must not stop the rounds
+                    log.exception("round subscriber failed")
+
+    def tick(self, now: float | None = None) -> Winner | None:
+        """Move the rounds on; the winner to put on air now, if any."""
+        now = self.clock() if now is None else now
+        results = self.engine.tick(now)
+        self._publish(results)
+        winners = [r.winner for r in results if r.winner is not None]
+        if winners:
+            self.on_air_text = winners[-1].text
+            return winners[-1]
+        return None
+
+    def aired(self, winner: Winner) -> None:
+        """The winner is on air now (for the timeline's chapters)."""
+        if self.store is not None:
+            self.store.mark_aired(winner.round, winner.text)
+
+    def note_on_air(self, entry: Any) -> None:
+        """A director listener: remembers what is on air for `!now` and the timeline."""
+        direction = getattr(entry, "direction", entry)
+        self.on_air_text = getattr(direction, "text", str(direction))
+        if self.store is not None:
+            self.store.record_on_air(
+                self.on_air_text, getattr(direction, "source", "audience"), getattr(direction, "user", None)
+            )
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        return self.engine.snapshot(self.clock() if now is None else now)
+
+    def now_text(self, now: float | None = None) -> str:
+        s = self.snapshot(now)
+        on = f"Now: {self.on_air_text}." if self.on_air_text else "The world is telling its own story."
+        if s.mode == "anarchy":
+            return f"{on} Anarchy mode: every !p goes on air."
+        return f"{on} Round {s.round}, {s.time_left:.0f}s left."
+
+    async def run(self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1,
+                  save_every_s: float = 1.0) -> None:
+        """Tick, pool near-duplicates in a worker thread, save the round; until `close()`."""
+        self._closed = asyncio.Event()
+        last_save = 0.0
+        while not self._closed.is_set():
+            try:
+                if any(r.pending for r in (self.engine.current, self.engine.closing) if r is not None):
+                    await asyncio.to_thread(self.engine.pool)
+                now = self.clock()
+                winner = self.tick(now)
+                if winner is not None:
+                    try:
+                        on_winner(winner)
+                        self.aired(winner)
+                    except Exception:
+                        log.exception("putting the winner on air failed")
+                if self.store is not None and now - last_save >= save_every_s:
+                    last_save = now
+                    self.store.save_state(self.engine.state(now))
+            except Exception:  # the show goes on whatever one tick did
+                log.exception("audience tick failed")
+            try:
+                await asyncio.wait_for(self._closed.wait(), interval)
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self._closed is not None:
+            self._closed.set()
+        if self.store is not None:
+            self.store.save_state(self.engine.state(self.clock()))
+
+    def resume(self, now: float | None = None) -> bool:
+        """Pick up the round saved before a restart; True when there was one."""
+        if self.store is None:
+            return False
+        state = self.store.load_state()
+        if not state:
+            return False
+        self.engine.restore(state, self.clock() if now is None else now)
+        log.info("resumed round %s with %d candidate(s)", state.get("round"), len(state.get("candidates", [])))
+        return True
+
+    # -- the console's (and moderators') actions ---------------------------------
+    def _log(self, actor: str, action: str, detail: str = "") -> None:
+        log.info("%s: %s %s", actor, action, detail)
+        if self.store is not None:
+            self.store.log_action(actor, action, detail)
+
+    def skip_round(self, *, actor: str, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self._publish(self.engine.skip(now))
+        self._log(actor, "skip")
+
+    def approve(self, candidate_id: int, *, actor: str) -> bool:
+        view = self.engine.approve(candidate_id, approved=True)
+        self._log(actor, "approve", f"#{candidate_id}")
+        return view is not None
+
+    def reject(self, candidate_id: int, *, actor: str) -> bool:
+        view = self.engine.approve(candidate_id, approved=False)
+        self._log(actor, "reject", f"#{candidate_id}")
+        return view is not None
+
+    def ban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
+        """Ban a viewer (on one platform, or everywhere); their votes this round go too."""
+        key = self.moderation.ban(user, platform)
+        name = key.split(":", 1)[1]
+        self.engine.remove_viewer(
+            lambda k: k.split(":", 1)[1] == name and (platform is None or k.startswith(platform + ":"))
+        )
+        if self.store is not None:
+            self.store.add_ban(key, actor)
+        self._log(actor, "ban", key)
+
+    def unban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
+        keys = self.moderation.unban(user, platform)
+        if not keys and platform:  # a console ban applies everywhere; a mod may lift it
+            keys = self.moderation.unban(user, None)
+        if self.store is not None:
+            for k in keys:
+                self.store.remove_ban(k)
+        self._log(actor, "unban", ",".join(keys) or user)
+
+    def lock(self, *, actor: str, locked: bool = True, now: float | None = None) -> None:
+        self.engine.set_locked(locked)
+        self._log(actor, "lock" if locked else "unlock")
+
+    def set_round_length(self, seconds: float, *, actor: str, now: float | None = None) -> None:
+        self.engine.set_round_length(seconds, self.clock() if now is None else now)
+        self._log(actor, "round_length", f"{seconds:g}s")
+
+    def set_mode(self, mode: str, *, actor: str, now: float | None = None) -> Winner | None:
+        """Switch mode; a round under way is decided at once (its winner is returned)."""
+        results = self.engine.set_mode(mode, self.clock() if now is None else now)  # type: ignore[arg-type]
+        self._publish(results)
+        self._log(actor, "mode", mode)
+        winners = [r.winner for r in results if r.winner is not None]
+        return winners[-1] if winners else None
+
+
+_REJECTED = {
+    "empty": "That prompt is empty.",
+    "rate_limited": "Slow down a little.",
+    "new_viewer": "New here? Chat a little before prompting.",
+    "locked": "Prompts are locked right now.",
+    "banned": "",
+}
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False

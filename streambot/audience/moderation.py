@@ -1,0 +1,426 @@
+"""Moderation: nothing bad goes on air.
+
+Every prompt passes `Moderation.check_prompt` before it can become a
+candidate: it is normalised (Unicode NFKC, control, zero-width and bidi
+characters removed, look-alike letters folded, URLs and @mentions dropped,
+whitespace collapsed, length capped), matched against the block lists after
+undoing the usual evasions (spacing, leetspeak, repeated letters, accents,
+homoglyphs), and rate-limited per viewer and overall. Blocked prompts are
+counted, logged without their text, and never echoed.
+
+Look-alike letters come from Unicode's confusables data as packaged by
+`confusable_homoglyphs`; everything else is the standard library.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from ..config import CONFIG_DIR, ConfigError, ModerationSettings
+from .events import Viewer
+
+log = logging.getLogger(__name__)
+
+MODERATION_DIR = CONFIG_DIR / "moderation"
+
+Reason = Literal["ok", "empty", "blocked", "banned", "rate_limited", "new_viewer"]
+
+# -- normalisation -------------------------------------------------------------
+
+_URL = re.compile(
+    r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S*"  # scheme:// or www.
+    r"|\b[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.(?:[a-z]{2,6})(?::\d+)?/\S*"  # host.tld/path
+    r"|\b[a-z0-9\-]{2,}(?:\.[a-z0-9\-]+)*\.(?:com|net|org|io|gg|tv|ly|me|co|xyz|ru|de|uk|app|dev|link|info|biz)\b",
+    re.IGNORECASE,
+)
+_MENTION = re.compile(r"(?<![\w@])@\w[\w.\-]*")
+_ASCII_CONTROLS = {i: " " for i in range(32)} | {127: " "}
+
+# Code points that draw nothing but are letters or symbols by category.
+_BLANKS = {0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x180E}
+MAX_MARKS = 2  # combining marks kept per letter: enough for any language, not for zalgo
+
+
+@lru_cache(maxsize=65536)
+def _char_kind(ch: str) -> int:
+    """0 keep, 1 drop, 2 whitespace, 3 combining mark."""
+    cp = ord(ch)
+    if cp in _BLANKS:
+        return 1
+    cat = unicodedata.category(ch)
+    if cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
+        return 2 if ch in "\t\n\r\x0b\x0c\x85" else 1
+    if cat in ("Zs", "Zl", "Zp"):
+        return 2
+    if cat in ("Mn", "Me"):
+        return 3
+    return 0
+
+
+@lru_cache(maxsize=65536)
+def fold_char(ch: str) -> str | None:
+    """The ASCII letter or digit a character is confusable with, if any."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    for glyph in confusables_data.get(ch, ()):
+        c = glyph["c"]
+        if c.isascii() and c.isalnum():
+            return c.lower()
+    return None
+
+
+def _is_latin_letter(ch: str) -> bool:
+    return ch.isalpha() and (ch.isascii() or 0xC0 <= ord(ch) < 0x250)
+
+
+def _fold_mixed_word(word: str) -> str:
+    """A word mixing Latin letters with look-alikes from other scripts
+    (a homograph trick) is folded to Latin; a word in one script is kept."""
+    if not any(_is_latin_letter(c) for c in word):
+        return word
+    out = []
+    changed = False
+    for c in word:
+        if not c.isascii() and not _is_latin_letter(c):
+            f = fold_char(c)
+            if f is not None:
+                out.append(f)
+                changed = True
+                continue
+        out.append(c)
+    return "".join(out) if changed else word
+
+
+def normalise(text: str, max_length: int = 200) -> str:
+    """The prompt as it may be shown: clean, folded, short, without links."""
+    text = text[: max_length * 8]  # bounds the cost of a 10,000-character message
+    if text.isascii():
+        text = text.translate(_ASCII_CONTROLS)
+    else:
+        text = unicodedata.normalize("NFKC", text)
+        out: list[str] = []
+        marks = 0
+        for ch in text:
+            kind = _char_kind(ch)
+            if kind == 0:
+                out.append(ch)
+                marks = 0
+            elif kind == 2:
+                out.append(" ")
+                marks = 0
+            elif kind == 3:
+                marks += 1
+                if marks <= MAX_MARKS and out and out[-1] != " ":
+                    out.append(ch)
+        text = " ".join(_fold_mixed_word(w) for w in "".join(out).split())
+    if "." in text or "/" in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _MENTION.sub(" ", text)
+    text = " ".join(text.split())
+    if len(text) > max_length:
+        text = text[:max_length].rstrip()
+    return text
+
+
+# -- matching ------------------------------------------------------------------
+
+_LEET = str.maketrans({
+    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "(": "c", "€": "e", "£": "l",
+})
+_NON_ALNUM = re.compile(r"[\W_]+")
+
+
+@lru_cache(maxsize=65536)
+def _skeleton_char(ch: str) -> str:
+    if ch.isascii():
+        return ch
+    base = unicodedata.normalize("NFD", ch)
+    base = "".join(c for c in base if not unicodedata.combining(c))
+    out = []
+    for c in base:
+        f = c if c.isascii() else fold_char(c)
+        out.append(f if f is not None else c)
+    return "".join(out)
+
+
+def skeleton(text: str) -> str:
+    """Lower-case, accents removed, every look-alike folded to ASCII."""
+    text = text.casefold()
+    if not text.isascii():
+        text = "".join(_skeleton_char(c) for c in text)
+    return text
+
+
+def squeeze(word: str) -> str:
+    """Repeated letters collapsed: 'fuuuck' and 'fuck' share 'fuck'."""
+    return "".join(k for k, _ in itertools.groupby(word))
+
+
+def _letters_pattern(word: str) -> re.Pattern[str]:
+    # Each run of a letter in the term must appear at least as often: 'ass'
+    # matches 'asss' but not 'as'; 'nigger' does not match 'niger'.
+    parts = [f"{re.escape(k)}{{{len(list(g))},}}" for k, g in itertools.groupby(word)]
+    return re.compile("".join(parts))
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _NON_ALNUM.split(text) if w]
+
+
+class BlockList:
+    """Terms from one or more lists, matched against evasions.
+
+    A line is a word or a phrase; `*word` also matches inside other words
+    ('*fuck' catches 'motherfucker'); `#` starts a comment.
+    """
+
+    def __init__(self, terms: Iterable[str] = ()) -> None:
+        self._words: dict[str, list[re.Pattern[str]]] = {}
+        self._phrases: set[str] = set()
+        self._spelled: dict[str, re.Pattern[str]] = {}  # phrases spelled out letter by letter
+        self._inside: dict[str, re.Pattern[str]] = {}
+        self.size = 0
+        for t in terms:
+            self.add(t)
+
+    def add(self, term: str) -> None:
+        term = term.split("#", 1)[0].strip()
+        inside = term.startswith("*")
+        words = _words(skeleton(term.lstrip("*")))
+        if not words:
+            return
+        self.size += 1
+        if len(words) > 1:
+            self._phrases.add(" ".join(squeeze(w) for w in words))
+            self._spelled[squeeze("".join(words))] = _letters_pattern("".join(words))
+        elif inside:
+            self._inside[squeeze(words[0])] = _letters_pattern(words[0])
+        else:
+            self._words.setdefault(squeeze(words[0]), []).append(_letters_pattern(words[0]))
+
+    @classmethod
+    def from_files(cls, paths: Iterable[Path], extra: Iterable[str] = ()) -> "BlockList":
+        bl = cls()
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        bl.add(line)
+            except FileNotFoundError:
+                raise ConfigError(f"{path}: the block list does not exist.") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{path}: the block list cannot be read ({e}).") from None
+        for t in extra:
+            bl.add(t)
+        return bl
+
+    def _token_hit(self, token: str) -> bool:
+        pats = self._words.get(squeeze(token))
+        return bool(pats) and any(p.fullmatch(token) for p in pats)
+
+    def _run_hit(self, run: list[str]) -> bool:
+        # Any stretch of the run may be the word: "s h i t a", "a f u c k".
+        for i in range(len(run) - 1):
+            for j in range(i + 2, min(len(run), i + 12) + 1):
+                if self._token_hit("".join(run[i:j])):
+                    return True
+        if self._spelled:
+            solid = "".join(run)
+            squeezed = squeeze(solid)
+            for w, pattern in self._spelled.items():
+                if w in squeezed and pattern.search(solid):
+                    return True
+        return False
+
+    def _hit(self, tokens: list[str]) -> bool:
+        for t in tokens:
+            if self._token_hit(t):
+                return True
+        # Spaced-out letters: "f u c k", "ni gg er".
+        run: list[str] = []
+        for t in itertools.chain(tokens, [""]):
+            if t and len(t) <= 2:
+                run.append(t)
+                continue
+            if len(run) > 1 and self._run_hit(run):
+                return True
+            run = []
+        if self._phrases and len(tokens) > 1:
+            joined = f" {' '.join(squeeze(t) for t in tokens)} "
+            if any(f" {p} " in joined for p in self._phrases):
+                return True
+        if self._inside:
+            solid = "".join(tokens)
+            squeezed = squeeze(solid)
+            for w, pattern in self._inside.items():
+                if w in squeezed and pattern.search(solid):
+                    return True
+        return False
+
+    def matches(self, text: str) -> bool:
+        """Whether text (already normalised) holds a blocked term."""
+        if not self.size:
+            return False
+        s = skeleton(text)
+        plain = _words(s)  # symbols as separators: "kill!" is "kill"
+        if self._hit(plain):
+            return True
+        leet = _words(s.translate(_LEET))  # symbols as letters: "sh!t", "a$$"
+        if leet != plain and self._hit(leet):
+            return True
+        if "1" in s or "|" in s:  # 1 and | read as l rather than i
+            alt = _words(s.replace("1", "l").replace("|", "l").translate(_LEET))
+            if self._hit(alt):
+                return True
+        return False
+
+
+def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) -> list[Path]:
+    paths = []
+    for name in settings.block_lists:
+        p = Path(os.path.expanduser(name))
+        paths.append(p if p.is_absolute() else base / p)
+    return paths
+
+
+# -- rate limits -----------------------------------------------------------------
+
+class RateLimiter:
+    """Token buckets per key, on whatever clock the caller passes in."""
+
+    def __init__(self, per_s: float, burst: int, *, max_keys: int = 100_000) -> None:
+        self.per_s = per_s
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + max(0.0, now - last) * self.per_s)
+
+    def check(self, key: str, now: float) -> bool:
+        """Whether `allow` would say yes, without spending anything."""
+        return self._tokens(key, now) >= 1.0
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens = self._tokens(key, now)
+        self._buckets.pop(key, None)
+        ok = tokens >= 1.0
+        if ok:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)  # most recent last, so the oldest go first
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return ok
+
+
+# -- the moderator ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    text: str  # the normalised prompt; empty unless ok
+    reason: Reason
+
+
+def _ban_key(name: str, platform: str | None) -> str:
+    return f"{platform or '*'}:{name.lstrip('@').lower()}"
+
+
+class Moderation:
+    """Normalisation, block lists, bans, rate limits and the new-viewer wait."""
+
+    def __init__(
+        self,
+        settings: ModerationSettings | None = None,
+        *,
+        block_list: BlockList | None = None,
+        bans: Iterable[str] = (),
+    ) -> None:
+        self.settings = settings or ModerationSettings()
+        if block_list is None:
+            block_list = BlockList.from_files(
+                block_list_paths(self.settings), self.settings.block_words
+            )
+        self.block_list = block_list
+        self.bans: set[str] = set(bans)
+        s = self.settings
+        self._viewer_limit = RateLimiter(s.viewer_prompts_per_min / 60.0, s.viewer_burst)
+        self._global_limit = RateLimiter(s.global_prompts_per_min / 60.0, s.global_burst)
+        self._first_seen: OrderedDict[str, float] = OrderedDict()
+        self.blocked_total = 0
+
+    # viewers
+    def seen(self, viewer: Viewer, now: float) -> None:
+        """Note that a viewer chatted (for the new-viewer wait)."""
+        if self.settings.new_viewer_wait_s > 0 and viewer.key not in self._first_seen:
+            self._first_seen[viewer.key] = now
+            if len(self._first_seen) > 500_000:
+                self._first_seen.popitem(last=False)
+
+    def is_new(self, viewer: Viewer, now: float) -> bool:
+        wait = self.settings.new_viewer_wait_s
+        if wait <= 0 or viewer.is_moderator:
+            return False
+        first = self._first_seen.get(viewer.key)
+        return first is None or now - first < wait
+
+    def is_banned(self, viewer: Viewer) -> bool:
+        if not self.bans:
+            return False
+        name = viewer.name.lower()
+        return f"*:{name}" in self.bans or f"{viewer.platform}:{name}" in self.bans
+
+    def ban(self, name: str, platform: str | None = None) -> str:
+        key = _ban_key(name, platform)
+        self.bans.add(key)
+        return key
+
+    def unban(self, name: str, platform: str | None = None) -> list[str]:
+        """Lift a ban; without a platform, the name's bans everywhere."""
+        name = name.lstrip("@").lower()
+        keys = [_ban_key(name, platform)] if platform else [b for b in self.bans if b.split(":", 1)[1] == name]
+        for k in keys:
+            self.bans.discard(k)
+        return keys
+
+    # prompts
+    def normalise(self, text: str) -> str:
+        return normalise(text, self.settings.max_length)
+
+    def is_blocked(self, text: str) -> bool:
+        return self.block_list.matches(text)
+
+    def check_prompt(self, viewer: Viewer, text: str, now: float) -> Verdict:
+        """Whether a viewer's prompt may become a candidate, and in what words."""
+        if self.is_banned(viewer):
+            return Verdict(False, "", "banned")
+        clean = self.normalise(text)
+        if not clean or not any(c.isalnum() for c in clean):
+            return Verdict(False, "", "empty")
+        if self.is_blocked(clean):
+            self.blocked_total += 1
+            log.info("blocked a prompt from %s:%s", viewer.platform, viewer.name)
+            return Verdict(False, "", "blocked")
+        if self.is_new(viewer, now):
+            return Verdict(False, "", "new_viewer")
+        # Check both before spending either: a prompt the global limit refuses
+        # must not cost the viewer their own allowance.
+        limited = not viewer.is_moderator
+        if (limited and not self._viewer_limit.check(viewer.key, now)) or not self._global_limit.check("*", now):
+            return Verdict(False, "", "rate_limited")
+        if limited:
+            self._viewer_limit.allow(viewer.key, now)
+        self._global_limit.allow("*", now)
+        return Verdict(True, clean, "ok")

@@ -1,0 +1,252 @@
+"""Voting rounds: tallies, one vote per viewer, grace, ties, cooldown, pooling, modes."""
+import json
+
+import numpy as np
+import pytest
+
+from streambot.audience.events import Viewer
+from streambot.config import RoleWeights, VotingSettings
+from streambot.voting import VotingEngine, content_words
+
+
+def V(name: str, *roles: str) -> Viewer:
+    return Viewer("twitch", name, frozenset(roles))
+
+
+def engine(**kw) -> VotingEngine:
+    approval = kw.pop("approval", False)
+    embed = kw.pop("embed", None)
+    return VotingEngine(VotingSettings(**kw), now=0.0, approval=approval, embed=embed)
+
+
+def finish(e: VotingEngine, t: float = 100.0):
+    return e.tick(t)
+
+
+def test_round_winner_and_one_vote_per_viewer() -> None:
+    e = engine(round_s=10, grace_s=2)
+    assert e.submit(V("ann"), "a dragon", 1).number == 1
+    assert e.submit(V("bob"), "a castle", 2).number == 2
+    for i in range(3):
+        e.vote(V("spammer"), 2, 3 + i)  # the same viewer, again and again
+    e.vote(V("cat"), 1, 4)
+    e.vote(V("cat"), 2, 5)  # a later vote replaces the earlier one
+    assert e.tick(9.9) == []
+    (r,) = e.tick(12.0)  # round 1 closes at 10, decided at 12
+    assert r.round == 1 and r.winner.text == "a castle" and r.winner.user == "bob"
+    assert [(c.text, c.votes, c.users) for c in r.candidates] == [
+        ("a castle", 3.0, ("bob", "spammer", "cat")), ("a dragon", 1.0, ("ann",))]
+
+
+def test_late_votes_in_grace_count_for_the_old_round() -> None:
+    e = engine(round_s=10, grace_s=2)
+    e.submit(V("ann"), "a dragon", 1)
+    e.submit(V("bob"), "a castle", 2)
+    assert e.tick(10.0) == []  # round 2 is open; round 1 still takes votes
+    assert e.snapshot(10.0).round == 2
+    e.vote(V("cat"), 2, 11.0)
+    e.vote(V("dan"), 2, 11.9)
+    e.submit(V("eve"), "a meadow", 11.5)  # a new idea goes to the new round
+    (r,) = e.tick(12.0)
+    assert r.winner.text == "a castle" and r.candidates[0].votes == 3
+    e.vote(V("fay"), 2, 12.5)  # after the grace: this round has no #2
+    (r2,) = e.tick(22.0)
+    assert r2.round == 2 and r2.winner.text == "a meadow"
+
+
+def test_tie_goes_to_the_earlier_candidate() -> None:
+    e = engine()
+    e.submit(V("ann"), "first idea", 1)
+    e.submit(V("bob"), "second idea", 2)
+    (r,) = finish(e, 12)
+    assert r.winner.text == "first idea"
+
+
+def test_cooldown_keeps_a_winner_out_of_the_next_rounds() -> None:
+    e = engine(round_s=10, grace_s=0, cooldown_rounds=2)
+    e.submit(V("ann"), "a dragon", 1)
+    assert e.tick(10)[0].winner.user == "ann"
+    e.submit(V("ann"), "a second dragon", 11)
+    e.vote(V("x"), 1, 12)
+    e.vote(V("y"), 1, 12)
+    e.submit(V("bob"), "a small cat", 13)
+    (r2,) = e.tick(20)
+    assert r2.winner.user == "bob"  # ann had more votes but is cooling down
+    e.submit(V("ann"), "a third dragon", 21)
+    assert e.tick(30)[0].winner is None
+    e.submit(V("ann"), "a fourth dragon", 31)
+    assert e.tick(40)[0].winner.user == "ann"
+
+
+def test_pooled_candidate_credits_someone_not_cooling_down() -> None:
+    e = engine(round_s=10, grace_s=0, cooldown_rounds=1)
+    e.submit(V("ann"), "a dragon", 1)
+    e.tick(10)
+    e.submit(V("ann"), "Rain!", 11)
+    e.submit(V("bob"), "rain", 12)
+    (r,) = e.tick(20)
+    assert r.winner.text == "Rain!" and r.winner.user == "bob"
+
+
+def test_no_candidates_no_winner_and_empty_rounds_keep_cadence() -> None:
+    e = engine(round_s=10, grace_s=2)
+    results = e.tick(12)
+    assert [r.winner for r in results] == [None]
+    assert e.snapshot(12).round == 2 and e.snapshot(12).time_left == pytest.approx(8)
+
+
+def test_weights_per_role() -> None:
+    e = engine(weights=RoleWeights(subscriber=3, viewer=1))
+    e.submit(V("ann"), "one", 1)
+    e.submit(V("bob", "subscriber"), "two", 2)
+    e.vote(V("c"), 1, 3)
+    (r,) = finish(e, 12)
+    assert r.winner.text == "two" and r.candidates[0].votes == 3
+
+
+def test_exact_duplicates_pool_at_once_under_the_first_wording() -> None:
+    e = engine()
+    assert e.submit(V("ann"), "A Dragon!", 1).status == "new"
+    out = e.submit(V("bob"), "a dragon", 2)
+    assert (out.status, out.number) == ("pooled", 1)
+    s = e.snapshot(3)
+    assert [(c.number, c.text, c.votes) for c in s.candidates] == [(1, "A Dragon!", 2.0)]
+
+
+def _fake_embed(texts):
+    # Texts about dragons point one way, about snow another: enough to test merging.
+    out = []
+    for t in texts:
+        v = np.array([1.0, 0.0, 0.0]) if "dragon" in t else (np.array([0.0, 1.0, 0.0]) if "snow" in t else np.array([0.0, 0.0, 1.0]))
+        out.append(v)
+    return np.array(out, dtype=np.float32)
+
+
+def test_near_duplicates_pool_by_embedding_and_keep_numbers_stable() -> None:
+    e = engine(embed=_fake_embed)
+    e.submit(V("ann"), "spawn a dragon", 1)
+    e.submit(V("bob"), "make it snow", 2)
+    e.submit(V("cat"), "a dragon", 3)  # #3 until pooled
+    e.vote(V("dan"), 3, 4)
+    assert e.pool() == 1
+    e.vote(V("eve"), 3, 5)  # #3 now means #1
+    s = e.snapshot(6)
+    assert [(c.number, c.text, c.votes) for c in s.candidates] == [(1, "spawn a dragon", 4.0), (2, "make it snow", 1.0)]
+    e.submit(V("fay"), "a huge castle", 7)
+    assert e.snapshot(7).candidates[-1].number == 4  # numbers are never reused
+    (r,) = finish(e, 12)
+    assert r.winner.text == "spawn a dragon" and r.candidates[0].users == ("ann", "cat", "dan", "eve")
+
+
+def test_substitutions_do_not_pool() -> None:
+    assert content_words("cats everywhere") != content_words("dogs everywhere")
+    assert content_words("spawn a unicorn") == content_words("add a unicorn")
+    assert content_words("volcano erupts") == content_words("a volcano eruption")
+
+
+def test_top_n_shown_by_votes_with_their_own_numbers() -> None:
+    e = engine(top_n=2)
+    for i, name in enumerate("abcde"):
+        e.submit(V(name), f"idea {name}{name}{name}", i)
+    e.vote(V("x"), 5, 6)
+    e.vote(V("y"), 5, 6)
+    e.vote(V("z"), 3, 6)
+    s = e.snapshot(7)
+    assert [c.number for c in s.candidates] == [5, 3] and s.total_candidates == 5
+
+
+def test_skip_lock_and_round_length() -> None:
+    e = engine(round_s=10, grace_s=2)
+    e.submit(V("ann"), "a dragon", 1)
+    results = e.skip(3)
+    assert results[0].skipped and results[0].winner is None
+    assert e.snapshot(3).round == 2 and e.snapshot(3).time_left == 10
+    e.set_locked(True)
+    assert e.submit(V("bob"), "a castle", 4).status == "locked"
+    e.set_locked(False)
+    e.set_round_length(30, 4)
+    assert e.snapshot(4).time_left == pytest.approx(29)
+    with pytest.raises(ValueError):
+        e.set_round_length(2, 4)
+
+
+def test_approval_mode() -> None:
+    e = engine(approval=True)
+    out = e.submit(V("ann"), "a dragon", 1)
+    assert out.number is None
+    s = e.snapshot(2)
+    assert s.candidates == () and len(s.pending) == 1
+    assert e.vote(V("bob"), 1, 2).status == "unknown"
+    e.submit(V("cat"), "a castle", 3)
+    view = e.approve(s.pending[0].id)
+    assert view.number == 1
+    e.approve(e.snapshot(4).pending[0].id, approved=False)
+    (r,) = finish(e, 12)
+    assert r.winner.text == "a dragon" and len(r.candidates) == 1
+
+
+def test_unapproved_candidates_never_win() -> None:
+    e = engine(approval=True)
+    e.submit(V("ann"), "a dragon", 1)
+    (r,) = finish(e, 12)
+    assert r.winner is None
+
+
+def test_anarchy_mode() -> None:
+    e = engine(mode="anarchy", anarchy_viewer_interval_s=10, anarchy_global_interval_s=2)
+    assert e.submit(V("ann"), "a dragon", 0).status == "queued"
+    assert e.submit(V("ann"), "again", 3).status == "rate_limited"  # per viewer
+    assert e.submit(V("bob"), "a castle", 0.5).status == "rate_limited"  # globally
+    assert e.vote(V("x"), 1, 1).status == "anarchy"
+    (r,) = e.tick(1)
+    assert r.mode == "anarchy" and r.winner.text == "a dragon"
+    assert e.submit(V("bob"), "a castle", 2.5).status == "queued"
+    assert e.tick(3)[0].winner.user == "bob"
+
+
+def test_switch_modes_decides_the_round() -> None:
+    e = engine()
+    e.submit(V("ann"), "a dragon", 1)
+    (r,) = e.set_mode("anarchy", 2)
+    assert r.winner.text == "a dragon"
+    assert e.set_mode("rounds", 3) == [] and e.snapshot(3).time_left == 10
+
+
+def test_remove_viewer_takes_back_votes() -> None:
+    e = engine()
+    e.submit(V("ann"), "a dragon", 1)
+    e.submit(V("bad"), "a castle", 2)
+    e.vote(V("bob"), 2, 3)
+    e.remove_viewer(lambda k: k == "twitch:bad")
+    s = e.snapshot(4)  # a banned viewer's own idea goes, with the votes on it
+    assert [(c.text, c.votes) for c in s.candidates] == [("a dragon", 1.0)] and s.voters == 1
+    e.submit(V("bob"), "a dragon", 5)
+    e.remove_viewer(lambda k: k == "twitch:bob")  # an idea others share stays
+    assert [(c.text, c.votes) for c in e.snapshot(6).candidates] == [("a dragon", 1.0)]
+
+
+def test_state_round_trip() -> None:
+    e = engine()
+    e.submit(V("ann"), "a dragon", 1)
+    e.submit(V("bob"), "a castle", 2)
+    e.vote(V("cat"), 2, 3)
+    state = json.loads(json.dumps(e.state(4)))
+    e2 = engine()
+    e2.restore(state, 100)
+    s = e2.snapshot(100)
+    assert s.round == 1 and s.time_left == pytest.approx(6)
+    assert [(c.number, c.votes) for c in s.candidates] == [(2, 2.0), (1, 1.0)]
+    e2.vote(V("cat"), 1, 101)  # the same viewer, still one vote
+    assert e2.tick(200)[0].winner.text == "a dragon"
+
+
+def test_thousand_candidates_close_fast() -> None:
+    import time
+    e = engine()
+    for i in range(1000):
+        e.submit(V(f"u{i}"), f"idea number {i} with words {i * 7}", 1 + i * 0.001)
+    for i in range(3000):
+        e.vote(V(f"v{i}"), 1 + i % 1000, 5)
+    t = time.perf_counter()
+    (r,) = e.tick(12)
+    assert time.perf_counter() - t < 0.5 and r.winner is not None
