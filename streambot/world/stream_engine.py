@@ -107,9 +107,9 @@ class StreamEngine:
             if module is not None:
                 _move(module, dev, dt)
         channels_last = s.channels_last and dev.type == "cuda"
-        if channels_last:
-            m.unet.to(memory_format=torch.channels_last)
-            m.vae.to(memory_format=torch.channels_last)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        m.unet.to(memory_format=layout)  # set both ways: the models may be shared between worlds
+        m.vae.to(memory_format=layout)
         self.active["channels_last"] = channels_last
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes never change, so tune convs once
@@ -321,9 +321,11 @@ class StreamEngine:
 
     def _decode_into(self, latents: torch.Tensor) -> None:
         image = self._decode_fn(latents)
-        self.image.copy_(image)
-        pixels = ((image[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        self.frame.copy_(pixels.permute(1, 2, 0))
+        if self.settings.feedback == "pixel":  # only pixel feedback reads the float picture back
+            self.image.copy_(image)
+        # [-1, 1] -> 0..255, rounded (+0.5, then the uint8 cast truncates); fused in place
+        pixels = image[0].permute(1, 2, 0).add(1).mul_(127.5).add_(0.5).clamp_(0, 255)
+        self.frame.copy_(pixels)
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
         out = self.models.vae.encode(image, return_dict=False)[0]
