@@ -328,11 +328,14 @@ class VotingEngine:
             self._cast(r, viewer, cand, now)
             return Outcome("new", cand.number, r.number)
 
-    def vote(self, viewer: Viewer, number: int, now: float) -> Outcome:
+    def vote(self, viewer: Viewer, number: int, now: float, *, round_no: int | None = None) -> Outcome:
+        """A vote for candidate `number`; with `round_no` (a Discord button) only in that round."""
         with self._lock:
             if self.mode == "anarchy":
                 return Outcome("anarchy")
             r = self._ballot_round(now)
+            if round_no is not None and round_no != r.number:
+                return Outcome("closed", number, r.number)
             cand = r.by_number.get(number)
             if cand is None:
                 return Outcome("unknown", number, r.number)

@@ -71,6 +71,7 @@ class PromptEvent:
 class VoteEvent:
     viewer: Viewer
     number: int
+    round: int | None = None  # only this round (a button on a round message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +187,14 @@ class Audience:
     def _vote(self, event: VoteEvent, now: float) -> Reply:
         if self.moderation.is_new(event.viewer, now):
             return Reply("rejected", "New here? Chat a little before voting.")
-        out = self.engine.vote(event.viewer, event.number, now)
+        out = self.engine.vote(event.viewer, event.number, now, round_no=event.round)
         if out.status in ("voted", "changed"):
             self.counts["votes"] += 1
             return Reply("voted", f"Voted for #{out.number}.", out.number)
         if out.status == "anarchy":
             return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
+        if out.status == "closed":
+            return Reply("rejected", "That round is over; vote in the new one.")
         return Reply("unknown", f"There is no #{event.number} this round.")
 
     def _prompt(self, event: PromptEvent, now: float) -> Reply:

@@ -182,6 +182,7 @@ class TwitchChat:
                 raise
             except Exception as e:
                 log.warning("twitch chat failed, retrying in %.0f s: %s", delay, secret_store.redact(str(e) or repr(e)))
+                log.debug("twitch chat failure", exc_info=True)
             finally:
                 await self._teardown()
             if self._closing.is_set():
