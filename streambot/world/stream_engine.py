@@ -55,6 +55,27 @@ def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
         module.to(dtype)
 
 
+def _fuse_qkv(unet: torch.nn.Module, fuse: bool) -> bool:
+    """One matmul for q, k and v in self-attention (k and v in cross-attention): fewer kernels.
+
+    Set both ways, as the UNet may be shared between worlds (the fused weights
+    follow later casts); False where it does not apply.
+    """
+    fused = getattr(unet, "_streambot_fused", False)
+    if fused and not fuse:
+        unet.unfuse_qkv_projections()
+        unet._streambot_fused = False
+    if fused or not fuse:
+        return fused and fuse
+    try:
+        unet.fuse_qkv_projections()
+    except (AttributeError, ValueError) as e:
+        log.info("fused QKV projections do not apply to this UNet (%s)", e)
+        return False
+    unet._streambot_fused = True
+    return True
+
+
 class StreamEngine:
     def __init__(
         self, models: StreamModels, settings: StreamWorldSettings, *, device: torch.device, dtype: torch.dtype
@@ -113,7 +134,7 @@ class StreamEngine:
         self.active["channels_last"] = channels_last
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes never change, so tune convs once
-            torch.backends.cuda.matmul.allow_tf32 = True
+        self.active["fuse_qkv"] = _fuse_qkv(m.unet, s.fuse_qkv)
 
         # 2. the noise schedule at the chosen steps
         train_steps = int(m.scheduler.config.num_train_timesteps)

@@ -54,6 +54,7 @@ class StreamWorldSettings(BaseModel):
     # speed switches
     stream_batch: bool = True
     channels_last: bool = True
+    fuse_qkv: bool = True
     similarity_filter: bool = False
     similarity_threshold: Annotated[float, Field(ge=0, le=1)] = 0.98
     similarity_max_skip: Annotated[int, Field(ge=0, le=1000)] = 10
