@@ -134,6 +134,7 @@ class Round:
     ballots: dict[str, Ballot] = field(default_factory=dict)
     pending: list[Candidate] = field(default_factory=list)  # not yet compared by embedding
     pooled: list[Candidate] = field(default_factory=list)
+    vectors: np.ndarray | None = None  # row i: pooled[i]'s embedding (zeros if none)
     blocked: int = 0
     next_id: int = 1
     next_number: int = 1
@@ -408,8 +409,11 @@ class VotingEngine:
             r.candidates.remove(cand)
         if cand in r.pending:
             r.pending.remove(cand)
-        if cand in r.pooled:
-            r.pooled.remove(cand)
+        if cand in r.pooled:  # rare (a ban, a rejection): rebuild the rows
+            pooled, r.pooled, r.vectors = r.pooled, [], None
+            for c in pooled:
+                if c is not cand:
+                    self._add_pooled(r, c)
 
     # -- pooling near-duplicates
     def pool(self) -> int:
@@ -441,17 +445,31 @@ class VotingEngine:
                     self._merge(r, cand, target)
                     merged += 1
                 else:
-                    r.pooled.append(cand)
+                    self._add_pooled(r, cand)
         return merged
 
+    @staticmethod
+    def _add_pooled(r: Round, cand: Candidate) -> None:
+        n = len(r.pooled)
+        r.pooled.append(cand)
+        if cand.vector is None:
+            return
+        if r.vectors is None:
+            r.vectors = np.zeros((64, cand.vector.shape[0]), np.float32)
+        if n >= r.vectors.shape[0]:
+            grown = np.zeros((r.vectors.shape[0] * 2, r.vectors.shape[1]), np.float32)
+            grown[:n] = r.vectors[:n]
+            r.vectors = grown
+        r.vectors[n] = cand.vector
+
     def _most_similar(self, r: Round, cand: Candidate) -> Candidate | None:
-        others = [c for c in r.pooled if c.merged_into is None and c.id < cand.id]
+        others = r.pooled
         if not others:
             return None
-        if cand.vector is not None and all(c.vector is not None for c in others):
-            sims = np.stack([c.vector for c in others]) @ cand.vector
-            order = np.argsort(-sims, kind="stable")
-            for j in order[:5]:
+        if cand.vector is not None and r.vectors is not None:
+            sims = r.vectors[: len(others)] @ cand.vector  # rows without a vector score 0
+            best = np.argpartition(-sims, min(4, len(others) - 1))[:5] if len(others) > 5 else np.arange(len(others))
+            for j in sorted(best, key=lambda j: (-sims[j], j)):
                 if self.pooler.same(float(sims[j]), cand.words, others[j].words):
                     return others[j]
             return None
@@ -510,7 +528,7 @@ class VotingEngine:
             if target is not None:
                 self._merge(r, cand, target)
             else:
-                r.pooled.append(cand)
+                self._add_pooled(r, cand)
 
     # -- anarchy
     def _anarchy_submit(self, viewer: Viewer, text: str, now: float) -> Outcome:

@@ -250,3 +250,71 @@ def test_thousand_candidates_close_fast() -> None:
     t = time.perf_counter()
     (r,) = e.tick(12)
     assert time.perf_counter() - t < 0.5 and r.winner is not None
+
+
+async def test_audience_run_puts_winners_on_air_and_survives_errors(tmp_path) -> None:
+    import asyncio
+
+    from streambot.audience.events import Audience
+    from streambot.audience.moderation import Moderation
+    from streambot.config import ModerationSettings
+    from streambot.store import Store
+
+    t = [0.0]
+
+    def clock() -> float:  # virtual time that moves 0.25 s per look
+        t[0] += 0.25
+        return t[0]
+
+    store = Store(tmp_path / "t.sqlite3", clock=clock)
+    aud = Audience(VotingEngine(VotingSettings(round_s=3, grace_s=0.5), now=0.0, embed=_fake_embed),
+                   Moderation(ModerationSettings()), store=store, clock=clock)
+    aud.chat("twitch", "ann", "!p spawn a dragon")
+    aud.chat("twitch", "bob", "!p a dragon")  # pooled by the worker-thread batch
+    aired = []
+
+    def on_winner(w) -> None:
+        aired.append(w)
+        if len(aired) == 1:
+            raise RuntimeError("a director hiccup")  # logged, the loop goes on
+
+    aud.subscribe(lambda r: 1 / 0)  # a broken subscriber is logged, not fatal
+    task = asyncio.create_task(aud.run(on_winner, interval=0.01))
+    async with asyncio.timeout(10):
+        while not aired:
+            await asyncio.sleep(0.01)
+        aud.chat("twitch", "cat", "!p night falls")
+        while len(aired) < 2:
+            await asyncio.sleep(0.01)
+    await aud.close()
+    await asyncio.wait_for(task, 5)
+    assert aired[0].text == "spawn a dragon" and aired[0].votes == 2
+    assert aired[1].text == "night falls"
+    store.flush()
+    assert [r["winner"] for r in store.rounds() if r["winner"]][:2] == ["spawn a dragon", "night falls"]
+    store.close()
+
+
+def test_console_actions_via_the_hub_are_logged(tmp_path) -> None:
+    from streambot.audience.events import Audience
+    from streambot.audience.moderation import Moderation
+    from streambot.config import ModerationSettings
+    from streambot.store import Store
+
+    store = Store(tmp_path / "t.sqlite3", background=False)
+    aud = Audience(VotingEngine(VotingSettings(), now=0.0, approval=True), Moderation(ModerationSettings()),
+                   store=store, clock=lambda: 1.0)
+    assert aud.chat("twitch", "ann", "!p a dragon").text == "Your idea waits for a moderator."
+    cid = aud.snapshot().pending[0].id
+    assert aud.approve(cid, actor="console:admin")
+    assert aud.chat("twitch", "bob", "!1").kind == "voted"
+    aud.lock(actor="console:admin")
+    assert aud.chat("twitch", "cat", "!p a castle").kind == "rejected"
+    aud.set_round_length(20, actor="console:admin")
+    assert aud.set_mode("anarchy", actor="console:admin").text == "a dragon"
+    assert aud.chat("twitch", "x", "!help").kind == "help" and "Anarchy" in aud.now_text()
+    rows = store._query("SELECT actor, action, detail FROM actions ORDER BY id")
+    assert [(r["actor"], r["action"]) for r in rows] == [
+        ("console:admin", "approve"), ("console:admin", "lock"), ("console:admin", "round_length"),
+        ("console:admin", "mode")]
+    store.close()
