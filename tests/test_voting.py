@@ -318,3 +318,25 @@ def test_console_actions_via_the_hub_are_logged(tmp_path) -> None:
         ("console:admin", "approve"), ("console:admin", "lock"), ("console:admin", "round_length"),
         ("console:admin", "mode")]
     store.close()
+
+
+def test_pool_thresholds_on_labelled_pairs() -> None:
+    """The shipped thresholds, on tests/data/pool_pairs.jsonl: never merge two
+    different ideas, and catch most rewordings of the same one."""
+    from pathlib import Path
+
+    from streambot.embeddings import get_embedder
+    from streambot.voting import Pooler
+
+    embedder = get_embedder()
+    if embedder is None:
+        pytest.skip("sentence model not installed")
+    rows = [json.loads(x) for x in (Path(__file__).parent / "data" / "pool_pairs.jsonl").read_text().splitlines()]
+    a = embedder.encode([r["a"] for r in rows])
+    b = embedder.encode([r["b"] for r in rows])
+    s = VotingSettings()
+    pooler = Pooler(embedder.encode, s.pool_threshold, s.pool_threshold_reworded)
+    said = [pooler.same(float(x @ y), content_words(r["a"]), content_words(r["b"])) for r, x, y in zip(rows, a, b)]
+    false_merges = [r for r, m in zip(rows, said) if m and not r["same"]]
+    caught = sum(m for r, m in zip(rows, said) if r["same"]) / sum(r["same"] for r in rows)
+    assert false_merges == [] and caught >= 0.55

@@ -228,6 +228,8 @@ class TwitchChat:
         # 2. the chatting account's user token
         validated = await self._user_token(client)
         self.bot_id = validated.user_id
+        if s.bot and validated.login and validated.login.lower() != s.bot.lower():
+            raise RuntimeError(f"the Twitch token belongs to {validated.login!r}, not to twitch.bot {s.bot!r}")
         # 3. the channel
         if validated.login and validated.login.lower() == s.channel.lower():
             self.broadcaster = client.create_partialuser(validated.user_id, validated.login)
