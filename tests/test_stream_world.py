@@ -222,13 +222,39 @@ def test_500_frames_keep_memory_flat(models):
 
 
 def test_reanchoring_resets_drift(models):
-    world = started(models, steps=1, reanchor_every=10, reanchor_strength=0.5, motion=Motion())
-    for _ in range(10):
+    # the random UNet makes the latent grow without bound: the drift re-anchoring is for
+    world = started(models, steps=1, reanchor_every=40, reanchor_strength=0.5, reanchor_frames=5, motion=Motion())
+    for _ in range(40):
         world.render()
     drifted = float(world.engine.x_out.std())
-    world.render()  # frame 10 re-anchors before it renders
-    assert world.stats["reanchored"] == 1
-    assert float(world.engine.x_out.std()) < drifted
+    for _ in range(6):  # frame 40 starts it; it is spread over 5 frames
+        world.render()
+    assert world.stats["reanchored"] == 1 and world.engine._anchor is None
+    assert float(world.engine.x_out.std()) < 0.5 * drifted
+
+
+def test_reanchoring_is_spread_out(models):
+    def biggest_jump(frames):
+        world = started(models, steps=1, reanchor_every=20, reanchor_strength=0.5, reanchor_frames=frames,
+                        motion=Motion())
+        jumps, last = [], None
+        for _ in range(32):
+            world.render()
+            x = world.engine.x_out.clone()
+            if last is not None:
+                jumps.append(float((x - last).norm() / last.norm()))
+            last = x
+        return max(jumps[18:])
+
+    assert biggest_jump(10) < 0.5 * biggest_jump(1)
+
+
+def test_match_stats():
+    from streambot.world.stream_ops import match_stats
+
+    x, anchor = torch.randn(1, 4, 8, 8) * 5 + 3, torch.randn(1, 4, 8, 8)
+    assert torch.allclose(match_stats(x, anchor).mean((-2, -1)), anchor.mean((-2, -1)), atol=1e-5)
+    assert torch.allclose(match_stats(x, anchor).std((-2, -1)), anchor.std((-2, -1)), atol=1e-4)
 
 
 # -- the similarity filter -------------------------------------------------------------------

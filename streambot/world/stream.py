@@ -158,7 +158,7 @@ class StreamWorld(World):
             engine.set_conditioning(self._current)
         # 3. now and then, pull the picture back toward a fresh one so hours never turn to mush
         if s.reanchor_every and self._index and self._index % s.reanchor_every == 0:
-            engine.reanchor(s.reanchor_strength)
+            engine.reanchor(s.reanchor_strength, s.reanchor_frames)
             self.stats["reanchored"] += 1
         # 4. the camera move, then the model (which may skip a frame whose input hardly changed)
         out = engine.step(self._theta(self._index), allow_skip=not transitioning)

@@ -108,6 +108,9 @@ class StreamEngine:
         self._graph: torch.cuda.CUDAGraph | None = None
         self.active: dict[str, bool] = {}  # which speed switches really took effect
         self.unet_calls = 0  # for tests and figures
+        self._anchor: torch.Tensor | None = None
+        self._anchor_left = 0
+        self._anchor_rate = 0.0
         self._prepared = False
 
     # -- once ------------------------------------------------------------------
@@ -202,6 +205,7 @@ class StreamEngine:
         self._prepared = True
 
     def _start_state(self) -> None:
+        self._anchor, self._anchor_left = None, 0
         self.gen.manual_seed(self.gen.initial_seed())
         self.noise.copy_(torch.randn(self.noise.shape, generator=self.gen, device=self.device, dtype=self.dtype))
         self.x_out.copy_(self.txt2img())
@@ -280,7 +284,8 @@ class StreamEngine:
         `theta` is this frame's camera move as an affine (1, 2, 3) sampling matrix;
         `allow_skip` is False while the conditioning changes under a still input.
         """
-        # 1. the input: the last clean picture, moved by the camera
+        # 1. the input: the last clean picture (re-anchoring, if under way), moved by the camera
+        self._pull_to_anchor()
         if self.settings.feedback == "latent":
             x = self.x_out if theta is None else warp(self.x_out, theta)
         else:  # pixel feedback: move the decoded picture, encode it again
@@ -361,15 +366,27 @@ class StreamEngine:
         return self._x0(self._unet(noise, self.t_full, 1), noise, None, coeffs=self.full)
 
     @torch.inference_mode()
-    def reanchor(self, strength: float) -> None:
+    def reanchor(self, strength: float, frames: int = 1) -> None:
         """Pull the fed-back picture toward a fresh one of the same prompt, so hours never drift into mush.
 
-        Its colour statistics are reset to the fresh picture's, and `strength` of
-        the fresh picture is blended in; 1.0 replaces the picture outright.
+        Over the next `frames` frames the picture's colour statistics move to the
+        fresh picture's and, in all, `strength` of the fresh picture is blended in
+        (1.0 in one frame replaces the picture outright). Spread out, it does not pop.
         """
-        anchor = self.txt2img()
-        x = match_stats(self.x_out, anchor)
-        self.x_out.copy_(torch.lerp(x, anchor, strength))
+        self._anchor = self.txt2img()
+        self._anchor_left = max(1, frames)
+        self._anchor_rate = 1.0 - (1.0 - strength) ** (1.0 / self._anchor_left)
+        if frames <= 1:
+            self._pull_to_anchor()
+
+    def _pull_to_anchor(self) -> None:
+        if self._anchor_left <= 0:
+            return
+        x = torch.lerp(self.x_out, match_stats(self.x_out, self._anchor), 1.0 / self._anchor_left)
+        self.x_out.copy_(torch.lerp(x, self._anchor, self._anchor_rate))
+        self._anchor_left -= 1
+        if self._anchor_left == 0:
+            self._anchor = None
         if self.settings.feedback == "pixel":
             self._decode_into(self.x_out)
         if self.filter is not None:

@@ -48,6 +48,7 @@ class StreamWorldSettings(BaseModel):
     motion: Motion = Motion(zoom=1.001, drift=0.0005)
     reanchor_every: Annotated[int, Field(ge=0)] = 300  # frames; 0 never
     reanchor_strength: Annotated[float, Field(ge=0, le=1)] = 0.15
+    reanchor_frames: Annotated[int, Field(ge=1, le=600)] = 15  # spread over this many, so it never pops
     transition_frames: Annotated[int, Field(ge=1, le=600)] | None = None  # None: the steer's transition_s
     prompt_cache_size: Annotated[int, Field(ge=1, le=10_000)] = 64
 
