@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.encoder import (
-    Encoder, EncoderSettings, Output, OutputError, check_reachable, validate_target,
-)
+from .broadcast.encoder import Encoder, EncoderSettings
+from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast
 from .config import Settings, resolve_output
 from .director import Director
@@ -89,7 +88,7 @@ class Show:
         outputs: list[Output] = []
         try:
             for t in targets:
-                out = Output(t, encoder.templates, fps=s.fps,
+                out = Output(t, encoder.stream_info,
                              connect_timeout_s=s.connect_timeout_s, reconnect_max_s=s.reconnect_max_s)
                 out.open()
                 outputs.append(out)

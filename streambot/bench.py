@@ -22,7 +22,8 @@ import psutil
 
 from .broadcast.audio import Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.encoder import Encoder, EncoderSettings, Output
+from .broadcast.encoder import Encoder, EncoderSettings
+from .broadcast.outputs import Output
 from .broadcast.pipeline import Broadcast
 from .config import resolve_world
 from .director import Director
@@ -119,7 +120,7 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
         tmp = tempfile.mkdtemp(prefix="streambot-bench-")
         enc_settings = EncoderSettings(size=size, fps=fps)
         encoder = Encoder(enc_settings)
-        out = Output(str(Path(tmp) / "bench.flv"), encoder.templates, fps=fps)
+        out = Output(str(Path(tmp) / "bench.flv"), encoder.stream_info)
         out.open()
         captured: list[np.ndarray] = []
         compositor = Compositor(size)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import av
 
-from .broadcast.encoder import OutputError, check_reachable, validate_target
+from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .config import ConfigError, load_secrets, resolve_output, resolve_world
 from .secrets import mask_url
 

@@ -275,7 +275,7 @@ def main() -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:
-        from .broadcast.encoder import OutputError
+        from .broadcast.outputs import OutputError
         from .world.base import WorldError
 
         if isinstance(e, (ConfigError, OutputError, WorldError)):

@@ -39,12 +39,14 @@ def probe(path: Path) -> Probe:
             audio_codec=a.codec_context.name if a else None,
             width=v.codec_context.width if v else 0,
             height=v.codec_context.height if v else 0,
-            fps=float(v.average_rate or v.guessed_rate or 0) if v else 0.0,
+            # From the timestamps themselves: FLV's millisecond clock makes the
+            # container's own guess (from one 33 ms step) read 30.3.
+            fps=(len(dts) - 1) / (dts[-1] - dts[0]) if len(dts) > 1 else 0.0,
             audio_rate=a.codec_context.sample_rate if a else 0,
             audio_channels=a.codec_context.channels if a else 0,
             video_dts=dts,
             keyframe_times=keys,
-            duration=(dts[-1] - dts[0] + 1 / float(v.average_rate or 30)) if dts else 0.0,
+            duration=(dts[-1] - dts[0]) * len(dts) / (len(dts) - 1) if len(dts) > 1 else 0.0,
         )
 
 

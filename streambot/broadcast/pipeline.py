@@ -19,7 +19,8 @@ from ..world.base import Frame, World
 from .audio import samples_for_tick
 from .clock import Clock, WorldRunner
 from .compositor import Compositor
-from .encoder import AUDIO_RATE, Encoder, Output
+from .encoder import AUDIO_RATE, Encoder
+from .outputs import Output
 
 log = logging.getLogger(__name__)
 
