@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from .audience.events import Audience
 from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
@@ -22,6 +23,7 @@ from .broadcast.pipeline import Broadcast
 from .config import Settings, resolve_output
 from .director import Director
 from .secrets import mask_url
+from .store import Store, resolve_path
 from .world.base import World, WorldError, WorldSpec
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,10 @@ class Show:
         self.options = options
         self.broadcast: Broadcast | None = None
         self.director: Director | None = None
-        self.chat: list = []
+        self.audience: Audience | None = None
+        self.store: Store | None = None
+        self.chat: list = []  # local chat readers
+        self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
         self._stopping = asyncio.Event()
 
     def open(self) -> None:
@@ -106,17 +111,80 @@ class Show:
         self.broadcast = Broadcast(
             self.world, encoder, outputs, Compositor(size), audio, fps=s.fps, max_frames=max_frames,
         )
-        # 4. the director opens the story
+        # 4. the timeline, the audience and the director, which opens the story
+        self.store = Store(resolve_path(self.settings.voting.timeline))
+        self.audience = Audience.from_settings(self.settings, store=self.store)
+        self.audience.resume()
         self.director = Director(
             self.world, self.spec,
             beat_interval_s=self.settings.director.beat_interval_s,
             transition_s=self.settings.world.transition_s,
         )
-        self.director.begin()
+        self.director.listeners.append(self.audience.note_on_air)
+        self.director.listeners.append(self._remember_on_air)
+        last = self.store.load_state("world")
+        if last and last.get("preset") == self.spec.name and last.get("source") != "story":
+            # A restart picks the story up where it was.
+            self.director.submit(last["text"], source=last["source"], user=last.get("user"))
+        else:
+            self.director.begin()
 
-    def on_chat(self, user: str, text: str) -> None:
-        if self.director is not None:
-            self.director.submit(text[:200], source="audience", user=user)
+    def _remember_on_air(self, entry) -> None:
+        if self.store is not None:
+            d = entry.direction
+            self.store.save_state(
+                {"preset": self.spec.name, "text": d.text, "source": d.source, "user": d.user}, "world"
+            )
+
+    def on_local_line(self, user: str, text: str) -> None:
+        """A line typed by the streamer: a chat command (`!p`, `!vote 2`, …) goes
+        through the audience like anyone's; plain text goes on air at once."""
+        if self.audience is None or self.director is None:
+            return
+        if text.startswith(("!", "+")):
+            reply = self.audience.chat("local", user, text, roles=("broadcaster",))
+            if reply.text:
+                log.info("chat: %s", reply.text)
+        else:
+            self.force(text, actor=user)
+
+    def force(self, text: str, *, actor: str) -> bool:
+        """The streamer puts a prompt on air now; the block lists still apply."""
+        assert self.audience is not None and self.director is not None
+        mod = self.audience.moderation
+        cleaned = mod.normalise(text)
+        if not cleaned or mod.is_blocked(cleaned):
+            log.warning("%s: that prompt is blocked by the moderation lists", actor)
+            return False
+        if self.store is not None:
+            self.store.log_action(actor, "force", cleaned)
+        self.director.submit(cleaned, source="console", user=actor)
+        return True
+
+    def on_winner(self, winner) -> None:
+        assert self.director is not None
+        self.director.submit(winner.text, source="audience", user=winner.user)
+
+    def _start_adapters(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Twitch and Discord when configured; a failure in one never stops the show."""
+        s = self.settings
+        makers = []
+        if s.twitch.enabled:
+            from .audience.twitch import TwitchChat
+
+            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets)))
+        if s.discord.enabled:
+            from .audience.discord_bot import DiscordBot
+
+            makers.append(("discord", lambda: DiscordBot(
+                self.audience, s.discord, self.options.secrets.get("discord_token", ""))))
+        for name, make in makers:
+            try:
+                adapter = make()
+            except ValueError as e:
+                log.error("%s chat is off: %s", name, e)
+                continue
+            self.adapters.append((adapter, loop.create_task(adapter.run(), name=f"{name} chat")))
 
     async def run(self) -> None:
         """Go live and stay live until stopped (signal, duration, or `stop()`)."""
@@ -129,9 +197,11 @@ class Show:
                 pass
         self.broadcast.start()
         if self.options.chat_source:
-            chat = LocalChat(self.on_chat, source=self.options.chat_source)
+            chat = LocalChat(self.on_local_line, source=self.options.chat_source)
             chat.start(loop)
             self.chat.append(chat)
+        voting = loop.create_task(self.audience.run(self.on_winner), name="voting")
+        self._start_adapters(loop)
         last_report = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -148,6 +218,14 @@ class Show:
                 except asyncio.TimeoutError:
                     pass
         finally:
+            for adapter, task in self.adapters:
+                try:
+                    await asyncio.wait_for(adapter.close(), 10)
+                except Exception as e:
+                    log.warning("closing %s: %s", type(adapter).__name__, e)
+                task.cancel()
+            await self.audience.close()
+            voting.cancel()
             await asyncio.to_thread(self.close)
 
     def stop(self) -> None:
@@ -156,6 +234,8 @@ class Show:
     def close(self) -> None:
         for chat in self.chat:
             chat.close()
+        if self.store is not None:
+            self.store.close()
         if self.broadcast is not None:
             self.broadcast.stop()
             if self.broadcast.clock.error is not None:

@@ -83,7 +83,6 @@ class WorldSettings(_Section):
 
 class DirectorSettings(_Section):
     beat_interval_s: Annotated[float, Field(ge=2, le=600)] = 20.0
-    round_s: Annotated[float, Field(ge=3, le=120)] = 10.0
 
 
 class AudioSettings(_Section):
@@ -282,6 +281,7 @@ def load_secrets(secrets_file: Path | None = None) -> dict[str, str]:
         "stream_key": ("STREAMBOT_STREAM_KEY", "TWITCH_STREAM_KEY"),
         "twitch_client_secret": ("STREAMBOT_TWITCH_CLIENT_SECRET",),
         "twitch_token": ("STREAMBOT_TWITCH_TOKEN",),
+        "twitch_refresh_token": ("STREAMBOT_TWITCH_REFRESH_TOKEN",),
         "discord_token": ("STREAMBOT_DISCORD_TOKEN",),
         "admin_token": ("STREAMBOT_ADMIN_TOKEN",),
     }

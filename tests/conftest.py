@@ -28,6 +28,7 @@ def cli_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMBOT_", "TWITCH_"))}
     env["XDG_STATE_HOME"] = str(tmp_path / "state")
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
