@@ -1,0 +1,275 @@
+"""The sketch world: a procedural landscape drawn with numpy on the CPU.
+
+No weights, no GPU. The world is a vector of scene parameters (time of day,
+weather, mood, biome weights, kinds of moving things, camera) drawn by
+`sketch_render.Renderer`. A steer's text is mapped to a target vector by
+meaning (`sketch_concepts.SceneMapper`, all-MiniLM-L6-v2) in a small worker
+thread, and the scene eases towards it over the steer's transition time, so
+nothing ever cuts. Left alone the world keeps going: the camera travels over
+endless terrain, clouds drift, the day turns, things fly by.
+
+World time advances exactly 1/fps per rendered frame: motion is smooth and
+deterministic whatever the render speed.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+
+import numpy as np
+
+from .base import Ambience, Frame, World, WorldError, WorldSpec, _Steer
+from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
+from .sketch_render import Renderer, daylight
+
+log = logging.getLogger(__name__)
+
+_AUTO = object()
+DAY_LENGTH_S = 1800.0  # left alone, a full day passes in half an hour
+CARRY = 0.6  # what a prompt leaves unsaid stays this much as it was (the rest returns to the preset)
+MIN_TRANSITION_S = 0.5  # never a cut, even when asked for an instant change
+
+
+class _DayClock:
+    """Time of day re-parametrised so equal steps change the light equally.
+
+    The light changes little at noon and a lot around sunrise and sunset; a
+    transition interpolated in plain hours would race through a sunset in a
+    few frames. Interpolating in this warped time spreads the change evenly.
+    """
+
+    def __init__(self, n: int = 2048) -> None:
+        self.tod = np.arange(n + 1) / n
+        ang = 2 * np.pi * self.tod
+        # Light levels, plus where the sun and moon stand (their glow moves).
+        f = np.stack(daylight(np.sin(ang - np.pi / 2)) + (0.4 * np.cos(ang), 0.4 * np.sin(ang)), axis=1)
+        step = np.linalg.norm(np.diff(f, axis=0), axis=1) + 0.3 / n  # never flat
+        cum = np.r_[0.0, np.cumsum(step)]
+        self.cum = cum / cum[-1]
+
+    def warp(self, tod: float) -> float:
+        k = math.floor(tod)
+        return k + float(np.interp(tod - k, self.tod, self.cum))
+
+    def unwarp(self, w: float) -> float:
+        k = math.floor(w)
+        return k + float(np.interp(w - k, self.cum, self.tod))
+
+
+_DAY = _DayClock()
+
+
+def _ease(u: float) -> float:
+    u = min(max(u, 0.0), 1.0)
+    return u * u * u * (u * (u * 6 - 15) + 10)
+
+
+class _MapperWorker:
+    """Embeds steer texts off the render thread; the newest request wins."""
+
+    def __init__(self, mapper: SceneMapper) -> None:
+        self._mapper = mapper
+        self._cv = threading.Condition()
+        self._request: _Steer | None = None
+        self._result: tuple[_Steer, tuple] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="sketch-mapper", daemon=True)
+        self._thread.start()
+
+    def submit(self, steer: _Steer) -> None:
+        with self._cv:
+            self._request = steer
+            self._cv.notify()
+
+    def poll(self) -> tuple[_Steer, tuple] | None:
+        with self._cv:
+            res, self._result = self._result, None
+        return res
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._request is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                steer, self._request = self._request, None
+            acts = _activations(self._mapper, steer.direction.text)
+            with self._cv:
+                if self._request is None:  # a newer steer would supersede this one
+                    self._result = (steer, acts)
+
+
+def _activations(mapper: SceneMapper, text: str) -> tuple:
+    try:
+        return mapper.activations(text)
+    except Exception:  # a broken model must not stop the show: keywords still work
+        log.exception("sentence model failed on %r; using keywords", text)
+        return SceneMapper(None).activations(text)
+
+
+class SketchWorld(World):
+    """The embedded default world backend (see the module docstring)."""
+
+    name = "sketch"
+
+    def __init__(self, render_scale: float = 0.5, embedder=_AUTO, background: bool = True) -> None:
+        """`embedder`: a `streambot.embeddings.Embedder`, None for keyword matching only,
+        or left out to use the shared one. `background=False` maps prompts in the
+        render thread (deterministic frame timing, for tests)."""
+        super().__init__()
+        if not 0.05 <= render_scale <= 1.0:
+            raise WorldError(f"The sketch world's render_scale must be between 0.05 and 1, not {render_scale}.")
+        self.render_scale = render_scale
+        self._embedder_arg = embedder
+        self._background = background
+        self._mapper: SceneMapper | None = None
+        self._worker: _MapperWorker | None = None
+        self._renderer: Renderer | None = None
+        self._size = (0, 0)
+        self._fps = 30.0
+        self._index = 0
+        self._t = 0.0
+        self._frame_gen = 0
+        self._base = DEFAULTS.copy()
+        self._from = DEFAULTS.copy()
+        self._to = DEFAULTS.copy()
+        self._t0 = 0.0
+        self._dur = 1.0
+        self._current = DEFAULTS.copy()
+
+    # -- World interface -------------------------------------------------------
+    def start(self, spec: WorldSpec, size: tuple[int, int], fps: float, seed: int = 0) -> None:
+        w, h = size
+        if w < 16 or h < 16 or fps <= 0:
+            raise WorldError(f"The sketch world cannot render {w}x{h} at {fps} fps.")
+        self._size = (max(16, 2 * round(w * self.render_scale / 2)),
+                      max(16, 2 * round(h * self.render_scale / 2)))
+        self._fps = float(fps)
+        if self._mapper is None:
+            emb = self._embedder_arg
+            if emb is _AUTO:
+                from ..embeddings import get_embedder
+
+                emb = get_embedder()
+            self._mapper = SceneMapper(emb)
+            if self._background and self._worker is None:
+                self._worker = _MapperWorker(self._mapper)
+        self._renderer = Renderer(self._size[0], self._size[1], seed)
+        self._base = self._preset_scene(spec)
+        self._from, self._to, self._current = self._base.copy(), self._base.copy(), self._base.copy()
+        self._t = 0.0
+        self._t0 = 0.0
+        self._index = 0
+        log.info("sketch world %r at %dx%d (%s)", spec.name, *self._size,
+                 "sentence model" if self._mapper.embedder is not None else "keywords only")
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self._size
+
+    def render(self) -> Frame:
+        if self._renderer is None:
+            raise RuntimeError("SketchWorld.render() called before start()")
+        dt = 1.0 / self._fps
+        # 1. hand a new steer to the mapper; 2. start the transition it asks for.
+        pending = self.take_pending()
+        if pending is not None:
+            if self._worker is not None:
+                self._worker.submit(pending)
+            else:
+                self._apply(pending, _activations(self._mapper, pending.direction.text))
+        if self._worker is not None:
+            ready = self._worker.poll()
+            if ready is not None and ready[0].generation > self._frame_gen:
+                self._apply(*ready)
+        # 3. advance world time and ease the scene towards its target.
+        self._t += dt
+        drift = dt / DAY_LENGTH_S
+        self._from[TOD] += drift
+        self._to[TOD] += drift
+        u = _ease((self._t - self._t0) / self._dur)
+        self._current = self._from + (self._to - self._from) * u
+        w0, w1 = _DAY.warp(self._from[TOD]), _DAY.warp(self._to[TOD])
+        self._current[TOD] = _DAY.unwarp(w0 + (w1 - w0) * u)
+        params = dict(zip(NAMES, self._current.tolist()))
+        self._wander(params, self._t)
+        # 4. draw.
+        image = self._renderer.draw(params, self._t, dt)
+        self._index += 1
+        return Frame(image=image, index=self._index, generation=self._frame_gen)
+
+    def ambience(self) -> Ambience:
+        p = self._current
+        light = self._renderer.light if self._renderer is not None else 0.5
+        g = lambda n: float(p[IDX[n]])  # noqa: E731
+        tod = g("tod") % 1.0
+        twilight = math.exp(-((math.sin(2 * math.pi * (tod - 0.25)) - 0.03) / 0.15) ** 2)
+        warmth = 0.5 + 0.3 * g("warmth") + 0.2 * twilight + 0.15 * g("embers") - 0.2 * g("snowcover")
+        tension = (0.1 + 0.6 * g("storm") + 0.35 * g("b_wasteland") + 0.2 * g("smoke")
+                   + 0.25 * max(0.0, -g("exposure")) + 0.15 * g("fireworks") + 0.2 * g("searchlights"))
+        wind = g("wind") * (1 - 0.8 * g("b_space"))
+        clip = lambda x: float(min(1.0, max(0.0, x)))  # noqa: E731
+        return Ambience(brightness=clip(light), warmth=clip(warmth), tension=clip(tension),
+                        wind=clip(wind), rain=clip(g("rain")))
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    # -- steering ----------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, float]:
+        """The scene as it is now (read-only copy), for the console and tests."""
+        return dict(zip(NAMES, self._current.tolist()))
+
+    def target_for(self, text: str) -> dict[str, float]:
+        """The scene `text` would ask for from here (no side effects)."""
+        acts = _activations(self._mapper, text)
+        return dict(zip(NAMES, self._target(acts).tolist()))
+
+    def _target(self, acts: tuple) -> np.ndarray:
+        rest = CARRY * self._to + (1 - CARRY) * self._base
+        # Time of day is a state, not a setting: it comes back to the preset only gently.
+        cur_tod = self._to[TOD]
+        back = ((self._base[TOD] - cur_tod + 0.5) % 1.0) - 0.5
+        rest[TOD] = cur_tod + 0.25 * back
+        return self._mapper.target(acts, rest)
+
+    def _apply(self, steer: _Steer, acts: tuple) -> None:
+        target = self._target(acts)
+        self._from = self._current.copy()
+        self._to = target
+        self._t0 = self._t
+        self._dur = max(MIN_TRANSITION_S, steer.transition_s)
+        self._frame_gen = steer.generation
+        act = acts[0]
+        named = [(CONCEPTS[i].name, round(float(act[i]), 2)) for i in np.argsort(-act)[:6] if act[i] > 0]
+        log.info("steer %d %r -> %s", steer.generation, steer.direction.text, named or "nothing known")
+
+    def _preset_scene(self, spec: WorldSpec) -> np.ndarray:
+        cfg = spec.extra.get("sketch", {}) if isinstance(spec.extra, dict) else {}
+        text = cfg.get("scene") or spec.description
+        acts = _activations(self._mapper, text)
+        scene = self._mapper.target(acts, DEFAULTS.copy())
+        for k, v in (cfg.get("params") or {}).items():
+            if k not in IDX:
+                raise WorldError(f"Preset {spec.name!r}: [sketch.params] has no parameter {k!r}.")
+            scene[IDX[k]] = float(v)
+        return clamp(scene)
+
+    @staticmethod
+    def _wander(p: dict, t: float) -> None:
+        """Slow drifts so a scene left alone never freezes: weather breathes."""
+        p["clouds"] = min(1.0, max(0.0, p["clouds"] + 0.07 * math.sin(t * 0.021 + 1.0)
+                                   + 0.03 * math.sin(t * 0.067)))
+        p["wind"] = min(1.0, max(0.0, p["wind"] + 0.08 * math.sin(t * 0.031)))
+        p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))

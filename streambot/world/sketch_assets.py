@@ -1,0 +1,453 @@
+"""Procedural assets of the sketch world, built once at start from the seed.
+
+Everything here is tileable so the world can scroll for ever: 1-D terrain
+profiles per biome and parallax layer, 2-D noise planes for clouds and water,
+a nebula, city-window patterns and small RGBA sprites for the moving things.
+Sizes are in reference pixels (a 360-pixel-high frame); the renderer scales.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+REF_H = 360  # assets are authored for a frame this high
+PROFILE_LEN = 8192  # columns of every terrain profile (tileable)
+CITY_TILE = 2048  # period of the city skyline and its windows
+N_LAYERS = 5
+# Ground line (fraction of the frame height) and parallax of each layer, far -> near.
+LAYER_BASE = (0.64, 0.70, 0.78, 0.87, 0.97)
+LAYER_PARALLAX = (0.10, 0.22, 0.40, 0.65, 1.0)
+
+
+def spectral_noise(rng: np.random.Generator, shape: tuple[int, ...], feature: float,
+                   beta: float = 2.0) -> np.ndarray:
+    """Periodic fractal noise by shaping white noise in Fourier space.
+
+    `feature` is the largest feature size in samples; smaller scales fall off
+    with a power law of exponent `beta`. Result: zero mean, unit std, float32.
+    """
+    white = rng.standard_normal(shape)
+    spec = np.fft.rfftn(white)
+    freqs = [np.fft.fftfreq(n) for n in shape[:-1]] + [np.fft.rfftfreq(shape[-1])]
+    grids = np.meshgrid(*freqs, indexing="ij")
+    f = np.sqrt(sum(g * g for g in grids))
+    f0 = 1.0 / feature
+    amp = np.where(f < f0, (f / f0) ** 2, (np.maximum(f, 1e-9) / f0) ** (-beta / 2))
+    amp.flat[0] = 0.0
+    out = np.fft.irfftn(spec * amp, s=shape, axes=tuple(range(len(shape))))
+    out = (out - out.mean()) / (out.std() + 1e-9)
+    return out.astype(np.float32)
+
+
+def _norm01(a: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(a, 1), np.percentile(a, 99)
+    return np.clip((a - lo) / (hi - lo + 1e-9), 0, 1).astype(np.float32)
+
+
+def _tile_to(a: np.ndarray, n: int) -> np.ndarray:
+    reps = -(-n // len(a))
+    return np.tile(a, reps)[:n]
+
+
+# -- terrain profiles ---------------------------------------------------------
+# Heights are fractions of the frame height above the layer's ground line;
+# negative pushes the layer below the frame (space, open sea).
+
+def _hills(rng, layer: int, amp: float, feature: float) -> np.ndarray:
+    n = spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.2)
+    return (amp * (0.45 + 0.3 * n)).astype(np.float32)
+
+
+def _ridged(rng, feature: float, amp: float) -> np.ndarray:
+    total = np.zeros(PROFILE_LEN, np.float32)
+    w = 1.0
+    for octave in range(4):
+        n = spectral_noise(rng, (PROFILE_LEN,), feature / (2.2 ** octave), beta=2.5)
+        total += w * (1.0 - np.abs(n) / 2.0)
+        w *= 0.45
+    return (amp * _norm01(total) ** 1.6).astype(np.float32)
+
+
+def _trees(rng, base: np.ndarray, density: float, height: float, width: float,
+           conifer: float = 1.0) -> np.ndarray:
+    """Tree silhouettes standing on a profile: pointed firs or round crowns."""
+    out = base.copy()
+    x = np.arange(PROFILE_LEN, dtype=np.float32)
+    pos = 0.0
+    while pos < PROFILE_LEN:
+        pos += rng.exponential(1.0 / density)
+        c = pos % PROFILE_LEN
+        h = height * rng.uniform(0.6, 1.3)
+        w = width * rng.uniform(0.7, 1.3)
+        lo, hi = int(c - w) - 1, int(c + w) + 2
+        idx = np.arange(lo, hi) % PROFILE_LEN
+        d = np.abs(x[idx] - c)
+        d = np.minimum(d, PROFILE_LEN - d)
+        if rng.random() < conifer:
+            # Jagged fir: a triangle with a few branch notches.
+            shape = h * np.clip(1.0 - d / w, 0, 1) * (1.0 - 0.12 * (np.sin(d * 2.3) > 0.6))
+        else:
+            shape = h * 0.85 * np.sqrt(np.clip(1.0 - (d / w) ** 2, 0, 1)) + h * 0.15 * (d < w * 0.15)
+        out[idx] = np.maximum(out[idx], base[idx] + shape)
+    return out
+
+
+def _skyline(rng, floor: float, tall: float, wmin: float, wmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """A city profile (heights) and the building id of each column, period CITY_TILE."""
+    h = np.zeros(CITY_TILE, np.float32)
+    bid = np.zeros(CITY_TILE, np.int32)
+    x, k = 0, 1
+    while x < CITY_TILE:
+        w = int(rng.uniform(wmin, wmax))
+        gap = int(rng.integers(0, 3))
+        hh = floor + tall * min(rng.lognormal(-0.6, 0.5), 1.6)
+        end = min(x + w, CITY_TILE)
+        h[x:end] = hh
+        bid[x:end] = k
+        if rng.random() < 0.25 and w > 6:  # a spire or antenna
+            m = x + w // 2
+            h[m:m + 1] = hh + tall * rng.uniform(0.08, 0.25)
+        if rng.random() < 0.3 and w > 10:  # a setback roof
+            inset = w // 4
+            h[x + inset:end - inset] = hh + tall * rng.uniform(0.05, 0.15)
+        x = end + gap
+        k += 1
+    return h, bid
+
+
+def _dunes(rng, feature: float, amp: float) -> np.ndarray:
+    n = spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.5)
+    phase = np.cumsum(0.5 + 0.5 * _norm01(n)) * (2 * np.pi / feature) * 1.5
+    # Asymmetric crests: a gentle windward slope and a steep slip face.
+    saw = (phase / (2 * np.pi)) % 1.0
+    crest = np.where(saw < 0.8, saw / 0.8, (1.0 - saw) / 0.2)
+    env = 0.55 + 0.45 * _norm01(spectral_noise(rng, (PROFILE_LEN,), feature * 4, beta=3))
+    return (amp * (0.15 + 0.85 * crest ** 1.5 * env)).astype(np.float32)
+
+
+def _mesas(rng, feature: float, amp: float) -> np.ndarray:
+    n = _norm01(spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.0))
+    steps = np.clip((n - 0.55) * 6, 0, 1)
+    return (amp * (0.08 + 0.9 * np.round(steps * 2) / 2 * 0.9 + 0.05 * n)).astype(np.float32)
+
+
+def _gumdrops(rng, amp: float, size: float) -> np.ndarray:
+    out = np.zeros(PROFILE_LEN, np.float32)
+    x = np.arange(PROFILE_LEN, dtype=np.float32)
+    pos = 0.0
+    while pos < PROFILE_LEN:
+        r = size * rng.uniform(0.6, 1.4)
+        pos += r * rng.uniform(0.8, 1.6)
+        c = pos % PROFILE_LEN
+        idx = np.arange(int(c - r) - 1, int(c + r) + 2) % PROFILE_LEN
+        d = np.abs(x[idx] - c)
+        d = np.minimum(d, PROFILE_LEN - d)
+        bump = amp * rng.uniform(0.6, 1.1) * np.sqrt(np.clip(1 - (d / r) ** 2, 0, 1))
+        out[idx] = np.maximum(out[idx], bump)
+    return out
+
+
+def _wasteland(rng, layer: int, amp: float) -> np.ndarray:
+    base = _hills(rng, layer, amp * 0.7, 500 - 60 * layer)
+    # Craters and broken stumps: sharp dips and thin spikes.
+    x = np.arange(PROFILE_LEN)
+    for _ in range(PROFILE_LEN // 300):
+        c, r = rng.uniform(0, PROFILE_LEN), rng.uniform(8, 30)
+        d = np.minimum(np.abs(x - c), PROFILE_LEN - np.abs(x - c))
+        base -= amp * 0.35 * np.clip(1 - (d / r) ** 2, 0, 1)
+    if layer >= 2:
+        for _ in range(PROFILE_LEN // 90):
+            c = int(rng.uniform(0, PROFILE_LEN))
+            w = int(rng.integers(1, 3))
+            base[c:c + w] += amp * rng.uniform(0.5, 1.6)
+    return base.astype(np.float32)
+
+
+BIOME_ORDER = ("grass", "desert", "mountains", "ocean", "forest", "city", "space", "islands",
+               "candy", "wasteland")
+
+
+class Assets:
+    """Every precomputed texture and profile, from one seed."""
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.profiles = self._profiles(rng)  # (biomes, layers, PROFILE_LEN)
+        self.city_ids = self._city_ids
+        self.windows = self._windows(rng)  # per layer: (rows, CITY_TILE) uint8 codes
+        self.islands = self._islands(rng)  # (top, bottom) fractions of H, PROFILE_LEN
+        self.cloud = _norm01(spectral_noise(rng, (512, 1024), 200, beta=2.7))
+        self.cloud_hi = _norm01(spectral_noise(rng, (128, 1024), 300, beta=2.2))
+        self.water = _norm01(spectral_noise(rng, (256, 512), 24, beta=1.6)
+                             + 0.5 * spectral_noise(rng, (256, 512), 80, beta=2.5))
+        self.mist = _norm01(spectral_noise(rng, (128, 1024), 200, beta=2.8))
+        self.nebula = self._nebula(rng)
+        self.stars = self._stars(rng)
+        self.rain = self._rain(rng)
+        self.detail = _norm01(spectral_noise(rng, (256, 1024), 6, beta=1.2)) - 0.5
+
+    # -- terrain ---------------------------------------------------------------
+    def _profiles(self, rng) -> np.ndarray:
+        prof = np.zeros((len(BIOME_ORDER), N_LAYERS, PROFILE_LEN), np.float32)
+        city_ids = np.zeros((N_LAYERS, PROFILE_LEN), np.int32)
+        for i in range(N_LAYERS):
+            far = i == 0
+            # grass: distant blue mountains, then rolling hills
+            prof[0, i] = (_ridged(rng, 700, 0.24) + 0.02 if far
+                          else _hills(rng, i, (0.16, 0.14, 0.11, 0.08)[i - 1], 700 - 100 * i))
+            if i == 4:
+                prof[0, i] = _trees(rng, prof[0, i], 0.004, 0.05, 10, conifer=0.2)
+            # desert: mesas far, dunes near
+            prof[1, i] = (_mesas(rng, 500, 0.14) if i < 2
+                          else _dunes(rng, 420 - 60 * i, (0.12, 0.10, 0.08)[i - 2]))
+            # mountains: tall ridges, lower and rockier nearer
+            prof[2, i] = _ridged(rng, 900 - 140 * i, (0.42, 0.36, 0.26, 0.16, 0.09)[i])
+            if i >= 3:
+                prof[2, i] = _trees(rng, prof[2, i], 0.02, 0.05, 5)
+            # ocean: a low distant coast, then open water
+            prof[3, i] = (_hills(rng, i, 0.05, 600) - 0.03 if far else -0.6)
+            # forest: hills wearing firs, bigger trees nearer
+            base = _hills(rng, i, (0.12, 0.12, 0.1, 0.08, 0.06)[i], 600)
+            prof[4, i] = _trees(rng, base, (0.12, 0.1, 0.07, 0.05, 0.035)[i],
+                                (0.03, 0.045, 0.06, 0.09, 0.14)[i], (3, 4, 6, 9, 13)[i])
+            # city: towers far, low rooftops near
+            h, bid = _skyline(rng, (0.06, 0.05, 0.04, 0.03, 0.02)[i],
+                              (0.45, 0.38, 0.28, 0.2, 0.12)[i],
+                              (8, 10, 14, 20, 30)[i], (20, 26, 34, 50, 70)[i])
+            prof[5, i] = _tile_to(h, PROFILE_LEN)
+            city_ids[i] = _tile_to(bid, PROFILE_LEN)
+            # space: nothing (sinks out of frame)
+            prof[6, i] = -0.8
+            # islands (fantasy): mossy hills with round trees and tall peaks far
+            base = (_ridged(rng, 500, 0.32) if far else _hills(rng, i, 0.1, 500))
+            prof[7, i] = _trees(rng, base, (0.02, 0.05, 0.04, 0.03, 0.02)[i],
+                                (0.03, 0.04, 0.06, 0.08, 0.12)[i], (4, 6, 8, 12, 16)[i], conifer=0.3)
+            # candy: gumdrop hills
+            prof[8, i] = _gumdrops(rng, (0.2, 0.15, 0.12, 0.09, 0.07)[i], (90, 70, 55, 45, 40)[i])
+            # wasteland: torn ground, craters, broken stumps
+            prof[9, i] = _wasteland(rng, i, (0.08, 0.08, 0.07, 0.06, 0.05)[i])
+        self._city_ids = city_ids
+        return prof
+
+    def _windows(self, rng) -> list[np.ndarray]:
+        """Lit-window codes per city layer, rows counted up from the ground line.
+
+        0 wall, 1 dark window, 2 warm, 3 cool white, 4 cyan neon, 5 magenta neon.
+        """
+        out = []
+        cells = ((2, 3), (3, 4), (3, 5), (4, 6), (6, 8))
+        for i in range(N_LAYERS):
+            cw, ch = cells[i]
+            heights = self.profiles[5, i, :CITY_TILE]
+            ids = self._city_ids[i, :CITY_TILE]
+            rows = int(REF_H * 0.62)
+            y = np.arange(rows)[:, None]
+            x = np.arange(CITY_TILE)[None, :]
+            # Window grid aligned to each building's left edge.
+            starts = np.r_[0, np.nonzero(np.diff(ids))[0] + 1]
+            left = np.zeros(CITY_TILE, np.int32)
+            left[starts] = starts
+            left = np.maximum.accumulate(left)
+            col = (x - left[None, :])
+            is_win = ((col % cw) < max(1, cw - 1)) & ((y % ch) < max(1, ch - 1)) & (col >= 1)
+            roof = heights[None, :] * REF_H - 2
+            is_win &= y < roof - 1
+            is_win &= y > 1
+            bh = rng.random((ids.max() + 2, rows // ch + 2))
+            per_cell = bh[ids[None, :], y // ch]
+            lit_kind = rng.random(ids.max() + 2)  # each building has its own light style
+            code = np.ones((rows, CITY_TILE), np.uint8)
+            kind = lit_kind[ids][None, :]
+            code = np.where(per_cell < 0.40, np.where(kind < 0.55, 2, np.where(kind < 0.8, 3,
+                                                                                 np.where(kind < 0.9, 4, 5))), 1)
+            code = np.where(is_win, code, 0).astype(np.uint8)
+            # Neon sign bands on some buildings.
+            for b in np.nonzero(rng.random(ids.max() + 1) < 0.12)[0]:
+                cols = np.nonzero(ids == b)[0]
+                if len(cols) < 6:
+                    continue
+                top = int(heights[cols[0]] * REF_H)
+                yy = int(rng.uniform(0.3, 0.85) * top)
+                code[max(0, yy - 1):yy + 1, cols[1]:cols[-1]] = 4 + (b % 2)
+            out.append(code)
+        return out
+
+    def _islands(self, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Floating islands: (top, bottom, present) per column, in fractions of H."""
+        top = np.zeros(PROFILE_LEN, np.float32)
+        bot = np.zeros(PROFILE_LEN, np.float32)
+        x = np.arange(PROFILE_LEN, dtype=np.float32)
+        pos = 0.0
+        while pos < PROFILE_LEN:
+            pos += rng.uniform(180, 420)
+            c = pos % PROFILE_LEN
+            r = rng.uniform(25, 70)
+            y = rng.uniform(0.18, 0.42)
+            idx = np.arange(int(c - r) - 1, int(c + r) + 2) % PROFILE_LEN
+            d = np.abs(x[idx] - c) / r
+            inside = d < 1
+            rough = 0.006 * np.sin(x[idx] * 0.9) + 0.004 * np.sin(x[idx] * 2.3)
+            t = y - (0.012 + 0.02 * np.sqrt(np.clip(1 - d ** 2, 0, 1))) + rough
+            depth = (r / REF_H) * 1.4 * np.clip(1 - d, 0, 1) ** 1.3
+            b = y + depth + 0.5 * rough
+            top[idx] = np.where(inside, t, top[idx])
+            bot[idx] = np.where(inside, b, bot[idx])
+        present = (bot > top).astype(np.float32)
+        return top, bot, present
+
+    # -- sky -------------------------------------------------------------------
+    def _nebula(self, rng) -> np.ndarray:
+        h, w = 256, 1024
+        a = _norm01(spectral_noise(rng, (h, w), 220, beta=2.4))
+        b = _norm01(spectral_noise(rng, (h, w), 120, beta=2.2))
+        c = _norm01(spectral_noise(rng, (h, w), 60, beta=1.8))
+        dens = np.clip(a * 1.6 - 0.55, 0, 1) ** 1.5
+        col = (dens[..., None] * (np.array([0.55, 0.12, 0.75]) * b[..., None]
+                                  + np.array([0.05, 0.45, 0.8]) * (1 - b[..., None]))
+               + (dens * c)[..., None] ** 2 * np.array([1.0, 0.6, 0.4]))
+        return col.astype(np.float32)
+
+    def _stars(self, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Stars on a 2048 x 0.75H band: x, y (ref px), brightness, twinkle phase."""
+        n = 1400
+        x = rng.uniform(0, 2048, n).astype(np.float32)
+        y = (rng.uniform(0, 1, n) ** 1.3 * REF_H * 0.95).astype(np.float32)
+        mag = (rng.pareto(2.5, n) * 0.25 + 0.15).clip(0, 1.4).astype(np.float32)
+        phase = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
+        return x, y, mag, phase
+
+    def _rain(self, rng) -> np.ndarray:
+        """A tileable 256x256 field of slanted streaks; value = the streak's rank (1..255)."""
+        t = np.zeros((256, 256), np.uint8)
+        for _ in range(900):
+            x0, y0 = rng.integers(0, 256, 2)
+            length = int(rng.integers(6, 16))
+            rank = int(rng.integers(1, 256))
+            ys = (y0 + np.arange(length)) % 256
+            xs = (x0 + (np.arange(length) * 0.18).astype(int)) % 256
+            t[ys, xs] = np.maximum(t[ys, xs], rank)
+        return t
+
+
+# -- sprites (RGBA float32) ------------------------------------------------------
+
+def _canvas(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.zeros((h, w, 4), np.float32), yy, xx
+
+
+def bird_sprites(scale: float) -> list[np.ndarray]:
+    """Three wing positions of a bird silhouette (alpha only matters)."""
+    w, h = max(5, int(14 * scale)), max(4, int(8 * scale))
+    out = []
+    for lift in (-0.45, 0.0, 0.45):
+        img, yy, xx = _canvas(h, w)
+        cx, cy = (w - 1) / 2, h * 0.55
+        dx = np.abs(xx - cx) / (w / 2)
+        wing_y = cy - lift * h * 0.9 * dx - 0.35 * h * dx * (1 - dx) * (1 if lift <= 0 else -0.3)
+        a = np.clip(1.2 - np.abs(yy - wing_y) / max(0.8, 0.9 * scale), 0, 1) * (dx < 1)
+        body = np.clip(1.5 - np.hypot((xx - cx) / 1.6, (yy - cy) / 1.0) / max(1.0, scale), 0, 1)
+        img[..., 3] = np.maximum(a, body)
+        out.append(img)
+    return out
+
+
+def plane_sprite(scale: float) -> np.ndarray:
+    w, h = max(12, int(34 * scale)), max(6, int(14 * scale))
+    img, yy, xx = _canvas(h, w)
+    cy = h * 0.55
+    fus = (np.abs(yy - cy) < h * 0.11 + (xx > w * 0.8) * h * 0.05) & (xx > w * 0.08) & (xx < w * 0.97)
+    wing = (np.abs(xx - w * 0.5) < w * 0.07 + (cy - yy) * 0.0) & (yy > cy - h * 0.45) & (yy < cy + h * 0.45)
+    wing &= np.abs(xx - w * 0.5 - (yy - cy) * 0.4) < w * 0.06
+    tail = (xx < w * 0.18) & (yy > cy - h * 0.42) & (yy < cy) & (xx > w * 0.06)
+    img[..., 3] = (fus | wing | tail).astype(np.float32)
+    img[..., :3] = 0.22
+    return img
+
+
+def balloon_sprite(scale: float, colours: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+    w, h = max(10, int(30 * scale)), max(14, int(44 * scale))
+    img, yy, xx = _canvas(h, w)
+    cx, cy, r = (w - 1) / 2, h * 0.36, w * 0.46
+    env = ((xx - cx) / r) ** 2 + ((yy - cy) / (r * 1.05)) ** 2
+    taper = (yy > cy) & (np.abs(xx - cx) < r * (1 - (yy - cy) / (h * 0.42)))
+    shape = (env < 1) | (taper & (yy < h * 0.74))
+    stripe = ((np.arctan2(xx - cx, r * 1.2) * 6 / np.pi) % len(colours)).astype(int)
+    col = np.array(colours, np.float32)[stripe]
+    shade = np.clip(1.05 - 0.6 * (xx - cx + r * 0.4) / (2 * r), 0.4, 1.1)[..., None]
+    img[..., :3] = col * shade
+    img[..., 3] = shape.astype(np.float32)
+    basket = (np.abs(xx - cx) < w * 0.1) & (yy > h * 0.84) & (yy < h * 0.97)
+    ropes = (yy > h * 0.72) & (yy <= h * 0.84) & (np.abs(np.abs(xx - cx) - w * 0.09) < 0.6)
+    img[basket | ropes, :3] = (0.35, 0.22, 0.12)
+    img[basket | ropes, 3] = 1.0
+    return img
+
+
+def dragon_sprites(scale: float) -> list[np.ndarray]:
+    w, h = max(20, int(64 * scale)), max(12, int(34 * scale))
+    out = []
+    for lift in (-0.8, -0.2, 0.5, 0.0):
+        img, yy, xx = _canvas(h, w)
+        cy = h * 0.55
+        body = np.abs(yy - cy - 1.5 * np.sin(xx / w * 6.0)) < (h * 0.07) * (0.4 + (xx / w))
+        body &= (xx > w * 0.02) & (xx < w * 0.84)
+        head = np.hypot(xx - w * 0.88, yy - cy + h * 0.04) < h * 0.09
+        cx = w * 0.55
+        dx = (xx - cx) / (w * 0.32)
+        wing_edge = cy - lift * h * 0.45 * (1 - np.abs(dx)) - h * 0.45 * (np.abs(dx) < 1) * (lift < 0) * 0
+        tip_y = cy - lift * h * 0.5
+        wing = (np.abs(dx) < 1) & (yy > np.minimum(tip_y, cy) - 1) & (yy < np.maximum(tip_y, cy) + 1)
+        wing &= np.abs(yy - (cy + (tip_y - cy) * (1 - np.abs(dx) ** 0.7))) < h * 0.22 * (1 - np.abs(dx))
+        img[..., 3] = (body | head | wing).astype(np.float32)
+        img[..., :3] = 0.08
+        out.append(img)
+    return out
+
+
+def planet_sprite(size: int, seed: int, ring: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = int(size * (2.3 if ring else 1.0))
+    h = int(size * (1.3 if ring else 1.0))
+    img, yy, xx = _canvas(h, w)
+    cx, cy, r = (w - 1) / 2, (h - 1) / 2, size / 2 - 1
+    d = np.hypot(xx - cx, yy - cy) / r
+    bands = spectral_noise(rng, (256,), 30, beta=2.0)
+    band = bands[np.clip(((yy - cy) / r * 100 + 128).astype(int), 0, 255)]
+    base = np.array(rng.choice([(0.85, 0.65, 0.45), (0.45, 0.6, 0.85), (0.75, 0.45, 0.7),
+                                (0.55, 0.8, 0.7)]), np.float32)
+    col = base * (0.8 + 0.18 * band[..., None])
+    # Light from the upper left, a soft terminator.
+    nz = np.sqrt(np.clip(1 - d ** 2, 0, 1))
+    light = np.clip(((-(xx - cx) * 0.6 - (yy - cy) * 0.4) / r + nz * 0.7), 0.03, 1.2)
+    disc = np.clip((1 - d) * r, 0, 1)
+    img[..., :3] = col * light[..., None]
+    img[..., 3] = disc
+    if ring:
+        ex, ey = (xx - cx) / (r * 2.1), (yy - cy) / (r * 0.42)
+        re = np.hypot(ex, ey)
+        ring_a = np.clip((re - 0.62) * 30, 0, 1) * np.clip((0.98 - re) * 30, 0, 1)
+        ring_a *= 0.6 + 0.3 * np.sin(re * 60)
+        behind = (yy < cy) & (d < 1)
+        ring_a = np.where(behind, 0, ring_a)
+        ring_col = np.array([0.85, 0.8, 0.7], np.float32) * (0.6 + 0.4 * np.clip(-(xx - cx) / (r * 2), -1, 1)[..., None] + 0.4)
+        a = img[..., 3:4]
+        img[..., :3] = img[..., :3] * (1 - ring_a[..., None]) + ring_col * ring_a[..., None]
+        img[..., 3] = np.maximum(a[..., 0], ring_a)
+    return img
+
+
+def moon_sprite(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img, yy, xx = _canvas(size, size)
+    c, r = (size - 1) / 2, size / 2 - 1
+    d = np.hypot(xx - c, yy - c) / r
+    craters = 0.06 * spectral_noise(rng, (size, size), size / 3, beta=2.0)
+    img[..., :3] = (np.array([0.93, 0.92, 0.86]) * (0.9 + craters[..., None] - 0.15 * d[..., None] ** 2))
+    img[..., 3] = np.clip((1 - d) * r, 0, 1)
+    return img
+
+
+def glow_kernel(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float32)
+    d = np.hypot(xx, yy) / (radius + 0.5)
+    return (np.clip(1 - d, 0, 1) ** 2).astype(np.float32)
