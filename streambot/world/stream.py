@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .base import Ambience, Frame, World, WorldError, WorldSpec
 from .stream_engine import Conditioning, StreamEngine
 from .stream_models import StreamModels, load_models
-from .stream_ops import ease_out, motion_theta, slerp
+from .stream_ops import Slerp, ease_out, motion_theta
 from .stream_settings import Motion, StreamWorldSettings, parse_stream_settings
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,7 @@ class StreamWorld(World):
         prompt = f"{spec.beats[0]}, {spec.style}" if spec.style else spec.beats[0]
         self.engine = StreamEngine(self.models, s, device=self.device, dtype=self.dtype)
         self.engine.prepare(prompt, seed)
-        self._current = self.engine.encode_prompt(prompt)
-        self._from = self._to = self._current
+        self._current = self._to = self.engine.encode_prompt(prompt)
         self._step, self._steps = 0, 0  # progress of the prompt transition
         self._index = 0
         self._on_air_generation = 0
@@ -145,9 +144,8 @@ class StreamWorld(World):
         # 1. a new direction: its embedding (cached), and a transition from wherever we are now
         pending = self.take_pending()
         if pending is not None:
-            self._from, self._to = self._current, engine.encode_prompt(pending.direction.styled)
-            self._steps = s.transition_frames or max(1, round(pending.transition_s * self.fps))
-            self._step = 0
+            frames = s.transition_frames or max(1, round(pending.transition_s * self.fps))
+            self._begin_transition(engine.encode_prompt(pending.direction.styled), frames)
             self._on_air_generation = pending.generation
             self.direction = pending.direction
         # 2. one step along the transition: front-loaded, so the change shows at once
@@ -206,10 +204,18 @@ class StreamWorld(World):
             return self._motion
 
     # -- helpers ------------------------------------------------------------------------
+    def _begin_transition(self, target: Conditioning, frames: int) -> None:
+        a = self._current
+        self._to = target
+        self._slerp = Slerp(a.embeds, target.embeds)
+        self._slerp_pooled = None if a.pooled is None else Slerp(a.pooled, target.pooled)
+        self._step, self._steps = 0, frames
+
     def _blend(self, t: float) -> Conditioning:
-        a, b = self._from, self._to
-        pooled = None if a.pooled is None else slerp(a.pooled, b.pooled, t)
-        return Conditioning(slerp(a.embeds, b.embeds, t), pooled)
+        if t >= 1.0:
+            return self._to  # land exactly on the cached target
+        pooled = None if self._slerp_pooled is None else self._slerp_pooled(t)
+        return Conditioning(self._slerp(t), pooled)
 
     def _theta(self, index: int) -> torch.Tensor | None:
         m = self.motion

@@ -130,7 +130,7 @@ class StreamEngine:
         for module in (m.unet, m.vae, m.text_encoder, m.text_encoder_2):
             if module is not None:
                 _move(module, dev, dt)
-        channels_last = s.channels_last and dev.type == "cuda"
+        channels_last = s.channels_last  # also makes the decoded picture HWC in memory: a cheap uint8 copy
         layout = torch.channels_last if channels_last else torch.contiguous_format
         m.unet.to(memory_format=layout)  # set both ways: the models may be shared between worlds
         m.vae.to(memory_format=layout)
@@ -349,8 +349,8 @@ class StreamEngine:
         image = self._decode_fn(latents)
         if self.settings.feedback == "pixel":  # only pixel feedback reads the float picture back
             self.image.copy_(image)
-        # [-1, 1] -> 0..255, rounded (+0.5, then the uint8 cast truncates); fused in place
-        pixels = image[0].permute(1, 2, 0).add(1).mul_(127.5).add_(0.5).clamp_(0, 255)
+        # [-1, 1] -> 0..255: (x + 1) * 127.5, +0.5 so that the uint8 cast (truncating) rounds
+        pixels = image[0].permute(1, 2, 0).mul(127.5).add_(128.0).clamp_(0, 255)
         self.frame.copy_(pixels)
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:

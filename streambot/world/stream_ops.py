@@ -12,24 +12,35 @@ import torch
 import torch.nn.functional as F
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float, eps: float = 1e-4) -> torch.Tensor:
-    """Spherical interpolation along the last dimension (token by token for embeddings).
+class Slerp:
+    """Spherical interpolation from `a` to `b` along the last dimension (token by token).
 
-    Directions move on the great circle; norms move linearly. Nearly parallel
-    vectors fall back to a plain lerp, where slerp is numerically unstable.
+    Directions move on the great circle, norms linearly; nearly parallel vectors
+    fall back to a lerp, where slerp is unstable. Everything that does not depend
+    on `t` is computed once, so each frame of a transition costs a few passes.
     """
-    a32, b32 = a.float(), b.float()
-    na, nb = a32.norm(dim=-1, keepdim=True), b32.norm(dim=-1, keepdim=True)
-    ua, ub = a32 / na.clamp_min(1e-8), b32 / nb.clamp_min(1e-8)
-    dot = (ua * ub).sum(-1, keepdim=True).clamp(-1 + eps, 1 - eps)
-    omega = torch.acos(dot)
-    so = torch.sin(omega)
-    direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so
-    lerped = (1 - t) * ua + t * ub
-    parallel = (1 - dot.abs()) < 10 * eps
-    direction = torch.where(parallel, lerped, direction)
-    out = direction * ((1 - t) * na + t * nb)
-    return out.to(a.dtype)
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, eps: float = 1e-4) -> None:
+        self.dtype = a.dtype
+        a32, b32 = a.float(), b.float()
+        self.na, self.nb = a32.norm(dim=-1, keepdim=True), b32.norm(dim=-1, keepdim=True)
+        self.ua, self.ub = a32 / self.na.clamp_min(1e-8), b32 / self.nb.clamp_min(1e-8)
+        dot = (self.ua * self.ub).sum(-1, keepdim=True).clamp(-1 + eps, 1 - eps)
+        self.omega = torch.acos(dot)
+        self.parallel = (1 - dot.abs()) < 10 * eps
+        # where parallel, sin(t w) / sin(w) -> t: the lerp weights
+        self.inv_sin = torch.where(self.parallel, torch.zeros_like(dot), 1 / torch.sin(self.omega))
+
+    def __call__(self, t: float) -> torch.Tensor:
+        wa = torch.where(self.parallel, 1 - t, torch.sin((1 - t) * self.omega) * self.inv_sin)
+        wb = torch.where(self.parallel, t, torch.sin(t * self.omega) * self.inv_sin)
+        scale = (1 - t) * self.na + t * self.nb
+        return torch.addcmul(self.ua * (wa * scale), self.ub, wb * scale).to(self.dtype)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """One-off spherical interpolation (see `Slerp`)."""
+    return Slerp(a, b)(t)
 
 
 def ease_out(t: float) -> float:
