@@ -20,7 +20,7 @@ from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
 from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast
-from .config import Settings, resolve_output
+from .config import Settings, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
 from .store import Store, resolve_path
@@ -160,6 +160,45 @@ class Show:
             self.store.log_action(actor, "force", cleaned)
         self.director.submit(cleaned, source="console", user=actor)
         return True
+
+    # -- the streamer's controls (the console calls these; each is recorded) -------
+    def _record(self, actor: str, action: str, detail: str = "") -> None:
+        log.info("%s: %s %s", actor, action, detail)
+        if self.store is not None:
+            self.store.log_action(actor, action, detail)
+
+    def switch_world(self, name_or_path: str, *, actor: str) -> WorldSpec:
+        """Another preset (or a custom world file): the world morphs into it."""
+        spec = resolve_world(name_or_path)
+        self.spec = spec
+        assert self.director is not None
+        self.director.set_world(spec)
+        self.world.change_world(spec, self.settings.world.transition_s * 2)
+        self._record(actor, "switch world", spec.name)
+        return spec
+
+    def pause_story(self, paused: bool, *, actor: str) -> None:
+        assert self.director is not None
+        self.director.story_paused = paused
+        self._record(actor, "pause story" if paused else "resume story")
+
+    def kill_switch(self, on: bool, *, actor: str) -> None:
+        """Off air at once: the slate replaces the picture and prompts stop."""
+        assert self.broadcast is not None and self.audience is not None
+        self.broadcast.compositor.set_off_air(on)
+        self.audience.lock(actor=actor, locked=on)
+        self._record(actor, "kill switch on" if on else "kill switch off")
+
+    @property
+    def off_air(self) -> bool:
+        return bool(self.broadcast and self.broadcast.compositor.off_air)
+
+    def adapter_states(self) -> dict[str, str]:
+        states = {f"local:{c.source}": c.state for c in self.chat}
+        for adapter, task in self.adapters:
+            name = type(adapter).__name__
+            states[name] = "crashed" if task.done() and not task.cancelled() else getattr(adapter, "state", "?")
+        return states
 
     def on_winner(self, winner) -> None:
         assert self.director is not None

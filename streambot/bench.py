@@ -122,16 +122,9 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
         encoder = Encoder(enc_settings)
         out = Output(str(Path(tmp) / "bench.flv"), encoder.stream_info)
         out.open()
-        captured: list[np.ndarray] = []
         compositor = Compositor(size)
-
-        def keep(index: int, image: np.ndarray) -> None:
-            # Raw frames for the ffmpeg comparison: the same pixels our encoder took.
-            if compare_ffmpeg and len(captured) < min(300, fps * 10) and index >= fps:
-                captured.append(image.copy())
-
         b = Broadcast(world, encoder, [out], compositor, Soundtrack(seed=1), fps=fps,
-                      max_frames=round(seconds * fps), frame_observer=keep)
+                      max_frames=round(seconds * fps))
         director = Director(world, spec, beat_interval_s=1e9)
         director.begin()
         b.start()
@@ -164,6 +157,7 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
             "generator_fps": h.generator_fps,
             "generator_fps_alone": round(alone, 1),
             "encode_ms_per_frame": h.encode_ms_per_frame,
+            "compose_ms_per_frame": h.compose_ms_per_frame,
             "late_frames": h.late_frames,
             "repeated_frames": h.repeated_frames,
             "prompt_to_pixel_ms_p50": h.prompt_to_pixel_ms_p50,
@@ -173,7 +167,11 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
             "rss_mb_end": round(rss_end, 1),
             "cpu_count": os.cpu_count(),
         }
-        if compare_ffmpeg and captured:
-            task = bar.add_task("ffmpeg comparison", total=None)
-            result["ffmpeg_comparison"] = compare_with_ffmpeg(captured, enc_settings)
+        if compare_ffmpeg:
+            bar.add_task("ffmpeg comparison", total=None)
+            # The same raw frames (the world's own, before scaling) for both encoders.
+            world = _world(preset, size, fps)
+            frames = [world.render().image for _ in range(min(300, fps * 10))]
+            world.close()
+            result["ffmpeg_comparison"] = compare_with_ffmpeg(frames, enc_settings)
     return result

@@ -47,7 +47,11 @@ class Compositor:
                 self._slate = slate(self.size, text)
             self.off_air = off
 
-    def compose(self, frame: Frame) -> np.ndarray:
+    def picture(self, frame: Frame) -> np.ndarray:
+        """The world's frame, or the slate while off air."""
         if self.off_air and self._slate is not None:
             return self._slate
         return frame.image
+
+    def overlay(self, video) -> None:
+        """Draw the overlay into `video` (a yuv420p av.VideoFrame of the output size)."""

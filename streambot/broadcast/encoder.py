@@ -111,19 +111,25 @@ class Encoder:
         self.frames_encoded = 0
         self.bytes_out = 0
 
-    def encode_video(self, image: np.ndarray, index: int) -> list[av.Packet]:
-        """`image`: HxWx3 RGB uint8 of any size; scaled to the output size here."""
+    def to_frame(self, image: np.ndarray) -> av.VideoFrame:
+        """RGB HxWx3 uint8 of any size -> a yuv420p frame of the output size, in
+        one swscale pass (the world may render smaller than the stream)."""
         w, h = self.settings.size
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         if (frame.width, frame.height) != (w, h):
-            frame = frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
-        else:
-            frame = frame.reformat(format="yuv420p")
+            return frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
+        return frame.reformat(format="yuv420p")
+
+    def encode_frame(self, frame: av.VideoFrame, index: int) -> list[av.Packet]:
+        """Encode a frame from `to_frame` (overlays drawn on it) as tick `index`."""
         frame.pts = index
         frame.time_base = Fraction(1, self.settings.fps)
         packets = self.video_stream.encode(frame)
         self.frames_encoded += 1
         return packets
+
+    def encode_video(self, image: np.ndarray, index: int) -> list[av.Packet]:
+        return self.encode_frame(self.to_frame(image), index)
 
     def encode_audio(self, samples: np.ndarray) -> list[av.Packet]:
         """`samples`: float32 array of shape (2, n), values in -1..1."""

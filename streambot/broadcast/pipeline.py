@@ -30,6 +30,7 @@ class Health:
     output_fps: float
     generator_fps: float
     encode_ms_per_frame: float
+    compose_ms_per_frame: float
     ticks: int
     late_frames: int
     repeated_frames: int
@@ -63,6 +64,7 @@ class Broadcast:
         self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames)
         self.frame_observer = frame_observer  # e.g. the console's preview
         self._encode_ms: deque[float] = deque(maxlen=300)
+        self._compose_ms: deque[float] = deque(maxlen=300)
         self._latency_ms: deque[float] = deque(maxlen=500)
         self._last_generation = -1
         self._bytes: deque[tuple[float, int]] = deque(maxlen=300)
@@ -96,10 +98,16 @@ class Broadcast:
 
     # -- one tick ------------------------------------------------------------------
     def _on_tick(self, index: int, frame: Frame, repeated: bool) -> None:
-        image = self.compositor.compose(frame)
+        # 1. the picture (the world, or the slate when off air), scaled to the output
         t = time.perf_counter()
-        packets = self.encoder.encode_video(image, index)
-        self._encode_ms.append((time.perf_counter() - t) * 1000)
+        video = self.encoder.to_frame(self.compositor.picture(frame))
+        # 2. the overlay, blended straight into the YUV planes
+        c = time.perf_counter()
+        self.compositor.overlay(video)
+        self._compose_ms.append((time.perf_counter() - c) * 1000)
+        # 3. one encode for every destination
+        packets = self.encoder.encode_frame(video, index)
+        self._encode_ms.append((time.perf_counter() - t) * 1000 - self._compose_ms[-1])
         if frame.generation > self._last_generation:
             if self._last_generation >= 0:
                 steered = self.world.steered_at(frame.generation)
@@ -111,7 +119,7 @@ class Broadcast:
         audio = self.soundtrack.render(n, self.world.ambience())
         self._send(self.encoder.encode_audio(audio), "audio")
         if self.frame_observer is not None:
-            self.frame_observer(index, image)
+            self.frame_observer(index, video)
 
     def _send(self, packets, kind: str) -> None:
         size = 0
@@ -133,6 +141,7 @@ class Broadcast:
             output_fps=round(s.output_fps, 2),
             generator_fps=round(self.runner.capacity_fps, 1),
             encode_ms_per_frame=round(float(np.mean(self._encode_ms)), 2) if self._encode_ms else 0.0,
+            compose_ms_per_frame=round(float(np.mean(self._compose_ms)), 3) if self._compose_ms else 0.0,
             ticks=s.ticks,
             late_frames=s.late,
             repeated_frames=s.repeated,

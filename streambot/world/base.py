@@ -117,6 +117,12 @@ class World(ABC):
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the frames `render` returns."""
 
+    def change_world(self, spec: WorldSpec, transition_s: float = 3.0) -> int:
+        """Move to another world (preset) without a cut. By default: a steer
+        toward its description in its style; backends may do more."""
+        text = spec.description
+        return self.steer(Direction(text, f"{text}, {spec.style}", "console"), transition_s)
+
     def ambience(self) -> Ambience:
         return Ambience()
 
