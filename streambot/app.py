@@ -18,6 +18,7 @@ from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
+from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast
 from .config import Settings, resolve_output, resolve_world
@@ -193,6 +194,13 @@ class Show:
     def off_air(self) -> bool:
         return bool(self.broadcast and self.broadcast.compositor.off_air)
 
+    def overlay_state(self) -> OverlayState:
+        assert self.audience is not None and self.director is not None
+        return build_overlay_state(
+            self.audience.snapshot(), self.director.on_air, self.spec.title,
+            off_air=self.off_air, discord_invite=self.settings.overlay.get("discord_invite") or None,
+        )
+
     def adapter_states(self) -> dict[str, str]:
         states = {f"local:{c.source}": c.state for c in self.chat}
         for adapter, task in self.adapters:
@@ -247,6 +255,7 @@ class Show:
                 if self.broadcast.clock.done.is_set():
                     break
                 self.director.tick()
+                self.broadcast.compositor.set_state(self.overlay_state())
                 if time.monotonic() - last_report > 30:
                     last_report = time.monotonic()
                     h = self.broadcast.health()

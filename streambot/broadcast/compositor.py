@@ -53,5 +53,9 @@ class Compositor:
             return self._slate
         return frame.image
 
+    def set_state(self, state) -> None:
+        """The overlay's content (an OverlayState); redrawn only when it changes."""
+        self.state = state
+
     def overlay(self, video) -> None:
         """Draw the overlay into `video` (a yuv420p av.VideoFrame of the output size)."""
