@@ -480,3 +480,24 @@ def test_overhead_benchmark_runs(tmp_path):
     models = bench.seam_sized_models(tmp_path)
     r = bench.measure(models, {"_steer_every": 2}, frames=3, warmup=1)
     assert r["overhead_ms_median"] > 0
+
+
+def test_download_fetches_one_copy_of_the_weights(monkeypatch):
+    import huggingface_hub
+
+    from streambot.world.stream_models import model_files
+
+    listing = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+               "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.safetensors",
+               "text_encoder/model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors"]
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo: listing)
+    half = model_files("stabilityai/sd-turbo", torch.float16, offline=False)
+    assert "unet/*.fp16.safetensors" in half and "text_encoder/*.fp16.safetensors" in half
+    assert not any(p.startswith("vae/") for p in half)
+    assert "unet/*.safetensors" in model_files("stabilityai/sd-turbo", torch.float32, offline=False)
+
+    def no_network(repo):
+        raise AssertionError("offline must not list the hub")
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", no_network)
+    assert "unet/*.safetensors" in model_files("stabilityai/sd-turbo", torch.float16, offline=True)

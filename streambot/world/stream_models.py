@@ -344,14 +344,42 @@ def resolve_folder(
 
 
 def _variant(folder: Path, sub: str, dtype: torch.dtype) -> str | None:
-    """Use the fp16 files when they are there and we run in half precision."""
-    if dtype == torch.float32:
-        return None
-    return "fp16" if any((folder / sub).glob("*.fp16.safetensors")) else None
+    """The fp16 files when we run in half precision (or when they are all there is)."""
+    half = any((folder / sub).glob("*.fp16.safetensors"))
+    plain = any(p for p in (folder / sub).glob("*.safetensors") if ".fp16." not in p.name)
+    plain = plain or any((folder / sub).glob("*.bin"))
+    return "fp16" if half and (dtype != torch.float32 or not plain) else None
 
 
-_MODEL_FILES = ["*.json", "*.txt", "*.model", "unet/*.safetensors", "text_encoder*/*.safetensors"]
+_WEIGHT_DIRS = ("unet", "text_encoder", "text_encoder_2")
 _VAE_FILES = ["*.json", "*.safetensors"]
+
+
+def model_files(model: str, dtype: torch.dtype, *, offline: bool) -> list[str]:
+    """What to fetch from a diffusers repo: configs, tokenizers, and one copy of each weight.
+
+    Half precision fetches the fp16 variant where the repo has one (SD-Turbo's
+    UNet: 1.7 GB instead of 5.2 GB for both); the VAE is never fetched (TAESD).
+    """
+    patterns = ["*.json", "*.txt", "*.model"]
+    files: list[str] = []
+    if not offline:
+        try:
+            from huggingface_hub import list_repo_files
+
+            files = list_repo_files(model)
+        except Exception as e:  # no listing: fall back to every safetensors file
+            log.debug("could not list %s (%s)", model, e)
+    for sub in _WEIGHT_DIRS:
+        mine = [f for f in files if f.startswith(sub + "/")]
+        fp16 = [f for f in mine if f.endswith(".fp16.safetensors")]
+        if dtype != torch.float32 and fp16:
+            patterns.append(f"{sub}/*.fp16.safetensors")
+        elif mine and not any(f.endswith(".safetensors") for f in mine):
+            patterns.append(f"{sub}/*.bin")
+        else:
+            patterns.append(f"{sub}/*.safetensors")
+    return patterns
 
 
 def load_models(
@@ -370,7 +398,8 @@ def load_models(
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     check_gpu_memory(device, model, dtype)
-    folder = resolve_folder(model, offline=offline, cache_dir=cache_dir, allow=_MODEL_FILES)
+    allow = model_files(model, dtype, offline=offline) if not Path(model).expanduser().is_dir() else None
+    folder = resolve_folder(model, offline=offline, cache_dir=cache_dir, allow=allow)
     if not (folder / "unet").is_dir():
         raise WorldError(f"{folder} has no unet folder, so it is not a diffusers model folder.")
     try:
