@@ -58,13 +58,12 @@ def _hills(rng, layer: int, amp: float, feature: float) -> np.ndarray:
 
 
 def _ridged(rng, feature: float, amp: float) -> np.ndarray:
-    total = np.zeros(PROFILE_LEN, np.float32)
-    w = 1.0
-    for octave in range(4):
-        n = spectral_noise(rng, (PROFILE_LEN,), feature / (2.2 ** octave), beta=2.5)
-        total += w * (1.0 - np.abs(n) / 2.0)
-        w *= 0.45
-    return (amp * _norm01(total) ** 1.6).astype(np.float32)
+    """Mountains: broad massifs with sharp ridges and a little rocky detail."""
+    base = _norm01(spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.6))
+    ridge = (1.0 - np.abs(spectral_noise(rng, (PROFILE_LEN,), feature * 0.5, beta=3.2)) / 2.5) ** 2
+    detail = spectral_noise(rng, (PROFILE_LEN,), feature / 10, beta=2.0)
+    total = 0.6 * base + 0.4 * ridge + 0.03 * detail
+    return (amp * _norm01(total) ** 1.3).astype(np.float32)
 
 
 def _trees(rng, base: np.ndarray, density: float, height: float, width: float,
@@ -99,7 +98,7 @@ def _skyline(rng, floor: float, tall: float, wmin: float, wmax: float) -> tuple[
     while x < CITY_TILE:
         w = int(rng.uniform(wmin, wmax))
         gap = int(rng.integers(0, 3))
-        hh = floor + tall * min(rng.lognormal(-0.6, 0.5), 1.6)
+        hh = floor + tall * min(rng.lognormal(-0.5, 0.45), 1.3)
         end = min(x + w, CITY_TILE)
         h[x:end] = hh
         bid[x:end] = k
@@ -151,14 +150,14 @@ def _wasteland(rng, layer: int, amp: float) -> np.ndarray:
     # Craters and broken stumps: sharp dips and thin spikes.
     x = np.arange(PROFILE_LEN)
     for _ in range(PROFILE_LEN // 300):
-        c, r = rng.uniform(0, PROFILE_LEN), rng.uniform(8, 30)
+        c, r = rng.uniform(0, PROFILE_LEN), rng.uniform(8, 30)  # shell craters
         d = np.minimum(np.abs(x - c), PROFILE_LEN - np.abs(x - c))
         base -= amp * 0.35 * np.clip(1 - (d / r) ** 2, 0, 1)
     if layer >= 2:
-        for _ in range(PROFILE_LEN // 90):
+        for _ in range(PROFILE_LEN // 160):  # broken stumps and posts
             c = int(rng.uniform(0, PROFILE_LEN))
             w = int(rng.integers(1, 3))
-            base[c:c + w] += amp * rng.uniform(0.5, 1.6)
+            base[c:c + w] += amp * rng.uniform(0.2, 0.6)
     return base.astype(np.float32)
 
 
@@ -211,7 +210,7 @@ class Assets:
                                 (0.03, 0.045, 0.06, 0.09, 0.14)[i], (3, 4, 6, 9, 13)[i])
             # city: towers far, low rooftops near
             h, bid = _skyline(rng, (0.06, 0.05, 0.04, 0.03, 0.02)[i],
-                              (0.45, 0.38, 0.28, 0.2, 0.12)[i],
+                              (0.28, 0.22, 0.16, 0.11, 0.07)[i],
                               (8, 10, 14, 20, 30)[i], (20, 26, 34, 50, 70)[i])
             prof[5, i] = _tile_to(h, PROFILE_LEN)
             city_ids[i] = _tile_to(bid, PROFILE_LEN)
@@ -257,7 +256,8 @@ class Assets:
             lit_kind = rng.random(ids.max() + 2)  # each building has its own light style
             code = np.ones((rows, CITY_TILE), np.uint8)
             kind = lit_kind[ids][None, :]
-            code = np.where(per_cell < 0.40, np.where(kind < 0.55, 2, np.where(kind < 0.8, 3,
+            lit = (0.16, 0.2, 0.22, 0.24, 0.26)[i]
+            code = np.where(per_cell < lit, np.where(kind < 0.55, 2, np.where(kind < 0.8, 3,
                                                                                  np.where(kind < 0.9, 4, 5))), 1)
             code = np.where(is_win, code, 0).astype(np.uint8)
             # Neon sign bands on some buildings.
@@ -278,17 +278,20 @@ class Assets:
         x = np.arange(PROFILE_LEN, dtype=np.float32)
         pos = 0.0
         while pos < PROFILE_LEN:
-            pos += rng.uniform(180, 420)
+            pos += rng.uniform(120, 380)
             c = pos % PROFILE_LEN
-            r = rng.uniform(25, 70)
+            r = rng.uniform(12, 60)
             y = rng.uniform(0.18, 0.42)
             idx = np.arange(int(c - r) - 1, int(c + r) + 2) % PROFILE_LEN
             d = np.abs(x[idx] - c) / r
             inside = d < 1
             rough = 0.006 * np.sin(x[idx] * 0.9) + 0.004 * np.sin(x[idx] * 2.3)
             t = y - (0.012 + 0.02 * np.sqrt(np.clip(1 - d ** 2, 0, 1))) + rough
-            depth = (r / REF_H) * 1.4 * np.clip(1 - d, 0, 1) ** 1.3
-            b = y + depth + 0.5 * rough
+            dd = np.clip(d, 0, 1)
+            # Rounded shoulders, a rocky hanging tip, a jagged underside.
+            jag = 0.012 * np.abs(np.sin(x[idx] * 0.45) + np.sin(x[idx] * 1.7 + c))
+            depth = (r / REF_H) * (0.45 * np.sqrt(1 - dd ** 2) + 1.1 * (1 - dd) ** 3) + jag * (1 - dd)
+            b = y + depth
             top[idx] = np.where(inside, t, top[idx])
             bot[idx] = np.where(inside, b, bot[idx])
         present = (bot > top).astype(np.float32)
@@ -296,15 +299,18 @@ class Assets:
 
     # -- sky -------------------------------------------------------------------
     def _nebula(self, rng) -> np.ndarray:
-        h, w = 256, 1024
-        a = _norm01(spectral_noise(rng, (h, w), 220, beta=2.4))
-        b = _norm01(spectral_noise(rng, (h, w), 120, beta=2.2))
-        c = _norm01(spectral_noise(rng, (h, w), 60, beta=1.8))
-        dens = np.clip(a * 1.6 - 0.55, 0, 1) ** 1.5
-        col = (dens[..., None] * (np.array([0.55, 0.12, 0.75]) * b[..., None]
-                                  + np.array([0.05, 0.45, 0.8]) * (1 - b[..., None]))
-               + (dens * c)[..., None] ** 2 * np.array([1.0, 0.6, 0.4]))
-        return col.astype(np.float32)
+        """Gas clouds with bright filaments, dark dust lanes and warm cores."""
+        h, w = REF_H, 1024
+        blobs = _norm01(spectral_noise(rng, (h, w), 420, beta=3.2))
+        fil = 1.0 - np.abs(spectral_noise(rng, (h, w), 160, beta=2.8)) / 2.5
+        fil = np.clip(fil, 0, 1) ** 8
+        hue = _norm01(spectral_noise(rng, (h, w), 300, beta=3.0))[..., None]
+        dust = np.clip(_norm01(spectral_noise(rng, (h, w), 90, beta=2.6)) - 0.45, 0, 1) * 1.6
+        dens = np.clip(blobs * 1.7 - 0.6, 0, 1) ** 1.4
+        lum = dens * (0.35 + 0.9 * fil) * (1 - 0.75 * dust)
+        col = (lum[..., None] * (np.array([0.7, 0.16, 0.75]) * hue + np.array([0.08, 0.42, 0.9]) * (1 - hue))
+               + (dens ** 3 * fil)[..., None] * np.array([1.0, 0.6, 0.4]) * 0.8)
+        return np.clip(col, 0, 1).astype(np.float32)
 
     def _stars(self, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Stars on a 2048 x 0.75H band: x, y (ref px), brightness, twinkle phase."""
@@ -316,15 +322,16 @@ class Assets:
         return x, y, mag, phase
 
     def _rain(self, rng) -> np.ndarray:
-        """A tileable 256x256 field of slanted streaks; value = the streak's rank (1..255)."""
-        t = np.zeros((256, 256), np.uint8)
-        for _ in range(900):
+        """A tileable 256x256 field of slanted streaks; value = the streak's rank
+        (0..254, drawn while rank < amount), 255 = no streak."""
+        t = np.full((256, 256), 255, np.uint8)
+        for _ in range(1100):
             x0, y0 = rng.integers(0, 256, 2)
             length = int(rng.integers(6, 16))
-            rank = int(rng.integers(1, 256))
+            rank = int(rng.integers(0, 255))
             ys = (y0 + np.arange(length)) % 256
             xs = (x0 + (np.arange(length) * 0.18).astype(int)) % 256
-            t[ys, xs] = np.maximum(t[ys, xs], rank)
+            t[ys, xs] = np.minimum(t[ys, xs], rank)
         return t
 
 

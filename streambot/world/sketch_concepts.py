@@ -216,7 +216,7 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("aurora", "the northern lights | an aurora ripples across the sky",
        "aurora|northern lights|borealis", aurora=1.0, tod=0.5, clouds=0.05),
     _c("rainbow", "a rainbow arches across the sky", "rainbow|rainbows", rainbow=1.0,
-       rain=0.1, clouds=0.35, tod=14.0),
+       clouds=0.35, tod=14.0),
     _c("blackout", "a blackout | the lights go out | power failure darkness",
        "blackout|power cut|lights go out|power failure", lights=0.0, neon=0.0, exposure=-0.3),
     _c("searchlights", "searchlights sweep the sky | spotlights | stage lights beaming",

@@ -173,6 +173,9 @@ class Renderer:
         self.fly = rng.random((120, 5)).astype(F32)  # fireflies / embers / bubbles
         self.car_lanes = rng.random((36, 4)).astype(F32)
         self.spr_rank = rng.permutation(64) / 64.0
+        # Firework sparks: directions on a sphere seen from the side fill a disc.
+        self.spark_ang = rng.uniform(0, 2 * np.pi, 70).astype(F32)
+        self.spark_speed = np.sqrt(1 - rng.uniform(0, 1, 70) ** 2).astype(F32)
         self.grain = rng.standard_normal((H + 64, W + 64)).astype(F32)
 
     # -- helpers -----------------------------------------------------------------
@@ -218,19 +221,20 @@ class Renderer:
             region += (rgb - region) * a
 
     def _points(self, xs, ys, cols, kern) -> None:
-        """Additive glowing points: colours (3, n) scattered through a small kernel."""
+        """Additive glowing points: colours (3, n) spread through a small kernel."""
         H, W = self.H, self.W
-        xi = np.round(xs).astype(np.intp)
-        yi = np.round(ys).astype(np.intp)
         ky, kx, kw = kern
-        for dy, dx, w in zip(ky, kx, kw):
-            yy, xx = yi + dy, xi + dx
-            ok = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-            if not ok.any():
-                continue
-            yo, xo = yy[ok], xx[ok]
-            for c in range(3):
-                self.img[c, yo, xo] += cols[c, ok] * w
+        yy = np.round(ys).astype(np.intp)[:, None] + ky[None, :]
+        xx = np.round(xs).astype(np.intp)[:, None] + kx[None, :]
+        ok = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+        if not ok.any():
+            return
+        flat = (yy * W + xx)[ok]
+        wts = np.broadcast_to(kw[None, :], ok.shape)[ok]
+        for c in range(3):
+            vals = np.broadcast_to(np.asarray(cols[c], F32)[:, None], ok.shape)[ok] * wts
+            plane = self.img[c].reshape(-1)
+            plane[flat] += vals
 
     # -- the frame ----------------------------------------------------------------
     def draw(self, p: dict, t: float, dt: float) -> np.ndarray:
@@ -254,7 +258,8 @@ class Renderer:
         sky = L["sky_rows"]  # (3, H)
         np.copyto(img, sky[:, :, None])
 
-        sky_bottom = int(min(H, max(8, horizon + 2)))
+        # In space there is no ground: the sky is the whole frame.
+        sky_bottom = int(min(H, max(8, horizon + 2 + space * H)))
         # 3. space: nebula and stars
         neb = max(p["nebula"], space * 0.35) * (1 - L["day"] * (1 - space))
         if neb > 0.01:
@@ -314,8 +319,8 @@ class Renderer:
         clouds, storm, space = p["clouds"], p["storm"], p["b_space"]
         day, twi, direct_sun, sun_warm = (float(v) for v in daylight(e))
         warm = p["warmth"]
-        zen = lerp(_c(.03, .05, .12), _c(.16, .38, .78), day)
-        hor = lerp(_c(.09, .13, .25), _c(.62, .78, .93), day)
+        zen = lerp(_c(.04, .07, .16), _c(.16, .38, .78), day)
+        hor = lerp(_c(.12, .17, .32), _c(.62, .78, .93), day)
         twi_h = lerp(_c(1.0, .48, .22), _c(1.0, .36, .38), max(0.0, -warm) * 0.5)
         hor = lerp(hor, twi_h, twi * 0.85)
         zen = lerp(zen, _c(.20, .18, .42), twi * 0.55)
@@ -338,6 +343,11 @@ class Renderer:
                         bolt = (slot, hash01(slot, 5), flash)
         zen = zen + _c(.45, .45, .6) * flash * 0.6
         hor = hor + _c(.6, .6, .75) * flash * 0.6
+        # A lit city glows on the clouds at night, neon tints the glow.
+        glow = p["b_city"] * p["lights"] * (1 - day) * (1 - space)
+        city_glow = lerp(_c(.16, .10, .06), _c(.16, .05, .2), p["neon"]) * glow
+        hor = hor + city_glow
+        zen = zen + city_glow * 0.35
         zen = lerp(zen, _c(0, 0, .008), space)
         hor = lerp(hor, _c(.004, .004, .02), space)
         y = self.rows
@@ -350,7 +360,7 @@ class Renderer:
         sun_col = lerp(_c(1.0, .5, .3), _c(1.0, .96, .9), sun_warm)
         moon_lit = float(smoothstep(-0.05, 0.2, em)) * (1 - day)
         ambient = ((zen * 0.25 + hor * 0.35) * (0.8 + 0.4 * day)
-                   + _c(.06, .08, .16) * (0.4 + 0.6 * moon_lit) * (1 - day))
+                   + _c(.09, .12, .22) * (0.45 + 0.55 * moon_lit) * (1 - day))
         ambient = ambient + _c(.5, .5, .6) * flash * 0.5
         # Snow on the ground throws light back up: snowy scenes are brighter.
         ambient = ambient * (1 + 0.5 * p["snowcover"] * (1 - space))
@@ -364,13 +374,12 @@ class Renderer:
 
     # -- sky ------------------------------------------------------------------------
     def _nebula(self, w: float, rows: int) -> None:
-        neb = self.a.nebula  # (256, 1024, 3)
-        ridx = (np.arange(rows) * (256 / self.H)).astype(np.intp) % 256
+        neb = self.a.nebula  # (REF_H, 1024, 3)
+        ridx = (np.arange(rows) / self.s).astype(np.intp) % neb.shape[0]
         cidx = ((np.arange(self.W) + self.cam_x * 0.04 * self.s) / self.s).astype(np.intp) % 1024
         tex = neb[ridx][:, cidx]  # (rows, W, 3)
-        fade = np.clip(1.2 - np.arange(rows) / max(rows, 1) * 0.5, 0, 1).astype(F32)
         for c in range(3):
-            self.img[c, :rows] += tex[..., c] * (w * 0.9) * fade[:, None]
+            self.img[c, :rows] += tex[..., c] * (w * 0.9)
 
     def _stars(self, p: dict, t: float, L: dict, horizon: float) -> None:
         vis = (1 - L["day"]) * (1 - 0.92 * p["clouds"]) * (0.55 + 0.45 * p["stars"])
@@ -380,8 +389,8 @@ class Renderer:
         x, y, mag, ph = self.a.stars
         s = self.s
         sx = (x * s - self.cam_x * 0.02 * s) % (2048 * s)
-        sy = y * s * (horizon / (0.64 * self.H)) * (1 - p["b_space"]) + y * s * p["b_space"] * 1.05
-        ok = (sx < self.W) & (sy < min(horizon, self.H - 1))
+        sy = y * s * (1 + 0.1 * p["b_space"])
+        ok = (sx < self.W) & (sy < min(horizon + p["b_space"] * self.H, self.H - 1))
         sx, sy, mag, ph = sx[ok], sy[ok], mag[ok], ph[ok]
         b = mag * vis * (0.75 + 0.25 * np.sin(t * 3.0 + ph * 7.0))
         xi, yi = sx.astype(np.intp), sy.astype(np.intp)
@@ -398,18 +407,22 @@ class Renderer:
                     self.img[c, yy, xx] += bb * tint[1][c]
 
     def _add_glow(self, cx: float, cy: float, col: np.ndarray, strength: float, rows: int,
-                  scale: float = 1.0) -> None:
+                  radius: float | None = None) -> None:
+        """Additive soft glow around (cx, cy) over rows [0, rows); `radius` (pixels)
+        limits the work to a box when the glow is small."""
         if strength < 0.005 or rows <= 0:
             return
         H, W = self.H, self.W
-        ox, oy = int(W - cx), int(H - cy)
-        if not (0 <= ox <= W and 0 <= oy <= H):
-            ox, oy = min(max(ox, 0), W), min(max(oy, 0), H)
-        g = self.glow[oy:oy + rows, ox:ox + W]
-        if scale != 1.0:
-            g = g ** (1 / scale)
+        ox, oy = int(min(max(W - cx, 0), W)), int(min(max(H - cy, 0), H))
+        r0, r1, c0, c1 = 0, rows, 0, W
+        if radius is not None:
+            r0, r1 = int(max(0, cy - radius)), int(min(rows, cy + radius))
+            c0, c1 = int(max(0, cx - radius)), int(min(W, cx + radius))
+            if r1 <= r0 or c1 <= c0:
+                return
+        g = self.glow[oy + r0:oy + r1, ox + c0:ox + c1]
         for c in range(3):
-            self.img[c, :rows] += g * (col[c] * strength)
+            self.img[c, r0:r1, c0:c1] += g * F32(col[c] * strength)
 
     def _celestial(self, p: dict, t: float, L: dict, horizon: float, rows: int) -> None:
         s, space = self.s, p["b_space"]
@@ -583,21 +596,17 @@ class Renderer:
         y = self.rows
         tt = np.clip((y - top_min) / max(base - top_min, 4), 0, 1)
         col = ridge[:, None] + (foot - ridge)[:, None] * tt[None, :]
-        # Mountain peaks above a snowline, following the ridge height.
-        mw = bw["mountains"] * (1 - bw["space"])
-        if mw > 0.01 and i < 3:
-            line = top_min + (base - top_min) * (0.32 + 0.1 * i) * (1 - 0.4 * snow)
-            cap = smoothstep(line + 3 * self.s, line - 3 * self.s, y) * mw
-            col = col + (_SNOW[:, None] - col) * cap[None, :]
         lit = col * L["light"][:, None]
         # Aerial perspective and valley mist.
         fog = p["fog"]
         haze_amt = min(0.95, (0.5, 0.33, 0.2, 0.1, 0.03)[i] * (1 + 1.3 * fog) + fog * 0.2 * (1 - depth))
         lit = lit + (L["haze"][:, None] - lit) * haze_amt
-        mist = (0.15 + 0.75 * fog) * (1 - depth * 0.7)
+        mist = (0.15 + 0.75 * fog) * (1 - depth * 0.7) * (1 - 0.7 * bw["city"])
         m = smoothstep(base - (0.05 + 0.08 * fog) * H, base + 0.02 * H, y) * mist
         lit = lit + (L["haze"][:, None] * 1.05 - lit) * m[None, :]
-        return lit.astype(F32)
+        snow_col = _SNOW * L["light"]
+        snow_col = snow_col + (L["haze"] - snow_col) * haze_amt
+        return lit.astype(F32), snow_col.astype(F32)
 
     def _layer(self, i, top, cover, L, p, bw, zoom, shift) -> None:
         H = self.H
@@ -606,12 +615,24 @@ class Renderer:
         r1 = min(H, int(math.ceil(float(np.minimum(cover, H).max()))) + 1)
         if r0 >= r1:
             return
-        col = self._layer_colour(i, L, p, bw, shift, tmin)
+        col, snow_col = self._layer_colour(i, L, p, bw, shift, tmin)
         y = self.rows[r0:r1, None]
         a = np.clip(y + 1 - top[None, :], 0, 1)  # coverage: anti-aliased ridge line
         reg = self.img[:, r0:r1]
         for c in range(3):
             reg[c] += (col[c, r0:r1, None] - reg[c]) * a
+        mw = bw["mountains"] * (1 - bw["space"])
+        if mw > 0.01 and i < 3:
+            # Snow caps on the peaks, thicker on the higher ones, ragged at the edge.
+            base = H * LAYER_BASE[i] + shift
+            height = base - top
+            line = (base - tmin) * (0.5 - 0.25 * p["snowcover"])
+            x, _ = self._layer_cols(i, zoom)
+            rag = 0.75 + 0.25 * np.sin(x * 0.31) * np.sin(x * 0.073 + 1.0)
+            cap = np.clip(height - line, 0, None) * 0.7 * rag
+            snow = np.clip((top + cap)[None, :] - y, 0, 1.5) / 1.5 * a * mw
+            for c in range(3):
+                reg[c] += (snow_col[c] - reg[c]) * snow
         if i >= 3:
             # Texture on the near ground so it reads as land, not a flat cut-out.
             x, _ = self._layer_cols(i, zoom)
@@ -624,6 +645,7 @@ class Renderer:
             self._windows(i, top, r0, r1, a, L, p, bw["city"], zoom, shift)
 
     def _windows(self, i, top, r0, r1, a, L, p, city, zoom, shift) -> None:
+        """Lit windows and neon: sparse, so only the lit pixels are touched."""
         x, zi = self._layer_cols(i, zoom)
         base = self.H * LAYER_BASE[i] + shift * (0.4 + 0.6 * LAYER_PARALLAX[i])
         codes = self.win_codes[i]
@@ -631,21 +653,25 @@ class Renderer:
         ok_rows = (k >= 0) & (k < codes.shape[0])
         if not ok_rows.any():
             return
-        kk = np.clip(k, 0, codes.shape[0] - 1)
+        lo = int(np.argmax(ok_rows))
+        hi = len(ok_rows) - int(np.argmax(ok_rows[::-1]))
         ci = np.floor(x).astype(np.intp) % CITY_TILE
-        sub = codes[kk][:, ci]
-        sub[~ok_rows] = 0
+        sub = codes.take(k[lo:hi], axis=0).take(ci, axis=1)
+        idx = np.flatnonzero(sub >= 2)
+        if len(idx) == 0:
+            return
         night = L["night"] * 0.85 + 0.15 * (1 - L["direct"])
         lights = p["lights"]
         pal = _WIN_PAL_NIGHT.copy()
         pal[2:4] *= lights * night * 0.9
         pal[4:6] *= lights * (0.25 + 0.75 * night) * (0.35 + 0.65 * p["neon"]) * 1.1
-        pal[1] = L["hor"] * 0.12 * (1 - night)  # glass catches the sky by day
         haze = (0.5, 0.33, 0.2, 0.1, 0.03)[i]
-        w = (a * city * (1 - haze * 0.6)).astype(F32)
-        reg = self.img[:, r0:r1]
+        w = a[lo:hi].ravel().take(idx) * F32(city * (1 - haze * 0.6))
+        kind = sub.ravel().take(idx)
+        flat = idx + (r0 + lo) * self.W
         for c in range(3):
-            reg[c] += pal[:, c].take(sub) * w
+            plane = self.img[c].reshape(-1)
+            plane[flat] += pal[:, c].take(kind) * w
 
     def _water(self, p, t, L, row, cover, zoom) -> None:
         H, W, s = self.H, self.W, self.s
@@ -721,7 +747,7 @@ class Renderer:
         amt = p["smoke"]
         period = W * 0.9
         base_x = -(self.cam_x * LAYER_PARALLAX[1] * s) % period
-        col = L["haze"] * 0.45 + _c(.08, .08, .08)
+        col = L["haze"] * 0.3 + _c(.07, .065, .06)
         th, tw = self.mist8.shape
         for k in range(-1, 3):
             cx = base_x + k * period + W * 0.2 * hash01(k + int(self.cam_x * LAYER_PARALLAX[1] * s // period), 9)
@@ -735,7 +761,7 @@ class Renderer:
             y = self.rows[r0:r1]
             hfrac = np.clip((gy - y) / (gy - top), 0, 1)  # 0 at the ground, 1 at the top
             lean = hfrac ** 1.5 * (40 + 120 * wind) * s
-            width = (6 + 60 * hfrac) * s
+            width = (8 + 75 * hfrac) * s
             x0 = int(max(0, cx - 10 * s))
             x1 = int(min(W, cx + lean.max() + width.max()))
             if x1 <= x0:
@@ -745,11 +771,16 @@ class Renderer:
             v = ((y / s * 0.8 + t * 22).astype(np.intp) % th)[:, None]
             u = ((xs[None, :] / s * 0.7 - t * 5 + k * 300).astype(np.intp)) % tw
             n = self.mist8.ravel().take(v * tw + u).astype(F32) * (1 / 255)
-            a = (np.clip(1 - dx * dx, 0, 1) * (0.3 + 0.9 * n) * (1 - hfrac[:, None]) ** 0.7
-                 * amt * 0.85).astype(F32)
+            a = (np.clip(1 - dx * dx, 0, 1) * (0.35 + 1.0 * n) * (1 - hfrac[:, None]) ** 0.6
+                 * amt).astype(F32)
+            np.clip(a, 0, 0.95, out=a)
             reg = self.img[:, r0:r1, x0:x1]
             for c in range(3):
                 reg[c] += (col[c] - reg[c]) * a
+            if p["embers"] > 0.05:  # something burns under the smoke
+                flick = 0.8 + 0.2 * math.sin(t * 7 + k * 3)
+                self._add_glow(cx, gy, _c(1.0, .45, .12), p["embers"] * amt * 0.5 * flick, H,
+                               radius=0.2 * H)
 
     # -- moving things ------------------------------------------------------------------
     def _slot_alpha(self, amount: float, n: int, k: int) -> float:
@@ -910,16 +941,20 @@ class Renderer:
                 self._points(np.array([cx]), np.array([yy]), (col[:, None] * bright * 0.6), self.kern_small)
                 continue
             tb = ph - 0.6
-            n = 48
-            ang = np.arange(n, dtype=F32) * (2 * math.pi / n) + hash01(slot, 80 + k)
-            spd = (55 + 20 * np.sin(ang * 3)) * s
-            r = spd * (1 - math.exp(-tb * 2.2)) / 2.2 * 2.0
-            xs = cx + np.cos(ang) * r
-            ys = cy + np.sin(ang) * r + 12 * s * tb * tb
-            fade = max(0.0, 1 - tb / 1.6) ** 1.5 * bright
-            self._points(xs, ys, np.repeat(col[:, None] * fade, n, axis=1), self.kern_small)
+            ang = self.spark_ang + hash01(slot, 80 + k) * 6.3
+            spd = self.spark_speed * (70 + 30 * hash01(slot, 90 + k)) * s
+            fade = max(0.0, 1 - tb / 1.8) ** 1.3 * bright
+            # Each spark leaves a short trail: the same spark a moment earlier, dimmer.
+            for lag, dim in ((0.0, 1.0), (0.06, 0.55), (0.12, 0.3), (0.2, 0.15)):
+                tl = max(0.0, tb - lag)
+                r = spd * (1 - math.exp(-tl * 2.4)) / 2.4 * 2.2
+                xs = cx + np.cos(ang) * r
+                ys = cy + np.sin(ang) * r + 14 * s * tl * tl
+                sparkle = 0.6 + 0.4 * np.sin(ang * 7 + t * 30)
+                self._points(xs, ys, col[:, None] * (fade * dim * sparkle)[None, :] * 1.5,
+                             self.kern_small)
             if tb < 0.15:
-                self._add_glow(cx, cy, col, (0.15 - tb) * 2 * a, self.H, 1.0)
+                self._add_glow(cx, cy, col, (0.15 - tb) * 2 * a, self.H, radius=0.3 * H)
 
     def _particles(self, p, t, L, wind) -> None:
         H, W, s = self.H, self.W, self.s
@@ -988,20 +1023,16 @@ class Renderer:
         H, W, s = self.H, self.W, self.s
         tex = self.a.rain
         amt = p["rain"]
-        lv = np.arange(256, dtype=F32) / 255
-        col = L["hor"] * 0.6 + L["light"] * 0.4 + 0.12 + L["flash"] * 0.5
-        for layer, (scale, speed, bright) in enumerate(((1.0, 900, 0.22), (1.8, 1300, 0.3))):
-            lut = (np.where((lv > 0) & (lv < amt * (0.7 + 0.3 * layer)), 1.0, 0.0) * bright).astype(F32)
-            ridx = ((self.rows / (s * scale) - t * speed / scale + layer * 97).astype(np.intp)) % 256
-            cidx = ((self.cols / (s * scale) + self.rows.mean() * 0 + t * wind * 120 / scale
-                     + layer * 51).astype(np.intp)) % 256
-            # Wind slants the streaks: shift each row's columns by its height.
-            shear = ((self.rows / (s * scale)) * wind * 0.35).astype(np.intp)
-            codes = tex.take(ridx, axis=0)
-            idx = (cidx[None, :] + shear[:, None]) % 256
-            a = lut.take(np.take_along_axis(codes, idx, axis=1))
+        col = L["hor"] * 0.5 + L["light"] * 0.35 + 0.1 + L["flash"] * 0.5 + _c(.08, .03, .1) * p["neon"]
+        scratch = self.tmp[0]
+        for layer, (scale, speed, bright) in enumerate(((1.0, 900, 0.16), (1.9, 1300, 0.24))):
+            ridx = (self.rows / (s * scale) - t * speed / scale + layer * 97).astype(np.intp) % 256
+            cidx = (self.cols / (s * scale) + t * wind * 140 / scale + layer * 51).astype(np.intp) % 256
+            codes = tex.take(ridx, axis=0).take(cidx, axis=1)
+            thr = int(255 * min(1.0, amt * (0.75 + 0.25 * layer)))
+            np.multiply(codes < thr, F32(bright), out=scratch)
             for c in range(3):
-                self.img[c] += (col[c] - self.img[c]) * a
+                self.img[c] += scratch * col[c]
 
     def _snow(self, p, t, L, wind) -> None:
         H, W, s = self.H, self.W, self.s
@@ -1064,7 +1095,7 @@ class Renderer:
             g = self.grain
             oy = int(hash01(int(t * 1000), 1) * (g.shape[0] - H))
             ox = int(hash01(int(t * 1000), 2) * (g.shape[1] - W))
-            gs = g[oy:oy + H, ox:ox + W] * (p["grain"] * 0.06)
+            gs = g[oy:oy + H, ox:ox + W] * (p["grain"] * 0.028)
             tmp += gs
         np.clip(tmp, 0.0, 1.0, out=tmp)
         tmp *= 255.0
