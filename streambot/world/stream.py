@@ -121,7 +121,8 @@ class StreamWorld(World):
             try:
                 self._motion = Motion.model_validate(preset_motion)
             except ValidationError as e:
-                raise WorldError(f"The world {spec.name!r} has a bad [stream.motion] table ({e.errors()[0]['msg']}).") from None
+                why = e.errors()[0]["msg"]
+                raise WorldError(f"The world {spec.name!r} has a bad [stream.motion] table ({why}).") from None
         self.fps = float(fps)
         self.spec = spec
         prompt = f"{spec.beats[0]}, {spec.style}" if spec.style else spec.beats[0]
