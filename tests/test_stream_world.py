@@ -14,6 +14,9 @@ import psutil
 import pytest
 import torch
 
+pytest.importorskip("diffusers", reason="the stream world needs diffusers (the gpu extra)")
+pytest.importorskip("transformers", reason="the stream world needs transformers (the gpu extra)")
+
 from streambot.config import ConfigError
 from streambot.world.base import Direction, WorldError, WorldSpec
 from streambot.world.stream import NO_CUDA, Motion, StreamWorld, StreamWorldSettings, create_world
