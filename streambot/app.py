@@ -38,9 +38,9 @@ def build_world(settings: Settings) -> World:
 
         return SketchWorld(**settings.world.sketch)
     if backend == "stream":
-        from .world.stream import build_stream_world
+        from .world.stream import create_world
 
-        return build_stream_world(settings.world.stream)
+        return create_world(settings.world.stream)
     raise WorldError(
         f"The '{backend}' world backend is not part of this version; use --world sketch "
         "(any CPU) or --world stream (one GPU)."

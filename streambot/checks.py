@@ -26,14 +26,33 @@ def _gpu_problems(settings) -> list[str]:
             "or --device cpu for a slow preview."
         )
     if backend == "stream":
-        try:
-            from .world.stream import check_weights
-        except ImportError:
-            problems.append("The 'stream' world is not installed in this copy of streambot.")
-        else:
-            problems.extend(check_weights(table))
+        problems.extend(_stream_weight_problems(table))
     elif backend == "video":
         problems.append("The 'video' world backend is not part of this version; use sketch or stream.")
+    return problems
+
+
+def _stream_weight_problems(table: dict) -> list[str]:
+    """Are the stream world's weights on this machine? (Looked up offline.)"""
+    try:
+        from .world.base import WorldError
+        from .world.stream_models import resolve_folder
+        from .world.stream_settings import parse_stream_settings
+    except ImportError as e:
+        return [f"The 'stream' world needs diffusers and transformers ({e.name} is missing): "
+                "pip install 'streambot[gpu]'."]
+    try:
+        s = parse_stream_settings(table)
+    except ConfigError as e:
+        return [str(e)]
+    problems = []
+    for model in {s.model, s.vae} - {"model"}:
+        try:
+            resolve_folder(model, offline=True, cache_dir=s.cache_dir)
+        except WorldError as e:
+            problems.append(str(e) if s.offline else (
+                f"The weights for {model!r} are not on this machine yet; the first run downloads "
+                "them from the Hugging Face hub (or set model to a local folder)."))
     return problems
 
 
