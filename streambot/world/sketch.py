@@ -273,3 +273,49 @@ class SketchWorld(World):
                                    + 0.03 * math.sin(t * 0.067)))
         p["wind"] = min(1.0, max(0.0, p["wind"] + 0.08 * math.sin(t * 0.031)))
         p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))
+
+
+def _main(argv: list[str] | None = None) -> None:
+    """`python -m streambot.world.sketch [preset] [prompt] --frames N --png out.png`:
+    render frames on this machine and report ms/frame (the figure the README quotes)."""
+    import argparse
+    import time
+
+    from ..config import resolve_world
+    from .base import Direction
+
+    ap = argparse.ArgumentParser(description=_main.__doc__)
+    ap.add_argument("preset", nargs="?", default="meadow")
+    ap.add_argument("prompt", nargs="?", default="")
+    ap.add_argument("--size", default="1280x720", help="output size; frames are render_scale of it")
+    ap.add_argument("--scale", type=float, default=0.5)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keywords", action="store_true", help="skip the sentence model")
+    ap.add_argument("--png", help="save the last frame here")
+    args = ap.parse_args(argv)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    world = SketchWorld(args.scale, embedder=None if args.keywords else _AUTO, background=False)
+    world.start(resolve_world(args.preset), (w, h), 30, seed=args.seed)
+    if args.prompt:
+        world.steer(Direction(args.prompt, args.prompt, source="console"))
+    for _ in range(30):  # warm up caches, let the steer settle in
+        frame = world.render()
+    times = []
+    for _ in range(args.frames):
+        t0 = time.perf_counter()
+        frame = world.render()
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    fw, fh = world.frame_size
+    print(f"{args.preset} {args.prompt!r} at {fw}x{fh}: {ms.mean():.2f} ms/frame mean, "
+          f"p95 {np.percentile(ms, 95):.2f}, max {ms.max():.2f} over {args.frames} frames")
+    if args.png:
+        from PIL import Image
+
+        Image.fromarray(frame.image).save(args.png)
+    world.close()
+
+
+if __name__ == "__main__":
+    _main()

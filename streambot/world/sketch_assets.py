@@ -124,9 +124,15 @@ def _dunes(rng, feature: float, amp: float) -> np.ndarray:
 
 
 def _mesas(rng, feature: float, amp: float) -> np.ndarray:
+    """Flat-topped buttes with sloping talus sides over low rolling sand."""
     n = _norm01(spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.0))
-    steps = np.clip((n - 0.55) * 6, 0, 1)
-    return (amp * (0.08 + 0.9 * np.round(steps * 2) / 2 * 0.9 + 0.05 * n)).astype(np.float32)
+    steps = np.round(np.clip((n - 0.55) * 6, 0, 1) * 2) / 2
+    # Erode the cliffs into slopes: a running mean over a few pixels, wrapped.
+    k = 9
+    pad = np.r_[steps[-k:], steps, steps[:k]]
+    slope = np.convolve(pad, np.ones(2 * k + 1) / (2 * k + 1), mode="same")[k:-k]
+    cliff = np.maximum(steps * 0.85, slope)
+    return (amp * (0.08 + 0.8 * cliff + 0.06 * n)).astype(np.float32)
 
 
 def _gumdrops(rng, amp: float, size: float) -> np.ndarray:
@@ -268,6 +274,17 @@ class Assets:
                 top = int(heights[cols[0]] * REF_H)
                 yy = int(rng.uniform(0.3, 0.85) * top)
                 code[max(0, yy - 1):yy + 1, cols[1]:cols[-1]] = 4 + (b % 2)
+            # Vertical neon signs hanging on building faces.
+            for b in np.nonzero(rng.random(ids.max() + 1) < 0.18)[0]:
+                cols = np.nonzero(ids == b)[0]
+                if len(cols) < 4:
+                    continue
+                top = int(heights[cols[0]] * REF_H)
+                length = int(rng.uniform(0.25, 0.6) * top)
+                y0 = int(rng.uniform(0.15, 0.4) * top)
+                x0 = cols[int(rng.integers(0, len(cols) - 2))]
+                wdt = 1 + (i >= 3)
+                code[y0:min(rows, y0 + length), x0:x0 + wdt] = 4 + int(rng.random() < 0.5)
             out.append(code)
         return out
 

@@ -282,7 +282,11 @@ class Renderer:
         for i in range(N_LAYERS):
             self._layer(i, tops[i], covers[i + 1], L, p, bw, zoom, lift + bob)
             if i == 0:
-                self._water(p, t, L, water_row, covers[1], zoom)
+                # Lakes in green country, none in deserts and cities; the open sea anywhere.
+                wet = min(1.0, 3 * bw["ocean"] + bw["grass"] + bw["forest"] + bw["mountains"]
+                          + bw["islands"] + bw["candy"] + 0.3 * bw["wasteland"])
+                if wet > 0.01:
+                    self._water(p, t, L, water_row, covers[1], zoom, wet)
             if i == 1:
                 if bw["islands"] > 0.01:
                     self._islands(p, t, L, bw["islands"], zoom)
@@ -600,6 +604,8 @@ class Renderer:
         # Aerial perspective and valley mist.
         fog = p["fog"]
         haze_amt = min(0.95, (0.5, 0.33, 0.2, 0.1, 0.03)[i] * (1 + 1.3 * fog) + fog * 0.2 * (1 - depth))
+        # At night a city stands out as dark towers against its own glow.
+        haze_amt *= 1 - 0.45 * bw["city"] * L["night"]
         lit = lit + (L["haze"][:, None] - lit) * haze_amt
         mist = (0.15 + 0.75 * fog) * (1 - depth * 0.7) * (1 - 0.7 * bw["city"])
         m = smoothstep(base - (0.05 + 0.08 * fog) * H, base + 0.02 * H, y) * mist
@@ -673,7 +679,7 @@ class Renderer:
             plane = self.img[c].reshape(-1)
             plane[flat] += pal[:, c].take(kind) * w
 
-    def _water(self, p, t, L, row, cover, zoom) -> None:
+    def _water(self, p, t, L, row, cover, zoom, wet: float) -> None:
         H, W, s = self.H, self.W, self.s
         r0 = int(max(0, math.ceil(row)))
         r1 = int(min(H, math.ceil(float(cover.max())) + 1))
@@ -681,10 +687,13 @@ class Renderer:
             return
         y = self.rows[r0:r1]
         d = (y - row + 1.5) / H  # depth below the horizon
-        z = 0.05 / d
-        du = (z * 2.2 / s).astype(F32)
+        z = 0.05 / (d + 0.03)  # distance to the water along each row (never too close)
+        du = (z * 5.0 / s).astype(F32)
+        v = z * 5.0 * REF_H * 0.5 + t * 2.0
+        dv = np.abs(np.gradient(v)) if len(v) > 1 else du
         u0 = self.cam_x * 0.6 + z * 5 - (W / 2) * du
-        n = self.water_tex.sample(z * 90 + t * 0.8, u0, du, self.cols).astype(F32) * (1 / 255)
+        n = self.water_tex.sample(v, u0, np.maximum(du, dv * 0.5).astype(F32), self.cols,
+                                  du).astype(F32) * (1 / 255)
         mirror = np.clip((2 * row - y).astype(np.intp), 0, H - 1)
         refl = L["sky_rows"][:, mirror] * 0.85
         deep = lerp(_c(.03, .12, .16), _c(.05, .2, .28), L["day"]) * (0.3 + 0.7 * L["light"].mean())
@@ -700,7 +709,7 @@ class Renderer:
         elif L["em"] > 0:
             gx, gcol = L["mx"], _c(.6, .65, .75) * L["night"] * (1 - 0.8 * p["clouds"])
         reg = self.img[:, r0:r1]
-        alpha = np.clip(y + 1 - row, 0, 1)[:, None]
+        alpha = (np.clip(y + 1 - row, 0, 1) * wet)[:, None]
         if gx is not None:
             width = (0.04 + 0.5 * d) * W
             gl = np.exp(-((self.cols[None, :] - gx) / width[:, None]) ** 2).astype(F32)
@@ -907,21 +916,23 @@ class Renderer:
         ln = lanes[ok]
         a = act[ok]
         direction = np.where(ln[:, 0] < 0.5, 1.0, -1.0)
-        speed = (60 + 140 * ln[:, 1]) * s * direction
+        # Traffic flows in a few skyways, each lane one way, nearer lanes faster.
+        lane = (ln[:, 3] * 5).astype(int)
+        direction = np.where(lane % 2 == 0, 1.0, -1.0)
+        speed = (50 + 25 * lane + 40 * ln[:, 1]) * s * direction
         span = W + 80 * s
         x = (ln[:, 2] * span + t * speed - self.cam_x * 0.4 * s) % span - 40 * s
-        y = H * (0.2 + 0.42 * ln[:, 3])
+        y = H * (0.22 + 0.075 * lane) + 3 * s * (ln[:, 1] - 0.5)
         # A bright head and a fading trail behind it.
-        n_tr = 10
+        n_tr = 12
         along = np.arange(n_tr, dtype=F32)
-        xs = (x[:, None] - direction[:, None] * along[None, :] * 2.2 * s).ravel()
+        xs = (x[:, None] - direction[:, None] * along[None, :] * 2.5 * s).ravel()
         ys = np.repeat(y, n_tr)
-        fade = ((1 - along / n_tr) ** 1.5)[None, :] * a[:, None]
-        head = np.where(direction > 0, 0, 1)
-        neon = np.array([[1.0, .3, .9], [.3, 1, 1], [1, .9, .7], [1, .25, .2]], F32)
+        fade = ((1 - along / n_tr) ** 1.6)[None, :] * a[:, None]
+        neon = np.array([[1.0, .3, .9], [.3, 1, 1], [1, .95, .8], [1, .25, .2]], F32)
         kind = (ln[:, 1] * 4).astype(int) % 4
-        col = neon[kind].T[:, :, None] * fade[None, :, :] * (0.5 + 0.5 * L["night"])
-        self._points(xs, ys, col.reshape(3, -1) * 0.9, self.kern_small)
+        col = neon[kind].T[:, :, None] * fade[None, :, :] * (0.6 + 0.9 * L["night"])
+        self._points(xs, ys, col.reshape(3, -1), self.kern_small)
 
     def _fireworks(self, p, t, L) -> None:
         H, W, s = self.H, self.W, self.s
