@@ -372,6 +372,7 @@ class SceneMapper:
             per[:] = -1.0
             np.maximum.at(per.T, self._phrase_owner, s.T)
         neg = np.zeros((len(parts), n), bool)
+        named = np.zeros((len(parts), n), bool)
         for j, p in enumerate(parts):
             for i, pats in enumerate(self._kw):
                 for k in pats:
@@ -379,6 +380,7 @@ class SceneMapper:
                     if m:
                         # A named concept outranks its look-alikes in the same clause.
                         per[j, i] = max(per[j, i], self.KEYWORD_SIM)
+                        named[j, i] = True
                         neg[j, i] = _negated_before(p, m.start())
                         break
             if not neg[j].any() and _NEGATION.search(p):
@@ -393,7 +395,8 @@ class SceneMapper:
         else:
             a = (per > 0).astype(float)
         best = per.max(axis=1, keepdims=True)
-        a *= np.clip(1.0 - (best - per) / self.MARGIN, 0.0, 1.0)
+        # ...but what the prompt names outright always counts.
+        a = np.where(named, 1.0, a * np.clip(1.0 - (best - per) / self.MARGIN, 0.0, 1.0))
         best_part = a.argmax(axis=0)
         cols = np.arange(n)
         act = a[best_part, cols]

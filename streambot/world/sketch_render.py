@@ -173,6 +173,7 @@ class Renderer:
         self.fly = rng.random((120, 5)).astype(F32)  # fireflies / embers / bubbles
         self.car_lanes = rng.random((36, 4)).astype(F32)
         self.spr_rank = rng.permutation(64) / 64.0
+        self.box = {r: np.full(2 * r + 1, 1.0 / (2 * r + 1), F32) for r in range(2, 32)}
         # Firework sparks: directions on a sphere seen from the side fill a disc.
         self.spark_ang = rng.uniform(0, 2 * np.pi, 70).astype(F32)
         self.spark_speed = np.sqrt(1 - rng.uniform(0, 1, 70) ** 2).astype(F32)
@@ -552,7 +553,9 @@ class Renderer:
             if x1 <= x0:
                 continue
             dx = np.abs(self.cols[None, x0:x1] - xc[:, None]) / half[:, None]
-            beam = (np.clip(1 - dx, 0, 1) ** 2 * (a * 0.35) * np.exp(-dist / (H * 0.9))[:, None]).astype(F32)
+            core = np.clip(1 - dx, 0, 1)
+            beam = ((core * core * 0.7 + core ** 8 * 0.5) * (a * 0.55)
+                    * np.exp(-dist / (H * 0.8))[:, None]).astype(F32)
             col = _c(1.0, .95, .8)
             for c in range(3):
                 self.img[c, :rows, x0:x1] += beam * col[c]
@@ -625,8 +628,18 @@ class Renderer:
         y = self.rows[r0:r1, None]
         a = np.clip(y + 1 - top[None, :], 0, 1)  # coverage: anti-aliased ridge line
         reg = self.img[:, r0:r1]
+        # Slopes facing the sun are lit, the others in shade (fading with distance).
+        r = min(31, max(2, int(6 * self.s)))
+        smooth = np.convolve(np.pad(top, r, mode="edge"), self.box[r], mode="valid")
+        slope = np.gradient(smooth) / max(self.s, 1e-3)
+        side = math.copysign(1.0, self.W / 2 - L["sx"]) if L["e"] > -0.05 else 0.0
+        k = 0.35 * L["direct"] * (0.3 + 0.7 * i / (N_LAYERS - 1)) * side
+        # Only near the ridge: a 1-D profile says nothing about the faces below it.
+        band = 0.07 * H
+        near = np.clip(1 - (y - top[None, :]) / band, 0, 1)
+        shade = 1 + near * (k * np.clip(-slope, -1.5, 1.5)).astype(F32)[None, :]
         for c in range(3):
-            reg[c] += (col[c, r0:r1, None] - reg[c]) * a
+            reg[c] += (col[c, r0:r1, None] * shade - reg[c]) * a
         mw = bw["mountains"] * (1 - bw["space"])
         if mw > 0.01 and i < 3:
             # Snow caps on the peaks, thicker on the higher ones, ragged at the edge.
