@@ -27,7 +27,13 @@ log = logging.getLogger(__name__)
 
 _AUTO = object()
 DAY_LENGTH_S = 1800.0  # left alone, a full day passes in half an hour
-CARRY = 0.6  # what a prompt leaves unsaid stays this much as it was (the rest returns to the preset)
+# What a prompt leaves unsaid stays this much as it was; the rest returns to
+# the preset. Weather and passing things fade faster than the place and mood.
+CARRY = 0.6
+_FAST = ("rain", "snow", "storm", "fog", "wind", "birds", "planes", "cars", "balloons", "fireflies",
+         "embers", "fireworks", "meteors", "dragons", "bubbles", "asteroids", "nova", "searchlights",
+         "aurora", "rainbow", "bob", "pan", "zoom", "altitude")
+_CARRY = np.array([0.35 if n in _FAST else CARRY for n in NAMES])
 MIN_TRANSITION_S = 0.5  # never a cut, even when asked for an instant change
 
 
@@ -237,7 +243,7 @@ class SketchWorld(World):
         return dict(zip(NAMES, self._target(acts).tolist()))
 
     def _target(self, acts: tuple) -> np.ndarray:
-        rest = CARRY * self._to + (1 - CARRY) * self._base
+        rest = _CARRY * self._to + (1 - _CARRY) * self._base
         # Time of day is a state, not a setting: it comes back to the preset only gently.
         cur_tod = self._to[TOD]
         back = ((self._base[TOD] - cur_tod + 0.5) % 1.0) - 0.5

@@ -48,7 +48,7 @@ def hash01(n: int, salt: int = 0) -> float:
 
 def daylight(e):
     """How the light depends on the sun's elevation e (-1..1): day, twilight, direct sun, sun colour."""
-    return (smoothstep(-0.06, 0.3, e), np.exp(-((e - 0.03) / 0.13) ** 2), smoothstep(-0.03, 0.18, e),
+    return (smoothstep(-0.12, 0.3, e), np.exp(-((e - 0.03) / 0.13) ** 2), smoothstep(-0.03, 0.18, e),
             smoothstep(0.02, 0.4, e))
 
 
