@@ -177,10 +177,9 @@ class Assets:
     def __init__(self, seed: int) -> None:
         rng = np.random.default_rng(seed)
         self.profiles = self._profiles(rng)  # (biomes, layers, PROFILE_LEN)
-        self.city_ids = self._city_ids
         self.windows = self._windows(rng)  # per layer: (rows, CITY_TILE) uint8 codes
         self.islands = self._islands(rng)  # (top, bottom) fractions of H, PROFILE_LEN
-        self.cloud = _norm01(spectral_noise(rng, (512, 1024), 200, beta=2.7))
+        self.cloud = _norm01(spectral_noise(rng, (512, 1024), 220, beta=3.1))
         self.cloud_hi = _norm01(spectral_noise(rng, (128, 1024), 300, beta=2.2))
         self.water = _norm01(spectral_noise(rng, (256, 512), 24, beta=1.6)
                              + 0.5 * spectral_noise(rng, (256, 512), 80, beta=2.5))
@@ -288,8 +287,8 @@ class Assets:
             out.append(code)
         return out
 
-    def _islands(self, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Floating islands: (top, bottom, present) per column, in fractions of H."""
+    def _islands(self, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Floating islands: (top, bottom) per column, in fractions of H (top == bottom: none)."""
         top = np.zeros(PROFILE_LEN, np.float32)
         bot = np.zeros(PROFILE_LEN, np.float32)
         x = np.arange(PROFILE_LEN, dtype=np.float32)
@@ -311,8 +310,7 @@ class Assets:
             b = y + depth
             top[idx] = np.where(inside, t, top[idx])
             bot[idx] = np.where(inside, b, bot[idx])
-        present = (bot > top).astype(np.float32)
-        return top, bot, present
+        return top, bot
 
     # -- sky -------------------------------------------------------------------
     def _nebula(self, rng) -> np.ndarray:
@@ -418,7 +416,6 @@ def dragon_sprites(scale: float) -> list[np.ndarray]:
         head = np.hypot(xx - w * 0.88, yy - cy + h * 0.04) < h * 0.09
         cx = w * 0.55
         dx = (xx - cx) / (w * 0.32)
-        wing_edge = cy - lift * h * 0.45 * (1 - np.abs(dx)) - h * 0.45 * (np.abs(dx) < 1) * (lift < 0) * 0
         tip_y = cy - lift * h * 0.5
         wing = (np.abs(dx) < 1) & (yy > np.minimum(tip_y, cy) - 1) & (yy < np.maximum(tip_y, cy) + 1)
         wing &= np.abs(yy - (cy + (tip_y - cy) * (1 - np.abs(dx) ** 0.7))) < h * 0.22 * (1 - np.abs(dx))
@@ -453,7 +450,8 @@ def planet_sprite(size: int, seed: int, ring: bool) -> np.ndarray:
         ring_a *= 0.6 + 0.3 * np.sin(re * 60)
         behind = (yy < cy) & (d < 1)
         ring_a = np.where(behind, 0, ring_a)
-        ring_col = np.array([0.85, 0.8, 0.7], np.float32) * (0.6 + 0.4 * np.clip(-(xx - cx) / (r * 2), -1, 1)[..., None] + 0.4)
+        lit = 1.0 + 0.4 * np.clip(-(xx - cx) / (r * 2), -1, 1)[..., None]  # lit from the left
+        ring_col = np.array([0.85, 0.8, 0.7], np.float32) * lit
         a = img[..., 3:4]
         img[..., :3] = img[..., :3] * (1 - ring_a[..., None]) + ring_col * ring_a[..., None]
         img[..., 3] = np.maximum(a[..., 0], ring_a)

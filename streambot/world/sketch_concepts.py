@@ -9,13 +9,10 @@ sentence model the same table is matched by keywords.
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 # name, default, low, high. `tod` is the time of day as a fraction of a day
 # (0 midnight, .25 sunrise, .5 noon, .75 sunset) and wraps around.
@@ -465,7 +462,7 @@ class SceneMapper:
 
     def describe(self, text: str, n: int = 6) -> list[tuple[str, float]]:
         """The strongest concepts for `text` (for logs and tuning)."""
-        act, sim, _ = self.activations(text)
+        act, _, _ = self.activations(text)
         order = np.argsort(-act)[:n]
         return [(CONCEPTS[i].name, round(float(act[i]), 2)) for i in order if act[i] > 0]
 

@@ -200,7 +200,7 @@ class Renderer:
         fade = smoothstep(0.0, 0.35, (H * 0.72 - yy) / H)  # fades into the ground haze
         return (cols * band * fade * 0.35).astype(F32)
 
-    def _blit(self, spr: np.ndarray, x: float, y: float, alpha: float, tint=None, add=False) -> None:
+    def _blit(self, spr: np.ndarray, x: float, y: float, alpha: float, tint=None) -> None:
         """Alpha-composite an (h, w, 4) sprite centred at (x, y)."""
         if alpha <= 0.01:
             return
@@ -216,10 +216,7 @@ class Renderer:
         rgb = sub[..., :3].transpose(2, 0, 1)
         if tint is not None:
             rgb = rgb * np.asarray(tint, F32)[:, None, None]
-        if add:
-            region += rgb * a
-        else:
-            region += (rgb - region) * a
+        region += (rgb - region) * a
 
     def _points(self, xs, ys, cols, kern) -> None:
         """Additive glowing points: colours (3, n) spread through a small kernel."""
@@ -239,7 +236,7 @@ class Renderer:
 
     # -- the frame ----------------------------------------------------------------
     def draw(self, p: dict, t: float, dt: float) -> np.ndarray:
-        H, W, s = self.H, self.W, self.s
+        H, W = self.H, self.W
         img = self.img
         biome = np.array([p["b_" + b] for b in BIOME_ORDER], F32)
         bw = {b: float(biome[i]) for i, b in enumerate(BIOME_ORDER)}
@@ -735,7 +732,7 @@ class Renderer:
 
     def _islands(self, p, t, L, w, zoom) -> None:
         H, W = self.H, self.W
-        top, bot, _ = self.a.islands
+        top, bot = self.a.islands
         par = 0.3
         x = self.cam_x * par + 333.0 + (self.cols - W / 2) / self.s + t * 3.0
         xi = np.floor(x).astype(np.intp) % PROFILE_LEN
@@ -784,8 +781,8 @@ class Renderer:
             hfrac = np.clip((gy - y) / (gy - top), 0, 1)  # 0 at the ground, 1 at the top
             lean = hfrac ** 1.5 * (40 + 120 * wind) * s
             width = (8 + 75 * hfrac) * s
-            x0 = int(max(0, cx - 10 * s))
-            x1 = int(min(W, cx + lean.max() + width.max()))
+            x0 = int(max(0, (cx + lean - width).min() - 1))
+            x1 = int(min(W, (cx + lean + width).max() + 2))
             if x1 <= x0:
                 continue
             xs = self.cols[x0:x1]
@@ -1029,7 +1026,7 @@ class Renderer:
 
     # -- weather ---------------------------------------------------------------------
     def _mist(self, p, t, L, horizon, wind) -> None:
-        H, W, s = self.H, self.W, self.s
+        H, s = self.H, self.s
         r0 = int(max(0, horizon - 0.12 * H))
         th, tw = self.mist8.shape
         y = self.rows[r0:]
@@ -1044,7 +1041,7 @@ class Renderer:
             reg[c] += (col[c] - reg[c]) * a
 
     def _rain(self, p, t, L, wind) -> None:
-        H, W, s = self.H, self.W, self.s
+        s = self.s
         tex = self.a.rain
         amt = p["rain"]
         col = L["hor"] * 0.5 + L["light"] * 0.35 + 0.1 + L["flash"] * 0.5 + _c(.08, .03, .1) * p["neon"]
