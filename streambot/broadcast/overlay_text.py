@@ -1,0 +1,473 @@
+"""Text for the burned-in overlay: hostile input made safe, a font per
+character, bidi order, measuring, wrapping with an ellipsis, drawing.
+
+Chat text is untrusted: it arrives with control characters, bidi overrides,
+zero-width tricks, zalgo floods, 10,000-character pastes, emoji, CJK and
+Arabic. `clusters()` cleans it and gives each grapheme cluster the first
+shipped font whose cmap holds it (emoji to the colour emoji font first); a
+cluster no font can draw becomes '?', so no tofu box is ever drawn and
+nothing here raises on any string.
+
+Images drawn here hold premultiplied RGBA (see `overlay_render`): every ink is
+laid with `paste`-style coverage, which is the premultiplied "over".
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, features
+
+log = logging.getLogger(__name__)
+
+FONT_DIR = Path(__file__).resolve().parents[2] / "overlays" / "fonts"
+# Tried in order after the layout's own font; every file ships in overlays/fonts.
+FALLBACK_FONTS = (
+    "NotoSans-Bold.ttf",
+    "NotoSansArabic-Bold.ttf",
+    "NotoSansHebrew-Bold.ttf",
+    "NotoSansCJKsc-Bold-Subset.otf",
+    "NotoSansDevanagari-Bold.ttf",
+    "NotoSansBengali-Bold.ttf",
+    "NotoSansTamil-Bold.ttf",
+    "NotoSansThai-Bold.ttf",
+    "NotoSansArmenian-Bold.ttf",
+    "NotoSansGeorgian-Bold.ttf",
+    "NotoSansEthiopic-Bold.ttf",
+    "NotoSansSymbols-Bold.ttf",
+    "NotoSansSymbols2-Regular.ttf",
+)
+EMOJI_FONT = "NotoColorEmoji.ttf"
+EMOJI_PX = 109  # the only strike size FreeType loads from Noto Color Emoji (CBDT)
+EMOJI_SCALE = 1.0  # emoji height in ems of the surrounding text
+REPLACEMENT = "?"
+ELLIPSIS = "…"
+MAX_INPUT = 4000  # characters looked at; the rest cannot fit any overlay box
+MAX_CLUSTERS = 300  # clusters kept after cleaning (a 2-line prompt holds ~120)
+MAX_MARKS = 2  # combining marks kept per base character (zalgo stops here)
+
+RAQM = features.check("raqm")
+LAYOUT = ImageFont.Layout.RAQM if RAQM else ImageFont.Layout.BASIC
+
+_DROP_FORMAT = {0x200D}  # kept only inside emoji sequences, see `clean_text`
+_WIDE = ((0x1100, 0x115F), (0x2E80, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
+         (0xFE30, 0xFE4F), (0xFF00, 0xFF60), (0x20000, 0x3FFFD))
+
+
+def _is_emoji_cp(cp: int) -> bool:
+    return 0x1F000 <= cp <= 0x1FAFF or 0x2600 <= cp <= 0x27BF or 0x2B00 <= cp <= 0x2BFF
+
+
+def _is_wide(cp: int) -> bool:
+    return any(lo <= cp <= hi for lo, hi in _WIDE)
+
+
+def clean_text(text: object) -> str:
+    """Untrusted text -> one line of drawable characters (not yet font-checked).
+
+    Control and format characters (NUL, bidi overrides and isolates, zero-width
+    spaces and joiners, BOM, soft hyphen, tags) are dropped; any run of white
+    space becomes one space; at most MAX_MARKS combining marks stay on a base;
+    variation selectors other than VS15/VS16 go. The zero-width joiner stays
+    only between two emoji, where it builds one glyph.
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    text = unicodedata.normalize("NFC", text[:MAX_INPUT])
+    out: list[str] = []
+    marks = 0
+    for i, ch in enumerate(text):
+        cp = ord(ch)
+        cat = unicodedata.category(ch)
+        if ch.isspace() or cat in ("Zs", "Zl", "Zp"):
+            if out and out[-1] != " ":
+                out.append(" ")
+            marks = 0
+            continue
+        if cat in ("Cc", "Cs"):
+            continue
+        if cat == "Cf":
+            if cp in _DROP_FORMAT and out and i + 1 < len(text):
+                prev, nxt = ord(out[-1]), ord(text[i + 1])
+                if (_is_emoji_cp(prev) or prev in (0xFE0F, *range(0x1F3FB, 0x1F400))) and _is_emoji_cp(nxt):
+                    out.append(ch)
+            continue
+        if cat in ("Mn", "Me", "Mc"):
+            if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:
+                if cp in (0xFE0E, 0xFE0F) and out and out[-1] != " ":
+                    out.append(ch)
+                continue
+            if not out or out[-1] == " " or marks >= MAX_MARKS:
+                continue
+            marks += 1
+            out.append(ch)
+            continue
+        marks = 0
+        out.append(ch)
+    return "".join(out).strip()
+
+
+def split_clusters(text: str) -> list[str]:
+    """Grapheme clusters, close enough for layout: a base with its marks,
+    emoji modifiers, keycaps, ZWJ sequences and flag pairs."""
+    out: list[str] = []
+    join_next = False
+    for ch in text:
+        cp = ord(ch)
+        attach = (
+            join_next
+            or unicodedata.category(ch) in ("Mn", "Me", "Mc")
+            or 0x1F3FB <= cp <= 0x1F3FF
+            or cp == 0x200D
+            or (0x1F1E6 <= cp <= 0x1F1FF and out and len(out[-1]) == 1 and 0x1F1E6 <= ord(out[-1]) <= 0x1F1FF)
+        )
+        if attach and out:
+            out[-1] += ch
+        else:
+            out.append(ch)
+        join_next = cp == 0x200D
+    return out
+
+
+# -- fonts ---------------------------------------------------------------------
+
+class Face:
+    """One font file: its cmap (what it can draw) and its sizes, loaded lazily."""
+
+    def __init__(self, path: Path) -> None:
+        from fontTools.ttLib import TTFont
+
+        self.path = Path(path)
+        with TTFont(self.path, lazy=True) as tt:
+            self.cmap = frozenset(tt.getBestCmap() or ())
+        self.color = self.path.name == EMOJI_FONT
+        self._sizes: dict[int, ImageFont.FreeTypeFont] = {}
+
+    def __repr__(self) -> str:
+        return f"Face({self.path.name})"
+
+    def has(self, cluster: str) -> bool:
+        """Every character of the cluster (selectors and joiners aside) is in the cmap."""
+        return all(
+            ord(c) in self.cmap or ord(c) in (0x200D, 0xFE0E, 0xFE0F, 0x20E3) and c != cluster[0]
+            for c in cluster
+        )
+
+    def font(self, px: int) -> ImageFont.FreeTypeFont:
+        px = EMOJI_PX if self.color else max(1, int(px))
+        f = self._sizes.get(px)
+        if f is None:
+            f = ImageFont.truetype(str(self.path), px, layout_engine=LAYOUT)
+            self._sizes[px] = f
+        return f
+
+
+@functools.cache
+def load_face(path: Path) -> Face:
+    return Face(path)
+
+
+class FontSet:
+    """A primary font and the shared fallback chain, with per-cluster choice."""
+
+    def __init__(self, primary: str = "NotoSans-Bold.ttf", font_dir: Path = FONT_DIR,
+                 fallbacks: tuple[str, ...] = FALLBACK_FONTS, emoji: str | None = EMOJI_FONT) -> None:
+        names = [primary] + [f for f in fallbacks if f != primary]
+        self.faces = [load_face(Path(font_dir) / n) for n in names]
+        self.primary = self.faces[0]
+        self.emoji = load_face(Path(font_dir) / emoji) if emoji else None
+        self._choice: dict[str, Face | None] = {}
+
+    def face_for(self, cluster: str) -> Face | None:
+        """The first face that can draw the whole cluster; emoji prefer colour."""
+        if cluster in self._choice:
+            return self._choice[cluster]
+        face = self._pick(cluster)
+        if len(self._choice) > 20000:
+            self._choice.clear()
+        self._choice[cluster] = face
+        return face
+
+    def _pick(self, cluster: str) -> Face | None:
+        cp = ord(cluster[0])
+        emoji_like = (len(cluster) > 1 and any(ord(c) in (0xFE0F, 0x200D, 0x20E3) or 0x1F3FB <= ord(c) <= 0x1F3FF
+                                               or 0x1F1E6 <= ord(c) <= 0x1F1FF for c in cluster[1:])
+                      and not cluster.endswith("\ufe0e")) or cp >= 0x1F000
+        if emoji_like and self.emoji is not None and self.emoji.has(cluster):
+            return self.emoji
+        for face in self.faces:
+            if face.has(cluster):
+                return face
+        # Marks no font pairs with the base are dropped rather than boxed.
+        base = cluster[0]
+        if len(cluster) > 1:
+            return self._pick(base) if base != cluster else None
+        if self.emoji is not None and self.emoji.has(base):
+            return self.emoji
+        return None
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """One cluster with the face that draws it."""
+
+    text: str
+    face: Face
+
+
+def clusters(text: object, fonts: FontSet) -> tuple[list[Glyph], bool]:
+    """Clean `text` and give every cluster a face; '?' where none has it.
+    Also says whether the text was cut before layout (then an ellipsis is due)."""
+    cleaned = clean_text(text)
+    parts = split_clusters(cleaned)
+    cut = len(parts) > MAX_CLUSTERS or (isinstance(text, str) and len(text) > MAX_INPUT)
+    out: list[Glyph] = []
+    for c in parts[:MAX_CLUSTERS]:
+        face = fonts.face_for(c)
+        if face is None:
+            out.append(Glyph(REPLACEMENT, fonts.primary))
+        else:
+            if not face.has(c):  # marks dropped by the fallback
+                c = c[0]
+            out.append(Glyph(c, face))
+    # Spaces and neutral punctuation take the face around them, so a run of
+    # Arabic or CJK with spaces is shaped as one piece.
+    for i, g in enumerate(out):
+        if _neutral(g.text) and 0 < i:
+            prev = out[i - 1].face
+            if prev is not g.face and not prev.color and prev.has(g.text):
+                out[i] = Glyph(g.text, prev)
+    return out, cut
+
+
+def _neutral(text: str) -> bool:
+    return len(text) == 1 and unicodedata.bidirectional(text) in ("WS", "ON", "CS", "ES", "ET", "EN", "AN")
+
+
+def _strong(text: str) -> str | None:
+    for c in text:
+        b = unicodedata.bidirectional(c)
+        if b in ("R", "AL"):
+            return "R"
+        if b == "L":
+            return "L"
+    return None
+
+
+# -- measuring and lines --------------------------------------------------------
+
+_widths: dict[tuple, float] = {}
+
+
+def _emoji_scale(px: int) -> float:
+    return px * EMOJI_SCALE / EMOJI_PX
+
+
+def run_width(text: str, face: Face, px: int, rtl: bool = False) -> float:
+    key = (face.path, px, text, rtl)
+    w = _widths.get(key)
+    if w is None:
+        font = face.font(px)
+        kw = {"direction": "rtl" if rtl else "ltr"} if RAQM and not face.color else {}
+        w = font.getlength(text, **kw)
+        if face.color:
+            w *= _emoji_scale(px)
+        if len(_widths) > 50000:
+            _widths.clear()
+        _widths[key] = w
+    return w
+
+
+@dataclass(frozen=True)
+class Run:
+    text: str
+    face: Face
+    rtl: bool
+    width: float
+
+
+@dataclass(frozen=True)
+class Line:
+    runs: tuple[Run, ...]  # visual order, left to right
+    width: float
+    px: int
+    rtl: bool  # the paragraph reads right to left (align it to the right)
+    text: str  # logical order, what it says (tests, logs)
+
+
+def build_line(glyphs: list[Glyph], px: int, *, ellipsis_face: Face | None = None) -> Line:
+    """Glyphs in logical order -> runs of one face in visual order."""
+    items = list(glyphs)
+    if ellipsis_face is not None:
+        items.append(Glyph(ELLIPSIS, ellipsis_face))
+    # 1. logical runs of one face and one direction class
+    runs: list[tuple[str, Face, str | None]] = []
+    for g in items:
+        d = _strong(g.text)
+        if runs and runs[-1][1] is g.face and (d is None or runs[-1][2] in (None, d)):
+            t, f, rd = runs[-1]
+            runs[-1] = (t + g.text, f, rd or d)
+        else:
+            runs.append((g.text, g.face, d))
+    # 2. the paragraph's direction, then each run's level (a run-level bidi:
+    # neutrals between two runs of one direction take it, else the paragraph's)
+    para = next((d for _, _, d in runs if d), "L")
+    dirs = [d for _, _, d in runs]
+    for i, d in enumerate(dirs):
+        if d is None:
+            before = next((x for x in reversed(dirs[:i]) if x), para)
+            after = next((x for x in dirs[i + 1:] if x), para)
+            dirs[i] = before if before == after else para
+    base = 1 if para == "R" else 0
+    levels = [(1 if d == "R" else 0) if base == 0 else (1 if d == "R" else 2) for d in dirs]
+    order = list(range(len(runs)))
+    for lvl in range(max(levels, default=0), 0, -1):
+        i = 0
+        while i < len(order):
+            if levels[order[i]] >= lvl:
+                j = i
+                while j < len(order) and levels[order[j]] >= lvl:
+                    j += 1
+                order[i:j] = reversed(order[i:j])
+                i = j
+            else:
+                i += 1
+    out = []
+    for k in order:
+        text, face, _ = runs[k]
+        rtl = dirs[k] == "R"
+        if rtl and not RAQM:
+            text = "".join(reversed(split_clusters(text)))  # no shaper: at least the right order
+        out.append(Run(text, face, rtl, run_width(text, face, px, rtl and RAQM)))
+    logical = "".join(g.text for g in items)
+    return Line(tuple(out), sum(r.width for r in out), px, para == "R", logical)
+
+
+def _glyph_widths(glyphs: list[Glyph], px: int) -> list[float]:
+    return [run_width(g.text, g.face, px) for g in glyphs]
+
+
+def _strip(glyphs: list[Glyph]) -> list[Glyph]:
+    i, j = 0, len(glyphs)
+    while i < j and glyphs[i].text == " ":
+        i += 1
+    while j > i and glyphs[j - 1].text == " ":
+        j -= 1
+    return glyphs[i:j]
+
+
+def fit_line(glyphs: list[Glyph], px: int, max_width: float, fonts: FontSet, *, cut: bool = False) -> Line:
+    """One line that fits `max_width`, ending in an ellipsis when text is lost."""
+    glyphs = _strip(glyphs)
+    if not cut:
+        line = build_line(glyphs, px)
+        if line.width <= max_width:
+            return line
+    ell = fonts.primary if fonts.primary.has(ELLIPSIS) else fonts.faces[0]
+    ell_w = run_width(ELLIPSIS, ell, px)
+    widths = _glyph_widths(glyphs, px)
+    k, acc = 0, ell_w
+    while k < len(glyphs) and acc + widths[k] <= max_width:
+        acc += widths[k]
+        k += 1
+    while True:
+        line = build_line(_strip(glyphs[:k]), px, ellipsis_face=ell)
+        if line.width <= max_width or k == 0:
+            return line
+        k -= 1
+
+
+def _breakable_after(glyphs: list[Glyph], i: int) -> bool:
+    t = glyphs[i].text
+    if t == " " or t in "-/,;:)]}、。，":
+        return True
+    nxt = glyphs[i + 1].text if i + 1 < len(glyphs) else " "
+    return _is_wide(ord(t[0])) or _is_wide(ord(nxt[0]))
+
+
+def wrap(text: object, fonts: FontSet, px: int, max_width: float, max_lines: int = 1) -> list[Line]:
+    """Lines that fit `max_width`, at most `max_lines`, the last ellipsised if
+    text is left over. Breaks at spaces, else between CJK characters, else
+    anywhere a word is longer than the line."""
+    glyphs, cut = clusters(text, fonts)
+    glyphs = _strip(glyphs)
+    lines: list[Line] = []
+    widths = _glyph_widths(glyphs, px)
+    i, n = 0, len(glyphs)
+    while i < n and len(lines) < max_lines:
+        if len(lines) == max_lines - 1:
+            lines.append(fit_line(glyphs[i:], px, max_width, fonts, cut=cut))
+            break
+        acc, j, brk = 0.0, i, None
+        while j < n and acc + widths[j] <= max_width:
+            acc += widths[j]
+            if _breakable_after(glyphs, j):
+                brk = j + 1
+            j += 1
+        if j >= n:
+            end = n
+        else:
+            end = brk if brk is not None and brk > i else max(j, i + 1)
+        # shaping can make a line a little wider than its glyphs' sum
+        line = build_line(_strip(glyphs[i:end]), px)
+        while line.width > max_width and end > i + 1:
+            end -= 1
+            line = build_line(_strip(glyphs[i:end]), px)
+        if end >= n and cut:
+            line = fit_line(glyphs[i:end], px, max_width, fonts, cut=True)
+        lines.append(line)
+        i = end
+        while i < n and glyphs[i].text == " ":
+            i += 1
+    return lines or [build_line([], px)]
+
+
+# -- drawing --------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def _emoji_image(text: str, face: Face, px: int) -> tuple[Image.Image, int, int]:
+    """A run of emoji drawn at the font's one size and scaled to `px`
+    (premultiplied), with its offset from the pen position on the baseline."""
+    font = face.font(EMOJI_PX)
+    left, top, right, bottom = font.getbbox(text, anchor="ls")
+    w, h = max(1, right - left), max(1, bottom - top)
+    big = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    ImageDraw.Draw(big).text((-left, -top), text, font=font, anchor="ls", embedded_color=True)
+    s = _emoji_scale(px)
+    small = big.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return small, round(left * s), round(top * s)
+
+
+def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tuple[int, int, int],
+              *, stroke: int = 0, stroke_fill: tuple[int, int, int] = (0, 0, 0)) -> None:
+    """Draw `line` with its left end at `x`, onto a premultiplied RGBA image."""
+    draw = ImageDraw.Draw(img)
+    for run in line.runs:
+        if run.face.color:
+            _paste_premultiplied(img, *_emoji_at(run, x, baseline, line.px))
+        else:
+            kw = {"direction": "rtl" if run.rtl else "ltr"} if RAQM else {}
+            draw.text((x, baseline), run.text, font=run.face.font(line.px), anchor="ls",
+                      fill=(*fill, 255), stroke_width=stroke, stroke_fill=(*stroke_fill, 255), **kw)
+        x += run.width
+
+
+def _emoji_at(run: Run, x: float, baseline: float, px: int):
+    im, dx, dy = _emoji_image(run.text, run.face, px)
+    return im, round(x) + dx, round(baseline) + dy
+
+
+def _paste_premultiplied(dst: Image.Image, src: Image.Image, x: int, y: int) -> None:
+    """dst = src + dst * (1 - src.alpha), both premultiplied, clipped to dst."""
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(dst.width, x + src.width), min(dst.height, y + src.height)
+    if x1 <= x0 or y1 <= y0:
+        return
+    s = np.asarray(src, dtype=np.uint16)[y0 - y:y1 - y, x0 - x:x1 - x]
+    d = np.asarray(dst.crop((x0, y0, x1, y1)), dtype=np.uint16)
+    out = s + (d * (255 - s[..., 3:4]) + 127) // 255
+    dst.paste(Image.fromarray(np.minimum(out, 255).astype(np.uint8), "RGBA"), (x0, y0))
