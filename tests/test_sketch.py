@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streambot.config import list_presets, resolve_world
-from streambot.world.base import Direction, WorldError
+from streambot.world.base import Direction, WorldError, WorldSpec
 from streambot.world.sketch import SketchWorld
 from streambot.world.sketch_concepts import CONCEPTS, SceneMapper
 
@@ -85,6 +85,20 @@ def test_native_size_is_scaled_and_even():
         SketchWorld(render_scale=3.0)
 
 
+def test_a_world_file_can_set_its_scene_and_parameters():
+    spec = WorldSpec("custom", "Custom", "a custom world", "plain", ("it begins",),
+                     {"sketch": {"scene": "a desert at night", "params": {"pan": 2.0, "birds": 0.0}}})
+    w = SketchWorld(embedder=None, background=False)
+    w.start(spec, SIZE, FPS)
+    assert w.params["b_desert"] > 0.9 and w.params["pan"] == 2.0 and w.params["birds"] == 0.0
+    assert w.render().image.std() > 5
+    bad = WorldSpec("bad", "Bad", "d", "s", ("b",), {"sketch": {"params": {"unicorns": 1}}})
+    with pytest.raises(WorldError, match="unicorns"):
+        w.start(bad, SIZE, FPS)
+    with pytest.raises(RuntimeError):
+        SketchWorld(embedder=None).render()
+
+
 @pytest.mark.parametrize("spec", list_presets(), ids=lambda s: s.name)
 def test_every_preset_draws_a_picture(spec):
     w = SketchWorld(embedder=None, background=False)
@@ -117,6 +131,26 @@ def test_left_alone_it_evolves_but_smoothly():
     assert mad(first, last) > 6.0, "nothing moved in ten seconds"
     assert max(steps) < 4.0, "consecutive frames jump"
     assert np.mean(steps) < mad(first, last) / 5
+
+
+def test_days_on_air_stay_as_smooth_as_the_first_minute():
+    """World time and camera travel grow for as long as the show runs."""
+    def steps(w):
+        frames = run(w, 1.0)
+        return [mad(a.image, b.image) for a, b in zip(frames, frames[1:])]
+
+    fresh = make()
+    steer(fresh, "a windy snowy night with rain, fireflies and embers")
+    run(fresh, 2.0)
+    aged = make()
+    steer(aged, "a windy snowy night with rain, fireflies and embers")
+    run(aged, 2.0)
+    aged._t += 5 * 86400.0  # five days later, same scene
+    aged._t0 += 5 * 86400.0
+    aged._renderer.cam_x += 24.0 * 5 * 86400
+    aged._renderer.gust += 0.3 * 5 * 86400
+    # Rain and snow make every frame differ; precision loss shows as extra churn.
+    assert np.mean(steps(aged)) < 1.25 * np.mean(steps(fresh)) + 0.5
 
 
 # -- steering by meaning ------------------------------------------------------------

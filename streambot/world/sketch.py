@@ -10,6 +10,10 @@ endless terrain, clouds drift, the day turns, things fly by.
 
 World time advances exactly 1/fps per rendered frame: motion is smooth and
 deterministic whatever the render speed.
+
+A preset's `[sketch]` table sets where the world starts: `scene` (text,
+mapped like a prompt; the description when absent) and optionally `params`
+(a table of exact scene parameters, see `sketch_concepts.PARAMS`).
 """
 from __future__ import annotations
 

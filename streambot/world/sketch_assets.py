@@ -330,10 +330,10 @@ class Assets:
     def _stars(self, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Stars on a 2048 x 0.75H band: x, y (ref px), brightness, twinkle phase."""
         n = 1400
-        x = rng.uniform(0, 2048, n).astype(np.float32)
-        y = (rng.uniform(0, 1, n) ** 1.3 * REF_H * 0.95).astype(np.float32)
-        mag = (rng.pareto(2.5, n) * 0.25 + 0.15).clip(0, 1.4).astype(np.float32)
-        phase = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
+        x = rng.uniform(0, 2048, n)
+        y = rng.uniform(0, 1, n) ** 1.3 * REF_H * 0.95
+        mag = (rng.pareto(2.5, n) * 0.25 + 0.15).clip(0, 1.4)
+        phase = rng.uniform(0, 2 * np.pi, n)
         return x, y, mag, phase
 
     def _rain(self, rng) -> np.ndarray:

@@ -139,7 +139,13 @@ class Renderer:
         self.planar8 = np.zeros((3, H, W), np.uint8)
         self.rows = np.arange(H, dtype=F32)
         self.cols = np.arange(W, dtype=F32)
+        # Column maths that mixes in the camera position needs float64: after
+        # a few days on air float32 would make the terrain shimmer.
+        self.cols64 = np.arange(W, dtype=np.float64)
         self.cam_x = 0.0  # reference pixels travelled by the nearest layer
+        # Wind integrated over time: drifts are rate * time, and a rate that
+        # changes must not re-scale all the time that went before.
+        self.gust = 0.0
         self.light = 0.5  # the frame's overall brightness, for the soundtrack
         yy, xx = np.mgrid[0:H, 0:W].astype(F32)
         r2 = ((xx - W / 2) / (W / 2)) ** 2 * 0.8 + ((yy - H / 2) / (H / 2)) ** 2 * 0.6
@@ -169,14 +175,15 @@ class Renderer:
         self.moon2 = moon_sprite(max(6, int(15 * s)), seed + 4)
         self.moon2[..., :3] *= _c(1.0, .72, .6)
         rng = np.random.default_rng(seed + 11)
-        self.snow = rng.random((1600, 4)).astype(F32)  # x, y, depth, phase
-        self.fly = rng.random((120, 5)).astype(F32)  # fireflies / embers / bubbles
-        self.car_lanes = rng.random((36, 4)).astype(F32)
+        # Particle tables stay float64: they meet world time, which grows for days.
+        self.snow = rng.random((1600, 4))  # x, y, depth, phase
+        self.fly = rng.random((120, 5))  # fireflies / embers / bubbles
+        self.car_lanes = rng.random((36, 4))
         self.spr_rank = rng.permutation(64) / 64.0
         self.box = {r: np.full(2 * r + 1, 1.0 / (2 * r + 1), F32) for r in range(2, 32)}
         # Firework sparks: directions on a sphere seen from the side fill a disc.
-        self.spark_ang = rng.uniform(0, 2 * np.pi, 70).astype(F32)
-        self.spark_speed = np.sqrt(1 - rng.uniform(0, 1, 70) ** 2).astype(F32)
+        self.spark_ang = rng.uniform(0, 2 * np.pi, 70)
+        self.spark_speed = np.sqrt(1 - rng.uniform(0, 1, 70) ** 2)
         self.grain = rng.standard_normal((H + 64, W + 64)).astype(F32)
 
     # -- helpers -----------------------------------------------------------------
@@ -250,6 +257,7 @@ class Renderer:
         space = bw["space"]
         horizon = H * LAYER_BASE[0] + lift + bob
         wind = p["wind"] * (0.8 + 0.2 * math.sin(t * 0.13) + 0.15 * math.sin(t * 0.41))
+        self.gust += wind * dt
 
         # 2. light and palette, all 1-D
         L = self._lighting(p, t, horizon)
@@ -390,7 +398,7 @@ class Renderer:
             return
         x, y, mag, ph = self.a.stars
         s = self.s
-        sx = (x * s - self.cam_x * 0.02 * s) % (2048 * s)
+        sx = (x * s - (self.cam_x * 0.02 * s) % (2048 * s)) % (2048 * s)
         sy = y * s * (1 + 0.1 * p["b_space"])
         ok = (sx < self.W) & (sy < min(horizon + p["b_space"] * self.H, self.H - 1))
         sx, sy, mag, ph = sx[ok], sy[ok], mag[ok], ph[ok]
@@ -486,7 +494,7 @@ class Renderer:
     def _aurora(self, a: float, t: float, horizon: float) -> None:
         H = self.H
         rows = int(min(H, horizon * 0.8))
-        x = self.cols + self.cam_x * 0.03 * self.s
+        x = self.cols64 + self.cam_x * 0.03 * self.s
         c = (0.22 * H + 0.07 * H * np.sin(x * 0.006 / self.s + t * 0.15)
              + 0.03 * H * np.sin(x * 0.021 / self.s - t * 0.33))
         ray = 0.55 + 0.45 * np.sin(x * 0.09 / self.s + t * 0.8 + 3 * np.sin(x * 0.01 / self.s + t * 0.1))
@@ -510,9 +518,9 @@ class Renderer:
         # part from coming so close that its texels turn into blocks.
         z = 0.12 / (ang + 0.22)
         k = 5.0
-        drift = t * (4 + 30 * wind) + self.cam_x * 0.3
+        drift = (t * 4 + self.gust * 30 + self.cam_x * 0.3) % 1024.0  # texture width: wraps
         du = (z * k / s).astype(F32)
-        v = z * k * REF_H + t * 1.5
+        v = z * k * REF_H + (t * 1.5) % 512.0
         dv = np.abs(np.gradient(v)) if rows > 1 else du
         u0 = drift + z * 13 - (W / 2) * du
         n = self.cloud_tex.sample(v, u0, np.maximum(du, dv * 0.7).astype(F32), self.cols, du)
@@ -561,7 +569,7 @@ class Renderer:
     def _layer_cols(self, i: int, zoom: float) -> tuple[np.ndarray, float]:
         par = LAYER_PARALLAX[i]
         zi = 1 + (zoom - 1) * (0.3 + 0.7 * par)
-        x = self.cam_x * par + i * 1777.0 + (self.cols - self.W / 2) / (self.s * zi)
+        x = self.cam_x * par + i * 1777.0 + (self.cols64 - self.W / 2) / (self.s * zi)
         return x, zi
 
     def _terrain_tops(self, p, biome, zoom, shift, t) -> np.ndarray:
@@ -699,9 +707,9 @@ class Renderer:
         d = (y - row + 1.5) / H  # depth below the horizon
         z = 0.05 / (d + 0.03)  # distance to the water along each row (never too close)
         du = (z * 5.0 / s).astype(F32)
-        v = z * 5.0 * REF_H * 0.5 + t * 2.0
+        v = z * 5.0 * REF_H * 0.5 + (t * 2.0) % 256.0
         dv = np.abs(np.gradient(v)) if len(v) > 1 else du
-        u0 = self.cam_x * 0.6 + z * 5 - (W / 2) * du
+        u0 = (self.cam_x * 0.6) % 512.0 + z * 5 - (W / 2) * du
         n = self.water_tex.sample(v, u0, np.maximum(du, dv * 0.5).astype(F32), self.cols,
                                   du).astype(F32) * (1 / 255)
         mirror = np.clip((2 * row - y).astype(np.intp), 0, H - 1)
@@ -734,7 +742,7 @@ class Renderer:
         H, W = self.H, self.W
         top, bot = self.a.islands
         par = 0.3
-        x = self.cam_x * par + 333.0 + (self.cols - W / 2) / self.s + t * 3.0
+        x = self.cam_x * par + 333.0 + (self.cols64 - W / 2) / self.s + t * 3.0
         xi = np.floor(x).astype(np.intp) % PROFILE_LEN
         boby = 0.012 * np.sin(t * 0.4 + xi * 0.004)
         tp = (top.take(xi) + boby) * H
@@ -787,8 +795,8 @@ class Renderer:
                 continue
             xs = self.cols[x0:x1]
             dx = (xs[None, :] - (cx + lean)[:, None]) / width[:, None]
-            v = ((y / s * 0.8 + t * 22).astype(np.intp) % th)[:, None]
-            u = ((xs[None, :] / s * 0.7 - t * 5 + k * 300).astype(np.intp)) % tw
+            v = ((y / s * 0.8 + (t * 22) % th).astype(np.intp) % th)[:, None]
+            u = ((xs[None, :] / s * 0.7 - (t * 5) % tw + k * 300).astype(np.intp)) % tw
             n = self.mist8.ravel().take(v * tw + u).astype(F32) * (1 / 255)
             a = (np.clip(1 - dx * dx, 0, 1) * (0.35 + 1.0 * n) * (1 - hfrac[:, None]) ** 0.6
                  * amt).astype(F32)
@@ -865,7 +873,7 @@ class Renderer:
                 if a <= 0:
                     continue
                 span = W + 120 * s
-                bx = (t * (6 + 8 * wind) * s * (1 + 0.3 * k) + k * 137 * s) % span - 60 * s
+                bx = ((t * 6 + self.gust * 8) * s * (1 + 0.3 * k) + k * 137 * s) % span - 60 * s
                 by = H * (0.15 + 0.1 * (k % 4)) + 10 * s * math.sin(t * 0.25 + k * 1.7)
                 spr = self.balloons[(k * 3) % len(self.balloons)]
                 self._blit(spr, bx, by, a, tint=L["light"] * 1.1 + L["flash"] * 0.3)
@@ -1031,7 +1039,8 @@ class Renderer:
         th, tw = self.mist8.shape
         y = self.rows[r0:]
         v = ((y - r0) / s * 0.5).astype(np.intp) % th
-        u = ((self.cols / s * 0.5 + t * (3 + 12 * wind) + self.cam_x * 0.5)).astype(np.intp) % tw
+        off = (t * 3 + self.gust * 12 + self.cam_x * 0.5) % tw
+        u = (self.cols / s * 0.5 + off).astype(np.intp) % tw
         n = self.mist8[v][:, u].astype(F32) * (1 / 255)
         prof = smoothstep(r0, horizon + 0.08 * H, y).astype(F32)
         a = (n * 0.8 + 0.2) * prof[:, None] * (p["fog"] * 0.55)
@@ -1047,8 +1056,10 @@ class Renderer:
         col = L["hor"] * 0.5 + L["light"] * 0.35 + 0.1 + L["flash"] * 0.5 + _c(.08, .03, .1) * p["neon"]
         scratch = self.tmp[0]
         for layer, (scale, speed, bright) in enumerate(((1.0, 900, 0.16), (1.9, 1300, 0.24))):
-            ridx = (self.rows / (s * scale) - t * speed / scale + layer * 97).astype(np.intp) % 256
-            cidx = (self.cols / (s * scale) + t * wind * 140 / scale + layer * 51).astype(np.intp) % 256
+            fall = (t * speed / scale) % 256.0
+            side = (self.gust * 140 / scale) % 256.0
+            ridx = (self.rows / (s * scale) - fall + layer * 97).astype(np.intp) % 256
+            cidx = (self.cols / (s * scale) + side + layer * 51).astype(np.intp) % 256
             codes = tex.take(ridx, axis=0).take(cidx, axis=1)
             thr = int(255 * min(1.0, amt * (0.75 + 0.25 * layer)))
             np.multiply(codes < thr, F32(bright), out=scratch)
@@ -1062,7 +1073,7 @@ class Renderer:
         q = q[:k]
         depth = q[:, 2]
         fall = (14 + 40 * depth) * s
-        x = (q[:, 0] * W + t * wind * (30 + 90 * depth) * s + 10 * s * np.sin(t * 0.8 + q[:, 3] * 12)
+        x = (q[:, 0] * W + (self.gust * (30 + 90 * depth) * s) % W + 10 * s * np.sin(t * 0.8 + q[:, 3] * 12)
              - self.cam_x * depth * 0.5 * s) % W
         y = (q[:, 1] * H + t * fall) % H
         col = L["light"] * 0.6 + L["hor"] * 0.3 + 0.25
