@@ -170,8 +170,8 @@ class SketchWorld(World):
 
                 emb = get_embedder()
             self._mapper = SceneMapper(emb)
-            if self._background and self._worker is None:
-                self._worker = _MapperWorker(self._mapper)
+        if self._background and self._worker is None:
+            self._worker = _MapperWorker(self._mapper)
         self._renderer = Renderer(self._size[0], self._size[1], seed)
         self._base = self._preset_scene(spec)
         self._from, self._to, self._current = self._base.copy(), self._base.copy(), self._base.copy()
@@ -285,47 +285,44 @@ class SketchWorld(World):
         p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))
 
 
-def _main(argv: list[str] | None = None) -> None:
-    """`python -m streambot.world.sketch [preset] [prompt] --frames N --png out.png`:
-    render frames on this machine and report ms/frame (the figure the README quotes)."""
-    import argparse
+def bench(preset: str = "meadow", prompt: str = "", size: tuple[int, int] = (1280, 720),
+          render_scale: float = 0.5, frames: int = 300, seed: int = 0, embedder=_AUTO) -> dict:
+    """Render `frames` frames of a preset (after an optional prompt) and time them.
+
+    Returns the frame size, mean / p95 / max milliseconds per frame and the last
+    frame, for `streambot bench` and the README's figures.
+    """
     import time
 
     from ..config import resolve_world
     from .base import Direction
 
-    ap = argparse.ArgumentParser(description=_main.__doc__)
-    ap.add_argument("preset", nargs="?", default="meadow")
-    ap.add_argument("prompt", nargs="?", default="")
-    ap.add_argument("--size", default="1280x720", help="output size; frames are render_scale of it")
-    ap.add_argument("--scale", type=float, default=0.5)
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keywords", action="store_true", help="skip the sentence model")
-    ap.add_argument("--png", help="save the last frame here")
-    args = ap.parse_args(argv)
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    world = SketchWorld(args.scale, embedder=None if args.keywords else _AUTO, background=False)
-    world.start(resolve_world(args.preset), (w, h), 30, seed=args.seed)
-    if args.prompt:
-        world.steer(Direction(args.prompt, args.prompt, source="console"))
-    for _ in range(30):  # warm up caches, let the steer settle in
-        frame = world.render()
-    times = []
-    for _ in range(args.frames):
-        t0 = time.perf_counter()
-        frame = world.render()
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1000
-    fw, fh = world.frame_size
-    print(f"{args.preset} {args.prompt!r} at {fw}x{fh}: {ms.mean():.2f} ms/frame mean, "
-          f"p95 {np.percentile(ms, 95):.2f}, max {ms.max():.2f} over {args.frames} frames")
-    if args.png:
-        from PIL import Image
-
-        Image.fromarray(frame.image).save(args.png)
-    world.close()
+    world = SketchWorld(render_scale, embedder=embedder, background=False)
+    try:
+        world.start(resolve_world(preset), size, 30, seed=seed)
+        if prompt:
+            world.steer(Direction(prompt, prompt, source="console"))
+        for _ in range(30):  # warm up, and let the prompt's transition play out
+            frame = world.render()
+        times = np.empty(frames)
+        for k in range(frames):
+            t0 = time.perf_counter()
+            frame = world.render()
+            times[k] = time.perf_counter() - t0
+    finally:
+        world.close()
+    ms = times * 1000
+    return {"frame_size": world.frame_size, "mean_ms": float(ms.mean()),
+            "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max()), "frames": frames,
+            "last": frame.image}
 
 
-if __name__ == "__main__":
-    _main()
+if __name__ == "__main__":  # python -m streambot.world.sketch [preset] [prompt] [--keywords]
+    import sys
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    r = bench(args[0] if args else "meadow", args[1] if len(args) > 1 else "",
+              embedder=None if "--keywords" in sys.argv else _AUTO)
+    w, h = r["frame_size"]
+    print(f"{w}x{h}: {r['mean_ms']:.2f} ms/frame mean, p95 {r['p95_ms']:.2f}, "
+          f"max {r['max_ms']:.2f} over {r['frames']} frames")

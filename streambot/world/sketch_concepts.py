@@ -445,8 +445,10 @@ class SceneMapper:
                 ang = 2 * np.pi * v
                 mean = np.arctan2((w * np.sin(ang)).sum(), (w * np.cos(ang)).sum()) / (2 * np.pi)
                 cur = rest[TOD]
-                # Shortest way round the clock from the current time.
-                delta = (mean - cur + 0.5) % 1.0 - 0.5
+                # Time runs forward ("night falls") unless going back is much shorter.
+                delta = (mean - cur) % 1.0
+                if delta > 0.6:
+                    delta -= 1.0
                 out[TOD] = cur + strength * delta
             else:
                 val = (w * v).sum() / w.sum()
