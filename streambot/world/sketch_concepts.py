@@ -36,6 +36,8 @@ PARAMS: tuple[tuple[str, float, float, float], ...] = (
     ("tint_b", 1.0, 0.5, 1.5),
     ("grain", 0.0, 0.0, 1.0),
     ("vignette", 0.35, 0.0, 1.0),
+    ("hue", 0.0, -0.5, 0.5),  # colour wheel turn, in turns
+    ("trippy", 0.0, 0.0, 1.0),  # the colour wheel keeps turning
     # biomes (weights, normalised to sum to one)
     ("b_grass", 1.0, 0.0, 1.0),
     ("b_desert", 0.0, 0.0, 1.0),
@@ -259,8 +261,12 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("vintage", "an old black and white film | vintage sepia photograph | film grain",
        "vintage|sepia|black and white|old film|grainy|retro|noir", saturation=0.15, grain=1.0,
        contrast=1.15),
-    _c("vibrant", "vivid vibrant colours | psychedelic", "vivid|vibrant|psychedelic|saturated",
+    _c("vibrant", "vivid vibrant colours | saturated colours", "vivid|vibrant|saturated",
        saturation=1.75, contrast=1.15),
+    _c("psychedelic", "psychedelic trip | trippy shifting rainbow colours | an acid dream",
+       "psychedelic|trippy|acid trip|kaleidoscope|lsd", trippy=1.0, saturation=1.6),
+    _c("alien", "an alien world with strange colours | another planet's landscape",
+       "alien|extraterrestrial|strange world|other planet", hue=0.35, saturation=1.3, moon2=1.0),
     _c("darkmood", "darkness falls | pitch black darkness",
        "darkness|pitch black|dark|gloom", exposure=-0.6, tod=22.5),
     _c("bright", "bright and radiant light | glowing sunshine", "bright|radiant|glow|glows",

@@ -146,6 +146,7 @@ class Renderer:
         # Wind integrated over time: drifts are rate * time, and a rate that
         # changes must not re-scale all the time that went before.
         self.gust = 0.0
+        self.hue_turn = 0.0
         self.light = 0.5  # the frame's overall brightness, for the soundtrack
         yy, xx = np.mgrid[0:H, 0:W].astype(F32)
         r2 = ((xx - W / 2) / (W / 2)) ** 2 * 0.8 + ((yy - H / 2) / (H / 2)) ** 2 * 0.6
@@ -154,6 +155,8 @@ class Renderer:
         gy, gx = np.mgrid[0:2 * H, 0:2 * W].astype(F32)
         d = np.hypot(gx - W, gy - H) / H
         self.glow = (0.55 * np.exp(-d / 0.09) + 0.35 * np.exp(-(d / 0.45) ** 2)).astype(F32)
+        # A compact glow for small lights (fires, bursts): ~0 at a quarter frame.
+        self.glow_small = (0.6 * np.exp(-(d / 0.07) ** 2) + 0.4 * np.exp(-(d / 0.03) ** 2)).astype(F32)
         self.rainbow = self._rainbow()
         self.cloud_tex = PlaneTexture((self.a.cloud * 255).astype(np.uint8))
         self.water_tex = PlaneTexture((self.a.water * 255).astype(np.uint8))
@@ -258,6 +261,7 @@ class Renderer:
         horizon = H * LAYER_BASE[0] + lift + bob
         wind = p["wind"] * (0.8 + 0.2 * math.sin(t * 0.13) + 0.15 * math.sin(t * 0.41))
         self.gust += wind * dt
+        self.hue_turn = (self.hue_turn + p["trippy"] * 0.05 * dt) % 1.0  # integrated: never jumps
 
         # 2. light and palette, all 1-D
         L = self._lighting(p, t, horizon)
@@ -418,8 +422,8 @@ class Renderer:
 
     def _add_glow(self, cx: float, cy: float, col: np.ndarray, strength: float, rows: int,
                   radius: float | None = None) -> None:
-        """Additive soft glow around (cx, cy) over rows [0, rows); `radius` (pixels)
-        limits the work to a box when the glow is small."""
+        """Additive soft glow around (cx, cy) over rows [0, rows): the sun's wide
+        glow, or with `radius` (pixels) a compact one computed only in its box."""
         if strength < 0.005 or rows <= 0:
             return
         H, W = self.H, self.W
@@ -430,7 +434,8 @@ class Renderer:
             c0, c1 = int(max(0, cx - radius)), int(min(W, cx + radius))
             if r1 <= r0 or c1 <= c0:
                 return
-        g = self.glow[oy + r0:oy + r1, ox + c0:ox + c1]
+        tex = self.glow if radius is None else self.glow_small
+        g = tex[oy + r0:oy + r1, ox + c0:ox + c1]
         for c in range(3):
             self.img[c, r0:r1, c0:c1] += g * F32(col[c] * strength)
 
@@ -806,8 +811,8 @@ class Renderer:
                 reg[c] += (col[c] - reg[c]) * a
             if p["embers"] > 0.05:  # something burns under the smoke
                 flick = 0.8 + 0.2 * math.sin(t * 7 + k * 3)
-                self._add_glow(cx, gy, _c(1.0, .45, .12), p["embers"] * amt * 0.5 * flick, H,
-                               radius=0.2 * H)
+                self._add_glow(cx, gy, _c(1.0, .45, .12), p["embers"] * amt * 0.6 * flick, H,
+                               radius=0.25 * H)
 
     # -- moving things ------------------------------------------------------------------
     def _slot_alpha(self, amount: float, n: int, k: int) -> float:
@@ -983,7 +988,7 @@ class Renderer:
                 self._points(xs, ys, col[:, None] * (fade * dim * sparkle)[None, :] * 1.5,
                              self.kern_small)
             if tb < 0.15:
-                self._add_glow(cx, cy, col, (0.15 - tb) * 2 * a, self.H, radius=0.3 * H)
+                self._add_glow(cx, cy, col, (0.15 - tb) * 3 * a, self.H, radius=0.25 * H)
 
     def _particles(self, p, t, L, wind) -> None:
         H, W, s = self.H, self.W, self.s
@@ -1108,7 +1113,11 @@ class Renderer:
         lum = _c(.299, .587, .114)
         m_sat = (1 - sat) * np.tile(lum, (3, 1)) + sat * np.eye(3, dtype=F32)
         con = p["contrast"]
-        m = (np.diag(tint * expo) @ m_sat) * con
+        # Turn the colour wheel about the grey axis (Rodrigues' rotation).
+        th = 2 * math.pi * (p["hue"] + self.hue_turn)
+        kx = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], F32) / math.sqrt(3)
+        m_hue = math.cos(th) * np.eye(3) + (1 - math.cos(th)) / 3 * np.ones((3, 3)) + math.sin(th) * kx
+        m = (np.diag(tint * expo) @ m_sat @ m_hue) * con
         m = m.astype(F32)
         off = F32(0.42 * (1 - con))
         img, tmp = self.img, self.tmp
@@ -1127,7 +1136,7 @@ class Renderer:
             g = self.grain
             oy = int(hash01(int(t * 1000), 1) * (g.shape[0] - H))
             ox = int(hash01(int(t * 1000), 2) * (g.shape[1] - W))
-            gs = g[oy:oy + H, ox:ox + W] * (p["grain"] * 0.028)
+            gs = g[oy:oy + H, ox:ox + W] * (p["grain"] * 0.022)
             tmp += gs
         np.clip(tmp, 0.0, 1.0, out=tmp)
         tmp *= 255.0
