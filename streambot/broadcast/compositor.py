@@ -100,9 +100,8 @@ class YuvPatch:
         alpha = px[..., 3] / 255.0
         # premultiplied YUV: the offset scales with alpha, the matrix acts on premultiplied RGB
         yuv = px[..., :3] @ _RGB_TO_YUV.T + alpha[..., None] * _YUV_OFFSET
-        h2, w2 = (y1 - y0) // 2, (x1 - x0) // 2
-        quad = yuv[..., 1:].reshape(h2, 2, w2, 2, 2).mean(axis=(1, 3))
-        a2 = alpha.reshape(h2, 2, w2, 2).mean(axis=(1, 3))
+        quad = (yuv[0::2, 0::2, 1:] + yuv[1::2, 0::2, 1:] + yuv[0::2, 1::2, 1:] + yuv[1::2, 1::2, 1:]) / 4
+        a2 = (alpha[0::2, 0::2] + alpha[1::2, 0::2] + alpha[0::2, 1::2] + alpha[1::2, 1::2]) / 4
 
         def u16(v):
             return np.clip(np.rint(v * 256), 0, 65280).astype(np.uint16)

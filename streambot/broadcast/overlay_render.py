@@ -54,20 +54,23 @@ def rounded_mask(w: int, h: int, r: int) -> Image.Image:
     return big.resize((w, h), Image.Resampling.BOX)
 
 
+@functools.lru_cache(maxsize=64)
+def _lut(opacity: float) -> list[int]:
+    return [round(v * opacity) for v in range(256)]
+
+
 def _scaled(mask: Image.Image, opacity: float) -> Image.Image:
-    if opacity >= 1:
-        return mask
-    return mask.point([round(v * opacity) for v in range(256)])
+    return mask if opacity >= 1 else mask.point(_lut(opacity))
 
 
 class Canvas:
-    """A premultiplied RGBA image with the few operations panels need."""
+    """An RGBA image with the few operations panels need."""
 
     def __init__(self, w: int, h: int) -> None:
         self.img = Image.new("RGBA", (max(1, w), max(1, h)), (0, 0, 0, 0))
 
     def cover(self, x: int, y: int, mask: Image.Image, colour: tuple[int, int, int], opacity: float = 1.0) -> None:
-        """Lay `colour` over the image with coverage `mask` (premultiplied over)."""
+        """Lay `colour` over the image with coverage `mask`."""
         if opacity <= 0:
             return
         self.img.paste((*colour, 255), (x, y, x + mask.width, y + mask.height), _scaled(mask, opacity))
@@ -80,7 +83,8 @@ class Canvas:
         draw_line(self.img, x, baseline, line, colour, stroke=stroke, stroke_fill=stroke_colour)
 
     def pixels(self) -> np.ndarray:
-        return np.asarray(self.img)
+        """Premultiplied, as the blend wants it."""
+        return np.asarray(self.img.convert("RGBa"))
 
 
 class OverlayRenderer:
@@ -146,17 +150,20 @@ class OverlayRenderer:
         c = Canvas(w + 2 * m, h + 2 * m)
         r = round(st.radius * H)
         bw = max(1, round(st.border_width * H)) if st.border_width > 0 else 0
+        outer = rounded_mask(w, h, r)
+        inner = Image.new("L", (w, h), 0)
+        inner.paste(rounded_mask(w - 2 * bw, h - 2 * bw, max(0, r - bw)), (bw, bw))
+        ring = ImageChops.subtract(outer, inner)
         if glow:
-            ring = Image.new("L", c.img.size, 0)
-            ring.paste(rounded_mask(w, h, r), (m, m))
-            ring = ring.filter(ImageFilter.GaussianBlur(glow))
-            c.cover(0, 0, ring, rgb(st.glow_color), st.glow_opacity)
+            # a soft halo falling off outside the panel (neon)
+            halo = Image.new("L", c.img.size, 0)
+            halo.paste(outer, (m, m))
+            cut = halo.copy()
+            halo = halo.filter(ImageFilter.GaussianBlur(glow / 2))
+            c.cover(0, 0, ImageChops.subtract(halo, cut), rgb(st.glow_color), st.glow_opacity)
         c.box(m, m, w, h, r, rgb(st.backing), st.backing_opacity)
         if bw:
-            outer = rounded_mask(w, h, r)
-            inner = Image.new("L", (w, h), 0)
-            inner.paste(rounded_mask(w - 2 * bw, h - 2 * bw, max(0, r - bw)), (bw, bw))
-            c.cover(m, m, ImageChops.subtract(outer, inner), rgb(st.border), st.border_opacity)
+            c.cover(m, m, ring, rgb(st.border), st.border_opacity)
         return c, m, m, m
 
     def _finish(self, name: str, cfg: Panel, canvas: Canvas, margin: int, w: int, h: int) -> Patch:
@@ -190,7 +197,7 @@ class OverlayRenderer:
         cfg, st = self.layout.now, self.layout.style
         W, H = self.size
         px = self._px(cfg.text_size)
-        small = max(10, round(px * 0.6))
+        small = max(self._px(0.022), round(px * 0.6))
         pad = self._px(st.padding)
         max_w = round(cfg.width * W)
         inner = max_w - 2 * pad
@@ -237,7 +244,7 @@ class OverlayRenderer:
         if s.mode == "anarchy" and not cands:
             return None
         px = self._px(cfg.text_size)
-        small = max(10, round(px * 0.72))
+        small = max(self._px(0.022), round(px * 0.72))
         pad = self._px(st.padding)
         w = round(cfg.width * W)
         inner = w - 2 * pad
@@ -316,7 +323,7 @@ class OverlayRenderer:
         if not s.how_to_play.strip():
             return None
         px = self._px(cfg.text_size)
-        small = max(10, round(px * 0.62))
+        small = max(self._px(0.02), round(px * 0.62))
         pad = self._px(st.padding)
         gap = round(px * 0.55)
         stroke = dict(stroke=self._stroke, stroke_colour=rgb(st.outline_color))

@@ -8,8 +8,8 @@ shipped font whose cmap holds it (emoji to the colour emoji font first); a
 cluster no font can draw becomes '?', so no tofu box is ever drawn and
 nothing here raises on any string.
 
-Images drawn here hold premultiplied RGBA (see `overlay_render`): every ink is
-laid with `paste`-style coverage, which is the premultiplied "over".
+Drawing is onto straight (not premultiplied) RGBA images: PIL's fills and
+text blend over what is there; emoji bitmaps are composited.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
 log = logging.getLogger(__name__)
@@ -229,11 +228,14 @@ def clusters(text: object, fonts: FontSet) -> tuple[list[Glyph], bool]:
     for c in parts[:MAX_CLUSTERS]:
         face = fonts.face_for(c)
         if face is None:
-            out.append(Glyph(REPLACEMENT, fonts.primary))
+            # "𝕳𝖊𝖑𝖑𝖔", "ｆｕｌｌ" and the like: their compatibility form, if drawable
+            plain = unicodedata.normalize("NFKC", c)
+            if plain != c and plain.strip() and all(fonts.face_for(p) is not None for p in split_clusters(plain)):
+                out.extend(_glyph(p, fonts.face_for(p)) for p in split_clusters(plain))
+            else:
+                out.append(Glyph(REPLACEMENT, fonts.primary))
         else:
-            if not face.has(c):  # marks dropped by the fallback
-                c = c[0]
-            out.append(Glyph(c, face))
+            out.append(_glyph(c, face))
     # Spaces and neutral punctuation take the face around them, so a run of
     # Arabic or CJK with spaces is shaped as one piece.
     for i, g in enumerate(out):
@@ -242,6 +244,10 @@ def clusters(text: object, fonts: FontSet) -> tuple[list[Glyph], bool]:
             if prev is not g.face and not prev.color and prev.has(g.text):
                 out[i] = Glyph(g.text, prev)
     return out, cut
+
+
+def _glyph(c: str, face: Face) -> Glyph:
+    return Glyph(c if face.has(c) else c[0], face)  # marks the fallback dropped
 
 
 def _neutral(text: str) -> bool:
@@ -304,26 +310,28 @@ def build_line(glyphs: list[Glyph], px: int, *, ellipsis_face: Face | None = Non
     items = list(glyphs)
     if ellipsis_face is not None:
         items.append(Glyph(ELLIPSIS, ellipsis_face))
-    # 1. logical runs of one face and one direction class
-    runs: list[tuple[str, Face, str | None]] = []
-    for g in items:
-        d = _strong(g.text)
-        if runs and runs[-1][1] is g.face and (d is None or runs[-1][2] in (None, d)):
-            t, f, rd = runs[-1]
-            runs[-1] = (t + g.text, f, rd or d)
+    # 1. each glyph's direction: strong letters say; neutrals (spaces,
+    # punctuation, digits) between two of one direction take it, else the
+    # paragraph's (a run-level reading of the Unicode bidi algorithm)
+    strong = [_strong(g.text) for g in items]
+    para = next((d for d in strong if d), "L")
+    dirs: list[str] = []
+    for i, d in enumerate(strong):
+        if d is None:
+            before = next((x for x in reversed(strong[:i]) if x), para)
+            after = next((x for x in strong[i + 1:] if x), para)
+            d = before if before == after else para
+        dirs.append(d)
+    # 2. runs of one face and one direction, each at its level
+    runs: list[tuple[str, Face, str]] = []
+    for g, d in zip(items, dirs):
+        if runs and runs[-1][1] is g.face and runs[-1][2] == d:
+            runs[-1] = (runs[-1][0] + g.text, g.face, d)
         else:
             runs.append((g.text, g.face, d))
-    # 2. the paragraph's direction, then each run's level (a run-level bidi:
-    # neutrals between two runs of one direction take it, else the paragraph's)
-    para = next((d for _, _, d in runs if d), "L")
-    dirs = [d for _, _, d in runs]
-    for i, d in enumerate(dirs):
-        if d is None:
-            before = next((x for x in reversed(dirs[:i]) if x), para)
-            after = next((x for x in dirs[i + 1:] if x), para)
-            dirs[i] = before if before == after else para
     base = 1 if para == "R" else 0
-    levels = [(1 if d == "R" else 0) if base == 0 else (1 if d == "R" else 2) for d in dirs]
+    levels = [(1 if d == "R" else 0) if base == 0 else (1 if d == "R" else 2) for _, _, d in runs]
+    # 3. visual order: reverse each stretch at or above a level, highest first
     order = list(range(len(runs)))
     for lvl in range(max(levels, default=0), 0, -1):
         i = 0
@@ -338,8 +346,8 @@ def build_line(glyphs: list[Glyph], px: int, *, ellipsis_face: Face | None = Non
                 i += 1
     out = []
     for k in order:
-        text, face, _ = runs[k]
-        rtl = dirs[k] == "R"
+        text, face, d = runs[k]
+        rtl = d == "R"
         if rtl and not RAQM:
             text = "".join(reversed(split_clusters(text)))  # no shaper: at least the right order
         out.append(Run(text, face, rtl, run_width(text, face, px, rtl and RAQM)))
@@ -430,25 +438,28 @@ def wrap(text: object, fonts: FontSet, px: int, max_width: float, max_lines: int
 
 @functools.lru_cache(maxsize=256)
 def _emoji_image(text: str, face: Face, px: int) -> tuple[Image.Image, int, int]:
-    """A run of emoji drawn at the font's one size and scaled to `px`
-    (premultiplied), with its offset from the pen position on the baseline."""
+    """A run of emoji drawn at the font's one size and scaled to `px`, with its
+    offset from the pen position on the baseline."""
     font = face.font(EMOJI_PX)
     left, top, right, bottom = font.getbbox(text, anchor="ls")
     w, h = max(1, right - left), max(1, bottom - top)
     big = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     ImageDraw.Draw(big).text((-left, -top), text, font=font, anchor="ls", embedded_color=True)
+    # Drawn over nothing, the bitmap comes out premultiplied: scale it as such.
+    big = Image.frombytes("RGBa", big.size, big.tobytes())
     s = _emoji_scale(px)
     small = big.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return small, round(left * s), round(top * s)
+    return small.convert("RGBA"), round(left * s), round(top * s)
 
 
 def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tuple[int, int, int],
               *, stroke: int = 0, stroke_fill: tuple[int, int, int] = (0, 0, 0)) -> None:
-    """Draw `line` with its left end at `x`, onto a premultiplied RGBA image."""
+    """Draw `line` with its left end at `x` on the baseline `baseline` (RGBA)."""
     draw = ImageDraw.Draw(img)
     for run in line.runs:
         if run.face.color:
-            _paste_premultiplied(img, *_emoji_at(run, x, baseline, line.px))
+            im, dx, dy = _emoji_image(run.text, run.face, line.px)
+            _composite(img, im, round(x) + dx, round(baseline) + dy)
         else:
             kw = {"direction": "rtl" if run.rtl else "ltr"} if RAQM else {}
             draw.text((x, baseline), run.text, font=run.face.font(line.px), anchor="ls",
@@ -456,18 +467,9 @@ def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tup
         x += run.width
 
 
-def _emoji_at(run: Run, x: float, baseline: float, px: int):
-    im, dx, dy = _emoji_image(run.text, run.face, px)
-    return im, round(x) + dx, round(baseline) + dy
-
-
-def _paste_premultiplied(dst: Image.Image, src: Image.Image, x: int, y: int) -> None:
-    """dst = src + dst * (1 - src.alpha), both premultiplied, clipped to dst."""
+def _composite(dst: Image.Image, src: Image.Image, x: int, y: int) -> None:
+    """`src` over `dst` at (x, y), clipped to `dst`."""
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(dst.width, x + src.width), min(dst.height, y + src.height)
-    if x1 <= x0 or y1 <= y0:
-        return
-    s = np.asarray(src, dtype=np.uint16)[y0 - y:y1 - y, x0 - x:x1 - x]
-    d = np.asarray(dst.crop((x0, y0, x1, y1)), dtype=np.uint16)
-    out = s + (d * (255 - s[..., 3:4]) + 127) // 255
-    dst.paste(Image.fromarray(np.minimum(out, 255).astype(np.uint8), "RGBA"), (x0, y0))
+    if x1 > x0 and y1 > y0:
+        dst.alpha_composite(src, (x0, y0), (x0 - x, y0 - y, x1 - x, y1 - y))
