@@ -156,6 +156,16 @@ class DiscordSettings(_Section):
     update_s: Annotated[float, Field(ge=1, le=30)] = 2.0  # round message edits at most this often
 
 
+class OverlaySettings(_Section):
+    burn_in: bool = True  # false: nothing is burned into the stream; the OBS page (/overlay) shows it
+    layout: str = ""  # overlays/layouts/NAME.toml or a path; "" = the world preset's own, else "default"
+    discord_invite: str = ""  # shown in the how-to-play line, e.g. "discord.gg/abc"
+
+    def get(self, key: str, default=None):
+        """Dict-style read, for callers written when this section was a plain table."""
+        return getattr(self, key, default)
+
+
 class Settings(_Section):
     stream: StreamSettings = StreamSettings()
     world: WorldSettings = WorldSettings()
@@ -166,7 +176,7 @@ class Settings(_Section):
     moderation: ModerationSettings = ModerationSettings()
     twitch: TwitchSettings = TwitchSettings()
     discord: DiscordSettings = DiscordSettings()
-    overlay: dict = {}
+    overlay: OverlaySettings = OverlaySettings()
 
 
 def _load_toml(path: Path) -> dict:
