@@ -160,8 +160,9 @@ class SketchWorld(World):
         w, h = size
         if w < 16 or h < 16 or fps <= 0:
             raise WorldError(f"The sketch world cannot render {w}x{h} at {fps} fps.")
-        self._size = (max(16, 2 * round(w * self.render_scale / 2)),
-                      max(16, 2 * round(h * self.render_scale / 2)))
+        # Even sizes: the encoder's 4:2:0 chroma needs them.
+        self._size = (max(16, 2 * int(w * self.render_scale / 2 + 0.5)),
+                      max(16, 2 * int(h * self.render_scale / 2 + 0.5)))
         self._fps = float(fps)
         if self._mapper is None:
             emb = self._embedder_arg
