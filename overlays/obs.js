@@ -16,7 +16,7 @@
 
   /** Untrusted chat text -> one safe line: no controls, bidi overrides, zero-width
    *  characters or zalgo floods; white space collapsed; bounded length. */
-  function cleanText(s) {
+  function clean(s) {
     if (s === null || s === undefined) return "";
     let t = String(s).slice(0, 4 * MAX_TEXT).normalize("NFC");
     t = t.replace(/[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C\u200B\u200C\uFEFF\u2060\u00AD]/g, "");
@@ -26,6 +26,32 @@
     t = t.replace(/\s+/gu, " ").trim();
     const chars = Array.from(t);
     return chars.length > MAX_TEXT ? chars.slice(0, MAX_TEXT).join("") + "…" : t;
+  }
+
+  function covered(cp, ranges) {
+    let lo = 0, hi = ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (cp < ranges[mid][0]) hi = mid - 1;
+      else if (cp > ranges[mid][1]) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
+
+  /** Only what the shipped fonts can draw (`ranges`: layout.json's coverage):
+   *  styled letters become plain ones, other strangers "?", never a box. */
+  function drawable(text, ranges) {
+    if (!ranges || !ranges.length) return text;
+    let out = "";
+    for (const ch of text) {
+      const cp = ch.codePointAt(0);
+      if (cp === 0x20 || cp === 0x200D || cp === 0xFE0F || cp === 0xFE0E || covered(cp, ranges)) { out += ch; continue; }
+      const plain = ch.normalize("NFKC");
+      if (plain !== ch && Array.from(plain).every((c) => covered(c.codePointAt(0), ranges))) out += plain;
+      else if (!/\p{M}/u.test(ch)) out += "?";
+    }
+    return out;
   }
 
   function wsUrl(loc) {
@@ -97,9 +123,9 @@
   }
 
   /** How to play, split into chat commands (accent), words and separators. */
-  function helpPieces(text) {
+  function helpPieces(text, ranges) {
     const out = [];
-    cleanText(text).split("·").map((s) => s.trim()).filter(Boolean).forEach((seg, i) => {
+    drawable(clean(text), ranges).split("·").map((s) => s.trim()).filter(Boolean).forEach((seg, i) => {
       if (i) out.push({ kind: "sep", text: "·" });
       seg.split(" ").filter(Boolean).forEach((w) => out.push({ kind: w.startsWith("!") ? "cmd" : "word", text: w }));
     });
@@ -109,6 +135,7 @@
   /** What to show for a state and layout: plain data, no DOM. */
   function viewModel(state, layout) {
     if (!state || state.off_air) return { visible: false };
+    const cleanText = (t) => drawable(clean(t), layout.coverage);
     const vote = layout.vote;
     const cands = (state.candidates || []).slice(0, vote.max_candidates);
     const lead = Math.max(0, ...cands.map((c) => Number(c.share) || 0));
@@ -134,7 +161,7 @@
             percent: vote.show_percent ? `${Math.round(share * 100)}%` : "", lead: lead > 0 && share === lead };
         }),
       } : null,
-      help: layout.help.show && cleanText(state.how_to_play) ? { label: layout.help.label, pieces: helpPieces(state.how_to_play) } : null,
+      help: layout.help.show && cleanText(state.how_to_play) ? { label: layout.help.label, pieces: helpPieces(state.how_to_play, layout.coverage) } : null,
     };
   }
 
@@ -250,11 +277,12 @@
     }
 
     loadLayout();
-    setInterval(loadLayout, 15000);
+    setInterval(loadLayout, 60000);
     connect();
   }
 
-  const api = { cleanText, wsUrl, layoutUrl, formatClock, rgba, cssVars, fontFaces, placement, helpPieces, viewModel };
+  const cleanText = (t, ranges) => drawable(clean(t), ranges);
+  const api = { cleanText, drawable, wsUrl, layoutUrl, formatClock, rgba, cssVars, fontFaces, placement, helpPieces, viewModel };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else startPage();
 })();

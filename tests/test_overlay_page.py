@@ -113,3 +113,12 @@ def test_the_page_uses_the_layouts_geometry_and_colours(name):
     assert place["transform"].startswith("translate(-100%" if right else "translate(0")
     faces = run_js("o.fontFaces(l)", l=layout)
     assert "/overlay/fonts/NotoColorEmoji.ttf" in faces and layout["fonts"]["primary"] in faces
+
+
+@needs_node
+def test_the_page_never_draws_a_box_for_what_no_shipped_font_has():
+    layout = layout_json("default")
+    out = run_js("o.cleanText(t, l.coverage)", t="\ue000\U00013000 𝕳𝖊𝖑𝖑𝖔 東京 مدينة 🐉 ok", l=layout)
+    assert out == "?? Hello 東京 مدينة 🐉 ok"
+    vm = run_js("o.viewModel(s, l)", s=state(on_air="\U0010fffd dragon"), l=layout)
+    assert vm["now"]["prompt"] == "? dragon"

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..config import ConfigError
-from .overlay_text import EMOJI_FONT, FALLBACK_FONTS, FONT_DIR
+from .overlay_text import EMOJI_FONT, FALLBACK_FONTS, FONT_DIR, FontSet, coverage
 
 OVERLAY_DIR = FONT_DIR.parent
 LAYOUT_DIR = OVERLAY_DIR / "layouts"
@@ -178,4 +178,6 @@ def layout_json(name_or_path: str | OverlayLayout = DEFAULT_LAYOUT) -> dict:
         "fallbacks": [f for f in FALLBACK_FONTS if f not in (layout.style.font, layout.style.font_light)],
         "emoji": EMOJI_FONT,
     }
+    # what the shipped fonts can draw: the page shows '?' for the rest, never a box
+    data["coverage"] = [list(r) for r in coverage(FontSet(layout.style.font))]
     return data

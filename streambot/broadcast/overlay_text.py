@@ -210,6 +210,19 @@ class FontSet:
         return None
 
 
+def coverage(fonts: FontSet) -> list[tuple[int, int]]:
+    """Every code point some face of `fonts` can draw, as inclusive ranges
+    (the OBS page replaces the rest with '?', as the burned-in overlay does)."""
+    cps = sorted(set().union(*(f.cmap for f in fonts.faces), fonts.emoji.cmap if fonts.emoji else ()))
+    ranges: list[tuple[int, int]] = []
+    for cp in cps:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return ranges
+
+
 @dataclass(frozen=True)
 class Glyph:
     """One cluster with the face that draws it."""
