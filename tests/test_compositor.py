@@ -343,3 +343,48 @@ def test_benchmark_blend_is_within_budget():
     assert r["overlay_fraction"] > 0.1  # a full overlay really was blended
     assert r["blend_ms"]["mean"] < 2.0, r
     assert r["redraw_ms"]["n"] >= 1
+
+
+# -- through the real pipeline ---------------------------------------------------------------
+
+def _stream_to_file(path, compositor, seconds=2.0, size=(640, 360)):
+    from streambot.broadcast.audio import Silence
+    from streambot.broadcast.encoder import Encoder, EncoderSettings
+    from streambot.broadcast.outputs import Output
+    from streambot.broadcast.pipeline import Broadcast
+    from streambot.config import resolve_world
+    from streambot.world.sketch import SketchWorld
+
+    world = SketchWorld()
+    world.start(resolve_world("meadow"), size, 15, seed=1)
+    encoder = Encoder(EncoderSettings(size=size, fps=15, bitrate_kbps=3000))
+    out = Output(str(path), encoder.stream_info)
+    out.open()
+    b = Broadcast(world, encoder, [out], compositor, Silence(), fps=15, max_frames=round(seconds * 15))
+    b.start()
+    b.wait(60)
+    health = b.health()
+    b.stop()
+    world.close()
+    return health
+
+
+def test_the_overlay_is_burned_into_the_encoded_stream(tmp_path):
+    from .media import decode_frames
+
+    size = (640, 360)
+    on = Compositor(size, load_layout("default"))
+    on.set_state(state(candidates=four()))
+    assert on.flush(30)
+    boxes = {p.name: p.box for p in on._layer}
+    health = _stream_to_file(tmp_path / "on.mkv", on)
+    off = Compositor(size, burn_in=False)
+    off.set_state(state(candidates=four()))
+    _stream_to_file(tmp_path / "off.mkv", off)
+    a = decode_frames(tmp_path / "on.mkv", size=None)[-1][1].astype(int)
+    b = decode_frames(tmp_path / "off.mkv", size=None)[-1][1].astype(int)
+    x0, y0, x1, y1 = boxes["vote"]
+    assert np.abs(a[y0:y1, x0:x1] - b[y0:y1, x0:x1]).mean() > 25  # the panel is there, in the pixels viewers get
+    assert np.abs(a[200:260, 40:200] - b[200:260, 40:200]).mean() < 8  # and nowhere else
+    assert 0 < health.compose_ms_per_frame < 2.0
+    on.close()

@@ -285,7 +285,7 @@ class OverlayRenderer:
         y += bar_h + round(px * 0.45)
         # 3. the candidates
         if not cands:
-            hint = wrap("no ideas yet: be the first!", self.light, small, inner, 1)[0]
+            hint = wrap("no ideas yet: type !p and your idea", self.light, small, inner, 1)[0]
             c.text(hint, x0, self._baseline(y, round(px * 1.6), small), muted, **stroke)
         lead = max((cd.share for cd in cands), default=0.0)
         num_px = round(px * 0.8)
