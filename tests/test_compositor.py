@@ -223,7 +223,7 @@ def test_off_air_and_burn_in_off_draw_nothing():
     off = Compositor(SIZE, burn_in=False)
     off.set_state(state())
     off.overlay(video)
-    assert off.layout is None and all(np.array_equal(a, b) for a, b in zip(before, yuv(video)))
+    assert off.layout.name == "default" and off.redraws == 0 and all(np.array_equal(a, b) for a, b in zip(before, yuv(video)))
 
 
 def test_set_state_never_waits_for_drawing_and_redraws_only_on_change():

@@ -143,9 +143,10 @@ def frame_planes(video) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class Compositor:
     """The slate and the burned-in overlay.
 
-    `layout`: the overlay layout (None: overlays/layouts/default.toml);
-    `burn_in=False` draws nothing into the frames (the OBS page shows the
-    overlay instead). `min_redraw_s` spaces redraws when votes pour in.
+    `layout`: the overlay layout (None: overlays/layouts/default.toml), also
+    what the OBS page draws with; `burn_in=False` draws nothing into the
+    frames (the OBS page shows the overlay instead). `min_redraw_s` spaces
+    redraws when votes pour in.
     """
 
     def __init__(self, size: tuple[int, int], layout: OverlayLayout | None = None, *,
@@ -157,7 +158,8 @@ class Compositor:
         self._slate: np.ndarray | None = None
         self.off_air = False
         self.state = None
-        self.layout = layout if layout is not None else (load_layout() if burn_in else None)
+        # kept even when nothing is burned in: the OBS page draws with it (`layout_json`)
+        self.layout = layout if layout is not None else load_layout()
         self._renderer: OverlayRenderer | None = None
         self._layer: tuple[YuvPatch, ...] = ()  # swapped whole; the clock thread only reads it
         # the worker: the latest (state, layout) to draw, and the last drawn
