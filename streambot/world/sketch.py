@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from .base import Ambience, Frame, World, WorldError, WorldSpec, _Steer
+from .base import Ambience, Direction, Frame, World, WorldError, WorldSpec, _Steer
 from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
 from .sketch_render import Renderer, daylight
 
@@ -84,8 +84,15 @@ class _MapperWorker:
         self._request: _Steer | None = None
         self._result: tuple[_Steer, tuple] | None = None
         self._closed = False
+        self._source: World | None = None
         self._thread = threading.Thread(target=self._run, name="sketch-mapper", daemon=True)
         self._thread.start()
+
+    def take_from(self, world: World) -> None:
+        """Start on the world's pending steer now, not at its next frame."""
+        with self._cv:
+            self._source = world
+            self._cv.notify()
 
     def submit(self, steer: _Steer) -> None:
         with self._cv:
@@ -106,10 +113,20 @@ class _MapperWorker:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while self._request is None and not self._closed:
+                while self._request is None and self._source is None and not self._closed:
                     self._cv.wait()
                 if self._closed:
                     return
+                source, self._source = self._source, None
+            if source is not None:
+                taken = source.take_pending()  # else the render thread already took it
+                with self._cv:
+                    if taken is not None and (self._request is None
+                                              or self._request.generation < taken.generation):
+                        self._request = taken
+            with self._cv:
+                if self._request is None:
+                    continue
                 steer, self._request = self._request, None
             acts = _activations(self._mapper, steer.direction.text)
             with self._cv:
@@ -181,6 +198,12 @@ class SketchWorld(World):
         self._index = 0
         log.info("sketch world %r at %dx%d (%s)", spec.name, *self._size,
                  "sentence model" if self._mapper.embedder is not None else "keywords only")
+
+    def steer(self, direction: Direction, transition_s: float = 1.5) -> int:
+        gen = super().steer(direction, transition_s)
+        if self._worker is not None:
+            self._worker.take_from(self)  # embedding starts now, between frames
+        return gen
 
     @property
     def frame_size(self) -> tuple[int, int]:
