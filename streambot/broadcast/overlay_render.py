@@ -226,7 +226,7 @@ class OverlayRenderer:
                    stroke=self._stroke, stroke_colour=rgb(st.outline_color))
         y += pill_h + gap
         for line in lines:
-            lx = x0 + (inner - line.width if line.rtl and w == max_w else (w - 2 * pad - line.width) if line.rtl else 0)
+            lx = x0 + (w - 2 * pad - line.width if line.rtl else 0)  # right to left: flush right
             c.text(line, lx, self._baseline(y, line_h, px), rgb(st.text),
                    stroke=self._stroke, stroke_colour=rgb(st.outline_color))
             y += line_h

@@ -423,21 +423,33 @@ def wrap(text: object, fonts: FontSet, px: int, max_width: float, max_lines: int
         if len(lines) == max_lines - 1:
             lines.append(fit_line(glyphs[i:], px, max_width, fonts, cut=cut))
             break
-        acc, j, brk = 0.0, i, None
+        # 1. a first guess from the glyphs' own widths (shaping only narrows
+        # Arabic and kerned Latin), then 2. the shaped line decides
+        breaks = [b + 1 for b in range(i, n - 1) if _breakable_after(glyphs, b)] + [n]
+        acc, j = 0.0, i
         while j < n and acc + widths[j] <= max_width:
             acc += widths[j]
-            if _breakable_after(glyphs, j):
-                brk = j + 1
             j += 1
-        if j >= n:
-            end = n
+        fits = [b for b in breaks if b <= j]
+        k = len(fits) - 1  # index in `breaks` of the guess
+        measure = lambda end: build_line(_strip(glyphs[i:end]), px)  # noqa: E731
+        if k < 0:  # one word longer than the line: as many clusters as fit
+            end = max(j, i + 1)
+            line = measure(end)
+            while line.width > max_width and end > i + 1:
+                end -= 1
+                line = measure(end)
         else:
-            end = brk if brk is not None and brk > i else max(j, i + 1)
-        # shaping can make a line a little wider than its glyphs' sum
-        line = build_line(_strip(glyphs[i:end]), px)
-        while line.width > max_width and end > i + 1:
-            end -= 1
-            line = build_line(_strip(glyphs[i:end]), px)
+            line = measure(breaks[k])
+            while line.width > max_width and k > 0:
+                k -= 1
+                line = measure(breaks[k])
+            while k + 1 < len(breaks):
+                wider = measure(breaks[k + 1])
+                if wider.width > max_width:
+                    break
+                k, line = k + 1, wider
+            end = breaks[k]
         if end >= n and cut:
             line = fit_line(glyphs[i:end], px, max_width, fonts, cut=True)
         lines.append(line)
