@@ -190,3 +190,30 @@ def test_any_string_fits(text, max_lines, width):
             if not run.face.color:
                 assert all(run.face.has(c) or c in "\u200d\ufe0e\ufe0f" or unicodedata.combining(c)
                            for c in run.text), run.text
+
+
+def test_without_a_shaper_text_still_fits_and_reads_in_order(monkeypatch):
+    """Where libraqm/fribidi are missing PIL lays text out glyph by glyph: no
+    shaping, but the right order, no tofu and no crash."""
+    from PIL import ImageFont as IF
+
+    import streambot.broadcast.overlay_text as ot
+
+    monkeypatch.setattr(ot, "RAQM", False)
+    monkeypatch.setattr(ot, "LAYOUT", IF.Layout.BASIC)
+    monkeypatch.setattr(ot, "_widths", {})
+    ot.load_face.cache_clear()
+    try:
+        fonts = ot.FontSet("NotoSans-Bold.ttf")
+        assert fonts.primary.font(30).layout_engine == IF.Layout.BASIC
+        for text in HOSTILE.values():
+            for line in ot.wrap(text, fonts, 30, 500, 2):
+                assert line.width <= 500.5
+        line = ot.wrap("abc אבג", fonts, 30, 2000)[0]
+        assert [r.text.strip() for r in line.runs if r.text.strip()] == ["abc", "גבא"]  # reversed by hand
+        from PIL import Image
+        img = Image.new("RGBA", (600, 60))
+        ot.draw_line(img, 0, 40, ot.wrap("mixed مرحبا 🐉 東京", fonts, 30, 600)[0], (255, 255, 255))
+        assert img.getbbox() is not None
+    finally:
+        ot.load_face.cache_clear()

@@ -9,6 +9,7 @@ browser-source page.
 """
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from pathlib import Path
@@ -179,5 +180,10 @@ def layout_json(name_or_path: str | OverlayLayout = DEFAULT_LAYOUT) -> dict:
         "emoji": EMOJI_FONT,
     }
     # what the shipped fonts can draw: the page shows '?' for the rest, never a box
-    data["coverage"] = [list(r) for r in coverage(FontSet(layout.style.font))]
+    data["coverage"] = _coverage(layout.style.font)
     return data
+
+
+@functools.cache
+def _coverage(font: str) -> list[list[int]]:
+    return [list(r) for r in coverage(FontSet(font))]
