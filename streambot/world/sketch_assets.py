@@ -469,6 +469,22 @@ def moon_sprite(size: int, seed: int) -> np.ndarray:
     return img
 
 
+def rock_sprite(size: int, seed: int) -> np.ndarray:
+    """A tumbling-rock silhouette: a lumpy outline, lit from the upper left."""
+    rng = np.random.default_rng(seed)
+    img, yy, xx = _canvas(size, size)
+    c = (size - 1) / 2
+    ang = np.arctan2(yy - c, xx - c)
+    lump = 1.0 + sum(rng.uniform(0.05, 0.14) * np.sin(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 5))
+    r = np.hypot(xx - c, yy - c) / (size / 2 - 1) / lump * 1.1
+    nz = np.sqrt(np.clip(1 - r ** 2, 0, 1))
+    light = np.clip((-(xx - c) * 0.6 - (yy - c) * 0.5) / size * 1.6 + nz * 0.6, 0.05, 1.1)
+    spots = 0.85 + 0.15 * spectral_noise(rng, (size, size), max(2.0, size / 3), beta=2.0)
+    img[..., :3] = (np.array([0.45, 0.40, 0.36]) * (light * spots)[..., None])
+    img[..., 3] = np.clip((1 - r) * size * 0.5, 0, 1)
+    return img
+
+
 def glow_kernel(radius: int) -> np.ndarray:
     yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float32)
     d = np.hypot(xx, yy) / (radius + 0.5)

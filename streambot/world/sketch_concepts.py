@@ -182,7 +182,7 @@ CONCEPTS: tuple[Concept, ...] = (
        b_city=1.0, lights=1.0),
     _c("cyberpunk", "neon cyberpunk megacity | neon signs glowing | a futuristic city",
        "neon|cyberpunk|futuristic|megacity|blade runner|hologram|holographic", b_city=1.0,
-       neon=1.0, tint_r=1.08, tint_g=0.9, tint_b=1.15, saturation=1.3, lights=1.0),
+       neon=1.0, searchlights=0.35, tint_r=1.08, tint_g=0.9, tint_b=1.15, saturation=1.3, lights=1.0),
     _c("space", "outer space | the cosmos | drifting among the stars | a spaceship voyage",
        "space|cosmos|cosmic|galaxy|spaceship|universe|orbit|interstellar", b_space=1.0,
        stars=1.0, clouds=0.0, rain=0.0, snow=0.0, fog=0.0, storm=0.0, birds=0.0),

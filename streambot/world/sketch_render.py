@@ -20,7 +20,7 @@ import numpy as np
 from .sketch_assets import (
     BIOME_ORDER, CITY_TILE, LAYER_BASE, LAYER_PARALLAX, N_LAYERS, PROFILE_LEN, REF_H, Assets,
     balloon_sprite, bird_sprites, dragon_sprites, glow_kernel, moon_sprite, planet_sprite,
-    plane_sprite,
+    plane_sprite, rock_sprite,
 )
 
 F32 = np.float32
@@ -174,6 +174,7 @@ class Renderer:
         self.dragons = [dragon_sprites(sc * k) for k in (0.8, 1.3)]
         self.planet = planet_sprite(int(110 * s), seed + 1, ring=True)
         self.planet2 = planet_sprite(int(46 * s), seed + 2, ring=False)
+        self.rocks = [rock_sprite(max(5, int(k * s)), seed + 20 + k) for k in (7, 10, 14, 19, 26)]
         self.moon = moon_sprite(max(8, int(26 * s)), seed + 3)
         self.moon2 = moon_sprite(max(6, int(15 * s)), seed + 4)
         self.moon2[..., :3] *= _c(1.0, .72, .6)
@@ -908,8 +909,8 @@ class Renderer:
                 span = W + 100 * s
                 ax = (t * (15 + 9 * (k % 4)) * s + k * 97 * s - self.cam_x * 0.5 * s) % span - 50 * s
                 ay = H * (0.1 + 0.6 * hash01(k, 44))
-                r = (3 + 6 * hash01(k, 45)) * s
-                self._disc(ax, ay, r, _c(.32, .28, .25) * (0.3 + 0.7 * L["light"].mean()) + 0.04, a)
+                rock = self.rocks[int(hash01(k, 45) * len(self.rocks))]
+                self._blit(rock, ax, ay, a, tint=0.35 + 0.65 * np.minimum(L["light"], 1.2) + 0.25 * p["b_space"])
         if p["fireworks"] > 0.01:
             self._fireworks(p, t, L)
 
