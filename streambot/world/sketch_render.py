@@ -557,19 +557,27 @@ class Renderer:
             ang = 0.55 * math.sin(t * (0.23 + 0.07 * k) + k * 2.1)
             y = self.rows[:rows]
             dist = np.maximum(horizon + 10 - y, 1)
-            xc = ox + dist * math.tan(ang)
-            half = dist * 0.05 + 2
-            x0 = int(max(0, min(xc.min(), xc.max()) - half.max()))
-            x1 = int(min(W, max(xc.min(), xc.max()) + half.max()))
-            if x1 <= x0:
-                continue
-            dx = np.abs(self.cols[None, x0:x1] - xc[:, None]) / half[:, None]
-            core = np.clip(1 - dx, 0, 1)
-            beam = ((core * core * 0.7 + core ** 8 * 0.5) * (a * 0.55)
-                    * np.exp(-dist / (H * 0.8))[:, None]).astype(F32)
-            col = _c(1.0, .95, .8)
-            for c in range(3):
-                self.img[c, :rows, x0:x1] += beam * col[c]
+            xc = ox + dist * F32(math.tan(ang))
+            half = dist * F32(0.05) + 2
+            fall = np.exp(-dist / F32(H * 0.8)) * F32(a * 0.55)
+            # A slanted beam: work in row bands, each only over its own columns.
+            for b0 in range(0, rows, 48):
+                b1 = min(rows, b0 + 48)
+                lo = float(np.minimum(xc[b0:b1] - half[b0:b1], 1e9).min())
+                hi = float((xc[b0:b1] + half[b0:b1]).max())
+                x0, x1 = int(max(0, lo)), int(min(W, hi + 1))
+                if x1 <= x0:
+                    continue
+                core = np.abs(self.cols[None, x0:x1] - xc[b0:b1, None])
+                core /= half[b0:b1, None]
+                np.subtract(1, core, out=core)
+                np.clip(core, 0, 1, out=core)
+                c2 = core * core
+                c8 = c2 * c2
+                c8 *= c8
+                beam = (c2 * F32(0.7) + c8 * F32(0.5)) * fall[b0:b1, None]
+                for c, v in enumerate((1.0, .95, .8)):
+                    self.img[c, b0:b1, x0:x1] += beam * F32(v)
 
     # -- terrain ----------------------------------------------------------------------
     def _layer_cols(self, i: int, zoom: float) -> tuple[np.ndarray, float]:
