@@ -18,6 +18,7 @@ from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
+from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast
@@ -110,7 +111,7 @@ class Show:
                  if self.settings.audio.enabled else Silence())
         max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
         self.broadcast = Broadcast(
-            self.world, encoder, outputs, Compositor(size), audio, fps=s.fps, max_frames=max_frames,
+            self.world, encoder, outputs, self._compositor(size), audio, fps=s.fps, max_frames=max_frames,
         )
         # 4. the timeline, the audience and the director, which opens the story
         self.store = Store(resolve_path(self.settings.voting.timeline))
@@ -129,6 +130,10 @@ class Show:
             self.director.submit(last["text"], source=last["source"], user=last.get("user"))
         else:
             self.director.begin()
+
+    def _compositor(self, size: tuple[int, int]) -> Compositor:
+        layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
+        return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
     def _remember_on_air(self, entry) -> None:
         if self.store is not None:
@@ -175,6 +180,9 @@ class Show:
         assert self.director is not None
         self.director.set_world(spec)
         self.world.change_world(spec, self.settings.world.transition_s * 2)
+        if self.broadcast is not None:
+            self.broadcast.compositor.set_layout(
+                load_layout(layout_name(self.settings.overlay.layout, spec)))
         self._record(actor, "switch world", spec.name)
         return spec
 
@@ -198,7 +206,7 @@ class Show:
         assert self.audience is not None and self.director is not None
         return build_overlay_state(
             self.audience.snapshot(), self.director.on_air, self.spec.title,
-            off_air=self.off_air, discord_invite=self.settings.overlay.get("discord_invite") or None,
+            off_air=self.off_air, discord_invite=self.settings.overlay.discord_invite or None,
         )
 
     def adapter_states(self) -> dict[str, str]:

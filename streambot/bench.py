@@ -25,7 +25,8 @@ from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
 from .broadcast.outputs import Output
 from .broadcast.pipeline import Broadcast
-from .config import resolve_world
+from .broadcast.overlay_state import build_overlay_state
+from .config import load_settings, resolve_world
 from .director import Director
 
 PROMPTS = [
@@ -107,6 +108,18 @@ def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> 
     }
 
 
+def _busy_round():
+    """A voting round with four candidates, so the overlay is drawn in full."""
+    from .audience.events import Audience
+
+    audience = Audience.from_settings(load_settings(), embeddings=False)
+    ideas = ["a dragon circles the mountain", "a thunderstorm rolls in at dusk",
+             "a hot air balloon festival over the valley", "the northern lights over a frozen lake"]
+    for i, idea in enumerate(ideas):
+        audience.chat("twitch", f"viewer{i}", f"!p {idea}")
+    return audience
+
+
 def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = "meadow",
               compare_ffmpeg: bool = True, progress: bool = True, steer_every_s: float = 3.0) -> dict:
     proc = psutil.Process(os.getpid())
@@ -127,6 +140,7 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
                       max_frames=round(seconds * fps))
         director = Director(world, spec, beat_interval_s=1e9)
         director.begin()
+        audience = _busy_round()
         b.start()
         task = bar.add_task(f"streaming {seconds:.0f} s", total=seconds)
         t0 = time.monotonic()
@@ -139,8 +153,11 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
                 rss_start = proc.memory_info().rss / 2**20  # after warm-up
             if now >= next_steer:
                 director.submit(PROMPTS[k % len(PROMPTS)], source="audience", user="bench")
+                audience.chat("twitch", f"voter{k}", f"!vote {1 + k % 4}")
                 k += 1
                 next_steer += steer_every_s
+            # The overlay as on air: candidates with votes, a countdown ticking every second.
+            compositor.set_state(build_overlay_state(audience.snapshot(), director.on_air, spec.title))
             bar.update(task, completed=min(seconds, now - t0))
         wall = time.monotonic() - t0
         rss_end = proc.memory_info().rss / 2**20

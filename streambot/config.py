@@ -161,9 +161,29 @@ class OverlaySettings(_Section):
     layout: str = ""  # overlays/layouts/NAME.toml or a path; "" = the world preset's own, else "default"
     discord_invite: str = ""  # shown in the how-to-play line, e.g. "discord.gg/abc"
 
-    def get(self, key: str, default=None):
-        """Dict-style read, for callers written when this section was a plain table."""
-        return getattr(self, key, default)
+
+class ConsoleSettings(_Section):
+    """The streamer's web console (streambot/console/)."""
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback: only this machine; 0.0.0.0 to reach it from a phone on the LAN
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port
+    token_file: str = ""  # "" = $XDG_CONFIG_HOME/streambot/console_token (mode 0600)
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    login_attempts: Annotated[int, Field(ge=1, le=1000)] = 5  # failed logins per client address ...
+    login_window_s: Annotated[int, Field(ge=1, le=86400)] = 60  # ... in this many seconds
+    allowed_origins: list[str] = []  # more origins than the console's own, e.g. behind a reverse proxy
+    preview_fps: Annotated[float, Field(gt=0, le=15)] = 5.0
+    preview_width: Annotated[int, Field(ge=160, le=1280)] = 480
+    preview_quality: Annotated[int, Field(ge=30, le=95)] = 70
+    log_lines: Annotated[int, Field(ge=10, le=5000)] = 500
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for o in v:
+            if not re.fullmatch(r"https?://[^/\s]+", o):
+                raise ValueError(f"{o!r} is not an origin like https://console.example.com")
+        return [o.rstrip("/") for o in v]
 
 
 class Settings(_Section):
@@ -171,7 +191,7 @@ class Settings(_Section):
     world: WorldSettings = WorldSettings()
     director: DirectorSettings = DirectorSettings()
     audio: AudioSettings = AudioSettings()
-    console: dict = {}
+    console: ConsoleSettings = ConsoleSettings()
     voting: VotingSettings = VotingSettings()
     moderation: ModerationSettings = ModerationSettings()
     twitch: TwitchSettings = TwitchSettings()

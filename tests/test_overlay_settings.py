@@ -9,7 +9,6 @@ from streambot.config import ConfigError, load_settings
 def test_the_overlay_is_burned_in_by_default():
     s = load_settings()
     assert s.overlay.burn_in is True and s.overlay.layout == "" and s.overlay.discord_invite == ""
-    assert s.overlay.get("discord_invite") == ""  # the app's dict-style read still works
 
 
 def test_a_bad_overlay_setting_names_the_file_and_field(tmp_path):

@@ -2,16 +2,24 @@
 
 It owns the "be right back" slate (the console's kill switch) and the
 burned-in overlay. The clock thread never waits for drawing: when the overlay
-state changes, a small worker thread draws the changed panels with PIL and
-converts them once to premultiplied Y/U/V + alpha (`YuvPatch`); each frame
-then only blends those few rectangles into the frame's planes with integer
-numpy math, well under the 2 ms per 1280x720 frame budget.
+state changes, a worker thread has the changed panels drawn with PIL and
+converted once to premultiplied Y/U/V + alpha (`YuvPatch`); each frame then
+only blends those few rectangles into the frame's planes with integer numpy
+math, well under the 2 ms per 1280x720 frame budget.
+
+The drawing itself runs in a separate process: PIL's text rendering holds
+the GIL for tens of milliseconds at a time, which made the clock thread miss
+its deadlines whenever the countdown ticked. Only the finished patches cross
+back (about a megabyte, unpickled in well under a millisecond).
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing as mp
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +80,13 @@ class YuvPatch:
         # scratch space so a frame's blend allocates nothing
         self._buf_y = np.empty_like(self.pre_y)
         self._buf_uv = np.empty_like(self.pre_u)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_buf")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -140,6 +155,60 @@ def frame_planes(video) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out[0], out[1], out[2]
 
 
+class _Drawer:
+    """Draws overlay states into YuvPatches; an unchanged panel keeps its pixels."""
+
+    def __init__(self, layout: OverlayLayout, size: tuple[int, int]) -> None:
+        self.key = (layout, size)
+        self.size = size
+        self.renderer = OverlayRenderer(layout, size)
+        self.converted: dict[str, tuple[Patch, YuvPatch | None]] = {}
+
+    def draw(self, state) -> tuple[YuvPatch, ...]:
+        out = []
+        for patch in self.renderer.render(state):
+            hit = self.converted.get(patch.name)
+            if hit is None or hit[0] is not patch:
+                hit = (patch, YuvPatch.from_patch(patch, self.size))
+                self.converted[patch.name] = hit
+            if hit[1] is not None:
+                out.append(hit[1])
+        return tuple(out)
+
+
+_drawer: _Drawer | None = None  # one per process: the drawing process's, or the fallback's
+
+
+def draw_patches(state, layout: OverlayLayout, size: tuple[int, int]) -> tuple[YuvPatch, ...]:
+    """Draw `state` (runs in the drawing process)."""
+    global _drawer
+    if _drawer is None or _drawer.key != (layout, size):
+        _drawer = _Drawer(layout, size)
+    return _drawer.draw(state)
+
+
+_pool_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _drawing_pool() -> ProcessPoolExecutor:
+    """The one drawing process, shared by every compositor of this process."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+        return _pool
+
+
+def _discard_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
 class Compositor:
     """The slate and the burned-in overlay.
 
@@ -150,8 +219,9 @@ class Compositor:
     """
 
     def __init__(self, size: tuple[int, int], layout: OverlayLayout | None = None, *,
-                 burn_in: bool = True, min_redraw_s: float = 0.1) -> None:
+                 burn_in: bool = True, min_redraw_s: float = 0.1, drawing_process: bool = True) -> None:
         self.size = size
+        self.drawing_process = drawing_process
         self.burn_in = burn_in
         self.min_redraw_s = min_redraw_s
         self._lock = threading.Lock()
@@ -160,7 +230,6 @@ class Compositor:
         self.state = None
         # kept even when nothing is burned in: the OBS page draws with it (`layout_json`)
         self.layout = layout if layout is not None else load_layout()
-        self._renderer: OverlayRenderer | None = None
         self._layer: tuple[YuvPatch, ...] = ()  # swapped whole; the clock thread only reads it
         # the worker: the latest (state, layout) to draw, and the last drawn
         self._cond = threading.Condition()
@@ -255,26 +324,21 @@ class Compositor:
                 self._cond.notify_all()
 
     def draw(self, state, layout: OverlayLayout) -> tuple[YuvPatch, ...]:
-        """Draw `state` with `layout` into blend-ready patches (the worker's job)."""
+        """Draw `state` with `layout` into blend-ready patches (the worker's
+        job), in the drawing process; in this one if that process is gone."""
         t = time.perf_counter()
-        if self._renderer is None or self._renderer.layout != layout:
-            self._renderer = OverlayRenderer(layout, self.size)
-        patches = self._renderer.render(state)
-        previous = {p.name: p for p in self._layer}
-        out = []
-        for patch in patches:
-            # an unchanged panel keeps its converted pixels
-            cached = previous.get(patch.name)
-            if cached is not None and getattr(cached, "_source", None) is patch:
-                out.append(cached)
-                continue
-            yp = YuvPatch.from_patch(patch, self.size)
-            if yp is not None:
-                yp._source = patch
-                out.append(yp)
+        if self.drawing_process:
+            try:
+                out = _drawing_pool().submit(draw_patches, state, layout, self.size).result(timeout=30)
+            except Exception as e:  # a broken pool: draw here this time, a fresh one next time
+                log.warning("overlay: drawing process failed (%s); drawing in-process", e)
+                _discard_pool()
+                out = draw_patches(state, layout, self.size)
+        else:
+            out = draw_patches(state, layout, self.size)
         self.redraws += 1
         self.redraw_ms = (self.redraw_ms + [(time.perf_counter() - t) * 1000])[-100:]
-        return tuple(out)
+        return out
 
     # -- per frame ---------------------------------------------------------------------
     def overlay(self, video) -> None:

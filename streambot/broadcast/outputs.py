@@ -294,7 +294,8 @@ class Output:
                 break
             time.sleep(0.02)
         if self.state != "live":
-            reason = self.last_error or "no answer to the RTMP handshake"
+            reason = self.last_error or (
+                "no answer to the RTMP handshake" if self.network else "its writer did not start")
             self._kill()
             raise OutputError(f"Could not start streaming to {self.name}: {reason}.")
         self._feeder = threading.Thread(target=self._feed, name=f"output {self.name}", daemon=True)

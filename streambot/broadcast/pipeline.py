@@ -95,6 +95,7 @@ class Broadcast:
         for out in self.outputs:
             out.close()
         self.encoder.close()
+        self.compositor.close()
 
     # -- one tick ------------------------------------------------------------------
     def _on_tick(self, index: int, frame: Frame, repeated: bool) -> None:
