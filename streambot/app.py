@@ -54,6 +54,7 @@ class ShowOptions:
     duration_s: float | None = None
     chat_source: str | None = "-"  # "-" stdin, a file path, or None
     secrets: dict = field(default_factory=dict)
+    console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
 
 
 class Show:
@@ -250,6 +251,7 @@ class Show:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):
                 pass
+        console = await self._start_console()  # before going live: a taken port stops here
         self.broadcast.start()
         if self.options.chat_source:
             chat = LocalChat(self.on_local_line, source=self.options.chat_source)
@@ -282,7 +284,21 @@ class Show:
                 task.cancel()
             await self.audience.close()
             voting.cancel()
+            if console is not None:
+                await console.stop()
             await asyncio.to_thread(self.close)
+
+    # -- the web console, on this loop ------------------------------------------------
+    async def _start_console(self):
+        if not self.options.console:
+            return None
+        from .console import start_console
+
+        try:
+            return await start_console(self, self.options.console, secrets=self.options.secrets)
+        except BaseException:
+            await asyncio.to_thread(self.close)
+            raise
 
     def stop(self) -> None:
         self._stopping.set()

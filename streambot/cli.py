@@ -105,6 +105,30 @@ common = [
 ]
 
 
+console_options = [
+    click.option("--console", "console", metavar="HOST:PORT",
+                 help="Where the web console listens (default from [console]: 127.0.0.1:8080)."),
+    click.option("--no-console", is_flag=True, help="No web console this time."),
+]
+
+
+def with_console(f):
+    for option in reversed(console_options):
+        f = option(f)
+    return f
+
+
+def _console_address(settings: Settings, console: str | None, no_console: bool) -> str | None:
+    """HOST:PORT for the console, or None when it is off."""
+    if no_console or (console is None and not settings.console.enabled):
+        return None
+    from .console import parse_address
+
+    address = console or f"{settings.console.host}:{settings.console.port}"
+    parse_address(address)  # a typo stops here, before anything goes live
+    return address
+
+
 def with_common(f):
     for option in reversed(common):
         f = option(f)
@@ -130,16 +154,19 @@ def _settings(config_file, size, fps, bitrate, world, preset, device=None, offli
 @click.option("--chat", "chat", default="-", show_default=True,
               help="Local prompts: '-' reads stdin, a path follows a file line by line, 'none' is off.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@with_console
 def run(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-        outputs, duration, chat, log_level) -> None:
+        outputs, duration, chat, log_level, console, no_console) -> None:
     """Stream the world until stopped (Ctrl-C stops cleanly)."""
     setup_logging(log_level)
     _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-              list(outputs), duration, None if chat == "none" else chat)
+              list(outputs), duration, None if chat == "none" else chat,
+              console=console, no_console=no_console)
 
 
 def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-              outputs, duration, chat, banner: str | None = None) -> None:
+              outputs, duration, chat, banner: str | None = None,
+              console: str | None = None, no_console: bool = False) -> None:
     from .app import Show, ShowOptions, build_world
 
     settings = _settings(config_file, size, fps, bitrate, world, preset, device, offline)
@@ -147,7 +174,7 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
     found = load_secrets(secrets_file)
     show = Show(settings, spec, build_world(settings), ShowOptions(
         outputs=outputs or list(settings.stream.outputs), duration_s=duration,
-        chat_source=chat, secrets=found,
+        chat_source=chat, secrets=found, console=_console_address(settings, console, no_console),
     ))
     show.open()
     if banner:
@@ -166,7 +193,9 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
 @with_common
 @click.option("--port", type=int, default=1935, show_default=True, help="Local RTMP port.")
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
-def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, port, duration) -> None:
+@with_console
+def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, port, duration,
+         console, no_console) -> None:
     """The demo: a local RTMP server, the sketch world, prompts typed on stdin."""
     from .devserver import RtmpServer, RtmpServerError
 
@@ -184,7 +213,7 @@ def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, o
     )
     try:
         _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-                  [url], duration, "-", banner=banner)
+                  [url], duration, "-", banner=banner, console=console, no_console=no_console)
     finally:
         server.cleanup()
 

@@ -1,0 +1,87 @@
+"""/metrics in Prometheus' text format (prometheus-client).
+
+One registry per console app (tests run several side by side). The show's
+figures are read at scrape time from `Broadcast.health()` by a collector,
+so nothing is counted twice; the console's own events (actions, failed
+logins) are ordinary counters.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .views import ShowLike
+
+
+class ShowCollector:
+    def __init__(self, show: ShowLike, extra=lambda: {}) -> None:
+        self.show = show
+        self.extra = extra
+
+    def collect(self):
+        show = self.show
+        if show.broadcast is None:
+            return
+        h = show.broadcast.health()
+
+        def gauge(name, doc, value, unit=""):
+            return GaugeMetricFamily(f"streambot_{name}", doc, value=0.0 if value is None else value, unit=unit)
+
+        def counter(name, doc, value):
+            return CounterMetricFamily(f"streambot_{name}", doc, value=value)
+
+        yield gauge("output_fps", "Frames per second sent to the outputs.", h.output_fps)
+        yield gauge("target_fps", "The configured output frame rate.", show.broadcast.fps)
+        yield gauge("generator_fps", "What the world could render per second, free-running.", h.generator_fps)
+        yield gauge("encode_ms", "Mean encode time per frame, in milliseconds.", h.encode_ms_per_frame)
+        yield gauge("bitrate_kbps", "Measured video+audio bitrate going out, in kbit/s.", h.bitrate_kbps)
+        yield counter("frames", "Frames the clock has emitted.", h.ticks)
+        yield counter("late_frames", "Frames the clock emitted late.", h.late_frames)
+        yield counter("repeated_frames", "Frames repeated because the world was not ready.", h.repeated_frames)
+        yield counter("dropped_frames", "Frames or packets dropped on the way out.", h.dropped_frames)
+        lat = GaugeMetricFamily("streambot_prompt_to_pixel_seconds",
+                                "Prompt-to-pixel latency over the recent prompts.", labels=["quantile"])
+        for q, v in (("0.5", h.prompt_to_pixel_ms_p50), ("0.95", h.prompt_to_pixel_ms_p95)):
+            if v is not None:
+                lat.add_metric([q], v / 1000)
+        yield lat
+        up = GaugeMetricFamily("streambot_output_up", "1 while a destination is live.", labels=["output"])
+        rec = CounterMetricFamily("streambot_output_reconnects", "Reconnects per destination.", labels=["output"])
+        sent = CounterMetricFamily("streambot_output_sent_bytes", "Bytes sent per destination.", labels=["output"])
+        for o in h.outputs:
+            up.add_metric([o["name"]], 1.0 if o["state"] == "live" else 0.0)
+            rec.add_metric([o["name"]], o["reconnects"])
+            sent.add_metric([o["name"]], o["bytes_sent"])
+        yield up
+        yield rec
+        yield sent
+        chat = GaugeMetricFamily("streambot_chat_adapter_state", "1 for each chat adapter's current state.",
+                                 labels=["adapter", "state"])
+        for name, st in show.adapter_states().items():
+            chat.add_metric([name, st], 1.0)
+        yield chat
+        if show.audience is not None:
+            snap = show.audience.snapshot()
+            yield gauge("round", "The voting round under way.", snap.round)
+            yield gauge("round_voters", "Viewers who voted this round.", snap.voters)
+            yield gauge("round_candidates", "Candidates this round.", snap.total_candidates)
+            yield gauge("prompts_locked", "1 while prompts are locked.", int(snap.locked))
+            for k, v in show.audience.counts.items():
+                yield counter(f"audience_{k}", f"Audience {k} since start.", v)
+        yield gauge("off_air", "1 while the kill switch shows the slate.", int(show.off_air))
+        for k, v in self.extra().items():
+            yield gauge(k, f"Console: {k.replace('_', ' ')}.", v)
+
+
+class Metrics:
+    def __init__(self, show: ShowLike, extra=lambda: {}) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(ShowCollector(show, extra))
+        ProcessCollector(registry=self.registry)
+        self.actions = Counter("streambot_console_actions", "Actions taken in the console.", ["action"],
+                               registry=self.registry)
+        self.login_failures = Counter("streambot_console_login_failures", "Failed console logins.",
+                                      registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

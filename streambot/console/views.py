@@ -1,0 +1,159 @@
+"""What the console shows, as plain JSON-ready dicts, read from the show.
+
+The console receives the show (anything with the `ShowLike` attributes) and
+reads it through the same objects the broadcast uses; nothing here changes it.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Protocol
+
+import psutil
+
+from ..secrets import mask_url
+
+
+class ShowLike(Protocol):
+    """What the console needs from `streambot.app.Show`."""
+    settings: Any
+    spec: Any
+    broadcast: Any
+    director: Any
+    audience: Any
+    store: Any
+
+    def force(self, text: str, *, actor: str) -> bool: ...
+    def switch_world(self, name_or_path: str, *, actor: str) -> Any: ...
+    def pause_story(self, paused: bool, *, actor: str) -> None: ...
+    def kill_switch(self, on: bool, *, actor: str) -> None: ...
+    def overlay_state(self) -> Any: ...
+    def adapter_states(self) -> dict[str, str]: ...
+    def on_winner(self, winner: Any) -> None: ...
+
+    @property
+    def off_air(self) -> bool: ...
+
+
+def _num(x: float | None, nd: int = 2) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), nd)
+
+
+def state(show: ShowLike) -> dict:
+    """On air, the round, its candidates and votes, the world, the switches."""
+    snap = show.audience.snapshot()
+    on_air = show.director.on_air
+    d = on_air.direction if on_air is not None else None
+    total = sum(max(0.0, c.votes) for c in snap.candidates) or 1.0
+    last = snap.last
+    return {
+        "world": {"name": show.spec.name, "title": show.spec.title, "description": show.spec.description},
+        "on_air": {
+            "text": d.text if d else None,
+            "by": d.user if d and d.source != "story" else None,
+            "source": d.source if d else "story",
+            "for_s": _num(time.monotonic() - on_air.since, 1) if on_air is not None else None,
+        },
+        "off_air": show.off_air,
+        "story_paused": bool(show.director.story_paused),
+        "round": {
+            "mode": snap.mode, "number": snap.round, "time_left": _num(snap.time_left, 2),
+            "round_s": snap.round_s, "grace_s": snap.grace_s, "locked": snap.locked,
+            "approval": snap.approval, "voters": snap.voters, "total_candidates": snap.total_candidates,
+        },
+        "candidates": [
+            {"id": c.id, "number": c.number, "text": c.text, "votes": c.votes,
+             "share": round(max(0.0, c.votes) / total, 3), "author": c.author, "platform": c.platform,
+             "voters": len(c.users)}
+            for c in snap.candidates
+        ],
+        "pending": [
+            {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform} for c in snap.pending
+        ],
+        "last": None if last is None or last.winner is None else {
+            "round": last.winner.round, "text": last.winner.text, "user": last.winner.user,
+            "votes": last.winner.votes,
+        },
+        "bans": sorted(show.audience.moderation.bans) if hasattr(show.audience.moderation, "bans") else [],
+        "counts": dict(show.audience.counts),
+    }
+
+
+class System:
+    """CPU and memory of this process (psutil), GPU memory when torch already
+    runs on CUDA (never imported or initialised here)."""
+
+    def __init__(self) -> None:
+        self.proc = psutil.Process()
+        self.proc.cpu_percent(None)
+        psutil.cpu_percent(None)
+
+    def figures(self) -> dict:
+        mem = self.proc.memory_info().rss
+        out: dict = {
+            "cpu_percent": _num(self.proc.cpu_percent(None), 1),
+            "cpu_count": psutil.cpu_count() or 1,
+            "system_cpu_percent": _num(psutil.cpu_percent(None), 1),
+            "memory_mb": round(mem / 2**20, 1),
+            "system_memory_percent": _num(psutil.virtual_memory().percent, 1),
+            "gpu": None,
+        }
+        torch = sys.modules.get("torch")
+        try:
+            if torch is not None and torch.cuda.is_initialized():
+                free, total = torch.cuda.mem_get_info()
+                out["gpu"] = {
+                    "name": torch.cuda.get_device_name(),
+                    "used_mb": round((total - free) / 2**20, 1),
+                    "total_mb": round(total / 2**20, 1),
+                    "allocated_mb": round(torch.cuda.memory_allocated() / 2**20, 1),
+                }
+        except Exception:  # a GPU hiccup must not break the health panel
+            pass
+        return out
+
+
+def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
+    b = show.broadcast
+    h = b.health()
+    out = {
+        "target_fps": b.fps,
+        "output_fps": h.output_fps,
+        "generator_fps": h.generator_fps,
+        "encode_ms": h.encode_ms_per_frame,
+        "compose_ms": h.compose_ms_per_frame,
+        "ticks": h.ticks,
+        "uptime_s": round(h.ticks / b.fps, 1),
+        "late_frames": h.late_frames,
+        "repeated_frames": h.repeated_frames,
+        "dropped_frames": h.dropped_frames,
+        "bitrate_kbps": h.bitrate_kbps,
+        "prompt_to_pixel_ms": {"p50": h.prompt_to_pixel_ms_p50, "p95": h.prompt_to_pixel_ms_p95},
+        "outputs": [
+            {"name": mask_url(o["name"]), "state": o["state"], "reconnects": o["reconnects"],
+             "bytes_sent": o["bytes_sent"], "dropped": o["dropped"]}
+            for o in h.outputs
+        ],
+        "adapters": [{"name": k, "state": v} for k, v in show.adapter_states().items()],
+        "system": system.figures(),
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def timeline(show: ShowLike, limit: int = 40) -> list[dict]:
+    """The latest actions of this session, newest first, with who did them."""
+    store = show.store
+    if store is None:
+        return []
+    rows = store._query(
+        "SELECT at, actor, action, detail FROM actions WHERE session IS ? ORDER BY id DESC LIMIT ?",
+        (store.session, limit),
+    )
+    now = store.clock()
+    return [{"ago_s": round(max(0.0, now - r["at"]), 1), "actor": r["actor"], "action": r["action"],
+             "detail": r["detail"]} for r in rows]
