@@ -71,7 +71,7 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-PRINCIPAL = "streambot.principal"  # request-scoped: set by the guard middleware
+PRINCIPAL = web.RequestKey("principal", Principal)  # set by the guard middleware
 
 
 def console_of(request: web.Request) -> Console:
