@@ -111,6 +111,7 @@ try {
   results.offair_banner = await page.isVisible("#offair-banner");
   results.lock_toggle_checked = await page.isChecked("#lock-toggle");
   await page.screenshot({ path: join(cfg.out, "desktop-offair.png") });
+  await page.waitForTimeout(1500);  // long enough to find the slate in the recording
   step("kill switch on");
   const [back] = await Promise.all([
     page.waitForResponse((r) => r.url().endsWith("/api/kill-switch")),

@@ -1,0 +1,164 @@
+"""End to end in a real browser: `streambot run` (the sketch world, streaming to
+a real RTMP server with a stream key) with its console on a free port, driven
+by headless Chromium through playwright-core (tests/browser/console_e2e.mjs):
+log in, preview frames arrive, a forced prompt goes on air in the page and in
+the encoded stream, the kill switch puts the slate on air, screenshots at
+phone and desktop sizes.
+
+Needs node, `npm ci` at the repository root (playwright-core) and a Chromium
+binary (Debian's `chromium`; set STREAMBOT_CHROMIUM to use another); skipped
+otherwise. Playwright never downloads a browser here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from streambot.broadcast.compositor import slate
+
+from .conftest import ROOT
+from .media import decode_frames
+
+NODE = shutil.which("node")
+CHROMIUM = os.environ.get("STREAMBOT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = ROOT / "tests" / "browser" / "console_e2e.mjs"
+HAVE_PLAYWRIGHT = (ROOT / "node_modules" / "playwright-core" / "package.json").is_file()
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(NODE is None, reason="node is not installed"),
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright-core is not installed (npm ci)"),
+]
+
+STREAM_KEY = "live_987654321_E2eStreamKeyNeverShown"
+PROMPT = "a dark stormy night"
+FPS = 15
+SIZE = (640, 360)
+
+
+class Terminal:
+    """The show's terminal (stderr), read as it comes."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc) -> None:
+        for line in proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if m := re.search(pattern, line):
+                    return m
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern!r} never showed up:\n" + "\n".join(self.lines[-30:]))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def mean_luma(rgb: np.ndarray) -> float:
+    return float((rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).mean())
+
+
+def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
+    out = tmp_path / "browser"
+    out.mkdir()
+    env = {**cli_env, "STREAMBOT_STREAM_KEY": STREAM_KEY}
+    cmd = [sys.executable, "-m", "streambot.cli", "run", "--output", rtmp_server.url("{stream_key}"),
+           "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--bitrate", "800", "--chat", "none",
+           "--console", "127.0.0.1:0", "--duration", "150"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    term = Terminal(proc)
+    try:
+        # 1. the URL, and the admin token shown once, on the terminal
+        url = term.wait_for(r"Console: (http://127\.0\.0\.1:\d+/)", 90).group(1)
+        token = term.wait_for(r"^\s{6}(\S{40,})$", 5).group(1)
+        token_file = Path(cli_env["XDG_CONFIG_HOME"]) / "streambot" / "console_token"
+        assert token_file.read_text().strip() == token and (token_file.stat().st_mode & 0o777) == 0o600
+
+        # 2. the browser does the rest
+        cfg = {"url": url, "token": token, "out": str(out), "prompt": PROMPT, "chromium": CHROMIUM}
+        driver = subprocess.run([NODE, str(DRIVER), json.dumps(cfg)], cwd=ROOT, capture_output=True, text=True,
+                                timeout=180)
+        results = json.loads((out / "results.json").read_text())
+        assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr[-3000:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, term.text[-3000:]
+
+    # -- what the browser saw
+    assert results["errors"] == []  # no script errors, no CSP violations
+    assert results["preview"]["fps"] >= 2.5  # 5 a second asked; a busy CI machine gets fewer
+    assert results["preview"]["before"]["width"] == 480 and results["preview"]["before"]["height"] == 270
+    assert results["onair_text"] == PROMPT and results["onair_by"] == "by console:e2e"
+    assert results["times"]["force_to_page_ms"] < 3000
+    # the world darkened under the storm; the slate replaced it
+    assert results["preview"]["after_force"]["mean"] < results["preview"]["before"]["mean"] - 25
+    assert results["offair_banner"] and not results["lock_toggle_checked"]
+    assert "e2e" in results["timeline"] and "kill switch on" in results["timeline"]
+    assert "force" in results["timeline"]
+
+    # -- the screenshots: the sizes asked for, a real page drawn, nothing wider than a phone
+    desktop = Image.open(out / "desktop.png")
+    phone = Image.open(out / "phone.png")
+    assert desktop.size == (1440, 900) and phone.size == (780, 1688)  # 390x844 at 2x
+    for shot in (desktop, phone):
+        px = np.asarray(shot.convert("RGB"), np.float32)
+        assert px.std() > 20  # not a blank page
+        # the kill switch's red and the accent yellow are on screen
+        assert ((px[..., 0] > 200) & (px[..., 1] < 90) & (px[..., 2] < 110)).sum() > 500
+        assert ((px[..., 0] > 230) & (px[..., 1] > 170) & (px[..., 2] < 110)).sum() > 500
+    p = results["phone"]
+    assert p["scrollWidth"] <= p["clientWidth"]  # no sideways scrolling on a phone
+    assert p["kill"]["top"] < 150 and p["kill"]["height"] >= 36  # the kill switch is at hand
+    assert p["force"]["height"] >= 40 and p["preview"]["width"] >= 340
+
+    # -- the encoded stream, as the RTMP server recorded it
+    frames = decode_frames(rtmp_server.recordings[-1], size=(160, 90))
+    t_force, t_kill, t_back = (results[k] / FPS for k in ("force_frame", "kill_frame", "back_frame"))
+    before = [mean_luma(f) for t, f in frames if t_force - 3 <= t < t_force]
+    storm = [mean_luma(f) for t, f in frames if t_force + 2.5 <= t < t_kill]
+    assert before and storm
+    assert np.mean(storm) < np.mean(before) - 25, (np.mean(before), np.mean(storm))
+    expected = np.asarray(Image.fromarray(slate(SIZE)).resize((160, 90), Image.BILINEAR), np.float32)
+    off = [f for t, f in frames if t_kill + 0.2 <= t < t_back - 0.1]
+    assert len(off) >= 10
+    for f in off:
+        assert np.abs(f.astype(np.float32) - expected).mean() < 10  # the slate, nothing else
+    print(f"stream luma before/after the storm: {np.mean(before):.1f}/{np.mean(storm):.1f}; slate difference "
+          f"{max(np.abs(f.astype(np.float32) - expected).mean() for f in off):.1f}; page: {results['times']}")
+    after = [f for t, f in frames if t_back + 0.5 <= t]
+    assert after and np.abs(after[-1].astype(np.float32) - expected).mean() > 10  # and back on air
+
+    # -- secrets: the stream key and the admin token nowhere but the one terminal line
+    log_text = (Path(cli_env["XDG_STATE_HOME"]) / "streambot" / "streambot.log").read_text()
+    assert STREAM_KEY not in results["html"] and token not in results["html"]
+    assert STREAM_KEY not in log_text and token not in log_text
+    assert STREAM_KEY not in term.text
+    assert sum(token in line for line in term.lines) == 1
