@@ -424,7 +424,7 @@ async def test_viewers_get_no_log_lines(live_client):
         while time.monotonic() < deadline:
             try:
                 types.add(json.loads((await ws.receive(timeout=1)).data)["type"])
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
     assert "state" in types and "health" in types
     assert "logs" not in types and "timeline" not in types
@@ -503,3 +503,36 @@ def test_console_addresses():
     for bad in ("8080", "localhost", "host:port", ":80", "h:70000"):
         with pytest.raises(ConfigError, match="HOST:PORT"):
             parse_address(bad)
+
+
+def test_a_bad_console_address_stops_the_cli_with_one_sentence(cli_env, tmp_path):
+    from .conftest import run_cli
+
+    out = run_cli(["run", "-o", str(tmp_path / "x.flv"), "--console", "localhost", "--chat", "none"], cli_env, 60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "streambot: --console 'localhost' is not HOST:PORT, e.g. 127.0.0.1:8080."
+
+
+async def test_a_taken_port_is_one_sentence_and_the_default_one_falls_back(show, monkeypatch, capsys):
+    import socket
+
+    from streambot.console import ConsoleServer, start_console
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        app = create_app(show, show.test_settings.console, tokens=TOKENS, background=False)
+        with pytest.raises(ConfigError, match=rf"cannot listen on 127.0.0.1:{port} .*--no-console"):
+            await ConsoleServer(app, "127.0.0.1", port).start()
+        # the configured default taken (another show?): any free port, said on the terminal
+        monkeypatch.setattr(show.settings.console, "port", port)
+        server = await start_console(show, f"127.0.0.1:{port}", secrets={})
+        try:
+            assert server.url.startswith("http://127.0.0.1:") and f":{port}/" not in server.url
+            err = capsys.readouterr().err
+            assert f"port {port} is taken" in err and f"Console: {server.url}" in err
+            async with aiohttp.ClientSession() as s, s.get(server.url + "healthz") as r:
+                assert r.status == 200
+        finally:
+            await server.stop()

@@ -147,8 +147,11 @@ async def login(request: web.Request) -> web.StreamResponse:
 @route("POST", "/logout", access="viewer", tag="auth", summary="End this session.")
 async def logout(request: web.Request) -> web.StreamResponse:
     p = principal_of(request)
+    console = console_of(request)
     if p.session is not None:
-        console_of(request).sessions.drop(p.session.id)
+        console.sessions.drop(p.session.id)
+        if console.show.store is not None:
+            console.show.store.log_action(p.actor, "logout", p.role or "")
     resp = reply({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp

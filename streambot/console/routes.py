@@ -6,6 +6,7 @@ come from the same table, so an undocumented or unguarded route cannot exist.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -67,7 +68,8 @@ def _obj(required: tuple[str, ...] = (), **props) -> dict:
     return out
 
 
-OK = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer", "description": "the output frame when it happened"})
+OK = _obj(("ok",), ok={"type": "boolean"},
+          frame={"type": "integer", "description": "the output frame when it happened"})
 ERROR = _obj(("error",), error={"type": "string"})
 
 _ERRORS = {
@@ -111,7 +113,8 @@ def openapi(routes: list[Route], version: str) -> dict:
         if params:
             op["parameters"] = params
         if r.body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": r.body.model_json_schema()}}}
+            schema = r.body.model_json_schema()
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -138,6 +141,4 @@ def openapi(routes: list[Route], version: str) -> dict:
 
 
 def _path_params(path: str) -> list[str]:
-    import re
-
     return re.findall(r"\{(\w+)", path)

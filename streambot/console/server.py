@@ -85,7 +85,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
         raise
     except asyncio.CancelledError:
         raise
-    except Exception as e:  # one failing action must not take the console down
+    except Exception:  # one failing action must not take the console down
         log.exception("console: %s %s failed", request.method, request.path)
         raise error(500, "The console hit an unexpected error; the details are in the log.") from None
 
@@ -263,9 +263,9 @@ class ConsoleServer:
         self.url = ""
 
     async def start(self) -> str:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port, shutdown_timeout=2)
+        site = web.TCPSite(self.runner, self.host, self.port)
         try:
             await site.start()
         except OSError as e:
