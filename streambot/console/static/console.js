@@ -11,6 +11,7 @@
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   };
+  const readonly = () => document.body.classList.contains("readonly");
   const wsUrl = (path) => `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
 
   let session = { role: null, csrf: null, actor: "" };
@@ -137,7 +138,7 @@
     const list = $("candidates");
     list.replaceChildren();
     const cands = s.candidates || [];
-    $("no-candidates").hidden = cands.length > 0 || s.round.mode === "anarchy";
+    $("no-candidates").hidden = cands.length > 0 || s.round.mode === "anarchy" || (!readonly() && (s.pending || []).length > 0);
     cands.forEach((c, i) => {
       const li = el("li", `cand${i === 0 && c.votes > 0 ? " lead" : ""}`);
       li.append(el("span", "num", c.number != null ? c.number : "?"));
@@ -513,14 +514,14 @@
       setTimeout(start, 2000);
       return;
     }
-    const readonly = session.role !== "admin";
-    document.body.classList.toggle("readonly", readonly);
-    $("who").textContent = `${session.actor.replace(/^console:/, "")}${readonly ? " (read-only)" : ""}`;
+    const viewerOnly = session.role !== "admin";
+    document.body.classList.toggle("readonly", viewerOnly);
+    $("who").textContent = `${session.actor.replace(/^console:/, "")}${viewerOnly ? " (read-only)" : ""}`;
     wireControls();
     connectState();
     connectPreview();
     setInterval(tickCountdown, 250);
-    if (!readonly) loadPresets().catch((e) => toast(e.message, "err"));
+    if (!viewerOnly) loadPresets().catch((e) => toast(e.message, "err"));
   }
 
   start();
