@@ -113,7 +113,7 @@ def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
     assert proc.returncode == 0, term.text[-3000:]
 
     # -- what the browser saw
-    assert results["errors"] == []  # no script errors, no CSP violations
+    assert results["errors"] == [], results["errors"]  # no script errors, no CSP violations, no 404s
     assert results["preview"]["fps"] >= 2.5  # 5 a second asked; a busy CI machine gets fewer
     assert results["preview"]["before"]["width"] == 480 and results["preview"]["before"]["height"] == 270
     assert results["onair_text"] == PROMPT and results["onair_by"] == "by console:e2e"
@@ -121,6 +121,7 @@ def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
     # the world darkened under the storm; the slate replaced it
     assert results["preview"]["after_force"]["mean"] < results["preview"]["before"]["mean"] - 25
     assert results["offair_banner"] and not results["lock_toggle_checked"]
+    assert results["overlay_prompt"] == PROMPT  # the OBS page, live over /ws/overlay with the viewer link
     assert "e2e" in results["timeline"] and "kill switch on" in results["timeline"]
     assert "force" in results["timeline"]
 

@@ -105,6 +105,11 @@ async def static(request: web.Request) -> web.StreamResponse:
     return _file(_listed(STATIC, request.match_info["name"]))
 
 
+@route("GET", "/favicon.ico", access="public", summary="The icon.", documented=False)
+async def favicon(request: web.Request) -> web.StreamResponse:
+    return _file(STATIC / "icon.svg", cache="public, max-age=86400")
+
+
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     token: Annotated[str, Field(min_length=1, max_length=200)]

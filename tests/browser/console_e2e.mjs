@@ -21,6 +21,9 @@ const browser = await chromium.launch({
 
 function watch(page, label) {
   page.on("pageerror", (e) => results.errors.push(`${label}: page error: ${e.message}`));
+  page.on("response", (r) => {
+    if (r.status() >= 400) results.errors.push(`${label}: ${r.status()} ${new URL(r.url()).pathname}`);
+  });
   page.on("console", (m) => {
     if (m.type() === "error") results.errors.push(`${label}: console: ${m.text()}`);
   });
@@ -125,6 +128,18 @@ try {
     null, { timeout: 10000 });
   results.timeline = await page.textContent("#timeline");
   results.html = await page.content();
+
+  // the OBS overlay page, with the read-only link the console shares (no cookie: a fresh browser)
+  const share = await page.evaluate(async () => (await fetch("/api/share")).json());
+  const obs = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  const overlay = await obs.newPage();
+  watch(overlay, "overlay");
+  await overlay.goto(share.overlay);
+  await overlay.waitForFunction((p) => document.getElementById("prompt").textContent === p
+    && !document.getElementById("overlay").hidden, cfg.prompt, { timeout: 15000 });
+  results.overlay_prompt = await overlay.textContent("#prompt");
+  await obs.close();
+  step("OBS overlay page");
 
   // 4. a phone
   const phone = await browser.newContext({
