@@ -218,12 +218,15 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _explain(e: ValidationError, path: Path | str) -> str:
+def explain_validation(e: ValidationError, path: Path | str, *, unknown: str = "is not a known setting") -> str:
+    """A pydantic error as one sentence naming the file (or table) and the field."""
     err = e.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        msg = "is not a known setting"
+        msg = unknown
+    elif err["type"] == "string_pattern_mismatch" and "#" in str(err.get("ctx", {}).get("pattern", "")):
+        msg = f"must be a colour like \"#FFC83D\" or \"#0A0E1AB0\", not {err['input']!r}"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
@@ -240,12 +243,12 @@ def load_settings(user_file: Path | None = None, overrides: dict | None = None) 
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_explain(e, source)) from None
+        raise ConfigError(explain_validation(e, source)) from None
     if overrides:
         try:
             settings = Settings.model_validate(_merge(settings.model_dump(), overrides))
         except ValidationError as e:
-            raise ConfigError(_explain(e, "the command line")) from None
+            raise ConfigError(explain_validation(e, "the command line")) from None
     return settings
 
 
@@ -271,7 +274,7 @@ def load_world_file(path: Path) -> WorldSpec:
             raise ConfigError(
                 f"{path}: the world file is missing the required field '{err['loc'][0]}'."
             ) from None
-        raise ConfigError(_explain(e, path)) from None
+        raise ConfigError(explain_validation(e, path)) from None
     extra = {k: v for k, v in data.items() if k not in PresetFile.model_fields}
     return WorldSpec(p.name, p.title, p.description, p.style, tuple(p.beats), extra)
 

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import ConfigError
+from ..config import ConfigError, explain_validation
 from .overlay_text import EMOJI_FONT, FALLBACK_FONTS, FONT_DIR, FontSet, coverage
 
 OVERLAY_DIR = FONT_DIR.parent
@@ -116,20 +116,6 @@ class OverlayLayout(_Strict):
     help: HelpPanel = HelpPanel()
 
 
-def _explain(e: ValidationError, path: Path) -> str:
-    err = e.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "is not a known layout setting"
-    elif err["type"] == "string_pattern_mismatch" and "#" in str(err.get("ctx", {}).get("pattern", "")):
-        msg = f"must be a colour like \"#FFC83D\" or \"#0A0E1AB0\", not {err['input']!r}"
-    elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
-    return f"{path}: field '{field}' {msg[0].lower() + msg[1:]}{more}."
-
-
 def layout_path(name_or_path: str) -> Path:
     if name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path:
         return Path(name_or_path)
@@ -156,7 +142,7 @@ def load_layout(name_or_path: str = DEFAULT_LAYOUT) -> OverlayLayout:
     try:
         return OverlayLayout.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_explain(e, path)) from None
+        raise ConfigError(explain_validation(e, path, unknown="is not a known layout setting")) from None
 
 
 def layout_name(configured: str, spec=None) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import ConfigError
+from ..config import ConfigError, explain_validation
 
 
 class Motion(BaseModel):
@@ -118,11 +118,4 @@ def parse_stream_settings(data: dict | None, source: str = "[world.stream]") -> 
     try:
         return StreamWorldSettings.model_validate(data or {})
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(the table)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "is not a known setting"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        raise ConfigError(f"{source}: field '{field}' {msg[0].lower() + msg[1:]}.") from None
+        raise ConfigError(explain_validation(e, source)) from None
