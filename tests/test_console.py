@@ -132,7 +132,8 @@ async def test_the_login_form_redirects_to_the_console(client):
     assert r.status == 303 and r.headers["Location"] == "/"
     page = await client.get("/")
     assert page.status == 200 and "text/html" in page.headers["Content-Type"]
-    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and f"ws://{client.make_url('/').raw_authority}" in csp
     assert page.headers["X-Frame-Options"] == "DENY"
 
 

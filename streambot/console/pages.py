@@ -34,6 +34,14 @@ _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".
           ".png": "image/png", ".ttf": "font/ttf", ".otf": "font/otf", ".ico": "image/x-icon"}
 
 
+def _csp(request: web.Request, policy: str) -> str:
+    """Older Safari does not count ws:// of the page's own host as 'self': name it."""
+    host = request.host
+    if re.fullmatch(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?", host):
+        policy = policy.replace("connect-src 'self'", f"connect-src 'self' ws://{host} wss://{host}")
+    return policy
+
+
 def _file(path: Path, *, csp: str | None = None, cache: str = "no-cache") -> web.FileResponse:
     headers = {"Cache-Control": cache, "Content-Type": _TYPES.get(path.suffix, "application/octet-stream")}
     if csp:
@@ -92,12 +100,12 @@ async def index(request: web.Request) -> web.StreamResponse:
         raise resp
     if principal_of(request).role is None:
         raise web.HTTPSeeOther("/login")
-    return _file(STATIC / "index.html", csp=CSP_CONSOLE)
+    return _file(STATIC / "index.html", csp=_csp(request, CSP_CONSOLE))
 
 
 @route("GET", "/login", access="public", summary="The login page.", documented=False)
 async def login_page(request: web.Request) -> web.StreamResponse:
-    return _file(STATIC / "login.html", csp=CSP_CONSOLE)
+    return _file(STATIC / "login.html", csp=_csp(request, CSP_CONSOLE))
 
 
 @route("GET", "/static/{name}", access="public", summary="The console page's files.", documented=False)
@@ -192,7 +200,7 @@ async def metrics(request: web.Request) -> web.Response:
 @route("GET", "/overlay", access="viewer", tag="overlay", documented=False,
        summary="The overlay as a page for an OBS browser source (?token=VIEWER_TOKEN).")
 async def overlay_page(request: web.Request) -> web.StreamResponse:
-    return _file(OVERLAY_DIR / "obs.html", csp=CSP_OVERLAY)
+    return _file(OVERLAY_DIR / "obs.html", csp=_csp(request, CSP_OVERLAY))
 
 
 @route("GET", "/overlay/layout.json", access="viewer", tag="overlay",
