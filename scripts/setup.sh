@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core libfribidi0 nodejs)
+DEBS=(nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core libfribidi0 nodejs npm chromium)
 missing=()
 for d in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
@@ -27,4 +27,8 @@ fi
 # The CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+# The browser tests drive Debian's chromium with playwright-core (it downloads no browser).
+if [ -f package-lock.json ] && command -v npm >/dev/null; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 echo "==> ready"
