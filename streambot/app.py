@@ -131,6 +131,10 @@ class Show:
             self.director.submit(last["text"], source=last["source"], user=last.get("user"))
         else:
             self.director.begin()
+        # Draw the first overlay before going live: the drawing process's start
+        # (imports, fonts) must not compete with the first seconds on air.
+        self.broadcast.compositor.set_state(self.overlay_state())
+        self.broadcast.compositor.flush(20)
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
