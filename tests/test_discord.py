@@ -22,6 +22,8 @@ from streambot.config import DiscordSettings, ModerationSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.voting import VotingEngine
 
+from .localserver import LocalServer
+
 TOKEN = "discord-bot-token-0123456789"
 APP, GUILD, CHANNEL, MOD_ROLE, OWNER = "900", "100", "200", "300", "1"
 BOT = {"id": "901", "username": "streambot", "discriminator": "0", "avatar": None, "bot": True, "global_name": None}
@@ -59,11 +61,12 @@ GUILD_DATA = {
 }
 
 
-class FakeDiscord:
+class FakeDiscord(LocalServer):
     """The gateway and the parts of the REST API the bot uses, on 127.0.0.1."""
 
     def __init__(self) -> None:
-        app = self.app = web.Application()
+        super().__init__()
+        app = self.app
         app.router.add_get("/api/v10/users/@me", self.me)
         app.router.add_get("/api/v10/oauth2/applications/@me", self.app_info)
         app.router.add_put("/api/v10/applications/{app}/guilds/{guild}/commands", self.sync)
@@ -78,22 +81,9 @@ class FakeDiscord:
         self.responses: list[dict] = []
         self.identifies = 0
         self.resumes: list[dict] = []
-        self.sockets: list[web.WebSocketResponse] = []
         self.seq = itertools.count(1)
         self.ids = itertools.count(5000)
         self.cond = asyncio.Condition()
-
-    async def start(self) -> None:
-        self.runner = web.AppRunner(self.app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        for ws in self.sockets:
-            await ws.close()
-        await self.runner.cleanup()
 
     async def me(self, request: web.Request) -> web.Response:
         return jr(BOT)

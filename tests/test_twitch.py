@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -22,6 +21,8 @@ from streambot.config import ModerationSettings, TwitchSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.voting import VotingEngine
 
+from .localserver import LocalServer
+
 APP_TOKEN = "apptoken-0123456789"
 USER_TOKEN = "usertoken-abcdefghij"
 REFRESH = "refresh-abcdefghij"
@@ -33,11 +34,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class FakeTwitch:
+class FakeTwitch(LocalServer):
     """id.twitch.tv, api.twitch.tv/helix and eventsub.wss.twitch.tv on 127.0.0.1."""
 
     def __init__(self) -> None:
-        self.app = web.Application()
+        super().__init__()
         self.app.router.add_post("/oauth2/token", self.token)
         self.app.router.add_get("/oauth2/validate", self.validate)
         self.app.router.add_get("/helix/users", self.users)
@@ -45,7 +46,6 @@ class FakeTwitch:
         self.app.router.add_post("/helix/chat/messages", self.chat_message)
         self.app.router.add_post("/helix/streams/markers", self.marker)
         self.app.router.add_get("/ws", self.websocket)
-        self.sockets: list[web.WebSocketResponse] = []
         self.session_ids: list[str] = []
         self.subscriptions: list[dict] = []
         self.sent: list[dict] = []
@@ -53,19 +53,6 @@ class FakeTwitch:
         self.auth_headers: list[str] = []
         self.connected = asyncio.Condition()
         self.ids = itertools.count(1)
-        self.port = 0
-
-    async def start(self) -> None:
-        self.runner = web.AppRunner(self.app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        for ws in self.sockets:
-            await ws.close()
-        await self.runner.cleanup()
 
     # -- id.twitch.tv
     async def token(self, request: web.Request) -> web.Response:

@@ -306,7 +306,7 @@ class Output:
         self._status.set_state("idle")
         recv, self._conn = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
-            target=_child_main, name=f"streambot output",
+            target=_child_main, name="streambot output",
             args=(recv, self._status, self.target, self.info, self.connect_timeout_s, self.reconnect_max_s),
             daemon=True,
         )
