@@ -1,6 +1,8 @@
 """A base for the mock platform servers (Twitch, Discord): an aiohttp app on a
-free loopback port, with its websockets closed on stop."""
+free loopback port, with its websockets closed on stop; and a wait for a condition."""
 from __future__ import annotations
+
+import asyncio
 
 from aiohttp import web
 
@@ -22,3 +24,9 @@ class LocalServer:
         for ws in self.sockets:
             await ws.close()
         await self.runner.cleanup()
+
+
+async def until(pred, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.02)

@@ -22,7 +22,7 @@ from streambot.config import DiscordSettings, ModerationSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.voting import VotingEngine
 
-from .localserver import LocalServer
+from .localserver import LocalServer, until
 
 TOKEN = "discord-bot-token-0123456789"
 APP, GUILD, CHANNEL, MOD_ROLE, OWNER = "900", "100", "200", "300", "1"
@@ -199,12 +199,6 @@ async def fake_discord(monkeypatch):
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{server.port}/gw"))
     yield server
     await server.stop()
-
-
-async def until(pred, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.02)
 
 
 def buttons_of(message: dict) -> list[str]:

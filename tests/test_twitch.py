@@ -21,7 +21,7 @@ from streambot.config import ModerationSettings, TwitchSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.voting import VotingEngine
 
-from .localserver import LocalServer
+from .localserver import LocalServer, until
 
 APP_TOKEN = "apptoken-0123456789"
 USER_TOKEN = "usertoken-abcdefghij"
@@ -175,12 +175,6 @@ async def fake_twitch(monkeypatch):
     monkeypatch.setattr(Route, "ID_BASE", f"http://127.0.0.1:{server.port}/")
     yield server
     await server.stop()
-
-
-async def until(pred, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.02)
 
 
 async def test_chat_through_eventsub_and_helix(fake_twitch: FakeTwitch, caplog) -> None:
