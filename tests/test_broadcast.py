@@ -2,6 +2,7 @@
 real nginx RTMP server, read back as a viewer's player would read it."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -108,13 +109,14 @@ def test_ctrl_c_closes_a_playable_file(tmp_path, cli_env):
     proc = subprocess.Popen(
         [sys.executable, "-m", "streambot.cli", "run", "--output", str(out), "--chat", "none",
          "--size", "640x360"], cwd=ROOT, env=cli_env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
         time.sleep(0.5)
     time.sleep(3)  # a few seconds on air
-    proc.send_signal(signal.SIGINT)
+    # As a terminal's Ctrl-C does: to the whole process group (outputs, overlay drawing).
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err

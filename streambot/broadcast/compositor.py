@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing as mp
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -191,12 +192,17 @@ _pool_lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; the show stops this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _drawing_pool() -> ProcessPoolExecutor:
     """The one drawing process, shared by every compositor of this process."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            _pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint)
             atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
         return _pool
 

@@ -20,6 +20,7 @@ import io
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import socket
 import struct
 import threading
@@ -182,6 +183,9 @@ class _Muxer:
 def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: float,
                 reconnect_max_s: float) -> None:
     """The destination's process: receive packets, mux them, reconnect on failure."""
+    # Ctrl-C in a terminal reaches the whole process group: the broadcast decides
+    # when this process stops (after the trailer), not the keyboard.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
     av.logging.set_level(av.logging.PANIC)
     muxer = _Muxer(target, info, status, timeout)
