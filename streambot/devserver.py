@@ -83,6 +83,9 @@ class RtmpServer:
         self.proc = subprocess.Popen(
             [nginx, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(conf)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            # Not in the terminal's process group: Ctrl-C stops the show first,
+            # and the show stops the server after its last packet.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
