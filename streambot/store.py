@@ -273,6 +273,14 @@ class Store:
             out.append(d)
         return out
 
+    def actions(self, limit: int = 40) -> list[dict[str, Any]]:
+        """This session's latest actions, newest first: at (clock), actor, action, detail."""
+        rows = self._query(
+            "SELECT at, actor, action, detail FROM actions WHERE session IS ? ORDER BY id DESC LIMIT ?",
+            (self.session, limit),
+        )
+        return [dict(r) for r in rows]
+
     def last_on_air(self) -> dict[str, Any] | None:
         rows = self._query("SELECT text, source, user FROM on_air ORDER BY id DESC LIMIT 1")
         return dict(rows[0]) if rows else None

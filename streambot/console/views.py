@@ -150,10 +150,7 @@ def timeline(show: ShowLike, limit: int = 40) -> list[dict]:
     store = show.store
     if store is None:
         return []
-    rows = store._query(
-        "SELECT at, actor, action, detail FROM actions WHERE session IS ? ORDER BY id DESC LIMIT ?",
-        (store.session, limit),
-    )
+    rows = store.actions(limit)
     now = store.clock()
     return [{"ago_s": round(max(0.0, now - r["at"]), 1), "actor": r["actor"], "action": r["action"],
              "detail": r["detail"]} for r in rows]
