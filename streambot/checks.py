@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import av
 
 from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .config import ConfigError, load_secrets, resolve_output, resolve_world
+from .devserver import MODULE_PATHS
 from .secrets import mask_url
 
 
@@ -94,8 +94,6 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
             problems.append(f"This PyAV build has no {name} encoder, so it cannot make {what}.")
     if settings.world.backend != "sketch":
         problems.extend(_gpu_problems(settings))
-    if shutil.which("nginx") and any(
-        Path(p).exists() for p in ("/usr/lib/nginx/modules/ngx_rtmp_module.so",)
-    ):
+    if shutil.which("nginx") and any(p.exists() for p in MODULE_PATHS):
         notes.append("nginx with the RTMP module is installed (used by `streambot demo`)")
     return problems, notes

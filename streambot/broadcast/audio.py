@@ -81,13 +81,17 @@ class Soundtrack:
         cur = np.array([c[voice] for c in table])[chord % len(table)]
         return self.root_hz * 2 ** (cur / 12)
 
+    def _glide(self, table, chord: np.ndarray, xf: np.ndarray, voice: int) -> np.ndarray:
+        """Per-sample frequency of `voice`, gliding to the next chord as xf goes 0 -> 1."""
+        f_now, f_next = self._freqs(table, chord, voice), self._freqs(table, chord + 1, voice)
+        return f_now * (f_next / f_now) ** xf
+
     def _voices(self, m: int, table, chord, xf, n) -> np.ndarray:
         """Four voices that glide (in pitch) from each chord to the next: one
         phase accumulator per voice, so the waveform never jumps."""
         out = np.zeros((2, n), np.float32)
         for v in range(4):
-            f_now, f_next = self._freqs(table, chord, v), self._freqs(table, chord + 1, v)
-            f = f_now * (f_next / f_now) ** xf
+            f = self._glide(table, chord, xf, v)
             for d, detune in enumerate(DETUNE):
                 ph = self._phase[m, v, d] + 2 * np.pi * np.cumsum(f * detune) / self.rate
                 self._phase[m, v, d] = ph[-1] % (2 * np.pi)
@@ -100,8 +104,7 @@ class Soundtrack:
     def _advance(self, m: int, table, chord, xf, n) -> None:
         """Keep a silent progression's phases moving, so it fades in cleanly."""
         for v in range(4):
-            f_now, f_next = self._freqs(table, chord, v), self._freqs(table, chord + 1, v)
-            f = f_now * (f_next / f_now) ** xf
+            f = self._glide(table, chord, xf, v)
             self._phase[m, v] = (self._phase[m, v] + 2 * np.pi * np.sum(f) * DETUNE / self.rate) % (
                 2 * np.pi
             )

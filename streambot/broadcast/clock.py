@@ -4,8 +4,8 @@ The world renders in its own thread (`WorldRunner`) into a small bounded
 queue; the `Clock` thread wakes on a fixed schedule of deadlines and hands
 one frame per tick to its sink (compositor + encoder). When the world is late
 the clock repeats the last frame instead of stalling, so the stream's
-timestamps never have a gap; the counts of late, repeated and dropped frames
-say how healthy that is. Presentation time is the tick index, never the time
+timestamps never have a gap; the counts of late and repeated frames say how
+healthy that is. (Nothing is dropped here: the world waits for the clock.) Presentation time is the tick index, never the time
 a model finished.
 """
 from __future__ import annotations
@@ -79,7 +79,6 @@ class ClockStats:
     ticks: int = 0
     late: int = 0
     repeated: int = 0
-    dropped: int = 0
     started: float = 0.0
     tick_times: deque = field(default_factory=lambda: deque(maxlen=300))
     sink_ms: deque = field(default_factory=lambda: deque(maxlen=300))

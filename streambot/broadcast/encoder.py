@@ -108,8 +108,6 @@ class Encoder:
             header=self._header.getvalue(), video_extradata=cc.extradata or b"", width=w, height=h, fps=fps, audio_rate=AUDIO_RATE,
         )
         self._audio_pts = 0
-        self.frames_encoded = 0
-        self.bytes_out = 0
 
     def to_frame(self, image: np.ndarray) -> av.VideoFrame:
         """RGB HxWx3 uint8 of any size -> a yuv420p frame of the output size, in
@@ -124,9 +122,7 @@ class Encoder:
         """Encode a frame from `to_frame` (overlays drawn on it) as tick `index`."""
         frame.pts = index
         frame.time_base = Fraction(1, self.settings.fps)
-        packets = self.video_stream.encode(frame)
-        self.frames_encoded += 1
-        return packets
+        return self.video_stream.encode(frame)
 
     def encode_video(self, image: np.ndarray, index: int) -> list[av.Packet]:
         return self.encode_frame(self.to_frame(image), index)

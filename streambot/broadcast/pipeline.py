@@ -146,7 +146,7 @@ class Broadcast:
             ticks=s.ticks,
             late_frames=s.late,
             repeated_frames=s.repeated,
-            dropped_frames=s.dropped + sum(o.packets_dropped for o in self.outputs),
+            dropped_frames=sum(o.packets_dropped for o in self.outputs),
             prompt_to_pixel_ms_p50=None if lat is None else round(float(np.percentile(lat, 50)), 1),
             prompt_to_pixel_ms_p95=None if lat is None else round(float(np.percentile(lat, 95)), 1),
             bitrate_kbps=round(kbps, 1),
