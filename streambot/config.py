@@ -169,6 +169,7 @@ class ConsoleSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port
     token_file: str = ""  # "" = $XDG_CONFIG_HOME/streambot/console_token (mode 0600)
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    sessions_file: str = ""  # "" = $XDG_CONFIG_HOME/streambot/console_sessions.sqlite3 (mode 0600)
     login_attempts: Annotated[int, Field(ge=1, le=1000)] = 5  # failed logins per client address ...
     login_window_s: Annotated[int, Field(ge=1, le=86400)] = 60  # ... in this many seconds
     allowed_origins: list[str] = []  # more origins than the console's own, e.g. behind a reverse proxy

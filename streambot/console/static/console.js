@@ -199,6 +199,41 @@
     }
   }
 
+  async function loadSessions() {
+    try {
+      renderSessions((await api("GET", "/api/sessions")).sessions);
+    } catch (e) {
+      if (e.message !== "logged out") toast(e.message, "err");
+    }
+  }
+
+  function renderSessions(sessions) {
+    $("sessions-count").textContent = String(sessions.length);
+    const list = $("sessions");
+    list.replaceChildren();
+    for (const s of sessions) {
+      const who = s.actor.replace(/^console:/, "");
+      const until = new Date(s.expires * 1000).toLocaleString();
+      const li = el("li", null, `${who} (${s.role})${s.current ? " · this page" : ""} · until ${until}`);
+      if (!s.current) {
+        const x = el("button", null, "×");
+        x.type = "button";
+        x.title = `Log ${who} out`;
+        x.setAttribute("aria-label", `Log ${who} out`);
+        x.onclick = async () => {
+          try {
+            renderSessions((await api("DELETE", `/api/sessions/${s.id}`)).sessions);
+            toast(`Logged ${who} out`, "ok");
+          } catch (e) {
+            if (e.message !== "logged out") toast(e.message, "err");
+          }
+        };
+        li.append(x);
+      }
+      list.append(li);
+    }
+  }
+
   // the countdown runs between state messages
   function tickCountdown() {
     if (!state) return;
@@ -521,7 +556,11 @@
     connectState();
     connectPreview();
     setInterval(tickCountdown, 250);
-    if (!viewerOnly) loadPresets().catch((e) => toast(e.message, "err"));
+    if (!viewerOnly) {
+      loadPresets().catch((e) => toast(e.message, "err"));
+      loadSessions();
+      setInterval(loadSessions, 30000);
+    }
   }
 
   start();
