@@ -27,9 +27,9 @@ import secrets as _secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from .localserver import LocalServer
 
