@@ -142,7 +142,8 @@ class TwitchSettings(_Section):
     reply: bool = True
     bot_is_moderator: bool = False  # 100 messages per 30 s instead of 20
     markers: bool = False  # a stream marker at every prompt change (VOD chapters)
-    reward: str = ""  # a channel-point reward's title whose text is a priority prompt
+    reward: Annotated[str, Field(max_length=45)] = ""  # a channel-point reward's title: its text is a priority prompt
+    reward_cost: Annotated[int, Field(ge=1)] = 500  # its price in channel points, when streambot creates it
     oauth_host: str = "localhost"
     oauth_port: Annotated[int, Field(ge=1, le=65535)] = 4343
     tokens_file: str = ""  # empty: next to the secrets file

@@ -400,6 +400,57 @@ class VotingEngine:
                         self._drop(r, c)
         return removed
 
+    def retract(self, key: str, *, round_no: int | None = None, prompt: str | None = None,
+                number: int | None = None) -> int:
+        """Take back what one viewer put in the ballot of the rounds still open.
+
+        With `prompt` (their wording) or `number` (what they voted for), in round `round_no`:
+        that one message, deleted by a moderator. With neither: everything of theirs (their
+        messages were cleared, they were banned or timed out). Their vote goes; so does their
+        submission, and a candidate nobody else submitted; one others also submitted stays,
+        credited to the next of them. Returns how many votes and submissions went.
+        """
+        removed = 0
+        with self._lock:
+            for r in filter(None, (self.closing, self.current)):
+                if r.done or (round_no is not None and r.number != round_no):
+                    continue
+                if prompt is not None:
+                    found = r.by_key.get(exact_key(prompt))
+                elif number is not None:
+                    found = r.by_number.get(number)
+                else:
+                    found = None
+                only = found.live() if found is not None else None
+                if (prompt is not None or number is not None) and (only is None or only not in r.candidates):
+                    continue
+                ballot = r.ballots.get(key)
+                if ballot is not None and (only is None or ballot.candidate.live() is only):
+                    del r.ballots[key]
+                    cand = ballot.candidate.live()
+                    cand.votes -= ballot.weight
+                    cand.voters.pop(key, None)
+                    removed += 1
+                if number is not None:
+                    continue  # a vote's message: the viewer's submissions stay
+                for cand in [only] if only is not None else list(r.candidates):
+                    mine = [v for v in cand.submitters if v.key == key]
+                    if not mine:
+                        continue
+                    if prompt is not None:
+                        mine = mine[:1]  # one message, one submission
+                    for v in mine:
+                        cand.submitters.remove(v)
+                    removed += len(mine)
+                    if cand.submitters:
+                        cand.author = cand.submitters[0]
+                    else:
+                        self._drop(r, cand)
+                        # Its wording and number no longer lead to it.
+                        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+                        r.by_number = {n: c for n, c in r.by_number.items() if c.live() is not cand}
+        return removed
+
     def _drop(self, r: Round, cand: Candidate) -> None:
         for key in list(cand.voters):
             r.ballots.pop(key, None)
