@@ -354,19 +354,24 @@ class Audience:
         self._log(actor, "reject", f"#{candidate_id}")
         return view is not None
 
-    def ban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
-        """Ban a viewer (on one platform, or everywhere); their votes this round go too."""
-        key = self.moderation.ban(user, platform)
-        name = key.split(":", 1)[1]
+    def ban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+            now: float | None = None) -> None:
+        """Ban a viewer (on one platform, or everywhere); their votes this round go too.
+        With `user_id` (a platform's account id) the ban follows the account, not its name."""
+        key = self.moderation.ban(user_id or user, platform)
+        names = {key.split(":", 1)[1], user.lstrip("@").lower()}
         self.engine.remove_viewer(
-            lambda k: k.split(":", 1)[1] == name and (platform is None or k.startswith(platform + ":"))
+            lambda k: k.split(":", 1)[1] in names and (platform is None or k.startswith(platform + ":"))
         )
         if self.store is not None:
             self.store.add_ban(key, actor)
         self._log(actor, "ban", key)
 
-    def unban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
+    def unban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+              now: float | None = None) -> None:
         keys = self.moderation.unban(user, platform)
+        if user_id:
+            keys += self.moderation.unban(user_id, platform)
         if not keys and platform:  # a console ban applies everywhere; a mod may lift it
             keys = self.moderation.unban(user, None)
         if self.store is not None:

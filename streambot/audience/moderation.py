@@ -380,7 +380,8 @@ class Moderation:
         if not self.bans:
             return False
         name = viewer.name.lower()
-        return f"*:{name}" in self.bans or f"{viewer.platform}:{name}" in self.bans
+        return (f"*:{name}" in self.bans or f"{viewer.platform}:{name}" in self.bans
+                or bool(viewer.id) and f"{viewer.platform}:{viewer.id}" in self.bans)
 
     def ban(self, name: str, platform: str | None = None) -> str:
         key = _ban_key(name, platform)
