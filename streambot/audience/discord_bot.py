@@ -228,7 +228,8 @@ class ModCommands(commands.Cog):
         show = self.show
         viewer = show.viewer(interaction)
         if not viewer.is_moderator:
-            return await show.answer(interaction, Reply("denied"))
+            await show.answer(interaction, Reply("denied"))
+            return
         show.audience.ban(user.name, actor=f"discord:{viewer.name}", platform="discord", user_id=str(user.id))
         await show.answer(interaction, Reply("done", f"Done: ban {user.name}"))
 
@@ -238,7 +239,8 @@ class ModCommands(commands.Cog):
         show = self.show
         viewer = show.viewer(interaction)
         if not viewer.is_moderator:
-            return await show.answer(interaction, Reply("denied"))
+            await show.answer(interaction, Reply("denied"))
+            return
         show.audience.unban(user.name, actor=f"discord:{viewer.name}", platform="discord", user_id=str(user.id))
         await show.answer(interaction, Reply("done", f"Done: unban {user.name}"))
 
@@ -534,10 +536,10 @@ class DiscordBot:
             p.over_since = now
             board.closing.append(board.open.pop(channel))
             p = None
+        if now < board.retry_at.get(channel, 0.0):  # it failed a moment ago
+            return
         try:
             if p is None:
-                if now < board.retry_at.get(channel, 0.0):
-                    return
                 ends = self._ends_at(s, None)
                 text, buttons = render_round(s, ends)
                 sent = await self.client.get_partial_messageable(channel).send(  # type: ignore[union-attr]
