@@ -156,6 +156,8 @@ class FakeDiscord(LocalServer):
 
     # -- REST ------------------------------------------------------------------------
     async def me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bot {TOKEN}":
+            return jr({"message": "401: Unauthorized", "code": 0}, 401)
         return jr(BOT)
 
     async def app_info(self, request: web.Request) -> web.Response:

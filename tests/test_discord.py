@@ -382,6 +382,17 @@ async def test_failure_is_retried_not_raised(fake_discord: FakeDiscord, monkeypa
     assert bot.state == "closed"
 
 
+async def test_rejected_token_waits_five_minutes_and_is_never_logged(fake_discord: FakeDiscord, caplog) -> None:
+    token = "another-bot-token-9876543210"
+    bot = DiscordBot(show(VirtualClock(0.0)), DiscordSettings(), token)
+    task = asyncio.create_task(bot.run())
+    await until(lambda: bot.state == "retrying")
+    assert "discord rejected the bot token; retrying in 300 s" in caplog.text
+    assert token not in caplog.text and fake_discord.identifies == 0
+    await bot.close()
+    await asyncio.wait_for(task, 10)
+
+
 MENTION = re.compile(USER_MENTION.pattern + "|" + ROLE_MENTION.pattern + "|" + EVERYONE.pattern)
 
 

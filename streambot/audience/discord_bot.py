@@ -415,6 +415,8 @@ class DiscordBot:
         started = time.monotonic()
         try:
             await client.start(self.token, reconnect=True)
+            if not self._closing.is_set():
+                raise ConnectionError("the Discord client stopped by itself")
         except Exception as e:
             if time.monotonic() - started < HEALTHY_S:
                 raise
