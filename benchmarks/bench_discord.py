@@ -93,8 +93,12 @@ async def simulate(audience_kind: str, *, seconds: float, round_s: float, grace_
 
 
 async def main_async(args) -> list[dict]:
-    return [await simulate(kind, seconds=args.seconds, round_s=args.round_s, grace_s=args.grace_s,
-                           update_s=args.update_s) for kind in ("busy", "quiet")]
+    out = []
+    for kind in ("busy", "quiet"):
+        print(f"simulating {args.seconds:g} s of a {kind} audience ...", file=sys.stderr, flush=True)
+        out.append(await simulate(kind, seconds=args.seconds, round_s=args.round_s, grace_s=args.grace_s,
+                                  update_s=args.update_s))
+    return out
 
 
 def main() -> None:
