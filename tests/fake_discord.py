@@ -145,6 +145,7 @@ class FakeDiscord(LocalServer):
         self.posts: list[dict] = []  # every message create body, in order
         self.edits: list[dict] = []  # every message edit body (with "id"), in order
         self.responses: list[dict] = []
+        self.replies: dict[str, str] = {}  # interaction id -> the text answered
         self.violations: list[str] = []
         self.pinged: list[str] = []
         self.checked = 0  # messages and replies whose allowed_mentions were checked
@@ -253,6 +254,7 @@ class FakeDiscord(LocalServer):
             self._mentions_ok(f"interaction {request.match_info['iid']}", data.get("content") or "",
                               data.get("allowed_mentions"))
         self.responses.append(body)
+        self.replies[request.match_info["iid"]] = body.get("data", {}).get("content")
         return jr({"interaction": {
             "id": request.match_info["iid"], "type": body["type"], "response_message_id": None,
             "response_message_loading": False, "response_message_ephemeral": True}})
@@ -287,6 +289,13 @@ class FakeDiscord(LocalServer):
         async with self.cond:
             self.sockets.append(ws)
             self.cond.notify_all()
+
+    async def reply(self, iid: str) -> str:
+        """The text the bot answered to this interaction, once it has."""
+        async with asyncio.timeout(15):
+            while iid not in self.replies:
+                await asyncio.sleep(0.02)
+        return self.replies[iid]
 
     async def wait_sockets(self, n: int) -> None:
         async with self.cond:

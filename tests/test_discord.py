@@ -85,11 +85,10 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
         assert "No ideas yet" in message["content"] and f"<t:{WALL0 + 10}:R>" in message["content"]
 
         # slash commands go through discord.py's command tree
-        await fake_discord.command(ws, ann, "prompt", {"idea": "a dragon"})
-        await fake_discord.command(ws, bob, "prompt", {"idea": "a castle"})
-        await fake_discord.command(ws, cat, "vote", {"number": 2})
-        await until(lambda: len(fake_discord.responses) == 3)
-        assert [r["data"]["content"] for r in fake_discord.responses] == [
+        asked = [await fake_discord.command(ws, ann, "prompt", {"idea": "a dragon"}),
+                 await fake_discord.command(ws, bob, "prompt", {"idea": "a castle"}),
+                 await fake_discord.command(ws, cat, "vote", {"number": 2})]
+        assert [await fake_discord.reply(i) for i in asked] == [
             "Your idea is #1.", "Your idea is #2.", "Voted for #2."]
         assert all(r["data"]["flags"] == 64 for r in fake_discord.responses)  # ephemeral
 
@@ -102,20 +101,18 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
         assert "**#2** a castle" in message["content"] and f"<t:{WALL0 + 10}:R>" in message["content"]
 
         # a button press goes through discord.py's dynamic item dispatch
-        await fake_discord.button(ws, ann, "streambot:vote:1:2", message)
-        await until(lambda: len(fake_discord.responses) == 4)
-        assert fake_discord.responses[-1]["data"]["content"] == "Voted for #2."
+        pressed = await fake_discord.button(ws, ann, "streambot:vote:1:2", message)
+        assert await fake_discord.reply(pressed) == "Voted for #2."
         assert [c.votes for c in audience.snapshot().candidates] == [3.0, 0.0]
         clock.t = 2.0
         await until(lambda: "3 votes" in fake_discord.messages[message["id"]]["content"])
 
         # moderators by role name; a member Discord shows /mod to, without the role, is refused
-        await fake_discord.command(ws, cat, "mod", sub="lock", permissions=MANAGE_MESSAGES)
-        await fake_discord.command(ws, boss, "mod", {"user": cat}, sub="ban", roles=[MOD_ROLE],
-                                   permissions=MANAGE_MESSAGES)
-        await until(lambda: len(fake_discord.responses) == 6)
-        assert fake_discord.responses[4]["data"]["content"] == "Only moderators can do that."
-        assert fake_discord.responses[5]["data"]["content"] == "Done: ban cat"
+        lock = await fake_discord.command(ws, cat, "mod", sub="lock", permissions=MANAGE_MESSAGES)
+        ban = await fake_discord.command(ws, boss, "mod", {"user": cat}, sub="ban", roles=[MOD_ROLE],
+                                         permissions=MANAGE_MESSAGES)
+        assert await fake_discord.reply(lock) == "Only moderators can do that."
+        assert await fake_discord.reply(ban) == "Done: ban cat"
         assert not audience.engine.locked
         # the ban follows the account: a new name does not escape it
         assert audience.moderation.is_banned(Viewer("discord", "cat_renamed", id="13"))
@@ -137,9 +134,8 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
         assert buttons_of(closed) == ["streambot:vote:1:2", "streambot:vote:1:1"]
         assert disabled_of(closed) == [True, True]
         assert [c["style"] for row in closed["components"] for c in row["components"]] == [3, 1]  # winner green
-        await fake_discord.button(ws2, ann, "streambot:vote:1:1", stale)  # a click that raced the edit
-        await until(lambda: len(fake_discord.responses) == 7)
-        assert fake_discord.responses[-1]["data"]["content"] == "That round is over; vote in the new one."
+        raced = await fake_discord.button(ws2, ann, "streambot:vote:1:1", stale)  # a click that raced the edit
+        assert await fake_discord.reply(raced) == "That round is over; vote in the new one."
         await until(lambda: len(fake_discord.messages) == 2)  # round 2's message
         assert f"<t:{WALL0 + 20}:R>" in fake_discord.posts[-1]["content"]
 
@@ -177,9 +173,8 @@ async def test_commands_are_registered_only_where_they_belong(fake_discord: Fake
             await fake_discord.command(ws, ann, "prompt", {"idea": "a dragon"}, guild=None)
         with pytest.raises(TypeError, match="USER"):  # a name typed as text is not how /mod ban is used
             await fake_discord.command(ws, boss, "mod", {"user": "cat"}, sub="ban", permissions=MANAGE_MESSAGES)
-        await fake_discord.command(ws, boss, "mod", sub="skip", roles=[MOD_ROLE], permissions=MANAGE_MESSAGES)
-        await until(lambda: len(fake_discord.responses) == 1)
-        assert fake_discord.responses[0]["data"]["content"] == "Done: skip"
+        skip = await fake_discord.command(ws, boss, "mod", sub="skip", roles=[MOD_ROLE], permissions=MANAGE_MESSAGES)
+        assert await fake_discord.reply(skip) == "Done: skip"
 
 
 async def test_without_guilds_there_is_no_moderation(fake_discord: FakeDiscord) -> None:
@@ -191,8 +186,8 @@ async def test_without_guilds_there_is_no_moderation(fake_discord: FakeDiscord) 
         assert set(commands) == {"prompt", "vote", "now"}  # no /mod for every server that adds the bot
         assert all(c["contexts"] == [0] for c in commands.values())
         # Anyone may play in any server, but a server's owner is a viewer like the others.
-        await fake_discord.command(ws, mallory, "prompt", {"idea": "a dragon"}, guild=OTHER)
-        await until(lambda: len(fake_discord.responses) == 1)
+        asked = await fake_discord.command(ws, mallory, "prompt", {"idea": "a dragon"}, guild=OTHER)
+        assert await fake_discord.reply(asked) == "Your idea is #1."
         (cand,) = audience.snapshot().candidates
         assert cand.votes == 1.0  # not the weight of the server's broadcaster
 
@@ -235,8 +230,7 @@ async def test_nobody_is_pinged(fake_discord: FakeDiscord) -> None:
         # whatever moderation lets through is shown safely: here, straight into the round
         audience.engine.submit(Viewer("discord", "ann", id="11"), "<@&412345678901234567> dance", 0.0)
         audience.engine.submit(Viewer("discord", "bob", id="12"), "<@!412345678901234568> waves @everyone", 0.0)
-        await fake_discord.command(ws, cat, "vote", {"number": 2})
-        await until(lambda: len(fake_discord.responses) == 1)
+        assert await fake_discord.reply(await fake_discord.command(ws, cat, "vote", {"number": 2})) == "Voted for #2."
         clock.t = 1.0
         await until(lambda: any(len(buttons_of(m)) == 2 for m in round_messages(fake_discord)))
         (message,) = round_messages(fake_discord)
@@ -246,9 +240,7 @@ async def test_nobody_is_pinged(fake_discord: FakeDiscord) -> None:
         clock.t = 11.5
         audience.tick()
         await until(lambda: "on air" in fake_discord.messages[message["id"]]["content"])
-        await fake_discord.command(ws, cat, "now")
-        await until(lambda: len(fake_discord.responses) == 2)
-        assert "412345678901234568" in fake_discord.responses[-1]["data"]["content"]
+        assert "412345678901234568" in await fake_discord.reply(await fake_discord.command(ws, cat, "now"))
     sent = [m["content"] for m in fake_discord.messages.values()] + [
         r["data"]["content"] for r in fake_discord.responses]
     assert not any(USER_MENTION.search(t) or ROLE_MENTION.search(t) or EVERYONE.search(t) for t in sent)
@@ -317,10 +309,12 @@ async def test_restart_closes_the_round_message_left_open(fake_discord: FakeDisc
     task = asyncio.create_task(bot.run())
     await fake_discord.wait_sockets(1)
     ws = fake_discord.sockets[0]
-    await fake_discord.command(ws, ann, "prompt", {"idea": "a dragon"})
-    await fake_discord.command(ws, bob, "prompt", {"idea": "a castle"})
+    for who, idea in ((ann, "a dragon"), (bob, "a castle")):
+        await fake_discord.reply(await fake_discord.command(ws, who, "prompt", {"idea": idea}))
     clock.t = 2.0
     await until(lambda: any(len(buttons_of(m)) == 2 for m in round_messages(fake_discord)))
+    seen = bot.refreshes
+    await until(lambda: bot.refreshes > seen)  # the refresh that made that edit has saved its ids
     (left,) = fake_discord.messages
     # the process dies: no goodbye, the message stays open
     await audience.close()  # what the show saves every second
@@ -344,8 +338,8 @@ async def test_restart_closes_the_round_message_left_open(fake_discord: FakeDisc
             assert disabled_of(old) == [True, True]  # closed at once
             assert "goes on in a new message below" in old["content"]
             new = list(fake_discord.messages)[-1]
-            await fake_discord.command(fake_discord.sockets[-1], cat, "vote", {"number": 2})
-            await until(lambda: len(fake_discord.responses) == 3)
+            voted = await fake_discord.command(fake_discord.sockets[-1], cat, "vote", {"number": 2})
+            assert await fake_discord.reply(voted) == "Voted for #2."
             clock2.t = 200.0
             audience2.tick()
             # both show the result: the old one too
