@@ -237,7 +237,7 @@ class Show:
             from .audience.discord_bot import DiscordBot
 
             makers.append(("discord", lambda: DiscordBot(
-                self.audience, s.discord, self.options.secrets.get("discord_token", ""))))
+                self.audience, s.discord, self.options.secrets.get("discord_token", ""), store=self.store)))
         for name, make in makers:
             try:
                 adapter = make()

@@ -414,8 +414,11 @@ class Audience:
                 self.store.add_ban(key, actor, self.moderation.ban_names.get(key, ""))
         self._log(actor, "ban", ",".join(keys))
 
-    def unban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
+    def unban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+              now: float | None = None) -> None:
         keys = self.moderation.unban(user, platform)
+        if user_id:
+            keys += self.moderation.unban(user_id, platform)
         if not keys and platform:  # a console ban applies everywhere; a mod may lift it
             keys = self.moderation.unban(user, None)
         if self.store is not None:
