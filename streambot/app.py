@@ -17,11 +17,10 @@ from .audience.events import Audience
 from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.encoder import Encoder, EncoderSettings
 from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
-from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
-from .broadcast.pipeline import Broadcast
+from .broadcast.outputs import OutputError, check_reachable, validate_target
+from .broadcast.pipeline import Broadcast, open_broadcast
 from .config import Settings, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
@@ -37,7 +36,8 @@ def build_world(settings: Settings) -> World:
     if backend == "sketch":
         from .world.sketch import SketchWorld
 
-        return SketchWorld(**settings.world.sketch)
+        # The first frame does not wait for the sentence model: keywords until it is loaded.
+        return SketchWorld(**{"wait_for_model": False, **settings.world.sketch})
     if backend == "stream":
         from .world.stream import create_world
 
@@ -74,10 +74,16 @@ class Show:
         self._stopping = asyncio.Event()
 
     def open(self) -> None:
-        """Everything that can fail with a user error fails here, before going live."""
+        """Everything that can fail with a user error fails here, before going live.
+
+        The first frame must be on air within a few seconds, so nothing heavy
+        is waited for: the sentence model (torch, transformers) loads in the
+        background while the world starts on keywords, and the processes that
+        take a moment to start (the overlay's drawing, each output) start side
+        by side."""
         s = self.settings.stream
         size = s.dimensions
-        # 1. the outputs must be valid and reachable before anything heavy starts
+        # 1. the outputs must be valid and reachable before anything starts
         targets = [resolve_output(t, self.options.secrets) for t in self.options.outputs]
         if not targets:
             raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
@@ -85,38 +91,11 @@ class Show:
             validate_target(t)
             if t.startswith(("rtmp://", "rtmps://")):
                 check_reachable(t, s.connect_timeout_s)
-        # 2. the world
+        # 2. the world (the sketch world takes the sentence model when it is loaded)
         self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
-        # 3. encoder and outputs
-        encoder = Encoder(EncoderSettings(
-            size=size, fps=s.fps, bitrate_kbps=s.bitrate_kbps,
-            audio_bitrate_kbps=s.audio_bitrate_kbps, keyframe_s=s.keyframe_s,
-            preset=s.x264_preset, codec=s.encoder,
-        ))
-        outputs: list[Output] = []
-        try:
-            for t in targets:
-                out = Output(t, encoder.stream_info,
-                             connect_timeout_s=s.connect_timeout_s, reconnect_max_s=s.reconnect_max_s)
-                out.open()
-                outputs.append(out)
-        except Exception:
-            for out in outputs:
-                out.close()
-            encoder.close()
-            self.world.close()
-            raise
-        for out in outputs:
-            log.info("streaming to %s", mask_url(out.target))
-        audio = (Soundtrack(seed=self.settings.world.seed, volume=self.settings.audio.volume)
-                 if self.settings.audio.enabled else Silence())
-        max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
-        self.broadcast = Broadcast(
-            self.world, encoder, outputs, self._compositor(size), audio, fps=s.fps, max_frames=max_frames,
-        )
-        # 4. the timeline, the audience and the director, which opens the story
+        # 3. the timeline, the audience and the director, which opens the story
         self.store = Store(resolve_path(self.settings.voting.timeline))
-        self.audience = Audience.from_settings(self.settings, store=self.store)
+        self.audience = Audience.from_settings(self.settings, store=self.store, wait_for_model=False)
         self.audience.resume()
         self.director = Director(
             self.world, self.spec,
@@ -131,10 +110,24 @@ class Show:
             self.director.submit(last["text"], source=last["source"], user=last.get("user"))
         else:
             self.director.begin()
-        # Draw the first overlay before going live: the drawing process's start
-        # (imports, fonts) must not compete with the first seconds on air.
-        self.broadcast.compositor.set_state(self.overlay_state())
-        self.broadcast.compositor.flush(20)
+        # 4. the first overlay: its drawing process starts now, beside the outputs'
+        compositor = self._compositor(size)
+        compositor.set_state(self.overlay_state())
+        # 5. encoder and outputs, the one way every broadcast is built
+        audio = (Soundtrack(seed=self.settings.world.seed, volume=self.settings.audio.volume)
+                 if self.settings.audio.enabled else Silence())
+        max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
+        try:
+            self.broadcast = open_broadcast(self.world, s, targets, compositor, audio, max_frames=max_frames)
+        except Exception:
+            compositor.close()
+            self.store.close()
+            self.world.close()
+            raise
+        for out in self.broadcast.outputs:
+            log.info("streaming to %s", mask_url(out.target))
+        # The drawing process's start must not compete with the first seconds on air.
+        compositor.flush(20)
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
@@ -273,8 +266,9 @@ class Show:
                 if time.monotonic() - last_report > 30:
                     last_report = time.monotonic()
                     h = self.broadcast.health()
-                    log.info("health: %.1f fps out, world %.1f fps, %d late, %d repeated",
-                             h.output_fps, h.generator_fps, h.late_frames, h.repeated_frames)
+                    log.info("health: %.1f fps out, world %.1f fps, %d late, %d repeated, %d skipped, x264 %s",
+                             h.output_fps, h.generator_fps, h.late_frames, h.repeated_frames,
+                             h.skipped_frames, h.encoder_preset)
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
                 except asyncio.TimeoutError:

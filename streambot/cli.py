@@ -206,7 +206,8 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
     asyncio.run(show.run())
     h = show.broadcast.health() if show.broadcast else None
     if h is not None:
-        log.info("stopped after %d frames (%d late, %d repeated)", h.ticks, h.late_frames, h.repeated_frames)
+        log.info("stopped after %d frames (%d late, %d repeated, %d skipped)",
+                 h.ticks, h.late_frames, h.repeated_frames, h.skipped_frames)
     if show.broadcast and show.broadcast.clock.error is not None:
         fail("the broadcast stopped on an error; see the log for details.", 1)
 

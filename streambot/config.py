@@ -55,6 +55,7 @@ class StreamSettings(_Section):
     x264_preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
     ] = "veryfast"
+    adaptive_preset: bool = True  # step to a faster x264 preset while encoding lags
     encoder: Literal["auto", "libx264", "h264_nvenc"] = "auto"
     outputs: list[str] = []
     reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 30.0

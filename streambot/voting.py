@@ -508,7 +508,8 @@ class VotingEngine:
         if r.vectors is None:
             r.vectors = np.zeros((64, cand.vector.shape[0]), np.float32)
         if n >= r.vectors.shape[0]:
-            grown = np.zeros((r.vectors.shape[0] * 2, r.vectors.shape[1]), np.float32)
+            # (n may be far past the size when the model arrived mid-round)
+            grown = np.zeros((max(r.vectors.shape[0] * 2, n + 1), r.vectors.shape[1]), np.float32)
             grown[:n] = r.vectors[:n]
             r.vectors = grown
         r.vectors[n] = cand.vector

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from streambot.broadcast.clock import Clock, WorldRunner
 from streambot.world.base import Frame, World
@@ -75,3 +76,92 @@ def test_steer_returns_at_once_and_tags_later_frames():
     assert time.perf_counter() - t < 0.01
     assert world.render().generation == gen
     assert world.steered_at(gen) is not None
+
+
+# -- on the wall clock, with an injected time source (no sleeps, no real-time bounds) --
+
+class FakeTime:
+    """A clock that moves only when something sleeps or works on it."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, dt: float) -> None:
+        self.t += max(0.0, dt)
+
+
+class StillWorld(PacedWorld):
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+
+def _fake_run(sink_cost, frames: int, fps: int = 30):
+    """Run the clock for `frames` slots; `sink_cost(index)` is how long (fake
+    seconds) the sink takes for that tick."""
+    ft = FakeTime()
+    world = StillWorld()
+    world.start(None, (16, 16), fps)
+    runner = WorldRunner(world)
+    calls = []
+
+    def sink(index, frame, repeated):
+        calls.append((index, ft.now()))
+        ft.t += sink_cost(index)
+
+    clock = Clock(runner, fps, sink, max_frames=frames, now=ft.now, sleep=ft.sleep)
+    runner.start()
+    clock.start()
+    assert clock.wait(30)
+    runner.stop()
+    return clock, calls, ft
+
+
+def test_a_slow_sink_is_skipped_never_sent_late():
+    """A sink that takes 1.6 periods: the clock never falls behind the wall clock.
+    Every tick goes out inside its own slot; the slots that passed meanwhile
+    are skipped and counted; the presentation time is the slot index."""
+    fps = 30
+    period = 1 / fps
+    clock, calls, ft = _fake_run(lambda i: 1.6 * period, frames=900)  # 30 s
+    t0 = clock.stats.started
+    s = clock.stats
+    assert s.ticks == 900 and s.sent == len(calls) and s.sent + s.skipped == 900
+    assert 0.55 * 900 < s.sent < 0.7 * 900, s.sent  # one tick in 1.6 periods, rounded up to whole slots
+    for index, at in calls:
+        assert t0 + index * period - 1e-9 <= at < t0 + (index + 1) * period, (index, at - t0)
+    indices = [i for i, _ in calls]
+    assert indices == sorted(set(indices)) and indices[0] == 0
+    # The stream's timestamps keep up with the wall clock: 30 s of slots in 30 s (+ one tick).
+    assert ft.now() - t0 == pytest.approx(30.0, abs=2 * period)
+
+
+def test_a_fast_sink_sends_every_tick_on_time():
+    clock, calls, _ = _fake_run(lambda i: 0.004, frames=300)
+    s = clock.stats
+    assert (s.sent, s.skipped, s.late) == (300, 0, 0)
+    t0 = s.started
+    assert [i for i, _ in calls] == list(range(300))
+    assert all(at == pytest.approx(t0 + i / 30, abs=1e-9) for i, at in calls)
+
+
+def test_one_long_stall_skips_the_slots_it_covered_and_then_runs_on():
+    # tick 30 takes 0.5 s (say a disk stall): its own slot and the next 14 pass.
+    clock, calls, _ = _fake_run(lambda i: 0.5 if i == 30 else 0.001, frames=120)
+    s = clock.stats
+    assert s.skipped == 14 and s.sent == 106
+    indices = [i for i, _ in calls]
+    assert indices[30:32] == [30, 45], indices[28:34]
+    assert indices[31:] == list(range(45, 120))
+
+
+def test_late_within_its_slot_is_counted_late_not_skipped():
+    # every tick takes 0.7 periods, every tenth 1.2: the next one starts 0.2 periods
+    # late (on time) or, after a slow one, late but within its slot.
+    period = 1 / 30
+    clock, calls, _ = _fake_run(lambda i: 1.7 * period if i % 10 == 0 else 0.2 * period, frames=300)
+    s = clock.stats
+    assert s.skipped == 0 and s.sent == 300
+    assert s.late == 30  # the tick after each slow one is 0.7 periods behind its deadline

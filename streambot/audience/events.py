@@ -144,20 +144,29 @@ class Audience:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         embeddings: bool = True,
+        wait_for_model: bool = True,
     ) -> Audience:
-        """Moderation and a voting engine built from `Settings` (voting, moderation)."""
+        """Moderation and a voting engine built from `Settings` (voting, moderation).
+        `wait_for_model=False`: pool by words until the shared sentence model's
+        background load is done, then by meaning."""
+        from .. import embeddings as shared
         from ..voting import VotingEngine
         from .moderation import Moderation
 
         embed = None
-        if embeddings and settings.voting.pool_embeddings:
-            from ..embeddings import get_embedder
-
-            embedder = get_embedder()
+        use_model = embeddings and settings.voting.pool_embeddings
+        if use_model and wait_for_model:
+            embedder = shared.get_embedder()
             embed = embedder.encode if embedder is not None else None
         engine = VotingEngine(
             settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed
         )
+        if use_model and not wait_for_model:
+            def take(embedder) -> None:
+                engine.pooler.embed = embedder.encode
+
+            shared.when_ready(take)
+            shared.load_in_background()
         return cls(engine, Moderation(settings.moderation), store=store, clock=clock)
 
     # -- events in ---------------------------------------------------------------

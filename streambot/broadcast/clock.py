@@ -1,12 +1,24 @@
-"""The frame clock: exactly `fps` frames per second of output, for hours.
+"""The frame clock: exactly `fps` frames per second of output, on the wall clock, for hours.
 
 The world renders in its own thread (`WorldRunner`) into a small bounded
 queue; the `Clock` thread wakes on a fixed schedule of deadlines and hands
-one frame per tick to its sink (compositor + encoder). When the world is late
-the clock repeats the last frame instead of stalling, so the stream's
-timestamps never have a gap; the counts of late and repeated frames say how
-healthy that is. (Nothing is dropped here: the world waits for the clock.) Presentation time is the tick index, never the time
-a model finished.
+one frame per tick to its sink (compositor + encoder). Presentation time is
+the tick index, never the time a model finished, so the stream's timestamps
+advance exactly as the wall clock does.
+
+Two rules keep it on the wall clock, as OBS's output thread does:
+- the world is late: the tick repeats the last frame instead of waiting for it
+  (counted as `repeated`);
+- the sink is late (a slow encode, a busy machine): a tick whose whole slot
+  of 1/fps s has passed before it could start is skipped, never sent late
+  (counted as `skipped`). Its index is left out, so the next frame's
+  timestamp is where the wall clock is: an ingest fed slower than real time
+  would make every viewer buffer.
+A tick sent within its slot but more than `late_tolerance` of a period after
+its deadline is counted `late`.
+
+Time comes from `now` and `sleep` (time.monotonic and a sleep on the stop
+event by default): tests hand in a fake clock and run hours in milliseconds.
 """
 from __future__ import annotations
 
@@ -76,16 +88,18 @@ class WorldRunner:
 @dataclass
 class ClockStats:
     fps: int
-    ticks: int = 0
+    ticks: int = 0  # slots elapsed since the start: sent + skipped
+    sent: int = 0  # frames handed to the sink
     late: int = 0
     repeated: int = 0
+    skipped: int = 0
     started: float = 0.0
     tick_times: deque = field(default_factory=lambda: deque(maxlen=300))
     sink_ms: deque = field(default_factory=lambda: deque(maxlen=300))
 
     @property
     def output_fps(self) -> float:
-        """Frames emitted per wall-clock second over the recent window."""
+        """Frames sent per wall-clock second over the recent window."""
         t = list(self.tick_times)
         if len(t) < 2 or t[-1] <= t[0]:
             return 0.0
@@ -98,10 +112,17 @@ class ClockStats:
 
 
 Sink = Callable[[int, Frame, bool], None]
+# After each tick: (its start, the sink's seconds, slots skipped just before it).
+AfterTick = Callable[[float, float, int], None]
 
 
 class Clock:
-    """Emits one frame per 1/fps s to `sink(index, frame, repeated)`."""
+    """Sends one frame per 1/fps s of wall-clock time to `sink(index, frame, repeated)`.
+
+    `index` is the tick's slot number since the start (its presentation time
+    in frames); after skipped slots it jumps by more than one. `max_frames`
+    ends the broadcast after that many slots (`--duration`).
+    """
 
     def __init__(
         self,
@@ -111,6 +132,9 @@ class Clock:
         *,
         max_frames: int | None = None,
         late_tolerance: float = 0.5,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        after_tick: AfterTick | None = None,
     ) -> None:
         self.runner = runner
         self.fps = fps
@@ -119,15 +143,20 @@ class Clock:
         self.stats = ClockStats(fps=fps)
         self._late_after = late_tolerance / fps  # a tick later than this is counted late
         self._stop = threading.Event()
+        self._now = now
+        # The default sleep wakes at once on stop(); a test's fake one advances its clock.
+        self._sleep = sleep or self._stop.wait
+        self.after_tick = after_tick
         self._thread: threading.Thread | None = None
         self.last: Frame | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
 
     def start(self, first_frame_timeout: float = 60.0) -> None:
-        # The show opens on a real frame, however long the model takes to warm up.
+        """Wait for the world's first frame (the show opens on a real picture),
+        then run the ticks in the clock thread."""
         self.last = self.runner.frames.get(timeout=first_frame_timeout)
-        self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="clock", daemon=True)
         self._thread.start()
 
     def _next_frame(self) -> tuple[Frame, bool]:
@@ -137,35 +166,53 @@ class Clock:
             return self.last, True
         return frame, False
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The tick loop (the clock thread's body; tests may call it directly)."""
         period = 1.0 / self.fps
-        t0 = time.monotonic()
+        t0 = self._now()
         self.stats.started = t0
         index = 0
+        first = True
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and index >= self.max_frames:
                     break
                 deadline = t0 + index * period
-                now = time.monotonic()
+                now = self._now()
                 if now < deadline:
-                    time.sleep(deadline - now)
+                    self._sleep(deadline - now)
                     if self._stop.is_set():
                         break
-                elif now - deadline > self._late_after:
+                    now = self._now()
+                # Slots that are wholly over are skipped: the wall clock never waits.
+                behind = int((now - t0) / period) - index
+                skipped = max(0, behind)
+                if behind > 0:
+                    if self.max_frames is not None:
+                        behind = skipped = min(behind, self.max_frames - index)
+                    self.stats.skipped += behind
+                    index += behind
+                    self.stats.ticks = index
+                    if self.max_frames is not None and index >= self.max_frames:
+                        break
+                    deadline = t0 + index * period
+                if now - deadline > self._late_after:
                     self.stats.late += 1
-                if index == 0:
-                    frame, repeated = self.last, False  # taken in start()
+                if first:
+                    frame, repeated, first = self.last, False, False  # taken in start()
                 else:
                     frame, repeated = self._next_frame()
                 if repeated:
                     self.stats.repeated += 1
                 self.last = frame
-                t = time.perf_counter()
                 self.sink(index, frame, repeated)
-                self.stats.sink_ms.append((time.perf_counter() - t) * 1000)
-                self.stats.tick_times.append(time.monotonic())
+                end = self._now()
+                self.stats.sink_ms.append((end - now) * 1000)
+                self.stats.tick_times.append(end)
+                if self.after_tick is not None:
+                    self.after_tick(now, end - now, skipped)
                 index += 1
+                self.stats.sent += 1
                 self.stats.ticks = index
         except BaseException as e:
             self.error = e

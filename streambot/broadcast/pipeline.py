@@ -1,9 +1,14 @@
 """The broadcast: world runner -> clock -> compositor -> encoder -> outputs.
 
-`Broadcast` receives its parts (built by app.py), runs them in their threads
-and measures what viewers get: output frame rate, the world's free-running
-capacity, encode cost, late and repeated frames, and prompt-to-pixel latency
-(from the steer call to the first encoded frame rendered under that prompt).
+`open_broadcast` is the one place that builds it, for `streambot run`,
+`streambot bench` and the tests alike: the encoder from the stream settings,
+every output opened (at the same time: each starts a process), the parts
+handed to `Broadcast`. `Broadcast` runs them in their threads, keeps the
+encoder's preset matched to what the machine can do (`PresetGovernor`), and
+measures what viewers get: output frame rate, the world's free-running
+capacity, encode cost, late, repeated and skipped frames, the preset in use,
+and prompt-to-pixel latency (from the steer call to the first encoded frame
+rendered under that prompt).
 """
 from __future__ import annotations
 
@@ -11,15 +16,17 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import StreamSettings
 from ..world.base import Frame, World
-from .audio import samples_for_tick
 from .clock import Clock, WorldRunner
 from .compositor import Compositor
-from .encoder import AUDIO_RATE, Encoder
+from .encoder import AUDIO_RATE, Encoder, EncoderSettings, PresetGovernor
 from .outputs import Output
 
 log = logging.getLogger(__name__)
@@ -34,11 +41,53 @@ class Health:
     ticks: int
     late_frames: int
     repeated_frames: int
+    skipped_frames: int
     dropped_frames: int
     prompt_to_pixel_ms_p50: float | None
     prompt_to_pixel_ms_p95: float | None
     bitrate_kbps: float
     outputs: list[dict]
+    encoder_preset: str
+    encoder_preset_configured: str
+    encoder_preset_changes: int
+    busy: float  # the governor's smoothed share of a frame period each tick takes
+
+
+def encoder_settings(stream: StreamSettings) -> EncoderSettings:
+    return EncoderSettings(
+        size=stream.dimensions, fps=stream.fps, bitrate_kbps=stream.bitrate_kbps,
+        audio_bitrate_kbps=stream.audio_bitrate_kbps, keyframe_s=stream.keyframe_s,
+        preset=stream.x264_preset, codec=stream.encoder, adaptive=stream.adaptive_preset,
+    )
+
+
+def open_broadcast(world: World, stream: StreamSettings, targets: list[str], compositor: Compositor,
+                   soundtrack, *, max_frames: int | None = None, **clock) -> Broadcast:
+    """The broadcast `streambot run` puts on air: `world` (started), the encoder
+    from `stream`, every target opened. A target that cannot be opened closes
+    the others and raises its OutputError. `clock`: `now`/`sleep` for tests."""
+    encoder = Encoder(encoder_settings(stream))
+    outputs = [Output(t, encoder.stream_info, connect_timeout_s=stream.connect_timeout_s,
+                      reconnect_max_s=stream.reconnect_max_s) for t in targets]
+    # Each output starts a process and waits for its connection: all at once.
+    with ThreadPoolExecutor(max(1, len(outputs)), thread_name_prefix="output open") as pool:
+        results = list(pool.map(_try_open, outputs))
+    failed = next((e for e in results if e is not None), None)
+    if failed is not None:
+        for out in outputs:
+            out.close()
+        encoder.close()
+        raise failed
+    return Broadcast(world, encoder, outputs, compositor, soundtrack, fps=stream.fps,
+                     max_frames=max_frames, **clock)
+
+
+def _try_open(out: Output) -> Exception | None:
+    try:
+        out.open()
+    except Exception as e:
+        return e
+    return None
 
 
 class Broadcast:
@@ -53,6 +102,8 @@ class Broadcast:
         fps: int,
         max_frames: int | None = None,
         frame_observer=None,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.world = world
         self.encoder = encoder
@@ -60,13 +111,17 @@ class Broadcast:
         self.compositor = compositor
         self.soundtrack = soundtrack
         self.fps = fps
+        self._now = now
         self.runner = WorldRunner(world)
-        self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames)
+        self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames, now=now, sleep=sleep,
+                           after_tick=self._after_tick)
+        self.governor = PresetGovernor(fps)
         self.frame_observer = frame_observer  # e.g. the console's preview
         self._encode_ms: deque[float] = deque(maxlen=300)
         self._compose_ms: deque[float] = deque(maxlen=300)
         self._latency_ms: deque[float] = deque(maxlen=500)
         self._last_generation = -1
+        self._audio_from = 0  # the first tick whose sound is not yet encoded
         self._bytes: deque[tuple[float, int]] = deque(maxlen=300)
         self._closed = False
         self._lock = threading.Lock()
@@ -88,8 +143,7 @@ class Broadcast:
             self._closed = True
         self.clock.stop()
         self.runner.stop()
-        for packet in self.encoder.flush():
-            kind = "video" if packet.stream is self.encoder.video_stream else "audio"
+        for kind, packet in self.encoder.flush():
             for out in self.outputs:
                 out.send(packet, kind)
         for out in self.outputs:
@@ -116,11 +170,20 @@ class Broadcast:
                     self._latency_ms.append((time.monotonic() - steered) * 1000)
             self._last_generation = frame.generation
         self._send(packets, "video")
-        n = samples_for_tick(index, self.fps, AUDIO_RATE)
+        # 4. the sound of this tick and of any skipped before it: audio never skips
+        n = (index + 1) * AUDIO_RATE // self.fps - self._audio_from * AUDIO_RATE // self.fps
+        self._audio_from = index + 1
         audio = self.soundtrack.render(n, self.world.ambience())
         self._send(self.encoder.encode_audio(audio), "audio")
         if self.frame_observer is not None:
             self.frame_observer(index, video)
+
+    def _after_tick(self, started: float, busy_s: float, skipped: int) -> None:
+        """Step the preset when the governor says encoding lags or has recovered."""
+        direction = self.governor.observe(started, busy_s, skipped)
+        if direction and self.encoder.step(
+                direction, "encoding lagged" if direction < 0 else "the machine keeps up again"):
+            self.governor.stepped(started, direction)
 
     def _send(self, packets, kind: str) -> None:
         size = 0
@@ -129,7 +192,7 @@ class Broadcast:
             for out in self.outputs:
                 out.send(p, kind)
         if size:
-            self._bytes.append((time.monotonic(), size))
+            self._bytes.append((self._now(), size))
 
     # -- figures ---------------------------------------------------------------------
     def health(self) -> Health:
@@ -146,6 +209,7 @@ class Broadcast:
             ticks=s.ticks,
             late_frames=s.late,
             repeated_frames=s.repeated,
+            skipped_frames=s.skipped,
             dropped_frames=sum(o.packets_dropped for o in self.outputs),
             prompt_to_pixel_ms_p50=None if lat is None else round(float(np.percentile(lat, 50)), 1),
             prompt_to_pixel_ms_p95=None if lat is None else round(float(np.percentile(lat, 95)), 1),
@@ -155,6 +219,10 @@ class Broadcast:
                  "bytes_sent": o.bytes_sent, "dropped": o.packets_dropped}
                 for o in self.outputs
             ],
+            encoder_preset=self.encoder.preset,
+            encoder_preset_configured=self.encoder.configured_preset,
+            encoder_preset_changes=self.encoder.preset_changes,
+            busy=round(self.governor.busy, 3),
         )
 
     @property

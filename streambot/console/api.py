@@ -22,8 +22,9 @@ from .core import body, console_of, error, principal_of, reply
 from .routes import _obj, openapi, route
 
 STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches."}
-HEALTH = {"type": "object", "description": "Frame rates, late/repeated frames, bitrate, destinations, chat adapters, "
-                                           "prompt-to-pixel latency, CPU and GPU memory."}
+HEALTH = {"type": "object", "description": "Frame rates, late/repeated/skipped frames, the x264 preset in use, "
+                                           "bitrate, destinations, chat adapters, prompt-to-pixel latency, "
+                                           "CPU and GPU memory."}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
 
 

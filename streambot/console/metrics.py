@@ -39,6 +39,14 @@ class ShowCollector:
         yield counter("late_frames", "Frames the clock emitted late.", h.late_frames)
         yield counter("repeated_frames", "Frames repeated because the world was not ready.", h.repeated_frames)
         yield counter("dropped_frames", "Frames or packets dropped on the way out.", h.dropped_frames)
+        yield counter("skipped_frames", "Frames skipped to stay on the wall clock while the machine lagged.",
+                      h.skipped_frames)
+        preset = GaugeMetricFamily("streambot_encoder_preset", "1 for the x264 preset in use.",
+                                   labels=["preset", "configured"])
+        preset.add_metric([h.encoder_preset, h.encoder_preset_configured], 1.0)
+        yield preset
+        yield counter("encoder_preset_changes", "Times the encoder stepped its preset down or up.",
+                      h.encoder_preset_changes)
         lat = GaugeMetricFamily("streambot_prompt_to_pixel_seconds",
                                 "Prompt-to-pixel latency over the recent prompts.", labels=["quantile"])
         for q, v in (("0.5", h.prompt_to_pixel_ms_p50), ("0.95", h.prompt_to_pixel_ms_p95)):

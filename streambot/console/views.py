@@ -129,7 +129,11 @@ def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
         "uptime_s": round(h.ticks / b.fps, 1),
         "late_frames": h.late_frames,
         "repeated_frames": h.repeated_frames,
+        "skipped_frames": h.skipped_frames,
         "dropped_frames": h.dropped_frames,
+        # The x264 preset in use: below the configured one while encoding lags.
+        "encoder": {"preset": h.encoder_preset, "configured": h.encoder_preset_configured,
+                    "changes": h.encoder_preset_changes, "busy": h.busy},
         "bitrate_kbps": h.bitrate_kbps,
         "prompt_to_pixel_ms": {"p50": h.prompt_to_pixel_ms_p50, "p95": h.prompt_to_pixel_ms_p95},
         "outputs": [

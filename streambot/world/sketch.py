@@ -94,6 +94,10 @@ class _MapperWorker:
             self._source = world
             self._cv.notify()
 
+    def use(self, mapper: SceneMapper) -> None:
+        """Map with `mapper` from the next request on."""
+        self._mapper = mapper
+
     def submit(self, steer: _Steer) -> None:
         with self._cv:
             self._request = steer
@@ -147,11 +151,16 @@ class SketchWorld(World):
 
     name = "sketch"
 
-    def __init__(self, render_scale: float = 0.5, embedder=_AUTO, background: bool = True) -> None:
+    def __init__(self, render_scale: float = 0.5, embedder=_AUTO, background: bool = True,
+                 wait_for_model: bool = True) -> None:
         """`embedder`: a `streambot.embeddings.Embedder`, None for keyword matching only,
         or left out to use the shared one. `background=False` maps prompts in the
-        render thread (deterministic frame timing, for tests)."""
+        render thread (deterministic frame timing, for tests). `wait_for_model=False`
+        starts at once on keywords and takes the shared model when its background
+        load is done (`streambot run`: the first frame must not wait for torch)."""
         super().__init__()
+        self._wait_for_model = wait_for_model
+        self._closed = False
         if not 0.05 <= render_scale <= 1.0:
             raise WorldError(f"The sketch world's render_scale must be between 0.05 and 1, not {render_scale}.")
         self.render_scale = render_scale
@@ -184,9 +193,15 @@ class SketchWorld(World):
         if self._mapper is None:
             emb = self._embedder_arg
             if emb is _AUTO:
-                from ..embeddings import get_embedder
+                from .. import embeddings
 
-                emb = get_embedder()
+                if self._wait_for_model:
+                    emb = embeddings.get_embedder()
+                else:
+                    emb = embeddings.loaded()
+                    if emb is None:
+                        embeddings.when_ready(lambda e, spec=spec: self._take_model(e, spec))
+                        embeddings.load_in_background()
             self._mapper = SceneMapper(emb)
         if self._background and self._worker is None:
             self._worker = _MapperWorker(self._mapper)
@@ -197,7 +212,23 @@ class SketchWorld(World):
         self._t0 = 0.0
         self._index = 0
         log.info("sketch world %r at %dx%d (%s)", spec.name, *self._size,
-                 "sentence model" if self._mapper.embedder is not None else "keywords only")
+                 "sentence model" if self._mapper.embedder is not None
+                 else "keywords only" if self._embedder_arg is None or self._wait_for_model
+                 else "keywords until the sentence model is loaded")
+
+    def _take_model(self, embedder, spec: WorldSpec) -> None:
+        """The sentence model is loaded (on its loader's thread): embed the concept
+        table here, then prompts are mapped by meaning from the next steer on.
+        The preset's resting scene is re-read by meaning too; the picture does
+        not jump, since only later targets start from it."""
+        if self._closed:
+            return
+        mapper = SceneMapper(embedder)
+        self._mapper = mapper
+        if self._worker is not None:
+            self._worker.use(mapper)
+        self._base = self._preset_scene(spec)
+        log.info("sketch world: the sentence model is ready; prompts are mapped by meaning from now on")
 
     def steer(self, direction: Direction, transition_s: float = 1.5) -> int:
         gen = super().steer(direction, transition_s)
@@ -258,6 +289,7 @@ class SketchWorld(World):
         if self._worker is not None:
             self._worker.close()
             self._worker = None
+        self._closed = True
 
     # -- steering ----------------------------------------------------------------
     @property

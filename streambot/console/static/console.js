@@ -267,6 +267,11 @@
     tile("t-rate", fmt(h.bitrate_kbps, 0), history.rate, "");
     fact("f-late", h.late_frames, h.late_frames > 0);
     fact("f-repeated", h.repeated_frames, h.repeated_frames > 0);
+    fact("f-skipped", h.skipped_frames, h.skipped_frames > 0);
+    const enc = h.encoder || {};
+    // Below the configured preset while encoding lags; it steps back up by itself.
+    fact("f-preset", enc.preset === enc.configured ? (enc.preset || "–") : `${enc.preset} (down from ${enc.configured}: encoding lags)`,
+      enc.preset !== enc.configured);
     fact("f-dropped", h.dropped_frames, h.dropped_frames > 0);
     fact("f-encode", `${fmt(h.encode_ms, 1)} ms`, h.encode_ms > 1000 / h.target_fps * 0.7);
     const p95 = h.prompt_to_pixel_ms ? h.prompt_to_pixel_ms.p95 : null;
