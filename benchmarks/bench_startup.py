@@ -51,7 +51,7 @@ def has_picture(path: Path) -> bool:
     return False
 
 
-def one_run(server: RtmpServer, name: str, extra: list[str], timeout: float) -> dict:
+def one_run(server: RtmpServer, name: str, extra: list[str], timeout: float, root: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="streambot-startup-") as d:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMBOT_", "TWITCH_"))}
         env.update(XDG_STATE_HOME=f"{d}/state", XDG_CONFIG_HOME=f"{d}/config", XDG_DATA_HOME=f"{d}/data",
@@ -61,7 +61,7 @@ def one_run(server: RtmpServer, name: str, extra: list[str], timeout: float) -> 
         proc = subprocess.Popen(
             [sys.executable, "-m", "streambot.cli", "run", "--output", server.url(name), "--chat", "none",
              "--console", "127.0.0.1:0", *extra],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(f"{d}/stderr.txt", "w"),
         )
         first = None
@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ap.add_argument("--root", type=Path, default=ROOT,
+                    help="the checkout whose `streambot run` is timed (another one: a before/after comparison)")
     ap.add_argument("args", nargs="*", help="extra arguments for `streambot run` (after --)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="streambot-startup-nginx-") as d:
@@ -98,7 +100,7 @@ def main() -> None:
         try:
             times = []
             for k in range(a.runs):
-                r = one_run(server, f"startup{k}", a.args, a.timeout)
+                r = one_run(server, f"startup{k}", a.args, a.timeout, a.root)
                 times.append(r["first_frame_s"])
                 print(f"run {k + 1}/{a.runs}: first picture on the server after {r['first_frame_s']:.2f} s",
                       file=sys.stderr)

@@ -311,3 +311,6 @@ class Show:
             if self.broadcast.clock.error is not None:
                 log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
         self.world.close()
+        from . import embeddings
+
+        embeddings.close()

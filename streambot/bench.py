@@ -1,33 +1,40 @@
-"""`streambot bench`: the real pipeline, measured.
+"""`streambot bench`: what `streambot run` runs, measured.
 
-Runs the sketch world, compositor and encoder into a local file for N
-seconds, steering the world every few seconds, and reports what a viewer
-gets (output fps, late/repeated frames, prompt-to-pixel latency), what the
-machine pays (world capacity, encode cost, memory), and how our encoder's CPU
-time compares with the `ffmpeg` command line on the same raw frames and the
-same x264 settings.
+`LiveShow` puts the show on air the way `streambot run` does (the same `Show`
+from app.py, so the same world, preset, encoder, outputs and start-up), with
+what a streamer has around it: the console up and a page previewing the
+stream (a websocket client in a process of its own, as a browser is), a
+prompt typed in the terminal every few seconds (local chat, followed from a
+file), and optionally chat pouring in through the audience as an adapter
+delivers it. It samples memory, threads, file descriptors and frame rate
+while it runs and reports what a viewer gets (output fps, late, skipped and
+repeated frames, drift, prompt-to-pixel latency) and what the machine pays.
+The soak benchmark (benchmarks/bench_soak.py) is the same harness, longer.
+
+`compare_with_ffmpeg` times our encoder against the `ffmpeg` command line on
+the same raw frames with the same x264 settings.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import resource
+import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import psutil
 
-from .broadcast.audio import Soundtrack
-from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
-from .broadcast.outputs import Output
-from .broadcast.pipeline import Broadcast
-from .broadcast.overlay_state import build_overlay_state
-from .config import load_settings, resolve_world
-from .director import Director
+from .config import Settings, resolve_world
 
 PROMPTS = [
     "a thunderstorm at night",
@@ -46,26 +53,238 @@ def _progress(enabled: bool):
                     disable=not enabled, transient=True)
 
 
-def _world(preset: str, size, fps):
-    from .world.sketch import SketchWorld
+# -- the console page, as a browser would hold it open --------------------------------
 
-    world = SketchWorld()
-    world.start(resolve_world(preset), size, fps, seed=1)
-    return world
+PREVIEW_CLIENT = """
+import asyncio, sys, aiohttp
+async def main(url, token):
+    frames = 0
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + token}) as s:
+        for _ in range(600):  # the console may still be starting
+            try:
+                ws = await s.ws_connect(url)
+                break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        else:
+            return
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                frames += 1
+                print(frames, flush=True)
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
 
 
-def _generator_alone(preset: str, size, fps, seconds: float = 5.0) -> float:
-    world = _world(preset, size, fps)
-    for _ in range(10):
-        world.render()
-    n, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        world.render()
-        n += 1
-    fps_alone = n / (time.perf_counter() - t)
-    world.close()
-    return fps_alone
+class PreviewPage:
+    """A console page watching the live preview, in a process of its own."""
 
+    def __init__(self, console: str, token: str) -> None:
+        self.frames = 0
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", PREVIEW_CLIENT, f"ws://{console}/ws/preview", token],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, name="preview page", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            self.frames = int(line)
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
+        self._reader.join(5)
+
+
+# -- samples while on air ----------------------------------------------------------------
+
+@dataclass
+class Sample:
+    t: float  # seconds since the clock started
+    rss_mb: float  # the broadcast process
+    rss_total_mb: float  # with its children (outputs, overlay drawing, sentence model)
+    fds: int
+    threads: int
+    fps: float  # frames sent per second since the previous sample
+    sent: int
+    skipped: int
+    late: int
+    preset: str
+
+
+@dataclass
+class LiveShow:
+    settings: Settings
+    seconds: float
+    preview: bool = True
+    prompt_every_s: float = 4.0
+    chat_per_s: float = 0.0
+    sample_every_s: float = 1.0
+    progress: bool = False
+    samples: list[Sample] = field(default_factory=list)
+
+    def run(self) -> dict:
+        from .app import Show, ShowOptions, build_world
+        from .devserver import free_port
+
+        work = Path(tempfile.mkdtemp(prefix="streambot-bench-"))
+        s = self.settings
+        # The show's own files go to a scratch folder, never the streamer's.
+        s.voting.timeline = str(work / "timeline.sqlite3")
+        s.console.sessions_file = str(work / "sessions.sqlite3")
+        s.console.token_file = str(work / "console_token")
+        token = secrets.token_urlsafe(24)
+        console = f"127.0.0.1:{free_port()}"
+        chat = work / "typed.txt"
+        chat.touch()
+        spec = resolve_world(s.world.preset)
+        out = work / "bench.flv"
+        show = Show(s, spec, build_world(s), ShowOptions(
+            outputs=[str(out)], duration_s=self.seconds, chat_source=str(chat),
+            secrets={"admin_token": token}, console=console,
+        ))
+        proc = psutil.Process()
+        try:
+            show.open()
+            page = PreviewPage(console, token) if self.preview else None
+            try:
+                asyncio.run(self._on_air(show, chat, proc))
+            finally:
+                if page is not None:
+                    page.close()
+            figures = self._figures(show, out, page)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return figures
+
+    async def _on_air(self, show, chat: Path, proc: psutil.Process) -> None:
+        tasks = [asyncio.create_task(self._watch(show, chat, proc))]
+        if self.chat_per_s > 0:
+            tasks.append(asyncio.create_task(self._chat(show)))
+        try:
+            await show.run()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self, show, chat: Path, proc: psutil.Process) -> None:
+        """Type a prompt every few seconds; sample the process every second."""
+        with _progress(self.progress) as bar:
+            task = bar.add_task(f"on air for {self.seconds:.0f} s", total=self.seconds)
+            while show.broadcast is None or not show.broadcast.clock.stats.started:
+                await asyncio.sleep(0.05)
+            stats = show.broadcast.clock.stats
+            started = time.monotonic()
+            next_prompt = started + self.prompt_every_s
+            next_sample = started
+            k = 0
+            last = (started, 0)
+            while True:
+                now = time.monotonic()
+                if now >= next_prompt:
+                    with chat.open("a") as f:  # the streamer types a prompt
+                        f.write(PROMPTS[k % len(PROMPTS)] + "\n")
+                    k += 1
+                    next_prompt += self.prompt_every_s
+                if now >= next_sample:
+                    sent = stats.sent
+                    fps = (sent - last[1]) / (now - last[0]) if now > last[0] else 0.0
+                    last = (now, sent)
+                    self.samples.append(_sample(proc, now - started, fps, stats,
+                                                show.broadcast.encoder.preset))
+                    next_sample += self.sample_every_s
+                bar.update(task, completed=min(self.seconds, now - started))
+                await asyncio.sleep(0.05)
+
+    async def _chat(self, show) -> None:
+        """Chat as an adapter delivers it, `chat_per_s` messages a second."""
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+        from bench_chat import make_messages
+
+        from .audience.events import ChatMessage
+
+        messages = make_messages(20_000, seed=7)
+        burst = max(1, round(self.chat_per_s / 20))
+        i = 0
+        while True:
+            for _ in range(burst):
+                viewer, text = messages[i % len(messages)]
+                show.audience.handle(ChatMessage(viewer, text))
+                i += 1
+            await asyncio.sleep(burst / self.chat_per_s)
+
+    def _figures(self, show, out: Path, page: PreviewPage | None) -> dict:
+        b = show.broadcast
+        h = b.health()
+        st = b.clock.stats
+        wall = st.tick_times[-1] - st.started if st.tick_times else 0.0
+        warm = [x for x in self.samples if x.t >= min(60.0, self.seconds / 4)]
+        first, last = (warm[0], warm[-1]) if warm else (None, None)
+        return {
+            "seconds": self.seconds,
+            "size": show.settings.stream.size,
+            "world": show.spec.name,
+            "x264_preset_configured": h.encoder_preset_configured,
+            "x264_preset_end": h.encoder_preset,
+            "x264_preset_changes": h.encoder_preset_changes,
+            "output_fps": round(st.sent / wall, 3) if wall else 0.0,
+            "slots": h.ticks,
+            "frames": st.sent,
+            "late_frames": h.late_frames,
+            "skipped_frames": h.skipped_frames,
+            "repeated_frames": h.repeated_frames,
+            "late_plus_skipped_pct": round(100 * (h.late_frames + h.skipped_frames) / max(1, h.ticks), 3),
+            "drift_ms": _drift_ms(out, wall, st.fps),
+            "generator_fps": h.generator_fps,
+            "encode_ms_per_frame": h.encode_ms_per_frame,
+            "compose_ms_per_frame": h.compose_ms_per_frame,
+            "prompt_to_pixel_ms_p50": h.prompt_to_pixel_ms_p50,
+            "prompt_to_pixel_ms_p95": h.prompt_to_pixel_ms_p95,
+            "prompts": len(b.latencies_ms),
+            "preview_frames": page.frames if page is not None else None,
+            "chat_messages": show.audience.counts.get("messages", 0),
+            "rss_mb_start": first.rss_mb if first else None,
+            "rss_mb_end": last.rss_mb if last else None,
+            "rss_total_mb_start": first.rss_total_mb if first else None,
+            "rss_total_mb_end": last.rss_total_mb if last else None,
+            "fds_start_end": [first.fds, last.fds] if first else None,
+            "threads_start_end": [first.threads, last.threads] if first else None,
+            "cpu_count": os.cpu_count(),
+            "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        }
+
+
+def _sample(proc: psutil.Process, t: float, fps: float, stats, preset: str) -> Sample:
+    rss = proc.memory_info().rss
+    total = rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return Sample(t=round(t, 2), rss_mb=round(rss / 2**20, 1), rss_total_mb=round(total / 2**20, 1),
+                  fds=proc.num_fds(), threads=proc.num_threads(), fps=round(fps, 2), sent=stats.sent,
+                  skipped=stats.skipped, late=stats.late, preset=preset)
+
+
+def _drift_ms(path: Path, wall: float, fps: int) -> float | None:
+    """How far the stream's own clock (its last video timestamp plus one
+    frame) is from the wall-clock time it was on air, read back from the file."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            last = max(float(p.pts * p.time_base) for p in c.demux(v) if p.pts is not None)
+    except (OSError, ValueError, av.error.FFmpegError):
+        return None
+    return round((last + 1 / fps - wall) * 1000, 1)
+
+
+# -- our encoder against the ffmpeg command line ------------------------------------------
 
 def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> dict:
     """CPU seconds to encode the same frames: our PyAV encoder vs the ffmpeg CLI."""
@@ -108,87 +327,22 @@ def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> 
     }
 
 
-def _busy_round():
-    """A voting round with four candidates, so the overlay is drawn in full."""
-    from .audience.events import Audience
+def run_bench(settings: Settings, *, seconds: float, compare_ffmpeg: bool = True, progress: bool = True,
+              preview: bool = True, prompt_every_s: float = 4.0, chat_per_s: float = 0.0,
+              samples_to: Path | None = None) -> dict:
+    live = LiveShow(settings, seconds, preview=preview, prompt_every_s=prompt_every_s,
+                    chat_per_s=chat_per_s, progress=progress)
+    result = live.run()
+    if samples_to is not None:
+        samples_to.write_text("\n".join(json.dumps(x.__dict__) for x in live.samples) + "\n")
+    if compare_ffmpeg:
+        from .broadcast.pipeline import encoder_settings
+        from .world.sketch import SketchWorld
 
-    audience = Audience.from_settings(load_settings(), embeddings=False)
-    ideas = ["a dragon circles the mountain", "a thunderstorm rolls in at dusk",
-             "a hot air balloon festival over the valley", "the northern lights over a frozen lake"]
-    for i, idea in enumerate(ideas):
-        audience.chat("twitch", f"viewer{i}", f"!p {idea}")
-    return audience
-
-
-def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = "meadow",
-              compare_ffmpeg: bool = True, progress: bool = True, steer_every_s: float = 3.0) -> dict:
-    proc = psutil.Process(os.getpid())
-    with _progress(progress) as bar:
-        task = bar.add_task("world alone", total=None)
-        alone = _generator_alone(preset, size, fps)
-        bar.remove_task(task)
-
-        spec = resolve_world(preset)
-        world = _world(preset, size, fps)
-        tmp = tempfile.mkdtemp(prefix="streambot-bench-")
-        enc_settings = EncoderSettings(size=size, fps=fps)
-        encoder = Encoder(enc_settings)
-        out = Output(str(Path(tmp) / "bench.flv"), encoder.stream_info)
-        out.open()
-        compositor = Compositor(size)
-        b = Broadcast(world, encoder, [out], compositor, Soundtrack(seed=1), fps=fps,
-                      max_frames=round(seconds * fps))
-        director = Director(world, spec, beat_interval_s=1e9)
-        director.begin()
-        audience = _busy_round()
-        b.start()
-        task = bar.add_task(f"streaming {seconds:.0f} s", total=seconds)
-        t0 = time.monotonic()
-        rss_start = None
-        next_steer = t0 + steer_every_s
-        k = 0
-        while not b.wait(0.1):
-            now = time.monotonic()
-            if rss_start is None and now - t0 > min(10.0, seconds / 4):
-                rss_start = proc.memory_info().rss / 2**20  # after warm-up
-            if now >= next_steer:
-                director.submit(PROMPTS[k % len(PROMPTS)], source="audience", user="bench")
-                audience.chat("twitch", f"voter{k}", f"!vote {1 + k % 4}")
-                k += 1
-                next_steer += steer_every_s
-            # The overlay as on air: candidates with votes, a countdown ticking every second.
-            compositor.set_state(build_overlay_state(audience.snapshot(), director.on_air, spec.title))
-            bar.update(task, completed=min(seconds, now - t0))
-        wall = time.monotonic() - t0
-        rss_end = proc.memory_info().rss / 2**20
-        h = b.health()
-        b.stop()
+        # The same raw frames (the world's own, before scaling) for both encoders.
+        world = SketchWorld(embedder=None)
+        world.start(resolve_world(settings.world.preset), settings.stream.dimensions, settings.stream.fps, seed=1)
+        frames = [world.render().image for _ in range(min(300, settings.stream.fps * 10))]
         world.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        result = {
-            "seconds": seconds,
-            "size": f"{size[0]}x{size[1]}",
-            "world_native_size": f"{world.frame_size[0]}x{world.frame_size[1]}",
-            "output_fps": round(h.ticks / wall, 2),
-            "frames": h.ticks,
-            "generator_fps": h.generator_fps,
-            "generator_fps_alone": round(alone, 1),
-            "encode_ms_per_frame": h.encode_ms_per_frame,
-            "compose_ms_per_frame": h.compose_ms_per_frame,
-            "late_frames": h.late_frames,
-            "repeated_frames": h.repeated_frames,
-            "prompt_to_pixel_ms_p50": h.prompt_to_pixel_ms_p50,
-            "prompt_to_pixel_ms_p95": h.prompt_to_pixel_ms_p95,
-            "prompts": len(b.latencies_ms),
-            "rss_mb_start": round(rss_start or rss_end, 1),
-            "rss_mb_end": round(rss_end, 1),
-            "cpu_count": os.cpu_count(),
-        }
-        if compare_ffmpeg:
-            bar.add_task("ffmpeg comparison", total=None)
-            # The same raw frames (the world's own, before scaling) for both encoders.
-            world = _world(preset, size, fps)
-            frames = [world.render().image for _ in range(min(300, fps * 10))]
-            world.close()
-            result["ffmpeg_comparison"] = compare_with_ffmpeg(frames, enc_settings)
+        result["ffmpeg_comparison"] = compare_with_ffmpeg(frames, encoder_settings(settings.stream))
     return result

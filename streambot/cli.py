@@ -281,22 +281,31 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
 @cli.command()
 @click.option("--seconds", type=click.FloatRange(min=1), default=60, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--size", default="1280x720", show_default=True)
-@click.option("--fps", type=int, default=30, show_default=True)
-@click.option("--preset", default="meadow", show_default=True)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Your settings file (TOML).")
+@click.option("--preset", help="A preset name or a custom world .toml file (default: as `run`).")
+@click.option("--world", type=click.Choice(["sketch", "stream", "video"]), help="World backend.")
+@click.option("--size", help="Output size WIDTHxHEIGHT (default: as `run`).")
+@click.option("--fps", type=int, help="Output frames per second (default: as `run`).")
+@click.option("--bitrate", type=int, help="Video bitrate in kbps (default: as `run`).")
+@click.option("--preview/--no-preview", default=True, show_default=True,
+              help="A console page previewing the stream, as a streamer has open.")
+@click.option("--prompt-every", type=click.FloatRange(min=0.5), default=4.0, show_default=True,
+              help="Seconds between prompts typed in the terminal (local chat).")
+@click.option("--chat-rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Chat messages a second through the audience, as an adapter delivers them.")
+@click.option("--samples", type=click.Path(path_type=Path), help="Write one JSON line a second (RSS, fps, ...).")
 @click.option("--compare-ffmpeg/--no-compare-ffmpeg", default=True, show_default=True,
               help="Also time the ffmpeg command line on the same frames.")
-def bench(seconds, as_json, size, fps, preset, compare_ffmpeg) -> None:
-    """Run the real pipeline for N seconds and report its figures."""
+def bench(seconds, as_json, config_file, preset, world, size, fps, bitrate, preview, prompt_every, chat_rate,
+          samples, compare_ffmpeg) -> None:
+    """Run what `streambot run` runs for N seconds (console previewing, prompts
+    typed every few seconds) and report its figures."""
     from .bench import run_bench
 
     setup_logging("warning")
-    try:
-        w, h = parse_size(size)
-    except ValueError as e:
-        fail(f"--size: {e}.")
-    result = run_bench(seconds=seconds, size=(w, h), fps=fps, preset=preset,
-                       compare_ffmpeg=compare_ffmpeg, progress=not as_json)
+    settings = _settings(config_file, size, fps, bitrate, world, preset)
+    result = run_bench(settings, seconds=seconds, compare_ffmpeg=compare_ffmpeg, progress=not as_json,
+                       preview=preview, prompt_every_s=prompt_every, chat_per_s=chat_rate, samples_to=samples)
     if as_json:
         click.echo(json.dumps(result))
     else:

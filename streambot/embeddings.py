@@ -129,13 +129,17 @@ class ModelProcess:
         return answer
 
     def close(self) -> None:
-        self._conn.close()
+        """End the process (nothing in it needs saving); a caller waiting on it gets EOFError."""
+        self._proc.terminate()
         self._proc.join(5)
         if self._proc.is_alive():
             self._proc.kill()
+            self._proc.join(5)
+        self._conn.close()
 
 
 _ready = threading.Event()
+_closing = threading.Event()
 _callbacks: list[Callable[[ModelProcess], None]] = []
 _loader: threading.Thread | None = None
 _process: ModelProcess | None = None
@@ -154,10 +158,13 @@ def load_in_background() -> None:
 def _load_and_announce() -> None:
     global _process
     embedder: ModelProcess | None = ModelProcess()
+    with _lock:
+        _process = embedder  # (not ready yet: `loaded()` waits for _ready) so close() can end it
     try:
         embedder.wait_ready()
     except (RuntimeError, EOFError, OSError) as e:
-        log.warning("sentence model unavailable, staying on keyword matching: %s", e)
+        if not _closing.is_set():
+            log.warning("sentence model unavailable, staying on keyword matching: %s", e)
         embedder.close()
         embedder = None
     with _lock:
@@ -187,3 +194,21 @@ def when_ready(callback: Callable[[ModelProcess], None]) -> None:
             return
     if _process is not None:
         callback(_process)
+
+
+def close() -> None:
+    """End the background model's process (the show is over); a later
+    `load_in_background()` starts a new one."""
+    global _process, _loader
+    _closing.set()
+    with _lock:
+        process, loader = _process, _loader
+    if process is not None:
+        process.close()
+    if loader is not None:
+        loader.join(10)  # it notices the closed process and stops
+    with _lock:
+        _process, _loader = None, None
+        _callbacks.clear()
+        _ready.clear()
+        _closing.clear()

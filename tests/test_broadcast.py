@@ -13,10 +13,8 @@ import pytest
 
 from streambot.broadcast.audio import Soundtrack
 from streambot.broadcast.compositor import Compositor
-from streambot.broadcast.encoder import Encoder, EncoderSettings
-from streambot.broadcast.outputs import Output
-from streambot.broadcast.pipeline import Broadcast
-from streambot.config import resolve_world
+from streambot.broadcast.pipeline import open_broadcast
+from streambot.config import StreamSettings, resolve_world
 from streambot.world.base import Direction
 
 from .conftest import ROOT, run_cli
@@ -58,11 +56,9 @@ def _broadcast_to_file(path, preset="meadow", seconds=9.0, steer_at=3.0, prompt=
     fps = 30
     world = SketchWorld()
     world.start(resolve_world(preset), size, fps, seed=3)
-    encoder = Encoder(EncoderSettings(size=size, fps=fps, bitrate_kbps=3000))
-    out = Output(str(path), encoder.stream_info)
-    out.open()
-    b = Broadcast(world, encoder, [out], Compositor(size), Soundtrack(), fps=fps,
-                  max_frames=round(seconds * fps))
+    stream = StreamSettings(size=f"{size[0]}x{size[1]}", fps=fps, bitrate_kbps=3000)
+    b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(),
+                       max_frames=round(seconds * fps))
     b.start()
     steered = False
     while not b.wait(0.01):
@@ -146,10 +142,9 @@ def test_an_output_reconnects_after_the_server_drops(rtmp_server, tmp_path):
     fps, size = 30, (640, 360)
     world = SketchWorld()
     world.start(resolve_world("meadow"), size, fps)
-    encoder = Encoder(EncoderSettings(size=size, fps=fps, bitrate_kbps=1500))
-    out = Output(rtmp_server.url("again"), encoder.stream_info, reconnect_max_s=1.0)
-    out.open()
-    b = Broadcast(world, encoder, [out], Compositor(size), Soundtrack(), fps=fps)
+    stream = StreamSettings(size="640x360", fps=fps, bitrate_kbps=1500, reconnect_max_s=1.0)
+    b = open_broadcast(world, stream, [rtmp_server.url("again")], Compositor(size), Soundtrack())
+    (out,) = b.outputs
     b.start()
     try:
         time.sleep(3)

@@ -349,18 +349,14 @@ def test_benchmark_blend_is_within_budget():
 
 def _stream_to_file(path, compositor, seconds=2.0, size=(640, 360)):
     from streambot.broadcast.audio import Silence
-    from streambot.broadcast.encoder import Encoder, EncoderSettings
-    from streambot.broadcast.outputs import Output
-    from streambot.broadcast.pipeline import Broadcast
-    from streambot.config import resolve_world
+    from streambot.broadcast.pipeline import open_broadcast
+    from streambot.config import StreamSettings, resolve_world
     from streambot.world.sketch import SketchWorld
 
     world = SketchWorld()
     world.start(resolve_world("meadow"), size, 15, seed=1)
-    encoder = Encoder(EncoderSettings(size=size, fps=15, bitrate_kbps=3000))
-    out = Output(str(path), encoder.stream_info)
-    out.open()
-    b = Broadcast(world, encoder, [out], compositor, Silence(), fps=15, max_frames=round(seconds * 15))
+    stream = StreamSettings(size=f"{size[0]}x{size[1]}", fps=15, bitrate_kbps=3000)
+    b = open_broadcast(world, stream, [str(path)], compositor, Silence(), max_frames=round(seconds * 15))
     b.start()
     b.wait(60)
     health = b.health()
