@@ -30,6 +30,26 @@ from .world.base import World, WorldError, WorldSpec
 log = logging.getLogger(__name__)
 
 
+def bound_native_heap(mmap_threshold: int = 1 << 20) -> bool:
+    """Keep the process's C heap from creeping up over a long broadcast.
+
+    Every tick allocates and frees a few large buffers (the world's RGB frame,
+    the YUV frame, encoder and preview buffers) from several threads. glibc
+    raises its mmap threshold each time such a buffer is freed, after which
+    they come from the per-thread heaps instead, which fragment: resident
+    memory grew by about 0.8 MB a minute. A fixed threshold (which also stops
+    the adjustment) keeps every buffer of a megabyte or more in its own
+    mapping, handed back to the system when freed. False where this is not glibc."""
+    import ctypes
+
+    M_MMAP_THRESHOLD = -3
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold))
+    except (OSError, AttributeError):
+        return False
+
+
 def build_world(settings: Settings) -> World:
     """The world backend named in the settings (heavy imports only when chosen)."""
     backend = settings.world.backend
@@ -83,6 +103,7 @@ class Show:
         by side."""
         s = self.settings.stream
         size = s.dimensions
+        bound_native_heap()
         # 1. the outputs must be valid and reachable before anything starts
         targets = [resolve_output(t, self.options.secrets) for t in self.options.outputs]
         if not targets:

@@ -121,6 +121,7 @@ class LiveShow:
     preview: bool = True
     prompt_every_s: float = 4.0
     chat_per_s: float = 0.0
+    chat: list = field(default_factory=list)  # (Viewer, text) pairs replayed through the audience
     sample_every_s: float = 1.0
     progress: bool = False
     samples: list[Sample] = field(default_factory=list)
@@ -161,7 +162,7 @@ class LiveShow:
 
     async def _on_air(self, show, chat: Path, proc: psutil.Process) -> None:
         tasks = [asyncio.create_task(self._watch(show, chat, proc))]
-        if self.chat_per_s > 0:
+        if self.chat_per_s > 0 and self.chat:
             tasks.append(asyncio.create_task(self._chat(show)))
         try:
             await show.run()
@@ -200,13 +201,10 @@ class LiveShow:
                 await asyncio.sleep(0.05)
 
     async def _chat(self, show) -> None:
-        """Chat as an adapter delivers it, `chat_per_s` messages a second."""
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-        from bench_chat import make_messages
-
+        """Chat as an adapter delivers it: `chat` over and over, `chat_per_s` a second."""
         from .audience.events import ChatMessage
 
-        messages = make_messages(20_000, seed=7)
+        messages = self.chat
         burst = max(1, round(self.chat_per_s / 20))
         i = 0
         while True:
@@ -328,10 +326,8 @@ def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> 
 
 
 def run_bench(settings: Settings, *, seconds: float, compare_ffmpeg: bool = True, progress: bool = True,
-              preview: bool = True, prompt_every_s: float = 4.0, chat_per_s: float = 0.0,
-              samples_to: Path | None = None) -> dict:
-    live = LiveShow(settings, seconds, preview=preview, prompt_every_s=prompt_every_s,
-                    chat_per_s=chat_per_s, progress=progress)
+              preview: bool = True, prompt_every_s: float = 4.0, samples_to: Path | None = None) -> dict:
+    live = LiveShow(settings, seconds, preview=preview, prompt_every_s=prompt_every_s, progress=progress)
     result = live.run()
     if samples_to is not None:
         samples_to.write_text("\n".join(json.dumps(x.__dict__) for x in live.samples) + "\n")

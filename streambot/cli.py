@@ -291,12 +291,10 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
               help="A console page previewing the stream, as a streamer has open.")
 @click.option("--prompt-every", type=click.FloatRange(min=0.5), default=4.0, show_default=True,
               help="Seconds between prompts typed in the terminal (local chat).")
-@click.option("--chat-rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Chat messages a second through the audience, as an adapter delivers them.")
 @click.option("--samples", type=click.Path(path_type=Path), help="Write one JSON line a second (RSS, fps, ...).")
 @click.option("--compare-ffmpeg/--no-compare-ffmpeg", default=True, show_default=True,
               help="Also time the ffmpeg command line on the same frames.")
-def bench(seconds, as_json, config_file, preset, world, size, fps, bitrate, preview, prompt_every, chat_rate,
+def bench(seconds, as_json, config_file, preset, world, size, fps, bitrate, preview, prompt_every,
           samples, compare_ffmpeg) -> None:
     """Run what `streambot run` runs for N seconds (console previewing, prompts
     typed every few seconds) and report its figures."""
@@ -305,7 +303,7 @@ def bench(seconds, as_json, config_file, preset, world, size, fps, bitrate, prev
     setup_logging("warning")
     settings = _settings(config_file, size, fps, bitrate, world, preset)
     result = run_bench(settings, seconds=seconds, compare_ffmpeg=compare_ffmpeg, progress=not as_json,
-                       preview=preview, prompt_every_s=prompt_every, chat_per_s=chat_rate, samples_to=samples)
+                       preview=preview, prompt_every_s=prompt_every, samples_to=samples)
     if as_json:
         click.echo(json.dumps(result))
     else:

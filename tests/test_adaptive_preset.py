@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 
@@ -102,7 +103,7 @@ class FakeTime:
 
 def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_path, caplog):
     """A real pipeline (sketch world, compositor, x264, a file output) on an
-    injected clock: for 10 s each tick costs 1.3 frame periods (the machine
+    injected clock: for 6 s each tick costs 1.3 frame periods (the machine
     cannot keep up), then 0.2. The clock skips and counts, the encoder steps
     to superfast and back to veryfast, keyframes stay exactly every 2 s of
     presentation time, and the console's health shows it all."""
@@ -115,14 +116,16 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     world.start(resolve_world("meadow"), size, FPS)
     stream = StreamSettings(size="320x180", bitrate_kbps=800)
     path = tmp_path / "lag.flv"
-    b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=40 * FPS,
+    b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=24 * FPS,
                        now=ft.now, sleep=ft.sleep)
     show = SimpleNamespace(broadcast=b, adapter_states=dict)
     seen = {}
 
     def lag(index, video):
-        lagging = index < 10 * FPS
+        lagging = index < 6 * FPS
         ft.t += (1.3 if lagging else 0.2) / FPS
+        if index == 3 * FPS:
+            ft.t += 2.0  # and once a long stall (a swap storm, say): 60 slots pass
         h = views.health(show, views.System())
         if lagging and h["encoder"]["preset"] != "veryfast":
             seen.setdefault("down", (index, h))
@@ -132,31 +135,35 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     b.frame_observer = lag
     b.start()
     try:
-        assert b.wait(120)
+        assert b.wait(900)  # a hang guard, not a time bound: the clock is fake
     finally:
         h = b.health()
         b.stop()
         world.close()
-    assert h.ticks == 40 * FPS
-    assert h.skipped_frames > 2 * FPS and h.skipped_frames + b.clock.stats.sent == h.ticks
+    assert h.ticks == 24 * FPS
+    assert h.skipped_frames > FPS and h.skipped_frames + b.clock.stats.sent == h.ticks
     down_at, panel = seen["down"]
     assert panel["encoder"] == {"preset": "superfast", "configured": "veryfast", "changes": 1,
                                 "busy": panel["encoder"]["busy"]}
     assert panel["skipped_frames"] > 0 and panel["encoder"]["busy"] > 0.85
-    assert down_at < 10 * FPS
+    assert down_at < 6 * FPS
     up_at, panel = seen["up"]
-    assert up_at > 20 * FPS and panel["encoder"]["changes"] == 2  # 10 s of calm first
+    assert up_at > 16 * FPS and panel["encoder"]["changes"] == 2  # 10 s of calm first
     assert (h.encoder_preset, h.encoder_preset_changes) == ("veryfast", 2)
     assert any("veryfast -> superfast (encoding lagged)" in r.getMessage() for r in caplog.records)
     # What a viewer's player gets: one valid stream, a keyframe on the first
     # frame at or past every 2 s of presentation time though frames were
     # skipped (the cadence never drifts), timestamps on the wall clock.
     p = probe(path)
-    firsts = [min(t for t in p.video_dts if t >= 2.0 * k - 0.001) for k in range(20)]
+    firsts = [min(t for t in p.video_dts if t >= 2.0 * k - 0.001) for k in range(12)]
     assert p.keyframe_times == pytest.approx(firsts, abs=0.001)
     steps = np.diff(p.video_dts)
     assert steps.min() >= 0.032 and steps.max() > 0.06  # gaps where slots were skipped
-    assert p.video_dts[-1] == pytest.approx(40.0 - 1 / FPS, abs=0.04)
+    assert p.video_dts[-1] == pytest.approx(24.0 - 1 / FPS, abs=0.04)
+    # The sound never skips: every slot has its samples (silence across the long stall).
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert samples == pytest.approx(24.0 * 48_000, abs=2048)
     decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
                              capture_output=True, text=True)
     assert decoded.returncode == 0 and decoded.stderr == "", decoded.stderr[:500]

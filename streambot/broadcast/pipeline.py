@@ -31,6 +31,8 @@ from .outputs import Output
 
 log = logging.getLogger(__name__)
 
+MAX_AUDIO_CATCH_UP = AUDIO_RATE // 4  # samples of score after skipped ticks; beyond that, silence
+
 
 @dataclass
 class Health:
@@ -170,10 +172,15 @@ class Broadcast:
                     self._latency_ms.append((time.monotonic() - steered) * 1000)
             self._last_generation = frame.generation
         self._send(packets, "video")
-        # 4. the sound of this tick and of any skipped before it: audio never skips
+        # 4. the sound of this tick and of any skipped before it: audio never skips.
+        # After a long stall the gap is silence, not seconds of score rendered at
+        # once (that would cost the next ticks their time, and memory).
         n = (index + 1) * AUDIO_RATE // self.fps - self._audio_from * AUDIO_RATE // self.fps
         self._audio_from = index + 1
-        audio = self.soundtrack.render(n, self.world.ambience())
+        gap = max(0, n - MAX_AUDIO_CATCH_UP)
+        if gap:
+            self._send(self.encoder.encode_audio(np.zeros((2, gap), np.float32)), "audio")
+        audio = self.soundtrack.render(n - gap, self.world.ambience())
         self._send(self.encoder.encode_audio(audio), "audio")
         if self.frame_observer is not None:
             self.frame_observer(index, video)
