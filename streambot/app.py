@@ -13,6 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from . import embeddings
 from .audience.events import Audience
 from .audience.local import LocalChat
 from .broadcast.audio import Silence, Soundtrack
@@ -144,6 +145,7 @@ class Show:
             compositor.close()
             self.store.close()
             self.world.close()
+            embeddings.close()  # the model's process started in step 2
             raise
         for out in self.broadcast.outputs:
             log.info("streaming to %s", mask_url(out.target))
@@ -332,6 +334,4 @@ class Show:
             if self.broadcast.clock.error is not None:
                 log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
         self.world.close()
-        from . import embeddings
-
         embeddings.close()

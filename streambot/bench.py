@@ -219,6 +219,7 @@ class LiveShow:
         h = b.health()
         st = b.clock.stats
         wall = st.tick_times[-1] - st.started if st.tick_times else 0.0
+        last_tick_at = st.last_sent_at - st.started
         warm = [x for x in self.samples if x.t >= min(60.0, self.seconds / 4)]
         first, last = (warm[0], warm[-1]) if warm else (None, None)
         return {
@@ -235,7 +236,7 @@ class LiveShow:
             "skipped_frames": h.skipped_frames,
             "repeated_frames": h.repeated_frames,
             "late_plus_skipped_pct": round(100 * (h.late_frames + h.skipped_frames) / max(1, h.ticks), 3),
-            "drift_ms": _drift_ms(out, wall, st.fps),
+            "drift_ms": _drift_ms(out, last_tick_at),
             "generator_fps": h.generator_fps,
             "encode_ms_per_frame": h.encode_ms_per_frame,
             "compose_ms_per_frame": h.compose_ms_per_frame,
@@ -268,9 +269,10 @@ def _sample(proc: psutil.Process, t: float, fps: float, stats, preset: str) -> S
                   skipped=stats.skipped, late=stats.late, preset=preset)
 
 
-def _drift_ms(path: Path, wall: float, fps: int) -> float | None:
-    """How far the stream's own clock (its last video timestamp plus one
-    frame) is from the wall-clock time it was on air, read back from the file."""
+def _drift_ms(path: Path, last_tick_at: float) -> float | None:
+    """How far the stream's own clock is from the wall clock at the end: the
+    last video timestamp in the file, read back, against the wall-clock time
+    (since the first tick) at which that frame's tick began."""
     import av
 
     try:
@@ -279,7 +281,7 @@ def _drift_ms(path: Path, wall: float, fps: int) -> float | None:
             last = max(float(p.pts * p.time_base) for p in c.demux(v) if p.pts is not None)
     except (OSError, ValueError, av.error.FFmpegError):
         return None
-    return round((last + 1 / fps - wall) * 1000, 1)
+    return round((last - last_tick_at) * 1000, 1)
 
 
 # -- our encoder against the ffmpeg command line ------------------------------------------

@@ -265,7 +265,8 @@ async def test_healthz_and_metrics(client):
     text = await r.text()
     for name in ("streambot_output_fps", "streambot_generator_fps", "streambot_late_frames_total",
                  "streambot_repeated_frames_total", "streambot_bitrate_kbps", "streambot_output_up{",
-                 "streambot_output_reconnects_total{", "streambot_off_air", "process_cpu_seconds_total"):
+                 "streambot_output_reconnects_total{", "streambot_off_air", "process_cpu_seconds_total",
+                 "streambot_skipped_frames_total", "streambot_encoder_preset{"):
         assert name in text, name
 
 
@@ -413,8 +414,8 @@ async def test_the_state_socket_pushes_state_health_and_logs(live_client, show):
                 break
     assert {"state", "health", "logs", "timeline", "forced"} <= set(seen)
     h = seen["health"]
-    for key in ("output_fps", "generator_fps", "late_frames", "repeated_frames", "bitrate_kbps", "outputs",
-                "adapters", "prompt_to_pixel_ms", "system"):
+    for key in ("output_fps", "generator_fps", "late_frames", "repeated_frames", "skipped_frames", "encoder",
+                "bitrate_kbps", "outputs", "adapters", "prompt_to_pixel_ms", "system"):
         assert key in h, key
     assert h["system"]["memory_mb"] > 0 and h["outputs"][0]["state"] == "live"
 

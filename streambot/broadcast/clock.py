@@ -94,6 +94,7 @@ class ClockStats:
     repeated: int = 0
     skipped: int = 0
     started: float = 0.0
+    last_sent_at: float = 0.0  # when the last frame sent began its tick
     tick_times: deque = field(default_factory=lambda: deque(maxlen=300))
     sink_ms: deque = field(default_factory=lambda: deque(maxlen=300))
 
@@ -205,6 +206,7 @@ class Clock:
                 if repeated:
                     self.stats.repeated += 1
                 self.last = frame
+                self.stats.last_sent_at = now
                 self.sink(index, frame, repeated)
                 end = self._now()
                 self.stats.sink_ms.append((end - now) * 1000)
