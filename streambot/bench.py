@@ -183,7 +183,7 @@ class LiveShow:
             next_sample = started
             k = 0
             last = (started, 0)
-            while True:
+            while not show.broadcast.clock.done.is_set():  # (not while the show closes)
                 now = time.monotonic()
                 if now >= next_prompt:
                     with chat.open("a") as f:  # the streamer types a prompt
@@ -205,14 +205,17 @@ class LiveShow:
         from .audience.events import ChatMessage
 
         messages = self.chat
-        burst = max(1, round(self.chat_per_s / 20))
+        t0 = time.monotonic()
         i = 0
         while True:
-            for _ in range(burst):
+            # Keep the rate on the wall clock: what is due goes out now, in
+            # slices that leave the loop free for everything else.
+            due = int((time.monotonic() - t0) * self.chat_per_s)
+            for _ in range(min(due - i, 50)):
                 viewer, text = messages[i % len(messages)]
                 show.audience.handle(ChatMessage(viewer, text))
                 i += 1
-            await asyncio.sleep(burst / self.chat_per_s)
+            await asyncio.sleep(0.02)
 
     def _figures(self, show, out: Path, page: PreviewPage | None) -> dict:
         b = show.broadcast

@@ -121,17 +121,25 @@ class ModelProcess:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIM), np.float32)
-        with self._lock:
-            self._conn.send(list(texts))
-            answer = self._conn.recv()
+        try:
+            with self._lock:
+                self._conn.send(list(texts))
+                answer = self._conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError("the sentence model's process has stopped") from None
         if isinstance(answer, str):
             raise RuntimeError(answer)
         return answer
 
-    def close(self) -> None:
-        """End the process (nothing in it needs saving); a caller waiting on it gets EOFError."""
-        self._proc.terminate()
-        self._proc.join(5)
+    def close(self, ready: bool = True) -> None:
+        """End the process: a ready one by closing its pipe (it exits by itself),
+        one still loading at once; a caller waiting on it gets EOFError."""
+        if ready:
+            self._conn.close()
+            self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join(5)
@@ -165,7 +173,7 @@ def _load_and_announce() -> None:
     except (RuntimeError, EOFError, OSError) as e:
         if not _closing.is_set():
             log.warning("sentence model unavailable, staying on keyword matching: %s", e)
-        embedder.close()
+        embedder.close(ready=False)
         embedder = None
     with _lock:
         _process = embedder
@@ -202,9 +210,9 @@ def close() -> None:
     global _process, _loader
     _closing.set()
     with _lock:
-        process, loader = _process, _loader
+        process, loader, ready = _process, _loader, _ready.is_set()
     if process is not None:
-        process.close()
+        process.close(ready)
     if loader is not None:
         loader.join(10)  # it notices the closed process and stops
     with _lock:

@@ -18,7 +18,7 @@ A tick sent within its slot but more than `late_tolerance` of a period after
 its deadline is counted `late`.
 
 Time comes from `now` and `sleep` (time.monotonic and a sleep on the stop
-event by default): tests hand in a fake clock and run hours in milliseconds.
+event by default): tests hand in a fake clock and run minutes of ticks at once.
 """
 from __future__ import annotations
 

@@ -141,9 +141,11 @@ class _MapperWorker:
 def _activations(mapper: SceneMapper, text: str) -> tuple:
     try:
         return mapper.activations(text)
+    except RuntimeError as e:  # the model's process stopped (the show is closing) or refused
+        log.warning("sentence model failed on %r (%s); using keywords", text, e)
     except Exception:  # a broken model must not stop the show: keywords still work
         log.exception("sentence model failed on %r; using keywords", text)
-        return SceneMapper(None).activations(text)
+    return SceneMapper(None).activations(text)
 
 
 class SketchWorld(World):
