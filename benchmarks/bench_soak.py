@@ -56,8 +56,13 @@ def summarise(samples: list[Sample], warmup_s: float, fps_target: int) -> dict:
         "rss_mb_per_min": round((rss1 - rss0) / minutes, 3) if minutes else None,
         "rss_total_mb": [tot0, tot1],
         "rss_total_growth_pct": round(100 * (tot1 - tot0) / tot0, 2),
-        "fds_min_max": [min(s.fds for s in after), max(s.fds for s in after)],
-        "threads_min_max": [min(s.threads for s in after), max(s.threads for s in after)],
+        # steady count (the mode) and range: worker threads come and go around a steady set
+        "fds_mode_min_max": [statistics.mode(s.fds for s in after), min(s.fds for s in after),
+                             max(s.fds for s in after)],
+        "threads_mode_min_max": [statistics.mode(s.threads for s in after), min(s.threads for s in after),
+                                 max(s.threads for s in after)],
+        "fds_first_last": [after[0].fds, after[-1].fds],
+        "threads_first_last": [after[0].threads, after[-1].threads],
         "fps_mean": round(statistics.fmean(fps), 3),
         "fps_p1": round(sorted(fps)[len(fps) // 100], 2),
         "fps_target": fps_target,
@@ -67,15 +72,15 @@ def summarise(samples: list[Sample], warmup_s: float, fps_target: int) -> dict:
     }
 
 
-def plot(samples: list[Sample], path: Path, title: str, warmup_s: float) -> None:
+def plot(samples: list[Sample], path: Path, title: str, warmup_s: float, fps_target: int = 30) -> None:
     """RSS (the broadcast process, and with its children) and output fps over
     time, drawn with PIL (no plotting library needed)."""
     from PIL import Image, ImageDraw, ImageFont
 
     from streambot.broadcast.overlay_text import FONT_DIR
 
-    W, H, L, R, T, GAP = 1200, 760, 90, 30, 50, 60
-    ph = (H - T - GAP - 50) // 2
+    W, H, L, R, T, GAP = 1200, 790, 90, 30, 50, 60
+    ph = (H - T - GAP - 80) // 2
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
     try:
@@ -102,13 +107,13 @@ def plot(samples: list[Sample], path: Path, title: str, warmup_s: float) -> None
             d.text((x - 6, y1 + 8), str(m), fill="black", font=font)
         wx = x0 + (x1 - x0) * warmup_s / 60 / t_end
         d.line([wx, y0, wx, y1], fill=(200, 120, 0))
-        d.text((wx + 4, y0 + 4), "end of warm-up", fill=(200, 120, 0), font=font)
+        d.text((wx + 4, y1 - 24), "end of warm-up", fill=(200, 120, 0), font=font)
         d.text((x0, y0 - 22), label, fill="black", font=font)
         for i, (name, color, ys) in enumerate(series):
             pts = [(x0 + (x1 - x0) * s.t / 60 / t_end, y1 - (y1 - y0) * (min(max(v, lo), hi) - lo) / (hi - lo))
                    for s, v in zip(samples, ys)]
             d.line(pts, fill=color, width=2)
-            d.text((x1 - 330, y0 + 8 + 20 * i), name, fill=color, font=font)
+            d.text((x0 + 10, y0 + 8 + 20 * i), name, fill=color, font=font)
 
     main = [s.rss_mb for s in samples]
     total = [s.rss_total_mb for s in samples]
@@ -116,9 +121,10 @@ def plot(samples: list[Sample], path: Path, title: str, warmup_s: float) -> None
     panel(T + 20, [("RSS, broadcast process (MB)", (20, 90, 200), main),
                    ("RSS, with its child processes (MB)", (120, 60, 160), total)], "memory (MB)", lo, hi)
     fps = [s.fps for s in samples]
-    panel(T + 20 + ph + GAP, [("output fps (frames sent per second)", (0, 140, 60), fps)],
+    panel(T + 20 + ph + GAP, [("output fps (frames sent per second)", (0, 140, 60), fps),
+                              (f"target: {fps_target} fps", (200, 0, 0), [fps_target] * len(samples))],
           "frames per second", 0, max(35.0, max(fps) * 1.05))
-    d.text((W // 2 - 30, H - 24), "minutes on air", fill="black", font=font)
+    d.text((W - R - 110, H - 22), "minutes on air", fill="black", font=font)
     img.save(path)
 
 
@@ -136,12 +142,13 @@ def main() -> None:
                     progress=sys.stderr.isatty())
     figures = live.run()
     summary = summarise(live.samples, a.warmup_min * 60, settings.stream.fps)
+    summary["chat_per_s"] = round(figures["chat_messages"] / figures["seconds"], 1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".json").write_text(json.dumps(
         {"summary": summary, "run": figures, "samples": [s.__dict__ for s in live.samples]}, indent=None))
     plot(live.samples, a.out.with_suffix(".png"),
          f"streambot soak: {a.minutes:.0f} min, chat {a.chat_rate:.0f} msg/s, console previewing, "
-         f"{settings.stream.size} at {settings.stream.fps} fps", a.warmup_min * 60)
+         f"{settings.stream.size} at {settings.stream.fps} fps", a.warmup_min * 60, settings.stream.fps)
     print(json.dumps({"summary": summary, "run": figures}, indent=2))
 
 
