@@ -104,10 +104,11 @@ class VotingSettings(_Section):
     grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0  # votes this late still count (stream delay)
     top_n: Annotated[int, Field(ge=1, le=10)] = 4
     cooldown_rounds: Annotated[int, Field(ge=0, le=50)] = 1
-    # Near-duplicates pool when their sentence embeddings are this close and one's
-    # content words hold the other's; reworded ideas need the second, higher bar.
-    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.7
-    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.9
+    # Near-duplicates pool when their sentence embeddings are this close and the
+    # checks in streambot/pooling.py find no difference; when each prompt has
+    # words the other lacks, the second, higher bar applies.
+    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.5
+    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.78
     pool_embeddings: bool = True
     weights: RoleWeights = RoleWeights()
     anarchy_viewer_interval_s: Annotated[float, Field(ge=0, le=600)] = 15.0
