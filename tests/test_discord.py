@@ -207,7 +207,7 @@ def buttons_of(message: dict) -> list[str]:
 
 async def test_slash_commands_buttons_round_messages_and_resume(fake_discord: FakeDiscord) -> None:
     clock = VirtualClock(0.0)
-    engine = VotingEngine(VotingSettings(round_s=10, grace_s=1), now=0.0)
+    engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=0, grace_s=1), now=0.0)
     audience = Audience(engine, Moderation(ModerationSettings()), clock=clock)
     bot = DiscordBot(audience, DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)],
                                                update_s=1.0), TOKEN)

@@ -180,7 +180,7 @@ async def fake_twitch(monkeypatch):
 async def test_chat_through_eventsub_and_helix(fake_twitch: FakeTwitch, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     clock = VirtualClock(0.0)
-    engine = VotingEngine(VotingSettings(round_s=10, grace_s=1), now=0.0)
+    engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=0, grace_s=1), now=0.0)
     audience = Audience(engine, Moderation(ModerationSettings()), clock=clock)
     chat = TwitchChat(
         audience,

@@ -6,7 +6,8 @@ import pytest
 
 from streambot.audience.events import Viewer
 from streambot.config import RoleWeights, VotingSettings
-from streambot.voting import VotingEngine, content_words
+from streambot.pooling import content_words
+from streambot.voting import VotingEngine
 
 
 def V(name: str, *roles: str) -> Viewer:
@@ -16,6 +17,7 @@ def V(name: str, *roles: str) -> Viewer:
 def engine(**kw) -> VotingEngine:
     approval = kw.pop("approval", False)
     embed = kw.pop("embed", None)
+    kw.setdefault("stream_delay_s", 0)  # these tests time grace_s alone; the delay has its own
     return VotingEngine(VotingSettings(**kw), now=0.0, approval=approval, embed=embed)
 
 
@@ -141,7 +143,7 @@ def test_near_duplicates_pool_by_embedding_and_keep_numbers_stable() -> None:
 def test_substitutions_do_not_pool() -> None:
     assert content_words("cats everywhere") != content_words("dogs everywhere")
     assert content_words("spawn a unicorn") == content_words("add a unicorn")
-    assert content_words("volcano erupts") == content_words("a volcano eruption")
+    assert content_words("the volcano erupts") == content_words("a volcano erupted")
 
 
 def test_top_n_shown_by_votes_with_their_own_numbers() -> None:
@@ -267,7 +269,7 @@ async def test_audience_run_puts_winners_on_air_and_survives_errors(tmp_path) ->
         return t[0]
 
     store = Store(tmp_path / "t.sqlite3", clock=clock)
-    aud = Audience(VotingEngine(VotingSettings(round_s=3, grace_s=0.5), now=0.0, embed=_fake_embed),
+    aud = Audience(VotingEngine(VotingSettings(round_s=3, stream_delay_s=0, grace_s=0.5), now=0.0, embed=_fake_embed),
                    Moderation(ModerationSettings()), store=store, clock=clock)
     aud.chat("twitch", "ann", "!p spawn a dragon")
     aud.chat("twitch", "bob", "!p a dragon")  # pooled by the worker-thread batch
@@ -320,23 +322,50 @@ def test_console_actions_via_the_hub_are_logged(tmp_path) -> None:
     store.close()
 
 
-def test_pool_thresholds_on_labelled_pairs() -> None:
-    """The shipped thresholds, on tests/data/pool_pairs.jsonl: never merge two
-    different ideas, and catch most rewordings of the same one."""
+def test_pooling_goals_on_labelled_pairs() -> None:
+    """tests/data/pool_pairs.jsonl (297 pairs, a third held out): at least 85%
+    of rewordings pooled, and no opposite, negated or role-swapped pair."""
     from pathlib import Path
 
     from streambot.embeddings import get_embedder
-    from streambot.voting import Pooler
+    from streambot.lexicon import WordNet
+    from streambot.pooling import Pooler
 
     embedder = get_embedder()
     if embedder is None:
         pytest.skip("sentence model not installed")
+    lexicon = WordNet.find()
+    assert lexicon is not None, "WordNet is missing: apt-get install wordnet-base (scripts/setup.sh does)"
     rows = [json.loads(x) for x in (Path(__file__).parent / "data" / "pool_pairs.jsonl").read_text().splitlines()]
-    a = embedder.encode([r["a"] for r in rows])
-    b = embedder.encode([r["b"] for r in rows])
+    assert len(rows) >= 200
     s = VotingSettings()
-    pooler = Pooler(embedder.encode, s.pool_threshold, s.pool_threshold_reworded)
-    said = [pooler.same(float(x @ y), content_words(r["a"]), content_words(r["b"])) for r, x, y in zip(rows, a, b)]
-    false_merges = [r for r, m in zip(rows, said) if m and not r["same"]]
-    caught = sum(m for r, m in zip(rows, said) if r["same"]) / sum(r["same"] for r in rows)
-    assert false_merges == [] and caught >= 0.55
+    pooler = Pooler(embedder.encode, lexicon, threshold=s.pool_threshold, reworded=s.pool_threshold_reworded)
+    texts = sorted({r["a"] for r in rows} | {r["b"] for r in rows})
+    prompts = dict(zip(texts, pooler.prepare(texts)))
+    said = [pooler.same(prompts[r["a"]], prompts[r["b"]]) for r in rows]
+    wrongly_pooled = [(r["a"], r["b"]) for r, m in zip(rows, said)
+                      if m and r["kind"] in ("opposite", "negated", "role_swapped")]
+    assert wrongly_pooled == []
+    for split in ("dev", "test"):
+        reworded = [m for r, m in zip(rows, said) if r["same"] and r["split"] == split]
+        assert sum(reworded) / len(reworded) >= 0.85, split
+    others = [m for r, m in zip(rows, said) if not r["same"]]
+    assert sum(others) / len(others) <= 0.05  # different objects and actions: rarely
+
+
+def test_pooler_checks_without_a_model() -> None:
+    """The checks alone (no embeddings): negation, opposites, swapped roles."""
+    from streambot.lexicon import WordNet
+    from streambot.pooling import Pooler, analyse, swapped_roles
+
+    def p(t):
+        return analyse(t, np.ones(3, np.float32) / np.sqrt(3))  # identical vectors: only the checks differ
+
+    pooler = Pooler(lambda texts: np.ones((len(texts), 3)), WordNet.find())
+    assert not pooler.same(p("make it rain"), p("make it stop raining"))
+    assert not pooler.same(p("the dragon can fly"), p("the dragon can't fly"))
+    assert not pooler.same(p("make the cat huge"), p("make the cat tiny"))
+    assert swapped_roles(p("a cat chases a mouse"), p("a mouse chases a cat"))
+    assert not swapped_roles(p("a dragon attacks the castle"), p("the castle is attacked by a dragon"))
+    assert swapped_roles(p("the fox hunts the rabbit"), p("the fox is hunted by the rabbit"))
+    assert pooler.same(p("a dragon attacks the castle"), p("the castle is attacked by a dragon"))

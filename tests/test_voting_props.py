@@ -86,7 +86,7 @@ messages = st.lists(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages, st.sampled_from(["rounds", "anarchy"]))
 def test_chat_storm_keeps_the_rules(msgs, mode) -> None:
-    engine = VotingEngine(VotingSettings(mode=mode, round_s=5, grace_s=1), now=0.0)
+    engine = VotingEngine(VotingSettings(mode=mode, round_s=5, stream_delay_s=2, grace_s=1), now=0.0)
     aud = Audience(engine, Moderation(ModerationSettings(), block_list=MOD.block_list))
     results = []
     aud.subscribe(results.append)
