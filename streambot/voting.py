@@ -137,7 +137,7 @@ class RoundResult:
     ballots: tuple[Ballot, ...] = ()  # the final vote of each viewer
 
     def to_json(self) -> dict:
-        """The replay's line: round, mode, winner, candidates (text, votes, users), blocked, skipped."""
+        """The replay's line: round, mode, winner and who is credited, candidates (text, votes, users), blocked, skipped."""
         def num(v: float) -> float | int:
             return int(v) if float(v).is_integer() else round(v, 3)
 
@@ -145,6 +145,7 @@ class RoundResult:
             "round": self.round,
             "mode": self.mode,
             "winner": self.winner.text if self.winner else None,
+            "by": self.winner.user if self.winner else None,
             "candidates": [
                 {"text": c.text, "votes": num(c.votes), "users": list(c.users)}
                 for c in self.candidates
@@ -281,6 +282,8 @@ class VotingEngine:
                     out.append(self._anarchy_result(w, now))
                 return out + self._mode_meter(now)
             out += self._mode_meter(now)
+            if self.mode != "rounds":  # chat just chose anarchy
+                return out
             while True:
                 if self.closing is not None and now >= self.closing.closes + self.late_s:
                     out.append(self._finish(self.closing, self.closing.closes + self.late_s))
