@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import secrets
 from .world.base import WorldSpec
@@ -101,25 +101,36 @@ class RoleWeights(_Section):
 class VotingSettings(_Section):
     mode: Literal["rounds", "anarchy"] = "rounds"
     round_s: Annotated[float, Field(ge=3, le=120)] = 10.0
-    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0  # votes this late still count (stream delay)
+    # Viewers see the stream this late (Twitch: about 2 s with low latency, 5 s or
+    # more with normal latency); chat needs `grace_s` more to type and arrive.
+    # Votes for a round count until stream_delay_s + grace_s after its end.
+    stream_delay_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0
     top_n: Annotated[int, Field(ge=1, le=10)] = 4
     cooldown_rounds: Annotated[int, Field(ge=0, le=50)] = 1
-    # Near-duplicates pool when their sentence embeddings are this close and one's
-    # content words hold the other's; reworded ideas need the second, higher bar.
-    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.7
-    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.9
+    # Near-duplicates pool when their sentence embeddings are this close and the
+    # checks in streambot/pooling.py find no difference; when each prompt has
+    # words the other lacks, the second, higher bar applies.
+    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.5
+    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.78
     pool_embeddings: bool = True
     weights: RoleWeights = RoleWeights()
     anarchy_viewer_interval_s: Annotated[float, Field(ge=0, le=600)] = 15.0
     anarchy_global_interval_s: Annotated[float, Field(ge=0, le=60)] = 3.0
+    # Chat switches between rounds (democracy) and anarchy with !anarchy / !democracy.
+    mode_vote: bool = False
+    mode_vote_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.75  # share of recent mode votes
+    mode_vote_min_voters: Annotated[int, Field(ge=1, le=100_000)] = 5  # on the winning side
+    mode_vote_window_s: Annotated[float, Field(ge=5, le=3600)] = 60.0  # a mode vote counts this long
+    mode_vote_cooldown_s: Annotated[float, Field(ge=0, le=86400)] = 120.0  # between two switches
     timeline: str = ""  # SQLite file; empty: $XDG_DATA_HOME/streambot/timeline.sqlite3
 
-    @field_validator("grace_s")
-    @classmethod
-    def _grace(cls, v: float, info) -> float:
-        if v >= info.data.get("round_s", 10.0):
-            raise ValueError("must be shorter than round_s")
-        return v
+    @model_validator(mode="after")
+    def _late_votes(self) -> VotingSettings:
+        if self.stream_delay_s + self.grace_s >= self.round_s:
+            raise ValueError(f"round_s ({self.round_s:g} s) must be longer than stream_delay_s + grace_s "
+                             f"({self.stream_delay_s + self.grace_s:g} s): votes for a round count that long after it")
+        return self
 
 
 class ModerationSettings(_Section):

@@ -315,6 +315,9 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     await ok("POST", "/api/round-length", json={"seconds": 45})
     assert aud.snapshot().round_s == 45
     assert (await act(client, "POST", "/api/round-length", csrf, json={"seconds": 2})).status == 400
+    r = await act(client, "POST", "/api/round-length", csrf, json={"seconds": 5})  # votes count 7 s after a round
+    assert r.status == 400 and "stream delay" in (await r.json())["error"]
+    assert out["state"]["meter"] is None  # chat's mode vote is off by default
     await ok("POST", "/api/story", json={"paused": True})
     assert show.director.story_paused
     await ok("POST", "/api/story", json={"paused": False})

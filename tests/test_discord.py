@@ -44,7 +44,7 @@ async def fake_discord(monkeypatch):
 
 def show(clock: VirtualClock, round_s: float = 10, grace_s: float = 1, store: Store | None = None,
          **voting) -> Audience:
-    engine = VotingEngine(VotingSettings(round_s=round_s, grace_s=grace_s, **voting), now=clock.t)
+    engine = VotingEngine(VotingSettings(round_s=round_s, grace_s=grace_s, stream_delay_s=0, **voting), now=clock.t)
     return Audience(engine, Moderation(ModerationSettings(new_viewer_wait_s=0)), store=store, clock=clock)
 
 
@@ -135,7 +135,7 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
         assert disabled_of(closed) == [True, True]
         assert [c["style"] for row in closed["components"] for c in row["components"]] == [3, 1]  # winner green
         raced = await fake_discord.button(ws2, ann, "streambot:vote:1:1", stale)  # a click that raced the edit
-        assert await fake_discord.reply(raced) == "That round is over; vote in the new one."
+        assert await fake_discord.reply(raced) == "#1 was in the last round; vote for one of this round's ideas."
         await until(lambda: len(fake_discord.messages) == 2)  # round 2's message
         assert f"<t:{WALL0 + 20}:R>" in fake_discord.posts[-1]["content"]
 

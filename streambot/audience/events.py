@@ -149,14 +149,16 @@ class Audience:
         from ..voting import VotingEngine
         from .moderation import Moderation
 
-        embed = None
+        embed = lexicon = None
         if embeddings and settings.voting.pool_embeddings:
             from ..embeddings import get_embedder
+            from ..lexicon import WordNet
 
             embedder = get_embedder()
             embed = embedder.encode if embedder is not None else None
+            lexicon = WordNet.find()
         engine = VotingEngine(
-            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed
+            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed, lexicon=lexicon
         )
         return cls(engine, Moderation(settings.moderation), store=store, clock=clock)
 
@@ -180,6 +182,10 @@ class Audience:
                 event = PromptEvent(viewer, cmd.text, id=event.id)
             elif cmd.kind == "vote":
                 event = VoteEvent(viewer, cmd.number, id=event.id)
+            elif cmd.kind == "mode":
+                if self.moderation.is_banned(viewer):
+                    return NONE
+                return self._mode_vote(viewer, cmd.text, now)
             elif cmd.kind in MODERATOR_KINDS:
                 event = ModEvent(viewer, cmd.kind, cmd.text)  # type: ignore[arg-type]
             elif cmd.kind == "help":
@@ -206,7 +212,19 @@ class Audience:
             return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
         if out.status == "closed":
             return Reply("rejected", "That round is over; vote in the new one.")
+        if out.status == "stale":
+            when = "the last round" if out.round == self.engine.current.number - 1 else f"round {out.round}"
+            return Reply("unknown", f"#{event.number} was in {when}; vote for one of this round's ideas.")
         return Reply("unknown", f"There is no #{event.number} this round.")
+
+    def _mode_vote(self, viewer: Viewer, mode: str, now: float) -> Reply:
+        out = self.engine.mode_vote(viewer, mode, now)  # type: ignore[arg-type]
+        if out.status == "mode_vote":
+            self.counts["votes"] += 1
+            return Reply("voted", f"Your vote for {'anarchy' if mode == 'anarchy' else 'democracy'} counts.")
+        if out.status == "locked":
+            return Reply("rejected", _REJECTED["locked"])
+        return Reply("rejected", "The mode is the streamer's choice here.")
 
     def _prompt(self, event: PromptEvent, now: float) -> Reply:
         verdict = self.moderation.check_prompt(event.viewer, event.text, now)
@@ -243,7 +261,7 @@ class Audience:
         elif event.action == "unban":
             self.unban(event.target, actor=actor, platform=viewer.platform, now=now)
         elif event.action == "skip":
-            self.skip_round(actor=actor, now=now)
+            self.skip_round(actor=actor, now=now, as_seen=True)
         else:
             self.lock(actor=actor, locked=event.action == "lock", now=now)
         return Reply("done", f"Done: {event.action} {event.target}".strip())
@@ -297,6 +315,9 @@ class Audience:
         now = self.clock() if now is None else now
         results = self.engine.tick(now)
         self._publish(results)
+        for switch in self.engine.take_switches():
+            self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
+                                      f"{switch.democracy} democracy)")
         winners = [r.winner for r in results if r.winner is not None]
         if winners:
             self.on_air_text = winners[-1].text
@@ -324,7 +345,8 @@ class Audience:
         s = self.snapshot(now)
         on = f"Now: {self.on_air_text}." if self.on_air_text else "The world is telling its own story."
         if s.mode == "anarchy":
-            return f"{on} Anarchy mode: every !p goes on air."
+            back = " !democracy to vote for rounds again." if s.meter is not None else ""
+            return f"{on} Anarchy mode: every !p goes on air.{back}"
         return f"{on} Round {s.round}, {s.time_left:.0f}s left."
 
     async def run(self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1,
@@ -377,10 +399,13 @@ class Audience:
         if self.store is not None:
             self.store.log_action(actor, action, detail)
 
-    def skip_round(self, *, actor: str, now: float | None = None) -> None:
+    def skip_round(self, *, actor: str, now: float | None = None, as_seen: bool = False) -> None:
+        """End the round with no winner: the one under way, or (`as_seen`: a
+        moderator in chat) the one viewers see on the delayed stream."""
         now = self.clock() if now is None else now
-        self._publish(self.engine.skip(now))
-        self._log(actor, "skip")
+        results = self.engine.skip(now, as_seen=as_seen)
+        self._publish(results)
+        self._log(actor, "skip", ",".join(f"round {r.round}" for r in results))
 
     def approve(self, candidate_id: int, *, actor: str) -> bool:
         view = self.engine.approve(candidate_id, approved=True)

@@ -21,7 +21,9 @@ from . import views
 from .core import body, console_of, error, principal_of, reply
 from .routes import _obj, openapi, route
 
-STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches."}
+STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches, "
+                                          "and `meter`: chat's vote between anarchy and democracy (null unless "
+                                          "voting.mode_vote is on)."}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated frames, bitrate, destinations, chat adapters, "
                                            "prompt-to-pixel latency, CPU and GPU memory."}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
@@ -249,7 +251,10 @@ def _save_custom_world(text: str) -> str:
        body=RoundLengthBody, response=ACTION, tag="controls")
 async def round_length(request: web.Request) -> web.Response:
     b = await body(request, RoundLengthBody)
-    console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+    try:
+        console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+    except ValueError as e:  # shorter than the stream delay and grace
+        raise error(400, f"seconds: {e}") from None
     return _done(request, "round_length")
 
 

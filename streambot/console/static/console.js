@@ -122,11 +122,27 @@
     $("voters").textContent = String(r.voters);
     $("ideas").textContent = String(r.total_candidates);
     if (!lengthTouched) { $("length").value = String(Math.round(r.round_s)); $("length-out").textContent = `${Math.round(r.round_s)} s`; }
+    renderMeter(s.meter, r.mode);
     renderCandidates(s);
     renderPending(s.pending || []);
     $("last-winner").textContent = s.last ? `Last winner (round ${s.last.round}): “${s.last.text}” by ${s.last.user}` : "";
     renderBans(s.bans || []);
     tickCountdown();
+  }
+
+  // chat's vote between the modes: anarchy's share from the left, the two thresholds marked
+  function renderMeter(m, mode) {
+    $("mode-meter").hidden = !m;
+    if (!m) return;
+    const share = m.share == null ? 0.5 : m.share;
+    $("meter-fill").style.width = `${Math.round(share * 100)}%`;
+    $("meter-fill").parentElement.setAttribute("aria-valuenow", String(Math.round(share * 100)));
+    $("meter-to-anarchy").style.left = `${Math.round(m.threshold * 100)}%`;
+    $("meter-to-democracy").style.left = `${Math.round((1 - m.threshold) * 100)}%`;
+    $("meter-anarchy").textContent = String(m.anarchy);
+    $("meter-democracy").textContent = String(m.democracy);
+    const need = `${Math.round(m.threshold * 100)}% and ${m.min_voters} viewers to switch`;
+    $("meter-note").textContent = m.cooldown_left_s > 0 ? `switch possible in ${Math.ceil(m.cooldown_left_s)} s` : need;
   }
 
   function setChecked(id, on) {
