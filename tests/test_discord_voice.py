@@ -174,3 +174,101 @@ async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transc
     (c,) = audience.snapshot().candidates
     assert c.author == "ann" and c.platform == "discord"
     assert "patrol" in c.text and "soldier" in c.text
+
+
+# -- the Cog against the local Discord fake: voice messages, /listen and /leave ---------------------
+
+from discord.gateway import DiscordWebSocket  # noqa: E402
+from discord.http import Route  # noqa: E402
+import yarl  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from streambot.audience.discord_bot import DiscordBot  # noqa: E402
+from streambot.config import DiscordSettings, VoiceSettings  # noqa: E402
+
+from .localserver import until  # noqa: E402
+from .speech import write_audio  # noqa: E402
+from .test_discord import GUILD, MOD_ROLE, TOKEN, FakeDiscord, iso  # noqa: E402
+
+VOICE_MESSAGE_FLAG = 1 << 13
+
+
+class FakeDiscordWithCdn(FakeDiscord):
+    """The fake, plus a CDN route serving attachments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, bytes] = {}
+        self.app.router.add_get("/cdn/{name}", self.cdn)
+
+    async def cdn(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.files[request.match_info["name"]], content_type="audio/ogg")
+
+    async def voice_message(self, ws, who: dict, name: str, data: bytes, seconds: float) -> None:
+        self.files[name] = data
+        url = f"http://127.0.0.1:{self.port}/cdn/{name}"
+        mid = str(next(self.ids))
+        await self.dispatch(ws, "MESSAGE_CREATE", {
+            "id": mid, "channel_id": CHANNEL, "guild_id": GUILD, "author": who, "content": "", "timestamp": iso(),
+            "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
+            "embeds": [], "pinned": False, "type": 0, "flags": VOICE_MESSAGE_FLAG, "components": [],
+            "member": {"roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False, "mute": False,
+                       "flags": 0},
+            "attachments": [{"id": str(next(self.ids)), "filename": "voice-message.ogg", "size": len(data),
+                             "url": url, "proxy_url": url, "content_type": "audio/ogg", "duration_secs": seconds,
+                             "waveform": "AAAAAAAAAAAA"}],
+        })
+
+
+@pytest.fixture
+async def fake_discord_cdn(monkeypatch):
+    server = FakeDiscordWithCdn()
+    await server.start()
+    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/api/v10")
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{server.port}/gw"))
+    yield server
+    await server.stop()
+
+
+@needs_espeak
+async def test_voice_messages_and_listen_through_the_bot(fake_discord_cdn, tmp_path, transcriber):
+    fake = fake_discord_cdn
+    engine = VotingEngine(VotingSettings(round_s=60, grace_s=1, pool_embeddings=False), now=0.0)
+    audience = Audience(engine, Moderation(ModerationSettings()), clock=lambda: 1.0)
+    voice_settings = VoiceSettings(discord_voice_messages=True)
+    service = VoiceService(VoiceWorker(transcriber.transcribe, warm_up=False), audience, settings=voice_settings)
+    service.bind(asyncio.get_running_loop())
+    bot = DiscordBot(audience, DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)],
+                                               update_s=30), TOKEN, voice=service)
+    task = asyncio.create_task(bot.run())
+    ann, boss = user("11", "ann"), user("14", "boss")
+    try:
+        await fake.wait_sockets(1)
+        await until(lambda: bot.state == "live")
+        _, commands = fake.synced[0]
+        assert {"listen", "leave"} <= {c["name"] for c in commands}
+        ws = fake.sockets[0]
+        # a voice message, Opus in Ogg as Discord records them
+        clip = write_audio(speak("prompt: a patrol finds the soldier", tmp_path), tmp_path / "vm.ogg")
+        await fake.voice_message(ws, ann, "vm.ogg", clip.read_bytes(), 3.0)
+        await until(lambda: any("Your idea is #1" in m["content"] for m in fake.messages.values()), 120)
+        (c,) = audience.snapshot().candidates
+        assert c.author == "ann" and "patrol" in c.text
+        reply = next(m for m in fake.messages.values() if "Your idea is #1" in m["content"])
+        assert reply["content"].startswith('Heard "')
+        # a voice message that is not audio: one sentence back
+        await fake.voice_message(ws, ann, "junk.ogg", b"OggS" + bytes(100), 1.0)
+        await until(lambda: any("could not be decoded" in m["content"] or "not audio" in m["content"]
+                                for m in fake.messages.values()), 60)
+        # /listen and /leave: moderators only; a moderator outside a voice channel is told what to do
+        for who, name, roles in ((ann, "listen", []), (boss, "listen", [MOD_ROLE]), (boss, "leave", [MOD_ROLE])):
+            # guild commands: Discord names the guild in the command data
+            await fake.interaction(ws, who, roles, 2, {"id": "1", "name": name, "type": 1, "guild_id": GUILD})
+        await until(lambda: len(fake.responses) == 3)
+        assert [r["data"]["content"] for r in fake.responses] == [
+            "Only moderators can do that.", "Join a voice channel first (or set [voice] discord_channels).",
+            "I am not in a voice channel here."]
+    finally:
+        await bot.close()
+        await asyncio.wait_for(task, 10)
+        service.close()

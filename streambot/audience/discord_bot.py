@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from .. import secrets as secret_store
 from ..config import DiscordSettings
@@ -96,15 +97,18 @@ def render_result(audience: Audience, round_no: int) -> str:
             f"by {w.user} ({w.votes:g} votes)")
 
 
-class _Client(discord.Client):
+class _Client(commands.Bot):  # a Bot for its Cogs (voice); slash commands only, no prefix commands
     def __init__(self, bot: DiscordBot, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(command_prefix=commands.when_mentioned, help_command=None, **kwargs)
         self.streambot = bot
-        self.tree = app_commands.CommandTree(self)
         bot.add_commands(self.tree)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(VoteButton)
+        if self.streambot.voice is not None:
+            from .discord_voice import add_voice
+
+            await add_voice(self, self.streambot.voice, self.streambot.voice.settings, self.streambot.settings)
         await self.streambot.sync_commands(self)
 
     async def on_ready(self) -> None:
@@ -132,13 +136,14 @@ class _RoundMessage:
 class DiscordBot:
     platform = "discord"
 
-    def __init__(self, audience: Audience, settings: DiscordSettings, token: str) -> None:
+    def __init__(self, audience: Audience, settings: DiscordSettings, token: str, voice: Any = None) -> None:
         if not token:
             raise ValueError("no Discord bot token: set STREAMBOT_DISCORD_TOKEN (see the README).")
         secret_store.register(token)
         self.audience = audience
         self.settings = settings
         self.token = token
+        self.voice = voice  # a VoiceService: /listen, /leave and voice messages
         self.state = "idle"
         self.resumes = 0
         self.client: _Client | None = None
@@ -149,6 +154,10 @@ class DiscordBot:
     def make_client(self) -> _Client:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; no privileged intents needed
+        if self.voice is not None:
+            from .discord_voice import voice_intents
+
+            voice_intents(intents, self.voice.settings)
         return _Client(self, intents=intents)
 
     async def run(self) -> None:
