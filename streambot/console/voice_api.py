@@ -50,6 +50,26 @@ async def _clip(request: web.Request, limit: int) -> bytes:
     return bytes(data)
 
 
+@route("GET", "/api/voice", access="viewer", tag="voice",
+       summary="Is voice ready: the speech model, and Discord voice receive, one sentence each.",
+       response=_obj(("ready", "model", "discord"), ready={"type": "boolean"}, model={"type": "string"},
+                     discord={"type": "string"}))
+async def voice_status(request: web.Request) -> web.Response:
+    from ..audience.voice import discord_voice_note, model_note
+
+    show = console_of(request).show
+    settings = show.settings.voice
+    service = getattr(show, "voice", None)
+    if not settings.enabled:
+        model = "Voice commands are off ([voice] enabled = false)."
+    else:
+        ok, model = await asyncio.to_thread(model_note, settings.model)
+        if ok and service is None:
+            model = "Voice commands are off: the speech model did not load (see the log)."
+    _, discord = await asyncio.to_thread(discord_voice_note)
+    return reply({"ready": service is not None, "model": model[0].upper() + model[1:], "discord": discord})
+
+
 @route("POST", "/api/voice", access="admin", tag="voice",
        summary="Transcribe a push-to-talk clip (the raw audio as the body); the command waits for a confirm.",
        response=HEARD)
