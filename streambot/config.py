@@ -163,7 +163,7 @@ class VoiceSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "default"  # int8 on CPU, float16 on a GPU
     cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
-    beam_size: Annotated[int, Field(ge=1, le=10)] = 1
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
     language: str = "en"
     wake: Annotated[str, Field(min_length=2, max_length=40)] = "prompt"  # "prompt: a patrol finds the soldier"
     queue: Annotated[int, Field(ge=1, le=200)] = 8  # utterances waiting; beyond, the oldest are dropped

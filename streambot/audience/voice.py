@@ -324,19 +324,40 @@ def _device(device: str) -> str:
 
 
 class Transcriber:
-    """faster-whisper around one loaded model; `transcribe` is blocking (a worker calls it)."""
+    """faster-whisper around one loaded model; `transcribe` is blocking (a worker calls it).
 
-    def __init__(self, model: Any, *, language: str = "en", beam_size: int = 1, hotwords: str | None = None,
+    faster-whisper pads every clip to Whisper's 30 s window, and the encoder's
+    cost is the window's, not the clip's. A spoken command is a few seconds,
+    so a clip that fits is trimmed to its speech (Silero VAD) and encoded in a
+    window of max(10 s, speech + 1 s): a third of the work or less. Windows
+    shorter than 10 s make tiny.en repeat itself ("vote 21 vote 21 ..."), so
+    10 s is the floor, and the decoder may write at most a few tokens per
+    second of speech. Longer recordings go through faster-whisper's own loop.
+    """
+
+    MIN_WINDOW_S = 10
+    MAX_WINDOW_S = 30
+
+    def __init__(self, model: Any, *, language: str = "en", beam_size: int = 5, hotwords: str | None = None,
                  device: str = "cpu") -> None:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+        from faster_whisper.vad import VadOptions
+
         self.model = model
         self.language = language
         self.beam_size = beam_size
         self.hotwords = hotwords
         self.device = device
+        self.tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                                   language=language)
+        self._suppress = get_suppressed_tokens(self.tokenizer, [-1])
+        self._prompt = model.get_prompt(self.tokenizer, [], without_timestamps=True, hotwords=hotwords)
+        self._vad = VadOptions(min_silence_duration_ms=1000, speech_pad_ms=200)
 
     @classmethod
     def load(cls, name: str = "", *, device: str = "auto", compute_type: str = "default", cpu_threads: int = 2,
-             language: str = "en", beam_size: int = 1, wake: str = "prompt") -> Transcriber:
+             language: str = "en", beam_size: int = 5, wake: str = "prompt") -> Transcriber:
         from faster_whisper import WhisperModel
 
         path = resolve_model(name)
@@ -356,11 +377,42 @@ class Transcriber:
                         language=s.language, beam_size=s.beam_size, wake=s.wake)
 
     def transcribe(self, audio: np.ndarray) -> str:
+        if audio.size <= (self.MAX_WINDOW_S - 1) * SAMPLE_RATE:
+            return self._short(audio)
         segments, _ = self.model.transcribe(
             audio, language=self.language, beam_size=self.beam_size, without_timestamps=True,
             condition_on_previous_text=False, vad_filter=True, hotwords=self.hotwords,
         )
         return " ".join(s.text.strip() for s in segments).strip()
+
+    def _short(self, audio: np.ndarray) -> str:
+        from faster_whisper.transcribe import get_ctranslate2_storage
+        from faster_whisper.vad import get_speech_timestamps
+
+        # 1. the speech only: silence, noise and music before and after are not Whisper's to guess at
+        speech = get_speech_timestamps(audio, self._vad, sampling_rate=SAMPLE_RATE)
+        if not speech:
+            return ""
+        # a moment of silence first: tiny.en drops a first word that starts the window
+        lead = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+        audio = np.concatenate([lead, audio[speech[0]["start"]:speech[-1]["end"]]])
+        seconds = audio.size / SAMPLE_RATE
+        # 2. a window that fits it, padded with silence as faster-whisper pads its 30 s
+        window = min(self.MAX_WINDOW_S, max(self.MIN_WINDOW_S, int(np.ceil(seconds + 1.0))))
+        audio = np.pad(audio, (0, window * SAMPLE_RATE - audio.size))
+        frames = window * SAMPLE_RATE // self.model.feature_extractor.hop_length
+        features = self.model.feature_extractor(audio)[:, :frames]
+        # 3. one greedy (or beam) decode, as faster-whisper's own loop does for one window
+        result = self.model.model.generate(
+            get_ctranslate2_storage(np.ascontiguousarray(features[None], dtype=np.float32)), [self._prompt],
+            beam_size=self.beam_size, max_length=int(12 + 6 * seconds), return_scores=True,
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > 0.6 and avg_logprob < -1.0:  # faster-whisper's own no-speech rule
+            return ""
+        return self.tokenizer.decode(tokens).strip()
 
 
 def hotwords_for(wake: str) -> str:
