@@ -11,6 +11,7 @@ import struct
 import threading
 
 import av
+import davey
 import discord
 import nacl.secret
 import numpy as np
@@ -25,6 +26,7 @@ from streambot.audience.voice import Transcriber, VoiceService, VoiceWorker, dis
 from streambot.config import ModerationSettings, VotingSettings
 from streambot.voting import VotingEngine
 
+from .dave_peer import VoiceServer
 from .speech import needs_espeak, speak
 from .test_discord import CHANNEL, GUILD_DATA, user
 
@@ -135,10 +137,28 @@ def transcriber():
     return Transcriber.load()
 
 
+def test_two_local_davey_sessions_agree_on_keys():
+    bot, ann = davey.DaveSession(1, 901, 250), davey.DaveSession(1, ANN_ID, 250)
+    VoiceServer(250).call(bot, ann)
+    assert bot.ready and ann.ready and bot.epoch == ann.epoch == 1
+    frame = b"\x78" + bytes(range(60))
+    sealed = ann.encrypt_opus(frame)
+    assert sealed.endswith(DAVE_MAGIC) and frame not in sealed
+    assert open_dave(bot, 1, ANN_ID, sealed) == frame
+    assert open_dave(bot, 1, 12, sealed) is None  # not ann's key: dropped, never decoded as Opus
+
+
 @needs_espeak
-async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transcriber):
+@pytest.mark.parametrize("dave", [False, True], ids=["transport only", "DAVE"])
+async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transcriber, dave):
     said = speak("prompt: a patrol finds the soldier", tmp_path)
     packets = opus_packets(np.concatenate([said, np.zeros(4000, np.float32)]))
+    bot_session = None
+    if dave:  # the speaker's client encrypts every frame end to end; the bot holds the group's keys
+        bot_session, ann_session = davey.DaveSession(1, 901, 250), davey.DaveSession(1, ANN_ID, 250)
+        VoiceServer(250).call(bot_session, ann_session)
+        packets = [ann_session.encrypt_opus(p) for p in packets]
+        assert all(p.endswith(DAVE_MAGIC) for p in packets)
     key = os.urandom(32)
     box = nacl.secret.Aead(key)
     engine = VotingEngine(VotingSettings(round_s=60, grace_s=1, pool_embeddings=False), now=0.0)
@@ -146,7 +166,7 @@ async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transc
     service = VoiceService(VoiceWorker(transcriber.transcribe, warm_up=False), audience)
     loop = asyncio.get_running_loop()
     service.bind(loop)
-    vc = voice_client(key)
+    vc = voice_client(key, bot_session, 1 if dave else 0)
     done = asyncio.Event()
     utterances = []
 
@@ -169,6 +189,10 @@ async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transc
         sink.cleanup()
         service.close()
     assert sink.counts["unattributed"] == 0 and sink.counts["undecryptable"] == 0
+    if dave:
+        assert sink.counts["decrypted"] >= len(packets) - 3  # every speech frame, give or take a late one
+    else:
+        assert sink.counts["decrypted"] == 0
     (utterance,) = utterances
     assert abs(utterance.size - said.size) < 0.6 * 16_000
     (c,) = audience.snapshot().candidates
