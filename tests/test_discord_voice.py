@@ -2,13 +2,15 @@
 wrapped as RTP with transport encryption (aead_xchacha20_poly1305_rtpsize, the
 mode discord.py 2.7 negotiates), fed through discord-ext-voice-recv's real
 reader and router into `VoiceSink`, transcribed by the bundled model, and into
-the round attributed to the speaker."""
+the round attributed to the speaker; once as transport encryption only, once
+end-to-end encrypted (DAVE) by the speaker's own davey session, keyed by a
+test-side voice server (tests/dave_peer.py). Then the Cog in the bot against
+the local Discord fake: voice messages from its CDN, /listen and /leave."""
 from __future__ import annotations
 
 import asyncio
 import os
 import struct
-import threading
 
 import av
 import davey
@@ -16,19 +18,25 @@ import discord
 import nacl.secret
 import numpy as np
 import pytest
+import yarl
+from aiohttp import web
 from discord.ext import voice_recv
 from discord.ext.voice_recv.reader import AudioReader
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
 
+from streambot.audience.discord_bot import DiscordBot
 from streambot.audience.discord_receive import DAVE_MAGIC, OPUS_SILENCE, VoiceSink, open_dave
 from streambot.audience.events import Audience, Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.voice import Transcriber, VoiceService, VoiceWorker, discord_voice_note
-from streambot.config import ModerationSettings, VotingSettings
+from streambot.config import DiscordSettings, ModerationSettings, VoiceSettings, VotingSettings
 from streambot.voting import VotingEngine
 
 from .dave_peer import VoiceServer
-from .speech import needs_espeak, speak
-from .test_discord import CHANNEL, GUILD_DATA, user
+from .localserver import until
+from .speech import needs_espeak, speak, write_audio
+from .test_discord import CHANNEL, GUILD, GUILD_DATA, MOD_ROLE, TOKEN, FakeDiscord, iso, user
 
 SSRC, ANN_ID = 4242, 11
 MODE = "aead_xchacha20_poly1305_rtpsize"
@@ -201,18 +209,6 @@ async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transc
 
 
 # -- the Cog against the local Discord fake: voice messages, /listen and /leave ---------------------
-
-from discord.gateway import DiscordWebSocket  # noqa: E402
-from discord.http import Route  # noqa: E402
-import yarl  # noqa: E402
-from aiohttp import web  # noqa: E402
-
-from streambot.audience.discord_bot import DiscordBot  # noqa: E402
-from streambot.config import DiscordSettings, VoiceSettings  # noqa: E402
-
-from .localserver import until  # noqa: E402
-from .speech import write_audio  # noqa: E402
-from .test_discord import GUILD, MOD_ROLE, TOKEN, FakeDiscord, iso  # noqa: E402
 
 VOICE_MESSAGE_FLAG = 1 << 13
 

@@ -21,7 +21,7 @@ from streambot.config import ModerationSettings, VotingSettings
 from streambot.voting import VotingEngine
 
 from .conftest import run_cli
-from .speech import commands_table, music, needs_espeak, noise, silence, speak, speak_file, write_audio
+from .speech import commands_table, music, needs_espeak, noise, silence, speak, write_audio
 
 # -- the grammar -------------------------------------------------------------------------------
 
