@@ -277,3 +277,13 @@ async def _until(pred):
 
 def test_spoken_command_as_json():
     assert SpokenCommand("vote to", "vote", 2).as_dict() == {"text": "vote to", "command": "vote", "argument": 2}
+
+
+def test_check_says_whether_voice_is_ready(tmp_path, cli_env):
+    r = run_cli(["check", "--output", str(tmp_path / "out.flv")], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "ok: voice commands are ready: the speech model (the bundled tiny.en) is on this machine." in r.stdout
+    (tmp_path / "my.toml").write_text('[voice]\nmodel = "/nowhere/whisper"\n')
+    r = run_cli(["check", "--output", str(tmp_path / "out.flv"), "--config", str(tmp_path / "my.toml")], cli_env)
+    assert r.returncode == 1
+    assert "problem: [voice] model '/nowhere/whisper' is not a folder with a faster-whisper model.bin in it." in r.stderr
