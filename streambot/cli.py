@@ -311,6 +311,9 @@ def _register_optional() -> None:
         return
     cli.add_command(replay)
     cli.add_command(timeline)
+    from .cli_voice import transcribe
+
+    cli.add_command(transcribe)
 
 
 _register_optional()

