@@ -42,9 +42,13 @@ def build_world(settings: Settings) -> World:
         from .world.stream import create_world
 
         return create_world(settings.world.stream)
+    if backend == "video":
+        from .world.video import create_world as create_video_world
+
+        return create_video_world(settings.world.video)
     raise WorldError(
         f"The '{backend}' world backend is not part of this version; use --world sketch "
-        "(any CPU) or --world stream (one GPU)."
+        "(any CPU), --world stream (one GPU) or --world video (one large GPU)."
     )
 
 
