@@ -22,9 +22,10 @@ incrementally: a chunk's keys are computed attending to exactly the chunks the
 model's cache pass would show it, except that the full chunk before the newest
 one was computed when its predecessor was still at full resolution, and the
 keys of kept chunks were computed while dropped ones were still there (the
-rolling-cache staleness Self-Forcing and LongLive also accept). The defaults
-(1 sink + 4 window + 2 full + 1 new chunk = 21 latent frames) are exactly the
-longest context the checkpoint was trained on.
+rolling-cache staleness Self-Forcing and LongLive also accept). With the
+defaults (a 1-frame sink chunk, 3 window and 2 full chunks of 3 frames, and the
+new one: 19 latent frames) every chunk sees exactly the layout the checkpoint's
+81-frame training videos show their 7th chunk.
 
 Keys are stored before the rotary embedding and rotated when the view is
 packed, with positions counted from the start of the window: positions are
@@ -269,7 +270,8 @@ class VideoEngine:
         self.sigmas = [float(x) for x in sched.sigmas]
         self.train_steps = float(sched.config.num_train_timesteps)
         # 4. noise, the decoder, the first prompt
-        self.generator = torch.Generator(device=dev).manual_seed(seed)
+        # (the meta device, shapes only, is how benchmarks/video_flops.py counts this loop)
+        self.generator = None if dev.type == "meta" else torch.Generator(device=dev).manual_seed(seed)
         self.decoder = StreamingDecoder(m.vae)
         self.cond = self.encode_prompt(prompt)
         self._prepared = True

@@ -125,11 +125,12 @@ def random_models(
     seed: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    transformer: dict | None = None,
 ) -> VideoModels:
     """The real diffusers/transformers classes with random weights, from configs.
 
     size: "tiny" (tests, CPU) or "full" (the 1.3B model's real shapes, with the
-    XXL text encoder: GPU benchmarks).
+    XXL text encoder: GPU benchmarks). `transformer` overrides config values.
     """
     from diffusers import AnyFlowFARTransformer3DModel, AutoencoderKLWan, FlowMapEulerDiscreteScheduler
     from transformers import UMT5Config, UMT5EncoderModel
@@ -141,7 +142,8 @@ def random_models(
     full = size == "full"
     te_cfg = dict(UMT5_XXL if full else TINY_TEXT_ENCODER, vocab_size=len(tokenizer))
     with torch.device(device):
-        transformer = AnyFlowFARTransformer3DModel(**(ANYFLOW_FAR_1_3B if full else TINY_TRANSFORMER))
+        tr_cfg = {**(ANYFLOW_FAR_1_3B if full else TINY_TRANSFORMER), **(transformer or {})}
+        model = AnyFlowFARTransformer3DModel(**tr_cfg)
         vae = AutoencoderKLWan(**(WAN_VAE if full else TINY_VAE))
         text_encoder = UMT5EncoderModel(UMT5Config(**te_cfg))
 
@@ -149,7 +151,7 @@ def random_models(
         return module.eval() if dtype == torch.float32 else module.to(dtype).eval()
 
     return VideoModels(
-        transformer=cast(transformer),
+        transformer=cast(model),
         vae=cast(vae),
         text_encoder=cast(text_encoder),
         tokenizer=tokenizer,

@@ -29,7 +29,7 @@ class VideoWorldSettings(BaseModel):
     steps: Annotated[int, Field(ge=1, le=50)] = 4  # flow-map steps per chunk; the checkpoint is any-step
     chunk_frames: Annotated[int, Field(ge=1, le=8)] = 3  # latent frames per chunk (3 is what FAR was trained on)
     sink_chunks: Annotated[int, Field(ge=0, le=4)] = 1  # the first chunks, kept for ever as attention sinks
-    window_chunks: Annotated[int, Field(ge=0, le=32)] = 4  # older chunks kept (compressed) besides the sink
+    window_chunks: Annotated[int, Field(ge=0, le=32)] = 3  # older chunks kept (compressed) besides the sink
     recache_on_switch: bool = True  # a new prompt rebuilds the cache over the window under it (LongLive)
     max_sequence_length: Annotated[int, Field(ge=8, le=512)] = 512
     prompt_cache_size: Annotated[int, Field(ge=1, le=10_000)] = 64
