@@ -48,14 +48,26 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def loop_overhead(chunks: int, resolution: str) -> dict:
-    models = random_models("tiny", tokenizer_dir=tempfile.mkdtemp())
+def steady_engine(resolution: str, layers: int = 2) -> VideoEngine:
+    models = random_models("tiny", tokenizer_dir=tempfile.mkdtemp(), transformer={"num_layers": layers})
     settings = VideoWorldSettings(resolution=resolution, device="cpu", max_sequence_length=16)
     engine = VideoEngine(models, settings, device=torch.device("cpu"))
     engine.prepare("a wide green valley", 0)
     fill = 1 + settings.sink_chunks + settings.window_chunks + engine.full_slots
     for _ in range(fill):  # steady state: the window is full
         engine.decode(engine.next_chunk())
+    return engine
+
+
+def ops_per_chunk(engine: VideoEngine) -> int:
+    with OpCounter() as ops:
+        engine.next_chunk()
+    return ops.ops
+
+
+def loop_overhead(chunks: int, resolution: str) -> dict:
+    engine = steady_engine(resolution)
+    settings = engine.settings
     loop_ms, decode_ms = [], []
     for _ in range(chunks):
         t = time.perf_counter()
@@ -73,8 +85,12 @@ def loop_overhead(chunks: int, resolution: str) -> dict:
     t = time.perf_counter()
     engine.set_prompt("a storm over the sea")  # a new prompt: UMT5 (tiny) + the re-cache
     switch_ms = (time.perf_counter() - t) * 1e3
+    # tensor ops grow with the blocks (identical): count with 1 and 2, extrapolate to the real 30
+    one = ops_per_chunk(steady_engine(resolution, layers=1))
+    two = ops_per_chunk(steady_engine(resolution, layers=2))
     loop_ms.sort()
     return {
+        "ops_per_chunk_30_blocks": one + 29 * (two - one),
         "resolution": resolution,
         "steps": settings.steps,
         "chunk_loop_ms_p50": statistics.median(loop_ms),
@@ -184,6 +200,8 @@ def main() -> int:
           f"p50 {lo['chunk_loop_ms_p50']:.1f} ms, p95 {lo['chunk_loop_ms_p95']:.1f} ms; decode {lo['decode_ms_p50']:.1f} ms; "
           f"{lo['passes_per_chunk']} passes, {lo['ops_per_chunk']} tensor ops ({lo['ops_per_pass']:.0f} a pass), "
           f"decode {lo['decode_ops_per_chunk']} ops; a prompt switch {lo['prompt_switch_ms']:.1f} ms")
+    print(f"with the real model's 30 blocks: {lo['ops_per_chunk_30_blocks']} tensor ops a chunk "
+          f"(at 5 us a kernel launch: {lo['ops_per_chunk_30_blocks'] * 5e-3:.0f} ms of launches)")
     print(f"cross-fade per tick at 832x480: {result['pacer']['blend_ms_p50_832x480']:.2f} ms")
     print("| model speed | buffer | judder (spread) | longest still (ticks) | playback fps |")
     print("| ---: | --- | ---: | ---: | ---: |")
