@@ -43,8 +43,13 @@ def build_world(settings: Settings) -> World:
 
         return create_world(settings.world.stream)
     if backend == "video":
-        from .world.video import create_world as create_video_world
-
+        try:
+            from .world.video import create_world as create_video_world
+        except ImportError as e:  # diffusers missing, or older than AnyFlow-FAR (0.42)
+            raise WorldError(
+                f"The 'video' world needs diffusers 0.42 or newer and transformers ({e.name or e} is missing): "
+                "pip install -U 'streambot[gpu]'."
+            ) from None
         return create_video_world(settings.world.video)
     raise WorldError(
         f"The '{backend}' world backend is not part of this version; use --world sketch "

@@ -51,6 +51,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+from diffusers.models.transformers.transformer_anyflow_far import AnyFlowCausalAttnProcessor, apply_rotary_emb
 
 from .base import WorldError
 from .video_models import VideoModels, needed_gib, not_enough_memory_message
@@ -124,9 +127,6 @@ class RollingCacheAttention:
         if not isinstance(kv_cache, LayerCache):
             kw = {} if kv_cache is None else {"kv_cache": kv_cache, "kv_cache_flag": kv_cache_flag}
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kw)
-        from diffusers.models.attention_dispatch import dispatch_attention_fn
-        from diffusers.models.transformers.transformer_anyflow_far import apply_rotary_emb
-
         cache, p = kv_cache, kv_cache_flag
         dtype = hidden_states.dtype
         # RMSNorm upcasts; back to the compute dtype, as the stock processor does
@@ -166,8 +166,6 @@ class StreamingDecoder:
     between chunks: the same pictures as decoding the whole video at once."""
 
     def __init__(self, vae) -> None:
-        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
-
         if getattr(vae.config, "patch_size", None) is not None:
             raise WorldError("The video world needs the Wan 2.1 VAE; this VAE packs patches (Wan 2.2), which it does not decode.")
         self.vae = vae
@@ -246,8 +244,6 @@ class VideoEngine:
         # 1. models on the device
         for module in (m.transformer, m.vae, m.text_encoder):
             module.to(dev)
-        from diffusers.models.transformers.transformer_anyflow_far import AnyFlowCausalAttnProcessor
-
         for block in self.tr.blocks:
             current = block.attn1.processor
             if not isinstance(current, RollingCacheAttention):
