@@ -42,9 +42,18 @@ def build_world(settings: Settings) -> World:
         from .world.stream import create_world
 
         return create_world(settings.world.stream)
+    if backend == "video":
+        try:
+            from .world.video import create_world as create_video_world
+        except ImportError as e:  # diffusers missing, or older than AnyFlow-FAR (0.42)
+            raise WorldError(
+                f"The 'video' world needs diffusers 0.42 or newer and transformers ({e.name or e} is missing): "
+                "pip install -U 'streambot[gpu]'."
+            ) from None
+        return create_video_world(settings.world.video)
     raise WorldError(
         f"The '{backend}' world backend is not part of this version; use --world sketch "
-        "(any CPU) or --world stream (one GPU)."
+        "(any CPU), --world stream (one GPU) or --world video (one large GPU)."
     )
 
 

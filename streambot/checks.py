@@ -28,7 +28,43 @@ def _gpu_problems(settings) -> list[str]:
     if backend == "stream":
         problems.extend(_stream_weight_problems(table))
     elif backend == "video":
-        problems.append("The 'video' world backend is not part of this version; use sketch or stream.")
+        problems.extend(_video_problems(table, torch))
+    return problems
+
+
+def _video_problems(table: dict, torch) -> list[str]:
+    """Does this machine have what the video world needs? (Weights looked up offline.)"""
+    try:
+        import diffusers
+        from .world.base import WorldError
+        from .world.stream_models import resolve_folder
+        from .world.video_models import needed_gib
+        from .world.video_settings import parse_video_settings
+    except ImportError as e:
+        return [f"The 'video' world needs diffusers and transformers ({e.name} is missing): "
+                "pip install 'streambot[gpu]'."]
+    if not hasattr(diffusers, "AnyFlowFARPipeline"):
+        return [f"The 'video' world needs diffusers 0.42 or newer for AnyFlow-FAR (this is {diffusers.__version__}): "
+                "pip install -U 'streambot[gpu]'."]
+    try:
+        s = parse_video_settings(table)
+    except ConfigError as e:
+        return [str(e)]
+    problems = []
+    try:
+        resolve_folder(s.model, offline=True, cache_dir=s.cache_dir)
+    except WorldError as e:
+        a_path = s.model.startswith((".", "/", "~"))
+        problems.append(str(e) if s.offline or a_path else (
+            f"The weights for {s.model!r} are not on this machine yet; the first run downloads "
+            "them from the Hugging Face hub (over 10 GB), or set model to a local folder."))
+    if s.device != "cpu" and torch.cuda.is_available():
+        device = torch.device("cuda" if s.device == "auto" else s.device)
+        free = torch.cuda.mem_get_info(device)[0] / 2**30
+        need = needed_gib(torch.float32 if s.dtype == "float32" else torch.bfloat16)
+        if free < need:
+            problems.append(f"The 'video' world needs about {need:.0f} GiB of GPU memory and {device} has "
+                            f"{free:.1f} GiB free; lower resolution or window_chunks in [world.video].")
     return problems
 
 

@@ -60,7 +60,7 @@ class Broadcast:
         self.compositor = compositor
         self.soundtrack = soundtrack
         self.fps = fps
-        self.runner = WorldRunner(world)
+        self.runner = WorldRunner(world, fps=fps)
         self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames)
         self.frame_observer = frame_observer  # e.g. the console's preview
         self._encode_ms: deque[float] = deque(maxlen=300)

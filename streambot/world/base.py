@@ -59,6 +59,16 @@ class Frame:
     generation: int  # the steer generation this frame was rendered under
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How a world that renders in bursts (a chunk of frames at a time) wants them played
+    out: the broadcast spreads them evenly at `source_fps` (see broadcast/pacer.py)."""
+
+    source_fps: float  # the frame rate the world's motion is made for
+    chunk_frames: int  # frames that arrive together
+    blend: bool = True  # between two frames, cross-fade (True) or show the nearest (False)
+
+
 @dataclass
 class _Steer:
     generation: int
@@ -125,6 +135,10 @@ class World(ABC):
 
     def ambience(self) -> Ambience:
         return Ambience()
+
+    def pacing(self) -> Pacing | None:
+        """None: one frame per render, each shown once. Chunked worlds say how to pace them."""
+        return None
 
     def close(self) -> None:
         """Release resources. Safe to call twice."""
