@@ -8,7 +8,7 @@ does not jump; the leveller after it does the rest. Tracks overlap by
 `crossfade_s` with equal-power curves. Order: a fresh shuffle every pass,
 never the same track twice in a row; the folder is read again each pass, so
 music added during a show joins the next one. A file that cannot be played
-is skipped, remembered and reported (`unplayable`, `streambot check`).
+is skipped, remembered and reported (`check_folder`, `streambot check`).
 """
 from __future__ import annotations
 
@@ -44,23 +44,25 @@ def _reason(e: Exception) -> str:
     return text[0].lower() + text[1:] if text else type(e).__name__
 
 
-def unplayable(folder: Path) -> list[str]:
-    """One sentence for each problem with a music folder: missing, empty, or a
-    file that cannot be played (it is opened and its first audio decoded)."""
+def check_folder(folder: Path) -> tuple[list[Path], list[str]]:
+    """The files of a music folder that play, and one sentence for each problem:
+    the folder is missing or empty, or a file cannot be played (each file is
+    opened and its first audio decoded)."""
     if not folder.is_dir():
-        return [f"The music folder {folder} does not exist."]
+        return [], [f"The music folder {folder} does not exist."]
     files = audio_files(folder)
     if not files:
-        return [f"The music folder {folder} has no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})."]
-    problems = []
+        return [], [f"The music folder {folder} has no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})."]
+    good, problems = [], []
     for path in files:
         try:
             with Track(path) as track:
                 if track.pull(4800).shape[1] == 0:
                     raise ValueError("it holds no audio")
+            good.append(path)
         except Exception as e:
             problems.append(f"{path} cannot be played: {_reason(e)}.")
-    return problems
+    return good, problems
 
 
 class Track:

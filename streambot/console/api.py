@@ -23,7 +23,8 @@ from .routes import _obj, openapi, route
 
 STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches."}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated frames, bitrate, destinations, chat adapters, "
-                                           "prompt-to-pixel latency, CPU and GPU memory."}
+                                           "prompt-to-pixel latency, CPU and GPU memory, and the soundtrack "
+                                           "(audio: what plays, momentary/short-term/integrated LUFS, problems)."}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
 
 
@@ -64,6 +65,10 @@ class ModeBody(_Body):
 
 
 class KillBody(_Body):
+    on: bool
+
+
+class MusicBody(_Body):
     on: bool
 
 
@@ -289,3 +294,12 @@ async def kill_switch(request: web.Request) -> web.Response:
     console_of(request).show.kill_switch(b.on, actor=principal_of(request).actor)
     return _done(request, "kill_switch")
 
+
+
+@route("POST", "/api/music", access="admin",
+       summary="Music on or off (it fades); the world's weather always plays.",
+       body=MusicBody, response=ACTION, tag="controls")
+async def music(request: web.Request) -> web.Response:
+    b = await body(request, MusicBody)
+    console_of(request).show.set_music(b.on, actor=principal_of(request).actor)
+    return _done(request, "music")
