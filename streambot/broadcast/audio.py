@@ -227,7 +227,7 @@ class Soundtrack:
 
     def status(self) -> dict:
         """What the console shows: source, style and mood, loudness, any problem."""
-        return dict(self._status) or {"music_on": self.music_on, "source": "starting", "problem": self.problem}
+        return {"source": "starting", **self._status, "music_on": self.music_on, "problem": self.problem}
 
 
 class Silence:
