@@ -324,7 +324,8 @@ def test_music_folder_that_does_not_exist_stops_the_show_with_one_sentence(tmp_p
     r = run_cli(["run", "--config", str(cfg), "--output", str(tmp_path / "o.flv"), "--duration", "1",
                  "--chat", "none", "--no-console"], cli_env)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1] == f"streambot: [audio] music_dir: the folder {tmp_path / 'nope'} does not exist."
+    want = f"streambot: [audio] music_dir: the folder {tmp_path / 'nope'} does not exist."
+    assert r.stderr.strip().splitlines()[-1] == want
 
 
 def test_the_loudness_meter_reads_the_standards_test_signal():

@@ -78,8 +78,11 @@ class Beds:
             gust = 0.6 + 0.4 * np.sin(t * (2 * np.pi / (self.rate * 7.3)))
             wind = (0.16 * (start[0] + (self._level[0] - start[0]) * ramp) * gust).astype(np.float32)
             rain = (0.11 * (start[1] + (self._level[1] - start[1]) * ramp)).astype(np.float32)
-            i = np.arange(self._t, self._t + n) % self._wind.shape[1]
-            out += self._wind[:, i] * wind + self._rain[:, i] * rain
+            i = np.arange(self._t, self._t + n) % self._wind.shape[1] if self._t + n > self._wind.shape[1] \
+                else slice(self._t, self._t + n)
+            out += self._wind[:, i] * wind
+            if rain.any():
+                out += self._rain[:, i] * rain
         self._t = (self._t + n) % self._wind.shape[1]
         return out
 
@@ -160,10 +163,10 @@ class Soundtrack:
         mix = self._music(n) + self._beds.render(n, ambience or Ambience())
         mix = self._leveller.process(mix, active=self._fader > 0)
         out = self._limiter.process(mix)
-        self._leveller.observe(out)
         if self.volume != 1.0:
             out *= np.float32(self.volume)
-        self.meter.add(out)
+        power = self.meter.add(out)  # what goes out; the leveller learns what the limiter took
+        self._leveller.observe(power / self.volume ** 2 if self.volume > 0 else 0.0)
         self._update_status()
         return out
 
@@ -201,9 +204,10 @@ class Soundtrack:
             u = np.minimum((done + np.arange(n)) / length, 1.0) * (np.pi / 2)
             try:
                 out = out * np.sin(u).astype(np.float32) + band.render(n) * np.cos(u).astype(np.float32)
+                self._fading = (band, done + n, length) if done + n < length else None
             except Exception as e:
                 self._failed("The last world's music stopped", e)
-            self._fading = (band, done + n, length) if done + n < length else None
+                self._fading = None
         return out
 
     def _update_status(self) -> None:
@@ -220,7 +224,6 @@ class Soundtrack:
             **{k: band.get(k) for k in ("style", "mood", "tempo", "key", "mode", "intensity")},
             "momentary_lufs": num(m.momentary), "short_term_lufs": num(m.short_term),
             "integrated_lufs": num(m.integrated),
-            "peak_dbfs": num(20 * math.log10(m.take_peak() or 1e-9)),
             "gain_db": round(self._leveller.gain_db, 1),
             "problem": self.problem,
         }
@@ -285,6 +288,9 @@ class AudioFeed:
         while not self._stop.is_set():
             try:
                 self._last_ambience = self.ambience()
+            except Exception:  # the world's own trouble: the weather keeps its last mood
+                log.debug("no ambience from the world", exc_info=True)
+            try:
                 block = track.render(self.block, self._last_ambience)
             except Exception as e:  # the whole chain broke: the weather alone, raw
                 log.exception("the soundtrack stopped")

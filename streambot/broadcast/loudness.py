@@ -62,11 +62,10 @@ class LoudnessMeter:
         self._hops: list[float] = []  # the last 30 hops' mean power
         self._count = np.zeros(len(_BINS), np.int64)  # 400 ms blocks per loudness bin
         self._sum = np.zeros(len(_BINS))  # their summed power
-        self.peak = 0.0  # the highest sample since the last `take_peak`
 
-    def add(self, x: np.ndarray) -> None:
+    def add(self, x: np.ndarray) -> float:
+        """Measure a block; returns its K-weighted mean power."""
         p = self._k.power(x)
-        self.peak = max(self.peak, float(np.abs(x).max(initial=0.0)))
         i, n = 0, len(p)
         while i < n:
             k = min(HOP - self._fill, n - i)
@@ -76,6 +75,7 @@ class LoudnessMeter:
             if self._fill == HOP:
                 self._hop(self._acc / HOP)
                 self._acc, self._fill = 0.0, 0
+        return float(p.mean()) if n else 0.0
 
     def _hop(self, power: float) -> None:
         self._hops = self._hops[-29:] + [power]
@@ -108,10 +108,6 @@ class LoudnessMeter:
         kept = count[keep].sum()
         return lufs(total[keep].sum() / kept) if kept else -math.inf
 
-    def take_peak(self) -> float:
-        peak, self.peak = self.peak, 0.0
-        return peak
-
 
 class Leveller:
     """A slow gain towards a target loudness, applied as a per-sample ramp.
@@ -129,7 +125,8 @@ class Leveller:
         self.slew_db_s = slew_db_s
         self.limits = (-max_cut_db, max_boost_db)
         self.max_limit_db = max_limit_db
-        self._k_in, self._k_out = KFilter(), KFilter()
+        self._k_in = KFilter()
+        self._dur = 0.0
         self._power: float | None = None
         self._heard = 0.0  # seconds of programme measured: the gain waits for a fair estimate
         self._block = 0.0  # this block's power after the gain, for `observe`
@@ -141,7 +138,7 @@ class Leveller:
 
     def process(self, x: np.ndarray, active: bool = True) -> np.ndarray:
         n = x.shape[1]
-        dur = n / self.rate
+        dur = self._dur = n / self.rate
         power = float(self._k_in.power(x).mean())
         self._block = 0.0
         # Only what is clearly programme counts: fades and silences would pull the gain up.
@@ -164,12 +161,11 @@ class Leveller:
         self._block *= float(np.mean(ramp * ramp))
         return (x * ramp.astype(np.float32)).astype(np.float32)
 
-    def observe(self, limited: np.ndarray) -> None:
-        """The same block after the limiter."""
-        after = float(self._k_out.power(limited).mean())
+    def observe(self, after: float) -> None:
+        """The same block's K-weighted power after the limiter (the meter has it)."""
         if self._block > 0 and after > 0:
             taken = min(max(10 * math.log10(self._block / after), 0.0), self.max_limit_db)
-            self.limited_db += (taken - self.limited_db) * self._k(limited.shape[1] / self.rate)
+            self.limited_db += (taken - self.limited_db) * (1 - math.exp(-self._dur / self.tau_s))
 
 
 class PeakLimiter:
