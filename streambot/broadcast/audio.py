@@ -42,7 +42,7 @@ FADE_S = 1.5  # the music switch
 WORLD_FADE_S = 3.0  # one world's music into the next
 # The limiter's ceiling sits this far under the allowed true peak: AAC's
 # reconstruction and the peaks between samples may overshoot a sample-peak limiter.
-PEAK_MARGIN_DB = 1.0
+PEAK_MARGIN_DB = 1.5
 
 
 def _shaped_noise(n: int, rng: np.random.Generator, lo: float, hi: float, rate: int) -> np.ndarray:
@@ -65,7 +65,8 @@ class Beds:
         self._wind = np.stack([_shaped_noise(loop, rng, 80, 600, rate) for _ in range(2)])
         self._rain = np.stack([_shaped_noise(loop, rng, 2500, 9000, rate) for _ in range(2)])
         self._level = np.array([0.2, 0.0])  # wind, rain
-        self._t = 0
+        self._t = 0  # position in the loops
+        self._clock = 0  # samples so far, for the gusts
 
     def render(self, n: int, ambience: Ambience) -> np.ndarray:
         target = np.array([ambience.wind, ambience.rain])
@@ -74,16 +75,18 @@ class Beds:
         out = np.zeros((2, n), np.float32)
         if max(start.max(), self._level.max()) > 1e-4:
             ramp = np.arange(1, n + 1, dtype=np.float32) / n
-            t = self._t + np.arange(n)
-            gust = 0.6 + 0.4 * np.sin(t * (2 * np.pi / (self.rate * 7.3)))
-            wind = (0.16 * (start[0] + (self._level[0] - start[0]) * ramp) * gust).astype(np.float32)
-            rain = (0.11 * (start[1] + (self._level[1] - start[1]) * ramp)).astype(np.float32)
+            gusts = [0.6 + 0.4 * math.sin(t * 2 * math.pi / (self.rate * 7.3)) for t in (self._clock, self._clock + n)]
+            g0, g1 = 0.16 * start[0] * gusts[0], 0.16 * self._level[0] * gusts[1]  # slow: a line per block
+            wind = g0 + (g1 - g0) * ramp
+            r0, r1 = 0.11 * start[1], 0.11 * self._level[1]
+            rain = r0 + (r1 - r0) * ramp
             i = np.arange(self._t, self._t + n) % self._wind.shape[1] if self._t + n > self._wind.shape[1] \
                 else slice(self._t, self._t + n)
             out += self._wind[:, i] * wind
-            if rain.any():
+            if max(r0, r1) > 0:
                 out += self._rain[:, i] * rain
         self._t = (self._t + n) % self._wind.shape[1]
+        self._clock += n
         return out
 
 
@@ -110,7 +113,6 @@ class Soundtrack:
         self._mood = "neutral"
         self._requests: dict = {}
         self._lock = threading.Lock()
-        self._status: dict = {}
 
     def _new_band(self, music: MusicSettings) -> Band | None:
         try:
@@ -165,9 +167,8 @@ class Soundtrack:
         out = self._limiter.process(mix)
         if self.volume != 1.0:
             out *= np.float32(self.volume)
-        power = self.meter.add(out)  # what goes out; the leveller learns what the limiter took
-        self._leveller.observe(power / self.volume ** 2 if self.volume > 0 else 0.0)
-        self._update_status()
+        power = self.meter.add(out)  # what goes out; the leveller learns from it too
+        self._leveller.measure(power / self.volume ** 2 if self.volume > 0 else 0.0, n)
         return out
 
     def _music(self, n: int) -> np.ndarray:
@@ -210,27 +211,24 @@ class Soundtrack:
                 self._fading = None
         return out
 
-    def _update_status(self) -> None:
+    def status(self) -> dict:
+        """What the console shows: source, style and mood, loudness, any problem
+        (read from another thread: every figure is a value the chain swaps whole)."""
         band = self._band.status() if self._band is not None else {}
-        source = ("playlist" if self.playlist is not None else "generated" if self._band is not None else "none")
+        source = "playlist" if self.playlist is not None else "generated" if self._band is not None else "none"
         m = self.meter
 
         def num(x: float) -> float | None:
             return round(x, 1) if math.isfinite(x) else None
 
-        self._status = {
+        return {
             "music_on": self.music_on, "source": source,
             "track": self.playlist.track if self.playlist is not None else None,
             **{k: band.get(k) for k in ("style", "mood", "tempo", "key", "mode", "intensity")},
             "momentary_lufs": num(m.momentary), "short_term_lufs": num(m.short_term),
-            "integrated_lufs": num(m.integrated),
-            "gain_db": round(self._leveller.gain_db, 1),
+            "integrated_lufs": num(m.integrated), "gain_db": round(self._leveller.gain_db, 1),
             "problem": self.problem,
         }
-
-    def status(self) -> dict:
-        """What the console shows: source, style and mood, loudness, any problem."""
-        return {"source": "starting", **self._status, "music_on": self.music_on, "problem": self.problem}
 
 
 class Silence:

@@ -112,60 +112,54 @@ class LoudnessMeter:
 class Leveller:
     """A slow gain towards a target loudness, applied as a per-sample ramp.
 
-    Feed-forward: it measures its input (a gated average over `tau_s`), so the
-    gain cannot chase itself. The limiter after it takes a little off dense,
-    peaky music; `observe` measures how much (up to `max_limit_db`), and that
-    is added back, so what goes out, not what goes in, meets the target."""
+    It learns from what went out (`measure`, the meter's K-weighted power of
+    each block after the limiter) divided by the gain it had applied: that is
+    the programme's own loudness, with whatever the limiter took off dense,
+    peaky music, and it does not depend on the gain itself, so the gain cannot
+    chase its own tail. A gated average over `tau_s` (a plain mean while it
+    warms up), a slew of `slew_db_s` at most."""
 
     def __init__(self, target_lufs: float, rate: int = RATE, *, tau_s: float = 10.0, slew_db_s: float = 1.0,
-                 max_boost_db: float = 10.0, max_cut_db: float = 24.0, max_limit_db: float = 2.5) -> None:
+                 max_boost_db: float = 10.0, max_cut_db: float = 24.0) -> None:
         self.target = target_lufs
         self.rate = rate
         self.tau_s = tau_s
         self.slew_db_s = slew_db_s
         self.limits = (-max_cut_db, max_boost_db)
-        self.max_limit_db = max_limit_db
-        self._k_in = KFilter()
-        self._dur = 0.0
         self._power: float | None = None
         self._heard = 0.0  # seconds of programme measured: the gain waits for a fair estimate
-        self._block = 0.0  # this block's power after the gain, for `observe`
-        self.limited_db = 0.0  # what the limiter takes off, on average
+        self._gain2 = 1.0  # the mean squared gain of the last block
+        self.active = True
         self.gain_db = 0.0
-
-    def _k(self, dur: float) -> float:
-        return 1 - math.exp(-dur / self.tau_s)
 
     def process(self, x: np.ndarray, active: bool = True) -> np.ndarray:
         n = x.shape[1]
-        dur = self._dur = n / self.rate
-        power = float(self._k_in.power(x).mean())
-        self._block = 0.0
-        # Only what is clearly programme counts: fades and silences would pull the gain up.
-        if active and lufs(power) > self.target - 25:
-            self._heard += dur
-            if self._power is None:
-                self._power = power
-            else:  # a plain mean while it warms up, then a moving one
-                k = max(self._k(dur), dur / self._heard)
-                self._power += (power - self._power) * k
-            self._block = power
+        self.active = active
         want = self.gain_db if self._heard < WARM_UP_S else 0.0
-        if active and self._heard >= WARM_UP_S:
-            want = self.target - lufs(self._power) + self.limited_db
-            want = min(max(want, self.limits[0]), self.limits[1])
-        step = self.slew_db_s * dur
+        if active and self._power is not None and self._heard >= WARM_UP_S:
+            want = min(max(self.target - lufs(self._power), self.limits[0]), self.limits[1])
+        step = self.slew_db_s * n / self.rate
         old = self.gain_db
         self.gain_db = old + min(max(want - old, -step), step)
-        ramp = 10 ** ((old + (self.gain_db - old) * np.arange(1, n + 1) / n) / 20)
-        self._block *= float(np.mean(ramp * ramp))
-        return (x * ramp.astype(np.float32)).astype(np.float32)
+        g0, g1 = 10 ** (old / 20), 10 ** (self.gain_db / 20)
+        self._gain2 = (g0 * g0 + g0 * g1 + g1 * g1) / 3  # the mean of a linear ramp, squared
+        if g0 == g1:
+            return x * np.float32(g0) if g0 != 1.0 else x
+        return x * np.linspace(g0, g1, n + 1, dtype=np.float32)[1:]
 
-    def observe(self, after: float) -> None:
-        """The same block's K-weighted power after the limiter (the meter has it)."""
-        if self._block > 0 and after > 0:
-            taken = min(max(10 * math.log10(self._block / after), 0.0), self.max_limit_db)
-            self.limited_db += (taken - self.limited_db) * (1 - math.exp(-self._dur / self.tau_s))
+    def measure(self, power: float, n: int) -> None:
+        """The K-weighted mean power of the block `process` returned, as it went out."""
+        power /= self._gain2
+        dur = n / self.rate
+        # Only what is clearly programme counts: fades and silences would pull the gain up.
+        if not self.active or lufs(power) <= self.target - 25:
+            return
+        self._heard += dur
+        if self._power is None:
+            self._power = power
+        else:  # a plain mean while it warms up, then a moving one
+            k = max(1 - math.exp(-dur / self.tau_s), dur / self._heard)
+            self._power += (power - self._power) * k
 
 
 class PeakLimiter:
