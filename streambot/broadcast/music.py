@@ -473,11 +473,14 @@ class Band:
             level = part.level * (0.75 + 0.25 * self.intensity)
             events.extend(self._part_bar(i, part, bar, degree, level))
         events.sort(key=lambda e: e.beat)
-        q = self.rate // 100  # gates in whole 10 ms: a tempo glide does not defeat the cache
         seconds = 60 / self._tempo_target * self.rate * 0.92
         for e in events:
             if not isinstance(e.note, str):
-                e.gate = max(q, round(e.beats * seconds / q) * q)
+                # Gates in whole 10 ms, long ones in quarter seconds: a mood's tempo
+                # does not make every held chord a new note to render.
+                gate = e.beats * seconds
+                q = self.rate // 100 if gate < self.rate else self.rate // 4
+                e.gate = max(q, round(gate / q) * q)
                 if (self.style.parts[e.part].instrument, e.note, e.gate) not in self._cache:
                     self._ahead.append(e)
         self._events.extend(events)
