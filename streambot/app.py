@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .audience.events import Audience
 from .audience.local import LocalChat
@@ -22,7 +23,8 @@ from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast
-from .config import Settings, resolve_output, resolve_world
+from .broadcast.playlist import Playlist
+from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
 from .store import Store, resolve_path
@@ -95,6 +97,7 @@ class Show:
             validate_target(t)
             if t.startswith(("rtmp://", "rtmps://")):
                 check_reachable(t, s.connect_timeout_s)
+        audio = self._soundtrack()
         # 2. the world
         self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
         # 3. encoder and outputs
@@ -118,8 +121,6 @@ class Show:
             raise
         for out in outputs:
             log.info("streaming to %s", mask_url(out.target))
-        audio = (Soundtrack(seed=self.settings.world.seed, volume=self.settings.audio.volume)
-                 if self.settings.audio.enabled else Silence())
         max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
         self.broadcast = Broadcast(
             self.world, encoder, outputs, self._compositor(size), audio, fps=s.fps, max_frames=max_frames,
@@ -136,6 +137,7 @@ class Show:
         )
         self.director.listeners.append(self.audience.note_on_air)
         self.director.listeners.append(self._remember_on_air)
+        self.director.listeners.append(lambda entry: audio.set_story(entry.direction.text))
         last = self.store.load_state("world")
         if last and last.get("preset") == self.spec.name and last.get("source") != "story":
             # A restart picks the story up where it was.
@@ -158,6 +160,21 @@ class Show:
         except VoiceError as e:
             log.error("voice commands are off: %s", e)
             return None
+
+    def _soundtrack(self) -> Soundtrack | Silence:
+        """The world's music (or the streamer's folder of music) with its weather."""
+        a = self.settings.audio
+        if not a.enabled:
+            return Silence()
+        playlist = None
+        if a.music_dir:
+            folder = Path(a.music_dir).expanduser()
+            if not folder.is_dir():
+                raise ConfigError(f"[audio] music_dir: the folder {folder} does not exist.")
+            playlist = Playlist(folder, crossfade_s=a.crossfade_s, target_lufs=a.loudness_lufs)
+        return Soundtrack(music_of(self.spec), seed=self.settings.world.seed, playlist=playlist,
+                          loudness_lufs=a.loudness_lufs, true_peak_dbtp=a.true_peak_dbtp, volume=a.volume,
+                          music_on=a.music)
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
@@ -211,6 +228,7 @@ class Show:
         if self.broadcast is not None:
             self.broadcast.compositor.set_layout(
                 load_layout(layout_name(self.settings.overlay.layout, spec)))
+            self.broadcast.soundtrack.set_world_music(music_of(spec))
         self._record(actor, "switch world", spec.name)
         return spec
 
@@ -218,6 +236,16 @@ class Show:
         assert self.director is not None
         self.director.story_paused = paused
         self._record(actor, "pause story" if paused else "resume story")
+
+    def set_music(self, on: bool, *, actor: str) -> None:
+        """The music fades in or out; the world's weather goes on either way."""
+        assert self.broadcast is not None
+        self.broadcast.soundtrack.set_music(on)
+        self._record(actor, "music on" if on else "music off")
+
+    def audio_status(self) -> dict:
+        """Loudness, what plays, and any problem with the music, for the console."""
+        return self.broadcast.audio_status() if self.broadcast is not None else {}
 
     def kill_switch(self, on: bool, *, actor: str) -> None:
         """Off air at once: the slate replaces the picture and prompts stop."""

@@ -26,7 +26,7 @@ from .broadcast.encoder import Encoder, EncoderSettings
 from .broadcast.outputs import Output
 from .broadcast.pipeline import Broadcast
 from .broadcast.overlay_state import build_overlay_state
-from .config import load_settings, resolve_world
+from .config import load_settings, music_of, resolve_world
 from .director import Director
 
 PROMPTS = [
@@ -136,7 +136,7 @@ def run_bench(*, seconds: float, size=(1280, 720), fps: int = 30, preset: str = 
         out = Output(str(Path(tmp) / "bench.flv"), encoder.stream_info)
         out.open()
         compositor = Compositor(size)
-        b = Broadcast(world, encoder, [out], compositor, Soundtrack(seed=1), fps=fps,
+        b = Broadcast(world, encoder, [out], compositor, Soundtrack(music_of(spec), seed=1), fps=fps,
                       max_frames=round(seconds * fps))
         director = Director(world, spec, beat_interval_s=1e9)
         director.begin()

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import av
 
 from .broadcast.outputs import OutputError, check_reachable, validate_target
+from .broadcast.playlist import check_folder
 from .config import ConfigError, load_secrets, resolve_output, resolve_world
 from .devserver import MODULE_PATHS
 from .secrets import mask_url
@@ -103,6 +105,17 @@ def _voice_checks(settings, problems: list[str], notes: list[str]) -> None:
         notes.append(sentence[0].lower() + sentence[1:])
 
 
+def _music_problems(settings, notes: list[str]) -> list[str]:
+    """The music folder: every file in it is opened and decoded a little."""
+    if not settings.audio.enabled or not settings.audio.music_dir:
+        return []
+    folder = Path(settings.audio.music_dir).expanduser()
+    playable, problems = check_folder(folder)
+    if playable:
+        notes.append(f"music folder {folder}: {len(playable)} file(s) will play, shuffled")
+    return problems
+
+
 def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
                outputs, make_settings) -> tuple[list[str], list[str]]:
     problems: list[str] = []
@@ -135,6 +148,7 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
             notes.append(f"output {mask_url(url)} is usable")
         except (ConfigError, OutputError) as e:
             problems.append(str(e))
+    problems.extend(_music_problems(settings, notes))
     codecs = av.codecs_available
     for name, what in (("libx264", "H.264 video"), ("aac", "AAC audio")):
         if name not in codecs:

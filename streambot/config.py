@@ -87,7 +87,37 @@ class DirectorSettings(_Section):
 
 class AudioSettings(_Section):
     enabled: bool = True
-    volume: Annotated[float, Field(ge=0, le=1)] = 0.5
+    volume: Annotated[float, Field(ge=0, le=1)] = 1.0  # 1.0: streaming loudness; less only turns it down
+    music: bool = True  # music when the show starts (the console switches it); the ambience always plays
+    music_dir: str = ""  # a folder of the streamer's own music, played shuffled instead of the generated music
+    crossfade_s: Annotated[float, Field(ge=0, le=20)] = 4.0
+    loudness_lufs: Annotated[float, Field(ge=-30, le=-10)] = -15.0  # EBU R128 integrated
+    true_peak_dbtp: Annotated[float, Field(ge=-9, le=-1)] = -1.0
+
+
+MUSIC_STYLES = ("pad", "bouncy", "march", "synthwave", "drone", "drive", "modal")
+MUSIC_MODES = ("major", "minor", "dorian", "phrygian", "lydian", "mixolydian")
+MUSIC_ROLES = ("drums", "bass", "chords", "arp", "melody", "drone", "sparkle")
+MUSIC_LEADS = ("lead", "lead_saw", "flute", "brass", "mallet", "pluck", "bell", "strings", "arp")
+
+
+class MusicSettings(_Section):
+    """A world's generated music: the [music] table of a preset or custom world file.
+    Unset values are the style's own."""
+    style: Literal[MUSIC_STYLES] = "pad"
+    tempo: Annotated[float, Field(ge=40, le=200)] | None = None  # beats per minute
+    key: str | None = None  # the tonic: C, F#, Bb, ...
+    mode: Literal[MUSIC_MODES] | None = None
+    instruments: list[Literal[MUSIC_ROLES]] | None = None  # which of the style's parts play
+    lead: Literal[MUSIC_LEADS] | None = None  # the instrument that plays the melody
+    energy: Annotated[float, Field(ge=0, le=1)] | None = None  # how busy and loud at rest
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-G][#b]?", v):
+            raise ValueError(f"must be a note name like C, F# or Bb, not {v!r}")
+        return v
 
 
 class RoleWeights(_Section):
@@ -297,6 +327,16 @@ class PresetFile(_Section):
     beats: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(min_length=1)]
 
 
+class _MusicTable(BaseModel):
+    music: MusicSettings
+
+
+def music_of(spec: WorldSpec) -> MusicSettings:
+    """The world's music settings (the calm pad when its file names none)."""
+    music = spec.extra.get("music")
+    return music if isinstance(music, MusicSettings) else MusicSettings()
+
+
 def load_world_file(path: Path) -> WorldSpec:
     """A preset or a custom world: a TOML file with name, title, description, style, beats."""
     data = _load_toml(path)
@@ -310,6 +350,10 @@ def load_world_file(path: Path) -> WorldSpec:
             ) from None
         raise ConfigError(explain_validation(e, path)) from None
     extra = {k: v for k, v in data.items() if k not in PresetFile.model_fields}
+    try:
+        extra["music"] = _MusicTable.model_validate({"music": data.get("music", {})}).music
+    except ValidationError as e:
+        raise ConfigError(explain_validation(e, path)) from None
     return WorldSpec(p.name, p.title, p.description, p.style, tuple(p.beats), extra)
 
 

@@ -1,4 +1,5 @@
-"""The broadcast: world runner -> clock -> compositor -> encoder -> outputs.
+"""The broadcast: world runner -> clock -> compositor -> encoder -> outputs,
+with the soundtrack rendered ahead in its own thread (audio.AudioFeed).
 
 `Broadcast` receives its parts (built by app.py), runs them in their threads
 and measures what viewers get: output frame rate, the world's free-running
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..world.base import Frame, World
-from .audio import samples_for_tick
+from .audio import AudioFeed, Silence, Soundtrack, samples_for_tick
 from .clock import Clock, WorldRunner
 from .compositor import Compositor
 from .encoder import AUDIO_RATE, Encoder
@@ -48,7 +49,7 @@ class Broadcast:
         encoder: Encoder,
         outputs: list[Output],
         compositor: Compositor,
-        soundtrack,
+        soundtrack: Soundtrack | Silence,
         *,
         fps: int,
         max_frames: int | None = None,
@@ -60,6 +61,7 @@ class Broadcast:
         self.compositor = compositor
         self.soundtrack = soundtrack
         self.fps = fps
+        self.audio = AudioFeed(soundtrack, world.ambience)  # its own thread, ahead of the clock
         self.runner = WorldRunner(world, fps=fps)
         self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames)
         self.frame_observer = frame_observer  # e.g. the console's preview
@@ -73,8 +75,9 @@ class Broadcast:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        """Outputs are already open; start rendering, then the clock."""
+        """Outputs are already open; start rendering (sound and picture), then the clock."""
         self.runner.start()
+        self.audio.start()
         self.clock.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -88,6 +91,7 @@ class Broadcast:
             self._closed = True
         self.clock.stop()
         self.runner.stop()
+        self.audio.close()
         for packet in self.encoder.flush():
             kind = "video" if packet.stream is self.encoder.video_stream else "audio"
             for out in self.outputs:
@@ -117,8 +121,7 @@ class Broadcast:
             self._last_generation = frame.generation
         self._send(packets, "video")
         n = samples_for_tick(index, self.fps, AUDIO_RATE)
-        audio = self.soundtrack.render(n, self.world.ambience())
-        self._send(self.encoder.encode_audio(audio), "audio")
+        self._send(self.encoder.encode_audio(self.audio.read(n)), "audio")
         if self.frame_observer is not None:
             self.frame_observer(index, video)
 
@@ -156,6 +159,10 @@ class Broadcast:
                 for o in self.outputs
             ],
         )
+
+    def audio_status(self) -> dict:
+        """The soundtrack for the console: source, style, mood, loudness, problems."""
+        return self.audio.status()
 
     @property
     def latencies_ms(self) -> list[float]:

@@ -25,7 +25,8 @@ STATE = {"type": "object", "description": "On air, the round with its candidates
                                           "and `meter`: chat's vote between anarchy and democracy (null unless "
                                           "voting.mode_vote is on)."}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated frames, bitrate, destinations, chat adapters, "
-                                           "prompt-to-pixel latency, CPU and GPU memory."}
+                                           "prompt-to-pixel latency, CPU and GPU memory, and the soundtrack "
+                                           "(audio: what plays, momentary/short-term/integrated LUFS, problems)."}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
 
 
@@ -66,6 +67,10 @@ class ModeBody(_Body):
 
 
 class KillBody(_Body):
+    on: bool
+
+
+class MusicBody(_Body):
     on: bool
 
 
@@ -335,3 +340,12 @@ async def revoke_session(request: web.Request) -> web.Response:
     if console.show.store is not None:
         console.show.store.log_action(actor, "revoke session", handle)
     return reply(_sessions(request))
+
+
+@route("POST", "/api/music", access="admin",
+       summary="Music on or off (it fades); the world's weather always plays.",
+       body=MusicBody, response=ACTION, tag="controls")
+async def music(request: web.Request) -> web.Response:
+    b = await body(request, MusicBody)
+    console_of(request).show.set_music(b.on, actor=principal_of(request).actor)
+    return _done(request, "music")

@@ -113,6 +113,7 @@
     $("onair-by").textContent = s.on_air.by ? `by ${s.on_air.by}` : (src === "story" ? "the world tells its own story" : "");
     $("onair-for").textContent = s.on_air.for_s != null ? `for ${fmtDuration(s.on_air.for_s)}` : "";
     setChecked("story-toggle", !s.story_paused);
+    setChecked("music-toggle", !!s.music_on);
     setChecked("lock-toggle", !s.round.locked);
     // the round
     const r = s.round;
@@ -303,8 +304,32 @@
     const cpu = sys.cpu_percent != null ? sys.cpu_percent / (sys.cpu_count || 1) : null;
     meter("m-cpu", cpu, cpu == null ? "–" : `${fmt(sys.cpu_percent, 0)}% of ${sys.cpu_count}`);
     meter("m-mem", sys.system_memory_percent, sys.memory_mb != null ? `${fmtMB(sys.memory_mb)}` : "–");
+    applySound(h.audio || {});
     if (sys.gpu) meter("m-gpu", 100 * sys.gpu.used_mb / sys.gpu.total_mb, `${fmtMB(sys.gpu.used_mb)} / ${fmtMB(sys.gpu.total_mb)}`);
     else meter("m-gpu", 0, "none");
+  }
+
+  // The loudness meter: -36..0 LUFS across the bar; streams sit in -16..-14.
+  function applySound(a) {
+    const pos = (v) => (v == null ? 0 : Math.max(0, Math.min(100, (v + 36) / 36 * 100)));
+    const st = $("loud-st");
+    st.style.width = `${pos(a.short_term_lufs)}%`;
+    st.className = a.short_term_lufs != null && (a.short_term_lufs > -10 || a.short_term_lufs < -22) ? "warn" : "";
+    $("loud-m").style.left = `calc(${pos(a.momentary_lufs)}% - 1px)`;
+    const lu = (v) => (v == null ? "–" : `${fmt(v, 1)} LUFS`);
+    $("loud-m-text").textContent = lu(a.momentary_lufs);
+    $("loud-st-text").textContent = lu(a.short_term_lufs);
+    $("loud-i-text").textContent = lu(a.integrated_lufs);
+    const source = { generated: "generated", playlist: "your music", none: "weather only", off: "audio off" }[a.source] || a.source || "–";
+    $("sound-source").textContent = a.music_on === false && a.source !== "off" ? "music off" : source;
+    let what = "";
+    if (a.source === "playlist" && a.track) what = `Now playing ${a.track}`;
+    else if (a.source === "generated" && a.style) what = `${a.style}, ${a.key} ${a.mode}, ${Math.round(a.tempo)} bpm · mood: ${a.mood}`;
+    if (a.late_blocks) what += `${what ? " · " : ""}late ${a.late_blocks}×, the weather filled in`;
+    $("sound-what").textContent = what;
+    $("sound-problem").hidden = !a.problem;
+    $("sound-problem").textContent = a.problem || "";
+    setChecked("music-toggle", !!a.music_on);
   }
 
   function push(key, v) {
@@ -472,6 +497,10 @@
     $("story-toggle").addEventListener("change", (ev) => {
       const paused = !ev.target.checked;
       action(paused ? "Story paused" : "Story resumed", "POST", "/api/story", { paused });
+    });
+    $("music-toggle").addEventListener("change", (ev) => {
+      const on = ev.target.checked;
+      action(on ? "Music on" : "Music off (the weather goes on)", "POST", "/api/music", { on });
     });
     $("lock-toggle").addEventListener("change", (ev) => {
       const locked = !ev.target.checked;
