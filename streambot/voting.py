@@ -8,8 +8,13 @@ down from their last win. Near-duplicate prompts are pooled into one
 candidate shown under its first wording: identical wording at once, similar
 ideas in batches (`pool()`, sentence embeddings off the asyncio loop).
 
+A new candidate is hidden (not in the snapshot, not votable, cannot win)
+until the `screen` handed in (moderation's semantic layer) has passed it;
+that happens in the same worker batch as pooling, on the same embeddings.
+A refused candidate is dropped with its votes and counted as blocked.
+
 In `anarchy` mode there are no rounds: each accepted prompt goes on air by
-itself, rate-limited per viewer and overall.
+itself, rate-limited per viewer and overall, once screened.
 
 The engine is synchronous and takes `now` from its caller, so the live app,
 the replay and the tests drive it on their own clocks. Its methods are
@@ -34,6 +39,8 @@ from .config import VotingSettings
 log = logging.getLogger(__name__)
 
 Mode = Literal["rounds", "anarchy"]
+# texts, their embeddings (None when pooling has none) -> whether each may be shown
+Screen = Callable[[list[str], "np.ndarray | None"], list[bool]]
 
 # -- pooling -------------------------------------------------------------------
 
@@ -107,6 +114,7 @@ class Candidate:
     merged_into: Candidate | None = None
     words: frozenset[str] = frozenset()
     vector: np.ndarray | None = None
+    screened: bool = True  # False: hidden until the safety screen has passed it
 
     def live(self) -> Candidate:
         c = self
@@ -236,6 +244,7 @@ class VotingEngine:
         now: float = 0.0,
         approval: bool = False,
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        screen: Screen | None = None,
     ) -> None:
         s = self.settings = settings or VotingSettings()
         self.mode: Mode = s.mode
@@ -247,6 +256,8 @@ class VotingEngine:
         self.approval = approval
         self.locked = False
         self.pooler = Pooler(embed, s.pool_threshold, s.pool_threshold_reworded)
+        self.screen = screen
+        self._anarchy_unscreened: list[Winner] = []
         self._lock = threading.RLock()
         self._cooldown: dict[str, int] = {}  # viewer key -> last round they cannot win
         self._round_no = 0
@@ -278,6 +289,8 @@ class VotingEngine:
         out: list[RoundResult] = []
         with self._lock:
             if self.mode == "anarchy":
+                if self._anarchy_unscreened:  # no worker ran (a replay): screen here
+                    self._screen_anarchy(self._take_anarchy())
                 while self._anarchy_queue:
                     w = self._anarchy_queue.pop(0)
                     out.append(self._anarchy_result(w, now))
@@ -319,6 +332,7 @@ class VotingEngine:
             cand = Candidate(
                 r.next_id, text, viewer, now, approved=not self.approval,
                 priority=priority, submitters=[viewer], words=content_words(text),
+                screened=self.screen is None,
             )
             r.next_id += 1
             if cand.approved:
@@ -338,7 +352,7 @@ class VotingEngine:
             if round_no is not None and round_no != r.number:
                 return Outcome("closed", number, r.number)
             cand = r.by_number.get(number)
-            if cand is None:
+            if cand is None or not cand.live().screened:
                 return Outcome("unknown", number, r.number)
             cand = cand.live()
             old = r.ballots.get(viewer.key)
@@ -426,6 +440,9 @@ class VotingEngine:
             batch = [(r, c) for r in filter(None, (self.closing, self.current)) for c in r.pending]
             for r in filter(None, (self.closing, self.current)):
                 r.pending = []
+            anarchy = self._take_anarchy()
+        if anarchy:
+            self._screen_anarchy(anarchy)
         if not batch:
             return 0
         vectors = None
@@ -434,11 +451,16 @@ class VotingEngine:
                 vectors = self.pooler.embed([c.text for _, c in batch])
             except Exception:  # a broken model must not stop voting: pool by words
                 log.exception("sentence embedding failed; pooling by words this round")
+        verdicts = self._screen([c for _, c in batch], vectors)
         merged = 0
         with self._lock:
             for i, (r, cand) in enumerate(batch):
                 if r.done or cand.merged_into is not None or cand not in r.candidates:
                     continue
+                if not verdicts[i]:
+                    self._refuse(r, cand)
+                    continue
+                cand.screened = True
                 cand.vector = None if vectors is None else vectors[i]
                 target = self._most_similar(r, cand)
                 if target is not None:
@@ -447,6 +469,30 @@ class VotingEngine:
                 else:
                     self._add_pooled(r, cand)
         return merged
+
+    def _screen(self, cands: list[Candidate], vectors: np.ndarray | None) -> list[bool]:
+        """The safety screen's verdicts for candidates not yet screened (True: may be shown)."""
+        if self.screen is None:
+            return [True] * len(cands)
+        todo = [i for i, c in enumerate(cands) if not c.screened]
+        out = [True] * len(cands)
+        if todo:
+            sub = None if vectors is None else vectors[todo]
+            for i, ok in zip(todo, self.screen([cands[i].text for i in todo], sub)):
+                out[i] = bool(ok)
+        return out
+
+    def _refuse(self, r: Round, cand: Candidate) -> None:
+        """A candidate the screen refused: gone, with its votes, counted as blocked."""
+        self._drop(r, cand)
+        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+        r.blocked += 1
+
+    def has_pending(self) -> bool:
+        """Whether `pool()` has work: candidates to pool or screen."""
+        with self._lock:
+            return bool(self._anarchy_unscreened) or any(
+                r.pending for r in (self.current, self.closing) if r is not None)
 
     @staticmethod
     def _add_pooled(r: Round, cand: Candidate) -> None:
@@ -491,7 +537,7 @@ class VotingEngine:
             self._pool_now(r)
         r.done = True
         winner: Winner | None = None
-        ranked = sorted(r.candidates, key=lambda c: (-c.votes, c.id))
+        ranked = sorted((c for c in r.candidates if c.screened), key=lambda c: (-c.votes, c.id))
         if not r.skipped:
             choices = [c for c in ranked if c.approved and c.votes > 0]
             prio = [c for c in choices if c.priority]
@@ -520,9 +566,14 @@ class VotingEngine:
                 vectors = self.pooler.embed([c.text for c in pending])
             except Exception:
                 log.exception("sentence embedding failed; pooling by words this round")
+        verdicts = self._screen(pending, vectors)
         for i, cand in enumerate(pending):
             if cand.merged_into is not None or cand not in r.candidates:
                 continue
+            if not verdicts[i]:
+                self._refuse(r, cand)
+                continue
+            cand.screened = True
             cand.vector = None if vectors is None else vectors[i]
             target = self._most_similar(r, cand)
             if target is not None:
@@ -540,9 +591,29 @@ class VotingEngine:
         self._anarchy_global.allow("*", now)
         self._round_no += 1
         w = Winner(text, viewer.name, viewer.platform, self._round_no, self.weight(viewer))
-        self._anarchy_queue.append(w)
-        del self._anarchy_queue[:-5]
+        if self.screen is None:
+            self._anarchy_queue.append(w)
+            del self._anarchy_queue[:-5]
+        else:
+            self._anarchy_unscreened.append(w)
+            del self._anarchy_unscreened[:-5]
         return Outcome("queued", None, self._round_no)
+
+    def _take_anarchy(self) -> list[Winner]:
+        taken, self._anarchy_unscreened = self._anarchy_unscreened, []
+        return taken
+
+    def _screen_anarchy(self, prompts: list[Winner]) -> None:
+        """Screen anarchy prompts; those that pass may go on air."""
+        assert self.screen is not None
+        verdicts = self.screen([w.text for w in prompts], None)
+        with self._lock:
+            for w, ok in zip(prompts, verdicts):
+                if ok:
+                    self._anarchy_queue.append(w)
+                else:
+                    self.current.blocked += 1
+            del self._anarchy_queue[:-5]
 
     def _anarchy_result(self, w: Winner, now: float) -> RoundResult:
         view = CandidateView(1, None, w.text, w.votes, (w.user,), w.user, w.platform, True)
@@ -605,6 +676,7 @@ class VotingEngine:
                 self.closing = None
             self.mode = mode
             self._anarchy_queue.clear()
+            self._anarchy_unscreened.clear()
             self.current = self._open(now) if mode == "rounds" else Round(self._round_no, now, now)
             return out
 
@@ -616,9 +688,9 @@ class VotingEngine:
     def snapshot(self, now: float) -> Snapshot:
         with self._lock:
             r = self.current
-            live = [c for c in r.candidates if c.approved]
+            live = [c for c in r.candidates if c.approved and c.screened]
             top = _top(live, self.top_n) if self.mode == "rounds" else []
-            pending = [c for c in r.candidates if not c.approved]
+            pending = [c for c in r.candidates if not c.approved and c.screened]
             return Snapshot(
                 mode=self.mode,
                 round=r.number,
@@ -678,6 +750,7 @@ class VotingEngine:
                 cand = Candidate(
                     int(c["id"]), c["text"], subs[0], now, approved=bool(c["approved"]),
                     priority=bool(c.get("priority")), submitters=subs, words=content_words(c["text"]),
+                    screened=self.screen is None,
                 )
                 if c.get("number") is not None:
                     cand.number = int(c["number"])

@@ -5,8 +5,12 @@ candidate: it is normalised (Unicode NFKC, control, zero-width and bidi
 characters removed, look-alike letters folded, URLs and @mentions dropped,
 whitespace collapsed, length capped), matched against the block lists after
 undoing the usual evasions (spacing, leetspeak, repeated letters, accents,
-homoglyphs), and rate-limited per viewer and overall. Blocked prompts are
-counted, logged without their text, and never echoed.
+homoglyphs), checked by the inline safety layers (concept terms and the
+offensive-language classifier, `audience.safety`), and rate-limited per
+viewer and overall. A new candidate then waits, hidden, for the semantic
+layer (`Moderation.screen`, run by the voting engine's pooling worker).
+Refused prompts are counted by layer and category, logged without their
+text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
 `confusable_homoglyphs`; everything else is the standard library.
@@ -18,15 +22,21 @@ import logging
 import os
 import re
 import unicodedata
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..config import CONFIG_DIR, ConfigError, ModerationSettings
 from .events import Viewer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..world.base import WorldSpec
+    from .safety import Finding, Safety
 
 log = logging.getLogger(__name__)
 
@@ -339,13 +349,14 @@ def _ban_key(name: str, platform: str | None) -> str:
 
 
 class Moderation:
-    """Normalisation, block lists, bans, rate limits and the new-viewer wait."""
+    """Normalisation, block lists, safety layers, bans, rate limits and the new-viewer wait."""
 
     def __init__(
         self,
         settings: ModerationSettings | None = None,
         *,
         block_list: BlockList | None = None,
+        safety: Safety | None = None,
         bans: Iterable[str] = (),
     ) -> None:
         self.settings = settings or ModerationSettings()
@@ -354,6 +365,13 @@ class Moderation:
                 block_list_paths(self.settings), self.settings.block_words
             )
         self.block_list = block_list
+        if safety is None and (self.settings.classifier or self.settings.semantic):
+            from .safety import build_safety
+
+            safety = build_safety(classifier=self.settings.classifier, semantic=self.settings.semantic,
+                                  classifier_threshold=self.settings.classifier_threshold)
+        self.safety = safety
+        self.refused: Counter[tuple[str, str]] = Counter()  # (layer, category) -> prompts
         self.bans: set[str] = set(bans)
         s = self.settings
         self._viewer_limit = RateLimiter(s.viewer_prompts_per_min / 60.0, s.viewer_burst)
@@ -402,6 +420,25 @@ class Moderation:
     def is_blocked(self, text: str) -> bool:
         return self.block_list.matches(text)
 
+    def set_world(self, spec: WorldSpec) -> None:
+        """The safety categories this world allows (`[moderation] allow` in its preset)."""
+        allow = (spec.extra.get("moderation") or {}).get("allow", [])
+        if self.safety is not None:
+            self.safety.allow(allow)
+
+    def _refusal(self, clean: str) -> Finding | None:
+        """The inline layers: block lists, then concept terms and the classifier."""
+        if self.is_blocked(clean):
+            from .safety import Finding
+
+            return Finding("block_list", "")
+        return self.safety.check(clean) if self.safety is not None else None
+
+    def _count(self, finding: Finding, who: str) -> None:
+        self.blocked_total += 1
+        self.refused[(finding.layer, finding.category)] += 1
+        log.info("refused a prompt from %s (%s %s)", who, finding.layer, finding.category)
+
     def check_prompt(self, viewer: Viewer, text: str, now: float) -> Verdict:
         """Whether a viewer's prompt may become a candidate, and in what words."""
         if self.is_banned(viewer):
@@ -409,9 +446,9 @@ class Moderation:
         clean = self.normalise(text)
         if not clean or not any(c.isalnum() for c in clean):
             return Verdict(False, "", "empty")
-        if self.is_blocked(clean):
-            self.blocked_total += 1
-            log.info("blocked a prompt from %s:%s", viewer.platform, viewer.name)
+        finding = self._refusal(clean)
+        if finding is not None:
+            self._count(finding, f"{viewer.platform}:{viewer.name}")
             return Verdict(False, "", "blocked")
         if self.is_new(viewer, now):
             return Verdict(False, "", "new_viewer")
@@ -424,3 +461,35 @@ class Moderation:
             self._viewer_limit.allow(viewer.key, now)
         self._global_limit.allow("*", now)
         return Verdict(True, clean, "ok")
+
+    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> list[bool]:
+        """The semantic layer for new candidates: True for each that may be shown.
+
+        The voting engine calls this from its pooling worker with the
+        embeddings it computed; a failing model refuses the batch rather than
+        let unscreened prompts on air.
+        """
+        if self.safety is None:
+            return [True] * len(texts)
+        try:
+            findings = self.safety.screen(texts, vectors)
+        except Exception:
+            log.exception("the semantic safety check failed; this batch of candidates is refused")
+            return [False] * len(texts)
+        for f in findings:
+            if f is not None:
+                self._count(f, "a candidate")
+        return [f is None for f in findings]
+
+    def check_text(self, text: str) -> str | None:
+        """Every layer at once, for the streamer's own prompt: the clean text, or None if refused."""
+        clean = self.normalise(text)
+        if not clean or not any(c.isalnum() for c in clean):
+            return None
+        finding = self._refusal(clean)
+        if finding is None and self.safety is not None and not self.screen([clean])[0]:
+            return None
+        if finding is not None:
+            self._count(finding, "the streamer")
+            return None
+        return clean
