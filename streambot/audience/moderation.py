@@ -23,7 +23,7 @@ import os
 import re
 import unicodedata
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -172,6 +172,7 @@ def skeleton(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
 def squeeze(word: str) -> str:
     """Repeated letters collapsed: 'fuuuck' and 'fuck' share 'fuck'."""
     return "".join(k for k, _ in itertools.groupby(word))
@@ -184,27 +185,76 @@ def _letters_pattern(word: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def _masked_pattern(word: str) -> re.Pattern[str]:
+    # 'f*ck', 'sh**', 'motherf***er': the first letter shown, any other hidden by '*'.
+    return re.compile(re.escape(word[0]) + "".join(f"[{re.escape(c)}*]" for c in word[1:]))
+
+
 def _words(text: str) -> list[str]:
     return [w for w in _NON_ALNUM.split(text) if w]
+
+
+_MASKED = re.compile(r"[a-z0-9]+\*[a-z0-9*]*")
+
+
+class _Form:
+    """One reading of a prompt's words, prepared once for every list."""
+
+    __slots__ = ("tokens", "squeezed", "runs", "solid", "solid_squeezed")
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.squeezed = [squeeze(t) for t in tokens]
+        self.solid = "".join(tokens)
+        self.solid_squeezed = squeeze(self.solid)
+        # Runs of one- and two-letter pieces: "f u c k", "ni gg er".
+        self.runs: list[list[str]] = []
+        run: list[str] = []
+        for t in itertools.chain(tokens, [""]):
+            if t and len(t) <= 2:
+                run.append(t)
+                continue
+            if len(run) > 1:
+                self.runs.append(run)
+            run = []
+
+
+@lru_cache(maxsize=4096)
+def _forms(text: str) -> tuple[tuple[_Form, ...], tuple[str, ...]]:
+    """The readings of a normalised prompt, and any words masked with '*'."""
+    s = skeleton(text)
+    plain = _words(s)  # symbols as separators: "kill!" is "kill"
+    forms = [_Form(plain)]
+    leet = _words(s.translate(_LEET))  # symbols as letters: "sh!t", "a$$"
+    if leet != plain:
+        forms.append(_Form(leet))
+    if "1" in s or "|" in s:  # 1 and | read as l rather than i
+        forms.append(_Form(_words(s.replace("1", "l").replace("|", "l").translate(_LEET))))
+    masked = tuple(_MASKED.findall(s)) if "*" in s else ()
+    return tuple(forms), masked
 
 
 class BlockList:
     """Terms from one or more lists, matched against evasions.
 
     A line is a word or a phrase; `*word` also matches inside other words
-    ('*fuck' catches 'motherfucker'); `#` starts a comment.
+    ('*fuck' catches 'motherfucker'); `#` starts a comment. A term may carry
+    a tag (a safety category): `tags(text)` says which tags a text hits, in
+    one pass however many there are.
     """
 
-    def __init__(self, terms: Iterable[str] = ()) -> None:
-        self._words: dict[str, list[re.Pattern[str]]] = {}
-        self._phrases: set[str] = set()
-        self._spelled: dict[str, re.Pattern[str]] = {}  # phrases spelled out letter by letter
-        self._inside: dict[str, re.Pattern[str]] = {}
+    def __init__(self, terms: Iterable[str] = (), tag: str = "") -> None:
+        self._words: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        self._phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> squeezed phrases
+        self._spelled: dict[str, list[tuple[re.Pattern[str], str]]] = {}  # phrases spelled out letter by letter
+        self._inside: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        self._plain: list[tuple[str, str]] = []  # single words and inside terms, for masked spellings
+        self._masks: list[tuple[re.Pattern[str], bool, str]] | None = None
         self.size = 0
         for t in terms:
-            self.add(t)
+            self.add(t, tag)
 
-    def add(self, term: str) -> None:
+    def add(self, term: str, tag: str = "") -> None:
         term = term.split("#", 1)[0].strip()
         inside = term.startswith("*")
         words = _words(skeleton(term.lstrip("*")))
@@ -212,12 +262,14 @@ class BlockList:
             return
         self.size += 1
         if len(words) > 1:
-            self._phrases.add(" ".join(squeeze(w) for w in words))
-            self._spelled[squeeze("".join(words))] = _letters_pattern("".join(words))
-        elif inside:
-            self._inside[squeeze(words[0])] = _letters_pattern(words[0])
-        else:
-            self._words.setdefault(squeeze(words[0]), []).append(_letters_pattern(words[0]))
+            phrase = tuple(squeeze(w) for w in words)
+            self._phrases.setdefault(phrase[0], []).append((phrase, tag))
+            self._spelled.setdefault(squeeze("".join(words)), []).append((_letters_pattern("".join(words)), tag))
+            return
+        self._plain.append((("*" if inside else "") + words[0], tag))
+        self._masks = None
+        table = self._inside if inside else self._words
+        table.setdefault(squeeze(words[0]), []).append((_letters_pattern(words[0]), tag))
 
     @classmethod
     def from_files(cls, paths: Iterable[Path], extra: Iterable[str] = ()) -> "BlockList":
@@ -235,65 +287,66 @@ class BlockList:
             bl.add(t)
         return bl
 
-    def _token_hit(self, token: str) -> bool:
-        pats = self._words.get(squeeze(token))
-        return bool(pats) and any(p.fullmatch(token) for p in pats)
+    def _token_hits(self, token: str, squeezed: str) -> Iterator[str]:
+        for pattern, tag in self._words.get(squeezed, ()):
+            if pattern.fullmatch(token):
+                yield tag
 
-    def _run_hit(self, run: list[str]) -> bool:
+    def _run_hits(self, run: list[str]) -> Iterator[str]:
         # Any stretch of the run may be the word: "s h i t a", "a f u c k".
         for i in range(len(run) - 1):
             for j in range(i + 2, min(len(run), i + 12) + 1):
-                if self._token_hit("".join(run[i:j])):
-                    return True
+                joined = "".join(run[i:j])
+                yield from self._token_hits(joined, squeeze(joined))
         if self._spelled:
             solid = "".join(run)
             squeezed = squeeze(solid)
-            for w, pattern in self._spelled.items():
-                if w in squeezed and pattern.search(solid):
-                    return True
-        return False
+            for w, entries in self._spelled.items():
+                if w in squeezed:
+                    yield from (tag for pattern, tag in entries if pattern.search(solid))
 
-    def _hit(self, tokens: list[str]) -> bool:
-        for t in tokens:
-            if self._token_hit(t):
-                return True
-        # Spaced-out letters: "f u c k", "ni gg er".
-        run: list[str] = []
-        for t in itertools.chain(tokens, [""]):
-            if t and len(t) <= 2:
-                run.append(t)
-                continue
-            if len(run) > 1 and self._run_hit(run):
-                return True
-            run = []
-        if self._phrases and len(tokens) > 1:
-            joined = f" {' '.join(squeeze(t) for t in tokens)} "
-            if any(f" {p} " in joined for p in self._phrases):
-                return True
-        if self._inside:
-            solid = "".join(tokens)
-            squeezed = squeeze(solid)
-            for w, pattern in self._inside.items():
-                if w in squeezed and pattern.search(solid):
-                    return True
-        return False
+    def _hits(self, form: _Form) -> Iterator[str]:
+        words = self._words
+        for t, sq in zip(form.tokens, form.squeezed):
+            if sq in words:
+                yield from self._token_hits(t, sq)
+        for run in form.runs:
+            yield from self._run_hits(run)
+        if self._phrases:
+            sq = form.squeezed
+            for i, first in enumerate(sq):
+                if first in self._phrases:
+                    for phrase, tag in self._phrases[first]:
+                        if tuple(sq[i:i + len(phrase)]) == phrase:
+                            yield tag
+        for w, entries in self._inside.items():
+            if w in form.solid_squeezed:
+                yield from (tag for pattern, tag in entries if pattern.search(form.solid))
+
+    def _masked_hits(self, masked: tuple[str, ...]) -> Iterator[str]:
+        if self._masks is None:
+            self._masks = [(_masked_pattern(w.lstrip("*")), w.startswith("*"), tag) for w, tag in self._plain]
+        for m in masked:
+            for pattern, inside, tag in self._masks:
+                if (pattern.search(m) if inside else pattern.fullmatch(m)) is not None:
+                    yield tag
+
+    def _all_hits(self, text: str) -> Iterator[str]:
+        forms, masked = _forms(text)
+        for f in forms:
+            yield from self._hits(f)
+        if masked:
+            yield from self._masked_hits(masked)
 
     def matches(self, text: str) -> bool:
         """Whether text (already normalised) holds a blocked term."""
         if not self.size:
             return False
-        s = skeleton(text)
-        plain = _words(s)  # symbols as separators: "kill!" is "kill"
-        if self._hit(plain):
-            return True
-        leet = _words(s.translate(_LEET))  # symbols as letters: "sh!t", "a$$"
-        if leet != plain and self._hit(leet):
-            return True
-        if "1" in s or "|" in s:  # 1 and | read as l rather than i
-            alt = _words(s.replace("1", "l").replace("|", "l").translate(_LEET))
-            if self._hit(alt):
-                return True
-        return False
+        return next(self._all_hits(text), None) is not None
+
+    def tags(self, text: str) -> set[str]:
+        """The tags of every term the text (already normalised) holds."""
+        return set(self._all_hits(text)) if self.size else set()
 
 
 def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) -> list[Path]:
