@@ -115,6 +115,7 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
     out = {"inline_us_per_prompt": round(statistics.median(inline), 1)}
     without = Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100, global_burst=10000,
                                             global_prompts_per_min=60000, classifier=False, semantic=False))
+    without.safety = None
     base = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -179,25 +180,31 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
         cv_p = {w: np.zeros(len(rows)) for w in WORLDS}
         for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(dev_vec, y):
             probe = train_probe(ex_texts + [dev_texts[i] for i in tr], ex_labels + [dev_labels[i] for i in tr],
-                                np.vstack([ex_vec, dev_vec[tr]]), c=c, threshold=0.5)
+                                np.vstack([ex_vec, dev_vec[tr]]), c=c)
             p = probe.probabilities(dev_vec[te])
             for w in WORLDS:
                 allowed = set(resolve_world(w).extra.get("moderation", {}).get("allow", []))
                 cols = [i for i, k in enumerate(probe.classes) if k != "benign" and k not in allowed]
                 cv_p[w][te] = p[:, cols].sum(axis=1)
-        for t in np.arange(0.2, 0.96, 0.025):
-            admitted = refused = 0
-            for w in WORLDS:
+        # One threshold for worlds that allow nothing (meadow), one for those that allow a category (war1944).
+        chosen = []
+        for w in WORLDS:
+            world_best = None
+            for t in np.arange(0.2, 0.96, 0.025):
                 refuse = lexical[w] | (cv_p[w] >= t)
-                admitted += int((want[w] & ~refuse).sum())
-                refused += int((~want[w] & refuse).sum())
-            score = admitted + 2 * refused  # a benign refusal costs more: it teaches viewers to game
-            if best is None or score < best[0]:
-                best = (score, c, float(t), admitted, refused)
-    _, c, t, admitted, refused = best
-    print(f"chosen by {folds}-fold cross-validation on dev: C={c}, threshold={t:.3f} "
-          f"(unsafe admitted {admitted}, benign refused {refused}, both worlds)", file=sys.stderr)
-    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_vec, dev_vec]), c=c, threshold=t)
+                admitted, refused = int((want[w] & ~refuse).sum()), int((~want[w] & refuse).sum())
+                score = admitted + 2 * refused  # a benign refusal costs more: it teaches viewers to game
+                if world_best is None or score < world_best[0]:
+                    world_best = (score, float(t), admitted, refused)
+            chosen.append(world_best)
+        score = sum(x[0] for x in chosen)
+        if best is None or score < best[0]:
+            best = (score, c, chosen)
+    _, c, ((_, t, a1, r1), (_, t_relaxed, a2, r2)) = best
+    print(f"chosen by {folds}-fold cross-validation on dev: C={c}, threshold={t:.3f} (meadow: unsafe admitted "
+          f"{a1}, benign refused {r1}), relaxed {t_relaxed:.3f} (war1944: {a2}, {r2})", file=sys.stderr)
+    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_vec, dev_vec]), c=c,
+                        threshold=t, relaxed_threshold=t_relaxed)
     probe.save(out)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -238,7 +238,8 @@ class BlockList:
     """Terms from one or more lists, matched against evasions.
 
     A line is a word or a phrase; `*word` also matches inside other words
-    ('*fuck' catches 'motherfucker'); `#` starts a comment. A term may carry
+    ('*fuck' catches 'motherfucker'); `!phrase` is an exception, read as if
+    it were not there ('!moby dick'); `#` starts a comment. A term may carry
     a tag (a safety category): `tags(text)` says which tags a text hits, in
     one pass however many there are.
     """
@@ -250,12 +251,20 @@ class BlockList:
         self._inside: dict[str, list[tuple[re.Pattern[str], str]]] = {}
         self._plain: list[tuple[str, str]] = []  # single words and inside terms, for masked spellings
         self._masks: list[tuple[re.Pattern[str], bool, str]] | None = None
+        self._exceptions: list[str] = []
+        self._except: re.Pattern[str] | None = None
         self.size = 0
         for t in terms:
             self.add(t, tag)
 
     def add(self, term: str, tag: str = "") -> None:
         term = term.split("#", 1)[0].strip()
+        if term.startswith("!"):
+            words = _words(skeleton(term[1:]))
+            if words:
+                self._exceptions.append(r"\W+".join(map(re.escape, words)))
+                self._except = re.compile(r"\b(?:" + "|".join(self._exceptions) + r")\b")
+            return
         inside = term.startswith("*")
         words = _words(skeleton(term.lstrip("*")))
         if not words:
@@ -331,8 +340,12 @@ class BlockList:
                 if (pattern.search(m) if inside else pattern.fullmatch(m)) is not None:
                     yield tag
 
+    def without_exceptions(self, text: str) -> str:
+        """The text with the list's exceptions taken out (for every word-level layer)."""
+        return self._except.sub(" ", skeleton(text)) if self._except is not None else text
+
     def _all_hits(self, text: str) -> Iterator[str]:
-        forms, masked = _forms(text)
+        forms, masked = _forms(self.without_exceptions(text))
         for f in forms:
             yield from self._hits(f)
         if masked:
@@ -418,7 +431,7 @@ class Moderation:
                 block_list_paths(self.settings), self.settings.block_words
             )
         self.block_list = block_list
-        if safety is None and (self.settings.classifier or self.settings.semantic):
+        if safety is None:
             from .safety import build_safety
 
             safety = build_safety(classifier=self.settings.classifier, semantic=self.settings.semantic,
@@ -485,7 +498,8 @@ class Moderation:
             from .safety import Finding
 
             return Finding("block_list", "")
-        return self.safety.check(clean) if self.safety is not None else None
+        # "Moby Dick" is an exception for the classifier too, not only for the list
+        return self.safety.check(self.block_list.without_exceptions(clean)) if self.safety is not None else None
 
     def _count(self, finding: Finding, who: str) -> None:
         self.blocked_total += 1

@@ -164,6 +164,7 @@ class ConceptProbe:
     weights: np.ndarray  # (classes, dim)
     bias: np.ndarray  # (classes,)
     threshold: float  # refuse when the refused classes together reach this
+    relaxed_threshold: float  # the same in a world that allows a category (the rest must weigh less)
     source: str = ""  # hash of what it was trained on
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
@@ -176,23 +177,24 @@ class ConceptProbe:
         """Per row, the most likely refused category, or None when it may go on air."""
         p = self.probabilities(vectors)
         refused = [i for i, c in enumerate(self.classes) if c != "benign" and c not in allowed]
+        threshold = self.relaxed_threshold if allowed else self.threshold
         out: list[str | None] = []
         for row in p:
             mass = row[refused].sum()
-            out.append(self.classes[refused[int(np.argmax(row[refused]))]] if mass >= self.threshold else None)
+            out.append(self.classes[refused[int(np.argmax(row[refused]))]] if mass >= threshold else None)
         return out
 
     def save(self, path: Path) -> None:
         np.savez(path, classes=np.array(self.classes), weights=self.weights.astype(np.float32),
                  bias=self.bias.astype(np.float32), threshold=np.float32(self.threshold),
-                 source=np.array(self.source))
+                 relaxed_threshold=np.float32(self.relaxed_threshold), source=np.array(self.source))
 
     @classmethod
     def load(cls, path: Path = PROBE_FILE) -> ConceptProbe:
         try:
             with np.load(path) as z:
                 return cls(tuple(str(c) for c in z["classes"]), z["weights"], z["bias"],
-                           float(z["threshold"]), str(z["source"]))
+                           float(z["threshold"]), float(z["relaxed_threshold"]), str(z["source"]))
         except FileNotFoundError:
             raise ConfigError(f"{path}: the safety probe does not exist; run benchmarks/bench_safety.py --train.") from None
         except (OSError, KeyError, ValueError) as e:
@@ -207,7 +209,7 @@ def training_source(examples: Iterable[tuple[str, str]]) -> str:
 
 
 def train_probe(texts: list[str], labels: list[str], vectors: np.ndarray, *, c: float,
-                threshold: float) -> ConceptProbe:
+                threshold: float = 0.5, relaxed_threshold: float = 0.5) -> ConceptProbe:
     """A multinomial logistic regression on the embeddings (scikit-learn)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -215,7 +217,7 @@ def train_probe(texts: list[str], labels: list[str], vectors: np.ndarray, *, c: 
     y = np.array([classes.index(lab) for lab in labels])
     lr = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(vectors, y)
     return ConceptProbe(classes, lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32), threshold,
-                        training_source(zip(texts, labels)))
+                        relaxed_threshold, training_source(zip(texts, labels)))
 
 
 # -- the layers together -----------------------------------------------------------
@@ -245,6 +247,8 @@ class Safety:
         self.embed = embed
         self.classifier_threshold = classifier_threshold
         self.allowed: frozenset[str] = frozenset()
+        # Chat repeats itself (the same idea from many viewers): remember recent verdicts.
+        self._check = lru_cache(maxsize=8192)(self._check_uncached)
         self.allow(allow)
         if probe is not None and embed is None:
             log.warning("the sentence model is unavailable: prompts are screened by words only")
@@ -256,9 +260,13 @@ class Safety:
         if bad:
             raise ConfigError(f"The safety category {bad[0]!r} cannot be allowed; only {', '.join(RELAXABLE)} can.")
         self.allowed = cats
+        self._check.cache_clear()
 
     def check(self, text: str) -> Finding | None:
         """The inline layers, on a normalised prompt."""
+        return self._check(text)
+
+    def _check_uncached(self, text: str) -> Finding | None:
         if self.terms is not None:
             cat = self.terms.category(text, self.allowed)
             if cat is not None:
