@@ -102,12 +102,22 @@ def report(rows: list[dict], mod: Moderation) -> dict:
     return result
 
 
+def _fresh() -> None:
+    """Forget every cached reading and verdict: each prompt is measured as if new."""
+    from streambot.audience import moderation as m
+
+    m._forms.cache_clear()
+
+
 def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
-    """Inline cost per prompt (check_prompt) and worker cost per candidate (embed + probe)."""
+    """Inline cost per new prompt (check_prompt) and worker cost per candidate (embed + probe)."""
     viewers = [Viewer("twitch", f"viewer{i}") for i in range(len(rows))]
     texts = [r["text"] for r in rows]
     inline = []
     for _ in range(repeats):
+        _fresh()
+        if mod.safety is not None:
+            mod.safety.allow(mod.safety.allowed)  # clears its verdict cache
         t0 = time.perf_counter()
         for v, t in zip(viewers, texts):
             mod.check_prompt(v, t, 0.0)
@@ -118,6 +128,7 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
     without.safety = None
     base = []
     for _ in range(repeats):
+        _fresh()
         t0 = time.perf_counter()
         for v, t in zip(viewers, texts):
             without.check_prompt(v, t, 0.0)
@@ -211,6 +222,7 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--costs", action="store_true", help="only what the layers cost")
     ap.add_argument("--train", action="store_true", help="retrain the semantic probe, then exit")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -221,12 +233,12 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rows = load_set()
     mod = moderation()
-    result = report(rows, mod)
+    result = {} if args.costs else report(rows, mod)
     result["costs"] = costs(rows, mod)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    for world, table in result["worlds"].items():
+    for world, table in result.get("worlds", {}).items():
         print(f"\n== {world}: wrong / prompts (dev, test, all); refused by layer")
         cats = sorted({k.split("|")[0] for k in table})
         for cat in cats:
