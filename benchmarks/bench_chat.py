@@ -72,7 +72,7 @@ def make_messages(n: int, seed: int = 1) -> list[tuple[Viewer, str]]:
 
 
 def throughput(n: int, safety: bool = True) -> dict:
-    engine = VotingEngine(VotingSettings(round_s=10, grace_s=2), now=0.0)
+    engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=5, grace_s=2), now=0.0)
     mod = Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
                                         global_prompts_per_min=60000, global_burst=10000, semantic=False))
     if not safety:
@@ -124,7 +124,7 @@ def round_close(candidates: int = 1000, votes: int = 20_000, repeats: int = 15) 
     director = Director(_StubWorld(), spec)
     times = []
     for rep in range(repeats):
-        engine = VotingEngine(VotingSettings(round_s=10, grace_s=2), now=0.0)
+        engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=5, grace_s=2), now=0.0)
         aud = Audience(engine, Moderation(ModerationSettings(global_burst=10000, global_prompts_per_min=60000)),
                        clock=lambda: 0.0)
         for i in range(candidates):
@@ -134,7 +134,7 @@ def round_close(candidates: int = 1000, votes: int = 20_000, repeats: int = 15) 
         for i in range(votes):
             engine.vote(Viewer("twitch", f"voter{i}"), rng.randint(1, candidates), 5.0)
         t0 = time.perf_counter()
-        winner = aud.tick(12.0)
+        winner = aud.tick(17.0)  # round 1 ends at 10 s; its votes count until 10 + 5 + 2
         director.submit(winner.text, source="audience", user=winner.user)
         times.append((time.perf_counter() - t0) * 1e3)
     return {"candidates": candidates, "votes": votes, "median_ms": round(statistics.median(times), 2),

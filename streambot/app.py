@@ -71,6 +71,7 @@ class Show:
         self.store: Store | None = None
         self.chat: list = []  # local chat readers
         self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
+        self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
 
     def open(self) -> None:
@@ -118,6 +119,7 @@ class Show:
         self.store = Store(resolve_path(self.settings.voting.timeline))
         self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec)
         self.audience.resume()
+        self.voice = self._voice()
         self.director = Director(
             self.world, self.spec,
             beat_interval_s=self.settings.director.beat_interval_s,
@@ -135,6 +137,18 @@ class Show:
         # (imports, fonts) must not compete with the first seconds on air.
         self.broadcast.compositor.set_state(self.overlay_state())
         self.broadcast.compositor.flush(20)
+
+    def _voice(self):
+        """The speech model and its worker; a missing model turns voice off, not the show."""
+        if not self.settings.voice.enabled:
+            return None
+        from .audience.voice import VoiceError, VoiceService
+
+        try:
+            return VoiceService.from_settings(self.settings.voice, self.audience)
+        except VoiceError as e:
+            log.error("voice commands are off: %s", e)
+            return None
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
@@ -238,7 +252,8 @@ class Show:
             from .audience.discord_bot import DiscordBot
 
             makers.append(("discord", lambda: DiscordBot(
-                self.audience, s.discord, self.options.secrets.get("discord_token", ""))))
+                self.audience, s.discord, self.options.secrets.get("discord_token", ""), store=self.store,
+                voice=self.voice)))
         for name, make in makers:
             try:
                 adapter = make()
@@ -263,6 +278,8 @@ class Show:
             chat.start(loop)
             self.chat.append(chat)
         voting = loop.create_task(self.audience.run(self.on_winner), name="voting")
+        if self.voice is not None:
+            self.voice.bind(loop)
         self._start_adapters(loop)
         last_report = time.monotonic()
         try:
@@ -311,6 +328,8 @@ class Show:
     def close(self) -> None:
         for chat in self.chat:
             chat.close()
+        if self.voice is not None:
+            self.voice.close()
         if self.store is not None:
             self.store.close()
         if self.broadcast is not None:

@@ -56,6 +56,17 @@ def _stream_weight_problems(table: dict) -> list[str]:
     return problems
 
 
+def _voice_checks(settings, problems: list[str], notes: list[str]) -> None:
+    """The speech model, and Discord voice receive when Discord is on: one sentence each."""
+    from .audience.voice import discord_voice_note, model_note
+
+    ok, sentence = model_note(settings.voice.model)
+    (notes if ok else problems).append(sentence[0].lower() + sentence[1:] if ok else sentence)
+    if settings.discord.enabled:
+        ok, sentence = discord_voice_note()
+        notes.append(sentence[0].lower() + sentence[1:])
+
+
 def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
                outputs, make_settings) -> tuple[list[str], list[str]]:
     problems: list[str] = []
@@ -94,6 +105,8 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
             problems.append(f"This PyAV build has no {name} encoder, so it cannot make {what}.")
     if settings.world.backend != "sketch":
         problems.extend(_gpu_problems(settings))
+    if settings.voice.enabled:
+        _voice_checks(settings, problems, notes)
     if shutil.which("nginx") and any(p.exists() for p in MODULE_PATHS):
         notes.append("nginx with the RTMP module is installed (used by `streambot demo`)")
     return problems, notes

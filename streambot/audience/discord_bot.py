@@ -1,43 +1,72 @@
-"""Discord: slash commands, vote buttons, a round message per round.
+"""Discord: slash commands, vote buttons, one round message per round and channel.
 
-`/prompt idea`, `/vote number`, `/now` and, for members holding a role named
-in `discord.moderator_roles` (or Manage Server), `/mod skip|lock|unlock|ban|unban`.
-Every configured channel (in as many servers as you like) gets one message
-per round listing the numbered candidates with one button each; it is edited
-as votes come in (at most every `update_s`) and closed with the winner.
-Buttons carry their round in their custom id, so a click on an old round's
-message never lands in a newer round.
+Commands are grouped in Cogs. `/prompt idea`, `/vote number` and `/now` are for
+everyone, in servers only. `/mod skip|lock|unlock|ban|unban` is registered in
+the servers listed in `discord.guilds` and nowhere else: a global command would
+reach every server that added the bot, whose owners Discord calls
+administrators. Discord shows `/mod` to members who may Manage Messages
+(`default_member_permissions`; a server changes that under Integrations); the
+bot acts on it for a role named in `discord.moderator_roles` or Manage Server,
+in a listed server. Roles count nowhere else, and nothing is answered in DMs.
 
-discord.py resumes the gateway session and reconnects by itself;
-`DiscordBot.run` additionally restarts the client with a backoff if it ever
+Round messages: every channel in `discord.channels` gets one message per round,
+numbered candidates with one button each. The round's end is a Discord
+timestamp (`<t:UNIX:R>`) that counts down on each viewer's own client, so the
+message is edited only when what it shows changes (candidates, votes), and at
+most every `update_s`. When the round's result is published, the message is
+closed: buttons disabled, the winner's in green, the result in the text. Its
+ids are kept in the timeline (`Store.save_state(..., key="discord")`), so after
+a restart the message left open is closed the same way.
+
+Nobody is ever pinged: the client sends `allowed_mentions` that allow nothing
+with every message and reply, and viewers' text shows mentions as plain text.
+
+discord.py resumes the gateway session and reconnects by itself; `run`
+restarts the client with a jittered exponential back-off (tenacity) if it ever
 stops, and never raises.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from typing import Any, Literal
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
+from discord.ext import commands, tasks
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from .. import secrets as secret_store
 from ..config import DiscordSettings
 from .events import Audience, ModEvent, PromptEvent, Reply, Viewer, VoteEvent
 
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..voting import RoundResult, Snapshot
+
 log = logging.getLogger(__name__)
 
 CUSTOM_ID = r"streambot:vote:(?P<round>[0-9]+):(?P<number>[0-9]+)"
+STATE_KEY = "discord"  # the timeline's state row holding the round messages' ids
+MAX_CONTENT = 2000  # Discord refuses longer messages
+HEALTHY_S = 60.0  # a client that ran this long before failing starts a fresh back-off
+RETRY_CHANNEL_S = 60.0  # after a failed send, leave the channel alone this long (invalid requests get bots banned)
+_backoff = wait_exponential(multiplier=2, max=300) + wait_random(0, 2)  # 2, 4, 8 ... 300 s, jittered
 
 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID):
     """One candidate's button; stateless, so it keeps working across restarts."""
 
-    def __init__(self, round_no: int, number: int, label: str | None = None) -> None:
+    def __init__(self, round_no: int, number: int, label: str | None = None, *,
+                 disabled: bool = False, won: bool = False) -> None:
+        style = discord.ButtonStyle.success if won else discord.ButtonStyle.primary
         super().__init__(discord.ui.Button(
-            label=label or f"#{number}", style=discord.ButtonStyle.primary,
+            label=label or f"#{number}", style=style, disabled=disabled,
             custom_id=f"streambot:vote:{round_no}:{number}",
         ))
         self.round_no = round_no
@@ -48,15 +77,73 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID):
         return cls(int(match["round"]), int(match["number"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot: DiscordBot | None = getattr(interaction.client, "streambot", None)
-        if bot is None:
-            return
-        await bot.on_button(interaction, self.round_no, self.number)
+        show: DiscordBot | None = getattr(interaction.client, "streambot", None)
+        if show is not None:
+            await show.on_button(interaction, self.round_no, self.number)
 
 
-def viewer_from(user: discord.abc.User, moderator_roles: list[str]) -> Viewer:
+# -- what the messages say -------------------------------------------------------------
+def plain(text: str) -> str:
+    """A viewer's text as Discord shows it: no markdown, mentions as plain text."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _votes(v: float) -> str:
+    return f"{v:g} vote{'' if v == 1 else 's'}"
+
+
+def _fit(head: str, candidates, foot: str) -> str:
+    """The message, each candidate's text cut to an equal share of Discord's 2,000 characters."""
+    share = (MAX_CONTENT - len(head) - len(foot)) // max(1, len(candidates)) - 40
+    while True:  # escaping can lengthen a text: cut shorter until it fits
+        lines = [f"**#{c.number}** {plain(_clip(c.text, share))} \u2014 {_votes(c.votes)}" for c in candidates]
+        text = "\n".join(filter(None, [head, *lines, foot]))
+        if len(text) <= MAX_CONTENT or share <= 10:
+            return text[:MAX_CONTENT]
+        share //= 2
+
+
+def render_round(s: Snapshot, ends_at: int | None) -> tuple[str, list[tuple[int, str]]]:
+    """The round message's text and its buttons (number, label).
+
+    `ends_at` (Unix seconds) is shown as a Discord timestamp, which each client
+    counts down by itself: the text does not change as time passes.
+    """
+    if s.mode == "anarchy":
+        return "**Anarchy mode**: every `/prompt` goes straight on air.", []
+    head = f"**Round {s.round}**"
+    if ends_at is not None:
+        head += " \u2014 ends " + discord.utils.format_dt(datetime.fromtimestamp(ends_at, timezone.utc), "R")
+    if s.locked:
+        head += " \u2014 prompts locked"
+    foot = "Vote with a button or `/vote`; suggest with `/prompt`."
+    if not s.candidates:
+        head += "\nNo ideas yet: `/prompt` one!"
+    buttons = [(c.number, _clip(f"#{c.number} {c.text}", 80)) for c in s.candidates if c.number is not None]
+    return _fit(head, s.candidates, foot), buttons
+
+
+def render_result(round_no: int, result: RoundResult | None) -> str:
+    """A closed round message: who won, and the final tally."""
+    if result is None:
+        return f"**Round {round_no}** is over."
+    if result.winner is None:
+        head = f"**Round {round_no}** is over: {'skipped' if result.skipped else 'no winner'}."
+    else:
+        w = result.winner
+        head = f"**Round {round_no}** \u2014 on air: **{plain(w.text)}** by {plain(w.user)} ({_votes(w.votes)})"
+    shown = [c for c in result.candidates if c.number is not None][:10]
+    return _fit(head, shown, "")
+
+
+def viewer_from(user: discord.abc.User, moderator_roles: list[str], *, trusted: bool) -> Viewer:
+    """A Discord member as a viewer; roles count only in the show's own servers (`trusted`)."""
     roles = {"viewer"}
-    if isinstance(user, discord.Member):
+    if trusted and isinstance(user, discord.Member):
         names = {r.name.lower() for r in user.roles}
         perms = user.guild_permissions
         if names & {m.lower() for m in moderator_roles} or perms.manage_guild or perms.administrator:
@@ -68,44 +155,165 @@ def viewer_from(user: discord.abc.User, moderator_roles: list[str]) -> Viewer:
     return Viewer("discord", user.name, frozenset(roles), str(user.id))
 
 
-def render_round(audience: Audience) -> tuple[str, list[tuple[int, str]]]:
-    """The round message's text and its buttons (number, label)."""
-    s = audience.snapshot()
-    if s.mode == "anarchy":
-        return "**Anarchy mode**: every `/prompt` goes straight on air.", []
-    lines = [f"**Round {s.round}** \u2014 {s.time_left:.0f} s left" + (" \u2014 prompts locked" if s.locked else "")]
-    buttons = []
-    for c in s.candidates:
-        votes = f"{c.votes:g} vote{'s' if c.votes != 1 else ''}"
-        lines.append(f"**#{c.number}** {discord.utils.escape_markdown(c.text)} \u2014 {votes}")
-        buttons.append((c.number, f"#{c.number} {c.text}"[:80]))
-    if not s.candidates:
-        lines.append("No ideas yet: `/prompt` one!")
-    lines.append("Vote with a button or `/vote`; suggest with `/prompt`.")
-    return "\n".join(lines), buttons
+# -- commands ----------------------------------------------------------------------------
+class RoundCommands(commands.Cog):
+    """`/prompt`, `/vote`, `/now`: for everyone, in servers."""
+
+    def __init__(self, show: DiscordBot) -> None:
+        self.show = show
+
+    @app_commands.command(name="prompt", description="Suggest what happens next in the world")
+    @app_commands.guild_only()
+    @app_commands.describe(idea="What should happen?")
+    async def prompt(self, interaction: discord.Interaction, idea: app_commands.Range[str, 1, 300]) -> None:
+        show = self.show
+        await show.answer(interaction, show.audience.handle(PromptEvent(show.viewer(interaction), idea)))
+
+    @app_commands.command(name="vote", description="Vote for a candidate by its number")
+    @app_commands.guild_only()
+    @app_commands.describe(number="The candidate's number")
+    async def vote(self, interaction: discord.Interaction, number: app_commands.Range[int, 1, 9999]) -> None:
+        show = self.show
+        await show.answer(interaction, show.audience.handle(VoteEvent(show.viewer(interaction), number)))
+
+    @app_commands.command(name="now", description="What is on air, and how long this round has left")
+    @app_commands.guild_only()
+    async def now(self, interaction: discord.Interaction) -> None:
+        await self.show.answer(interaction, Reply("now", self.show.audience.now_text()))
 
 
-def render_result(audience: Audience, round_no: int) -> str:
-    last = audience.engine.last
-    if last is None or last.round != round_no:
-        return f"**Round {round_no}** is over."
-    if last.winner is None:
-        return f"**Round {round_no}** is over: {'skipped' if last.skipped else 'no winner'}."
-    w = last.winner
-    return (f"**Round {round_no}** \u2014 on air: **{discord.utils.escape_markdown(w.text)}** "
-            f"by {w.user} ({w.votes:g} votes)")
+class ModCommands(commands.Cog):
+    """`/mod ...`: added only for the servers in `discord.guilds`."""
+
+    mod = app_commands.Group(
+        name="mod", description="Moderators: skip the round, lock prompts, ban or unban a viewer",
+        guild_only=True, allowed_contexts=app_commands.AppCommandContext(guild=True),
+        default_permissions=discord.Permissions(manage_messages=True),
+    )
+
+    def __init__(self, show: DiscordBot) -> None:
+        self.show = show
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # Discord only offers /mod where it is registered; this holds even if it
+        # offered a stale registration somewhere else.
+        if interaction.guild_id not in self.show.settings.guilds:
+            await self.show.answer(interaction, Reply("denied", "Moderation works only in the show's own server."))
+            return False
+        return True
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        if not isinstance(error, app_commands.CheckFailure):  # a refused check has been answered
+            log.error("discord /mod failed", exc_info=error)
+
+    async def _act(self, interaction: discord.Interaction, action: str) -> None:
+        reply = self.show.audience.handle(ModEvent(self.show.viewer(interaction), action))  # type: ignore[arg-type]
+        await self.show.answer(interaction, reply)
+
+    @mod.command(name="skip", description="End this round now, with no winner")
+    async def skip(self, interaction: discord.Interaction) -> None:
+        await self._act(interaction, "skip")
+
+    @mod.command(name="lock", description="Stop new prompts (votes go on)")
+    async def lock(self, interaction: discord.Interaction) -> None:
+        await self._act(interaction, "lock")
+
+    @mod.command(name="unlock", description="Take prompts again")
+    async def unlock(self, interaction: discord.Interaction) -> None:
+        await self._act(interaction, "unlock")
+
+    @mod.command(name="ban", description="Ban a viewer from prompting and voting")
+    @app_commands.describe(user="The viewer")
+    async def ban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        show = self.show
+        viewer = show.viewer(interaction)
+        if not viewer.is_moderator:
+            await show.answer(interaction, Reply("denied"))
+            return
+        show.audience.ban(user.name, actor=f"discord:{viewer.name}", platform="discord", user_id=str(user.id))
+        await show.answer(interaction, Reply("done", f"Done: ban {user.name}"))
+
+    @mod.command(name="unban", description="Lift a viewer's ban")
+    @app_commands.describe(user="The viewer")
+    async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        show = self.show
+        viewer = show.viewer(interaction)
+        if not viewer.is_moderator:
+            await show.answer(interaction, Reply("denied"))
+            return
+        show.audience.unban(user.name, actor=f"discord:{viewer.name}", platform="discord", user_id=str(user.id))
+        await show.answer(interaction, Reply("done", f"Done: unban {user.name}"))
 
 
-class _Client(discord.Client):
-    def __init__(self, bot: DiscordBot, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.streambot = bot
-        self.tree = app_commands.CommandTree(self)
-        bot.add_commands(self.tree)
+class RoundMessages(commands.Cog):
+    """Keeps the round messages up to date, once a `tick_s`."""
+
+    def __init__(self, show: DiscordBot, client: discord.Client) -> None:
+        self.show = show
+        self.client = client
+
+    async def cog_load(self) -> None:
+        self.refresh.change_interval(seconds=self.show.tick_s)
+        self.refresh.start()
+
+    async def cog_unload(self) -> None:
+        self.refresh.cancel()
+
+    @tasks.loop(seconds=1.0)
+    async def refresh(self) -> None:
+        try:
+            await self.show.refresh()
+        except Exception:  # one bad update must not end the updates
+            log.exception("discord round messages not updated")
+
+    @refresh.before_loop
+    async def _ready(self) -> None:
+        await self.client.wait_until_ready()
+
+
+class _Tree(app_commands.CommandTree):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None:  # every command is for servers; Discord should not offer them in DMs
+            await DiscordBot.answer(interaction, Reply("denied", "streambot's commands work in the show's server."))
+            return False
+        return True
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        if isinstance(error, app_commands.CommandNotFound):  # e.g. a command registered here by an older version
+            log.info("discord: /%s is not a command here (server %s)", error.name, interaction.guild_id)
+        elif not isinstance(error, app_commands.CheckFailure):
+            log.error("discord command failed", exc_info=error)
+        if not interaction.response.is_done():
+            await DiscordBot.answer(interaction, Reply("denied", "That command is not available here."))
+
+
+class _Client(commands.Bot):
+    def __init__(self, show: DiscordBot) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and roles; no privileged intents needed
+        if show.voice is not None:
+            from .discord_voice import voice_intents
+
+            voice_intents(intents, show.voice.settings)
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         tree_cls=_Tree, allowed_mentions=discord.AllowedMentions.none())
+        self.streambot = show
 
     async def setup_hook(self) -> None:
+        show = self.streambot
         self.add_dynamic_items(VoteButton)
-        await self.streambot.sync_commands(self)
+        guilds = [discord.Object(id=g) for g in show.settings.guilds]
+        await self.add_cog(RoundCommands(show), **({"guilds": guilds} if guilds else {}))
+        if guilds:
+            await self.add_cog(ModCommands(show), guilds=guilds)
+        else:
+            log.warning("discord: no `guilds` configured, so no /mod: moderation needs the show's server ids")
+        await self.add_cog(RoundMessages(show, self))
+        if show.voice is not None:
+            from .discord_voice import add_voice
+
+            await add_voice(self, show.voice, show.voice.settings, show.settings)
+        await show.sync_commands(self)
 
     async def on_ready(self) -> None:
         log.info("discord bot ready as %s in %d server(s)", self.user, len(self.guilds))
@@ -119,72 +327,136 @@ class _Client(discord.Client):
         self.streambot.state = "reconnecting"
 
 
-class _RoundMessage:
-    __slots__ = ("round", "message", "text", "buttons")
+@dataclass(eq=False)
+class _Posted:
+    """A round message the bot has posted and not yet closed."""
+    channel: int
+    message: int
+    round: int
+    mode: str
+    buttons: list[tuple[int, str]]
+    text: str = ""
+    ends_at: int | None = None
+    at: float = 0.0  # clock time of the last post or edit
+    over_since: float | None = None  # when its round stopped being the current one
 
-    def __init__(self, round_no: int, message: discord.Message, text: str, buttons: list) -> None:
-        self.round = round_no
-        self.message = message
-        self.text = text
-        self.buttons = buttons
+    def saved(self) -> dict:
+        return {"channel": self.channel, "message": self.message, "round": self.round, "mode": self.mode,
+                "buttons": [list(b) for b in self.buttons]}
+
+    @classmethod
+    def from_saved(cls, d: dict) -> _Posted:
+        return cls(int(d["channel"]), int(d["message"]), int(d["round"]), d.get("mode", "rounds"),
+                   [(int(n), str(label)) for n, label in d.get("buttons", [])])
+
+
+@dataclass
+class _Board:
+    """The round messages across client restarts: open ones and those waiting for their result."""
+    open: dict[int, _Posted] = field(default_factory=dict)
+    closing: list[_Posted] = field(default_factory=list)
+    left_open: list[_Posted] = field(default_factory=list)  # from before a restart
+    results: OrderedDict[int, RoundResult] = field(default_factory=OrderedDict)
+    retry_at: dict[int, float] = field(default_factory=dict)  # channel -> clock time
 
 
 class DiscordBot:
     platform = "discord"
 
-    def __init__(self, audience: Audience, settings: DiscordSettings, token: str) -> None:
+    def __init__(
+        self,
+        audience: Audience,
+        settings: DiscordSettings,
+        token: str,
+        *,
+        store: Store | None = None,
+        wall: Callable[[], float] = time.time,
+        tick_s: float = 1.0,
+        voice: Any = None,
+    ) -> None:
         if not token:
             raise ValueError("no Discord bot token: set STREAMBOT_DISCORD_TOKEN (see the README).")
         secret_store.register(token)
         self.audience = audience
         self.settings = settings
         self.token = token
+        self.store = store
+        self.clock = audience.clock  # round times and edit spacing, on the show's clock
+        self.wall = wall  # Unix time, for the timestamps Discord shows
+        self.tick_s = tick_s
+        self.voice = voice  # a VoiceService: /listen, /leave and voice messages
         self.state = "idle"
         self.resumes = 0
+        self.refreshes = 0
         self.client: _Client | None = None
         self._closing = asyncio.Event()
-        self._rounds: dict[int, _RoundMessage] = {}
+        self._lock = asyncio.Lock()
+        self._board = _Board()
+        saved = store.load_state(STATE_KEY) if store is not None else None
+        for d in (saved or {}).get("messages", []):
+            self._board.left_open.append(_Posted.from_saved(d))
 
     # -- lifecycle ---------------------------------------------------------------
     def make_client(self) -> _Client:
-        intents = discord.Intents.none()
-        intents.guilds = True  # channels and roles; no privileged intents needed
-        return _Client(self, intents=intents)
+        return _Client(self)
 
     async def run(self) -> None:
-        """Stay connected until `close()`; a failure is logged and retried."""
-        delay = 2.0
-        while not self._closing.is_set():
-            self.state = "connecting"
-            client = self.client = self.make_client()
-            updater = asyncio.create_task(self._update_loop(client))
-            started = time.monotonic()
-            try:
-                await client.start(self.token, reconnect=True)
-            except asyncio.CancelledError:
+        """Stay connected until `close()`; a failure is logged and retried, never raised."""
+        unsubscribe = self.audience.subscribe(self._on_result)
+        try:
+            while not self._closing.is_set():
+                # A fresh back-off after a client that ran well (see `_session`).
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(Exception), wait=self._wait, sleep=self._pause,
+                    before_sleep=self._retrying, reraise=True,
+                ):
+                    with attempt:
+                        await self._session()
+        finally:
+            unsubscribe()
+            self.state = "closed"
+
+    async def _session(self) -> None:
+        """One client from login to close; raises when it failed soon after starting."""
+        if self._closing.is_set():
+            return
+        self.state = "connecting"
+        client = self.client = self.make_client()
+        started = time.monotonic()
+        try:
+            await client.start(self.token, reconnect=True)
+            if not self._closing.is_set():
+                raise ConnectionError("the Discord client stopped by itself")
+        except Exception as e:
+            if time.monotonic() - started < HEALTHY_S:
                 raise
-            except discord.LoginFailure:
-                log.error("discord rejected the bot token; retrying in 5 minutes")
-                delay = 300.0
-            except Exception as e:
-                log.warning("discord bot stopped: %s", secret_store.redact(str(e) or repr(e)))
-                log.debug("discord bot failure", exc_info=True)
-            finally:
-                updater.cancel()
-                if not client.is_closed():
-                    await client.close()
-                self._rounds.clear()
-            if self._closing.is_set():
-                break
-            self.state = "retrying"
-            if time.monotonic() - started > 60 and delay < 300:
-                delay = 2.0
-            try:
-                await asyncio.wait_for(self._closing.wait(), delay * random.uniform(0.8, 1.2))
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, 300.0)
-        self.state = "closed"
+            log.warning("discord bot stopped: %s; reconnecting", secret_store.redact(str(e) or repr(e)))
+        finally:
+            if not client.is_closed():
+                await client.close()
+
+    @staticmethod
+    def _wait(state: RetryCallState) -> float:
+        if state.outcome is not None and isinstance(state.outcome.exception(), discord.LoginFailure):
+            return 300.0  # a rejected token stays rejected until someone changes it
+        return _backoff(state)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _retrying(self, state: RetryCallState) -> None:
+        self.state = "retrying"
+        e = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        if isinstance(e, discord.LoginFailure):
+            log.error("discord rejected the bot token; retrying in %.0f s", wait)
+        else:
+            log.warning("discord bot stopped: %s; retrying in %.0f s",
+                        secret_store.redact(str(e) or repr(e)), wait)
+            log.debug("discord bot failure", exc_info=e)
 
     async def close(self) -> None:
         """Stop and disconnect. Safe to call twice."""
@@ -195,92 +467,158 @@ class DiscordBot:
 
     async def sync_commands(self, client: _Client) -> None:
         try:
-            if self.settings.guilds:
-                for gid in self.settings.guilds:
-                    guild = discord.Object(id=gid)
-                    client.tree.copy_global_to(guild=guild)
-                    await client.tree.sync(guild=guild)
-            else:
-                await client.tree.sync()
+            for gid in self.settings.guilds:
+                await client.tree.sync(guild=discord.Object(id=gid))
+            # Global: the viewer commands when no server is listed; otherwise
+            # nothing, which also removes what an older version registered.
+            await client.tree.sync()
         except discord.HTTPException as e:  # the buttons still work; say why commands don't
             log.warning("discord slash commands not synced: %s", e)
 
     # -- commands ------------------------------------------------------------------
-    def add_commands(self, tree: app_commands.CommandTree) -> None:
-        @tree.command(name="prompt", description="Suggest what happens next in the world")
-        @app_commands.describe(idea="What should happen?")
-        async def prompt(interaction: discord.Interaction, idea: app_commands.Range[str, 1, 300]) -> None:
-            await self._answer(interaction, self.audience.handle(PromptEvent(self.viewer(interaction), idea)))
-
-        @tree.command(name="vote", description="Vote for a candidate by its number")
-        @app_commands.describe(number="The candidate's number")
-        async def vote(interaction: discord.Interaction, number: app_commands.Range[int, 1, 9999]) -> None:
-            await self._answer(interaction, self.audience.handle(VoteEvent(self.viewer(interaction), number)))
-
-        @tree.command(name="now", description="What is on air, and how long this round has left")
-        async def now(interaction: discord.Interaction) -> None:
-            await interaction.response.send_message(self.audience.now_text(), ephemeral=True)
-
-        @tree.command(name="mod", description="Moderators: skip the round, lock prompts, ban or unban a viewer")
-        @app_commands.describe(action="What to do", user="The viewer (for ban and unban)")
-        async def mod(interaction: discord.Interaction,
-                      action: Literal["skip", "lock", "unlock", "ban", "unban"], user: str = "") -> None:
-            event = ModEvent(self.viewer(interaction), action, user.strip().lstrip("@").lower())
-            reply = self.audience.handle(event)
-            if reply.kind == "denied":
-                reply = Reply("denied", "Only moderators can do that.")
-            await self._answer(interaction, reply)
-
     def viewer(self, interaction: discord.Interaction) -> Viewer:
-        return viewer_from(interaction.user, self.settings.moderator_roles)
+        trusted = interaction.guild_id is not None and interaction.guild_id in self.settings.guilds
+        return viewer_from(interaction.user, self.settings.moderator_roles, trusted=trusted)
 
     async def on_button(self, interaction: discord.Interaction, round_no: int, number: int) -> None:
         reply = self.audience.handle(VoteEvent(self.viewer(interaction), number, round=round_no))
-        await self._answer(interaction, reply)
+        await self.answer(interaction, reply)
 
     @staticmethod
-    async def _answer(interaction: discord.Interaction, reply: Reply) -> None:
+    async def answer(interaction: discord.Interaction, reply: Reply) -> None:
+        text = "Only moderators can do that." if reply.kind == "denied" and not reply.text else reply.text
         try:
-            await interaction.response.send_message(reply.text or "OK.", ephemeral=True)
+            await interaction.response.send_message(discord.utils.escape_mentions(text or "OK."), ephemeral=True)
         except discord.HTTPException as e:
             log.info("discord reply failed: %s", e)
 
     # -- round messages --------------------------------------------------------------
-    async def _update_loop(self, client: _Client) -> None:
-        await client.wait_until_ready()
-        while not client.is_closed():
-            try:
-                await self.update_round_messages(client)
-            except Exception:  # one bad edit must not end the updates
-                log.exception("discord round message update failed")
-            await asyncio.sleep(self.settings.update_s)
+    def _on_result(self, result: RoundResult) -> None:
+        if result.mode != "rounds":
+            return
+        results = self._board.results
+        results[result.round] = result
+        while len(results) > 32:
+            results.popitem(last=False)
 
-    async def update_round_messages(self, client: discord.Client) -> None:
-        """Post, edit or close each channel's round message to match the round."""
-        text, buttons = render_round(self.audience)
-        round_no = self.audience.snapshot().round
-        for channel_id in self.settings.channels:
-            current = self._rounds.get(channel_id)
-            try:
-                if current is not None and current.round != round_no:
-                    await current.message.edit(content=render_result(self.audience, current.round), view=None)
-                    current = None
-                if current is None:
-                    channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
-                    message = await channel.send(text, view=self._view(round_no, buttons))  # type: ignore[union-attr]
-                    self._rounds[channel_id] = _RoundMessage(round_no, message, text, buttons)
-                elif current.text != text or current.buttons != buttons:
-                    await current.message.edit(content=text, view=self._view(round_no, buttons))
-                    current.text, current.buttons = text, buttons
-            except discord.HTTPException as e:
-                log.warning("discord channel %s: round message not updated: %s", channel_id, e)
-                self._rounds.pop(channel_id, None)  # post afresh next time
+    def _save(self) -> None:
+        if self.store is not None:
+            b = self._board
+            self.store.save_state({"messages": [p.saved() for p in [*b.open.values(), *b.closing]]}, STATE_KEY)
+
+    def _ends_at(self, s: Snapshot, before: int | None) -> int | None:
+        if s.mode != "rounds":
+            return None
+        end = round(self.wall() + s.time_left)
+        # the two clocks tick apart by a fraction: a second either way is the same end
+        return before if before is not None and abs(end - before) <= 1 else end
+
+    def _message(self, p: _Posted) -> discord.PartialMessage:
+        assert self.client is not None
+        return self.client.get_partial_messageable(p.channel).get_partial_message(p.message)
 
     @staticmethod
-    def _view(round_no: int, buttons: list[tuple[int, str]]) -> discord.ui.View | None:
+    def _view(round_no: int, buttons: list[tuple[int, str]], *, closed: bool = False,
+              winner: int | None = None) -> discord.ui.View | None:
         if not buttons:
             return None
         view = discord.ui.View(timeout=None)
         for number, label in buttons[:25]:
-            view.add_item(VoteButton(round_no, number, label))
+            view.add_item(VoteButton(round_no, number, label, disabled=closed, won=number == winner))
         return view
+
+    async def refresh(self) -> None:
+        """Post, edit or close each channel's round message to match the round."""
+        async with self._lock:
+            if self.client is None or not self.client.is_ready() or self.client.is_closed():
+                return
+            now = self.clock()
+            s = self.audience.snapshot(now)
+            if self._board.left_open:
+                await self._close_left_open(s, now)
+            for channel in self.settings.channels:
+                await self._refresh_channel(channel, s, now)
+            await self._close_finished(s, now)
+            self.refreshes += 1
+
+    async def _refresh_channel(self, channel: int, s: Snapshot, now: float) -> None:
+        board = self._board
+        p = board.open.get(channel)
+        if p is not None and (p.round, p.mode) != (s.round, s.mode):
+            p.over_since = now
+            board.closing.append(board.open.pop(channel))
+            p = None
+        if now < board.retry_at.get(channel, 0.0):  # it failed a moment ago
+            return
+        try:
+            if p is None:
+                ends = self._ends_at(s, None)
+                text, buttons = render_round(s, ends)
+                sent = await self.client.get_partial_messageable(channel).send(  # type: ignore[union-attr]
+                    text, view=self._view(s.round, buttons))
+                board.open[channel] = _Posted(channel, sent.id, s.round, s.mode, buttons, text, ends, now)
+                self._save()
+                return
+            ends = self._ends_at(s, p.ends_at)
+            text, buttons = render_round(s, ends)
+            if (text, buttons) == (p.text, p.buttons) or now - p.at < self.settings.update_s:
+                return
+            await self._message(p).edit(content=text, view=self._view(s.round, buttons))
+            saved = buttons != p.buttons
+            p.text, p.buttons, p.ends_at, p.at = text, buttons, ends, now
+            if saved:
+                self._save()
+        except discord.HTTPException as e:
+            log.warning("discord channel %s: round message not updated: %s", channel, e)
+            board.retry_at[channel] = now + RETRY_CHANNEL_S
+            if p is not None and isinstance(e, discord.NotFound):  # deleted: post afresh
+                board.open.pop(channel, None)
+                self._save()
+
+    async def _close_finished(self, s: Snapshot, now: float) -> None:
+        """Close the messages of rounds whose result is in (or overdue)."""
+        board = self._board
+        for p in list(board.closing):
+            if p.over_since is None:
+                if (p.round, p.mode) == (s.round, s.mode):
+                    continue  # a round that went on after a restart
+                p.over_since = now
+            result = board.results.get(p.round) if p.mode == "rounds" else None
+            overdue = now - p.over_since > s.grace_s + 10
+            if p.mode == "rounds" and result is None and not overdue:
+                continue
+            if p.mode == "rounds":
+                text = render_result(p.round, result)
+            else:
+                text = "**Anarchy mode** is over."
+            winner = _winning_number(result)
+            try:
+                await self._message(p).edit(content=text, view=self._view(p.round, p.buttons, closed=True,
+                                                                            winner=winner))
+            except discord.HTTPException as e:
+                log.warning("discord channel %s: round %d message not closed: %s", p.channel, p.round, e)
+            board.closing.remove(p)
+            self._save()
+
+    async def _close_left_open(self, s: Snapshot, now: float) -> None:
+        """Disable the buttons of the messages a previous run left open."""
+        board = self._board
+        for p in board.left_open:
+            goes_on = (p.round, p.mode) == (s.round, s.mode) and s.mode == "rounds"
+            text = (f"**Round {p.round}** goes on in a new message below." if goes_on
+                    else f"**Round {p.round}** ended when the show restarted.")
+            try:
+                await self._message(p).edit(content=text, view=self._view(p.round, p.buttons, closed=True))
+            except discord.HTTPException as e:
+                log.warning("discord channel %s: message %s left open not closed: %s", p.channel, p.message, e)
+                continue
+            if goes_on:  # it shows the result too, when the round ends
+                board.closing.append(p)
+        board.left_open.clear()
+        self._save()
+
+
+def _winning_number(result: RoundResult | None) -> int | None:
+    if result is None or result.winner is None:
+        return None
+    return next((c.number for c in result.candidates if c.text == result.winner.text), None)

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,7 +41,8 @@ class Viewer:
     key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.platform}:{self.name.lower()}")
+        # The platform's user id when there is one: a rename keeps the viewer's votes and bans.
+        object.__setattr__(self, "key", f"{self.platform}:{self.id or self.name.lower()}")
 
     @property
     def is_moderator(self) -> bool:
@@ -59,6 +61,7 @@ class ChatMessage:
     """A line of chat, commands and all; the hub parses it."""
     viewer: Viewer
     text: str
+    id: str = ""  # the platform's message id: a moderator deleting the message takes it back
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class PromptEvent:
     viewer: Viewer
     text: str
     priority: bool = False  # a channel-point redemption
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class VoteEvent:
     viewer: Viewer
     number: int
     round: int | None = None  # only this round (a button on a round message)
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,7 @@ class Reply:
     kind: ReplyKind
     text: str = ""
     number: int | None = None
+    round: int = 0  # where a prompt or vote landed
 
 
 NONE = Reply("none")
@@ -124,9 +130,12 @@ class Audience:
         self.counts = {"messages": 0, "prompts": 0, "votes": 0, "blocked": 0, "dropped": 0}
         self._subscribers: list[Callable[[RoundResult], Any]] = []
         self._closed = asyncio.Event() if _has_loop() else None
+        # (platform, message id) -> what that message put in the ballot, for a moderator's deletion
+        self._placed: OrderedDict[tuple[str, str], tuple[str, int, str | None, int | None]] = OrderedDict()
         if store is not None:
             for key in store.bans():
                 moderation.bans.add(key)
+            moderation.ban_names.update(store.ban_names())
 
     @classmethod
     def from_settings(
@@ -144,16 +153,18 @@ class Audience:
         from ..voting import VotingEngine
         from .moderation import Moderation
 
-        embed = None
+        embed = lexicon = None
         if embeddings and settings.voting.pool_embeddings:
             from ..embeddings import get_embedder
+            from ..lexicon import WordNet
 
             embedder = get_embedder()
             embed = embedder.encode if embedder is not None else None
+            lexicon = WordNet.find()
         moderation = Moderation(settings.moderation)
         moderation.set_world(world or resolve_world(settings.world.preset))
         engine = VotingEngine(
-            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed,
+            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed, lexicon=lexicon,
             screen=moderation.screen if moderation.safety is not None else None,
         )
         return cls(engine, moderation, store=store, clock=clock)
@@ -168,15 +179,20 @@ class Audience:
         now = self.clock() if now is None else now
         viewer = event.viewer
         self.counts["messages"] += 1
+        self.moderation.remember(viewer)
         if isinstance(event, ChatMessage):
             self.moderation.seen(viewer, now)
             cmd = parse(event.text)
             if cmd is None:
                 return NONE
             if cmd.kind == "prompt":
-                event = PromptEvent(viewer, cmd.text)
+                event = PromptEvent(viewer, cmd.text, id=event.id)
             elif cmd.kind == "vote":
-                event = VoteEvent(viewer, cmd.number)
+                event = VoteEvent(viewer, cmd.number, id=event.id)
+            elif cmd.kind == "mode":
+                if self.moderation.is_banned(viewer):
+                    return NONE
+                return self._mode_vote(viewer, cmd.text, now)
             elif cmd.kind in MODERATOR_KINDS:
                 event = ModEvent(viewer, cmd.kind, cmd.text)  # type: ignore[arg-type]
             elif cmd.kind == "help":
@@ -197,12 +213,25 @@ class Audience:
         out = self.engine.vote(event.viewer, event.number, now, round_no=event.round)
         if out.status in ("voted", "changed"):
             self.counts["votes"] += 1
-            return Reply("voted", f"Voted for #{out.number}.", out.number)
+            self._place(event, out.round, None, out.number)
+            return Reply("voted", f"Voted for #{out.number}.", out.number, out.round)
         if out.status == "anarchy":
             return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
         if out.status == "closed":
             return Reply("rejected", "That round is over; vote in the new one.")
+        if out.status == "stale":
+            when = "the last round" if out.round == self.engine.current.number - 1 else f"round {out.round}"
+            return Reply("unknown", f"#{event.number} was in {when}; vote for one of this round's ideas.")
         return Reply("unknown", f"There is no #{event.number} this round.")
+
+    def _mode_vote(self, viewer: Viewer, mode: str, now: float) -> Reply:
+        out = self.engine.mode_vote(viewer, mode, now)  # type: ignore[arg-type]
+        if out.status == "mode_vote":
+            self.counts["votes"] += 1
+            return Reply("voted", f"Your vote for {'anarchy' if mode == 'anarchy' else 'democracy'} counts.")
+        if out.status == "locked":
+            return Reply("rejected", _REJECTED["locked"])
+        return Reply("rejected", "The mode is the streamer's choice here.")
 
     def _prompt(self, event: PromptEvent, now: float) -> Reply:
         verdict = self.moderation.check_prompt(event.viewer, event.text, now)
@@ -216,13 +245,14 @@ class Audience:
         out = self.engine.submit(event.viewer, verdict.text, now, priority=event.priority)
         if out.status in ("new", "pooled"):
             self.counts["prompts"] += 1
+            self._place(event, out.round, verdict.text, None)
             if out.number is None:
-                return Reply(out.status, "Your idea waits for a moderator.")
+                return Reply(out.status, "Your idea waits for a moderator.", None, out.round)
             verb = "is" if out.status == "new" else "joined"
-            return Reply(out.status, f"Your idea {verb} #{out.number}.", out.number)
+            return Reply(out.status, f"Your idea {verb} #{out.number}.", out.number, out.round)
         if out.status == "queued":
             self.counts["prompts"] += 1
-            return Reply("new", "Your idea goes on air next.")
+            return Reply("new", "Your idea goes on air next.", None, out.round)
         self.counts["dropped"] += 1
         return Reply("rejected", _REJECTED.get(out.status, "Not now."))
 
@@ -238,10 +268,36 @@ class Audience:
         elif event.action == "unban":
             self.unban(event.target, actor=actor, platform=viewer.platform, now=now)
         elif event.action == "skip":
-            self.skip_round(actor=actor, now=now)
+            self.skip_round(actor=actor, now=now, as_seen=True)
         else:
             self.lock(actor=actor, locked=event.action == "lock", now=now)
         return Reply("done", f"Done: {event.action} {event.target}".strip())
+
+    def _place(self, event: PromptEvent | VoteEvent, round_no: int, text: str | None, number: int | None) -> None:
+        if not event.id:
+            return
+        self._placed[(event.viewer.platform, event.id)] = (event.viewer.key, round_no, text, number)
+        if len(self._placed) > 20_000:  # rounds last seconds: older messages no longer matter
+            self._placed.popitem(last=False)
+
+    def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool:
+        """A moderator deleted a message on its platform: its prompt or vote leaves the ballot."""
+        placed = self._placed.pop((platform, message_id), None)
+        if placed is None:
+            return False
+        key, round_no, text, number = placed
+        removed = self.engine.retract(key, round_no=round_no, prompt=text, number=number)
+        if removed:
+            self._log(actor or platform, "retract", f"{key}: a deleted message")
+        return removed > 0
+
+    def retract_viewer(self, viewer: Viewer, *, actor: str = "", why: str = "") -> int:
+        """A viewer's messages were cleared, or they were banned or timed out, on their platform:
+        their prompts and votes leave the ballot now."""
+        removed = self.engine.retract(viewer.key)
+        if removed:
+            self._log(actor or viewer.platform, "retract", f"{viewer.key} ({viewer.name}){': ' + why if why else ''}")
+        return removed
 
     # -- time and results ---------------------------------------------------------
     def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]:
@@ -266,6 +322,9 @@ class Audience:
         now = self.clock() if now is None else now
         results = self.engine.tick(now)
         self._publish(results)
+        for switch in self.engine.take_switches():
+            self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
+                                      f"{switch.democracy} democracy)")
         winners = [r.winner for r in results if r.winner is not None]
         if winners:
             self.on_air_text = winners[-1].text
@@ -293,7 +352,8 @@ class Audience:
         s = self.snapshot(now)
         on = f"Now: {self.on_air_text}." if self.on_air_text else "The world is telling its own story."
         if s.mode == "anarchy":
-            return f"{on} Anarchy mode: every !p goes on air."
+            back = " !democracy to vote for rounds again." if s.meter is not None else ""
+            return f"{on} Anarchy mode: every !p goes on air.{back}"
         return f"{on} Round {s.round}, {s.time_left:.0f}s left."
 
     async def run(self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1,
@@ -346,10 +406,13 @@ class Audience:
         if self.store is not None:
             self.store.log_action(actor, action, detail)
 
-    def skip_round(self, *, actor: str, now: float | None = None) -> None:
+    def skip_round(self, *, actor: str, now: float | None = None, as_seen: bool = False) -> None:
+        """End the round with no winner: the one under way, or (`as_seen`: a
+        moderator in chat) the one viewers see on the delayed stream."""
         now = self.clock() if now is None else now
-        self._publish(self.engine.skip(now))
-        self._log(actor, "skip")
+        results = self.engine.skip(now, as_seen=as_seen)
+        self._publish(results)
+        self._log(actor, "skip", ",".join(f"round {r.round}" for r in results))
 
     def approve(self, candidate_id: int, *, actor: str) -> bool:
         view = self.engine.approve(candidate_id, approved=True)
@@ -361,19 +424,33 @@ class Audience:
         self._log(actor, "reject", f"#{candidate_id}")
         return view is not None
 
-    def ban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
-        """Ban a viewer (on one platform, or everywhere); their votes this round go too."""
-        key = self.moderation.ban(user, platform)
-        name = key.split(":", 1)[1]
-        self.engine.remove_viewer(
-            lambda k: k.split(":", 1)[1] == name and (platform is None or k.startswith(platform + ":"))
-        )
-        if self.store is not None:
-            self.store.add_ban(key, actor)
-        self._log(actor, "ban", key)
+    def ban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+            now: float | None = None) -> None:
+        """Ban a viewer (on one platform, or everywhere); their votes this round go too.
 
-    def unban(self, user: str, *, actor: str, platform: str | None = None, now: float | None = None) -> None:
+        With `user_id` the ban holds that platform account whatever it is called later; by
+        name, it also holds the accounts recently seen under that name."""
+        keys = self.moderation.ban(user, platform, user_id=user_id or "")
+        banned = set(keys)
+        name = user.lstrip("@").lower()
+
+        def match(key: str) -> bool:
+            if key in banned:
+                return True
+            plat, rest = key.split(":", 1)  # viewers without an id are keyed by name
+            return not user_id and rest == name and (platform is None or plat == platform)
+
+        self.engine.remove_viewer(match)
+        if self.store is not None:
+            for key in keys:
+                self.store.add_ban(key, actor, self.moderation.ban_names.get(key, ""))
+        self._log(actor, "ban", ",".join(keys))
+
+    def unban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+              now: float | None = None) -> None:
         keys = self.moderation.unban(user, platform)
+        if user_id:
+            keys += self.moderation.unban(user_id, platform)
         if not keys and platform:  # a console ban applies everywhere; a mod may lift it
             keys = self.moderation.unban(user, None)
         if self.store is not None:

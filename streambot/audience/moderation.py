@@ -438,7 +438,10 @@ class Moderation:
                                   classifier_threshold=self.settings.classifier_threshold)
         self.safety = safety
         self.refused: Counter[tuple[str, str]] = Counter()  # (layer, category) -> prompts
+        # Ban keys: "platform:name" or "*:name" (by name), "platform:id" (a platform account).
         self.bans: set[str] = set(bans)
+        self.ban_names: dict[str, str] = {}  # an account's ban key -> the name it was banned under
+        self._accounts: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()  # name -> (platform, id) seen
         s = self.settings
         self._viewer_limit = RateLimiter(s.viewer_prompts_per_min / 60.0, s.viewer_burst)
         self._global_limit = RateLimiter(s.global_prompts_per_min / 60.0, s.global_burst)
@@ -460,24 +463,57 @@ class Moderation:
         first = self._first_seen.get(viewer.key)
         return first is None or now - first < wait
 
+    def remember(self, viewer: Viewer) -> None:
+        """Note which platform account goes by this name, so a ban by name holds the account."""
+        if not viewer.id:
+            return
+        name = viewer.name.lower()
+        seen = self._accounts.pop(name, set())
+        seen.add((viewer.platform, viewer.id))
+        self._accounts[name] = seen  # most recent last, so the oldest go first
+        if len(self._accounts) > 200_000:
+            self._accounts.popitem(last=False)
+
     def is_banned(self, viewer: Viewer) -> bool:
         if not self.bans:
             return False
         name = viewer.name.lower()
-        return f"*:{name}" in self.bans or f"{viewer.platform}:{name}" in self.bans
+        return viewer.key in self.bans or f"*:{name}" in self.bans or f"{viewer.platform}:{name}" in self.bans
 
-    def ban(self, name: str, platform: str | None = None) -> str:
-        key = _ban_key(name, platform)
-        self.bans.add(key)
-        return key
+    def _accounts_named(self, name: str, platform: str | None) -> list[str]:
+        return sorted(f"{p}:{i}" for p, i in self._accounts.get(name, ()) if platform in (None, p))
+
+    def ban(self, name: str, platform: str | None = None, *, user_id: str = "") -> list[str]:
+        """Ban by name (on one platform or everywhere, and the accounts recently seen under that
+        name), or one platform account by its id. Returns the keys added."""
+        name = name.lstrip("@")
+        if user_id:
+            if not platform:
+                raise ValueError("a ban by user id needs the platform")
+            keys = [f"{platform}:{user_id}"]
+        else:
+            keys = [_ban_key(name, platform), *self._accounts_named(name.lower(), platform)]
+        for key in keys:
+            self.bans.add(key)
+            if key != _ban_key(name, platform) and name:
+                self.ban_names[key] = name
+        return keys
 
     def unban(self, name: str, platform: str | None = None) -> list[str]:
-        """Lift a ban; without a platform, the name's bans everywhere."""
+        """Lift a ban; without a platform, the name's bans everywhere. The name may also be the
+        platform id the ban was keyed by."""
         name = name.lstrip("@").lower()
-        keys = [_ban_key(name, platform)] if platform else [b for b in self.bans if b.split(":", 1)[1] == name]
+        if platform:
+            keys = {_ban_key(name, platform)}
+        else:
+            keys = {b for b in self.bans if b.split(":", 1)[1] == name}
+        keys |= {k for k, n in self.ban_names.items() if n.lower() == name and platform in (None, k.split(":")[0])}
+        keys |= set(self._accounts_named(name, platform))
+        keys &= self.bans
         for k in keys:
             self.bans.discard(k)
-        return keys
+            self.ban_names.pop(k, None)
+        return sorted(keys)
 
     # prompts
     def normalise(self, text: str) -> str:

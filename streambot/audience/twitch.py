@@ -1,32 +1,57 @@
 """Twitch chat in and out, with twitchio 3.
 
-In: EventSub over websocket, `channel.chat.message` (and, optionally,
-`channel.channel_points_custom_reward_redemption.add` for priority prompts).
-twitchio follows Twitch's `session_reconnect` and re-dials a dropped socket
-by itself; on top of that `TwitchChat.run` rebuilds the whole client with a
-backoff whenever it fails or stays disconnected, and never raises.
+In: EventSub over websocket. `channel.chat.message` brings prompts and votes:
+only this channel's own chat (a Shared Chat session mirrors other channels'
+messages in), and every message but those the bot itself sent (so a streamer
+chatting as the bot is heard). Twitch's own moderation is mirrored at once: a
+deleted message (`channel.chat.message_delete`) takes its prompt or vote back;
+a viewer whose messages are cleared, or who is banned or timed out
+(`channel.chat.clear_user_messages`, and `channel.ban` with the broadcaster's
+token) leaves the ballot. With a reward configured, channel-point redemptions
+are priority prompts.
+
+Staying connected: twitchio follows `session_reconnect` and re-dials a dropped
+socket by itself. A subscription Twitch revokes (the user was removed, the
+authorisation revoked, ...) is requested again at once, and the reason logged
+and shown in `state`. On top of that `TwitchChat.run` rebuilds the whole client
+with a backoff whenever it fails or stays disconnected, and never raises.
 
 Out: Helix `POST /chat/messages`, batched to one message per round (the
 winner, plus answers to `!help` / `!now` asked during the round), inside
-Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator).
-Optionally a stream marker at every prompt change, so the VOD has chapters.
+Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator). A 429
+is waited out until Twitch's `Ratelimit-Reset` and tried once more when that
+is soon enough. Chat goes out with the app access token when Twitch will show
+the bot badge for it (the chatting account granted `user:bot`, and the channel
+`channel:bot` or made the bot a moderator), else with the user token. Only a
+Twitch winner is named with `@`: a name from another platform may be someone
+else's login here. Optionally a stream marker at every prompt change.
 
-Tokens: a user access token and its refresh token for the chatting account
-come from the secrets (`twitch_token`, `twitch_refresh_token`) or from the
-tokens file twitchio's own OAuth flow wrote; with neither, the adapter
-serves that flow on `oauth_host:oauth_port` and logs the address to open.
+Channel points: the reward (title and cost from config) is created through
+Helix on the first run, because Twitch lets only the app that created a reward
+update its redemptions; a redemption is fulfilled when its prompt goes on air
+and refunded when it is refused or does not win its round.
+
+Tokens: the chatting account's user token and refresh token come from the
+tokens file (what the last run had), else from the secrets (`twitch_token`,
+`twitch_refresh_token`); with neither, the adapter serves twitchio's OAuth flow
+on `oauth_host:oauth_port` and logs the address to open. Refresh tokens rotate,
+so every refresh twitchio makes is written to the tokens file (mode 600) at once.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 import twitchio
 from twitchio import eventsub
 
@@ -39,16 +64,31 @@ if TYPE_CHECKING:
     from ..voting import RoundResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-# What the chatting account's token needs; the last three only for the extras.
+# What the chatting account is asked for; chat needs the first two, the rest are extras
+# (those marked "broadcaster" only work when the bot chats as the broadcaster).
 SCOPES = (
     "user:read:chat",  # read chat over EventSub
     "user:write:chat",  # send chat through Helix
-    "user:bot",  # appear as a bot in the channel
+    "user:bot",  # the bot badge: chat sent with the app token ...
+    "channel:bot",  # ... in a channel that allows it (broadcaster; or make the bot a moderator)
+    "channel:moderate",  # channel.ban: bans and timeouts (broadcaster)
     "channel:manage:broadcast",  # stream markers (broadcaster or editor)
-    "channel:read:redemptions",  # channel-point prompts (broadcaster only)
+    "channel:manage:redemptions",  # the channel-point reward: create, fulfil, refund (broadcaster)
 )
 WINDOW_S = 30.0
+RETRY_BUDGET_S = 10.0  # a round message later than this is news nobody needs
+REWARD_PROMPT = "Your idea for the world: it goes on air next round."
+
+# Why Twitch revokes a subscription (EventSub's revocation `status`).
+REVOKED = {
+    "user_removed": "the account no longer exists or was suspended",
+    "authorization_revoked": "the account disconnected the app (authorise again)",
+    "version_removed": "Twitch retired this subscription version",
+    "chat_user_banned": "the chatting account is banned from the channel",
+    "notification_failures_exceeded": "notifications kept failing",
+}
 
 
 class SendLimiter:
@@ -69,6 +109,26 @@ class SendLimiter:
         return True
 
 
+class RecentIds:
+    """The last `size` ids seen, oldest forgotten first."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> bool:
+        """Remember `item`; False when it was already there."""
+        if item in self._ids:
+            return False
+        self._ids[item] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
+
+
 def viewer_from(chatter: Any) -> Viewer:
     roles = {"viewer"}
     for role in ("broadcaster", "moderator", "subscriber", "vip"):
@@ -86,7 +146,9 @@ def round_message(result: RoundResult, *, help_asked: bool, now_text: str | None
     w = result.winner
     if w is not None:
         votes = f"{w.votes:g} vote{'s' if w.votes != 1 else ''}"
-        parts.append(f"Round {result.round}: \u201c{w.text}\u201d by @{w.user} ({votes}) is on air.")
+        # `@` pings; only a Twitch login is surely this person's here.
+        by = f"@{w.user}" if w.platform == "twitch" else w.user + (" on Discord" if w.platform == "discord" else "")
+        parts.append(f"Round {result.round}: \u201c{w.text}\u201d by {by} ({votes}) is on air.")
     elif now_text:
         parts.append(now_text)
     if help_asked:
@@ -101,6 +163,33 @@ def _fit(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def write_tokens(path: Path, user_id: str, token: str, refresh: str) -> None:
+    """The chatting account's tokens, in twitchio's tokens-file format, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({user_id: {"user_id": user_id, "token": token, "refresh": refresh,
+                             "last_validated": time.strftime("%Y-%m-%dT%H:%M:%S")}}, f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)  # never a half-written file: it holds the only live refresh token
+
+
+class RateLimited(Exception):
+    """Helix said 429 and its reset is further away than the retry budget."""
+
+    def __init__(self, wait: float | None) -> None:
+        self.wait = wait
+        super().__init__("Twitch's rate limit" + (f" resets in {wait:.0f} s" if wait is not None else ""))
+
+
+@dataclass
+class _Redemption:
+    payload: Any  # twitchio's ChannelPointsRedemptionAdd
+    viewer: Viewer
+    round: int
+
+
 class _Client(twitchio.Client):
     """twitchio's client with its events routed to the adapter."""
 
@@ -111,15 +200,31 @@ class _Client(twitchio.Client):
     async def event_message(self, payload: twitchio.ChatMessage) -> None:
         self._chat.on_message(payload)
 
+    async def event_message_delete(self, payload: Any) -> None:
+        self._chat.on_message_delete(payload)
+
+    async def event_chat_clear_user(self, payload: Any) -> None:
+        self._chat.on_cleared(payload.broadcaster, payload.user, "messages cleared")
+
+    async def event_ban(self, payload: Any) -> None:
+        self._chat.on_cleared(payload.broadcaster, payload.user, "banned" if payload.permanent else "timed out",
+                              actor=payload.moderator.name)
+
     async def event_custom_redemption_add(self, payload: Any) -> None:
         self._chat.on_redemption(payload)
 
+    async def event_subscription_revoked(self, payload: Any) -> None:
+        await self._chat.on_revoked(payload)
+
+    async def event_token_refreshed(self, payload: Any) -> None:
+        self._chat.save_tokens(payload.user_id, payload.token, payload.refresh_token)
+
     async def event_websocket_welcome(self, payload: Any) -> None:
         self._chat.welcomes += 1
-        self._chat.state = "live"
 
     async def event_oauth_authorized(self, payload: Any) -> None:
-        await self.add_token(payload.access_token, payload.refresh_token)
+        validated = await self.add_token(payload.access_token, payload.refresh_token)
+        self._chat.save_tokens(validated.user_id, payload.access_token, payload.refresh_token)
         self._chat.authorized.set()
 
     async def event_error(self, payload: Any) -> None:
@@ -136,6 +241,7 @@ class TwitchChat:
         secrets: dict[str, str],
         *,
         watchdog_s: float = 120.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if not settings.client_id:
             raise ValueError("twitch.client_id is empty: register an application (see the README).")
@@ -149,6 +255,7 @@ class TwitchChat:
         for value in (self.client_secret, self.token, self.refresh):
             secret_store.register(value)
         self.watchdog_s = watchdog_s
+        self.wall = wall  # Ratelimit-Reset is a Unix time
         self.state = "idle"
         self.welcomes = 0
         self.sent = 0
@@ -157,6 +264,18 @@ class TwitchChat:
         self.client: _Client | None = None
         self.bot_id: str | None = None
         self.broadcaster: twitchio.PartialUser | None = None
+        self.via_app = False  # chat goes out with the app token (the bot badge)
+        self.reward_id: str | None = None
+        self.reward_managed = False  # created by this app, so its redemptions can be fulfilled
+        self._session_http: aiohttp.ClientSession | None = None
+        self._subscriptions: dict[str, Any] = {}  # type -> twitchio subscription payload
+        self._rebuild: str | None = None  # why the session must be built again
+        self.problem = ""  # what keeps chat down, for the state the console shows
+        self._reset_at: float | None = None  # the last 429's Ratelimit-Reset
+        self._sent_ids = RecentIds()
+        self._seen_ids = RecentIds()
+        self._sending: Counter[str] = Counter()
+        self._redemptions: dict[str, _Redemption] = {}
         self._closing = asyncio.Event()
         self._help_asked = False
         self._now_asked = False
@@ -176,18 +295,20 @@ class TwitchChat:
         while not self._closing.is_set():
             self.state = "connecting"
             started = time.monotonic()
+            why = ""
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("twitch chat failed, retrying in %.0f s: %s", delay, secret_store.redact(str(e) or repr(e)))
+                why = secret_store.redact(str(e) or repr(e))
+                log.warning("twitch chat failed, retrying in %.0f s: %s", delay, why)
                 log.debug("twitch chat failure", exc_info=True)
             finally:
                 await self._teardown()
             if self._closing.is_set():
                 break
-            self.state = "retrying"
+            self.state = f"retrying ({self.problem})" if self.problem else "retrying"
             if time.monotonic() - started > 60:
                 delay = 1.0  # it had been working: start the backoff again
             try:
@@ -201,6 +322,8 @@ class TwitchChat:
         """Stop and disconnect. Safe to call twice."""
         self._closing.set()
         self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
         await self._teardown()
         self.state = "closed"
 
@@ -211,9 +334,28 @@ class TwitchChat:
                 await client.close(save_tokens=False)
             except Exception as e:
                 log.debug("closing the twitch client: %s", e)
+        http, self._session_http = self._session_http, None
+        if http is not None:
+            await http.close()
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        """twitchio's HTTP session, with Helix's rate-limit reset noted from every 429."""
+        trace = aiohttp.TraceConfig()
+
+        async def on_end(_session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+            if params.response.status == 429:
+                try:
+                    self._reset_at = float(params.response.headers["Ratelimit-Reset"])
+                except (KeyError, ValueError):
+                    self._reset_at = None
+
+        trace.on_request_end.append(on_end)
+        return aiohttp.ClientSession(trace_configs=[trace])
 
     async def _session(self) -> None:
         s = self.settings
+        self._rebuild = None
+        self._session_http = self._http_session()
         client = self.client = _Client(
             self,
             client_id=s.client_id,
@@ -222,14 +364,18 @@ class TwitchChat:
             scopes=twitchio.Scopes(list(SCOPES)),
             adapter=twitchio.web.AiohttpAdapter(host=s.oauth_host, port=s.oauth_port),
             fetch_client_user=False,
+            session=self._session_http,
         )
         # 1. an app token (client credentials), or the user token standing in for one
-        await client.login(token=None if self.client_secret else self.token, load_tokens=False, save_tokens=False)
+        stand_in = None if self.client_secret else (self.token or (self._saved_tokens() or ("",))[0] or None)
+        await client.login(token=stand_in, load_tokens=False, save_tokens=False)
         # 2. the chatting account's user token
         validated = await self._user_token(client)
         self.bot_id = validated.user_id
-        if s.bot and validated.login and validated.login.lower() != s.bot.lower():
-            raise RuntimeError(f"the Twitch token belongs to {validated.login!r}, not to twitch.bot {s.bot!r}")
+        scopes = set(validated.scopes)
+        missing = {"user:read:chat", "user:write:chat"} - scopes
+        if missing:
+            raise RuntimeError(f"the Twitch token lacks {', '.join(sorted(missing))}: authorise again (see the README)")
         # 3. the channel
         if validated.login and validated.login.lower() == s.channel.lower():
             self.broadcaster = client.create_partialuser(validated.user_id, validated.login)
@@ -238,28 +384,46 @@ class TwitchChat:
             if not users:
                 raise RuntimeError(f"there is no Twitch channel named {s.channel!r}")
             self.broadcaster = users[0]
-        # 4. subscriptions (twitchio opens the EventSub websocket on the first)
-        await client.subscribe_websocket(
-            eventsub.ChatMessageSubscription(broadcaster_user_id=self.broadcaster.id, user_id=self.bot_id),
-            token_for=self.bot_id,
-        )
-        if s.reward and self.broadcaster.id == self.bot_id:
-            await client.subscribe_websocket(
-                eventsub.ChannelPointsRedeemAddSubscription(broadcaster_user_id=self.broadcaster.id),
-                token_for=self.bot_id,
-            )
+        is_broadcaster = self.broadcaster.id == self.bot_id
+        # 4. how chat goes out: the app token shows the bot badge, where Twitch allows it
+        self.via_app = bool(self.client_secret) and "user:bot" in scopes and (
+            s.bot_is_moderator or (is_broadcaster and "channel:bot" in scopes))
+        log.info("twitch chat goes out %s", "with the app token (bot badge)" if self.via_app
+                 else "with the user token (no bot badge: see the README)")
+        # 5. subscriptions (twitchio opens the EventSub websocket on the first)
+        b, me = self.broadcaster.id, self.bot_id
+        wanted: list[Any] = [
+            eventsub.ChatMessageSubscription(broadcaster_user_id=b, user_id=me),
+            eventsub.ChatMessageDeleteSubscription(broadcaster_user_id=b, user_id=me),
+            eventsub.ChatClearUserMessagesSubscription(broadcaster_user_id=b, user_id=me),
+        ]
+        if is_broadcaster and "channel:moderate" in scopes:
+            wanted.append(eventsub.ChannelBanSubscription(broadcaster_user_id=b))
+        if s.reward:
+            self.reward_id = await self._reward(scopes, is_broadcaster)
+            if self.reward_id:
+                wanted.append(eventsub.ChannelPointsRedeemAddSubscription(broadcaster_user_id=b,
+                                                                          reward_id=self.reward_id))
+        self._subscriptions = {}
+        for sub in wanted:
+            await client.subscribe_websocket(sub, token_for=me)
+            self._subscriptions[_type_of(sub)] = sub
         self.state = "live"
+        self.problem = ""
         log.info("twitch chat live in #%s as %s", s.channel, validated.login)
-        # 5. watch: twitchio reconnects by itself; a session that stays down is rebuilt
+        # 6. watch: twitchio reconnects by itself; a session that stays down is rebuilt
         down_since: float | None = None
         while not self._closing.is_set():
             try:
                 await asyncio.wait_for(self._closing.wait(), 1.0)
             except TimeoutError:
                 pass
+            if self._rebuild:
+                raise RuntimeError(self._rebuild)
             if self._connected(client):
                 down_since = None
-                self.state = "live"
+                if self.state == "reconnecting":
+                    self.state = "live"
             else:
                 self.state = "reconnecting"
                 down_since = down_since or time.monotonic()
@@ -271,51 +435,187 @@ class TwitchChat:
         sockets = [w for per_user in client._websockets.values() for w in per_user.values()]
         return any(w.connected for w in sockets)
 
+    # -- tokens ------------------------------------------------------------------------
     async def _user_token(self, client: _Client) -> Any:
+        """The chatting account's token, validated: the saved one, the secrets', or a new one."""
+        saved = self._saved_tokens()
+        if saved is not None:
+            try:
+                validated = await client.add_token(*saved)
+                if not self.settings.bot or (validated.login or "").lower() == self.settings.bot.lower():
+                    return validated
+                client.remove_token(validated.user_id)
+                log.warning("the saved Twitch token belongs to %s, not to twitch.bot %s; not using it",
+                            validated.login, self.settings.bot)
+            except twitchio.HTTPException as e:
+                if e.status >= 500:
+                    raise
+                log.warning("the saved Twitch token no longer works (%s)%s", e.status,
+                            "; trying the one in the secrets" if self.token else "")
         if self.token:
-            return await client.add_token(self.token, self.refresh)
-        if self.tokens_file.exists():
-            await client.load_tokens(str(self.tokens_file))
-            if client.tokens:
-                user_id = next(iter(client.tokens))
-                data = client.tokens[user_id]
-                secret_store.register(data["token"])
-                secret_store.register(data["refresh"])
-                return await client.add_token(data["token"], data["refresh"])
+            validated = await client.add_token(self.token, self.refresh)
+            if self.settings.bot and (validated.login or "").lower() != self.settings.bot.lower():
+                raise RuntimeError(f"the Twitch token belongs to {validated.login!r}, "
+                                   f"not to twitch.bot {self.settings.bot!r}")
+            return validated
         # 0. nothing yet: twitchio's own OAuth flow, once
         s = self.settings
         await client.adapter.run()
-        scopes = "+".join(SCOPES)
         log.warning(
             "Twitch needs your permission: open http://%s:%s/oauth?scopes=%s in a browser, "
-            "logged in as the account that should chat.", s.oauth_host, s.oauth_port, scopes,
+            "logged in as the account that should chat.", s.oauth_host, s.oauth_port, "+".join(SCOPES),
         )
         self.state = "needs_auth"
         await self.authorized.wait()
-        await client.save_tokens(str(self.tokens_file))
-        os.chmod(self.tokens_file, 0o600)
         user_id = next(iter(client.tokens))
         return await client.http.validate_token(client.tokens[user_id]["token"])
 
+    def _saved_tokens(self) -> tuple[str, str] | None:
+        try:
+            data = json.loads(self.tokens_file.read_text(encoding="utf-8"))
+            entry = next(iter(data.values()))
+            token, refresh = str(entry["token"]), str(entry["refresh"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, StopIteration, AttributeError, TypeError):
+            log.warning("%s cannot be read; ignoring it", self.tokens_file)
+            return None
+        secret_store.register(token)
+        secret_store.register(refresh)
+        return token, refresh
+
+    def save_tokens(self, user_id: str | None, token: str, refresh: str) -> None:
+        """twitchio refreshed (or the OAuth flow made) a token: save it now, the old refresh token is spent."""
+        secret_store.register(token)
+        secret_store.register(refresh)
+        if not user_id:
+            return
+        try:
+            write_tokens(self.tokens_file, str(user_id), token, refresh)
+            log.info("saved the refreshed Twitch token to %s", self.tokens_file)
+        except OSError as e:
+            log.error("the refreshed Twitch token cannot be saved to %s (%s): a restart will need a new "
+                      "authorisation", self.tokens_file, e.strerror or e)
+
+    # -- revocation ----------------------------------------------------------------------
+    async def on_revoked(self, payload: Any) -> None:
+        """Twitch revoked a subscription: say why, and ask for it again at once."""
+        kind = str(payload.type)
+        reason = getattr(payload.reason, "value", str(payload.reason))
+        why = REVOKED.get(reason, reason)
+        log.warning("Twitch revoked the %s subscription: %s (%s); subscribing again", kind, why, reason)
+        self.state = f"resubscribing ({reason})"
+        sub, client = self._subscriptions.get(kind), self.client
+        if sub is None or client is None:
+            return
+        try:
+            await client.subscribe_websocket(sub, token_for=self.bot_id)
+        except Exception as e:
+            # The account or its authorisation is gone: build again, with the backoff, until it is back.
+            log.error("Twitch chat is deaf: the %s subscription cannot be renewed (%s): %s", kind, reason,
+                      secret_store.redact(str(e)))
+            self._rebuild = f"{kind} revoked: {reason}"
+            self.problem = f"revoked: {reason}"
+            self.state = f"revoked ({reason})"
+            return
+        log.info("subscribed to %s again", kind)
+        self.state = "live"
+
     # -- in ------------------------------------------------------------------------
+    def _ours(self, broadcaster: Any) -> bool:
+        return self.broadcaster is not None and str(broadcaster.id) == self.broadcaster.id
+
     def on_message(self, payload: twitchio.ChatMessage) -> None:
-        if payload.chatter.id == self.bot_id:
-            return  # our own replies
-        reply = self.audience.handle(ChatMessage(viewer_from(payload.chatter), payload.text))
+        if not self._ours(payload.broadcaster):
+            return
+        if payload.source_broadcaster is not None and not self._ours(payload.source_broadcaster):
+            return  # Shared Chat: mirrored from another channel, whose viewers vote there
+        if not self._seen_ids.add(payload.id):
+            return  # Twitch delivers at least once
+        if payload.chatter.id == self.bot_id and (
+                payload.id in self._sent_ids or " ".join(payload.text.split()) in self._sending):
+            return  # what the bot itself sent (the echo can come before Helix answers)
+        reply = self.audience.handle(ChatMessage(viewer_from(payload.chatter), payload.text, payload.id))
         if reply.kind == "help":
             self._help_asked = True
         elif reply.kind == "now":
             self._now_asked = True
 
-    def on_redemption(self, payload: Any) -> None:
-        if payload.reward.title.strip().lower() != self.settings.reward.strip().lower():
+    def on_message_delete(self, payload: Any) -> None:
+        if self._ours(payload.broadcaster):
+            self.audience.retract_message("twitch", payload.message_id, actor="twitch:moderator")
+
+    def on_cleared(self, broadcaster: Any, user: Any, why: str, *, actor: str | None = None) -> None:
+        """A viewer's messages were cleared (a ban or a timeout does that too): out of the ballot."""
+        if not self._ours(broadcaster):
             return
-        viewer = Viewer("twitch", payload.user.name or str(payload.user.id), frozenset({"viewer"}), str(payload.user.id))
-        self.audience.handle(PromptEvent(viewer, payload.user_input, priority=True))
+        viewer = Viewer("twitch", user.name or str(user.id), frozenset({"viewer"}), str(user.id))
+        self.audience.retract_viewer(viewer, actor=f"twitch:{actor or 'moderator'}", why=why)
+
+    def on_redemption(self, payload: Any) -> None:
+        if not self._ours(payload.broadcaster) or payload.reward.id != self.reward_id:
+            return
+        viewer = Viewer("twitch", payload.user.name or str(payload.user.id), frozenset({"viewer"}),
+                        str(payload.user.id))
+        reply = self.audience.handle(PromptEvent(viewer, payload.user_input, priority=True, id=payload.id))
+        if reply.kind in ("new", "pooled"):
+            self._redemptions[payload.id] = _Redemption(payload, viewer, reply.round)
+        else:
+            self._spawn(self._settle(payload, on_air=False))
+
+    async def _settle(self, redemption: Any, *, on_air: bool) -> None:
+        """Fulfil a redemption that went on air, refund one that did not."""
+        if not self.reward_managed or self.bot_id is None:
+            return  # the streamer's reward queue keeps it (see `_reward`)
+        call = redemption.fulfill if on_air else redemption.refund
+        try:
+            await self._helix(lambda: call(token_for=self.bot_id))
+        except Exception as e:
+            log.warning("the channel-point redemption could not be %s: %s", "fulfilled" if on_air else "refunded",
+                        secret_store.redact(str(e)))
+
+    async def _reward(self, scopes: set[str], is_broadcaster: bool) -> str | None:
+        """The configured reward's id, created on the first run; None when channel points are off."""
+        s, b = self.settings, self.broadcaster
+        assert b is not None
+        self.reward_managed = False
+        if not is_broadcaster:
+            log.warning("twitch.reward is set, but channel points need the broadcaster's own token "
+                        "(twitch.bot = \"\"): the reward is off")
+            return None
+        if "channel:manage:redemptions" not in scopes:
+            log.warning("twitch.reward is set, but the token lacks channel:manage:redemptions: authorise again "
+                        "(see the README); the reward is off")
+            return None
+        title = s.reward.strip().lower()
+        mine = [r for r in await b.fetch_custom_rewards(manageable=True) if r.title.strip().lower() == title]
+        if mine:
+            self.reward_managed = True
+            return mine[0].id
+        try:
+            created = await b.create_custom_reward(s.reward.strip(), s.reward_cost, prompt=REWARD_PROMPT)
+        except twitchio.HTTPException as e:
+            if e.status != 400:
+                raise
+            others = [r for r in await b.fetch_custom_rewards() if r.title.strip().lower() == title]
+            if not others:
+                log.warning("the channel-point reward %r cannot be created: %s", s.reward,
+                            e.extra.get("message", e.status))
+                return None
+            log.warning(
+                "The channel-point reward %r was made outside streambot, and Twitch lets only the app that created "
+                "a reward fulfil or refund its redemptions: they become prompts but stay in your reward queue. "
+                "Delete it on the dashboard (streambot then creates its own) or choose another twitch.reward.",
+                s.reward)
+            return others[0].id
+        log.info("created the channel-point reward %r (%d points)", created.title, created.cost)
+        self.reward_managed = True
+        return created.id
 
     # -- out -----------------------------------------------------------------------
     def on_round(self, result: RoundResult) -> None:
-        """A round was decided: one chat message, one stream marker."""
+        """A round was decided: one chat message, one stream marker, its redemptions settled."""
+        self._settle_redemptions(result)
         if result.winner is not None and self.settings.markers:
             self._spawn(self._marker(result.winner.text))
         if not self.settings.reply:
@@ -328,10 +628,41 @@ class TwitchChat:
         if text:
             self._spawn(self.send(text))
 
+    def _settle_redemptions(self, result: RoundResult) -> None:
+        w = result.winner
+        won = next((c for c in result.candidates if w is not None and c.text == w.text), None)
+        for rid, r in list(self._redemptions.items()):
+            if r.round > result.round:
+                continue
+            del self._redemptions[rid]
+            on_air = r.round == result.round and w is not None and w.platform == "twitch" and (
+                w.user == r.viewer.name or (won is not None and r.viewer.name in won.users))
+            self._spawn(self._settle(r.payload, on_air=on_air))
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _helix(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One Helix call. A 429 is waited out until Twitch's `Ratelimit-Reset` and tried once
+        more, when that is within `RETRY_BUDGET_S`; otherwise `RateLimited`."""
+        try:
+            return await call()
+        except twitchio.HTTPException as e:
+            if e.status != 429:
+                raise
+            wait = None if self._reset_at is None else max(0.0, self._reset_at - self.wall())
+            if wait is None or wait > RETRY_BUDGET_S:
+                raise RateLimited(wait) from None
+        log.info("twitch rate limit: retrying in %.1f s", wait)
+        await asyncio.sleep(wait)  # Twitch's own pacing; close() cancels it
+        try:
+            return await call()
+        except twitchio.HTTPException as e:
+            if e.status == 429:
+                raise RateLimited(None) from None
+            raise
 
     async def send(self, text: str) -> bool:
         """Send one chat message if connected and inside the rate limit."""
@@ -341,18 +672,46 @@ class TwitchChat:
         if not self.limiter.try_acquire():
             log.info("twitch chat reply skipped: rate limit")
             return False
+        text = _fit(text)
+        self._sending[text] += 1
         try:
-            await broadcaster.send_message(_fit(text), sender=bot_id, token_for=bot_id)
-            self.sent += 1
-            return True
+            sent = await self._send(broadcaster, bot_id, text)
+        except RateLimited as e:
+            log.warning("twitch chat reply dropped: %s", e)
+            return False
         except Exception as e:
             log.warning("twitch chat reply failed: %s", secret_store.redact(str(e)))
             return False
+        finally:
+            self._sending[text] -= 1
+            if self._sending[text] <= 0:
+                del self._sending[text]
+        self._sent_ids.add(sent.id)
+        self.sent += 1
+        return True
+
+    async def _send(self, broadcaster: twitchio.PartialUser, bot_id: str, text: str) -> Any:
+        if self.via_app:
+            try:
+                return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=None))
+            except twitchio.HTTPException as e:
+                if e.status not in (401, 403):
+                    raise
+                # The bot lost moderator status, or user:bot / channel:bot was withdrawn.
+                log.warning("Twitch refused chat sent with the app token (%s); sending with the user token, "
+                            "without the bot badge", e.status)
+                self.via_app = False
+        return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=bot_id))
 
     async def _marker(self, text: str) -> None:
-        if self.client is None or self.broadcaster is None or self.bot_id is None:
+        broadcaster, bot_id = self.broadcaster, self.bot_id
+        if self.client is None or broadcaster is None or bot_id is None:
             return
         try:
-            await self.broadcaster.create_stream_marker(token_for=self.bot_id, description=text[:140])
+            await self._helix(lambda: broadcaster.create_stream_marker(token_for=bot_id, description=text[:140]))
         except Exception as e:  # e.g. not live: markers only exist on a live stream
             log.info("no stream marker: %s", secret_store.redact(str(e)))
+
+
+def _type_of(sub: Any) -> str:
+    return str(getattr(sub.type, "value", sub.type))

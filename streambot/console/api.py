@@ -21,7 +21,9 @@ from . import views
 from .core import body, console_of, error, principal_of, reply
 from .routes import _obj, openapi, route
 
-STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches."}
+STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches, "
+                                          "and `meter`: chat's vote between anarchy and democracy (null unless "
+                                          "voting.mode_vote is on)."}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated frames, bitrate, destinations, chat adapters, "
                                            "prompt-to-pixel latency, CPU and GPU memory."}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
@@ -88,7 +90,8 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 @route("GET", "/api/session", access="viewer", summary="Who is logged in, and the CSRF token for actions.",
-       response=_obj(("role",), role={"type": "string"}, actor={"type": "string"}, csrf={"type": "string"}),
+       response=_obj(("role",), role={"type": "string"}, actor={"type": "string"},
+                     csrf={"type": ["string", "null"], "description": "null for a bearer token (no CSRF then)"}),
        tag="auth")
 async def get_session(request: web.Request) -> web.Response:
     p = principal_of(request)
@@ -248,7 +251,10 @@ def _save_custom_world(text: str) -> str:
        body=RoundLengthBody, response=ACTION, tag="controls")
 async def round_length(request: web.Request) -> web.Response:
     b = await body(request, RoundLengthBody)
-    console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+    try:
+        console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+    except ValueError as e:  # shorter than the stream delay and grace
+        raise error(400, f"seconds: {e}") from None
     return _done(request, "round_length")
 
 
@@ -289,3 +295,43 @@ async def kill_switch(request: web.Request) -> web.Response:
     console_of(request).show.kill_switch(b.on, actor=principal_of(request).actor)
     return _done(request, "kill_switch")
 
+
+
+# -- sessions ----------------------------------------------------------------------
+
+SESSIONS = _obj(("sessions",), sessions={"type": "array", "items": _obj(
+    ("id", "role", "actor", "created", "expires", "current"),
+    id={"type": "string", "description": "a handle to revoke it by (not a credential)"},
+    role={"type": "string", "enum": ["viewer", "admin"]}, actor={"type": "string"},
+    created={"type": "number", "description": "Unix time"}, expires={"type": "number", "description": "Unix time"},
+    current={"type": "boolean", "description": "the session making this request"},
+)})
+
+
+def _sessions(request: web.Request) -> dict:
+    me = principal_of(request).session
+    return {"sessions": [
+        {"id": s.handle, "role": s.role, "actor": s.actor, "created": round(s.created, 3),
+         "expires": round(s.expires, 3), "current": me is not None and s.key == me.key}
+        for s in console_of(request).sessions.all_sessions()
+    ]}
+
+
+@route("GET", "/api/sessions", access="admin", summary="Who is logged in (sessions outlive a restart).",
+       response=SESSIONS, tag="auth")
+async def list_sessions(request: web.Request) -> web.Response:
+    return reply(_sessions(request))
+
+
+@route("DELETE", "/api/sessions/{id}", access="admin", summary="Log a session out (revoke it).",
+       response=SESSIONS, tag="auth")
+async def revoke_session(request: web.Request) -> web.Response:
+    handle = request.match_info["id"]
+    console = console_of(request)
+    if not re.fullmatch(r"[0-9a-f]{8,64}", handle) or not console.sessions.revoke(handle):
+        raise error(404, "There is no such session.")
+    actor = principal_of(request).actor
+    console.metrics.actions.labels("revoke_session").inc()
+    if console.show.store is not None:
+        console.show.store.log_action(actor, "revoke session", handle)
+    return reply(_sessions(request))

@@ -5,8 +5,12 @@ first run into a file only its owner can read) runs the show; the viewer
 token gives read-only links (state, preview, the OBS overlay page). Logging
 in with either sets a session cookie (HttpOnly, SameSite=Strict) bound to a
 CSRF token the page sends back in `X-CSRF-Token` with every state-changing
-request, which must also come from the console's own origin. Failed logins
-(and wrong `?token=` links) are limited per client address.
+request, which must also come from the console's own origin. Sessions are
+kept across restarts (hashed, in an owner-only file) until they expire or
+the admin revokes them. Scripts (Stream Deck, Streamer.bot, curl) send the
+admin token as `Authorization: Bearer` instead: a browser never sends that
+header by itself, so CSRF does not apply to it. Failed logins (and wrong
+tokens) are limited per client address.
 
 Both tokens are registered with `streambot.secrets`, so no log line carries
 them; neither is ever written into a page or an API response except the
@@ -14,13 +18,15 @@ viewer link shown to the admin.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
 import secrets as pysecrets
+import sqlite3
 import stat
+import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -127,45 +133,122 @@ def load_tokens(token_file: str, found_secrets: dict[str, str]) -> Tokens:
 
 @dataclass
 class Session:
-    id: str
+    id: str  # the cookie's value; only its hash is stored
     role: Role
     actor: str  # who did it, for the timeline: "console:NAME"
     csrf: str
-    expires: float
+    expires: float  # wall-clock seconds (the session outlives a restart)
+    created: float = 0.0
+    key: str = ""  # the stored hash, also the public handle for revoking
+
+    @property
+    def handle(self) -> str:
+        """A short name for the session in the console's list (not a credential)."""
+        return self.key[:12]
+
+
+def _hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def default_sessions_file() -> Path:
+    return default_token_file().with_name("console_sessions.sqlite3")
 
 
 class Sessions:
-    """Logged-in browsers, in memory: a restart logs everyone out."""
+    """Logged-in browsers, kept across restarts in an owner-only SQLite file.
 
-    def __init__(self, ttl_s: float, *, max_sessions: int = 500, clock=time.monotonic) -> None:
+    The file holds a hash of each session's cookie, never the cookie itself,
+    so reading it does not let anyone in. Sessions expire after `ttl_s`; the
+    admin can list and revoke them (`all_sessions`, `revoke`). The file is
+    the only record, so a revocation holds for every console reading it.
+    With `path=None` (tests, throwaway runs) they live in memory only.
+    """
+
+    def __init__(self, ttl_s: float, *, path: Path | None = None, max_sessions: int = 500,
+                 clock=time.time) -> None:
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
         self._clock = clock
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = _open_db(path)
+
+    def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            if self._db is None:
+                return []
+            with self._db:
+                return self._db.execute(sql, args).fetchall()
 
     def create(self, role: Role, actor: str) -> Session:
-        s = Session(new_token(), role, actor, new_token(), self._clock() + self.ttl_s)
-        self._by_id[s.id] = s
-        while len(self._by_id) > self.max_sessions:
-            self._by_id.popitem(last=False)
+        sid = new_token()
+        now = self._clock()
+        s = Session(sid, role, actor, new_token(), now + self.ttl_s, now, _hash(sid))
+        self._run("DELETE FROM sessions WHERE expires <= ?", (now,))
+        self._run("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)", (s.key, role, actor, s.csrf, s.created, s.expires))
+        # The oldest go first when there are too many.
+        self._run("DELETE FROM sessions WHERE key NOT IN "
+                  "(SELECT key FROM sessions ORDER BY created DESC, rowid DESC LIMIT ?)", (self.max_sessions,))
         return s
 
     def get(self, sid: str | None) -> Session | None:
         if not sid:
             return None
-        s = self._by_id.get(sid)
-        if s is None:
+        rows = self._run("SELECT key, role, actor, csrf, created, expires FROM sessions WHERE key = ? AND expires > ?",
+                         (_hash(sid), self._clock()))
+        if not rows:
             return None
-        if s.expires <= self._clock():
-            del self._by_id[sid]
-            return None
-        return s
+        key, role, actor, csrf, created, expires = rows[0]
+        return Session(sid, role, actor, csrf, expires, created, key)
 
     def drop(self, sid: str) -> None:
-        self._by_id.pop(sid, None)
+        self._run("DELETE FROM sessions WHERE key = ?", (_hash(sid),))
+
+    def revoke(self, handle: str) -> bool:
+        """End a session by its handle (from `all_sessions`)."""
+        if len(handle) < 8 or not all(c in "0123456789abcdef" for c in handle):
+            return False
+        keys = self._run("SELECT key FROM sessions WHERE key LIKE ?", (handle + "%",))
+        if len(keys) != 1:
+            return False
+        self._run("DELETE FROM sessions WHERE key = ?", (keys[0][0],))
+        return True
+
+    def all_sessions(self) -> list[Session]:
+        """The sessions still valid, oldest first."""
+        rows = self._run("SELECT key, role, actor, csrf, created, expires FROM sessions WHERE expires > ? "
+                         "ORDER BY created", (self._clock(),))
+        return [Session("", role, actor, csrf, expires, created, key)
+                for key, role, actor, csrf, created, expires in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return self._run("SELECT count(*) FROM sessions WHERE expires > ?", (self._clock(),))[0][0] if self._db else 0
+
+
+def _open_db(path: Path | None) -> sqlite3.Connection:
+    schema = ("CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, role TEXT NOT NULL, "
+              "actor TEXT NOT NULL, csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL)")
+    if path is None:
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.execute(schema)
+        return db
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+            path.chmod(0o600)
+        db = sqlite3.connect(path, check_same_thread=False, timeout=5)
+        db.execute(schema)
+        return db
+    except (OSError, sqlite3.Error) as e:
+        raise ConfigError(f"{path}: the console's sessions cannot be kept there ({e}).") from None
 
 
 def csrf_ok(session: Session, header: str | None) -> bool:

@@ -99,12 +99,15 @@ def openapi(routes: list[Route], version: str) -> dict:
             if r.access == "public" and code in ("401", "403") and r.method == "GET":
                 continue
             op["responses"][code] = {"description": text, "content": {"application/json": {"schema": ERROR}}}
+        if _path_params(r.path):
+            op["responses"]["404"] = {"description": "No such thing (the path names something that is not there)",
+                                      "content": {"application/json": {"schema": ERROR}}}
         if r.access == "public":
             op["security"] = []
         elif r.method == "GET":
             op["security"] = [{"session": []}, {"bearer": []}] + ([{"viewerToken": []}] if r.access == "viewer" else [])
         else:
-            op["security"] = [{"session": [], "csrf": []}]
+            op["security"] = [{"session": [], "csrf": []}, {"bearer": []}]
         op["x-access"] = r.access
         params = [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
                   for n, d in r.query]
@@ -125,7 +128,8 @@ def openapi(routes: list[Route], version: str) -> dict:
                 "The API the console page itself uses. Log in with POST /login (JSON {\"token\": ...}); "
                 "the answer sets a session cookie and gives the CSRF token to send as "
                 f"{CSRF_HEADER} with every POST and DELETE, from the console's own origin. "
-                "Read-only GETs also take `Authorization: Bearer TOKEN`, or the viewer token as ?token=."
+                "Scripts send `Authorization: Bearer TOKEN` instead (the admin token for POST and DELETE; "
+                "no CSRF token then); read-only GETs also take the viewer token as ?token=."
             ),
         },
         "paths": paths,

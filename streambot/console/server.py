@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from importlib import metadata
+from pathlib import Path
 
 import click
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..broadcast.overlay_layout import layout_json
 from ..config import ConfigError, ConsoleSettings, list_presets
 from ..secrets import redact
-from . import api, pages, views  # noqa: F401  (their routes register on import)
-from .auth import COOKIE, CSRF_HEADER, LoginLimiter, Sessions, Tokens, csrf_ok, load_tokens, same_origin
+from . import api, pages, views, voice_api  # noqa: F401  (their routes register on import)
+from .auth import (
+    COOKIE, CSRF_HEADER, LoginLimiter, Sessions, Tokens, csrf_ok, default_sessions_file, load_tokens, same_origin,
+)
 from .core import CONSOLE, PRINCIPAL, Console, Principal, dumps, error
 from .logbuffer import LogBuffer
 from .metrics import Metrics
@@ -45,7 +50,7 @@ def create_app(show: views.ShowLike, settings: ConsoleSettings, *, tokens: Token
                       width=settings.preview_width, quality=settings.preview_quality)
     console = Console(
         show=show, settings=settings, tokens=tokens,
-        sessions=Sessions(settings.session_hours * 3600),
+        sessions=Sessions(settings.session_hours * 3600, path=sessions_file(settings)),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
         logs=LogBuffer(settings.log_lines),
         metrics=None,  # type: ignore[arg-type]  (needs the console for its figures; set below)
@@ -63,7 +68,16 @@ def create_app(show: views.ShowLike, settings: ConsoleSettings, *, tokens: Token
         app.cleanup_ctx.append(_broadcaster)
         app.cleanup_ctx.append(_preview)
     app.on_shutdown.append(_close_sockets)
+    app.on_cleanup.append(_close_sessions)
     return app
+
+
+def sessions_file(settings: ConsoleSettings) -> Path:
+    return Path(os.path.expanduser(settings.sessions_file)) if settings.sessions_file else default_sessions_file()
+
+
+async def _close_sessions(app: web.Application) -> None:
+    app[CONSOLE].sessions.close()
 
 
 def _version() -> str:
@@ -107,6 +121,12 @@ async def _guard(request: web.Request, handler) -> web.StreamResponse:
         if r.access == "public":  # logging in: a browser always says where a POST comes from
             if (origin or referer) and not origin_ok:
                 raise error(403, "Cross-site request refused.")
+        elif _bearer(request) is not None:
+            # A script with the admin token. Browsers never add this header on
+            # their own (and get no CORS permission to), so no CSRF check applies.
+            p = _token_principal(request, console)
+            if p.role != "admin":
+                raise error(403, "Changing the show needs the admin token.")
         else:
             if session is None:
                 raise error(401, "Log in first.")
@@ -129,11 +149,16 @@ async def _guard(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
-def _token_principal(request: web.Request, console: Console) -> Principal:
-    """A read-only GET may carry a token: `Authorization: Bearer` (either
-    token), or `?token=` (the viewer token only: the admin's stays out of URLs)."""
+def _bearer(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
-    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else None
+
+
+def _token_principal(request: web.Request, console: Console) -> Principal:
+    """A request may carry a token: `Authorization: Bearer` (either token; a
+    state-changing call needs the admin's), or on a read-only GET `?token=`
+    (the viewer token only: the admin's stays out of URLs)."""
+    bearer = _bearer(request)
     token = bearer or request.query.get("token")
     if not token:
         return Principal(None)
@@ -165,8 +190,26 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 async def _log_lines(app: web.Application) -> AsyncIterator[None]:
     logs = app[CONSOLE].logs
     logs.install()
+    quiet = _MalformedRequests()
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addFilter(quiet)
     yield
+    server_log.removeFilter(quiet)
     logs.uninstall()
+
+
+class _MalformedRequests(logging.Filter):
+    """A request aiohttp cannot even parse (a bad header, a broken request
+    line) is the client's fault and already answered with a 400: one line in
+    the log, not a traceback on the streamer's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "console: refused a malformed request (%s)", (exc.message.splitlines()[0],)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 async def _broadcaster(app: web.Application) -> AsyncIterator[None]:

@@ -73,6 +73,11 @@ def state(show: ShowLike) -> dict:
         "pending": [
             {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform} for c in snap.pending
         ],
+        "meter": None if snap.meter is None else {
+            "anarchy": snap.meter.anarchy, "democracy": snap.meter.democracy, "share": _num(snap.meter.share, 3),
+            "threshold": snap.meter.threshold, "min_voters": snap.meter.min_voters,
+            "cooldown_left_s": _num(snap.meter.cooldown_left_s, 1),
+        },
         "last": None if last is None or last.winner is None else {
             "round": last.winner.round, "text": last.winner.text, "user": last.winner.user,
             "votes": last.winner.votes,

@@ -122,11 +122,27 @@
     $("voters").textContent = String(r.voters);
     $("ideas").textContent = String(r.total_candidates);
     if (!lengthTouched) { $("length").value = String(Math.round(r.round_s)); $("length-out").textContent = `${Math.round(r.round_s)} s`; }
+    renderMeter(s.meter, r.mode);
     renderCandidates(s);
     renderPending(s.pending || []);
     $("last-winner").textContent = s.last ? `Last winner (round ${s.last.round}): “${s.last.text}” by ${s.last.user}` : "";
     renderBans(s.bans || []);
     tickCountdown();
+  }
+
+  // chat's vote between the modes: anarchy's share from the left, the two thresholds marked
+  function renderMeter(m, mode) {
+    $("mode-meter").hidden = !m;
+    if (!m) return;
+    const share = m.share == null ? 0.5 : m.share;
+    $("meter-fill").style.width = `${Math.round(share * 100)}%`;
+    $("meter-fill").parentElement.setAttribute("aria-valuenow", String(Math.round(share * 100)));
+    $("meter-to-anarchy").style.left = `${Math.round(m.threshold * 100)}%`;
+    $("meter-to-democracy").style.left = `${Math.round((1 - m.threshold) * 100)}%`;
+    $("meter-anarchy").textContent = String(m.anarchy);
+    $("meter-democracy").textContent = String(m.democracy);
+    const need = `${Math.round(m.threshold * 100)}% and ${m.min_voters} viewers to switch`;
+    $("meter-note").textContent = m.cooldown_left_s > 0 ? `switch possible in ${Math.ceil(m.cooldown_left_s)} s` : need;
   }
 
   function setChecked(id, on) {
@@ -195,6 +211,41 @@
       x.setAttribute("aria-label", `Unban ${key}`);
       x.onclick = () => action(`Unbanned ${key}`, "DELETE", `/api/bans/${encodeURIComponent(key)}`);
       li.append(x);
+      list.append(li);
+    }
+  }
+
+  async function loadSessions() {
+    try {
+      renderSessions((await api("GET", "/api/sessions")).sessions);
+    } catch (e) {
+      if (e.message !== "logged out") toast(e.message, "err");
+    }
+  }
+
+  function renderSessions(sessions) {
+    $("sessions-count").textContent = String(sessions.length);
+    const list = $("sessions");
+    list.replaceChildren();
+    for (const s of sessions) {
+      const who = s.actor.replace(/^console:/, "");
+      const until = new Date(s.expires * 1000).toLocaleString();
+      const li = el("li", null, `${who} (${s.role})${s.current ? " · this page" : ""} · until ${until}`);
+      if (!s.current) {
+        const x = el("button", null, "×");
+        x.type = "button";
+        x.title = `Log ${who} out`;
+        x.setAttribute("aria-label", `Log ${who} out`);
+        x.onclick = async () => {
+          try {
+            renderSessions((await api("DELETE", `/api/sessions/${s.id}`)).sessions);
+            toast(`Logged ${who} out`, "ok");
+          } catch (e) {
+            if (e.message !== "logged out") toast(e.message, "err");
+          }
+        };
+        li.append(x);
+      }
       list.append(li);
     }
   }
@@ -521,7 +572,11 @@
     connectState();
     connectPreview();
     setInterval(tickCountdown, 250);
-    if (!viewerOnly) loadPresets().catch((e) => toast(e.message, "err"));
+    if (!viewerOnly) {
+      loadPresets().catch((e) => toast(e.message, "err"));
+      loadSessions();
+      setInterval(loadSessions, 30000);
+    }
   }
 
   start();

@@ -1,0 +1,423 @@
+"""A local Discord for discord.py's own code to run against: the gateway
+websocket and the REST routes streambot uses, on 127.0.0.1.
+
+It checks on the wire what Discord checks, and what matters to the show:
+- messages and interaction replies are Discord's documented JSON; a message
+  over 2,000 characters, or components past Discord's limits, is refused with
+  Discord's 400 "Invalid Form Body";
+- mentions are resolved as Discord resolves them (`allowed_mentions` absent:
+  everything in the text pings), and every message that would ping someone, or
+  that does not say "mention nobody" (`{"parse": []}`), is a violation;
+- slash-command registration is a bulk overwrite per scope (global or one
+  guild), and a command is offered only where Discord would offer it: in a
+  guild it is registered for, or globally in the contexts it allows, and to a
+  member holding its `default_member_permissions` (administrators and the
+  guild's owner always);
+- options are built from the registered schema, so a test cannot send a user
+  to an option Discord would take as text;
+- every message create and edit is counted.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from .localserver import LocalServer
+
+TOKEN = "discord-bot-token-0123456789"
+APP, GUILD, OTHER, CHANNEL, OTHER_CHANNEL, DM_CHANNEL = "900", "100", "110", "200", "210", "290"
+MOD_ROLE, OWNER, OTHER_OWNER = "300", "1", "66"
+BOT = {"id": "901", "username": "streambot", "discriminator": "0", "avatar": None, "bot": True, "global_name": None}
+
+ADMINISTRATOR = 1 << 3
+MANAGE_MESSAGES = 1 << 13
+USER_MENTION = re.compile(r"<@!?(\d+)>")
+ROLE_MENTION = re.compile(r"<@&(\d+)>")
+EVERYONE = re.compile(r"@(everyone|here)")
+OPTION_TYPES = {1: "SUB_COMMAND", 2: "SUB_COMMAND_GROUP", 3: "STRING", 4: "INTEGER", 5: "BOOLEAN", 6: "USER",
+                7: "CHANNEL", 8: "ROLE", 9: "MENTIONABLE", 10: "NUMBER", 11: "ATTACHMENT"}
+
+
+class NotOffered(LookupError):
+    """Discord would not show this command to this member here."""
+
+
+def jr(data, status: int = 200) -> web.Response:
+    # Discord answers with exactly "application/json"; discord.py checks for it.
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
+def invalid(field: str, message: str) -> web.Response:
+    return jr({"code": 50035, "message": "Invalid Form Body",
+               "errors": {field: {"_errors": [{"code": "BASE_TYPE_INVALID", "message": message}]}}}, 400)
+
+
+def user(uid: str, name: str) -> dict:
+    return {"id": uid, "username": name, "discriminator": "0", "avatar": None, "global_name": name.title()}
+
+
+def iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def role(rid: str, name: str, guild: str) -> dict:
+    return {"id": rid, "name": name, "permissions": "0", "position": 1 if rid != guild else 0, "color": 0,
+            "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+
+
+def guild_data(gid: str, owner: str, channel: str, roles: list[dict]) -> dict:
+    return {
+        "id": gid, "name": f"Server {gid}", "icon": None, "owner_id": owner, "afk_timeout": 300,
+        "roles": [role(gid, "@everyone", gid), *roles],
+        "channels": [{"id": channel, "type": 0, "name": "world", "position": 0, "permission_overwrites": [],
+                      "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0}],
+        "members": [], "member_count": 4, "features": [], "emojis": [], "stickers": [], "threads": [],
+        "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [], "large": False,
+        "unavailable": False, "joined_at": "2024-01-01T00:00:00+00:00", "premium_tier": 0,
+        "preferred_locale": "en-US", "mfa_level": 0, "verification_level": 0, "explicit_content_filter": 0,
+        "default_message_notifications": 0, "system_channel_flags": 0, "nsfw_level": 0, "description": None,
+        "banner": None, "splash": None, "discovery_splash": None, "premium_subscription_count": 0,
+        "vanity_url_code": None, "application_id": None,
+    }
+
+
+# The show's server (moderators by role) and someone else's server that added the bot too.
+GUILDS = {
+    GUILD: guild_data(GUILD, OWNER, CHANNEL, [role(MOD_ROLE, "Moderator", GUILD)]),
+    OTHER: guild_data(OTHER, OTHER_OWNER, OTHER_CHANNEL, []),
+}
+CHANNEL_GUILD = {CHANNEL: GUILD, OTHER_CHANNEL: OTHER}
+
+
+def pings(content: str, allowed: dict | None) -> list[str]:
+    """Who a message would notify, by Discord's rules for `allowed_mentions`."""
+    if allowed is None:  # no allowed_mentions: every mention in the text pings
+        allowed = {"parse": ["users", "roles", "everyone"]}
+    parse = allowed.get("parse", [])
+    out = [f"user:{u}" for u in USER_MENTION.findall(content)
+           if "users" in parse or u in allowed.get("users", [])]
+    out += [f"role:{r}" for r in ROLE_MENTION.findall(content)
+            if "roles" in parse or r in allowed.get("roles", [])]
+    if "everyone" in parse:
+        out += [f"@{m}" for m in EVERYONE.findall(content)]
+    return out
+
+
+def check_components(rows: list) -> str | None:
+    """Discord's limits on message components; None when they hold."""
+    if len(rows) > 5:
+        return "at most 5 action rows"
+    for row in rows:
+        if row.get("type") != 1 or not 1 <= len(row.get("components", [])) <= 5:
+            return "an action row holds 1 to 5 components"
+        for c in row["components"]:
+            if c.get("type") != 2:
+                continue
+            if len(c.get("label") or "") > 80 or not 1 <= len(c.get("custom_id") or "") <= 100:
+                return "a button label is at most 80 characters, its custom_id 1 to 100"
+            if not isinstance(c.get("disabled", False), bool):
+                return "disabled is a boolean"
+    return None
+
+
+class FakeDiscord(LocalServer):
+    """The gateway and the parts of the REST API the bot uses, on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        app = self.app
+        app.router.add_get("/api/v10/users/@me", self.me)
+        app.router.add_get("/api/v10/oauth2/applications/@me", self.app_info)
+        app.router.add_put("/api/v10/applications/{app}/guilds/{guild}/commands", self.sync)
+        app.router.add_put("/api/v10/applications/{app}/commands", self.sync)
+        app.router.add_post("/api/v10/channels/{channel}/messages", self.post_message)
+        app.router.add_patch("/api/v10/channels/{channel}/messages/{message}", self.edit_message)
+        app.router.add_post("/api/v10/interactions/{iid}/{token}/callback", self.callback)
+        app.router.add_get("/gw", self.gateway)
+        self.commands: dict[str, list[dict]] = {}  # scope ("global" or a guild id) -> registered commands
+        self.syncs: list[str] = []  # the scopes, in the order they were overwritten
+        self.messages: dict[str, dict] = {}
+        self.posts: list[dict] = []  # every message create body, in order
+        self.edits: list[dict] = []  # every message edit body (with "id"), in order
+        self.responses: list[dict] = []
+        self.replies: dict[str, str] = {}  # interaction id -> the text answered
+        self.violations: list[str] = []
+        self.pinged: list[str] = []
+        self.checked = 0  # messages and replies whose allowed_mentions were checked
+        self.identifies = 0
+        self.resumes: list[dict] = []
+        self.seq = itertools.count(1)
+        self.ids = itertools.count(5000)
+        self.cond = asyncio.Condition()
+
+    # -- REST ------------------------------------------------------------------------
+    async def me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bot {TOKEN}":
+            return jr({"message": "401: Unauthorized", "code": 0}, 401)
+        return jr(BOT)
+
+    async def app_info(self, request: web.Request) -> web.Response:
+        return jr({
+            "id": APP, "name": "streambot", "description": "", "icon": None, "bot_public": True,
+            "bot_require_code_grant": False, "owner": user(OWNER, "owner"), "verify_key": "k", "flags": 0,
+            "summary": "", "team": None,
+        })
+
+    def register(self, scope: str, body: list[dict]) -> list[dict]:
+        """Bulk overwrite, as `PUT .../commands` does: the scope's commands are exactly these."""
+        out = []
+        for c in body:
+            perms = c.get("default_member_permissions")
+            out.append(dict(
+                c, id=str(next(self.ids)), application_id=APP, version="1",
+                guild_id=None if scope == "global" else scope,
+                default_member_permissions=None if perms is None else str(perms),
+                dm_permission=c.get("dm_permission", True), nsfw=c.get("nsfw", False),
+                contexts=c.get("contexts"), integration_types=c.get("integration_types", [0]),
+            ))
+        self.commands[scope] = out
+        self.syncs.append(scope)
+        return out
+
+    async def sync(self, request: web.Request) -> web.Response:
+        return jr(self.register(request.match_info.get("guild", "global"), await request.json()))
+
+    def _mentions_ok(self, where: str, content: str, allowed: dict | None) -> None:
+        self.checked += 1
+        who = pings(content, allowed)
+        self.pinged += who
+        nothing = allowed is not None and allowed.get("parse") == [] and not allowed.get("users") \
+            and not allowed.get("roles") and not allowed.get("replied_user")
+        if not nothing:
+            self.violations.append(f"{where}: allowed_mentions {allowed!r} does not mention nobody")
+        if who:
+            self.violations.append(f"{where}: would ping {who}")
+
+    def _message(self, mid: str, channel: str, body: dict) -> dict:
+        content = body.get("content") or ""
+        who = pings(content, body.get("allowed_mentions"))
+        return {"id": mid, "channel_id": channel, "guild_id": CHANNEL_GUILD.get(channel), "author": BOT,
+                "content": content, "timestamp": iso(), "edited_timestamp": None, "tts": False,
+                "mention_everyone": any(w.startswith("@") for w in who),
+                "mentions": [user(w[5:], "someone") for w in who if w.startswith("user:")],
+                "mention_roles": [w[5:] for w in who if w.startswith("role:")],
+                "attachments": [], "embeds": [], "pinned": False, "type": 0,
+                "components": body.get("components", []), "flags": 0}
+
+    def _refused(self, body: dict) -> web.Response | None:
+        if len(body.get("content") or "") > 2000:
+            return invalid("content", "Must be 2000 or fewer in length.")
+        problem = check_components(body.get("components") or [])
+        return invalid("components", problem) if problem else None
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        channel = request.match_info["channel"]
+        if channel not in CHANNEL_GUILD:
+            return jr({"code": 10003, "message": "Unknown Channel"}, 404)
+        if (refused := self._refused(body)) is not None:
+            return refused
+        self._mentions_ok(f"POST channel {channel}", body.get("content") or "", body.get("allowed_mentions"))
+        mid = str(next(self.ids))
+        self.posts.append(body)
+        self.messages[mid] = self._message(mid, channel, body)
+        return jr(self.messages[mid])
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        mid = request.match_info["message"]
+        if mid not in self.messages:
+            return jr({"code": 10008, "message": "Unknown Message"}, 404)
+        if (refused := self._refused(body)) is not None:
+            return refused
+        old = self.messages[mid]
+        content = body["content"] if body.get("content") is not None else old["content"]
+        self._mentions_ok(f"PATCH message {mid}", content, body.get("allowed_mentions"))
+        self.edits.append(dict(body, id=mid))
+        new = self._message(mid, old["channel_id"], dict(
+            content=content, components=body.get("components", old["components"]),
+            allowed_mentions=body.get("allowed_mentions")))
+        self.messages[mid] = dict(new, timestamp=old["timestamp"], edited_timestamp=iso())
+        return jr(self.messages[mid])
+
+    async def callback(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["type"] in (4, 7):  # a message, or an update of the button's message
+            data = body.get("data", {})
+            if (refused := self._refused(data)) is not None:
+                return refused
+            self._mentions_ok(f"interaction {request.match_info['iid']}", data.get("content") or "",
+                              data.get("allowed_mentions"))
+        self.responses.append(body)
+        self.replies[request.match_info["iid"]] = body.get("data", {}).get("content")
+        return jr({"interaction": {
+            "id": request.match_info["iid"], "type": body["type"], "response_message_id": None,
+            "response_message_loading": False, "response_message_ephemeral": True}})
+
+    # -- the gateway -------------------------------------------------------------------
+    async def gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}})
+        async for msg in ws:
+            data = json.loads(msg.data)
+            if data["op"] == 1:
+                await ws.send_json({"op": 11})
+            elif data["op"] == 2:
+                assert data["d"]["token"] == TOKEN
+                self.identifies += 1
+                await self.dispatch(ws, "READY", {
+                    "v": 10, "user": BOT, "guilds": [{"id": g, "unavailable": True} for g in GUILDS],
+                    "session_id": "session-a", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gw",
+                    "application": {"id": APP, "flags": 0}, "private_channels": [], "relationships": [],
+                })
+                for g in GUILDS.values():
+                    await self.dispatch(ws, "GUILD_CREATE", g)
+                await self._register(ws)
+            elif data["op"] == 6:
+                self.resumes.append(data["d"])
+                await self.dispatch(ws, "RESUMED", {})
+                await self._register(ws)
+        return ws
+
+    async def _register(self, ws: web.WebSocketResponse) -> None:
+        async with self.cond:
+            self.sockets.append(ws)
+            self.cond.notify_all()
+
+    async def reply(self, iid: str) -> str:
+        """The text the bot answered to this interaction, once it has."""
+        async with asyncio.timeout(15):
+            while iid not in self.replies:
+                await asyncio.sleep(0.02)
+        return self.replies[iid]
+
+    async def wait_sockets(self, n: int) -> None:
+        async with self.cond:
+            await asyncio.wait_for(self.cond.wait_for(lambda: len(self.sockets) >= n), 15)
+
+    async def dispatch(self, ws: web.WebSocketResponse, event: str, data: dict) -> None:
+        await ws.send_json({"op": 0, "t": event, "s": next(self.seq), "d": data})
+
+    # -- what a member does --------------------------------------------------------------
+    def offered(self, name: str, guild: str | None, who: dict, permissions: int) -> tuple[dict, str | None]:
+        """The command Discord shows this member here, and the guild it is registered for."""
+        found = None
+        if guild is not None:
+            found = next(((c, guild) for c in self.commands.get(guild, []) if c["name"] == name), None)
+        if found is None:
+            for c in self.commands.get("global", []):
+                contexts = c.get("contexts")
+                if contexts is None:
+                    allowed = guild is not None or c.get("dm_permission", True)
+                else:
+                    allowed = (0 if guild is not None else 1) in contexts
+                if c["name"] == name and allowed:
+                    found = (c, None)
+        if found is None:
+            raise NotOffered(f"/{name} is not offered {'in guild ' + guild if guild else 'in a DM'}")
+        cmd = found[0]
+        needed = cmd.get("default_member_permissions")
+        if guild is not None and needed is not None and who["id"] != GUILDS[guild]["owner_id"] \
+                and not permissions & ADMINISTRATOR and permissions & int(needed) != int(needed):
+            raise NotOffered(f"/{name} needs permissions {needed}; the member has {permissions}")
+        return found
+
+    @staticmethod
+    def options(schema: list[dict], given: dict, guild: str | None) -> tuple[list[dict], dict]:
+        """The options Discord sends for these values, typed by the registered schema."""
+        out, resolved = [], {}
+        for opt in schema:
+            name, kind = opt["name"], opt["type"]
+            if name not in given:
+                if opt.get("required"):
+                    raise ValueError(f"option {name} is required")
+                continue
+            value = given[name]
+            if kind == 6:
+                if not isinstance(value, dict):
+                    raise TypeError(f"option {name} is a USER: Discord sends a picked user, not {value!r}")
+                resolved.setdefault("users", {})[value["id"]] = value
+                if guild is not None:
+                    resolved.setdefault("members", {})[value["id"]] = {
+                        "roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "nick": None, "avatar": None,
+                        "premium_since": None, "pending": False, "permissions": "0", "flags": 0}
+                value = value["id"]
+            elif kind == 3 and not isinstance(value, str):
+                raise TypeError(f"option {name} is a STRING: a member types text, not {value!r}")
+            elif kind == 4 and not isinstance(value, int):
+                raise TypeError(f"option {name} is an INTEGER")
+            elif kind not in (3, 4, 6):
+                raise TypeError(f"option {name}: type {OPTION_TYPES.get(kind, kind)} is not modelled here")
+            out.append({"name": name, "type": kind, "value": value})
+        unknown = set(given) - {o["name"] for o in schema}
+        if unknown:
+            raise ValueError(f"no option(s) {sorted(unknown)}")
+        return out, resolved
+
+    async def command(self, ws, who: dict, name: str, options: dict | None = None, *, sub: str | None = None,
+                      guild: str | None = GUILD, roles: list[str] = (), permissions: int = 0) -> str:
+        """A member runs a slash command, as Discord's client lets them."""
+        cmd, scope = self.offered(name, guild, who, permissions)
+        schema = cmd.get("options") or []
+        if sub is not None:
+            subcommand = next((o for o in schema if o["type"] == 1 and o["name"] == sub), None)
+            if subcommand is None:
+                raise NotOffered(f"/{name} has no subcommand {sub}")
+            opts, resolved = self.options(subcommand.get("options") or [], options or {}, guild)
+            opts = [{"name": sub, "type": 1, "options": opts}]
+        else:
+            opts, resolved = self.options(schema, options or {}, guild)
+        data = {"id": cmd["id"], "name": name, "type": 1, "options": opts}
+        if resolved:
+            data["resolved"] = resolved
+        if scope is not None:
+            data["guild_id"] = scope
+        return await self.interaction(ws, who, 2, data, guild=guild, roles=list(roles), permissions=permissions)
+
+    async def button(self, ws, who: dict, custom_id: str, message: dict) -> str:
+        return await self.interaction(ws, who, 3, {"custom_id": custom_id, "component_type": 2}, message=message,
+                                      guild=CHANNEL_GUILD[message["channel_id"]], channel=message["channel_id"])
+
+    async def interaction(self, ws, who: dict, kind: int, data: dict, *, guild: str | None = GUILD,
+                          channel: str | None = None, roles: list[str] = (), permissions: int = 0,
+                          message: dict | None = None) -> str:
+        """INTERACTION_CREATE as Discord sends it, from a guild channel or from a DM with the bot."""
+        iid = str(next(self.ids))
+        payload = {
+            "id": iid, "application_id": APP, "type": kind, "token": f"itoken{iid}", "version": 1,
+            "locale": "en-US", "app_permissions": "0", "entitlements": [], "data": data,
+            "attachment_size_limit": 8_388_608,
+        }
+        if guild is None:
+            payload.update(
+                channel_id=DM_CHANNEL, context=1, user=who, authorizing_integration_owners={"0": "0"},
+                channel={"id": DM_CHANNEL, "type": 1, "recipients": [who], "last_message_id": None, "flags": 0})
+        else:
+            channel = channel or next(c for c, g in CHANNEL_GUILD.items() if g == guild)
+            payload.update(
+                guild_id=guild, channel_id=channel, guild_locale="en-US", context=0,
+                authorizing_integration_owners={"0": guild},
+                guild={"id": guild, "locale": "en-US", "features": []},
+                channel={"id": channel, "type": 0, "guild_id": guild, "name": "world", "position": 0,
+                         "permission_overwrites": [], "nsfw": False, "parent_id": None},
+                member={"user": who, "roles": list(roles), "joined_at": "2024-01-01T00:00:00+00:00",
+                        "deaf": False, "mute": False, "permissions": str(permissions), "flags": 0, "nick": None,
+                        "avatar": None, "premium_since": None, "pending": False})
+        if message is not None:
+            payload["message"] = message
+        await self.dispatch(ws, "INTERACTION_CREATE", payload)
+        return iid
+
+
+def buttons_of(message: dict) -> list[str]:
+    return [c["custom_id"] for row in message.get("components", []) for c in row.get("components", [])]
+
+
+def disabled_of(message: dict) -> list[bool]:
+    return [c.get("disabled", False) for row in message.get("components", []) for c in row.get("components", [])]
