@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from streambot.audience.events import Viewer  # noqa: E402
 from streambot.audience.moderation import Moderation  # noqa: E402
 from streambot.audience.safety import (  # noqa: E402
-    PROBE_FILE, ConceptProbe, load_concepts, train_probe,
+    PROBE_FILE, load_concepts, train_probe,
 )
 from streambot.config import ModerationSettings, resolve_world  # noqa: E402
 
