@@ -127,7 +127,7 @@ class Show:
         )
         # 4. the timeline, the audience and the director, which opens the story
         self.store = Store(resolve_path(self.settings.voting.timeline))
-        self.audience = Audience.from_settings(self.settings, store=self.store)
+        self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec)
         self.audience.resume()
         self.voice = self._voice()
         self.director = Director(
@@ -200,12 +200,11 @@ class Show:
             self.force(text, actor=user)
 
     def force(self, text: str, *, actor: str) -> bool:
-        """The streamer puts a prompt on air now; the block lists still apply."""
+        """The streamer puts a prompt on air now; every moderation layer still applies."""
         assert self.audience is not None and self.director is not None
-        mod = self.audience.moderation
-        cleaned = mod.normalise(text)
-        if not cleaned or mod.is_blocked(cleaned):
-            log.warning("%s: that prompt is blocked by the moderation lists", actor)
+        cleaned = self.audience.moderation.check_text(text)
+        if cleaned is None:
+            log.warning("%s: that prompt can't go on air (moderation)", actor)
             return False
         if self.store is not None:
             self.store.log_action(actor, "force", cleaned)
@@ -224,6 +223,8 @@ class Show:
         self.spec = spec
         assert self.director is not None
         self.director.set_world(spec)
+        if self.audience is not None:
+            self.audience.moderation.set_world(spec)
         self.world.change_world(spec, self.settings.world.transition_s * 2)
         if self.broadcast is not None:
             self.broadcast.compositor.set_layout(

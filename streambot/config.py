@@ -25,6 +25,10 @@ PRESETS_DIR = CONFIG_DIR / "presets"
 
 TWITCH_INGEST = "rtmp://live.twitch.tv/app/{stream_key}"
 
+# Safety categories a world may allow (`[moderation] allow` in its preset);
+# nothing allows sexual content, minors, self-harm, gore, hate or abuse.
+RELAXABLE = ("violence.war",)
+
 
 class ConfigError(Exception):
     """A configuration problem, worded as one sentence for the user."""
@@ -173,6 +177,9 @@ class ModerationSettings(_Section):
     global_burst: Annotated[int, Field(ge=1, le=10000)] = 60
     new_viewer_wait_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     approval: bool = False  # candidates wait for a moderator in the console
+    classifier: bool = True  # the offensive-language classifier, inline
+    classifier_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8
+    semantic: bool = True  # the sentence-embedding probe, per candidate before it is shown
 
 
 class TwitchSettings(_Section):
@@ -337,6 +344,19 @@ def music_of(spec: WorldSpec) -> MusicSettings:
     return music if isinstance(music, MusicSettings) else MusicSettings()
 
 
+class PresetModeration(_Section):
+    """A world's own moderation: the safety categories it allows."""
+    allow: list[str] = []
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if c not in RELAXABLE:
+                raise ValueError(f"cannot allow {c!r}: a world may allow only {', '.join(RELAXABLE)}")
+        return v
+
+
 def load_world_file(path: Path) -> WorldSpec:
     """A preset or a custom world: a TOML file with name, title, description, style, beats."""
     data = _load_toml(path)
@@ -349,6 +369,11 @@ def load_world_file(path: Path) -> WorldSpec:
                 f"{path}: the world file is missing the required field '{err['loc'][0]}'."
             ) from None
         raise ConfigError(explain_validation(e, path)) from None
+    if "moderation" in data:
+        try:
+            PresetModeration.model_validate(data["moderation"])
+        except ValidationError as e:
+            raise ConfigError(explain_validation(e, f"{path} [moderation]", unknown="is not a world setting")) from None
     extra = {k: v for k, v in data.items() if k not in PresetFile.model_fields}
     try:
         extra["music"] = _MusicTable.model_validate({"music": data.get("music", {})}).music

@@ -14,8 +14,13 @@ pooled into one candidate shown under its first wording: identical wording
 at once, similar ideas in batches (`pool()`, off the asyncio loop; the
 decision is `streambot.pooling`'s).
 
+A new candidate is hidden (not in the snapshot, not votable, cannot win)
+until the `screen` handed in (moderation's semantic layer) has passed it;
+that happens in the same worker batch as pooling, on the same embeddings.
+A refused candidate is dropped with its votes and counted as blocked.
+
 In `anarchy` mode there are no rounds: each accepted prompt goes on air by
-itself, rate-limited per viewer and overall. With `mode_vote` on, chat moves
+itself, rate-limited per viewer and overall, once screened. With `mode_vote` on, chat moves
 a meter with `!anarchy` and `!democracy` and the engine switches modes when
 one side holds `mode_vote_threshold` of the recent votes (Twitch Plays
 Pokemon's rule), at most once per `mode_vote_cooldown_s`.
@@ -44,6 +49,8 @@ from .pooling import Pooler, Prompt, content_words, exact_key
 log = logging.getLogger(__name__)
 
 Mode = Literal["rounds", "anarchy"]
+# texts, their embeddings (None when pooling has none) -> whether each may be shown
+Screen = Callable[[list[str], "np.ndarray | None"], list[bool]]
 
 __all__ = ["VotingEngine", "Pooler", "content_words", "exact_key"]
 
@@ -65,6 +72,7 @@ class Candidate:
     merged_into: Candidate | None = None
     prompt: Prompt | None = None  # what pooling knows about it, once pooled
     vector: np.ndarray | None = None  # its sentence embedding, once pooled
+    screened: bool = True  # False: hidden until the safety screen has passed it
 
     def live(self) -> Candidate:
         c = self
@@ -224,6 +232,7 @@ class VotingEngine:
         approval: bool = False,
         embed: Callable[[list[str]], np.ndarray] | None = None,
         lexicon: WordNet | None = None,
+        screen: Screen | None = None,
     ) -> None:
         s = self.settings = settings or VotingSettings()
         self.mode: Mode = s.mode
@@ -236,6 +245,8 @@ class VotingEngine:
         self.approval = approval
         self.locked = False
         self.pooler = Pooler(embed, lexicon, threshold=s.pool_threshold, reworded=s.pool_threshold_reworded)
+        self.screen = screen
+        self._anarchy_unscreened: list[Winner] = []
         self._lock = threading.RLock()
         self._cooldown: dict[str, int] = {}  # viewer key -> last round they cannot win
         self._round_no = 0
@@ -277,6 +288,8 @@ class VotingEngine:
         out: list[RoundResult] = []
         with self._lock:
             if self.mode == "anarchy":
+                if self._anarchy_unscreened:  # no worker ran (a replay): screen here
+                    self._screen_anarchy(self._take_anarchy())
                 while self._anarchy_queue:
                     w = self._anarchy_queue.pop(0)
                     out.append(self._anarchy_result(w, now))
@@ -316,6 +329,7 @@ class VotingEngine:
             cand = Candidate(
                 r.next_id, text, viewer, now, approved=not self.approval,
                 priority=priority, submitters=[viewer],
+                screened=self.screen is None,
             )
             r.next_id += 1
             if cand.approved:
@@ -344,6 +358,8 @@ class VotingEngine:
                 return Outcome("unknown", number, self.current.number)
             if round_no is not None and round_no != r.number:
                 return Outcome("closed", number, r.number)
+            if not cand.live().screened:  # hidden until the safety screen has passed it
+                return Outcome("unknown", number, self.current.number)
             cand = cand.live()
             old = r.ballots.get(viewer.key)
             if old is not None and old.candidate.live() is cand:
@@ -488,16 +504,51 @@ class VotingEngine:
             batch = [(r, c) for r in filter(None, (self.closing, self.current)) for c in r.pending]
             for r in filter(None, (self.closing, self.current)):
                 r.pending = []
+            anarchy = self._take_anarchy()
+        if anarchy:
+            self._screen_anarchy(anarchy)
         if not batch:
             return 0
         prompts = self._prepare([c.text for _, c in batch])
+        vectors = _vectors(prompts)
+        verdicts = self._screen([c for _, c in batch], vectors)
         merged = 0
         with self._lock:
-            for (r, cand), prompt in zip(batch, prompts):
+            for i, ((r, cand), prompt) in enumerate(zip(batch, prompts)):
                 if r.done or cand.merged_into is not None or cand not in r.candidates:
                     continue
+                if not verdicts[i]:
+                    self._refuse(r, cand)
+                    continue
+                cand.screened = True
                 merged += self._place(r, cand, prompt)
         return merged
+
+    def _screen(self, cands: list[Candidate], vectors: np.ndarray | None) -> list[bool]:
+        """The safety screen's verdicts for candidates not yet screened (True: may be shown)."""
+        if self.screen is None:
+            return [True] * len(cands)
+        todo = [i for i, c in enumerate(cands) if not c.screened]
+        out = [True] * len(cands)
+        if todo:
+            sub = None if vectors is None else vectors[todo]
+            for i, ok in zip(todo, self.screen([cands[i].text for i in todo], sub)):
+                out[i] = bool(ok)
+        return out
+
+    def _refuse(self, r: Round, cand: Candidate) -> None:
+        """A candidate the screen refused: gone, with its votes, counted as blocked."""
+        self._drop(r, cand)
+        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+        if cand.number is not None:
+            r.by_number.pop(cand.number, None)
+        r.blocked += 1
+
+    def has_pending(self) -> bool:
+        """Whether `pool()` has work: candidates to pool or screen."""
+        with self._lock:
+            return bool(self._anarchy_unscreened) or any(
+                r.pending for r in (self.current, self.closing) if r is not None)
 
     def _prepare(self, texts: list[str]) -> list[Prompt]:
         try:
@@ -561,7 +612,7 @@ class VotingEngine:
             self._pool_now(r)
         r.done = True
         winner: Winner | None = None
-        ranked = sorted(r.candidates, key=lambda c: (-c.votes, c.id))
+        ranked = sorted((c for c in r.candidates if c.screened), key=lambda c: (-c.votes, c.id))
         if not r.skipped:
             choices = [c for c in ranked if c.approved and c.votes > 0]
             prio = [c for c in choices if c.priority]
@@ -588,9 +639,16 @@ class VotingEngine:
     def _pool_now(self, r: Round) -> None:
         """Pool what is left at the close, synchronously (usually nothing)."""
         pending, r.pending = r.pending, []
-        for cand, prompt in zip(pending, self._prepare([c.text for c in pending])):
-            if cand.merged_into is None and cand in r.candidates:
-                self._place(r, cand, prompt)
+        prompts = self._prepare([c.text for c in pending])
+        verdicts = self._screen(pending, _vectors(prompts))
+        for cand, prompt, ok in zip(pending, prompts, verdicts):
+            if cand.merged_into is not None or cand not in r.candidates:
+                continue
+            if not ok:
+                self._refuse(r, cand)
+                continue
+            cand.screened = True
+            self._place(r, cand, prompt)
 
     # -- anarchy
     def _anarchy_submit(self, viewer: Viewer, text: str, now: float) -> Outcome:
@@ -602,9 +660,29 @@ class VotingEngine:
         self._anarchy_global.allow("*", now)
         self._round_no += 1
         w = Winner(text, viewer.name, viewer.platform, self._round_no, self.weight(viewer))
-        self._anarchy_queue.append(w)
-        del self._anarchy_queue[:-5]
+        if self.screen is None:
+            self._anarchy_queue.append(w)
+            del self._anarchy_queue[:-5]
+        else:
+            self._anarchy_unscreened.append(w)
+            del self._anarchy_unscreened[:-5]
         return Outcome("queued", None, self._round_no)
+
+    def _take_anarchy(self) -> list[Winner]:
+        taken, self._anarchy_unscreened = self._anarchy_unscreened, []
+        return taken
+
+    def _screen_anarchy(self, prompts: list[Winner]) -> None:
+        """Screen anarchy prompts; those that pass may go on air."""
+        assert self.screen is not None
+        verdicts = self.screen([w.text for w in prompts], None)
+        with self._lock:
+            for w, ok in zip(prompts, verdicts):
+                if ok:
+                    self._anarchy_queue.append(w)
+                else:
+                    self.current.blocked += 1
+            del self._anarchy_queue[:-5]
 
     def _anarchy_result(self, w: Winner, now: float) -> RoundResult:
         view = CandidateView(1, None, w.text, w.votes, (w.user,), w.user, w.platform, True)
@@ -675,6 +753,7 @@ class VotingEngine:
             self._last_switch = now
             self._mode_votes.clear()
             self._anarchy_queue.clear()
+            self._anarchy_unscreened.clear()
             self.current = self._open(now) if mode == "rounds" else Round(self._round_no, now, now)
             return out
 
@@ -732,9 +811,9 @@ class VotingEngine:
     def snapshot(self, now: float) -> Snapshot:
         with self._lock:
             r = self.current
-            live = [c for c in r.candidates if c.approved]
+            live = [c for c in r.candidates if c.approved and c.screened]
             top = _top(live, self.top_n) if self.mode == "rounds" else []
-            pending = [c for c in r.candidates if not c.approved]
+            pending = [c for c in r.candidates if not c.approved and c.screened]
             return Snapshot(
                 mode=self.mode,
                 round=r.number,
@@ -797,6 +876,7 @@ class VotingEngine:
                 cand = Candidate(
                     int(c["id"]), c["text"], subs[0], now, approved=bool(c["approved"]),
                     priority=bool(c.get("priority")), submitters=subs,
+                    screened=self.screen is None,
                 )
                 if c.get("number") is not None:
                     cand.number = int(c["number"])
@@ -812,6 +892,13 @@ class VotingEngine:
                 if cand is not None:
                     self._cast(r, Viewer.from_dict(b["viewer"]), cand, now)
             self.current, self.closing = r, None
+
+
+def _vectors(prompts: list[Prompt]) -> np.ndarray | None:
+    """The batch's embeddings as rows, for the safety screen (None without them)."""
+    if not prompts or any(p.vector is None for p in prompts):
+        return None
+    return np.stack([p.vector for p in prompts])
 
 
 def _view(c: Candidate) -> CandidateView:

@@ -22,6 +22,7 @@ from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..world.base import WorldSpec
     from ..voting import RoundResult, Snapshot, VotingEngine, Winner
     from .moderation import Moderation
 
@@ -144,8 +145,11 @@ class Audience:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         embeddings: bool = True,
+        world: WorldSpec | None = None,
     ) -> Audience:
-        """Moderation and a voting engine built from `Settings` (voting, moderation)."""
+        """Moderation and a voting engine built from `Settings` (voting, moderation);
+        `world` (default: the configured preset) says which safety categories it allows."""
+        from ..config import resolve_world
         from ..voting import VotingEngine
         from .moderation import Moderation
 
@@ -157,10 +161,13 @@ class Audience:
             embedder = get_embedder()
             embed = embedder.encode if embedder is not None else None
             lexicon = WordNet.find()
+        moderation = Moderation(settings.moderation)
+        moderation.set_world(world or resolve_world(settings.world.preset))
         engine = VotingEngine(
-            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed, lexicon=lexicon
+            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed, lexicon=lexicon,
+            screen=moderation.screen if moderation.safety is not None else None,
         )
-        return cls(engine, Moderation(settings.moderation), store=store, clock=clock)
+        return cls(engine, moderation, store=store, clock=clock)
 
     # -- events in ---------------------------------------------------------------
     def chat(self, platform: str, user: str, text: str, roles: tuple[str, ...] | frozenset[str] = (),
@@ -229,10 +236,10 @@ class Audience:
     def _prompt(self, event: PromptEvent, now: float) -> Reply:
         verdict = self.moderation.check_prompt(event.viewer, event.text, now)
         if not verdict.ok:
-            if verdict.reason == "blocked":
+            if verdict.reason == "blocked":  # every layer, every category: one reply that names no rule
                 self.counts["blocked"] += 1
                 self.engine.note_blocked(now)
-                return Reply("blocked", "That prompt can't go on air.")
+                return Reply("blocked", REFUSED)
             self.counts["dropped"] += 1
             return Reply("rejected", _REJECTED.get(verdict.reason, "Not now."))
         out = self.engine.submit(event.viewer, verdict.text, now, priority=event.priority)
@@ -356,7 +363,7 @@ class Audience:
         last_save = 0.0
         while not self._closed.is_set():
             try:
-                if any(r.pending for r in (self.engine.current, self.engine.closing) if r is not None):
+                if self.engine.has_pending():  # pooling and the safety screen, off the loop
                     await asyncio.to_thread(self.engine.pool)
                 now = self.clock()
                 winner = self.tick(now)
@@ -467,6 +474,8 @@ class Audience:
         winners = [r.winner for r in results if r.winner is not None]
         return winners[-1] if winners else None
 
+
+REFUSED = "That prompt can't go on air."
 
 _REJECTED = {
     "empty": "That prompt is empty.",

@@ -150,13 +150,13 @@ async def get_share(request: web.Request) -> web.Response:
 
 # -- the controls -----------------------------------------------------------------------
 
-@route("POST", "/api/force", access="admin", summary="Put a prompt on air now (the block lists still apply).",
+@route("POST", "/api/force", access="admin", summary="Put a prompt on air now (every moderation layer still applies).",
        body=ForceBody, response=ACTION, tag="controls")
 async def force(request: web.Request) -> web.Response:
     b = await body(request, ForceBody)
     console = console_of(request)
     if not console.show.force(b.text, actor=principal_of(request).actor):
-        raise error(400, "That prompt is blocked by the moderation lists.")
+        raise error(400, "That prompt can't go on air.")
     return _done(request, "force")
 
 
