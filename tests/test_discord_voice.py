@@ -11,6 +11,7 @@ the intents the bot asks for with and without voice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import struct
 
@@ -34,7 +35,7 @@ from streambot.voting import VotingEngine
 
 from .dave_peer import VoiceServer
 from .fake_discord import (
-    ADMINISTRATOR, GUILD, GUILD_MESSAGES, GUILD_VOICE_STATES, GUILDS, GUILDS_INTENT, MANAGE_MESSAGES,
+    ADMINISTRATOR, BOT, GUILD, GUILD_MESSAGES, GUILD_VOICE_STATES, GUILDS, GUILDS_INTENT, MANAGE_MESSAGES,
     MESSAGE_CONTENT, MOD_ROLE, OTHER, OTHER_OWNER, TOKEN, VOICE_CHANNEL, FakeDiscord, NotOffered, serving, user,
 )
 from .localserver import until
@@ -244,7 +245,7 @@ async def voice_show(transcriber):
 
 
 @needs_espeak
-async def test_voice_messages_and_listen_through_the_bot(fake_discord: FakeDiscord, tmp_path, voice_show):
+async def test_voice_messages_and_listen_through_the_bot(fake_discord: FakeDiscord, tmp_path, voice_show, caplog):
     fake = fake_discord
     audience, service = voice_show(VoiceSettings(discord_voice_messages=True))
     async with Running(DiscordBot(audience, settings(update_s=30), TOKEN, voice=service)):
@@ -253,6 +254,8 @@ async def test_voice_messages_and_listen_through_the_bot(fake_discord: FakeDisco
         assert {"listen", "leave"} <= {c["name"] for c in fake.commands[GUILD]}
         assert fake.intents == VOICE_MESSAGE_INTENTS
         ws = fake.sockets[0]
+        # a text message to the bot: there are no prefix commands, so nothing happens
+        await fake.post(ws, ann, f"<@{BOT['id']}> help")
         # a voice message, Opus in Ogg as Discord records them, through MESSAGE_CREATE and the CDN
         clip = write_audio(speak("prompt: a patrol finds the soldier", tmp_path), tmp_path / "vm.ogg")
         sent = await fake.voice_message(ws, ann, clip.read_bytes(), 3.0)
@@ -280,6 +283,7 @@ async def test_voice_messages_and_listen_through_the_bot(fake_discord: FakeDisco
             "I am not in a voice channel here."]
         assert fake.voice_requests == []
     assert len(audience.snapshot().candidates) == 1  # nothing else entered the round
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_listen_and_leave_are_offered_and_refused_as_mod_is(fake_discord: FakeDiscord, voice_show) -> None:

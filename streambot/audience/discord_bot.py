@@ -319,6 +319,12 @@ class _Client(commands.Bot):
             await add_voice(self, show.voice, show.voice.settings, show.settings)
         await show.sync_commands(self)
 
+    async def on_message(self, message: discord.Message) -> None:
+        # Slash commands only: a message is never a prefix command (with voice
+        # messages on, "@streambot hi" would otherwise log CommandNotFound).
+        # Cogs' own message listeners still get every message.
+        pass
+
     async def on_ready(self) -> None:
         log.info("discord bot ready as %s in %d server(s)", self.user, len(self.guilds))
         self.streambot.state = "live"

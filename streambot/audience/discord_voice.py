@@ -46,6 +46,8 @@ JOIN_TIMEOUT_S = 20.0
 
 
 class _VoiceCog(commands.Cog):
+    """What both voice Cogs share: the voice service and whose roles count."""
+
     def __init__(self, service: VoiceService, voice: VoiceSettings, discord_settings: DiscordSettings) -> None:
         self.service = service
         self.voice = voice
