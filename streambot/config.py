@@ -200,7 +200,7 @@ class TwitchSettings(_Section):
 class DiscordSettings(_Section):
     enabled: bool = False
     channels: list[int] = []  # round messages go to each (several servers at once)
-    guilds: list[int] = []  # the show's servers: commands at once, /mod only here; empty: viewer commands globally, no /mod
+    guilds: list[int] = []  # the show's servers: commands at once, /mod and /listen only here; empty: viewer commands globally, neither
     moderator_roles: list[str] = ["Moderator", "Mod"]
     update_s: Annotated[float, Field(ge=1, le=30)] = 3.0  # a round message is edited when its votes change, at most this often
 
