@@ -135,7 +135,7 @@ def main() -> int:
     ap.add_argument("--random-weights", action="store_true", help="full-size configs, random init, no downloads")
     ap.add_argument("--tiny", action="store_true", help="with --random-weights: the test-size models")
     ap.add_argument("--model", default="stabilityai/sd-turbo")
-    ap.add_argument("--vae", default="madebyollin/taesd")
+    ap.add_argument("--vae", default="auto", help="auto: the tiny VAE for the model (taesd or taesdxl)")
     ap.add_argument("--online", action="store_true", help="allow downloading real weights")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--size", type=int, default=512)
