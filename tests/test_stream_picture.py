@@ -388,6 +388,34 @@ def test_the_hot_path_reads_nothing_back_and_makes_no_camera_tensors(models):
         torch.testing.assert_close(theta[0], torch.tensor(rows, dtype=theta.dtype), rtol=0, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_queuing_a_frame_never_synchronizes(tmp_path):
+    """The judge on a GPU: torch.cuda's sync debug mode raises at any call that waits for the device."""
+    models = random_models("tiny", tokenizer_dir=tmp_path, seed=0)
+    world = StreamWorld(models, StreamWorldSettings(
+        device="cuda", resolution="64x64", steps=2, similarity_filter=True, cuda_graphs=True,
+        motion=Motion(pan_x=0.01, zoom=1.001, drift=0.004),
+    ))
+    world.start(SPEC, (64, 64), 30, seed=0)
+    world.render()  # the motion's one copy to the device
+    take = world.engine.take
+
+    def take_allowed():  # taking the picture waits for its copy: that is its job
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return take()
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    world.engine.take = take_allowed
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        frames = [world.render() for _ in range(8)]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert world.engine.active["frames_in_flight"] and len({f.image.tobytes() for f in frames}) > 1
+
+
 @pytest.mark.parametrize("read", [
     lambda x: x.sum().item(), lambda x: float(x[1]), lambda x: bool(x[0] > 0), lambda x: x.tolist(),
     lambda x: x.numpy(), lambda x: x.cpu(), lambda x: x.to("cpu", copy=True),

@@ -467,6 +467,20 @@ def test_gpu_benchmark_dry_runs_on_cpu(tmp_path, monkeypatch, capsys):
     assert all(r["fps"] > 0 and r["prompt_change_ms_new"] > 0 for r in results)
 
 
+def test_gpu_benchmark_counts_only_painted_frames(tmp_path, monkeypatch):
+    bench = _bench_module("bench_stream_gpu")
+    out = tmp_path / "r.json"
+    argv = ["bench", "--random-weights", "--tiny", "--device", "cpu", "--size", "64", "--frames", "20",
+            "--warmup", "40", "--combos", "fp16+cl+filter still camera", "--json", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    assert bench.main() == 0
+    import json
+
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["skipped"] > 0 and r["rendered"] + r["skipped"] == 20  # a settled picture under a still camera
+    assert r["fps"] == pytest.approx(r["rendered"] / r["elapsed_s"]) and r["frames_out_fps"] > r["fps"]
+
+
 def test_overhead_benchmark_runs(tmp_path):
     bench = _bench_module("stream_overhead")
     models = bench.seam_sized_models(tmp_path)

@@ -250,7 +250,8 @@ class HostFrames:
         self.depth = depth
         self._pixels = [torch.empty(shape, dtype=torch.uint8, pin_memory=cuda) for _ in range(depth)]
         self._values = [torch.empty(1, dtype=torch.float32, pin_memory=cuda) for _ in range(depth)]
-        self._events = [torch.cuda.Event() if cuda else None for _ in range(depth)]
+        # blocking: the waiting thread sleeps instead of spinning a core the encoder could use
+        self._events = [torch.cuda.Event(blocking=True) if cuda else None for _ in range(depth)]
         self._queue: deque[tuple[int | None, bool, Any]] = deque()
         self._next = 0
 
