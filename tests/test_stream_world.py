@@ -598,3 +598,13 @@ def test_a_vae_that_asks_for_float32_is_upcast_under_half_precision(tmp_path):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 6
     _, overflowed = frames("float16", False)  # the same VAE, not asking: what upcasting prevents
     assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(overflowed, reference)) > 50
+
+
+def test_check_looks_for_the_tiny_vae_the_model_will_use(cli_env, tmp_path):
+    from .conftest import run_cli
+
+    cfg = tmp_path / "sdxl.toml"
+    cfg.write_text(f'[world.stream]\nmodel = "stabilityai/sdxl-turbo"\ncache_dir = "{tmp_path / "hub"}"\n')
+    r = run_cli(["check", "--config", str(cfg), "--world", "stream"], cli_env)
+    problems = "\n".join(ln for ln in r.stderr.splitlines() if ln.startswith("problem:"))
+    assert "madebyollin/taesdxl" in problems and "'auto'" not in problems

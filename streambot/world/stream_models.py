@@ -361,6 +361,13 @@ def tiny_vae_for(is_sdxl: bool) -> str:
     return TAESDXL_REPO if is_sdxl else TAESD_REPO
 
 
+def vae_source(vae: str, model: str) -> str | None:
+    """The VAE's repo or folder before anything is loaded (None: the model's own); "auto" guesses from the name."""
+    if vae == "model":
+        return None
+    return tiny_vae_for(guess_family(model) == "sdxl") if vae == "auto" else vae
+
+
 def model_files(model: str, dtype: torch.dtype, *, offline: bool, own_vae: bool = False) -> list[str]:
     """What to fetch from a diffusers repo: configs, tokenizers, and one copy of each weight.
 
