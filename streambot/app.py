@@ -27,6 +27,7 @@ from .director import Director
 from .secrets import mask_url
 from .store import Store, resolve_path
 from .world.base import World, WorldError, WorldSpec
+from .world.resilient import ResilientWorld
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,21 @@ def build_world(settings: Settings) -> World:
     )
 
 
+def resilient(world: World, settings: Settings) -> ResilientWorld:
+    """The world as the broadcast sees it: a failing backend is held, retried, and
+    covered by the sketch world (streambot/world/resilient.py)."""
+    if isinstance(world, ResilientWorld):
+        return world
+
+    def fallback() -> World:
+        from .world.sketch import SketchWorld
+
+        return SketchWorld(**settings.world.sketch)
+
+    w = settings.world
+    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s)
+
+
 @dataclass
 class ShowOptions:
     outputs: list[str]
@@ -63,7 +79,7 @@ class Show:
     def __init__(self, settings: Settings, spec: WorldSpec, world: World, options: ShowOptions) -> None:
         self.settings = settings
         self.spec = spec
-        self.world = world
+        self.world = resilient(world, settings)
         self.options = options
         self.broadcast: Broadcast | None = None
         self.director: Director | None = None
@@ -213,6 +229,9 @@ class Show:
             self.audience.snapshot(), self.director.on_air, self.spec.title,
             off_air=self.off_air, discord_invite=self.settings.overlay.discord_invite or None,
         )
+
+    def world_status(self) -> dict:
+        return self.world.status().to_json()
 
     def adapter_states(self) -> dict[str, str]:
         states = {f"local:{c.source}": c.state for c in self.chat}

@@ -76,6 +76,8 @@ class WorldSettings(_Section):
     preset: str = "meadow"
     transition_s: Annotated[float, Field(ge=0, le=30)] = 1.5
     seed: int = 0
+    fallback_after: Annotated[int, Field(ge=1, le=100)] = 3  # failures in a row before the sketch world covers
+    retry_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0  # a failing backend is retried at most this far apart
     sketch: dict = {}
     stream: dict = {}
     video: dict = {}
