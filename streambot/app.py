@@ -20,7 +20,7 @@ from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
 from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
-from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
+from .broadcast.outputs import Output, OutputError, check_reachable, open_outputs, validate_target
 from .broadcast.pipeline import Broadcast
 from .config import Settings, resolve_output, resolve_world
 from .director import Director
@@ -109,16 +109,12 @@ class Show:
             audio_bitrate_kbps=s.audio_bitrate_kbps, keyframe_s=s.keyframe_s,
             preset=s.x264_preset, codec=s.encoder,
         ))
-        outputs: list[Output] = []
+        planned = s.planned_reconnect_h * 3600 or None
         try:
-            for t in targets:
-                out = Output(t, encoder.stream_info,
-                             connect_timeout_s=s.connect_timeout_s, reconnect_max_s=s.reconnect_max_s)
-                out.open()
-                outputs.append(out)
+            outputs = [Output(t, encoder.stream_info, connect_timeout_s=s.connect_timeout_s,
+                              reconnect_max_s=s.reconnect_max_s, planned_reconnect_s=planned) for t in targets]
+            open_outputs(outputs)  # one destination that does not answer keeps the others waiting only briefly
         except Exception:
-            for out in outputs:
-                out.close()
             encoder.close()
             self.world.close()
             raise

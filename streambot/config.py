@@ -59,6 +59,8 @@ class StreamSettings(_Section):
     outputs: list[str] = []
     reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Twitch ends a broadcast after 48 h: reconnect on a keyframe before that (0: never)
+    planned_reconnect_h: Annotated[float, Field(ge=0, le=48)] = 47.5
 
     @field_validator("size")
     @classmethod
