@@ -25,7 +25,7 @@ from .broadcast.pipeline import Broadcast
 from .config import Settings, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
-from .store import Store, resolve_path
+from .store import Store, StoreError, resolve_path
 from .world.base import World, WorldError, WorldSpec
 from .world.resilient import ResilientWorld
 
@@ -101,6 +101,9 @@ class Show:
             validate_target(t)
             if t.startswith(("rtmp://", "rtmps://")):
                 check_reachable(t, s.connect_timeout_s)
+        resume = self._resume_point()
+        if resume and resume.get("spec"):
+            self.spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
         # 2. the world
         self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
         # 3. encoder and outputs
@@ -136,11 +139,13 @@ class Show:
             transition_s=self.settings.world.transition_s,
         )
         self.director.listeners.append(self.audience.note_on_air)
-        self.director.listeners.append(self._remember_on_air)
-        last = self.store.load_state("world")
-        if last and last.get("preset") == self.spec.name and last.get("source") != "story":
-            # A restart picks the story up where it was.
-            self.director.submit(last["text"], source=last["source"], user=last.get("user"))
+        self.director.listeners.append(self._save_world)
+        if resume and resume.get("text"):
+            # A restart (or a crash) picks the show up where it was.
+            self.director.story_paused = bool(resume.get("story_paused"))
+            self.broadcast.compositor.set_off_air(bool(resume.get("off_air")))
+            self.director.resume(resume["text"], source=resume.get("source", "story"), user=resume.get("user"),
+                                 beat=int(resume.get("beat", 0)))
         else:
             self.director.begin()
         # Draw the first overlay before going live: the drawing process's start
@@ -152,12 +157,35 @@ class Show:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _remember_on_air(self, entry) -> None:
-        if self.store is not None:
-            d = entry.direction
-            self.store.save_state(
-                {"preset": self.spec.name, "text": d.text, "source": d.source, "user": d.user}, "world"
-            )
+    def _resume_point(self) -> dict | None:
+        """What the last run had on air, to pick up; not when the configured
+        preset has changed since (the streamer chose another world)."""
+        try:
+            store = Store(resolve_path(self.settings.voting.timeline), background=False, session=False)
+        except StoreError:
+            return None  # opened again below, where its error stops the start
+        try:
+            last = store.load_state("world")
+        except StoreError:
+            last = None
+        finally:
+            store.close()
+        if not last or last.get("configured", last.get("preset")) != self.settings.world.preset:
+            return None
+        log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
+        return last
+
+    def _save_world(self, entry=None) -> None:
+        """What a restart needs to pick the show up (see `_resume_point`)."""
+        if self.store is None or self.director is None:
+            return
+        on = entry or self.director.on_air
+        d = on.direction if on is not None else None
+        self.store.save_state({
+            "configured": self.settings.world.preset, "preset": self.spec.name, "spec": self.spec.to_dict(),
+            "text": d.text if d else None, "source": d.source if d else "story", "user": d.user if d else None,
+            "beat": self.director.beat, "story_paused": self.director.story_paused, "off_air": self.off_air,
+        }, "world")
 
     def on_local_line(self, user: str, text: str) -> None:
         """A line typed by the streamer: a chat command (`!p`, `!vote 2`, …) goes
@@ -201,12 +229,14 @@ class Show:
             self.broadcast.compositor.set_layout(
                 load_layout(layout_name(self.settings.overlay.layout, spec)))
         self._record(actor, "switch world", spec.name)
+        self._save_world()
         return spec
 
     def pause_story(self, paused: bool, *, actor: str) -> None:
         assert self.director is not None
         self.director.story_paused = paused
         self._record(actor, "pause story" if paused else "resume story")
+        self._save_world()
 
     def kill_switch(self, on: bool, *, actor: str) -> None:
         """Off air at once: the slate replaces the picture and prompts stop."""
@@ -214,6 +244,7 @@ class Show:
         self.broadcast.compositor.set_off_air(on)
         self.audience.lock(actor=actor, locked=on)
         self._record(actor, "kill switch on" if on else "kill switch off")
+        self._save_world()
 
     @property
     def off_air(self) -> bool:

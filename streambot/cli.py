@@ -201,7 +201,7 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
     show.open()
     if banner:
         click.echo(banner, err=True)
-    log.info("on air: %s (%s world, %s at %d fps)", spec.title, settings.world.backend,
+    log.info("on air: %s (%s world, %s at %d fps)", show.spec.title, settings.world.backend,
              settings.stream.size, settings.stream.fps)
     asyncio.run(show.run())
     h = show.broadcast.health() if show.broadcast else None

@@ -32,7 +32,6 @@ import logging
 import multiprocessing as mp
 import os
 import queue
-import signal
 import socket
 import struct
 import threading
@@ -46,6 +45,7 @@ import av
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from ..secrets import mask_url
+from .children import become_child
 from .encoder import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -268,9 +268,7 @@ def _bound_send_buffers() -> None:
 def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: float,
                 reconnect_max_s: float, planned_reconnect_s: float | None = None) -> None:
     """The destination's process: receive packets, mux them, reconnect on failure."""
-    # Ctrl-C in a terminal reaches the whole process group: the broadcast decides
-    # when this process stops (after the trailer), not the keyboard.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    become_child()  # Ctrl-C is the broadcast's to act on (after the trailer); gone with the show
     logging.basicConfig(level=logging.WARNING)
     av.logging.set_level(av.logging.PANIC)
     muxer = _Muxer(target, info, status, timeout, planned_reconnect_s)
