@@ -22,7 +22,7 @@ from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.outputs import Output, OutputError, check_reachable, open_outputs, validate_target
 from .broadcast.pipeline import Broadcast
-from .config import Settings, resolve_output, resolve_world
+from .config import ConfigError, Settings, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
 from .store import Store, StoreError, resolve_path
@@ -38,7 +38,11 @@ def build_world(settings: Settings) -> World:
     if backend == "sketch":
         from .world.sketch import SketchWorld
 
-        return SketchWorld(**settings.world.sketch)
+        try:
+            return SketchWorld(**settings.world.sketch)
+        except TypeError:
+            raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
+                              f"({', '.join(map(repr, settings.world.sketch))}); it takes render_scale.") from None
     if backend == "stream":
         from .world.stream import create_world
 

@@ -269,11 +269,22 @@ class PresetFile(_Section):
     beats: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(min_length=1)]
 
 
+class PresetSketch(_Section):
+    """A world file's optional [sketch] table: where the sketch world starts."""
+    scene: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    params: dict[Annotated[str, Field(max_length=40)], float] = {}  # names are the sketch world's to check
+
+
 def load_world_file(path: Path) -> WorldSpec:
     """A preset or a custom world: a TOML file with name, title, description, style, beats."""
     data = _load_toml(path)
     try:
         p = PresetFile.model_validate(data)
+        if "sketch" in data:
+            try:
+                PresetSketch.model_validate(data["sketch"])
+            except ValidationError as e:
+                raise ConfigError(explain_validation(e, path).replace(" field '", " field 'sketch.", 1)) from None
     except ValidationError as e:
         err = e.errors()[0]
         if err["type"] == "missing":
