@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .audience.events import Audience
 from .audience.local import LocalChat
@@ -75,6 +76,7 @@ class ShowOptions:
     chat_source: str | None = "-"  # "-" stdin, a file path, or None
     secrets: dict = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
+    watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
 
 
 class Show:
@@ -260,6 +262,10 @@ class Show:
             self.audience.snapshot(), self.director.on_air, self.spec.title,
             off_air=self.off_air, discord_invite=self.settings.overlay.discord_invite or None,
         )
+
+    def watch_source(self) -> tuple[Path, str] | None:
+        """The local server's HLS folder and stream name, when there is one to watch (the demo)."""
+        return (Path(self.options.watch[0]), self.options.watch[1]) if self.options.watch else None
 
     def world_status(self) -> dict:
         return self.world.status().to_json()

@@ -5,6 +5,7 @@ RTMP server, read back with ffprobe as a viewer's player would."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -228,3 +229,10 @@ def test_a_planned_reconnect_loses_no_frame(rtmp_server, tmp_path):
         assert times[0] < 0.05 and np.diff(times).max() <= 0.035, "whole, from its own time zero"
         counts.append(len(packets))
     assert sum(counts) == 10 * FPS, counts  # not one frame lost between connections
+    # what a viewer's player reads: nginx's HLS playlist goes on across the reconnects, whole
+    playlist = (rtmp_server.hls_dir / "long.m3u8").read_text()
+    durations = [float(d) for d in re.findall(r"#EXTINF:([\d.]+)", playlist)]
+    assert playlist.count("#EXT-X-DISCONTINUITY") == len(recs), playlist  # one where each connection begins
+    assert sum(durations) == pytest.approx(10.0, abs=0.5), playlist
+    segments = re.findall(r"^(long-\d+\.ts)$", playlist, re.M)
+    assert sum(len(ffprobe(rtmp_server.hls_dir / seg)["packets"]) for seg in segments) == 10 * FPS

@@ -31,6 +31,7 @@ class ShowLike(Protocol):
     def overlay_state(self) -> Any: ...
     def adapter_states(self) -> dict[str, str]: ...
     def world_status(self) -> dict: ...
+    def watch_source(self) -> Any: ...
     def on_winner(self, winner: Any) -> None: ...
 
     @property
@@ -78,9 +79,18 @@ def state(show: ShowLike) -> dict:
             "round": last.winner.round, "text": last.winner.text, "user": last.winner.user,
             "votes": last.winner.votes,
         },
+        "watch": watch(show),
         "bans": sorted(show.audience.moderation.bans) if hasattr(show.audience.moderation, "bans") else [],
         "counts": dict(show.audience.counts),
     }
+
+
+def watch(show: ShowLike) -> dict | None:
+    """The watch page and its playlist, when the show has a local stream to watch (the demo)."""
+    source = show.watch_source()
+    if source is None:
+        return None
+    return {"page": "/watch", "playlist": f"/watch/hls/{source[1]}.m3u8"}
 
 
 class System:

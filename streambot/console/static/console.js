@@ -95,6 +95,7 @@
     stateAt = performance.now();
     document.body.classList.remove("loading");
     $("world-title").textContent = s.world.title;
+    $("watch-link").hidden = !s.watch;
     document.title = `${s.off_air ? "OFF AIR" : "LIVE"} · ${s.world.title} · streambot`;
     $("world-name").textContent = s.world.name;
     if ($("world-select").value === "" || !worldTouched) $("world-select").value = s.world.name;
