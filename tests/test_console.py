@@ -552,6 +552,7 @@ async def test_the_admin_token_as_bearer_drives_the_show_without_csrf(client, sh
         assert show.director.story_paused is True
         me = await (await client.get("/api/session", headers=auth)).json()
         assert me == {"role": "admin", "actor": "console:admin", "csrf": None}
+        show.store.flush()  # the timeline writes in its own thread
         assert any(a["actor"] == "console:admin" and a["action"] == "pause story"
                    for a in show.store.actions(limit=20))
     finally:

@@ -181,6 +181,12 @@ def test_a_show_whose_world_breaks_never_freezes(tmp_path, monkeypatch):
     asyncio.run(show.run())
     status = show.world_status()
     assert status["state"] == "fallback" and status["failures"] >= 2, status
+    # the console says so: its health panel and its metrics
+    from streambot.console.metrics import Metrics
+    from streambot.console.views import System, health
+
+    assert health(show, System())["world"]["state"] == "fallback"
+    assert b"streambot_world_failing 2.0" in Metrics(show).render()
     frames = decode_frames(out, size=(160, 90))
     assert len(frames) >= 200
     same = 0

@@ -69,6 +69,9 @@ class ShowCollector:
             for k, v in show.audience.counts.items():
                 yield counter(f"audience_{k}", f"Audience {k} since start.", v)
         yield gauge("off_air", "1 while the kill switch shows the slate.", int(show.off_air))
+        world = show.world_status()
+        yield gauge("world_failing", "0 while the world backend renders, 1 holding its last frame, "
+                    "2 while the fallback world covers for it.", {"ok": 0, "holding": 1}.get(world["state"], 2))
         for k, v in self.extra().items():
             yield gauge(k, f"Console: {k.replace('_', ' ')}.", v)
 
