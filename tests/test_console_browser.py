@@ -85,7 +85,10 @@ def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
     out = tmp_path / "browser"
     out.mkdir()
     env = {**cli_env, "STREAMBOT_STREAM_KEY": STREAM_KEY}
-    cmd = [sys.executable, "-m", "streambot.cli", "run", "--output", rtmp_server.url("{stream_key}"),
+    # the forced prompt stays on air for the whole test, however slow the machine (no story beat replaces it)
+    config = tmp_path / "show.toml"
+    config.write_text("[director]\nbeat_interval_s = 600\n")
+    cmd = [sys.executable, "-m", "streambot.cli", "run", "--config", str(config), "--output", rtmp_server.url("{stream_key}"),
            "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--bitrate", "800", "--chat", "none",
            "--console", "127.0.0.1:0", "--duration", "150"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
