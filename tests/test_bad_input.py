@@ -85,7 +85,8 @@ def test_fuzzed_chat_never_raises_and_loses_nothing(messages, typed) -> None:
     state = a.engine.state(now)
     kept = [c for c in state["candidates"] if c["text"] == "a quiet harbour at dawn"]
     assert len(kept) == 1, "the crowd cannot take a candidate away"
-    voters = {(b["viewer"]["platform"], b["viewer"]["name"]) for b in state["ballots"] if b["candidate"] == kept[0]["id"]}
+    voters = {(b["viewer"]["platform"], b["viewer"]["name"])
+              for b in state["ballots"] if b["candidate"] == kept[0]["id"]}
     assert {("twitch", "alice"), ("discord", "bob")} <= voters, "nor anyone's vote"
     # the round survives a save and a restart exactly
     saved = json.loads(json.dumps(state, allow_nan=False))

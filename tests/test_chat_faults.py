@@ -60,7 +60,8 @@ async def test_every_adapter_resumes_and_the_others_are_untouched(platforms, tmp
     settings = load_settings(None, {
         "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
         "world": {"sketch": {"embedder": None}},
-        "voting": {"round_s": 120, "top_n": 10, "pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
+        "voting": {"round_s": 120, "top_n": 10, "pool_embeddings": False,
+                   "timeline": str(tmp_path / "timeline.sqlite3")},
         "moderation": {"viewer_burst": 20, "viewer_prompts_per_min": 600},
         "twitch": {"enabled": True, "client_id": CLIENT_ID, "channel": "streamer",
                    "tokens_file": str(tmp_path / "twitch_tokens.json")},

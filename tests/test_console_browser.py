@@ -88,7 +88,8 @@ def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
     # the forced prompt stays on air for the whole test, however slow the machine (no story beat replaces it)
     config = tmp_path / "show.toml"
     config.write_text("[director]\nbeat_interval_s = 600\n")
-    cmd = [sys.executable, "-m", "streambot.cli", "run", "--config", str(config), "--output", rtmp_server.url("{stream_key}"),
+    cmd = [sys.executable, "-m", "streambot.cli", "run", "--config", str(config),
+           "--output", rtmp_server.url("{stream_key}"),
            "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--bitrate", "800", "--chat", "none",
            "--console", "127.0.0.1:0", "--duration", "150"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -196,7 +197,8 @@ def test_the_watch_page_plays_the_demo_in_a_real_browser(tmp_path, cli_env):
                 proc.stdin.flush()
         driver.wait(300)
         results = json.loads((out / "results.json").read_text())
-        assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr.read()[-3000:])
+        assert driver.returncode == 0 and not results.get("failed"), (
+            results.get("failed"), driver.stderr.read()[-3000:])
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

@@ -8,7 +8,6 @@ import asyncio
 import logging
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
