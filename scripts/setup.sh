@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core libfribidi0 nodejs chromium)
+DEBS=(nginx libnginx-mod-rtmp ffmpeg fonts-dejavu-core libfribidi0 nodejs chromium wordnet-base espeak-ng)
 missing=()
 for d in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")

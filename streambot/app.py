@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import embeddings
 from .audience.events import Audience
@@ -22,11 +23,13 @@ from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast, open_broadcast
-from .config import Settings, resolve_output, resolve_world
+from .broadcast.playlist import Playlist
+from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
-from .store import Store, resolve_path
+from .store import Store, StoreError, resolve_path
 from .world.base import World, WorldError, WorldSpec
+from .world.resilient import ResilientWorld
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +60,44 @@ def build_world(settings: Settings) -> World:
     if backend == "sketch":
         from .world.sketch import SketchWorld
 
-        # The first frame does not wait for the sentence model: keywords until it is loaded.
-        return SketchWorld(**{"wait_for_model": False, **settings.world.sketch})
+        try:
+            # The first frame does not wait for the sentence model: keywords until it is loaded.
+            return SketchWorld(**settings.world.sketch, wait_for_model=False)
+        except TypeError:
+            raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
+                              f"({', '.join(map(repr, settings.world.sketch))}); it takes render_scale.") from None
     if backend == "stream":
         from .world.stream import create_world
 
         return create_world(settings.world.stream)
+    if backend == "video":
+        try:
+            from .world.video import create_world as create_video_world
+        except ImportError as e:  # diffusers missing, or older than AnyFlow-FAR (0.42)
+            raise WorldError(
+                f"The 'video' world needs diffusers 0.42 or newer and transformers ({e.name or e} is missing): "
+                "pip install -U 'streambot[gpu]'."
+            ) from None
+        return create_video_world(settings.world.video)
     raise WorldError(
         f"The '{backend}' world backend is not part of this version; use --world sketch "
-        "(any CPU) or --world stream (one GPU)."
+        "(any CPU), --world stream (one GPU) or --world video (one large GPU)."
     )
+
+
+def resilient(world: World, settings: Settings) -> ResilientWorld:
+    """The world as the broadcast sees it: a failing backend is held, retried, and
+    covered by the sketch world (streambot/world/resilient.py)."""
+    if isinstance(world, ResilientWorld):
+        return world
+
+    def fallback() -> World:
+        from .world.sketch import SketchWorld
+
+        return SketchWorld(**settings.world.sketch, wait_for_model=False)
+
+    w = settings.world
+    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s)
 
 
 @dataclass
@@ -76,6 +107,7 @@ class ShowOptions:
     chat_source: str | None = "-"  # "-" stdin, a file path, or None
     secrets: dict = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
+    watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
 
 
 class Show:
@@ -84,14 +116,16 @@ class Show:
     def __init__(self, settings: Settings, spec: WorldSpec, world: World, options: ShowOptions) -> None:
         self.settings = settings
         self.spec = spec
-        self.world = world
+        self.world = resilient(world, settings)
         self.options = options
         self.broadcast: Broadcast | None = None
+        self.compositor: Compositor | None = None  # the broadcast's, made before it opens
         self.director: Director | None = None
         self.audience: Audience | None = None
         self.store: Store | None = None
         self.chat: list = []  # local chat readers
         self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
+        self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
 
     def open(self) -> None:
@@ -113,55 +147,114 @@ class Show:
             validate_target(t)
             if t.startswith(("rtmp://", "rtmps://")):
                 check_reachable(t, s.connect_timeout_s)
+        resume = self._resume_point()
+        if resume and resume.get("spec"):
+            self.spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
+        audio = self._soundtrack()
         # 2. the world (the sketch world takes the sentence model when it is loaded)
         self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
         # 3. the timeline, the audience and the director, which opens the story
-        self.store = Store(resolve_path(self.settings.voting.timeline))
-        self.audience = Audience.from_settings(self.settings, store=self.store, wait_for_model=False)
-        self.audience.resume()
-        self.director = Director(
-            self.world, self.spec,
-            beat_interval_s=self.settings.director.beat_interval_s,
-            transition_s=self.settings.world.transition_s,
-        )
-        self.director.listeners.append(self.audience.note_on_air)
-        self.director.listeners.append(self._remember_on_air)
-        last = self.store.load_state("world")
-        if last and last.get("preset") == self.spec.name and last.get("source") != "story":
-            # A restart picks the story up where it was.
-            self.director.submit(last["text"], source=last["source"], user=last.get("user"))
-        else:
-            self.director.begin()
-        # 4. the first overlay: its drawing process starts now, beside the outputs'
-        compositor = self._compositor(size)
-        compositor.set_state(self.overlay_state())
-        # 5. encoder and outputs, the one way every broadcast is built
-        audio = (Soundtrack(seed=self.settings.world.seed, volume=self.settings.audio.volume)
-                 if self.settings.audio.enabled else Silence())
-        max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
+        # (the compositor first: a resumed kill switch is set on it)
+        self.compositor = compositor = self._compositor(size)
         try:
+            self.store = Store(resolve_path(self.settings.voting.timeline))
+            self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec,
+                                                   wait_for_model=False)
+            self.audience.resume()
+            self.director = Director(
+                self.world, self.spec,
+                beat_interval_s=self.settings.director.beat_interval_s,
+                transition_s=self.settings.world.transition_s,
+            )
+            self.director.listeners.append(self.audience.note_on_air)
+            self.director.listeners.append(self._save_world)
+            self.director.listeners.append(lambda entry: audio.set_story(entry.direction.text))
+            if resume and resume.get("text"):
+                # A restart (or a crash) picks the show up where it was.
+                self.director.story_paused = bool(resume.get("story_paused"))
+                compositor.set_off_air(bool(resume.get("off_air")))
+                self.director.resume(resume["text"], source=resume.get("source", "story"),
+                                     user=resume.get("user"), beat=int(resume.get("beat", 0)))
+            else:
+                self.director.begin()
+            # 4. the first overlay: its drawing process starts now, beside the outputs'
+            compositor.set_state(self.overlay_state())
+            # 5. encoder and outputs, the one way every broadcast is built
+            max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
             self.broadcast = open_broadcast(self.world, s, targets, compositor, audio, max_frames=max_frames)
         except Exception:
             compositor.close()
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
             self.world.close()
-            embeddings.close()  # the model's process started in step 2
+            embeddings.close()  # the model's process, started in steps 2 and 3
             raise
         for out in self.broadcast.outputs:
             log.info("streaming to %s", mask_url(out.target))
+        self.voice = self._voice()
         # The drawing process's start must not compete with the first seconds on air.
         compositor.flush(20)
+
+    def _voice(self):
+        """The speech model and its worker; a missing model turns voice off, not the show."""
+        if not self.settings.voice.enabled:
+            return None
+        from .audience.voice import VoiceError, VoiceService
+
+        try:
+            return VoiceService.from_settings(self.settings.voice, self.audience)
+        except VoiceError as e:
+            log.error("voice commands are off: %s", e)
+            return None
+
+    def _soundtrack(self) -> Soundtrack | Silence:
+        """The world's music (or the streamer's folder of music) with its weather."""
+        a = self.settings.audio
+        if not a.enabled:
+            return Silence()
+        playlist = None
+        if a.music_dir:
+            folder = Path(a.music_dir).expanduser()
+            if not folder.is_dir():
+                raise ConfigError(f"[audio] music_dir: the folder {folder} does not exist.")
+            playlist = Playlist(folder, crossfade_s=a.crossfade_s, target_lufs=a.loudness_lufs)
+        return Soundtrack(music_of(self.spec), seed=self.settings.world.seed, playlist=playlist,
+                          loudness_lufs=a.loudness_lufs, true_peak_dbtp=a.true_peak_dbtp, volume=a.volume,
+                          music_on=a.music)
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _remember_on_air(self, entry) -> None:
-        if self.store is not None:
-            d = entry.direction
-            self.store.save_state(
-                {"preset": self.spec.name, "text": d.text, "source": d.source, "user": d.user}, "world"
-            )
+    def _resume_point(self) -> dict | None:
+        """What the last run had on air, to pick up; not when the configured
+        preset has changed since (the streamer chose another world)."""
+        try:
+            store = Store(resolve_path(self.settings.voting.timeline), background=False, session=False)
+        except StoreError:
+            return None  # opened again below, where its error stops the start
+        try:
+            last = store.load_state("world")
+        except StoreError:
+            last = None
+        finally:
+            store.close()
+        if not last or last.get("configured", last.get("preset")) != self.settings.world.preset:
+            return None
+        log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
+        return last
+
+    def _save_world(self, entry=None) -> None:
+        """What a restart needs to pick the show up (see `_resume_point`)."""
+        if self.store is None or self.director is None:
+            return
+        on = entry or self.director.on_air
+        d = on.direction if on is not None else None
+        self.store.save_state({
+            "configured": self.settings.world.preset, "preset": self.spec.name, "spec": self.spec.to_dict(),
+            "text": d.text if d else None, "source": d.source if d else "story", "user": d.user if d else None,
+            "beat": self.director.beat, "story_paused": self.director.story_paused, "off_air": self.off_air,
+        }, "world")
 
     def on_local_line(self, user: str, text: str) -> None:
         """A line typed by the streamer: a chat command (`!p`, `!vote 2`, …) goes
@@ -176,12 +269,11 @@ class Show:
             self.force(text, actor=user)
 
     def force(self, text: str, *, actor: str) -> bool:
-        """The streamer puts a prompt on air now; the block lists still apply."""
+        """The streamer puts a prompt on air now; every moderation layer still applies."""
         assert self.audience is not None and self.director is not None
-        mod = self.audience.moderation
-        cleaned = mod.normalise(text)
-        if not cleaned or mod.is_blocked(cleaned):
-            log.warning("%s: that prompt is blocked by the moderation lists", actor)
+        cleaned = self.audience.moderation.check_text(text)
+        if cleaned is None:
+            log.warning("%s: that prompt can't go on air (moderation)", actor)
             return False
         if self.store is not None:
             self.store.log_action(actor, "force", cleaned)
@@ -200,17 +292,32 @@ class Show:
         self.spec = spec
         assert self.director is not None
         self.director.set_world(spec)
+        if self.audience is not None:
+            self.audience.moderation.set_world(spec)
         self.world.change_world(spec, self.settings.world.transition_s * 2)
         if self.broadcast is not None:
             self.broadcast.compositor.set_layout(
                 load_layout(layout_name(self.settings.overlay.layout, spec)))
+            self.broadcast.soundtrack.set_world_music(music_of(spec))
         self._record(actor, "switch world", spec.name)
+        self._save_world()
         return spec
 
     def pause_story(self, paused: bool, *, actor: str) -> None:
         assert self.director is not None
         self.director.story_paused = paused
         self._record(actor, "pause story" if paused else "resume story")
+        self._save_world()
+
+    def set_music(self, on: bool, *, actor: str) -> None:
+        """The music fades in or out; the world's weather goes on either way."""
+        assert self.broadcast is not None
+        self.broadcast.soundtrack.set_music(on)
+        self._record(actor, "music on" if on else "music off")
+
+    def audio_status(self) -> dict:
+        """Loudness, what plays, and any problem with the music, for the console."""
+        return self.broadcast.audio_status() if self.broadcast is not None else {}
 
     def kill_switch(self, on: bool, *, actor: str) -> None:
         """Off air at once: the slate replaces the picture and prompts stop."""
@@ -218,10 +325,11 @@ class Show:
         self.broadcast.compositor.set_off_air(on)
         self.audience.lock(actor=actor, locked=on)
         self._record(actor, "kill switch on" if on else "kill switch off")
+        self._save_world()
 
     @property
     def off_air(self) -> bool:
-        return bool(self.broadcast and self.broadcast.compositor.off_air)
+        return bool(self.compositor and self.compositor.off_air)
 
     def overlay_state(self) -> OverlayState:
         assert self.audience is not None and self.director is not None
@@ -229,6 +337,13 @@ class Show:
             self.audience.snapshot(), self.director.on_air, self.spec.title,
             off_air=self.off_air, discord_invite=self.settings.overlay.discord_invite or None,
         )
+
+    def watch_source(self) -> tuple[Path, str] | None:
+        """The local server's HLS folder and stream name, when there is one to watch (the demo)."""
+        return (Path(self.options.watch[0]), self.options.watch[1]) if self.options.watch else None
+
+    def world_status(self) -> dict:
+        return self.world.status().to_json()
 
     def adapter_states(self) -> dict[str, str]:
         states = {f"local:{c.source}": c.state for c in self.chat}
@@ -253,7 +368,8 @@ class Show:
             from .audience.discord_bot import DiscordBot
 
             makers.append(("discord", lambda: DiscordBot(
-                self.audience, s.discord, self.options.secrets.get("discord_token", ""), store=self.store)))
+                self.audience, s.discord, self.options.secrets.get("discord_token", ""), store=self.store,
+                voice=self.voice)))
         for name, make in makers:
             try:
                 adapter = make()
@@ -278,6 +394,8 @@ class Show:
             chat.start(loop)
             self.chat.append(chat)
         voting = loop.create_task(self.audience.run(self.on_winner), name="voting")
+        if self.voice is not None:
+            self.voice.bind(loop)
         self._start_adapters(loop)
         last_report = time.monotonic()
         try:
@@ -327,6 +445,8 @@ class Show:
     def close(self) -> None:
         for chat in self.chat:
             chat.close()
+        if self.voice is not None:
+            self.voice.close()
         if self.store is not None:
             self.store.close()
         if self.broadcast is not None:

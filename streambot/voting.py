@@ -1,15 +1,29 @@
 """Voting rounds: candidates, one vote per viewer per round, a winner.
 
 A round lasts `round_s`; prompts and votes come in; when it ends the next
-round opens at once, while votes for the old one still count for `grace_s`
-(viewers see the stream seconds late). Then the old round is decided: most
-weighted votes, ties to the earlier candidate, never a viewer still cooling
-down from their last win. Near-duplicate prompts are pooled into one
-candidate shown under its first wording: identical wording at once, similar
-ideas in batches (`pool()`, sentence embeddings off the asyncio loop).
+round opens at once. Viewers see the stream `stream_delay_s` late (Twitch's
+normal latency is several seconds) and chat takes a moment more, so votes
+for the old round still count for `stream_delay_s + grace_s`. Then the old
+round is decided: most weighted votes, ties to the earlier candidate, never a
+viewer still cooling down from their last win, never a banned one.
+
+Candidates are numbered once per show: a number is never given again, so a
+late `!vote 3` lands on the #3 the viewer saw, or is answered ("#3 was in the
+last round"), never counted for another idea. Near-duplicate prompts are
+pooled into one candidate shown under its first wording: identical wording
+at once, similar ideas in batches (`pool()`, off the asyncio loop; the
+decision is `streambot.pooling`'s).
+
+A new candidate is hidden (not in the snapshot, not votable, cannot win)
+until the `screen` handed in (moderation's semantic layer) has passed it;
+that happens in the same worker batch as pooling, on the same embeddings.
+A refused candidate is dropped with its votes and counted as blocked.
 
 In `anarchy` mode there are no rounds: each accepted prompt goes on air by
-itself, rate-limited per viewer and overall.
+itself, rate-limited per viewer and overall, once screened. With `mode_vote` on, chat moves
+a meter with `!anarchy` and `!democracy` and the engine switches modes when
+one side holds `mode_vote_threshold` of the recent votes (Twitch Plays
+Pokemon's rule), at most once per `mode_vote_cooldown_s`.
 
 The engine is synchronous and takes `now` from its caller, so the live app,
 the replay and the tests drive it on their own clocks. Its methods are
@@ -19,7 +33,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,66 +41,18 @@ from typing import Literal
 import numpy as np
 
 from .audience.events import Viewer
-from .audience.moderation import RateLimiter, skeleton
+from .audience.moderation import RateLimiter
 from .config import VotingSettings
+from .lexicon import WordNet
+from .pooling import Pooler, Prompt, content_words, exact_key
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["rounds", "anarchy"]
+# texts, their embeddings (None when pooling has none) -> whether each may be shown
+Screen = Callable[[list[str], "np.ndarray | None"], list[bool]]
 
-# -- pooling -------------------------------------------------------------------
-
-# Words that carry no idea of their own in a prompt ("make it rain" is "rain").
-_STOP = frozenset("""
-a an the it its of in on at to into onto from with and or but is are be been being was
-were this that these those some any please pls plz make makes made let lets turn turns
-add adds spawn spawns summon summons create creates bring brings put start starts become
-becomes get gets show shows give have has appear appears happen happens now more very so
-just suddenly everyone everybody everything there here then up down out all i we you
-""".split())
-_SUFFIXES = ("ings", "ing", "ions", "ion", "ies", "es", "ed", "ly", "s")
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def content_words(text: str) -> frozenset[str]:
-    """The idea's words, crudely stemmed: 'aliens invade' ~ 'alien invasion'."""
-    out = set()
-    for w in _TOKEN.findall(skeleton(text)):
-        if w in _STOP:
-            continue
-        for s in _SUFFIXES:
-            if w.endswith(s) and len(w) - len(s) >= 3:
-                w = w[: -len(s)]
-                break
-        out.add(w[:5])
-    return frozenset(out)
-
-
-def exact_key(text: str) -> str:
-    return " ".join(_TOKEN.findall(skeleton(text)))
-
-
-class Pooler:
-    """Decides whether two prompts are the same idea.
-
-    With sentence embeddings: cosine >= `threshold` when one prompt's content
-    words hold the other's ('spawn a dragon' ~ 'dragon'), else >= `reworded`
-    ('build a giant tower' ~ 'a huge tower gets built'). Swapping one content
-    word ('cats everywhere' / 'dogs everywhere') usually scores high but is a
-    different idea, hence the second bar. Thresholds were tuned on
-    tests/data/pool_pairs.jsonl. Without embeddings: same content words.
-    """
-
-    def __init__(self, embed: Callable[[list[str]], np.ndarray] | None,
-                 threshold: float = 0.7, reworded: float = 0.9) -> None:
-        self.embed = embed
-        self.threshold = threshold
-        self.reworded = reworded
-
-    def same(self, cos: float, a: frozenset[str], b: frozenset[str]) -> bool:
-        if self.embed is None:
-            return bool(a) and a == b
-        return cos >= self.reworded or (cos >= self.threshold and (a <= b or b <= a))
+__all__ = ["VotingEngine", "Pooler", "content_words", "exact_key"]
 
 
 # -- the round -------------------------------------------------------------------
@@ -105,8 +70,9 @@ class Candidate:
     voters: dict[str, Viewer] = field(default_factory=dict)  # in order of voting
     submitters: list[Viewer] = field(default_factory=list)
     merged_into: Candidate | None = None
-    words: frozenset[str] = frozenset()
-    vector: np.ndarray | None = None
+    prompt: Prompt | None = None  # what pooling knows about it, once pooled
+    vector: np.ndarray | None = None  # its sentence embedding, once pooled
+    screened: bool = True  # False: hidden until the safety screen has passed it
 
     def live(self) -> Candidate:
         c = self
@@ -135,9 +101,9 @@ class Round:
     pending: list[Candidate] = field(default_factory=list)  # not yet compared by embedding
     pooled: list[Candidate] = field(default_factory=list)
     vectors: np.ndarray | None = None  # row i: pooled[i]'s embedding (zeros if none)
+    by_words: dict[frozenset[str], list[Candidate]] = field(default_factory=dict)  # pooled, without embeddings
     blocked: int = 0
     next_id: int = 1
-    next_number: int = 1
     done: bool = False
     skipped: bool = False
 
@@ -179,18 +145,21 @@ class RoundResult:
     ballots: tuple[Ballot, ...] = ()  # the final vote of each viewer
 
     def to_json(self) -> dict:
-        """The replay's line: round, winner, candidates (text, votes, users), blocked."""
+        """The replay's line: round, mode, winner and who is credited, candidates (text, votes, users), blocked, skipped."""
         def num(v: float) -> float | int:
             return int(v) if float(v).is_integer() else round(v, 3)
 
         return {
             "round": self.round,
+            "mode": self.mode,
             "winner": self.winner.text if self.winner else None,
+            "by": self.winner.user if self.winner else None,
             "candidates": [
                 {"text": c.text, "votes": num(c.votes), "users": list(c.users)}
                 for c in self.candidates
             ],
             "blocked": self.blocked,
+            "skipped": self.skipped,
         }
 
 
@@ -201,7 +170,7 @@ class Snapshot:
     round: int
     time_left: float
     round_s: float
-    grace_s: float
+    grace_s: float  # how long after a round's end its votes still count (stream delay included)
     locked: bool
     approval: bool
     candidates: tuple[CandidateView, ...]  # the top N, numbered, most votes first
@@ -209,14 +178,40 @@ class Snapshot:
     voters: int
     pending: tuple[CandidateView, ...]  # awaiting approval (console only)
     last: RoundResult | None
+    meter: Meter | None = None  # chat's vote between the modes, when it may switch them
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """Chat's vote between anarchy and democracy (voting rounds), as the console shows it."""
+    anarchy: int  # viewers whose latest mode vote, within the window, is anarchy
+    democracy: int
+    threshold: float  # the share one side needs
+    min_voters: int  # and at least this many viewers on it
+    cooldown_left_s: float  # until chat may switch again
+
+    @property
+    def share(self) -> float | None:
+        """Anarchy's share of the votes (None: nobody voted)."""
+        total = self.anarchy + self.democracy
+        return self.anarchy / total if total else None
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSwitch:
+    """Chat switched the mode: for the timeline."""
+    mode: Mode
+    at: float
+    anarchy: int
+    democracy: int
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one prompt or vote."""
     status: Literal[
-        "new", "pooled", "queued", "voted", "changed", "unknown", "locked",
-        "anarchy", "rate_limited", "closed",
+        "new", "pooled", "queued", "voted", "changed", "unknown", "stale", "locked",
+        "anarchy", "rate_limited", "closed", "mode_vote", "mode_off",
     ]
     number: int | None = None
     round: int = 0
@@ -236,20 +231,30 @@ class VotingEngine:
         now: float = 0.0,
         approval: bool = False,
         embed: Callable[[list[str]], np.ndarray] | None = None,
+        lexicon: WordNet | None = None,
+        screen: Screen | None = None,
     ) -> None:
         s = self.settings = settings or VotingSettings()
         self.mode: Mode = s.mode
         self.round_s = s.round_s
+        self.stream_delay_s = s.stream_delay_s
         self.grace_s = s.grace_s
         self.top_n = s.top_n
         self.cooldown_rounds = s.cooldown_rounds
         self.weights = s.weights.model_dump()
         self.approval = approval
         self.locked = False
-        self.pooler = Pooler(embed, s.pool_threshold, s.pool_threshold_reworded)
+        self.pooler = Pooler(embed, lexicon, threshold=s.pool_threshold, reworded=s.pool_threshold_reworded)
+        self.screen = screen
+        self._anarchy_unscreened: list[Winner] = []
         self._lock = threading.RLock()
         self._cooldown: dict[str, int] = {}  # viewer key -> last round they cannot win
         self._round_no = 0
+        self._next_number = 1  # candidate numbers are never given twice in a show
+        self._retired: dict[int, int] = {}  # number -> its round, for rounds already decided
+        self._mode_votes: dict[str, tuple[Mode, float]] = {}  # viewer key -> (mode, when), oldest first
+        self._last_switch = float("-inf")
+        self._switches: list[ModeSwitch] = []
         self.current: Round = self._open(now)
         self.closing: Round | None = None  # ended, still taking late votes
         self.last: RoundResult | None = None
@@ -262,6 +267,11 @@ class VotingEngine:
         self._round_no += 1
         return Round(self._round_no, at, at + self.round_s)
 
+    @property
+    def late_s(self) -> float:
+        """How long after its end a round still takes votes: what viewers see lags by the stream delay."""
+        return self.stream_delay_s + self.grace_s
+
     def weight(self, viewer: Viewer) -> float:
         roles = viewer.roles or frozenset(("viewer",))
         return max((self.weights.get(r, self.weights["viewer"]) for r in roles), default=1.0)
@@ -270,7 +280,7 @@ class VotingEngine:
         """The next time `tick` has something to do (rounds mode)."""
         with self._lock:
             if self.closing is not None:
-                return min(self.current.closes, self.closing.closes + self.grace_s)
+                return min(self.current.closes, self.closing.closes + self.late_s)
             return self.current.closes
 
     def tick(self, now: float) -> list[RoundResult]:
@@ -278,13 +288,18 @@ class VotingEngine:
         out: list[RoundResult] = []
         with self._lock:
             if self.mode == "anarchy":
+                if self._anarchy_unscreened:  # no worker ran (a replay): screen here
+                    self._screen_anarchy(self._take_anarchy())
                 while self._anarchy_queue:
                     w = self._anarchy_queue.pop(0)
                     out.append(self._anarchy_result(w, now))
+                return out + self._mode_meter(now)
+            out += self._mode_meter(now)
+            if self.mode != "rounds":  # chat just chose anarchy
                 return out
             while True:
-                if self.closing is not None and now >= self.closing.closes + self.grace_s:
-                    out.append(self._finish(self.closing, self.closing.closes + self.grace_s))
+                if self.closing is not None and now >= self.closing.closes + self.late_s:
+                    out.append(self._finish(self.closing, self.closing.closes + self.late_s))
                     self.closing = None
                 elif now >= self.current.closes:
                     if self.closing is not None:  # only when grace was raised mid-round
@@ -294,11 +309,6 @@ class VotingEngine:
                     self.closing, self.current = ended, self._open(start)
                 else:
                     return out
-
-    def _ballot_round(self, now: float) -> Round:
-        if self.closing is not None and now < self.closing.closes + self.grace_s:
-            return self.closing
-        return self.current
 
     # -- prompts and votes
     def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False) -> Outcome:
@@ -318,7 +328,8 @@ class VotingEngine:
                 return Outcome("pooled", cand.number, r.number)
             cand = Candidate(
                 r.next_id, text, viewer, now, approved=not self.approval,
-                priority=priority, submitters=[viewer], words=content_words(text),
+                priority=priority, submitters=[viewer],
+                screened=self.screen is None,
             )
             r.next_id += 1
             if cand.approved:
@@ -334,12 +345,21 @@ class VotingEngine:
         with self._lock:
             if self.mode == "anarchy":
                 return Outcome("anarchy")
-            r = self._ballot_round(now)
+            r = self.current
+            cand = r.by_number.get(number)
+            if cand is None and self.closing is not None and number in self.closing.by_number:
+                r = self.closing  # the round the viewer still sees on a delayed stream
+                cand = r.by_number[number]
+                if now >= r.closes + self.late_s:
+                    return Outcome("stale", number, r.number)
+            if cand is None:
+                if number in self._retired:
+                    return Outcome("stale", number, self._retired[number])
+                return Outcome("unknown", number, self.current.number)
             if round_no is not None and round_no != r.number:
                 return Outcome("closed", number, r.number)
-            cand = r.by_number.get(number)
-            if cand is None:
-                return Outcome("unknown", number, r.number)
+            if not cand.live().screened:  # hidden until the safety screen has passed it
+                return Outcome("unknown", number, self.current.number)
             cand = cand.live()
             old = r.ballots.get(viewer.key)
             if old is not None and old.candidate.live() is cand:
@@ -352,9 +372,9 @@ class VotingEngine:
             self.current.blocked += 1
 
     def _number(self, r: Round, cand: Candidate) -> None:
-        cand.number = r.next_number
+        cand.number = self._next_number
         r.by_number[cand.number] = cand
-        r.next_number += 1
+        self._next_number += 1
 
     def _cast(self, r: Round, viewer: Viewer, cand: Candidate, now: float) -> None:
         key = viewer.key
@@ -385,7 +405,8 @@ class VotingEngine:
             self._number(r, into)
 
     def remove_viewer(self, viewer_key_match: Callable[[str], bool]) -> int:
-        """Take back the votes of viewers (a ban); their lone candidates go too."""
+        """Take back the votes of viewers (a ban); their lone candidates go too,
+        and a candidate others also submitted is no longer credited to them."""
         removed = 0
         with self._lock:
             for r in filter(None, (self.closing, self.current)):
@@ -396,8 +417,13 @@ class VotingEngine:
                     c.voters.pop(key, None)
                     removed += 1
                 for c in list(r.candidates):
-                    if all(viewer_key_match(v.key) for v in c.submitters):
+                    keep = [v for v in c.submitters if not viewer_key_match(v.key)]
+                    if not keep:
                         self._drop(r, c)
+                    elif len(keep) < len(c.submitters):
+                        c.submitters, c.author = keep, keep[0]
+            for key in [k for k in self._mode_votes if viewer_key_match(k)]:
+                del self._mode_votes[key]
         return removed
 
     def retract(self, key: str, *, round_no: int | None = None, prompt: str | None = None,
@@ -461,7 +487,7 @@ class VotingEngine:
         if cand in r.pending:
             r.pending.remove(cand)
         if cand in r.pooled:  # rare (a ban, a rejection): rebuild the rows
-            pooled, r.pooled, r.vectors = r.pooled, [], None
+            pooled, r.pooled, r.vectors, r.by_words = r.pooled, [], None, {}
             for c in pooled:
                 if c is not cand:
                     self._add_pooled(r, c)
@@ -470,40 +496,84 @@ class VotingEngine:
     def pool(self) -> int:
         """Compare new candidates with the round's others; merge the same ideas.
 
-        The embedding runs outside the lock, so this can be called from a worker
-        thread while chat keeps coming in. Returns how many were merged.
+        The embedding runs outside the lock, once per batch, so this can be
+        called from a worker thread while chat keeps coming in. Each candidate
+        keeps its embedding (`Candidate.vector`). Returns how many were merged.
         """
         with self._lock:
             batch = [(r, c) for r in filter(None, (self.closing, self.current)) for c in r.pending]
             for r in filter(None, (self.closing, self.current)):
                 r.pending = []
+            anarchy = self._take_anarchy()
+        if anarchy:
+            self._screen_anarchy(anarchy)
         if not batch:
             return 0
-        vectors = None
-        if self.pooler.embed is not None:
-            try:
-                vectors = self.pooler.embed([c.text for _, c in batch])
-            except Exception:  # a broken model must not stop voting: pool by words
-                log.exception("sentence embedding failed; pooling by words this round")
+        prompts = self._prepare([c.text for _, c in batch])
+        vectors = _vectors(prompts)
+        verdicts = self._screen([c for _, c in batch], vectors)
         merged = 0
         with self._lock:
-            for i, (r, cand) in enumerate(batch):
+            for i, ((r, cand), prompt) in enumerate(zip(batch, prompts)):
                 if r.done or cand.merged_into is not None or cand not in r.candidates:
                     continue
-                cand.vector = None if vectors is None else vectors[i]
-                target = self._most_similar(r, cand)
-                if target is not None:
-                    self._merge(r, cand, target)
-                    merged += 1
-                else:
-                    self._add_pooled(r, cand)
+                if not verdicts[i]:
+                    self._refuse(r, cand)
+                    continue
+                cand.screened = True
+                merged += self._place(r, cand, prompt)
         return merged
+
+    def _screen(self, cands: list[Candidate], vectors: np.ndarray | None) -> list[bool]:
+        """The safety screen's verdicts for candidates not yet screened (True: may be shown)."""
+        if self.screen is None:
+            return [True] * len(cands)
+        todo = [i for i, c in enumerate(cands) if not c.screened]
+        out = [True] * len(cands)
+        if todo:
+            sub = None if vectors is None else vectors[todo]
+            for i, ok in zip(todo, self.screen([cands[i].text for i in todo], sub)):
+                out[i] = bool(ok)
+        return out
+
+    def _refuse(self, r: Round, cand: Candidate) -> None:
+        """A candidate the screen refused: gone, with its votes, counted as blocked."""
+        self._drop(r, cand)
+        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+        if cand.number is not None:
+            r.by_number.pop(cand.number, None)
+        r.blocked += 1
+
+    def has_pending(self) -> bool:
+        """Whether `pool()` has work: candidates to pool or screen."""
+        with self._lock:
+            return bool(self._anarchy_unscreened) or any(
+                r.pending for r in (self.current, self.closing) if r is not None)
+
+    def _prepare(self, texts: list[str]) -> list[Prompt]:
+        try:
+            return self.pooler.prepare(texts)
+        except Exception:  # a broken model must not stop voting: pool by words
+            log.exception("sentence embedding failed; pooling by words this round")
+            return Pooler(None, self.pooler.lexicon).prepare(texts)
+
+    def _place(self, r: Round, cand: Candidate, prompt: Prompt) -> int:
+        """Merge a newly analysed candidate into the same idea, or keep it; 1 if merged."""
+        cand.prompt, cand.vector = prompt, prompt.vector
+        target = self._most_similar(r, cand)
+        if target is not None:
+            self._merge(r, cand, target)
+            return 1
+        self._add_pooled(r, cand)
+        return 0
 
     @staticmethod
     def _add_pooled(r: Round, cand: Candidate) -> None:
         n = len(r.pooled)
         r.pooled.append(cand)
         if cand.vector is None:
+            if cand.prompt is not None:
+                r.by_words.setdefault(cand.prompt.words, []).append(cand)
             return
         if r.vectors is None:
             r.vectors = np.zeros((64, cand.vector.shape[0]), np.float32)
@@ -516,18 +586,18 @@ class VotingEngine:
 
     def _most_similar(self, r: Round, cand: Candidate) -> Candidate | None:
         others = r.pooled
-        if not others:
+        if not others or cand.prompt is None:
             return None
         if cand.vector is not None and r.vectors is not None:
             sims = r.vectors[: len(others)] @ cand.vector  # rows without a vector score 0
-            best = np.argpartition(-sims, min(4, len(others) - 1))[:5] if len(others) > 5 else np.arange(len(others))
-            for j in sorted(best, key=lambda j: (-sims[j], j)):
-                if self.pooler.same(float(sims[j]), cand.words, others[j].words):
-                    return others[j]
-            return None
-        for c in others:
-            if cand.words and cand.words == c.words:
-                return c
+            near = np.argpartition(-sims, 4)[:5] if len(others) > 5 else np.arange(len(others))
+            order = sorted(near, key=lambda j: (-sims[j], j))
+            shortlist = [others[j] for j in order]
+        else:  # no embeddings: only the same content words can be the same idea
+            shortlist = r.by_words.get(cand.prompt.words, []) if cand.prompt.words else []
+        for other in shortlist:
+            if other.prompt is not None and self.pooler.same(cand.prompt, other.prompt):
+                return other
         return None
 
     # -- deciding
@@ -543,7 +613,7 @@ class VotingEngine:
             self._pool_now(r)
         r.done = True
         winner: Winner | None = None
-        ranked = sorted(r.candidates, key=lambda c: (-c.votes, c.id))
+        ranked = sorted((c for c in r.candidates if c.screened), key=lambda c: (-c.votes, c.id))
         if not r.skipped:
             choices = [c for c in ranked if c.approved and c.votes > 0]
             prio = [c for c in choices if c.priority]
@@ -556,6 +626,10 @@ class VotingEngine:
                     break
         if len(self._cooldown) > 10_000:
             self._cooldown = {k: v for k, v in self._cooldown.items() if v >= r.number}
+        self._retired.update(dict.fromkeys(r.by_number, r.number))
+        if len(self._retired) > 20_000:  # a long show: the oldest numbers are long forgotten
+            for n in list(self._retired)[:10_000]:
+                del self._retired[n]
         result = RoundResult(
             r.number, r.opened, closed, winner, tuple(_view(c) for c in ranked),
             r.blocked, r.skipped, "rounds", tuple(r.ballots.values()),
@@ -566,21 +640,16 @@ class VotingEngine:
     def _pool_now(self, r: Round) -> None:
         """Pool what is left at the close, synchronously (usually nothing)."""
         pending, r.pending = r.pending, []
-        vectors = None
-        if self.pooler.embed is not None:
-            try:
-                vectors = self.pooler.embed([c.text for c in pending])
-            except Exception:
-                log.exception("sentence embedding failed; pooling by words this round")
-        for i, cand in enumerate(pending):
+        prompts = self._prepare([c.text for c in pending])
+        verdicts = self._screen(pending, _vectors(prompts))
+        for cand, prompt, ok in zip(pending, prompts, verdicts):
             if cand.merged_into is not None or cand not in r.candidates:
                 continue
-            cand.vector = None if vectors is None else vectors[i]
-            target = self._most_similar(r, cand)
-            if target is not None:
-                self._merge(r, cand, target)
-            else:
-                self._add_pooled(r, cand)
+            if not ok:
+                self._refuse(r, cand)
+                continue
+            cand.screened = True
+            self._place(r, cand, prompt)
 
     # -- anarchy
     def _anarchy_submit(self, viewer: Viewer, text: str, now: float) -> Outcome:
@@ -592,9 +661,29 @@ class VotingEngine:
         self._anarchy_global.allow("*", now)
         self._round_no += 1
         w = Winner(text, viewer.name, viewer.platform, self._round_no, self.weight(viewer))
-        self._anarchy_queue.append(w)
-        del self._anarchy_queue[:-5]
+        if self.screen is None:
+            self._anarchy_queue.append(w)
+            del self._anarchy_queue[:-5]
+        else:
+            self._anarchy_unscreened.append(w)
+            del self._anarchy_unscreened[:-5]
         return Outcome("queued", None, self._round_no)
+
+    def _take_anarchy(self) -> list[Winner]:
+        taken, self._anarchy_unscreened = self._anarchy_unscreened, []
+        return taken
+
+    def _screen_anarchy(self, prompts: list[Winner]) -> None:
+        """Screen anarchy prompts; those that pass may go on air."""
+        assert self.screen is not None
+        verdicts = self.screen([w.text for w in prompts], None)
+        with self._lock:
+            for w, ok in zip(prompts, verdicts):
+                if ok:
+                    self._anarchy_queue.append(w)
+                else:
+                    self.current.blocked += 1
+            del self._anarchy_queue[:-5]
 
     def _anarchy_result(self, w: Winner, now: float) -> RoundResult:
         view = CandidateView(1, None, w.text, w.votes, (w.user,), w.user, w.platform, True)
@@ -604,14 +693,19 @@ class VotingEngine:
         return result
 
     # -- the console's controls
-    def skip(self, now: float) -> list[RoundResult]:
-        """End the round (and one in its grace period) with no winner."""
+    def skip(self, now: float, *, as_seen: bool = False) -> list[RoundResult]:
+        """End a round with no winner: the one under way, or with `as_seen`
+        (a moderator in chat, watching the delayed stream) the one viewers see,
+        which may be the round just ended and still in its grace period."""
         with self._lock:
-            out = []
-            for r in filter(None, (self.closing, self.current)):
-                r.skipped = True
-                out.append(self._finish(r, now))
-            self.closing = None
+            seen = self.closing
+            if as_seen and seen is not None and now - self.stream_delay_s < seen.closes:
+                seen.skipped = True
+                self.closing = None
+                return [self._finish(seen, now)]
+            r = self.current
+            r.skipped = True
+            out = [self._finish(r, now)]
             self.current = self._open(now)
             return out
 
@@ -639,8 +733,9 @@ class VotingEngine:
         if not 3 <= seconds <= 120:
             raise ValueError("a round lasts 3 to 120 seconds")
         with self._lock:
+            if seconds <= self.late_s:
+                raise ValueError(f"a round must last longer than the stream delay and grace ({self.late_s:g} s)")
             self.round_s = float(seconds)
-            self.grace_s = min(self.grace_s, self.round_s / 2)
             self.current.closes = max(now, self.current.opened + self.round_s)
 
     def set_mode(self, mode: Mode, now: float) -> list[RoundResult]:
@@ -656,8 +751,57 @@ class VotingEngine:
                     out.append(self._finish(r, now))
                 self.closing = None
             self.mode = mode
+            self._last_switch = now
+            self._mode_votes.clear()
             self._anarchy_queue.clear()
+            self._anarchy_unscreened.clear()
             self.current = self._open(now) if mode == "rounds" else Round(self._round_no, now, now)
+            return out
+
+    # -- chat's vote between the modes
+    def mode_vote(self, viewer: Viewer, mode: Mode, now: float) -> Outcome:
+        """A viewer's `!anarchy` or `!democracy`: their latest one counts, for `mode_vote_window_s`."""
+        if mode not in ("rounds", "anarchy"):
+            raise ValueError("mode is 'rounds' or 'anarchy'")
+        with self._lock:
+            if not self.settings.mode_vote:
+                return Outcome("mode_off")
+            if self.locked:
+                return Outcome("locked")
+            self._mode_votes.pop(viewer.key, None)  # re-insert: the dict stays oldest first
+            self._mode_votes[viewer.key] = (mode, now)
+            return Outcome("mode_vote", None, self.current.number)
+
+    def _meter(self, now: float) -> Meter:
+        s = self.settings
+        horizon = now - s.mode_vote_window_s
+        while self._mode_votes:
+            key, (_, at) = next(iter(self._mode_votes.items()))
+            if at >= horizon:
+                break
+            del self._mode_votes[key]
+        anarchy = sum(1 for m, _ in self._mode_votes.values() if m == "anarchy")
+        return Meter(anarchy, len(self._mode_votes) - anarchy, s.mode_vote_threshold, s.mode_vote_min_voters,
+                     max(0.0, self._last_switch + s.mode_vote_cooldown_s - now))
+
+    def _mode_meter(self, now: float) -> list[RoundResult]:
+        """Switch when one side holds the threshold share of enough viewers, after the cool-down."""
+        if not self.settings.mode_vote or not self._mode_votes:
+            return []
+        m = self._meter(now)
+        other: Mode = "anarchy" if self.mode == "rounds" else "rounds"
+        side = m.anarchy if other == "anarchy" else m.democracy
+        total = m.anarchy + m.democracy
+        if m.cooldown_left_s > 0 or side < m.min_voters or side < m.threshold * total:
+            return []
+        out = self.set_mode(other, now)
+        self._switches.append(ModeSwitch(other, now, m.anarchy, m.democracy))
+        return out
+
+    def take_switches(self) -> list[ModeSwitch]:
+        """The switches chat decided since the last call (for the timeline)."""
+        with self._lock:
+            out, self._switches = self._switches, []
             return out
 
     def set_locked(self, locked: bool) -> None:
@@ -668,15 +812,15 @@ class VotingEngine:
     def snapshot(self, now: float) -> Snapshot:
         with self._lock:
             r = self.current
-            live = [c for c in r.candidates if c.approved]
+            live = [c for c in r.candidates if c.approved and c.screened]
             top = _top(live, self.top_n) if self.mode == "rounds" else []
-            pending = [c for c in r.candidates if not c.approved]
+            pending = [c for c in r.candidates if not c.approved and c.screened]
             return Snapshot(
                 mode=self.mode,
                 round=r.number,
                 time_left=max(0.0, r.closes - now) if self.mode == "rounds" else 0.0,
                 round_s=self.round_s,
-                grace_s=self.grace_s,
+                grace_s=self.late_s,
                 locked=self.locked,
                 approval=self.approval,
                 candidates=tuple(_view(c) for c in top),
@@ -684,6 +828,7 @@ class VotingEngine:
                 voters=len(r.ballots),
                 pending=tuple(_view(c) for c in pending[:50]),
                 last=self.last,
+                meter=self._meter(now) if self.settings.mode_vote else None,
             )
 
     # -- persistence
@@ -697,6 +842,7 @@ class VotingEngine:
                 "remaining_s": max(0.0, r.closes - now),
                 "locked": self.locked,
                 "round_s": self.round_s,
+                "next_number": self._next_number,
                 "cooldown": dict(self._cooldown),
                 "candidates": [
                     {
@@ -722,6 +868,7 @@ class VotingEngine:
             self.round_s = float(state.get("round_s", self.round_s))
             self._cooldown = {k: int(v) for k, v in state.get("cooldown", {}).items()}
             self._round_no = int(state["round"]) - 1
+            self._next_number = max(self._next_number, int(state.get("next_number", 1)))
             r = self._open(now)
             r.closes = now + max(3.0, float(state.get("remaining_s", self.round_s)))
             by_id: dict[int, Candidate] = {}
@@ -729,12 +876,13 @@ class VotingEngine:
                 subs = [Viewer.from_dict(v) for v in c["submitters"]]
                 cand = Candidate(
                     int(c["id"]), c["text"], subs[0], now, approved=bool(c["approved"]),
-                    priority=bool(c.get("priority")), submitters=subs, words=content_words(c["text"]),
+                    priority=bool(c.get("priority")), submitters=subs,
+                    screened=self.screen is None,
                 )
                 if c.get("number") is not None:
                     cand.number = int(c["number"])
                     r.by_number[cand.number] = cand
-                    r.next_number = max(r.next_number, cand.number + 1)
+                    self._next_number = max(self._next_number, cand.number + 1)
                 r.next_id = max(r.next_id, cand.id + 1)
                 r.candidates.append(cand)
                 r.by_key[exact_key(cand.text)] = cand
@@ -745,6 +893,13 @@ class VotingEngine:
                 if cand is not None:
                     self._cast(r, Viewer.from_dict(b["viewer"]), cand, now)
             self.current, self.closing = r, None
+
+
+def _vectors(prompts: list[Prompt]) -> np.ndarray | None:
+    """The batch's embeddings as rows, for the safety screen (None without them)."""
+    if not prompts or any(p.vector is None for p in prompts):
+        return None
+    return np.stack([p.vector for p in prompts])
 
 
 def _view(c: Candidate) -> CandidateView:

@@ -118,7 +118,7 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     path = tmp_path / "lag.flv"
     b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=24 * FPS,
                        now=ft.now, sleep=ft.sleep)
-    show = SimpleNamespace(broadcast=b, adapter_states=dict)
+    show = SimpleNamespace(broadcast=b, adapter_states=dict, audio_status=b.audio_status, world_status=dict)
     seen = {}
 
     def lag(index, video):

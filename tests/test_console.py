@@ -32,7 +32,7 @@ def settings_for(tmp, **console):
     over = {
         "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 400},
         "world": {"sketch": {"embedder": None}},  # keyword matching: no sentence model to load
-        "audio": {"enabled": False},
+        "audio": {"enabled": True},
         "voting": {"pool_embeddings": False, "round_s": 120, "grace_s": 2,
                    "timeline": str(tmp / "timeline.sqlite3")},
         "console": {"login_attempts": 3, "login_window_s": 60, **console},
@@ -172,12 +172,13 @@ def state_changing():
 BODIES = {"/api/force": {"text": "a dark stormy night"}, "/api/bans": {"user": "someone"},
           "/api/world": {"preset": "arena"}, "/api/round-length": {"seconds": 30},
           "/api/story": {"paused": True}, "/api/mode": {"mode": "anarchy"}, "/api/lock": {"locked": True},
-          "/api/kill-switch": {"on": True}}
+          "/api/kill-switch": {"on": True}, "/api/music": {"on": False}}
 
 
 @pytest.mark.parametrize("method,path", state_changing())
 async def test_every_state_changing_endpoint_refuses_without_token_csrf_or_own_origin(client, show, method, path):
-    before = (show.off_air, show.spec.name, show.director.on_air.direction.text, show.audience.snapshot().mode)
+    before = (show.off_air, show.spec.name, show.director.on_air.direction.text, show.audience.snapshot().mode,
+              show.audio_status()["music_on"])
     body = BODIES.get(path, {})
     own = origin(client)
     # 1. no session, a forged one
@@ -212,7 +213,8 @@ async def test_every_state_changing_endpoint_refuses_without_token_csrf_or_own_o
     if path != "/logout":
         r = await act(client, method, path, viewer["csrf"], json=body)
         assert r.status == 403 and "read-only" in (await r.json())["error"]
-    after = (show.off_air, show.spec.name, show.director.on_air.direction.text, show.audience.snapshot().mode)
+    after = (show.off_air, show.spec.name, show.director.on_air.direction.text, show.audience.snapshot().mode,
+             show.audio_status()["music_on"])
     assert after == before
 
 
@@ -265,7 +267,8 @@ async def test_healthz_and_metrics(client):
     text = await r.text()
     for name in ("streambot_output_fps", "streambot_generator_fps", "streambot_late_frames_total",
                  "streambot_repeated_frames_total", "streambot_bitrate_kbps", "streambot_output_up{",
-                 "streambot_output_reconnects_total{", "streambot_off_air", "process_cpu_seconds_total",
+                 "streambot_output_reconnects_total{", "streambot_off_air", "streambot_loudness_short_term_lufs",
+                 "streambot_music_on", "process_cpu_seconds_total",
                  "streambot_skipped_frames_total", "streambot_encoder_preset{"):
         assert name in text, name
 
@@ -316,6 +319,9 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     await ok("POST", "/api/round-length", json={"seconds": 45})
     assert aud.snapshot().round_s == 45
     assert (await act(client, "POST", "/api/round-length", csrf, json={"seconds": 2})).status == 400
+    r = await act(client, "POST", "/api/round-length", csrf, json={"seconds": 5})  # votes count 7 s after a round
+    assert r.status == 400 and "stream delay" in (await r.json())["error"]
+    assert out["state"]["meter"] is None  # chat's mode vote is off by default
     await ok("POST", "/api/story", json={"paused": True})
     assert show.director.story_paused
     await ok("POST", "/api/story", json={"paused": False})
@@ -334,8 +340,14 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     assert show.off_air and aud.snapshot().locked and out["state"]["off_air"]
     await ok("POST", "/api/kill-switch", json={"on": False})
     assert not show.off_air and not aud.snapshot().locked
+    out = await ok("POST", "/api/music", json={"on": False})
+    assert out["state"]["music_on"] is False and show.audio_status()["music_on"] is False
+    assert (await act(client, "POST", "/api/music", csrf, json={"on": "loud"})).status == 400
+    await ok("POST", "/api/music", json={"on": True})
+    assert show.audio_status()["music_on"] is True
     await ok("POST", "/api/world", json={"preset": "arena"})
     assert show.spec.name == "arena"
+    assert await until(lambda: show.audio_status().get("style") == "drive"), "the music follows the world"
     custom = ('name = "glasshouse"\ntitle = "The Glasshouse"\ndescription = "A greenhouse the size of a city."\n'
               'style = "soft daylight"\nbeats = ["fog on the glass", "sprinklers start"]\n')
     await ok("POST", "/api/world", json={"toml": custom})
@@ -348,7 +360,7 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     await ok("POST", "/api/round-length", json={"seconds": 120})
 
     wanted = {"login", "force", "skip", "round_length", "pause story", "resume story", "mode", "ban", "unban",
-              "lock", "unlock", "kill switch on", "kill switch off", "switch world"}
+              "lock", "unlock", "kill switch on", "kill switch off", "switch world", "music off", "music on"}
 
     def recorded():
         return {a["action"] for a in show.store._query("SELECT action FROM actions WHERE actor = 'console:alice'")}
@@ -365,6 +377,7 @@ async def test_approval_mode_approve_and_reject(client, show):
     try:
         for user, text in (("bob", "a red balloon"), ("eve", "a giant squid")):
             show.audience.chat("twitch", user, f"!p {text}")
+        await asyncio.to_thread(engine.pool)  # the screen runs before a candidate can wait for approval
         state = await (await client.get("/api/state")).json()
         pending = {p["text"]: p["id"] for p in state["pending"]}
         assert {"a red balloon", "a giant squid"} <= set(pending)
@@ -418,6 +431,10 @@ async def test_the_state_socket_pushes_state_health_and_logs(live_client, show):
                 "bitrate_kbps", "outputs", "adapters", "prompt_to_pixel_ms", "system"):
         assert key in h, key
     assert h["system"]["memory_mb"] > 0 and h["outputs"][0]["state"] == "live"
+    # the loudness meter: what goes out, measured (EBU R128), near the streaming target
+    audio = h["audio"]
+    assert audio["source"] == "generated" and audio["problem"] is None
+    assert -24 < audio["short_term_lufs"] < -8 and -30 < audio["momentary_lufs"] < -5
 
 
 async def test_viewers_get_no_log_lines(live_client):
@@ -553,6 +570,7 @@ async def test_the_admin_token_as_bearer_drives_the_show_without_csrf(client, sh
         assert show.director.story_paused is True
         me = await (await client.get("/api/session", headers=auth)).json()
         assert me == {"role": "admin", "actor": "console:admin", "csrf": None}
+        show.store.flush()  # the timeline writes in its own thread
         assert any(a["actor"] == "console:admin" and a["action"] == "pause story"
                    for a in show.store.actions(limit=20))
     finally:

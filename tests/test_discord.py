@@ -8,8 +8,6 @@ import copy
 import re
 
 import pytest
-import yarl
-from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from streambot.audience.discord_bot import DiscordBot, render_result, render_round
@@ -22,7 +20,7 @@ from streambot.voting import VotingEngine
 
 from .fake_discord import (
     CHANNEL, EVERYONE, GUILD, MANAGE_MESSAGES, MOD_ROLE, OTHER, OTHER_OWNER, ROLE_MENTION, TOKEN, USER_MENTION,
-    FakeDiscord, NotOffered, buttons_of, disabled_of, user,
+    FakeDiscord, NotOffered, buttons_of, disabled_of, serving, user,
 )
 from .localserver import until
 
@@ -33,18 +31,13 @@ mallory = user(OTHER_OWNER, "mallory")  # owns another server that added the bot
 
 @pytest.fixture
 async def fake_discord(monkeypatch):
-    server = FakeDiscord()
-    await server.start()
-    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/api/v10")
-    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{server.port}/gw"))
-    yield server
-    await server.stop()
-    assert not server.violations, server.violations
+    async with serving(monkeypatch) as server:
+        yield server
 
 
 def show(clock: VirtualClock, round_s: float = 10, grace_s: float = 1, store: Store | None = None,
          **voting) -> Audience:
-    engine = VotingEngine(VotingSettings(round_s=round_s, grace_s=grace_s, **voting), now=clock.t)
+    engine = VotingEngine(VotingSettings(round_s=round_s, grace_s=grace_s, stream_delay_s=0, **voting), now=clock.t)
     return Audience(engine, Moderation(ModerationSettings(new_viewer_wait_s=0)), store=store, clock=clock)
 
 
@@ -135,7 +128,7 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
         assert disabled_of(closed) == [True, True]
         assert [c["style"] for row in closed["components"] for c in row["components"]] == [3, 1]  # winner green
         raced = await fake_discord.button(ws2, ann, "streambot:vote:1:1", stale)  # a click that raced the edit
-        assert await fake_discord.reply(raced) == "That round is over; vote in the new one."
+        assert await fake_discord.reply(raced) == "#1 was in the last round; vote for one of this round's ideas."
         await until(lambda: len(fake_discord.messages) == 2)  # round 2's message
         assert f"<t:{WALL0 + 20}:R>" in fake_discord.posts[-1]["content"]
 

@@ -12,7 +12,7 @@ from streambot.voting import VotingEngine
 
 
 def audience(store: Store | None = None) -> Audience:
-    engine = VotingEngine(VotingSettings(round_s=10, grace_s=2), now=0.0)
+    engine = VotingEngine(VotingSettings(round_s=10, grace_s=2, stream_delay_s=0), now=0.0)
     return Audience(engine, Moderation(ModerationSettings(viewer_burst=10)), store=store, clock=lambda: 0.0)
 
 

@@ -54,3 +54,55 @@ def test_the_world_starts_on_keywords_and_the_model_steers_once_loaded(cli_env):
     assert out["frames_while_loading"] > 0
     # by meaning the paraphrase brings the sunset (time of day, warmth); by keywords nothing
     assert {"tod", "warmth"} <= set(out["changed"]), out
+
+
+SHOW_PROBE = r"""
+import json, sys, threading
+from streambot.app import Show, ShowOptions, build_world
+from streambot.config import load_settings, resolve_world
+
+settings = load_settings(None)
+settings.stream.size = "320x180"
+out = sys.argv[1]
+show = Show(settings, resolve_world("meadow"), build_world(settings), ShowOptions(outputs=[out], chat_source=None))
+show.open()
+safety = show.audience.moderation.safety
+opened = {"torch_here": "torch" in sys.modules, "model_pending": safety.model_pending}
+# The streamer's own prompt does not wait for the model (it runs on the event loop).
+opened["streamer_prompt"] = show.audience.moderation.check_text("a hot air balloon over the valley")
+opened["pending_after_streamer_prompt"] = safety.model_pending
+# Two viewers' prompts: only the semantic layer refuses the first.
+aud = show.audience
+aud.chat("twitch", "viewer1", "!p someone jumps off a bridge to end their life")
+aud.chat("twitch", "viewer2", "!p a lantern festival on the river")
+pooled = threading.Thread(target=aud.engine.pool)  # as Audience.run does, off the loop
+pooled.start()
+shown_while_loading = [c.text for c in aud.snapshot().candidates]
+pooled.join(600)
+after = {
+    "shown": [c.text for c in aud.snapshot().candidates],
+    "refused": {f"{k[0]}:{k[1]}": v for k, v in aud.moderation.refused.items()},
+    "torch_here": "torch" in sys.modules, "model_pending": safety.model_pending,
+}
+show.close()
+print(json.dumps({"opened": opened, "shown_while_loading": shown_while_loading, "after": after}))
+"""
+
+
+def test_the_show_opens_without_the_model_and_holds_candidates_for_the_safety_screen(cli_env, tmp_path):
+    """`streambot run`'s Show opens with the sentence model still loading in
+    its own process (torch never here): the streamer's own prompt goes through
+    at once, viewers' candidates stay hidden until the semantic safety layer
+    can judge them, and then it refuses what only it can see."""
+    r = subprocess.run([sys.executable, "-c", SHOW_PROBE, str(tmp_path / "out.flv")], cwd=ROOT, env=cli_env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    opened, after = out["opened"], out["after"]
+    assert not opened["torch_here"] and opened["model_pending"], out
+    assert opened["streamer_prompt"] == "a hot air balloon over the valley"
+    assert opened["pending_after_streamer_prompt"], "the streamer's prompt must not wait for the model"
+    assert out["shown_while_loading"] == [], "candidates stay hidden until screened"
+    assert not after["model_pending"] and not after["torch_here"], after
+    assert after["shown"] == ["a lantern festival on the river"], after
+    assert after["refused"] == {"semantic:self_harm": 1}, after

@@ -15,7 +15,7 @@ from streambot.voting import VotingEngine
 
 def make(path: Path, clock: VirtualClock, background: bool = True) -> Audience:
     store = Store(path, clock=clock, wall=lambda: 1_700_000_000.0, background=background)
-    engine = VotingEngine(VotingSettings(round_s=10, grace_s=2), now=clock())
+    engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=0, grace_s=2), now=clock())
     return Audience(engine, Moderation(ModerationSettings()), store=store, clock=clock)
 
 

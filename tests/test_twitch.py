@@ -48,7 +48,7 @@ async def fake(monkeypatch):
 
 
 def audience_at(clock: VirtualClock, store: Store | None = None) -> Audience:
-    engine = VotingEngine(VotingSettings(round_s=10, grace_s=1), now=clock.t)
+    engine = VotingEngine(VotingSettings(round_s=10, grace_s=1, stream_delay_s=0), now=clock.t)
     return Audience(engine, Moderation(ModerationSettings()), clock=clock, store=store)
 
 
@@ -282,7 +282,9 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
         await dropped.ws.close()
         await fake.wait(lambda: fake.live("channel.chat.message") and len(fake.created) > created)
         assert fake.session_of("channel.chat.message") is not dropped
-        await fake.chat(streamer, v["hal"], "!1")
+        night = audience.snapshot().candidates[0].number  # numbers are never reused within a show
+        assert night == 3
+        await fake.chat(streamer, v["hal"], f"!{night}")
         await until(lambda: audience.counts["votes"] == 4)
         assert audience.snapshot().candidates[0].votes == 2
     logged = streambot_log(caplog)

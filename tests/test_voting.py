@@ -6,7 +6,8 @@ import pytest
 
 from streambot.audience.events import Viewer
 from streambot.config import RoleWeights, VotingSettings
-from streambot.voting import VotingEngine, content_words
+from streambot.pooling import content_words
+from streambot.voting import VotingEngine
 
 
 def V(name: str, *roles: str) -> Viewer:
@@ -16,6 +17,7 @@ def V(name: str, *roles: str) -> Viewer:
 def engine(**kw) -> VotingEngine:
     approval = kw.pop("approval", False)
     embed = kw.pop("embed", None)
+    kw.setdefault("stream_delay_s", 0)  # these tests time grace_s alone; the delay has its own
     return VotingEngine(VotingSettings(**kw), now=0.0, approval=approval, embed=embed)
 
 
@@ -141,7 +143,7 @@ def test_near_duplicates_pool_by_embedding_and_keep_numbers_stable() -> None:
 def test_substitutions_do_not_pool() -> None:
     assert content_words("cats everywhere") != content_words("dogs everywhere")
     assert content_words("spawn a unicorn") == content_words("add a unicorn")
-    assert content_words("volcano erupts") == content_words("a volcano eruption")
+    assert content_words("the volcano erupts") == content_words("a volcano erupted")
 
 
 def test_top_n_shown_by_votes_with_their_own_numbers() -> None:
@@ -267,7 +269,7 @@ async def test_audience_run_puts_winners_on_air_and_survives_errors(tmp_path) ->
         return t[0]
 
     store = Store(tmp_path / "t.sqlite3", clock=clock)
-    aud = Audience(VotingEngine(VotingSettings(round_s=3, grace_s=0.5), now=0.0, embed=_fake_embed),
+    aud = Audience(VotingEngine(VotingSettings(round_s=3, stream_delay_s=0, grace_s=0.5), now=0.0, embed=_fake_embed),
                    Moderation(ModerationSettings()), store=store, clock=clock)
     aud.chat("twitch", "ann", "!p spawn a dragon")
     aud.chat("twitch", "bob", "!p a dragon")  # pooled by the worker-thread batch
@@ -320,23 +322,164 @@ def test_console_actions_via_the_hub_are_logged(tmp_path) -> None:
     store.close()
 
 
-def test_pool_thresholds_on_labelled_pairs() -> None:
-    """The shipped thresholds, on tests/data/pool_pairs.jsonl: never merge two
-    different ideas, and catch most rewordings of the same one."""
+def test_pooling_goals_on_labelled_pairs() -> None:
+    """tests/data/pool_pairs.jsonl (297 pairs, a third held out): at least 85%
+    of rewordings pooled, and no opposite, negated or role-swapped pair."""
     from pathlib import Path
 
     from streambot.embeddings import get_embedder
-    from streambot.voting import Pooler
+    from streambot.lexicon import WordNet
+    from streambot.pooling import Pooler
 
     embedder = get_embedder()
     if embedder is None:
         pytest.skip("sentence model not installed")
+    lexicon = WordNet.find()
+    assert lexicon is not None, "WordNet is missing: apt-get install wordnet-base (scripts/setup.sh does)"
     rows = [json.loads(x) for x in (Path(__file__).parent / "data" / "pool_pairs.jsonl").read_text().splitlines()]
-    a = embedder.encode([r["a"] for r in rows])
-    b = embedder.encode([r["b"] for r in rows])
+    assert len(rows) >= 200
     s = VotingSettings()
-    pooler = Pooler(embedder.encode, s.pool_threshold, s.pool_threshold_reworded)
-    said = [pooler.same(float(x @ y), content_words(r["a"]), content_words(r["b"])) for r, x, y in zip(rows, a, b)]
-    false_merges = [r for r, m in zip(rows, said) if m and not r["same"]]
-    caught = sum(m for r, m in zip(rows, said) if r["same"]) / sum(r["same"] for r in rows)
-    assert false_merges == [] and caught >= 0.55
+    pooler = Pooler(embedder.encode, lexicon, threshold=s.pool_threshold, reworded=s.pool_threshold_reworded)
+    texts = sorted({r["a"] for r in rows} | {r["b"] for r in rows})
+    prompts = dict(zip(texts, pooler.prepare(texts)))
+    said = [pooler.same(prompts[r["a"]], prompts[r["b"]]) for r in rows]
+    wrongly_pooled = [(r["a"], r["b"]) for r, m in zip(rows, said)
+                      if m and r["kind"] in ("opposite", "negated", "role_swapped")]
+    assert wrongly_pooled == []
+    for split in ("dev", "test"):
+        reworded = [m for r, m in zip(rows, said) if r["same"] and r["split"] == split]
+        assert sum(reworded) / len(reworded) >= 0.85, split
+    others = [m for r, m in zip(rows, said) if not r["same"]]
+    assert sum(others) / len(others) <= 0.05  # different objects and actions: rarely
+
+
+def test_pooler_checks_without_a_model() -> None:
+    """The checks alone (no embeddings): negation, opposites, swapped roles."""
+    from streambot.lexicon import WordNet
+    from streambot.pooling import Pooler, analyse, swapped_roles
+
+    def p(t):
+        return analyse(t, np.ones(3, np.float32) / np.sqrt(3))  # identical vectors: only the checks differ
+
+    pooler = Pooler(lambda texts: np.ones((len(texts), 3)), WordNet.find())
+    assert not pooler.same(p("make it rain"), p("make it stop raining"))
+    assert not pooler.same(p("the dragon can fly"), p("the dragon can't fly"))
+    assert not pooler.same(p("make the cat huge"), p("make the cat tiny"))
+    assert swapped_roles(p("a cat chases a mouse"), p("a mouse chases a cat"))
+    assert not swapped_roles(p("a dragon attacks the castle"), p("the castle is attacked by a dragon"))
+    assert swapped_roles(p("the fox hunts the rabbit"), p("the fox is hunted by the rabbit"))
+    assert pooler.same(p("a dragon attacks the castle"), p("the castle is attacked by a dragon"))
+
+
+# -- numbers, the stream delay, skip, bans, the mode vote --------------------------------
+
+def test_numbers_are_never_reused_and_stale_votes_are_answered() -> None:
+    e = engine(round_s=10, stream_delay_s=3, grace_s=1)
+    assert [e.submit(V(n), t, 1).number for n, t in (("ann", "a dragon"), ("bob", "a castle"))] == [1, 2]
+    e.tick(10)
+    assert e.submit(V("cat"), "night falls", 11).number == 3  # round 2 goes on counting
+    assert e.vote(V("dan"), 2, 12).status == "voted"  # round 1's #2, inside its window (14 s)
+    (r1,) = e.tick(14)
+    assert r1.winner.text == "a castle" and r1.candidates[0].users == ("bob", "dan")
+    out = e.vote(V("eve"), 2, 15)
+    assert (out.status, out.round) == ("stale", 1)  # answered, not counted for round 2
+    assert e.vote(V("eve"), 9, 15).status == "unknown"
+    assert [(c.number, c.votes) for c in e.snapshot(15).candidates] == [(3, 1.0)]
+    state = json.loads(json.dumps(e.state(16)))
+    e2 = engine(round_s=10, stream_delay_s=3, grace_s=1)
+    e2.restore(state, 100)
+    assert e2.submit(V("fay"), "a meadow", 101).number == 4  # a restart does not reuse them either
+
+
+def test_stale_vote_reply_names_the_round() -> None:
+    from streambot.audience.events import Audience
+    from streambot.audience.moderation import Moderation
+    from streambot.config import ModerationSettings
+
+    aud = Audience(engine(round_s=10, stream_delay_s=3, grace_s=1), Moderation(ModerationSettings()),
+                   clock=lambda: 0.0)
+    aud.chat("twitch", "ann", "!p a dragon", now=1)
+    aud.tick(14)
+    assert aud.chat("twitch", "bob", "!vote 1", now=15).text == "#1 was in the last round; vote for one of this round's ideas."
+
+
+def test_skip_as_seen_by_viewers() -> None:
+    e = engine(round_s=10, stream_delay_s=5, grace_s=2)
+    e.submit(V("ann"), "a dragon", 1)
+    e.tick(10)
+    e.submit(V("bob"), "a castle", 11)
+    (r,) = e.skip(12, as_seen=True)  # viewers see second 7 of round 1
+    assert r.round == 1 and r.skipped and r.winner is None
+    assert e.snapshot(12).round == 2 and e.snapshot(12).total_candidates == 1  # round 2 goes on
+    (r,) = e.skip(16, as_seen=True)  # viewers now see round 2
+    assert r.round == 2 and r.skipped and e.snapshot(16).round == 3
+
+
+def test_banned_submitter_is_not_credited() -> None:
+    e = engine(round_s=10, grace_s=2)
+    e.submit(V("troll"), "a dragon", 1)
+    e.submit(V("ann"), "A dragon!", 2)
+    e.vote(V("bob"), 1, 3)
+    e.remove_viewer(lambda k: k == "twitch:troll")
+    s = e.snapshot(4)
+    assert [(c.text, c.votes, c.author, c.users) for c in s.candidates] == [("a dragon", 2.0, "ann", ("ann", "bob"))]
+    (r,) = e.tick(12)
+    assert r.winner.user == "ann"
+
+
+def test_full_width_and_zero_width_commands() -> None:
+    from streambot.audience.commands import parse
+
+    for text in ("！２", "!vote ２", "!vote\u3000２", "+２", "!\u200b2", "!vo\u200bte 2", "\u200b!2", "!2 \U000e0000"):
+        assert parse(text) is not None and (parse(text).kind, parse(text).number) == ("vote", 2), text
+    assert parse("！ｐ ａ ｄｒａｇｏｎ").text == "a dragon"
+    assert [parse(t).text for t in ("!anarchy", "!DEMOCRACY", "!vote anarchy", "!chaos")] == [
+        "anarchy", "rounds", "anarchy", "anarchy"]
+
+
+def test_mode_vote_meter_threshold_and_cooldown() -> None:
+    e = engine(round_s=10, grace_s=2, mode_vote=True, mode_vote_threshold=0.75, mode_vote_min_voters=3,
+               mode_vote_window_s=30, mode_vote_cooldown_s=60)
+    e.submit(V("ann"), "a dragon", 1)
+    for name in ("a", "b"):
+        assert e.mode_vote(V(name), "anarchy", 2).status == "mode_vote"
+    e.mode_vote(V("c"), "rounds", 2)
+    assert e.tick(3) == [] and e.mode == "rounds"  # 2 of 3: short of both bars
+    e.mode_vote(V("d"), "anarchy", 4)
+    e.mode_vote(V("a"), "anarchy", 4)  # a repeat is still one viewer
+    m = e.snapshot(4).meter
+    assert (m.anarchy, m.democracy, m.share) == (3, 1, 0.75)
+    (r,) = e.tick(5)  # 3 of 4 = 75%: the round under way is decided, anarchy starts
+    assert e.mode == "anarchy" and r.winner.text == "a dragon"
+    assert e.take_switches()[0].mode == "anarchy" and e.take_switches() == []
+    for name in ("a", "b", "c"):
+        e.mode_vote(V(name), "rounds", 10)
+    assert e.tick(11) == [] and e.mode == "anarchy"  # the cool-down holds for 60 s
+    assert e.snapshot(11).meter.cooldown_left_s == pytest.approx(54)
+    e.tick(66)
+    assert e.mode == "anarchy"  # the votes of 10 s have run out (30 s window)
+    for name in ("a", "b", "c"):
+        e.mode_vote(V(name), "rounds", 70)
+    e.tick(71)
+    assert e.mode == "rounds" and e.snapshot(71).time_left == 10
+    e.remove_viewer(lambda k: True)
+    assert e.snapshot(72).meter.anarchy + e.snapshot(72).meter.democracy == 0
+
+
+def test_mode_vote_is_off_by_default_and_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    e = engine()
+    assert e.mode_vote(V("a"), "anarchy", 1).status == "mode_off" and e.snapshot(1).meter is None
+    for bad in ({"mode_vote_threshold": 0.5}, {"mode_vote_min_voters": 0}, {"mode_vote_cooldown_s": -1},
+                {"round_s": 6, "stream_delay_s": 5, "grace_s": 1}):
+        with pytest.raises(ValidationError):
+            VotingSettings(**bad)
+
+
+def test_round_length_must_outlast_the_stream_delay() -> None:
+    e = engine(round_s=10, stream_delay_s=5, grace_s=2)
+    with pytest.raises(ValueError, match="stream delay"):
+        e.set_round_length(6, 1)
+    e.set_round_length(8, 1)
+    assert e.snapshot(1).round_s == 8 and e.snapshot(1).grace_s == 7

@@ -3,25 +3,29 @@
 The forms are the ones Twitch viewers already know. Twitch drops a message
 identical to the viewer's previous one, so every vote has several spellings
 (`!vote 2`, `!2`, `+2`) and anything after the command is ignored, as are the
-invisible characters chat clients append to get round that rule.
+invisible characters chat clients append to get round that rule. A line is
+read after Unicode NFKC, so full-width forms typed with an East Asian input
+method (`！２`, `!vote ２`) are the same command, and format characters
+(zero-width spaces and joiners, tags) are dropped wherever they are.
+`!anarchy` and `!democracy` are chat's vote between the modes.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["prompt", "vote", "help", "now", "ban", "unban", "skip", "lock", "unlock"]
+Kind = Literal["prompt", "vote", "mode", "help", "now", "ban", "unban", "skip", "lock", "unlock"]
 
 MODERATOR_KINDS = frozenset({"ban", "unban", "skip", "lock", "unlock"})
 
 # Chatterino/7TV append U+E0000 (or U+034F) to repeat a message; other clients
-# use zero-width characters. None of them belongs in a command.
-_INVISIBLE = dict.fromkeys(
-    [0x034F, 0x180E, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0xE0000, 0x00AD], None
-)
+# use zero-width characters. None of them belongs in a command: every format
+# character (category Cf) goes, and these, which Unicode files elsewhere.
+_INVISIBLE = dict.fromkeys([0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0], None)
 
-_VOTE = re.compile(r"(?:[!+]\s*|!v(?:ote)?\s+#?)(\d{1,4})(?!\w)", re.ASCII | re.IGNORECASE)
+_VOTE = re.compile(r"(?:[!+]\s*#?|!v(?:ote)?\s*#?)(\d{1,6})(?!\w)", re.ASCII | re.IGNORECASE)
 _WORD = re.compile(r"!(\w+)(?:\s+(.*))?", re.ASCII | re.DOTALL)
 _USER = re.compile(r"@?([\w.\-]{1,40})", re.ASCII)
 
@@ -38,6 +42,9 @@ _ALIASES: dict[str, Kind] = {
     "unlock": "unlock",
 }
 
+# Chat's vote between the modes, in the words Twitch Plays Pokemon made known.
+MODES = {"anarchy": "anarchy", "chaos": "anarchy", "democracy": "rounds", "order": "rounds"}
+
 HELP = "!p <idea> to suggest what happens next, !vote N (or !N, +N) to vote, !now for what is on."
 
 
@@ -48,22 +55,33 @@ class Command:
     number: int = 0  # the candidate a vote names
 
 
+def clean(message: str) -> str:
+    """NFKC, without format characters: what the viewer meant to type."""
+    message = message[:1000]
+    if message.isascii():
+        return message.strip()
+    message = unicodedata.normalize("NFKC", message).translate(_INVISIBLE)
+    return "".join(c for c in message if unicodedata.category(c) != "Cf").strip()
+
+
 def parse(message: str) -> Command | None:
     """The command in a chat line, or None for ordinary chat."""
-    message = message.lstrip()
+    message = clean(message)
     if not message or message[0] not in "!+":
         return None
-    message = message[:1000].translate(_INVISIBLE).strip()
     m = _VOTE.match(message)
     if m:
         return Command("vote", number=int(m.group(1)))
     m = _WORD.match(message)
     if not m:
         return None
-    kind = _ALIASES.get(m.group(1).lower())
+    word = m.group(1).lower()
+    rest = (m.group(2) or "").strip()
+    if word in MODES or (word in ("v", "vote") and rest.split()[:1] and rest.split()[0].lower() in MODES):
+        return Command("mode", text=MODES[word if word in MODES else rest.split()[0].lower()])
+    kind = _ALIASES.get(word)
     if kind is None:
         return None
-    rest = (m.group(2) or "").strip()
     if kind == "prompt":
         return Command("prompt", text=rest) if rest else None
     if kind in ("ban", "unban"):

@@ -22,6 +22,7 @@ from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..world.base import WorldSpec
     from ..voting import RoundResult, Snapshot, VotingEngine, Winner
     from .moderation import Moderation
 
@@ -144,22 +145,33 @@ class Audience:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         embeddings: bool = True,
+        world: WorldSpec | None = None,
         wait_for_model: bool = True,
     ) -> Audience:
-        """Moderation and a voting engine built from `Settings` (voting, moderation).
+        """Moderation and a voting engine built from `Settings` (voting, moderation);
+        `world` (default: the configured preset) says which safety categories it allows.
         `wait_for_model=False`: pool by words until the shared sentence model's
-        background load is done, then by meaning."""
+        background load is done, then by meaning; the safety screen holds new
+        candidates until it can judge them by meaning."""
         from .. import embeddings as shared
+        from ..config import resolve_world
         from ..voting import VotingEngine
         from .moderation import Moderation
 
-        embed = None
+        embed = lexicon = None
         use_model = embeddings and settings.voting.pool_embeddings
-        if use_model and wait_for_model:
-            embedder = shared.get_embedder()
-            embed = embedder.encode if embedder is not None else None
+        if use_model:
+            from ..lexicon import WordNet
+
+            if wait_for_model:
+                embedder = shared.get_embedder()
+                embed = embedder.encode if embedder is not None else None
+            lexicon = WordNet.find()
+        moderation = Moderation(settings.moderation, wait_for_model=wait_for_model)
+        moderation.set_world(world or resolve_world(settings.world.preset))
         engine = VotingEngine(
-            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed
+            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed, lexicon=lexicon,
+            screen=moderation.screen if moderation.safety is not None else None,
         )
         if use_model and not wait_for_model:
             def take(embedder) -> None:
@@ -167,7 +179,7 @@ class Audience:
 
             shared.when_ready(take)
             shared.load_in_background()
-        return cls(engine, Moderation(settings.moderation), store=store, clock=clock)
+        return cls(engine, moderation, store=store, clock=clock)
 
     # -- events in ---------------------------------------------------------------
     def chat(self, platform: str, user: str, text: str, roles: tuple[str, ...] | frozenset[str] = (),
@@ -189,6 +201,10 @@ class Audience:
                 event = PromptEvent(viewer, cmd.text, id=event.id)
             elif cmd.kind == "vote":
                 event = VoteEvent(viewer, cmd.number, id=event.id)
+            elif cmd.kind == "mode":
+                if self.moderation.is_banned(viewer):
+                    return NONE
+                return self._mode_vote(viewer, cmd.text, now)
             elif cmd.kind in MODERATOR_KINDS:
                 event = ModEvent(viewer, cmd.kind, cmd.text)  # type: ignore[arg-type]
             elif cmd.kind == "help":
@@ -215,15 +231,27 @@ class Audience:
             return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
         if out.status == "closed":
             return Reply("rejected", "That round is over; vote in the new one.")
+        if out.status == "stale":
+            when = "the last round" if out.round == self.engine.current.number - 1 else f"round {out.round}"
+            return Reply("unknown", f"#{event.number} was in {when}; vote for one of this round's ideas.")
         return Reply("unknown", f"There is no #{event.number} this round.")
+
+    def _mode_vote(self, viewer: Viewer, mode: str, now: float) -> Reply:
+        out = self.engine.mode_vote(viewer, mode, now)  # type: ignore[arg-type]
+        if out.status == "mode_vote":
+            self.counts["votes"] += 1
+            return Reply("voted", f"Your vote for {'anarchy' if mode == 'anarchy' else 'democracy'} counts.")
+        if out.status == "locked":
+            return Reply("rejected", _REJECTED["locked"])
+        return Reply("rejected", "The mode is the streamer's choice here.")
 
     def _prompt(self, event: PromptEvent, now: float) -> Reply:
         verdict = self.moderation.check_prompt(event.viewer, event.text, now)
         if not verdict.ok:
-            if verdict.reason == "blocked":
+            if verdict.reason == "blocked":  # every layer, every category: one reply that names no rule
                 self.counts["blocked"] += 1
                 self.engine.note_blocked(now)
-                return Reply("blocked", "That prompt can't go on air.")
+                return Reply("blocked", REFUSED)
             self.counts["dropped"] += 1
             return Reply("rejected", _REJECTED.get(verdict.reason, "Not now."))
         out = self.engine.submit(event.viewer, verdict.text, now, priority=event.priority)
@@ -252,7 +280,7 @@ class Audience:
         elif event.action == "unban":
             self.unban(event.target, actor=actor, platform=viewer.platform, now=now)
         elif event.action == "skip":
-            self.skip_round(actor=actor, now=now)
+            self.skip_round(actor=actor, now=now, as_seen=True)
         else:
             self.lock(actor=actor, locked=event.action == "lock", now=now)
         return Reply("done", f"Done: {event.action} {event.target}".strip())
@@ -306,6 +334,9 @@ class Audience:
         now = self.clock() if now is None else now
         results = self.engine.tick(now)
         self._publish(results)
+        for switch in self.engine.take_switches():
+            self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
+                                      f"{switch.democracy} democracy)")
         winners = [r.winner for r in results if r.winner is not None]
         if winners:
             self.on_air_text = winners[-1].text
@@ -333,7 +364,8 @@ class Audience:
         s = self.snapshot(now)
         on = f"Now: {self.on_air_text}." if self.on_air_text else "The world is telling its own story."
         if s.mode == "anarchy":
-            return f"{on} Anarchy mode: every !p goes on air."
+            back = " !democracy to vote for rounds again." if s.meter is not None else ""
+            return f"{on} Anarchy mode: every !p goes on air.{back}"
         return f"{on} Round {s.round}, {s.time_left:.0f}s left."
 
     async def run(self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1,
@@ -343,7 +375,7 @@ class Audience:
         last_save = 0.0
         while not self._closed.is_set():
             try:
-                if any(r.pending for r in (self.engine.current, self.engine.closing) if r is not None):
+                if self.engine.has_pending():  # pooling and the safety screen, off the loop
                     await asyncio.to_thread(self.engine.pool)
                 now = self.clock()
                 winner = self.tick(now)
@@ -386,10 +418,13 @@ class Audience:
         if self.store is not None:
             self.store.log_action(actor, action, detail)
 
-    def skip_round(self, *, actor: str, now: float | None = None) -> None:
+    def skip_round(self, *, actor: str, now: float | None = None, as_seen: bool = False) -> None:
+        """End the round with no winner: the one under way, or (`as_seen`: a
+        moderator in chat) the one viewers see on the delayed stream."""
         now = self.clock() if now is None else now
-        self._publish(self.engine.skip(now))
-        self._log(actor, "skip")
+        results = self.engine.skip(now, as_seen=as_seen)
+        self._publish(results)
+        self._log(actor, "skip", ",".join(f"round {r.round}" for r in results))
 
     def approve(self, candidate_id: int, *, actor: str) -> bool:
         view = self.engine.approve(candidate_id, approved=True)
@@ -451,6 +486,8 @@ class Audience:
         winners = [r.winner for r in results if r.winner is not None]
         return winners[-1] if winners else None
 
+
+REFUSED = "That prompt can't go on air."
 
 _REJECTED = {
     "empty": "That prompt is empty.",

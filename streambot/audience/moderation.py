@@ -5,8 +5,12 @@ candidate: it is normalised (Unicode NFKC, control, zero-width and bidi
 characters removed, look-alike letters folded, URLs and @mentions dropped,
 whitespace collapsed, length capped), matched against the block lists after
 undoing the usual evasions (spacing, leetspeak, repeated letters, accents,
-homoglyphs), and rate-limited per viewer and overall. Blocked prompts are
-counted, logged without their text, and never echoed.
+homoglyphs), checked by the inline safety layers (concept terms and the
+offensive-language classifier, `audience.safety`), and rate-limited per
+viewer and overall. A new candidate then waits, hidden, for the semantic
+layer (`Moderation.screen`, run by the voting engine's pooling worker).
+Refused prompts are counted by layer and category, logged without their
+text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
 `confusable_homoglyphs`; everything else is the standard library.
@@ -18,15 +22,21 @@ import logging
 import os
 import re
 import unicodedata
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..config import CONFIG_DIR, ConfigError, ModerationSettings
 from .events import Viewer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..world.base import WorldSpec
+    from .safety import Finding, Safety
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +172,7 @@ def skeleton(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=65536)
 def squeeze(word: str) -> str:
     """Repeated letters collapsed: 'fuuuck' and 'fuck' share 'fuck'."""
     return "".join(k for k, _ in itertools.groupby(word))
@@ -174,40 +185,100 @@ def _letters_pattern(word: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def _masked_pattern(word: str) -> re.Pattern[str]:
+    # 'f*ck', 'sh**', 'motherf***er': the first letter shown, any other hidden by '*'.
+    return re.compile(re.escape(word[0]) + "".join(f"[{re.escape(c)}*]" for c in word[1:]))
+
+
 def _words(text: str) -> list[str]:
     return [w for w in _NON_ALNUM.split(text) if w]
+
+
+_MASKED = re.compile(r"[a-z0-9]+\*[a-z0-9*]*")
+
+
+class _Form:
+    """One reading of a prompt's words, prepared once for every list."""
+
+    __slots__ = ("tokens", "squeezed", "runs", "solid", "solid_squeezed")
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.squeezed = [squeeze(t) for t in tokens]
+        self.solid = "".join(tokens)
+        self.solid_squeezed = squeeze(self.solid)
+        # Runs of one- and two-letter pieces: "f u c k", "ni gg er".
+        self.runs: list[list[str]] = []
+        run: list[str] = []
+        for t in itertools.chain(tokens, [""]):
+            if t and len(t) <= 2:
+                run.append(t)
+                continue
+            if len(run) > 1:
+                self.runs.append(run)
+            run = []
+
+
+@lru_cache(maxsize=4096)
+def _forms(text: str) -> tuple[tuple[_Form, ...], tuple[str, ...]]:
+    """The readings of a normalised prompt, and any words masked with '*'."""
+    s = skeleton(text)
+    plain = _words(s)  # symbols as separators: "kill!" is "kill"
+    forms = [_Form(plain)]
+    leet = _words(s.translate(_LEET))  # symbols as letters: "sh!t", "a$$"
+    if leet != plain:
+        forms.append(_Form(leet))
+    if "1" in s or "|" in s:  # 1 and | read as l rather than i
+        forms.append(_Form(_words(s.replace("1", "l").replace("|", "l").translate(_LEET))))
+    masked = tuple(_MASKED.findall(s)) if "*" in s else ()
+    return tuple(forms), masked
 
 
 class BlockList:
     """Terms from one or more lists, matched against evasions.
 
     A line is a word or a phrase; `*word` also matches inside other words
-    ('*fuck' catches 'motherfucker'); `#` starts a comment.
+    ('*fuck' catches 'motherfucker'); `!phrase` is an exception, read as if
+    it were not there ('!moby dick'); `#` starts a comment. A term may carry
+    a tag (a safety category): `tags(text)` says which tags a text hits, in
+    one pass however many there are.
     """
 
-    def __init__(self, terms: Iterable[str] = ()) -> None:
-        self._words: dict[str, list[re.Pattern[str]]] = {}
-        self._phrases: set[str] = set()
-        self._spelled: dict[str, re.Pattern[str]] = {}  # phrases spelled out letter by letter
-        self._inside: dict[str, re.Pattern[str]] = {}
+    def __init__(self, terms: Iterable[str] = (), tag: str = "") -> None:
+        self._words: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        self._phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> squeezed phrases
+        self._spelled: dict[str, list[tuple[re.Pattern[str], str]]] = {}  # phrases spelled out letter by letter
+        self._inside: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+        self._plain: list[tuple[str, str]] = []  # single words and inside terms, for masked spellings
+        self._masks: list[tuple[re.Pattern[str], bool, str]] | None = None
+        self._exceptions: list[str] = []
+        self._except: re.Pattern[str] | None = None
         self.size = 0
         for t in terms:
-            self.add(t)
+            self.add(t, tag)
 
-    def add(self, term: str) -> None:
+    def add(self, term: str, tag: str = "") -> None:
         term = term.split("#", 1)[0].strip()
+        if term.startswith("!"):
+            words = _words(skeleton(term[1:]))
+            if words:
+                self._exceptions.append(r"\W+".join(map(re.escape, words)))
+                self._except = re.compile(r"\b(?:" + "|".join(self._exceptions) + r")\b")
+            return
         inside = term.startswith("*")
         words = _words(skeleton(term.lstrip("*")))
         if not words:
             return
         self.size += 1
         if len(words) > 1:
-            self._phrases.add(" ".join(squeeze(w) for w in words))
-            self._spelled[squeeze("".join(words))] = _letters_pattern("".join(words))
-        elif inside:
-            self._inside[squeeze(words[0])] = _letters_pattern(words[0])
-        else:
-            self._words.setdefault(squeeze(words[0]), []).append(_letters_pattern(words[0]))
+            phrase = tuple(squeeze(w) for w in words)
+            self._phrases.setdefault(phrase[0], []).append((phrase, tag))
+            self._spelled.setdefault(squeeze("".join(words)), []).append((_letters_pattern("".join(words)), tag))
+            return
+        self._plain.append((("*" if inside else "") + words[0], tag))
+        self._masks = None
+        table = self._inside if inside else self._words
+        table.setdefault(squeeze(words[0]), []).append((_letters_pattern(words[0]), tag))
 
     @classmethod
     def from_files(cls, paths: Iterable[Path], extra: Iterable[str] = ()) -> "BlockList":
@@ -225,65 +296,70 @@ class BlockList:
             bl.add(t)
         return bl
 
-    def _token_hit(self, token: str) -> bool:
-        pats = self._words.get(squeeze(token))
-        return bool(pats) and any(p.fullmatch(token) for p in pats)
+    def _token_hits(self, token: str, squeezed: str) -> Iterator[str]:
+        for pattern, tag in self._words.get(squeezed, ()):
+            if pattern.fullmatch(token):
+                yield tag
 
-    def _run_hit(self, run: list[str]) -> bool:
+    def _run_hits(self, run: list[str]) -> Iterator[str]:
         # Any stretch of the run may be the word: "s h i t a", "a f u c k".
         for i in range(len(run) - 1):
             for j in range(i + 2, min(len(run), i + 12) + 1):
-                if self._token_hit("".join(run[i:j])):
-                    return True
+                joined = "".join(run[i:j])
+                yield from self._token_hits(joined, squeeze(joined))
         if self._spelled:
             solid = "".join(run)
             squeezed = squeeze(solid)
-            for w, pattern in self._spelled.items():
-                if w in squeezed and pattern.search(solid):
-                    return True
-        return False
+            for w, entries in self._spelled.items():
+                if w in squeezed:
+                    yield from (tag for pattern, tag in entries if pattern.search(solid))
 
-    def _hit(self, tokens: list[str]) -> bool:
-        for t in tokens:
-            if self._token_hit(t):
-                return True
-        # Spaced-out letters: "f u c k", "ni gg er".
-        run: list[str] = []
-        for t in itertools.chain(tokens, [""]):
-            if t and len(t) <= 2:
-                run.append(t)
-                continue
-            if len(run) > 1 and self._run_hit(run):
-                return True
-            run = []
-        if self._phrases and len(tokens) > 1:
-            joined = f" {' '.join(squeeze(t) for t in tokens)} "
-            if any(f" {p} " in joined for p in self._phrases):
-                return True
-        if self._inside:
-            solid = "".join(tokens)
-            squeezed = squeeze(solid)
-            for w, pattern in self._inside.items():
-                if w in squeezed and pattern.search(solid):
-                    return True
-        return False
+    def _hits(self, form: _Form) -> Iterator[str]:
+        words = self._words
+        for t, sq in zip(form.tokens, form.squeezed):
+            if sq in words:
+                yield from self._token_hits(t, sq)
+        for run in form.runs:
+            yield from self._run_hits(run)
+        if self._phrases:
+            sq = form.squeezed
+            for i, first in enumerate(sq):
+                if first in self._phrases:
+                    for phrase, tag in self._phrases[first]:
+                        if tuple(sq[i:i + len(phrase)]) == phrase:
+                            yield tag
+        for w, entries in self._inside.items():
+            if w in form.solid_squeezed:
+                yield from (tag for pattern, tag in entries if pattern.search(form.solid))
+
+    def _masked_hits(self, masked: tuple[str, ...]) -> Iterator[str]:
+        if self._masks is None:
+            self._masks = [(_masked_pattern(w.lstrip("*")), w.startswith("*"), tag) for w, tag in self._plain]
+        for m in masked:
+            for pattern, inside, tag in self._masks:
+                if (pattern.search(m) if inside else pattern.fullmatch(m)) is not None:
+                    yield tag
+
+    def without_exceptions(self, text: str) -> str:
+        """The text with the list's exceptions taken out (for every word-level layer)."""
+        return self._except.sub(" ", skeleton(text)) if self._except is not None else text
+
+    def _all_hits(self, text: str) -> Iterator[str]:
+        forms, masked = _forms(self.without_exceptions(text))
+        for f in forms:
+            yield from self._hits(f)
+        if masked:
+            yield from self._masked_hits(masked)
 
     def matches(self, text: str) -> bool:
         """Whether text (already normalised) holds a blocked term."""
         if not self.size:
             return False
-        s = skeleton(text)
-        plain = _words(s)  # symbols as separators: "kill!" is "kill"
-        if self._hit(plain):
-            return True
-        leet = _words(s.translate(_LEET))  # symbols as letters: "sh!t", "a$$"
-        if leet != plain and self._hit(leet):
-            return True
-        if "1" in s or "|" in s:  # 1 and | read as l rather than i
-            alt = _words(s.replace("1", "l").replace("|", "l").translate(_LEET))
-            if self._hit(alt):
-                return True
-        return False
+        return next(self._all_hits(text), None) is not None
+
+    def tags(self, text: str) -> set[str]:
+        """The tags of every term the text (already normalised) holds."""
+        return set(self._all_hits(text)) if self.size else set()
 
 
 def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) -> list[Path]:
@@ -339,21 +415,33 @@ def _ban_key(name: str, platform: str | None) -> str:
 
 
 class Moderation:
-    """Normalisation, block lists, bans, rate limits and the new-viewer wait."""
+    """Normalisation, block lists, safety layers, bans, rate limits and the new-viewer wait."""
 
     def __init__(
         self,
         settings: ModerationSettings | None = None,
         *,
         block_list: BlockList | None = None,
+        safety: Safety | None = None,
         bans: Iterable[str] = (),
+        wait_for_model: bool = True,
     ) -> None:
+        """`wait_for_model=False`: the sentence model loads in the background
+        (the semantic layer takes it when it is there; see safety.py)."""
         self.settings = settings or ModerationSettings()
         if block_list is None:
             block_list = BlockList.from_files(
                 block_list_paths(self.settings), self.settings.block_words
             )
         self.block_list = block_list
+        if safety is None:
+            from .safety import build_safety
+
+            safety = build_safety(classifier=self.settings.classifier, semantic=self.settings.semantic,
+                                  classifier_threshold=self.settings.classifier_threshold,
+                                  wait_for_model=wait_for_model)
+        self.safety = safety
+        self.refused: Counter[tuple[str, str]] = Counter()  # (layer, category) -> prompts
         # Ban keys: "platform:name" or "*:name" (by name), "platform:id" (a platform account).
         self.bans: set[str] = set(bans)
         self.ban_names: dict[str, str] = {}  # an account's ban key -> the name it was banned under
@@ -438,6 +526,26 @@ class Moderation:
     def is_blocked(self, text: str) -> bool:
         return self.block_list.matches(text)
 
+    def set_world(self, spec: WorldSpec) -> None:
+        """The safety categories this world allows (`[moderation] allow` in its preset)."""
+        allow = (spec.extra.get("moderation") or {}).get("allow", [])
+        if self.safety is not None:
+            self.safety.allow(allow)
+
+    def _refusal(self, clean: str) -> Finding | None:
+        """The inline layers: block lists, then concept terms and the classifier."""
+        if self.is_blocked(clean):
+            from .safety import Finding
+
+            return Finding("block_list", "")
+        # "Moby Dick" is an exception for the classifier too, not only for the list
+        return self.safety.check(self.block_list.without_exceptions(clean)) if self.safety is not None else None
+
+    def _count(self, finding: Finding, who: str) -> None:
+        self.blocked_total += 1
+        self.refused[(finding.layer, finding.category)] += 1
+        log.info("refused a prompt from %s (%s %s)", who, finding.layer, finding.category)
+
     def check_prompt(self, viewer: Viewer, text: str, now: float) -> Verdict:
         """Whether a viewer's prompt may become a candidate, and in what words."""
         if self.is_banned(viewer):
@@ -445,9 +553,9 @@ class Moderation:
         clean = self.normalise(text)
         if not clean or not any(c.isalnum() for c in clean):
             return Verdict(False, "", "empty")
-        if self.is_blocked(clean):
-            self.blocked_total += 1
-            log.info("blocked a prompt from %s:%s", viewer.platform, viewer.name)
+        finding = self._refusal(clean)
+        if finding is not None:
+            self._count(finding, f"{viewer.platform}:{viewer.name}")
             return Verdict(False, "", "blocked")
         if self.is_new(viewer, now):
             return Verdict(False, "", "new_viewer")
@@ -460,3 +568,37 @@ class Moderation:
             self._viewer_limit.allow(viewer.key, now)
         self._global_limit.allow("*", now)
         return Verdict(True, clean, "ok")
+
+    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None, *, wait: bool = True) -> list[bool]:
+        """The semantic layer for new candidates: True for each that may be shown.
+
+        The voting engine calls this from its pooling worker with the
+        embeddings it computed; a failing model refuses the batch rather than
+        let unscreened prompts on air. `wait=False`: never wait for a model
+        still loading (see `Safety.screen`).
+        """
+        if self.safety is None:
+            return [True] * len(texts)
+        try:
+            findings = self.safety.screen(texts, vectors, wait=wait)
+        except Exception:
+            log.exception("the semantic safety check failed; this batch of candidates is refused")
+            return [False] * len(texts)
+        for f in findings:
+            if f is not None:
+                self._count(f, "a candidate")
+        return [f is None for f in findings]
+
+    def check_text(self, text: str) -> str | None:
+        """Every layer at once, for the streamer's own prompt: the clean text, or None if refused."""
+        clean = self.normalise(text)
+        if not clean or not any(c.isalnum() for c in clean):
+            return None
+        finding = self._refusal(clean)
+        # (on the event loop: a sentence model still loading is not waited for)
+        if finding is None and self.safety is not None and not self.screen([clean], wait=False)[0]:
+            return None
+        if finding is not None:
+            self._count(finding, "the streamer")
+            return None
+        return clean

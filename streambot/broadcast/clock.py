@@ -31,16 +31,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..world.base import Frame, World
+from .pacer import FramePacer
 
 log = logging.getLogger(__name__)
 
 
 class WorldRunner:
-    """Runs `world.render()` in a thread, a few frames ahead of the clock."""
+    """Runs `world.render()` in a thread, a few frames ahead of the clock.
 
-    def __init__(self, world: World, depth: int = 2) -> None:
+    A world that renders in chunks (`world.pacing()`) gets a `FramePacer` instead
+    of the plain queue: a chunk ahead, played out evenly at the world's own rate
+    when `fps` (the clock's) is given.
+    """
+
+    def __init__(self, world: World, depth: int = 2, fps: float | None = None) -> None:
         self.world = world
-        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=depth)
+        pacing = world.pacing()
+        self.frames: queue.Queue[Frame] | FramePacer = (
+            FramePacer(pacing, fps) if pacing is not None and fps else queue.Queue(maxsize=depth)
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None

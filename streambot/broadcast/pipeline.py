@@ -1,4 +1,5 @@
-"""The broadcast: world runner -> clock -> compositor -> encoder -> outputs.
+"""The broadcast: world runner -> clock -> compositor -> encoder -> outputs,
+with the soundtrack rendered ahead in its own thread (audio.AudioFeed).
 
 `open_broadcast` is the one place that builds it, for `streambot run`,
 `streambot bench` and the tests alike: the encoder from the stream settings,
@@ -17,17 +18,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import StreamSettings
 from ..world.base import Frame, World
+from .audio import AudioFeed, Silence, Soundtrack
 from .clock import Clock, WorldRunner
 from .compositor import Compositor
 from .encoder import AUDIO_RATE, Encoder, EncoderSettings, PresetGovernor
-from .outputs import Output
+from .outputs import Output, open_outputs
 
 log = logging.getLogger(__name__)
 
@@ -64,32 +65,23 @@ def encoder_settings(stream: StreamSettings) -> EncoderSettings:
 
 
 def open_broadcast(world: World, stream: StreamSettings, targets: list[str], compositor: Compositor,
-                   soundtrack, *, max_frames: int | None = None, **clock) -> Broadcast:
+                   soundtrack: Soundtrack | Silence, *, max_frames: int | None = None, **clock) -> Broadcast:
     """The broadcast `streambot run` puts on air: `world` (started), the encoder
-    from `stream`, every target opened. A target that cannot be opened closes
-    the others and raises its OutputError. `clock`: `now`/`sleep` for tests."""
+    from `stream`, every target opened (`open_outputs`: all at once; one that
+    does not answer keeps trying while the others go live). When none can be
+    opened, the encoder is closed and the OutputError raised. `clock`:
+    `now`/`sleep` for tests."""
     encoder = Encoder(encoder_settings(stream))
-    outputs = [Output(t, encoder.stream_info, connect_timeout_s=stream.connect_timeout_s,
-                      reconnect_max_s=stream.reconnect_max_s) for t in targets]
-    # Each output starts a process and waits for its connection: all at once.
-    with ThreadPoolExecutor(max(1, len(outputs)), thread_name_prefix="output open") as pool:
-        results = list(pool.map(_try_open, outputs))
-    failed = next((e for e in results if e is not None), None)
-    if failed is not None:
-        for out in outputs:
-            out.close()
+    planned = stream.planned_reconnect_h * 3600 or None
+    try:
+        outputs = [Output(t, encoder.stream_info, connect_timeout_s=stream.connect_timeout_s,
+                          reconnect_max_s=stream.reconnect_max_s, planned_reconnect_s=planned) for t in targets]
+        open_outputs(outputs)
+    except Exception:
         encoder.close()
-        raise failed
+        raise
     return Broadcast(world, encoder, outputs, compositor, soundtrack, fps=stream.fps,
                      max_frames=max_frames, **clock)
-
-
-def _try_open(out: Output) -> Exception | None:
-    try:
-        out.open()
-    except Exception as e:
-        return e
-    return None
 
 
 class Broadcast:
@@ -99,7 +91,7 @@ class Broadcast:
         encoder: Encoder,
         outputs: list[Output],
         compositor: Compositor,
-        soundtrack,
+        soundtrack: Soundtrack | Silence,
         *,
         fps: int,
         max_frames: int | None = None,
@@ -114,7 +106,8 @@ class Broadcast:
         self.soundtrack = soundtrack
         self.fps = fps
         self._now = now
-        self.runner = WorldRunner(world)
+        self.audio = AudioFeed(soundtrack, world.ambience)  # its own thread, ahead of the clock
+        self.runner = WorldRunner(world, fps=fps)
         self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames, now=now, sleep=sleep,
                            after_tick=self._after_tick)
         self.governor = PresetGovernor(fps)
@@ -130,8 +123,9 @@ class Broadcast:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        """Outputs are already open; start rendering, then the clock."""
+        """Outputs are already open; start rendering (sound and picture), then the clock."""
         self.runner.start()
+        self.audio.start()
         self.clock.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -145,6 +139,7 @@ class Broadcast:
             self._closed = True
         self.clock.stop()
         self.runner.stop()
+        self.audio.close()
         for kind, packet in self.encoder.flush():
             for out in self.outputs:
                 out.send(packet, kind)
@@ -173,15 +168,15 @@ class Broadcast:
             self._last_generation = frame.generation
         self._send(packets, "video")
         # 4. the sound of this tick and of any skipped before it: audio never skips.
-        # After a long stall the gap is silence, not seconds of score rendered at
-        # once (that would cost the next ticks their time, and memory).
+        # After a long stall the gap is silence, not seconds of score at once:
+        # the feed holds 1.5 s ahead, and what it lacks would be made on this
+        # thread, costing the next ticks their time.
         n = (index + 1) * AUDIO_RATE // self.fps - self._audio_from * AUDIO_RATE // self.fps
         self._audio_from = index + 1
         gap = max(0, n - MAX_AUDIO_CATCH_UP)
         if gap:
-            self._send(self.encoder.encode_audio(np.zeros((2, gap), np.float32)), "audio")
-        audio = self.soundtrack.render(n - gap, self.world.ambience())
-        self._send(self.encoder.encode_audio(audio), "audio")
+            self._send(self.encoder.encode_audio(self.audio.silence(gap)), "audio")
+        self._send(self.encoder.encode_audio(self.audio.read(n - gap)), "audio")
         if self.frame_observer is not None:
             self.frame_observer(index, video)
 
@@ -231,6 +226,10 @@ class Broadcast:
             encoder_preset_changes=self.encoder.preset_changes,
             busy=round(self.governor.busy, 3),
         )
+
+    def audio_status(self) -> dict:
+        """The soundtrack for the console: source, style, mood, loudness, problems."""
+        return self.audio.status()
 
     @property
     def latencies_ms(self) -> list[float]:

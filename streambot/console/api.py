@@ -21,10 +21,13 @@ from . import views
 from .core import body, console_of, error, principal_of, reply
 from .routes import _obj, openapi, route
 
-STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches."}
+STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches, "
+                                          "and `meter`: chat's vote between anarchy and democracy (null unless "
+                                          "voting.mode_vote is on)."}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated/skipped frames, the x264 preset in use, "
                                            "bitrate, destinations, chat adapters, prompt-to-pixel latency, "
-                                           "CPU and GPU memory."}
+                                           "CPU and GPU memory, and the soundtrack (audio: what plays, "
+                                           "momentary/short-term/integrated LUFS, problems)."}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
 
 
@@ -65,6 +68,10 @@ class ModeBody(_Body):
 
 
 class KillBody(_Body):
+    on: bool
+
+
+class MusicBody(_Body):
     on: bool
 
 
@@ -144,13 +151,13 @@ async def get_share(request: web.Request) -> web.Response:
 
 # -- the controls -----------------------------------------------------------------------
 
-@route("POST", "/api/force", access="admin", summary="Put a prompt on air now (the block lists still apply).",
+@route("POST", "/api/force", access="admin", summary="Put a prompt on air now (every moderation layer still applies).",
        body=ForceBody, response=ACTION, tag="controls")
 async def force(request: web.Request) -> web.Response:
     b = await body(request, ForceBody)
     console = console_of(request)
     if not console.show.force(b.text, actor=principal_of(request).actor):
-        raise error(400, "That prompt is blocked by the moderation lists.")
+        raise error(400, "That prompt can't go on air.")
     return _done(request, "force")
 
 
@@ -250,7 +257,10 @@ def _save_custom_world(text: str) -> str:
        body=RoundLengthBody, response=ACTION, tag="controls")
 async def round_length(request: web.Request) -> web.Response:
     b = await body(request, RoundLengthBody)
-    console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+    try:
+        console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+    except ValueError as e:  # shorter than the stream delay and grace
+        raise error(400, f"seconds: {e}") from None
     return _done(request, "round_length")
 
 
@@ -331,3 +341,12 @@ async def revoke_session(request: web.Request) -> web.Response:
     if console.show.store is not None:
         console.show.store.log_action(actor, "revoke session", handle)
     return reply(_sessions(request))
+
+
+@route("POST", "/api/music", access="admin",
+       summary="Music on or off (it fades); the world's weather always plays.",
+       body=MusicBody, response=ACTION, tag="controls")
+async def music(request: web.Request) -> web.Response:
+    b = await body(request, MusicBody)
+    console_of(request).show.set_music(b.on, actor=principal_of(request).actor)
+    return _done(request, "music")

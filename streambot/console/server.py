@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..broadcast.overlay_layout import layout_json
 from ..config import ConfigError, ConsoleSettings, list_presets
 from ..secrets import redact
-from . import api, pages, views  # noqa: F401  (their routes register on import)
+from . import api, pages, views, voice_api  # noqa: F401  (their routes register on import)
 from .auth import (
     COOKIE, CSRF_HEADER, LoginLimiter, Sessions, Tokens, csrf_ok, default_sessions_file, load_tokens, same_origin,
 )
@@ -352,6 +352,8 @@ async def start_console(show: views.ShowLike, address: str, *, secrets: dict[str
     else:
         url_note = url
     click.echo(f"  Console: {url_note}", err=True)
+    if show.watch_source() is not None:
+        click.echo(f"  Watch:   {url}watch?token={tokens.viewer}   (the stream itself, in any browser)", err=True)
     if tokens.created:
         click.echo(
             f"  Console admin token (shown once; kept owner-only in {tokens.admin_file}):\n"

@@ -28,8 +28,12 @@ class ShowLike(Protocol):
     def switch_world(self, name_or_path: str, *, actor: str) -> Any: ...
     def pause_story(self, paused: bool, *, actor: str) -> None: ...
     def kill_switch(self, on: bool, *, actor: str) -> None: ...
+    def set_music(self, on: bool, *, actor: str) -> None: ...
+    def audio_status(self) -> dict: ...
     def overlay_state(self) -> Any: ...
     def adapter_states(self) -> dict[str, str]: ...
+    def world_status(self) -> dict: ...
+    def watch_source(self) -> Any: ...
     def on_winner(self, winner: Any) -> None: ...
 
     @property
@@ -58,6 +62,7 @@ def state(show: ShowLike) -> dict:
             "for_s": _num(time.monotonic() - on_air.since, 1) if on_air is not None else None,
         },
         "off_air": show.off_air,
+        "music_on": bool(show.audio_status().get("music_on")),
         "story_paused": bool(show.director.story_paused),
         "round": {
             "mode": snap.mode, "number": snap.round, "time_left": _num(snap.time_left, 2),
@@ -73,13 +78,27 @@ def state(show: ShowLike) -> dict:
         "pending": [
             {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform} for c in snap.pending
         ],
+        "meter": None if snap.meter is None else {
+            "anarchy": snap.meter.anarchy, "democracy": snap.meter.democracy, "share": _num(snap.meter.share, 3),
+            "threshold": snap.meter.threshold, "min_voters": snap.meter.min_voters,
+            "cooldown_left_s": _num(snap.meter.cooldown_left_s, 1),
+        },
         "last": None if last is None or last.winner is None else {
             "round": last.winner.round, "text": last.winner.text, "user": last.winner.user,
             "votes": last.winner.votes,
         },
+        "watch": watch(show),
         "bans": sorted(show.audience.moderation.bans) if hasattr(show.audience.moderation, "bans") else [],
         "counts": dict(show.audience.counts),
     }
+
+
+def watch(show: ShowLike) -> dict | None:
+    """The watch page and its playlist, when the show has a local stream to watch (the demo)."""
+    source = show.watch_source()
+    if source is None:
+        return None
+    return {"page": "/watch", "playlist": f"/watch/hls/{source[1]}.m3u8"}
 
 
 class System:
@@ -142,6 +161,8 @@ def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
             for o in h.outputs
         ],
         "adapters": [{"name": k, "state": v} for k, v in show.adapter_states().items()],
+        "audio": show.audio_status(),
+        "world": show.world_status(),
         "system": system.figures(),
     }
     if extra:

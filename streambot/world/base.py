@@ -10,6 +10,7 @@ so the broadcast can measure prompt-to-pixel latency on what actually went out.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,6 +30,17 @@ class WorldSpec:
     beats: tuple[str, ...]
     # Backend-specific settings, passed through untouched (e.g. [sketch] tables).
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """Plain JSON data (a TOML date in `extra` becomes its text), for the timeline."""
+        extra = json.loads(json.dumps(self.extra, default=str))
+        return {"name": self.name, "title": self.title, "description": self.description, "style": self.style,
+                "beats": list(self.beats), "extra": extra}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WorldSpec:
+        return cls(str(d["name"]), str(d["title"]), str(d["description"]), str(d["style"]),
+                   tuple(str(b) for b in d["beats"]), dict(d.get("extra") or {}))
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,16 @@ class Frame:
     image: np.ndarray  # H x W x 3, uint8, RGB
     index: int  # the world's own frame counter
     generation: int  # the steer generation this frame was rendered under
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How a world that renders in bursts (a chunk of frames at a time) wants them played
+    out: the broadcast spreads them evenly at `source_fps` (see broadcast/pacer.py)."""
+
+    source_fps: float  # the frame rate the world's motion is made for
+    chunk_frames: int  # frames that arrive together
+    blend: bool = True  # between two frames, cross-fade (True) or show the nearest (False)
 
 
 @dataclass
@@ -125,6 +147,10 @@ class World(ABC):
 
     def ambience(self) -> Ambience:
         return Ambience()
+
+    def pacing(self) -> Pacing | None:
+        """None: one frame per render, each shown once. Chunked worlds say how to pace them."""
+        return None
 
     def close(self) -> None:
         """Release resources. Safe to call twice."""

@@ -95,6 +95,7 @@
     stateAt = performance.now();
     document.body.classList.remove("loading");
     $("world-title").textContent = s.world.title;
+    $("watch-link").hidden = !s.watch;
     document.title = `${s.off_air ? "OFF AIR" : "LIVE"} · ${s.world.title} · streambot`;
     $("world-name").textContent = s.world.name;
     if ($("world-select").value === "" || !worldTouched) $("world-select").value = s.world.name;
@@ -113,6 +114,7 @@
     $("onair-by").textContent = s.on_air.by ? `by ${s.on_air.by}` : (src === "story" ? "the world tells its own story" : "");
     $("onair-for").textContent = s.on_air.for_s != null ? `for ${fmtDuration(s.on_air.for_s)}` : "";
     setChecked("story-toggle", !s.story_paused);
+    setChecked("music-toggle", !!s.music_on);
     setChecked("lock-toggle", !s.round.locked);
     // the round
     const r = s.round;
@@ -122,11 +124,27 @@
     $("voters").textContent = String(r.voters);
     $("ideas").textContent = String(r.total_candidates);
     if (!lengthTouched) { $("length").value = String(Math.round(r.round_s)); $("length-out").textContent = `${Math.round(r.round_s)} s`; }
+    renderMeter(s.meter, r.mode);
     renderCandidates(s);
     renderPending(s.pending || []);
     $("last-winner").textContent = s.last ? `Last winner (round ${s.last.round}): “${s.last.text}” by ${s.last.user}` : "";
     renderBans(s.bans || []);
     tickCountdown();
+  }
+
+  // chat's vote between the modes: anarchy's share from the left, the two thresholds marked
+  function renderMeter(m, mode) {
+    $("mode-meter").hidden = !m;
+    if (!m) return;
+    const share = m.share == null ? 0.5 : m.share;
+    $("meter-fill").style.width = `${Math.round(share * 100)}%`;
+    $("meter-fill").parentElement.setAttribute("aria-valuenow", String(Math.round(share * 100)));
+    $("meter-to-anarchy").style.left = `${Math.round(m.threshold * 100)}%`;
+    $("meter-to-democracy").style.left = `${Math.round((1 - m.threshold) * 100)}%`;
+    $("meter-anarchy").textContent = String(m.anarchy);
+    $("meter-democracy").textContent = String(m.democracy);
+    const need = `${Math.round(m.threshold * 100)}% and ${m.min_voters} viewers to switch`;
+    $("meter-note").textContent = m.cooldown_left_s > 0 ? `switch possible in ${Math.ceil(m.cooldown_left_s)} s` : need;
   }
 
   function setChecked(id, on) {
@@ -288,12 +306,46 @@
       level: /^(live|connected|ready|reading|open|running)$/.test(a.state) ? "ok" : /crash|fail|error|closed/.test(a.state) ? "bad" : "warn",
     })));
     $("no-adapters").hidden = h.adapters.length > 0;
+    const w = h.world;
+    if (w) {
+      const retry = w.retry_in_s != null ? ` · retry in ${fmt(w.retry_in_s, 0)} s` : "";
+      statusList($("world-state"), [{
+        name: w.backend,
+        state: w.state === "ok" ? "rendering" : w.state === "holding" ? `holding the last frame${retry}` : `sketch world covering${retry}`,
+        level: w.state === "ok" ? "ok" : w.state === "holding" ? "warn" : "bad",
+        extra: w.error || "",
+      }]);
+    }
     const sys = h.system || {};
     const cpu = sys.cpu_percent != null ? sys.cpu_percent / (sys.cpu_count || 1) : null;
     meter("m-cpu", cpu, cpu == null ? "–" : `${fmt(sys.cpu_percent, 0)}% of ${sys.cpu_count}`);
     meter("m-mem", sys.system_memory_percent, sys.memory_mb != null ? `${fmtMB(sys.memory_mb)}` : "–");
+    applySound(h.audio || {});
     if (sys.gpu) meter("m-gpu", 100 * sys.gpu.used_mb / sys.gpu.total_mb, `${fmtMB(sys.gpu.used_mb)} / ${fmtMB(sys.gpu.total_mb)}`);
     else meter("m-gpu", 0, "none");
+  }
+
+  // The loudness meter: -36..0 LUFS across the bar; streams sit in -16..-14.
+  function applySound(a) {
+    const pos = (v) => (v == null ? 0 : Math.max(0, Math.min(100, (v + 36) / 36 * 100)));
+    const st = $("loud-st");
+    st.style.width = `${pos(a.short_term_lufs)}%`;
+    st.className = a.short_term_lufs != null && (a.short_term_lufs > -10 || a.short_term_lufs < -22) ? "warn" : "";
+    $("loud-m").style.left = `calc(${pos(a.momentary_lufs)}% - 1px)`;
+    const lu = (v) => (v == null ? "–" : `${fmt(v, 1)} LUFS`);
+    $("loud-m-text").textContent = lu(a.momentary_lufs);
+    $("loud-st-text").textContent = lu(a.short_term_lufs);
+    $("loud-i-text").textContent = lu(a.integrated_lufs);
+    const source = { generated: "generated", playlist: "your music", none: "weather only", off: "audio off" }[a.source] || a.source || "–";
+    $("sound-source").textContent = a.music_on === false && a.source !== "off" ? "music off" : source;
+    let what = "";
+    if (a.source === "playlist" && a.track) what = `Now playing ${a.track}`;
+    else if (a.source === "generated" && a.style) what = `${a.style}, ${a.key} ${a.mode}, ${Math.round(a.tempo)} bpm · mood: ${a.mood}`;
+    if (a.late_blocks) what += `${what ? " · " : ""}late ${a.late_blocks}×, the weather filled in`;
+    $("sound-what").textContent = what;
+    $("sound-problem").hidden = !a.problem;
+    $("sound-problem").textContent = a.problem || "";
+    setChecked("music-toggle", !!a.music_on);
   }
 
   function push(key, v) {
@@ -461,6 +513,10 @@
     $("story-toggle").addEventListener("change", (ev) => {
       const paused = !ev.target.checked;
       action(paused ? "Story paused" : "Story resumed", "POST", "/api/story", { paused });
+    });
+    $("music-toggle").addEventListener("change", (ev) => {
+      const on = ev.target.checked;
+      action(on ? "Music on" : "Music off (the weather goes on)", "POST", "/api/music", { on });
     });
     $("lock-toggle").addEventListener("change", (ev) => {
       const locked = !ev.target.checked;

@@ -1,0 +1,110 @@
+"""The console's push-to-talk against a real show: a clip uploaded as the page
+uploads it (raw body, CSRF header, admin session), its transcript, and the
+one-click confirm that puts the command in the round."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from .speech import needs_espeak, silence, speak, write_audio
+from .test_console import TOKENS, act, client, login, show  # noqa: F401  (fixtures)
+
+
+@needs_espeak
+async def test_push_to_talk_transcribes_then_confirms(client, tmp_path):  # noqa: F811
+    clip = write_audio(speak("prompt: a patrol finds the soldier", tmp_path), tmp_path / "ptt.webm").read_bytes()
+    csrf = (await login(client))["csrf"]
+    r = await act(client, "POST", "/api/voice", csrf, data=clip, headers={"Content-Type": "audio/webm"})
+    assert r.status == 200, await r.text()
+    heard = await r.json()
+    assert heard["command"] == "prompt" and "patrol" in heard["argument"] and heard["id"]
+    app = client.server.app
+    r = await act(client, "POST", f"/api/voice/{heard['id']}/confirm", csrf)
+    body = await r.json()
+    assert r.status == 200 and body["ok"] and body["kind"] == "new", body
+    from streambot.console.core import CONSOLE
+
+    await asyncio.to_thread(app[CONSOLE].show.audience.engine.pool)  # the safety screen, as the show's loop runs it
+    candidates = app[CONSOLE].show.audience.snapshot().candidates
+    assert any("patrol" in c.text and c.author.startswith("console:") and c.platform == "console" for c in candidates)
+    r = await act(client, "POST", f"/api/voice/{heard['id']}/confirm", csrf)  # a clip goes in once
+    assert r.status == 404
+
+
+async def test_push_to_talk_refusals(client, tmp_path):  # noqa: F811
+    csrf = (await login(client))["csrf"]
+    status = await (await client.get("/api/voice")).json()
+    assert status["ready"] and "speech model (the bundled tiny.en) is on this machine" in status["model"]
+    assert status["discord"].count(".") == 1
+    long_clip = write_audio(silence(25), tmp_path / "long.wav", codec="pcm_s16le", rate=16_000).read_bytes()
+    cases = [
+        (b"not audio at all", 400, "That clip is not audio that can be decoded"),
+        (long_clip, 400, "That clip is 25 s long; the limit is 20 s."),
+        (bytes(2_000_001), 400, "That clip is larger than 2000 kB."),
+        (b"", 400, "The clip is empty."),
+    ]
+    for data, status, message in cases:
+        r = await act(client, "POST", "/api/voice", csrf, data=data)
+        assert r.status == status and (await r.json())["error"].startswith(message)
+    r = await act(client, "POST", "/api/voice/nope/confirm", csrf)
+    assert r.status == 404 and "no such clip" in (await r.json())["error"]
+    r = await client.post("/api/voice", data=b"x", headers={"Origin": str(client.make_url("/")).rstrip("/")})
+    assert r.status == 403  # no CSRF token
+    viewer_csrf = (await login(client, TOKENS.viewer, "vic"))["csrf"]
+    r = await act(client, "POST", "/api/voice", viewer_csrf, data=b"x")
+    assert r.status == 403  # a read-only session
+
+
+# -- in a real browser: Chromium's fake microphone plays speech made by espeak-ng -------------------------
+
+@needs_espeak
+@pytest.mark.slow
+def test_push_to_talk_in_a_real_browser(tmp_path, cli_env):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from .conftest import ROOT
+    from .test_console_browser import CHROMIUM, DRIVER, HAVE_PLAYWRIGHT, NODE, Terminal
+
+    if NODE is None or CHROMIUM is None or not HAVE_PLAYWRIGHT:
+        pytest.skip("needs node, chromium and playwright-core (see test_console_browser)")
+    said = speak("prompt: a patrol finds the soldier", tmp_path)
+    # Chromium loops the file: silence after the phrase, and the button is let go in it
+    wav = write_audio(np.concatenate([silence(0.3), said, silence(3.0)]), tmp_path / "mic.wav",
+                      codec="pcm_s16le", rate=48_000)
+    cmd = [sys.executable, "-m", "streambot.cli", "run", "--output", str(tmp_path / "show.flv"), "--size", "320x180",
+           "--fps", "10", "--chat", "none", "--console", "127.0.0.1:0", "--duration", "240"]
+    proc = subprocess.Popen(cmd, env=cli_env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    term = Terminal(proc)
+    try:
+        url = term.wait_for(r"Console: (http://127\.0\.0\.1:\d+/)", 90).group(1)
+        token = term.wait_for(r"^\s{6}(\S{40,})$", 5).group(1)
+        # candidates wait for the safety screen's sentence model, loading in the background
+        term.wait_for(r"the sentence model is ready", 600)
+        cfg = {"url": url, "token": token, "out": str(tmp_path), "wav": str(wav), "chromium": CHROMIUM,
+               "hold_ms": int((0.3 + said.size / 16_000 + 1.0) * 1000)}
+        driver = subprocess.run([NODE, str(DRIVER.with_name("voice_e2e.mjs")), json.dumps(cfg)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        results = json.loads((tmp_path / "voice-results.json").read_text())
+        assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr[-3000:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert results["errors"] == [], results["errors"]
+    assert "bundled tiny.en" in results["ready"] and results["recording_label"].startswith("Listening")
+    assert results["upload_status"] == 200 and results["upload_type"].startswith(("audio/webm", "audio/ogg"))
+    assert "patrol" in results["heard_text"].lower() and results["heard_command"].startswith("Prompt: ")
+    assert results["confirm_status"] == 200 and results["status"].startswith("Your idea is #")
+    (c,) = results["state"]["candidates"]
+    assert "patrol" in c["text"] and c["author"] == "console:mic" and c["platform"] == "console"
