@@ -422,7 +422,12 @@ class Show:
                     log.warning("closing %s: %s", type(adapter).__name__, e)
                 task.cancel()
             await self.audience.close()
-            voting.cancel()
+            # Let a pooling batch in flight finish before the sentence model's
+            # process is closed under it (close() below).
+            try:
+                await asyncio.wait_for(voting, 10)
+            except (asyncio.TimeoutError, Exception):
+                voting.cancel()
             if console is not None:
                 await console.stop()
             await asyncio.to_thread(self.close)
