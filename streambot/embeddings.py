@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,8 @@ def _serve(conn) -> None:
     from .broadcast.children import become_child
 
     become_child()  # the show ends this process itself, and it ends with a show killed outright
+    # Loading takes seconds of CPU while the first frames go out: the broadcast comes first.
+    os.nice(10)
     try:
         try:
             model = Embedder()
@@ -120,6 +123,8 @@ class ModelProcess:
         self._proc.start()
         child.close()
         self._lock = threading.Lock()
+        self._close_lock = threading.Lock()  # not _lock: a call blocked on the pipe holds that one
+        self._closed = False
 
     def wait_ready(self) -> None:
         """Block until the model is loaded; RuntimeError with its reason if it cannot be."""
@@ -145,7 +150,12 @@ class ModelProcess:
 
     def close(self, ready: bool = True) -> None:
         """End the process: a ready one by closing its pipe (it exits by itself),
-        one still loading at once; a caller waiting on it gets EOFError."""
+        one still loading at once; a caller waiting on it gets EOFError. The
+        show and the loader may both close it: the first one does."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
         if ready:
             self._conn.close()
             self._proc.join(5)
