@@ -25,6 +25,7 @@ from streambot.world.base import WorldSpec
 from streambot.world.sketch import SketchWorld
 from streambot.world.sketch_concepts import DEFAULTS, IDX, NAMES
 from streambot.world.sketch_render import Renderer
+from streambot.world.sketch_scene import Scene
 
 DATA = Path(__file__).parent / "data" / "sketch_pictures.npz"
 W, H = 320, 180  # the sketch world's native frame for a 640x360 stream
@@ -85,7 +86,7 @@ def vector(overrides: dict[str, float]) -> np.ndarray:
 
 
 def draw(r: Renderer, v: np.ndarray, t: float) -> np.ndarray:
-    return r.draw(dict(zip(NAMES, v.tolist())), t, DT)
+    return r.draw(Scene.from_params(dict(zip(NAMES, v.tolist()))), t, DT)
 
 
 def thumbnail(img: np.ndarray) -> np.ndarray:
