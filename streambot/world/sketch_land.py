@@ -10,6 +10,7 @@ columns (`Smoke`). Column maths that mixes in the camera's travel is float64
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,16 @@ _WIN_PAL_NIGHT = np.array([[0, 0, 0], [.02, .03, .05], [1.0, .78, .42], [.85, .9
 _HAZE = (0.5, 0.33, 0.2, 0.1, 0.03)  # aerial perspective of each layer, far -> near
 
 
+class Ground(NamedTuple):
+    """The shape and colour of this frame's land, worked out once for all its layers."""
+
+    tops: np.ndarray  # (N_LAYERS, W): the row where each layer's ground begins, per column
+    covers: np.ndarray  # (N_LAYERS + 1, W): the highest ground of layers i and nearer (H: none)
+    x: list[np.ndarray]  # per layer: the profile column under each screen column (float64)
+    zoom: list[float]  # per layer: its magnification
+    albedo: np.ndarray  # (depth class, ridge/foot, rgb): the biomes' ground colours blended
+
+
 class Terrain:
     """The five layers of ground, far to near."""
 
@@ -61,23 +72,20 @@ class Terrain:
         self.win_codes = assets.windows
         self.box = {r: np.full(2 * r + 1, 1.0 / (2 * r + 1), F32) for r in range(2, 32)}
 
-    def layer_x(self, i: int, zoom: float, travel: float) -> tuple[np.ndarray, float]:
-        """Profile column under each screen column of layer i (float64), and the layer's zoom."""
-        c = self.c
-        par = LAYER_PARALLAX[i]
-        zi = 1 + (zoom - 1) * (0.3 + 0.7 * par)
-        x = travel * par + i * 1777.0 + (c.cols64 - c.W / 2) / (c.s * zi)
-        return x, zi
-
-    def tops(self, view: View, weights: np.ndarray, altitude: float) -> np.ndarray:
-        """(N_LAYERS, W): the row where each layer's ground begins, per column."""
+    def ground(self, view: View, land: Biomes, altitude: float) -> Ground:
         c = self.c
         H = c.H
+        weights = land.weights()
         tops = np.empty((N_LAYERS, c.W), F32)
+        xs, zooms = [], []
         active = [k for k in range(len(BIOME_ORDER)) if weights[k] > 1e-3]
         prof = self.profiles
         for i in range(N_LAYERS):
-            x, zi = self.layer_x(i, view.zoom, view.travel)
+            par = LAYER_PARALLAX[i]
+            zi = 1 + (view.zoom - 1) * (0.3 + 0.7 * par)
+            x = view.travel * par + i * 1777.0 + (c.cols64 - c.W / 2) / (c.s * zi)
+            xs.append(x)
+            zooms.append(zi)
             xf = np.floor(x)
             f = (x - xf).astype(F32)
             i0 = xf.astype(np.intp) % PROFILE_LEN
@@ -89,26 +97,25 @@ class Terrain:
             # Higher cameras see flatter, lower ground; zoom magnifies the near layers.
             amp = H * zi * (1 - 0.35 * altitude)
             tops[i] = H * LAYER_BASE[i] + view.shift * (0.4 + 0.6 * LAYER_PARALLAX[i]) - h * amp
-        return tops
-
-    def covers(self, tops: np.ndarray) -> np.ndarray:
-        """(N_LAYERS + 1, W): covers[i] is the highest ground of layers i and nearer (H: none)."""
-        covers = np.full((N_LAYERS + 1, self.c.W), float(self.c.H), F32)
+        # What is nearer hides what is behind.
+        covers = np.full((N_LAYERS + 1, c.W), float(H), F32)
         for i in range(N_LAYERS - 1, -1, -1):
             covers[i] = np.minimum(covers[i + 1], tops[i])
-        return covers
+        albedo = np.tensordot(weights, _GROUND_ARR, axes=1)
+        return Ground(tops, covers, xs, zooms, albedo)
 
-    def draw_layer(self, i: int, top: np.ndarray, cover: np.ndarray, light: Lighting, view: View,
-                   land: Biomes, *, snowcover: float, fog: float, city_lights: float, neon: float) -> None:
-        """Layer i from its ridge line `top` down to `cover`, the nearer ground that hides the rest."""
+    def draw_layer(self, i: int, ground: Ground, light: Lighting, view: View, land: Biomes, *,
+                   snowcover: float, fog: float, city_lights: float, neon: float) -> None:
+        """Layer i from its ridge line down to the nearer ground that hides the rest."""
         c = self.c
         H = c.H
+        top, cover, x = ground.tops[i], ground.covers[i + 1], ground.x[i]
         tmin = float(top.min())
         r0 = max(0, int(math.floor(tmin)))
         r1 = min(H, int(math.ceil(float(np.minimum(cover, H).max()))) + 1)
         if r0 >= r1:
             return
-        col, snow_col = self._colour(i, light, land, view.shift, tmin, snowcover, fog)
+        col, snow_col = self._colour(i, ground.albedo, light, land, view.shift, tmin, snowcover, fog)
         y = c.rows[r0:r1, None]
         a = np.clip(y + 1 - top[None, :], 0, 1)  # coverage: anti-aliased ridge line
         reg = c.img[:, r0:r1]
@@ -130,7 +137,6 @@ class Terrain:
             base = H * LAYER_BASE[i] + view.shift
             height = base - top
             line = (base - tmin) * (0.5 - 0.25 * snowcover)
-            x, _ = self.layer_x(i, view.zoom, view.travel)
             rag = 0.75 + 0.25 * np.sin(x * 0.31) * np.sin(x * 0.073 + 1.0)
             cap = np.clip(height - line, 0, None) * 0.7 * rag
             snow = np.clip((top + cap)[None, :] - y, 0, 1.5) / 1.5 * a * mw
@@ -138,26 +144,24 @@ class Terrain:
                 reg[ch] += (snow_col[ch] - reg[ch]) * snow
         if i >= 3:
             # Texture on the near ground so it reads as land, not a flat cut-out.
-            x, _ = self.layer_x(i, view.zoom, view.travel)
             det = self.detail
             ridx = (c.rows[r0:r1] * (1.0 / c.s) * 0.7).astype(np.intp) % det.shape[0]
             cidx = x.astype(np.intp) % det.shape[1]
             d = det[ridx][:, cidx] * (a * (0.35 if i == 4 else 0.22))
             reg *= 1 + d
         if land.city > 0.01 and i <= 3:
-            self._windows(i, r0, r1, a, light, view, land.city, city_lights, neon)
+            self._windows(i, x, ground.zoom[i], r0, r1, a, light, view, land.city, city_lights, neon)
 
-    def _colour(self, i: int, light: Lighting, land: Biomes, shift: float, top_min: float, snowcover: float,
-                fog: float) -> tuple[np.ndarray, np.ndarray]:
+    def _colour(self, i: int, albedo: np.ndarray, light: Lighting, land: Biomes, shift: float, top_min: float,
+                snowcover: float, fog: float) -> tuple[np.ndarray, np.ndarray]:
         """(3, H) colour of layer i per row: ground, lighting, snow, haze, valley mist; and its snow's rgb."""
         c = self.c
         H = c.H
         depth = i / (N_LAYERS - 1)  # 0 far .. 1 near
         k = min(2.0, depth * 2.0)
         k0, kf = int(min(1, k)), k - int(min(1, k))
-        g = np.tensordot(np.array(land, F32), _GROUND_ARR, axes=1)
-        ridge = lerp(g[k0, 0], g[k0 + 1, 0], kf)
-        foot = lerp(g[k0, 1], g[k0 + 1, 1], kf)
+        ridge = lerp(albedo[k0, 0], albedo[k0 + 1, 0], kf)
+        foot = lerp(albedo[k0, 1], albedo[k0 + 1, 1], kf)
         snow = snowcover * (1 - land.ocean * 0.5) * (1 - land.space)
         ridge = lerp(ridge, _SNOW, snow)
         foot = lerp(foot, _SNOW * 0.9, snow * 0.95)
@@ -178,11 +182,10 @@ class Terrain:
         snow_col = snow_col + (light.haze - snow_col) * haze_amt
         return lit.astype(F32), snow_col.astype(F32)
 
-    def _windows(self, i: int, r0: int, r1: int, a: np.ndarray, light: Lighting, view: View, city: float,
-                 city_lights: float, neon: float) -> None:
+    def _windows(self, i: int, x: np.ndarray, zi: float, r0: int, r1: int, a: np.ndarray, light: Lighting,
+                 view: View, city: float, city_lights: float, neon: float) -> None:
         """Lit windows and neon: sparse, so only the lit pixels are touched."""
         c = self.c
-        x, zi = self.layer_x(i, view.zoom, view.travel)
         base = c.H * LAYER_BASE[i] + view.shift * (0.4 + 0.6 * LAYER_PARALLAX[i])
         codes = self.win_codes[i]
         k = ((base - c.rows[r0:r1]) / (c.s * zi)).astype(np.intp)

@@ -118,24 +118,23 @@ class Renderer:
             searchlights(c, light, view, t, features.searchlights)
 
         # 6. land, back to front, with what lives between its layers
-        tops = self.terrain.tops(view, land.weights(), scene.camera.altitude)
-        covers = self.terrain.covers(tops)
+        ground = self.terrain.ground(view, land, scene.camera.altitude)
         water_row = view.horizon + space * H * 0.6 + 2
         for i in range(N_LAYERS):
-            self.terrain.draw_layer(i, tops[i], covers[i + 1], light, view, land, snowcover=weather.snowcover,
-                                    fog=weather.fog, city_lights=features.lights, neon=features.neon)
+            self.terrain.draw_layer(i, ground, light, view, land, snowcover=weather.snowcover, fog=weather.fog,
+                                    city_lights=features.lights, neon=features.neon)
             if i == 0:
                 # Lakes in green country, none in deserts and cities; the open sea anywhere.
                 wet = min(1.0, 3 * land.ocean + land.grass + land.forest + land.mountains
                           + land.islands + land.candy + 0.3 * land.wasteland)
                 if wet > 0.01:
-                    self.water.draw(light, view, t, water_row, covers[1], wet, snowcover=weather.snowcover,
+                    self.water.draw(light, view, t, water_row, ground.covers[1], wet, snowcover=weather.snowcover,
                                     clouds=weather.clouds)
             if i == 1:
                 if land.islands > 0.01:
                     self.islands.draw(light, view, t, land.islands, magic=features.magic)
                 if features.smoke > 0.01:
-                    self.smoke.draw(light, view, t, tops[1], amount=features.smoke, embers=movers.embers)
+                    self.smoke.draw(light, view, t, ground.tops[1], amount=features.smoke, embers=movers.embers)
             if i == 2:
                 self.things.draw(movers, light, view, t, clouds=weather.clouds, space=space)
 
