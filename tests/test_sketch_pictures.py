@@ -12,6 +12,9 @@ now and then; anything a viewer could notice is far beyond it.
 
 After a deliberate change of the look, write new thumbnails and say why:
     python -m tests.test_sketch_pictures --write
+After adding a scene parameter, check that some scene here shows it (each
+parameter nudged in turn; a few minutes):
+    python -m tests.test_sketch_pictures --coverage
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ import pytest
 
 from streambot.world.base import WorldSpec
 from streambot.world.sketch import SketchWorld
-from streambot.world.sketch_concepts import DEFAULTS, IDX, NAMES
+from streambot.world.sketch_canvas import Motion
+from streambot.world.sketch_concepts import DEFAULTS, HIGH, IDX, NAMES
 from streambot.world.sketch_render import Renderer
 from streambot.world.sketch_scene import Scene
 
@@ -48,6 +52,9 @@ SCENES: list[tuple[str, float, dict[str, float]]] = [
                            "warmth": 0.6}),
     ("mountains_dawn", 11.0, {**NO_BIOME, "b_mountains": 1.0, "tod": 0.26, "snowcover": 0.6,
                               "clouds": 0.75, "fog": 0.45, "dragons": 1.0}),
+    # Sun glitter on a half-frozen sea, in a cool sunrise, snow falling lightly.
+    ("frozen_sea", 47.0, {**NO_BIOME, "b_ocean": 1.0, "tod": 0.27, "snowcover": 0.7, "clouds": 0.45,
+                          "snow": 0.25, "warmth": -0.6, "fog": 0.0}),
     ("ocean_night", 25.0, {**NO_BIOME, "b_ocean": 1.0, "tod": 0.02, "moon2": 1.0, "stars": 1.0,
                            "meteors": 1.0, "planets": 0.8, "clouds": 0.1}),
     ("forest_night", 60.0, {**NO_BIOME, "b_forest": 1.0, "tod": 0.9, "fireflies": 1.0, "fog": 0.6,
@@ -139,6 +146,40 @@ def write() -> None:
     print(f"wrote {len(frames)} thumbnails to {DATA}")
 
 
+def different(a: np.ndarray, b: np.ndarray) -> bool:
+    diff = np.abs(a.astype(np.float32) - b.astype(np.float32))
+    return bool(diff.max() > MAX_BLOCK_DIFF or diff.mean() > MAX_MEAN_DIFF)
+
+
+def coverage() -> None:
+    """Print, for each parameter, the scenes whose 12th frame changes when it is nudged."""
+    r = Renderer(W, H, SEED)
+
+    def twelfth_frames(vectors):
+        out = []
+        for (_, t0, _), v in zip(SCENES, vectors):
+            r.motion = Motion()
+            for k in range(1, 13):
+                img = draw(r, v, t0 + k * DT)
+            out.append(thumbnail(img))
+        return out
+
+    base_vectors = [vector(over) for _, _, over in SCENES]
+    base = twelfth_frames(base_vectors)
+    unseen = []
+    for name in NAMES:
+        i, step = IDX[name], (0.1 if name == "tod" else 0.4)
+        nudged = [v.copy() for v in base_vectors]
+        for v in nudged:
+            v[i] += step if v[i] + step <= min(HIGH[i], 2.0) else -step
+        seen = [SCENES[j][0] for j, (a, b) in enumerate(zip(base, twelfth_frames(nudged))) if different(a, b)]
+        print(f"{name:12s} {len(seen):2d} {', '.join(seen)}", flush=True)
+        if not seen:
+            unseen.append(name)
+    if unseen:
+        sys.exit(f"no scene shows: {', '.join(unseen)}")
+
+
 @pytest.fixture(scope="module")
 def rendered():
     return render_all()
@@ -170,6 +211,9 @@ def test_each_scene_looks_as_it_did(rendered, reference, scene):
 
 
 if __name__ == "__main__":
-    if "--write" not in sys.argv:
-        sys.exit("usage: python -m tests.test_sketch_pictures --write")
-    write()
+    if "--write" in sys.argv:
+        write()
+    elif "--coverage" in sys.argv:
+        coverage()
+    else:
+        sys.exit("usage: python -m tests.test_sketch_pictures --write | --coverage")
