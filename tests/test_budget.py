@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,12 +25,13 @@ from streambot.app import Show, ShowOptions, gpu_budget
 from streambot.audience.twitch import TwitchChat
 from streambot.config import ConfigError, TwitchSettings, load_settings, resolve_world
 from streambot.console import Tokens, create_app
+from streambot.devserver import free_port
 from streambot.store import Store
 from streambot.world.budget import BUDGET, NO_VIEWERS, GpuBudget
 from streambot.world.resilient import ResilientWorld
 from streambot.world.sketch import SketchWorld
 
-from .conftest import run_cli
+from .conftest import ROOT, run_cli
 from .localserver import until
 from .media import decode_frames
 from .test_cli_errors import _one_sentence
@@ -369,3 +372,44 @@ def test_a_bad_time_zone_stops_the_cli_with_one_sentence(cli_env, tmp_path):
     r = run_cli(["run", "--config", str(cfg), "--output", str(tmp_path / "x.flv")], cli_env)
     msg = _one_sentence(r)
     assert "my.toml" in msg and "budget.timezone" in msg and "Europe/Atlantis" in msg
+
+
+# -- the console page, in a real browser -----------------------------------------------------
+
+NODE = shutil.which("node")
+CHROMIUM = os.environ.get("STREAMBOT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+HAVE_PLAYWRIGHT = (ROOT / "node_modules" / "playwright-core" / "package.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NODE is None or CHROMIUM is None or not HAVE_PLAYWRIGHT,
+                    reason="needs node, chromium and playwright-core (npm ci)")
+async def test_the_console_page_shows_the_gpu_hours(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    admin = "budget-admin-token-0123456789abcdef"
+    port = free_port()
+    show = Show(show_settings(tmp_path, daily_gpu_hours=0.001), resolve_world("meadow"), GpuGradient(),
+                ShowOptions(outputs=[str(tmp_path / "show.flv")], chat_source=None,
+                            console=f"127.0.0.1:{port}", secrets={"admin_token": admin}))
+    await asyncio.to_thread(show.open)
+    running = asyncio.create_task(show.run())
+    try:
+        await until(lambda: show.world_status()["standby"] == BUDGET, 60)  # 3.6 s of GPU time
+        cfg = {"url": f"http://127.0.0.1:{port}/", "token": admin, "chromium": CHROMIUM}
+        proc = await asyncio.create_subprocess_exec(
+            NODE, str(ROOT / "tests" / "browser" / "budget_e2e.mjs"), json.dumps(cfg), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        seen = json.loads(out or b"{}")
+        assert seen.get("errors") == [] and seen.get("card"), (seen, err.decode()[-2000:])
+    finally:
+        show.stop()
+        await asyncio.wait_for(running, 60)
+    card = seen["card"]
+    assert card["tag"] == "sketch world on air"
+    assert card["why"] == ("The sketch world is on air: today's GPU budget of 0.001 h is used up, "
+                           "until midnight (UTC).")
+    assert card["used"] == "0.00 / 0.00 h" and card["bar"] == "100%"
+    assert card["viewers"] == "unknown"
+    assert "sketch world on air · GPU budget spent" in card["world"]
