@@ -29,6 +29,7 @@ from .director import Director
 from .secrets import mask_url
 from .store import Store, StoreError, resolve_path
 from .world.base import World, WorldError, WorldSpec
+from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,18 @@ def build_world(settings: Settings) -> World:
     )
 
 
-def resilient(world: World, settings: Settings) -> ResilientWorld:
+def gpu_budget(world: World, settings: Settings) -> GpuBudget:
+    """The GPU world's time on air, counted and limited by [budget]; it counts nothing
+    for a world that uses no GPU (the sketch world)."""
+    b = settings.budget
+    return GpuBudget(active=world.gpu, world=world.name, daily_gpu_hours=b.daily_gpu_hours,
+                     idle_after_s=b.idle_after_s, timezone=b.timezone)
+
+
+def resilient(world: World, settings: Settings, budget: GpuBudget | None = None) -> ResilientWorld:
     """The world as the broadcast sees it: a failing backend is held, retried, and
-    covered by the sketch world (streambot/world/resilient.py)."""
+    covered by the sketch world, which also covers while the `budget` keeps a GPU
+    world off air (streambot/world/resilient.py)."""
     if isinstance(world, ResilientWorld):
         return world
 
@@ -76,7 +86,8 @@ def resilient(world: World, settings: Settings) -> ResilientWorld:
         return SketchWorld(**settings.world.sketch)
 
     w = settings.world
-    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s)
+    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s,
+                          budget=budget)
 
 
 @dataclass
@@ -95,7 +106,8 @@ class Show:
     def __init__(self, settings: Settings, spec: WorldSpec, world: World, options: ShowOptions) -> None:
         self.settings = settings
         self.spec = spec
-        self.world = resilient(world, settings)
+        self.world = resilient(world, settings, gpu_budget(world, settings))
+        self.budget = self.world.budget  # the GPU world's hours on air; Twitch tells it the viewers
         self.options = options
         self.broadcast: Broadcast | None = None
         self.director: Director | None = None
@@ -147,6 +159,8 @@ class Show:
         )
         # 4. the timeline, the audience and the director, which opens the story
         self.store = Store(resolve_path(self.settings.voting.timeline))
+        if self.budget is not None:
+            self.budget.resume(self.store)  # today's GPU hours so far: a restart does not reset them
         self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec)
         self.audience.resume()
         self.voice = self._voice()
@@ -321,6 +335,10 @@ class Show:
     def world_status(self) -> dict:
         return self.world.status().to_json()
 
+    def budget_status(self) -> dict | None:
+        """GPU hours used today, the budget, the viewers, why the sketch world is on air."""
+        return self.budget.status().to_json() if self.budget is not None else None
+
     def adapter_states(self) -> dict[str, str]:
         states = {f"local:{c.source}": c.state for c in self.chat}
         for adapter, task in self.adapters:
@@ -339,7 +357,9 @@ class Show:
         if s.twitch.enabled:
             from .audience.twitch import TwitchChat
 
-            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets)))
+            viewers = self.budget.set_viewers if self.budget is not None else None
+            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets,
+                                                        on_viewers=viewers)))
         if s.discord.enabled:
             from .audience.discord_bot import DiscordBot
 
@@ -422,10 +442,10 @@ class Show:
             chat.close()
         if self.voice is not None:
             self.voice.close()
-        if self.store is not None:
-            self.store.close()
         if self.broadcast is not None:
             self.broadcast.stop()
             if self.broadcast.clock.error is not None:
                 log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
-        self.world.close()
+        self.world.close()  # its budget writes the last GPU seconds to the store: close that after
+        if self.store is not None:
+            self.store.close()

@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -87,6 +88,24 @@ class WorldSettings(_Section):
     sketch: dict = {}
     stream: dict = {}
     video: dict = {}
+
+
+class BudgetSettings(_Section):
+    """How long a GPU world (stream, video) may be on air; the sketch world covers the rest."""
+    daily_gpu_hours: Annotated[float, Field(ge=0, le=24)] = 0.0  # 0: no daily limit
+    idle_after_s: Annotated[float, Field(ge=0, le=86400)] = 300.0  # Twitch reports no viewers this long (0: never)
+    timezone: str = ""  # the day starts at midnight here; "": this machine's local time
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        if v:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{v!r} is not a time zone name like \"Europe/Berlin\" or \"America/New_York\" "
+                                 f"(\"\" is this machine's local time)") from None
+        return v
 
 
 class DirectorSettings(_Section):
@@ -263,6 +282,7 @@ class ConsoleSettings(_Section):
 class Settings(_Section):
     stream: StreamSettings = StreamSettings()
     world: WorldSettings = WorldSettings()
+    budget: BudgetSettings = BudgetSettings()
     director: DirectorSettings = DirectorSettings()
     audio: AudioSettings = AudioSettings()
     console: ConsoleSettings = ConsoleSettings()

@@ -93,6 +93,7 @@ class World(ABC):
     """Base class: keeps the steer hand-off thread-safe so backends need not."""
 
     name: str = "world"
+    gpu: bool = False  # a GPU world: its time on air is counted and limited by [budget]
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

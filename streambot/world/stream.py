@@ -60,6 +60,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 class StreamWorld(World):
     name = "stream"
+    gpu = True
 
     def __init__(
         self,
