@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 from tenacity import RetryCallState, wait_exponential
 
-from .base import Ambience, Direction, Frame, World, WorldSpec
+from .base import Ambience, Direction, Frame, Pacing, World, WorldSpec
 
 if TYPE_CHECKING:
     from .budget import GpuBudget
@@ -155,9 +155,13 @@ class ResilientWorld(World):
     # -- the World interface ---------------------------------------------------------
     def start(self, spec: WorldSpec, size: tuple[int, int], fps: float, seed: int = 0) -> None:
         self._spec = spec
-        self._start_args = (size, fps, seed)
-        self._fps = float(fps)
         self.backend.start(spec, size, fps, seed=seed)  # a backend that cannot start is the user's to fix
+        # A chunked backend's frames are played at its own rate (see `pacing`): the
+        # held frame, the fades and the fallback world move at that rate too.
+        pacing = self.backend.pacing()
+        own_fps = pacing.source_fps if pacing is not None else fps
+        self._start_args = (size, own_fps, seed)
+        self._fps = float(own_fps)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -173,6 +177,10 @@ class ResilientWorld(World):
         direction = Direction(text, f"{text}, {spec.style}", "console")
         self._direction = direction
         return self._forward(lambda w: w.change_world(spec, transition_s), direction, transition_s)
+
+    def pacing(self) -> Pacing | None:
+        """The backend's: the broadcast paces whatever is on air as it paces the backend."""
+        return self.backend.pacing()
 
     def ambience(self) -> Ambience:
         covered = self.state == "fallback" or self.standby is not None
