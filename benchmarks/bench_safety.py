@@ -54,50 +54,54 @@ def expected_refused(row: dict, world: str) -> bool:
     return row["label"] == "unsafe" and world not in row["allowed_in"]
 
 
-def moderation() -> Moderation:
+def moderation(**kw) -> Moderation:
     return Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
-                                         global_prompts_per_min=60000, global_burst=10000))
+                                         global_prompts_per_min=60000, global_burst=10000, **kw))
 
 
-def run_layers(mod: Moderation, rows: list[dict], world: str) -> list[str | None]:
-    """Per prompt: the layer that refused it, or None when it became a candidate."""
+def run_layers(mod: Moderation, rows: list[dict], world: str) -> list[tuple[str, str]]:
+    """Per prompt: ("admitted" | "held" | "refused", the layer that decided it, or "")."""
     mod.set_world(resolve_world(world))
-    out: list[str | None] = []
-    admitted: list[tuple[int, str]] = []
+    out: list[tuple[str, str]] = []
+    candidates: list[tuple[int, str]] = []
     for i, row in enumerate(rows):
-        before = dict(mod.refused)
+        before, held_before = dict(mod.refused), dict(mod.held)
         v = mod.check_prompt(Viewer("twitch", f"viewer{i}"), row["text"], 0.0)
         if v.ok:
-            out.append(None)
-            admitted.append((i, v.text))
+            layer = next((k[0] for k, n in mod.held.items() if n != held_before.get(k, 0)), "")
+            out.append(("held" if v.held else "admitted", layer))
+            candidates.append((i, v.text))
         else:
             layer = next((k[0] for k, n in mod.refused.items() if n != before.get(k, 0)), v.reason)
-            out.append(layer)
-    texts = [t for _, t in admitted]
+            out.append(("refused", layer))
+    texts = [t for _, t in candidates]
     vectors = mod.safety.embed(texts) if mod.safety is not None and mod.safety.embed else None
-    for (i, _), ok in zip(admitted, mod.screen(texts, vectors)):
-        if not ok:
-            out[i] = "semantic"
+    for (i, _), verdict in zip(candidates, mod.screen(texts, vectors)):
+        if verdict == "refuse":
+            out[i] = ("refused", "semantic")
+        elif verdict == "hold" and out[i][0] == "admitted":
+            out[i] = ("held", "semantic")
     return out
 
 
 def report(rows: list[dict], mod: Moderation) -> dict:
+    """Per world, per category and split: how many prompts, and how many admitted, held, refused."""
     result: dict = {"worlds": {}}
     for world in WORLDS:
-        refused_by = run_layers(mod, rows, world)
-        per: dict = defaultdict(lambda: {"n": 0, "wrong": 0, "by": defaultdict(int), "missed": []})
-        for row, layer in zip(rows, refused_by):
+        outcomes = run_layers(mod, rows, world)
+        per: dict = defaultdict(lambda: {"n": 0, "admitted": 0, "held": 0, "refused": 0, "by": defaultdict(int),
+                                         "wrong": []})
+        for row, (outcome, layer) in zip(rows, outcomes):
             want = expected_refused(row, world)
             key = (row["category"] if row["label"] == "unsafe" else "benign") + ("" if want or row["label"] == "benign" else " (allowed)")
             for split in (row["split"], "all"):
                 d = per[(key, split)]
                 d["n"] += 1
-                if layer is not None:
-                    d["by"][layer] += 1
-                if want != (layer is not None):
-                    d["wrong"] += 1
-                    if split == "all":
-                        d["missed"].append(row["text"])
+                d[outcome] += 1
+                if outcome != "admitted":
+                    d["by"][f"{outcome} {layer}"] += 1
+                if (want and outcome == "admitted") or (not want and outcome != "admitted"):
+                    d["wrong"].append(f"{outcome}: {row['text']}")
         result["worlds"][world] = {f"{k[0]}|{k[1]}": {**v, "by": dict(v["by"])} for k, v in sorted(per.items())}
     return result
 
@@ -157,13 +161,41 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
 
 # -- training ------------------------------------------------------------------
 
-def _lexical(mod: Moderation, texts: list[str], world: str) -> np.ndarray:
+# What each outcome costs when the band is chosen: an unsafe prompt on air is the
+# failure that suspends a channel; a refused harmless one teaches viewers to game the
+# filter; a held harmless one costs a moderator a click; a held unsafe one, less.
+COSTS = {"unsafe admitted": 20.0, "benign refused": 6.0, "benign held": 1.0, "unsafe held": 0.1}
+
+
+def _inline(mod: Moderation, texts: list[str], world: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt: refused inline, held inline."""
     mod.set_world(resolve_world(world))
-    return np.array([not mod.check_prompt(Viewer("twitch", f"v{i}"), t, 0.0).ok for i, t in enumerate(texts)])
+    verdicts = [mod.check_prompt(Viewer("twitch", f"v{i}"), t, 0.0) for i, t in enumerate(texts)]
+    return np.array([not v.ok for v in verdicts]), np.array([v.ok and v.held for v in verdicts])
+
+
+def choose_band(mass: np.ndarray, refused: np.ndarray, held: np.ndarray, want: np.ndarray) -> tuple[float, float, dict]:
+    """The (hold, refuse) thresholds on the probe's unsafe mass with the lowest `COSTS`."""
+    best = None
+    grid = np.round(np.arange(0.05, 1.0001, 0.025), 3)
+    for r in grid:
+        for h in grid[grid <= r]:
+            refuse = refused | (mass >= r)
+            hold = ~refuse & (held | (mass >= h))
+            admit = ~refuse & ~hold
+            n = {"unsafe admitted": int((want & admit).sum()), "benign refused": int((~want & refuse).sum()),
+                 "benign held": int((~want & hold).sum()), "unsafe held": int((want & hold).sum())}
+            cost = sum(COSTS[k] * v for k, v in n.items())
+            if best is None or cost < best[0] - 1e-9:
+                best = (cost, float(h), float(r), n)
+    assert best is not None
+    return best[1], best[2], best[3]
 
 
 def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     from sklearn.model_selection import StratifiedKFold
+
+    from streambot.audience.safety import load_senses
 
     concepts = load_concepts()
     ex_texts, ex_labels = [], []
@@ -172,50 +204,47 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
             ex_texts.append(t)
             ex_labels.append(cat)
     rows = [r for r in load_set() if r["split"] == "dev"]
-    mod = Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100, global_burst=10000,
-                                        global_prompts_per_min=60000, semantic=False))
+    mod = moderation(semantic=False)
+    senses = load_senses(concepts)
+    if senses is None:
+        sys.exit("WordNet is needed to train the probe (apt-get install wordnet-base).")
     dev_texts = [mod.normalise(r["text"]) for r in rows]
     dev_labels = [r["category"] if r["label"] == "unsafe" else "benign" for r in rows]
-    embed = mod.safety.embed if mod.safety and mod.safety.embed else None
-    if embed is None:
-        from streambot.embeddings import get_embedder
+    from streambot.embeddings import get_embedder
 
-        embed = get_embedder().encode
+    embed = get_embedder().encode
     print(f"embedding {len(ex_texts)} examples and {len(dev_texts)} dev prompts ...", file=sys.stderr)
-    ex_vec, dev_vec = embed([mod.normalise(t) for t in ex_texts]), embed(dev_texts)
-    lexical = {w: _lexical(mod, [r["text"] for r in rows], w) for w in WORLDS}
+    ex_clean = [mod.normalise(t) for t in ex_texts]
+
+    def feats(texts: list[str]) -> np.ndarray:
+        return np.hstack([embed(texts), np.stack([senses.features(t) for t in texts])])
+
+    ex_x, dev_x = feats(ex_clean), feats(dev_texts)
+    inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
     y = np.array(dev_labels)
     best = None
     for c in (0.3, 1.0, 3.0, 10.0, 30.0):
-        cv_p = {w: np.zeros(len(rows)) for w in WORLDS}
-        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(dev_vec, y):
+        cv_mass = {w: np.zeros(len(rows)) for w in WORLDS}
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(dev_x, y):
             probe = train_probe(ex_texts + [dev_texts[i] for i in tr], ex_labels + [dev_labels[i] for i in tr],
-                                np.vstack([ex_vec, dev_vec[tr]]), c=c)
-            p = probe.probabilities(dev_vec[te])
+                                np.vstack([ex_x, dev_x[tr]]), c=c, senses=True)
             for w in WORLDS:
-                allowed = set(resolve_world(w).extra.get("moderation", {}).get("allow", []))
-                cols = [i for i, k in enumerate(probe.classes) if k != "benign" and k not in allowed]
-                cv_p[w][te] = p[:, cols].sum(axis=1)
-        # One threshold for worlds that allow nothing (meadow), one for those that allow a category (war1944).
-        chosen = []
-        for w in WORLDS:
-            world_best = None
-            for t in np.arange(0.2, 0.96, 0.025):
-                refuse = lexical[w] | (cv_p[w] >= t)
-                admitted, refused = int((want[w] & ~refuse).sum()), int((~want[w] & refuse).sum())
-                score = admitted + 2 * refused  # a benign refusal costs more: it teaches viewers to game
-                if world_best is None or score < world_best[0]:
-                    world_best = (score, float(t), admitted, refused)
-            chosen.append(world_best)
-        score = sum(x[0] for x in chosen)
-        if best is None or score < best[0]:
-            best = (score, c, chosen)
-    _, c, ((_, t, a1, r1), (_, t_relaxed, a2, r2)) = best
-    print(f"chosen by {folds}-fold cross-validation on dev: C={c}, threshold={t:.3f} (meadow: unsafe admitted "
-          f"{a1}, benign refused {r1}), relaxed {t_relaxed:.3f} (war1944: {a2}, {r2})", file=sys.stderr)
-    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_vec, dev_vec]), c=c,
-                        threshold=t, relaxed_threshold=t_relaxed)
+                allowed = frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", []))
+                cv_mass[w][te] = probe.unsafe(dev_x[te], allowed)[0]
+        # One band for worlds that allow nothing (meadow), one for those that allow a category (war1944).
+        chosen = [choose_band(cv_mass[w], *inline[w], want[w]) for w in WORLDS]
+        cost = sum(COSTS[k] * v for _, _, n in chosen for k, v in n.items())
+        print(f"  C={c}: cost {cost:.1f}, " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
+                                                      for w, (h, r, n) in zip(WORLDS, chosen)), file=sys.stderr)
+        if best is None or cost < best[0]:
+            best = (cost, c, chosen)
+    assert best is not None
+    _, c, ((h, t, n1), (h_relaxed, t_relaxed, n2)) = best
+    print(f"chosen by {folds}-fold cross-validation on dev: C={c}; meadow hold {h:.3f} refuse {t:.3f} {n1}; "
+          f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f} {n2}", file=sys.stderr)
+    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_x, dev_x]), c=c, senses=True,
+                        threshold=t, relaxed_threshold=t_relaxed, hold_threshold=h, relaxed_hold_threshold=h_relaxed)
     probe.save(out)
     print(f"wrote {out}", file=sys.stderr)
 
@@ -224,6 +253,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--costs", action="store_true", help="only what the layers cost")
     ap.add_argument("--train", action="store_true", help="retrain the semantic probe, then exit")
+    ap.add_argument("--split", choices=("dev", "test", "all"), default="all",
+                    help="only this half of the set (tune on dev; look at test once)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.train:
@@ -231,23 +262,25 @@ def main() -> None:
         return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    rows = load_set()
+    rows = [r for r in load_set() if args.split in ("all", r["split"])]
     mod = moderation()
     result = {} if args.costs else report(rows, mod)
     result["costs"] = costs(rows, mod)
     if args.json:
         print(json.dumps(result, indent=2))
         return
+    splits = ("dev", "test", "all") if args.split == "all" else (args.split,)
     for world, table in result.get("worlds", {}).items():
-        print(f"\n== {world}: wrong / prompts (dev, test, all); refused by layer")
-        cats = sorted({k.split("|")[0] for k in table})
-        for cat in cats:
-            d, te, a = (table.get(f"{cat}|{s}", {"n": 0, "wrong": 0}) for s in ("dev", "test", "all"))
-            kind = "admitted" if cat != "benign" and not cat.endswith("(allowed)") else "refused"
-            print(f"{cat:24} {kind:8} dev {d['wrong']:>2}/{d['n']:<3} test {te['wrong']:>2}/{te['n']:<3} "
-                  f"all {a['wrong']:>2}/{a['n']:<3}  {a.get('by', {})}")
-            for text in a.get("missed", []):
-                print(f"{'':26}- {text}")
+        print(f"\n== {world}: admitted / held / refused of prompts, per split ({', '.join(splits)}); by layer")
+        for cat in sorted({k.split("|")[0] for k in table}):
+            cells = []
+            for sp in splits:
+                d = table.get(f"{cat}|{sp}", {"n": 0, "admitted": 0, "held": 0, "refused": 0})
+                cells.append(f"{sp} {d['admitted']:>3}/{d['held']:>3}/{d['refused']:>3} of {d['n']:<3}")
+            last = table.get(f"{cat}|{splits[-1]}", {})
+            print(f"{cat:22} " + "  ".join(cells) + f"  {last.get('by', {})}")
+            for text in last.get("wrong", []):
+                print(f"{'':24}- {text}")
     c = result["costs"]
     print("\ncosts:", ", ".join(f"{k} {v}" for k, v in c.items()))
 
