@@ -419,6 +419,10 @@ class Audience:
         """Tick, pool near-duplicates in a worker thread, save the round; until `close()`."""
         self._closed = asyncio.Event()
         last_save = 0.0
+        try:
+            await asyncio.to_thread(self.moderation.warm_up)
+        except Exception:  # the screen itself refuses what it cannot check
+            log.exception("the safety layers could not warm up")
         while not self._closed.is_set():
             try:
                 if self.engine.has_pending():  # pooling and the safety screen, off the loop

@@ -616,6 +616,11 @@ class Moderation:
             out.append("refuse" if self._refuses(f) else "hold")
         return out
 
+    def warm_up(self) -> None:
+        """Load the layers' models now, so the first viewer's idea is screened as fast as the rest."""
+        if self.safety is not None:
+            self.safety.warm_up()
+
     def check_text(self, text: str) -> str | None:
         """Every layer at once, for the streamer's own prompt: the clean text, or None if refused.
 

@@ -452,6 +452,11 @@ class Safety:
                                       hold=self.semantic_hold_threshold, refuse=self.semantic_threshold)
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
 
+    def warm_up(self) -> None:
+        """Load what the first candidate would otherwise wait for: the sentence model, WordNet's indexes."""
+        if self.probe is not None:
+            self.screen(["a lighthouse in a storm"])
+
     def check_all(self, text: str) -> Finding | None:
         """Every layer at once, for one prompt (the streamer's own)."""
         return worse(self.check(text), self.screen([text])[0])
