@@ -376,6 +376,7 @@ async def test_approval_mode_approve_and_reject(client, show):
     try:
         for user, text in (("bob", "a red balloon"), ("eve", "a giant squid")):
             show.audience.chat("twitch", user, f"!p {text}")
+        show.audience.screen_now()  # the pooling worker's safety screen: candidates are listed once screened
         state = await (await client.get("/api/state")).json()
         pending = {p["text"]: p["id"] for p in state["pending"]}
         assert {"a red balloon", "a giant squid"} <= set(pending)
