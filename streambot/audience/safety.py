@@ -387,8 +387,8 @@ class Safety:
         embed: Embed | None,
         *,
         senses: WordSenses | None = None,
-        classifier_threshold: float = 0.8,
-        classifier_hold_threshold: float = 1.0,
+        classifier_threshold: float = 1.0,
+        classifier_hold_threshold: float = 0.8,
         semantic_hold_threshold: float | None = None,
         semantic_threshold: float | None = None,
         allow: Iterable[str] = (),
@@ -426,10 +426,13 @@ class Safety:
         if self.terms is not None:
             cat = self.terms.category(text, self.allowed)
             if cat is not None:
-                return Finding("terms", cat)
+                # a category some worlds allow (war) is not grave enough to refuse on a word
+                # alone ("a grenade in a museum case"): held, unless the probe refuses it
+                return Finding("terms", cat, "hold" if cat in RELAXABLE else "refuse")
         if self.classifier is not None:
+            # A bag of words cannot tell "hoe" the tool from the slur: at 1.0 it only holds.
             score = self.classifier.score(text)
-            if score >= self.classifier_threshold:
+            if self.classifier_threshold < 1.0 and score >= self.classifier_threshold:
                 return Finding("classifier", "abuse")
             if score >= self.classifier_hold_threshold:
                 return Finding("classifier", "abuse", "hold")
@@ -462,8 +465,8 @@ class Safety:
         return worse(self.check(text), self.screen([text])[0])
 
 
-def build_safety(*, classifier: bool = True, semantic: bool = True, classifier_threshold: float = 0.8,
-                 classifier_hold_threshold: float = 1.0, semantic_hold_threshold: float | None = None,
+def build_safety(*, classifier: bool = True, semantic: bool = True, classifier_threshold: float = 1.0,
+                 classifier_hold_threshold: float = 0.8, semantic_hold_threshold: float | None = None,
                  semantic_threshold: float | None = None, allow: Iterable[str] = (),
                  embed: Embed | None = None) -> Safety:
     """The layers as configured; the sentence model and WordNet are the shared ones unless given."""
