@@ -76,6 +76,9 @@ class ShowCollector:
         yield gauge("music_on", "1 while the music plays (the weather always does).", int(bool(audio.get("music_on"))))
         yield counter("audio_late_blocks", "Times the soundtrack was late and the weather filled in.",
                       audio.get("late_blocks", 0))
+        world = show.world_status()
+        yield gauge("world_failing", "0 while the world backend renders, 1 holding its last frame, "
+                    "2 while the fallback world covers for it.", {"ok": 0, "holding": 1}.get(world["state"], 2))
         for k, v in self.extra().items():
             yield gauge(k, f"Console: {k.replace('_', ' ')}.", v)
 

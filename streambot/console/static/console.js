@@ -95,6 +95,7 @@
     stateAt = performance.now();
     document.body.classList.remove("loading");
     $("world-title").textContent = s.world.title;
+    $("watch-link").hidden = !s.watch;
     document.title = `${s.off_air ? "OFF AIR" : "LIVE"} · ${s.world.title} · streambot`;
     $("world-name").textContent = s.world.name;
     if ($("world-select").value === "" || !worldTouched) $("world-select").value = s.world.name;
@@ -300,6 +301,16 @@
       level: /^(live|connected|ready|reading|open|running)$/.test(a.state) ? "ok" : /crash|fail|error|closed/.test(a.state) ? "bad" : "warn",
     })));
     $("no-adapters").hidden = h.adapters.length > 0;
+    const w = h.world;
+    if (w) {
+      const retry = w.retry_in_s != null ? ` · retry in ${fmt(w.retry_in_s, 0)} s` : "";
+      statusList($("world-state"), [{
+        name: w.backend,
+        state: w.state === "ok" ? "rendering" : w.state === "holding" ? `holding the last frame${retry}` : `sketch world covering${retry}`,
+        level: w.state === "ok" ? "ok" : w.state === "holding" ? "warn" : "bad",
+        extra: w.error || "",
+      }]);
+    }
     const sys = h.system || {};
     const cpu = sys.cpu_percent != null ? sys.cpu_percent / (sys.cpu_count || 1) : null;
     meter("m-cpu", cpu, cpu == null ? "–" : `${fmt(sys.cpu_percent, 0)}% of ${sys.cpu_count}`);
