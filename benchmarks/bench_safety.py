@@ -3,6 +3,7 @@
     python benchmarks/bench_safety.py            # the figures the README quotes
     python benchmarks/bench_safety.py --json     # the same, machine-readable
     python benchmarks/bench_safety.py --train    # retrain config/moderation/concepts.npz
+    python benchmarks/bench_safety.py --batch 3  # only the prompts added in batch 3
 
 The set is tests/data/safety_prompts.jsonl: one prompt a line with its
 label (unsafe or benign), category, the presets that allow it, and its split.
@@ -85,7 +86,10 @@ def run_layers(mod: Moderation, rows: list[dict], world: str) -> list[tuple[str,
 
 
 def report(rows: list[dict], mod: Moderation) -> dict:
-    """Per world, per category and split: how many prompts, and how many admitted, held, refused."""
+    """Per world, per category and split: how many prompts, and how many admitted, held, refused.
+
+    Benign prompts count under their trap ("benign trap.words") and under "benign" (all of them);
+    unsafe ones the world must refuse under their category and under "unsafe" (all of them)."""
     result: dict = {"worlds": {}}
     for world in WORLDS:
         outcomes = run_layers(mod, rows, world)
@@ -93,15 +97,19 @@ def report(rows: list[dict], mod: Moderation) -> dict:
                                          "wrong": []})
         for row, (outcome, layer) in zip(rows, outcomes):
             want = expected_refused(row, world)
-            key = (row["category"] if row["label"] == "unsafe" else "benign") + ("" if want or row["label"] == "benign" else " (allowed)")
-            for split in (row["split"], "all"):
-                d = per[(key, split)]
-                d["n"] += 1
-                d[outcome] += 1
-                if outcome != "admitted":
-                    d["by"][f"{outcome} {layer}"] += 1
-                if (want and outcome == "admitted") or (not want and outcome != "admitted"):
-                    d["wrong"].append(f"{outcome}: {row['text']}")
+            if row["label"] == "benign":
+                keys = [f"benign {row['category']}", "benign"]
+            else:
+                keys = [row["category"] + ("" if want else " (allowed)")] + (["unsafe"] if want else [])
+            for key in keys:
+                for split in (row["split"], "all"):
+                    d = per[(key, split)]
+                    d["n"] += 1
+                    d[outcome] += 1
+                    if outcome != "admitted":
+                        d["by"][f"{outcome} {layer}"] += 1
+                    if (want and outcome == "admitted") or (not want and outcome != "admitted"):
+                        d["wrong"].append(f"{outcome}: {row['text']}")
         result["worlds"][world] = {f"{k[0]}|{k[1]}": {**v, "by": dict(v["by"])} for k, v in sorted(per.items())}
     return result
 
@@ -249,12 +257,36 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def _print(result: dict, splits: tuple[str, ...], listed: set[str]) -> None:
+    for world, table in result.get("worlds", {}).items():
+        print(f"\n== {world}: admitted / held / refused of prompts, per split; by layer")
+        cats = sorted({k.split("|")[0] for k in table}, key=lambda c: (c in ("unsafe", "benign"), c))
+        for cat in cats:
+            cells = []
+            for sp in splits:
+                d = table.get(f"{cat}|{sp}", {"n": 0, "admitted": 0, "held": 0, "refused": 0})
+                cells.append(f"{sp} {d['admitted']:>3}/{d['held']:>3}/{d['refused']:>3} of {d['n']:<3}")
+            last = table.get(f"{cat}|{splits[-1]}", {})
+            print(f"{cat:26} " + "  ".join(cells) + f"  {last.get('by', {})}")
+            if cat in ("unsafe", "benign"):
+                continue
+            for sp in splits:
+                if sp in listed:
+                    for text in table.get(f"{cat}|{sp}", {}).get("wrong", []):
+                        print(f"{'':28}- {sp} {text}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--costs", action="store_true", help="only what the layers cost")
     ap.add_argument("--train", action="store_true", help="retrain the semantic probe, then exit")
     ap.add_argument("--split", choices=("dev", "test", "all"), default="all",
                     help="only this half of the set (tune on dev; look at test once)")
+    ap.add_argument("--batch", type=int, action="append",
+                    help="only prompts of this batch (repeatable): the set grew in batches, each written "
+                         "before the layers were changed for it")
+    ap.add_argument("--list-test", action="store_true",
+                    help="also list the test half's mistakes (by default only dev's are shown)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.train:
@@ -262,7 +294,8 @@ def main() -> None:
         return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    rows = [r for r in load_set() if args.split in ("all", r["split"])]
+    rows = [r for r in load_set() if args.split in ("all", r["split"])
+            and (not args.batch or r.get("batch", 1) in args.batch)]
     mod = moderation()
     result = {} if args.costs else report(rows, mod)
     result["costs"] = costs(rows, mod)
@@ -270,17 +303,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     splits = ("dev", "test", "all") if args.split == "all" else (args.split,)
-    for world, table in result.get("worlds", {}).items():
-        print(f"\n== {world}: admitted / held / refused of prompts, per split ({', '.join(splits)}); by layer")
-        for cat in sorted({k.split("|")[0] for k in table}):
-            cells = []
-            for sp in splits:
-                d = table.get(f"{cat}|{sp}", {"n": 0, "admitted": 0, "held": 0, "refused": 0})
-                cells.append(f"{sp} {d['admitted']:>3}/{d['held']:>3}/{d['refused']:>3} of {d['n']:<3}")
-            last = table.get(f"{cat}|{splits[-1]}", {})
-            print(f"{cat:22} " + "  ".join(cells) + f"  {last.get('by', {})}")
-            for text in last.get("wrong", []):
-                print(f"{'':24}- {text}")
+    _print(result, splits, {"dev"} | ({"test"} if args.list_test else set()))
     c = result["costs"]
     print("\ncosts:", ", ".join(f"{k} {v}" for k, v in c.items()))
 

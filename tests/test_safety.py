@@ -66,6 +66,13 @@ def test_the_set_is_large_varied_and_split_by_hash(labelled) -> None:
     assert len({r["text"] for r in labelled}) == len(labelled)
 
 
+def test_no_labelled_prompt_is_a_training_example(labelled) -> None:
+    """The probe trains on concepts.toml's examples: one of them in the set would be scored on itself."""
+    concepts = load_concepts(CONCEPTS_FILE)
+    examples = {t.lower() for table in concepts.values() for t in table.get("examples", ())}
+    assert [r["text"] for r in labelled if r["text"].lower() in examples] == []
+
+
 def known_misses(world: str) -> set[str]:
     """The prompts the layers still get wrong, kept in the open (tests/data/safety_known_misses.tsv)."""
     out = set()
