@@ -173,6 +173,9 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
 # failure that suspends a channel; a refused harmless one teaches viewers to game the
 # filter; a held harmless one costs a moderator a click; a held unsafe one, less.
 COSTS = {"unsafe admitted": 20.0, "benign refused": 6.0, "benign held": 1.0, "unsafe held": 0.1}
+# The neighbours' share of the probe's vote (ConceptProbe.memory_weight): on dev, cross-validated,
+# an even share held the fewest harmless prompts for as few unsafe ones admitted (0.3 and 0.7 did worse).
+MEMORY_WEIGHT = 0.5
 
 
 def _inline(mod: Moderation, texts: list[str], world: str) -> tuple[np.ndarray, np.ndarray]:
@@ -182,26 +185,79 @@ def _inline(mod: Moderation, texts: list[str], world: str) -> tuple[np.ndarray, 
     return np.array([not v.ok for v in verdicts]), np.array([v.ok and v.held for v in verdicts])
 
 
+def _counts(want: np.ndarray, refuse: np.ndarray, hold: np.ndarray) -> dict:
+    admit = ~refuse & ~hold
+    return {"unsafe admitted": int((want & admit).sum()), "benign refused": int((~want & refuse).sum()),
+            "benign held": int((~want & hold).sum()), "unsafe held": int((want & hold).sum())}
+
+
+def _cost(n: dict) -> float:
+    return sum(COSTS[k] * v for k, v in n.items())
+
+
+GRID = np.round(np.arange(0.05, 1.0001, 0.025), 3)
+
+
 def choose_band(mass: np.ndarray, refused: np.ndarray, held: np.ndarray, want: np.ndarray) -> tuple[float, float, dict]:
     """The (hold, refuse) thresholds on the probe's unsafe mass with the lowest `COSTS`."""
     best = None
-    grid = np.round(np.arange(0.05, 1.0001, 0.025), 3)
-    for r in grid:
-        for h in grid[grid <= r]:
+    for r in GRID:
+        for h in GRID[GRID <= r]:
             refuse = refused | (mass >= r)
-            hold = ~refuse & (held | (mass >= h))
-            admit = ~refuse & ~hold
-            n = {"unsafe admitted": int((want & admit).sum()), "benign refused": int((~want & refuse).sum()),
-                 "benign held": int((~want & hold).sum()), "unsafe held": int((want & hold).sum())}
-            cost = sum(COSTS[k] * v for k, v in n.items())
-            if best is None or cost < best[0] - 1e-9:
-                best = (cost, float(h), float(r), n)
+            n = _counts(want, refuse, ~refuse & (held | (mass >= h)))
+            if best is None or _cost(n) < best[0] - 1e-9:
+                best = (_cost(n), float(h), float(r), n)
     assert best is not None
     return best[1], best[2], best[3]
 
 
+def choose_minor(sexual: np.ndarray, minor: np.ndarray, refuse: np.ndarray, hold: np.ndarray,
+                 want: np.ndarray) -> tuple[float, dict]:
+    """The sexual share from which a prompt naming a minor is held, with the lowest `COSTS`
+    (the lowest such threshold: this is the category that must never air)."""
+    best = None
+    for t in GRID[::-1]:
+        n = _counts(want, refuse, ~refuse & (hold | (minor & (sexual >= t))))
+        if best is None or _cost(n) <= best[0] + 1e-9:
+            best = (_cost(n), float(t), n)
+    assert best is not None
+    return best[1], best[2]
+
+
+def near_duplicate_groups(vectors: np.ndarray, at: float = 0.85) -> np.ndarray:
+    """Prompts that say nearly the same thing (cosine >= `at`), one group each: cross-validation
+    keeps a group in one fold, or "a threesome in the hotel room" would be judged by a probe
+    trained on "a threesome in a hotel room"."""
+    parent = np.arange(len(vectors))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sims = vectors @ vectors.T
+    for i, j in zip(*np.nonzero(np.triu(sims, 1) >= at)):
+        parent[root(i)] = root(j)
+    return np.array([root(i) for i in range(len(vectors))])
+
+
+def _cv_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
+    for world, outs in outcomes.items():
+        per: dict = defaultdict(lambda: [0, 0, 0, 0])
+        for r, o in zip(rows, outs):
+            key = r["category"] if r["label"] == "unsafe" else "benign"
+            key += "" if r["label"] == "benign" or expected_refused(r, world) else " (allowed)"
+            per[key][("admitted", "held", "refused").index(o)] += 1
+            per[key][3] += 1
+        print(f"  {world}, dev cross-validated (admitted/held/refused of prompts): "
+              + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]} of {v[3]}" for k, v in sorted(per.items())), file=sys.stderr)
+
+
 def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
-    from sklearn.model_selection import StratifiedKFold
+    """Fit the probe on concepts.toml's examples and `dev`; choose C, the bands and the minors
+    threshold by cross-validation within `dev` (near-duplicates kept in one fold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     from streambot.audience.safety import load_senses
 
@@ -214,7 +270,7 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     rows = [r for r in load_set() if r["split"] == "dev"]
     mod = moderation(semantic=False)
     senses = load_senses(concepts)
-    if senses is None:
+    if senses is None or mod.safety is None:
         sys.exit("WordNet is needed to train the probe (apt-get install wordnet-base).")
     dev_texts = [mod.normalise(r["text"]) for r in rows]
     dev_labels = [r["category"] if r["label"] == "unsafe" else "benign" for r in rows]
@@ -223,36 +279,56 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     embed = get_embedder().encode
     print(f"embedding {len(ex_texts)} examples and {len(dev_texts)} dev prompts ...", file=sys.stderr)
     ex_clean = [mod.normalise(t) for t in ex_texts]
-
-    def feats(texts: list[str]) -> np.ndarray:
-        return np.hstack([embed(texts), np.stack([senses.features(t) for t in texts])])
-
-    ex_x, dev_x = feats(ex_clean), feats(dev_texts)
+    ex_e, dev_e = embed(ex_clean), embed(dev_texts)
+    ex_x = np.hstack([ex_e, np.stack([senses.features(t) for t in ex_clean])])
+    dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_texts])])
+    minor = np.array([mod.safety.names_minor(t) for t in dev_texts])
     inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
-    y = np.array(dev_labels)
+    allowed = {w: frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", [])) for w in WORLDS}
+    split = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(
+        dev_x, dev_labels, near_duplicate_groups(dev_e)))
     best = None
-    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
-        cv_mass = {w: np.zeros(len(rows)) for w in WORLDS}
-        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(dev_x, y):
+    for c in (1.0, 3.0, 10.0):
+        cv_p = None
+        for tr, te in split:
             probe = train_probe(ex_texts + [dev_texts[i] for i in tr], ex_labels + [dev_labels[i] for i in tr],
-                                np.vstack([ex_x, dev_x[tr]]), c=c, senses=True)
-            for w in WORLDS:
-                allowed = frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", []))
-                cv_mass[w][te] = probe.unsafe(dev_x[te], allowed)[0]
+                                np.vstack([ex_x, dev_x[tr]]), c=c, senses=True,
+                                memory=np.vstack([ex_e, dev_e[tr]]), memory_weight=MEMORY_WEIGHT)
+            p = probe.probabilities(dev_x[te])
+            cv_p = np.zeros((len(rows), p.shape[1])) if cv_p is None else cv_p
+            cv_p[te] = p
+        assert cv_p is not None
+        mass = {w: probe.unsafe(dev_x, allowed[w], cv_p)[0] for w in WORLDS}
         # One band for worlds that allow nothing (meadow), one for those that allow a category (war1944).
-        chosen = [choose_band(cv_mass[w], *inline[w], want[w]) for w in WORLDS]
-        cost = sum(COSTS[k] * v for _, _, n in chosen for k, v in n.items())
-        print(f"  C={c}: cost {cost:.1f}, " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
-                                                      for w, (h, r, n) in zip(WORLDS, chosen)), file=sys.stderr)
+        bands = {w: choose_band(mass[w], *inline[w], want[w]) for w in WORLDS}
+        sexual = probe.sexual(cv_p)
+        decided = {}
+        for w, (h, r, _) in bands.items():
+            refuse = inline[w][0] | (mass[w] >= r)
+            decided[w] = (refuse, ~refuse & (inline[w][1] | (mass[w] >= h)))
+        # Minors are refused everywhere alike: one threshold, chosen on the strict world.
+        m, n_minor = choose_minor(sexual, minor, *decided[WORLDS[0]], want[WORLDS[0]])
+        cost = sum(_cost(_counts(want[w], ref, hold | (~ref & minor & (sexual >= m))))
+                   for w, (ref, hold) in decided.items())
+        print(f"  C={c}: cost {cost:.1f}; " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
+                                                     for w, (h, r, n) in bands.items())
+              + f"; minors held from sexual {m:.3f} {n_minor}", file=sys.stderr)
         if best is None or cost < best[0]:
-            best = (cost, c, chosen)
+            outcomes = {}
+            for w, (ref, hold) in decided.items():
+                hold = hold | (~ref & minor & (sexual >= m))
+                outcomes[w] = ["refused" if a else "held" if b else "admitted" for a, b in zip(ref, hold)]
+            best = (cost, c, bands, m, outcomes)
     assert best is not None
-    _, c, ((h, t, n1), (h_relaxed, t_relaxed, n2)) = best
-    print(f"chosen by {folds}-fold cross-validation on dev: C={c}; meadow hold {h:.3f} refuse {t:.3f} {n1}; "
-          f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f} {n2}", file=sys.stderr)
+    _, c, bands, m, outcomes = best
+    (h, t, _), (h_relaxed, t_relaxed, _) = bands[WORLDS[0]], bands[WORLDS[1]]
+    print(f"chosen by {folds}-fold cross-validation on dev: C={c}; meadow hold {h:.3f} refuse {t:.3f}; "
+          f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f}; minors held from {m:.3f}", file=sys.stderr)
+    _cv_table(rows, outcomes)
     probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_x, dev_x]), c=c, senses=True,
-                        threshold=t, relaxed_threshold=t_relaxed, hold_threshold=h, relaxed_hold_threshold=h_relaxed)
+                        threshold=t, relaxed_threshold=t_relaxed, hold_threshold=h, relaxed_hold_threshold=h_relaxed,
+                        minor_hold_threshold=m, memory=np.vstack([ex_e, dev_e]), memory_weight=MEMORY_WEIGHT)
     probe.save(out)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -19,6 +20,7 @@ from streambot.audience.events import REFUSED, Audience, ChatMessage, Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.safety import (
     CONCEPTS_FILE, PROBE_FILE, SENSE_FEATURES, ConceptProbe, load_classifier, load_concepts, load_senses,
+    training_source,
 )
 from streambot.cli_audience import replay
 from streambot.config import ConfigError, ModerationSettings, Settings, load_world_file, resolve_world
@@ -122,6 +124,57 @@ def test_the_shipped_probe_was_trained_on_the_shipped_concepts() -> None:
     assert probe.senses and probe.weights.shape == (len(probe.classes), 384 + len(SENSE_FEATURES))
     assert 0.2 <= probe.hold_threshold < probe.threshold <= 1
     assert 0.2 <= probe.relaxed_hold_threshold < probe.relaxed_threshold <= 1
+    # trained on every example and every dev prompt (retrain after editing either), nothing from test
+    from streambot.audience.moderation import normalise
+
+    clean = lambda t: normalise(t, open_settings().max_length)  # noqa: E731
+    dev = [r for r in load_set() if r["split"] == "dev"]
+    trained = [(clean(t), c) for c, table in concepts.items() for t in table.get("examples", ())]
+    trained += [(clean(r["text"]), r["category"] if r["label"] == "unsafe" else "benign") for r in dev]
+    assert probe.source == training_source(trained)
+    assert probe.memory is not None and probe.memory.shape == (len(trained), 384)
+    assert 0 < probe.memory_weight < 1 and set(np.unique(probe.memory_labels)) == set(range(len(probe.classes)))
+    assert probe.minor_hold_threshold < probe.hold_threshold
+
+
+def _probe(**kw) -> ConceptProbe:
+    """A probe on 2-d features: x votes sexual, y benign (a softmax of sexual, minors and benign)."""
+    w = np.array([[0.0, 4.0], [4.0, 0.0], [0.0, 0.0]], np.float32)
+    return ConceptProbe(("benign", "sexual", "minors"), w, np.zeros(3, np.float32), 0.9, 0.9, 0.8, 0.8, **kw)
+
+
+def test_the_nearest_training_sentences_vote() -> None:
+    near_benign = np.array([[0.6, 0.8]], np.float32)  # the softmax alone gives sexual a third
+    alone = _probe()
+    p_alone = alone.probabilities(near_benign)[0]
+    memory = np.array([[0.6, 0.8], [0.62, 0.78], [1.0, 0.0]], np.float32)  # two harmless sentences, one sexual
+    voted = _probe(memory=memory, memory_labels=np.array([0, 0, 1]), neighbours=2, memory_weight=0.5)
+    vote = voted.neighbour_vote(near_benign)[0]
+    assert vote[0] == pytest.approx(1.0)  # its two nearest are harmless
+    assert voted.probabilities(near_benign)[0] == pytest.approx(0.5 * p_alone + 0.5 * vote)
+    far = np.array([[1.0, 0.05]], np.float32)
+    assert voted.neighbour_vote(far)[0][1] > 0.5  # nearest: the sexual one
+
+
+def test_a_prompt_naming_a_minor_is_held_at_a_lower_sexual_share() -> None:
+    probe = _probe(minor_hold_threshold=0.4)
+    x = np.array([[0.3, 0.3]], np.float32)  # sexual + minors about 0.6: under the 0.8 hold for anyone
+    assert probe.categories(x, minor=[False]) == [None]
+    assert probe.categories(x, minor=[True]) == [("minors", "hold")]
+    assert probe.categories(np.array([[0.0, 1.0]], np.float32), minor=[True]) == [None]  # a child, nothing sexual
+
+
+def test_a_child_named_by_a_word_or_by_wordnet(mod) -> None:
+    safety = mod.safety
+    assert safety.names_minor("a 12 yr old on the bed") and safety.names_minor("a schoolboy waits")
+    assert safety.names_minor("a youngster asleep") and safety.names_minor("a newborn")  # no term: WordNet knows
+    assert not safety.names_minor("a woman in a red dress") and not safety.names_minor("an old man fishing")
+
+
+def test_hate_slogans_are_refused_inline(mod) -> None:
+    for text in ("blood & soil", "its ok to be white sticker", "they will not replace us", "rahowa"):
+        assert not mod.check_prompt(Viewer("twitch", "x"), text, 0.0).ok, text
+    assert mod.check_prompt(Viewer("twitch", "x"), "a farmer with blood and sweat on the soil", 0.0).ok
 
 
 def test_wordnet_maps_words_never_trained_on_to_categories() -> None:

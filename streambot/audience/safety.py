@@ -81,6 +81,10 @@ class ConceptTerms:
             for term in table.get("sexual_terms", ()):
                 self.terms.add(term, f"{cat}+sexual")
 
+    def names_minor(self, text: str) -> bool:
+        """Whether the normalised text holds a minor-word ("a girl", "12 year old")."""
+        return "minors+minor" in self.terms.tags(text)
+
     def category(self, text: str, allowed: frozenset[str] = frozenset()) -> str | None:
         """The first category (in `CATEGORIES` order) whose terms the normalised text holds."""
         tags = self.terms.tags(text)
@@ -108,6 +112,7 @@ def load_concepts(path: Path = CONCEPTS_FILE) -> dict:
 # -- 1b. what WordNet says a word can mean --------------------------------------
 
 SENSE_FEATURES = (*CATEGORIES, "minors+sexual")
+_MINORS = SENSE_FEATURES.index("minors")
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
 
@@ -130,6 +135,7 @@ class WordSenses:
                 self.roots.setdefault(self._resolve(name), set()).add(cat)
         self._of_synset = lru_cache(maxsize=100_000)(self._categories)
         self.word = lru_cache(maxsize=100_000)(self._word)
+        self.features = lru_cache(maxsize=8192)(self._features)  # type: ignore[method-assign]
 
     def _resolve(self, name: str) -> tuple[str, int]:
         try:
@@ -166,7 +172,10 @@ class WordSenses:
 
     def features(self, text: str) -> np.ndarray:
         """Per category (and for minors with sexual words), the largest share of any word's
-        senses under it, senses weighted by how common they are (1/rank)."""
+        senses under it, senses weighted by how common they are (1/rank). Read-only (cached)."""
+        return self._features(text)
+
+    def _features(self, text: str) -> np.ndarray:
         words = _WORD.findall(text.lower())
         grams = words + [f"{a}_{b}" for a, b in zip(words, words[1:])]
         out = np.zeros(len(SENSE_FEATURES), np.float32)
@@ -184,6 +193,7 @@ class WordSenses:
             for c, v in share.items():
                 out[index[c]] = max(out[index[c]], v)
         out[index["minors+sexual"]] = out[index["minors"]] * out[index["sexual"]]
+        out.setflags(write=False)
         return out
 
 
@@ -264,13 +274,24 @@ def load_classifier() -> OffensiveClassifier:
 
 @dataclass(frozen=True)
 class ConceptProbe:
-    """Softmax over a prompt's features: row i of `weights` scores `classes[i]`.
+    """Two readers of a prompt's features, averaged: a softmax (row i of `weights`
+    scores `classes[i]`) and its nearest training sentences.
 
     The features are the sentence embedding followed, when `senses` is set,
-    by `WordSenses.features` (one column per `SENSE_FEATURES`). The refused
-    classes' probability together decides: at `threshold` or more the prompt
-    is refused, from `hold_threshold` it is held for a moderator. Worlds that
-    allow a category have their own pair (`relaxed_*`): the rest must weigh less.
+    by `WordSenses.features` (one column per `SENSE_FEATURES`). The softmax
+    draws one straight boundary per class and, on a sentence model this
+    small, calls anything near a topic unsafe ("a shirtless man chopping
+    wood" near nudity); the neighbours (`memory`, the training sentences'
+    embeddings) know that the nearest sentences to it were harmless. Their
+    vote: the `neighbours` most similar, each weighted exp((cos - 1) /
+    `temperature`); `memory_weight` is its share of the average.
+
+    The refused classes' probability together decides: at `threshold` or
+    more the prompt is refused, from `hold_threshold` it is held for a
+    moderator. Worlds that allow a category have their own pair
+    (`relaxed_*`): the rest must weigh less. A prompt that names a minor is
+    held from `minor_hold_threshold` of sexual content (sexual and minors
+    together), whatever else it weighs.
     """
 
     classes: tuple[str, ...]  # "benign" and the categories
@@ -282,19 +303,45 @@ class ConceptProbe:
     relaxed_hold_threshold: float = 1.0
     source: str = ""  # hash of what it was trained on
     senses: bool = False  # whether the WordNet columns follow the embedding
+    memory: np.ndarray | None = None  # (sentences, embedding) unit vectors, float16
+    memory_labels: np.ndarray | None = None  # (sentences,) index into classes
+    neighbours: int = 10
+    temperature: float = 0.1
+    memory_weight: float = 0.0
+    minor_hold_threshold: float = 1.0
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = features @ self.weights.T + self.bias
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        p = e / e.sum(axis=1, keepdims=True)
+        if self.memory is None or self.memory_labels is None or self.memory_weight <= 0:
+            return p
+        vote = self.neighbour_vote(features[:, : self.memory.shape[1]])
+        return (1.0 - self.memory_weight) * p + self.memory_weight * vote
 
-    def unsafe(self, features: np.ndarray, allowed: frozenset[str] = frozenset()) -> tuple[np.ndarray, list[str]]:
+    def neighbour_vote(self, vectors: np.ndarray) -> np.ndarray:
+        """Per row, the classes of its nearest training sentences, weighted by similarity."""
+        assert self.memory is not None and self.memory_labels is not None
+        sims = np.asarray(vectors, np.float32) @ self.memory.T
+        k = min(self.neighbours, sims.shape[1])
+        near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        w = np.exp((np.take_along_axis(sims, near, axis=1) - 1.0) / self.temperature)
+        vote = np.zeros((len(vectors), len(self.classes)))
+        np.add.at(vote, (np.repeat(np.arange(len(vectors)), k), self.memory_labels[near].ravel()), w.ravel())
+        return vote / vote.sum(axis=1, keepdims=True)
+
+    def unsafe(self, features: np.ndarray, allowed: frozenset[str] = frozenset(),
+               p: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """Per row, the refused classes' probability together, and the likeliest of them."""
-        p = self.probabilities(features)
+        p = self.probabilities(features) if p is None else p
         refused = [i for i, c in enumerate(self.classes) if c != "benign" and c not in allowed]
         sub = p[:, refused]
         return sub.sum(axis=1), [self.classes[refused[int(j)]] for j in sub.argmax(axis=1)]
+
+    def sexual(self, p: np.ndarray) -> np.ndarray:
+        """Per row of probabilities, sexual content's share (the sexual and minors classes)."""
+        return p[:, [i for i, c in enumerate(self.classes) if c in ("sexual", "minors")]].sum(axis=1)
 
     def thresholds(self, allowed: frozenset[str] = frozenset()) -> tuple[float, float]:
         """(hold, refuse) for a world that allows these categories."""
@@ -303,29 +350,51 @@ class ConceptProbe:
         return self.hold_threshold, self.threshold
 
     def categories(self, features: np.ndarray, allowed: frozenset[str] = frozenset(), *,
-                   hold: float | None = None, refuse: float | None = None) -> list[tuple[str, Action] | None]:
-        """Per row, (the likeliest refused category, refuse or hold), or None when it may go on air."""
-        mass, cats = self.unsafe(features, allowed)
+                   hold: float | None = None, refuse: float | None = None,
+                   minor: Sequence[bool] | None = None) -> list[tuple[str, Action] | None]:
+        """Per row, (the likeliest refused category, refuse or hold), or None when it may go on air.
+        `minor`: per row, whether the prompt names a minor."""
+        p = self.probabilities(features)
+        mass, cats = self.unsafe(features, allowed, p)
+        sexual = self.sexual(p)
         h, r = self.thresholds(allowed)
         h, r = (h if hold is None else hold), (r if refuse is None else refuse)
         out: list[tuple[str, Action] | None] = []
-        for m, c in zip(mass, cats):
-            out.append((c, "refuse") if m >= r else (c, "hold") if m >= h else None)
+        for i, (m, c) in enumerate(zip(mass, cats)):
+            if m >= r:
+                out.append((c, "refuse"))
+            elif m >= h:
+                out.append((c, "hold"))
+            elif minor is not None and minor[i] and sexual[i] >= self.minor_hold_threshold:
+                out.append(("minors", "hold"))
+            else:
+                out.append(None)
         return out
 
     def save(self, path: Path) -> None:
-        np.savez(path, classes=np.array(self.classes), weights=self.weights.astype(np.float32),
-                 bias=self.bias.astype(np.float32), threshold=np.float32(self.threshold),
-                 relaxed_threshold=np.float32(self.relaxed_threshold),
-                 hold_threshold=np.float32(self.hold_threshold),
-                 relaxed_hold_threshold=np.float32(self.relaxed_hold_threshold),
-                 source=np.array(self.source), senses=np.array(self.senses))
+        extra = {}
+        if self.memory is not None and self.memory_labels is not None:
+            extra = dict(memory=self.memory.astype(np.float16), memory_labels=self.memory_labels.astype(np.int8),
+                         neighbours=np.int32(self.neighbours), temperature=np.float32(self.temperature),
+                         memory_weight=np.float32(self.memory_weight))
+        np.savez_compressed(
+            path, classes=np.array(self.classes), weights=self.weights.astype(np.float32),
+            bias=self.bias.astype(np.float32), threshold=np.float32(self.threshold),
+            relaxed_threshold=np.float32(self.relaxed_threshold), hold_threshold=np.float32(self.hold_threshold),
+            relaxed_hold_threshold=np.float32(self.relaxed_hold_threshold),
+            minor_hold_threshold=np.float32(self.minor_hold_threshold), source=np.array(self.source),
+            senses=np.array(self.senses), **extra)
 
     @classmethod
     def load(cls, path: Path = PROBE_FILE) -> ConceptProbe:
         try:
             with np.load(path) as z:
-                extra = {k: float(z[k]) for k in ("hold_threshold", "relaxed_hold_threshold") if k in z}
+                extra: dict = {k: float(z[k]) for k in ("hold_threshold", "relaxed_hold_threshold",
+                                                         "minor_hold_threshold", "temperature", "memory_weight")
+                               if k in z}
+                if "memory" in z:
+                    extra.update(memory=z["memory"].astype(np.float32), memory_labels=z["memory_labels"].astype(np.intp),
+                                 neighbours=int(z["neighbours"]))
                 return cls(tuple(str(c) for c in z["classes"]), z["weights"], z["bias"],
                            float(z["threshold"]), float(z["relaxed_threshold"]), source=str(z["source"]),
                            senses=bool(z["senses"]) if "senses" in z else False, **extra)
@@ -344,8 +413,10 @@ def training_source(examples: Iterable[tuple[str, str]]) -> str:
 
 def train_probe(texts: list[str], labels: list[str], features: np.ndarray, *, c: float, senses: bool = False,
                 threshold: float = 0.5, relaxed_threshold: float = 0.5, hold_threshold: float = 1.0,
-                relaxed_hold_threshold: float = 1.0) -> ConceptProbe:
-    """A multinomial logistic regression on the features (scikit-learn)."""
+                relaxed_hold_threshold: float = 1.0, minor_hold_threshold: float = 1.0,
+                memory: np.ndarray | None = None, memory_weight: float = 0.0) -> ConceptProbe:
+    """A multinomial logistic regression on the features (scikit-learn); with `memory` (the
+    same sentences' embeddings, row for row), their neighbours vote too."""
     from sklearn.linear_model import LogisticRegression
 
     classes = ("benign",) + tuple(c_ for c_ in CATEGORIES if c_ in set(labels))
@@ -353,7 +424,10 @@ def train_probe(texts: list[str], labels: list[str], features: np.ndarray, *, c:
     lr = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(features, y)
     return ConceptProbe(classes, lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32), threshold,
                         relaxed_threshold, hold_threshold, relaxed_hold_threshold,
-                        training_source(zip(texts, labels)), senses)
+                        training_source(zip(texts, labels)), senses,
+                        memory=None if memory is None else np.asarray(memory, np.float32),
+                        memory_labels=None if memory is None else y, memory_weight=memory_weight,
+                        minor_hold_threshold=minor_hold_threshold)
 
 
 # -- the layers together -----------------------------------------------------------
@@ -452,8 +526,16 @@ class Safety:
         if self.probe is None or not texts:
             return [None] * len(texts)
         found = self.probe.categories(self.features(texts, vectors), self.allowed,
-                                      hold=self.semantic_hold_threshold, refuse=self.semantic_threshold)
+                                      hold=self.semantic_hold_threshold, refuse=self.semantic_threshold,
+                                      minor=[self.names_minor(t) for t in texts])
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
+
+    def names_minor(self, text: str) -> bool:
+        """Whether a prompt speaks of a child: a minor-word of the concept terms, or a word
+        WordNet files under children and juveniles ("a cheerleader" is not one, "a fifth-grader" is)."""
+        if self.terms is not None and self.terms.names_minor(text):
+            return True
+        return self.senses is not None and bool(self.senses.features(text)[_MINORS] > 0)
 
     def warm_up(self) -> None:
         """Load what the first candidate would otherwise wait for: the sentence model, WordNet's indexes."""
