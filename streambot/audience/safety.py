@@ -17,15 +17,15 @@ cheap enough for where it runs:
    senses is a kind of sexual activity, genitalia, suicide, wound, killing,
    battle, ... or is marked in WordNet as an obscenity or an ethnic slur),
    trained on the examples in config/moderation/concepts.toml and the `dev`
-   half of tests/data/safety_prompts.jsonl (`benchmarks/bench_safety.py --train`).
+   half of tests/data/safety_prompts.jsonl (`benchmarks/bench_safety.py --train`),
+   averaged with the vote of the nearest of those sentences.
 
 Three outcomes, as Twitch's AutoMod has: a prompt the layers are sure of is
 refused; one they are unsure of (the probe between its hold and refuse
-thresholds, the classifier between its two, or a block-list word whose
-commonest meaning is harmless: "dick" the detective, "nude" the painting)
-is held for a moderator; the rest is admitted. A block-list word counts as
-harmless-first by WordNet's sense order, so a streamer's own list gets the
-same treatment without annotations.
+thresholds, the classifier between its two, a block-list word marked `?`
+whose commonest meaning is harmless: "dick" the detective, "nude" the
+painting, or a prompt naming a child with some sexual weight) is held for
+a moderator; the rest is admitted.
 
 Categories: sexual, minors, self_harm, gore, hate, violence (against
 people), violence.war (battles, soldiers, tanks, bombs) and abuse (insults).
@@ -323,7 +323,9 @@ class ConceptProbe:
     def neighbour_vote(self, vectors: np.ndarray) -> np.ndarray:
         """Per row, the classes of its nearest training sentences, weighted by similarity."""
         assert self.memory is not None and self.memory_labels is not None
-        sims = np.asarray(vectors, np.float32) @ self.memory.T
+        # One matrix-vector product per row: a matrix product of a batch goes to BLAS's threads,
+        # which on a busy machine wait on each other (30 ms for 8 rows against 0.8 ms this way).
+        sims = np.stack([self.memory @ v for v in np.asarray(vectors, np.float32)])
         k = min(self.neighbours, sims.shape[1])
         near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.exp((np.take_along_axis(sims, near, axis=1) - 1.0) / self.temperature)
@@ -374,9 +376,9 @@ class ConceptProbe:
     def save(self, path: Path) -> None:
         extra = {}
         if self.memory is not None and self.memory_labels is not None:
-            extra = dict(memory=self.memory.astype(np.float16), memory_labels=self.memory_labels.astype(np.int8),
-                         neighbours=np.int32(self.neighbours), temperature=np.float32(self.temperature),
-                         memory_weight=np.float32(self.memory_weight))
+            extra = {"memory": self.memory.astype(np.float16), "memory_labels": self.memory_labels.astype(np.int8),
+                     "neighbours": np.int32(self.neighbours), "temperature": np.float32(self.temperature),
+                     "memory_weight": np.float32(self.memory_weight)}
         np.savez_compressed(
             path, classes=np.array(self.classes), weights=self.weights.astype(np.float32),
             bias=self.bias.astype(np.float32), threshold=np.float32(self.threshold),
@@ -532,7 +534,7 @@ class Safety:
 
     def names_minor(self, text: str) -> bool:
         """Whether a prompt speaks of a child: a minor-word of the concept terms, or a word
-        WordNet files under children and juveniles ("a cheerleader" is not one, "a fifth-grader" is)."""
+        WordNet files under children and juveniles ("a youngster", "a newborn"; not "a cheerleader")."""
         if self.terms is not None and self.terms.names_minor(text):
             return True
         return self.senses is not None and bool(self.senses.features(text)[_MINORS] > 0)
