@@ -201,8 +201,14 @@ class ModerationSettings(_Section):
     new_viewer_wait_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     approval: bool = False  # candidates wait for a moderator in the console
     classifier: bool = True  # the offensive-language classifier, inline
-    classifier_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8
+    classifier_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 1.0  # 1.0: the classifier alone never refuses
     semantic: bool = True  # the sentence-embedding probe, per candidate before it is shown
+    # What the layers are unsure of: "review" holds it for a moderator's approval in the
+    # console (never shown nor aired unless approved); "refuse" refuses it (no moderator watching).
+    hold: Literal["review", "refuse"] = "review"
+    classifier_hold_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8  # from here (to classifier_threshold): held
+    semantic_hold_threshold: Annotated[float, Field(gt=0, le=1.0)] | None = None  # None: the probe's own (trained)
+    semantic_threshold: Annotated[float, Field(gt=0, le=1.0)] | None = None  # None: the probe's own (trained)
 
 
 class TwitchSettings(_Section):

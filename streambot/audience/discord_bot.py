@@ -171,7 +171,8 @@ class RoundCommands(commands.Cog):
     @app_commands.describe(idea="What should happen?")
     async def prompt(self, interaction: discord.Interaction, idea: app_commands.Range[str, 1, 300]) -> None:
         show = self.show
-        await show.answer(interaction, show.audience.handle(PromptEvent(show.viewer(interaction), idea)))
+        reply = show.audience.handle(PromptEvent(show.viewer(interaction), idea))
+        await show.answer(interaction, await show.audience.settle(reply))  # its number once screened, within 2 s
 
     @app_commands.command(name="vote", description="Vote for a candidate by its number")
     @app_commands.guild_only()

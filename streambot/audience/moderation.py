@@ -9,8 +9,10 @@ homoglyphs), checked by the inline safety layers (concept terms and the
 offensive-language classifier, `audience.safety`), and rate-limited per
 viewer and overall. A new candidate then waits, hidden, for the semantic
 layer (`Moderation.screen`, run by the voting engine's pooling worker).
-Refused prompts are counted by layer and category, logged without their
-text, and never echoed.
+A prompt the layers are unsure of is held for a moderator (`held`), or
+refused where `moderation.hold = "refuse"` (no moderator watching).
+Refused and held prompts are counted by layer and category, logged without
+their text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
 `confusable_homoglyphs`; everything else is the standard library.
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 MODERATION_DIR = CONFIG_DIR / "moderation"
 
 Reason = Literal["ok", "empty", "blocked", "banned", "rate_limited", "new_viewer"]
+ScreenVerdict = Literal["admit", "hold", "refuse"]
 
 # -- normalisation -------------------------------------------------------------
 
@@ -238,10 +241,11 @@ class BlockList:
     """Terms from one or more lists, matched against evasions.
 
     A line is a word or a phrase; `*word` also matches inside other words
-    ('*fuck' catches 'motherfucker'); `!phrase` is an exception, read as if
-    it were not there ('!moby dick'); `#` starts a comment. A term may carry
-    a tag (a safety category): `tags(text)` says which tags a text hits, in
-    one pass however many there are.
+    ('*fuck' catches 'motherfucker'); `?word` is tagged "hold" (a word whose
+    common meaning is harmless: a prompt with it waits for a moderator);
+    `!phrase` is an exception, read as if it were not there ('!moby dick');
+    `#` starts a comment. A term may carry a tag (a safety category):
+    `tags(text)` says which tags a text hits, in one pass however many there are.
     """
 
     def __init__(self, terms: Iterable[str] = (), tag: str = "") -> None:
@@ -265,6 +269,8 @@ class BlockList:
                 self._exceptions.append(r"\W+".join(map(re.escape, words)))
                 self._except = re.compile(r"\b(?:" + "|".join(self._exceptions) + r")\b")
             return
+        if term.startswith("?"):
+            term, tag = term[1:], tag or "hold"
         inside = term.startswith("*")
         words = _words(skeleton(term.lstrip("*")))
         if not words:
@@ -408,6 +414,7 @@ class Verdict:
     ok: bool
     text: str  # the normalised prompt; empty unless ok
     reason: Reason
+    held: bool = False  # ok, but a moderator must approve it before it is shown
 
 
 def _ban_key(name: str, platform: str | None) -> str:
@@ -434,10 +441,15 @@ class Moderation:
         if safety is None:
             from .safety import build_safety
 
-            safety = build_safety(classifier=self.settings.classifier, semantic=self.settings.semantic,
-                                  classifier_threshold=self.settings.classifier_threshold)
+            s = self.settings
+            safety = build_safety(classifier=s.classifier, semantic=s.semantic,
+                                  classifier_threshold=s.classifier_threshold,
+                                  classifier_hold_threshold=s.classifier_hold_threshold,
+                                  semantic_hold_threshold=s.semantic_hold_threshold,
+                                  semantic_threshold=s.semantic_threshold)
         self.safety = safety
         self.refused: Counter[tuple[str, str]] = Counter()  # (layer, category) -> prompts
+        self.held: Counter[tuple[str, str]] = Counter()  # the same, for prompts held for a moderator
         # Ban keys: "platform:name" or "*:name" (by name), "platform:id" (a platform account).
         self.bans: set[str] = set(bans)
         self.ban_names: dict[str, str] = {}  # an account's ban key -> the name it was banned under
@@ -529,18 +541,33 @@ class Moderation:
             self.safety.allow(allow)
 
     def _refusal(self, clean: str) -> Finding | None:
-        """The inline layers: block lists, then concept terms and the classifier."""
-        if self.is_blocked(clean):
-            from .safety import Finding
+        """The inline layers: block lists, then concept terms and the classifier;
+        a refusal from any of them, else a hold from any of them, else None."""
+        from .safety import Finding, worse
 
+        tags = self.block_list.tags(clean) if self.block_list.size else set()
+        listed = None
+        if tags - {"hold"}:
             return Finding("block_list", "")
+        if tags:
+            listed = Finding("block_list", "", "hold")
+        if self.safety is None:
+            return listed
         # "Moby Dick" is an exception for the classifier too, not only for the list
-        return self.safety.check(self.block_list.without_exceptions(clean)) if self.safety is not None else None
+        return worse(listed, self.safety.check(self.block_list.without_exceptions(clean)))
+
+    def _refuses(self, finding: Finding) -> bool:
+        """A hold is a refusal where no moderator is expected to review (`hold = "refuse"`)."""
+        return finding.action == "refuse" or self.settings.hold == "refuse"
 
     def _count(self, finding: Finding, who: str) -> None:
-        self.blocked_total += 1
-        self.refused[(finding.layer, finding.category)] += 1
-        log.info("refused a prompt from %s (%s %s)", who, finding.layer, finding.category)
+        if self._refuses(finding):
+            self.blocked_total += 1
+            self.refused[(finding.layer, finding.category)] += 1
+            log.info("refused a prompt from %s (%s %s)", who, finding.layer, finding.category)
+        else:
+            self.held[(finding.layer, finding.category)] += 1
+            log.info("held a prompt from %s for a moderator (%s %s)", who, finding.layer, finding.category)
 
     def check_prompt(self, viewer: Viewer, text: str, now: float) -> Verdict:
         """Whether a viewer's prompt may become a candidate, and in what words."""
@@ -552,7 +579,8 @@ class Moderation:
         finding = self._refusal(clean)
         if finding is not None:
             self._count(finding, f"{viewer.platform}:{viewer.name}")
-            return Verdict(False, "", "blocked")
+            if self._refuses(finding):
+                return Verdict(False, "", "blocked")
         if self.is_new(viewer, now):
             return Verdict(False, "", "new_viewer")
         # Check both before spending either: a prompt the global limit refuses
@@ -563,36 +591,49 @@ class Moderation:
         if limited:
             self._viewer_limit.allow(viewer.key, now)
         self._global_limit.allow("*", now)
-        return Verdict(True, clean, "ok")
+        return Verdict(True, clean, "ok", held=finding is not None)
 
-    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> list[bool]:
-        """The semantic layer for new candidates: True for each that may be shown.
+    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None) -> list[ScreenVerdict]:
+        """The semantic layer for new candidates: "admit", "hold" (for a moderator) or "refuse".
 
         The voting engine calls this from its pooling worker with the
         embeddings it computed; a failing model refuses the batch rather than
         let unscreened prompts on air.
         """
         if self.safety is None:
-            return [True] * len(texts)
+            return ["admit"] * len(texts)
         try:
             findings = self.safety.screen(texts, vectors)
         except Exception:
             log.exception("the semantic safety check failed; this batch of candidates is refused")
-            return [False] * len(texts)
+            return ["refuse"] * len(texts)
+        out: list[ScreenVerdict] = []
         for f in findings:
-            if f is not None:
-                self._count(f, "a candidate")
-        return [f is None for f in findings]
+            if f is None:
+                out.append("admit")
+                continue
+            self._count(f, "a candidate")
+            out.append("refuse" if self._refuses(f) else "hold")
+        return out
+
+    def warm_up(self) -> None:
+        """Load the layers' models now, so the first viewer's idea is screened as fast as the rest."""
+        if self.safety is not None:
+            self.safety.warm_up()
 
     def check_text(self, text: str) -> str | None:
-        """Every layer at once, for the streamer's own prompt: the clean text, or None if refused."""
+        """Every layer at once, for the streamer's own prompt: the clean text, or None if refused.
+
+        What the layers would hold goes through: the streamer is the moderator who would approve it."""
         clean = self.normalise(text)
         if not clean or not any(c.isalnum() for c in clean):
             return None
+        from .safety import worse
+
         finding = self._refusal(clean)
-        if finding is None and self.safety is not None and not self.screen([clean])[0]:
-            return None
-        if finding is not None:
+        if self.safety is not None and (finding is None or finding.action != "refuse"):
+            finding = worse(finding, self.safety.screen([clean])[0] if self.safety.probe is not None else None)
+        if finding is not None and finding.action == "refuse":
             self._count(finding, "the streamer")
             return None
         return clean

@@ -77,7 +77,8 @@ def state(show: ShowLike) -> dict:
             for c in snap.candidates
         ],
         "pending": [
-            {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform} for c in snap.pending
+            {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform, "held": c.held}
+            for c in snap.pending
         ],
         "meter": None if snap.meter is None else {
             "anarchy": snap.meter.anarchy, "democracy": snap.meter.democracy, "share": _num(snap.meter.share, 3),

@@ -112,6 +112,8 @@ async def confirm_clip(request: web.Request) -> web.Response:
     if command.command is None:  # type: ignore[attr-defined]
         raise error(400, "That clip holds no command.")
     r = service.submit(Viewer("console", actor, frozenset({"broadcaster"})), command)
+    if r is not None and service.audience is not None:
+        r = await service.audience.settle(r)  # the idea's number once the safety screen has passed it
     console_of(request).metrics.actions.labels("voice_confirm").inc()
     return reply({"ok": r is not None and r.kind in ("new", "pooled", "voted"), "reply": r.text if r else "",
                   "kind": r.kind if r else "none"})

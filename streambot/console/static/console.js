@@ -188,7 +188,7 @@
       const li = el("li");
       const text = el("span", "text", p.text);
       text.dir = "auto";
-      text.append(el("small", null, `${p.author} · ${p.platform}`));
+      text.append(el("small", null, `${p.author} · ${p.platform}${p.held ? " · held: the safety layers are unsure" : ""}`));
       const ok = el("button", "btn btn-small btn-ok", "Approve");
       ok.type = "button";
       ok.onclick = () => action("Approved", "POST", `/api/candidates/${p.id}/approve`);
