@@ -14,7 +14,8 @@ Staying connected: twitchio follows `session_reconnect` and re-dials a dropped
 socket by itself. A subscription Twitch revokes (the user was removed, the
 authorisation revoked, ...) is requested again at once, and the reason logged
 and shown in `state`. On top of that `TwitchChat.run` rebuilds the whole client
-with a backoff whenever it fails or stays disconnected, and never raises.
+with a jittered exponential back-off (`reconnect.stay_connected`, tenacity)
+whenever it fails or stays disconnected, and never raises.
 
 Out: Helix `POST /chat/messages`, batched to one message per round (the
 winner, plus answers to `!help` / `!now` asked during the round), inside
@@ -43,7 +44,6 @@ import asyncio
 import json
 import logging
 import os
-import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
@@ -53,12 +53,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import twitchio
+from tenacity import RetryCallState, wait_exponential_jitter
 from twitchio import eventsub
 
 from .. import secrets as secret_store
 from ..config import TwitchSettings, default_secrets_file
 from .commands import HELP
 from .events import Audience, ChatMessage, PromptEvent, Viewer
+from .reconnect import stay_connected
 
 if TYPE_CHECKING:
     from ..voting import RoundResult
@@ -79,6 +81,8 @@ SCOPES = (
 )
 WINDOW_S = 30.0
 RETRY_BUDGET_S = 10.0  # a round message later than this is news nobody needs
+HEALTHY_S = 60.0  # a session that ran this long before failing starts a fresh back-off
+BACKOFF = wait_exponential_jitter(initial=1, max=60, jitter=1)  # 1, 2, 4 ... 60 s, jittered
 REWARD_PROMPT = "Your idea for the world: it goes on air next round."
 
 # Why Twitch revokes a subscription (EventSub's revocation `status`).
@@ -291,32 +295,27 @@ class TwitchChat:
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
         """Stay connected until `close()`; every failure is logged and retried."""
-        delay = 1.0
-        while not self._closing.is_set():
-            self.state = "connecting"
-            started = time.monotonic()
-            why = ""
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                why = secret_store.redact(str(e) or repr(e))
-                log.warning("twitch chat failed, retrying in %.0f s: %s", delay, why)
-                log.debug("twitch chat failure", exc_info=True)
-            finally:
-                await self._teardown()
-            if self._closing.is_set():
-                break
-            self.state = f"retrying ({self.problem})" if self.problem else "retrying"
-            if time.monotonic() - started > 60:
-                delay = 1.0  # it had been working: start the backoff again
-            try:
-                await asyncio.wait_for(self._closing.wait(), delay * random.uniform(0.8, 1.2))
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, 60.0)
+        await stay_connected(self._connect, closing=self._closing, wait=BACKOFF, before_sleep=self._retrying,
+                             on_drop=self._dropped, healthy_s=HEALTHY_S)
         self.state = "closed"
+
+    async def _connect(self) -> None:
+        self.state = "connecting"
+        try:
+            await self._session()
+        finally:
+            await self._teardown()
+
+    @staticmethod
+    def _dropped(e: Exception) -> None:
+        log.warning("twitch chat stopped: %s; reconnecting", secret_store.redact(str(e) or repr(e)))
+
+    def _retrying(self, retry: RetryCallState) -> None:
+        e = retry.outcome.exception() if retry.outcome is not None else None
+        wait = retry.next_action.sleep if retry.next_action is not None else 0.0
+        log.warning("twitch chat failed, retrying in %.0f s: %s", wait, secret_store.redact(str(e) or repr(e)))
+        log.debug("twitch chat failure", exc_info=e)
+        self.state = f"retrying ({self.problem})" if self.problem else "retrying"
 
     async def close(self) -> None:
         """Stop and disconnect. Safe to call twice."""
