@@ -19,7 +19,8 @@ whenever it fails or stays disconnected, and never raises.
 
 Out: Helix `POST /chat/messages`, batched to one message per round (the
 winner, plus answers to `!help` / `!now` asked during the round), inside
-Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator). A 429
+Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator),
+held as a moving window by `limits`. A 429
 is waited out until Twitch's `Ratelimit-Reset` and tried once more when that
 is soon enough. Chat goes out with the app access token when Twitch will show
 the bot badge for it (the chatting account granted `user:bot`, and the channel
@@ -53,6 +54,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import twitchio
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from tenacity import RetryCallState, wait_exponential_jitter
 from twitchio import eventsub
 
@@ -95,22 +99,11 @@ REVOKED = {
 }
 
 
-class SendLimiter:
-    """At most `limit` messages in any `window` seconds (Twitch's chat rule)."""
-
-    def __init__(self, limit: int, window: float = WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.sent: list[float] = []
-
-    def try_acquire(self) -> bool:
-        now = self.clock()
-        self.sent = [t for t in self.sent if now - t < self.window]
-        if len(self.sent) >= self.limit:
-            return False
-        self.sent.append(now)
-        return True
+def chat_limit(bot_is_moderator: bool) -> RateLimitItem:
+    """Twitch's limit on chat a user sends: 20 messages in any 30 s, 100 in a
+    channel where the bot is a moderator (held as a moving window, so no 30 s
+    ever holds more, whenever Twitch's own window starts)."""
+    return RateLimitItemPerSecond(100 if bot_is_moderator else 20, int(WINDOW_S))
 
 
 class RecentIds:
@@ -264,7 +257,8 @@ class TwitchChat:
         self.welcomes = 0
         self.sent = 0
         self.authorized = asyncio.Event()
-        self.limiter = SendLimiter(100 if settings.bot_is_moderator else 20)
+        self.send_limit = chat_limit(settings.bot_is_moderator)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self.client: _Client | None = None
         self.bot_id: str | None = None
         self.broadcaster: twitchio.PartialUser | None = None
@@ -668,7 +662,7 @@ class TwitchChat:
         client, broadcaster, bot_id = self.client, self.broadcaster, self.bot_id
         if client is None or broadcaster is None or bot_id is None:
             return False
-        if not self.limiter.try_acquire():
+        if not self._limiter.hit(self.send_limit, "chat"):
             log.info("twitch chat reply skipped: rate limit")
             return False
         text = _fit(text)
