@@ -34,13 +34,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import discord
+from cachetools import FIFOCache
 from discord import app_commands
 from discord.ext import commands, tasks
 from tenacity import RetryCallState, wait_exponential, wait_random
@@ -367,7 +367,7 @@ class _Board:
     open: dict[int, _Posted] = field(default_factory=dict)
     closing: list[_Posted] = field(default_factory=list)
     left_open: list[_Posted] = field(default_factory=list)  # from before a restart
-    results: OrderedDict[int, RoundResult] = field(default_factory=OrderedDict)
+    results: FIFOCache[int, RoundResult] = field(default_factory=lambda: FIFOCache(32))  # the latest rounds'
     retry_at: dict[int, float] = field(default_factory=dict)  # channel -> clock time
 
 
@@ -497,10 +497,7 @@ class DiscordBot:
     def _on_result(self, result: RoundResult) -> None:
         if result.mode != "rounds":
             return
-        results = self._board.results
-        results[result.round] = result
-        while len(results) > 32:
-            results.popitem(last=False)
+        self._board.results[result.round] = result
 
     def _save(self) -> None:
         if self.store is not None:

@@ -13,10 +13,11 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from cachetools import FIFOCache
 
 from .commands import HELP, MODERATOR_KINDS, parse
 
@@ -131,7 +132,8 @@ class Audience:
         self._subscribers: list[Callable[[RoundResult], Any]] = []
         self._closed = asyncio.Event() if _has_loop() else None
         # (platform, message id) -> what that message put in the ballot, for a moderator's deletion
-        self._placed: OrderedDict[tuple[str, str], tuple[str, int, str | None, int | None]] = OrderedDict()
+        # rounds last seconds: older messages no longer matter
+        self._placed: FIFOCache[tuple[str, str], tuple[str, int, str | None, int | None]] = FIFOCache(20_000)
         if store is not None:
             for key in store.bans():
                 moderation.bans.add(key)
@@ -277,8 +279,6 @@ class Audience:
         if not event.id:
             return
         self._placed[(event.viewer.platform, event.id)] = (event.viewer.key, round_no, text, number)
-        if len(self._placed) > 20_000:  # rounds last seconds: older messages no longer matter
-            self._placed.popitem(last=False)
 
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool:
         """A moderator deleted a message on its platform: its prompt or vote leaves the ballot."""

@@ -22,12 +22,14 @@ import logging
 import os
 import re
 import unicodedata
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from cachetools import FIFOCache, LRUCache
 
 from ..config import CONFIG_DIR, ConfigError, ModerationSettings
 from .events import Viewer
@@ -373,13 +375,16 @@ def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) 
 # -- rate limits -----------------------------------------------------------------
 
 class RateLimiter:
-    """Token buckets per key, on whatever clock the caller passes in."""
+    """Token buckets per key, on whatever clock the caller passes in.
+
+    Hand-written rather than `limits`: it runs on the show's clock, which
+    replays and tests drive virtually, and `limits` reads the wall clock."""
 
     def __init__(self, per_s: float, burst: int, *, max_keys: int = 100_000) -> None:
         self.per_s = per_s
         self.burst = burst
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(max_keys)  # the idlest go first
 
     def _tokens(self, key: str, now: float) -> float:
         tokens, last = self._buckets.get(key, (float(self.burst), now))
@@ -391,13 +396,10 @@ class RateLimiter:
 
     def allow(self, key: str, now: float) -> bool:
         tokens = self._tokens(key, now)
-        self._buckets.pop(key, None)
         ok = tokens >= 1.0
         if ok:
             tokens -= 1.0
-        self._buckets[key] = (tokens, now)  # most recent last, so the oldest go first
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+        self._buckets[key] = (tokens, now)
         return ok
 
 
@@ -441,11 +443,11 @@ class Moderation:
         # Ban keys: "platform:name" or "*:name" (by name), "platform:id" (a platform account).
         self.bans: set[str] = set(bans)
         self.ban_names: dict[str, str] = {}  # an account's ban key -> the name it was banned under
-        self._accounts: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()  # name -> (platform, id) seen
+        self._accounts: LRUCache[str, set[tuple[str, str]]] = LRUCache(200_000)  # name -> (platform, id) seen
         s = self.settings
         self._viewer_limit = RateLimiter(s.viewer_prompts_per_min / 60.0, s.viewer_burst)
         self._global_limit = RateLimiter(s.global_prompts_per_min / 60.0, s.global_burst)
-        self._first_seen: OrderedDict[str, float] = OrderedDict()
+        self._first_seen: FIFOCache[str, float] = FIFOCache(500_000)
         self.blocked_total = 0
 
     # viewers
@@ -453,8 +455,6 @@ class Moderation:
         """Note that a viewer chatted (for the new-viewer wait)."""
         if self.settings.new_viewer_wait_s > 0 and viewer.key not in self._first_seen:
             self._first_seen[viewer.key] = now
-            if len(self._first_seen) > 500_000:
-                self._first_seen.popitem(last=False)
 
     def is_new(self, viewer: Viewer, now: float) -> bool:
         wait = self.settings.new_viewer_wait_s
@@ -468,11 +468,7 @@ class Moderation:
         if not viewer.id:
             return
         name = viewer.name.lower()
-        seen = self._accounts.pop(name, set())
-        seen.add((viewer.platform, viewer.id))
-        self._accounts[name] = seen  # most recent last, so the oldest go first
-        if len(self._accounts) > 200_000:
-            self._accounts.popitem(last=False)
+        self._accounts[name] = self._accounts.get(name, set()) | {(viewer.platform, viewer.id)}
 
     def is_banned(self, viewer: Viewer) -> bool:
         if not self.bans:

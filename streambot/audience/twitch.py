@@ -46,7 +46,7 @@ import json
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import twitchio
+from cachetools import FIFOCache
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -85,6 +86,7 @@ SCOPES = (
 )
 WINDOW_S = 30.0
 RETRY_BUDGET_S = 10.0  # a round message later than this is news nobody needs
+RECENT_IDS = 2000  # message ids remembered, oldest forgotten first
 HEALTHY_S = 60.0  # a session that ran this long before failing starts a fresh back-off
 BACKOFF = wait_exponential_jitter(initial=1, max=60, jitter=1)  # 1, 2, 4 ... 60 s, jittered
 REWARD_PROMPT = "Your idea for the world: it goes on air next round."
@@ -104,26 +106,6 @@ def chat_limit(bot_is_moderator: bool) -> RateLimitItem:
     channel where the bot is a moderator (held as a moving window, so no 30 s
     ever holds more, whenever Twitch's own window starts)."""
     return RateLimitItemPerSecond(100 if bot_is_moderator else 20, int(WINDOW_S))
-
-
-class RecentIds:
-    """The last `size` ids seen, oldest forgotten first."""
-
-    def __init__(self, size: int = 2000) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, item: str) -> bool:
-        """Remember `item`; False when it was already there."""
-        if item in self._ids:
-            return False
-        self._ids[item] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-        return True
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._ids
 
 
 def viewer_from(chatter: Any) -> Viewer:
@@ -270,8 +252,8 @@ class TwitchChat:
         self._rebuild: str | None = None  # why the session must be built again
         self.problem = ""  # what keeps chat down, for the state the console shows
         self._reset_at: float | None = None  # the last 429's Ratelimit-Reset
-        self._sent_ids = RecentIds()
-        self._seen_ids = RecentIds()
+        self._sent_ids: FIFOCache[str, None] = FIFOCache(RECENT_IDS)  # what the bot sent, to know its echo
+        self._seen_ids: FIFOCache[str, None] = FIFOCache(RECENT_IDS)  # Twitch delivers at least once
         self._sending: Counter[str] = Counter()
         self._redemptions: dict[str, _Redemption] = {}
         self._closing = asyncio.Event()
@@ -523,8 +505,9 @@ class TwitchChat:
             return
         if payload.source_broadcaster is not None and not self._ours(payload.source_broadcaster):
             return  # Shared Chat: mirrored from another channel, whose viewers vote there
-        if not self._seen_ids.add(payload.id):
+        if payload.id in self._seen_ids:
             return  # Twitch delivers at least once
+        self._seen_ids[payload.id] = None
         if payload.chatter.id == self.bot_id and (
                 payload.id in self._sent_ids or " ".join(payload.text.split()) in self._sending):
             return  # what the bot itself sent (the echo can come before Helix answers)
@@ -679,7 +662,7 @@ class TwitchChat:
             self._sending[text] -= 1
             if self._sending[text] <= 0:
                 del self._sending[text]
-        self._sent_ids.add(sent.id)
+        self._sent_ids[sent.id] = None
         self.sent += 1
         return True
 
