@@ -61,8 +61,9 @@ from limits.strategies import MovingWindowRateLimiter
 from tenacity import RetryCallState, wait_exponential_jitter
 from twitchio import eventsub
 
+from .. import paths
 from .. import secrets as secret_store
-from ..config import TwitchSettings, default_secrets_file
+from ..config import TwitchSettings
 from .commands import HELP
 from .events import Audience, ChatMessage, PromptEvent, Viewer
 from .reconnect import stay_connected
@@ -264,9 +265,7 @@ class TwitchChat:
 
     @property
     def tokens_file(self) -> Path:
-        if self.settings.tokens_file:
-            return Path(os.path.expanduser(self.settings.tokens_file))
-        return default_secrets_file().parent / "twitch_tokens.json"
+        return paths.configured(self.settings.tokens_file, paths.twitch_tokens_file())
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
