@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from streambot.broadcast import overlay_text as ot
 from streambot.broadcast.bidi import embedding_levels, visual_order
-from streambot.broadcast.overlay_text import FontSet, build_line, clusters, split_clusters
+from streambot.broadcast.overlay_text import (
+    FontSet,
+    build_line,
+    clusters,
+    split_clusters,
+)
 
 
 @pytest.fixture(scope="module")

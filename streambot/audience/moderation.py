@@ -13,7 +13,7 @@ Refused prompts are counted by layer and category, logged without their
 text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
-`confusable_homoglyphs`; everything else is the standard library.
+`confusable_homoglyphs`; the cleaning rules are `streambot.text`'s.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 from cachetools import FIFOCache, LRUCache
 
 from ..config import CONFIG_DIR, ConfigError, ModerationSettings
+from ..text import for_matching
 from .events import Viewer
 
 if TYPE_CHECKING:
@@ -55,29 +56,6 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _MENTION = re.compile(r"(?<![\w@])@\w[\w.\-]*")
-_ASCII_CONTROLS = {i: " " for i in range(32)} | {127: " "}
-
-# Code points that draw nothing but are letters or symbols by category.
-_BLANKS = {0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x180E}
-MAX_MARKS = 2  # combining marks kept per letter: enough for any language, not for zalgo
-
-
-@lru_cache(maxsize=65536)
-def _char_kind(ch: str) -> int:
-    """0 keep, 1 drop, 2 whitespace, 3 combining mark."""
-    cp = ord(ch)
-    if cp in _BLANKS:
-        return 1
-    cat = unicodedata.category(ch)
-    if cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
-        return 2 if ch in "\t\n\r\x0b\x0c\x85" else 1
-    if cat in ("Zs", "Zl", "Zp"):
-        return 2
-    if cat in ("Mn", "Me"):
-        return 3
-    return 0
-
-
 @lru_cache(maxsize=65536)
 def fold_char(ch: str) -> str | None:
     """The ASCII letter or digit a character is confusable with, if any."""
@@ -114,26 +92,9 @@ def _fold_mixed_word(word: str) -> str:
 
 def normalise(text: str, max_length: int = 200) -> str:
     """The prompt as it may be shown: clean, folded, short, without links."""
-    text = text[: max_length * 8]  # bounds the cost of a 10,000-character message
-    if text.isascii():
-        text = text.translate(_ASCII_CONTROLS)
-    else:
-        text = unicodedata.normalize("NFKC", text)
-        out: list[str] = []
-        marks = 0
-        for ch in text:
-            kind = _char_kind(ch)
-            if kind == 0:
-                out.append(ch)
-                marks = 0
-            elif kind == 2:
-                out.append(" ")
-                marks = 0
-            elif kind == 3:
-                marks += 1
-                if marks <= MAX_MARKS and out and out[-1] != " ":
-                    out.append(ch)
-        text = " ".join(_fold_mixed_word(w) for w in "".join(out).split())
+    text = for_matching(text[: max_length * 8])  # the slice bounds the cost of a 10,000-character message
+    if not text.isascii():
+        text = " ".join(_fold_mixed_word(w) for w in text.split())
     if "." in text or "/" in text:
         text = _URL.sub(" ", text)
     if "@" in text:

@@ -26,6 +26,7 @@ from pathlib import Path
 import regex
 from PIL import Image, ImageDraw, ImageFont, features
 
+from ..text import MAX_MARKS, for_display  # noqa: F401  (MAX_MARKS: the bound clean_text keeps)
 from .bidi import embedding_levels, visual_order
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,13 @@ REPLACEMENT = "?"
 ELLIPSIS = "…"
 MAX_INPUT = 4000  # characters looked at; the rest cannot fit any overlay box
 MAX_CLUSTERS = 300  # clusters kept after cleaning (a 2-line prompt holds ~120)
-MAX_MARKS = 2  # combining marks kept per base character (zalgo stops here)
 
 RAQM = features.check("raqm")
 LAYOUT = ImageFont.Layout.RAQM if RAQM else ImageFont.Layout.BASIC
 
 _GRAPHEME = regex.compile(r"\X")
-_DROP_FORMAT = {0x200D}  # kept only inside emoji sequences, see `clean_text`
 _WIDE = ((0x1100, 0x115F), (0x2E80, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
          (0xFE30, 0xFE4F), (0xFF00, 0xFF60), (0x20000, 0x3FFFD))
-
-
-def _is_emoji_cp(cp: int) -> bool:
-    return 0x1F000 <= cp <= 0x1FAFF or 0x2600 <= cp <= 0x27BF or 0x2B00 <= cp <= 0x2BFF
 
 
 def _is_wide(cp: int) -> bool:
@@ -74,48 +69,11 @@ def _is_wide(cp: int) -> bool:
 
 
 def clean_text(text: object) -> str:
-    """Untrusted text -> one line of drawable characters (not yet font-checked).
-
-    Control and format characters (NUL, bidi overrides and isolates, zero-width
-    spaces and joiners, BOM, soft hyphen, tags) are dropped; any run of white
-    space becomes one space; at most MAX_MARKS combining marks stay on a base;
-    variation selectors other than VS15/VS16 go. The zero-width joiner stays
-    only between two emoji, where it builds one glyph.
-    """
+    """Untrusted text -> one line of drawable characters (not yet font-checked),
+    by `streambot.text`'s rules for display (at most MAX_MARKS marks on a base)."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    text = unicodedata.normalize("NFC", text[:MAX_INPUT])
-    out: list[str] = []
-    marks = 0
-    for i, ch in enumerate(text):
-        cp = ord(ch)
-        cat = unicodedata.category(ch)
-        if ch.isspace() or cat in ("Zs", "Zl", "Zp"):
-            if out and out[-1] != " ":
-                out.append(" ")
-            marks = 0
-            continue
-        if cat in ("Cc", "Cs"):
-            continue
-        if cat == "Cf":
-            if cp in _DROP_FORMAT and out and i + 1 < len(text):
-                prev, nxt = ord(out[-1]), ord(text[i + 1])
-                if (_is_emoji_cp(prev) or prev in (0xFE0F, *range(0x1F3FB, 0x1F400))) and _is_emoji_cp(nxt):
-                    out.append(ch)
-            continue
-        if cat in ("Mn", "Me", "Mc"):
-            if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:
-                if cp in (0xFE0E, 0xFE0F) and out and out[-1] != " ":
-                    out.append(ch)
-                continue
-            if not out or out[-1] == " " or marks >= MAX_MARKS:
-                continue
-            marks += 1
-            out.append(ch)
-            continue
-        marks = 0
-        out.append(ch)
-    return "".join(out).strip()
+    return for_display(text[:MAX_INPUT])
 
 
 def split_clusters(text: str) -> list[str]:
