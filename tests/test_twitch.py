@@ -294,6 +294,33 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
         assert secret not in logged
 
 
+async def test_a_session_twitch_stops_delivering_to_is_rebuilt(fake: FakeTwitch, tmp_path) -> None:
+    """twitchio re-dials a dropped socket by itself and says nothing meanwhile: Twitch's own list of
+    subscriptions shows chat is not reaching us, the state says so, and after `watchdog_s` the whole
+    session is built again; chat comes back when Twitch takes sockets again."""
+    streamer = fake.account("1001", "streamer")
+    ann = fake.account("2001", "ann")
+    audience = audience_at(VirtualClock(0.0))
+    token = fake.user_token(streamer, SCOPES)
+    chat = TwitchChat(audience, TwitchSettings(enabled=True, client_id=CLIENT_ID, channel="streamer",
+                                               tokens_file=str(tmp_path / "twitch_tokens.json")),
+                      {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0],
+                       "twitch_refresh_token": token[1]}, watchdog_s=2.0, health_s=0.2)
+    async with running(chat, fake):
+        first = fake.session_of("channel.chat.message")
+        fake.refuse_sockets = True  # an EventSub outage
+        await first.ws.close()
+        await until(lambda: chat.state == "reconnecting")
+        assert any(c[:2] == ("GET", "eventsub/subscriptions") and c[2] == 200 for c in fake.calls)
+        await until(lambda: chat.state.startswith("retrying"))  # the watchdog gave the session up
+        fake.refuse_sockets = False
+        await fake.wait(lambda: fake.live("channel.chat.message"))
+        await until(lambda: chat.state == "live")
+        assert fake.session_of("channel.chat.message") is not first
+        await fake.chat(streamer, ann, "!p night falls")
+        await until(lambda: [c.text for c in audience.snapshot().candidates] == ["night falls"])
+
+
 async def test_failure_retries_without_raising(fake: FakeTwitch, tmp_path, caplog) -> None:
     fake.account("1001", "streamer")
     chat = twitch_chat(audience_at(VirtualClock(0.0)), ("wrong-token-123456", "wrong-refresh-123456"), tmp_path)

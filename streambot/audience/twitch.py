@@ -38,6 +38,15 @@ tokens file (what the last run had), else from the secrets (`twitch_token`,
 `twitch_refresh_token`); with neither, the adapter serves twitchio's OAuth flow
 on `oauth_host:oauth_port` and logs the address to open. Refresh tokens rotate,
 so every refresh twitchio makes is written to the tokens file (mode 600) at once.
+
+twitchio's surface: a `twitchio.Client` with its `event_*` handlers, not a
+`commands.Bot` with Components. Chat commands are the show's own grammar
+(`audience.commands`: `!2`, `+2`, `!vote 2`, full-width forms), the same for
+every platform, which twitchio's prefix commands cannot spell (a command named
+"2"). Only twitchio's documented API is used. It says nothing while it re-dials
+a dropped EventSub socket, so whether chat still reaches us is asked of Twitch
+every `HEALTH_S` (Get EventSub Subscriptions: is the chat subscription
+enabled?); a session Twitch has not delivered to for `watchdog_s` is rebuilt.
 """
 from __future__ import annotations
 
@@ -88,6 +97,7 @@ SCOPES = (
 WINDOW_S = 30.0
 RETRY_BUDGET_S = 10.0  # a round message later than this is news nobody needs
 RECENT_IDS = 2000  # message ids remembered, oldest forgotten first
+HEALTH_S = 15.0  # how often Twitch is asked whether chat still reaches us (two Helix calls)
 HEALTHY_S = 60.0  # a session that ran this long before failing starts a fresh back-off
 BACKOFF = wait_exponential_jitter(initial=1, max=60, jitter=1)  # 1, 2, 4 ... 60 s, jittered
 REWARD_PROMPT = "Your idea for the world: it goes on air next round."
@@ -221,6 +231,7 @@ class TwitchChat:
         secrets: dict[str, str],
         *,
         watchdog_s: float = 120.0,
+        health_s: float = HEALTH_S,
         wall: Callable[[], float] = time.time,
     ) -> None:
         if not settings.client_id:
@@ -235,6 +246,7 @@ class TwitchChat:
         for value in (self.client_secret, self.token, self.refresh):
             secret_store.register(value)
         self.watchdog_s = watchdog_s
+        self.health_s = health_s
         self.wall = wall  # Ratelimit-Reset is a Unix time
         self.state = "idle"
         self.welcomes = 0
@@ -385,16 +397,23 @@ class TwitchChat:
         self.state = "live"
         self.problem = ""
         log.info("twitch chat live in #%s as %s", s.channel, validated.login)
-        # 6. watch: twitchio reconnects by itself; a session that stays down is rebuilt
+        # 6. watch: twitchio re-dials a dropped socket by itself; Twitch's own word on whether chat
+        # still reaches us decides when the session must be built again
         down_since: float | None = None
+        tick = min(1.0, self.health_s)
+        next_check = time.monotonic() + self.health_s
         while not self._closing.is_set():
             try:
-                await asyncio.wait_for(self._closing.wait(), 1.0)
+                await asyncio.wait_for(self._closing.wait(), tick)
             except TimeoutError:
                 pass
             if self._rebuild:
                 raise RuntimeError(self._rebuild)
-            if self._connected(client):
+            if self._closing.is_set() or time.monotonic() < next_check:
+                continue
+            delivering = await self._delivering(client)
+            next_check = time.monotonic() + self.health_s
+            if delivering:
                 down_since = None
                 if self.state == "reconnecting":
                     self.state = "live"
@@ -404,10 +423,17 @@ class TwitchChat:
                 if time.monotonic() - down_since > self.watchdog_s:
                     raise RuntimeError(f"no EventSub connection for {self.watchdog_s:.0f} s")
 
-    @staticmethod
-    def _connected(client: twitchio.Client) -> bool:
-        sockets = [w for per_user in client._websockets.values() for w in per_user.values()]
-        return any(w.connected for w in sockets)
+    async def _delivering(self, client: twitchio.Client) -> bool:
+        """Whether Twitch holds an enabled chat subscription for the bot: only then does chat reach
+        us (a dropped socket's subscriptions are disabled at once)."""
+        try:
+            subs = await client.fetch_eventsub_subscriptions(token_for=self.bot_id, type="channel.chat.message")
+            async for sub in subs.subscriptions:
+                if sub.status == "enabled":
+                    return True
+        except Exception as e:  # Helix out of reach: EventSub most likely too
+            log.debug("twitch subscription check failed: %s", secret_store.redact(str(e) or repr(e)))
+        return False
 
     # -- tokens ------------------------------------------------------------------------
     async def _user_token(self, client: _Client) -> Any:
