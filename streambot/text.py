@@ -15,13 +15,15 @@ hand-kept list:
    and joiners, bidi controls (UAX #9's `Bidi_Control`), variation selectors,
    tags, the Hangul fillers, the grapheme joiner), every other format
    character (`Cf`), lone surrogates (`Cs`) and the blank braille pattern.
-   Two of them carry an emoji and stay: the zero-width joiner between two
-   pictographs (`Extended_Pictographic`, as in 👨‍👩‍👧), and the text/emoji
-   presentation selectors VS15/VS16 after a character.
+   The text/emoji presentation selectors VS15/VS16 after a character stay;
+   where text is drawn, so does the zero-width joiner between two pictographs
+   (`Extended_Pictographic`), which makes 👨‍👩‍👧 one picture.
 4. Private-use and unassigned code points (`Co`, `Cn`) mean nothing shared:
    gone where text is matched, kept where it is drawn (the overlay shows '?').
 5. At most `MAX_MARKS` non-spacing or enclosing marks (`Mn`, `Me`) on a base,
    none without one: enough for any language, not for zalgo.
+6. The result is in its normal form again (a dropped character may have kept
+   two marks apart), so cleaning twice changes nothing.
 
 `regex` answers the property questions; results are cached per character.
 The OBS page (overlays/obs.js) states the same rules with JavaScript's
@@ -75,12 +77,13 @@ def _kind(ch: str) -> int:
     return _KEEP
 
 
-def clean(text: str, *, form: Form = "NFKC", undefined: Literal["drop", "keep"] = "drop") -> str:
-    """`text` by the module's rules: one line, words one space apart."""
+def clean(text: str, *, drawn: bool) -> str:
+    """`text` by the module's rules, for drawing or for matching: one line, words one space apart."""
     if text.isascii():
         return " ".join(text.translate(_ASCII_CONTROLS).split())
+    form: Form = "NFC" if drawn else "NFKC"
     text = unicodedata.normalize(form, text)
-    keep_undefined = undefined == "keep"
+    keep_undefined = drawn
     out: list[str] = []
     marks = 0
     for i, ch in enumerate(text):
@@ -100,18 +103,18 @@ def clean(text: str, *, form: Form = "NFKC", undefined: Literal["drop", "keep"] 
             if out and out[-1] != " ":
                 out.append(ch)
         elif kind == _JOINER:
-            if out and _EMOJI_TAIL.match(out[-1]) and i + 1 < len(text) and _PICTOGRAPH.match(text[i + 1]):
+            if drawn and out and _EMOJI_TAIL.match(out[-1]) and i + 1 < len(text) and _PICTOGRAPH.match(text[i + 1]):
                 out.append(ch)
     if out and out[-1] == " ":
         out.pop()
-    return "".join(out)
+    return unicodedata.normalize(form, "".join(out))
 
 
 def for_matching(text: str) -> str:
     """What the viewer meant to type: for commands, block lists, pooling."""
-    return clean(text, form="NFKC", undefined="drop")
+    return clean(text, drawn=False)
 
 
 def for_display(text: str) -> str:
     """What may be drawn: for the overlay and the OBS page."""
-    return clean(text, form="NFC", undefined="keep")
+    return clean(text, drawn=True)
