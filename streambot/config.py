@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import secrets
+from . import paths, secrets
 from .world.base import WorldSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -440,15 +440,10 @@ def resolve_world(name_or_path: str) -> WorldSpec:
 
 # -- secrets and outputs -------------------------------------------------------
 
-def default_secrets_file() -> Path:
-    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return base / "streambot" / "secrets.toml"
-
-
 def load_secrets(secrets_file: Path | None = None) -> dict[str, str]:
     """Secrets from STREAMBOT_* environment variables, else from the secrets file."""
     found: dict[str, str] = {}
-    path = Path(secrets_file) if secrets_file else default_secrets_file()
+    path = Path(secrets_file) if secrets_file else paths.secrets_file()
     if path.exists():
         data = _load_toml(path)
         found.update({k: str(v) for k, v in data.items() if isinstance(v, (str, int))})
@@ -481,7 +476,7 @@ def resolve_output(target: str, secret_values: dict[str, str]) -> str:
         if not key:
             raise ConfigError(
                 "No stream key is set: put it in the STREAMBOT_STREAM_KEY environment "
-                f"variable or as stream_key in {default_secrets_file()}."
+                f"variable or as stream_key in {paths.secrets_file()}."
             )
         target = target.replace("{stream_key}", key)
     return target

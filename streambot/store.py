@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -23,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import paths
 
 if TYPE_CHECKING:
     from .voting import RoundResult
@@ -66,13 +67,8 @@ CREATE TABLE IF NOT EXISTS gpu_usage (day TEXT PRIMARY KEY, seconds REAL NOT NUL
 """
 
 
-def default_path() -> Path:
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "streambot" / "timeline.sqlite3"
-
-
 def resolve_path(configured: str) -> Path:
-    return Path(os.path.expanduser(configured)) if configured else default_path()
+    return paths.configured(configured, paths.timeline_file())
 
 
 class StoreError(Exception):

@@ -233,6 +233,7 @@ class FakeTwitch(LocalServer):
         r.add_get("/oauth2/validate", self.oauth_validate)
         r.add_get("/helix/users", self.users)
         r.add_post("/helix/eventsub/subscriptions", self.create_subscription)
+        r.add_get("/helix/eventsub/subscriptions", self.get_subscriptions)
         r.add_post("/helix/chat/messages", self.send_chat)
         r.add_post("/helix/streams/markers", self.create_marker)
         r.add_get("/helix/streams", self.get_streams)
@@ -256,6 +257,7 @@ class FakeTwitch(LocalServer):
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every Helix call
         self.throttles: dict[str, list] = {}  # path -> [refusals left, reset (epoch s)]
         self.early_retries = 0
+        self.refuse_sockets = False  # an EventSub outage: websocket connections are refused
         self.changed = asyncio.Condition()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -451,6 +453,21 @@ class FakeTwitch(LocalServer):
         return web.json_response({"data": [out], "total": len(self.subscriptions), "total_cost": 0,
                                   "max_total_cost": 10}, status=202)
 
+    async def get_subscriptions(self, request: web.Request) -> web.Response:
+        """With a user token: the WebSocket subscriptions that user created. One filter at most.
+        A dropped socket's subscriptions are gone (Twitch lists them disabled for a while)."""
+        t = self._need(request, set())
+        filters = {k: v for k, v in request.query.items() if k in ("status", "type", "user_id", "subscription_id")}
+        if len(filters) > 1:
+            raise HelixError(400, "status, type, user_id and subscription_id are mutually exclusive")
+        matches = {"status": lambda s, v: s["status"] == v, "type": lambda s, v: s["type"] == v,
+                   "subscription_id": lambda s, v: s["id"] == v, "user_id": lambda s, v: v in s["condition"].values()}
+        subs = [s for s in self.subscriptions.values() if s["user_id"] == t.user_id
+                and all(matches[k](s, v) for k, v in filters.items())]
+        data = [{k: v for k, v in s.items() if k != "user_id"} for s in subs]
+        return web.json_response({"data": data, "total": len(data), "total_cost": 0, "max_total_cost": 10,
+                                  "pagination": {}})
+
     async def send_chat(self, request: web.Request) -> web.Response:
         body = await request.json()
         channel = self.accounts.get(str(body.get("broadcaster_id")))
@@ -532,6 +549,8 @@ class FakeTwitch(LocalServer):
 
     # -- eventsub websocket -----------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if self.refuse_sockets:
+            raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         try:

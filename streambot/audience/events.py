@@ -19,10 +19,11 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from cachetools import FIFOCache
 
 from .commands import HELP, MODERATOR_KINDS, parse
 
@@ -139,10 +140,11 @@ class Audience:
         self._subscribers: list[Callable[[RoundResult], Any]] = []
         # (round, candidate id) -> viewers waiting for the screen's verdict; and recent verdicts
         self._waiting: dict[tuple[int, int], list[asyncio.Future[Screened]]] = {}
-        self._screened: OrderedDict[tuple[int, int], Screened] = OrderedDict()
+        self._screened: FIFOCache[tuple[int, int], Screened] = FIFOCache(2048)  # replies waiting to be read
         self._closed = asyncio.Event() if _has_loop() else None
         # (platform, message id) -> what that message put in the ballot, for a moderator's deletion
-        self._placed: OrderedDict[tuple[str, str], tuple[str, int, str | None, int | None]] = OrderedDict()
+        # rounds last seconds: older messages no longer matter
+        self._placed: FIFOCache[tuple[str, str], tuple[str, int, str | None, int | None]] = FIFOCache(20_000)
         if store is not None:
             for key in store.bans():
                 moderation.bans.add(key)
@@ -294,8 +296,6 @@ class Audience:
         if not event.id:
             return
         self._placed[(event.viewer.platform, event.id)] = (event.viewer.key, round_no, text, number)
-        if len(self._placed) > 20_000:  # rounds last seconds: older messages no longer matter
-            self._placed.popitem(last=False)
 
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool:
         """A moderator deleted a message on its platform: its prompt or vote leaves the ballot."""
@@ -344,8 +344,6 @@ class Audience:
         for s in self.engine.take_screened():
             key = (s.round, s.candidate)
             self._screened[key] = s
-            if len(self._screened) > 2048:
-                self._screened.popitem(last=False)
             for fut in self._waiting.pop(key, []):
                 if not fut.done():
                     fut.set_result(s)

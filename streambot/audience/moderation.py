@@ -15,7 +15,7 @@ Refused and held prompts are counted by layer and category, logged without
 their text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
-`confusable_homoglyphs`; everything else is the standard library.
+`confusable_homoglyphs`; the cleaning rules are `streambot.text`'s.
 """
 from __future__ import annotations
 
@@ -24,14 +24,17 @@ import logging
 import os
 import re
 import unicodedata
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from cachetools import FIFOCache, LRUCache
+
 from ..config import CONFIG_DIR, ConfigError, ModerationSettings
+from ..text import for_matching
 from .events import Viewer
 
 if TYPE_CHECKING:
@@ -56,29 +59,6 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _MENTION = re.compile(r"(?<![\w@])@\w[\w.\-]*")
-_ASCII_CONTROLS = {i: " " for i in range(32)} | {127: " "}
-
-# Code points that draw nothing but are letters or symbols by category.
-_BLANKS = {0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x180E}
-MAX_MARKS = 2  # combining marks kept per letter: enough for any language, not for zalgo
-
-
-@lru_cache(maxsize=65536)
-def _char_kind(ch: str) -> int:
-    """0 keep, 1 drop, 2 whitespace, 3 combining mark."""
-    cp = ord(ch)
-    if cp in _BLANKS:
-        return 1
-    cat = unicodedata.category(ch)
-    if cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
-        return 2 if ch in "\t\n\r\x0b\x0c\x85" else 1
-    if cat in ("Zs", "Zl", "Zp"):
-        return 2
-    if cat in ("Mn", "Me"):
-        return 3
-    return 0
-
-
 @lru_cache(maxsize=65536)
 def fold_char(ch: str) -> str | None:
     """The ASCII letter or digit a character is confusable with, if any."""
@@ -115,26 +95,9 @@ def _fold_mixed_word(word: str) -> str:
 
 def normalise(text: str, max_length: int = 200) -> str:
     """The prompt as it may be shown: clean, folded, short, without links."""
-    text = text[: max_length * 8]  # bounds the cost of a 10,000-character message
-    if text.isascii():
-        text = text.translate(_ASCII_CONTROLS)
-    else:
-        text = unicodedata.normalize("NFKC", text)
-        out: list[str] = []
-        marks = 0
-        for ch in text:
-            kind = _char_kind(ch)
-            if kind == 0:
-                out.append(ch)
-                marks = 0
-            elif kind == 2:
-                out.append(" ")
-                marks = 0
-            elif kind == 3:
-                marks += 1
-                if marks <= MAX_MARKS and out and out[-1] != " ":
-                    out.append(ch)
-        text = " ".join(_fold_mixed_word(w) for w in "".join(out).split())
+    text = for_matching(text[: max_length * 8])  # the slice bounds the cost of a 10,000-character message
+    if not text.isascii():
+        text = " ".join(_fold_mixed_word(w) for w in text.split())
     if "." in text or "/" in text:
         text = _URL.sub(" ", text)
     if "@" in text:
@@ -379,13 +342,16 @@ def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) 
 # -- rate limits -----------------------------------------------------------------
 
 class RateLimiter:
-    """Token buckets per key, on whatever clock the caller passes in."""
+    """Token buckets per key, on whatever clock the caller passes in.
+
+    Hand-written rather than `limits`: it runs on the show's clock, which
+    replays and tests drive virtually, and `limits` reads the wall clock."""
 
     def __init__(self, per_s: float, burst: int, *, max_keys: int = 100_000) -> None:
         self.per_s = per_s
         self.burst = burst
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(max_keys)  # the idlest go first
 
     def _tokens(self, key: str, now: float) -> float:
         tokens, last = self._buckets.get(key, (float(self.burst), now))
@@ -397,13 +363,10 @@ class RateLimiter:
 
     def allow(self, key: str, now: float) -> bool:
         tokens = self._tokens(key, now)
-        self._buckets.pop(key, None)
         ok = tokens >= 1.0
         if ok:
             tokens -= 1.0
-        self._buckets[key] = (tokens, now)  # most recent last, so the oldest go first
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+        self._buckets[key] = (tokens, now)
         return ok
 
 
@@ -453,11 +416,11 @@ class Moderation:
         # Ban keys: "platform:name" or "*:name" (by name), "platform:id" (a platform account).
         self.bans: set[str] = set(bans)
         self.ban_names: dict[str, str] = {}  # an account's ban key -> the name it was banned under
-        self._accounts: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()  # name -> (platform, id) seen
+        self._accounts: LRUCache[str, set[tuple[str, str]]] = LRUCache(200_000)  # name -> (platform, id) seen
         s = self.settings
         self._viewer_limit = RateLimiter(s.viewer_prompts_per_min / 60.0, s.viewer_burst)
         self._global_limit = RateLimiter(s.global_prompts_per_min / 60.0, s.global_burst)
-        self._first_seen: OrderedDict[str, float] = OrderedDict()
+        self._first_seen: FIFOCache[str, float] = FIFOCache(500_000)
         self.blocked_total = 0
 
     # viewers
@@ -465,8 +428,6 @@ class Moderation:
         """Note that a viewer chatted (for the new-viewer wait)."""
         if self.settings.new_viewer_wait_s > 0 and viewer.key not in self._first_seen:
             self._first_seen[viewer.key] = now
-            if len(self._first_seen) > 500_000:
-                self._first_seen.popitem(last=False)
 
     def is_new(self, viewer: Viewer, now: float) -> bool:
         wait = self.settings.new_viewer_wait_s
@@ -480,11 +441,7 @@ class Moderation:
         if not viewer.id:
             return
         name = viewer.name.lower()
-        seen = self._accounts.pop(name, set())
-        seen.add((viewer.platform, viewer.id))
-        self._accounts[name] = seen  # most recent last, so the oldest go first
-        if len(self._accounts) > 200_000:
-            self._accounts.popitem(last=False)
+        self._accounts[name] = self._accounts.get(name, set()) | {(viewer.platform, viewer.id)}
 
     def is_banned(self, viewer: Viewer) -> bool:
         if not self.bans:

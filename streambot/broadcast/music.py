@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pedalboard
+from cachetools import LRUCache
 
 from ..config import MUSIC_LEADS, MUSIC_MODES, MUSIC_ROLES, MUSIC_STYLES, MusicSettings
 from .synth import INSTRUMENTS, drum_kit, hz
@@ -333,6 +334,11 @@ CACHE_BYTES = 64 << 20  # rendered notes kept for the next time they are played
 HAAS = 336  # 7 ms: the reverb's right side lags its left
 
 
+
+def _nbytes(buf: np.ndarray) -> int:
+    return buf.nbytes  # the note cache is bounded in bytes, not notes
+
+
 class Band:
     """Plays one style, block by block; `set_mood` may be called from any thread."""
 
@@ -341,7 +347,7 @@ class Band:
         self.rate = rate
         self.rng = np.random.default_rng(seed)
         self.kit = drum_kit(rate)
-        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache: LRUCache[tuple, np.ndarray] = LRUCache(CACHE_BYTES, getsizeof=_nbytes)
         self.beat = 0.0
         self.mood = MOODS["neutral"]
         self._pending: str | None = mood
@@ -354,7 +360,6 @@ class Band:
         self._next_bar = 0
         self._events: deque[Event] = deque()
         self._ahead: deque[Event] = deque()  # composed notes not rendered yet
-        self._cache_bytes = 0
         self._voices: list[Voice] = []
         self._motifs = [self._motif(r) for r in style.melody]
         self._reverb = pedalboard.Reverb(room_size=style.room, damping=0.45, wet_level=1.0, dry_level=0.0,
@@ -449,14 +454,11 @@ class Band:
         key = (instrument, ev.note, ev.gate)
         buf = self._cache.get(key)
         if buf is not None:
-            self._cache.move_to_end(key)
             return buf
         inst = INSTRUMENTS[instrument]
         buf = (inst.render(hz(ev.note), ev.gate, self.rate) * inst.gain).astype(np.float32)
-        self._cache[key] = buf
-        self._cache_bytes += buf.nbytes
-        while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
-            self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
+        if buf.nbytes <= CACHE_BYTES:
+            self._cache[key] = buf
         return buf
 
     # -- composing --------------------------------------------------------------------------------------

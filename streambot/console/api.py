@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .. import paths
 from ..config import ConfigError, load_world_file
 from . import views
 from .core import body, console_of, error, principal_of, reply
@@ -248,14 +249,9 @@ async def switch_world(request: web.Request) -> web.Response:
     return _done(request, "world")
 
 
-def worlds_dir() -> Path:
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "streambot" / "worlds"
-
-
 def _save_custom_world(text: str) -> str:
     """Check an uploaded world file, then keep it (worlds/NAME.toml) for the world to load."""
-    folder = worlds_dir()
+    folder = paths.worlds_dir()
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".toml", dir=folder)
     try:
