@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import MusicSettings
 from ..world.base import Ambience
-from .loudness import LoudnessMeter, Leveller, PeakLimiter
+from .loudness import LoudnessMeter, Leveller, TruePeakLimiter
 from .music import Band, mood_of, style_for
 from .playlist import NothingToPlay, Playlist
 
@@ -41,7 +41,7 @@ BLOCK = RATE // 10  # 100 ms, the loudness meter's hop
 FADE_S = 1.5  # the music switch
 WORLD_FADE_S = 3.0  # one world's music into the next
 # The limiter's ceiling sits this far under the allowed true peak: AAC's
-# reconstruction and the peaks between samples may overshoot a sample-peak limiter.
+# reconstruction may overshoot what went into the encoder.
 PEAK_MARGIN_DB = 1.5
 
 
@@ -108,7 +108,7 @@ class Soundtrack:
         self._fading: tuple[Band, int, int] | None = None  # the last world's band: (band, done, length)
         self._beds = Beds(rate, seed)
         self._leveller = Leveller(loudness_lufs, rate)
-        self._limiter = PeakLimiter(true_peak_dbtp - PEAK_MARGIN_DB, rate)
+        self._limiter = TruePeakLimiter(true_peak_dbtp - PEAK_MARGIN_DB, rate)
         self.meter = LoudnessMeter(rate)
         self._mood = "neutral"
         self._requests: dict = {}

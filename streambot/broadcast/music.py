@@ -22,8 +22,9 @@ change can neither click nor jump.
 
 Why these libraries: the band needs sample-exact control of note starts,
 envelopes and tempo, which is a few lines of numpy per instrument (synth.py);
-scipy gives the filters; the studio effects (reverb, tempo echo) come from
-Spotify's pedalboard (JUCE, maintained, streams with `reset=False`). A
+scipy gives the filters; the studio effects (reverb, tempo echo) are small
+networks on numpy (effects.py), because the maintained plugin library that
+has them (pedalboard, on JUCE) is GPLv3 and streambot is MIT. A
 synthesis server such as pyo or SuperCollider would own its own clock and
 audio device, and a MIDI library (mido, pretty_midi) would add a file format
 between the arrangement and the notes without saving any code.
@@ -36,9 +37,9 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pedalboard
 
 from ..config import MUSIC_LEADS, MUSIC_MODES, MUSIC_ROLES, MUSIC_STYLES, MusicSettings
+from .effects import Echo, Reverb
 from .synth import INSTRUMENTS, drum_kit, hz
 
 NOTES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5, "F": 5, "F#": 6,
@@ -330,7 +331,6 @@ def onsets(rhythm: str) -> list[tuple[int, int, str]]:
 ACCENT = {"X": 1.0, "x": 0.78, "o": 0.45}
 RENDER_BUDGET_S = 0.012  # CPU a block may spend rendering notes ahead of time
 CACHE_BYTES = 64 << 20  # rendered notes kept for the next time they are played
-HAAS = 336  # 7 ms: the reverb's right side lags its left
 
 
 class Band:
@@ -357,10 +357,8 @@ class Band:
         self._cache_bytes = 0
         self._voices: list[Voice] = []
         self._motifs = [self._motif(r) for r in style.melody]
-        self._reverb = pedalboard.Reverb(room_size=style.room, damping=0.45, wet_level=1.0, dry_level=0.0,
-                                         width=1.0)
-        self._wet_tail = np.zeros(HAAS, np.float32)
-        self._echo = (pedalboard.Delay(delay_seconds=style.echo_beats * 60 / style.tempo, feedback=0.35, mix=1.0)
+        self._reverb = Reverb(style.room, rate)
+        self._echo = (Echo(style.echo_beats * 60 / style.tempo, 0.35, rate)
                       if any(p.echo for p in style.parts) else None)
         # Parts -> left, right (constant-power pan), reverb send, echo send; the style's gain folded in.
         self._routing = (np.array([[np.cos((p.pan + 1) * np.pi / 4) * np.sqrt(2) for p in style.parts],
@@ -430,16 +428,13 @@ class Band:
         self._voices = alive
         left, right, reverb_in, echo_in = self._routing @ parts
         if self._echo is not None:
-            echo = self._echo.process(echo_in[None, :], self.rate, reset=False)[0]
+            echo = self._echo.process(echo_in)
             reverb_in += 0.5 * echo
             left += 0.5 * echo
             right += 0.5 * echo
-        # One mono reverb, its right side a few ms later: nearly the width of a
-        # stereo reverb at half its cost.
-        wet = self._reverb.process(reverb_in[None, :], self.rate, reset=False)[0] * (0.45 * self.style.gain)
-        late = np.concatenate([self._wet_tail, wet])
-        self._wet_tail = late[-HAAS:]
-        return np.stack([left + wet, right + late[:n]])
+        wet = self._reverb.process(reverb_in)
+        wet *= np.float32(0.45 * self.style.gain)
+        return np.stack([left + wet[0], right + wet[1]])
 
     def _buffer(self, ev: Event) -> np.ndarray:
         """The note's rendered buffer, from the cache when it was played before."""
