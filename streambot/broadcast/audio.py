@@ -179,6 +179,8 @@ class Soundtrack:
         if old == 0.0 and self._fader == 0.0:
             return np.zeros((2, n), np.float32)
         x = self._source(n)
+        if old == self._fader == 1.0:
+            return x
         ramp = (old + (self._fader - old) * np.arange(1, n + 1) / n).astype(np.float32)
         return x * ramp
 

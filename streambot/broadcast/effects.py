@@ -9,7 +9,7 @@ with no per-sample Python loop, and the output does not depend on how the
 stream is cut into blocks.
 
 `Reverb` is a feedback delay network (Jot's design): eight delay lines of
-25 to 50 ms, mixed through an orthogonal (Hadamard) matrix, each with the
+33 to 67 ms, mixed through an orthogonal (Hadamard) matrix, each with the
 gain that makes the tail fall 60 dB in the room's T60 and a two-tap
 low-pass that makes the highs die sooner, as in a real room. Mono in,
 stereo out: the two outputs read the lines with orthogonal signs, so they are
@@ -26,13 +26,14 @@ import numpy as np
 from scipy import signal
 from scipy.linalg import hadamard
 
-# Prime lengths (at 48 kHz) from 25 to 50 ms: no two lines share a period,
-# so their echoes do not pile up into a pitch.
-_DELAYS_48K = (1201, 1327, 1471, 1619, 1787, 1973, 2179, 2411)
+# Prime lengths (at 48 kHz) from 33 to 67 ms: no two lines share a period,
+# so their echoes do not pile up into a pitch; the shortest sets how much one
+# pass may process (a 100 ms block in three).
+_DELAYS_48K = (1601, 1777, 1973, 2161, 2381, 2633, 2903, 3203)
 _LINES = len(_DELAYS_48K)
 # The low-pass in each line, two taps (now, the sample before): unity at DC,
-# 0.6 at Nyquist, so the highs die about a third sooner than the lows.
-_DAMPING = (0.8, 0.2)
+# 0.5 at Nyquist, so the highs die sooner than the lows.
+_DAMPING = (0.75, 0.25)
 # Signs of the input into each line and of each line in the left output:
 # chosen so both outputs carry the same energy (within 0.2 dB) from the first echo on.
 _FEED = (1, 1, 1, 1, -1, 1, 1, -1)
