@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import MusicSettings
 from ..world.base import Ambience
-from .loudness import LoudnessMeter, Leveller, TruePeakLimiter
+from .loudness import LoudnessMeter, Leveller, TruePeakLimiter, ramp_to_one
 from .music import Band, mood_of, style_for
 from .playlist import NothingToPlay, Playlist
 
@@ -72,19 +72,18 @@ class Beds:
         target = np.array([ambience.wind, ambience.rain])
         start = self._level.copy()
         self._level += (target - self._level) * (1.0 - math.exp(-n / (3.0 * self.rate)))
-        out = np.zeros((2, n), np.float32)
-        if max(start.max(), self._level.max()) > 1e-4:
-            ramp = np.arange(1, n + 1, dtype=np.float32) / n
+        if max(start.max(), self._level.max()) <= 1e-4:
+            out = np.zeros((2, n), np.float32)
+        else:
+            ramp = ramp_to_one(n)
             gusts = [0.6 + 0.4 * math.sin(t * 2 * math.pi / (self.rate * 7.3)) for t in (self._clock, self._clock + n)]
             g0, g1 = 0.16 * start[0] * gusts[0], 0.16 * self._level[0] * gusts[1]  # slow: a line per block
-            wind = g0 + (g1 - g0) * ramp
-            r0, r1 = 0.11 * start[1], 0.11 * self._level[1]
-            rain = r0 + (r1 - r0) * ramp
             i = np.arange(self._t, self._t + n) % self._wind.shape[1] if self._t + n > self._wind.shape[1] \
                 else slice(self._t, self._t + n)
-            out += self._wind[:, i] * wind
+            out = self._wind[:, i] * (ramp * np.float32(g1 - g0) + np.float32(g0))
+            r0, r1 = 0.11 * start[1], 0.11 * self._level[1]
             if max(r0, r1) > 0:
-                out += self._rain[:, i] * rain
+                out += self._rain[:, i] * (ramp * np.float32(r1 - r0) + np.float32(r0))
         self._t = (self._t + n) % self._wind.shape[1]
         self._clock += n
         return out
@@ -181,8 +180,7 @@ class Soundtrack:
         x = self._source(n)
         if old == self._fader == 1.0:
             return x
-        ramp = (old + (self._fader - old) * np.arange(1, n + 1) / n).astype(np.float32)
-        return x * ramp
+        return x * (ramp_to_one(n) * np.float32(self._fader - old) + np.float32(old))
 
     def _source(self, n: int) -> np.ndarray:
         if self.playlist is not None:

@@ -66,40 +66,41 @@ class Reverb:
         lp2 = np.abs(_DAMPING[0] + _DAMPING[1] * np.exp(-1j * w)) ** 2
         tail = _LINES * float(np.mean(1.0 / (1.0 - float(np.mean(gain ** 2)) * lp2)))
         out = np.stack([left, right]) * math.sqrt(0.86 * self.t60 ** 0.45 / tail)
-        # One pass is two matrix products over [the lines' outputs; the input]:
-        # rows 0-1 are the stereo output, rows 2.. what the lines take in
-        # (mixed, damped, decayed lines plus the input); `_now` reads each
-        # sample, `_before` the sample before it (the low-pass's second tap).
-        self._now = np.zeros((2 + _LINES, _LINES + 1), np.float32)
-        self._now[:2, :_LINES] = out
-        self._now[2:, :_LINES] = hadamard_mix * (gain * _DAMPING[0])
-        self._now[2:, _LINES] = feed
-        self._before = np.zeros_like(self._now)
-        self._before[2:, :_LINES] = hadamard_mix * (gain * _DAMPING[1])
-        self._longest = int(self.delays.max()) + 1
+        # A pass: the stereo output reads the lines; what the lines take in is
+        # the lines mixed, damped and decayed (`_now` on each line's sample and
+        # the input, `_before` on the sample before it: the low-pass's second tap).
+        self._out = out.astype(np.float32)
+        self._now = np.zeros((_LINES, _LINES + 1), np.float32)
+        self._now[:, :_LINES] = hadamard_mix * (gain * _DAMPING[0])
+        self._now[:, _LINES] = feed
+        self._before = (hadamard_mix * (gain * _DAMPING[1])).astype(np.float32)
+        # Each line's input is written where it will come out (delay samples on),
+        # so one pass reads every line's output as one slice: columns are time.
         self._chunk = int(self.delays.min())  # a pass reads only what earlier passes wrote
-        self._buf = np.zeros((_LINES, self._longest + 8 * self._chunk), np.float32)
-        self._w = self._longest  # where the next sample is written; line j reads delays[j] before it
-        self._taps = np.zeros((_LINES + 1, self._chunk + 1), np.float32)
+        longest = int(self.delays.max())
+        self._keep = longest + 2  # the sample before now, now, and what is written ahead
+        self._buf = np.zeros((_LINES + 1, self._keep + 8 * self._chunk), np.float32)  # the lines, then the input
+        self._w = 1  # now
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """`x` mono, shape (n,); returns the wet signal, shape (2, n), float32."""
         n = len(x)
         out = np.empty((2, n), np.float32)
-        taps = self._taps
+        buf = self._buf
         i = 0
         while i < n:
             k = min(self._chunk, n - i)
-            if self._w + k > self._buf.shape[1]:  # move the history back to the front
-                self._buf[:, :self._longest] = self._buf[:, self._w - self._longest:self._w]
-                self._w = self._longest
-            for j, s in enumerate(self._w - self.delays):  # each line's output, and the sample before
-                taps[j, :k + 1] = self._buf[j, s - 1:s + k]
-            taps[_LINES, 1:k + 1] = x[i:i + k]
-            y = self._now @ taps[:, 1:k + 1] + self._before @ taps[:, :k]
-            out[:, i:i + k] = y[:2]
-            self._buf[:, self._w:self._w + k] = y[2:]
-            self._w += k
+            w = self._w
+            if w + k + self._keep > buf.shape[1]:  # move the present and what is ahead back to the front
+                buf[:, :self._keep] = buf[:, w - 1:w - 1 + self._keep]
+                w = 1
+            buf[_LINES, w:w + k] = x[i:i + k]
+            out[:, i:i + k] = self._out @ buf[:_LINES, w:w + k]
+            y = self._now @ buf[:, w:w + k]
+            y += self._before @ buf[:_LINES, w - 1:w - 1 + k]
+            for j, at in enumerate(self.delays + w):  # each line's input, where it will come out
+                buf[j, at:at + k] = y[j]
+            self._w = w + k
             i += k
         return out
 

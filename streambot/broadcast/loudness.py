@@ -19,6 +19,7 @@ MIT project cannot ship.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,6 +37,14 @@ K_WEIGHTING = np.array([
 
 WARM_UP_S = 3.0  # programme heard before the leveller moves
 _BINS = np.arange(-70.0, 10.0, 0.1)  # lower edges of the integrated-loudness histogram
+
+
+@functools.lru_cache(maxsize=8)
+def ramp_to_one(n: int) -> np.ndarray:
+    """(1..n) / n, float32: a block's linear fade, kept per block length (read-only)."""
+    ramp = np.arange(1, n + 1, dtype=np.float32) / np.float32(n)
+    ramp.flags.writeable = False
+    return ramp
 
 
 def lufs(power: float) -> float:
@@ -153,7 +162,9 @@ class Leveller:
         self._gain2 = (g0 * g0 + g0 * g1 + g1 * g1) / 3  # the mean of a linear ramp, squared
         if g0 == g1:
             return x * np.float32(g0) if g0 != 1.0 else x
-        return x * np.linspace(g0, g1, n + 1, dtype=np.float32)[1:]
+        ramp = ramp_to_one(n) * np.float32(g1 - g0)
+        ramp += np.float32(g0)
+        return x * ramp
 
     def measure(self, power: float, n: int) -> None:
         """The K-weighted mean power of the block `process` returned, as it went out."""
@@ -236,9 +247,10 @@ class TruePeakLimiter:
         spread = spread[:-4] | spread[4:]
         rows = np.flatnonzero(spread[:-4] | spread[4:])
         between = np.zeros(m + 1, np.float32)  # the largest interpolated point in (r + 5, r + 6)
-        if len(rows) > m // 4:  # most windows: interpolate them all
-            windows = np.ascontiguousarray(sliding_window_view(xx, 2 * _SPAN, axis=1)).reshape(-1, 2 * _SPAN)
-            between = np.abs(_PHASES_BY_ROW @ windows.T).max(axis=0).reshape(2, -1).max(axis=0)
+        if len(rows) > m // 4:  # most windows: interpolate them all, as 12 shifted copies of the block
+            shifted = np.ascontiguousarray(sliding_window_view(xx, m + 1, axis=1))  # (2, 12, m + 1)
+            points = _PHASES_BY_ROW @ shifted  # (2, 4, m + 1): channel, phase, window
+            between = np.abs(points, out=points).reshape(4 * len(xx), -1).max(axis=0)
         elif len(rows):
             windows = np.take(xx, rows[:, None] + np.arange(2 * _SPAN), axis=1).reshape(-1, 2 * _SPAN)
             between[rows] = np.abs(_PHASES_BY_ROW @ windows.T).max(axis=0).reshape(2, -1).max(axis=0)
@@ -250,11 +262,14 @@ class TruePeakLimiter:
         need[over] = 1.0 - self.ceiling / peak[over]
         # 2. held over the lookahead, released exponentially
         half = self._look // 2
-        held = ndimage.maximum_filter1d(need, self._look + 1)[half:half + n] if over.any() else need[:n]
         decay = self._decay.get(n)
         if decay is None:
             decay = self._decay[n] = self._fall ** np.arange(n)
-        env = decay * np.maximum(self._level * self._fall, np.maximum.accumulate(held / decay))
+        if over.any():
+            held = ndimage.maximum_filter1d(need, self._look + 1)[half:half + n]
+            env = decay * np.maximum(self._level * self._fall, np.maximum.accumulate(held / decay))
+        else:  # nothing new to catch: the last cut goes on letting go
+            env = decay * (self._level * self._fall)
         # 3. averaged over the lookahead: the ramp
         run = np.concatenate([self._env, env])
         total = np.concatenate([[0.0], np.cumsum(run)])
