@@ -1,13 +1,20 @@
 """The band's reverb and echo: decay times by the ISO 3382 method (Schroeder's
 backward integration), wet level, width, exact echoes, and output that does
-not depend on how the stream is cut into blocks."""
+not depend on how the stream is cut into blocks. And the sound chain runs
+without the GPLv3 plugin library these effects replace."""
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import signal
 
 from streambot.broadcast.effects import Echo, Reverb, room_t60
+from streambot.config import list_presets
+
+from .conftest import ROOT
 
 RATE = 48_000
 
@@ -69,3 +76,25 @@ def test_the_echo_repeats_exactly_each_delay_and_ignores_block_sizes():
     np.testing.assert_allclose(in_blocks(Echo(0.05, 0.5), noise, [1, 2399, 2400, 7000]), whole, atol=1e-6)
     with pytest.raises(ValueError, match="feedback"):
         Echo(0.1, 1.0)
+
+
+def test_the_show_and_every_worlds_sound_run_without_the_gpl_plugin_library():
+    """streambot is MIT: with pedalboard (GPLv3) made unimportable, the show's
+    modules load and every preset's sound chain plays."""
+    code = "\n".join([
+        "import sys",
+        "sys.modules['pedalboard'] = None  # any import of it now raises ImportError",
+        "import numpy as np",
+        "import streambot.app, streambot.cli",
+        "from streambot.broadcast.audio import Soundtrack",
+        "from streambot.config import list_presets, music_of",
+        "from streambot.world.base import Ambience",
+        "for spec in list_presets():",
+        "    track = Soundtrack(music_of(spec), seed=0)",
+        "    x = np.concatenate([track.render(4800, Ambience(wind=0.0)) for _ in range(30)], axis=1)",
+        "    assert np.abs(x[:, -48_000:]).max() > 0.05, spec.name",
+        "print('played', len(list_presets()))",
+    ])
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["played", str(len(list_presets()))]

@@ -1,12 +1,12 @@
 """The band's studio effects: a reverb and a tempo echo, streamed block by block.
 
 Both are written here on numpy and scipy (BSD) rather than taken from an
-audio-plugin library: the maintained ones with these effects (Spotify's
-pedalboard, built on JUCE) are GPLv3, which an MIT project cannot ship. They
-are small recursive networks whose every delay is longer than the stretch
-of samples processed at once, so each block runs as a few array operations
-with no per-sample Python loop, and the output does not depend on how the
-stream is cut into blocks.
+audio-plugin library: the maintained Python one with these effects is built
+on JUCE and GPLv3, which an MIT project cannot ship. They are small
+recursive networks whose every delay is longer than the stretch of samples
+processed at once, so each block runs as a few array operations with no
+per-sample Python loop, and the output does not depend on how the stream is
+cut into blocks.
 
 `Reverb` is a feedback delay network (Jot's design): eight delay lines of
 33 to 67 ms, mixed through an orthogonal (Hadamard) matrix, each with the

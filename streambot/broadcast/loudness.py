@@ -14,8 +14,8 @@ stage before the encoder, holds the true peak (BS.1770-4 Annex 2: the peak
 between samples, found by 4x oversampling) under a ceiling: it looks 5 ms
 ahead, so the gain is already down when a peak arrives and nothing overshoots.
 It is written here on numpy and scipy (BSD) because the maintained limiters
-in Python audio libraries (pedalboard's, built on JUCE) are GPLv3, which an
-MIT project cannot ship.
+in Python audio libraries are built on JUCE and GPLv3, which an MIT project
+cannot ship.
 """
 from __future__ import annotations
 
@@ -258,8 +258,7 @@ class TruePeakLimiter:
         over = peak > self.ceiling
         if resting and not over.any():
             return out.copy()
-        need = np.zeros(m)
-        need[over] = 1.0 - self.ceiling / peak[over]
+        need = 1.0 - self.ceiling / np.maximum(peak, self.ceiling)  # 0 where nothing is over
         # 2. held over the lookahead, released exponentially
         half = self._look // 2
         decay = self._decay.get(n)

@@ -25,8 +25,8 @@ change can neither click nor jump.
 Why these libraries: the band needs sample-exact control of note starts,
 envelopes and tempo, which is a few lines of numpy per instrument (synth.py);
 scipy gives the filters; the studio effects (reverb, tempo echo) are small
-networks on numpy (effects.py), because the maintained plugin library that
-has them (pedalboard, on JUCE) is GPLv3 and streambot is MIT. A
+networks on numpy (effects.py), because the maintained Python plugin
+library that has them is built on JUCE and GPLv3, and streambot is MIT. A
 synthesis server such as pyo or SuperCollider would own its own clock and
 audio device, and a MIDI library (mido, pretty_midi) would add a file format
 between the arrangement and the notes without saving any code.
@@ -452,9 +452,11 @@ class Band:
             reverb_in += 0.5 * echo
             left += 0.5 * echo
             right += 0.5 * echo
-        wet = self._reverb.process(reverb_in)
-        wet *= np.float32(0.45 * self.style.gain)
-        return np.stack([left + wet[0], right + wet[1]])
+        out = self._reverb.process(reverb_in)  # a new array: the dry parts are added into it
+        out *= np.float32(0.45 * self.style.gain)
+        out[0] += left
+        out[1] += right
+        return out
 
     def _voice(self, ev: Event, start: int) -> Voice:
         if isinstance(ev.note, str):
