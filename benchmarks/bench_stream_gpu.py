@@ -2,7 +2,9 @@
 
 Each combination of speed switches gets a fresh StreamWorld over the same
 models and runs the real render loop (the frame is copied out to numpy every
-frame, as on air). Prints one JSON line per combination, then a table.
+frame, as on air). fps counts only frames the model painted: a frame the
+similarity filter skipped repeats the last one and is reported apart. Prints
+one JSON line per combination, then a table.
 
     # real weights from the local Hugging Face cache (never downloads unless --online)
     python benchmarks/bench_stream_gpu.py
@@ -32,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streambot.world.base import Direction, WorldError, WorldSpec  # noqa: E402
-from streambot.world.stream import StreamWorld, StreamWorldSettings  # noqa: E402
+from streambot.world.stream import Motion, StreamWorld, StreamWorldSettings  # noqa: E402
 from streambot.world.stream_models import load_models, random_models  # noqa: E402
 
 SPEC = WorldSpec(
@@ -51,10 +53,12 @@ COMBOS: dict[str, dict] = {
     "fp16": dict(dtype="float16", channels_last=False, fuse_qkv=False),
     "fp16+cl": dict(dtype="float16", fuse_qkv=False),
     "fp16+cl+qkv": dict(dtype="float16"),
+    "fp16+cl+qkv 1 in flight": dict(dtype="float16", frames_in_flight=1),
     "bf16+cl+qkv": dict(dtype="bfloat16"),
     "fp16+cl 2-step sequential": dict(dtype="float16", steps=2, stream_batch=False),
     "fp16+cl 2-step stream-batch": dict(dtype="float16", steps=2, stream_batch=True),
     "fp16+cl+filter": dict(dtype="float16", similarity_filter=True),
+    "fp16+cl+filter still camera": dict(dtype="float16", similarity_filter=True, motion=Motion()),
     "fp16+cl+graphs": dict(dtype="float16", cuda_graphs=True),
     "fp16+cl+compile": dict(dtype="float16", compile=True),
     "fp16+cl+compile+graphs": dict(dtype="float16", compile=True, cuda_graphs=True),
@@ -87,13 +91,15 @@ def bench_one(models, name: str, options: dict, args, device: torch.device) -> d
         world.render()
     sync(device)
     times = []
+    skipped_before = world.stats["skipped"]
     t_all = time.perf_counter()
     for _ in range(args.frames):
         t = time.perf_counter()
-        world.render()  # returns numpy: the device has finished this frame
+        world.render()  # returns numpy: the device has finished that frame (with 2 in flight, the one before)
         times.append(time.perf_counter() - t)
     sync(device)
     elapsed = time.perf_counter() - t_all
+    skipped = world.stats["skipped"] - skipped_before
 
     # prompt change: from steer() to the first frame rendered under it (a prompt never seen before)
     latencies, cached = [], []
@@ -114,13 +120,16 @@ def bench_one(models, name: str, options: dict, args, device: torch.device) -> d
         "steps": len(settings.timestep_indices),
         "dtype": settings.dtype,
         "active": dict(world.engine.active),
-        "fps": args.frames / elapsed,
+        "fps": (args.frames - skipped) / elapsed,  # painted by the model; skipped frames are not
+        "frames_out_fps": args.frames / elapsed,
+        "rendered": args.frames - skipped,
+        "skipped": skipped,
+        "elapsed_s": elapsed,
         "frame_ms_p50": statistics.median(times) * 1e3,
         "frame_ms_p95": times[int(0.95 * (len(times) - 1))] * 1e3,
         "first_frame_s": first_frame_s,
         "prompt_change_ms_new": statistics.median(latencies),
         "prompt_change_ms_cached": statistics.median(cached),
-        "skipped": world.stats["skipped"],
     }
     if device.type == "cuda":
         result["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -135,7 +144,7 @@ def main() -> int:
     ap.add_argument("--random-weights", action="store_true", help="full-size configs, random init, no downloads")
     ap.add_argument("--tiny", action="store_true", help="with --random-weights: the test-size models")
     ap.add_argument("--model", default="stabilityai/sd-turbo")
-    ap.add_argument("--vae", default="madebyollin/taesd")
+    ap.add_argument("--vae", default="auto", help="auto: the tiny VAE for the model (taesd or taesdxl)")
     ap.add_argument("--online", action="store_true", help="allow downloading real weights")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--size", type=int, default=512)
@@ -193,14 +202,14 @@ def main() -> int:
         print(json.dumps(r), flush=True)
 
     print(f"\n{args.size}x{args.size}, {header['device']}, {models.name}, {args.frames} frames")
-    print("| switches | fps | p50 ms | p95 ms | first frame s | prompt change ms (new / cached) | active |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| switches | fps (painted) | skipped | p50 ms | p95 ms | first frame s | prompt change ms (new / cached) | active |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
         if "error" in r:
-            print(f"| {r['combo']} | error: {r['error'][:80]} | | | | | |")
+            print(f"| {r['combo']} | error: {r['error'][:80]} | | | | | | |")
             continue
         on = ",".join(k for k, v in r["active"].items() if v) or "-"
-        print(f"| {r['combo']} | {r['fps']:.1f} | {r['frame_ms_p50']:.2f} | {r['frame_ms_p95']:.2f} | "
+        print(f"| {r['combo']} | {r['fps']:.1f} | {r['skipped']} | {r['frame_ms_p50']:.2f} | {r['frame_ms_p95']:.2f} | "
               f"{r['first_frame_s']:.1f} | {r['prompt_change_ms_new']:.1f} / {r['prompt_change_ms_cached']:.1f} | {on} |")
     by = {r["combo"]: r for r in results if "error" not in r}
     if device.type == "cuda" and args.size == 512 and not args.tiny:

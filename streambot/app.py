@@ -21,14 +21,16 @@ from .broadcast.compositor import Compositor
 from .broadcast.encoder import Encoder, EncoderSettings
 from .broadcast.overlay_layout import layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
-from .broadcast.outputs import Output, OutputError, check_reachable, validate_target
+from .broadcast.outputs import Output, OutputError, check_reachable, open_outputs, validate_target
 from .broadcast.pipeline import Broadcast
 from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
 from .secrets import mask_url
-from .store import Store, resolve_path
+from .store import Store, StoreError, resolve_path
 from .world.base import World, WorldError, WorldSpec
+from .world.budget import GpuBudget
+from .world.resilient import ResilientWorld
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,11 @@ def build_world(settings: Settings) -> World:
     if backend == "sketch":
         from .world.sketch import SketchWorld
 
-        return SketchWorld(**settings.world.sketch)
+        try:
+            return SketchWorld(**settings.world.sketch)
+        except TypeError:
+            raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
+                              f"({', '.join(map(repr, settings.world.sketch))}); it takes render_scale.") from None
     if backend == "stream":
         from .world.stream import create_world
 
@@ -59,6 +65,31 @@ def build_world(settings: Settings) -> World:
     )
 
 
+def gpu_budget(world: World, settings: Settings) -> GpuBudget:
+    """The GPU world's time on air, counted and limited by [budget]; it counts nothing
+    for a world that uses no GPU (the sketch world)."""
+    b = settings.budget
+    return GpuBudget(active=world.gpu, world=world.name, daily_gpu_hours=b.daily_gpu_hours,
+                     idle_after_s=b.idle_after_s, timezone=b.timezone)
+
+
+def resilient(world: World, settings: Settings, budget: GpuBudget | None = None) -> ResilientWorld:
+    """The world as the broadcast sees it: a failing backend is held, retried, and
+    covered by the sketch world, which also covers while the `budget` keeps a GPU
+    world off air (streambot/world/resilient.py)."""
+    if isinstance(world, ResilientWorld):
+        return world
+
+    def fallback() -> World:
+        from .world.sketch import SketchWorld
+
+        return SketchWorld(**settings.world.sketch)
+
+    w = settings.world
+    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s,
+                          budget=budget)
+
+
 @dataclass
 class ShowOptions:
     outputs: list[str]
@@ -66,6 +97,7 @@ class ShowOptions:
     chat_source: str | None = "-"  # "-" stdin, a file path, or None
     secrets: dict = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
+    watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
 
 
 class Show:
@@ -74,7 +106,8 @@ class Show:
     def __init__(self, settings: Settings, spec: WorldSpec, world: World, options: ShowOptions) -> None:
         self.settings = settings
         self.spec = spec
-        self.world = world
+        self.world = resilient(world, settings, gpu_budget(world, settings))
+        self.budget = self.world.budget  # the GPU world's hours on air; Twitch tells it the viewers
         self.options = options
         self.broadcast: Broadcast | None = None
         self.director: Director | None = None
@@ -97,6 +130,9 @@ class Show:
             validate_target(t)
             if t.startswith(("rtmp://", "rtmps://")):
                 check_reachable(t, s.connect_timeout_s)
+        resume = self._resume_point()
+        if resume and resume.get("spec"):
+            self.spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
         audio = self._soundtrack()
         # 2. the world
         self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
@@ -106,16 +142,12 @@ class Show:
             audio_bitrate_kbps=s.audio_bitrate_kbps, keyframe_s=s.keyframe_s,
             preset=s.x264_preset, codec=s.encoder,
         ))
-        outputs: list[Output] = []
+        planned = s.planned_reconnect_h * 3600 or None
         try:
-            for t in targets:
-                out = Output(t, encoder.stream_info,
-                             connect_timeout_s=s.connect_timeout_s, reconnect_max_s=s.reconnect_max_s)
-                out.open()
-                outputs.append(out)
+            outputs = [Output(t, encoder.stream_info, connect_timeout_s=s.connect_timeout_s,
+                              reconnect_max_s=s.reconnect_max_s, planned_reconnect_s=planned) for t in targets]
+            open_outputs(outputs)  # one destination that does not answer keeps the others waiting only briefly
         except Exception:
-            for out in outputs:
-                out.close()
             encoder.close()
             self.world.close()
             raise
@@ -127,6 +159,8 @@ class Show:
         )
         # 4. the timeline, the audience and the director, which opens the story
         self.store = Store(resolve_path(self.settings.voting.timeline))
+        if self.budget is not None:
+            self.budget.resume(self.store)  # today's GPU hours so far: a restart does not reset them
         self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec)
         self.audience.resume()
         self.voice = self._voice()
@@ -136,12 +170,14 @@ class Show:
             transition_s=self.settings.world.transition_s,
         )
         self.director.listeners.append(self.audience.note_on_air)
-        self.director.listeners.append(self._remember_on_air)
+        self.director.listeners.append(self._save_world)
         self.director.listeners.append(lambda entry: audio.set_story(entry.direction.text))
-        last = self.store.load_state("world")
-        if last and last.get("preset") == self.spec.name and last.get("source") != "story":
-            # A restart picks the story up where it was.
-            self.director.submit(last["text"], source=last["source"], user=last.get("user"))
+        if resume and resume.get("text"):
+            # A restart (or a crash) picks the show up where it was.
+            self.director.story_paused = bool(resume.get("story_paused"))
+            self.broadcast.compositor.set_off_air(bool(resume.get("off_air")))
+            self.director.resume(resume["text"], source=resume.get("source", "story"), user=resume.get("user"),
+                                 beat=int(resume.get("beat", 0)))
         else:
             self.director.begin()
         # Draw the first overlay before going live: the drawing process's start
@@ -180,12 +216,35 @@ class Show:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _remember_on_air(self, entry) -> None:
-        if self.store is not None:
-            d = entry.direction
-            self.store.save_state(
-                {"preset": self.spec.name, "text": d.text, "source": d.source, "user": d.user}, "world"
-            )
+    def _resume_point(self) -> dict | None:
+        """What the last run had on air, to pick up; not when the configured
+        preset has changed since (the streamer chose another world)."""
+        try:
+            store = Store(resolve_path(self.settings.voting.timeline), background=False, session=False)
+        except StoreError:
+            return None  # opened again below, where its error stops the start
+        try:
+            last = store.load_state("world")
+        except StoreError:
+            last = None
+        finally:
+            store.close()
+        if not last or last.get("configured", last.get("preset")) != self.settings.world.preset:
+            return None
+        log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
+        return last
+
+    def _save_world(self, entry=None) -> None:
+        """What a restart needs to pick the show up (see `_resume_point`)."""
+        if self.store is None or self.director is None:
+            return
+        on = entry or self.director.on_air
+        d = on.direction if on is not None else None
+        self.store.save_state({
+            "configured": self.settings.world.preset, "preset": self.spec.name, "spec": self.spec.to_dict(),
+            "text": d.text if d else None, "source": d.source if d else "story", "user": d.user if d else None,
+            "beat": self.director.beat, "story_paused": self.director.story_paused, "off_air": self.off_air,
+        }, "world")
 
     def on_local_line(self, user: str, text: str) -> None:
         """A line typed by the streamer: a chat command (`!p`, `!vote 2`, …) goes
@@ -231,12 +290,14 @@ class Show:
                 load_layout(layout_name(self.settings.overlay.layout, spec)))
             self.broadcast.soundtrack.set_world_music(music_of(spec))
         self._record(actor, "switch world", spec.name)
+        self._save_world()
         return spec
 
     def pause_story(self, paused: bool, *, actor: str) -> None:
         assert self.director is not None
         self.director.story_paused = paused
         self._record(actor, "pause story" if paused else "resume story")
+        self._save_world()
 
     def set_music(self, on: bool, *, actor: str) -> None:
         """The music fades in or out; the world's weather goes on either way."""
@@ -254,6 +315,7 @@ class Show:
         self.broadcast.compositor.set_off_air(on)
         self.audience.lock(actor=actor, locked=on)
         self._record(actor, "kill switch on" if on else "kill switch off")
+        self._save_world()
 
     @property
     def off_air(self) -> bool:
@@ -265,6 +327,17 @@ class Show:
             self.audience.snapshot(), self.director.on_air, self.spec.title,
             off_air=self.off_air, discord_invite=self.settings.overlay.discord_invite or None,
         )
+
+    def watch_source(self) -> tuple[Path, str] | None:
+        """The local server's HLS folder and stream name, when there is one to watch (the demo)."""
+        return (Path(self.options.watch[0]), self.options.watch[1]) if self.options.watch else None
+
+    def world_status(self) -> dict:
+        return self.world.status().to_json()
+
+    def budget_status(self) -> dict | None:
+        """GPU hours used today, the budget, the viewers, why the sketch world is on air."""
+        return self.budget.status().to_json() if self.budget is not None else None
 
     def adapter_states(self) -> dict[str, str]:
         states = {f"local:{c.source}": c.state for c in self.chat}
@@ -284,7 +357,9 @@ class Show:
         if s.twitch.enabled:
             from .audience.twitch import TwitchChat
 
-            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets)))
+            viewers = self.budget.set_viewers if self.budget is not None else None
+            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets,
+                                                        on_viewers=viewers)))
         if s.discord.enabled:
             from .audience.discord_bot import DiscordBot
 
@@ -367,10 +442,10 @@ class Show:
             chat.close()
         if self.voice is not None:
             self.voice.close()
-        if self.store is not None:
-            self.store.close()
         if self.broadcast is not None:
             self.broadcast.stop()
             if self.broadcast.clock.error is not None:
                 log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
-        self.world.close()
+        self.world.close()  # its budget writes the last GPU seconds to the store: close that after
+        if self.store is not None:
+            self.store.close()

@@ -74,7 +74,7 @@ def _stream_weight_problems(table: dict) -> list[str]:
     """Are the stream world's weights on this machine? (Looked up offline.)"""
     try:
         from .world.base import WorldError
-        from .world.stream_models import resolve_folder
+        from .world.stream_models import resolve_folder, vae_source
         from .world.stream_settings import parse_stream_settings
     except ImportError as e:
         return [f"The 'stream' world needs diffusers and transformers ({e.name} is missing): "
@@ -84,7 +84,7 @@ def _stream_weight_problems(table: dict) -> list[str]:
     except ConfigError as e:
         return [str(e)]
     problems = []
-    for model in {s.model, s.vae} - {"model"}:
+    for model in {s.model, vae_source(s.vae, s.model)} - {None}:
         try:
             resolve_folder(model, offline=True, cache_dir=s.cache_dir)
         except WorldError as e:

@@ -188,7 +188,7 @@ def run(config_file, preset, world, size, fps, bitrate, secrets_file, device, of
 
 def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
               outputs, duration, chat, banner: str | None = None,
-              console: str | None = None, no_console: bool = False) -> None:
+              console: str | None = None, no_console: bool = False, watch: tuple[str, str] | None = None) -> None:
     from .app import Show, ShowOptions, build_world
 
     settings = _settings(config_file, size, fps, bitrate, world, preset, device, offline)
@@ -196,12 +196,12 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
     found = load_secrets(secrets_file)
     show = Show(settings, spec, build_world(settings), ShowOptions(
         outputs=outputs or list(settings.stream.outputs), duration_s=duration,
-        chat_source=chat, secrets=found, console=_console_address(settings, console, no_console),
+        chat_source=chat, secrets=found, console=_console_address(settings, console, no_console), watch=watch,
     ))
     show.open()
     if banner:
         click.echo(banner, err=True)
-    log.info("on air: %s (%s world, %s at %d fps)", spec.title, settings.world.backend,
+    log.info("on air: %s (%s world, %s at %d fps)", show.spec.title, settings.world.backend,
              settings.stream.size, settings.stream.fps)
     asyncio.run(show.run())
     h = show.broadcast.health() if show.broadcast else None
@@ -223,20 +223,22 @@ def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, o
     from .devserver import RtmpServer, RtmpServerError
 
     setup_logging("info", log_format)
-    server = RtmpServer(port=port, record=False)
+    server = RtmpServer(port=port, record=False, hls=True)
     try:
         server.start()
     except RtmpServerError as e:
         fail(str(e))
     url = server.url("demo")
+    browser = "" if no_console else "in a browser: the Watch address below; or "
     banner = (
-        f"\n  Watch:  ffplay {url}   (or open it in VLC / mpv)\n"
+        f"\n  Watch:  {browser}ffplay {url}   (or open it in VLC / mpv)\n"
         "  Steer:  type a prompt here and press Enter (e.g. 'a thunderstorm at night').\n"
         "  Stop:   Ctrl-C\n"
     )
     try:
         _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-                  [url], duration, "-", banner=banner, console=console, no_console=no_console)
+                  [url], duration, "-", banner=banner, console=console, no_console=no_console,
+                  watch=(str(server.hls_dir), "demo"))
     finally:
         server.cleanup()
 

@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -63,6 +64,8 @@ class StreamSettings(_Section):
     outputs: list[str] = []
     reconnect_max_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Twitch ends a broadcast after 48 h: reconnect on a keyframe before that (0: never)
+    planned_reconnect_h: Annotated[float, Field(ge=0, le=48)] = 47.5
 
     @field_validator("size")
     @classmethod
@@ -80,9 +83,29 @@ class WorldSettings(_Section):
     preset: str = "meadow"
     transition_s: Annotated[float, Field(ge=0, le=30)] = 1.5
     seed: int = 0
+    fallback_after: Annotated[int, Field(ge=1, le=100)] = 3  # failures in a row before the sketch world covers
+    retry_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0  # a failing backend is retried at most this far apart
     sketch: dict = {}
     stream: dict = {}
     video: dict = {}
+
+
+class BudgetSettings(_Section):
+    """How long a GPU world (stream, video) may be on air; the sketch world covers the rest."""
+    daily_gpu_hours: Annotated[float, Field(ge=0, le=24)] = 0.0  # 0: no daily limit
+    idle_after_s: Annotated[float, Field(ge=0, le=86400)] = 300.0  # Twitch reports no viewers this long (0: never)
+    timezone: str = ""  # the day starts at midnight here; "": this machine's local time
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        if v:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{v!r} is not a time zone name like \"Europe/Berlin\" or \"America/New_York\" "
+                                 f"(\"\" is this machine's local time)") from None
+        return v
 
 
 class DirectorSettings(_Section):
@@ -200,7 +223,7 @@ class TwitchSettings(_Section):
 class DiscordSettings(_Section):
     enabled: bool = False
     channels: list[int] = []  # round messages go to each (several servers at once)
-    guilds: list[int] = []  # the show's servers: commands at once, /mod only here; empty: viewer commands globally, no /mod
+    guilds: list[int] = []  # the show's servers: commands at once, /mod and /listen only here; empty: viewer commands globally, neither
     moderator_roles: list[str] = ["Moderator", "Mod"]
     update_s: Annotated[float, Field(ge=1, le=30)] = 3.0  # a round message is edited when its votes change, at most this often
 
@@ -259,6 +282,7 @@ class ConsoleSettings(_Section):
 class Settings(_Section):
     stream: StreamSettings = StreamSettings()
     world: WorldSettings = WorldSettings()
+    budget: BudgetSettings = BudgetSettings()
     director: DirectorSettings = DirectorSettings()
     audio: AudioSettings = AudioSettings()
     console: ConsoleSettings = ConsoleSettings()
@@ -357,11 +381,22 @@ class PresetModeration(_Section):
         return v
 
 
+class PresetSketch(_Section):
+    """A world file's optional [sketch] table: where the sketch world starts."""
+    scene: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+    params: dict[Annotated[str, Field(max_length=40)], float] = {}  # names are the sketch world's to check
+
+
 def load_world_file(path: Path) -> WorldSpec:
     """A preset or a custom world: a TOML file with name, title, description, style, beats."""
     data = _load_toml(path)
     try:
         p = PresetFile.model_validate(data)
+        if "sketch" in data:
+            try:
+                PresetSketch.model_validate(data["sketch"])
+            except ValidationError as e:
+                raise ConfigError(explain_validation(e, path).replace(" field '", " field 'sketch.", 1)) from None
     except ValidationError as e:
         err = e.errors()[0]
         if err["type"] == "missing":

@@ -1,8 +1,10 @@
 """A local RTMP server (nginx with its RTMP module), for the demo and tests.
 
 It listens on loopback only, records what it receives to FLV files (one per
-publish, so a reconnect shows as a second file), and lets any local player
-watch: `ffplay rtmp://127.0.0.1:PORT/live/NAME`.
+publish, so a reconnect shows as a second file), lets any local player
+watch (`ffplay rtmp://127.0.0.1:PORT/live/NAME`), and writes HLS
+(`hls/NAME.m3u8` and its segments, copied, not re-encoded: the stream's own
+frame rate and sound) for the console's watch page, so a browser is enough.
 """
 from __future__ import annotations
 
@@ -36,10 +38,21 @@ rtmp {{
             record_unique on;
             allow play 127.0.0.1;
             deny play all;
+{hls}
         }}
     }}
 }}
 """
+
+
+# Segments follow the stream's keyframes (2 s); a reconnect continues the same playlist.
+HLS = """\
+            hls on;
+            hls_path {dir}/hls;
+            hls_fragment 2s;
+            hls_playlist_length 30s;
+            hls_continuous on;
+            hls_cleanup on;"""
 
 
 class RtmpServerError(Exception):
@@ -53,16 +66,23 @@ def free_port() -> int:
 
 
 class RtmpServer:
-    def __init__(self, port: int | None = None, workdir: Path | None = None, record: bool = True) -> None:
+    def __init__(self, port: int | None = None, workdir: Path | None = None, record: bool = True,
+                 hls: bool = True) -> None:
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="streambot-rtmp-"))
         self.record = record
+        self.hls = hls
         self.proc: subprocess.Popen | None = None
 
     @property
     def recordings(self) -> list[Path]:
         return sorted((self.dir / "rec").glob("*.flv"), key=lambda p: p.stat().st_mtime)
+
+    @property
+    def hls_dir(self) -> Path:
+        """Where `NAME.m3u8` and its segments are written, while `hls` is on."""
+        return self.dir / "hls"
 
     def url(self, name: str = "stream") -> str:
         return f"rtmp://127.0.0.1:{self.port}/live/{name}"
@@ -75,10 +95,11 @@ class RtmpServer:
         if module is None:
             raise RtmpServerError("nginx's RTMP module is missing (apt-get install libnginx-mod-rtmp).")
         (self.dir / "rec").mkdir(parents=True, exist_ok=True)
+        self.hls_dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "nginx.conf"
         conf.write_text(CONFIG.format(
             dir=self.dir, port=self.port, load_module=f"load_module {module};",
-            record="all" if self.record else "off",
+            record="all" if self.record else "off", hls=HLS.format(dir=self.dir) if self.hls else "",
         ))
         self.proc = subprocess.Popen(
             [nginx, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(conf)],

@@ -56,6 +56,17 @@ class Director:
         """Open the show on the world's first beat."""
         return self._send(self.spec.beats[0], "story", None)
 
+    def resume(self, text: str, *, source: str = "story", user: str | None = None, beat: int = 0) -> OnAir:
+        """After a restart: what was on air goes back on air, the story at the same beat."""
+        with self._lock:
+            self._beat = beat % len(self.spec.beats)
+        return self._send(text, source, user)
+
+    @property
+    def beat(self) -> int:
+        """Which of the preset's story beats the story is at."""
+        return self._beat
+
     def submit(self, text: str, *, source: str = "audience", user: str | None = None) -> OnAir:
         """A prompt that has won (or was forced from the console): on air now."""
         return self._send(text, source, user)

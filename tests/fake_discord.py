@@ -15,17 +15,35 @@ It checks on the wire what Discord checks, and what matters to the show:
   guild's owner always);
 - options are built from the registered schema, so a test cannot send a user
   to an option Discord would take as text;
-- every message create and edit is counted.
+- every message create and edit is counted; a reply must reference a message
+  of its channel;
+- gateway intents as Discord applies them: a privileged intent the app's page
+  does not enable closes the connection (4014, "Disallowed intent(s)"); a
+  member's message (MESSAGE_CREATE) reaches only a bot with the guild messages
+  intent, and without Message Content it arrives with no text, attachments,
+  embeds or components; voice state events need the voice states intent;
+- attachments are served from a CDN route by their signed URL only;
+- a voice connection request (gateway op 4) is answered with the bot's voice
+  state and a voice server address; no voice server listens there, so the
+  connection fails as it does when a firewall blocks Discord's voice servers.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import itertools
 import json
 import re
+import socket
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
+import yarl
 from aiohttp import web
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
 
 from .localserver import LocalServer
 
@@ -34,8 +52,17 @@ APP, GUILD, OTHER, CHANNEL, OTHER_CHANNEL, DM_CHANNEL = "900", "100", "110", "20
 MOD_ROLE, OWNER, OTHER_OWNER = "300", "1", "66"
 BOT = {"id": "901", "username": "streambot", "discriminator": "0", "avatar": None, "bot": True, "global_name": None}
 
+VOICE_CHANNEL = "250"  # a voice channel in the show's server
+
 ADMINISTRATOR = 1 << 3
 MANAGE_MESSAGES = 1 << 13
+# Gateway intents (https://discord.com/developers/docs/events/gateway#list-of-intents)
+GUILDS_INTENT, GUILD_MEMBERS, GUILD_VOICE_STATES = 1 << 0, 1 << 1, 1 << 7
+GUILD_PRESENCES, GUILD_MESSAGES, MESSAGE_CONTENT = 1 << 8, 1 << 9, 1 << 15
+PRIVILEGED = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
+# Application flags saying which privileged intents the app's page enables
+APP_FLAGS = {GUILD_PRESENCES: 1 << 13, GUILD_MEMBERS: 1 << 15, MESSAGE_CONTENT: 1 << 19}
+VOICE_MESSAGE = 1 << 13  # message flag IS_VOICE_MESSAGE
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
 EVERYONE = re.compile(r"@(everyone|here)")
@@ -70,12 +97,16 @@ def role(rid: str, name: str, guild: str) -> dict:
             "hoist": False, "managed": False, "mentionable": False, "flags": 0}
 
 
-def guild_data(gid: str, owner: str, channel: str, roles: list[dict]) -> dict:
+def guild_data(gid: str, owner: str, channel: str, roles: list[dict], voice: str | None = None) -> dict:
+    voice_channels = [] if voice is None else [{
+        "id": voice, "type": 2, "name": "stage", "position": 1, "permission_overwrites": [], "nsfw": False,
+        "parent_id": None, "bitrate": 64000, "user_limit": 0, "rtc_region": None}]
     return {
         "id": gid, "name": f"Server {gid}", "icon": None, "owner_id": owner, "afk_timeout": 300,
         "roles": [role(gid, "@everyone", gid), *roles],
         "channels": [{"id": channel, "type": 0, "name": "world", "position": 0, "permission_overwrites": [],
-                      "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0}],
+                      "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0},
+                     *voice_channels],
         "members": [], "member_count": 4, "features": [], "emojis": [], "stickers": [], "threads": [],
         "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [], "large": False,
         "unavailable": False, "joined_at": "2024-01-01T00:00:00+00:00", "premium_tier": 0,
@@ -88,10 +119,11 @@ def guild_data(gid: str, owner: str, channel: str, roles: list[dict]) -> dict:
 
 # The show's server (moderators by role) and someone else's server that added the bot too.
 GUILDS = {
-    GUILD: guild_data(GUILD, OWNER, CHANNEL, [role(MOD_ROLE, "Moderator", GUILD)]),
+    GUILD: guild_data(GUILD, OWNER, CHANNEL, [role(MOD_ROLE, "Moderator", GUILD)], VOICE_CHANNEL),
     OTHER: guild_data(OTHER, OTHER_OWNER, OTHER_CHANNEL, []),
 }
 CHANNEL_GUILD = {CHANNEL: GUILD, OTHER_CHANNEL: OTHER}
+VOICE_CHANNEL_GUILD = {VOICE_CHANNEL: GUILD}
 
 
 def pings(content: str, allowed: dict | None) -> list[str]:
@@ -126,10 +158,14 @@ def check_components(rows: list) -> str | None:
 
 
 class FakeDiscord(LocalServer):
-    """The gateway and the parts of the REST API the bot uses, on 127.0.0.1."""
+    """The gateway and the parts of the REST API the bot uses, on 127.0.0.1.
 
-    def __init__(self) -> None:
+    `privileged`: the privileged intents enabled on the app's page in the
+    developer portal (none, as for a new app)."""
+
+    def __init__(self, *, privileged: int = 0) -> None:
         super().__init__()
+        self.privileged = privileged
         app = self.app
         app.router.add_get("/api/v10/users/@me", self.me)
         app.router.add_get("/api/v10/oauth2/applications/@me", self.app_info)
@@ -138,6 +174,7 @@ class FakeDiscord(LocalServer):
         app.router.add_post("/api/v10/channels/{channel}/messages", self.post_message)
         app.router.add_patch("/api/v10/channels/{channel}/messages/{message}", self.edit_message)
         app.router.add_post("/api/v10/interactions/{iid}/{token}/callback", self.callback)
+        app.router.add_get("/attachments/{channel}/{aid}/{filename}", self.cdn)
         app.router.add_get("/gw", self.gateway)
         self.commands: dict[str, list[dict]] = {}  # scope ("global" or a guild id) -> registered commands
         self.syncs: list[str] = []  # the scopes, in the order they were overwritten
@@ -150,10 +187,25 @@ class FakeDiscord(LocalServer):
         self.pinged: list[str] = []
         self.checked = 0  # messages and replies whose allowed_mentions were checked
         self.identifies = 0
+        self.intents: int | None = None  # what the session identified with
+        self.refused_intents: list[int] = []  # identifies closed with 4014
         self.resumes: list[dict] = []
+        self.files: dict[str, bytes] = {}  # CDN path -> bytes
+        self.downloads: list[str] = []  # CDN paths fetched
+        self.voice_requests: list[dict] = []  # gateway op 4 payloads: the bot joining or leaving voice
+        self.voice_endpoint = ""  # set on start: an address where no voice server listens
         self.seq = itertools.count(1)
         self.ids = itertools.count(5000)
         self.cond = asyncio.Condition()
+
+    async def start(self) -> None:
+        await super().start()
+        with socket.socket() as s:  # a port that was free a moment ago: connecting there is refused
+            s.bind(("127.0.0.1", 0))
+            self.voice_endpoint = f"127.0.0.1:{s.getsockname()[1]}"
+
+    def app_flags(self) -> int:
+        return sum(flag for intent, flag in APP_FLAGS.items() if self.privileged & intent)
 
     # -- REST ------------------------------------------------------------------------
     async def me(self, request: web.Request) -> web.Response:
@@ -164,7 +216,8 @@ class FakeDiscord(LocalServer):
     async def app_info(self, request: web.Request) -> web.Response:
         return jr({
             "id": APP, "name": "streambot", "description": "", "icon": None, "bot_public": True,
-            "bot_require_code_grant": False, "owner": user(OWNER, "owner"), "verify_key": "k", "flags": 0,
+            "bot_require_code_grant": False, "owner": user(OWNER, "owner"), "verify_key": "k",
+            "flags": self.app_flags(),
             "summary": "", "team": None,
         })
 
@@ -222,6 +275,9 @@ class FakeDiscord(LocalServer):
             return jr({"code": 10003, "message": "Unknown Channel"}, 404)
         if (refused := self._refused(body)) is not None:
             return refused
+        ref = body.get("message_reference")
+        if ref is not None and (self.messages.get(str(ref.get("message_id")), {}).get("channel_id") != channel):
+            return invalid("message_reference", "Unknown message")
         self._mentions_ok(f"POST channel {channel}", body.get("content") or "", body.get("allowed_mentions"))
         mid = str(next(self.ids))
         self.posts.append(body)
@@ -271,10 +327,17 @@ class FakeDiscord(LocalServer):
             elif data["op"] == 2:
                 assert data["d"]["token"] == TOKEN
                 self.identifies += 1
+                intents = data["d"]["intents"]
+                if intents & PRIVILEGED & ~self.privileged:
+                    self.refused_intents.append(intents)
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
+                self.intents = intents
                 await self.dispatch(ws, "READY", {
                     "v": 10, "user": BOT, "guilds": [{"id": g, "unavailable": True} for g in GUILDS],
                     "session_id": "session-a", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gw",
-                    "application": {"id": APP, "flags": 0}, "private_channels": [], "relationships": [],
+                    "application": {"id": APP, "flags": self.app_flags()}, "private_channels": [],
+                    "relationships": [],
                 })
                 for g in GUILDS.values():
                     await self.dispatch(ws, "GUILD_CREATE", g)
@@ -283,7 +346,22 @@ class FakeDiscord(LocalServer):
                 self.resumes.append(data["d"])
                 await self.dispatch(ws, "RESUMED", {})
                 await self._register(ws)
+            elif data["op"] == 4:
+                await self._voice_request(ws, data["d"])
         return ws
+
+    async def _voice_request(self, ws: web.WebSocketResponse, d: dict) -> None:
+        """The bot joins (or leaves, channel_id null) a voice channel: Discord
+        answers with the bot's voice state and, on joining, a voice server."""
+        guild, channel = str(d["guild_id"]), None if d["channel_id"] is None else str(d["channel_id"])
+        self.voice_requests.append(dict(d, guild_id=guild, channel_id=channel))  # snowflakes as strings
+        if channel is not None and VOICE_CHANNEL_GUILD.get(channel) != guild:
+            self.violations.append(f"op 4: {channel} is not a voice channel of guild {guild}")
+            return
+        await self.voice_state(ws, BOT, channel, guild=guild, self_deaf=d["self_deaf"], self_mute=d["self_mute"])
+        if channel is not None:
+            await self.dispatch(ws, "VOICE_SERVER_UPDATE", {
+                "token": "voice-token", "guild_id": guild, "endpoint": self.voice_endpoint})
 
     async def _register(self, ws: web.WebSocketResponse) -> None:
         async with self.cond:
@@ -303,6 +381,30 @@ class FakeDiscord(LocalServer):
 
     async def dispatch(self, ws: web.WebSocketResponse, event: str, data: dict) -> None:
         await ws.send_json({"op": 0, "t": event, "s": next(self.seq), "d": data})
+
+    def has(self, intent: int) -> bool:
+        return self.intents is not None and bool(self.intents & intent)
+
+    # -- the CDN ---------------------------------------------------------------------------
+    @staticmethod
+    def _signature(path: str) -> str:
+        return hashlib.sha256(f"cdn:{path}".encode()).hexdigest()
+
+    def attach(self, channel: str, filename: str, data: bytes, content_type: str, **fields) -> dict:
+        """An uploaded file, as a message's attachment: served from its signed CDN URL."""
+        aid = str(next(self.ids))
+        path = f"/attachments/{channel}/{aid}/{filename}"
+        self.files[path] = data
+        url = f"http://127.0.0.1:{self.port}{path}?ex=7fffffff&is=00000000&hm={self._signature(path)}&"
+        return {"id": aid, "filename": filename, "size": len(data), "url": url, "proxy_url": url,
+                "content_type": content_type, **fields}
+
+    async def cdn(self, request: web.Request) -> web.Response:
+        path = request.path
+        if path not in self.files or request.query.get("hm") != self._signature(path):
+            return web.Response(status=404, text="This content is no longer available.")
+        self.downloads.append(path)
+        return web.Response(body=self.files[path], content_type="audio/ogg" if path.endswith(".ogg") else None)
 
     # -- what a member does --------------------------------------------------------------
     def offered(self, name: str, guild: str | None, who: dict, permissions: int) -> tuple[dict, str | None]:
@@ -380,6 +482,49 @@ class FakeDiscord(LocalServer):
             data["guild_id"] = scope
         return await self.interaction(ws, who, 2, data, guild=guild, roles=list(roles), permissions=permissions)
 
+    async def post(self, ws, who: dict, content: str = "", *, channel: str = CHANNEL, roles: list[str] = (),
+                   attachments: list[dict] = (), flags: int = 0) -> dict:
+        """A member posts in a guild channel; the bot gets MESSAGE_CREATE as its intents allow."""
+        guild = CHANNEL_GUILD[channel]
+        mid = str(next(self.ids))
+        message = {
+            "id": mid, "channel_id": channel, "guild_id": guild, "author": who, "content": content,
+            "timestamp": iso(), "edited_timestamp": None, "tts": False, "mention_everyone": False,
+            "mentions": [], "mention_roles": [], "attachments": list(attachments), "embeds": [], "pinned": False,
+            "type": 0, "flags": flags, "components": [],
+        }
+        self.messages[mid] = message
+        if not self.has(GUILD_MESSAGES):
+            return message
+        seen = dict(message)
+        if not self.has(MESSAGE_CONTENT) and f"<@{BOT['id']}>" not in content:
+            seen.update(content="", attachments=[], embeds=[], components=[])
+        seen["member"] = {"roles": list(roles), "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False,
+                          "mute": False, "flags": 0, "nick": None, "avatar": None, "premium_since": None,
+                          "pending": False}
+        await self.dispatch(ws, "MESSAGE_CREATE", seen)
+        return message
+
+    async def voice_message(self, ws, who: dict, data: bytes, seconds: float, *, channel: str = CHANNEL) -> dict:
+        """A voice message as Discord's client records one: no text, one Ogg Opus
+        attachment with its duration and waveform, the IS_VOICE_MESSAGE flag."""
+        attachment = self.attach(channel, "voice-message.ogg", data, "audio/ogg", duration_secs=seconds,
+                                 waveform=base64.b64encode(bytes(32)).decode())
+        return await self.post(ws, who, channel=channel, attachments=[attachment], flags=VOICE_MESSAGE)
+
+    async def voice_state(self, ws, who: dict, channel: str | None, *, guild: str = GUILD, roles: list[str] = (),
+                          self_deaf: bool = False, self_mute: bool = False) -> None:
+        """Someone joins (or leaves) a voice channel: VOICE_STATE_UPDATE, with the voice states intent."""
+        if not self.has(GUILD_VOICE_STATES):
+            return
+        await self.dispatch(ws, "VOICE_STATE_UPDATE", {
+            "guild_id": guild, "channel_id": channel, "user_id": who["id"], "session_id": f"voice-{who['id']}",
+            "deaf": False, "mute": False, "self_deaf": self_deaf, "self_mute": self_mute, "self_video": False,
+            "suppress": False, "request_to_speak_timestamp": None,
+            "member": {"user": who, "roles": list(roles), "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False,
+                       "mute": False, "flags": 0, "nick": None, "avatar": None, "premium_since": None,
+                       "pending": False}})
+
     async def button(self, ws, who: dict, custom_id: str, message: dict) -> str:
         return await self.interaction(ws, who, 3, {"custom_id": custom_id, "component_type": 2}, message=message,
                                       guild=CHANNEL_GUILD[message["channel_id"]], channel=message["channel_id"])
@@ -421,3 +566,17 @@ def buttons_of(message: dict) -> list[str]:
 
 def disabled_of(message: dict) -> list[bool]:
     return [c.get("disabled", False) for row in message.get("components", []) for c in row.get("components", [])]
+
+
+@contextlib.asynccontextmanager
+async def serving(monkeypatch, **kw) -> AsyncIterator[FakeDiscord]:
+    """The fake, with discord.py pointed at it; its violations fail the test at the end."""
+    server = FakeDiscord(**kw)
+    await server.start()
+    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/api/v10")
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{server.port}/gw"))
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert not server.violations, server.violations

@@ -376,6 +376,7 @@ async def test_approval_mode_approve_and_reject(client, show):
     try:
         for user, text in (("bob", "a red balloon"), ("eve", "a giant squid")):
             show.audience.chat("twitch", user, f"!p {text}")
+        await asyncio.to_thread(engine.pool)  # the screen runs before a candidate can wait for approval
         state = await (await client.get("/api/state")).json()
         pending = {p["text"]: p["id"] for p in state["pending"]}
         assert {"a red balloon", "a giant squid"} <= set(pending)
@@ -568,6 +569,7 @@ async def test_the_admin_token_as_bearer_drives_the_show_without_csrf(client, sh
         assert show.director.story_paused is True
         me = await (await client.get("/api/session", headers=auth)).json()
         assert me == {"role": "admin", "actor": "console:admin", "csrf": None}
+        show.store.flush()  # the timeline writes in its own thread
         assert any(a["actor"] == "console:admin" and a["action"] == "pause story"
                    for a in show.store.actions(limit=20))
     finally:

@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from streambot.broadcast.compositor import slate
+from streambot.devserver import free_port
 
 from .conftest import ROOT
 from .media import decode_frames
@@ -34,6 +35,7 @@ from .media import decode_frames
 NODE = shutil.which("node")
 CHROMIUM = os.environ.get("STREAMBOT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = ROOT / "tests" / "browser" / "console_e2e.mjs"
+WATCH_DRIVER = ROOT / "tests" / "browser" / "watch_e2e.mjs"
 HAVE_PLAYWRIGHT = (ROOT / "node_modules" / "playwright-core" / "package.json").is_file()
 
 pytestmark = [
@@ -83,7 +85,11 @@ def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
     out = tmp_path / "browser"
     out.mkdir()
     env = {**cli_env, "STREAMBOT_STREAM_KEY": STREAM_KEY}
-    cmd = [sys.executable, "-m", "streambot.cli", "run", "--output", rtmp_server.url("{stream_key}"),
+    # the forced prompt stays on air for the whole test, however slow the machine (no story beat replaces it)
+    config = tmp_path / "show.toml"
+    config.write_text("[director]\nbeat_interval_s = 600\n")
+    cmd = [sys.executable, "-m", "streambot.cli", "run", "--config", str(config),
+           "--output", rtmp_server.url("{stream_key}"),
            "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--bitrate", "800", "--chat", "none",
            "--console", "127.0.0.1:0", "--duration", "150"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -163,3 +169,68 @@ def test_the_console_in_a_real_browser(tmp_path, cli_env, rtmp_server):
     assert STREAM_KEY not in log_text and token not in log_text
     assert STREAM_KEY not in term.text
     assert sum(token in line for line in term.lines) == 1
+
+
+def test_the_watch_page_plays_the_demo_in_a_real_browser(tmp_path, cli_env):
+    """`streambot demo` with its console: the watch page (hls.js, shipped with the
+    console) plays nginx's HLS copy of the stream in Chromium, with its frame
+    rate and its sound, and a prompt typed in the demo's terminal shows on the
+    page (the state) and in the picture the page plays (the storm darkens it,
+    measured on the <video>'s own pixels: no OCR of the burned-in text)."""
+    out = tmp_path / "watch"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "streambot.cli", "demo", "--port", str(free_port()), "--size",
+           f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--bitrate", "800", "--console", "127.0.0.1:0",
+           "--duration", "200"]
+    proc = subprocess.Popen(cmd, env=cli_env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    term = Terminal(proc)
+    try:
+        assert "in a browser: the Watch address below" in term.wait_for(r"(Watch:.*)", 90).group(1)
+        url = term.wait_for(r"Watch:\s+(http://127\.0\.0\.1:\d+/watch\?token=\S+)", 90).group(1)
+        cfg = {"url": url, "out": str(out), "prompt": PROMPT, "chromium": CHROMIUM}
+        driver = subprocess.Popen([NODE, str(WATCH_DRIVER), json.dumps(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        for line in driver.stdout:  # the page plays: type the prompt in the demo's terminal
+            if line.strip() == "PLAYING":
+                proc.stdin.write(PROMPT + "\n")
+                proc.stdin.flush()
+        driver.wait(300)
+        results = json.loads((out / "results.json").read_text())
+        assert driver.returncode == 0 and not results.get("failed"), (
+            results.get("failed"), driver.stderr.read()[-3000:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, term.text[-3000:]
+    assert results["errors"] == [], results["errors"]
+    p = results["playback"]
+    print(f"watch page: {p}; luma {results['luma_before']:.1f} -> {results['luma_after']:.1f}; {results['times']}")
+    # it plays, in real time, at the stream's frame rate, with its sound
+    assert not p["paused"] and p["fragments"] >= 1 and (p["width"], p["height"]) == SIZE
+    assert 0.8 <= p["advanced_s"] / p["wall_s"] <= 1.25, p
+    assert p["fps"] >= 0.8 * FPS, p
+    assert not p["muted"] and p["audio_bytes"] > 0 and p["audio_growth"] > 0, p
+    # the prompt typed in the terminal: in the page, and in the picture (a dark stormy night is darker)
+    assert results["onair"] == PROMPT
+    assert results["luma_after"] < results["luma_before"] - 25, (results["luma_before"], results["luma_after"])
+    assert results["still_advancing"]
+    assert results["console_link"] == "/watch"
+
+
+@pytest.mark.skipif(not (ROOT / "node_modules" / "hls.js" / "package.json").is_file(),
+                    reason="hls.js is not installed (npm ci)")
+def test_the_shipped_player_is_the_one_package_json_names():
+    """hls.js ships inside the console (no CDN): the copy is npm's, at the pinned version."""
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["hls.js"]
+    shipped = ROOT / "streambot" / "console" / "static" / "hls.light.min.js"
+    installed = ROOT / "node_modules" / "hls.js"
+    assert json.loads((installed / "package.json").read_text())["version"] == pinned
+    assert shipped.read_bytes() == (installed / "dist" / "hls.light.min.js").read_bytes()
+    assert (ROOT / "streambot" / "console" / "static" / "hls.js.LICENSE.txt").read_text().startswith(
+        (installed / "LICENSE").read_text()[:200])

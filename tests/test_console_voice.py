@@ -3,6 +3,8 @@ uploads it (raw body, CSRF header, admin session), its transcript, and the
 one-click confirm that puts the command in the round."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from .speech import needs_espeak, silence, speak, write_audio
@@ -23,6 +25,7 @@ async def test_push_to_talk_transcribes_then_confirms(client, tmp_path):  # noqa
     assert r.status == 200 and body["ok"] and body["kind"] == "new", body
     from streambot.console.core import CONSOLE
 
+    await asyncio.to_thread(app[CONSOLE].show.audience.engine.pool)  # the safety screen, as the show's loop runs it
     candidates = app[CONSOLE].show.audience.snapshot().candidates
     assert any("patrol" in c.text and c.author.startswith("console:") and c.platform == "console" for c in candidates)
     r = await act(client, "POST", f"/api/voice/{heard['id']}/confirm", csrf)  # a clip goes in once

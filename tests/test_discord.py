@@ -8,8 +8,6 @@ import copy
 import re
 
 import pytest
-import yarl
-from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from streambot.audience.discord_bot import DiscordBot, render_result, render_round
@@ -22,7 +20,7 @@ from streambot.voting import VotingEngine
 
 from .fake_discord import (
     CHANNEL, EVERYONE, GUILD, MANAGE_MESSAGES, MOD_ROLE, OTHER, OTHER_OWNER, ROLE_MENTION, TOKEN, USER_MENTION,
-    FakeDiscord, NotOffered, buttons_of, disabled_of, user,
+    FakeDiscord, NotOffered, buttons_of, disabled_of, serving, user,
 )
 from .localserver import until
 
@@ -33,13 +31,8 @@ mallory = user(OTHER_OWNER, "mallory")  # owns another server that added the bot
 
 @pytest.fixture
 async def fake_discord(monkeypatch):
-    server = FakeDiscord()
-    await server.start()
-    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/api/v10")
-    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{server.port}/gw"))
-    yield server
-    await server.stop()
-    assert not server.violations, server.violations
+    async with serving(monkeypatch) as server:
+        yield server
 
 
 def show(clock: VirtualClock, round_s: float = 10, grace_s: float = 1, store: Store | None = None,

@@ -10,7 +10,8 @@ import pytest
 from streambot.config import list_presets, resolve_world
 from streambot.world.base import Direction, WorldError, WorldSpec
 from streambot.world.sketch import SketchWorld, bench
-from streambot.world.sketch_concepts import CONCEPTS, SceneMapper
+from streambot.world.sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, SceneMapper
+from streambot.world.sketch_scene import Scene, param_names
 
 FPS = 30
 SIZE = (640, 360)  # output size; native frames are half of it
@@ -145,8 +146,8 @@ def test_days_on_air_stay_as_smooth_as_the_first_minute():
     run(aged, 2.0)
     aged._t += 5 * 86400.0  # five days later, same scene
     aged._t0 += 5 * 86400.0
-    aged._renderer.cam_x += 24.0 * 5 * 86400
-    aged._renderer.gust += 0.3 * 5 * 86400
+    aged._renderer.motion.travel += 24.0 * 5 * 86400
+    aged._renderer.motion.gust += 0.3 * 5 * 86400
     # Rain and snow make every frame differ; precision loss shows as extra churn.
     assert np.mean(steps(aged)) < 1.25 * np.mean(steps(fresh)) + 0.5
 
@@ -209,6 +210,14 @@ def test_unsaid_things_partly_stay():
     after = w.target_for("a flock of birds")
     assert after["b_city"] > 0.4  # birds over the same city, not back to the meadow
     assert after["birds"] > 0.9
+
+
+def test_every_scene_parameter_reaches_the_renderer():
+    assert param_names() == set(NAMES)
+    scene = Scene.from_params(dict(zip(NAMES, DEFAULTS.tolist())))
+    assert scene.weather.clouds == DEFAULTS[IDX["clouds"]] and scene.biomes.grass == DEFAULTS[IDX["b_grass"]]
+    with pytest.raises(KeyError):
+        Scene.from_params({})
 
 
 def test_concept_table_is_well_formed():

@@ -20,7 +20,7 @@ pytest.importorskip("transformers", reason="the stream world needs transformers 
 from streambot.config import ConfigError
 from streambot.world.base import Direction, WorldError, WorldSpec
 from streambot.world.stream import NO_CUDA, Motion, StreamWorld, StreamWorldSettings, create_world
-from streambot.world.stream_models import check_gpu_memory, random_models
+from streambot.world.stream_models import StreamModels, check_gpu_memory, random_models
 from streambot.world.stream_ops import SimilarityFilter, ease_out, slerp
 from streambot.world.stream_settings import parse_stream_settings
 
@@ -224,18 +224,6 @@ def test_500_frames_keep_memory_flat(models):
     assert grown < 16 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB over 400 frames"
 
 
-def test_reanchoring_resets_drift(models):
-    # the random UNet makes the latent grow without bound: the drift re-anchoring is for
-    world = started(models, steps=1, reanchor_every=40, reanchor_strength=0.5, reanchor_frames=5, motion=Motion())
-    for _ in range(40):
-        world.render()
-    drifted = float(world.engine.x_out.std())
-    for _ in range(6):  # frame 40 starts it; it is spread over 5 frames
-        world.render()
-    assert world.stats["reanchored"] == 1 and world.engine._anchor is None
-    assert float(world.engine.x_out.std()) < 0.5 * drifted
-
-
 def test_reanchoring_is_spread_out(models):
     def biggest_jump(frames):
         world = started(models, steps=1, reanchor_every=20, reanchor_strength=0.5, reanchor_frames=frames,
@@ -264,10 +252,11 @@ def test_match_stats():
 
 def test_similarity_filter_skips_identical_input_and_renders_changes():
     f = SimilarityFilter(threshold=0.9, max_skip=5, seed=0)
-    x = torch.randn(1, 4, 8, 8)
-    assert f(x) is False  # nothing to compare with yet
-    assert [f(x) for _ in range(6)] == [True] * 5 + [False]  # max_skip forces a render
-    assert not any(f(torch.randn(1, 4, 8, 8)) for _ in range(20))  # unrelated input: never
+    assert f() is False  # nothing measured yet
+    f.observe(1.0)  # the last render changed nothing
+    assert [f() for _ in range(6)] == [True] * 5 + [False]  # max_skip forces a render
+    f.observe(0.0)  # it changed everything: never
+    assert not any(f() for _ in range(20))
 
 
 def test_world_skips_the_model_when_the_picture_is_still(models):
@@ -302,9 +291,9 @@ def test_moving_camera_is_not_skipped(models):
 def test_motion_from_the_preset_and_the_director(models):
     spec = WorldSpec(**{**SPEC.__dict__, "extra": {"stream": {"motion": {"pan_x": 0.01}}}})
     world = started(models, spec=spec, motion=Motion())
-    assert world.motion.pan_x == 0.01 and world._theta(0) is not None
+    assert world.motion.pan_x == 0.01 and world._advance_camera() is not None
     world.set_motion({"zoom": 1.0})
-    assert world._theta(1) is None
+    assert world._advance_camera() is None
     world.set_motion(Motion(zoom=1.02))
     frame = world.render()
     assert frame.image.shape == (64, 64, 3)
@@ -478,6 +467,20 @@ def test_gpu_benchmark_dry_runs_on_cpu(tmp_path, monkeypatch, capsys):
     assert all(r["fps"] > 0 and r["prompt_change_ms_new"] > 0 for r in results)
 
 
+def test_gpu_benchmark_counts_only_painted_frames(tmp_path, monkeypatch):
+    bench = _bench_module("bench_stream_gpu")
+    out = tmp_path / "r.json"
+    argv = ["bench", "--random-weights", "--tiny", "--device", "cpu", "--size", "64", "--frames", "20",
+            "--warmup", "40", "--combos", "fp16+cl+filter still camera", "--json", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    assert bench.main() == 0
+    import json
+
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["skipped"] > 0 and r["rendered"] + r["skipped"] == 20  # a settled picture under a still camera
+    assert r["fps"] == pytest.approx(r["rendered"] / r["elapsed_s"]) and r["frames_out_fps"] > r["fps"]
+
+
 def test_overhead_benchmark_runs(tmp_path):
     bench = _bench_module("stream_overhead")
     models = bench.seam_sized_models(tmp_path)
@@ -504,3 +507,104 @@ def test_download_fetches_one_copy_of_the_weights(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "list_repo_files", no_network)
     assert "unet/*.safetensors" in model_files("stabilityai/sd-turbo", torch.float16, offline=True)
+
+
+# -- the VAE for the model -----------------------------------------------------------------------------------
+
+def _hub_cache_entry(cache, repo: str, model) -> None:
+    """`model` saved where a download of `repo` into the Hugging Face cache leaves it (tests never download)."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    commit = "0" * 40
+    model.save_pretrained(root / "snapshots" / commit)
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+
+
+def _save_model_folder(models, folder) -> None:
+    for part in ("unet", "text_encoder", "tokenizer", "scheduler", "text_encoder_2", "tokenizer_2"):
+        module = getattr(models, part)
+        if module is not None:
+            module.save_pretrained(folder / part)
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_sdxl_models_decode_with_the_sdxl_tiny_vae_unless_told_otherwise(tmp_path):
+    from diffusers import AutoencoderTiny
+
+    from streambot.world.stream_models import TINY_TAESD
+
+    sd, sdxl = tmp_path / "tiny-sd", tmp_path / "tiny-sdxl"
+    _save_model_folder(random_models("tiny", tokenizer_dir=tmp_path / "t1"), sd)
+    _save_model_folder(random_models("tiny", sdxl=True, tokenizer_dir=tmp_path / "t2"), sdxl)
+    cache = tmp_path / "hub"
+    vaes = {}
+    for seed, repo in enumerate(("madebyollin/taesd", "madebyollin/taesdxl", "mine")):
+        torch.manual_seed(seed)
+        vaes[repo] = AutoencoderTiny(**TINY_TAESD)
+        if repo == "mine":
+            vaes[repo].save_pretrained(tmp_path / "mine")
+        else:
+            _hub_cache_entry(cache, repo, vaes[repo])
+
+    def world(**table):
+        return create_world({"offline": True, "cache_dir": str(cache), "resolution": "64x64", **table}, device="cpu")
+
+    xl = world(model=str(sdxl))
+    assert _same_weights(xl.models.vae, vaes["madebyollin/taesdxl"])
+    assert _same_weights(world(model=str(sd)).models.vae, vaes["madebyollin/taesd"])
+    assert _same_weights(world(model=str(sdxl), vae=str(tmp_path / "mine")).models.vae, vaes["mine"])  # the user's
+    xl.start(SPEC, (64, 64), 30)
+    assert xl.render().image.shape == (64, 64, 3)
+
+
+def _tiny_kl_vae(force_upcast: bool, seed: int = 3):
+    """An SDXL-shaped AutoencoderKL (scaling 0.13025) whose activations pass float16's largest number."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8), norm_num_groups=4, layers_per_block=1, latent_channels=4,
+        scaling_factor=0.13025, force_upcast=force_upcast, sample_size=64,
+    )
+    with torch.no_grad():  # the next group norm takes the scale out again, in float32
+        vae.decoder.conv_in.weight.mul_(1e6)
+    return vae.eval()
+
+
+def test_a_vae_that_asks_for_float32_is_upcast_under_half_precision(tmp_path):
+    """SDXL's own VAE overflows in float16 and says so in its config (force_upcast), which
+    diffusers' SDXL pipeline reads; the engine keeps such a VAE in float32."""
+    base = random_models("tiny", sdxl=True, tokenizer_dir=tmp_path)
+
+    def frames(dtype, force_upcast):
+        models = StreamModels(**{**base.__dict__, "vae": _tiny_kl_vae(force_upcast)})
+        world = StreamWorld(models, StreamWorldSettings(
+            resolution="64x64", device="cpu", dtype=dtype, steps=1, motion=Motion(pan_x=0.01), vae="model",
+        ))
+        world.start(SPEC, (64, 64), 30, seed=0)
+        return world, [world.render().image for _ in range(3)]
+
+    _, reference = frames("float32", True)
+    half, shown = frames("float16", True)
+    assert half.engine.active["vae_upcast"]
+    assert next(half.models.vae.parameters()).dtype == torch.float32
+    assert next(half.models.unet.parameters()).dtype == torch.float16
+    for a, b in zip(shown, reference):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 6
+    _, overflowed = frames("float16", False)  # the same VAE, not asking: what upcasting prevents
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(overflowed, reference)) > 50
+
+
+def test_check_looks_for_the_tiny_vae_the_model_will_use(cli_env, tmp_path):
+    from .conftest import run_cli
+
+    cfg = tmp_path / "sdxl.toml"
+    cfg.write_text(f'[world.stream]\nmodel = "stabilityai/sdxl-turbo"\ncache_dir = "{tmp_path / "hub"}"\n')
+    r = run_cli(["check", "--config", str(cfg), "--world", "stream"], cli_env)
+    problems = "\n".join(ln for ln in r.stderr.splitlines() if ln.startswith("problem:"))
+    assert "madebyollin/taesdxl" in problems and "'auto'" not in problems

@@ -18,7 +18,7 @@ pytest.importorskip("diffusers", minversion="0.42", reason="the video world need
 pytest.importorskip("transformers", reason="the video world needs transformers (the gpu extra)")
 
 from streambot.broadcast.clock import Clock, WorldRunner
-from streambot.broadcast.pacer import FramePacer, change_spread, longest_still
+from streambot.broadcast.pacer import FramePacer, change_spread, frame_changes, longest_still
 from streambot.config import ConfigError, load_settings
 from streambot.world.base import Direction, Frame, Pacing, WorldError, WorldSpec
 from streambot.world.video import VideoWorld
@@ -324,6 +324,54 @@ def test_bursts_from_a_slow_model_become_even_motion():
     nearest = FramePacer(Pacing(source_fps=16, chunk_frames=6, blend=False), 30)
     stepped = play(nearest, chunk=6, period=18, ticks=300)[60:260]
     assert change_spread(stepped) > 1.0 and longest_still(stepped) <= 3  # even, in whole-frame steps
+
+
+def _ticks_to_new_prompt(catch_up: float) -> tuple[int, list]:
+    """A fast model fills the buffer under prompt 0; then one chunk under prompt 1 lands.
+    How many ticks until prompt 1 is on screen, and what was shown."""
+    pacer = FramePacer(Pacing(source_fps=16, chunk_frames=6), 30, catch_up=catch_up)
+    shown = []
+    for i in range(pacer.capacity):
+        pacer.put(Frame(wave(i), i, 0), timeout=0)
+    frame = pacer.get(timeout=0)
+    for _ in range(20):  # steady playing, the buffer kept full under the old prompt
+        shown.append(frame.image)
+        frame = pacer.get_nowait()
+        while True:
+            try:
+                pacer.put(Frame(wave(frame.index + pacer.capacity), frame.index + pacer.capacity, 0), timeout=0)
+            except queue.Full:
+                break
+    k = max(f.index for f in pacer._frames) + 1
+    new = [Frame(wave(i), i, 1) for i in range(k, k + 6)]
+    for f in new[: pacer.capacity - len(pacer._frames)]:
+        pacer.put(f, timeout=0)
+    pending = new[pacer.capacity - len(pacer._frames):] if len(pacer._frames) < pacer.capacity else new
+    for tick in range(1, 200):
+        frame = pacer.get_nowait()
+        shown.append(frame.image)
+        while pending:
+            try:
+                pacer.put(pending[0], timeout=0)
+            except queue.Full:
+                break
+            pending.pop(0)
+        if frame.generation == 1:
+            return tick, shown
+    raise AssertionError("the new prompt never showed")
+
+
+def test_a_new_prompt_is_not_kept_waiting_behind_buffered_frames():
+    fast, shown = _ticks_to_new_prompt(catch_up=3.0)
+    slow, _ = _ticks_to_new_prompt(catch_up=1.0)
+    # a full buffer (10 frames) at 16/30 of a frame a tick is about 19 ticks (0.63 s);
+    # three times faster, with the new chunk queueing behind it, 9 (0.3 s)
+    assert slow >= 15 and fast <= 10, (slow, fast)
+    # no cut: the way from the last old picture to the new prompt is played, several steps,
+    # none of them more than half the whole change (a cut would be all of it at once)
+    way = shown[-fast - 1:]
+    whole = frame_changes([way[0], way[-1]])[0]
+    assert frame_changes(way).max() < whole / 2, (frame_changes(way), whole)
 
 
 def test_a_fast_model_plays_at_its_own_frame_rate():

@@ -18,6 +18,10 @@ closed: buttons disabled, the winner's in green, the result in the text. Its
 ids are kept in the timeline (`Store.save_state(..., key="discord")`), so after
 a restart the message left open is closed the same way.
 
+With voice on (`DiscordBot(..., voice=service)`), `discord_voice` adds
+`/listen` and `/leave` under the same rules as `/mod`, and voice messages; the
+client then asks for the intents voice needs (`voice_intents`).
+
 Nobody is ever pinged: the client sends `allowed_mentions` that allow nothing
 with every message and reply, and viewers' text shows mentions as plain text.
 
@@ -290,7 +294,7 @@ class _Tree(app_commands.CommandTree):
 class _Client(commands.Bot):
     def __init__(self, show: DiscordBot) -> None:
         intents = discord.Intents.none()
-        intents.guilds = True  # channels and roles; no privileged intents needed
+        intents.guilds = True  # channels and roles; nothing privileged unless voice messages are on
         if show.voice is not None:
             from .discord_voice import voice_intents
 
@@ -314,6 +318,12 @@ class _Client(commands.Bot):
 
             await add_voice(self, show.voice, show.voice.settings, show.settings)
         await show.sync_commands(self)
+
+    async def on_message(self, message: discord.Message) -> None:
+        # Slash commands only: a message is never a prefix command (with voice
+        # messages on, "@streambot hi" would otherwise log CommandNotFound).
+        # Cogs' own message listeners still get every message.
+        pass
 
     async def on_ready(self) -> None:
         log.info("discord bot ready as %s in %d server(s)", self.user, len(self.guilds))
@@ -437,8 +447,9 @@ class DiscordBot:
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
-        if state.outcome is not None and isinstance(state.outcome.exception(), discord.LoginFailure):
-            return 300.0  # a rejected token stays rejected until someone changes it
+        if state.outcome is not None and isinstance(state.outcome.exception(),
+                                                    (discord.LoginFailure, discord.PrivilegedIntentsRequired)):
+            return 300.0  # a rejected token or intent stays rejected until someone changes it
         return _backoff(state)
 
     async def _pause(self, seconds: float) -> None:
@@ -453,6 +464,10 @@ class DiscordBot:
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         if isinstance(e, discord.LoginFailure):
             log.error("discord rejected the bot token; retrying in %.0f s", wait)
+        elif isinstance(e, discord.PrivilegedIntentsRequired):
+            log.error("discord refused the Message Content intent that voice messages need: enable it on the "
+                      "bot's page in the developer portal, or set [voice] discord_voice_messages = false; "
+                      "retrying in %.0f s", wait)
         else:
             log.warning("discord bot stopped: %s; retrying in %.0f s",
                         secret_store.redact(str(e) or repr(e)), wait)

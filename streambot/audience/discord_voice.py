@@ -1,63 +1,80 @@
 """Discord voice commands: `/listen`, `/leave`, and voice messages.
 
-A Cog the Discord bot loads when voice is on. `/listen` (moderators, in the
-configured servers) joins the voice channel named in `[voice]
+Two Cogs the Discord bot loads when voice is on.
+
+`VoiceCommands`: `/listen` joins the voice channel named in `[voice]
 discord_channels` for that server, or the moderator's own, and hears every
 speaker through `discord_receive.VoiceSink` (DAVE included); `/leave` leaves.
+Like `/mod`, both are registered only in the servers listed in
+`discord.guilds` (a global command would reach every server that added the
+bot), shown by Discord to members who may Manage Messages, and acted on for
+moderators of those servers; with no server listed there is no `/listen`.
 Each utterance is transcribed off the loop by the shared `VoiceService` and
 enters the round as the speaker's own prompt or vote.
 
-Voice messages (attachments Discord marks as such) posted in the bot's
-channels are the fallback that needs no voice connection at all: they are
-downloaded, transcribed the same way, and answered with what was heard.
+`VoiceMessages`: voice messages (attachments Discord marks as such) posted in
+the bot's channels are the fallback that needs no voice connection at all:
+they are downloaded, transcribed the same way, and answered with what was
+heard. Discord sends a message's attachments only to a bot with the
+privileged Message Content intent, so `voice_intents` asks for it only when
+voice messages are on.
 """
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from .discord_bot import plain, viewer_from
 from .voice import VoiceError, decode, discord_voice_note
 
 if TYPE_CHECKING:
     from ..config import DiscordSettings, VoiceSettings
-    from .events import Reply
+    from .events import Reply, Viewer
     from .voice import Heard, VoiceService
 
 log = logging.getLogger(__name__)
 
 NO_COMMAND = 'No command heard: say "{wake}" and your idea, or "vote" and a number.'
+JOIN_TIMEOUT_S = 20.0
 
 
-class VoiceCog(commands.Cog):
+class _VoiceCog(commands.Cog):
+    """What both voice Cogs share: the voice service and whose roles count."""
+
     def __init__(self, service: VoiceService, voice: VoiceSettings, discord_settings: DiscordSettings) -> None:
         self.service = service
         self.voice = voice
         self.discord = discord_settings
 
-    # -- who may ---------------------------------------------------------------------
-    def _viewer(self, member: discord.abc.User):
-        from .discord_bot import viewer_from
+    def _viewer(self, member: discord.abc.User, guild_id: int | None) -> Viewer:
+        """Roles count only in the show's own servers, as for typed commands."""
+        return viewer_from(member, self.discord.moderator_roles, trusted=guild_id in self.discord.guilds)
 
-        return viewer_from(member, self.discord.moderator_roles)
+
+class VoiceCommands(_VoiceCog):
+    """`/listen` and `/leave`: added only for the servers in `discord.guilds`."""
 
     def _refusal(self, interaction: discord.Interaction) -> str | None:
-        if interaction.guild is None:
-            return "Voice commands work in a server, not in direct messages."
-        if self.discord.guilds and interaction.guild.id not in self.discord.guilds:
+        # Discord offers these only where they are registered; this holds even
+        # if it offered a stale registration somewhere else (the command tree
+        # has already refused direct messages).
+        if interaction.guild is None or interaction.guild_id not in self.discord.guilds:
             return "Voice commands are not turned on in this server."
-        if not self._viewer(interaction.user).is_moderator:
+        if not self._viewer(interaction.user, interaction.guild_id).is_moderator:
             return "Only moderators can do that."
         return None
 
     # -- commands ----------------------------------------------------------------------
     @app_commands.command(name="listen", description="Moderators: join the voice channel and take spoken commands")
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_messages=True)
     async def listen(self, interaction: discord.Interaction) -> None:
         refusal = self._refusal(interaction)
         if refusal is None:
@@ -66,6 +83,7 @@ class VoiceCog(commands.Cog):
 
     @app_commands.command(name="leave", description="Moderators: leave the voice channel")
     @app_commands.guild_only()
+    @app_commands.default_permissions(manage_messages=True)
     async def leave(self, interaction: discord.Interaction) -> None:
         refusal = self._refusal(interaction)
         vc = interaction.guild.voice_client if interaction.guild else None
@@ -85,7 +103,7 @@ class VoiceCog(commands.Cog):
         channel = next((c for c in guild.voice_channels + guild.stage_channels if c.id in self.voice.discord_channels),
                        None)
         if channel is None:
-            state = getattr(interaction.user, "voice", None)
+            state = getattr(interaction.user, "voice", None)  # known from voice state events (voice_states intent)
             channel = state.channel if state is not None else None
         if channel is None:
             return "Join a voice channel first (or set [voice] discord_channels)."
@@ -96,10 +114,11 @@ class VoiceCog(commands.Cog):
         vc = guild.voice_client
         try:
             if vc is None:
-                vc = await channel.connect(cls=voice_recv.VoiceRecvClient, self_deaf=False, timeout=20)
+                vc = await channel.connect(cls=voice_recv.VoiceRecvClient, self_deaf=False, timeout=JOIN_TIMEOUT_S)
             elif vc.channel != channel:
                 await vc.move_to(channel)
-        except (discord.ClientException, asyncio.TimeoutError, RuntimeError) as e:
+        except (discord.ClientException, asyncio.TimeoutError, RuntimeError, OSError, aiohttp.ClientError) as e:
+            # OSError and ClientError: the voice server Discord named cannot be reached (a firewall, UDP blocked)
             log.warning("discord voice: joining %s failed: %s", channel, e)
             return f"I could not join {channel.name} ({type(e).__name__})." + _fallback_hint(self.voice)
         if not vc.is_listening():
@@ -118,7 +137,7 @@ class VoiceCog(commands.Cog):
             asyncio.ensure_future(self._fetch_and_hear(guild, user_id, audio, ended_at))
             return
         if not member.bot:
-            self.service.hear(self._viewer(member), audio, ended_at)
+            self.service.hear(self._viewer(member, guild.id), audio, ended_at)
 
     async def _fetch_and_hear(self, guild: discord.Guild, user_id: int, audio, ended_at: float) -> None:
         try:
@@ -127,13 +146,15 @@ class VoiceCog(commands.Cog):
             log.info("discord voice: speaker %s is not a member; ignored", user_id)
             return
         if not member.bot:
-            self.service.hear(self._viewer(member), audio, ended_at)
+            self.service.hear(self._viewer(member, guild.id), audio, ended_at)
 
-    # -- voice messages ------------------------------------------------------------------
+
+class VoiceMessages(_VoiceCog):
+    """Voice messages in the channels of `discord.channels`, transcribed and answered."""
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if (not self.voice.discord_voice_messages or message.author.bot or message.guild is None
-                or message.channel.id not in self.discord.channels):
+        if message.author.bot or message.guild is None or message.channel.id not in self.discord.channels:
             return
         for attachment in message.attachments:
             if attachment.is_voice_message():
@@ -155,7 +176,8 @@ class VoiceCog(commands.Cog):
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
-        self.service.hear(self._viewer(message.author), audio,
+        assert message.guild is not None
+        self.service.hear(self._viewer(message.author, message.guild.id), audio,
                           done=lambda heard, reply: done.done() or done.set_result((heard, reply)))
         heard, reply = await done
         await _reply(message, describe(heard, reply, self.voice.wake))
@@ -166,7 +188,7 @@ def describe(heard: Heard, reply: Reply | None, wake: str) -> str:
     if heard.command is None:
         return "Too many voice commands at once; try again in a moment." if heard.error == "dropped" else (
             "That voice message could not be transcribed.")
-    said = discord.utils.escape_markdown(heard.command.text) or "nothing"
+    said = plain(heard.command.text) or "nothing"
     if heard.command.command is None:
         return f'Heard "{said}". ' + NO_COMMAND.format(wake=wake)
     return f'Heard "{said}". ' + ((reply.text if reply is not None and reply.text else "") or "OK.")
@@ -178,7 +200,7 @@ def _fallback_hint(voice: VoiceSettings) -> str:
 
 async def _answer(interaction: discord.Interaction, text: str) -> None:
     try:
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.response.send_message(discord.utils.escape_mentions(text), ephemeral=True)
     except discord.HTTPException as e:
         log.info("discord reply failed: %s", e)
 
@@ -191,9 +213,10 @@ async def _reply(message: discord.Message, text: str) -> None:
 
 
 def voice_intents(intents: discord.Intents, voice: VoiceSettings) -> None:
-    """What voice needs from the gateway: voice states (who speaks where), and
-    message content for voice messages (a privileged intent: enable it in the
-    developer portal first)."""
+    """What voice needs from the gateway: voice states (who is in which voice
+    channel, and the bot's own voice connection), and for voice messages the
+    guild messages with their attachments, which Discord sends only with the
+    privileged Message Content intent (enabled in the developer portal first)."""
     intents.voice_states = True
     if voice.discord_voice_messages:
         intents.guild_messages = True
@@ -202,7 +225,11 @@ def voice_intents(intents: discord.Intents, voice: VoiceSettings) -> None:
 
 async def add_voice(bot: commands.Bot, service: VoiceService, voice: VoiceSettings,
                     discord_settings: DiscordSettings) -> None:
-    """Load the Cog, its commands in the configured servers (or everywhere)."""
-    guilds = [discord.Object(id=g) for g in discord_settings.guilds]
-    kwargs: dict[str, Any] = {"guilds": guilds} if guilds else {}
-    await bot.add_cog(VoiceCog(service, voice, discord_settings), **kwargs)
+    """Load `/listen` and `/leave` in the configured servers only, and the voice message listener when on."""
+    if discord_settings.guilds:
+        await bot.add_cog(VoiceCommands(service, voice, discord_settings),
+                          guilds=[discord.Object(id=g) for g in discord_settings.guilds])
+    else:
+        log.warning("discord: no `guilds` configured, so no /listen: voice channels need the show's server ids")
+    if voice.discord_voice_messages:
+        await bot.add_cog(VoiceMessages(service, voice, discord_settings))

@@ -1,7 +1,8 @@
 """Local chat: prompts typed on stdin, or one per line appended to a file.
 
 These let the whole loop run with no credentials (the demo, tests, a
-streamer trying things out). Each line is handed to `on_line(user, text)` on
+streamer trying things out). A followed file may be rotated, cut short or
+made again; the reader picks up the new one by itself. Each line is handed to `on_line(user, text)` on
 the asyncio loop; the reading happens in a daemon thread so the loop never
 blocks on the terminal.
 """
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,33 +45,72 @@ class LocalChat:
             self._loop.call_soon_threadsafe(self.on_line, self.user, text)
 
     def _run(self) -> None:
-        try:
-            if self.source == "-":
+        if self.source != "-":
+            self._follow(Path(self.source))
+        else:
+            try:
                 for line in sys.stdin:
                     if self._stop.is_set():
                         break
                     self._deliver(line)
-            else:
-                self._follow(Path(self.source))
-        except (OSError, ValueError) as e:
-            log.warning("local chat stopped: %s", e)
+            except (OSError, ValueError) as e:
+                log.warning("local chat stopped: %s", e)
         self.state = "closed"
 
     def _follow(self, path: Path) -> None:
-        """Like `tail -f`: lines already there are read, then new ones as they come."""
-        while not path.exists() and not self._stop.is_set():
-            time.sleep(0.2)
-        with open(path, encoding="utf-8", errors="replace") as f:
-            pending = ""
-            while not self._stop.is_set():
+        """Like `tail -F`: lines already there are read, then new ones as they
+        come; a file that is replaced (log rotation), cut short or deleted and
+        made again is read again from its start; a read error is retried."""
+        f = None
+        inode = None
+        pending = ""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if f is None:
+                    try:
+                        f = open(path, encoding="utf-8", errors="replace")
+                    except FileNotFoundError:
+                        self.state = "waiting"
+                        self._stop.wait(0.2)
+                        continue
+                    inode, pending = os.fstat(f.fileno()).st_ino, ""
+                    self.state = "live"
                 chunk = f.readline()
-                if not chunk:
-                    time.sleep(0.1)
+                if chunk:
+                    failures = 0
+                    pending += chunk
+                    if pending.endswith("\n"):
+                        self._deliver(pending)
+                        pending = ""
                     continue
-                pending += chunk
-                if pending.endswith("\n"):
-                    self._deliver(pending)
-                    pending = ""
+                if self._replaced(path, f, inode):
+                    log.info("local chat: %s was replaced or cut short; reading it from its start", path)
+                    f.close()
+                    f = None
+                    continue
+                self._stop.wait(0.1)
+            except (OSError, ValueError) as e:
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                if failures == 1:
+                    log.warning("local chat: reading %s failed (%s); retrying", path, e)
+                self.state = "retrying"
+                if f is not None:
+                    f.close()
+                    f = None
+                self._stop.wait(delay)
+        if f is not None:
+            f.close()
+
+    @staticmethod
+    def _replaced(path: Path, f, inode: int | None) -> bool:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False  # deleted: the open file is read out until a new one appears
+        # another file by that name (a new inode number, or ours unlinked: numbers are reused), or ours cut short
+        return st.st_ino != inode or os.fstat(f.fileno()).st_nlink == 0 or st.st_size < f.tell()
 
     def close(self) -> None:
         self._stop.set()

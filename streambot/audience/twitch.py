@@ -26,6 +26,12 @@ the bot badge for it (the chatting account granted `user:bot`, and the channel
 Twitch winner is named with `@`: a name from another platform may be someone
 else's login here. Optionally a stream marker at every prompt change.
 
+Viewers: every `viewers_every_s` the channel's viewer count is read from Helix
+`GET /streams` (no stream in the answer: the channel is offline, nobody
+watches) and handed to `on_viewers` (the show's GPU budget); None when it
+cannot be read or chat is down, since an unknown audience must not look like
+an absent one.
+
 Channel points: the reward (title and cost from config) is created through
 Helix on the first run, because Twitch lets only the app that created a reward
 update its redemptions; a redemption is fulfilled when its prompt goes on air
@@ -79,6 +85,7 @@ SCOPES = (
 )
 WINDOW_S = 30.0
 RETRY_BUDGET_S = 10.0  # a round message later than this is news nobody needs
+VIEWERS_EVERY_S = 30.0  # Twitch refreshes a stream's viewer count about once a minute
 REWARD_PROMPT = "Your idea for the world: it goes on air next round."
 
 # Why Twitch revokes a subscription (EventSub's revocation `status`).
@@ -242,6 +249,8 @@ class TwitchChat:
         *,
         watchdog_s: float = 120.0,
         wall: Callable[[], float] = time.time,
+        on_viewers: Callable[[int | None], None] | None = None,
+        viewers_every_s: float | None = None,
     ) -> None:
         if not settings.client_id:
             raise ValueError("twitch.client_id is empty: register an application (see the README).")
@@ -256,6 +265,9 @@ class TwitchChat:
             secret_store.register(value)
         self.watchdog_s = watchdog_s
         self.wall = wall  # Ratelimit-Reset is a Unix time
+        self.on_viewers = on_viewers
+        self.viewers_every_s = viewers_every_s or VIEWERS_EVERY_S
+        self.viewers: int | None = None  # as Twitch last said; None: unknown
         self.state = "idle"
         self.welcomes = 0
         self.sent = 0
@@ -328,6 +340,7 @@ class TwitchChat:
         self.state = "closed"
 
     async def _teardown(self) -> None:
+        self._report_viewers(None)  # chat down: the audience is unknown, not gone
         client, self.client = self.client, None
         if client is not None:
             try:
@@ -411,6 +424,8 @@ class TwitchChat:
         self.state = "live"
         self.problem = ""
         log.info("twitch chat live in #%s as %s", s.channel, validated.login)
+        if self.on_viewers is not None:
+            self._spawn(self._watch_viewers(client, self.broadcaster))
         # 6. watch: twitchio reconnects by itself; a session that stays down is rebuilt
         down_since: float | None = None
         while not self._closing.is_set():
@@ -429,6 +444,36 @@ class TwitchChat:
                 down_since = down_since or time.monotonic()
                 if time.monotonic() - down_since > self.watchdog_s:
                     raise RuntimeError(f"no EventSub connection for {self.watchdog_s:.0f} s")
+
+    async def _watch_viewers(self, client: _Client, broadcaster: twitchio.PartialUser) -> None:
+        """The channel's viewer count, every `viewers_every_s`, while this session lives."""
+        while not self._closing.is_set() and self.client is client:
+            try:
+                streams = await self._helix(lambda: _first(client.fetch_streams(
+                    user_ids=[broadcaster.id], first=1, max_results=1)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.info("the Twitch viewer count cannot be read: %s", secret_store.redact(str(e) or repr(e)))
+                count = None
+            else:
+                count = streams.viewer_count if streams is not None else 0  # offline: nobody watches
+            if self.client is client:
+                self._report_viewers(count)
+            try:
+                await asyncio.wait_for(self._closing.wait(), self.viewers_every_s)
+            except TimeoutError:
+                pass
+
+    def _report_viewers(self, count: int | None) -> None:
+        if count != self.viewers:
+            log.debug("twitch viewers: %s", "unknown" if count is None else count)
+        self.viewers = count
+        if self.on_viewers is not None:
+            try:
+                self.on_viewers(count)
+            except Exception:  # the show's side must not end chat
+                log.exception("the viewer count could not be handed on")
 
     @staticmethod
     def _connected(client: twitchio.Client) -> bool:
@@ -711,6 +756,13 @@ class TwitchChat:
             await self._helix(lambda: broadcaster.create_stream_marker(token_for=bot_id, description=text[:140]))
         except Exception as e:  # e.g. not live: markers only exist on a live stream
             log.info("no stream marker: %s", secret_store.redact(str(e)))
+
+
+async def _first(items: Any) -> Any:
+    """The first item of one of twitchio's paginated iterators, or None."""
+    async for item in items:
+        return item
+    return None
 
 
 def _type_of(sub: Any) -> str:

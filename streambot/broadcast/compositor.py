@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing as mp
-import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..world.base import Frame
+from .children import become_child
 from .overlay_layout import OverlayLayout, load_layout
 from .overlay_render import OverlayRenderer, Patch
 
@@ -192,17 +192,12 @@ _pool_lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; the show stops this process itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _drawing_pool() -> ProcessPoolExecutor:
     """The one drawing process, shared by every compositor of this process."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint)
+            _pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=become_child)
             atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
         return _pool
 

@@ -5,34 +5,47 @@ Why a process per destination: FFmpeg's RTMP connect and header write run
 inside PyAV while holding the GIL, and an ingest server that accepts the TCP
 connection but never answers the handshake would freeze every thread of the
 broadcast with it. In a child process such a stall only delays that one
-destination; the clock, the encoder and the other destinations never notice,
-and a watchdog restarts a child that hangs.
+destination; the clock, the encoder and the other destinations never notice.
 
 `Output` (in the broadcast process) copies packets into a bounded queue and a
 feeder thread writes them down a pipe, dropping the oldest when a destination
 falls too far behind. `_Muxer` (in the child) writes them with PyAV, starts
 every (re)connection on a video keyframe with timestamps from zero, and
 reconnects with exponential back-off.
+
+A stalled destination (one that takes nothing: a handshake or a write that
+has not returned for `stall_s`) is found by a monitor thread from the time
+the child marks in shared memory around every blocking call, since FFmpeg's
+RTMP writes have no timeout of their own; the child is killed and started
+again with back-off. At start-up a destination that does not answer holds
+up nothing when another one went live: it keeps trying in the background.
+
+Twitch ends a broadcast after 48 hours; `planned_reconnect_s` reconnects a
+network destination before that, on a video keyframe: the old connection is
+closed properly and the new one opens on that same keyframe, so no packet is
+lost and the picture stops only for the time the handshake takes.
 """
 from __future__ import annotations
 
 import io
 import logging
 import multiprocessing as mp
+import os
 import queue
-import signal
 import socket
 import struct
 import threading
 import time
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlparse
 
 import av
-from tenacity import Retrying, retry_if_exception_type, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from ..secrets import mask_url
+from .children import become_child
 from .encoder import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -99,8 +112,12 @@ def _pack(packet: av.Packet, kind: int) -> bytes:
 class _Status:
     """Counters shared with the parent through shared memory."""
 
+    # state, reconnects, bytes_sent, dropped, busy since (monotonic ms, 0: idle),
+    # planned reconnects, the last planned reconnect's pause (ms)
+    STATE, RECONNECTS, BYTES, DROPPED, BUSY, PLANNED, PLANNED_MS = range(7)
+
     def __init__(self, ctx) -> None:
-        self.values = ctx.Array("q", 4, lock=False)  # state, reconnects, bytes_sent, dropped
+        self.values = ctx.Array("q", 7, lock=False)
         self.error = ctx.Array("c", 240, lock=False)
 
     def set_state(self, state: str) -> None:
@@ -110,14 +127,31 @@ class _Status:
         raw = mask_url(text).encode("utf-8", "replace")[:239]
         self.error.value = raw
 
+    @contextmanager
+    def busy(self):
+        """Around a call that may block on the network: the parent's monitor
+        reads how long it has been going (CLOCK_MONOTONIC is the same in both)."""
+        self.values[self.BUSY] = max(1, int(time.monotonic() * 1000))
+        try:
+            yield
+        finally:
+            self.values[self.BUSY] = 0
+
+    def busy_for(self) -> float:
+        since = self.values[self.BUSY]
+        return time.monotonic() - since / 1000 if since else 0.0
+
 
 class _Muxer:
-    def __init__(self, target: str, info: StreamInfo, status: _Status, timeout: float) -> None:
+    def __init__(self, target: str, info: StreamInfo, status: _Status, timeout: float,
+                 planned_reconnect_s: float | None = None) -> None:
         self.target = target
         self.info = info
         self.status = status
         self.timeout = timeout
         self.network = _is_network(target)
+        self.planned_reconnect_s = planned_reconnect_s if self.network else None
+        self.connected_at = 0.0
         # Stream templates from the encoder's own FLV header; FLV does not carry
         # the picture size or the real AAC rate, so those are set explicitly.
         self._templates = av.open(io.BytesIO(info.header), "r", format="flv")
@@ -143,9 +177,29 @@ class _Muxer:
         a.codec_context.sample_rate = self.info.audio_rate
         a.codec_context.layout = "stereo"
         c.start_encoding()  # the RTMP handshake and header happen here
+        if self.network:
+            _bound_send_buffers()
         self.container, self.streams = c, {0: v, 1: a}
         self.need_keyframe = True
+        self.connected_at = time.monotonic()
         self.status.set_state("live")
+
+    def reconnect_due(self, message: bytes) -> bool:
+        """A planned reconnect is due, and this packet is a video keyframe to begin on."""
+        if self.planned_reconnect_s is None or self.container is None:
+            return False
+        kind, key = message[0], message[1]
+        return kind == 0 and key == 1 and time.monotonic() - self.connected_at >= self.planned_reconnect_s
+
+    def planned_reconnect(self) -> None:
+        """Close properly (trailer, unpublish) and connect again at once; the
+        keyframe that made it due is the new connection's first packet."""
+        t = time.monotonic()
+        with self.status.busy():
+            self.close()
+            self.connect()
+        self.status.values[_Status.PLANNED] += 1
+        self.status.values[_Status.PLANNED_MS] = round((time.monotonic() - t) * 1000)
 
     def write(self, message: bytes) -> None:
         kind, key, pts, dts, duration, num, den = _HEAD.unpack_from(message)
@@ -180,22 +234,52 @@ class _Muxer:
                 pass
 
 
+SEND_BUFFER = 256 * 1024  # Linux doubles it: ~0.7 s of a 6000 kbit/s stream, several round trips to any ingest
+
+
+def _bound_send_buffers() -> None:
+    """Bound the kernel's send buffer of this process's TCP connection.
+
+    FFmpeg gives its RTMP socket no write timeout and PyAV passes it no socket
+    options; left to autotune, the buffer grows to megabytes, which hides a
+    destination that stopped reading for tens of seconds (the writes still
+    "succeed"). Bounded, a write blocks within a second of the stall, and the
+    monitor sees it. Only this process's own sockets are touched (Linux's /proc)."""
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if s.type == socket.SOCK_STREAM and s.family in (socket.AF_INET, socket.AF_INET6):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
+        finally:
+            s.close()  # the duplicate only
+
+
 def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: float,
-                reconnect_max_s: float) -> None:
+                reconnect_max_s: float, planned_reconnect_s: float | None = None) -> None:
     """The destination's process: receive packets, mux them, reconnect on failure."""
-    # Ctrl-C in a terminal reaches the whole process group: the broadcast decides
-    # when this process stops (after the trailer), not the keyboard.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    become_child()  # Ctrl-C is the broadcast's to act on (after the trailer); gone with the show
     logging.basicConfig(level=logging.WARNING)
     av.logging.set_level(av.logging.PANIC)
-    muxer = _Muxer(target, info, status, timeout)
+    muxer = _Muxer(target, info, status, timeout, planned_reconnect_s)
     retry = dict(
         retry=retry_if_exception_type((OutputError, OSError, av.error.FFmpegError)),
         wait=wait_exponential(multiplier=0.5, max=reconnect_max_s),
         reraise=True,
     )
     try:
-        muxer.connect()
+        with status.busy():
+            muxer.connect()
     except Exception as e:
         status.set_error(str(e))
         status.set_state("failed")
@@ -208,8 +292,11 @@ def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: f
         if not message:  # the parent's "close": write the trailer and go
             break
         try:
-            muxer.write(message)
-        except (av.error.FFmpegError, OSError) as e:
+            if muxer.reconnect_due(message):
+                muxer.planned_reconnect()
+            with status.busy():
+                muxer.write(message)
+        except (av.error.FFmpegError, OSError, OutputError) as e:
             if not muxer.network:
                 status.set_error(str(e))
                 status.set_state("failed")
@@ -226,7 +313,7 @@ def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: f
 
             try:
                 for attempt in Retrying(before_sleep=drain, **retry):
-                    with attempt:
+                    with attempt, status.busy():
                         muxer.connect()
             except EOFError:
                 break
@@ -244,7 +331,7 @@ class Output:
     QUEUE_SECONDS = 4.0
 
     def __init__(self, target: str, info: StreamInfo, *, connect_timeout_s: float = 5.0,
-                 reconnect_max_s: float = 30.0) -> None:
+                 reconnect_max_s: float = 30.0, planned_reconnect_s: float | None = None) -> None:
         validate_target(target)
         self.target = target
         self.name = mask_url(target)
@@ -252,71 +339,104 @@ class Output:
         self.info = info
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_max_s = reconnect_max_s
+        self.planned_reconnect_s = planned_reconnect_s if self.network else None
+        # A handshake or a write that has not returned in this long is a stalled destination.
+        self.stall_s = 2 * connect_timeout_s
         self._ctx = mp.get_context("spawn")
         self._status = _Status(self._ctx)
         # Seconds of video and its audio; beyond that, oldest first goes.
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=int(info.fps * self.QUEUE_SECONDS * 3))
         self._closed = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()  # the child process: replaced by the feeder, killed by the monitor
         self._resync = False
         self._restarts = 0
+        self._restarts_in_a_row = 0
+        self._next_restart = 0.0
+        self._restart_wait = wait_exponential(multiplier=0.5, max=reconnect_max_s)
         self._dropped_here = 0
         self._proc = None
         self._conn = None
         self._feeder: threading.Thread | None = None
-        self._connecting_since = 0.0
+        self._monitor: threading.Thread | None = None
+        self._spawned_at = 0.0
 
     # -- figures the console shows --------------------------------------------------
     @property
     def state(self) -> str:
-        return STATES[self._status.values[0]]
+        return STATES[self._status.values[_Status.STATE]]
 
     @property
     def reconnects(self) -> int:
-        return self._status.values[1] + self._restarts
+        return self._status.values[_Status.RECONNECTS] + self._restarts
+
+    @property
+    def planned_reconnects(self) -> int:
+        return self._status.values[_Status.PLANNED]
+
+    @property
+    def planned_pause_ms(self) -> int:
+        """How long the last planned reconnect kept the destination waiting."""
+        return self._status.values[_Status.PLANNED_MS]
 
     @property
     def bytes_sent(self) -> int:
-        return self._status.values[2]
+        return self._status.values[_Status.BYTES]
 
     @property
     def packets_dropped(self) -> int:
-        return self._status.values[3] + self._dropped_here
+        return self._status.values[_Status.DROPPED] + self._dropped_here
 
     @property
     def last_error(self) -> str | None:
         return self._status.error.value.decode("utf-8", "replace") or None
 
+    @property
+    def stalled(self) -> bool:
+        return self._status.busy_for() > self.stall_s
+
     # -- lifecycle ----------------------------------------------------------------------
     def open(self) -> None:
         """Connect now; a destination that cannot be reached is a user error."""
+        open_outputs([self])
+
+    def start(self) -> None:
+        """Start connecting (in the child process) without waiting for it."""
         if self.network:
             check_reachable(self.target, self.connect_timeout_s)
-        self._spawn()
-        deadline = time.monotonic() + self.connect_timeout_s + 10
-        while self.state in ("idle", "connecting") and time.monotonic() < deadline:
-            if not self._proc.is_alive():
-                break
-            time.sleep(0.02)
-        if self.state != "live":
-            reason = self.last_error or (
-                "no answer to the RTMP handshake" if self.network else "its writer did not start")
-            self._kill()
-            raise OutputError(f"Could not start streaming to {self.name}: {reason}.")
+        with self._lock:
+            self._spawn()
+
+    def settled(self) -> bool:
+        """Live, failed, gone, or its handshake is overdue: nothing more to wait for at start-up."""
+        state = self.state
+        if state != "idle" and state != "connecting":
+            return True
+        return not self._proc.is_alive() or self._status.busy_for() > self.connect_timeout_s
+
+    def reason(self) -> str:
+        return self.last_error or ("no answer to the RTMP handshake" if self.network else "its writer did not start")
+
+    def run(self) -> None:
+        """Feed the destination from now on (live or still trying)."""
         self._feeder = threading.Thread(target=self._feed, name=f"output {self.name}", daemon=True)
         self._feeder.start()
-        log.info("output %s: live", self.name)
+        self._monitor = threading.Thread(target=self._watch, name=f"output monitor {self.name}", daemon=True)
+        self._monitor.start()
 
     def _spawn(self) -> None:
         self._status.set_state("idle")
+        self._status.values[_Status.BUSY] = 0
         recv, self._conn = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
             target=_child_main, name="streambot output",
-            args=(recv, self._status, self.target, self.info, self.connect_timeout_s, self.reconnect_max_s),
+            args=(recv, self._status, self.target, self.info, self.connect_timeout_s, self.reconnect_max_s,
+                  self.planned_reconnect_s),
             daemon=True,
         )
         self._proc.start()
         recv.close()
-        self._connecting_since = time.monotonic()
+        self._spawned_at = time.monotonic()
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.is_alive():
@@ -328,7 +448,10 @@ class Output:
     def send(self, packet: av.Packet, kind: str) -> None:
         if self._closed.is_set():
             return
-        item = _pack(packet, 0 if kind == "video" else 1)
+        self._put(_pack(packet, 0 if kind == "video" else 1))
+
+    def _put(self, item: bytes | None) -> None:
+        """Never waits: when the destination is behind, the oldest packet goes."""
         while True:
             try:
                 self._queue.put_nowait(item)
@@ -346,11 +469,11 @@ class Output:
             try:
                 item = self._queue.get(timeout=0.5)
             except queue.Empty:
-                item = b"\x00tick"  # wake to run the watchdog
+                item = b"\x00tick"  # wake to restart a child that is gone
             if item is None:
                 self._send_raw(b"")
                 return
-            self._watchdog()
+            self._restart_if_gone()
             if item == b"\x00tick":
                 continue
             if self._resync:
@@ -359,45 +482,116 @@ class Output:
                     self._dropped_here += 1
                     continue
                 self._resync = False
-            self._send_raw(item)
+            if not self._send_raw(item):
+                self._dropped_here += 1
+                self._resync = True
 
-    def _send_raw(self, item: bytes) -> None:
+    def _send_raw(self, item: bytes) -> bool:
         try:
             self._conn.send_bytes(item)
+            return True
         except (OSError, ValueError):
-            pass  # the child is gone; the watchdog restarts it
+            return False  # the child is gone; it is started again
 
-    def _watchdog(self) -> None:
-        """Restart a child that died, failed, or hangs in a handshake."""
+    def _restart_if_gone(self) -> None:
+        """Start the child again when it died, failed, or was killed as stalled (with back-off)."""
         state = self.state
         if state == "live":
-            self._connecting_since = time.monotonic()
+            self._restarts_in_a_row = 0
             return
-        stuck = time.monotonic() - self._connecting_since > self.connect_timeout_s * 3 + self.reconnect_max_s
-        dead = not self._proc.is_alive() or state == "failed"
-        if not self.network or self._closed.is_set() or not (dead or stuck):
+        if not self.network or self._closed.is_set():
             return
-        log.warning("output %s: restarting its process (%s)", self.name, self.last_error or state)
-        self._kill()
-        self._restarts += 1
-        self._resync = True
-        self._spawn()
+        with self._lock:
+            if self._proc.is_alive() and state != "failed":
+                return
+            now = time.monotonic()
+            if now < self._next_restart:
+                return
+            log.warning("output %s: restarting its process (%s)", self.name, self.last_error or state)
+            self._kill()
+            self._restarts += 1
+            self._restarts_in_a_row += 1
+            retry = RetryCallState(None, None, (), {})
+            retry.attempt_number = self._restarts_in_a_row
+            self._next_restart = now + float(self._restart_wait(retry))
+            self._resync = True
+            self._spawn()
+
+    def _watch(self) -> None:
+        """Kill a child stalled in a handshake or a write: FFmpeg would wait for ever."""
+        while not self._done.wait(0.2):
+            with self._lock:
+                busy = self._status.busy_for()
+                if busy <= self.stall_s or self._proc is None or not self._proc.is_alive():
+                    continue
+                self._status.set_error(f"stalled: no progress for {busy:.0f} s")
+                log.warning("output %s: stalled for %.0f s (the server takes nothing); reconnecting",
+                            self.name, busy)
+                self._proc.kill()  # the feeder, blocked on its pipe, wakes and starts it again
+                self._proc.join(5)
+                self._status.values[_Status.BUSY] = 0
+                self._status.set_state("reconnecting")
 
     def close(self, timeout: float = 15.0) -> None:
-        """Send what is queued, write the trailer, hang up. Safe to call twice."""
+        """Send what is queued, write the trailer, hang up. Safe to call twice.
+
+        A destination that is not live (or stalls while closing) is not waited for."""
         if self._closed.is_set():
             return
         self._closed.set()
         try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
-        if self._feeder is not None:
+            if self._feeder is None:
+                return
+            if self.state != "live" or self.stalled:
+                with self._lock:
+                    self._kill()  # nothing worth a trailer is on its way
+            self._put(None)
             self._feeder.join(timeout)
-        if self._proc is not None:
-            self._proc.join(timeout)
-            if self._proc.is_alive():
-                log.warning("output %s: did not close in %.0f s; stopped", self.name, timeout)
-        self._kill()
-        if self.state != "failed":
-            self._status.set_state("closed")
+            if self._proc is not None:
+                self._proc.join(timeout)
+                if self._proc.is_alive():
+                    log.warning("output %s: did not close in %.0f s; stopped", self.name, timeout)
+        finally:
+            self._done.set()
+            if self._monitor is not None:
+                self._monitor.join(2)
+            with self._lock:
+                self._kill()
+            if self.state != "failed":
+                self._status.set_state("closed")
+
+
+def open_outputs(outputs: list[Output]) -> None:
+    """Connect every destination at once and wait until each is live or settled.
+
+    When none goes live, the first one's reason stops the start (a wrong URL or
+    key is the user's to fix). When some do, the others (a file excepted) keep
+    trying in the background and the show goes on: one bad destination never
+    keeps the rest off air."""
+    started: list[Output] = []
+    try:
+        for out in outputs:
+            out.start()
+            started.append(out)
+        deadline = time.monotonic() + max(o.connect_timeout_s for o in outputs) + 10
+        while not all(o.settled() for o in outputs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        live = [o for o in outputs if o.state == "live"]
+        stuck = [o for o in outputs if o.state != "live"]
+        refused = [o for o in stuck if not o.network] or (stuck if not live else [])
+        if refused:
+            o = refused[0]
+            raise OutputError(f"Could not start streaming to {o.name}: {o.reason()}.")
+    except BaseException:
+        for o in started:
+            o._closed.set()
+            o._done.set()
+            o._kill()
+        raise
+    for o in outputs:
+        o.run()
+        if o.state == "live":
+            log.info("output %s: live", o.name)
+        else:
+            log.warning("output %s: not live yet (%s); it keeps trying while the others stream",
+                        o.name, o.reason())

@@ -15,6 +15,11 @@ chunk ahead of the clock:
   production (frames arriving per tick, averaged over about three chunks), with
   a gentle pull toward keeping one chunk buffered, so playback runs evenly in
   slow motion instead of freezing at every chunk boundary.
+- After a prompt switch (a frame of a newer steer generation in the buffer),
+  the frames still queued from the old prompt play `catch_up` times faster,
+  so the new prompt shows about a third of a second after its first frame
+  arrives instead of a buffered chunk later, and the motion stays continuous
+  (the new chunk continues from the last generated frames), never a cut.
 - Starved anyway (a chunk far later than the others), the play position stops
   at the last frame and the tick raises `queue.Empty`, so the clock repeats and
   counts it; playback resumes from there, never skipping frames.
@@ -75,7 +80,7 @@ class FramePacer:
     """Queue-like (`put`, `get`, `get_nowait`) so the world runner and the clock use it as their queue."""
 
     def __init__(self, pacing: Pacing, output_fps: float, *, gain: float = 0.2, horizon_chunks: float = 3.0,
-                 min_rate: float = 0.05) -> None:
+                 min_rate: float = 0.05, catch_up: float = 3.0) -> None:
         self.nominal = pacing.source_fps / output_fps  # source frames per output tick
         self.chunk = max(1, int(pacing.chunk_frames))
         self.blend = pacing.blend
@@ -86,6 +91,9 @@ class FramePacer:
         self.capacity = self.chunk + 4
         self.gain = gain
         self.min_rate = min_rate * self.nominal
+        self.catch_up = catch_up
+        self._newest = -1  # the newest steer generation put in
+        self.caught_up = 0  # ticks played fast after a prompt switch
         self._smooth = 1.0 / max(1.0, self.chunk / self.nominal)  # averages over a chunk's playing time
         self._arrivals: deque[int] = deque(maxlen=int(horizon_chunks * self.chunk) + 1)  # tick of each frame
         self._frames: deque[Frame] = deque()
@@ -106,6 +114,7 @@ class FramePacer:
             if not self._cond.wait_for(lambda: len(self._frames) < self.capacity, timeout):
                 raise queue.Full
             self._frames.append(frame)
+            self._newest = max(self._newest, frame.generation)
             self._arrivals.append(self.ticks)
             self._cond.notify_all()
 
@@ -133,6 +142,9 @@ class FramePacer:
                 self.held += 1
                 raise queue.Empty
             self.rate = self._rate(last - self._pos)
+            if self._frames[0].generation < self._newest:  # a new prompt waits behind old frames
+                self.rate = max(self.rate, self.nominal * self.catch_up)
+                self.caught_up += 1
             pos = min(self._pos + self.rate, float(last))
             drop = int(pos)
             for _ in range(drop):

@@ -24,9 +24,30 @@ from .routes import _obj, openapi, route
 STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches, "
                                           "and `meter`: chat's vote between anarchy and democracy (null unless "
                                           "voting.mode_vote is on)."}
+_num = {"type": ["number", "null"]}
+BUDGET = {
+    "type": ["object", "null"],
+    "description": "The GPU budget ([budget]): hours a GPU world (stream, video) has been on air today, the daily "
+                   "limit, Twitch's viewer count, and why the sketch world is on air instead (standby). "
+                   "active is false for a world that uses no GPU; null when the show has no budget.",
+    "required": ["active", "world", "day", "timezone", "used_s", "used_h", "budget_h", "left_h", "resets_in_s",
+                 "viewers", "idle_after_s", "idle_in_s", "standby", "why"],
+    "properties": {
+        "active": {"type": "boolean"}, "world": {"type": "string"},
+        "day": {"type": "string", "description": "the budget's day (ISO date in its time zone)"},
+        "timezone": {"type": "string"}, "used_s": {"type": "number"}, "used_h": {"type": "number"},
+        "budget_h": {**_num, "description": "null: no daily limit"}, "left_h": _num,
+        "resets_in_s": {"type": "integer", "description": "seconds until the next day's budget"},
+        "viewers": {"type": ["integer", "null"], "description": "as Twitch last said; null: unknown"},
+        "idle_after_s": _num, "idle_in_s": {**_num, "description": "nobody watching: seconds until the sketch world"},
+        "standby": {"enum": ["budget", "no_viewers", None]}, "why": {"type": ["string", "null"]},
+    },
+}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated frames, bitrate, destinations, chat adapters, "
-                                           "prompt-to-pixel latency, CPU and GPU memory, and the soundtrack "
-                                           "(audio: what plays, momentary/short-term/integrated LUFS, problems)."}
+                                           "prompt-to-pixel latency, CPU and GPU memory, the soundtrack "
+                                           "(audio: what plays, momentary/short-term/integrated LUFS, problems), "
+                                           "and the GPU budget.",
+          "properties": {"budget": BUDGET}}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
 
 

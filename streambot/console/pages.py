@@ -31,7 +31,11 @@ CSP_OVERLAY = (
     "connect-src 'self'; script-src 'self'; base-uri 'self'; object-src 'none'"
 )
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-          ".png": "image/png", ".ttf": "font/ttf", ".otf": "font/otf", ".ico": "image/x-icon"}
+          ".png": "image/png", ".ttf": "font/ttf", ".otf": "font/otf", ".ico": "image/x-icon",
+          ".txt": "text/plain; charset=utf-8", ".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+# the watch page: hls.js feeds the <video> through Media Source Extensions (blob: URLs) from a blob: worker
+CSP_WATCH = CSP_CONSOLE.replace("img-src 'self' blob: data:;",
+                                "img-src 'self' blob: data:; media-src 'self' blob:; worker-src 'self' blob:;")
 
 
 def _csp(request: web.Request, policy: str) -> str:
@@ -83,24 +87,47 @@ def _failed(request: web.Request, why: str) -> None:
 
 # -- the console page and logging in -------------------------------------------------------
 
-@route("GET", "/", access="public", summary="The console page (the login page when logged out).",
-       documented=False)
-async def index(request: web.Request) -> web.StreamResponse:
+def _viewer_link(request: web.Request, back: str) -> None:
+    """A read-only viewer link (?token=): trade the token for a session and drop
+    it from the address bar; no session at all: the login page."""
     console = console_of(request)
     token = request.query.get("token")
-    if token:  # a read-only viewer link: trade the token for a session, drop it from the address bar
+    if token:
         wait = console.limiter.retry_after(request.remote or "?")
         if wait:
             raise web.HTTPSeeOther("/login?e=wait")
         if console.tokens.role_of(token) != "viewer":
             _failed(request, "wrong viewer link")
             raise web.HTTPSeeOther("/login?e=link")
-        resp = web.HTTPSeeOther("/")
+        resp = web.HTTPSeeOther(back)
         _start_session(request, "viewer", "", resp)
         raise resp
     if principal_of(request).role is None:
         raise web.HTTPSeeOther("/login")
+
+
+@route("GET", "/", access="public", summary="The console page (the login page when logged out).",
+       documented=False)
+async def index(request: web.Request) -> web.StreamResponse:
+    _viewer_link(request, "/")
     return _file(STATIC / "index.html", csp=_csp(request, CSP_CONSOLE))
+
+
+@route("GET", "/watch", access="public", summary="The watch page: the stream itself, with sound, in the browser.",
+       documented=False)
+async def watch_page(request: web.Request) -> web.StreamResponse:
+    _viewer_link(request, "/watch")
+    return _file(STATIC / "watch.html", csp=_csp(request, CSP_WATCH))
+
+
+@route("GET", "/watch/hls/{name}", access="viewer", summary="The local server's HLS playlist and segments.",
+       documented=False)
+async def watch_hls(request: web.Request) -> web.StreamResponse:
+    source = console_of(request).show.watch_source()
+    name = request.match_info["name"]
+    if source is None or not re.fullmatch(r"[A-Za-z0-9_-]{1,80}\.(m3u8|ts)", name):
+        raise web.HTTPNotFound()
+    return _file(_listed(source[0], name))
 
 
 @route("GET", "/login", access="public", summary="The login page.", documented=False)

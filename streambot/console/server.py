@@ -352,6 +352,8 @@ async def start_console(show: views.ShowLike, address: str, *, secrets: dict[str
     else:
         url_note = url
     click.echo(f"  Console: {url_note}", err=True)
+    if show.watch_source() is not None:
+        click.echo(f"  Watch:   {url}watch?token={tokens.viewer}   (the stream itself, in any browser)", err=True)
     if tokens.created:
         click.echo(
             f"  Console admin token (shown once; kept owner-only in {tokens.admin_file}):\n"

@@ -32,6 +32,9 @@ class ShowLike(Protocol):
     def audio_status(self) -> dict: ...
     def overlay_state(self) -> Any: ...
     def adapter_states(self) -> dict[str, str]: ...
+    def world_status(self) -> dict: ...
+    def budget_status(self) -> dict | None: ...
+    def watch_source(self) -> Any: ...
     def on_winner(self, winner: Any) -> None: ...
 
     @property
@@ -85,9 +88,18 @@ def state(show: ShowLike) -> dict:
             "round": last.winner.round, "text": last.winner.text, "user": last.winner.user,
             "votes": last.winner.votes,
         },
+        "watch": watch(show),
         "bans": sorted(show.audience.moderation.bans) if hasattr(show.audience.moderation, "bans") else [],
         "counts": dict(show.audience.counts),
     }
+
+
+def watch(show: ShowLike) -> dict | None:
+    """The watch page and its playlist, when the show has a local stream to watch (the demo)."""
+    source = show.watch_source()
+    if source is None:
+        return None
+    return {"page": "/watch", "playlist": f"/watch/hls/{source[1]}.m3u8"}
 
 
 class System:
@@ -147,6 +159,8 @@ def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
         ],
         "adapters": [{"name": k, "state": v} for k, v in show.adapter_states().items()],
         "audio": show.audio_status(),
+        "world": show.world_status(),
+        "budget": show.budget_status(),
         "system": system.figures(),
     }
     if extra:

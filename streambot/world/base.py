@@ -10,6 +10,7 @@ so the broadcast can measure prompt-to-pixel latency on what actually went out.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,6 +30,17 @@ class WorldSpec:
     beats: tuple[str, ...]
     # Backend-specific settings, passed through untouched (e.g. [sketch] tables).
     extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """Plain JSON data (a TOML date in `extra` becomes its text), for the timeline."""
+        extra = json.loads(json.dumps(self.extra, default=str))
+        return {"name": self.name, "title": self.title, "description": self.description, "style": self.style,
+                "beats": list(self.beats), "extra": extra}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WorldSpec:
+        return cls(str(d["name"]), str(d["title"]), str(d["description"]), str(d["style"]),
+                   tuple(str(b) for b in d["beats"]), dict(d.get("extra") or {}))
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class World(ABC):
     """Base class: keeps the steer hand-off thread-safe so backends need not."""
 
     name: str = "world"
+    gpu: bool = False  # a GPU world: its time on air is counted and limited by [budget]
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

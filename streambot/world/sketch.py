@@ -25,7 +25,9 @@ import numpy as np
 
 from .base import Ambience, Direction, Frame, World, WorldError, WorldSpec, _Steer
 from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
-from .sketch_render import Renderer, daylight
+from .sketch_render import Renderer
+from .sketch_scene import Scene
+from .sketch_sky import daylight
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,7 @@ class SketchWorld(World):
         params = dict(zip(NAMES, self._current.tolist()))
         self._wander(params, self._t)
         # 4. draw.
-        image = self._renderer.draw(params, self._t, dt)
+        image = self._renderer.draw(Scene.from_params(params), self._t, dt)
         self._index += 1
         return Frame(image=image, index=self._index, generation=self._frame_gen)
 

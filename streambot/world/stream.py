@@ -15,7 +15,6 @@ size: the compositor scales them.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 
 import numpy as np
@@ -25,7 +24,7 @@ from pydantic import ValidationError
 from .base import Ambience, Frame, World, WorldError, WorldSpec
 from .stream_engine import Conditioning, StreamEngine
 from .stream_models import StreamModels, load_models
-from .stream_ops import Slerp, ease_out, motion_theta
+from .stream_ops import CameraPath, Slerp, ease_out
 from .stream_settings import Motion, StreamWorldSettings, parse_stream_settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 class StreamWorld(World):
     name = "stream"
+    gpu = True
 
     def __init__(
         self,
@@ -77,7 +77,8 @@ class StreamWorld(World):
         self.engine: StreamEngine | None = None
         self._motion_lock = threading.Lock()
         self._motion = self.settings.motion
-        self._theta_cache: tuple[tuple, torch.Tensor | None] | None = None
+        self._camera: CameraPath | None = None
+        self._camera_motion: Motion | None = None  # what the camera was last set to
         self.stats = {"frames": 0, "skipped": 0, "flagged": 0, "reanchored": 0}
 
     @classmethod
@@ -127,7 +128,9 @@ class StreamWorld(World):
         self.spec = spec
         prompt = f"{spec.beats[0]}, {spec.style}" if spec.style else spec.beats[0]
         self.engine = StreamEngine(self.models, s, device=self.device, dtype=self.dtype)
-        self.engine.prepare(prompt, seed)
+        self.engine.prepare(prompt, seed, tag=0)  # tag: the steer generation a frame was rendered under
+        w, h = s.size
+        self._camera, self._camera_motion = CameraPath(self.device, self.dtype, aspect=w / h), None
         self._current = self._to = self.engine.encode_prompt(prompt)
         self._step, self._steps = 0, 0  # progress of the prompt transition
         self._index = 0
@@ -159,17 +162,19 @@ class StreamWorld(World):
         if s.reanchor_every and self._index and self._index % s.reanchor_every == 0:
             engine.reanchor(s.reanchor_strength, s.reanchor_frames)
             self.stats["reanchored"] += 1
-        # 4. the camera move, then the model (which may skip a frame whose input hardly changed)
-        out = engine.step(self._theta(self._index), allow_skip=not transitioning)
-        if out is None and self._last_image is not None:
-            image = self._last_image.copy()
+        # 4. the camera move, then the model (which may keep the last picture if rendering would change nothing)
+        engine.step(self._advance_camera(), allow_skip=not transitioning, tag=self._on_air_generation)
+        # 5. the oldest frame in flight, on the host: this one on a CPU, the one before on a GPU
+        picture = engine.take()
+        if picture.image is None:
+            image = self._last_image.copy()  # a skip needs a rendered picture before it, so there is one
             self.stats["skipped"] += 1
         else:
-            image = (out if out is not None else engine.frame).to("cpu", copy=True).numpy()
+            image = picture.image
         self._last_image = image
-        # 5. safety on air: a flagged frame is never shown
+        # 6. safety on air: a flagged frame is never shown
         image = self._screen(image)
-        frame = Frame(image=image, index=self._index, generation=self._on_air_generation)
+        frame = Frame(image=image, index=self._index, generation=picture.tag)
         self._index += 1
         self.stats["frames"] += 1
         return frame
@@ -218,21 +223,13 @@ class StreamWorld(World):
         pooled = None if self._slerp_pooled is None else self._slerp_pooled(t)
         return Conditioning(self._slerp(t), pooled)
 
-    def _theta(self, index: int) -> torch.Tensor | None:
-        m = self.motion
-        pan_x, pan_y = m.pan_x, m.pan_y
-        if m.drift:  # a slow wander: a Lissajous path, so it never simply repeats
-            phase = 2 * math.pi * index / m.drift_period_frames
-            pan_x += m.drift * math.sin(phase)
-            pan_y += 0.5 * m.drift * math.sin(1.618 * phase)
-        w, h = self.settings.size
-        key = (pan_x, pan_y, m.zoom, m.rotate_deg)
-        if self._theta_cache is not None and self._theta_cache[0] == key:
-            return self._theta_cache[1]
-        rows = motion_theta(pan_x, pan_y, m.zoom, m.rotate_deg, aspect=w / h)
-        theta = None if rows is None else torch.tensor([rows], dtype=torch.float32, device=self.device)
-        self._theta_cache = (key, theta)
-        return theta
+    def _advance_camera(self) -> torch.Tensor | None:
+        """This frame's camera matrix, on the device (None: still); a new motion is copied over once."""
+        motion = self.motion
+        if motion is not self._camera_motion:
+            self._camera.set(motion)
+            self._camera_motion = motion
+        return self._camera.advance()
 
     def _screen(self, image: np.ndarray) -> np.ndarray:
         every = self.settings.safety_check_every

@@ -1,23 +1,36 @@
 """The stream world's core: StreamDiffusion's techniques on current diffusers.
 
-`prepare()` once, `step()` per frame, `set_conditioning()` cheap. Each frame is
-img2img of the previous one, in latent space: the last clean latent is moved by
-the camera, noised to the first timestep of `t_index_list`, denoised (all the
-steps of consecutive frames in one UNet call, the "stream batch"), and decoded
-by the tiny VAE. Everything a CUDA graph needs is a static buffer, so the whole
-denoise-and-decode can be captured once and replayed.
+`prepare()` once, `step()` and `take()` per frame, `set_conditioning()` cheap.
+Each frame is img2img of the previous one, in latent space: the last clean
+latent is moved by the camera, noised to the first timestep of `t_index_list`,
+denoised (all the steps of consecutive frames in one UNet call, the "stream
+batch"), kept in range, and decoded by the tiny VAE. Everything a CUDA graph
+needs is a static buffer, so the whole denoise-and-decode can be captured once
+and replayed; `step()` never waits for the device (no host reads: the filter's
+measure comes back with its picture), and `take()` waits only for the copy of
+the picture it returns.
 """
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .base import WorldError
 from .stream_models import StreamModels, not_enough_memory_message, needed_gib
-from .stream_ops import SimilarityFilter, guidance_embedding, match_stats, warp
+from .stream_ops import (
+    HostFrames,
+    Picture,
+    SimilarityFilter,
+    cosine_similarity_into,
+    guidance_embedding,
+    keep_in_range,
+    match_stats,
+    warp,
+)
 from .stream_settings import StreamWorldSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +118,8 @@ class StreamEngine:
             if settings.similarity_filter
             else None
         )
+        # frames in flight: on a GPU the host takes one while the next is painted
+        self.depth = settings.frames_in_flight or (2 if device.type == "cuda" else 1)
         self._graph: torch.cuda.CUDAGraph | None = None
         self.active: dict[str, bool] = {}  # which speed switches really took effect
         self.unet_calls = 0  # for tests and figures
@@ -115,21 +130,29 @@ class StreamEngine:
 
     # -- once ------------------------------------------------------------------
     @torch.inference_mode()
-    def prepare(self, prompt: str, seed: int) -> None:
-        """Move the models, build the schedule and buffers, render the first picture."""
+    def prepare(self, prompt: str, seed: int, tag: Any = None) -> None:
+        """Move the models, build the schedule and buffers, render the first picture.
+
+        With frames in flight, the first picture is queued as the first frame, tagged `tag`.
+        """
         try:
-            self._prepare(prompt, seed)
+            self._prepare(prompt, seed, tag)
         except torch.cuda.OutOfMemoryError:
             raise WorldError(
                 not_enough_memory_message(self.models.name, needed_gib(self.models.name, self.dtype), None)
             ) from None
 
-    def _prepare(self, prompt: str, seed: int) -> None:
+    def _prepare(self, prompt: str, seed: int, tag: Any) -> None:
         s, m, dev, dt = self.settings, self.models, self.device, self.dtype
-        # 1. models on the device, in the working precision and memory layout
-        for module in (m.unet, m.vae, m.text_encoder, m.text_encoder_2):
+        # 1. models on the device, in the working precision and memory layout; a VAE
+        # that overflows in half precision (SDXL's own) says so, and runs in float32
+        upcast = dt == torch.float16 and bool(getattr(m.vae.config, "force_upcast", False))
+        self.vae_dtype = torch.float32 if upcast else dt
+        for module in (m.unet, m.text_encoder, m.text_encoder_2):
             if module is not None:
                 _move(module, dev, dt)
+        _move(m.vae, dev, self.vae_dtype)
+        self.active["vae_upcast"] = upcast
         channels_last = s.channels_last  # also makes the decoded picture HWC in memory: a cheap uint8 copy
         layout = torch.channels_last if channels_last else torch.contiguous_format
         m.unet.to(memory_format=layout)  # set both ways: the models may be shared between worlds
@@ -164,6 +187,8 @@ class StreamEngine:
         self.buffer = torch.zeros((self.k - 1, *self.latent_shape[1:]), device=dev, dtype=dt)
         self.image = torch.zeros((1, 3, self.height, self.width), device=dev, dtype=dt)
         self.frame = torch.zeros((self.height, self.width, 3), device=dev, dtype=torch.uint8)
+        self.similarity = torch.zeros(1, device=dev, dtype=torch.float32)  # the last render's output to its input
+        self.host = HostFrames(tuple(self.frame.shape), dev, self.depth)
         cond = self.encode_prompt(prompt)
         self.embeds = torch.zeros((self.batch, *cond.embeds.shape[1:]), device=dev, dtype=dt)
         self.added: dict[str, torch.Tensor] = {}
@@ -202,12 +227,15 @@ class StreamEngine:
         self._start_state()  # warm-up frames must not change what the seed shows
         self.active["stream_batch"] = s.stream_batch and self.k > 1
         self.active["similarity_filter"] = self.filter is not None
+        self.active["frames_in_flight"] = self.depth > 1
+        for _ in range(self.depth - 1):  # the pipeline starts full: the first picture is the first frame
+            self.host.push(self.frame, tag)
         self._prepared = True
 
     def _start_state(self) -> None:
         self._anchor, self._anchor_left = None, 0
         self.gen.manual_seed(self.gen.initial_seed())
-        self.noise.copy_(torch.randn(self.noise.shape, generator=self.gen, device=self.device, dtype=self.dtype))
+        self.noise.normal_(generator=self.gen)
         self.x_out.copy_(self.txt2img())
         if self.k > 1:
             self.buffer.copy_(self.alpha[1:] * self.x_out + self.beta[1:] * self.noise[1:])
@@ -278,35 +306,46 @@ class StreamEngine:
 
     # -- per frame ---------------------------------------------------------------
     @torch.inference_mode()
-    def step(self, theta: torch.Tensor | None = None, *, allow_skip: bool = True) -> torch.Tensor | None:
-        """One frame: the (H, W, 3) uint8 picture on the device, or None if the filter skipped it.
+    def step(self, theta: torch.Tensor | None = None, *, allow_skip: bool = True, tag: Any = None) -> bool:
+        """Queue one frame on the device, tagged `tag`; False if the filter kept the last picture.
 
-        `theta` is this frame's camera move as an affine (1, 2, 3) sampling matrix;
-        `allow_skip` is False while the conditioning changes under a still input.
+        `theta` is this frame's camera move as an affine (1, 2, 3) sampling matrix
+        (None: a still camera); `allow_skip` is False while the conditioning
+        changes. Nothing here waits for the device.
         """
-        # 1. the input: the last clean picture (re-anchoring, if under way), moved by the camera
+        # 1. would a render change anything? Only a still camera and a settled picture can tell (see SimilarityFilter)
+        if self.filter is not None and self.filter(allowed=allow_skip and theta is None and self._anchor_left == 0):
+            self.host.push(None, tag)
+            return False
+        # 2. the input: the last clean picture (re-anchoring, if under way), moved by the camera
         self._pull_to_anchor()
         if self.settings.feedback == "latent":
             x = self.x_out if theta is None else warp(self.x_out, theta)
         else:  # pixel feedback: move the decoded picture, encode it again
             image = self.image if theta is None else warp(self.image, theta)
             x = self._encode(image)
-        # 2. nothing moved: keep the picture and spare the GPU
-        if self.filter is not None and allow_skip and self.filter(x):
-            return None
         self.x_in.copy_(x)
         if self.settings.noise == "fresh":
-            self.noise.copy_(torch.randn(self.noise.shape, generator=self.gen, device=self.device, dtype=self.dtype))
+            self.noise.normal_(generator=self.gen)
         # 3. denoise and decode, replayed from the CUDA graph when captured
         self.unet_calls += 1 if (self.settings.stream_batch or self.k == 1) else self.k
         if self._graph is not None:
             self._graph.replay()
         else:
             self._denoise_decode()
-        return self.frame
+        # 4. the picture (and the filter's measure) on its way to the host
+        self.host.push(self.frame, tag, self.similarity if self.filter is not None else None)
+        return True
+
+    def take(self) -> Picture:
+        """The oldest frame in flight, on the host: the one just queued on a CPU, the one before on a GPU."""
+        picture = self.host.pop()
+        if self.filter is not None and picture.similarity is not None:
+            self.filter.observe(picture.similarity)
+        return picture
 
     def _denoise_decode(self) -> None:
-        """Reads x_in, noise, buffer, embeds; writes buffer, x_out, image, frame (all static)."""
+        """Reads x_in, noise, buffer, embeds; writes buffer, x_out, image, frame, similarity (all static)."""
         x_t = self.alpha[:1] * self.x_in + self.beta[:1] * self.noise[:1]
         if self.k == 1:
             x0 = self._x0(self._unet(x_t, self.timesteps, 1), x_t, slice(0, 1))
@@ -321,8 +360,11 @@ class StreamEngine:
                 x0 = self._x0(self._unet(x_t, self.timesteps[i : i + 1], 1), x_t, slice(i, i + 1))
                 if i + 1 < self.k:
                     x_t = self.alpha[i + 1 : i + 2] * x0 + self.beta[i + 1 : i + 2] * self.noise[i + 1 : i + 2]
+        x0 = keep_in_range(x0)  # the picture is the next frame's input: finite and in range, whatever the model did
         self.x_out.copy_(x0)
         self._decode_into(x0)
+        if self.filter is not None:
+            cosine_similarity_into(self.similarity, self.x_in, x0)
 
     def _unet(self, x: torch.Tensor, t: torch.Tensor, batch: int) -> torch.Tensor:
         kwargs = {}
@@ -343,7 +385,7 @@ class StreamEngine:
         return c_out * f + c_skip * x_t
 
     def _decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.models.vae.decode(latents / self.vae_scaling, return_dict=False)[0]
+        return self.models.vae.decode((latents / self.vae_scaling).to(self.vae_dtype), return_dict=False)[0]
 
     def _decode_into(self, latents: torch.Tensor) -> None:
         image = self._decode_fn(latents)
@@ -354,16 +396,16 @@ class StreamEngine:
         self.frame.copy_(pixels)
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
-        out = self.models.vae.encode(image, return_dict=False)[0]
+        out = self.models.vae.encode(image.to(self.vae_dtype), return_dict=False)[0]
         latents = out if torch.is_tensor(out) else out.mode()  # AutoencoderTiny vs AutoencoderKL
-        return latents * self.vae_scaling
+        return (latents * self.vae_scaling).to(self.dtype)
 
     # -- the long run ----------------------------------------------------------------
     def txt2img(self) -> torch.Tensor:
         """A fresh picture of the current prompt from pure noise, one step (batch of one)."""
         self.unet_calls += 1
         noise = torch.randn(self.latent_shape, generator=self.gen, device=self.device, dtype=self.dtype)
-        return self._x0(self._unet(noise, self.t_full, 1), noise, None, coeffs=self.full)
+        return keep_in_range(self._x0(self._unet(noise, self.t_full, 1), noise, None, coeffs=self.full))
 
     @torch.inference_mode()
     def reanchor(self, strength: float, frames: int = 1) -> None:

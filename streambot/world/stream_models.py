@@ -353,13 +353,27 @@ def _variant(folder: Path, sub: str, dtype: torch.dtype) -> str | None:
 
 _WEIGHT_DIRS = ("unet", "text_encoder", "text_encoder_2")
 _VAE_FILES = ["*.json", "*.safetensors"]
+TAESD_REPO, TAESDXL_REPO = "madebyollin/taesd", "madebyollin/taesdxl"
 
 
-def model_files(model: str, dtype: torch.dtype, *, offline: bool) -> list[str]:
+def tiny_vae_for(is_sdxl: bool) -> str:
+    """The tiny VAE trained on the model's latent space: SDXL's differs from SD 1.x/2.x's."""
+    return TAESDXL_REPO if is_sdxl else TAESD_REPO
+
+
+def vae_source(vae: str, model: str) -> str | None:
+    """The VAE's repo or folder before anything is loaded (None: the model's own); "auto" guesses from the name."""
+    if vae == "model":
+        return None
+    return tiny_vae_for(guess_family(model) == "sdxl") if vae == "auto" else vae
+
+
+def model_files(model: str, dtype: torch.dtype, *, offline: bool, own_vae: bool = False) -> list[str]:
     """What to fetch from a diffusers repo: configs, tokenizers, and one copy of each weight.
 
     Half precision fetches the fp16 variant where the repo has one (SD-Turbo's
-    UNet: 1.7 GB instead of 5.2 GB for both); the VAE is never fetched (TAESD).
+    UNet: 1.7 GB instead of 5.2 GB for both); the model's own VAE only when it is
+    used (`own_vae`), otherwise a tiny one is fetched from its own repo.
     """
     patterns = ["*.json", "*.txt", "*.model"]
     files: list[str] = []
@@ -370,7 +384,7 @@ def model_files(model: str, dtype: torch.dtype, *, offline: bool) -> list[str]:
             files = list_repo_files(model)
         except Exception as e:  # no listing: fall back to every safetensors file
             log.debug("could not list %s (%s)", model, e)
-    for sub in _WEIGHT_DIRS:
+    for sub in _WEIGHT_DIRS + (("vae",) if own_vae else ()):
         mine = [f for f in files if f.startswith(sub + "/")]
         fp16 = [f for f in mine if f.endswith(".fp16.safetensors")]
         if dtype != torch.float32 and fp16:
@@ -392,13 +406,19 @@ def load_models(
     cache_dir: str | None = None,
     safety_model: str | None = None,
 ) -> StreamModels:
-    """SD-Turbo, SDXL-Turbo or an LCM-distilled SD 1.5 folder, with a tiny VAE."""
+    """SD-Turbo, SDXL-Turbo or an LCM-distilled SD 1.5 folder, with a tiny VAE.
+
+    `vae`: "auto" picks the tiny VAE that matches the model's latents (TAESDXL for
+    SDXL), "model" the model's own, anything else is a hub id or a folder.
+    """
     from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
     from diffusers import EulerDiscreteScheduler
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     check_gpu_memory(device, model, dtype)
-    allow = model_files(model, dtype, offline=offline) if not Path(model).expanduser().is_dir() else None
+    own_vae = vae == "model"
+    local = Path(model).expanduser().is_dir()
+    allow = None if local else model_files(model, dtype, offline=offline, own_vae=own_vae)
     folder = resolve_folder(model, offline=offline, cache_dir=cache_dir, allow=allow)
     if not (folder / "unet").is_dir():
         raise WorldError(f"{folder} has no unet folder, so it is not a diffusers model folder.")
@@ -412,15 +432,23 @@ def load_models(
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
         scheduler = EulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
         text_encoder_2 = tokenizer_2 = None
-        if getattr(unet.config, "addition_embed_type", None) == "text_time":
+        is_sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
+        if is_sdxl:
             text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
                 folder, subfolder="text_encoder_2", dtype=dtype,
                 variant=_variant(folder, "text_encoder_2", dtype),
             )
             tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
-        if vae == "model":  # the model's own full VAE: slower, sharper
-            vae_model = AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=dtype)
+        if own_vae:  # the model's own full VAE: slower, sharper (the engine upcasts it if it asks)
+            vae_model = AutoencoderKL.from_pretrained(
+                folder, subfolder="vae", dtype=dtype, variant=_variant(folder, "vae", dtype)
+            )
         else:
+            if vae == "auto":
+                vae = tiny_vae_for(is_sdxl)
+            elif vae in (TAESD_REPO, TAESDXL_REPO) and vae != tiny_vae_for(is_sdxl):
+                log.warning("%s decodes %s latents, but %s is not such a model; expect wrong colours",
+                            vae, "SDXL" if vae == TAESDXL_REPO else "SD 1.x/2.x", model)
             vae_folder = resolve_folder(vae, offline=offline, cache_dir=cache_dir, allow=_VAE_FILES)
             vae_model = AutoencoderTiny.from_pretrained(vae_folder, dtype=dtype)
     except (OSError, ValueError) as e:

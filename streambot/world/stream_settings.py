@@ -31,7 +31,9 @@ class StreamWorldSettings(BaseModel):
 
     # what to load
     model: str = "stabilityai/sd-turbo"  # or stabilityai/sdxl-turbo, an LCM SD 1.5 repo, a local folder
-    vae: str = "madebyollin/taesd"  # madebyollin/taesdxl for SDXL-Turbo; "model" for the model's own VAE
+    # "auto": the tiny VAE for the model's latents (madebyollin/taesd, or madebyollin/taesdxl for SDXL);
+    # "model": the model's own full VAE; or a hub id or folder of another
+    vae: str = "auto"
     offline: bool = False
     cache_dir: str | None = None
     device: str = "auto"  # auto (the first CUDA GPU), cuda, cuda:N, or cpu for a slow preview
@@ -61,6 +63,8 @@ class StreamWorldSettings(BaseModel):
     similarity_max_skip: Annotated[int, Field(ge=0, le=1000)] = 10
     compile: bool = False
     cuda_graphs: bool = False
+    # None: 2 on a GPU (the host takes one frame while the next is painted; one frame of latency), 1 elsewhere
+    frames_in_flight: Annotated[int, Field(ge=1, le=2)] | None = None
 
     # safety on air
     safety_check_every: Annotated[int, Field(ge=0)] = 0  # frames; 0 off

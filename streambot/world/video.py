@@ -85,6 +85,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 class VideoWorld(World):
     name = "video"
+    gpu = True
 
     def __init__(
         self,

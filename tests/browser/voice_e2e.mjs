@@ -55,6 +55,8 @@ try {
   results.confirm_status = (await confirmed).status();
   await page.waitForFunction(() => document.getElementById("voice-status").textContent.length > 1);
   results.status = await page.textContent("#voice-status");
+  // the idea is screened off the event loop, then the console's list shows it
+  await page.waitForSelector("#candidates li.cand", { timeout: 30000 });
   results.state = await page.evaluate(async () => (await fetch("/api/state")).json());
 } catch (e) {
   results.failed = String(e && e.stack || e);

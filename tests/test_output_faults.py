@@ -1,0 +1,238 @@
+"""Destinations that misbehave: one that accepts TCP and never reads (from
+the start, or mid-stream) never slows the others or the clock; a planned
+reconnect before Twitch's 48-hour limit loses no frame. Against a real nginx
+RTMP server, read back with ffprobe as a viewer's player would."""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streambot.broadcast.audio import Soundtrack
+from streambot.broadcast.compositor import Compositor
+from streambot.broadcast.encoder import Encoder, EncoderSettings
+from streambot.broadcast.outputs import Output, open_outputs
+from streambot.broadcast.pipeline import Broadcast
+from streambot.config import resolve_world
+from streambot.world.sketch import SketchWorld
+
+from .conftest import run_cli
+from .media import probe
+
+pytestmark = pytest.mark.slow
+
+FPS = 30
+SIZE = (640, 360)
+
+
+class Destination:
+    """A TCP server on loopback: forwards to `upstream` (a real RTMP server)
+    until frozen; frozen (or with no upstream at all) it accepts connections
+    and never reads from them, as a hung ingest does."""
+
+    def __init__(self, upstream: int | None = None) -> None:
+        self.upstream = upstream
+        self.frozen = threading.Event()
+        if upstream is None:
+            self.frozen.set()
+        self.accepted = 0
+        self._socks: list[socket.socket] = []
+        self._closed = threading.Event()
+        self.server = socket.socket()
+        # A small receive window: a sender that is not read blocks within moments.
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"rtmp://127.0.0.1:{self.port}/live/{name}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._socks.append(client)
+            if self.frozen.is_set():
+                continue  # never read
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self._socks.append(up)
+            threading.Thread(target=self._pump, args=(client, up, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        try:
+            while True:
+                if from_client and self.frozen.is_set():
+                    self._closed.wait()  # stop reading: the sender's writes pile up and block
+                    return
+                data = src.recv(65536)
+                if not data:
+                    return
+                dst.sendall(data)
+        except OSError:
+            return
+
+    def thaw(self) -> None:
+        """The server recovers: it drops the sessions it hung on and reads new ones again."""
+        stale, self._socks = self._socks, []
+        self.frozen.clear()
+        for sock in stale:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # at once, whatever thread still holds it
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.server.close()
+        self.thaw()
+
+
+def until(pred, timeout: float, what: str) -> float:
+    """Wait for `pred`; the seconds it took."""
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def ffprobe(path) -> dict:
+    """The real ffprobe: video packets, the first one's flags, codecs."""
+    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                        "packet=pts_time,flags", "-show_entries", "stream=codec_name", "-of", "json", str(path)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def recordings(server, name: str):
+    return [p for p in server.recordings if p.name.startswith(f"{name}-") or p.name == f"{name}.flv"]
+
+
+def test_a_silent_destination_at_start_keeps_nobody_off_air(rtmp_server, cli_env, tmp_path):
+    """`streambot run` to nginx and to a server that accepts TCP and never
+    answers: the show goes on air at once on nginx, whole, and keeps trying the other."""
+    silent = Destination()
+    config = tmp_path / "fast.toml"
+    config.write_text("[stream]\nconnect_timeout_s = 3.0\nreconnect_max_s = 1.0\n")
+    try:
+        r = run_cli(["run", "--config", str(config), "--output", rtmp_server.url("good"),
+                     "--output", silent.url("hung"), "--duration", "8", "--chat", "none", "--size", "640x360",
+                     "--no-console"], cli_env)
+    finally:
+        silent.close()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert "not live yet (no answer to the RTMP handshake); it keeps trying" in r.stderr
+    assert "stalled for" in r.stderr and "reconnecting" in r.stderr, "a stalled handshake is given up"
+    rtmp_server.stop()
+    (rec,) = recordings(rtmp_server, "good")
+    p = probe(rec)
+    assert len(p.video_dts) == 8 * FPS, "every frame of the show reached nginx"
+    steps = np.diff(p.video_dts)
+    assert steps.max() <= 0.035, steps.max()
+
+
+def test_a_destination_that_stops_reading_never_slows_the_others(rtmp_server):
+    """Mid-stream, one destination stops reading: it is found stalled and
+    reconnected, while nginx gets every frame on time and the clock never waits."""
+    proxy = Destination(upstream=rtmp_server.port)
+    world = SketchWorld(embedder=None)
+    world.start(resolve_world("meadow"), SIZE, FPS)
+    encoder = Encoder(EncoderSettings(size=SIZE, fps=FPS, bitrate_kbps=1500))
+    good = Output(rtmp_server.url("good"), encoder.stream_info, connect_timeout_s=2.0, reconnect_max_s=1.0)
+    bad = Output(proxy.url("bad"), encoder.stream_info, connect_timeout_s=2.0, reconnect_max_s=1.0)
+    open_outputs([good, bad])
+    waits: list[float] = []  # how long each hand-over to the stalling destination took the clock's thread
+    send = bad.send
+
+    def timed_send(packet, kind):
+        t = time.perf_counter()
+        send(packet, kind)
+        waits.append(time.perf_counter() - t)
+
+    bad.send = timed_send
+    b = Broadcast(world, encoder, [good, bad], Compositor(SIZE), Soundtrack(), fps=FPS)
+    b.start()
+    stopped = False
+    try:
+        until(lambda: bad.bytes_sent > 300_000, 30, "the proxied destination streams")
+        proxy.frozen.set()
+        detected = until(lambda: bad.state != "live", 15, "the stall is found")
+        assert detected < bad.stall_s + 5, detected  # the send buffer fills, then stall_s
+        until(lambda: bad.reconnects >= 1, 15, "the stalled destination is started again")
+        sent = good.bytes_sent
+        until(lambda: good.bytes_sent > sent + 200_000, 10, "nginx keeps receiving")
+        proxy.thaw()
+        until(lambda: bad.state == "live", 60, "the destination comes back")
+        t = time.monotonic()
+        b.stop()
+        stopped = True
+        assert time.monotonic() - t < 5, "closing waits for no stalled destination"
+    finally:
+        if not stopped:
+            b.stop()
+        world.close()
+        proxy.close()
+    ticks = b.clock.stats.ticks
+    assert good.packets_dropped == 0
+    # the clock never waits for a destination: a hand-over is a queue put, stalled or not
+    assert len(waits) > ticks and np.percentile(waits, 99) < 0.005, np.percentile(waits, 99)
+    rtmp_server.stop()
+    (rec,) = recordings(rtmp_server, "good")
+    p = probe(rec)
+    assert len(p.video_dts) == ticks, (len(p.video_dts), ticks)
+    assert np.diff(p.video_dts).max() <= 0.035
+    assert len(recordings(rtmp_server, "bad")) >= 2
+
+
+def test_a_planned_reconnect_loses_no_frame(rtmp_server, tmp_path):
+    """Twitch ends a broadcast after 48 hours; streambot reconnects before
+    that (here every 3 s): each new connection begins where the last ended."""
+    world = SketchWorld(embedder=None)
+    world.start(resolve_world("meadow"), SIZE, FPS)
+    encoder = Encoder(EncoderSettings(size=SIZE, fps=FPS, bitrate_kbps=1200))
+    rtmp = Output(rtmp_server.url("long"), encoder.stream_info, planned_reconnect_s=3.0)
+    open_outputs([rtmp])
+    b = Broadcast(world, encoder, [rtmp], Compositor(SIZE), Soundtrack(), fps=FPS, max_frames=10 * FPS)
+    b.start()
+    try:
+        assert b.wait(60)
+    finally:
+        b.stop()
+        world.close()
+    assert rtmp.planned_reconnects >= 2 and rtmp.reconnects == 0
+    assert 0 < rtmp.planned_pause_ms < 1000, rtmp.planned_pause_ms
+    rtmp_server.stop()
+    recs = recordings(rtmp_server, "long")
+    assert len(recs) == rtmp.planned_reconnects + 1
+    counts = []
+    for rec in recs:
+        info = ffprobe(rec)
+        assert info["streams"][0]["codec_name"] == "h264"
+        packets = info["packets"]
+        assert packets[0]["flags"].startswith("K"), "each connection opens on a keyframe"
+        times = np.array(sorted(float(pk["pts_time"]) for pk in packets))
+        assert times[0] < 0.05 and np.diff(times).max() <= 0.035, "whole, from its own time zero"
+        counts.append(len(packets))
+    assert sum(counts) == 10 * FPS, counts  # not one frame lost between connections
+    # what a viewer's player reads: nginx's HLS playlist goes on across the reconnects, whole
+    playlist = (rtmp_server.hls_dir / "long.m3u8").read_text()
+    durations = [float(d) for d in re.findall(r"#EXTINF:([\d.]+)", playlist)]
+    assert playlist.count("#EXT-X-DISCONTINUITY") == len(recs), playlist  # one where each connection begins
+    assert sum(durations) == pytest.approx(10.0, abs=0.5), playlist
+    segments = re.findall(r"^(long-\d+\.ts)$", playlist, re.M)
+    assert sum(len(ffprobe(rtmp_server.hls_dir / seg)["packets"]) for seg in segments) == 10 * FPS
