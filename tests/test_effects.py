@@ -95,6 +95,7 @@ def test_the_show_and_every_worlds_sound_run_without_the_gpl_plugin_library():
         "    assert np.abs(x[:, -48_000:]).max() > 0.05, spec.name",
         "print('played', len(list_presets()))",
     ])
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split() == ["played", str(len(list_presets()))]

@@ -15,8 +15,8 @@ import pytest
 from streambot.broadcast.audio import AudioFeed, Soundtrack
 from streambot.broadcast.loudness import LoudnessMeter
 from streambot.broadcast.music import STYLES, Band, mood_of, style_for
-from streambot.broadcast.synth import CHUNK, INSTRUMENTS, hz
 from streambot.broadcast.playlist import Playlist, check_folder
+from streambot.broadcast.synth import CHUNK, INSTRUMENTS, hz
 from streambot.config import ConfigError, MusicSettings, list_presets, load_world_file, music_of
 from streambot.world.base import Ambience
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import MusicSettings
 from ..world.base import Ambience
-from .loudness import LoudnessMeter, Leveller, TruePeakLimiter, ramp_to_one
+from .loudness import Leveller, LoudnessMeter, TruePeakLimiter, ramp_to_one
 from .music import Band, mood_of, style_for
 from .playlist import NothingToPlay, Playlist
 

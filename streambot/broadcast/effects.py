@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 from scipy.linalg import hadamard
 
 # Prime lengths (at 48 kHz) from 33 to 67 ms: no two lines share a period,

@@ -23,8 +23,8 @@ import functools
 import math
 
 import numpy as np
-from scipy import ndimage, signal
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage, signal
 
 RATE = 48_000
 HOP = RATE // 10  # 100 ms
