@@ -481,11 +481,26 @@ def test_gpu_benchmark_counts_only_painted_frames(tmp_path, monkeypatch):
     assert r["fps"] == pytest.approx(r["rendered"] / r["elapsed_s"]) and r["frames_out_fps"] > r["fps"]
 
 
-def test_overhead_benchmark_runs(tmp_path):
+def test_overhead_benchmark_leaves_out_the_forward_passes(tmp_path):
+    """overhead = frame time - time inside the models' forward passes: a known
+    40 ms added inside every UNet call shows in the frame time, not in the overhead."""
+    import time
+
     bench = _bench_module("stream_overhead")
     models = bench.seam_sized_models(tmp_path)
-    r = bench.measure(models, {"_steer_every": 2}, frames=3, warmup=1)
-    assert r["overhead_ms_median"] > 0
+    unet_forward = models.unet.forward
+
+    def slow_unet(*args, **kwargs):
+        time.sleep(0.04)  # a cost of known size inside the forward pass, not a wait for anything
+        return unet_forward(*args, **kwargs)
+
+    models.unet.forward = slow_unet  # the hooks around forward() still time it
+    r = bench.measure(models, {"_steer_every": 2}, frames=4, warmup=1)
+    assert r["rendered"] + r["skipped"] == 4 and r["rendered"] >= 1
+    # every painted frame ran the UNet once at least: 40 ms of it is forward time
+    assert r["frame_ms_median_cpu"] - r["overhead_ms_median"] >= 40, r
+    # and the forward time is each frame's own, not summed over the run (which would go negative)
+    assert r["overhead_ms_median"] > 0, r
 
 
 def test_download_fetches_one_copy_of_the_weights(monkeypatch):
