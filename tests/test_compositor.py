@@ -279,10 +279,14 @@ def test_the_slate_still_replaces_the_picture():
 
     comp = Compositor(SIZE)
     img = np.zeros((360, 640, 3), np.uint8)
-    frame = Frame(image=img, index=0, generation=0) if "generation" in Frame.__dataclass_fields__ else Frame(img)
+    frame = Frame(image=img, index=0, generation=0)
     assert comp.picture(frame) is img
     comp.set_off_air(True)
-    assert comp.picture(frame).shape == (720, 1280, 3)
+    shown = comp.picture(frame)
+    assert shown.shape == (720, 1280, 3)
+    # the slate's words, light on its dark ground, across the middle of the frame
+    middle = shown[300:420, 320:960].max(axis=2)
+    assert (middle > 200).sum() > 2000 and np.median(shown) < 60
     comp.set_off_air(False)
     assert comp.picture(frame) is img
 
