@@ -348,16 +348,21 @@ def test_not_enough_gpu_memory(monkeypatch):
     assert one_sentence(msg) and "9.0 GiB" in msg and "2.0 GiB" in msg and "sd-turbo" in msg
 
 
-def test_out_of_memory_while_preparing_names_the_size(monkeypatch, models):
+def test_out_of_memory_while_preparing_names_the_size(models):
+    """The UNet handed in runs out of memory on its first picture, as a GPU's would."""
     world = make_world(models)
 
-    def boom(*a, **k):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+    def out_of_memory(module, args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("streambot.world.stream_engine.StreamEngine._prepare", boom)
-    with pytest.raises(WorldError) as e:
-        world.start(SPEC, (64, 64), 30)
+    hook = models.unet.register_forward_pre_hook(out_of_memory)
+    try:
+        with pytest.raises(WorldError) as e:
+            world.start(SPEC, (64, 64), 30)
+    finally:
+        hook.remove()  # the models are shared with the other tests
     assert one_sentence(str(e.value)) and "GiB" in str(e.value)
+    assert "Tried to allocate" not in str(e.value)  # the world's own sentence, not torch's
 
 
 def test_weights_missing_offline_say_where_they_were_looked_for(tmp_path, monkeypatch):
