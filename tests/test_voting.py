@@ -268,16 +268,19 @@ def test_state_round_trip() -> None:
     assert e2.tick(200)[0].winner.text == "a dragon"
 
 
-def test_thousand_candidates_close_fast() -> None:
-    import time
+def test_thousand_candidates_close_with_every_vote_counted() -> None:
+    # how fast such a round closes is a figure of benchmarks/bench_chat.py, not a bound here
     e = engine()
     for i in range(1000):
         e.submit(V(f"u{i}"), f"idea number {i} with words {i * 7}", 1 + i * 0.001)
     for i in range(3000):
         e.vote(V(f"v{i}"), 1 + i % 1000, 5)
-    t = time.perf_counter()
+    for i in range(4):
+        e.vote(V(f"w{i}"), 778, 6)
     (r,) = e.tick(12)
-    assert time.perf_counter() - t < 0.5 and r.winner is not None
+    votes = {c.text: c.votes for c in r.candidates}
+    assert len(votes) == 1000 and sum(votes.values()) == 1000 + 3000 + 4
+    assert r.winner.text == "idea number 777 with words 5439" and votes[r.winner.text] == 1 + 3 + 4
 
 
 async def test_audience_run_puts_winners_on_air_and_survives_errors(tmp_path) -> None:
