@@ -26,7 +26,7 @@ from .broadcast.pipeline import Broadcast
 from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
-from .secrets import mask_url
+from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
 from .world.base import World, WorldError, WorldSpec
 from .world.budget import GpuBudget
@@ -98,6 +98,7 @@ class ShowOptions:
     secrets: dict = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
     watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
+    adapters: tuple = ()  # more chat adapters, built by the caller: async run() and close(), a `state`
 
 
 class Show:
@@ -372,7 +373,22 @@ class Show:
             except ValueError as e:
                 log.error("%s chat is off: %s", name, e)
                 continue
-            self.adapters.append((adapter, loop.create_task(adapter.run(), name=f"{name} chat")))
+            self._run_adapter(adapter, name, loop)
+        for adapter in self.options.adapters:
+            self._run_adapter(adapter, type(adapter).__name__, loop)
+
+    def _run_adapter(self, adapter, name: str, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(adapter.run(), name=f"{name} chat")
+        task.add_done_callback(lambda t: self._adapter_ended(name, t))
+        self.adapters.append((adapter, task))
+
+    @staticmethod
+    def _adapter_ended(name: str, task: asyncio.Task) -> None:
+        """An adapter's own loop never ends by an error: when it does, say so once (the console shows it)."""
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            log.error("%s chat crashed (%s); the show goes on without it", name, redact(f"{type(e).__name__}: {e}"))
+            log.debug("%s chat crash", name, exc_info=e)
 
     async def run(self) -> None:
         """Go live and stay live until stopped (signal, duration, or `stop()`)."""

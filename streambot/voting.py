@@ -376,6 +376,8 @@ class VotingEngine:
     def vote(self, viewer: Viewer, number: int, now: float, *, round_no: int | None = None) -> Outcome:
         """A vote for candidate `number`; with `round_no` (a Discord button) only in that round."""
         with self._lock:
+            if self.locked:  # the lock stops votes as well as prompts
+                return Outcome("locked")
             if self.mode == "anarchy":
                 return Outcome("anarchy")
             r = self.current

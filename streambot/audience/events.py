@@ -228,6 +228,8 @@ class Audience:
             self.counts["votes"] += 1
             self._place(event, out.round, None, out.number)
             return Reply("voted", f"Voted for #{out.number}.", out.number, out.round)
+        if out.status == "locked":
+            return Reply("rejected", _REJECTED["locked"])
         if out.status == "anarchy":
             return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
         if out.status == "closed":
@@ -553,7 +555,7 @@ _REJECTED = {
     "empty": "That prompt is empty.",
     "rate_limited": "Slow down a little.",
     "new_viewer": "New here? Chat a little before prompting.",
-    "locked": "Prompts are locked right now.",
+    "locked": "Prompts and votes are locked right now.",
     "banned": "",
 }
 

@@ -57,7 +57,6 @@ MAX_INPUT = 4000  # characters looked at; the rest cannot fit any overlay box
 MAX_CLUSTERS = 300  # clusters kept after cleaning (a 2-line prompt holds ~120)
 
 RAQM = features.check("raqm")
-LAYOUT = ImageFont.Layout.RAQM if RAQM else ImageFont.Layout.BASIC
 
 _GRAPHEME = regex.compile(r"\X")
 _WIDE = ((0x1100, 0x115F), (0x2E80, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
@@ -86,12 +85,18 @@ def split_clusters(text: str) -> list[str]:
 # -- fonts ---------------------------------------------------------------------
 
 class Face:
-    """One font file: its cmap (what it can draw) and its sizes, loaded lazily."""
+    """One font file: its cmap (what it can draw) and its sizes, loaded lazily.
 
-    def __init__(self, path: Path) -> None:
+    `shaped`: laid out by libraqm (ligatures, Arabic joining, right-to-left
+    runs); without it PIL places glyph after glyph, which is all a machine
+    without libraqm can do, so that path is a choice here rather than a guess.
+    """
+
+    def __init__(self, path: Path, shaped: bool = RAQM) -> None:
         from fontTools.ttLib import TTFont
 
         self.path = Path(path)
+        self.shaped = shaped and RAQM
         with TTFont(self.path, lazy=True) as tt:
             self.cmap = frozenset(tt.getBestCmap() or ())
         self.color = self.path.name == EMOJI_FONT
@@ -111,25 +116,27 @@ class Face:
         px = EMOJI_PX if self.color else max(1, int(px))
         f = self._sizes.get(px)
         if f is None:
-            f = ImageFont.truetype(str(self.path), px, layout_engine=LAYOUT)
+            layout = ImageFont.Layout.RAQM if self.shaped else ImageFont.Layout.BASIC
+            f = ImageFont.truetype(str(self.path), px, layout_engine=layout)
             self._sizes[px] = f
         return f
 
 
 @functools.cache
-def load_face(path: Path) -> Face:
-    return Face(path)
+def load_face(path: Path, shaped: bool = RAQM) -> Face:
+    return Face(path, shaped)
 
 
 class FontSet:
     """A primary font and the shared fallback chain, with per-cluster choice."""
 
     def __init__(self, primary: str = "NotoSans-Bold.ttf", font_dir: Path = FONT_DIR,
-                 fallbacks: tuple[str, ...] = FALLBACK_FONTS, emoji: str | None = EMOJI_FONT) -> None:
+                 fallbacks: tuple[str, ...] = FALLBACK_FONTS, emoji: str | None = EMOJI_FONT,
+                 *, shaped: bool = RAQM) -> None:
         names = [primary] + [f for f in fallbacks if f != primary]
-        self.faces = [load_face(Path(font_dir) / n) for n in names]
+        self.faces = [load_face(Path(font_dir) / n, shaped) for n in names]
         self.primary = self.faces[0]
-        self.emoji = load_face(Path(font_dir) / emoji) if emoji else None
+        self.emoji = load_face(Path(font_dir) / emoji, shaped) if emoji else None
         self._choice: dict[str, Face | None] = {}
 
     def face_for(self, cluster: str) -> Face | None:
@@ -228,11 +235,11 @@ def _emoji_scale(px: int) -> float:
 
 
 def run_width(text: str, face: Face, px: int, rtl: bool = False) -> float:
-    key = (face.path, px, text, rtl)
+    key = (face.path, face.shaped, px, text, rtl)
     w = _widths.get(key)
     if w is None:
         font = face.font(px)
-        kw = {"direction": "rtl" if rtl else "ltr"} if RAQM and not face.color else {}
+        kw = {"direction": "rtl" if rtl else "ltr"} if face.shaped and not face.color else {}
         w = font.getlength(text, **kw)
         if face.color:
             w *= _emoji_scale(px)
@@ -284,9 +291,9 @@ def build_line(glyphs: list[Glyph], px: int, *, ellipsis_face: Face | None = Non
     for k in visual_order([lvl for _, _, lvl in runs]):
         text, face, lvl = runs[k]
         rtl = lvl % 2 == 1
-        if rtl and not RAQM:
+        if rtl and not face.shaped:
             text = "".join(reversed(split_clusters(text)))  # no shaper: at least the right order
-        out.append(Run(text, face, rtl, run_width(text, face, px, rtl and RAQM)))
+        out.append(Run(text, face, rtl, run_width(text, face, px, rtl and face.shaped)))
     return Line(tuple(out), sum(r.width for r in out), px, bidi.rtl, logical)
 
 
@@ -408,7 +415,7 @@ def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tup
             im, dx, dy = _emoji_image(run.text, run.face, line.px)
             _composite(img, im, round(x) + dx, round(baseline) + dy)
         else:
-            kw = {"direction": "rtl" if run.rtl else "ltr"} if RAQM else {}
+            kw = {"direction": "rtl" if run.rtl else "ltr"} if run.face.shaped else {}
             draw.text((x, baseline), run.text, font=run.face.font(line.px), anchor="ls",
                       fill=(*fill, 255), stroke_width=stroke, stroke_fill=(*stroke_fill, 255), **kw)
         x += run.width

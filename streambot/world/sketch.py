@@ -85,6 +85,8 @@ class _MapperWorker:
         self._cv = threading.Condition()
         self._request: _Steer | None = None
         self._result: tuple[_Steer, tuple] | None = None
+        self._mapped = 0  # the newest generation mapped, for `wait_mapped`
+        self._mapped_cv = threading.Condition()
         self._closed = False
         self._source: World | None = None
         self._thread = threading.Thread(target=self._run, name="sketch-mapper", daemon=True)
@@ -105,6 +107,10 @@ class _MapperWorker:
         with self._cv:
             res, self._result = self._result, None
         return res
+
+    def wait_mapped(self, generation: int, timeout: float) -> bool:
+        with self._mapped_cv:
+            return self._mapped_cv.wait_for(lambda: self._mapped >= generation, timeout)
 
     def close(self) -> None:
         with self._cv:
@@ -132,8 +138,13 @@ class _MapperWorker:
                 steer, self._request = self._request, None
             acts = _activations(self._mapper, steer.direction.text)
             with self._cv:
-                if self._request is None:  # a newer steer would supersede this one
+                kept = self._request is None  # a newer steer would supersede this one
+                if kept:
                     self._result = (steer, acts)
+            if kept:
+                with self._mapped_cv:
+                    self._mapped = max(self._mapped, steer.generation)
+                    self._mapped_cv.notify_all()
 
 
 def _activations(mapper: SceneMapper, text: str) -> tuple:
@@ -206,6 +217,12 @@ class SketchWorld(World):
         if self._worker is not None:
             self._worker.take_from(self)  # embedding starts now, between frames
         return gen
+
+    def wait_mapped(self, generation: int, timeout: float = 10.0) -> bool:
+        """Wait until the scene for steer `generation` (or a newer one) is mapped,
+        so the next frame starts it (tests, benchmarks), as `Compositor.flush` does.
+        Without a background mapper the next frame maps it itself."""
+        return self._worker is None or self._worker.wait_mapped(generation, timeout)
 
     @property
     def frame_size(self) -> tuple[int, int]:
