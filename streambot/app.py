@@ -118,6 +118,7 @@ class Show:
         self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
         self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
+        self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
 
     def open(self) -> None:
         """Everything that can fail with a user error fails here, before going live."""
@@ -254,10 +255,20 @@ class Show:
             return
         if text.startswith(("!", "+")):
             reply = self.audience.chat("local", user, text, roles=("broadcaster",))
-            if reply.text:
+            if reply.screening:  # the idea's number once the safety screen has passed it
+                task = asyncio.get_running_loop().create_task(self._say_settled(reply))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+            elif reply.text:
                 log.info("chat: %s", reply.text)
         else:
             self.force(text, actor=user)
+
+    async def _say_settled(self, reply) -> None:
+        assert self.audience is not None
+        settled = await self.audience.settle(reply)
+        if settled.text:
+            log.info("chat: %s", settled.text)
 
     def force(self, text: str, *, actor: str) -> bool:
         """The streamer puts a prompt on air now; every moderation layer still applies."""
