@@ -104,6 +104,9 @@ def test_push_to_talk_in_a_real_browser(tmp_path, cli_env):
     assert "bundled tiny.en" in results["ready"] and results["recording_label"].startswith("Listening")
     assert results["upload_status"] == 200 and results["upload_type"].startswith(("audio/webm", "audio/ogg"))
     assert "patrol" in results["heard_text"].lower() and results["heard_command"].startswith("Prompt: ")
-    assert results["confirm_status"] == 200 and results["status"].startswith("Your idea is #")
+    assert results["confirm_status"] == 200
+    # in the round at once, or (a soldier in a world without war) held until the streamer approved it
+    assert results["status"].startswith("Your idea is #") or (
+        results["held"] == 1 and results["status"] == "Your idea waits for a moderator."), results["status"]
     (c,) = results["state"]["candidates"]
     assert "patrol" in c["text"] and c["author"] == "console:mic" and c["platform"] == "console"
