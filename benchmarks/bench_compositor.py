@@ -13,7 +13,9 @@ encoder's own conversion. Three figures:
    (the countdown ticks once a second, votes more often), i.e. what the clock
    thread pays when PIL is busy in the other thread;
 3. redraw: the worker's own time per state change (PIL + YUV conversion),
-   off the clock thread.
+   off the clock thread;
+4. set_state: what the caller (the show's loop) pays to hand a new state
+   over; the drawing happens elsewhere (budget: < 10 ms).
 
 Prints one JSON object (ms).
 """
@@ -108,9 +110,12 @@ def measure(size=(1280, 720), layout: str = "default", n_frames: int = 1000, red
     th = threading.Thread(target=clock, daemon=True)
     th.start()
     first = len(comp.redraw_ms)
+    set_state = []
     for k in range(redraws):
         busy.set()
+        t = time.perf_counter()
         comp.set_state(full_state(seconds_left=8 - k % 9, votes=(12 + k, 7, 3 + k % 2, 1)))
+        set_state.append((time.perf_counter() - t) * 1000)
         comp.flush(60)
         busy.clear()
         time.sleep(0.01)
@@ -126,6 +131,7 @@ def measure(size=(1280, 720), layout: str = "default", n_frames: int = 1000, red
         "blend_ms": _stats(blend),
         "frame_during_redraw_ms": _stats(during or [0.0]),
         "redraw_ms": _stats(redraw),
+        "set_state_ms": _stats(set_state),
     }
 
 

@@ -3,6 +3,7 @@
     python benchmarks/bench_safety.py            # the figures the README quotes
     python benchmarks/bench_safety.py --json     # the same, machine-readable
     python benchmarks/bench_safety.py --train    # retrain config/moderation/concepts.npz
+    python benchmarks/bench_safety.py --batch 3  # only the prompts added in batch 3
 
 The set is tests/data/safety_prompts.jsonl: one prompt a line with its
 label (unsafe or benign), category, the presets that allow it, and its split.
@@ -54,50 +55,61 @@ def expected_refused(row: dict, world: str) -> bool:
     return row["label"] == "unsafe" and world not in row["allowed_in"]
 
 
-def moderation() -> Moderation:
+def moderation(**kw) -> Moderation:
     return Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
-                                         global_prompts_per_min=60000, global_burst=10000))
+                                         global_prompts_per_min=60000, global_burst=10000, **kw))
 
 
-def run_layers(mod: Moderation, rows: list[dict], world: str) -> list[str | None]:
-    """Per prompt: the layer that refused it, or None when it became a candidate."""
+def run_layers(mod: Moderation, rows: list[dict], world: str) -> list[tuple[str, str]]:
+    """Per prompt: ("admitted" | "held" | "refused", the layer that decided it, or "")."""
     mod.set_world(resolve_world(world))
-    out: list[str | None] = []
-    admitted: list[tuple[int, str]] = []
+    out: list[tuple[str, str]] = []
+    candidates: list[tuple[int, str]] = []
     for i, row in enumerate(rows):
-        before = dict(mod.refused)
+        before, held_before = dict(mod.refused), dict(mod.held)
         v = mod.check_prompt(Viewer("twitch", f"viewer{i}"), row["text"], 0.0)
         if v.ok:
-            out.append(None)
-            admitted.append((i, v.text))
+            layer = next((k[0] for k, n in mod.held.items() if n != held_before.get(k, 0)), "")
+            out.append(("held" if v.held else "admitted", layer))
+            candidates.append((i, v.text))
         else:
             layer = next((k[0] for k, n in mod.refused.items() if n != before.get(k, 0)), v.reason)
-            out.append(layer)
-    texts = [t for _, t in admitted]
+            out.append(("refused", layer))
+    texts = [t for _, t in candidates]
     vectors = mod.safety.embed(texts) if mod.safety is not None and mod.safety.embed else None
-    for (i, _), ok in zip(admitted, mod.screen(texts, vectors)):
-        if not ok:
-            out[i] = "semantic"
+    for (i, _), verdict in zip(candidates, mod.screen(texts, vectors)):
+        if verdict == "refuse":
+            out[i] = ("refused", "semantic")
+        elif verdict == "hold" and out[i][0] == "admitted":
+            out[i] = ("held", "semantic")
     return out
 
 
 def report(rows: list[dict], mod: Moderation) -> dict:
+    """Per world, per category and split: how many prompts, and how many admitted, held, refused.
+
+    Benign prompts count under their trap ("benign trap.words") and under "benign" (all of them);
+    unsafe ones the world must refuse under their category and under "unsafe" (all of them)."""
     result: dict = {"worlds": {}}
     for world in WORLDS:
-        refused_by = run_layers(mod, rows, world)
-        per: dict = defaultdict(lambda: {"n": 0, "wrong": 0, "by": defaultdict(int), "missed": []})
-        for row, layer in zip(rows, refused_by):
+        outcomes = run_layers(mod, rows, world)
+        per: dict = defaultdict(lambda: {"n": 0, "admitted": 0, "held": 0, "refused": 0, "by": defaultdict(int),
+                                         "wrong": []})
+        for row, (outcome, layer) in zip(rows, outcomes):
             want = expected_refused(row, world)
-            key = (row["category"] if row["label"] == "unsafe" else "benign") + ("" if want or row["label"] == "benign" else " (allowed)")
-            for split in (row["split"], "all"):
-                d = per[(key, split)]
-                d["n"] += 1
-                if layer is not None:
-                    d["by"][layer] += 1
-                if want != (layer is not None):
-                    d["wrong"] += 1
-                    if split == "all":
-                        d["missed"].append(row["text"])
+            if row["label"] == "benign":
+                keys = [f"benign {row['category']}", "benign"]
+            else:
+                keys = [row["category"] + ("" if want else " (allowed)")] + (["unsafe"] if want else [])
+            for key in keys:
+                for split in (row["split"], "all"):
+                    d = per[(key, split)]
+                    d["n"] += 1
+                    d[outcome] += 1
+                    if outcome != "admitted":
+                        d["by"][f"{outcome} {layer}"] += 1
+                    if (want and outcome == "admitted") or (not want and outcome != "admitted"):
+                        d["wrong"].append(f"{outcome}: {row['text']}")
         result["worlds"][world] = {f"{k[0]}|{k[1]}": {**v, "by": dict(v["by"])} for k, v in sorted(per.items())}
     return result
 
@@ -157,13 +169,97 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
 
 # -- training ------------------------------------------------------------------
 
-def _lexical(mod: Moderation, texts: list[str], world: str) -> np.ndarray:
+# What each outcome costs when the band is chosen: an unsafe prompt on air is the
+# failure that suspends a channel; a refused harmless one teaches viewers to game the
+# filter; a held harmless one costs a moderator a click; a held unsafe one, less.
+COSTS = {"unsafe admitted": 20.0, "benign refused": 6.0, "benign held": 1.0, "unsafe held": 0.1}
+# The neighbours' share of the probe's vote (ConceptProbe.memory_weight): on dev, cross-validated,
+# an even share held the fewest harmless prompts for as few unsafe ones admitted (0.3 and 0.7 did worse).
+MEMORY_WEIGHT = 0.5
+
+
+def _inline(mod: Moderation, texts: list[str], world: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt: refused inline, held inline."""
     mod.set_world(resolve_world(world))
-    return np.array([not mod.check_prompt(Viewer("twitch", f"v{i}"), t, 0.0).ok for i, t in enumerate(texts)])
+    verdicts = [mod.check_prompt(Viewer("twitch", f"v{i}"), t, 0.0) for i, t in enumerate(texts)]
+    return np.array([not v.ok for v in verdicts]), np.array([v.ok and v.held for v in verdicts])
+
+
+def _counts(want: np.ndarray, refuse: np.ndarray, hold: np.ndarray) -> dict:
+    admit = ~refuse & ~hold
+    return {"unsafe admitted": int((want & admit).sum()), "benign refused": int((~want & refuse).sum()),
+            "benign held": int((~want & hold).sum()), "unsafe held": int((want & hold).sum())}
+
+
+def _cost(n: dict) -> float:
+    return sum(COSTS[k] * v for k, v in n.items())
+
+
+GRID = np.round(np.arange(0.05, 1.0001, 0.025), 3)
+
+
+def choose_band(mass: np.ndarray, refused: np.ndarray, held: np.ndarray, want: np.ndarray) -> tuple[float, float, dict]:
+    """The (hold, refuse) thresholds on the probe's unsafe mass with the lowest `COSTS`."""
+    best = None
+    for r in GRID:
+        for h in GRID[GRID <= r]:
+            refuse = refused | (mass >= r)
+            n = _counts(want, refuse, ~refuse & (held | (mass >= h)))
+            if best is None or _cost(n) < best[0] - 1e-9:
+                best = (_cost(n), float(h), float(r), n)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def choose_minor(sexual: np.ndarray, minor: np.ndarray, refuse: np.ndarray, hold: np.ndarray,
+                 want: np.ndarray) -> tuple[float, dict]:
+    """The sexual share from which a prompt naming a minor is held, with the lowest `COSTS`
+    (the lowest such threshold: this is the category that must never air)."""
+    best = None
+    for t in GRID[::-1]:
+        n = _counts(want, refuse, ~refuse & (hold | (minor & (sexual >= t))))
+        if best is None or _cost(n) <= best[0] + 1e-9:
+            best = (_cost(n), float(t), n)
+    assert best is not None
+    return best[1], best[2]
+
+
+def near_duplicate_groups(vectors: np.ndarray, at: float = 0.85) -> np.ndarray:
+    """Prompts that say nearly the same thing (cosine >= `at`), one group each: cross-validation
+    keeps a group in one fold, or "a threesome in the hotel room" would be judged by a probe
+    trained on "a threesome in a hotel room"."""
+    parent = np.arange(len(vectors))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sims = vectors @ vectors.T
+    for i, j in zip(*np.nonzero(np.triu(sims, 1) >= at)):
+        parent[root(i)] = root(j)
+    return np.array([root(i) for i in range(len(vectors))])
+
+
+def _cv_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
+    for world, outs in outcomes.items():
+        per: dict = defaultdict(lambda: [0, 0, 0, 0])
+        for r, o in zip(rows, outs):
+            key = r["category"] if r["label"] == "unsafe" else "benign"
+            key += "" if r["label"] == "benign" or expected_refused(r, world) else " (allowed)"
+            per[key][("admitted", "held", "refused").index(o)] += 1
+            per[key][3] += 1
+        print(f"  {world}, dev cross-validated (admitted/held/refused of prompts): "
+              + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]} of {v[3]}" for k, v in sorted(per.items())), file=sys.stderr)
 
 
 def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
-    from sklearn.model_selection import StratifiedKFold
+    """Fit the probe on concepts.toml's examples and `dev`; choose C, the bands and the minors
+    threshold by cross-validation within `dev` (near-duplicates kept in one fold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from streambot.audience.safety import load_senses
 
     concepts = load_concepts()
     ex_texts, ex_labels = [], []
@@ -172,58 +268,101 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
             ex_texts.append(t)
             ex_labels.append(cat)
     rows = [r for r in load_set() if r["split"] == "dev"]
-    mod = Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100, global_burst=10000,
-                                        global_prompts_per_min=60000, semantic=False))
+    mod = moderation(semantic=False)
+    senses = load_senses(concepts)
+    if senses is None or mod.safety is None:
+        sys.exit("WordNet is needed to train the probe (apt-get install wordnet-base).")
     dev_texts = [mod.normalise(r["text"]) for r in rows]
     dev_labels = [r["category"] if r["label"] == "unsafe" else "benign" for r in rows]
-    embed = mod.safety.embed if mod.safety and mod.safety.embed else None
-    if embed is None:
-        from streambot.embeddings import get_embedder
+    from streambot.embeddings import get_embedder
 
-        embed = get_embedder().encode
+    embed = get_embedder().encode
     print(f"embedding {len(ex_texts)} examples and {len(dev_texts)} dev prompts ...", file=sys.stderr)
-    ex_vec, dev_vec = embed([mod.normalise(t) for t in ex_texts]), embed(dev_texts)
-    lexical = {w: _lexical(mod, [r["text"] for r in rows], w) for w in WORLDS}
+    ex_clean = [mod.normalise(t) for t in ex_texts]
+    ex_e, dev_e = embed(ex_clean), embed(dev_texts)
+    ex_x = np.hstack([ex_e, np.stack([senses.features(t) for t in ex_clean])])
+    dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_texts])])
+    minor = np.array([mod.safety.names_minor(t) for t in dev_texts])
+    inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
-    y = np.array(dev_labels)
+    allowed = {w: frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", [])) for w in WORLDS}
+    split = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(
+        dev_x, dev_labels, near_duplicate_groups(dev_e)))
     best = None
-    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
-        cv_p = {w: np.zeros(len(rows)) for w in WORLDS}
-        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=0).split(dev_vec, y):
+    for c in (1.0, 3.0, 10.0):
+        cv_p = None
+        for tr, te in split:
             probe = train_probe(ex_texts + [dev_texts[i] for i in tr], ex_labels + [dev_labels[i] for i in tr],
-                                np.vstack([ex_vec, dev_vec[tr]]), c=c)
-            p = probe.probabilities(dev_vec[te])
-            for w in WORLDS:
-                allowed = set(resolve_world(w).extra.get("moderation", {}).get("allow", []))
-                cols = [i for i, k in enumerate(probe.classes) if k != "benign" and k not in allowed]
-                cv_p[w][te] = p[:, cols].sum(axis=1)
-        # One threshold for worlds that allow nothing (meadow), one for those that allow a category (war1944).
-        chosen = []
-        for w in WORLDS:
-            world_best = None
-            for t in np.arange(0.2, 0.96, 0.025):
-                refuse = lexical[w] | (cv_p[w] >= t)
-                admitted, refused = int((want[w] & ~refuse).sum()), int((~want[w] & refuse).sum())
-                score = admitted + 2 * refused  # a benign refusal costs more: it teaches viewers to game
-                if world_best is None or score < world_best[0]:
-                    world_best = (score, float(t), admitted, refused)
-            chosen.append(world_best)
-        score = sum(x[0] for x in chosen)
-        if best is None or score < best[0]:
-            best = (score, c, chosen)
-    _, c, ((_, t, a1, r1), (_, t_relaxed, a2, r2)) = best
-    print(f"chosen by {folds}-fold cross-validation on dev: C={c}, threshold={t:.3f} (meadow: unsafe admitted "
-          f"{a1}, benign refused {r1}), relaxed {t_relaxed:.3f} (war1944: {a2}, {r2})", file=sys.stderr)
-    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_vec, dev_vec]), c=c,
-                        threshold=t, relaxed_threshold=t_relaxed)
+                                np.vstack([ex_x, dev_x[tr]]), c=c, senses=True,
+                                memory=np.vstack([ex_e, dev_e[tr]]), memory_weight=MEMORY_WEIGHT)
+            p = probe.probabilities(dev_x[te])
+            cv_p = np.zeros((len(rows), p.shape[1])) if cv_p is None else cv_p
+            cv_p[te] = p
+        assert cv_p is not None
+        mass = {w: probe.unsafe(dev_x, allowed[w], cv_p)[0] for w in WORLDS}
+        # One band for worlds that allow nothing (meadow), one for those that allow a category (war1944).
+        bands = {w: choose_band(mass[w], *inline[w], want[w]) for w in WORLDS}
+        sexual = probe.sexual(cv_p)
+        decided = {}
+        for w, (h, r, _) in bands.items():
+            refuse = inline[w][0] | (mass[w] >= r)
+            decided[w] = (refuse, ~refuse & (inline[w][1] | (mass[w] >= h)))
+        # Minors are refused everywhere alike: one threshold, chosen on the strict world.
+        m, n_minor = choose_minor(sexual, minor, *decided[WORLDS[0]], want[WORLDS[0]])
+        cost = sum(_cost(_counts(want[w], ref, hold | (~ref & minor & (sexual >= m))))
+                   for w, (ref, hold) in decided.items())
+        print(f"  C={c}: cost {cost:.1f}; " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
+                                                     for w, (h, r, n) in bands.items())
+              + f"; minors held from sexual {m:.3f} {n_minor}", file=sys.stderr)
+        if best is None or cost < best[0]:
+            outcomes = {}
+            for w, (ref, hold) in decided.items():
+                hold = hold | (~ref & minor & (sexual >= m))
+                outcomes[w] = ["refused" if a else "held" if b else "admitted" for a, b in zip(ref, hold)]
+            best = (cost, c, bands, m, outcomes)
+    assert best is not None
+    _, c, bands, m, outcomes = best
+    (h, t, _), (h_relaxed, t_relaxed, _) = bands[WORLDS[0]], bands[WORLDS[1]]
+    print(f"chosen by {folds}-fold cross-validation on dev: C={c}; meadow hold {h:.3f} refuse {t:.3f}; "
+          f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f}; minors held from {m:.3f}", file=sys.stderr)
+    _cv_table(rows, outcomes)
+    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_x, dev_x]), c=c, senses=True,
+                        threshold=t, relaxed_threshold=t_relaxed, hold_threshold=h, relaxed_hold_threshold=h_relaxed,
+                        minor_hold_threshold=m, memory=np.vstack([ex_e, dev_e]), memory_weight=MEMORY_WEIGHT)
     probe.save(out)
     print(f"wrote {out}", file=sys.stderr)
+
+
+def _print(result: dict, splits: tuple[str, ...], listed: set[str]) -> None:
+    for world, table in result.get("worlds", {}).items():
+        print(f"\n== {world}: admitted / held / refused of prompts, per split; by layer")
+        cats = sorted({k.split("|")[0] for k in table}, key=lambda c: (c in ("unsafe", "benign"), c))
+        for cat in cats:
+            cells = []
+            for sp in splits:
+                d = table.get(f"{cat}|{sp}", {"n": 0, "admitted": 0, "held": 0, "refused": 0})
+                cells.append(f"{sp} {d['admitted']:>3}/{d['held']:>3}/{d['refused']:>3} of {d['n']:<3}")
+            last = table.get(f"{cat}|{splits[-1]}", {})
+            print(f"{cat:26} " + "  ".join(cells) + f"  {last.get('by', {})}")
+            if cat in ("unsafe", "benign"):
+                continue
+            for sp in splits:
+                if sp in listed:
+                    for text in table.get(f"{cat}|{sp}", {}).get("wrong", []):
+                        print(f"{'':28}- {sp} {text}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--costs", action="store_true", help="only what the layers cost")
     ap.add_argument("--train", action="store_true", help="retrain the semantic probe, then exit")
+    ap.add_argument("--split", choices=("dev", "test", "all"), default="all",
+                    help="only this half of the set (tune on dev; look at test once)")
+    ap.add_argument("--batch", type=int, action="append",
+                    help="only prompts of this batch (repeatable): the set grew in batches, each written "
+                         "before the layers were changed for it")
+    ap.add_argument("--list-test", action="store_true",
+                    help="also list the test half's mistakes (by default only dev's are shown)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.train:
@@ -231,23 +370,16 @@ def main() -> None:
         return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    rows = load_set()
+    rows = [r for r in load_set() if args.split in ("all", r["split"])
+            and (not args.batch or r.get("batch", 1) in args.batch)]
     mod = moderation()
     result = {} if args.costs else report(rows, mod)
     result["costs"] = costs(rows, mod)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    for world, table in result.get("worlds", {}).items():
-        print(f"\n== {world}: wrong / prompts (dev, test, all); refused by layer")
-        cats = sorted({k.split("|")[0] for k in table})
-        for cat in cats:
-            d, te, a = (table.get(f"{cat}|{s}", {"n": 0, "wrong": 0}) for s in ("dev", "test", "all"))
-            kind = "admitted" if cat != "benign" and not cat.endswith("(allowed)") else "refused"
-            print(f"{cat:24} {kind:8} dev {d['wrong']:>2}/{d['n']:<3} test {te['wrong']:>2}/{te['n']:<3} "
-                  f"all {a['wrong']:>2}/{a['n']:<3}  {a.get('by', {})}")
-            for text in a.get("missed", []):
-                print(f"{'':26}- {text}")
+    splits = ("dev", "test", "all") if args.split == "all" else (args.split,)
+    _print(result, splits, {"dev"} | ({"test"} if args.list_test else set()))
     c = result["costs"]
     print("\ncosts:", ", ".join(f"{k} {v}" for k, v in c.items()))
 

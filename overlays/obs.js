@@ -14,18 +14,45 @@
 
   // -- pure helpers (tested with node: tests/test_overlay_page.py) ---------------------
 
-  /** Untrusted chat text -> one safe line: no controls, bidi overrides, zero-width
-   *  characters or zalgo floods; white space collapsed; bounded length. */
+  /** Untrusted chat text -> one safe line, by streambot/text.py's rules for display
+   *  (for_display), stated in the same Unicode properties: white space and controls
+   *  become one space; what draws nothing goes (default-ignorables such as zero-width
+   *  characters and bidi controls, other format characters, lone surrogates, the blank
+   *  braille pattern) but for the joiner inside an emoji sequence and VS15/VS16; at
+   *  most MAX_MARKS marks on a base; bounded length. tests/test_text.py holds the two
+   *  to the same answers. */
+  const MAX_MARKS = 2;
+  const SPACE = /[\p{White_Space}\p{Cc}]/u;
+  const IGNORED = /[\p{Default_Ignorable_Code_Point}\p{Cf}\p{Cs}\u2800]/u;
+  const MARK = /[\p{Mn}\p{Me}]/u;
+  const PICTOGRAPH = /\p{Extended_Pictographic}/u;
+  const EMOJI_TAIL = /[\p{Extended_Pictographic}\p{Emoji_Modifier}\uFE0F]/u;
   function clean(s) {
     if (s === null || s === undefined) return "";
-    let t = String(s).slice(0, 4 * MAX_TEXT).normalize("NFC");
-    t = t.replace(/[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C\u200B\u200C\uFEFF\u2060\u00AD]/g, "");
-    t = t.replace(/[\p{Cc}\p{Cs}]/gu, " ");
-    t = t.replace(/(?!\u200D)\p{Cf}/gu, "");
-    t = t.replace(/(\p{Mn}{2})\p{Mn}+/gu, "$1");
-    t = t.replace(/\s+/gu, " ").trim();
-    const chars = Array.from(t);
-    return chars.length > MAX_TEXT ? chars.slice(0, MAX_TEXT).join("") + "…" : t;
+    const chars = Array.from(String(s).slice(0, 4 * MAX_TEXT).normalize("NFC"));
+    const out = [];
+    let marks = 0;
+    for (let i = 0; i < chars.length; i++) {
+      const ch = chars[i];
+      const last = out.length ? out[out.length - 1] : null;
+      if (SPACE.test(ch)) {
+        if (last !== null && last !== " ") out.push(" ");
+        marks = 0;
+      } else if (ch === "\u200D") {
+        if (last !== null && EMOJI_TAIL.test(last) && i + 1 < chars.length && PICTOGRAPH.test(chars[i + 1])) out.push(ch);
+      } else if (ch === "\uFE0E" || ch === "\uFE0F") {
+        if (last !== null && last !== " ") out.push(ch);
+      } else if (IGNORED.test(ch)) {
+        // draws nothing
+      } else if (MARK.test(ch)) {
+        if (last !== null && last !== " " && marks < MAX_MARKS) { out.push(ch); marks++; }
+      } else {
+        out.push(ch);
+        marks = 0;
+      }
+    }
+    if (out.length && out[out.length - 1] === " ") out.pop();
+    return out.length > MAX_TEXT ? out.slice(0, MAX_TEXT).join("") + "…" : out.join("");
   }
 
   function covered(cp, ranges) {
@@ -282,7 +309,7 @@
   }
 
   const cleanText = (t, ranges) => drawable(clean(t), ranges);
-  const api = { cleanText, drawable, wsUrl, layoutUrl, formatClock, rgba, cssVars, fontFaces, placement, helpPieces, viewModel };
+  const api = { clean, cleanText, drawable, wsUrl, layoutUrl, formatClock, rgba, cssVars, fontFaces, placement, helpPieces, viewModel };
   if (typeof module !== "undefined" && module.exports) module.exports = api;
   else startPage();
 })();

@@ -26,9 +26,10 @@ from .broadcast.pipeline import Broadcast, open_broadcast
 from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
-from .secrets import mask_url
+from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
 from .world.base import World, WorldError, WorldSpec
+from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,18 @@ def build_world(settings: Settings) -> World:
     )
 
 
-def resilient(world: World, settings: Settings) -> ResilientWorld:
+def gpu_budget(world: World, settings: Settings) -> GpuBudget:
+    """The GPU world's time on air, counted and limited by [budget]; it counts nothing
+    for a world that uses no GPU (the sketch world)."""
+    b = settings.budget
+    return GpuBudget(active=world.gpu, world=world.name, daily_gpu_hours=b.daily_gpu_hours,
+                     idle_after_s=b.idle_after_s, timezone=b.timezone)
+
+
+def resilient(world: World, settings: Settings, budget: GpuBudget | None = None) -> ResilientWorld:
     """The world as the broadcast sees it: a failing backend is held, retried, and
-    covered by the sketch world (streambot/world/resilient.py)."""
+    covered by the sketch world, which also covers while the `budget` keeps a GPU
+    world off air (streambot/world/resilient.py)."""
     if isinstance(world, ResilientWorld):
         return world
 
@@ -97,7 +107,8 @@ def resilient(world: World, settings: Settings) -> ResilientWorld:
         return SketchWorld(**settings.world.sketch, wait_for_model=False)
 
     w = settings.world
-    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s)
+    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s,
+                          budget=budget)
 
 
 @dataclass
@@ -108,6 +119,7 @@ class ShowOptions:
     secrets: dict = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
     watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
+    adapters: tuple = ()  # more chat adapters, built by the caller: async run() and close(), a `state`
 
 
 class Show:
@@ -116,7 +128,8 @@ class Show:
     def __init__(self, settings: Settings, spec: WorldSpec, world: World, options: ShowOptions) -> None:
         self.settings = settings
         self.spec = spec
-        self.world = resilient(world, settings)
+        self.world = resilient(world, settings, gpu_budget(world, settings))
+        self.budget = self.world.budget  # the GPU world's hours on air; Twitch tells it the viewers
         self.options = options
         self.broadcast: Broadcast | None = None
         self.compositor: Compositor | None = None  # the broadcast's, made before it opens
@@ -127,6 +140,7 @@ class Show:
         self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
         self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
+        self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
 
     def open(self) -> None:
         """Everything that can fail with a user error fails here, before going live.
@@ -158,6 +172,8 @@ class Show:
         self.compositor = compositor = self._compositor(size)
         try:
             self.store = Store(resolve_path(self.settings.voting.timeline))
+            if self.budget is not None:
+                self.budget.resume(self.store)  # today's GPU hours so far: a restart does not reset them
             self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec,
                                                    wait_for_model=False)
             self.audience.resume()
@@ -263,10 +279,20 @@ class Show:
             return
         if text.startswith(("!", "+")):
             reply = self.audience.chat("local", user, text, roles=("broadcaster",))
-            if reply.text:
+            if reply.screening:  # the idea's number once the safety screen has passed it
+                task = asyncio.get_running_loop().create_task(self._say_settled(reply))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+            elif reply.text:
                 log.info("chat: %s", reply.text)
         else:
             self.force(text, actor=user)
+
+    async def _say_settled(self, reply) -> None:
+        assert self.audience is not None
+        settled = await self.audience.settle(reply)
+        if settled.text:
+            log.info("chat: %s", settled.text)
 
     def force(self, text: str, *, actor: str) -> bool:
         """The streamer puts a prompt on air now; every moderation layer still applies."""
@@ -345,6 +371,10 @@ class Show:
     def world_status(self) -> dict:
         return self.world.status().to_json()
 
+    def budget_status(self) -> dict | None:
+        """GPU hours used today, the budget, the viewers, why the sketch world is on air."""
+        return self.budget.status().to_json() if self.budget is not None else None
+
     def adapter_states(self) -> dict[str, str]:
         states = {f"local:{c.source}": c.state for c in self.chat}
         for adapter, task in self.adapters:
@@ -363,7 +393,9 @@ class Show:
         if s.twitch.enabled:
             from .audience.twitch import TwitchChat
 
-            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets)))
+            viewers = self.budget.set_viewers if self.budget is not None else None
+            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets,
+                                                        on_viewers=viewers)))
         if s.discord.enabled:
             from .audience.discord_bot import DiscordBot
 
@@ -376,7 +408,22 @@ class Show:
             except ValueError as e:
                 log.error("%s chat is off: %s", name, e)
                 continue
-            self.adapters.append((adapter, loop.create_task(adapter.run(), name=f"{name} chat")))
+            self._run_adapter(adapter, name, loop)
+        for adapter in self.options.adapters:
+            self._run_adapter(adapter, type(adapter).__name__, loop)
+
+    def _run_adapter(self, adapter, name: str, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(adapter.run(), name=f"{name} chat")
+        task.add_done_callback(lambda t: self._adapter_ended(name, t))
+        self.adapters.append((adapter, task))
+
+    @staticmethod
+    def _adapter_ended(name: str, task: asyncio.Task) -> None:
+        """An adapter's own loop never ends by an error: when it does, say so once (the console shows it)."""
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            log.error("%s chat crashed (%s); the show goes on without it", name, redact(f"{type(e).__name__}: {e}"))
+            log.debug("%s chat crash", name, exc_info=e)
 
     async def run(self) -> None:
         """Go live and stay live until stopped (signal, duration, or `stop()`)."""
@@ -452,11 +499,11 @@ class Show:
             chat.close()
         if self.voice is not None:
             self.voice.close()
-        if self.store is not None:
-            self.store.close()
         if self.broadcast is not None:
             self.broadcast.stop()
             if self.broadcast.clock.error is not None:
                 log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
-        self.world.close()
+        self.world.close()  # its budget writes the last GPU seconds to the store: close that after
+        if self.store is not None:
+            self.store.close()
         embeddings.close()

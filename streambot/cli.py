@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -17,15 +16,11 @@ import click
 
 from . import secrets as secret_store
 from .config import ConfigError, Settings, load_secrets, load_settings, parse_size, resolve_world
+from .paths import log_file
 
 log = logging.getLogger("streambot")
 
 EXIT_USAGE = 2
-
-
-def log_file() -> Path:
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    return base / "streambot" / "streambot.log"
 
 
 LOG_FORMATS = ("text", "json")

@@ -13,10 +13,11 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import secrets
+from . import paths, secrets
 from .world.base import WorldSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +89,24 @@ class WorldSettings(_Section):
     sketch: dict = {}
     stream: dict = {}
     video: dict = {}
+
+
+class BudgetSettings(_Section):
+    """How long a GPU world (stream, video) may be on air; the sketch world covers the rest."""
+    daily_gpu_hours: Annotated[float, Field(ge=0, le=24)] = 0.0  # 0: no daily limit
+    idle_after_s: Annotated[float, Field(ge=0, le=86400)] = 300.0  # Twitch reports no viewers this long (0: never)
+    timezone: str = ""  # the day starts at midnight here; "": this machine's local time
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        if v:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{v!r} is not a time zone name like \"Europe/Berlin\" or \"America/New_York\" "
+                                 f"(\"\" is this machine's local time)") from None
+        return v
 
 
 class DirectorSettings(_Section):
@@ -183,8 +202,14 @@ class ModerationSettings(_Section):
     new_viewer_wait_s: Annotated[float, Field(ge=0, le=86400)] = 0.0
     approval: bool = False  # candidates wait for a moderator in the console
     classifier: bool = True  # the offensive-language classifier, inline
-    classifier_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8
+    classifier_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 1.0  # 1.0: the classifier alone never refuses
     semantic: bool = True  # the sentence-embedding probe, per candidate before it is shown
+    # What the layers are unsure of: "review" holds it for a moderator's approval in the
+    # console (never shown nor aired unless approved); "refuse" refuses it (no moderator watching).
+    hold: Literal["review", "refuse"] = "review"
+    classifier_hold_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8  # from here (to classifier_threshold): held
+    semantic_hold_threshold: Annotated[float, Field(gt=0, le=1.0)] | None = None  # None: the probe's own (trained)
+    semantic_threshold: Annotated[float, Field(gt=0, le=1.0)] | None = None  # None: the probe's own (trained)
 
 
 class TwitchSettings(_Section):
@@ -264,6 +289,7 @@ class ConsoleSettings(_Section):
 class Settings(_Section):
     stream: StreamSettings = StreamSettings()
     world: WorldSettings = WorldSettings()
+    budget: BudgetSettings = BudgetSettings()
     director: DirectorSettings = DirectorSettings()
     audio: AudioSettings = AudioSettings()
     console: ConsoleSettings = ConsoleSettings()
@@ -415,15 +441,10 @@ def resolve_world(name_or_path: str) -> WorldSpec:
 
 # -- secrets and outputs -------------------------------------------------------
 
-def default_secrets_file() -> Path:
-    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return base / "streambot" / "secrets.toml"
-
-
 def load_secrets(secrets_file: Path | None = None) -> dict[str, str]:
     """Secrets from STREAMBOT_* environment variables, else from the secrets file."""
     found: dict[str, str] = {}
-    path = Path(secrets_file) if secrets_file else default_secrets_file()
+    path = Path(secrets_file) if secrets_file else paths.secrets_file()
     if path.exists():
         data = _load_toml(path)
         found.update({k: str(v) for k, v in data.items() if isinstance(v, (str, int))})
@@ -456,7 +477,7 @@ def resolve_output(target: str, secret_values: dict[str, str]) -> str:
         if not key:
             raise ConfigError(
                 "No stream key is set: put it in the STREAMBOT_STREAM_KEY environment "
-                f"variable or as stream_key in {default_secrets_file()}."
+                f"variable or as stream_key in {paths.secrets_file()}."
             )
         target = target.replace("{stream_key}", key)
     return target

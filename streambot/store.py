@@ -1,6 +1,7 @@
 """The timeline: every round, its candidates and votes, its winner, when it
 went on air; moderators' and the console's actions; bans; the round under
-way, so that a restart resumes it.
+way, so that a restart resumes it; the GPU world's hours on air per day (the
+GPU budget), so that a restart does not reset them.
 
 SQLite in WAL mode. While the show runs, writes go through one writer thread
 behind a bounded queue, so the asyncio loop never waits for the disk; reads
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import paths
 
 if TYPE_CHECKING:
     from .voting import RoundResult
@@ -61,16 +63,12 @@ CREATE TABLE IF NOT EXISTS bans (
     key TEXT PRIMARY KEY, actor TEXT NOT NULL, at_wall REAL NOT NULL, name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS gpu_usage (day TEXT PRIMARY KEY, seconds REAL NOT NULL);
 """
 
 
-def default_path() -> Path:
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "streambot" / "timeline.sqlite3"
-
-
 def resolve_path(configured: str) -> Path:
-    return Path(os.path.expanduser(configured)) if configured else default_path()
+    return paths.configured(configured, paths.timeline_file())
 
 
 class StoreError(Exception):
@@ -237,6 +235,11 @@ class Store:
         value = json.dumps(state)
         self._submit(lambda c: c.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value)))
 
+    def save_gpu_seconds(self, day: str, seconds: float) -> None:
+        """The GPU world's time on air on `day` (ISO date, the budget's time zone), as counted so far."""
+        args = (day, float(seconds))
+        self._submit(lambda c: c.execute("INSERT OR REPLACE INTO gpu_usage (day, seconds) VALUES (?, ?)", args))
+
     # -- reading -----------------------------------------------------------------
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         try:
@@ -255,6 +258,10 @@ class Store:
     def load_state(self, key: str = "round") -> dict | None:
         rows = self._query("SELECT value FROM state WHERE key = ?", (key,))
         return json.loads(rows[0]["value"]) if rows else None
+
+    def gpu_seconds(self, day: str) -> float:
+        rows = self._query("SELECT seconds FROM gpu_usage WHERE day = ?", (day,))
+        return float(rows[0]["seconds"]) if rows else 0.0
 
     def sessions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._query("SELECT * FROM sessions ORDER BY id")]

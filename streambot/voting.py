@@ -17,7 +17,13 @@ decision is `streambot.pooling`'s).
 A new candidate is hidden (not in the snapshot, not votable, cannot win)
 until the `screen` handed in (moderation's semantic layer) has passed it;
 that happens in the same worker batch as pooling, on the same embeddings.
-A refused candidate is dropped with its votes and counted as blocked.
+It gets its number only then, so no viewer is told a number for an idea
+that never shows. A refused candidate is dropped with its votes and counted
+as blocked. One the layers are unsure of is held: it waits, unnumbered and
+unshown, for a moderator's approval (`approve`), as in approval mode, and
+is neither pooled with others nor can others pool into it; unapproved when
+the round is decided, it never airs. `take_screened` says what became of
+each screened candidate, for whoever told its viewer to wait.
 
 In `anarchy` mode there are no rounds: each accepted prompt goes on air by
 itself, rate-limited per viewer and overall, once screened. With `mode_vote` on, chat moves
@@ -34,6 +40,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -49,8 +56,10 @@ from .pooling import Pooler, Prompt, content_words, exact_key
 log = logging.getLogger(__name__)
 
 Mode = Literal["rounds", "anarchy"]
-# texts, their embeddings (None when pooling has none) -> whether each may be shown
-Screen = Callable[[list[str], "np.ndarray | None"], list[bool]]
+ScreenVerdict = Literal["admit", "hold", "refuse"]
+# texts, their embeddings (None when pooling has none) -> per text "admit", "hold" (for a
+# moderator) or "refuse" (True and False are read as admit and refuse)
+Screen = Callable[[list[str], "np.ndarray | None"], Sequence["ScreenVerdict | bool"]]
 
 __all__ = ["VotingEngine", "Pooler", "content_words", "exact_key"]
 
@@ -73,6 +82,7 @@ class Candidate:
     prompt: Prompt | None = None  # what pooling knows about it, once pooled
     vector: np.ndarray | None = None  # its sentence embedding, once pooled
     screened: bool = True  # False: hidden until the safety screen has passed it
+    held: bool = False  # the safety layers were unsure: it waits for a moderator
 
     def live(self) -> Candidate:
         c = self
@@ -103,6 +113,7 @@ class Round:
     vectors: np.ndarray | None = None  # row i: pooled[i]'s embedding (zeros if none)
     by_words: dict[frozenset[str], list[Candidate]] = field(default_factory=dict)  # pooled, without embeddings
     blocked: int = 0
+    held: int = 0  # candidates held for a moderator (and prompts, in anarchy)
     next_id: int = 1
     done: bool = False
     skipped: bool = False
@@ -120,6 +131,7 @@ class CandidateView:
     author: str
     platform: str
     approved: bool
+    held: bool = False  # waiting because the safety layers were unsure (not approval mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +155,11 @@ class RoundResult:
     skipped: bool = False
     mode: Mode = "rounds"
     ballots: tuple[Ballot, ...] = ()  # the final vote of each viewer
+    held: int = 0  # held for a moderator (those never approved did not run)
 
     def to_json(self) -> dict:
-        """The replay's line: round, mode, winner and who is credited, candidates (text, votes, users), blocked, skipped."""
+        """The replay's line: round, mode, winner and who is credited, candidates (text, votes, users),
+        blocked, held, skipped."""
         def num(v: float) -> float | int:
             return int(v) if float(v).is_integer() else round(v, 3)
 
@@ -159,6 +173,7 @@ class RoundResult:
                 for c in self.candidates
             ],
             "blocked": self.blocked,
+            "held": self.held,
             "skipped": self.skipped,
         }
 
@@ -210,11 +225,22 @@ class ModeSwitch:
 class Outcome:
     """What became of one prompt or vote."""
     status: Literal[
-        "new", "pooled", "queued", "voted", "changed", "unknown", "stale", "locked",
+        "new", "pooled", "queued", "held", "voted", "changed", "unknown", "stale", "locked",
         "anarchy", "rate_limited", "closed", "mode_vote", "mode_off",
     ]
     number: int | None = None
     round: int = 0
+    candidate: int | None = None  # the candidate's id in its round (new and pooled)
+    screening: bool = False  # it waits for the safety screen: its number comes after
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """What the safety screen made of a candidate a viewer was told to wait for."""
+    round: int
+    candidate: int  # its id in the round
+    outcome: Literal["shown", "joined", "held", "refused"]  # joined: pooled into another idea
+    number: int | None = None  # what viewers vote with (shown, joined)
 
 
 def _top(cands: Sequence[Candidate], n: int) -> list[Candidate]:
@@ -261,6 +287,7 @@ class VotingEngine:
         self._anarchy_viewer = RateLimiter(1.0 / max(s.anarchy_viewer_interval_s, 1e-6), 1)
         self._anarchy_global = RateLimiter(1.0 / max(s.anarchy_global_interval_s, 1e-6), 1)
         self._anarchy_queue: list[Winner] = []
+        self._screened: deque[Screened] = deque(maxlen=4096)  # until `take_screened`
 
     # -- rounds
     def _open(self, at: float) -> Round:
@@ -311,12 +338,16 @@ class VotingEngine:
                     return out
 
     # -- prompts and votes
-    def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False) -> Outcome:
-        """A moderated prompt; the viewer's vote goes with it."""
+    def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False,
+               held: bool = False) -> Outcome:
+        """A moderated prompt (`held`: the inline layers were unsure); the viewer's vote goes with it."""
         with self._lock:
             if self.locked:
                 return Outcome("locked")
             if self.mode == "anarchy":
+                if held:  # nobody can approve a prompt that goes on air at once: it never does
+                    self.current.held += 1
+                    return Outcome("held", None, self._round_no)
                 return self._anarchy_submit(viewer, text, now)
             r = self.current
             key = exact_key(text)
@@ -325,24 +356,28 @@ class VotingEngine:
                 cand = cand.live()
                 cand.submitters.append(viewer)
                 self._cast(r, viewer, cand, now)
-                return Outcome("pooled", cand.number, r.number)
+                return Outcome("pooled", cand.number, r.number, cand.id, not cand.screened)
             cand = Candidate(
-                r.next_id, text, viewer, now, approved=not self.approval,
+                r.next_id, text, viewer, now, approved=not (self.approval or held),
                 priority=priority, submitters=[viewer],
-                screened=self.screen is None,
+                screened=self.screen is None, held=held,
             )
             r.next_id += 1
-            if cand.approved:
+            if held:
+                r.held += 1
+            if cand.approved and cand.screened:
                 self._number(r, cand)
             r.candidates.append(cand)
             r.by_key[key] = cand
             r.pending.append(cand)
             self._cast(r, viewer, cand, now)
-            return Outcome("new", cand.number, r.number)
+            return Outcome("new", cand.number, r.number, cand.id, not cand.screened)
 
     def vote(self, viewer: Viewer, number: int, now: float, *, round_no: int | None = None) -> Outcome:
         """A vote for candidate `number`; with `round_no` (a Discord button) only in that round."""
         with self._lock:
+            if self.locked:  # the lock stops votes as well as prompts
+                return Outcome("locked")
             if self.mode == "anarchy":
                 return Outcome("anarchy")
             r = self.current
@@ -517,23 +552,50 @@ class VotingEngine:
             for i, ((r, cand), prompt) in enumerate(zip(batch, prompts)):
                 if r.done or cand.merged_into is not None or cand not in r.candidates:
                     continue
-                if not verdicts[i]:
-                    self._refuse(r, cand)
-                    continue
-                cand.screened = True
-                merged += self._place(r, cand, prompt)
+                merged += self._settle(r, cand, prompt, verdicts[i])
         return merged
 
-    def _screen(self, cands: list[Candidate], vectors: np.ndarray | None) -> list[bool]:
-        """The safety screen's verdicts for candidates not yet screened (True: may be shown)."""
+    def _settle(self, r: Round, cand: Candidate, prompt: Prompt, verdict: ScreenVerdict) -> int:
+        """A screened candidate: refused, held, or shown (pooled with the same idea, numbered); 1 if merged."""
+        fresh = not cand.screened
+        if verdict == "refuse":
+            self._refuse(r, cand)
+            self._screened.append(Screened(r.number, cand.id, "refused"))
+            return 0
+        cand.screened = True
+        if (verdict == "hold" or cand.held) and cand.number is None:  # not if a moderator approved it already
+            if not cand.held:
+                cand.held, cand.approved = True, False
+                r.held += 1
+            cand.prompt, cand.vector = prompt, prompt.vector  # not pooled: nothing may ride on it
+            if fresh:
+                self._screened.append(Screened(r.number, cand.id, "held"))
+            return 0
+        merged = self._place(r, cand, prompt)
+        live = cand.live()
+        if live.approved and live.number is None:
+            self._number(r, live)
+        if fresh:
+            self._screened.append(Screened(r.number, cand.id, "joined" if merged else "shown", live.number))
+        return merged
+
+    def take_screened(self) -> list[Screened]:
+        """What the screen decided since the last call (thread-safe)."""
+        with self._lock:
+            out = list(self._screened)
+            self._screened.clear()
+            return out
+
+    def _screen(self, cands: list[Candidate], vectors: np.ndarray | None) -> list[ScreenVerdict]:
+        """The safety screen's verdicts for candidates not yet screened."""
+        out: list[ScreenVerdict] = ["admit"] * len(cands)
         if self.screen is None:
-            return [True] * len(cands)
+            return out
         todo = [i for i, c in enumerate(cands) if not c.screened]
-        out = [True] * len(cands)
         if todo:
             sub = None if vectors is None else vectors[todo]
-            for i, ok in zip(todo, self.screen([cands[i].text for i in todo], sub)):
-                out[i] = bool(ok)
+            for i, v in zip(todo, self.screen([cands[i].text for i in todo], sub)):
+                out[i] = _verdict(v)
         return out
 
     def _refuse(self, r: Round, cand: Candidate) -> None:
@@ -613,7 +675,7 @@ class VotingEngine:
             self._pool_now(r)
         r.done = True
         winner: Winner | None = None
-        ranked = sorted((c for c in r.candidates if c.screened), key=lambda c: (-c.votes, c.id))
+        ranked = sorted((c for c in r.candidates if c.screened and not c.held), key=lambda c: (-c.votes, c.id))
         if not r.skipped:
             choices = [c for c in ranked if c.approved and c.votes > 0]
             prio = [c for c in choices if c.priority]
@@ -632,7 +694,7 @@ class VotingEngine:
                 del self._retired[n]
         result = RoundResult(
             r.number, r.opened, closed, winner, tuple(_view(c) for c in ranked),
-            r.blocked, r.skipped, "rounds", tuple(r.ballots.values()),
+            r.blocked, r.skipped, "rounds", tuple(r.ballots.values()), r.held,
         )
         self.last = result
         return result
@@ -642,14 +704,10 @@ class VotingEngine:
         pending, r.pending = r.pending, []
         prompts = self._prepare([c.text for c in pending])
         verdicts = self._screen(pending, _vectors(prompts))
-        for cand, prompt, ok in zip(pending, prompts, verdicts):
+        for cand, prompt, verdict in zip(pending, prompts, verdicts):
             if cand.merged_into is not None or cand not in r.candidates:
                 continue
-            if not ok:
-                self._refuse(r, cand)
-                continue
-            cand.screened = True
-            self._place(r, cand, prompt)
+            self._settle(r, cand, prompt, verdict)
 
     # -- anarchy
     def _anarchy_submit(self, viewer: Viewer, text: str, now: float) -> Outcome:
@@ -678,9 +736,12 @@ class VotingEngine:
         assert self.screen is not None
         verdicts = self.screen([w.text for w in prompts], None)
         with self._lock:
-            for w, ok in zip(prompts, verdicts):
-                if ok:
+            for w, v in zip(prompts, verdicts):
+                verdict = _verdict(v)
+                if verdict == "admit":
                     self._anarchy_queue.append(w)
+                elif verdict == "hold":  # nobody can approve it before it would air: it never does
+                    self.current.held += 1
                 else:
                     self.current.blocked += 1
             del self._anarchy_queue[:-5]
@@ -688,7 +749,8 @@ class VotingEngine:
     def _anarchy_result(self, w: Winner, now: float) -> RoundResult:
         view = CandidateView(1, None, w.text, w.votes, (w.user,), w.user, w.platform, True)
         blocked, self.current.blocked = self.current.blocked, 0
-        result = RoundResult(w.round, now, now, w, (view,), blocked, False, "anarchy")
+        held, self.current.held = self.current.held, 0
+        result = RoundResult(w.round, now, now, w, (view,), blocked, False, "anarchy", held=held)
         self.last = result
         return result
 
@@ -722,8 +784,9 @@ class VotingEngine:
                 return None
             if approved:
                 if not cand.approved:
-                    cand.approved = True
-                    self._number(r, cand)
+                    cand.approved, cand.held = True, False
+                    if cand.number is None:
+                        self._number(r, cand)
             else:
                 self._drop(r, cand)
                 r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
@@ -905,5 +968,13 @@ def _vectors(prompts: list[Prompt]) -> np.ndarray | None:
 def _view(c: Candidate) -> CandidateView:
     return CandidateView(
         c.id, c.number, c.text, c.votes, tuple(v.name for v in c.voters.values()),
-        c.author.name, c.author.platform, c.approved,
+        c.author.name, c.author.platform, c.approved, c.held,
     )
+
+
+def _verdict(v: ScreenVerdict | bool) -> ScreenVerdict:
+    if v is True:
+        return "admit"
+    if v is False:
+        return "refuse"
+    return v

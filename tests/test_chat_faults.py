@@ -106,8 +106,8 @@ async def test_every_adapter_resumes_and_the_others_are_untouched(platforms, tmp
         from_terminal("!p a whale in the sky")
         await until(lambda: {"a bridge of ice", "a whale in the sky"} <= texts(show), 20)
         await twitch.wait(lambda: twitch.live("channel.chat.message") and len(twitch.created) > created, 30)
-        await twitch.chat(streamer, bob, "!p twitch is back")
-        await until(lambda: "twitch is back" in texts(show), 20)
+        await twitch.chat(streamer, bob, "!p a dragon returns from twitch")
+        await until(lambda: "a dragon returns from twitch" in texts(show), 20)
         assert discord.identifies == identifies and not discord.resumes, "Discord's session was never touched"
 
         # 2. Discord's gateway asks for a reconnect, then drops outright: Twitch and the terminal go on
@@ -120,8 +120,8 @@ async def test_every_adapter_resumes_and_the_others_are_untouched(platforms, tmp
         await until(lambda: {"a storm over the sea", "a fox in the snow"} <= texts(show), 20)
         await discord.wait_sockets(sockets + 2)
         await until(lambda: show.adapter_states()["DiscordBot"] == "live", 30)
-        await from_discord(fay, "discord is back")
-        await until(lambda: "discord is back" in texts(show), 20)
+        await from_discord(fay, "a castle returns from discord")
+        await until(lambda: "a castle returns from discord" in texts(show), 20)
         assert len(discord.resumes) >= 1 and discord.identifies == identifies, "resumed, not logged in again"
         assert len(twitch.created) == created, "Twitch's subscription was never touched"
 

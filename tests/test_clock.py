@@ -1,6 +1,7 @@
 """The frame clock keeps the output rate whatever the world's own speed."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -34,8 +35,21 @@ class PacedWorld(World):
         return Frame(img, self.index, self._generation)
 
 
-def _run(render_s: float, fps: int = 30, seconds: float = 2.0):
-    world = PacedWorld(render_s)
+class HeldWorld(PacedWorld):
+    """Renders its first frame, then holds every render until `release` is set:
+    a world that has stopped keeping up, for as long as the test wants."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.release = threading.Event()
+
+    def render(self) -> Frame:
+        if self.index >= 1:
+            self.release.wait()
+        return super().render()
+
+
+def _run(world: World, fps: int = 30, seconds: float = 2.0):
     world.start(None, (64, 36), fps)
     emitted = []
     runner = WorldRunner(world)
@@ -43,37 +57,57 @@ def _run(render_s: float, fps: int = 30, seconds: float = 2.0):
                   max_frames=round(seconds * fps))
     runner.start()
     clock.start()
-    assert clock.wait(seconds + 5)
-    runner.stop()
-    return clock, emitted
+    try:
+        assert clock.wait(seconds + 60), "the clock never finished"
+    finally:
+        if isinstance(world, HeldWorld):
+            world.release.set()
+        runner.stop()
+    return clock, runner, emitted
 
+
+# How close to the wall clock these run, and how often a loaded machine makes
+# them late, are figures of benchmarks/bench_clock.py; here only what must hold.
 
 def test_a_slow_world_is_repeated_not_waited_for():
-    clock, emitted = _run(render_s=0.1)  # a 10 fps world under a 30 fps clock
-    assert [e[0] for e in emitted] == list(range(60))
-    wall = emitted[-1][3] - emitted[0][3]
-    assert abs(wall - 59 / 30) < 0.15, wall
-    assert 30 <= clock.stats.repeated <= 50, clock.stats.repeated
-    assert clock.stats.late <= 3
+    # the world gives one frame and then nothing for as long as the clock runs
+    clock, _, emitted = _run(HeldWorld())
+    ticks = [e[0] for e in emitted]
+    assert clock.stats.ticks == 60 and ticks[0] == 0 and ticks == sorted(set(ticks)) and ticks[-1] < 60
+    assert all(e[1] == 1 for e in emitted), "the one frame there is, shown again"
+    assert [e[2] for e in emitted] == [False] + [True] * (len(emitted) - 1)
+    assert clock.stats.repeated == len(emitted) - 1
 
 
 def test_a_fast_world_is_paced_by_the_clock():
-    clock, emitted = _run(render_s=0.0)
-    assert clock.stats.repeated == 0
-    shown = [e[1] for e in emitted]
-    assert shown == sorted(shown) and len(set(shown)) == len(shown), "every frame once, in order"
-    gaps = np.diff([e[3] for e in emitted])
-    assert 1 / 30 * 0.5 < np.median(gaps) < 1 / 30 * 1.5
+    clock, runner, emitted = _run(PacedWorld(render_s=0.0))
+    new = [e[1] for e in emitted if not e[2]]
+    assert new == list(range(1, len(new) + 1)), "every frame once, in order, none lost"
+    assert clock.stats.repeated == len(emitted) - len(new)
+    # the world waits for the clock: a few frames ahead at most, not as many as it could render
+    assert runner.rendered <= clock.stats.ticks + 4, (runner.rendered, clock.stats.ticks)
+    # and the clock waits for its deadlines: 60 ticks at 30 fps never take less than 59/30 s
+    assert emitted[-1][3] - emitted[0][3] >= 59 / 30 - 0.002
 
 
-def test_steer_returns_at_once_and_tags_later_frames():
-    world = PacedWorld(0.0)
+def test_steer_returns_while_a_frame_is_being_rendered():
+    world = HeldWorld()
     world.start(None, (64, 36), 30)
+    world.render()
+    rendering = threading.Thread(target=world.render)  # held inside render() until released
+    rendering.start()
     from streambot.world.base import Direction
 
-    t = time.perf_counter()
-    gen = world.steer(Direction("rain", "rain"), 1.0)
-    assert time.perf_counter() - t < 0.01
+    done = []
+    steering = threading.Thread(target=lambda: done.append(world.steer(Direction("rain", "rain"), 1.0)))
+    steering.start()
+    steering.join(30)
+    try:
+        assert done, "steer() waited for the frame being rendered"
+    finally:
+        world.release.set()
+        rendering.join(30)
+    (gen,) = done
     assert world.render().generation == gen
     assert world.steered_at(gen) is not None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-import time
 from pathlib import Path
 
 import av
@@ -226,39 +225,56 @@ def test_off_air_and_burn_in_off_draw_nothing():
     assert off.layout.name == "default" and off.redraws == 0 and all(np.array_equal(a, b) for a, b in zip(before, yuv(video)))
 
 
+class HeldCompositor(Compositor):
+    """The real compositor whose drawing waits for the test's go-ahead: a redraw
+    that takes as long as the test wants (PIL on a busy machine)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.go = threading.Event()
+        self.drawing = threading.Event()
+        self.drawn_states = []
+
+    def draw(self, state, layout):
+        self.drawing.set()
+        assert self.go.wait(60), "never released"
+        self.drawn_states.append(state)
+        return super().draw(state, layout)
+
+
 def test_set_state_never_waits_for_drawing_and_redraws_only_on_change():
-    comp = Compositor(SIZE, load_layout("default"), min_redraw_s=0.0)
+    comp = HeldCompositor(SIZE, load_layout("default"), min_redraw_s=0.0)
+    comp.go.set()
     comp.set_state(state())
     assert comp.flush(30)
     assert comp.redraws == 1
     comp.set_state(state())  # equal state: nothing to do
     assert comp.flush(5) and comp.redraws == 1
-    # a burst of changes from another thread: the caller never waits for PIL
-    # and the clock thread keeps blending the last layer while the new one is drawn
-    slowest = 0.0
     video = video_frame()
-    stop = threading.Event()
-    frame_ms = []
-
-    def clock():
-        while not stop.is_set():
-            t = time.perf_counter()
-            comp.overlay(video)
-            frame_ms.append((time.perf_counter() - t) * 1000)
-            time.sleep(0.005)
-
-    th = threading.Thread(target=clock)
-    th.start()
-    for k in range(10):
-        t = time.perf_counter()
-        comp.set_state(state(seconds_left=k, on_air=f"prompt number {k}"))
-        slowest = max(slowest, time.perf_counter() - t)
+    comp.overlay(video)
+    with_first = yuv(video)
+    # a redraw that does not finish: the callers and the clock thread go on without it
+    comp.go.clear()
+    comp.drawing.clear()
+    comp.set_state(state(seconds_left=0, on_air="prompt number 0"))
+    assert comp.drawing.wait(30), "the redraw never started"
+    burst = threading.Thread(target=lambda: [comp.set_state(state(seconds_left=k, on_air=f"prompt number {k}"))
+                                             for k in range(1, 10)])
+    burst.start()
+    burst.join(30)
+    try:
+        assert not burst.is_alive(), "set_state() waited for the drawing"
+        video = video_frame()
+        comp.overlay(video)  # blended from the last finished layer while the new one is drawn
+        assert all(np.array_equal(a, b) for a, b in zip(with_first, yuv(video)))
+    finally:
+        comp.go.set()
     assert comp.flush(30)
-    stop.set()
-    th.join()
-    assert slowest < 0.01
-    assert 2 <= comp.redraws <= 11  # a burst is coalesced, never more than once per change
-    assert frame_ms and np.median(frame_ms) < 2.0
+    # the burst is coalesced: the redraw that was under way, then one for the newest state
+    assert comp.redraws == 3 and comp.drawn_states[-1].on_air == "prompt number 9"
+    video = video_frame()
+    comp.overlay(video)
+    assert not all(np.array_equal(a, b) for a, b in zip(with_first, yuv(video)))
     comp.close()
 
 
@@ -279,10 +295,14 @@ def test_the_slate_still_replaces_the_picture():
 
     comp = Compositor(SIZE)
     img = np.zeros((360, 640, 3), np.uint8)
-    frame = Frame(image=img, index=0, generation=0) if "generation" in Frame.__dataclass_fields__ else Frame(img)
+    frame = Frame(image=img, index=0, generation=0)
     assert comp.picture(frame) is img
     comp.set_off_air(True)
-    assert comp.picture(frame).shape == (720, 1280, 3)
+    shown = comp.picture(frame)
+    assert shown.shape == (720, 1280, 3)
+    # the slate's words, light on its dark ground, across the middle of the frame
+    middle = shown[300:420, 320:960].max(axis=2)
+    assert (middle > 200).sum() > 2000 and np.median(shown) < 60
     comp.set_off_air(False)
     assert comp.picture(frame) is img
 
@@ -334,15 +354,15 @@ def test_the_layout_comes_from_settings_else_the_preset_else_default():
 
 # -- cost --------------------------------------------------------------------------------------
 
-def test_benchmark_blend_is_within_budget():
+def test_the_compositor_benchmark_measures_a_full_overlay():
     path = ROOT / "benchmarks" / "bench_compositor.py"
     spec = importlib.util.spec_from_file_location("_bench_compositor", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    r = bench.measure(SIZE, "default", n_frames=300, redraws=3)
+    r = bench.measure(SIZE, "default", n_frames=30, redraws=3)
+    # its figures (blend < 2 ms a frame) are read from the script's output, not held here
     assert r["overlay_fraction"] > 0.1  # a full overlay really was blended
-    assert r["blend_ms"]["mean"] < 2.0, r
-    assert r["redraw_ms"]["n"] >= 1
+    assert r["blend_ms"]["n"] == 30 and r["redraw_ms"]["n"] == 3 and r["set_state_ms"]["n"] == 3
 
 
 # -- through the real pipeline ---------------------------------------------------------------
@@ -373,7 +393,7 @@ def test_the_overlay_is_burned_into_the_encoded_stream(tmp_path):
     on.set_state(state(candidates=four()))
     assert on.flush(30)
     boxes = {p.name: p.box for p in on._layer}
-    health = _stream_to_file(tmp_path / "on.mkv", on)
+    _stream_to_file(tmp_path / "on.mkv", on)
     off = Compositor(size, burn_in=False)
     off.set_state(state(candidates=four()))
     _stream_to_file(tmp_path / "off.mkv", off)
@@ -382,5 +402,4 @@ def test_the_overlay_is_burned_into_the_encoded_stream(tmp_path):
     x0, y0, x1, y1 = boxes["vote"]
     assert np.abs(a[y0:y1, x0:x1] - b[y0:y1, x0:x1]).mean() > 25  # the panel is there, in the pixels viewers get
     assert np.abs(a[200:260, 40:200] - b[200:260, 40:200]).mean() < 8  # and nowhere else
-    assert 0 < health.compose_ms_per_frame < 2.0
     on.close()

@@ -1,5 +1,6 @@
 """Destinations that misbehave: one that accepts TCP and never reads (from
-the start, or mid-stream) never slows the others or the clock; a planned
+the start, or mid-stream) never slows the others or the clock; one that
+falls behind loses its oldest packets and resumes on a keyframe; a planned
 reconnect before Twitch's 48-hour limit loses no frame. Against a real nginx
 RTMP server, read back with ffprobe as a viewer's player would."""
 from __future__ import annotations
@@ -156,15 +157,6 @@ def test_a_destination_that_stops_reading_never_slows_the_others(rtmp_server):
     good = Output(rtmp_server.url("good"), encoder.stream_info, connect_timeout_s=2.0, reconnect_max_s=1.0)
     bad = Output(proxy.url("bad"), encoder.stream_info, connect_timeout_s=2.0, reconnect_max_s=1.0)
     open_outputs([good, bad])
-    waits: list[float] = []  # how long each hand-over to the stalling destination took the clock's thread
-    send = bad.send
-
-    def timed_send(packet, kind):
-        t = time.perf_counter()
-        send(packet, kind)
-        waits.append(time.perf_counter() - t)
-
-    bad.send = timed_send
     b = Broadcast(world, encoder, [good, bad], Compositor(SIZE), Soundtrack(), fps=FPS)
     b.start()
     stopped = False
@@ -189,8 +181,7 @@ def test_a_destination_that_stops_reading_never_slows_the_others(rtmp_server):
         proxy.close()
     ticks = b.clock.stats.ticks
     assert good.packets_dropped == 0
-    # the clock never waits for a destination: a hand-over is a queue put, stalled or not
-    assert len(waits) > ticks and np.percentile(waits, 99) < 0.005, np.percentile(waits, 99)
+    # (that a hand-over never waits for a stalled destination is shown without a clock below)
     rtmp_server.stop()
     (rec,) = recordings(rtmp_server, "good")
     p = probe(rec)
@@ -236,3 +227,89 @@ def test_a_planned_reconnect_loses_no_frame(rtmp_server, tmp_path):
     assert sum(durations) == pytest.approx(10.0, abs=0.5), playlist
     segments = re.findall(r"^(long-\d+\.ts)$", playlist, re.M)
     assert sum(len(ffprobe(rtmp_server.hls_dir / seg)["packets"]) for seg in segments) == 10 * FPS
+
+
+class SlowReader:
+    """The far end of a named pipe that an output writes its FLV into: reads
+    while `reading` is set and stops (the writer's pipe fills, then blocks)
+    while it is clear, as a destination that falls behind does."""
+
+    def __init__(self, path) -> None:
+        self.data = bytearray()
+        self.reading = threading.Event()
+        self.reading.set()
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path) -> None:
+        with open(path, "rb", buffering=0) as f:
+            while self.reading.wait():
+                chunk = f.read(65536)
+                if not chunk:
+                    return
+                self.data += chunk
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def test_packets_dropped_for_a_slow_destination_resume_on_a_keyframe(tmp_path):
+    """A destination that stops reading while connected: the broadcast's
+    hand-over never waits, the oldest packets go, and what reaches the
+    destination after the gap begins on a keyframe (no smeared picture)."""
+    import io
+    import os
+
+    import av
+
+    fifo = tmp_path / "slow.flv"
+    os.mkfifo(fifo)
+    reader = SlowReader(fifo)
+    encoder = Encoder(EncoderSettings(size=(160, 90), fps=FPS, bitrate_kbps=300, keyframe_s=1.0))
+    out = Output(str(fifo), encoder.stream_info, connect_timeout_s=60.0)  # never taken for stalled here
+    rng = np.random.default_rng(0)
+    index = 0
+
+    def send_frames(n: int) -> None:
+        """n ticks of the broadcast: a frame of noise and its 1/30 s of sound."""
+        nonlocal index
+        for _ in range(n):
+            image = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+            for packet in encoder.encode_video(image, index):
+                out.send(packet, "video")
+            for packet in encoder.encode_audio(np.zeros((2, 48000 // FPS), np.float32)):
+                out.send(packet, "audio")
+            index += 1
+
+    try:
+        out.open()
+        send_frames(3 * FPS)
+        until(lambda: len(reader.data) > 50_000, 30, "the destination reads")
+        reader.reading.clear()  # it falls behind: nothing more is read
+        stalled_at = index
+
+        def behind() -> None:
+            while out.packets_dropped == 0 and index < stalled_at + 20_000:
+                send_frames(1)
+
+        sender = threading.Thread(target=behind, daemon=True)
+        sender.start()
+        sender.join(120)
+        assert not sender.is_alive(), "a send waited for the stalled destination"
+        assert out.packets_dropped > 0, "the queue never filled"
+        send_frames(FPS // 3)  # the drop lands inside a keyframe interval
+        reader.reading.set()  # it catches up
+        send_frames(3 * FPS)
+    finally:
+        out.close()
+    assert reader.join(30), "the destination never saw the end of the stream"
+    with av.open(io.BytesIO(bytes(reader.data)), format="flv") as c:
+        packets = [(round(float(p.pts * p.time_base) * FPS), p.is_keyframe)
+                   for p in c.demux(video=0) if p.pts is not None]
+    ticks = [t for t, _ in packets]
+    gaps = [i for i in range(1, len(ticks)) if ticks[i] != ticks[i - 1] + 1]
+    assert packets[0][1] and len(gaps) == 1, gaps  # whole before the drop, whole after it
+    (after,) = gaps
+    assert packets[after][1], "after the dropped packets the destination resumes on a keyframe"
+    assert ticks[0] == 0 and ticks[-1] == index - 1, (ticks[0], ticks[-1], index)  # and goes on to the end

@@ -21,7 +21,7 @@ def test_replay_rounds_with_embeddings() -> None:
     rounds = [json.loads(line) for line in out.splitlines()]
     assert [r["round"] for r in rounds] == [1, 2, 3]
     r1 = rounds[0]
-    assert set(r1) == {"round", "mode", "winner", "by", "candidates", "blocked", "skipped"}
+    assert set(r1) == {"round", "mode", "winner", "by", "candidates", "blocked", "held", "skipped"}
     # "dragon attacking the castle" pooled into the first wording; a tie goes to the earlier.
     assert r1["winner"] == "a dragon attacks the castle"
     # cat's wording joins at once: the replay pools and screens every 0.1 s, as the live worker does
@@ -32,7 +32,7 @@ def test_replay_rounds_with_embeddings() -> None:
     assert rounds[1]["winner"] == "a rainbow over the sea"
     assert rounds[2] == {"round": 3, "mode": "rounds", "winner": "night falls", "by": "kim",
                          "candidates": [{"text": "night falls", "votes": 1, "users": ["kim"]}], "blocked": 0,
-                         "skipped": False}
+                         "held": 0, "skipped": False}
 
 
 def test_replay_is_deterministic_and_overridable(tmp_path: Path) -> None:

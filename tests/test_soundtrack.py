@@ -16,6 +16,7 @@ from streambot.broadcast.audio import AudioFeed, Soundtrack
 from streambot.broadcast.loudness import LoudnessMeter
 from streambot.broadcast.music import STYLES, Band, mood_of, style_for
 from streambot.broadcast.playlist import Playlist, check_folder
+from streambot.broadcast.synth import CHUNK, INSTRUMENTS, hz
 from streambot.config import ConfigError, MusicSettings, list_presets, load_world_file, music_of
 from streambot.world.base import Ambience
 
@@ -87,6 +88,60 @@ def test_a_world_file_tunes_its_music_and_bad_values_are_one_sentence(tmp_path):
             load_world_file(world)
         assert str(e.value).startswith(str(world)) and words in str(e.value), str(e.value)
         assert str(e.value).count(".") >= 1 and "\n" not in str(e.value)
+
+
+# -- notes rendered as they play ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(INSTRUMENTS))
+def test_a_tone_rendered_chunk_by_chunk_is_the_tone_rendered_whole(name):
+    """Oscillator phases, vibrato, filter states and noise run on across chunks,
+    and a note's envelope computed block by block is the envelope computed whole."""
+    inst = INSTRUMENTS[name]
+    n = int(1.3 * RATE)
+    for pitch in (40, 76):
+        whole = inst.tone(hz(pitch), RATE)(0, n)
+        render, pieces, i = inst.tone(hz(pitch), RATE), [], 0
+        for k in [1, 777, 4800, 12_000, 3] * 20:
+            if i >= n:
+                break
+            pieces.append(render(i, min(k, n - i)))
+            i += k
+        np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6, err_msg=f"{name} at {pitch}")
+    if inst.envelope is not None:
+        gate = RATE // 2
+        length = inst.length(gate, RATE)
+        shape = inst.envelope.values(0, length, gate, RATE)
+        cut = [0, 1, 1000, 4800, gate - 7, gate + 5, length - 100, length]
+        np.testing.assert_allclose(
+            np.concatenate([inst.envelope.values(a, b - a, gate, RATE) for a, b in zip(cut, cut[1:])]), shape,
+            atol=1e-6)
+        assert shape.max() <= 1.0 and shape[0] < 0.05 and shape[-1] == 0.0, "from near zero, back to zero"
+
+
+def test_a_held_chord_is_rendered_as_it_plays_and_once_per_pitch_whatever_the_tempo():
+    """Seventh chords held two bars (8 s, and a 2 s release): the first block
+    renders a chunk of this chord's four notes and the next one's, not 40 s of
+    pad; playing the progression again renders nothing; a slower mood in the
+    same key only extends the tones, it does not render them again."""
+    style = style_for(MusicSettings(style="pad", instruments=["chords"]))
+    band = Band(style, seed=0)
+    band.render(4800)
+    assert 0 < band.rendered <= 8 * (CHUNK + 4800)
+    cycle = round(len(style.progression) * style.bars_per_chord * style.beats * 60 / style.tempo * RATE / 4800)
+    per_block = [band.rendered]
+    for _ in range(cycle):
+        before = band.rendered
+        band.render(4800)
+        per_block.append(band.rendered - before)
+    assert max(per_block) <= 8 * (CHUNK + 4800)
+    render(band, cycle * 4800 / RATE)  # the last chord's release, into the second pass
+    first = band.rendered
+    render(band, cycle * 4800 / RATE)
+    assert band.rendered == first, "the same chords again: every tone was kept"
+    band.set_mood("calm")  # 8 % slower, same key and mode
+    render(band, 2 * cycle * 4800 / RATE)
+    assert band.status()["key"] == "A" and band.status()["mood"] == "calm"
+    assert band.rendered - first < 0.25 * first, (band.rendered - first, first)
 
 
 # -- the story's mood -----------------------------------------------------------------------------------

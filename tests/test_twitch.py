@@ -10,8 +10,10 @@ import stat
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
+import limits.storage.memory
 import pytest
 import twitchio.eventsub.websockets as tio_ws
 from twitchio.http import Route
@@ -19,7 +21,7 @@ from twitchio.http import Route
 from streambot.audience.commands import HELP
 from streambot.audience.events import Audience
 from streambot.audience.moderation import Moderation
-from streambot.audience.twitch import SendLimiter, TwitchChat, round_message
+from streambot.audience.twitch import TwitchChat, chat_limit, round_message
 from streambot.config import ModerationSettings, TwitchSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.store import Store
@@ -292,6 +294,33 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
         assert secret not in logged
 
 
+async def test_a_session_twitch_stops_delivering_to_is_rebuilt(fake: FakeTwitch, tmp_path) -> None:
+    """twitchio re-dials a dropped socket by itself and says nothing meanwhile: Twitch's own list of
+    subscriptions shows chat is not reaching us, the state says so, and after `watchdog_s` the whole
+    session is built again; chat comes back when Twitch takes sockets again."""
+    streamer = fake.account("1001", "streamer")
+    ann = fake.account("2001", "ann")
+    audience = audience_at(VirtualClock(0.0))
+    token = fake.user_token(streamer, SCOPES)
+    chat = TwitchChat(audience, TwitchSettings(enabled=True, client_id=CLIENT_ID, channel="streamer",
+                                               tokens_file=str(tmp_path / "twitch_tokens.json")),
+                      {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0],
+                       "twitch_refresh_token": token[1]}, watchdog_s=2.0, health_s=0.2)
+    async with running(chat, fake):
+        first = fake.session_of("channel.chat.message")
+        fake.refuse_sockets = True  # an EventSub outage
+        await first.ws.close()
+        await until(lambda: chat.state == "reconnecting")
+        assert any(c[:2] == ("GET", "eventsub/subscriptions") and c[2] == 200 for c in fake.calls)
+        await until(lambda: chat.state.startswith("retrying"))  # the watchdog gave the session up
+        fake.refuse_sockets = False
+        await fake.wait(lambda: fake.live("channel.chat.message"))
+        await until(lambda: chat.state == "live")
+        assert fake.session_of("channel.chat.message") is not first
+        await fake.chat(streamer, ann, "!p night falls")
+        await until(lambda: [c.text for c in audience.snapshot().candidates] == ["night falls"])
+
+
 async def test_failure_retries_without_raising(fake: FakeTwitch, tmp_path, caplog) -> None:
     fake.account("1001", "streamer")
     chat = twitch_chat(audience_at(VirtualClock(0.0)), ("wrong-token-123456", "wrong-refresh-123456"), tmp_path)
@@ -544,13 +573,27 @@ async def test_the_bot_badge_comes_with_the_app_token(fake: FakeTwitch, tmp_path
     assert fake.sent[0]["sender_id"] == ("1001" if case == "broadcaster" else "1500")
 
 
-def test_send_limiter_and_round_message() -> None:
-    clock = VirtualClock(0.0)
-    lim = SendLimiter(20, clock=clock)
-    assert sum(lim.try_acquire() for _ in range(30)) == 20
-    clock.t = 30.0
-    assert lim.try_acquire()
+@pytest.mark.parametrize("moderator, limit", [(False, 20), (True, 100)])
+async def test_chat_stays_inside_twitchs_rate_limit(fake: FakeTwitch, tmp_path, monkeypatch, moderator, limit) -> None:
+    """Twitch's rule for chat a user sends: 20 messages per 30 s, 100 where the bot is a moderator."""
+    clock = VirtualClock(1000.0)
+    monkeypatch.setattr(limits.storage.memory, "time", SimpleNamespace(time=clock))  # the limiter's clock only
+    streamer = fake.account("1001", "streamer")
+    chat = twitch_chat(audience_at(VirtualClock(0.0)), fake.user_token(streamer, SCOPES), tmp_path,
+                       bot_is_moderator=moderator)
+    async with running(chat, fake):
+        results = [await chat.send(f"message {i}") for i in range(limit + 5)]
+        assert results == [True] * limit + [False] * 5
+        assert len(fake.sent) == limit
+        clock.t += 29.0
+        assert not await chat.send("still inside the window")
+        clock.t += 1.5  # the first message is 30 s old
+        assert await chat.send("a new window")
+    assert len(fake.sent) == limit + 1
+    assert chat_limit(moderator).amount == limit and chat_limit(moderator).get_expiry() == 30
 
+
+def test_round_message() -> None:
     r = RoundResult(3, 0, 10, Winner("a dragon", "ann", "twitch", 3, 1.0), (), 0)
     assert round_message(r, help_asked=False, now_text=None) == "Round 3: \u201ca dragon\u201d by @ann (1 vote) is on air."
     empty = RoundResult(4, 0, 10, None, (), 0)

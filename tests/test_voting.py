@@ -172,6 +172,32 @@ def test_skip_lock_and_round_length() -> None:
         e.set_round_length(2, 4)
 
 
+def test_a_lock_stops_votes_as_well_as_prompts() -> None:
+    """What the console's lock says it does: no prompt and no vote counts while it is on,
+    neither in the round under way nor in the one still open to a delayed stream."""
+    from streambot.audience.events import Audience
+    from streambot.audience.moderation import Moderation
+    from streambot.config import ModerationSettings
+
+    e = engine(round_s=10, grace_s=3, mode_vote=True)
+    aud = Audience(e, Moderation(ModerationSettings()))
+    aud.chat("twitch", "ann", "!p a dragon", now=1)
+    aud.chat("twitch", "bob", "!p a castle", now=2)
+    e.tick(10.5)  # round 1 closes; its votes still count for 3 s
+    aud.chat("twitch", "dee", "!p a lighthouse", now=10.6)
+    aud.lock(actor="console:admin", now=11)
+    for who, line in (("cat", "!1"), ("cat", "!vote 2"), ("eve", "+3"), ("fay", "!p a tower"),
+                      ("gus", "!anarchy")):
+        reply = aud.chat("twitch", who, line, now=11.5)
+        assert reply.kind == "rejected" and "locked" in reply.text, (line, reply)
+    assert e.vote(V("hal"), 3, 11.6, round_no=2).status == "locked"  # a Discord button, too
+    assert aud.counts["votes"] == 0
+    aud.lock(actor="console:admin", locked=False, now=12)
+    assert aud.chat("twitch", "cat", "!1", now=12.5).kind == "voted"
+    (r,) = e.tick(13.5)
+    assert [(c.text, c.votes) for c in r.candidates] == [("a dragon", 2.0), ("a castle", 1.0)]
+
+
 def test_approval_mode() -> None:
     e = engine(approval=True)
     out = e.submit(V("ann"), "a dragon", 1)
@@ -242,16 +268,19 @@ def test_state_round_trip() -> None:
     assert e2.tick(200)[0].winner.text == "a dragon"
 
 
-def test_thousand_candidates_close_fast() -> None:
-    import time
+def test_thousand_candidates_close_with_every_vote_counted() -> None:
+    # how fast such a round closes is a figure of benchmarks/bench_chat.py, not a bound here
     e = engine()
     for i in range(1000):
         e.submit(V(f"u{i}"), f"idea number {i} with words {i * 7}", 1 + i * 0.001)
     for i in range(3000):
         e.vote(V(f"v{i}"), 1 + i % 1000, 5)
-    t = time.perf_counter()
+    for i in range(4):
+        e.vote(V(f"w{i}"), 778, 6)
     (r,) = e.tick(12)
-    assert time.perf_counter() - t < 0.5 and r.winner is not None
+    votes = {c.text: c.votes for c in r.candidates}
+    assert len(votes) == 1000 and sum(votes.values()) == 1000 + 3000 + 4
+    assert r.winner.text == "idea number 777 with words 5439" and votes[r.winner.text] == 1 + 3 + 4
 
 
 async def test_audience_run_puts_winners_on_air_and_survives_errors(tmp_path) -> None:

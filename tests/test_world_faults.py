@@ -13,7 +13,9 @@ from PIL import Image
 
 from streambot.app import Show, ShowOptions
 from streambot.config import load_settings, resolve_world
-from streambot.world.base import Direction, Frame, World
+from streambot.broadcast.clock import WorldRunner
+from streambot.broadcast.pacer import FramePacer
+from streambot.world.base import Direction, Frame, Pacing, World
 from streambot.world.resilient import ResilientWorld
 from streambot.world.sketch import SketchWorld
 
@@ -156,6 +158,36 @@ def test_fallback_after_repeated_failures_and_back_on_recovery(caplog):
     text = caplog.text
     assert "the flaky world failed (RuntimeError: the model's forward pass broke); holding the last frame" in text
     assert "the fallback world takes over" in text and "it is back on air" in text
+
+
+class ChunkyWorld(FlakyWorld):
+    """A world that makes its frames a chunk at a time, as the video world does."""
+
+    name = "chunky"
+
+    def pacing(self) -> Pacing:
+        return Pacing(source_fps=16, chunk_frames=12)
+
+
+def test_a_chunked_world_keeps_its_pacing_and_its_fallback_moves_at_that_rate():
+    backend = ChunkyWorld()
+    seen = {}
+
+    class Sketch(SketchWorld):
+        def start(self, spec, size, fps, seed=0):
+            seen["fps"] = fps
+            super().start(spec, size, fps, seed=seed)
+
+    world = ResilientWorld(backend, lambda: Sketch(embedder=None, background=False), fallback_after=1,
+                           clock=FakeClock(0.0), background=False)
+    world.start(resolve_world("meadow"), SIZE, 30)
+    assert world.pacing() == backend.pacing()
+    runner = WorldRunner(world, fps=30)
+    assert isinstance(runner.frames, FramePacer), "the clock plays the chunks out evenly"
+    backend.broken = True
+    world.render()
+    assert world.status().state == "fallback"
+    assert seen["fps"] == 16, "the fallback's frames are played at the backend's rate, so it is made for that rate"
 
 
 def test_a_show_whose_world_breaks_never_freezes(tmp_path, monkeypatch):

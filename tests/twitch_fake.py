@@ -155,6 +155,18 @@ def reward_json(channel: Account, reward: dict) -> dict:
     }
 
 
+def stream_json(channel: Account, stream: dict) -> dict:
+    """One entry of Get Streams' data."""
+    return {
+        "id": stream["id"], "user_id": channel.id, "user_login": channel.login, "user_name": channel.name,
+        "game_id": "509660", "game_name": "Art", "type": "live", "title": "An endless world, steered by chat",
+        "tags": ["English"], "viewer_count": stream["viewers"], "started_at": stream["started_at"],
+        "language": "en",
+        "thumbnail_url": f"https://static-cdn.jtvnw.net/previews-ttv/live_user_{channel.login}-{{width}}x{{height}}.jpg",
+        "tag_ids": [], "is_mature": False,
+    }
+
+
 # -- what each subscription type needs (Twitch's EventSub subscription types page) ----
 
 # type -> (version, condition keys (required, optional), scopes (any of), whose token)
@@ -221,8 +233,10 @@ class FakeTwitch(LocalServer):
         r.add_get("/oauth2/validate", self.oauth_validate)
         r.add_get("/helix/users", self.users)
         r.add_post("/helix/eventsub/subscriptions", self.create_subscription)
+        r.add_get("/helix/eventsub/subscriptions", self.get_subscriptions)
         r.add_post("/helix/chat/messages", self.send_chat)
         r.add_post("/helix/streams/markers", self.create_marker)
+        r.add_get("/helix/streams", self.get_streams)
         r.add_get("/helix/channel_points/custom_rewards", self.get_rewards)
         r.add_post("/helix/channel_points/custom_rewards", self.create_reward)
         r.add_patch("/helix/channel_points/custom_rewards/redemptions", self.update_redemption)
@@ -237,11 +251,13 @@ class FakeTwitch(LocalServer):
         self.created: list[dict] = []  # every subscription request that succeeded
         self.sent: list[dict] = []  # chat messages sent through Helix
         self.markers: list[dict] = []
+        self.streams: dict[str, dict] = {}  # channel id -> its live stream
         self.rewards: dict[str, dict] = {}
         self.redemptions: dict[str, dict] = {}
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status) of every Helix call
         self.throttles: dict[str, list] = {}  # path -> [refusals left, reset (epoch s)]
         self.early_retries = 0
+        self.refuse_sockets = False  # an EventSub outage: websocket connections are refused
         self.changed = asyncio.Condition()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -273,6 +289,18 @@ class FakeTwitch(LocalServer):
     def throttle(self, path: str, *, refusals: int = 1, reset_in: float = 1.0) -> None:
         """The next `refusals` calls to /helix/<path> get 429 until `reset_in` seconds from now."""
         self.throttles[path] = [refusals, time.time() + reset_in]
+
+    def go_live(self, channel: Account, viewers: int = 0) -> None:
+        """The channel's broadcast is live on Twitch (Get Streams lists it) with `viewers` watching."""
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.streams[channel.id] = {"id": str(next(self._ids) + 40_000_000_000), "started_at": started,
+                                    "viewers": viewers}
+
+    def set_viewers(self, channel: Account, viewers: int) -> None:
+        self.streams[channel.id]["viewers"] = viewers
+
+    def go_offline(self, channel: Account) -> None:
+        self.streams.pop(channel.id, None)
 
     def add_reward(self, channel: Account, title: str, cost: int = 100, *, client_id: str | None = None) -> dict:
         """A reward as the dashboard makes it (no client id: no app may manage it)."""
@@ -379,6 +407,22 @@ class FakeTwitch(LocalServer):
             "description": "", "profile_image_url": "", "offline_image_url": "", "view_count": 0,
             "created_at": "2020-01-01T00:00:00Z"} for a in found]})
 
+    async def get_streams(self, request: web.Request) -> web.Response:
+        """Get Streams: any live token; only live channels are listed, most viewers first."""
+        q = request.query
+        ids, logins = q.getall("user_id", []), q.getall("user_login", [])
+        if len(ids) > 100 or len(logins) > 100:
+            raise HelixError(400, "The maximum number of user_id and user_login parameters is 100")
+        if q.get("type", "all") not in ("all", "live"):
+            raise HelixError(400, "The type query parameter must be all or live")
+        first = q.get("first", "20")
+        if not first.isdigit() or not 1 <= int(first) <= 100:
+            raise HelixError(400, "The first query parameter must be between 1 and 100")
+        found = [(a, self.streams[a.id]) for a in self.accounts.values() if a.id in self.streams
+                 and (not ids and not logins or a.id in ids or a.login in logins)]
+        found.sort(key=lambda x: -x[1]["viewers"])
+        return web.json_response({"data": [stream_json(a, st) for a, st in found[: int(first)]], "pagination": {}})
+
     async def create_subscription(self, request: web.Request) -> web.Response:
         body = await request.json()
         rule = SUBSCRIPTION_RULES.get(body.get("type"))
@@ -408,6 +452,21 @@ class FakeTwitch(LocalServer):
         out = {k: v for k, v in sub.items() if k != "user_id"}
         return web.json_response({"data": [out], "total": len(self.subscriptions), "total_cost": 0,
                                   "max_total_cost": 10}, status=202)
+
+    async def get_subscriptions(self, request: web.Request) -> web.Response:
+        """With a user token: the WebSocket subscriptions that user created. One filter at most.
+        A dropped socket's subscriptions are gone (Twitch lists them disabled for a while)."""
+        t = self._need(request, set())
+        filters = {k: v for k, v in request.query.items() if k in ("status", "type", "user_id", "subscription_id")}
+        if len(filters) > 1:
+            raise HelixError(400, "status, type, user_id and subscription_id are mutually exclusive")
+        matches = {"status": lambda s, v: s["status"] == v, "type": lambda s, v: s["type"] == v,
+                   "subscription_id": lambda s, v: s["id"] == v, "user_id": lambda s, v: v in s["condition"].values()}
+        subs = [s for s in self.subscriptions.values() if s["user_id"] == t.user_id
+                and all(matches[k](s, v) for k, v in filters.items())]
+        data = [{k: v for k, v in s.items() if k != "user_id"} for s in subs]
+        return web.json_response({"data": data, "total": len(data), "total_cost": 0, "max_total_cost": 10,
+                                  "pagination": {}})
 
     async def send_chat(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -490,6 +549,8 @@ class FakeTwitch(LocalServer):
 
     # -- eventsub websocket -----------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if self.refuse_sockets:
+            raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         try:

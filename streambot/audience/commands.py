@@ -4,26 +4,23 @@ The forms are the ones Twitch viewers already know. Twitch drops a message
 identical to the viewer's previous one, so every vote has several spellings
 (`!vote 2`, `!2`, `+2`) and anything after the command is ignored, as are the
 invisible characters chat clients append to get round that rule. A line is
-read after Unicode NFKC, so full-width forms typed with an East Asian input
-method (`！２`, `!vote ２`) are the same command, and format characters
-(zero-width spaces and joiners, tags) are dropped wherever they are.
+read as `streambot.text` reads chat for matching: after Unicode NFKC, so
+full-width forms typed with an East Asian input method (`！２`, `!vote ２`) are
+the same command, and without what draws nothing (zero-width spaces and
+joiners, tags, fillers), wherever it is.
 `!anarchy` and `!democracy` are chat's vote between the modes.
 """
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Literal
+
+from ..text import for_matching
 
 Kind = Literal["prompt", "vote", "mode", "help", "now", "ban", "unban", "skip", "lock", "unlock"]
 
 MODERATOR_KINDS = frozenset({"ban", "unban", "skip", "lock", "unlock"})
-
-# Chatterino/7TV append U+E0000 (or U+034F) to repeat a message; other clients
-# use zero-width characters. None of them belongs in a command: every format
-# character (category Cf) goes, and these, which Unicode files elsewhere.
-_INVISIBLE = dict.fromkeys([0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0], None)
 
 _VOTE = re.compile(r"(?:[!+]\s*#?|!v(?:ote)?\s*#?)(\d{1,6})(?!\w)", re.ASCII | re.IGNORECASE)
 _WORD = re.compile(r"!(\w+)(?:\s+(.*))?", re.ASCII | re.DOTALL)
@@ -56,12 +53,9 @@ class Command:
 
 
 def clean(message: str) -> str:
-    """NFKC, without format characters: what the viewer meant to type."""
-    message = message[:1000]
-    if message.isascii():
-        return message.strip()
-    message = unicodedata.normalize("NFKC", message).translate(_INVISIBLE)
-    return "".join(c for c in message if unicodedata.category(c) != "Cf").strip()
+    """What the viewer meant to type. Chatterino/7TV append U+E0000 (or U+034F)
+    to repeat a message, other clients zero-width characters: all of them go."""
+    return for_matching(message[:1000])
 
 
 def parse(message: str) -> Command | None:

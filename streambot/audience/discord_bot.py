@@ -26,28 +26,29 @@ Nobody is ever pinged: the client sends `allowed_mentions` that allow nothing
 with every message and reply, and viewers' text shows mentions as plain text.
 
 discord.py resumes the gateway session and reconnects by itself; `run`
-restarts the client with a jittered exponential back-off (tenacity) if it ever
-stops, and never raises.
+restarts the client with a jittered exponential back-off
+(`reconnect.stay_connected`, tenacity) if it ever stops, and never raises.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import discord
+from cachetools import FIFOCache
 from discord import app_commands
 from discord.ext import commands, tasks
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from .. import secrets as secret_store
 from ..config import DiscordSettings
 from .events import Audience, ModEvent, PromptEvent, Reply, Viewer, VoteEvent
+from .reconnect import stay_connected
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -171,7 +172,8 @@ class RoundCommands(commands.Cog):
     @app_commands.describe(idea="What should happen?")
     async def prompt(self, interaction: discord.Interaction, idea: app_commands.Range[str, 1, 300]) -> None:
         show = self.show
-        await show.answer(interaction, show.audience.handle(PromptEvent(show.viewer(interaction), idea)))
+        reply = show.audience.handle(PromptEvent(show.viewer(interaction), idea))
+        await show.answer(interaction, await show.audience.settle(reply))  # its number once screened, within 2 s
 
     @app_commands.command(name="vote", description="Vote for a candidate by its number")
     @app_commands.guild_only()
@@ -366,7 +368,7 @@ class _Board:
     open: dict[int, _Posted] = field(default_factory=dict)
     closing: list[_Posted] = field(default_factory=list)
     left_open: list[_Posted] = field(default_factory=list)  # from before a restart
-    results: OrderedDict[int, RoundResult] = field(default_factory=OrderedDict)
+    results: FIFOCache[int, RoundResult] = field(default_factory=lambda: FIFOCache(32))  # the latest rounds'
     retry_at: dict[int, float] = field(default_factory=dict)  # channel -> clock time
 
 
@@ -414,33 +416,20 @@ class DiscordBot:
         """Stay connected until `close()`; a failure is logged and retried, never raised."""
         unsubscribe = self.audience.subscribe(self._on_result)
         try:
-            while not self._closing.is_set():
-                # A fresh back-off after a client that ran well (see `_session`).
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(Exception), wait=self._wait, sleep=self._pause,
-                    before_sleep=self._retrying, reraise=True,
-                ):
-                    with attempt:
-                        await self._session()
+            await stay_connected(self._session, closing=self._closing, wait=self._wait,
+                                 before_sleep=self._retrying, on_drop=self._dropped, healthy_s=HEALTHY_S)
         finally:
             unsubscribe()
             self.state = "closed"
 
     async def _session(self) -> None:
-        """One client from login to close; raises when it failed soon after starting."""
-        if self._closing.is_set():
-            return
+        """One client from login to close."""
         self.state = "connecting"
         client = self.client = self.make_client()
-        started = time.monotonic()
         try:
             await client.start(self.token, reconnect=True)
             if not self._closing.is_set():
                 raise ConnectionError("the Discord client stopped by itself")
-        except Exception as e:
-            if time.monotonic() - started < HEALTHY_S:
-                raise
-            log.warning("discord bot stopped: %s; reconnecting", secret_store.redact(str(e) or repr(e)))
         finally:
             if not client.is_closed():
                 await client.close()
@@ -452,11 +441,9 @@ class DiscordBot:
             return 300.0  # a rejected token or intent stays rejected until someone changes it
         return _backoff(state)
 
-    async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
+    @staticmethod
+    def _dropped(e: Exception) -> None:
+        log.warning("discord bot stopped: %s; reconnecting", secret_store.redact(str(e) or repr(e)))
 
     def _retrying(self, state: RetryCallState) -> None:
         self.state = "retrying"
@@ -511,10 +498,7 @@ class DiscordBot:
     def _on_result(self, result: RoundResult) -> None:
         if result.mode != "rounds":
             return
-        results = self._board.results
-        results[result.round] = result
-        while len(results) > 32:
-            results.popitem(last=False)
+        self._board.results[result.round] = result
 
     def _save(self) -> None:
         if self.store is not None:

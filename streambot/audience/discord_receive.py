@@ -20,6 +20,13 @@ five when a speaker stops), or when their packets stop coming for `idle_s`
 (in case those frames were lost: long enough not to cut a speaker on network jitter).
 The sink runs on the extension's router thread and a small endpoint thread;
 finished utterances go to `on_utterance(user_id, audio, ended_at)`.
+
+Two readings go past the libraries' documented surface, each because no public
+one exists: the DAVE session on discord.py's voice connection
+(`VoiceClient._connection`, which discord.py uses to encrypt what it sends and
+exposes only its privacy code), and the extension's SSRC-to-speaker map for a
+speaker not in the member cache (`VoiceRecvClient._get_id_from_ssrc`, which
+the extension itself calls for the same purpose). Both are pinned versions.
 """
 from __future__ import annotations
 

@@ -180,6 +180,8 @@ class VoiceMessages(_VoiceCog):
         self.service.hear(self._viewer(message.author, message.guild.id), audio,
                           done=lambda heard, reply: done.done() or done.set_result((heard, reply)))
         heard, reply = await done
+        if reply is not None and self.service.audience is not None:
+            reply = await self.service.audience.settle(reply)
         await _reply(message, describe(heard, reply, self.voice.wake))
 
 

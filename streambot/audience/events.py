@@ -6,6 +6,12 @@ platform delivers into a `Viewer` and one of `ChatMessage`, `PromptEvent`,
 The hub runs moderation, hands what passes to the voting engine, records
 moderator and console actions in the timeline, and tells subscribers
 (adapters replying in chat, the overlay) when a round has ended.
+
+A new idea is numbered only once the safety screen in the pooling worker
+has passed it (a tenth of a second or so): `handle` answers "being
+checked", and `settle` waits for the screen and gives the final answer
+("Your idea is #4.", "waits for a moderator", or the one refusal), so no
+viewer is told a number for an idea that never shows.
 """
 from __future__ import annotations
 
@@ -13,17 +19,18 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from cachetools import FIFOCache
 
 from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
     from ..store import Store
     from ..world.base import WorldSpec
-    from ..voting import RoundResult, Snapshot, VotingEngine, Winner
+    from ..voting import RoundResult, Screened, Snapshot, VotingEngine, Winner
     from .moderation import Moderation
 
 log = logging.getLogger(__name__)
@@ -106,6 +113,8 @@ class Reply:
     text: str = ""
     number: int | None = None
     round: int = 0  # where a prompt or vote landed
+    candidate: int | None = None  # the candidate's id in that round (a prompt)
+    screening: bool = False  # the safety screen has yet to pass it: `Audience.settle` waits for it
 
 
 NONE = Reply("none")
@@ -127,11 +136,15 @@ class Audience:
         self.store = store
         self.clock = clock
         self.on_air_text: str | None = None
-        self.counts = {"messages": 0, "prompts": 0, "votes": 0, "blocked": 0, "dropped": 0}
+        self.counts = {"messages": 0, "prompts": 0, "votes": 0, "blocked": 0, "held": 0, "dropped": 0}
         self._subscribers: list[Callable[[RoundResult], Any]] = []
+        # (round, candidate id) -> viewers waiting for the screen's verdict; and recent verdicts
+        self._waiting: dict[tuple[int, int], list[asyncio.Future[Screened]]] = {}
+        self._screened: FIFOCache[tuple[int, int], Screened] = FIFOCache(2048)  # replies waiting to be read
         self._closed = asyncio.Event() if _has_loop() else None
         # (platform, message id) -> what that message put in the ballot, for a moderator's deletion
-        self._placed: OrderedDict[tuple[str, str], tuple[str, int, str | None, int | None]] = OrderedDict()
+        # rounds last seconds: older messages no longer matter
+        self._placed: FIFOCache[tuple[str, str], tuple[str, int, str | None, int | None]] = FIFOCache(20_000)
         if store is not None:
             for key in store.bans():
                 moderation.bans.add(key)
@@ -227,6 +240,8 @@ class Audience:
             self.counts["votes"] += 1
             self._place(event, out.round, None, out.number)
             return Reply("voted", f"Voted for #{out.number}.", out.number, out.round)
+        if out.status == "locked":
+            return Reply("rejected", _REJECTED["locked"])
         if out.status == "anarchy":
             return Reply("rejected", "Anarchy mode: no votes, just !p <idea>.")
         if out.status == "closed":
@@ -254,17 +269,23 @@ class Audience:
                 return Reply("blocked", REFUSED)
             self.counts["dropped"] += 1
             return Reply("rejected", _REJECTED.get(verdict.reason, "Not now."))
-        out = self.engine.submit(event.viewer, verdict.text, now, priority=event.priority)
+        out = self.engine.submit(event.viewer, verdict.text, now, priority=event.priority, held=verdict.held)
         if out.status in ("new", "pooled"):
             self.counts["prompts"] += 1
+            self.counts["held"] += verdict.held
             self._place(event, out.round, verdict.text, None)
+            if out.screening:
+                return Reply(out.status, CHECKING, None, out.round, out.candidate, screening=True)
             if out.number is None:
-                return Reply(out.status, "Your idea waits for a moderator.", None, out.round)
+                return Reply(out.status, WAITING, None, out.round, out.candidate)
             verb = "is" if out.status == "new" else "joined"
-            return Reply(out.status, f"Your idea {verb} #{out.number}.", out.number, out.round)
+            return Reply(out.status, f"Your idea {verb} #{out.number}.", out.number, out.round, out.candidate)
         if out.status == "queued":
             self.counts["prompts"] += 1
             return Reply("new", "Your idea goes on air next.", None, out.round)
+        if out.status == "held":  # anarchy: nobody could approve it before it aired
+            self.counts["held"] += 1
+            return Reply("blocked", REFUSED)
         self.counts["dropped"] += 1
         return Reply("rejected", _REJECTED.get(out.status, "Not now."))
 
@@ -289,8 +310,6 @@ class Audience:
         if not event.id:
             return
         self._placed[(event.viewer.platform, event.id)] = (event.viewer.key, round_no, text, number)
-        if len(self._placed) > 20_000:  # rounds last seconds: older messages no longer matter
-            self._placed.popitem(last=False)
 
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool:
         """A moderator deleted a message on its platform: its prompt or vote leaves the ballot."""
@@ -310,6 +329,44 @@ class Audience:
         if removed:
             self._log(actor or viewer.platform, "retract", f"{viewer.key} ({viewer.name}){': ' + why if why else ''}")
         return removed
+
+    async def settle(self, reply: Reply, timeout: float = 2.0) -> Reply:
+        """The final answer to a prompt: waits (at most `timeout`) for the safety screen when
+        `reply.screening`, then says the idea's number, that it waits for a moderator, or the
+        one refusal. Anything else comes back as it is."""
+        if not reply.screening or reply.candidate is None:
+            return reply
+        key = (reply.round, reply.candidate)
+        found = self._screened.get(key)
+        if found is None:
+            fut: asyncio.Future[Screened] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(key, []).append(fut)
+            try:
+                found = await asyncio.wait_for(fut, timeout)
+            except TimeoutError:
+                return reply
+            finally:
+                waiting = self._waiting.get(key, [])
+                if fut in waiting:
+                    waiting.remove(fut)
+                if not waiting:
+                    self._waiting.pop(key, None)
+        return _settled(reply, found)
+
+    def _deliver_screened(self) -> None:
+        """Hand the screen's verdicts to the viewers waiting for them (on the loop)."""
+        for s in self.engine.take_screened():
+            key = (s.round, s.candidate)
+            self._screened[key] = s
+            for fut in self._waiting.pop(key, []):
+                if not fut.done():
+                    fut.set_result(s)
+
+    def screen_now(self) -> None:
+        """Pool and screen what is waiting, here and now (what `run`'s worker does), and tell
+        whoever waits in `settle`."""
+        self.engine.pool()
+        self._deliver_screened()
 
     # -- time and results ---------------------------------------------------------
     def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]:
@@ -333,6 +390,7 @@ class Audience:
         """Move the rounds on; the winner to put on air now, if any."""
         now = self.clock() if now is None else now
         results = self.engine.tick(now)
+        self._deliver_screened()  # a round decided at once screens what was left
         self._publish(results)
         for switch in self.engine.take_switches():
             self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
@@ -373,10 +431,15 @@ class Audience:
         """Tick, pool near-duplicates in a worker thread, save the round; until `close()`."""
         self._closed = asyncio.Event()
         last_save = 0.0
+        try:
+            await asyncio.to_thread(self.moderation.warm_up)
+        except Exception:  # the screen itself refuses what it cannot check
+            log.exception("the safety layers could not warm up")
         while not self._closed.is_set():
             try:
                 if self.engine.has_pending():  # pooling and the safety screen, off the loop
                     await asyncio.to_thread(self.engine.pool)
+                    self._deliver_screened()
                 now = self.clock()
                 winner = self.tick(now)
                 if winner is not None:
@@ -488,12 +551,23 @@ class Audience:
 
 
 REFUSED = "That prompt can't go on air."
+CHECKING = "Your idea is being checked."
+WAITING = "Your idea waits for a moderator."
+
+
+def _settled(reply: Reply, s: Screened) -> Reply:
+    if s.outcome == "refused":
+        return Reply("blocked", REFUSED, None, reply.round)
+    if s.outcome == "held" or s.number is None:
+        return Reply(reply.kind, WAITING, None, reply.round, reply.candidate)
+    verb = "joined" if reply.kind == "pooled" or s.outcome == "joined" else "is"
+    return Reply(reply.kind, f"Your idea {verb} #{s.number}.", s.number, reply.round, reply.candidate)
 
 _REJECTED = {
     "empty": "That prompt is empty.",
     "rate_limited": "Slow down a little.",
     "new_viewer": "New here? Chat a little before prompting.",
-    "locked": "Prompts are locked right now.",
+    "locked": "Prompts and votes are locked right now.",
     "banned": "",
 }
 

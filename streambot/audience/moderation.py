@@ -9,11 +9,13 @@ homoglyphs), checked by the inline safety layers (concept terms and the
 offensive-language classifier, `audience.safety`), and rate-limited per
 viewer and overall. A new candidate then waits, hidden, for the semantic
 layer (`Moderation.screen`, run by the voting engine's pooling worker).
-Refused prompts are counted by layer and category, logged without their
-text, and never echoed.
+A prompt the layers are unsure of is held for a moderator (`held`), or
+refused where `moderation.hold = "refuse"` (no moderator watching).
+Refused and held prompts are counted by layer and category, logged without
+their text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
-`confusable_homoglyphs`; everything else is the standard library.
+`confusable_homoglyphs`; the cleaning rules are `streambot.text`'s.
 """
 from __future__ import annotations
 
@@ -22,14 +24,17 @@ import logging
 import os
 import re
 import unicodedata
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from cachetools import FIFOCache, LRUCache
+
 from ..config import CONFIG_DIR, ConfigError, ModerationSettings
+from ..text import for_matching
 from .events import Viewer
 
 if TYPE_CHECKING:
@@ -43,6 +48,7 @@ log = logging.getLogger(__name__)
 MODERATION_DIR = CONFIG_DIR / "moderation"
 
 Reason = Literal["ok", "empty", "blocked", "banned", "rate_limited", "new_viewer"]
+ScreenVerdict = Literal["admit", "hold", "refuse"]
 
 # -- normalisation -------------------------------------------------------------
 
@@ -53,29 +59,6 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _MENTION = re.compile(r"(?<![\w@])@\w[\w.\-]*")
-_ASCII_CONTROLS = {i: " " for i in range(32)} | {127: " "}
-
-# Code points that draw nothing but are letters or symbols by category.
-_BLANKS = {0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x180E}
-MAX_MARKS = 2  # combining marks kept per letter: enough for any language, not for zalgo
-
-
-@lru_cache(maxsize=65536)
-def _char_kind(ch: str) -> int:
-    """0 keep, 1 drop, 2 whitespace, 3 combining mark."""
-    cp = ord(ch)
-    if cp in _BLANKS:
-        return 1
-    cat = unicodedata.category(ch)
-    if cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
-        return 2 if ch in "\t\n\r\x0b\x0c\x85" else 1
-    if cat in ("Zs", "Zl", "Zp"):
-        return 2
-    if cat in ("Mn", "Me"):
-        return 3
-    return 0
-
-
 @lru_cache(maxsize=65536)
 def fold_char(ch: str) -> str | None:
     """The ASCII letter or digit a character is confusable with, if any."""
@@ -112,26 +95,9 @@ def _fold_mixed_word(word: str) -> str:
 
 def normalise(text: str, max_length: int = 200) -> str:
     """The prompt as it may be shown: clean, folded, short, without links."""
-    text = text[: max_length * 8]  # bounds the cost of a 10,000-character message
-    if text.isascii():
-        text = text.translate(_ASCII_CONTROLS)
-    else:
-        text = unicodedata.normalize("NFKC", text)
-        out: list[str] = []
-        marks = 0
-        for ch in text:
-            kind = _char_kind(ch)
-            if kind == 0:
-                out.append(ch)
-                marks = 0
-            elif kind == 2:
-                out.append(" ")
-                marks = 0
-            elif kind == 3:
-                marks += 1
-                if marks <= MAX_MARKS and out and out[-1] != " ":
-                    out.append(ch)
-        text = " ".join(_fold_mixed_word(w) for w in "".join(out).split())
+    text = for_matching(text[: max_length * 8])  # the slice bounds the cost of a 10,000-character message
+    if not text.isascii():
+        text = " ".join(_fold_mixed_word(w) for w in text.split())
     if "." in text or "/" in text:
         text = _URL.sub(" ", text)
     if "@" in text:
@@ -238,10 +204,11 @@ class BlockList:
     """Terms from one or more lists, matched against evasions.
 
     A line is a word or a phrase; `*word` also matches inside other words
-    ('*fuck' catches 'motherfucker'); `!phrase` is an exception, read as if
-    it were not there ('!moby dick'); `#` starts a comment. A term may carry
-    a tag (a safety category): `tags(text)` says which tags a text hits, in
-    one pass however many there are.
+    ('*fuck' catches 'motherfucker'); `?word` is tagged "hold" (a word whose
+    common meaning is harmless: a prompt with it waits for a moderator);
+    `!phrase` is an exception, read as if it were not there ('!moby dick');
+    `#` starts a comment. A term may carry a tag (a safety category):
+    `tags(text)` says which tags a text hits, in one pass however many there are.
     """
 
     def __init__(self, terms: Iterable[str] = (), tag: str = "") -> None:
@@ -265,6 +232,8 @@ class BlockList:
                 self._exceptions.append(r"\W+".join(map(re.escape, words)))
                 self._except = re.compile(r"\b(?:" + "|".join(self._exceptions) + r")\b")
             return
+        if term.startswith("?"):
+            term, tag = term[1:], tag or "hold"
         inside = term.startswith("*")
         words = _words(skeleton(term.lstrip("*")))
         if not words:
@@ -373,13 +342,16 @@ def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) 
 # -- rate limits -----------------------------------------------------------------
 
 class RateLimiter:
-    """Token buckets per key, on whatever clock the caller passes in."""
+    """Token buckets per key, on whatever clock the caller passes in.
+
+    Hand-written rather than `limits`: it runs on the show's clock, which
+    replays and tests drive virtually, and `limits` reads the wall clock."""
 
     def __init__(self, per_s: float, burst: int, *, max_keys: int = 100_000) -> None:
         self.per_s = per_s
         self.burst = burst
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(max_keys)  # the idlest go first
 
     def _tokens(self, key: str, now: float) -> float:
         tokens, last = self._buckets.get(key, (float(self.burst), now))
@@ -391,13 +363,10 @@ class RateLimiter:
 
     def allow(self, key: str, now: float) -> bool:
         tokens = self._tokens(key, now)
-        self._buckets.pop(key, None)
         ok = tokens >= 1.0
         if ok:
             tokens -= 1.0
-        self._buckets[key] = (tokens, now)  # most recent last, so the oldest go first
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+        self._buckets[key] = (tokens, now)
         return ok
 
 
@@ -408,6 +377,7 @@ class Verdict:
     ok: bool
     text: str  # the normalised prompt; empty unless ok
     reason: Reason
+    held: bool = False  # ok, but a moderator must approve it before it is shown
 
 
 def _ban_key(name: str, platform: str | None) -> str:
@@ -437,19 +407,23 @@ class Moderation:
         if safety is None:
             from .safety import build_safety
 
-            safety = build_safety(classifier=self.settings.classifier, semantic=self.settings.semantic,
-                                  classifier_threshold=self.settings.classifier_threshold,
-                                  wait_for_model=wait_for_model)
+            s = self.settings
+            safety = build_safety(classifier=s.classifier, semantic=s.semantic,
+                                  classifier_threshold=s.classifier_threshold,
+                                  classifier_hold_threshold=s.classifier_hold_threshold,
+                                  semantic_hold_threshold=s.semantic_hold_threshold,
+                                  semantic_threshold=s.semantic_threshold, wait_for_model=wait_for_model)
         self.safety = safety
         self.refused: Counter[tuple[str, str]] = Counter()  # (layer, category) -> prompts
+        self.held: Counter[tuple[str, str]] = Counter()  # the same, for prompts held for a moderator
         # Ban keys: "platform:name" or "*:name" (by name), "platform:id" (a platform account).
         self.bans: set[str] = set(bans)
         self.ban_names: dict[str, str] = {}  # an account's ban key -> the name it was banned under
-        self._accounts: OrderedDict[str, set[tuple[str, str]]] = OrderedDict()  # name -> (platform, id) seen
+        self._accounts: LRUCache[str, set[tuple[str, str]]] = LRUCache(200_000)  # name -> (platform, id) seen
         s = self.settings
         self._viewer_limit = RateLimiter(s.viewer_prompts_per_min / 60.0, s.viewer_burst)
         self._global_limit = RateLimiter(s.global_prompts_per_min / 60.0, s.global_burst)
-        self._first_seen: OrderedDict[str, float] = OrderedDict()
+        self._first_seen: FIFOCache[str, float] = FIFOCache(500_000)
         self.blocked_total = 0
 
     # viewers
@@ -457,8 +431,6 @@ class Moderation:
         """Note that a viewer chatted (for the new-viewer wait)."""
         if self.settings.new_viewer_wait_s > 0 and viewer.key not in self._first_seen:
             self._first_seen[viewer.key] = now
-            if len(self._first_seen) > 500_000:
-                self._first_seen.popitem(last=False)
 
     def is_new(self, viewer: Viewer, now: float) -> bool:
         wait = self.settings.new_viewer_wait_s
@@ -472,11 +444,7 @@ class Moderation:
         if not viewer.id:
             return
         name = viewer.name.lower()
-        seen = self._accounts.pop(name, set())
-        seen.add((viewer.platform, viewer.id))
-        self._accounts[name] = seen  # most recent last, so the oldest go first
-        if len(self._accounts) > 200_000:
-            self._accounts.popitem(last=False)
+        self._accounts[name] = self._accounts.get(name, set()) | {(viewer.platform, viewer.id)}
 
     def is_banned(self, viewer: Viewer) -> bool:
         if not self.bans:
@@ -533,18 +501,33 @@ class Moderation:
             self.safety.allow(allow)
 
     def _refusal(self, clean: str) -> Finding | None:
-        """The inline layers: block lists, then concept terms and the classifier."""
-        if self.is_blocked(clean):
-            from .safety import Finding
+        """The inline layers: block lists, then concept terms and the classifier;
+        a refusal from any of them, else a hold from any of them, else None."""
+        from .safety import Finding, worse
 
+        tags = self.block_list.tags(clean) if self.block_list.size else set()
+        listed = None
+        if tags - {"hold"}:
             return Finding("block_list", "")
+        if tags:
+            listed = Finding("block_list", "", "hold")
+        if self.safety is None:
+            return listed
         # "Moby Dick" is an exception for the classifier too, not only for the list
-        return self.safety.check(self.block_list.without_exceptions(clean)) if self.safety is not None else None
+        return worse(listed, self.safety.check(self.block_list.without_exceptions(clean)))
+
+    def _refuses(self, finding: Finding) -> bool:
+        """A hold is a refusal where no moderator is expected to review (`hold = "refuse"`)."""
+        return finding.action == "refuse" or self.settings.hold == "refuse"
 
     def _count(self, finding: Finding, who: str) -> None:
-        self.blocked_total += 1
-        self.refused[(finding.layer, finding.category)] += 1
-        log.info("refused a prompt from %s (%s %s)", who, finding.layer, finding.category)
+        if self._refuses(finding):
+            self.blocked_total += 1
+            self.refused[(finding.layer, finding.category)] += 1
+            log.info("refused a prompt from %s (%s %s)", who, finding.layer, finding.category)
+        else:
+            self.held[(finding.layer, finding.category)] += 1
+            log.info("held a prompt from %s for a moderator (%s %s)", who, finding.layer, finding.category)
 
     def check_prompt(self, viewer: Viewer, text: str, now: float) -> Verdict:
         """Whether a viewer's prompt may become a candidate, and in what words."""
@@ -556,7 +539,8 @@ class Moderation:
         finding = self._refusal(clean)
         if finding is not None:
             self._count(finding, f"{viewer.platform}:{viewer.name}")
-            return Verdict(False, "", "blocked")
+            if self._refuses(finding):
+                return Verdict(False, "", "blocked")
         if self.is_new(viewer, now):
             return Verdict(False, "", "new_viewer")
         # Check both before spending either: a prompt the global limit refuses
@@ -567,10 +551,11 @@ class Moderation:
         if limited:
             self._viewer_limit.allow(viewer.key, now)
         self._global_limit.allow("*", now)
-        return Verdict(True, clean, "ok")
+        return Verdict(True, clean, "ok", held=finding is not None)
 
-    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None, *, wait: bool = True) -> list[bool]:
-        """The semantic layer for new candidates: True for each that may be shown.
+    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None, *,
+               wait: bool = True) -> list[ScreenVerdict]:
+        """The semantic layer for new candidates: "admit", "hold" (for a moderator) or "refuse".
 
         The voting engine calls this from its pooling worker with the
         embeddings it computed; a failing model refuses the batch rather than
@@ -578,27 +563,40 @@ class Moderation:
         still loading (see `Safety.screen`).
         """
         if self.safety is None:
-            return [True] * len(texts)
+            return ["admit"] * len(texts)
         try:
             findings = self.safety.screen(texts, vectors, wait=wait)
         except Exception:
             log.exception("the semantic safety check failed; this batch of candidates is refused")
-            return [False] * len(texts)
+            return ["refuse"] * len(texts)
+        out: list[ScreenVerdict] = []
         for f in findings:
-            if f is not None:
-                self._count(f, "a candidate")
-        return [f is None for f in findings]
+            if f is None:
+                out.append("admit")
+                continue
+            self._count(f, "a candidate")
+            out.append("refuse" if self._refuses(f) else "hold")
+        return out
+
+    def warm_up(self) -> None:
+        """Load the layers' models now, so the first viewer's idea is screened as fast as the rest."""
+        if self.safety is not None:
+            self.safety.warm_up()
 
     def check_text(self, text: str) -> str | None:
-        """Every layer at once, for the streamer's own prompt: the clean text, or None if refused."""
+        """Every layer at once, for the streamer's own prompt: the clean text, or None if refused.
+
+        What the layers would hold goes through: the streamer is the moderator who would approve it."""
         clean = self.normalise(text)
         if not clean or not any(c.isalnum() for c in clean):
             return None
+        from .safety import worse
+
         finding = self._refusal(clean)
         # (on the event loop: a sentence model still loading is not waited for)
-        if finding is None and self.safety is not None and not self.screen([clean], wait=False)[0]:
-            return None
-        if finding is not None:
+        if self.safety is not None and (finding is None or finding.action != "refuse"):
+            finding = worse(finding, self.safety.screen([clean], wait=False)[0])
+        if finding is not None and finding.action == "refuse":
             self._count(finding, "the streamer")
             return None
         return clean

@@ -14,17 +14,25 @@ Staying connected: twitchio follows `session_reconnect` and re-dials a dropped
 socket by itself. A subscription Twitch revokes (the user was removed, the
 authorisation revoked, ...) is requested again at once, and the reason logged
 and shown in `state`. On top of that `TwitchChat.run` rebuilds the whole client
-with a backoff whenever it fails or stays disconnected, and never raises.
+with a jittered exponential back-off (`reconnect.stay_connected`, tenacity)
+whenever it fails or stays disconnected, and never raises.
 
 Out: Helix `POST /chat/messages`, batched to one message per round (the
 winner, plus answers to `!help` / `!now` asked during the round), inside
-Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator). A 429
+Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator),
+held as a moving window by `limits`. A 429
 is waited out until Twitch's `Ratelimit-Reset` and tried once more when that
 is soon enough. Chat goes out with the app access token when Twitch will show
 the bot badge for it (the chatting account granted `user:bot`, and the channel
 `channel:bot` or made the bot a moderator), else with the user token. Only a
 Twitch winner is named with `@`: a name from another platform may be someone
 else's login here. Optionally a stream marker at every prompt change.
+
+Viewers: every `viewers_every_s` the channel's viewer count is read from Helix
+`GET /streams` (no stream in the answer: the channel is offline, nobody
+watches) and handed to `on_viewers` (the show's GPU budget); None when it
+cannot be read or chat is down, since an unknown audience must not look like
+an absent one.
 
 Channel points: the reward (title and cost from config) is created through
 Helix on the first run, because Twitch lets only the app that created a reward
@@ -36,6 +44,15 @@ tokens file (what the last run had), else from the secrets (`twitch_token`,
 `twitch_refresh_token`); with neither, the adapter serves twitchio's OAuth flow
 on `oauth_host:oauth_port` and logs the address to open. Refresh tokens rotate,
 so every refresh twitchio makes is written to the tokens file (mode 600) at once.
+
+twitchio's surface: a `twitchio.Client` with its `event_*` handlers, not a
+`commands.Bot` with Components. Chat commands are the show's own grammar
+(`audience.commands`: `!2`, `+2`, `!vote 2`, full-width forms), the same for
+every platform, which twitchio's prefix commands cannot spell (a command named
+"2"). Only twitchio's documented API is used. It says nothing while it re-dials
+a dropped EventSub socket, so whether chat still reaches us is asked of Twitch
+every `HEALTH_S` (Get EventSub Subscriptions: is the chat subscription
+enabled?); a session Twitch has not delivered to for `watchdog_s` is rebuilt.
 """
 from __future__ import annotations
 
@@ -43,9 +60,8 @@ import asyncio
 import json
 import logging
 import os
-import random
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +69,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import twitchio
+from cachetools import FIFOCache
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from tenacity import RetryCallState, wait_exponential_jitter
 from twitchio import eventsub
 
+from .. import paths
 from .. import secrets as secret_store
-from ..config import TwitchSettings, default_secrets_file
+from ..config import TwitchSettings
 from .commands import HELP
 from .events import Audience, ChatMessage, PromptEvent, Viewer
+from .reconnect import stay_connected
 
 if TYPE_CHECKING:
     from ..voting import RoundResult
@@ -79,6 +102,11 @@ SCOPES = (
 )
 WINDOW_S = 30.0
 RETRY_BUDGET_S = 10.0  # a round message later than this is news nobody needs
+VIEWERS_EVERY_S = 30.0  # Twitch refreshes a stream's viewer count about once a minute
+RECENT_IDS = 2000  # message ids remembered, oldest forgotten first
+HEALTH_S = 15.0  # how often Twitch is asked whether chat still reaches us (two Helix calls)
+HEALTHY_S = 60.0  # a session that ran this long before failing starts a fresh back-off
+BACKOFF = wait_exponential_jitter(initial=1, max=60, jitter=1)  # 1, 2, 4 ... 60 s, jittered
 REWARD_PROMPT = "Your idea for the world: it goes on air next round."
 
 # Why Twitch revokes a subscription (EventSub's revocation `status`).
@@ -91,42 +119,11 @@ REVOKED = {
 }
 
 
-class SendLimiter:
-    """At most `limit` messages in any `window` seconds (Twitch's chat rule)."""
-
-    def __init__(self, limit: int, window: float = WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.sent: list[float] = []
-
-    def try_acquire(self) -> bool:
-        now = self.clock()
-        self.sent = [t for t in self.sent if now - t < self.window]
-        if len(self.sent) >= self.limit:
-            return False
-        self.sent.append(now)
-        return True
-
-
-class RecentIds:
-    """The last `size` ids seen, oldest forgotten first."""
-
-    def __init__(self, size: int = 2000) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, item: str) -> bool:
-        """Remember `item`; False when it was already there."""
-        if item in self._ids:
-            return False
-        self._ids[item] = None
-        if len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-        return True
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._ids
+def chat_limit(bot_is_moderator: bool) -> RateLimitItem:
+    """Twitch's limit on chat a user sends: 20 messages in any 30 s, 100 in a
+    channel where the bot is a moderator (held as a moving window, so no 30 s
+    ever holds more, whenever Twitch's own window starts)."""
+    return RateLimitItemPerSecond(100 if bot_is_moderator else 20, int(WINDOW_S))
 
 
 def viewer_from(chatter: Any) -> Viewer:
@@ -241,7 +238,10 @@ class TwitchChat:
         secrets: dict[str, str],
         *,
         watchdog_s: float = 120.0,
+        health_s: float = HEALTH_S,
         wall: Callable[[], float] = time.time,
+        on_viewers: Callable[[int | None], None] | None = None,
+        viewers_every_s: float | None = None,
     ) -> None:
         if not settings.client_id:
             raise ValueError("twitch.client_id is empty: register an application (see the README).")
@@ -255,12 +255,17 @@ class TwitchChat:
         for value in (self.client_secret, self.token, self.refresh):
             secret_store.register(value)
         self.watchdog_s = watchdog_s
+        self.health_s = health_s
         self.wall = wall  # Ratelimit-Reset is a Unix time
+        self.on_viewers = on_viewers
+        self.viewers_every_s = viewers_every_s or VIEWERS_EVERY_S
+        self.viewers: int | None = None  # as Twitch last said; None: unknown
         self.state = "idle"
         self.welcomes = 0
         self.sent = 0
         self.authorized = asyncio.Event()
-        self.limiter = SendLimiter(100 if settings.bot_is_moderator else 20)
+        self.send_limit = chat_limit(settings.bot_is_moderator)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self.client: _Client | None = None
         self.bot_id: str | None = None
         self.broadcaster: twitchio.PartialUser | None = None
@@ -272,8 +277,8 @@ class TwitchChat:
         self._rebuild: str | None = None  # why the session must be built again
         self.problem = ""  # what keeps chat down, for the state the console shows
         self._reset_at: float | None = None  # the last 429's Ratelimit-Reset
-        self._sent_ids = RecentIds()
-        self._seen_ids = RecentIds()
+        self._sent_ids: FIFOCache[str, None] = FIFOCache(RECENT_IDS)  # what the bot sent, to know its echo
+        self._seen_ids: FIFOCache[str, None] = FIFOCache(RECENT_IDS)  # Twitch delivers at least once
         self._sending: Counter[str] = Counter()
         self._redemptions: dict[str, _Redemption] = {}
         self._closing = asyncio.Event()
@@ -284,39 +289,32 @@ class TwitchChat:
 
     @property
     def tokens_file(self) -> Path:
-        if self.settings.tokens_file:
-            return Path(os.path.expanduser(self.settings.tokens_file))
-        return default_secrets_file().parent / "twitch_tokens.json"
+        return paths.configured(self.settings.tokens_file, paths.twitch_tokens_file())
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
         """Stay connected until `close()`; every failure is logged and retried."""
-        delay = 1.0
-        while not self._closing.is_set():
-            self.state = "connecting"
-            started = time.monotonic()
-            why = ""
-            try:
-                await self._session()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                why = secret_store.redact(str(e) or repr(e))
-                log.warning("twitch chat failed, retrying in %.0f s: %s", delay, why)
-                log.debug("twitch chat failure", exc_info=True)
-            finally:
-                await self._teardown()
-            if self._closing.is_set():
-                break
-            self.state = f"retrying ({self.problem})" if self.problem else "retrying"
-            if time.monotonic() - started > 60:
-                delay = 1.0  # it had been working: start the backoff again
-            try:
-                await asyncio.wait_for(self._closing.wait(), delay * random.uniform(0.8, 1.2))
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, 60.0)
+        await stay_connected(self._connect, closing=self._closing, wait=BACKOFF, before_sleep=self._retrying,
+                             on_drop=self._dropped, healthy_s=HEALTHY_S)
         self.state = "closed"
+
+    async def _connect(self) -> None:
+        self.state = "connecting"
+        try:
+            await self._session()
+        finally:
+            await self._teardown()
+
+    @staticmethod
+    def _dropped(e: Exception) -> None:
+        log.warning("twitch chat stopped: %s; reconnecting", secret_store.redact(str(e) or repr(e)))
+
+    def _retrying(self, retry: RetryCallState) -> None:
+        e = retry.outcome.exception() if retry.outcome is not None else None
+        wait = retry.next_action.sleep if retry.next_action is not None else 0.0
+        log.warning("twitch chat failed, retrying in %.0f s: %s", wait, secret_store.redact(str(e) or repr(e)))
+        log.debug("twitch chat failure", exc_info=e)
+        self.state = f"retrying ({self.problem})" if self.problem else "retrying"
 
     async def close(self) -> None:
         """Stop and disconnect. Safe to call twice."""
@@ -328,6 +326,7 @@ class TwitchChat:
         self.state = "closed"
 
     async def _teardown(self) -> None:
+        self._report_viewers(None)  # chat down: the audience is unknown, not gone
         client, self.client = self.client, None
         if client is not None:
             try:
@@ -411,16 +410,25 @@ class TwitchChat:
         self.state = "live"
         self.problem = ""
         log.info("twitch chat live in #%s as %s", s.channel, validated.login)
-        # 6. watch: twitchio reconnects by itself; a session that stays down is rebuilt
+        if self.on_viewers is not None:
+            self._spawn(self._watch_viewers(client, self.broadcaster))
+        # 6. watch: twitchio re-dials a dropped socket by itself; Twitch's own word on whether chat
+        # still reaches us decides when the session must be built again
         down_since: float | None = None
+        tick = min(1.0, self.health_s)
+        next_check = time.monotonic() + self.health_s
         while not self._closing.is_set():
             try:
-                await asyncio.wait_for(self._closing.wait(), 1.0)
+                await asyncio.wait_for(self._closing.wait(), tick)
             except TimeoutError:
                 pass
             if self._rebuild:
                 raise RuntimeError(self._rebuild)
-            if self._connected(client):
+            if self._closing.is_set() or time.monotonic() < next_check:
+                continue
+            delivering = await self._delivering(client)
+            next_check = time.monotonic() + self.health_s
+            if delivering:
                 down_since = None
                 if self.state == "reconnecting":
                     self.state = "live"
@@ -430,10 +438,47 @@ class TwitchChat:
                 if time.monotonic() - down_since > self.watchdog_s:
                     raise RuntimeError(f"no EventSub connection for {self.watchdog_s:.0f} s")
 
-    @staticmethod
-    def _connected(client: twitchio.Client) -> bool:
-        sockets = [w for per_user in client._websockets.values() for w in per_user.values()]
-        return any(w.connected for w in sockets)
+    async def _watch_viewers(self, client: _Client, broadcaster: twitchio.PartialUser) -> None:
+        """The channel's viewer count, every `viewers_every_s`, while this session lives."""
+        while not self._closing.is_set() and self.client is client:
+            try:
+                streams = await self._helix(lambda: _first(client.fetch_streams(
+                    user_ids=[broadcaster.id], first=1, max_results=1)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.info("the Twitch viewer count cannot be read: %s", secret_store.redact(str(e) or repr(e)))
+                count = None
+            else:
+                count = streams.viewer_count if streams is not None else 0  # offline: nobody watches
+            if self.client is client:
+                self._report_viewers(count)
+            try:
+                await asyncio.wait_for(self._closing.wait(), self.viewers_every_s)
+            except TimeoutError:
+                pass
+
+    def _report_viewers(self, count: int | None) -> None:
+        if count != self.viewers:
+            log.debug("twitch viewers: %s", "unknown" if count is None else count)
+        self.viewers = count
+        if self.on_viewers is not None:
+            try:
+                self.on_viewers(count)
+            except Exception:  # the show's side must not end chat
+                log.exception("the viewer count could not be handed on")
+
+    async def _delivering(self, client: twitchio.Client) -> bool:
+        """Whether Twitch holds an enabled chat subscription for the bot: only then does chat reach
+        us (a dropped socket's subscriptions are disabled at once)."""
+        try:
+            subs = await client.fetch_eventsub_subscriptions(token_for=self.bot_id, type="channel.chat.message")
+            async for sub in subs.subscriptions:
+                if sub.status == "enabled":
+                    return True
+        except Exception as e:  # Helix out of reach: EventSub most likely too
+            log.debug("twitch subscription check failed: %s", secret_store.redact(str(e) or repr(e)))
+        return False
 
     # -- tokens ------------------------------------------------------------------------
     async def _user_token(self, client: _Client) -> Any:
@@ -530,8 +575,9 @@ class TwitchChat:
             return
         if payload.source_broadcaster is not None and not self._ours(payload.source_broadcaster):
             return  # Shared Chat: mirrored from another channel, whose viewers vote there
-        if not self._seen_ids.add(payload.id):
+        if payload.id in self._seen_ids:
             return  # Twitch delivers at least once
+        self._seen_ids[payload.id] = None
         if payload.chatter.id == self.bot_id and (
                 payload.id in self._sent_ids or " ".join(payload.text.split()) in self._sending):
             return  # what the bot itself sent (the echo can come before Helix answers)
@@ -669,7 +715,7 @@ class TwitchChat:
         client, broadcaster, bot_id = self.client, self.broadcaster, self.bot_id
         if client is None or broadcaster is None or bot_id is None:
             return False
-        if not self.limiter.try_acquire():
+        if not self._limiter.hit(self.send_limit, "chat"):
             log.info("twitch chat reply skipped: rate limit")
             return False
         text = _fit(text)
@@ -686,7 +732,7 @@ class TwitchChat:
             self._sending[text] -= 1
             if self._sending[text] <= 0:
                 del self._sending[text]
-        self._sent_ids.add(sent.id)
+        self._sent_ids[sent.id] = None
         self.sent += 1
         return True
 
@@ -711,6 +757,13 @@ class TwitchChat:
             await self._helix(lambda: broadcaster.create_stream_marker(token_for=bot_id, description=text[:140]))
         except Exception as e:  # e.g. not live: markers only exist on a live stream
             log.info("no stream marker: %s", secret_store.redact(str(e)))
+
+
+async def _first(items: Any) -> Any:
+    """The first item of one of twitchio's paginated iterators, or None."""
+    async for item in items:
+        return item
+    return None
 
 
 def _type_of(sub: Any) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..config import MusicSettings
 from ..world.base import Ambience
-from .loudness import LoudnessMeter, Leveller, PeakLimiter
+from .loudness import Leveller, LoudnessMeter, TruePeakLimiter, ramp_to_one
 from .music import Band, mood_of, style_for
 from .playlist import NothingToPlay, Playlist
 
@@ -41,7 +41,7 @@ BLOCK = RATE // 10  # 100 ms, the loudness meter's hop
 FADE_S = 1.5  # the music switch
 WORLD_FADE_S = 3.0  # one world's music into the next
 # The limiter's ceiling sits this far under the allowed true peak: AAC's
-# reconstruction and the peaks between samples may overshoot a sample-peak limiter.
+# reconstruction may overshoot what went into the encoder.
 PEAK_MARGIN_DB = 1.5
 
 
@@ -72,19 +72,18 @@ class Beds:
         target = np.array([ambience.wind, ambience.rain])
         start = self._level.copy()
         self._level += (target - self._level) * (1.0 - math.exp(-n / (3.0 * self.rate)))
-        out = np.zeros((2, n), np.float32)
-        if max(start.max(), self._level.max()) > 1e-4:
-            ramp = np.arange(1, n + 1, dtype=np.float32) / n
+        if max(start.max(), self._level.max()) <= 1e-4:
+            out = np.zeros((2, n), np.float32)
+        else:
+            ramp = ramp_to_one(n)
             gusts = [0.6 + 0.4 * math.sin(t * 2 * math.pi / (self.rate * 7.3)) for t in (self._clock, self._clock + n)]
             g0, g1 = 0.16 * start[0] * gusts[0], 0.16 * self._level[0] * gusts[1]  # slow: a line per block
-            wind = g0 + (g1 - g0) * ramp
-            r0, r1 = 0.11 * start[1], 0.11 * self._level[1]
-            rain = r0 + (r1 - r0) * ramp
             i = np.arange(self._t, self._t + n) % self._wind.shape[1] if self._t + n > self._wind.shape[1] \
                 else slice(self._t, self._t + n)
-            out += self._wind[:, i] * wind
+            out = self._wind[:, i] * (ramp * np.float32(g1 - g0) + np.float32(g0))
+            r0, r1 = 0.11 * start[1], 0.11 * self._level[1]
             if max(r0, r1) > 0:
-                out += self._rain[:, i] * rain
+                out += self._rain[:, i] * (ramp * np.float32(r1 - r0) + np.float32(r0))
         self._t = (self._t + n) % self._wind.shape[1]
         self._clock += n
         return out
@@ -108,7 +107,7 @@ class Soundtrack:
         self._fading: tuple[Band, int, int] | None = None  # the last world's band: (band, done, length)
         self._beds = Beds(rate, seed)
         self._leveller = Leveller(loudness_lufs, rate)
-        self._limiter = PeakLimiter(true_peak_dbtp - PEAK_MARGIN_DB, rate)
+        self._limiter = TruePeakLimiter(true_peak_dbtp - PEAK_MARGIN_DB, rate)
         self.meter = LoudnessMeter(rate)
         self._mood = "neutral"
         self._requests: dict = {}
@@ -179,8 +178,9 @@ class Soundtrack:
         if old == 0.0 and self._fader == 0.0:
             return np.zeros((2, n), np.float32)
         x = self._source(n)
-        ramp = (old + (self._fader - old) * np.arange(1, n + 1) / n).astype(np.float32)
-        return x * ramp
+        if old == self._fader == 1.0:
+            return x
+        return x * (ramp_to_one(n) * np.float32(self._fader - old) + np.float32(old))
 
     def _source(self, n: int) -> np.ndarray:
         if self.playlist is not None:

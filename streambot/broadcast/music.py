@@ -7,9 +7,11 @@ which it plays. A world's `[music]` table chooses a style and may tune it
 (tempo, key, mode, which parts, the melody's instrument, energy).
 
 The `Band` keeps the beat (the beat is the integral of a tempo that glides, so
-it never jumps), composes one bar at a time, starts each note as a whole
-rendered buffer (see synth.py) and mixes the parts with a reverb and an echo
-send. Melodies are made per world from a seed: a two-bar motif, repeated
+it never jumps), composes one bar at a time, plays each note as its pitch's
+tone under the note's own envelope (see synth.py: tones are kept per pitch
+and rendered a quarter second at a time, so no block pays for a whole held
+chord; a short note is shaped whole once and kept, as a drum is) and mixes
+the parts with a reverb and an echo send. Melodies are made per world from a seed: a two-bar motif, repeated
 over the changes, a second motif for contrast, a cadence home; repetition is
 what makes a tune stick.
 
@@ -22,8 +24,9 @@ change can neither click nor jump.
 
 Why these libraries: the band needs sample-exact control of note starts,
 envelopes and tempo, which is a few lines of numpy per instrument (synth.py);
-scipy gives the filters; the studio effects (reverb, tempo echo) come from
-Spotify's pedalboard (JUCE, maintained, streams with `reset=False`). A
+scipy gives the filters; the studio effects (reverb, tempo echo) are small
+networks on numpy (effects.py), because the maintained Python plugin
+library that has them is built on JUCE and GPLv3, and streambot is MIT. A
 synthesis server such as pyo or SuperCollider would own its own clock and
 audio device, and a MIDI library (mido, pretty_midi) would add a file format
 between the arrangement and the notes without saving any code.
@@ -36,10 +39,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pedalboard
 
 from ..config import MUSIC_LEADS, MUSIC_MODES, MUSIC_ROLES, MUSIC_STYLES, MusicSettings
-from .synth import INSTRUMENTS, drum_kit, hz
+from .effects import Echo, Reverb
+from .synth import ADSR, CHUNK, INSTRUMENTS, Tone, drum_kit, hz
 
 NOTES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5, "F": 5, "F#": 6,
          "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11, "B#": 0}
@@ -307,7 +310,10 @@ class Event:
 
 @dataclass
 class Voice:
-    buffer: np.ndarray
+    sound: Tone | np.ndarray  # a whole short note or drum, or a pitch's tone
+    envelope: ADSR | None  # shapes a long note's tone block by block; None: the sound as it is
+    length: int  # samples it sounds for
+    gate: int  # samples the key is held
     start: int  # the first sample of this block it plays in
     part: int
     velocity: float
@@ -328,9 +334,10 @@ def onsets(rhythm: str) -> list[tuple[int, int, str]]:
 
 
 ACCENT = {"X": 1.0, "x": 0.78, "o": 0.45}
-RENDER_BUDGET_S = 0.012  # CPU a block may spend rendering notes ahead of time
-CACHE_BYTES = 64 << 20  # rendered notes kept for the next time they are played
-HAAS = 336  # 7 ms: the reverb's right side lags its left
+RENDER_BUDGET_S = 0.006  # CPU a block may spend rendering the first chunks of coming notes
+SHORT_NOTE = 48_000  # samples: notes no longer are shaped whole and kept per gate, like drums
+TONE_BYTES = 64 << 20  # rendered tones kept for the next time their pitch is played
+NOTE_BYTES = 16 << 20  # shaped short notes kept
 
 
 class Band:
@@ -341,7 +348,9 @@ class Band:
         self.rate = rate
         self.rng = np.random.default_rng(seed)
         self.kit = drum_kit(rate)
-        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._tones: OrderedDict[tuple[str, float], Tone] = OrderedDict()  # the least recently played first
+        self._notes: OrderedDict[tuple[str, float, int], np.ndarray] = OrderedDict()  # short notes, shaped
+        self.rendered = 0  # samples of tone rendered so far: the band's work, besides mixing
         self.beat = 0.0
         self.mood = MOODS["neutral"]
         self._pending: str | None = mood
@@ -353,14 +362,11 @@ class Band:
         self.tonic = NOTES[style.key]
         self._next_bar = 0
         self._events: deque[Event] = deque()
-        self._ahead: deque[Event] = deque()  # composed notes not rendered yet
-        self._cache_bytes = 0
+        self._ahead: deque[Event] = deque()  # composed notes whose first chunk is not rendered yet
         self._voices: list[Voice] = []
         self._motifs = [self._motif(r) for r in style.melody]
-        self._reverb = pedalboard.Reverb(room_size=style.room, damping=0.45, wet_level=1.0, dry_level=0.0,
-                                         width=1.0)
-        self._wet_tail = np.zeros(HAAS, np.float32)
-        self._echo = (pedalboard.Delay(delay_seconds=style.echo_beats * 60 / style.tempo, feedback=0.35, mix=1.0)
+        self._reverb = Reverb(style.room, rate)
+        self._echo = (Echo(style.echo_beats * 60 / style.tempo, 0.35, rate)
                       if any(p.echo for p in style.parts) else None)
         # Parts -> left, right (constant-power pan), reverb send, echo send; the style's gain folded in.
         self._routing = (np.array([[np.cos((p.pan + 1) * np.pi / 4) * np.sqrt(2) for p in style.parts],
@@ -408,56 +414,107 @@ class Band:
         # 3. start the notes that fall in this block
         while self._events and self._events[0].beat < end:
             ev = self._events.popleft()
-            start = int(np.searchsorted(beats, ev.beat))
-            self._voices.append(Voice(self._buffer(ev), start, ev.part, ev.velocity))
+            self._voices.append(self._voice(ev, int(np.searchsorted(beats, ev.beat))))
         self.beat = end
-        # 4. render upcoming notes within a small budget: no block pays for a whole chord
+        # 4. render coming notes (a long one's first chunk) within a small budget,
+        # so a chord's first block does not pay for all its notes at once
         spent = time.thread_time()
         while self._ahead and time.thread_time() - spent < RENDER_BUDGET_S:
-            self._buffer(self._ahead.popleft())
-        return self._mix(n)
+            self._prepare(self._ahead.popleft())
+        grown = self.rendered
+        out = self._mix(n)
+        if self.rendered != grown:
+            self._forget()
+        return out
 
     def _mix(self, n: int) -> np.ndarray:
         parts = np.zeros((len(self.style.parts), n), np.float32)
         alive = []
         for v in self._voices:
-            k = min(n - v.start, len(v.buffer) - v.pos)
-            parts[v.part, v.start:v.start + k] += v.velocity * v.buffer[v.pos:v.pos + k]
+            k = min(n - v.start, v.length - v.pos)
+            into = parts[v.part, v.start:v.start + k]
+            if v.envelope is not None:  # a long note: its tone under its envelope
+                shape = v.envelope.values(v.pos, k, v.gate, self.rate)
+                shape *= np.float32(v.velocity)
+                into += shape * self._read(v.sound, v.pos, k)
+            elif isinstance(v.sound, Tone):  # a one-shot: its tone is the note
+                into += v.velocity * self._read(v.sound, v.pos, k)
+            else:
+                into += v.velocity * v.sound[v.pos:v.pos + k]
             v.pos += k
             v.start = 0
-            if v.pos < len(v.buffer):
+            if v.pos < v.length:
                 alive.append(v)
         self._voices = alive
         left, right, reverb_in, echo_in = self._routing @ parts
         if self._echo is not None:
-            echo = self._echo.process(echo_in[None, :], self.rate, reset=False)[0]
+            echo = self._echo.process(echo_in)
             reverb_in += 0.5 * echo
             left += 0.5 * echo
             right += 0.5 * echo
-        # One mono reverb, its right side a few ms later: nearly the width of a
-        # stereo reverb at half its cost.
-        wet = self._reverb.process(reverb_in[None, :], self.rate, reset=False)[0] * (0.45 * self.style.gain)
-        late = np.concatenate([self._wet_tail, wet])
-        self._wet_tail = late[-HAAS:]
-        return np.stack([left + wet, right + late[:n]])
+        out = self._reverb.process(reverb_in)  # a new array: the dry parts are added into it
+        out *= np.float32(0.45 * self.style.gain)
+        out[0] += left
+        out[1] += right
+        return out
 
-    def _buffer(self, ev: Event) -> np.ndarray:
-        """The note's rendered buffer, from the cache when it was played before."""
+    def _voice(self, ev: Event, start: int) -> Voice:
         if isinstance(ev.note, str):
-            return self.kit[ev.note]
-        instrument = self.style.parts[ev.part].instrument
-        key = (instrument, ev.note, ev.gate)
-        buf = self._cache.get(key)
-        if buf is not None:
-            self._cache.move_to_end(key)
-            return buf
-        inst = INSTRUMENTS[instrument]
-        buf = (inst.render(hz(ev.note), ev.gate, self.rate) * inst.gain).astype(np.float32)
-        self._cache[key] = buf
-        self._cache_bytes += buf.nbytes
-        while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
-            self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
-        return buf
+            drum = self.kit[ev.note]
+            return Voice(drum, None, len(drum), len(drum), start, ev.part, ev.velocity)
+        inst = INSTRUMENTS[self.style.parts[ev.part].instrument]
+        length = inst.length(ev.gate, self.rate)
+        if inst.envelope is not None and length <= SHORT_NOTE:
+            return Voice(self._short(ev), None, length, ev.gate, start, ev.part, ev.velocity)
+        tone = self._tone(ev)
+        sound = tone.whole() if inst.envelope is None else None  # a one-shot played before: its samples
+        return Voice(tone if sound is None else sound, inst.envelope, length, ev.gate, start, ev.part, ev.velocity)
+
+    def _read(self, tone: Tone, i0: int, k: int) -> np.ndarray:
+        self.rendered += tone.ensure(i0 + k)
+        return tone.read(i0, k)
+
+    def _prepare(self, ev: Event) -> None:
+        inst = INSTRUMENTS[self.style.parts[ev.part].instrument]
+        if inst.envelope is not None and inst.length(ev.gate, self.rate) <= SHORT_NOTE:
+            self._short(ev)
+        else:
+            self.rendered += self._tone(ev).ensure(CHUNK)
+
+    def _short(self, ev: Event) -> np.ndarray:
+        """A short note whole: its tone under its envelope, kept for the next time
+        this pitch is held this long."""
+        inst = INSTRUMENTS[self.style.parts[ev.part].instrument]
+        key = (inst.name, float(ev.note), ev.gate)
+        note = self._notes.get(key)
+        if note is None:
+            assert isinstance(inst.envelope, ADSR)
+            length = inst.length(ev.gate, self.rate)
+            note = self._read(self._tone(ev), 0, length) * inst.envelope.values(0, length, ev.gate, self.rate)
+            self._notes[key] = note
+        else:
+            self._notes.move_to_end(key)
+        return note
+
+    def _tone(self, ev: Event) -> Tone:
+        """The tone of the note's instrument at its pitch, kept from the last time it was played."""
+        key = (self.style.parts[ev.part].instrument, float(ev.note))
+        tone = self._tones.get(key)
+        if tone is None:
+            tone = self._tones[key] = Tone(INSTRUMENTS[key[0]], hz(key[1]), self.rate)
+        else:
+            self._tones.move_to_end(key)
+        return tone
+
+    def _forget(self) -> None:
+        """Drop the least recently played tones and notes past their memory budgets
+        (a playing voice keeps its own until it ends). Kept by hand rather than in a
+        cachetools cache: a tone grows as it plays, and such a cache sizes an entry
+        once, when it is stored."""
+        for kept, budget in ((self._tones, TONE_BYTES), (self._notes, NOTE_BYTES)):
+            total = sum(t.nbytes for t in kept.values())
+            while total > budget and len(kept) > 1:
+                total -= kept.popitem(last=False)[1].nbytes
 
     # -- composing --------------------------------------------------------------------------------------
     def _compose(self, bar: int) -> None:
@@ -475,14 +532,18 @@ class Band:
         events.sort(key=lambda e: e.beat)
         seconds = 60 / self._tempo_target * self.rate * 0.92
         for e in events:
-            if not isinstance(e.note, str):
-                # Gates in whole 10 ms, long ones in quarter seconds: a mood's tempo
-                # does not make every held chord a new note to render.
-                gate = e.beats * seconds
-                q = self.rate // 100 if gate < self.rate else self.rate // 4
-                e.gate = max(q, round(gate / q) * q)
-                if (self.style.parts[e.part].instrument, e.note, e.gate) not in self._cache:
+            if isinstance(e.note, str):
+                continue
+            inst = INSTRUMENTS[self.style.parts[e.part].instrument]
+            e.gate = max(1, round(e.beats * seconds))
+            if inst.envelope is not None and inst.length(e.gate, self.rate) <= SHORT_NOTE:
+                # a short note in whole 10 ms: a mood's tempo does not make each one new
+                q = self.rate // 100
+                e.gate = max(q, round(e.gate / q) * q)
+                if (inst.name, float(e.note), e.gate) not in self._notes:
                     self._ahead.append(e)
+            elif (inst.name, float(e.note)) not in self._tones:
+                self._ahead.append(e)
         self._events.extend(events)
 
     def _midi(self, part: Part, degree: int) -> float:

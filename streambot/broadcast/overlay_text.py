@@ -8,6 +8,10 @@ shipped font whose cmap holds it (emoji to the colour emoji font first); a
 cluster no font can draw becomes '?', so no tofu box is ever drawn and
 nothing here raises on any string.
 
+Clusters are Unicode's extended grapheme clusters (`regex`'s `\\X`); a line's
+direction and the order of its runs come from the Unicode Bidirectional
+Algorithm (`bidi.py`, FriBidi), the shaper lays out each run.
+
 Drawing is onto straight (not premultiplied) RGBA images: PIL's fills and
 text blend over what is there; emoji bitmaps are composited.
 """
@@ -19,7 +23,11 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+import regex
 from PIL import Image, ImageDraw, ImageFont, features
+
+from ..text import MAX_MARKS, for_display  # noqa: F401  (MAX_MARKS: the bound clean_text keeps)
+from .bidi import embedding_levels, visual_order
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +55,12 @@ REPLACEMENT = "?"
 ELLIPSIS = "…"
 MAX_INPUT = 4000  # characters looked at; the rest cannot fit any overlay box
 MAX_CLUSTERS = 300  # clusters kept after cleaning (a 2-line prompt holds ~120)
-MAX_MARKS = 2  # combining marks kept per base character (zalgo stops here)
 
 RAQM = features.check("raqm")
-LAYOUT = ImageFont.Layout.RAQM if RAQM else ImageFont.Layout.BASIC
 
-_DROP_FORMAT = {0x200D}  # kept only inside emoji sequences, see `clean_text`
+_GRAPHEME = regex.compile(r"\X")
 _WIDE = ((0x1100, 0x115F), (0x2E80, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
          (0xFE30, 0xFE4F), (0xFF00, 0xFF60), (0x20000, 0x3FFFD))
-
-
-def _is_emoji_cp(cp: int) -> bool:
-    return 0x1F000 <= cp <= 0x1FAFF or 0x2600 <= cp <= 0x27BF or 0x2B00 <= cp <= 0x2BFF
 
 
 def _is_wide(cp: int) -> bool:
@@ -66,81 +68,35 @@ def _is_wide(cp: int) -> bool:
 
 
 def clean_text(text: object) -> str:
-    """Untrusted text -> one line of drawable characters (not yet font-checked).
-
-    Control and format characters (NUL, bidi overrides and isolates, zero-width
-    spaces and joiners, BOM, soft hyphen, tags) are dropped; any run of white
-    space becomes one space; at most MAX_MARKS combining marks stay on a base;
-    variation selectors other than VS15/VS16 go. The zero-width joiner stays
-    only between two emoji, where it builds one glyph.
-    """
+    """Untrusted text -> one line of drawable characters (not yet font-checked),
+    by `streambot.text`'s rules for display (at most MAX_MARKS marks on a base)."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    text = unicodedata.normalize("NFC", text[:MAX_INPUT])
-    out: list[str] = []
-    marks = 0
-    for i, ch in enumerate(text):
-        cp = ord(ch)
-        cat = unicodedata.category(ch)
-        if ch.isspace() or cat in ("Zs", "Zl", "Zp"):
-            if out and out[-1] != " ":
-                out.append(" ")
-            marks = 0
-            continue
-        if cat in ("Cc", "Cs"):
-            continue
-        if cat == "Cf":
-            if cp in _DROP_FORMAT and out and i + 1 < len(text):
-                prev, nxt = ord(out[-1]), ord(text[i + 1])
-                if (_is_emoji_cp(prev) or prev in (0xFE0F, *range(0x1F3FB, 0x1F400))) and _is_emoji_cp(nxt):
-                    out.append(ch)
-            continue
-        if cat in ("Mn", "Me", "Mc"):
-            if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:
-                if cp in (0xFE0E, 0xFE0F) and out and out[-1] != " ":
-                    out.append(ch)
-                continue
-            if not out or out[-1] == " " or marks >= MAX_MARKS:
-                continue
-            marks += 1
-            out.append(ch)
-            continue
-        marks = 0
-        out.append(ch)
-    return "".join(out).strip()
+    return for_display(text[:MAX_INPUT])
 
 
 def split_clusters(text: str) -> list[str]:
-    """Grapheme clusters, close enough for layout: a base with its marks,
-    emoji modifiers, keycaps, ZWJ sequences and flag pairs."""
-    out: list[str] = []
-    join_next = False
-    for ch in text:
-        cp = ord(ch)
-        attach = (
-            join_next
-            or unicodedata.category(ch) in ("Mn", "Me", "Mc")
-            or 0x1F3FB <= cp <= 0x1F3FF
-            or cp == 0x200D
-            or (0x1F1E6 <= cp <= 0x1F1FF and out and len(out[-1]) == 1 and 0x1F1E6 <= ord(out[-1]) <= 0x1F1FF)
-        )
-        if attach and out:
-            out[-1] += ch
-        else:
-            out.append(ch)
-        join_next = cp == 0x200D
-    return out
+    """Extended grapheme clusters (UAX #29, the `regex` module's `\\X`): a base
+    with its marks, emoji with modifiers, keycaps, ZWJ sequences, flag pairs,
+    Hangul syllables spelled in jamo."""
+    return _GRAPHEME.findall(text)
 
 
 # -- fonts ---------------------------------------------------------------------
 
 class Face:
-    """One font file: its cmap (what it can draw) and its sizes, loaded lazily."""
+    """One font file: its cmap (what it can draw) and its sizes, loaded lazily.
 
-    def __init__(self, path: Path) -> None:
+    `shaped`: laid out by libraqm (ligatures, Arabic joining, right-to-left
+    runs); without it PIL places glyph after glyph, which is all a machine
+    without libraqm can do, so that path is a choice here rather than a guess.
+    """
+
+    def __init__(self, path: Path, shaped: bool = RAQM) -> None:
         from fontTools.ttLib import TTFont
 
         self.path = Path(path)
+        self.shaped = shaped and RAQM
         with TTFont(self.path, lazy=True) as tt:
             self.cmap = frozenset(tt.getBestCmap() or ())
         self.color = self.path.name == EMOJI_FONT
@@ -160,25 +116,27 @@ class Face:
         px = EMOJI_PX if self.color else max(1, int(px))
         f = self._sizes.get(px)
         if f is None:
-            f = ImageFont.truetype(str(self.path), px, layout_engine=LAYOUT)
+            layout = ImageFont.Layout.RAQM if self.shaped else ImageFont.Layout.BASIC
+            f = ImageFont.truetype(str(self.path), px, layout_engine=layout)
             self._sizes[px] = f
         return f
 
 
 @functools.cache
-def load_face(path: Path) -> Face:
-    return Face(path)
+def load_face(path: Path, shaped: bool = RAQM) -> Face:
+    return Face(path, shaped)
 
 
 class FontSet:
     """A primary font and the shared fallback chain, with per-cluster choice."""
 
     def __init__(self, primary: str = "NotoSans-Bold.ttf", font_dir: Path = FONT_DIR,
-                 fallbacks: tuple[str, ...] = FALLBACK_FONTS, emoji: str | None = EMOJI_FONT) -> None:
+                 fallbacks: tuple[str, ...] = FALLBACK_FONTS, emoji: str | None = EMOJI_FONT,
+                 *, shaped: bool = RAQM) -> None:
         names = [primary] + [f for f in fallbacks if f != primary]
-        self.faces = [load_face(Path(font_dir) / n) for n in names]
+        self.faces = [load_face(Path(font_dir) / n, shaped) for n in names]
         self.primary = self.faces[0]
-        self.emoji = load_face(Path(font_dir) / emoji) if emoji else None
+        self.emoji = load_face(Path(font_dir) / emoji, shaped) if emoji else None
         self._choice: dict[str, Face | None] = {}
 
     def face_for(self, cluster: str) -> Face | None:
@@ -267,16 +225,6 @@ def _neutral(text: str) -> bool:
     return len(text) == 1 and unicodedata.bidirectional(text) in ("WS", "ON", "CS", "ES", "ET", "EN", "AN")
 
 
-def _strong(text: str) -> str | None:
-    for c in text:
-        b = unicodedata.bidirectional(c)
-        if b in ("R", "AL"):
-            return "R"
-        if b == "L":
-            return "L"
-    return None
-
-
 # -- measuring and lines --------------------------------------------------------
 
 _widths: dict[tuple, float] = {}
@@ -287,11 +235,11 @@ def _emoji_scale(px: int) -> float:
 
 
 def run_width(text: str, face: Face, px: int, rtl: bool = False) -> float:
-    key = (face.path, px, text, rtl)
+    key = (face.path, face.shaped, px, text, rtl)
     w = _widths.get(key)
     if w is None:
         font = face.font(px)
-        kw = {"direction": "rtl" if rtl else "ltr"} if RAQM and not face.color else {}
+        kw = {"direction": "rtl" if rtl else "ltr"} if face.shaped and not face.color else {}
         w = font.getlength(text, **kw)
         if face.color:
             w *= _emoji_scale(px)
@@ -323,49 +271,30 @@ def build_line(glyphs: list[Glyph], px: int, *, ellipsis_face: Face | None = Non
     items = list(glyphs)
     if ellipsis_face is not None:
         items.append(Glyph(ELLIPSIS, ellipsis_face))
-    # 1. each glyph's direction: strong letters say; neutrals (spaces,
-    # punctuation, digits) between two of one direction take it, else the
-    # paragraph's (a run-level reading of the Unicode bidi algorithm)
-    strong = [_strong(g.text) for g in items]
-    para = next((d for d in strong if d), "L")
-    dirs: list[str] = []
-    for i, d in enumerate(strong):
-        if d is None:
-            before = next((x for x in reversed(strong[:i]) if x), para)
-            after = next((x for x in strong[i + 1:] if x), para)
-            d = before if before == after else para
-        dirs.append(d)
-    # 2. runs of one face and one direction, each at its level
-    runs: list[tuple[str, Face, str]] = []
-    for g, d in zip(items, dirs):
-        if runs and runs[-1][1] is g.face and runs[-1][2] == d:
-            runs[-1] = (runs[-1][0] + g.text, g.face, d)
-        else:
-            runs.append((g.text, g.face, d))
-    base = 1 if para == "R" else 0
-    levels = [(1 if d == "R" else 0) if base == 0 else (1 if d == "R" else 2) for _, _, d in runs]
-    # 3. visual order: reverse each stretch at or above a level, highest first
-    order = list(range(len(runs)))
-    for lvl in range(max(levels, default=0), 0, -1):
-        i = 0
-        while i < len(order):
-            if levels[order[i]] >= lvl:
-                j = i
-                while j < len(order) and levels[order[j]] >= lvl:
-                    j += 1
-                order[i:j] = reversed(order[i:j])
-                i = j
-            else:
-                i += 1
-    out = []
-    for k in order:
-        text, face, d = runs[k]
-        rtl = d == "R"
-        if rtl and not RAQM:
-            text = "".join(reversed(split_clusters(text)))  # no shaper: at least the right order
-        out.append(Run(text, face, rtl, run_width(text, face, px, rtl and RAQM)))
+    # 1. every glyph's embedding level, by the Unicode bidi algorithm over the whole line
     logical = "".join(g.text for g in items)
-    return Line(tuple(out), sum(r.width for r in out), px, para == "R", logical)
+    bidi = embedding_levels(logical)
+    levels: list[int] = []
+    at = 0
+    for g in items:
+        levels.append(bidi.levels[at])  # a cluster's marks share its base's level
+        at += len(g.text)
+    # 2. runs of one face at one level
+    runs: list[tuple[str, Face, int]] = []
+    for g, lvl in zip(items, levels):
+        if runs and runs[-1][1] is g.face and runs[-1][2] == lvl:
+            runs[-1] = (runs[-1][0] + g.text, g.face, lvl)
+        else:
+            runs.append((g.text, g.face, lvl))
+    # 3. the runs in visual order (UAX #9 L2); the shaper orders the characters inside each
+    out = []
+    for k in visual_order([lvl for _, _, lvl in runs]):
+        text, face, lvl = runs[k]
+        rtl = lvl % 2 == 1
+        if rtl and not face.shaped:
+            text = "".join(reversed(split_clusters(text)))  # no shaper: at least the right order
+        out.append(Run(text, face, rtl, run_width(text, face, px, rtl and face.shaped)))
+    return Line(tuple(out), sum(r.width for r in out), px, bidi.rtl, logical)
 
 
 def _glyph_widths(glyphs: list[Glyph], px: int) -> list[float]:
@@ -486,7 +415,7 @@ def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tup
             im, dx, dy = _emoji_image(run.text, run.face, line.px)
             _composite(img, im, round(x) + dx, round(baseline) + dy)
         else:
-            kw = {"direction": "rtl" if run.rtl else "ltr"} if RAQM else {}
+            kw = {"direction": "rtl" if run.rtl else "ltr"} if run.face.shaped else {}
             draw.text((x, baseline), run.text, font=run.face.font(line.px), anchor="ls",
                       fill=(*fill, 255), stroke_width=stroke, stroke_fill=(*stroke_fill, 255), **kw)
         x += run.width

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .. import paths
 from ..config import ConfigError, load_world_file
 from . import views
 from .core import body, console_of, error, principal_of, reply
@@ -24,10 +25,31 @@ from .routes import _obj, openapi, route
 STATE = {"type": "object", "description": "On air, the round with its candidates and votes, the world, the switches, "
                                           "and `meter`: chat's vote between anarchy and democracy (null unless "
                                           "voting.mode_vote is on)."}
+_num = {"type": ["number", "null"]}
+BUDGET = {
+    "type": ["object", "null"],
+    "description": "The GPU budget ([budget]): hours a GPU world (stream, video) has been on air today, the daily "
+                   "limit, Twitch's viewer count, and why the sketch world is on air instead (standby). "
+                   "active is false for a world that uses no GPU; null when the show has no budget.",
+    "required": ["active", "world", "day", "timezone", "used_s", "used_h", "budget_h", "left_h", "resets_in_s",
+                 "viewers", "idle_after_s", "idle_in_s", "standby", "why"],
+    "properties": {
+        "active": {"type": "boolean"}, "world": {"type": "string"},
+        "day": {"type": "string", "description": "the budget's day (ISO date in its time zone)"},
+        "timezone": {"type": "string"}, "used_s": {"type": "number"}, "used_h": {"type": "number"},
+        "budget_h": {**_num, "description": "null: no daily limit"}, "left_h": _num,
+        "resets_in_s": {"type": "integer", "description": "seconds until the next day's budget"},
+        "viewers": {"type": ["integer", "null"], "description": "as Twitch last said; null: unknown"},
+        "idle_after_s": _num, "idle_in_s": {**_num, "description": "nobody watching: seconds until the sketch world"},
+        "standby": {"enum": ["budget", "no_viewers", None]}, "why": {"type": ["string", "null"]},
+    },
+}
 HEALTH = {"type": "object", "description": "Frame rates, late/repeated/skipped frames, the x264 preset in use, "
                                            "bitrate, destinations, chat adapters, prompt-to-pixel latency, "
-                                           "CPU and GPU memory, and the soundtrack (audio: what plays, "
-                                           "momentary/short-term/integrated LUFS, problems)."}
+                                           "CPU and GPU memory, the soundtrack "
+                                           "(audio: what plays, momentary/short-term/integrated LUFS, problems), "
+                                           "and the GPU budget.",
+          "properties": {"budget": BUDGET}}
 ACTION = _obj(("ok",), ok={"type": "boolean"}, frame={"type": "integer"}, state=STATE)
 
 
@@ -228,14 +250,9 @@ async def switch_world(request: web.Request) -> web.Response:
     return _done(request, "world")
 
 
-def worlds_dir() -> Path:
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "streambot" / "worlds"
-
-
 def _save_custom_world(text: str) -> str:
     """Check an uploaded world file, then keep it (worlds/NAME.toml) for the world to load."""
-    folder = worlds_dir()
+    folder = paths.worlds_dir()
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".toml", dir=folder)
     try:

@@ -36,6 +36,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from .. import paths
 from .. import secrets as secret_store
 from ..config import ConfigError
 
@@ -86,11 +87,6 @@ def new_token() -> str:
     return pysecrets.token_urlsafe(32)
 
 
-def default_token_file() -> Path:
-    base = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return base / "streambot" / "console_token"
-
-
 def _read_or_create(path: Path) -> tuple[str, bool]:
     """The token in `path`, or a new one written there with mode 0600."""
     try:
@@ -116,7 +112,7 @@ def _read_or_create(path: Path) -> tuple[str, bool]:
 def load_tokens(token_file: str, found_secrets: dict[str, str]) -> Tokens:
     """The admin token from the environment (or secrets file), else from its
     file, generated on first run; the viewer token likewise, beside it."""
-    path = Path(os.path.expanduser(token_file)) if token_file else default_token_file()
+    path = paths.configured(token_file, paths.console_token_file())
     admin = found_secrets.get("admin_token")
     created = False
     admin_file: Path | None = None
@@ -149,10 +145,6 @@ class Session:
 
 def _hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
-
-
-def default_sessions_file() -> Path:
-    return default_token_file().with_name("console_sessions.sqlite3")
 
 
 class Sessions:

@@ -87,6 +87,19 @@ class ShowCollector:
         world = show.world_status()
         yield gauge("world_failing", "0 while the world backend renders, 1 holding its last frame, "
                     "2 while the fallback world covers for it.", {"ok": 0, "holding": 1}.get(world["state"], 2))
+        budget = show.budget_status()
+        if budget is not None and budget["active"]:
+            yield gauge("gpu_used_seconds", "Seconds a GPU world has been on air today (the budget's day).",
+                        budget["used_s"])
+            yield gauge("gpu_budget_seconds", "The daily GPU budget in seconds (0: no limit).",
+                        (budget["budget_h"] or 0) * 3600)
+            standby = GaugeMetricFamily("streambot_gpu_standby", "1 while the GPU world is kept off air for this "
+                                        "reason (the sketch world is on air).", labels=["reason"])
+            for reason in ("budget", "no_viewers"):
+                standby.add_metric([reason], 1.0 if budget["standby"] == reason else 0.0)
+            yield standby
+            if budget["viewers"] is not None:
+                yield gauge("twitch_viewers", "Viewers watching on Twitch, as Twitch last said.", budget["viewers"])
         for k, v in self.extra().items():
             yield gauge(k, f"Console: {k.replace('_', ' ')}.", v)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -21,12 +20,20 @@ import click
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .. import paths
 from ..broadcast.overlay_layout import layout_json
 from ..config import ConfigError, ConsoleSettings, list_presets
 from ..secrets import redact
 from . import api, pages, views, voice_api  # noqa: F401  (their routes register on import)
 from .auth import (
-    COOKIE, CSRF_HEADER, LoginLimiter, Sessions, Tokens, csrf_ok, default_sessions_file, load_tokens, same_origin,
+    COOKIE,
+    CSRF_HEADER,
+    LoginLimiter,
+    Sessions,
+    Tokens,
+    csrf_ok,
+    load_tokens,
+    same_origin,
 )
 from .core import CONSOLE, PRINCIPAL, Console, Principal, dumps, error
 from .logbuffer import LogBuffer
@@ -73,7 +80,7 @@ def create_app(show: views.ShowLike, settings: ConsoleSettings, *, tokens: Token
 
 
 def sessions_file(settings: ConsoleSettings) -> Path:
-    return Path(os.path.expanduser(settings.sessions_file)) if settings.sessions_file else default_sessions_file()
+    return paths.configured(settings.sessions_file, paths.console_sessions_file())
 
 
 async def _close_sessions(app: web.Application) -> None:

@@ -33,6 +33,7 @@ class ShowLike(Protocol):
     def overlay_state(self) -> Any: ...
     def adapter_states(self) -> dict[str, str]: ...
     def world_status(self) -> dict: ...
+    def budget_status(self) -> dict | None: ...
     def watch_source(self) -> Any: ...
     def on_winner(self, winner: Any) -> None: ...
 
@@ -76,7 +77,8 @@ def state(show: ShowLike) -> dict:
             for c in snap.candidates
         ],
         "pending": [
-            {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform} for c in snap.pending
+            {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform, "held": c.held}
+            for c in snap.pending
         ],
         "meter": None if snap.meter is None else {
             "anarchy": snap.meter.anarchy, "democracy": snap.meter.democracy, "share": _num(snap.meter.share, 3),
@@ -163,6 +165,7 @@ def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
         "adapters": [{"name": k, "state": v} for k, v in show.adapter_states().items()],
         "audio": show.audio_status(),
         "world": show.world_status(),
+        "budget": show.budget_status(),
         "system": system.figures(),
     }
     if extra:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import OrderedDict
 
 from aiohttp import web
+from cachetools import FIFOCache
 
 from ..audience.events import Viewer
 from ..audience.voice import VoiceError, decode
@@ -26,8 +26,8 @@ HEARD = _obj(("id", "text", "command", "argument"), id={"type": "string"}, text=
              argument={"type": ["string", "integer", "null"]})
 CONFIRMED = _obj(("ok", "reply"), ok={"type": "boolean"}, reply={"type": "string"}, kind={"type": "string"})
 
-_HELD: OrderedDict[str, tuple[str, object]] = OrderedDict()  # clip id -> (actor, SpokenCommand), newest last
 _HOLD = 20
+_HELD: FIFOCache[str, tuple[str, object]] = FIFOCache(_HOLD)  # clip id -> (actor, SpokenCommand)
 
 
 def _service(request: web.Request):
@@ -94,8 +94,6 @@ async def hear_clip(request: web.Request) -> web.Response:
                     else "That clip could not be transcribed.")
     clip_id = secrets.token_urlsafe(12)
     _HELD[clip_id] = (actor, heard.command)
-    while len(_HELD) > _HOLD:
-        _HELD.popitem(last=False)
     console_of(request).metrics.actions.labels("voice").inc()
     return reply({"id": clip_id, **heard.command.as_dict()})
 
@@ -112,6 +110,8 @@ async def confirm_clip(request: web.Request) -> web.Response:
     if command.command is None:  # type: ignore[attr-defined]
         raise error(400, "That clip holds no command.")
     r = service.submit(Viewer("console", actor, frozenset({"broadcaster"})), command)
+    if r is not None and service.audience is not None:
+        r = await service.audience.settle(r)  # the idea's number once the safety screen has passed it
     console_of(request).metrics.actions.labels("voice_confirm").inc()
     return reply({"ok": r is not None and r.kind in ("new", "pooled", "voted"), "reply": r.text if r else "",
                   "kind": r.kind if r else "none"})

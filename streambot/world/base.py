@@ -63,6 +63,18 @@ class Ambience:
     wind: float = 0.2
     rain: float = 0.0
 
+    @classmethod
+    def of_picture(cls, image: np.ndarray | None) -> Ambience:
+        """A model world's mood read from its last picture: light, colour and busyness."""
+        if image is None:
+            return cls()
+        small = image[::16, ::16].astype(np.float32) / 255.0
+        r, g, b = small[..., 0].mean(), small[..., 1].mean(), small[..., 2].mean()
+        brightness = float(0.299 * r + 0.587 * g + 0.114 * b)
+        warmth = float(np.clip(0.5 + (r - b), 0.0, 1.0))
+        tension = float(np.clip(small.std() * 2, 0.0, 1.0))
+        return cls(brightness=brightness, warmth=warmth, tension=tension)
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -93,6 +105,7 @@ class World(ABC):
     """Base class: keeps the steer hand-off thread-safe so backends need not."""
 
     name: str = "world"
+    gpu: bool = False  # a GPU world: its time on air is counted and limited by [budget]
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

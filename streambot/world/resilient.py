@@ -15,6 +15,11 @@ clock would repeat one frame forever. `ResilientWorld` wraps the backend:
    on air; the backend is still retried, less and less often;
 4. when the backend renders again it takes the picture back.
 
+The same fallback world covers for a backend on standby: a `budget`
+(streambot/world/budget.py) is asked once per frame whether the GPU world
+should be on air; while it says no (the day's GPU hours are spent, nobody is
+watching), the backend is not rendered and the fallback world is on air.
+
 Every change of source is a short cross-fade, never a cut. The director and
 the broadcast see the wrapper's own steer generations; each inner world's
 are mapped to them, so prompt-to-pixel latency stays right across a switch.
@@ -28,12 +33,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from tenacity import RetryCallState, wait_exponential
 
-from .base import Ambience, Direction, Frame, World, WorldSpec
+from .base import Ambience, Direction, Frame, Pacing, World, WorldSpec
+
+if TYPE_CHECKING:
+    from .budget import GpuBudget
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +89,12 @@ class WorldStatus:
     failures: int  # failures in a row
     error: str | None  # the last failure, one line
     retry_in_s: float | None
+    standby: str | None = None  # why the backend is kept off air (the budget), or None
 
     def to_json(self) -> dict:
         return {"state": self.state, "backend": self.backend, "failures": self.failures,
-                "error": self.error, "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 1)}
+                "error": self.error, "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 1),
+                "standby": self.standby}
 
 
 def _one_line(e: BaseException) -> str:
@@ -92,7 +103,8 @@ def _one_line(e: BaseException) -> str:
 
 
 class ResilientWorld(World):
-    """`backend` on air while it renders; the held frame, then `fallback()`, while it fails."""
+    """`backend` on air while it renders; the held frame, then `fallback()`, while it fails
+    or while the `budget` keeps it on standby."""
 
     def __init__(
         self,
@@ -104,11 +116,13 @@ class ResilientWorld(World):
         retry_max_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
+        budget: GpuBudget | None = None,
     ) -> None:
         """`fallback`: builds the world that covers for a failing backend (not
         started); `background=False` starts it in the render thread (tests)."""
         super().__init__()
         self.backend = backend
+        self.budget = budget
         self.name = backend.name
         self._make_fallback = fallback
         self.fallback_after = max(1, fallback_after)
@@ -124,6 +138,8 @@ class ResilientWorld(World):
         self._fallback_ready = threading.Event()
         self._fallback_thread: threading.Thread | None = None
         self.state = "ok"
+        self.standby: str | None = None  # the budget's reason to keep the backend off air
+        self._backend_on_air = False  # the last frame was the backend's
         self.failures = 0
         self.error: str | None = None
         self._next_try = 0.0
@@ -139,9 +155,13 @@ class ResilientWorld(World):
     # -- the World interface ---------------------------------------------------------
     def start(self, spec: WorldSpec, size: tuple[int, int], fps: float, seed: int = 0) -> None:
         self._spec = spec
-        self._start_args = (size, fps, seed)
-        self._fps = float(fps)
         self.backend.start(spec, size, fps, seed=seed)  # a backend that cannot start is the user's to fix
+        # A chunked backend's frames are played at its own rate (see `pacing`): the
+        # held frame, the fades and the fallback world move at that rate too.
+        pacing = self.backend.pacing()
+        own_fps = pacing.source_fps if pacing is not None else fps
+        self._start_args = (size, own_fps, seed)
+        self._fps = float(own_fps)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -158,8 +178,13 @@ class ResilientWorld(World):
         self._direction = direction
         return self._forward(lambda w: w.change_world(spec, transition_s), direction, transition_s)
 
+    def pacing(self) -> Pacing | None:
+        """The backend's: the broadcast paces whatever is on air as it paces the backend."""
+        return self.backend.pacing()
+
     def ambience(self) -> Ambience:
-        world = self._fallback if self.state == "fallback" and self._fallback_ready.is_set() else self.backend
+        covered = self.state == "fallback" or self.standby is not None
+        world = self._fallback if covered and self._fallback_ready.is_set() else self.backend
         try:
             return world.ambience()
         except Exception:  # the soundtrack keeps its last mood
@@ -169,8 +194,12 @@ class ResilientWorld(World):
         now = self._clock()
         image: np.ndarray | None = None
         generation = self._generation_out
-        # 1. the backend, when it is on air or its retry is due
-        if self.state == "ok" or now >= self._next_try:
+        # 0. the budget: whether the backend may be on air now (it counts the frame just past)
+        if self.budget is not None:
+            self._stand_by(self.budget.update(self._backend_on_air))
+        self._backend_on_air = False
+        # 1. the backend, when it is on air or its retry is due, and not on standby
+        if self.standby is None and (self.state == "ok" or now >= self._next_try):
             try:
                 frame = self.backend.render()
             except Exception as e:
@@ -179,8 +208,10 @@ class ResilientWorld(World):
                 if self.state != "ok":
                     self._recovered()
                 image, generation = frame.image, self._ours(self.backend, frame.generation)
+                self._backend_on_air = True
         # 2. the fallback world, once it is ready
-        if image is None and self.state == "fallback" and self._fallback_ready.is_set():
+        covered = self.state == "fallback" or self.standby is not None
+        if image is None and covered and self._fallback_ready.is_set():
             image, generation = self._from_fallback()
         # 3. else the last picture, alive
         if image is None:
@@ -194,6 +225,8 @@ class ResilientWorld(World):
         return Frame(image, self._index, generation)
 
     def close(self) -> None:
+        if self.budget is not None:
+            self.budget.close()
         if self._fallback_thread is not None:
             self._fallback_thread.join(timeout=30)
         for world in (self.backend, self._fallback):
@@ -205,8 +238,8 @@ class ResilientWorld(World):
 
     # -- health ------------------------------------------------------------------------
     def status(self) -> WorldStatus:
-        retry = max(0.0, self._next_try - self._clock()) if self.state != "ok" else None
-        return WorldStatus(self.state, self.backend.name, self.failures, self.error, retry)
+        retry = max(0.0, self._next_try - self._clock()) if self.state != "ok" and self.standby is None else None
+        return WorldStatus(self.state, self.backend.name, self.failures, self.error, retry, self.standby)
 
     # -- failing and recovering ---------------------------------------------------------
     def _failed(self, e: Exception, now: float) -> None:
@@ -237,6 +270,17 @@ class ResilientWorld(World):
         self.failures = 0
         self.error = None
         self._begin_fade()
+
+    def _stand_by(self, reason: str | None) -> None:
+        """The budget's word: the backend leaves the air for the fallback world (a reason), or comes back (None)."""
+        if reason == self.standby:
+            return
+        self.standby = reason
+        if reason is not None and self._make_fallback is not None:
+            self._start_fallback()
+        # a cross-fade to whichever picture is ready (a fallback world still starting fades in from the held frame)
+        if reason is None or self._fallback_ready.is_set():
+            self._begin_fade()
 
     def _start_fallback(self) -> None:
         if self._fallback is not None:

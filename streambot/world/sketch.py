@@ -25,7 +25,9 @@ import numpy as np
 
 from .base import Ambience, Direction, Frame, World, WorldError, WorldSpec, _Steer
 from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
-from .sketch_render import Renderer, daylight
+from .sketch_render import Renderer
+from .sketch_scene import Scene
+from .sketch_sky import daylight
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ class _MapperWorker:
         self._cv = threading.Condition()
         self._request: _Steer | None = None
         self._result: tuple[_Steer, tuple] | None = None
+        self._mapped = 0  # the newest generation mapped, for `wait_mapped`
+        self._mapped_cv = threading.Condition()
         self._closed = False
         self._source: World | None = None
         self._thread = threading.Thread(target=self._run, name="sketch-mapper", daemon=True)
@@ -107,6 +111,10 @@ class _MapperWorker:
         with self._cv:
             res, self._result = self._result, None
         return res
+
+    def wait_mapped(self, generation: int, timeout: float) -> bool:
+        with self._mapped_cv:
+            return self._mapped_cv.wait_for(lambda: self._mapped >= generation, timeout)
 
     def close(self) -> None:
         with self._cv:
@@ -134,8 +142,13 @@ class _MapperWorker:
                 steer, self._request = self._request, None
             acts = _activations(self._mapper, steer.direction.text)
             with self._cv:
-                if self._request is None:  # a newer steer would supersede this one
+                kept = self._request is None  # a newer steer would supersede this one
+                if kept:
                     self._result = (steer, acts)
+            if kept:
+                with self._mapped_cv:
+                    self._mapped = max(self._mapped, steer.generation)
+                    self._mapped_cv.notify_all()
 
 
 def _activations(mapper: SceneMapper, text: str) -> tuple:
@@ -238,6 +251,12 @@ class SketchWorld(World):
             self._worker.take_from(self)  # embedding starts now, between frames
         return gen
 
+    def wait_mapped(self, generation: int, timeout: float = 10.0) -> bool:
+        """Wait until the scene for steer `generation` (or a newer one) is mapped,
+        so the next frame starts it (tests, benchmarks), as `Compositor.flush` does.
+        Without a background mapper the next frame maps it itself."""
+        return self._worker is None or self._worker.wait_mapped(generation, timeout)
+
     @property
     def frame_size(self) -> tuple[int, int]:
         return self._size
@@ -269,7 +288,7 @@ class SketchWorld(World):
         params = dict(zip(NAMES, self._current.tolist()))
         self._wander(params, self._t)
         # 4. draw.
-        image = self._renderer.draw(params, self._t, dt)
+        image = self._renderer.draw(Scene.from_params(params), self._t, dt)
         self._index += 1
         return Frame(image=image, index=self._index, generation=self._frame_gen)
 

@@ -60,6 +60,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 class StreamWorld(World):
     name = "stream"
+    gpu = True
 
     def __init__(
         self,
@@ -179,15 +180,7 @@ class StreamWorld(World):
         return frame
 
     def ambience(self) -> Ambience:
-        image = self._last_image
-        if image is None:
-            return Ambience()
-        small = image[::16, ::16].astype(np.float32) / 255.0
-        r, g, b = small[..., 0].mean(), small[..., 1].mean(), small[..., 2].mean()
-        brightness = float(0.299 * r + 0.587 * g + 0.114 * b)
-        warmth = float(np.clip(0.5 + (r - b), 0.0, 1.0))
-        tension = float(np.clip(small.std() * 2, 0.0, 1.0))
-        return Ambience(brightness=brightness, warmth=warmth, tension=tension)
+        return Ambience.of_picture(self._last_image)
 
     def close(self) -> None:
         if self.engine is None:

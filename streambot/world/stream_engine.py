@@ -13,11 +13,11 @@ the picture it returns.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from cachetools import LRUCache
 
 from .base import WorldError
 from .stream_models import StreamModels, not_enough_memory_message, needed_gib
@@ -112,7 +112,7 @@ class StreamEngine:
         self.k = len(settings.timestep_indices)
         self.batch = self.k if settings.stream_batch else 1
         self.prediction_type = getattr(models.scheduler.config, "prediction_type", "epsilon")
-        self._cache: OrderedDict[str, Conditioning] = OrderedDict()
+        self._cache: LRUCache[str, Conditioning] = LRUCache(settings.prompt_cache_size)
         self.filter = (
             SimilarityFilter(settings.similarity_threshold, settings.similarity_max_skip)
             if settings.similarity_filter
@@ -276,7 +276,6 @@ class StreamEngine:
         """A prompt's embedding, computed once and cached (an LRU of recent prompts)."""
         hit = self._cache.get(prompt)
         if hit is not None:
-            self._cache.move_to_end(prompt)
             return hit
         m = self.models
         ids = self._token_ids(m.tokenizer, m.text_encoder, prompt)
@@ -288,8 +287,6 @@ class StreamEngine:
             out2 = m.text_encoder_2(ids2, output_hidden_states=True, return_dict=True)
             cond = Conditioning(torch.cat([h1, out2.hidden_states[-2]], dim=-1), out2.text_embeds)
         self._cache[prompt] = cond
-        while len(self._cache) > self.settings.prompt_cache_size:
-            self._cache.popitem(last=False)
         return cond
 
     def _token_ids(self, tokenizer, encoder, prompt: str) -> torch.Tensor:

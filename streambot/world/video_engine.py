@@ -46,11 +46,12 @@ no padding happens the two agree to float precision (tests/test_video_world.py).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from cachetools import LRUCache
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 from diffusers.models.transformers.transformer_anyflow_far import AnyFlowCausalAttnProcessor, apply_rotary_emb
@@ -221,7 +222,7 @@ class VideoEngine:
                 f"The cache window spans {self.longest} latent frames but the model has positions for "
                 f"{cfg.rope_max_seq_len}; lower window_chunks or chunk_frames in [world.video]."
             )
-        self._prompts: OrderedDict[str, Conditioning] = OrderedDict()
+        self._prompts: LRUCache[str, Conditioning] = LRUCache(settings.prompt_cache_size)
         self.cond: Conditioning | None = None
         self.stats = {"chunks": 0, "recaches": 0, "passes": 0, "max_frames_seen": 0}
         self._prepared = False
@@ -278,7 +279,6 @@ class VideoEngine:
         """A prompt's embedding, computed once and cached (an LRU of recent prompts)."""
         hit = self._prompts.get(prompt)
         if hit is not None:
-            self._prompts.move_to_end(prompt)
             return hit
         embeds, _ = self.models.pipeline.encode_prompt(
             prompt, do_classifier_free_guidance=False, max_sequence_length=self.settings.max_sequence_length,
@@ -287,8 +287,6 @@ class VideoEngine:
         text = self.tr.condition_embedder.text_embedder(embeds)
         cond = Conditioning(prompt, embeds, text)
         self._prompts[prompt] = cond
-        while len(self._prompts) > self.settings.prompt_cache_size:
-            self._prompts.popitem(last=False)
         return cond
 
     @torch.inference_mode()

@@ -55,8 +55,14 @@ try {
   results.confirm_status = (await confirmed).status();
   await page.waitForFunction(() => document.getElementById("voice-status").textContent.length > 1);
   results.status = await page.textContent("#voice-status");
-  // the idea is screened off the event loop, then the console's list shows it
-  await page.waitForSelector("#candidates li.cand", { timeout: 30000 });
+  // the idea is screened off the event loop, then the console lists it: in the round, or
+  // held for the streamer (a soldier in a world without war), who approves it with one click
+  await page.waitForSelector("#candidates li.cand, #pending li", { timeout: 30000 });
+  results.held = await page.locator("#pending li").count();
+  if (results.held) {
+    await page.click("#pending li .btn-ok");
+    await page.waitForSelector("#candidates li.cand", { timeout: 30000 });
+  }
   results.state = await page.evaluate(async () => (await fetch("/api/state")).json());
 } catch (e) {
   results.failed = String(e && e.stack || e);

@@ -188,7 +188,7 @@
       const li = el("li");
       const text = el("span", "text", p.text);
       text.dir = "auto";
-      text.append(el("small", null, `${p.author} · ${p.platform}`));
+      text.append(el("small", null, `${p.author} · ${p.platform}${p.held ? " · held: the safety layers are unsure" : ""}`));
       const ok = el("button", "btn btn-small btn-ok", "Approve");
       ok.type = "button";
       ok.onclick = () => action("Approved", "POST", `/api/candidates/${p.id}/approve`);
@@ -309,13 +309,16 @@
     const w = h.world;
     if (w) {
       const retry = w.retry_in_s != null ? ` · retry in ${fmt(w.retry_in_s, 0)} s` : "";
+      const standby = { budget: "GPU budget spent", no_viewers: "no viewers" }[w.standby];
       statusList($("world-state"), [{
         name: w.backend,
-        state: w.state === "ok" ? "rendering" : w.state === "holding" ? `holding the last frame${retry}` : `sketch world covering${retry}`,
-        level: w.state === "ok" ? "ok" : w.state === "holding" ? "warn" : "bad",
+        state: standby ? `sketch world on air · ${standby}`
+          : w.state === "ok" ? "rendering" : w.state === "holding" ? `holding the last frame${retry}` : `sketch world covering${retry}`,
+        level: standby ? "warn" : w.state === "ok" ? "ok" : w.state === "holding" ? "warn" : "bad",
         extra: w.error || "",
       }]);
     }
+    applyBudget(h.budget);
     const sys = h.system || {};
     const cpu = sys.cpu_percent != null ? sys.cpu_percent / (sys.cpu_count || 1) : null;
     meter("m-cpu", cpu, cpu == null ? "–" : `${fmt(sys.cpu_percent, 0)}% of ${sys.cpu_count}`);
@@ -323,6 +326,22 @@
     applySound(h.audio || {});
     if (sys.gpu) meter("m-gpu", 100 * sys.gpu.used_mb / sys.gpu.total_mb, `${fmtMB(sys.gpu.used_mb)} / ${fmtMB(sys.gpu.total_mb)}`);
     else meter("m-gpu", 0, "none");
+  }
+
+  // The GPU budget: hours a GPU world has been on air today, and why the sketch world covers (hidden for a CPU world).
+  function applyBudget(b) {
+    $("budget-card").hidden = !b || !b.active;
+    if (!b || !b.active) return;
+    const used = b.budget_h ? `${fmt(b.used_h, 2)} / ${fmt(b.budget_h, 2)} h` : `${fmt(b.used_h, 2)} h`;
+    meter("m-budget", b.budget_h ? 100 * b.used_h / b.budget_h : 0, used);
+    $("budget-tag").textContent = b.standby ? "sketch world on air" : `${b.world} world on air`;
+    $("budget-tag").className = `tag${b.standby ? " warn" : ""}`;
+    $("budget-viewers").textContent = b.viewers == null ? "unknown" : b.viewers.toLocaleString();
+    $("budget-reset").textContent = fmtDuration(b.resets_in_s);
+    let why = b.why ? `The sketch world is on air: ${b.why}.` : "";
+    if (!why && b.idle_in_s != null) why = `Nobody is watching: the sketch world takes over in ${fmtDuration(b.idle_in_s)}.`;
+    if (!why) why = b.budget_h ? `${fmt(b.left_h, 2)} GPU hours left today.` : "No daily limit ([budget] daily_gpu_hours).";
+    $("budget-why").textContent = why;
   }
 
   // The loudness meter: -36..0 LUFS across the bar; streams sit in -16..-14.
