@@ -34,7 +34,6 @@ def fold_char(ch: str) -> str | None:
     return None
 
 
-
 _LEET = str.maketrans({
     "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
     "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "(": "c", "€": "e", "£": "l",
