@@ -28,7 +28,8 @@ from .config import ConfigError, Settings, music_of, resolve_output, resolve_wor
 from .director import Director
 from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
-from .world.base import World, WorldError, WorldSpec
+from .world.base import World, WorldError
+from .worldspec import WorldSpec
 from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import paths, secrets
-from .world.base import WorldSpec
+from .worldspec import WorldSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = Path(os.environ.get("STREAMBOT_CONFIG_DIR", ROOT / "config"))

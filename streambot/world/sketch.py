@@ -23,7 +23,8 @@ import threading
 
 import numpy as np
 
-from .base import Ambience, Direction, Frame, World, WorldError, WorldSpec, _Steer
+from ..worldspec import WorldSpec
+from .base import Ambience, Direction, Frame, World, WorldError, _Steer
 from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
 from .sketch_render import Renderer
 from .sketch_scene import Scene
