@@ -268,3 +268,17 @@ def test_the_sketch_world_is_built_without_loading_torch(cli_env):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out == {"world": "sketch", "torch": False, "diffusers": False}, out
+
+
+def test_check_names_the_world_and_each_chat_platform_and_what_is_wrong(cli_env, tmp_path):
+    cfg = write(tmp_path / "c.toml", '[twitch]\nenabled = true\nclient_id = "abc"\n[discord]\nenabled = true\n')
+    cli_env["STREAMBOT_DISCORD_TOKEN"] = "discord-token-never-shown"
+    r = run_cli(["check", "--config", str(cfg), "--output", str(tmp_path / "x.flv")], cli_env, timeout=180)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    problems = [ln for ln in r.stderr.splitlines() if ln.startswith("problem:")]
+    assert problems == ["problem: [twitch] channel is empty: name the broadcaster's login."], r.stderr
+    notes = r.stdout.splitlines()
+    assert any(n.startswith("ok: world backend 'sketch': ") for n in notes), r.stdout
+    assert any(n.startswith("ok: chat: discord: ") for n in notes), r.stdout
+    assert not any("chat: twitch" in n for n in notes), r.stdout
+    assert "discord-token-never-shown" not in r.stdout + r.stderr
