@@ -10,7 +10,7 @@ from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .broadcast.playlist import check_folder
 from .config import ConfigError, load_secrets, resolve_output, resolve_world
 from .devserver import MODULE_PATHS
-from .registry import CHATS, WORLDS
+from .registry import CHATS, WORLDS, MissingPackage
 from .secrets import mask_url
 
 
@@ -168,17 +168,28 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
 def _start_problems(settings, found: dict, notes: list[str]) -> list[str]:
     """What `streambot run` checks before it connects: the world's settings, the
     timeline, the block lists, the overlay layout, the chat platforms turned on."""
-    from .app import check_world_settings, resume_point
     from .audience.moderation import BlockList, block_list_paths
     from .broadcast.overlay_layout import layout_name, load_layout
-    from .store import StoreError, resolve_path
+    from .store import Store, StoreError, resolve_path
     from .world.base import WorldError
 
     problems: list[str] = []
     m = settings.moderation
+    backend = settings.world.backend
+    timeline = resolve_path(settings.voting.timeline)
+
+    def world_settings() -> None:
+        entry = WORLDS.get(backend)
+        if entry.check:
+            try:
+                check = WORLDS.load(backend, "check")
+            except MissingPackage as e:
+                raise WorldError(str(e)) from None
+            check(getattr(settings.world, backend, None) or {})
+
     steps = [
-        (lambda: check_world_settings(settings), None),
-        (lambda: resume_point(settings), f"timeline {resolve_path(settings.voting.timeline)} opens"),
+        (world_settings, None),
+        (lambda: Store(timeline, background=False, session=False).close(), f"timeline {timeline} opens"),
         (lambda: BlockList.from_files(block_list_paths(m), m.block_words), None),
         (lambda: load_layout(layout_name(settings.overlay.layout)), None),
     ]
