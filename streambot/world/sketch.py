@@ -363,6 +363,27 @@ class SketchWorld(World):
         p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))
 
 
+def check_settings(table: dict) -> None:
+    """The [world.sketch] table, checked before anything starts (ConfigError: one sentence)."""
+    from ..config import ConfigError
+
+    known = ("render_scale", "embedder", "background")
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
+                          f"({', '.join(map(repr, unknown))}); it takes render_scale.")
+    scale = table.get("render_scale", 0.5)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 1.0:
+        raise ConfigError(f"[world.sketch] render_scale must be a number between 0.05 and 1, not {scale!r}.")
+
+
+def create_world(table: dict) -> SketchWorld:
+    """What app.py calls for `--world sketch`: the [world.sketch] table in, a world out.
+    The first frame does not wait for the sentence model: keywords until it is loaded."""
+    check_settings(table)
+    return SketchWorld(**table, wait_for_model=False)
+
+
 def bench(preset: str = "meadow", prompt: str = "", size: tuple[int, int] = (1280, 720),
           render_scale: float = 0.5, frames: int = 300, seed: int = 0, embedder=_AUTO) -> dict:
     """Render `frames` frames of a preset (after an optional prompt) and time them.
