@@ -278,11 +278,13 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
 
     embed = get_embedder().encode
     print(f"embedding {len(ex_texts)} examples and {len(dev_texts)} dev prompts ...", file=sys.stderr)
-    ex_clean = [mod.normalise(t) for t in ex_texts]
-    ex_e, dev_e = embed(ex_clean), embed(dev_texts)
+    # the probe reads what the screen reads: slang with its meaning (Safety.read)
+    ex_clean = [mod.safety.read(mod.normalise(t)) for t in ex_texts]
+    dev_read = [mod.safety.read(t) for t in dev_texts]
+    ex_e, dev_e = embed(ex_clean), embed(dev_read)
     ex_x = np.hstack([ex_e, np.stack([senses.features(t) for t in ex_clean])])
-    dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_texts])])
-    minor = np.array([mod.safety.names_minor(t) for t in dev_texts])
+    dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_read])])
+    minor = np.array([mod.safety.names_minor(t) for t in dev_read])
     inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
     allowed = {w: frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", [])) for w in WORLDS}

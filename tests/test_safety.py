@@ -169,6 +169,8 @@ def test_a_child_named_by_a_word_or_by_wordnet(mod) -> None:
     safety = mod.safety
     assert safety.names_minor("a 12 yr old on the bed") and safety.names_minor("a schoolboy waits")
     assert safety.names_minor("a youngster asleep") and safety.names_minor("a newborn")  # no term: WordNet knows
+    assert safety.names_minor("a sixth grader") and not mod.check_prompt(
+        Viewer("twitch", "x"), "a teacher seducing a sixth grader", 0.0).ok
     assert not safety.names_minor("a woman in a red dress") and not safety.names_minor("an old man fishing")
 
 
@@ -190,6 +192,30 @@ def test_wordnet_maps_words_never_trained_on_to_categories() -> None:
     assert f["a man commits suicide"]["self_harm"] > 0.5
     # the tool, the end of a rifle: nothing unsafe in any sense WordNet knows
     assert not any(f["a hoe and a rake by the shed"].values()) and not any(f["the butt of a rifle"].values())
+
+
+def test_slang_is_judged_as_what_it_means(mod) -> None:
+    """slang.txt: "seggs" is read as "sex" by every layer (evasions undone), shown as written."""
+    safety = mod.safety
+    assert safety.read("s 3 g g s in the back seat") == "s 3 g g s in the back seat (sex)"
+    assert safety.read("a lighthouse in a storm") == "a lighthouse in a storm"
+    for text in ("seggs in the back seat of a car", "s3ggs on a sofa", "a m1lf in the kitchen", "a thot dancing"):
+        assert not mod.check_prompt(Viewer("twitch", "x"), text, 0.0).ok, text
+    assert mod.check_text("a lighthouse in a storm") == "a lighthouse in a storm"
+
+
+def test_a_listed_word_in_a_creatures_or_places_name_is_held_not_refused(mod) -> None:
+    """WordNet names the pussy willow, the coon cat and the booby (a seabird) in harmless senses
+    only: a moderator decides. Phrases harmless to WordNet that name no creature or place
+    ("sex kitten", "suicide pact") and words with an unsafe sense ("bitch") stay refused."""
+    for text in ("a pussy willow branch in a vase", "a maine coon cat on a sofa", "blue-footed boobies on a rock"):
+        v = mod.check_prompt(Viewer("twitch", "x"), text, 0.0)
+        assert v.ok and v.held, text
+    for text in ("a sex kitten on the bed", "the suicide pact", "a beagle bitch with puppies", "b00bies"):
+        assert not mod.check_prompt(Viewer("twitch", "x"), text, 0.0).ok, text
+    senses = load_senses()
+    assert senses.phrases("a pussy willow and a killer whale") == [(2, 14, "pussy_willow"), (19, 31, "killer_whale")]
+    assert not senses.features("a killer whale leaping")[SENSE_FEATURES.index("violence")]  # a whale, not a killer
 
 
 def test_a_harmless_first_word_holds_and_a_plain_one_refuses(mod) -> None:
