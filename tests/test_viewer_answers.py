@@ -14,15 +14,25 @@ import pytest
 from streambot.audience.discord_bot import DiscordBot
 from streambot.audience.events import CHECKING, REFUSED, Audience
 from streambot.audience.moderation import Moderation
-from streambot.audience.safety import ConceptProbe, ConceptTerms, Safety, load_classifier, load_concepts, load_senses
+from streambot.audience.safety import (
+    ConceptProbe,
+    ConceptTerms,
+    Safety,
+    load_classifier,
+    load_concepts,
+    load_senses,
+)
 from streambot.config import ModerationSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.voting import VotingEngine
 
 from .fake_discord import GUILD, TOKEN, user
 from .localserver import until
-from .test_discord import fake_discord  # noqa: F401  (the local Discord, as a fixture)
-from .test_discord import Running, settings
+from .test_discord import (
+    Running,
+    fake_discord,  # noqa: F401  (the local Discord, as a fixture)
+    settings,
+)
 from .test_twitch import SCOPES, fake, running, settled, twitch_chat  # noqa: F401  (fake: the local Twitch)
 
 GORE = "a butcher chopping up a human body"  # the block lists and the classifier let it by; the probe refuses it
@@ -38,7 +48,7 @@ def screened_audience(clock: VirtualClock, mod: Moderation) -> Audience:
     return Audience(engine, mod, clock=clock)
 
 
-async def test_twitch_answers_a_late_refusal_and_a_stale_vote_once(fake, tmp_path) -> None:
+async def test_twitch_answers_a_late_refusal_and_a_stale_vote_once(fake, tmp_path) -> None:  # noqa: F811
     streamer = fake.account("1001", "streamer")
     ann, bob, cat, dan, eve = (fake.account(str(2001 + i), n) for i, n in enumerate(("ann", "bob", "cat", "dan", "eve")))
     clock = VirtualClock(0.0)
@@ -73,7 +83,7 @@ async def test_twitch_answers_a_late_refusal_and_a_stale_vote_once(fake, tmp_pat
     assert chat.reply_limit.amount == 10  # half of Twitch's 20 per 30 s: the round message keeps its room
 
 
-async def test_twitch_replies_stay_within_their_share_and_a_quiet_bot_says_nothing(fake, tmp_path) -> None:
+async def test_twitch_replies_stay_within_their_share_and_a_quiet_bot_says_nothing(fake, tmp_path) -> None:  # noqa: F811
     streamer, ann = fake.account("1001", "streamer"), fake.account("2001", "ann")
     audience = screened_audience(VirtualClock(0.0), open_moderation())
     chat = twitch_chat(audience, fake.user_token(streamer, SCOPES), tmp_path)

@@ -513,7 +513,7 @@ class Moderation:
         tags = self.block_list.tags(clean) if self.block_list.size else set()
         listed = None
         if tags - {"hold"}:
-            refuses = lambda t: bool(self.block_list.tags(t) - {"hold"})  # noqa: E731
+            refuses = lambda t: bool(self.block_list.tags(t) - {"hold"})  # noqa: E731 (one line, used once)
             if self.safety is None or not self.safety.harmless_listing(clean, refuses):
                 return Finding("block_list", "")
             tags = {"hold"}  # "pussy willow", "blue-footed boobies": a moderator tells them apart
