@@ -212,10 +212,10 @@ def test_a_listed_word_in_a_creatures_or_places_name_is_held_not_refused(mod) ->
     for text in ("a pussy willow branch in a vase", "a maine coon cat on a sofa", "blue-footed boobies on a rock"):
         v = mod.check_prompt(Viewer("twitch", "x"), text, 0.0)
         assert v.ok and v.held, text
-    for text in ("a sex kitten on the bed", "the suicide pact", "a beagle bitch with puppies", "b00bies"):
+    for text in ("a sex kitten on the bed", "the suicide pact", "a beagle bitch with puppies", "b00bies", "sexy anal fun"):
         assert not mod.check_prompt(Viewer("twitch", "x"), text, 0.0).ok, text
     senses = load_senses()
-    assert senses.phrases("a pussy willow and a killer whale") == [(2, 14, "pussy_willow"), (19, 31, "killer_whale")]
+    assert senses.phrases("a pussy willow and a killer whale") == [(2, 14, "pussy_willow"), (21, 33, "killer_whale")]
     assert not senses.features("a killer whale leaping")[SENSE_FEATURES.index("violence")]  # a whale, not a killer
 
 
