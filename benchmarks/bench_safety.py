@@ -23,6 +23,7 @@ benign prompts refused (goal at most 1%), and what a candidate costs.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -173,6 +174,11 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
 # failure that suspends a channel; a refused harmless one teaches viewers to game the
 # filter; a held harmless one costs a moderator a click; a held unsafe one, less.
 COSTS = {"unsafe admitted": 20.0, "benign refused": 6.0, "benign held": 1.0, "unsafe held": 0.1}
+# A harmless idea held costs a moderator a click, and a streamer without one a refusal: the band is
+# also chosen with that click weighed double, and the choice (with C) is the one that, on dev
+# cross-validated, admits the fewest unsafe prompts, then refuses the fewest harmless ones, then
+# holds the fewest harmless ones.
+HELD_COSTS = (1.0, 2.0)
 # The neighbours' share of the probe's vote (ConceptProbe.memory_weight): on dev, cross-validated,
 # an even share held the fewest harmless prompts for as few unsafe ones admitted (0.3 and 0.7 did worse).
 MEMORY_WEIGHT = 0.5
@@ -252,6 +258,10 @@ def _cv_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
             per[key][3] += 1
         print(f"  {world}, dev cross-validated (admitted/held/refused of prompts): "
               + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]} of {v[3]}" for k, v in sorted(per.items())), file=sys.stderr)
+        for r, o in zip(rows, outs):
+            want = expected_refused(r, world)
+            if (want and o == "admitted") or (not want and o != "admitted"):
+                print(f"    {o}: {r['text']}", file=sys.stderr)
 
 
 def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
@@ -278,17 +288,20 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
 
     embed = get_embedder().encode
     print(f"embedding {len(ex_texts)} examples and {len(dev_texts)} dev prompts ...", file=sys.stderr)
-    ex_clean = [mod.normalise(t) for t in ex_texts]
-    ex_e, dev_e = embed(ex_clean), embed(dev_texts)
+    # the probe reads what the screen reads: slang with its meaning (Safety.read)
+    ex_clean = [mod.safety.read(mod.normalise(t)) for t in ex_texts]
+    dev_read = [mod.safety.read(t) for t in dev_texts]
+    ex_e, dev_e = embed(ex_clean), embed(dev_read)
     ex_x = np.hstack([ex_e, np.stack([senses.features(t) for t in ex_clean])])
-    dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_texts])])
-    minor = np.array([mod.safety.names_minor(t) for t in dev_texts])
+    dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_read])])
+    minor = np.array([mod.safety.names_minor(t) for t in dev_read])
     inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
     allowed = {w: frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", [])) for w in WORLDS}
     split = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(
         dev_x, dev_labels, near_duplicate_groups(dev_e)))
     best = None
+    runs = []
     for c in (1.0, 3.0, 10.0):
         cv_p = None
         for tr, te in split:
@@ -299,6 +312,9 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
             cv_p = np.zeros((len(rows), p.shape[1])) if cv_p is None else cv_p
             cv_p[te] = p
         assert cv_p is not None
+        runs.append((c, cv_p, probe))
+    for held_cost, (c, cv_p, probe) in itertools.product(HELD_COSTS, runs):
+        COSTS["benign held"] = held_cost
         mass = {w: probe.unsafe(dev_x, allowed[w], cv_p)[0] for w in WORLDS}
         # One band for worlds that allow nothing (meadow), one for those that allow a category (war1944).
         bands = {w: choose_band(mass[w], *inline[w], want[w]) for w in WORLDS}
@@ -309,21 +325,23 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
             decided[w] = (refuse, ~refuse & (inline[w][1] | (mass[w] >= h)))
         # Minors are refused everywhere alike: one threshold, chosen on the strict world.
         m, n_minor = choose_minor(sexual, minor, *decided[WORLDS[0]], want[WORLDS[0]])
-        cost = sum(_cost(_counts(want[w], ref, hold | (~ref & minor & (sexual >= m))))
-                   for w, (ref, hold) in decided.items())
-        print(f"  C={c}: cost {cost:.1f}; " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
-                                                     for w, (h, r, n) in bands.items())
+        counts = [_counts(want[w], ref, hold | (~ref & minor & (sexual >= m))) for w, (ref, hold) in decided.items()]
+        cost = tuple(sum(n[k] for n in counts) for k in ("unsafe admitted", "benign refused", "benign held"))
+        print(f"  held cost {held_cost}, C={c}: {cost}; " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
+                                                                   for w, (h, r, n) in bands.items())
               + f"; minors held from sexual {m:.3f} {n_minor}", file=sys.stderr)
         if best is None or cost < best[0]:
             outcomes = {}
             for w, (ref, hold) in decided.items():
                 hold = hold | (~ref & minor & (sexual >= m))
                 outcomes[w] = ["refused" if a else "held" if b else "admitted" for a, b in zip(ref, hold)]
-            best = (cost, c, bands, m, outcomes)
+            best = (cost, c, bands, m, outcomes, held_cost)
+    COSTS["benign held"] = HELD_COSTS[0]
     assert best is not None
-    _, c, bands, m, outcomes = best
+    _, c, bands, m, outcomes, held_cost = best
     (h, t, _), (h_relaxed, t_relaxed, _) = bands[WORLDS[0]], bands[WORLDS[1]]
-    print(f"chosen by {folds}-fold cross-validation on dev: C={c}; meadow hold {h:.3f} refuse {t:.3f}; "
+    print(f"chosen by {folds}-fold cross-validation on dev: held cost {held_cost}, C={c}; "
+          f"meadow hold {h:.3f} refuse {t:.3f}; "
           f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f}; minors held from {m:.3f}", file=sys.stderr)
     _cv_table(rows, outcomes)
     probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_x, dev_x]), c=c, senses=True,

@@ -14,7 +14,14 @@ It checks on the wire what Discord checks, and what matters to the show:
   member holding its `default_member_permissions` (administrators and the
   guild's owner always);
 - options are built from the registered schema, so a test cannot send a user
-  to an option Discord would take as text;
+  to an option Discord would take as text, nor a number outside an INTEGER
+  option's `min_value`/`max_value` (Discord's client refuses it; without them,
+  Discord's own -2^53..2^53); autocomplete asks and answers as Discord's do
+  (at most 25 choices, names of 1 to 100 characters, values of the option's
+  type and range);
+- the original response of an interaction can be edited through its webhook
+  (`PATCH /webhooks/{app}/{token}/messages/@original`) while its token lives
+  (15 minutes), once it was answered;
 - every message create and edit is counted; a reply must reference a message
   of its channel;
 - gateway intents as Discord applies them: a privileged intent the app's page
@@ -37,6 +44,7 @@ import itertools
 import json
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
@@ -174,6 +182,7 @@ class FakeDiscord(LocalServer):
         app.router.add_post("/api/v10/channels/{channel}/messages", self.post_message)
         app.router.add_patch("/api/v10/channels/{channel}/messages/{message}", self.edit_message)
         app.router.add_post("/api/v10/interactions/{iid}/{token}/callback", self.callback)
+        app.router.add_patch("/api/v10/webhooks/{app}/{token}/messages/@original", self.edit_original)
         app.router.add_get("/attachments/{channel}/{aid}/{filename}", self.cdn)
         app.router.add_get("/gw", self.gateway)
         self.commands: dict[str, list[dict]] = {}  # scope ("global" or a guild id) -> registered commands
@@ -182,7 +191,11 @@ class FakeDiscord(LocalServer):
         self.posts: list[dict] = []  # every message create body, in order
         self.edits: list[dict] = []  # every message edit body (with "id"), in order
         self.responses: list[dict] = []
-        self.replies: dict[str, str] = {}  # interaction id -> the text answered
+        self.replies: dict[str, str] = {}  # interaction id -> the text answered (as last edited)
+        self.choices: dict[str, list[dict]] = {}  # autocomplete interaction id -> the choices answered
+        self.edited: dict[str, list[str]] = {}  # interaction id -> its original response's edits, in order
+        self.tokens: dict[str, tuple[str, float]] = {}  # interaction token -> (id, when it was created)
+        self.schemas: dict[str, dict] = {}  # autocomplete interaction id -> the focused option's schema
         self.violations: list[str] = []
         self.pinged: list[str] = []
         self.checked = 0  # messages and replies whose allowed_mentions were checked
@@ -303,6 +316,16 @@ class FakeDiscord(LocalServer):
 
     async def callback(self, request: web.Request) -> web.Response:
         body = await request.json()
+        iid = request.match_info["iid"]
+        if body["type"] == 8:  # APPLICATION_COMMAND_AUTOCOMPLETE_RESULT
+            choices = body.get("data", {}).get("choices")
+            problem = self._bad_choices(choices, self.schemas.get(iid))
+            if problem:
+                return invalid("data.choices", problem)
+            self.choices[iid] = choices
+            self.responses.append(body)
+            return jr({"interaction": {"id": iid, "type": 4, "response_message_id": None,
+                                       "response_message_loading": False, "response_message_ephemeral": False}})
         if body["type"] in (4, 7):  # a message, or an update of the button's message
             data = body.get("data", {})
             if (refused := self._refused(data)) is not None:
@@ -314,6 +337,38 @@ class FakeDiscord(LocalServer):
         return jr({"interaction": {
             "id": request.match_info["iid"], "type": body["type"], "response_message_id": None,
             "response_message_loading": False, "response_message_ephemeral": True}})
+
+    @staticmethod
+    def _bad_choices(choices, option: dict | None) -> str | None:
+        if not isinstance(choices, list) or len(choices) > 25:
+            return "at most 25 choices"
+        for c in choices:
+            if not 1 <= len(c.get("name") or "") <= 100:
+                return "a choice's name is 1 to 100 characters"
+            if option is not None and option["type"] == 4:
+                v = c.get("value")
+                if not isinstance(v, int) or not _in_range(v, option):
+                    return f"a choice's value must be an integer within the option's range, not {v!r}"
+        return None
+
+    async def edit_original(self, request: web.Request) -> web.Response:
+        """The interaction's first answer, edited through its webhook."""
+        found = self.tokens.get(request.match_info["token"])
+        if request.match_info["app"] != APP or found is None or time.monotonic() - found[1] > 15 * 60:
+            return jr({"code": 10015, "message": "Unknown Webhook"}, 404)
+        iid = found[0]
+        if iid not in self.replies:
+            return jr({"code": 10008, "message": "Unknown Message"}, 404)  # nothing answered yet
+        body = await request.json()
+        if (refused := self._refused(body)) is not None:
+            return refused
+        content = body.get("content")
+        if content is None:
+            content = self.replies[iid]
+        self._mentions_ok(f"interaction {iid} edited", content or "", body.get("allowed_mentions"))
+        self.replies[iid] = content
+        self.edited.setdefault(iid, []).append(content)
+        return jr(self._message(f"{iid}0", CHANNEL, dict(body, content=content)))
 
     # -- the gateway -------------------------------------------------------------------
     async def gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -454,6 +509,9 @@ class FakeDiscord(LocalServer):
                 raise TypeError(f"option {name} is a STRING: a member types text, not {value!r}")
             elif kind == 4 and not isinstance(value, int):
                 raise TypeError(f"option {name} is an INTEGER")
+            elif kind == 4 and not _in_range(value, opt):
+                raise ValueError(f"option {name}: Discord's client does not send {value} "
+                                 f"(min_value {opt.get('min_value')}, max_value {opt.get('max_value')})")
             elif kind not in (3, 4, 6):
                 raise TypeError(f"option {name}: type {OPTION_TYPES.get(kind, kind)} is not modelled here")
             out.append({"name": name, "type": kind, "value": value})
@@ -481,6 +539,24 @@ class FakeDiscord(LocalServer):
         if scope is not None:
             data["guild_id"] = scope
         return await self.interaction(ws, who, 2, data, guild=guild, roles=list(roles), permissions=permissions)
+
+    async def autocomplete(self, ws, who: dict, name: str, option: str, typed: str, *,
+                           guild: str | None = GUILD) -> list[dict]:
+        """A member types `typed` into a command's option that has autocomplete: the choices
+        the bot answers (Discord sends the focused value as typed, a string)."""
+        cmd, scope = self.offered(name, guild, who, 0)
+        opt = next((o for o in cmd.get("options") or [] if o["name"] == option), None)
+        if opt is None or not opt.get("autocomplete"):
+            raise NotOffered(f"/{name} {option} has no autocomplete")
+        data = {"id": cmd["id"], "name": name, "type": 1,
+                "options": [{"name": option, "type": opt["type"], "value": typed, "focused": True}]}
+        if scope is not None:
+            data["guild_id"] = scope
+        iid = await self.interaction(ws, who, 4, data, guild=guild, schema=opt)
+        async with asyncio.timeout(15):
+            while iid not in self.choices:
+                await asyncio.sleep(0.02)
+        return self.choices[iid]
 
     async def post(self, ws, who: dict, content: str = "", *, channel: str = CHANNEL, roles: list[str] = (),
                    attachments: list[dict] = (), flags: int = 0) -> dict:
@@ -531,9 +607,12 @@ class FakeDiscord(LocalServer):
 
     async def interaction(self, ws, who: dict, kind: int, data: dict, *, guild: str | None = GUILD,
                           channel: str | None = None, roles: list[str] = (), permissions: int = 0,
-                          message: dict | None = None) -> str:
+                          message: dict | None = None, schema: dict | None = None) -> str:
         """INTERACTION_CREATE as Discord sends it, from a guild channel or from a DM with the bot."""
         iid = str(next(self.ids))
+        self.tokens[f"itoken{iid}"] = (iid, time.monotonic())
+        if schema is not None:
+            self.schemas[iid] = schema
         payload = {
             "id": iid, "application_id": APP, "type": kind, "token": f"itoken{iid}", "version": 1,
             "locale": "en-US", "app_permissions": "0", "entitlements": [], "data": data,
@@ -558,6 +637,11 @@ class FakeDiscord(LocalServer):
             payload["message"] = message
         await self.dispatch(ws, "INTERACTION_CREATE", payload)
         return iid
+
+
+def _in_range(value: int, option: dict) -> bool:
+    low, high = option.get("min_value"), option.get("max_value")
+    return (-(2**53) < value < 2**53 and (low is None or value >= low) and (high is None or value <= high))
 
 
 def buttons_of(message: dict) -> list[str]:

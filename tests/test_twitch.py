@@ -19,7 +19,7 @@ import twitchio.eventsub.websockets as tio_ws
 from twitchio.http import Route
 
 from streambot.audience.commands import HELP
-from streambot.audience.events import Audience
+from streambot.audience.events import REFUSED, Audience
 from streambot.audience.moderation import Moderation
 from streambot.audience.twitch import TwitchChat, chat_limit, round_message
 from streambot.config import ModerationSettings, TwitchSettings, VotingSettings
@@ -253,18 +253,20 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
         await fake.chat(streamer, v["dan"], "!2 \U000e0000")  # a repeat: still one vote
         await fake.chat(streamer, v["eve"], "!help")
         await fake.chat(streamer, v["fay"], "!help")
-        await fake.chat(streamer, v["gus"], "!p sh1t")
+        rude = await fake.chat(streamer, v["gus"], "!p sh1t")
         await settled(fake, audience, streamer, 8)
         snap = audience.snapshot()
         assert [(c.number, c.text, c.votes) for c in snap.candidates] == [
             (2, "a castle in the clouds", 3.0), (1, "a dragon attacks", 1.0)]
-        assert fake.sent == []  # nothing per command
+        # nothing per command but the one refusal, in its thread
+        await fake.wait(lambda: len(fake.sent) == 1)
+        assert [(m["message"], m["reply_parent_message_id"]) for m in fake.sent] == [(REFUSED, rude)]
 
         clock.t = 11.0
         winner = audience.tick()
         assert winner.text == "a castle in the clouds" and winner.user == "bob"
-        await fake.wait(lambda: len(fake.sent) == 1 and len(fake.markers) == 1)
-        msg = fake.sent[0]
+        await fake.wait(lambda: len(fake.sent) == 2 and len(fake.markers) == 1)
+        msg = fake.sent[1]
         assert msg["broadcaster_id"] == "1001" and msg["sender_id"] == "1001"
         assert "a castle in the clouds" in msg["message"] and "@bob" in msg["message"]
         assert msg["message"].count(HELP) == 1  # two asked, one answer

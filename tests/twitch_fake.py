@@ -12,6 +12,7 @@ Strict where a lenient fake would hide a bug:
   subscriptions a session holds, drops those subscriptions when the socket
   drops, and can revoke them;
 - chat the bot sends comes back over EventSub, before Helix answers, as on Twitch;
+  a reply (`reply_parent_message_id`) must name a message of the same chat;
 - a path can be throttled: 429 with `Ratelimit-Reset`, and a retry before the
   reset is refused again.
 
@@ -250,6 +251,7 @@ class FakeTwitch(LocalServer):
         self.subscriptions: dict[str, dict] = {}  # live ones
         self.created: list[dict] = []  # every subscription request that succeeded
         self.sent: list[dict] = []  # chat messages sent through Helix
+        self.said: dict[str, str] = {}  # chat message id -> its channel's id, for replies to it
         self.markers: list[dict] = []
         self.streams: dict[str, dict] = {}  # channel id -> its live stream
         self.rewards: dict[str, dict] = {}
@@ -475,6 +477,9 @@ class FakeTwitch(LocalServer):
         text = body.get("message", "")
         if channel is None or sender is None or not text or len(text) > 500:
             raise HelixError(400, "invalid broadcaster_id, sender_id or message")
+        parent = body.get("reply_parent_message_id")
+        if parent is not None and self.said.get(parent) != channel.id:
+            raise HelixError(400, "The reply_parent_message_id is not a message in this chat")
         t: Token = request[TOKEN]
         if t.user_id is None:
             # The app token: the sender granted user:bot, the channel channel:bot (or made the sender a mod).
@@ -487,6 +492,7 @@ class FakeTwitch(LocalServer):
         message_id = str(uuid.uuid4())
         self.sent.append({**body, "message_id": message_id, "via": "user" if t.user_id else "app",
                           "badge": t.user_id is None})
+        self.said[message_id] = channel.id
         # Twitch echoes the message to every chat subscription, often before this answer arrives.
         await self.deliver("channel.chat.message", channel, chat_event(channel, sender, " ".join(text.split()),
                                                                        message_id))
@@ -633,6 +639,7 @@ class FakeTwitch(LocalServer):
                    source: Account | None = None) -> str:
         """Someone chats in `channel` (or in `source`, a channel sharing its chat); the message id."""
         message_id = str(uuid.uuid4())
+        self.said[message_id] = channel.id
         await self.deliver("channel.chat.message", channel,
                            chat_event(channel, chatter, text, message_id, badges, source))
         return message_id

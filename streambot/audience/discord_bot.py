@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 CUSTOM_ID = r"streambot:vote:(?P<round>[0-9]+):(?P<number>[0-9]+)"
 STATE_KEY = "discord"  # the timeline's state row holding the round messages' ids
 MAX_CONTENT = 2000  # Discord refuses longer messages
+MAX_NUMBER = 2**53 - 1  # Discord's largest INTEGER option
+LATE_ANSWER_S = 600.0  # an interaction's token lasts 15 minutes; the screen waits at most 120 s for its model
 HEALTHY_S = 60.0  # a client that ran this long before failing starts a fresh back-off
 RETRY_CHANNEL_S = 60.0  # after a failed send, leave the channel alone this long (invalid requests get bots banned)
 _backoff = wait_exponential(multiplier=2, max=300) + wait_random(0, 2)  # 2, 4, 8 ... 300 s, jittered
@@ -155,14 +157,27 @@ class RoundCommands(commands.Cog):
     async def prompt(self, interaction: discord.Interaction, idea: app_commands.Range[str, 1, 300]) -> None:
         show = self.show
         reply = show.audience.handle(PromptEvent(show.viewer(interaction), idea))
-        await show.answer(interaction, await show.audience.settle(reply))  # its number once screened, within 2 s
+        first = await show.audience.settle(reply)  # its number once screened, within 2 s
+        await show.answer(interaction, first)
+        if first.screening:  # still "being checked": the answer is edited when the screen has spoken
+            show.answer_later(interaction, reply)
 
+    # Numbers are never reused within a show, so no fixed max_value is "this round's": 9999 would
+    # refuse real candidates after a long day. The round's own numbers are offered as autocomplete
+    # choices; Discord's client bounds the rest to 1..2^53-1, and the hub answers a number not in play.
     @app_commands.command(name="vote", description="Vote for a candidate by its number")
     @app_commands.guild_only()
     @app_commands.describe(number="The candidate's number")
-    async def vote(self, interaction: discord.Interaction, number: app_commands.Range[int, 1, 9999]) -> None:
+    async def vote(self, interaction: discord.Interaction, number: app_commands.Range[int, 1, MAX_NUMBER]) -> None:
         show = self.show
         await show.answer(interaction, show.audience.handle(VoteEvent(show.viewer(interaction), number)))
+
+    @vote.autocomplete("number")
+    async def _numbers(self, interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[int]]:
+        typed = str(current or "").strip().lstrip("#")
+        return [app_commands.Choice(name=_clip(f"#{c.number} {c.text}", 100), value=c.number)
+                for c in self.show.audience.snapshot().candidates
+                if c.number is not None and str(c.number).startswith(typed)][:25]
 
     @app_commands.command(name="now", description="What is on air, and how long this round has left")
     @app_commands.guild_only()
@@ -385,6 +400,7 @@ class DiscordBot:
         self.client: _Client | None = None
         self._closing = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._late: set[asyncio.Task] = set()  # answers edited once the safety screen has spoken
         self._board = _Board()
         saved = store.load_state(STATE_KEY) if store is not None else None
         for d in (saved or {}).get("messages", []):
@@ -445,6 +461,8 @@ class DiscordBot:
     async def close(self) -> None:
         """Stop and disconnect. Safe to call twice."""
         self._closing.set()
+        for task in list(self._late):
+            task.cancel()
         if self.client is not None and not self.client.is_closed():
             await self.client.close()
         self.state = "closed"
@@ -475,6 +493,22 @@ class DiscordBot:
             await interaction.response.send_message(discord.utils.escape_mentions(text or "OK."), ephemeral=True)
         except discord.HTTPException as e:
             log.info("discord reply failed: %s", e)
+
+    def answer_later(self, interaction: discord.Interaction, reply: Reply) -> None:
+        """Edit the "being checked" answer once the screen has judged the idea: its number,
+        a moderator's wait, or the one refusal (so a refused idea is never left unsaid)."""
+        async def edit() -> None:
+            final = await self.audience.settle(reply, timeout=LATE_ANSWER_S)
+            if final.screening:
+                return
+            try:
+                await interaction.edit_original_response(content=discord.utils.escape_mentions(final.text))
+            except discord.HTTPException as e:
+                log.info("discord answer not edited: %s", e)
+
+        task = asyncio.ensure_future(edit())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     # -- round messages --------------------------------------------------------------
     def _on_result(self, result: RoundResult) -> None:

@@ -88,7 +88,7 @@ class Reply:
     """
     kind: ReplyKind
     text: str = ""
-    number: int | None = None
+    number: int | None = None  # kind "unknown": set only for a number of an earlier round (a stale vote)
     round: int = 0  # where a prompt or vote landed
     candidate: int | None = None  # the candidate's id in that round (a prompt)
     screening: bool = False  # the safety screen has yet to pass it: `Audience.settle` waits for it
@@ -225,7 +225,9 @@ class Audience:
             return Reply("rejected", "That round is over; vote in the new one.")
         if out.status == "stale":
             when = "the last round" if out.round == self.engine.current.number - 1 else f"round {out.round}"
-            return Reply("unknown", f"#{event.number} was in {when}; vote for one of this round's ideas.")
+            # the number it named, and where: an adapter that answers few things (Twitch) answers this one
+            return Reply("unknown", f"#{event.number} was in {when}; vote for one of this round's ideas.",
+                         event.number, out.round)
         return Reply("unknown", f"There is no #{event.number} this round.")
 
     def _mode_vote(self, viewer: Viewer, mode: str, now: float) -> Reply:

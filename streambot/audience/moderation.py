@@ -9,6 +9,9 @@ homoglyphs), checked by the inline safety layers (concept terms and the
 offensive-language classifier, `audience.safety`), and rate-limited per
 viewer and overall. A new candidate then waits, hidden, for the semantic
 layer (`Moderation.screen`, run by the voting engine's pooling worker).
+Slang is judged as what it means ("seggs" as "sex", config/moderation/slang.txt).
+A listed word that is only the name of an animal, a plant or a place to
+WordNet ("blue-footed boobies", "pussy willow") is held rather than refused.
 A prompt the layers are unsure of is held for a moderator (`held`), or
 refused where `moderation.hold = "refuse"` (no moderator watching).
 Refused and held prompts are counted by layer and category, logged without
@@ -243,10 +246,15 @@ class Moderation:
         a refusal from any of them, else a hold from any of them, else None."""
         from .safety import Finding, worse
 
+        if self.safety is not None:
+            clean = self.safety.read(clean)  # slang with what it means: "seggs" is judged as "sex"
         tags = self.block_list.tags(clean) if self.block_list.size else set()
         listed = None
         if tags - {"hold"}:
-            return Finding("block_list", "")
+            refuses = lambda t: bool(self.block_list.tags(t) - {"hold"})  # noqa: E731 (one line, used once)
+            if self.safety is None or not self.safety.harmless_listing(clean, refuses):
+                return Finding("block_list", "")
+            tags = {"hold"}  # "pussy willow", "blue-footed boobies": a moderator tells them apart
         if tags:
             listed = Finding("block_list", "", "hold")
         if self.safety is None:

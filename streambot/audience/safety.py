@@ -4,6 +4,10 @@ The block lists (`blocklist.BlockList`) catch words; they cannot catch
 meaning ("a child in lingerie" holds no bad word). Three more layers, each
 cheap enough for where it runs:
 
+0. Slang read as what it means (`Slang`, config/moderation/slang.txt):
+   "seggs" is judged as "sex" by every layer below and by the block lists.
+   A block-list word WordNet knows only as a harmless animal, plant or place
+   name ("blue-footed boobies", "pussy willow") holds instead of refusing.
 1. Concept terms (inline, microseconds): per category, words and phrases
    matched like the block lists, evasions undone; the `minors` category
    refuses a minor-word together with a sexual word anywhere in the prompt.
@@ -63,6 +67,7 @@ log = logging.getLogger(__name__)
 CATEGORIES = ("sexual", "minors", "self_harm", "gore", "hate", "violence", "violence.war", "abuse")
 CONCEPTS_FILE = CONFIG_DIR / "moderation" / "concepts.toml"
 PROBE_FILE = CONFIG_DIR / "moderation" / "concepts.npz"
+SLANG_FILE = CONFIG_DIR / "moderation" / "slang.txt"
 MODEL_WAIT_S = 120  # the longest a batch of candidates waits for the sentence model to load
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -116,6 +121,8 @@ def load_concepts(path: Path = CONCEPTS_FILE) -> dict:
 # -- 1b. what WordNet says a word can mean --------------------------------------
 
 SENSE_FEATURES = (*CATEGORIES, "minors+sexual")
+# Animals, plants and places (not organism.n.1: people are organisms, and "sex offender" is a person)
+CREATURES_AND_PLACES = ("animal.n.1", "plant.n.2", "location.n.1")
 _MINORS = SENSE_FEATURES.index("minors")
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
@@ -137,6 +144,7 @@ class WordSenses:
         for cat, names in roots.items():
             for name in names:
                 self.roots.setdefault(self._resolve(name), set()).add(cat)
+        self._creature_roots: set[tuple[str, int]] | None = None
         self._of_synset = lru_cache(maxsize=100_000)(self._categories)
         self.word = lru_cache(maxsize=100_000)(self._word)
         self.features = lru_cache(maxsize=8192)(self._features)  # type: ignore[method-assign]
@@ -174,14 +182,73 @@ class WordSenses:
             senses = self.lexicon.synsets(lemma) if lemma != word else []
         return tuple(self._of_synset(s.key) for s in senses)
 
+    def phrases(self, text: str) -> list[tuple[int, int, str]]:
+        """The phrases of the text WordNet holds as one lemma ("pussy willow", "spic and span" as
+        spick-and-span, "killer whale"): (start, end, lemma), longest first, never overlapping.
+        A hyphenated word counts as a phrase of its parts."""
+        spans = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text.lower())]
+        out: list[tuple[int, int, str]] = []
+        i = 0
+        while i < len(spans):
+            for n in range(min(4, len(spans) - i), 0, -1):
+                words = [w for _, _, w in spans[i:i + n]]
+                if n == 1 and "-" not in words[0]:
+                    break
+                found = next((lemma for lemma in self._phrase_forms(words) if self.lexicon.synsets(lemma)), None)
+                if found is not None:
+                    out.append((spans[i][0], spans[i + n - 1][1], found))
+                    i += n - 1
+                    break
+            i += 1
+        return out
+
+    @staticmethod
+    def _phrase_forms(words: list[str]) -> list[str]:
+        last = [words[-1], _lemma(words[-1])]  # "pussy willows" is the lemma pussy_willow
+        return list(dict.fromkeys(sep.join([*words[:-1], w]) for w in last for sep in ("_", "-")))
+
+    def harmless(self, word: str) -> bool:
+        """WordNet knows the word (or phrase) and none of its senses falls under any category."""
+        senses = self.word(word.lower().replace(" ", "_"))
+        return bool(senses) and not any(senses)
+
+    def names_a_creature_or_place(self, word: str) -> bool:
+        """One of the word's senses is a living thing or a place (the blue-footed booby, the
+        Maine coon): what Scunthorpe-like traps mostly are."""
+        if self._creature_roots is None:
+            self._creature_roots = {self._resolve(n) for n in CREATURES_AND_PLACES}
+        word = word.lower()
+        senses = self.lexicon.synsets(word) or self.lexicon.synsets(_lemma(word))
+        frontier = {s.key for s in senses}
+        seen = set(frontier)
+        for _ in range(18):
+            if frontier & self._creature_roots:
+                return True
+            frontier = {t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers
+                        if sym in ("@", "@i")} - seen
+            seen |= frontier
+        return False
+
+    def without_harmless_phrases(self, text: str, also: Callable[[str], bool] = lambda lemma: True) -> str:
+        """The text with its WordNet phrases that mean nothing unsafe in any sense (and pass `also`) cut out."""
+        cut = [(a, b) for a, b, lemma in self.phrases(text) if self.harmless(lemma) and also(lemma)]
+        for a, b in reversed(cut):
+            text = text[:a] + " " + text[b:]
+        return text
+
     def features(self, text: str) -> np.ndarray:
         """Per category (and for minors with sexual words), the largest share of any word's
-        senses under it, senses weighted by how common they are (1/rank). Read-only (cached)."""
+        senses under it, senses weighted by how common they are (1/rank). A phrase WordNet
+        holds as one lemma is read as that lemma, not as its words ("killer whale" is a whale).
+        Read-only (cached)."""
         return self._features(text)
 
     def _features(self, text: str) -> np.ndarray:
-        words = _WORD.findall(text.lower())
-        grams = words + [f"{a}_{b}" for a, b in zip(words, words[1:])]
+        lower = text.lower()
+        phrases = self.phrases(lower)
+        grams = [lemma for _, _, lemma in phrases]
+        grams += [m.group() for m in _WORD.finditer(lower)
+                  if not any(a <= m.start() < b for a, b, _ in phrases)]
         out = np.zeros(len(SENSE_FEATURES), np.float32)
         index = {c: i for i, c in enumerate(SENSE_FEATURES)}
         for w in grams:
@@ -206,6 +273,47 @@ def _lemma(word: str) -> str:
     import simplemma
 
     return simplemma.lemmatize(word, lang="en").lower()
+
+
+# -- 1c. slang read as what it stands for ---------------------------------------------
+
+class Slang:
+    """Slang and algospeak ("seggs", "unalive", "spicy accountant"), read as what they stand for.
+
+    Each line of slang.txt is `term = meaning`; the terms are matched like the block
+    lists (evasions undone: "s3ggs", "s e g g s"), and a prompt holding one is read with
+    the meanings added ("seggs in a car (sex)"), so every layer (the block lists, the
+    concept terms, the classifier, the sentence model) judges the words it knows.
+    What the viewer wrote is what is shown; the reading is only judged.
+    """
+
+    def __init__(self, lines: Iterable[str], where: str = "slang.txt") -> None:
+        from ..blocklist import BlockList
+
+        self.list = BlockList()
+        for n, line in enumerate(lines, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            term, sep, meaning = line.partition("=")
+            if not sep or not term.strip() or not meaning.strip() or term.strip()[0] in "?!":
+                raise ConfigError(f"{where} line {n}: write `slang = what it means`, e.g. `seggs = sex`.")
+            self.list.add(term.strip(), " ".join(meaning.split()))
+
+    def reading(self, text: str) -> str:
+        """The text with the meaning of each slang term it holds added, or the text itself."""
+        meanings = self.list.tags(text) if self.list.size else ()
+        return f"{text} ({', '.join(sorted(meanings))})" if meanings else text
+
+
+def load_slang(path: Path = SLANG_FILE) -> Slang:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return Slang(f, path.name)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: the slang file does not exist.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: the slang file cannot be read ({e}).") from None
 
 
 # -- 2. the offensive-language classifier ----------------------------------------
@@ -467,6 +575,7 @@ class Safety:
         embed: Embed | None,
         *,
         senses: WordSenses | None = None,
+        slang: Slang | None = None,
         classifier_threshold: float = 1.0,
         classifier_hold_threshold: float = 0.8,
         semantic_hold_threshold: float | None = None,
@@ -482,6 +591,7 @@ class Safety:
         self.probe: ConceptProbe | None = None  # usable: with the sentence model (and WordNet if trained with it)
         self.embed = embed
         self.senses = senses
+        self.slang = slang
         self._settled = threading.Event()
         self.classifier_threshold = classifier_threshold
         self.classifier_hold_threshold = min(classifier_hold_threshold, classifier_threshold)
@@ -520,8 +630,29 @@ class Safety:
         self._check.cache_clear()
 
     def check(self, text: str) -> Finding | None:
-        """The inline layers, on a normalised prompt."""
+        """The inline layers, on a normalised prompt (as `read`)."""
         return self._check(text)
+
+    def read(self, text: str) -> str:
+        """What the layers judge: the prompt with its slang's meanings added."""
+        return self.slang.reading(text) if self.slang is not None else text
+
+    def harmless_listing(self, text: str, listed: Callable[[str], bool]) -> bool:
+        """Whether every word the block lists refuse in `text` is the name of an animal, a plant
+        or a place that WordNet knows only in harmless senses ("boobies": the seabird, the
+        dunce), or sits inside such a name WordNet holds as one phrase ("pussy willow", "coon
+        cat"). A list cannot tell the seabird from the slang; a moderator can, so such a prompt
+        is held, not refused. ("sexy", "anal", "sex kitten", "suicide pact" are harmless to
+        WordNet's categories too, but name no creature or place: they stay refused.)
+        `listed(text)`: whether the lists refuse something in that text."""
+        if self.senses is None:
+            return False
+        rest = self.senses.without_harmless_phrases(text, self.senses.names_a_creature_or_place)
+        if not listed(rest):
+            return True
+        words = {part for w in _WORD.findall(rest.lower()) for part in (w, *w.split("-")) if listed(part)}
+        return bool(words) and all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w)
+                                   for w in words)
 
     def _check_uncached(self, text: str) -> Finding | None:
         if self.terms is not None:
@@ -561,6 +692,12 @@ class Safety:
         probe = self.probe
         if probe is None or not texts:
             return [None] * len(texts)
+        readings = [self.read(t) for t in texts]
+        changed = [i for i, (r, t) in enumerate(zip(readings, texts)) if r != t]
+        if changed and vectors is not None and len(vectors) == len(texts):  # slang: embed what it means
+            vectors = np.array(vectors, dtype=np.float32)
+            vectors[changed] = np.asarray(self.embed([readings[i] for i in changed]), np.float32)  # type: ignore[misc]
+        texts = readings
         found = probe.categories(self.features(texts, vectors), self.allowed,
                                       hold=self.semantic_hold_threshold, refuse=self.semantic_threshold,
                                       minor=[self.names_minor(t) for t in texts])
@@ -583,7 +720,7 @@ class Safety:
 
     def check_all(self, text: str) -> Finding | None:
         """Every layer at once, for one prompt (the streamer's own)."""
-        return worse(self.check(text), self.screen([text])[0])
+        return worse(self.check(self.read(text)), self.screen([text])[0])
 
 
 def build_safety(*, classifier: bool = True, semantic: bool = True, classifier_threshold: float = 1.0,
@@ -606,7 +743,7 @@ def build_safety(*, classifier: bool = True, semantic: bool = True, classifier_t
             embed = embedder.encode if embedder is not None else None
         pending = embed is None and not wait_for_model
     safety = Safety(ConceptTerms(concepts), load_classifier() if classifier else None, probe, embed,
-                    senses=senses, classifier_threshold=classifier_threshold,
+                    senses=senses, slang=load_slang(), classifier_threshold=classifier_threshold,
                     classifier_hold_threshold=classifier_hold_threshold,
                     semantic_hold_threshold=semantic_hold_threshold, semantic_threshold=semantic_threshold,
                     allow=allow, model_pending=pending)

@@ -20,7 +20,12 @@ whenever it fails or stays disconnected, and never raises.
 Out: Helix `POST /chat/messages`, batched to one message per round (the
 winner, plus answers to `!help` / `!now` asked during the round), inside
 Twitch's limit of 20 messages per 30 s (100 when the bot is a moderator),
-held as a moving window by `limits`. A 429
+held as a moving window by `limits`. Two things are answered to the viewer
+alone, as a threaded reply (`reply_parent_message_id`), once each and within
+`REPLY_SHARE` of that limit: a refused prompt (the one refusal, also when the
+safety screen in the pooling worker refuses it after the fact), and a vote
+for a number of a round already decided ("#3 was in the last round"), once
+per viewer and round. A 429
 is waited out until Twitch's `Ratelimit-Reset` and tried once more when that
 is soon enough. Chat goes out with the app access token when Twitch will show
 the bot badge for it (the chatting account granted `user:bot`, and the channel
@@ -81,7 +86,7 @@ from .. import secrets as secret_store
 from ..config import TwitchSettings
 from ..viewer import Viewer
 from .commands import HELP
-from .events import Audience, ChatMessage, PromptEvent
+from .events import Audience, ChatMessage, PromptEvent, Reply
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
@@ -109,6 +114,10 @@ HEALTH_S = 15.0  # how often Twitch is asked whether chat still reaches us (two 
 HEALTHY_S = 60.0  # a session that ran this long before failing starts a fresh back-off
 BACKOFF = wait_exponential_jitter(initial=1, max=60, jitter=1)  # 1, 2, 4 ... 60 s, jittered
 REWARD_PROMPT = "Your idea for the world: it goes on air next round."
+# Answers to one viewer (a refused prompt, a vote for an earlier round's number) are threaded
+# replies, at most this share of the chat limit, so the round's own message always has room.
+REPLY_SHARE = 0.5
+LATE_ANSWER_S = 600.0  # a prompt's screen waits at most 120 s for the sentence model: plenty
 
 # Why Twitch revokes a subscription (EventSub's revocation `status`).
 REVOKED = {
@@ -266,6 +275,8 @@ class TwitchChat:
         self.sent = 0
         self.authorized = asyncio.Event()
         self.send_limit = chat_limit(settings.bot_is_moderator)
+        self.reply_limit = RateLimitItemPerSecond(max(1, int(self.send_limit.amount * REPLY_SHARE)), int(WINDOW_S))
+        self._answered: FIFOCache[tuple[str, int], None] = FIFOCache(RECENT_IDS)  # (viewer, round): stale vote
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self.client: _Client | None = None
         self.bot_id: str | None = None
@@ -582,11 +593,24 @@ class TwitchChat:
         if payload.chatter.id == self.bot_id and (
                 payload.id in self._sent_ids or " ".join(payload.text.split()) in self._sending):
             return  # what the bot itself sent (the echo can come before Helix answers)
-        reply = self.audience.handle(ChatMessage(viewer_from(payload.chatter), payload.text, payload.id))
+        viewer = viewer_from(payload.chatter)
+        reply = self.audience.handle(ChatMessage(viewer, payload.text, payload.id))
         if reply.kind == "help":
             self._help_asked = True
         elif reply.kind == "now":
             self._now_asked = True
+        elif reply.kind == "blocked":
+            self._spawn(self.reply_to(payload.id, reply.text))
+        elif reply.screening:  # "being checked" is not said here; a refusal after the screen is
+            self._spawn(self._answer_screened(payload.id, reply))
+        elif reply.kind == "unknown" and reply.number is not None and (viewer.key, reply.round) not in self._answered:
+            self._answered[(viewer.key, reply.round)] = None  # a stale vote: told once per round
+            self._spawn(self.reply_to(payload.id, reply.text))
+
+    async def _answer_screened(self, message_id: str, reply: Reply) -> None:
+        final = await self.audience.settle(reply, timeout=LATE_ANSWER_S)
+        if final.kind == "blocked":
+            await self.reply_to(message_id, final.text)
 
     def on_message_delete(self, payload: Any) -> None:
         if self._ours(payload.broadcaster):
@@ -711,8 +735,17 @@ class TwitchChat:
                 raise RateLimited(None) from None
             raise
 
-    async def send(self, text: str) -> bool:
-        """Send one chat message if connected and inside the rate limit."""
+    async def reply_to(self, message_id: str, text: str) -> bool:
+        """Answer one viewer's message in its thread, within the replies' share of the limit."""
+        if not self.settings.reply:  # the streamer asked for a quiet bot
+            return False
+        if self.client is None or not self._limiter.hit(self.reply_limit, "replies"):
+            log.info("twitch reply to a viewer skipped: rate limit")
+            return False
+        return await self.send(text, reply_to=message_id)
+
+    async def send(self, text: str, *, reply_to: str | None = None) -> bool:
+        """Send one chat message (a reply in `reply_to`'s thread) if connected and inside the rate limit."""
         client, broadcaster, bot_id = self.client, self.broadcaster, self.bot_id
         if client is None or broadcaster is None or bot_id is None:
             return False
@@ -722,7 +755,7 @@ class TwitchChat:
         text = _fit(text)
         self._sending[text] += 1
         try:
-            sent = await self._send(broadcaster, bot_id, text)
+            sent = await self._send(broadcaster, bot_id, text, reply_to)
         except RateLimited as e:
             log.warning("twitch chat reply dropped: %s", e)
             return False
@@ -737,10 +770,11 @@ class TwitchChat:
         self.sent += 1
         return True
 
-    async def _send(self, broadcaster: twitchio.PartialUser, bot_id: str, text: str) -> Any:
+    async def _send(self, broadcaster: twitchio.PartialUser, bot_id: str, text: str, reply_to: str | None = None) -> Any:
         if self.via_app:
             try:
-                return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=None))
+                return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=None,
+                                                                          reply_to_message_id=reply_to))
             except twitchio.HTTPException as e:
                 if e.status not in (401, 403):
                     raise
@@ -748,7 +782,8 @@ class TwitchChat:
                 log.warning("Twitch refused chat sent with the app token (%s); sending with the user token, "
                             "without the bot badge", e.status)
                 self.via_app = False
-        return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=bot_id))
+        return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=bot_id,
+                                                                  reply_to_message_id=reply_to))
 
     async def _marker(self, text: str) -> None:
         broadcaster, bot_id = self.broadcaster, self.bot_id
