@@ -29,6 +29,7 @@ from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..surface import OnAir
     from ..world.base import WorldSpec
     from ..voting import RoundResult, Screened, Snapshot, VotingEngine, Winner
     from .moderation import Moderation
@@ -311,6 +312,11 @@ class Audience:
             return
         self._placed[(event.viewer.platform, event.id)] = (event.viewer.key, round_no, text, number)
 
+    def screen_text(self, text: str) -> str | None:
+        """A prompt the streamer puts on air without a vote: the cleaned text when
+        every moderation layer passes it, None when it can't go on air."""
+        return self.moderation.check_text(text)
+
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool:
         """A moderator deleted a message on its platform: its prompt or vote leaves the ballot."""
         placed = self._placed.pop((platform, message_id), None)
@@ -396,24 +402,11 @@ class Audience:
             self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
                                       f"{switch.democracy} democracy)")
         winners = [r.winner for r in results if r.winner is not None]
-        if winners:
-            self.on_air_text = winners[-1].text
-            return winners[-1]
-        return None
+        return winners[-1] if winners else None
 
-    def aired(self, winner: Winner) -> None:
-        """The winner is on air now (for the timeline's chapters)."""
-        if self.store is not None:
-            self.store.mark_aired(winner.round, winner.text)
-
-    def note_on_air(self, entry: Any) -> None:
-        """A director listener: remembers what is on air for `!now` and the timeline."""
-        direction = getattr(entry, "direction", entry)
-        self.on_air_text = getattr(direction, "text", str(direction))
-        if self.store is not None:
-            self.store.record_on_air(
-                self.on_air_text, getattr(direction, "source", "audience"), getattr(direction, "user", None)
-            )
+    def note_on_air(self, entry: OnAir) -> None:
+        """A director listener: what is on air, for `!now` (the show writes the timeline)."""
+        self.on_air_text = entry.text
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         return self.engine.snapshot(self.clock() if now is None else now)
@@ -445,7 +438,6 @@ class Audience:
                 if winner is not None:
                     try:
                         on_winner(winner)
-                        self.aired(winner)
                     except Exception:
                         log.exception("putting the winner on air failed")
                 if self.store is not None and now - last_save >= save_every_s:
@@ -533,9 +525,11 @@ class Audience:
                 self.store.remove_ban(k)
         self._log(actor, "unban", ",".join(keys) or user)
 
-    def lock(self, *, actor: str, locked: bool = True, now: float | None = None) -> None:
+    def lock(self, *, actor: str, locked: bool = True, now: float | None = None, action: str | None = None) -> None:
+        """Stop (or start again) taking prompts and votes; recorded as `action`
+        (the kill switch's one entry) or as lock/unlock."""
         self.engine.set_locked(locked)
-        self._log(actor, "lock" if locked else "unlock")
+        self._log(actor, action or ("lock" if locked else "unlock"))
 
     def set_round_length(self, seconds: float, *, actor: str, now: float | None = None) -> None:
         self.engine.set_round_length(seconds, self.clock() if now is None else now)

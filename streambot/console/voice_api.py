@@ -31,7 +31,7 @@ _HELD: FIFOCache[str, tuple[str, object]] = FIFOCache(_HOLD)  # clip id -> (acto
 
 
 def _service(request: web.Request):
-    service = getattr(console_of(request).show, "voice", None)
+    service = console_of(request).show.voice
     if service is None:
         raise error(409, "Voice commands are off ([voice] enabled = false, or the speech model is missing).")
     return service
@@ -59,7 +59,7 @@ async def voice_status(request: web.Request) -> web.Response:
 
     show = console_of(request).show
     settings = show.settings.voice
-    service = getattr(show, "voice", None)
+    service = show.voice
     if not settings.enabled:
         model = "Voice commands are off ([voice] enabled = false)."
     else:
