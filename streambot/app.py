@@ -546,7 +546,7 @@ class Show:
 
             makers.append(("discord", lambda: DiscordBot(
                 self.audience, s.discord, self.options.secrets.get("discord_token", ""), store=self.store,
-                voice=self.voice)))
+                voice=self.voice, states=self.states)))
         for name, make in makers:
             try:
                 adapter = make()

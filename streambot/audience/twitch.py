@@ -79,8 +79,9 @@ from twitchio import eventsub
 from .. import paths
 from .. import secrets as secret_store
 from ..config import TwitchSettings
+from ..surface import ChatSurface
 from .commands import HELP
-from .events import Audience, ChatMessage, PromptEvent, Viewer
+from .events import ChatMessage, PromptEvent, Viewer
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ class TwitchChat:
 
     def __init__(
         self,
-        audience: Audience,
+        audience: ChatSurface,
         settings: TwitchSettings,
         secrets: dict[str, str],
         *,
