@@ -18,7 +18,14 @@ from streambot.app import Show, ShowOptions, build_world
 from streambot.audience.events import Audience
 from streambot.config import load_settings, resolve_world
 from streambot.console import Tokens, create_app
-from streambot.surface import Latest, OnAir, ShowState, ShowSurface, TimelineEntry, WorldInfo
+from streambot.surface import (
+    Latest,
+    OnAir,
+    ShowState,
+    ShowSurface,
+    TimelineEntry,
+    WorldInfo,
+)
 
 CONSOLE = Path(__file__).resolve().parent.parent / "streambot" / "console"
 TOKENS = Tokens.generate()
@@ -344,3 +351,54 @@ async def test_the_console_runs_on_any_implementation_of_the_surface(tmp_path, m
         assert msg["off_air"] is True
     finally:
         await ws.close()
+
+
+# -- the Discord round messages follow the published state ---------------------------------------------
+
+@pytest.fixture
+async def fake_discord(monkeypatch):
+    from .fake_discord import serving
+
+    async with serving(monkeypatch) as server:
+        yield server
+
+
+async def test_discord_round_messages_follow_the_published_state(fake_discord):
+    """The edit spacing has long passed on the show's clock, but the bot waits for
+    the next published state (up to `update_s`, 30 s here): only the push brings
+    the new idea to the round message."""
+    from streambot.audience.discord_bot import DiscordBot
+    from streambot.audience.moderation import Moderation
+    from streambot.config import DiscordSettings, ModerationSettings, VotingSettings
+    from streambot.replay import VirtualClock
+    from streambot.voting import VotingEngine
+
+    from .fake_discord import CHANNEL, GUILD, TOKEN
+    from .localserver import until
+
+    clock = VirtualClock(0.0)
+    engine = VotingEngine(VotingSettings(round_s=120, grace_s=1, stream_delay_s=0), now=clock.t)
+    audience = Audience(engine, Moderation(ModerationSettings(classifier=False, semantic=False)), clock=clock)
+    states: Latest[ShowState] = Latest()
+
+    def publish() -> None:
+        states.publish(ShowState(WorldInfo("meadow", "The Meadow", "grass"), None, False, False, False,
+                                 audience.snapshot(), (), dict(audience.counts)))
+
+    bot = DiscordBot(audience, DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)],
+                                               update_s=30.0),
+                     TOKEN, wall=lambda: 1_800_000_000 + clock.t, tick_s=0.01, states=states)
+    publish()
+    task = asyncio.create_task(bot.run())
+    try:
+        await until(lambda: len(fake_discord.messages) == 1)
+        (message_id,) = fake_discord.messages
+        assert "No ideas yet" in fake_discord.messages[message_id]["content"]
+        audience.chat("discord", "ann", "!p a dragon over the meadow")
+        audience.screen_now()
+        clock.t = 31.0  # the edit spacing allows an edit now
+        publish()
+        await until(lambda: "a dragon over the meadow" in fake_discord.messages[message_id]["content"], 15)
+    finally:
+        await bot.close()
+        await asyncio.wait_for(task, 10)

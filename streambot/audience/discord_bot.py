@@ -13,7 +13,9 @@ Round messages: every channel in `discord.channels` gets one message per round,
 numbered candidates with one button each. The round's end is a Discord
 timestamp (`<t:UNIX:R>`) that counts down on each viewer's own client, so the
 message is edited only when what it shows changes (candidates, votes), and at
-most every `update_s`. When the round's result is published, the message is
+most every `update_s`. In the show, the messages follow the state it
+publishes (`DiscordBot(..., states=show.states)`); a bot on its own reads
+the audience once a `tick_s`. When the round's result is published, the message is
 closed: buttons disabled, the winner's in green, the result in the text. Its
 ids are kept in the timeline (`Store.save_state(..., key="discord")`), so after
 a restart the message left open is closed the same way.
