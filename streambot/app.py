@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import embeddings
 from .audience.events import Audience
@@ -485,7 +485,7 @@ class Show:
         b = self.broadcast
         return b is not None and not b.clock.done.is_set() and b.clock.error is None
 
-    def observe_frames(self, observer) -> Callable[[], None]:
+    def observe_frames(self, observer: Callable[[int, Any], None]) -> Callable[[], None]:
         """Call `observer(index, frame)` for each frame going out (on the clock's thread);
         returns the remover."""
         assert self.broadcast is not None

@@ -133,8 +133,11 @@ class Subscription(Generic[T]):
     def _deliver(self, value: T) -> None:
         if _running_loop() is self._loop:
             self._offer(value)
-        elif not self._loop.is_closed():
+            return
+        try:
             self._loop.call_soon_threadsafe(self._offer, value)
+        except RuntimeError:  # its loop has closed: a subscriber that went away without closing
+            self._owner._drop(self)
 
     async def next(self, timeout: float | None = None) -> T:
         """The newest value published since the last one read (waits for one)."""
