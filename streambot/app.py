@@ -450,7 +450,7 @@ class Show:
             world=WorldInfo(spec.name, spec.title, spec.description), on_air=self.director.on_air,
             off_air=self.off_air, story_paused=self.director.story_paused,
             music_on=bool(getattr(soundtrack, "music_on", False)), round=a.snapshot(),
-            bans=tuple(sorted(a.moderation.bans)), counts=dict(a.counts), layout=self._layout_version,
+            bans=a.banned(), counts=dict(a.counts), layout=self._layout_version,
             discord_invite=self.settings.overlay.discord_invite or None,
         )
 

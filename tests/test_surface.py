@@ -224,7 +224,7 @@ class SmallShow:
     def state(self) -> ShowState:
         a = self.audience
         return ShowState(WorldInfo("meadow", "The Meadow", "grass"), self._on_air, self._off_air, self._paused,
-                         False, a.snapshot(), tuple(sorted(a.moderation.bans)), dict(a.counts))
+                         False, a.snapshot(), a.banned(), dict(a.counts))
 
     def _changed(self) -> None:
         self._states.publish(self.state())

@@ -408,6 +408,10 @@ class Audience:
         """A director listener: what is on air, for `!now` (the show writes the timeline)."""
         self.on_air_text = entry.text
 
+    def banned(self) -> tuple[str, ...]:
+        """Every ban in force, as keys ("twitch:name", "*:name", "discord:id"), sorted."""
+        return tuple(sorted(self.moderation.bans))
+
     def snapshot(self, now: float | None = None) -> Snapshot:
         return self.engine.snapshot(self.clock() if now is None else now)
 
