@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,11 +124,11 @@ class Subscription(Generic[T]):
         self._owner = owner
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
-        self._value: T | None = None
+        self._queue: deque[T] = deque(maxlen=1)  # a queue that drops the stale value for the new one
         self._closed = False
 
     def _offer(self, value: T) -> None:  # on this subscription's loop
-        self._value = value
+        self._queue.append(value)
         self._ready.set()
 
     def _deliver(self, value: T) -> None:
@@ -146,8 +147,7 @@ class Subscription(Generic[T]):
         else:
             await asyncio.wait_for(self._ready.wait(), timeout)
         self._ready.clear()
-        value, self._value = self._value, None
-        return value  # type: ignore[return-value]  (set with the event)
+        return self._queue.popleft()
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterate()
