@@ -402,7 +402,12 @@ class Audience:
             self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
                                       f"{switch.democracy} democracy)")
         winners = [r.winner for r in results if r.winner is not None]
-        return winners[-1] if winners else None
+        if winners:
+            # `!now` answers with the winner from here on; the director's event follows
+            # in the same tick (`note_on_air`) and is the one the timeline records
+            self.on_air_text = winners[-1].text
+            return winners[-1]
+        return None
 
     def note_on_air(self, entry: OnAir) -> None:
         """A director listener: what is on air, for `!now` (the show writes the timeline)."""
@@ -545,7 +550,12 @@ class Audience:
         self._publish(results)
         self._log(actor, "mode", mode)
         winners = [r.winner for r in results if r.winner is not None]
-        return winners[-1] if winners else None
+        if winners:
+            # `!now` answers with the winner from here on; the director's event follows
+            # in the same tick (`note_on_air`) and is the one the timeline records
+            self.on_air_text = winners[-1].text
+            return winners[-1]
+        return None
 
 
 REFUSED = "That prompt can't go on air."

@@ -23,7 +23,7 @@ class ShowCollector:
         h = show.health()
         if h is None:
             return
-        st = show.state()
+        state = show.state()
 
         def gauge(name, doc, value, unit=""):
             return GaugeMetricFamily(f"streambot_{name}", doc, value=0.0 if value is None else value, unit=unit)
@@ -69,14 +69,14 @@ class ShowCollector:
         for name, st in show.adapter_states().items():
             chat.add_metric([name, st], 1.0)
         yield chat
-        snap = st.round
+        snap = state.round
         yield gauge("round", "The voting round under way.", snap.round)
         yield gauge("round_voters", "Viewers who voted this round.", snap.voters)
         yield gauge("round_candidates", "Candidates this round.", snap.total_candidates)
         yield gauge("prompts_locked", "1 while prompts are locked.", int(snap.locked))
-        for k, v in st.counts.items():
+        for k, v in state.counts.items():
             yield counter(f"audience_{k}", f"Audience {k} since start.", v)
-        yield gauge("off_air", "1 while the kill switch shows the slate.", int(st.off_air))
+        yield gauge("off_air", "1 while the kill switch shows the slate.", int(state.off_air))
         audio = show.audio_status()
         if audio.get("short_term_lufs") is not None:
             yield gauge("loudness_short_term_lufs", "Short-term loudness going out (EBU R128, 3 s).",
