@@ -174,9 +174,9 @@ async def login(request: web.Request) -> web.StreamResponse:
             raise web.HTTPSeeOther("/login?e=bad")
         raise error(401, "That token is not right.")
     if form:
-        resp = web.HTTPSeeOther("/")
-        _start_session(request, role, name, resp)
-        raise resp
+        redirect = web.HTTPSeeOther("/")
+        _start_session(request, role, name, redirect)
+        raise redirect
     resp = web.json_response({})
     session = _start_session(request, role, name, resp)
     resp.text = dumps({"role": role, "actor": session.actor, "csrf": session.csrf})

@@ -61,7 +61,7 @@ def create_app(show: ShowSurface, settings: ConsoleSettings, *, tokens: Tokens,
         sessions=Sessions(settings.session_hours * 3600, path=sessions_file(settings)),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
         logs=LogBuffer(settings.log_lines),
-        metrics=None,  # type: ignore[arg-type]  (needs the console for its figures; set below)
+        metrics=None,  # type: ignore[arg-type]  # needs the console for its figures: set below
         system=views.System(), preview=preview,
         presets=[{"name": w.name, "title": w.title, "description": w.description} for w in list_presets()],
         version=_version(),

@@ -86,8 +86,12 @@ async def hear_clip(request: web.Request) -> web.Response:
     actor = principal_of(request).actor
     loop = asyncio.get_running_loop()
     done: asyncio.Future = loop.create_future()
-    service.hear(Viewer("console", actor, frozenset({"broadcaster"})), audio, submit=False,
-                 done=lambda heard, _reply: done.done() or done.set_result(heard))
+
+    def heard_it(heard, _reply) -> None:
+        if not done.done():
+            done.set_result(heard)
+
+    service.hear(Viewer("console", actor, frozenset({"broadcaster"})), audio, submit=False, done=heard_it)
     heard = await asyncio.wait_for(done, 120)
     if heard.command is None:
         raise error(409, "The voice worker is busy; try again in a moment." if heard.error == "dropped"
