@@ -44,9 +44,9 @@ class Director:
         self._last_change = clock()
         self.on_air: OnAir | None = None
         self.history: list[OnAir] = []
-        self.listeners: list[Callable[[OnAir], None]] = []  # told of every OnAir, in order
+        self.listeners: list[Callable[[OnAir], object]] = []  # told of every OnAir, in order
 
-    def subscribe(self, listener: Callable[[OnAir], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[OnAir], object]) -> Callable[[], None]:
         """Call `listener(entry)` each time something goes on air; returns the unsubscriber."""
         self.listeners.append(listener)
         return lambda: self.listeners.remove(listener) if listener in self.listeners else None
