@@ -4,6 +4,11 @@ Only this module knows every part: it builds the world, the encoder and its
 outputs, the compositor and soundtrack, the director and the chat adapters,
 hands each its dependencies, and runs the show until it is stopped or its
 duration is up. Everything else receives what it needs.
+
+The `Show` is also the show's one control surface (`surface.ShowSurface`):
+the console and the terminal's chat reach the show only through it. Its
+loop steps the story and publishes the show's state (`Show.states`); the
+overlay and the console's pages are pushed each change.
 """
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import embeddings
 from .audience.events import Audience
@@ -23,20 +30,24 @@ from .blocklist import BlockList
 from .audience.platforms import ChatContext
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.overlay_layout import layout_name, load_layout
+from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.outputs import OutputError, check_reachable, validate_target
-from .broadcast.pipeline import Broadcast, open_broadcast
+from .broadcast.pipeline import Broadcast, Health, open_broadcast
 from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
 from .registry import CHATS, WORLDS, MissingPackage, UnknownName
 from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
+from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
 from .world.base import World, WorldError
 from .worldspec import WorldSpec
 from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
+
+if TYPE_CHECKING:
+    from .voting import Winner
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +239,8 @@ class Show:
         self._stopping = asyncio.Event()
         self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
         self._chats: list = []  # the chat platforms turned on, once checked (streambot/audience/platforms.py)
+        self._states: Latest[ShowState] = Latest()
+        self._layout_version = 0
 
     def open(self, checked: Checked | None = None) -> None:
         """Start-up, in two phases. First every input is checked and nothing is
@@ -270,9 +283,10 @@ class Show:
                 beat_interval_s=self.settings.director.beat_interval_s,
                 transition_s=self.settings.world.transition_s,
             )
-            self.director.listeners.append(self.audience.note_on_air)
-            self.director.listeners.append(self._save_world)
-            self.director.listeners.append(lambda entry: audio.set_story(entry.direction.text))
+            # One event for each change of picture, published by the director.
+            self.director.subscribe(self.audience.note_on_air)
+            self.director.subscribe(self._on_air)
+            self.director.subscribe(lambda entry: audio.set_story(entry.text))
             if resume and resume.get("text"):
                 # A restart (or a crash) picks the show up where it was.
                 self.director.story_paused = bool(resume.get("story_paused"))
@@ -281,8 +295,10 @@ class Show:
                                      user=resume.get("user"), beat=int(resume.get("beat", 0)))
             else:
                 self.director.begin()
-            # 5. the first overlay: its drawing process starts now, beside the outputs'
+            # 5. the first overlay: its drawing process starts now, beside the outputs';
+            # from here on the overlay follows each published state
             compositor.set_state(self.overlay_state())
+            self._states.listen(lambda state: compositor.set_state(self._overlay(state)))
             # 6. encoder and outputs, the one way every broadcast is built
             max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
             self.broadcast = open_broadcast(self.world, s, checked.targets, compositor, audio, max_frames=max_frames)
@@ -324,17 +340,25 @@ class Show:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _save_world(self, entry=None) -> None:
+    def _resume_state(self, on: OnAir | None) -> dict:
         """What a restart needs to pick the show up (see `resume_point`)."""
-        if self.store is None or self.director is None:
-            return
-        on = entry or self.director.on_air
-        d = on.direction if on is not None else None
-        self.store.save_state({
+        assert self.director is not None
+        return {
             "configured": self.settings.world.preset, "preset": self.spec.name, "spec": self.spec.to_dict(),
-            "text": d.text if d else None, "source": d.source if d else "story", "user": d.user if d else None,
+            "text": on.text if on else None, "source": on.source if on else "story", "user": on.user if on else None,
             "beat": self.director.beat, "story_paused": self.director.story_paused, "off_air": self.off_air,
-        }, "world")
+        }
+
+    def _save_world(self) -> None:
+        if self.store is not None and self.director is not None:
+            self.store.save_state(self._resume_state(self.director.on_air), "world")
+
+    def _on_air(self, entry: OnAir) -> None:
+        """The director's event: one timeline write for it, and the new state."""
+        if self.store is not None:
+            self.store.record_on_air(entry, state=self._resume_state(entry))
+        if self.audience is not None:
+            self.publish_state()
 
     def on_local_line(self, user: str, text: str) -> None:
         """A line typed by the streamer: a chat command (`!p`, `!vote 2`, …) goes
@@ -359,24 +383,26 @@ class Show:
             log.info("chat: %s", settled.text)
 
     def force(self, text: str, *, actor: str) -> bool:
-        """The streamer puts a prompt on air now; every moderation layer still applies."""
+        """The streamer puts a prompt on air now; every moderation layer still applies.
+        The timeline records it once, from the director's event (its `actor`)."""
         assert self.audience is not None and self.director is not None
-        cleaned = self.audience.moderation.check_text(text)
+        cleaned = self.audience.screen_text(text)
         if cleaned is None:
             log.warning("%s: that prompt can't go on air (moderation)", actor)
             return False
-        if self.store is not None:
-            self.store.log_action(actor, "force", cleaned)
-        self.director.submit(cleaned, source="console", user=actor)
+        log.info("%s: force %s", actor, cleaned)
+        self.director.submit(cleaned, source="console", user=actor, actor=actor)
         return True
 
-    # -- the streamer's controls (the console calls these; each is recorded) -------
-    def _record(self, actor: str, action: str, detail: str = "") -> None:
+    # -- the streamer's controls (the console calls these; each is recorded once) -------
+    def record(self, actor: str, action: str, detail: str = "") -> None:
+        """An action for the timeline (a login, a logout, a control)."""
         log.info("%s: %s %s", actor, action, detail)
         if self.store is not None:
             self.store.log_action(actor, action, detail)
 
-    def switch_world(self, name_or_path: str, *, actor: str) -> WorldSpec:
+
+    def switch_world(self, name_or_path: str, *, actor: str) -> WorldInfo:
         """Another preset (or a custom world file): the world morphs into it."""
         spec = resolve_world(name_or_path)
         self.spec = spec
@@ -389,44 +415,162 @@ class Show:
             self.broadcast.compositor.set_layout(
                 load_layout(layout_name(self.settings.overlay.layout, spec)))
             self.broadcast.soundtrack.set_world_music(music_of(spec))
-        self._record(actor, "switch world", spec.name)
+            self._layout_version += 1
+        self.record(actor, "switch world", spec.name)
         self._save_world()
-        return spec
+        self.publish_state()
+        return WorldInfo(spec.name, spec.title, spec.description)
 
     def pause_story(self, paused: bool, *, actor: str) -> None:
         assert self.director is not None
         self.director.story_paused = paused
-        self._record(actor, "pause story" if paused else "resume story")
+        self.record(actor, "pause story" if paused else "resume story")
         self._save_world()
+        self.publish_state()
 
     def set_music(self, on: bool, *, actor: str) -> None:
         """The music fades in or out; the world's weather goes on either way."""
         assert self.broadcast is not None
         self.broadcast.soundtrack.set_music(on)
-        self._record(actor, "music on" if on else "music off")
+        self.record(actor, "music on" if on else "music off")
+        self.publish_state()
+
+    # the audience's controls, for the console (the audience records each)
+    def skip_round(self, *, actor: str) -> None:
+        assert self.audience is not None
+        self.audience.skip_round(actor=actor)
+        self.publish_state()
+
+    def approve(self, candidate_id: int, *, actor: str) -> bool:
+        assert self.audience is not None
+        ok = self.audience.approve(candidate_id, actor=actor)
+        self.publish_state()
+        return ok
+
+    def reject(self, candidate_id: int, *, actor: str) -> bool:
+        assert self.audience is not None
+        ok = self.audience.reject(candidate_id, actor=actor)
+        self.publish_state()
+        return ok
+
+    def ban(self, user: str, *, actor: str, platform: str | None = None) -> None:
+        assert self.audience is not None
+        self.audience.ban(user, actor=actor, platform=platform)
+        self.publish_state()
+
+    def unban(self, user: str, *, actor: str, platform: str | None = None) -> None:
+        assert self.audience is not None
+        self.audience.unban(user, actor=actor, platform=platform)
+        self.publish_state()
+
+    def set_round_length(self, seconds: float, *, actor: str) -> None:
+        """ValueError when shorter than the stream delay and grace."""
+        assert self.audience is not None
+        self.audience.set_round_length(seconds, actor=actor)
+        self.publish_state()
+
+    def lock(self, locked: bool, *, actor: str) -> None:
+        assert self.audience is not None
+        self.audience.lock(actor=actor, locked=locked)
+        self.publish_state()
+
+    def set_mode(self, mode: str, *, actor: str) -> None:
+        """Rounds or anarchy; a round under way is decided by the switch and its
+        winner goes on air the one way every winner does."""
+        assert self.audience is not None
+        winner = self.audience.set_mode(mode, actor=actor)
+        if winner is not None:
+            self.on_winner(winner)
+        self.publish_state()
 
     def audio_status(self) -> dict:
         """Loudness, what plays, and any problem with the music, for the console."""
         return self.broadcast.audio_status() if self.broadcast is not None else {}
 
     def kill_switch(self, on: bool, *, actor: str) -> None:
-        """Off air at once: the slate replaces the picture and prompts stop."""
+        """Off air at once: the slate replaces the picture and prompts stop (one
+        entry in the timeline: the switch, not the lock it implies)."""
         assert self.broadcast is not None and self.audience is not None
         self.broadcast.compositor.set_off_air(on)
-        self.audience.lock(actor=actor, locked=on)
-        self._record(actor, "kill switch on" if on else "kill switch off")
+        self.audience.lock(actor=actor, locked=on, action="kill switch on" if on else "kill switch off")
         self._save_world()
+        self.publish_state()
 
     @property
     def off_air(self) -> bool:
         return bool(self.compositor and self.compositor.off_air)
 
-    def overlay_state(self) -> OverlayState:
+    # -- what the show shows, published ------------------------------------------------
+    @property
+    def states(self) -> Latest[ShowState]:
+        """Each change of `state()`: the overlay, the console's pages and Discord subscribe."""
+        return self._states
+
+    def state(self) -> ShowState:
         assert self.audience is not None and self.director is not None
-        return build_overlay_state(
-            self.audience.snapshot(), self.director.on_air, self.spec.title,
-            off_air=self.off_air, discord_invite=self.settings.overlay.discord_invite or None,
+        a, spec = self.audience, self.spec
+        soundtrack = self.broadcast.soundtrack if self.broadcast is not None else None
+        return ShowState(
+            world=WorldInfo(spec.name, spec.title, spec.description), on_air=self.director.on_air,
+            off_air=self.off_air, story_paused=self.director.story_paused,
+            music_on=bool(getattr(soundtrack, "music_on", False)), round=a.snapshot(),
+            bans=a.banned(), counts=dict(a.counts), layout=self._layout_version,
+            discord_invite=self.settings.overlay.discord_invite or None,
         )
+
+    def publish_state(self) -> bool:
+        """Publish the state now (the loop does every tick; a control at once)."""
+        return self._states.publish(self.state())
+
+    @staticmethod
+    def _overlay(state: ShowState) -> OverlayState:
+        return build_overlay_state(state.round, state.on_air, state.world.title, off_air=state.off_air,
+                                   discord_invite=state.discord_invite)
+
+    def overlay_state(self, state: ShowState | None = None) -> OverlayState:
+        """What the overlay shows for `state` (default: now)."""
+        return self._overlay(state if state is not None else self.state())
+
+    def overlay_layout(self) -> dict:
+        """The overlay layout on air, for the OBS page."""
+        assert self.compositor is not None
+        return layout_json(self.compositor.layout)
+
+    # -- the broadcast, read ------------------------------------------------------------
+    def health(self) -> Health | None:
+        return self.broadcast.health() if self.broadcast is not None else None
+
+    def frame(self) -> int | None:
+        """The frame going out now (the clock's tick count)."""
+        return self.broadcast.clock.stats.ticks if self.broadcast is not None else None
+
+    def streaming(self) -> bool:
+        """The broadcast is running: not stopped, not failed."""
+        b = self.broadcast
+        return b is not None and not b.clock.done.is_set() and b.clock.error is None
+
+    def observe_frames(self, observer: Callable[[int, Any], None]) -> Callable[[], None]:
+        """Call `observer(index, frame)` for each frame going out (on the clock's thread);
+        returns the remover."""
+        assert self.broadcast is not None
+        broadcast = self.broadcast
+        broadcast.frame_observer = observer
+
+        def remove() -> None:
+            if broadcast.frame_observer == observer:
+                broadcast.frame_observer = None
+
+        return remove
+
+    def timeline(self, limit: int = 40) -> list[TimelineEntry]:
+        """This session's latest actions, newest first."""
+        if self.store is None:
+            return []
+        return [TimelineEntry(r["at"], r["actor"], r["action"], r["detail"]) for r in self.store.actions(limit)]
+
+    def now(self) -> float:
+        """The show clock (the timeline's times)."""
+        return self.store.clock() if self.store is not None else time.monotonic()
 
     def watch_source(self) -> tuple[Path, str] | None:
         """The local server's HLS folder and stream name, when there is one to watch (the demo)."""
@@ -446,15 +590,17 @@ class Show:
             states[name] = "crashed" if task.done() and not task.cancelled() else getattr(adapter, "state", "?")
         return states
 
-    def on_winner(self, winner) -> None:
+    def on_winner(self, winner: Winner) -> None:
+        """A round's winner goes on air (the director publishes it)."""
         assert self.director is not None
-        self.director.submit(winner.text, source="audience", user=winner.user)
+        self.director.submit(winner.text, source="audience", user=winner.user, round=winner.round)
 
     def _start_adapters(self, loop: asyncio.AbstractEventLoop) -> None:
         """The chat platforms turned on (checked in the first phase); a failure in one never stops the show."""
         ctx = ChatContext(self.audience, self.settings, self.options.secrets, store=self.store, voice=self.voice,
                           on_viewers=self.budget.set_viewers if self.budget is not None else None,
-                          chat_source=self.options.chat_source, on_line=self.on_local_line)
+                          chat_source=self.options.chat_source, on_line=self.on_local_line,
+                          states=self.states)
         for name, platform in self._chats:
             adapter = platform.create(ctx)
             if isinstance(adapter, LocalChat):  # a reading thread, not a task of its own
@@ -499,7 +645,7 @@ class Show:
                 if self.broadcast.clock.done.is_set():
                     break
                 self.director.tick()
-                self.broadcast.compositor.set_state(self.overlay_state())
+                self.publish_state()
                 if time.monotonic() - last_report > 30:
                     last_report = time.monotonic()
                     h = self.broadcast.health()

@@ -5,6 +5,10 @@ preset's style, or, when nobody has asked for anything for a while, the
 world's own next story beat, so the stream never stands still. It is driven
 by `tick(now)` from the app's loop (or a test's virtual clock) and hands each
 `Direction` to the world.
+
+The director owns "this went on air": each change of picture is published
+once, as an `OnAir` (streambot/surface.py), to its listeners (the timeline,
+`!now`, the soundtrack, the show's state), whoever asked for it.
 """
 from __future__ import annotations
 
@@ -12,19 +16,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from .onair import OnAir
 from .world.base import Direction, World
 from .worldspec import WorldSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OnAir:
-    direction: Direction
-    generation: int
-    since: float
 
 
 class Director:
@@ -48,7 +45,12 @@ class Director:
         self._last_change = clock()
         self.on_air: OnAir | None = None
         self.history: list[OnAir] = []
-        self.listeners: list[Callable[[OnAir], None]] = []
+        self.listeners: list[Callable[[OnAir], object]] = []  # told of every OnAir, in order
+
+    def subscribe(self, listener: Callable[[OnAir], object]) -> Callable[[], None]:
+        """Call `listener(entry)` each time something goes on air; returns the unsubscriber."""
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener) if listener in self.listeners else None
 
     def style(self, text: str) -> str:
         return f"{text}, {self.spec.style}" if self.spec.style else text
@@ -68,9 +70,10 @@ class Director:
         """Which of the preset's story beats the story is at."""
         return self._beat
 
-    def submit(self, text: str, *, source: str = "audience", user: str | None = None) -> OnAir:
-        """A prompt that has won (or was forced from the console): on air now."""
-        return self._send(text, source, user)
+    def submit(self, text: str, *, source: str = "audience", user: str | None = None,
+               round: int | None = None, actor: str | None = None) -> OnAir:
+        """A prompt that has won (`round`) or was forced (by `actor`): on air now."""
+        return self._send(text, source, user, round=round, actor=actor)
 
     def tick(self, now: float | None = None) -> OnAir | None:
         """Move the story on by itself when nobody has prompted for a while."""
@@ -87,11 +90,12 @@ class Director:
             self.spec = spec
             self._beat = 0
 
-    def _send(self, text: str, source: str, user: str | None) -> OnAir:
+    def _send(self, text: str, source: str, user: str | None, *, round: int | None = None,
+              actor: str | None = None) -> OnAir:
         direction = Direction(text=text, styled=self.style(text), source=source, user=user)
         generation = self.world.steer(direction, self.transition_s)
         now = self._clock()
-        entry = OnAir(direction, generation, now)
+        entry = OnAir(direction, generation, now, round=round, actor=actor)
         with self._lock:
             self._last_change = now
             self.on_air = entry

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import paths
 
 if TYPE_CHECKING:
+    from .onair import OnAir
     from .voting import RoundResult
 
 log = logging.getLogger(__name__)
@@ -200,22 +201,30 @@ class Store:
 
         self._submit(write)
 
-    def mark_aired(self, round_no: int, text: str) -> None:
-        at = self.clock()
+    def record_on_air(self, entry: OnAir, *, state: dict | None = None, state_key: str = "world") -> None:
+        """One thing went on air: one write for the whole event. Its row in
+        `on_air`; for a winner, when its round aired (the chapters); for a
+        forced prompt, the action and who took it; and `state`, what a
+        restart needs to pick the show up, when given."""
+        at, session = self.clock(), self.session
+        value = json.dumps(state) if state is not None else None
 
         def write(c: sqlite3.Connection) -> None:
-            c.execute(
-                "UPDATE rounds SET aired = ? WHERE id = (SELECT max(id) FROM rounds"
-                " WHERE session IS ? AND number = ? AND winner = ?)",
-                (at, self.session, round_no, text),
-            )
+            c.execute("INSERT INTO on_air (session, at, text, source, user) VALUES (?,?,?,?,?)",
+                      (session, at, entry.text, entry.source, entry.user))
+            if entry.round is not None:
+                c.execute(
+                    "UPDATE rounds SET aired = ? WHERE id = (SELECT max(id) FROM rounds"
+                    " WHERE session IS ? AND number = ? AND winner = ?)",
+                    (at, session, entry.round, entry.text),
+                )
+            if entry.actor is not None:
+                c.execute("INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)",
+                          (session, at, entry.actor, "force", entry.text))
+            if value is not None:
+                c.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (state_key, value))
 
         self._submit(write)
-
-    def record_on_air(self, text: str, source: str, user: str | None) -> None:
-        args = (self.session, self.clock(), text, source, user)
-        self._submit(lambda c: c.execute(
-            "INSERT INTO on_air (session, at, text, source, user) VALUES (?,?,?,?,?)", args))
 
     def log_action(self, actor: str, action: str, detail: str = "") -> None:
         args = (self.session, self.clock(), actor, action, detail)

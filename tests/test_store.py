@@ -10,14 +10,22 @@ from streambot.cli_audience import timeline
 from streambot.config import ModerationSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.store import Store, hms
+from streambot.onair import OnAir
 from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
+from streambot.world.base import Direction
 
 
 def make(path: Path, clock: VirtualClock, background: bool = True) -> Audience:
     store = Store(path, clock=clock, wall=lambda: 1_700_000_000.0, background=background)
     engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=0, grace_s=2), now=clock())
     return Audience(engine, Moderation(ModerationSettings()), store=store, clock=clock)
+
+
+def aired(aud: Audience, winner) -> None:
+    """The winner goes on air: the director's event, as the show writes it to the timeline."""
+    aud.store.record_on_air(OnAir(Direction(winner.text, winner.text, "audience", winner.user), 1, aud.clock(),
+                                  round=winner.round))
 
 
 def test_rounds_votes_winners_and_chapters(tmp_path: Path) -> None:
@@ -29,10 +37,10 @@ def test_rounds_votes_winners_and_chapters(tmp_path: Path) -> None:
     clock.t = 3700.0 + 12
     winner = aud.tick(112)
     assert winner.text == "a castle"
-    aud.aired(winner)
+    aired(aud, winner)
     aud.chat("twitch", "ann", "!p night falls", now=3701)
     clock.t = 3714
-    aud.aired(aud.tick(3714))
+    aired(aud, aud.tick(3714))
     aud.ban("troll", actor="console")
     aud.skip_round(actor="console:admin", now=3715)
     aud.store.flush()

@@ -13,7 +13,9 @@ Round messages: every channel in `discord.channels` gets one message per round,
 numbered candidates with one button each. The round's end is a Discord
 timestamp (`<t:UNIX:R>`) that counts down on each viewer's own client, so the
 message is edited only when what it shows changes (candidates, votes), and at
-most every `update_s`. When the round's result is published, the message is
+most every `update_s`. In the show, the messages follow the state it
+publishes (`DiscordBot(..., states=show.states)`); a bot on its own reads
+the audience once a `tick_s`. When the round's result is published, the message is
 closed: buttons disabled, the winner's in green, the result in the text. Its
 ids are kept in the timeline (`Store.save_state(..., key="discord")`), so after
 a restart the message left open is closed the same way.
@@ -47,13 +49,15 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 
 from .. import secrets as secret_store
 from ..config import DiscordSettings
+from ..onair import Latest
 from ..viewer import Viewer
 from .discord_viewer import plain, viewer_from
-from .events import Audience, ModEvent, PromptEvent, Reply, VoteEvent
+from .events import ChatSurface, ModEvent, PromptEvent, Reply, VoteEvent
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..onair import ShowState
     from ..voting import RoundResult, Snapshot
 
 log = logging.getLogger(__name__)
@@ -249,18 +253,44 @@ class ModCommands(commands.Cog):
 
 
 class RoundMessages(commands.Cog):
-    """Keeps the round messages up to date, once a `tick_s`."""
+    """Keeps the round messages up to date: on each state the show publishes
+    (at most one refresh a `tick_s`), or, for a bot without a show's states,
+    once a `tick_s`."""
 
     def __init__(self, show: DiscordBot, client: discord.Client) -> None:
         self.show = show
         self.client = client
+        self._follow: asyncio.Task | None = None
 
     async def cog_load(self) -> None:
+        if self.show.states is not None:
+            self._follow = asyncio.create_task(self.follow(self.show.states), name="discord round messages")
+            return
         self.refresh.change_interval(seconds=self.show.tick_s)
         self.refresh.start()
 
     async def cog_unload(self) -> None:
         self.refresh.cancel()
+        if self._follow is not None:
+            self._follow.cancel()
+
+    async def follow(self, states: Latest[ShowState]) -> None:
+        """Refresh with each published round. A refresh is also due when nothing
+        changed for `update_s`: an edit held back by the spacing, or a message
+        closing after its round's grace, waits for time, not for a change."""
+        await self.client.wait_until_ready()
+        last: Snapshot | None = None
+        with states.subscribe() as sub:
+            while True:
+                try:
+                    last = (await sub.next(timeout=self.show.settings.update_s)).round
+                except TimeoutError:
+                    pass
+                try:
+                    await self.show.refresh(last)
+                except Exception:  # one bad update must not end the updates
+                    log.exception("discord round messages not updated")
+                await asyncio.sleep(self.show.tick_s)  # pacing: Discord's limits on edits
 
     @tasks.loop(seconds=1.0)
     async def refresh(self) -> None:
@@ -374,7 +404,7 @@ class DiscordBot:
 
     def __init__(
         self,
-        audience: Audience,
+        audience: ChatSurface,
         settings: DiscordSettings,
         token: str,
         *,
@@ -382,6 +412,7 @@ class DiscordBot:
         wall: Callable[[], float] = time.time,
         tick_s: float = 1.0,
         voice: Any = None,
+        states: Latest[ShowState] | None = None,
     ) -> None:
         if not token:
             raise ValueError("no Discord bot token: set STREAMBOT_DISCORD_TOKEN (see the README).")
@@ -393,6 +424,7 @@ class DiscordBot:
         self.clock = audience.clock  # round times and edit spacing, on the show's clock
         self.wall = wall  # Unix time, for the timestamps Discord shows
         self.tick_s = tick_s
+        self.states = states  # the show's published state: round messages follow it
         self.voice = voice  # a VoiceService: /listen, /leave and voice messages
         self.state = "idle"
         self.resumes = 0
@@ -542,13 +574,14 @@ class DiscordBot:
             view.add_item(VoteButton(round_no, number, label, disabled=closed, won=number == winner))
         return view
 
-    async def refresh(self) -> None:
-        """Post, edit or close each channel's round message to match the round."""
+    async def refresh(self, snapshot: Snapshot | None = None) -> None:
+        """Post, edit or close each channel's round message to match the round
+        (`snapshot`, as published; the audience's now when None)."""
         async with self._lock:
             if self.client is None or not self.client.is_ready() or self.client.is_closed():
                 return
             now = self.clock()
-            s = self.audience.snapshot(now)
+            s = snapshot if snapshot is not None else self.audience.snapshot(now)
             if self._board.left_open:
                 await self._close_left_open(s, now)
             for channel in self.settings.channels:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cachetools import FIFOCache
 
@@ -30,6 +30,7 @@ from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
     from ..store import Store
+    from ..onair import OnAir
     from ..voting import RoundResult, Screened, Snapshot, VotingEngine, Winner
     from ..worldspec import WorldSpec
     from .moderation import Moderation
@@ -95,6 +96,28 @@ class Reply:
 
 
 NONE = Reply("none")
+
+
+class ChatSurface(Protocol):
+    """What a chat adapter (Twitch, Discord, the terminal) may do with the show's audience:
+    hand in what viewers said, hear each round's result, answer `!now`, moderate.
+    `Audience` below is one."""
+
+    clock: Callable[[], float]
+
+    def handle(self, event: Event, now: float | None = None) -> Reply: ...
+    def chat(self, platform: str, user: str, text: str, roles: tuple[str, ...] | frozenset[str] = (),
+             now: float | None = None) -> Reply: ...
+    async def settle(self, reply: Reply, timeout: float = 2.0) -> Reply: ...
+    def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]: ...
+    def snapshot(self, now: float | None = None) -> Snapshot: ...
+    def now_text(self, now: float | None = None) -> str: ...
+    def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool: ...
+    def retract_viewer(self, viewer: Viewer, *, actor: str = "", why: str = "") -> int: ...
+    def ban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+            now: float | None = None) -> None: ...
+    def unban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
+              now: float | None = None) -> None: ...
 
 
 class Audience:
@@ -290,6 +313,11 @@ class Audience:
             return
         self._placed[(event.viewer.platform, event.id)] = (event.viewer.key, round_no, text, number)
 
+    def screen_text(self, text: str) -> str | None:
+        """A prompt the streamer puts on air without a vote: the cleaned text when
+        every moderation layer passes it, None when it can't go on air."""
+        return self.moderation.check_text(text)
+
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool:
         """A moderator deleted a message on its platform: its prompt or vote leaves the ballot."""
         placed = self._placed.pop((platform, message_id), None)
@@ -376,23 +404,19 @@ class Audience:
                                       f"{switch.democracy} democracy)")
         winners = [r.winner for r in results if r.winner is not None]
         if winners:
+            # `!now` answers with the winner from here on; the director's event follows
+            # in the same tick (`note_on_air`) and is the one the timeline records
             self.on_air_text = winners[-1].text
             return winners[-1]
         return None
 
-    def aired(self, winner: Winner) -> None:
-        """The winner is on air now (for the timeline's chapters)."""
-        if self.store is not None:
-            self.store.mark_aired(winner.round, winner.text)
+    def note_on_air(self, entry: OnAir) -> None:
+        """A director listener: what is on air, for `!now` (the show writes the timeline)."""
+        self.on_air_text = entry.text
 
-    def note_on_air(self, entry: Any) -> None:
-        """A director listener: remembers what is on air for `!now` and the timeline."""
-        direction = getattr(entry, "direction", entry)
-        self.on_air_text = getattr(direction, "text", str(direction))
-        if self.store is not None:
-            self.store.record_on_air(
-                self.on_air_text, getattr(direction, "source", "audience"), getattr(direction, "user", None)
-            )
+    def banned(self) -> tuple[str, ...]:
+        """Every ban in force, as keys ("twitch:name", "*:name", "discord:id"), sorted."""
+        return tuple(sorted(self.moderation.bans))
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         return self.engine.snapshot(self.clock() if now is None else now)
@@ -424,7 +448,6 @@ class Audience:
                 if winner is not None:
                     try:
                         on_winner(winner)
-                        self.aired(winner)
                     except Exception:
                         log.exception("putting the winner on air failed")
                 if self.store is not None and now - last_save >= save_every_s:
@@ -512,9 +535,11 @@ class Audience:
                 self.store.remove_ban(k)
         self._log(actor, "unban", ",".join(keys) or user)
 
-    def lock(self, *, actor: str, locked: bool = True, now: float | None = None) -> None:
+    def lock(self, *, actor: str, locked: bool = True, now: float | None = None, action: str | None = None) -> None:
+        """Stop (or start again) taking prompts and votes; recorded as `action`
+        (the kill switch's one entry) or as lock/unlock."""
         self.engine.set_locked(locked)
-        self._log(actor, "lock" if locked else "unlock")
+        self._log(actor, action or ("lock" if locked else "unlock"))
 
     def set_round_length(self, seconds: float, *, actor: str, now: float | None = None) -> None:
         self.engine.set_round_length(seconds, self.clock() if now is None else now)
@@ -526,7 +551,12 @@ class Audience:
         self._publish(results)
         self._log(actor, "mode", mode)
         winners = [r.winner for r in results if r.winner is not None]
-        return winners[-1] if winners else None
+        if winners:
+            # `!now` answers with the winner from here on; the director's event follows
+            # in the same tick (`note_on_air`) and is the one the timeline records
+            self.on_air_text = winners[-1].text
+            return winners[-1]
+        return None
 
 
 REFUSED = "That prompt can't go on air."

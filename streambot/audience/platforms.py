@@ -26,6 +26,7 @@ class ChatContext:
     on_viewers: Callable[[int | None], None] | None = None  # the GPU budget hears how many watch
     chat_source: str | None = None  # "-" stdin, a file path, or None
     on_line: Callable[[str, str], None] | None = None  # a line typed by the streamer
+    states: Any = None  # surface.Latest[ShowState]: the show's published state (Discord's round messages follow it)
 
 
 class Twitch:
@@ -64,7 +65,7 @@ class Discord:
         from .discord_bot import DiscordBot
 
         return DiscordBot(ctx.audience, ctx.settings.discord, ctx.secrets.get("discord_token", ""),
-                          store=ctx.store, voice=ctx.voice)
+                          store=ctx.store, voice=ctx.voice, states=ctx.states)
 
 
 class Terminal:

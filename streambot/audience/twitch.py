@@ -86,7 +86,7 @@ from .. import secrets as secret_store
 from ..config import TwitchSettings
 from ..viewer import Viewer
 from .commands import HELP
-from .events import Audience, ChatMessage, PromptEvent, Reply
+from .events import ChatMessage, ChatSurface, PromptEvent, Reply
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class TwitchChat:
 
     def __init__(
         self,
-        audience: Audience,
+        audience: ChatSurface,
         settings: TwitchSettings,
         secrets: dict[str, str],
         *,

@@ -186,7 +186,7 @@ async def force(request: web.Request) -> web.Response:
 @route("POST", "/api/round/skip", access="admin", summary="End the round now, with no winner.",
        response=ACTION, tag="controls")
 async def skip_round(request: web.Request) -> web.Response:
-    console_of(request).show.audience.skip_round(actor=principal_of(request).actor)
+    console_of(request).show.skip_round(actor=principal_of(request).actor)
     return _done(request, "skip")
 
 
@@ -194,7 +194,7 @@ async def skip_round(request: web.Request) -> web.Response:
        summary="Approve a candidate waiting for a moderator (approval mode).", response=ACTION, tag="controls")
 async def approve(request: web.Request) -> web.Response:
     cid = _cid(request)
-    if not console_of(request).show.audience.approve(cid, actor=principal_of(request).actor):
+    if not console_of(request).show.approve(cid, actor=principal_of(request).actor):
         raise error(404, f"There is no candidate #{cid} in this round.")
     return _done(request, "approve")
 
@@ -203,7 +203,7 @@ async def approve(request: web.Request) -> web.Response:
        summary="Reject a candidate (it leaves the round).", response=ACTION, tag="controls")
 async def reject(request: web.Request) -> web.Response:
     cid = _cid(request)
-    if not console_of(request).show.audience.reject(cid, actor=principal_of(request).actor):
+    if not console_of(request).show.reject(cid, actor=principal_of(request).actor):
         raise error(404, f"There is no candidate #{cid} in this round.")
     return _done(request, "reject")
 
@@ -219,7 +219,7 @@ def _cid(request: web.Request) -> int:
        body=BanBody, response=ACTION, tag="controls")
 async def ban(request: web.Request) -> web.Response:
     b = await body(request, BanBody)
-    console_of(request).show.audience.ban(b.user, actor=principal_of(request).actor, platform=b.platform)
+    console_of(request).show.ban(b.user, actor=principal_of(request).actor, platform=b.platform)
     return _done(request, "ban")
 
 
@@ -232,7 +232,7 @@ async def unban(request: web.Request) -> web.Response:
         raise error(400, "Give a user name, and a platform of twitch, discord or local (or none).")
     if ":" in user and platform is None:  # a ban key as listed: "twitch:name"
         platform, user = user.split(":", 1)
-    console_of(request).show.audience.unban(user, actor=principal_of(request).actor, platform=platform)
+    console_of(request).show.unban(user, actor=principal_of(request).actor, platform=platform)
     return _done(request, "unban")
 
 
@@ -275,7 +275,7 @@ def _save_custom_world(text: str) -> str:
 async def round_length(request: web.Request) -> web.Response:
     b = await body(request, RoundLengthBody)
     try:
-        console_of(request).show.audience.set_round_length(b.seconds, actor=principal_of(request).actor)
+        console_of(request).show.set_round_length(b.seconds, actor=principal_of(request).actor)
     except ValueError as e:  # shorter than the stream delay and grace
         raise error(400, f"seconds: {e}") from None
     return _done(request, "round_length")
@@ -294,11 +294,7 @@ async def story(request: web.Request) -> web.Response:
        body=ModeBody, response=ACTION, tag="controls")
 async def mode(request: web.Request) -> web.Response:
     b = await body(request, ModeBody)
-    show = console_of(request).show
-    winner = show.audience.set_mode(b.mode, actor=principal_of(request).actor)
-    if winner is not None:  # the round under way was decided by the switch
-        show.on_winner(winner)
-        show.audience.aired(winner)
+    console_of(request).show.set_mode(b.mode, actor=principal_of(request).actor)
     return _done(request, "mode")
 
 
@@ -306,7 +302,7 @@ async def mode(request: web.Request) -> web.Response:
        body=LockBody, response=ACTION, tag="controls")
 async def lock(request: web.Request) -> web.Response:
     b = await body(request, LockBody)
-    console_of(request).show.audience.lock(actor=principal_of(request).actor, locked=b.locked)
+    console_of(request).show.lock(b.locked, actor=principal_of(request).actor)
     return _done(request, "lock")
 
 
@@ -355,8 +351,7 @@ async def revoke_session(request: web.Request) -> web.Response:
         raise error(404, "There is no such session.")
     actor = principal_of(request).actor
     console.metrics.actions.labels("revoke_session").inc()
-    if console.show.store is not None:
-        console.show.store.log_action(actor, "revoke session", handle)
+    console.show.record(actor, "revoke session", handle)
     return reply(_sessions(request))
 
 

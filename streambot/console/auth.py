@@ -244,7 +244,7 @@ def _open_db(path: Path | None) -> sqlite3.Connection:
 
 
 def csrf_ok(session: Session, header: str | None) -> bool:
-    return bool(header) and hmac.compare_digest(header.encode(), session.csrf.encode())
+    return header is not None and bool(header) and hmac.compare_digest(header.encode(), session.csrf.encode())
 
 
 # -- origins -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import ConsoleSettings
 from ..secrets import redact
+from ..surface import ShowSurface
 from . import views
 from .auth import LoginLimiter, Role, Session, Sessions, Tokens
 from .live import Channel
@@ -36,7 +37,7 @@ class Principal:
 
 @dataclass
 class Console:
-    show: views.ShowLike
+    show: ShowSurface
     settings: ConsoleSettings
     tokens: Tokens
     sessions: Sessions
@@ -66,8 +67,7 @@ class Console:
         }
 
     def frame(self) -> int | None:
-        b = self.show.broadcast
-        return b.clock.stats.ticks if b is not None else None
+        return self.show.frame()
 
 
 CONSOLE = web.AppKey("console", Console)

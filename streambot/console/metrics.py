@@ -10,19 +10,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .views import ShowLike
+from ..surface import ShowSurface
 
 
 class ShowCollector:
-    def __init__(self, show: ShowLike, extra=lambda: {}) -> None:
+    def __init__(self, show: ShowSurface, extra=lambda: {}) -> None:
         self.show = show
         self.extra = extra
 
     def collect(self):
         show = self.show
-        if show.broadcast is None:
+        h = show.health()
+        if h is None:
             return
-        h = show.broadcast.health()
+        state = show.state()
 
         def gauge(name, doc, value, unit=""):
             return GaugeMetricFamily(f"streambot_{name}", doc, value=0.0 if value is None else value, unit=unit)
@@ -31,7 +32,7 @@ class ShowCollector:
             return CounterMetricFamily(f"streambot_{name}", doc, value=value)
 
         yield gauge("output_fps", "Frames per second sent to the outputs.", h.output_fps)
-        yield gauge("target_fps", "The configured output frame rate.", show.broadcast.fps)
+        yield gauge("target_fps", "The configured output frame rate.", show.settings.stream.fps)
         yield gauge("generator_fps", "What the world could render per second, free-running.", h.generator_fps)
         yield gauge("encode_ms", "Mean encode time per frame, in milliseconds.", h.encode_ms_per_frame)
         yield gauge("bitrate_kbps", "Measured video+audio bitrate going out, in kbit/s.", h.bitrate_kbps)
@@ -68,15 +69,14 @@ class ShowCollector:
         for name, st in show.adapter_states().items():
             chat.add_metric([name, st], 1.0)
         yield chat
-        if show.audience is not None:
-            snap = show.audience.snapshot()
-            yield gauge("round", "The voting round under way.", snap.round)
-            yield gauge("round_voters", "Viewers who voted this round.", snap.voters)
-            yield gauge("round_candidates", "Candidates this round.", snap.total_candidates)
-            yield gauge("prompts_locked", "1 while prompts are locked.", int(snap.locked))
-            for k, v in show.audience.counts.items():
-                yield counter(f"audience_{k}", f"Audience {k} since start.", v)
-        yield gauge("off_air", "1 while the kill switch shows the slate.", int(show.off_air))
+        snap = state.round
+        yield gauge("round", "The voting round under way.", snap.round)
+        yield gauge("round_voters", "Viewers who voted this round.", snap.voters)
+        yield gauge("round_candidates", "Candidates this round.", snap.total_candidates)
+        yield gauge("prompts_locked", "1 while prompts are locked.", int(snap.locked))
+        for k, v in state.counts.items():
+            yield counter(f"audience_{k}", f"Audience {k} since start.", v)
+        yield gauge("off_air", "1 while the kill switch shows the slate.", int(state.off_air))
         audio = show.audio_status()
         if audio.get("short_term_lufs") is not None:
             yield gauge("loudness_short_term_lufs", "Short-term loudness going out (EBU R128, 3 s).",
@@ -105,7 +105,7 @@ class ShowCollector:
 
 
 class Metrics:
-    def __init__(self, show: ShowLike, extra=lambda: {}) -> None:
+    def __init__(self, show: ShowSurface, extra=lambda: {}) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(ShowCollector(show, extra))
         ProcessCollector(registry=self.registry)

@@ -10,8 +10,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..broadcast.overlay_layout import OVERLAY_DIR, layout_json
-from ..broadcast.overlay_state import OverlayState
+from ..onair import Overlay
 from .auth import COOKIE
 from .core import Principal, body, console_of, dumps, error, principal_of, reply
 from .routes import _obj, route
@@ -19,6 +18,7 @@ from .routes import _obj, route
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+OVERLAY_DIR = Path(__file__).resolve().parents[2] / "overlays"  # the OBS page's files, beside the overlay's fonts
 FONTS = OVERLAY_DIR / "fonts"
 
 CSP_CONSOLE = (
@@ -72,8 +72,7 @@ def _start_session(request: web.Request, role: str, name: str, response: web.Str
         COOKIE, session.id, httponly=True, samesite="Strict", secure=request.secure, path="/",
         max_age=int(console.sessions.ttl_s),
     )
-    if console.show.store is not None:
-        console.show.store.log_action(actor, "login", role)
+    console.show.record(actor, "login", role)
     log.info("%s logged in to the console (%s)", actor, role)
     return session
 
@@ -175,9 +174,9 @@ async def login(request: web.Request) -> web.StreamResponse:
             raise web.HTTPSeeOther("/login?e=bad")
         raise error(401, "That token is not right.")
     if form:
-        resp = web.HTTPSeeOther("/")
-        _start_session(request, role, name, resp)
-        raise resp
+        redirect = web.HTTPSeeOther("/")
+        _start_session(request, role, name, redirect)
+        raise redirect
     resp = web.json_response({})
     session = _start_session(request, role, name, resp)
     resp.text = dumps({"role": role, "actor": session.actor, "csrf": session.csrf})
@@ -190,8 +189,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     if p.session is not None:
         console.sessions.drop(p.session.id)
-        if console.show.store is not None:
-            console.show.store.log_action(p.actor, "logout", p.role or "")
+        console.show.record(p.actor, "logout", p.role or "")
     resp = reply({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -205,10 +203,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
                      off_air={"type": "boolean"}))
 async def healthz(request: web.Request) -> web.Response:
     show = console_of(request).show
-    b = show.broadcast
-    if b is None or b.clock.done.is_set() or b.clock.error is not None:
+    h = show.health()
+    if h is None or not show.streaming():
         return reply({"status": "stopped"}, status=503)
-    return reply({"status": "ok", "output_fps": b.clock.stats.output_fps, "off_air": show.off_air})
+    return reply({"status": "ok", "output_fps": h.output_fps, "off_air": show.state().off_air})
 
 
 @route("GET", "/metrics", access="viewer", tag="meta", content="text/plain",
@@ -234,7 +232,7 @@ async def overlay_page(request: web.Request) -> web.StreamResponse:
        summary="The overlay layout the OBS page draws with (and the fonts it loads).",
        response={"type": "object"})
 async def overlay_layout(request: web.Request) -> web.Response:
-    return reply(layout_json(console_of(request).show.broadcast.compositor.layout))
+    return reply(console_of(request).show.overlay_layout())
 
 
 @route("GET", "/overlay/fonts/{name}", access="public", summary="The overlay's fonts.", documented=False)
@@ -250,7 +248,7 @@ async def overlay_file(request: web.Request) -> web.StreamResponse:
     return _file(OVERLAY_DIR / name)
 
 
-def overlay_message(state: OverlayState) -> str:
+def overlay_message(state: Overlay) -> str:
     return dumps(state.to_json())
 
 

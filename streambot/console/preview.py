@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Preview:
         self.size = preview_size(output_size, width)
         self.quality = quality
         self.active = False  # someone is watching; read on the clock thread
-        self._latest = None  # (index, av.VideoFrame), replaced on the clock thread
+        self._latest: tuple[int, Any] | None = None  # (index, av.VideoFrame), replaced on the clock thread
         self._sent_index = -1
         self.encode_ms: deque[float] = deque(maxlen=50)
         self.frames = 0

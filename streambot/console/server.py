@@ -2,9 +2,10 @@
 
 `create_app(show, settings, tokens=...)` builds the app around one `Console`
 state object; with `background=False` (tests) nothing runs by itself. The
-background work are cleanup contexts: the broadcaster that pushes state,
-health, logs and the overlay to the open pages, and the preview encoder,
-which also hooks the broadcast's frame observer. `ConsoleServer` runs the
+background work are cleanup contexts: the broadcaster that pushes each
+state the show publishes (and health, logs, the timeline once a second) to
+the open pages and the overlay, and the preview encoder, which observes the
+frames going out. `ConsoleServer` runs the
 app with AppRunner/TCPSite inside the show's own asyncio loop.
 """
 from __future__ import annotations
@@ -21,9 +22,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import paths
-from ..broadcast.overlay_layout import layout_json
 from ..config import ConfigError, ConsoleSettings, list_presets
 from ..secrets import redact
+from ..surface import ShowSurface
 from . import api, pages, views, voice_api  # noqa: F401  (their routes register on import)
 from .auth import (
     COOKIE,
@@ -47,7 +48,7 @@ ROUTE_TABLE = web.AppKey("routes", dict[tuple[str, str], Route])
 SAFE = ("GET", "HEAD", "OPTIONS")
 
 
-def create_app(show: views.ShowLike, settings: ConsoleSettings, *, tokens: Tokens,
+def create_app(show: ShowSurface, settings: ConsoleSettings, *, tokens: Tokens,
                background: bool = True) -> web.Application:
     """The console for `show`; `background=False` leaves out the broadcaster
     and the preview (tests drive the show and read the API themselves)."""
@@ -60,7 +61,7 @@ def create_app(show: views.ShowLike, settings: ConsoleSettings, *, tokens: Token
         sessions=Sessions(settings.session_hours * 3600, path=sessions_file(settings)),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
         logs=LogBuffer(settings.log_lines),
-        metrics=None,  # type: ignore[arg-type]  (needs the console for its figures; set below)
+        metrics=None,  # type: ignore[arg-type]  # needs the console for its figures: set below
         system=views.System(), preview=preview,
         presets=[{"name": w.name, "title": w.title, "description": w.description} for w in list_presets()],
         version=_version(),
@@ -220,50 +221,67 @@ class _MalformedRequests(logging.Filter):
 
 
 async def _broadcaster(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_broadcast(app[CONSOLE]), name="console broadcaster")
+    console = app[CONSOLE]
+    tasks = [asyncio.create_task(_push_states(console), name="console states"),
+             asyncio.create_task(_push_figures(console), name="console figures")]
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _broadcast(console: Console, interval: float = 0.2) -> None:
-    """Push what changed to the open pages: state 5x a second, health, new log
-    lines and the timeline once a second, the overlay when it changes."""
+async def _push_states(console: Console, min_gap: float = 0.2) -> None:
+    """Push each state the show publishes to the open pages (the console's and
+    the OBS overlay's) when it changes what they show: at most one every
+    `min_gap`, always the newest (a page never sees a stale state)."""
     show = console.show
     last: dict[str, object] = {}
-    last_log = 0
     last_error = 0.0
-    tick = 0
+    with show.states.subscribe() as states:
+        async for st in states:
+            try:
+                if console.overlay_channel.clients:
+                    message = pages.overlay_message(show.overlay_state(st))
+                    if message != last.get("overlay"):
+                        last["overlay"] = message
+                        console.overlay_channel.publish(message)
+                    if last.get("layout") is not None and st.layout != last["layout"]:
+                        console.overlay_channel.publish(dumps({"layout": show.overlay_layout()}))
+                last["layout"] = st.layout
+                if console.state_channel.clients:
+                    message = dumps({"type": "state", **views.state(show, st)})
+                    if message != last.get("state"):
+                        last["state"] = message
+                        console.state_channel.publish(message)
+            except Exception:
+                if time.monotonic() - last_error > 60:
+                    last_error = time.monotonic()
+                    log.exception("console: the live update failed")
+            await asyncio.sleep(min_gap)  # pacing: the next state taken is the newest
+
+
+async def _push_figures(console: Console, interval: float = 1.0) -> None:
+    """Health, new log lines and the timeline, once a second: measurements and
+    records, not the show's state."""
+    show = console.show
+    last_log = 0
+    last_timeline = ""
+    last_error = 0.0
     while True:
         await asyncio.sleep(interval)
-        tick += 1
+        channel = console.state_channel
+        if not channel.clients:
+            continue
         try:
-            if console.overlay_channel.clients:
-                message = pages.overlay_message(show.overlay_state())
-                if message != last.get("overlay"):
-                    last["overlay"] = message
-                    console.overlay_channel.publish(message)
-                layout = show.broadcast.compositor.layout
-                if last.get("layout") is not None and layout is not last["layout"]:
-                    console.overlay_channel.publish(dumps({"layout": layout_json(layout)}))
-                last["layout"] = layout
-            channel = console.state_channel
-            if not channel.clients:
-                continue
-            message = dumps({"type": "state", **console.state()})
-            if message != last.get("state"):
-                last["state"] = message
-                channel.publish(message)
-            if tick % round(1 / interval) == 0:
-                channel.publish(dumps({"type": "health", **console.health()}))
-                lines = console.logs.since(last_log)
-                if lines:
-                    last_log = lines[-1]["seq"]
-                    channel.publish(dumps({"type": "logs", "lines": lines}), role="admin")
-                actions = dumps({"type": "timeline", "actions": views.timeline(show)})
-                if actions != last.get("timeline"):
-                    last["timeline"] = actions
-                    channel.publish(actions, role="admin")
+            channel.publish(dumps({"type": "health", **console.health()}))
+            lines = console.logs.since(last_log)
+            if lines:
+                last_log = lines[-1]["seq"]
+                channel.publish(dumps({"type": "logs", "lines": lines}), role="admin")
+            actions = dumps({"type": "timeline", "actions": views.timeline(show)})
+            if actions != last_timeline:
+                last_timeline = actions
+                channel.publish(actions, role="admin")
         except Exception:
             if time.monotonic() - last_error > 60:
                 last_error = time.monotonic()
@@ -273,15 +291,13 @@ async def _broadcast(console: Console, interval: float = 0.2) -> None:
 async def _preview(app: web.Application) -> AsyncIterator[None]:
     console = app[CONSOLE]
     preview, channel = console.preview, console.preview_channel
-    broadcast = console.show.broadcast
-    if preview is None or broadcast is None:
+    if preview is None or console.show.frame() is None:
         yield
         return
-    broadcast.frame_observer = preview.observe
+    stop_observing = console.show.observe_frames(preview.observe)
     task = asyncio.create_task(preview.run(lambda: bool(channel.clients), channel.publish), name="console preview")
     yield
-    if broadcast.frame_observer == preview.observe:
-        broadcast.frame_observer = None
+    stop_observing()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
@@ -338,7 +354,7 @@ class ConsoleServer:
             await runner.cleanup()
 
 
-async def start_console(show: views.ShowLike, address: str, *, secrets: dict[str, str]) -> ConsoleServer:
+async def start_console(show: ShowSurface, address: str, *, secrets: dict[str, str]) -> ConsoleServer:
     """Tokens, the app, the server on this loop; the URL (and a new admin token,
     once) on the terminal, never in the log."""
     settings = show.settings.console

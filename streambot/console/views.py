@@ -1,44 +1,20 @@
 """What the console shows, as plain JSON-ready dicts, read from the show.
 
-The console receives the show (anything with the `ShowLike` attributes) and
-reads it through the same objects the broadcast uses; nothing here changes it.
+The console receives the show's control surface (`surface.ShowSurface`) and
+reads only what it publishes: its state, its health, its timeline; nothing
+here changes it.
 """
 from __future__ import annotations
 
 import math
 import sys
 import time
-from typing import Any, Protocol
 
 import psutil
 
 from ..secrets import mask_url
-
-
-class ShowLike(Protocol):
-    """What the console needs from `streambot.app.Show`."""
-    settings: Any
-    spec: Any
-    broadcast: Any
-    director: Any
-    audience: Any
-    store: Any
-
-    def force(self, text: str, *, actor: str) -> bool: ...
-    def switch_world(self, name_or_path: str, *, actor: str) -> Any: ...
-    def pause_story(self, paused: bool, *, actor: str) -> None: ...
-    def kill_switch(self, on: bool, *, actor: str) -> None: ...
-    def set_music(self, on: bool, *, actor: str) -> None: ...
-    def audio_status(self) -> dict: ...
-    def overlay_state(self) -> Any: ...
-    def adapter_states(self) -> dict[str, str]: ...
-    def world_status(self) -> dict: ...
-    def budget_status(self) -> dict | None: ...
-    def watch_source(self) -> Any: ...
-    def on_winner(self, winner: Any) -> None: ...
-
-    @property
-    def off_air(self) -> bool: ...
+from ..onair import ShowState
+from ..surface import ShowSurface
 
 
 def _num(x: float | None, nd: int = 2) -> float | None:
@@ -47,24 +23,25 @@ def _num(x: float | None, nd: int = 2) -> float | None:
     return round(float(x), nd)
 
 
-def state(show: ShowLike) -> dict:
-    """On air, the round, its candidates and votes, the world, the switches."""
-    snap = show.audience.snapshot()
-    on_air = show.director.on_air
-    d = on_air.direction if on_air is not None else None
+def state(show: ShowSurface, st: ShowState | None = None) -> dict:
+    """On air, the round, its candidates and votes, the world, the switches
+    (of the published state `st`, or of the show now)."""
+    st = st if st is not None else show.state()
+    snap = st.round
+    on_air = st.on_air
     total = sum(max(0.0, c.votes) for c in snap.candidates) or 1.0
     last = snap.last
     return {
-        "world": {"name": show.spec.name, "title": show.spec.title, "description": show.spec.description},
+        "world": {"name": st.world.name, "title": st.world.title, "description": st.world.description},
         "on_air": {
-            "text": d.text if d else None,
-            "by": d.user if d and d.source != "story" else None,
-            "source": d.source if d else "story",
+            "text": on_air.text if on_air else None,
+            "by": on_air.user if on_air and on_air.source != "story" else None,
+            "source": on_air.source if on_air else "story",
             "for_s": _num(time.monotonic() - on_air.since, 1) if on_air is not None else None,
         },
-        "off_air": show.off_air,
-        "music_on": bool(show.audio_status().get("music_on")),
-        "story_paused": bool(show.director.story_paused),
+        "off_air": st.off_air,
+        "music_on": st.music_on,
+        "story_paused": st.story_paused,
         "round": {
             "mode": snap.mode, "number": snap.round, "time_left": _num(snap.time_left, 2),
             "round_s": snap.round_s, "grace_s": snap.grace_s, "locked": snap.locked,
@@ -90,12 +67,12 @@ def state(show: ShowLike) -> dict:
             "votes": last.winner.votes,
         },
         "watch": watch(show),
-        "bans": sorted(show.audience.moderation.bans) if hasattr(show.audience.moderation, "bans") else [],
-        "counts": dict(show.audience.counts),
+        "bans": list(st.bans),
+        "counts": dict(st.counts),
     }
 
 
-def watch(show: ShowLike) -> dict | None:
+def watch(show: ShowSurface) -> dict | None:
     """The watch page and its playlist, when the show has a local stream to watch (the demo)."""
     source = show.watch_source()
     if source is None:
@@ -137,17 +114,19 @@ class System:
         return out
 
 
-def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
-    b = show.broadcast
-    h = b.health()
+def health(show: ShowSurface, system: System, extra: dict | None = None) -> dict:
+    h = show.health()
+    if h is None:  # not on air yet
+        return {"system": system.figures(), **(extra or {})}
+    fps = show.settings.stream.fps
     out = {
-        "target_fps": b.fps,
+        "target_fps": fps,
         "output_fps": h.output_fps,
         "generator_fps": h.generator_fps,
         "encode_ms": h.encode_ms_per_frame,
         "compose_ms": h.compose_ms_per_frame,
         "ticks": h.ticks,
-        "uptime_s": round(h.ticks / b.fps, 1),
+        "uptime_s": round(h.ticks / fps, 1),
         "late_frames": h.late_frames,
         "repeated_frames": h.repeated_frames,
         "skipped_frames": h.skipped_frames,
@@ -173,12 +152,8 @@ def health(show: ShowLike, system: System, extra: dict | None = None) -> dict:
     return out
 
 
-def timeline(show: ShowLike, limit: int = 40) -> list[dict]:
+def timeline(show: ShowSurface, limit: int = 40) -> list[dict]:
     """The latest actions of this session, newest first, with who did them."""
-    store = show.store
-    if store is None:
-        return []
-    rows = store.actions(limit)
-    now = store.clock()
-    return [{"ago_s": round(max(0.0, now - r["at"]), 1), "actor": r["actor"], "action": r["action"],
-             "detail": r["detail"]} for r in rows]
+    now = show.now()
+    return [{"ago_s": round(max(0.0, now - e.at), 1), "actor": e.actor, "action": e.action, "detail": e.detail}
+            for e in show.timeline(limit)]

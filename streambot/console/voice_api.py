@@ -31,7 +31,7 @@ _HELD: FIFOCache[str, tuple[str, object]] = FIFOCache(_HOLD)  # clip id -> (acto
 
 
 def _service(request: web.Request):
-    service = getattr(console_of(request).show, "voice", None)
+    service = console_of(request).show.voice
     if service is None:
         raise error(409, "Voice commands are off ([voice] enabled = false, or the speech model is missing).")
     return service
@@ -59,7 +59,7 @@ async def voice_status(request: web.Request) -> web.Response:
 
     show = console_of(request).show
     settings = show.settings.voice
-    service = getattr(show, "voice", None)
+    service = show.voice
     if not settings.enabled:
         model = "Voice commands are off ([voice] enabled = false)."
     else:
@@ -86,8 +86,12 @@ async def hear_clip(request: web.Request) -> web.Response:
     actor = principal_of(request).actor
     loop = asyncio.get_running_loop()
     done: asyncio.Future = loop.create_future()
-    service.hear(Viewer("console", actor, frozenset({"broadcaster"})), audio, submit=False,
-                 done=lambda heard, _reply: done.done() or done.set_result(heard))
+
+    def heard_it(heard, _reply) -> None:
+        if not done.done():
+            done.set_result(heard)
+
+    service.hear(Viewer("console", actor, frozenset({"broadcaster"})), audio, submit=False, done=heard_it)
     heard = await asyncio.wait_for(done, 120)
     if heard.command is None:
         raise error(409, "The voice worker is busy; try again in a moment." if heard.error == "dropped"
