@@ -32,12 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streambot.audience.events import Audience, ChatMessage, Viewer  # noqa: E402
+from streambot.audience.events import Audience, ChatMessage  # noqa: E402
 from streambot.audience.moderation import Moderation  # noqa: E402
 from streambot.config import ModerationSettings, VotingSettings  # noqa: E402
 from streambot.director import Director  # noqa: E402
+from streambot.viewer import Viewer  # noqa: E402
 from streambot.voting import VotingEngine  # noqa: E402
-from streambot.world.base import Frame, World, WorldSpec  # noqa: E402
+from streambot.world.base import Frame, World  # noqa: E402
+from streambot.worldspec import WorldSpec  # noqa: E402
 
 IDEAS = [
     "a dragon attacks the castle", "make it snow", "a giant robot walks by", "night falls",

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from streambot.audience.events import Viewer  # noqa: E402
+from streambot.viewer import Viewer  # noqa: E402
 from streambot.audience.moderation import Moderation  # noqa: E402
 from streambot.audience.safety import (  # noqa: E402
     PROBE_FILE, load_concepts, train_probe,
@@ -116,9 +116,9 @@ def report(rows: list[dict], mod: Moderation) -> dict:
 
 def _fresh() -> None:
     """Forget every cached reading and verdict: each prompt is measured as if new."""
-    from streambot.audience import moderation as m
+    from streambot import blocklist
 
-    m._forms.cache_clear()
+    blocklist._forms.cache_clear()
 
 
 def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:

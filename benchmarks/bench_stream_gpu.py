@@ -33,9 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streambot.world.base import Direction, WorldError, WorldSpec  # noqa: E402
+from streambot.world.base import Direction, WorldError  # noqa: E402
 from streambot.world.stream import Motion, StreamWorld, StreamWorldSettings  # noqa: E402
 from streambot.world.stream_models import load_models, random_models  # noqa: E402
+from streambot.worldspec import WorldSpec  # noqa: E402
 
 SPEC = WorldSpec(
     "meadow", "Endless Valley", "A wide green valley.", "painterly landscape, soft light, wide shot",

@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streambot.broadcast.clock import Clock, WorldRunner  # noqa: E402
 from streambot.broadcast.pacer import FramePacer, change_spread, longest_still  # noqa: E402
-from streambot.world.base import Direction, WorldError, WorldSpec  # noqa: E402
+from streambot.world.base import Direction, WorldError  # noqa: E402
 from streambot.world.video import VideoWorld, resolve_dtype  # noqa: E402
 from streambot.world.video_models import load_models, random_models  # noqa: E402
 from streambot.world.video_settings import VideoWorldSettings  # noqa: E402
+from streambot.worldspec import WorldSpec  # noqa: E402
 
 SPEC = WorldSpec(
     "meadow", "Endless Valley", "A wide green valley.", "cinematic, soft light, wide shot",

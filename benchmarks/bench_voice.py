@@ -40,7 +40,8 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from streambot.audience.discord_receive import OPUS_SILENCE, VoiceSink  # noqa: E402
-from streambot.audience.events import Audience, Viewer  # noqa: E402
+from streambot.audience.events import Audience  # noqa: E402
+from streambot.viewer import Viewer  # noqa: E402
 from streambot.audience.moderation import Moderation  # noqa: E402
 from streambot.audience.voice import SAMPLE_RATE, Transcriber, VoiceService, VoiceWorker, decode  # noqa: E402
 from streambot.config import ModerationSettings, VotingSettings  # noqa: E402

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streambot.world.base import Direction, WorldSpec  # noqa: E402
+from streambot.world.base import Direction  # noqa: E402
 from streambot.world.stream import Motion, StreamWorld, StreamWorldSettings  # noqa: E402
 from streambot.world.stream_models import (  # noqa: E402
     TINY_TAESD,
@@ -36,6 +36,7 @@ from streambot.world.stream_models import (  # noqa: E402
     StreamModels,
     tiny_tokenizer,
 )
+from streambot.worldspec import WorldSpec  # noqa: E402
 
 SPEC = WorldSpec("meadow", "Endless Valley", "A valley.", "painterly landscape", ("morning mist",))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 from . import embeddings
 from .audience.events import Audience
 from .audience.local import LocalChat
+from .audience.moderation import block_list_paths
+from .blocklist import BlockList
+from .audience.platforms import ChatContext
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
 from .broadcast.overlay_layout import layout_name, load_layout
@@ -26,9 +30,11 @@ from .broadcast.pipeline import Broadcast, open_broadcast
 from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
+from .registry import CHATS, WORLDS, MissingPackage, UnknownName
 from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
-from .world.base import World, WorldError, WorldSpec
+from .world.base import World, WorldError
+from .worldspec import WorldSpec
 from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
 
@@ -55,35 +61,33 @@ def bound_native_heap(mmap_threshold: int = 1 << 20) -> bool:
         return False
 
 
+def _world_entry(settings: Settings):
+    try:
+        return WORLDS.get(settings.world.backend)
+    except UnknownName as e:
+        raise ConfigError(f"[world] backend {e}.") from None
+
+
+def check_world_settings(settings: Settings) -> None:
+    """The chosen backend's own settings table, checked without loading it (ConfigError)."""
+    entry = _world_entry(settings)
+    if entry.check:
+        try:
+            check = WORLDS.load(entry.name, "check")
+        except MissingPackage as e:
+            raise WorldError(str(e)) from None
+        check(getattr(settings.world, entry.name, None) or {})
+
+
 def build_world(settings: Settings) -> World:
-    """The world backend named in the settings (heavy imports only when chosen)."""
-    backend = settings.world.backend
-    if backend == "sketch":
-        from .world.sketch import SketchWorld
-
-        try:
-            # The first frame does not wait for the sentence model: keywords until it is loaded.
-            return SketchWorld(**settings.world.sketch, wait_for_model=False)
-        except TypeError:
-            raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
-                              f"({', '.join(map(repr, settings.world.sketch))}); it takes render_scale.") from None
-    if backend == "stream":
-        from .world.stream import create_world
-
-        return create_world(settings.world.stream)
-    if backend == "video":
-        try:
-            from .world.video import create_world as create_video_world
-        except ImportError as e:  # diffusers missing, or older than AnyFlow-FAR (0.42)
-            raise WorldError(
-                f"The 'video' world needs diffusers 0.42 or newer and transformers ({e.name or e} is missing): "
-                "pip install -U 'streambot[gpu]'."
-            ) from None
-        return create_video_world(settings.world.video)
-    raise WorldError(
-        f"The '{backend}' world backend is not part of this version; use --world sketch "
-        "(any CPU), --world stream (one GPU) or --world video (one large GPU)."
-    )
+    """The world backend named in the settings, from `streambot.registry.WORLDS`
+    (heavy imports only when chosen)."""
+    entry = _world_entry(settings)
+    try:
+        create = WORLDS.load(entry.name)
+    except MissingPackage as e:
+        raise WorldError(str(e)) from None
+    return create(getattr(settings.world, entry.name, None) or {})
 
 
 def gpu_budget(world: World, settings: Settings) -> GpuBudget:
@@ -122,6 +126,88 @@ class ShowOptions:
     adapters: tuple = ()  # more chat adapters, built by the caller: async run() and close(), a `state`
 
 
+@dataclass
+class Checked:
+    """What start-up's first phase found, every part of it checked: what the second phase uses."""
+    targets: list[str]  # the outputs, their secrets filled in
+    spec: WorldSpec  # the world to start: the one the last run had switched to, or the configured one
+    resume: dict | None  # what the last run had on air
+    chats: list = field(default_factory=list)  # (name, platform) turned on (streambot/audience/platforms.py)
+
+
+def check_inputs(settings: Settings, spec: WorldSpec, options: ShowOptions) -> Checked:
+    """Start-up's first phase: every input the user gave is checked, and nothing
+    is opened that another machine would see (no connection, no child process,
+    no listening port). Each problem is one sentence (ConfigError, OutputError,
+    StoreError, WorldError)."""
+    # 1. the outputs: valid targets with their secrets (whether they answer is the second phase's)
+    targets = [resolve_output(t, options.secrets) for t in options.outputs]
+    if not targets:
+        raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
+    for t in targets:
+        validate_target(t)
+    # 2. the world backend's own settings
+    check_world_settings(settings)
+    # 3. the timeline can be opened (a folder, an unwritable place stop here), and what it had on air
+    resume = resume_point(settings)
+    if resume and resume.get("spec"):
+        spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
+    # 4. the block lists, the music folder, the overlay layout
+    m = settings.moderation
+    BlockList.from_files(block_list_paths(m), m.block_words)
+    a = settings.audio
+    if a.enabled and a.music_dir and not Path(a.music_dir).expanduser().is_dir():
+        raise ConfigError(f"[audio] music_dir: the folder {Path(a.music_dir).expanduser()} does not exist.")
+    load_layout(layout_name(settings.overlay.layout, spec))
+    # 5. the console's address, and each chat platform turned on
+    if options.console:
+        _check_console_address(settings, options.console)
+    chats = []
+    for entry in CHATS:
+        platform = CHATS.load(entry.name)
+        if platform.wanted(settings, options.chat_source):
+            platform.check(settings, options.secrets)
+            chats.append((entry.name, platform))
+    return Checked(targets, spec, resume, chats)
+
+
+def resume_point(settings: Settings) -> dict | None:
+    """What the last run had on air, to pick up; not when the configured
+    preset has changed since (the streamer chose another world). A timeline
+    that cannot be opened stops the start here (StoreError)."""
+    store = Store(resolve_path(settings.voting.timeline), background=False, session=False)
+    try:
+        last = store.load_state("world")
+    except StoreError:
+        last = None
+    finally:
+        store.close()
+    if not last or last.get("configured", last.get("preset")) != settings.world.preset:
+        return None
+    log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
+    return last
+
+
+def _check_console_address(settings: Settings, address: str) -> None:
+    """An address asked for on the command line must be free now: found taken
+    after the outputs went live, the show would have to stop again. (The
+    configured one falls back to any free port: see console/server.py.)"""
+    from .console import parse_address
+
+    host, port = parse_address(address)
+    if port == 0 or (host, port) == (settings.console.host, settings.console.port):
+        return
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                           flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the console's own server does
+            probe.bind(where)
+    except OSError as e:
+        raise ConfigError(f"--console {address}: that address cannot be used "
+                          f"({(e.strerror or str(e)).lower()}).") from None
+
+
 class Show:
     """One broadcast: everything built, started and stopped in order."""
 
@@ -141,9 +227,13 @@ class Show:
         self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
         self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
+        self._chats: list = []  # the chat platforms turned on, once checked (streambot/audience/platforms.py)
 
-    def open(self) -> None:
-        """Everything that can fail with a user error fails here, before going live.
+    def open(self, checked: Checked | None = None) -> None:
+        """Start-up, in two phases. First every input is checked and nothing is
+        opened (`check_inputs`; `checked` when the caller has done it already),
+        so a mistake stops the start before any server sees a connection. Then
+        the show connects; when that fails, everything opened so far is closed.
 
         The first frame must be on air within a few seconds, so nothing heavy
         is waited for: the sentence model (torch, transformers) loads in the
@@ -153,24 +243,22 @@ class Show:
         s = self.settings.stream
         size = s.dimensions
         bound_native_heap()
-        # 1. the outputs must be valid and reachable before anything starts
-        targets = [resolve_output(t, self.options.secrets) for t in self.options.outputs]
-        if not targets:
-            raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
-        for t in targets:
-            validate_target(t)
-            if t.startswith(("rtmp://", "rtmps://")):
-                check_reachable(t, s.connect_timeout_s)
-        resume = self._resume_point()
-        if resume and resume.get("spec"):
-            self.spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
-        audio = self._soundtrack()
-        # 2. the world (the sketch world takes the sentence model when it is loaded)
-        self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
-        # 3. the timeline, the audience and the director, which opens the story
-        # (the compositor first: a resumed kill switch is set on it)
-        self.compositor = compositor = self._compositor(size)
         try:
+            # 1. every input, checked: nothing is opened yet (the world handed in is closed on a mistake)
+            checked = checked or check_inputs(self.settings, self.spec, self.options)
+            self.spec = checked.spec
+            self._chats = checked.chats
+            resume = checked.resume
+            # 2. every ingest answers before anything starts
+            for t in checked.targets:
+                if t.startswith(("rtmp://", "rtmps://")):
+                    check_reachable(t, s.connect_timeout_s)
+            audio = self._soundtrack()
+            # 3. the world (the sketch world takes the sentence model when it is loaded)
+            self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
+            # 4. the timeline, the audience and the director, which opens the story
+            # (the compositor first: a resumed kill switch is set on it)
+            self.compositor = compositor = self._compositor(size)
             self.store = Store(resolve_path(self.settings.voting.timeline))
             if self.budget is not None:
                 self.budget.resume(self.store)  # today's GPU hours so far: a restart does not reset them
@@ -193,21 +281,17 @@ class Show:
                                      user=resume.get("user"), beat=int(resume.get("beat", 0)))
             else:
                 self.director.begin()
-            # 4. the first overlay: its drawing process starts now, beside the outputs'
+            # 5. the first overlay: its drawing process starts now, beside the outputs'
             compositor.set_state(self.overlay_state())
-            # 5. encoder and outputs, the one way every broadcast is built
+            # 6. encoder and outputs, the one way every broadcast is built
             max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
-            self.broadcast = open_broadcast(self.world, s, targets, compositor, audio, max_frames=max_frames)
-        except Exception:
-            compositor.close()
-            if self.store is not None:
-                self.store.close()
-            self.world.close()
-            embeddings.close()  # the model's process, started in steps 2 and 3
+            self.broadcast = open_broadcast(self.world, s, checked.targets, compositor, audio, max_frames=max_frames)
+            for out in self.broadcast.outputs:
+                log.info("streaming to %s", mask_url(out.target))
+            self.voice = self._voice()
+        except BaseException:
+            self.close()  # whatever was opened: the world and its processes, the timeline, the outputs
             raise
-        for out in self.broadcast.outputs:
-            log.info("streaming to %s", mask_url(out.target))
-        self.voice = self._voice()
         # The drawing process's start must not compete with the first seconds on air.
         compositor.flush(20)
 
@@ -229,10 +313,8 @@ class Show:
         if not a.enabled:
             return Silence()
         playlist = None
-        if a.music_dir:
+        if a.music_dir:  # checked in the first phase (check_inputs)
             folder = Path(a.music_dir).expanduser()
-            if not folder.is_dir():
-                raise ConfigError(f"[audio] music_dir: the folder {folder} does not exist.")
             playlist = Playlist(folder, crossfade_s=a.crossfade_s, target_lufs=a.loudness_lufs)
         return Soundtrack(music_of(self.spec), seed=self.settings.world.seed, playlist=playlist,
                           loudness_lufs=a.loudness_lufs, true_peak_dbtp=a.true_peak_dbtp, volume=a.volume,
@@ -242,26 +324,8 @@ class Show:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _resume_point(self) -> dict | None:
-        """What the last run had on air, to pick up; not when the configured
-        preset has changed since (the streamer chose another world)."""
-        try:
-            store = Store(resolve_path(self.settings.voting.timeline), background=False, session=False)
-        except StoreError:
-            return None  # opened again below, where its error stops the start
-        try:
-            last = store.load_state("world")
-        except StoreError:
-            last = None
-        finally:
-            store.close()
-        if not last or last.get("configured", last.get("preset")) != self.settings.world.preset:
-            return None
-        log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
-        return last
-
     def _save_world(self, entry=None) -> None:
-        """What a restart needs to pick the show up (see `_resume_point`)."""
+        """What a restart needs to pick the show up (see `resume_point`)."""
         if self.store is None or self.director is None:
             return
         on = entry or self.director.on_air
@@ -387,28 +451,17 @@ class Show:
         self.director.submit(winner.text, source="audience", user=winner.user)
 
     def _start_adapters(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Twitch and Discord when configured; a failure in one never stops the show."""
-        s = self.settings
-        makers = []
-        if s.twitch.enabled:
-            from .audience.twitch import TwitchChat
-
-            viewers = self.budget.set_viewers if self.budget is not None else None
-            makers.append(("twitch", lambda: TwitchChat(self.audience, s.twitch, self.options.secrets,
-                                                        on_viewers=viewers)))
-        if s.discord.enabled:
-            from .audience.discord_bot import DiscordBot
-
-            makers.append(("discord", lambda: DiscordBot(
-                self.audience, s.discord, self.options.secrets.get("discord_token", ""), store=self.store,
-                voice=self.voice)))
-        for name, make in makers:
-            try:
-                adapter = make()
-            except ValueError as e:
-                log.error("%s chat is off: %s", name, e)
-                continue
-            self._run_adapter(adapter, name, loop)
+        """The chat platforms turned on (checked in the first phase); a failure in one never stops the show."""
+        ctx = ChatContext(self.audience, self.settings, self.options.secrets, store=self.store, voice=self.voice,
+                          on_viewers=self.budget.set_viewers if self.budget is not None else None,
+                          chat_source=self.options.chat_source, on_line=self.on_local_line)
+        for name, platform in self._chats:
+            adapter = platform.create(ctx)
+            if isinstance(adapter, LocalChat):  # a reading thread, not a task of its own
+                adapter.start(loop)
+                self.chat.append(adapter)
+            else:
+                self._run_adapter(adapter, name, loop)
         for adapter in self.options.adapters:
             self._run_adapter(adapter, type(adapter).__name__, loop)
 
@@ -436,10 +489,6 @@ class Show:
                 pass
         console = await self._start_console()  # before going live: a taken port stops here
         self.broadcast.start()
-        if self.options.chat_source:
-            chat = LocalChat(self.on_local_line, source=self.options.chat_source)
-            chat.start(loop)
-            self.chat.append(chat)
         voting = loop.create_task(self.audience.run(self.on_winner), name="voting")
         if self.voice is not None:
             self.voice.bind(loop)
@@ -503,6 +552,8 @@ class Show:
             self.broadcast.stop()
             if self.broadcast.clock.error is not None:
                 log.error("the broadcast stopped early: %s", self.broadcast.clock.error)
+        elif self.compositor is not None:  # a start that failed before the broadcast took it over
+            self.compositor.close()
         self.world.close()  # its budget writes the last GPU seconds to the store: close that after
         if self.store is not None:
             self.store.close()

@@ -10,6 +10,7 @@ from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .broadcast.playlist import check_folder
 from .config import ConfigError, load_secrets, resolve_output, resolve_world
 from .devserver import MODULE_PATHS
+from .registry import CHATS, WORLDS, MissingPackage
 from .secrets import mask_url
 
 
@@ -126,6 +127,7 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
         return [str(e)], notes
     notes.append(f"settings are valid ({settings.stream.size} at {settings.stream.fps} fps, "
                  f"{settings.stream.bitrate_kbps} kbps)")
+    notes.append(f"world backend '{settings.world.backend}': {WORLDS.get(settings.world.backend).description}")
     try:
         spec = resolve_world(settings.world.preset)
         notes.append(f"world '{spec.name}': {spec.title}")
@@ -149,6 +151,7 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
         except (ConfigError, OutputError) as e:
             problems.append(str(e))
     problems.extend(_music_problems(settings, notes))
+    problems.extend(_start_problems(settings, found, notes))
     codecs = av.codecs_available
     for name, what in (("libx264", "H.264 video"), ("aac", "AAC audio")):
         if name not in codecs:
@@ -159,4 +162,48 @@ def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, dev
         _voice_checks(settings, problems, notes)
     if shutil.which("nginx") and any(p.exists() for p in MODULE_PATHS):
         notes.append("nginx with the RTMP module is installed (used by `streambot demo`)")
-    return problems, notes
+    return list(dict.fromkeys(problems)), notes  # a settings table two checks read is named once
+
+
+def _start_problems(settings, found: dict, notes: list[str]) -> list[str]:
+    """What `streambot run` checks before it connects: the world's settings, the
+    timeline, the block lists, the overlay layout, the chat platforms turned on."""
+    from .audience.moderation import block_list_paths
+    from .blocklist import BlockList
+    from .broadcast.overlay_layout import layout_name, load_layout
+    from .store import Store, StoreError, resolve_path
+    from .world.base import WorldError
+
+    problems: list[str] = []
+    m = settings.moderation
+    backend = settings.world.backend
+    timeline = resolve_path(settings.voting.timeline)
+
+    def world_settings() -> None:
+        entry = WORLDS.get(backend)
+        if entry.check:
+            try:
+                check = WORLDS.load(backend, "check")
+            except MissingPackage as e:
+                raise WorldError(str(e)) from None
+            check(getattr(settings.world, backend, None) or {})
+
+    steps = [
+        (world_settings, None),
+        (lambda: Store(timeline, background=False, session=False).close(), f"timeline {timeline} opens"),
+        (lambda: BlockList.from_files(block_list_paths(m), m.block_words), None),
+        (lambda: load_layout(layout_name(settings.overlay.layout)), None),
+    ]
+    for entry in CHATS:
+        platform = CHATS.load(entry.name)
+        if platform.wanted(settings, None):  # the terminal is `run`'s --chat, not a setting
+            steps.append((lambda p=platform: p.check(settings, found), f"chat: {entry.name}: {entry.description}"))
+    for step, note in steps:
+        try:
+            step()
+        except (ConfigError, StoreError, WorldError) as e:
+            problems.append(str(e))
+        else:
+            if note:
+                notes.append(note)
+    return problems

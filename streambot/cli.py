@@ -17,6 +17,7 @@ import click
 from . import secrets as secret_store
 from .config import ConfigError, Settings, load_secrets, load_settings, parse_size, resolve_world
 from .paths import log_file
+from .registry import CHATS, WORLDS
 
 log = logging.getLogger("streambot")
 
@@ -105,7 +106,7 @@ def cli() -> None:
 common = [
     click.option("--config", "config_file", type=click.Path(path_type=Path), help="Your settings file (TOML)."),
     click.option("--preset", help="A preset name (see `streambot presets`) or a custom world .toml file."),
-    click.option("--world", type=click.Choice(["sketch", "stream", "video"]), help="World backend."),
+    click.option("--world", type=click.Choice(WORLDS.names()), help="World backend (each is described below)."),
     click.option("--size", help="Output size WIDTHxHEIGHT, e.g. 1280x720."),
     click.option("--fps", type=int, help="Output frames per second."),
     click.option("--bitrate", type=int, help="Video bitrate in kbps (Twitch allows up to 6000)."),
@@ -162,7 +163,15 @@ def _settings(config_file, size, fps, bitrate, world, preset, device=None, offli
     return settings
 
 
-@cli.command()
+def _registry_help() -> str:
+    """The worlds and chat platforms, one line each, for `--help` (\b keeps click from rewrapping)."""
+    def block(title, registry) -> str:
+        return f"\b\n{title}:\n" + "\n".join(f"  {line}" for line in registry.help().splitlines())
+
+    return block("Worlds (--world)", WORLDS) + "\n\n" + block("Chat", CHATS)
+
+
+@cli.command(epilog=_registry_help())
 @with_common
 @click.option("--output", "-o", "outputs", multiple=True,
               help="rtmp://…, rtmps://…, `twitch`, or a file .flv/.mp4/.mkv; repeat for several.")
@@ -184,16 +193,25 @@ def run(config_file, preset, world, size, fps, bitrate, secrets_file, device, of
 def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
               outputs, duration, chat, banner: str | None = None,
               console: str | None = None, no_console: bool = False, watch: tuple[str, str] | None = None) -> None:
-    from .app import Show, ShowOptions, build_world
+    from .app import Show, ShowOptions, build_world, check_inputs
 
     settings = _settings(config_file, size, fps, bitrate, world, preset, device, offline)
     spec = resolve_world(settings.world.preset)
     found = load_secrets(secrets_file)
-    show = Show(settings, spec, build_world(settings), ShowOptions(
+    options = ShowOptions(
         outputs=outputs or list(settings.stream.outputs), duration_s=duration,
         chat_source=chat, secrets=found, console=_console_address(settings, console, no_console), watch=watch,
-    ))
-    show.open()
+    )
+    # 1. everything the user gave is checked before anything connects (or a model loads)
+    checked = check_inputs(settings, spec, options)
+    # 2. then connect: the world loads, the show opens (closing what it opened when that fails)
+    built = build_world(settings)
+    try:
+        show = Show(settings, spec, built, options)
+    except BaseException:
+        built.close()
+        raise
+    show.open(checked)
     if banner:
         click.echo(banner, err=True)
     log.info("on air: %s (%s world, %s at %d fps)", show.spec.title, settings.world.backend,
@@ -207,7 +225,7 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
         fail("the broadcast stopped on an error; see the log for details.", 1)
 
 
-@cli.command()
+@cli.command(epilog=_registry_help())
 @with_common
 @click.option("--port", type=int, default=1935, show_default=True, help="Local RTMP port.")
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
@@ -257,7 +275,7 @@ def presets(as_json) -> None:
                "pass its path to --preset.")
 
 
-@cli.command()
+@cli.command(epilog=_registry_help())
 @with_common
 @click.option("--output", "-o", "outputs", multiple=True, help="Outputs to check (default: from config).")
 def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, outputs) -> None:
@@ -280,7 +298,7 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Your settings file (TOML).")
 @click.option("--preset", help="A preset name or a custom world .toml file (default: as `run`).")
-@click.option("--world", type=click.Choice(["sketch", "stream", "video"]), help="World backend.")
+@click.option("--world", type=click.Choice(WORLDS.names()), help="World backend (see `streambot run --help`).")
 @click.option("--size", help="Output size WIDTHxHEIGHT (default: as `run`).")
 @click.option("--fps", type=int, help="Output frames per second (default: as `run`).")
 @click.option("--bitrate", type=int, help="Video bitrate in kbps (default: as `run`).")
@@ -336,9 +354,10 @@ def main() -> None:
         sys.exit(e.exit_code)
     except Exception as e:
         from .broadcast.outputs import OutputError
+        from .store import StoreError
         from .world.base import WorldError
 
-        if isinstance(e, (ConfigError, OutputError, WorldError)):
+        if isinstance(e, (ConfigError, OutputError, StoreError, WorldError)):
             fail(str(e))
         try:
             from .devserver import RtmpServerError

@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import paths, secrets
-from .world.base import WorldSpec
+from .registry import WORLDS
+from .worldspec import WorldSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = Path(os.environ.get("STREAMBOT_CONFIG_DIR", ROOT / "config"))
@@ -80,7 +81,7 @@ class StreamSettings(_Section):
 
 
 class WorldSettings(_Section):
-    backend: Literal["sketch", "stream", "video"] = "sketch"
+    backend: str = "sketch"  # a name in streambot.registry.WORLDS
     preset: str = "meadow"
     transition_s: Annotated[float, Field(ge=0, le=30)] = 1.5
     seed: int = 0
@@ -89,6 +90,13 @@ class WorldSettings(_Section):
     sketch: dict = {}
     stream: dict = {}
     video: dict = {}
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in WORLDS:
+            raise ValueError(WORLDS.unknown(v))
+        return v
 
 
 class BudgetSettings(_Section):

@@ -24,7 +24,7 @@ CONFIG = """\
 daemon off;
 master_process off;
 pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
+error_log {dir}/error.log {log_level};
 {load_module}
 events {{ worker_connections 256; }}
 rtmp {{
@@ -67,12 +67,13 @@ def free_port() -> int:
 
 class RtmpServer:
     def __init__(self, port: int | None = None, workdir: Path | None = None, record: bool = True,
-                 hls: bool = True) -> None:
+                 hls: bool = True, log_connections: bool = False) -> None:
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="streambot-rtmp-"))
         self.record = record
         self.hls = hls
+        self.log_connections = log_connections  # nginx logs each client at "info": see `connections`
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -83,6 +84,15 @@ class RtmpServer:
     def hls_dir(self) -> Path:
         """Where `NAME.m3u8` and its segments are written, while `hls` is on."""
         return self.dir / "hls"
+
+    @property
+    def connections(self) -> int:
+        """How many clients have connected since the server started, its own start-up probe
+        included (with `log_connections`; nginx-rtmp logs every TCP client at level info)."""
+        log_path = self.dir / "error.log"
+        if not self.log_connections or not log_path.exists():
+            return 0
+        return log_path.read_text(errors="replace").count(" client connected ")
 
     def url(self, name: str = "stream") -> str:
         return f"rtmp://127.0.0.1:{self.port}/live/{name}"
@@ -100,6 +110,7 @@ class RtmpServer:
         conf.write_text(CONFIG.format(
             dir=self.dir, port=self.port, load_module=f"load_module {module};",
             record="all" if self.record else "off", hls=HLS.format(dir=self.dir) if self.hls else "",
+            log_level="info" if self.log_connections else "warn",
         ))
         self.proc = subprocess.Popen(
             [nginx, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(conf)],

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .world.base import Direction, World, WorldSpec
+from .world.base import Direction, World
+from .worldspec import WorldSpec
 
 log = logging.getLogger(__name__)
 

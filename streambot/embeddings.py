@@ -85,7 +85,7 @@ def get_embedder() -> Embedder | None:
 
 def _serve(conn) -> None:
     """The model process: load the model, then answer batches of texts."""
-    from .broadcast.children import become_child
+    from .children import become_child
 
     become_child()  # the show ends this process itself, and it ends with a show killed outright
     # Loading takes seconds of CPU while the first frames go out: the broadcast comes first.

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .audience.events import ROLES, Audience, ChatMessage, Viewer
+from .audience.events import ROLES, Audience, ChatMessage
 from .config import Settings
+from .viewer import Viewer
 from .voting import RoundResult
 
 PLATFORMS = ("twitch", "discord", "local")

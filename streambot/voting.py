@@ -47,11 +47,11 @@ from typing import Literal
 
 import numpy as np
 
-from .audience.events import Viewer
-from .audience.moderation import RateLimiter
 from .config import VotingSettings
 from .lexicon import WordNet
 from .pooling import Pooler, Prompt, content_words, exact_key
+from .ratelimit import RateLimiter
+from .viewer import Viewer
 
 log = logging.getLogger(__name__)
 

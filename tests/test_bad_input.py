@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streambot.audience.events import Audience, ChatMessage, PromptEvent, Viewer, VoteEvent
+from streambot.audience.events import Audience, ChatMessage, PromptEvent, VoteEvent
+from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.config import ConfigError, ModerationSettings, Settings, VotingSettings, load_settings, load_world_file
 from streambot.voting import VotingEngine

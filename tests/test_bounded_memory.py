@@ -2,7 +2,7 @@
 least: the idlest viewer's rate-limit bucket, the oldest message ids."""
 from __future__ import annotations
 
-from streambot.audience.moderation import RateLimiter
+from streambot.ratelimit import RateLimiter
 
 
 def test_the_rate_limiter_forgets_the_idlest_viewer_first() -> None:

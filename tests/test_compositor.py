@@ -16,7 +16,7 @@ from streambot.broadcast.overlay_layout import LAYOUT_DIR, layout_json, layout_n
 from streambot.broadcast.overlay_render import OverlayRenderer, Patch, composite_rgb
 from streambot.broadcast.overlay_state import OverlayCandidate, OverlayState
 from streambot.config import ConfigError
-from streambot.world.base import WorldSpec
+from streambot.worldspec import WorldSpec
 
 SIZE = (1280, 720)
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from streambot.director import Director
-from streambot.world.base import WorldSpec
 from streambot.world.sketch import SketchWorld
+from streambot.worldspec import WorldSpec
 
 SPEC = WorldSpec("lagoon", "Lagoon", "A tropical lagoon.", "bright, cinematic",
                  ("waves roll over the reef", "a storm gathers over the volcano", "the sun sets behind the island"))

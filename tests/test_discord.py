@@ -11,7 +11,8 @@ import pytest
 from discord.http import Route
 
 from streambot.audience.discord_bot import DiscordBot, render_result, render_round
-from streambot.audience.events import Audience, Viewer
+from streambot.audience.events import Audience
+from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.config import DiscordSettings, ModerationSettings, RoleWeights, VotingSettings
 from streambot.replay import VirtualClock

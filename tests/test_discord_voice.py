@@ -27,7 +27,8 @@ from discord.ext.voice_recv.reader import AudioReader
 
 from streambot.audience.discord_bot import DiscordBot
 from streambot.audience.discord_receive import DAVE_MAGIC, OPUS_SILENCE, VoiceSink, open_dave
-from streambot.audience.events import Audience, Viewer
+from streambot.audience.events import Audience
+from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.voice import Transcriber, VoiceService, VoiceWorker, discord_voice_note
 from streambot.config import ModerationSettings, VoiceSettings, VotingSettings

@@ -4,10 +4,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from streambot.audience.events import Audience, ChatMessage, Viewer
+from streambot.audience.events import Audience, ChatMessage
 from streambot.audience.moderation import Moderation
 from streambot.config import ModerationSettings, VotingSettings
 from streambot.store import Store
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 

@@ -1,9 +1,10 @@
 """Moderation: normalisation, block lists against evasions, bans, rate limits."""
 import pytest
 
-from streambot.audience.events import Viewer
-from streambot.audience.moderation import BlockList, Moderation, normalise
+from streambot.audience.moderation import Moderation, normalise
+from streambot.blocklist import BlockList
 from streambot.config import ModerationSettings
+from streambot.viewer import Viewer
 
 ANN = Viewer("twitch", "ann")
 

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from streambot.app import Show, ShowOptions
-from streambot.audience.events import REFUSED, Audience, ChatMessage, Viewer
+from streambot.audience.events import REFUSED, Audience, ChatMessage
+from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.safety import (
     CONCEPTS_FILE, PROBE_FILE, SENSE_FEATURES, ConceptProbe, load_classifier, load_concepts, load_senses,
@@ -193,7 +194,7 @@ def test_wordnet_maps_words_never_trained_on_to_categories() -> None:
 
 
 def test_a_harmless_first_word_holds_and_a_plain_one_refuses(mod) -> None:
-    from streambot.audience.moderation import BlockList
+    from streambot.blocklist import BlockList
 
     bl = BlockList(["?dick", "shit"])
     assert bl.tags("dick turpin rides at night") == {"hold"} and bl.tags("d1ck") == {"hold"}

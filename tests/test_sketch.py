@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from streambot.config import list_presets, resolve_world
-from streambot.world.base import Direction, WorldError, WorldSpec
+from streambot.world.base import Direction, WorldError
 from streambot.world.sketch import SketchWorld, bench
 from streambot.world.sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, SceneMapper
 from streambot.world.sketch_scene import Scene, param_names
+from streambot.worldspec import WorldSpec
 
 FPS = 30
 SIZE = (640, 360)  # output size; native frames are half of it

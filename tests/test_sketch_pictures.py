@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streambot.world.base import WorldSpec
 from streambot.world.sketch import SketchWorld
 from streambot.world.sketch_canvas import Motion
 from streambot.world.sketch_concepts import DEFAULTS, HIGH, IDX, NAMES
 from streambot.world.sketch_render import Renderer
 from streambot.world.sketch_scene import Scene
+from streambot.worldspec import WorldSpec
 
 DATA = Path(__file__).parent / "data" / "sketch_pictures.npz"
 W, H = 320, 180  # the sketch world's native frame for a 640x360 stream

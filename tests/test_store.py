@@ -4,12 +4,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from streambot.audience.events import Audience, Viewer
+from streambot.audience.events import Audience
 from streambot.audience.moderation import Moderation
 from streambot.cli_audience import timeline
 from streambot.config import ModerationSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.store import Store, hms
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 

@@ -21,7 +21,8 @@ from diffusers import EulerDiscreteScheduler, LCMScheduler, StableDiffusionImg2I
 from diffusers.image_processor import VaeImageProcessor  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from streambot.world.base import Direction, WorldSpec  # noqa: E402
+from streambot.world.base import Direction  # noqa: E402
+from streambot.worldspec import WorldSpec  # noqa: E402
 from streambot.world.stream import Motion, StreamWorld, StreamWorldSettings  # noqa: E402
 from streambot.world.stream_engine import boundary_scalings, schedule_timesteps  # noqa: E402
 from streambot.world.stream_models import StreamModels, random_models  # noqa: E402

@@ -18,7 +18,8 @@ pytest.importorskip("diffusers", reason="the stream world needs diffusers (the g
 pytest.importorskip("transformers", reason="the stream world needs transformers (the gpu extra)")
 
 from streambot.config import ConfigError
-from streambot.world.base import Direction, WorldError, WorldSpec
+from streambot.world.base import Direction, WorldError
+from streambot.worldspec import WorldSpec
 from streambot.world.stream import NO_CUDA, Motion, StreamWorld, StreamWorldSettings, create_world
 from streambot.world.stream_models import StreamModels, check_gpu_memory, random_models
 from streambot.world.stream_ops import SimilarityFilter, ease_out, slerp

@@ -20,7 +20,8 @@ pytest.importorskip("transformers", reason="the video world needs transformers (
 from streambot.broadcast.clock import Clock, WorldRunner
 from streambot.broadcast.pacer import FramePacer, change_spread, frame_changes, longest_still
 from streambot.config import ConfigError, load_settings
-from streambot.world.base import Direction, Frame, Pacing, WorldError, WorldSpec
+from streambot.world.base import Direction, Frame, Pacing, WorldError
+from streambot.worldspec import WorldSpec
 from streambot.world.video import VideoWorld
 from streambot.world.video_engine import StreamingDecoder, VideoEngine
 from streambot.world.video_models import random_models

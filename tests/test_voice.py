@@ -11,7 +11,8 @@ import threading
 import numpy as np
 import pytest
 
-from streambot.audience.events import Audience, Viewer
+from streambot.audience.events import Audience
+from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.voice import (
     SAMPLE_RATE, Segmenter, SpokenCommand, Transcriber, Utterance, VoiceError, VoiceService, VoiceWorker,

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from streambot.audience.events import Viewer
 from streambot.config import RoleWeights, VotingSettings
 from streambot.pooling import content_words
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 

@@ -4,9 +4,10 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streambot.audience.events import Audience, ChatMessage, Viewer
+from streambot.audience.events import Audience, ChatMessage
 from streambot.audience.moderation import Moderation, normalise
 from streambot.config import ModerationSettings, VotingSettings
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 MOD = Moderation(ModerationSettings())

@@ -47,7 +47,9 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 
 from .. import secrets as secret_store
 from ..config import DiscordSettings
-from .events import Audience, ModEvent, PromptEvent, Reply, Viewer, VoteEvent
+from ..viewer import Viewer
+from .discord_viewer import plain, viewer_from
+from .events import Audience, ModEvent, PromptEvent, Reply, VoteEvent
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
@@ -88,11 +90,6 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID):
 
 
 # -- what the messages say -------------------------------------------------------------
-def plain(text: str) -> str:
-    """A viewer's text as Discord shows it: no markdown, mentions as plain text."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
-
-
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
@@ -143,21 +140,6 @@ def render_result(round_no: int, result: RoundResult | None) -> str:
         head = f"**Round {round_no}** \u2014 on air: **{plain(w.text)}** by {plain(w.user)} ({_votes(w.votes)})"
     shown = [c for c in result.candidates if c.number is not None][:10]
     return _fit(head, shown, "")
-
-
-def viewer_from(user: discord.abc.User, moderator_roles: list[str], *, trusted: bool) -> Viewer:
-    """A Discord member as a viewer; roles count only in the show's own servers (`trusted`)."""
-    roles = {"viewer"}
-    if trusted and isinstance(user, discord.Member):
-        names = {r.name.lower() for r in user.roles}
-        perms = user.guild_permissions
-        if names & {m.lower() for m in moderator_roles} or perms.manage_guild or perms.administrator:
-            roles.add("moderator")
-        if user.guild.owner_id == user.id:
-            roles.add("broadcaster")
-        if user.premium_since is not None:
-            roles.add("subscriber")  # a server booster
-    return Viewer("discord", user.name, frozenset(roles), str(user.id))
 
 
 # -- commands ----------------------------------------------------------------------------

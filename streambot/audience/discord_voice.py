@@ -31,12 +31,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from .discord_bot import plain, viewer_from
+from .discord_viewer import plain, viewer_from
 from .voice import VoiceError, decode, discord_voice_note
 
 if TYPE_CHECKING:
     from ..config import DiscordSettings, VoiceSettings
-    from .events import Reply, Viewer
+    from ..viewer import Viewer
+    from .events import Reply
     from .voice import Heard, VoiceService
 
 log = logging.getLogger(__name__)

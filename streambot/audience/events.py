@@ -20,47 +20,24 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import FIFOCache
 
+from ..viewer import Viewer
 from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
     from ..store import Store
-    from ..world.base import WorldSpec
     from ..voting import RoundResult, Screened, Snapshot, VotingEngine, Winner
+    from ..worldspec import WorldSpec
     from .moderation import Moderation
 
 log = logging.getLogger(__name__)
 
 Platform = Literal["twitch", "discord", "local"]
 ROLES = ("broadcaster", "moderator", "subscriber", "vip", "viewer")
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    platform: str
-    name: str
-    roles: frozenset[str] = frozenset()
-    id: str = ""
-    key: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # The platform's user id when there is one: a rename keeps the viewer's votes and bans.
-        object.__setattr__(self, "key", f"{self.platform}:{self.id or self.name.lower()}")
-
-    @property
-    def is_moderator(self) -> bool:
-        return "moderator" in self.roles or "broadcaster" in self.roles
-
-    def as_dict(self) -> dict:
-        return {"platform": self.platform, "name": self.name, "roles": sorted(self.roles), "id": self.id}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Viewer:
-        return cls(d["platform"], d["name"], frozenset(d.get("roles", ())), d.get("id", ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,32 +15,32 @@ Refused and held prompts are counted by layer and category, logged without
 their text, and never echoed.
 
 Look-alike letters come from Unicode's confusables data as packaged by
-`confusable_homoglyphs`; the cleaning rules are `streambot.text`'s.
+`confusable_homoglyphs`; the cleaning rules are `streambot.text`'s, the
+block lists' matching `streambot.blocklist`'s.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
-import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from cachetools import FIFOCache, LRUCache
 
-from ..config import CONFIG_DIR, ConfigError, ModerationSettings
+from ..blocklist import BlockList, fold_char
+from ..config import CONFIG_DIR, ModerationSettings
+from ..ratelimit import RateLimiter
 from ..text import for_matching
-from .events import Viewer
+from ..viewer import Viewer
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..world.base import WorldSpec
+    from ..worldspec import WorldSpec
     from .safety import Finding, Safety
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,6 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _MENTION = re.compile(r"(?<![\w@])@\w[\w.\-]*")
-@lru_cache(maxsize=65536)
-def fold_char(ch: str) -> str | None:
-    """The ASCII letter or digit a character is confusable with, if any."""
-    from confusable_homoglyphs.confusables import confusables_data
-
-    for glyph in confusables_data.get(ch, ()):
-        c = glyph["c"]
-        if c.isascii() and c.isalnum():
-            return c.lower()
-    return None
 
 
 def _is_latin_letter(ch: str) -> bool:
@@ -108,228 +98,7 @@ def normalise(text: str, max_length: int = 200) -> str:
     return text
 
 
-# -- matching ------------------------------------------------------------------
-
-_LEET = str.maketrans({
-    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
-    "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "(": "c", "€": "e", "£": "l",
-})
-_NON_ALNUM = re.compile(r"[\W_]+")
-
-
-@lru_cache(maxsize=65536)
-def _skeleton_char(ch: str) -> str:
-    if ch.isascii():
-        return ch
-    base = unicodedata.normalize("NFD", ch)
-    base = "".join(c for c in base if not unicodedata.combining(c))
-    out = []
-    for c in base:
-        f = c if c.isascii() else fold_char(c)
-        out.append(f if f is not None else c)
-    return "".join(out)
-
-
-def skeleton(text: str) -> str:
-    """Lower-case, accents removed, every look-alike folded to ASCII."""
-    text = text.casefold()
-    if not text.isascii():
-        text = "".join(_skeleton_char(c) for c in text)
-    return text
-
-
-@lru_cache(maxsize=65536)
-def squeeze(word: str) -> str:
-    """Repeated letters collapsed: 'fuuuck' and 'fuck' share 'fuck'."""
-    return "".join(k for k, _ in itertools.groupby(word))
-
-
-def _letters_pattern(word: str) -> re.Pattern[str]:
-    # Each run of a letter in the term must appear at least as often: 'ass'
-    # matches 'asss' but not 'as'; 'nigger' does not match 'niger'.
-    parts = [f"{re.escape(k)}{{{len(list(g))},}}" for k, g in itertools.groupby(word)]
-    return re.compile("".join(parts))
-
-
-def _masked_pattern(word: str) -> re.Pattern[str]:
-    # 'f*ck', 'sh**', 'motherf***er': the first letter shown, any other hidden by '*'.
-    return re.compile(re.escape(word[0]) + "".join(f"[{re.escape(c)}*]" for c in word[1:]))
-
-
-def _words(text: str) -> list[str]:
-    return [w for w in _NON_ALNUM.split(text) if w]
-
-
-_MASKED = re.compile(r"[a-z0-9]+\*[a-z0-9*]*")
-
-
-class _Form:
-    """One reading of a prompt's words, prepared once for every list."""
-
-    __slots__ = ("tokens", "squeezed", "runs", "solid", "solid_squeezed")
-
-    def __init__(self, tokens: list[str]) -> None:
-        self.tokens = tokens
-        self.squeezed = [squeeze(t) for t in tokens]
-        self.solid = "".join(tokens)
-        self.solid_squeezed = squeeze(self.solid)
-        # Runs of one- and two-letter pieces: "f u c k", "ni gg er".
-        self.runs: list[list[str]] = []
-        run: list[str] = []
-        for t in itertools.chain(tokens, [""]):
-            if t and len(t) <= 2:
-                run.append(t)
-                continue
-            if len(run) > 1:
-                self.runs.append(run)
-            run = []
-
-
-@lru_cache(maxsize=4096)
-def _forms(text: str) -> tuple[tuple[_Form, ...], tuple[str, ...]]:
-    """The readings of a normalised prompt, and any words masked with '*'."""
-    s = skeleton(text)
-    plain = _words(s)  # symbols as separators: "kill!" is "kill"
-    forms = [_Form(plain)]
-    leet = _words(s.translate(_LEET))  # symbols as letters: "sh!t", "a$$"
-    if leet != plain:
-        forms.append(_Form(leet))
-    if "1" in s or "|" in s:  # 1 and | read as l rather than i
-        forms.append(_Form(_words(s.replace("1", "l").replace("|", "l").translate(_LEET))))
-    masked = tuple(_MASKED.findall(s)) if "*" in s else ()
-    return tuple(forms), masked
-
-
-class BlockList:
-    """Terms from one or more lists, matched against evasions.
-
-    A line is a word or a phrase; `*word` also matches inside other words
-    ('*fuck' catches 'motherfucker'); `?word` is tagged "hold" (a word whose
-    common meaning is harmless: a prompt with it waits for a moderator);
-    `!phrase` is an exception, read as if it were not there ('!moby dick');
-    `#` starts a comment. A term may carry a tag (a safety category):
-    `tags(text)` says which tags a text hits, in one pass however many there are.
-    """
-
-    def __init__(self, terms: Iterable[str] = (), tag: str = "") -> None:
-        self._words: dict[str, list[tuple[re.Pattern[str], str]]] = {}
-        self._phrases: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> squeezed phrases
-        self._spelled: dict[str, list[tuple[re.Pattern[str], str]]] = {}  # phrases spelled out letter by letter
-        self._inside: dict[str, list[tuple[re.Pattern[str], str]]] = {}
-        self._plain: list[tuple[str, str]] = []  # single words and inside terms, for masked spellings
-        self._masks: list[tuple[re.Pattern[str], bool, str]] | None = None
-        self._exceptions: list[str] = []
-        self._except: re.Pattern[str] | None = None
-        self.size = 0
-        for t in terms:
-            self.add(t, tag)
-
-    def add(self, term: str, tag: str = "") -> None:
-        term = term.split("#", 1)[0].strip()
-        if term.startswith("!"):
-            words = _words(skeleton(term[1:]))
-            if words:
-                self._exceptions.append(r"\W+".join(map(re.escape, words)))
-                self._except = re.compile(r"\b(?:" + "|".join(self._exceptions) + r")\b")
-            return
-        if term.startswith("?"):
-            term, tag = term[1:], tag or "hold"
-        inside = term.startswith("*")
-        words = _words(skeleton(term.lstrip("*")))
-        if not words:
-            return
-        self.size += 1
-        if len(words) > 1:
-            phrase = tuple(squeeze(w) for w in words)
-            self._phrases.setdefault(phrase[0], []).append((phrase, tag))
-            self._spelled.setdefault(squeeze("".join(words)), []).append((_letters_pattern("".join(words)), tag))
-            return
-        self._plain.append((("*" if inside else "") + words[0], tag))
-        self._masks = None
-        table = self._inside if inside else self._words
-        table.setdefault(squeeze(words[0]), []).append((_letters_pattern(words[0]), tag))
-
-    @classmethod
-    def from_files(cls, paths: Iterable[Path], extra: Iterable[str] = ()) -> "BlockList":
-        bl = cls()
-        for path in paths:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    for line in f:
-                        bl.add(line)
-            except FileNotFoundError:
-                raise ConfigError(f"{path}: the block list does not exist.") from None
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(f"{path}: the block list cannot be read ({e}).") from None
-        for t in extra:
-            bl.add(t)
-        return bl
-
-    def _token_hits(self, token: str, squeezed: str) -> Iterator[str]:
-        for pattern, tag in self._words.get(squeezed, ()):
-            if pattern.fullmatch(token):
-                yield tag
-
-    def _run_hits(self, run: list[str]) -> Iterator[str]:
-        # Any stretch of the run may be the word: "s h i t a", "a f u c k".
-        for i in range(len(run) - 1):
-            for j in range(i + 2, min(len(run), i + 12) + 1):
-                joined = "".join(run[i:j])
-                yield from self._token_hits(joined, squeeze(joined))
-        if self._spelled:
-            solid = "".join(run)
-            squeezed = squeeze(solid)
-            for w, entries in self._spelled.items():
-                if w in squeezed:
-                    yield from (tag for pattern, tag in entries if pattern.search(solid))
-
-    def _hits(self, form: _Form) -> Iterator[str]:
-        words = self._words
-        for t, sq in zip(form.tokens, form.squeezed):
-            if sq in words:
-                yield from self._token_hits(t, sq)
-        for run in form.runs:
-            yield from self._run_hits(run)
-        if self._phrases:
-            sq = form.squeezed
-            for i, first in enumerate(sq):
-                if first in self._phrases:
-                    for phrase, tag in self._phrases[first]:
-                        if tuple(sq[i:i + len(phrase)]) == phrase:
-                            yield tag
-        for w, entries in self._inside.items():
-            if w in form.solid_squeezed:
-                yield from (tag for pattern, tag in entries if pattern.search(form.solid))
-
-    def _masked_hits(self, masked: tuple[str, ...]) -> Iterator[str]:
-        if self._masks is None:
-            self._masks = [(_masked_pattern(w.lstrip("*")), w.startswith("*"), tag) for w, tag in self._plain]
-        for m in masked:
-            for pattern, inside, tag in self._masks:
-                if (pattern.search(m) if inside else pattern.fullmatch(m)) is not None:
-                    yield tag
-
-    def without_exceptions(self, text: str) -> str:
-        """The text with the list's exceptions taken out (for every word-level layer)."""
-        return self._except.sub(" ", skeleton(text)) if self._except is not None else text
-
-    def _all_hits(self, text: str) -> Iterator[str]:
-        forms, masked = _forms(self.without_exceptions(text))
-        for f in forms:
-            yield from self._hits(f)
-        if masked:
-            yield from self._masked_hits(masked)
-
-    def matches(self, text: str) -> bool:
-        """Whether text (already normalised) holds a blocked term."""
-        if not self.size:
-            return False
-        return next(self._all_hits(text), None) is not None
-
-    def tags(self, text: str) -> set[str]:
-        """The tags of every term the text (already normalised) holds."""
-        return set(self._all_hits(text)) if self.size else set()
-
+# -- block lists ---------------------------------------------------------------
 
 def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) -> list[Path]:
     paths = []
@@ -337,37 +106,6 @@ def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) 
         p = Path(os.path.expanduser(name))
         paths.append(p if p.is_absolute() else base / p)
     return paths
-
-
-# -- rate limits -----------------------------------------------------------------
-
-class RateLimiter:
-    """Token buckets per key, on whatever clock the caller passes in.
-
-    Hand-written rather than `limits`: it runs on the show's clock, which
-    replays and tests drive virtually, and `limits` reads the wall clock."""
-
-    def __init__(self, per_s: float, burst: int, *, max_keys: int = 100_000) -> None:
-        self.per_s = per_s
-        self.burst = burst
-        self.max_keys = max_keys
-        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(max_keys)  # the idlest go first
-
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, last = self._buckets.get(key, (float(self.burst), now))
-        return min(float(self.burst), tokens + max(0.0, now - last) * self.per_s)
-
-    def check(self, key: str, now: float) -> bool:
-        """Whether `allow` would say yes, without spending anything."""
-        return self._tokens(key, now) >= 1.0
-
-    def allow(self, key: str, now: float) -> bool:
-        tokens = self._tokens(key, now)
-        ok = tokens >= 1.0
-        if ok:
-            tokens -= 1.0
-        self._buckets[key] = (tokens, now)
-        return ok
 
 
 # -- the moderator ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """On-air safety: what a prompt is about, and whether this world allows it.
 
-The block lists (`moderation.BlockList`) catch words; they cannot catch
+The block lists (`blocklist.BlockList`) catch words; they cannot catch
 meaning ("a child in lingerie" holds no bad word). Three more layers, each
 cheap enough for where it runs:
 
@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..blocklist import BlockList
 from ..config import CONFIG_DIR, RELAXABLE, ConfigError
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ class ConceptTerms:
     refuses only when a minor-word and a sexual word are both there."""
 
     def __init__(self, concepts: dict) -> None:
-        from .moderation import BlockList
-
         self.terms = BlockList()
         for cat, table in concepts.items():
             for term in table.get("terms", ()):

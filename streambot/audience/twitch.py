@@ -79,8 +79,9 @@ from twitchio import eventsub
 from .. import paths
 from .. import secrets as secret_store
 from ..config import TwitchSettings
+from ..viewer import Viewer
 from .commands import HELP
-from .events import Audience, ChatMessage, PromptEvent, Viewer
+from .events import Audience, ChatMessage, PromptEvent
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:

@@ -38,7 +38,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..config import VoiceSettings
-    from .events import Audience, Reply, Viewer
+    from ..viewer import Viewer
+    from .events import Audience, Reply
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..children import become_child
 from ..world.base import Frame
-from .children import become_child
 from .overlay_layout import OverlayLayout, load_layout
 from .overlay_render import OverlayRenderer, Patch
 

@@ -44,8 +44,8 @@ from urllib.parse import urlparse
 import av
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from ..children import become_child
 from ..secrets import mask_url
-from .children import become_child
 from .encoder import StreamInfo
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import secrets
 from aiohttp import web
 from cachetools import FIFOCache
 
-from ..audience.events import Viewer
 from ..audience.voice import VoiceError, decode
+from ..viewer import Viewer
 from .core import console_of, error, principal_of, reply
 from .routes import _obj, route
 

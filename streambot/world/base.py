@@ -10,37 +10,14 @@ so the broadcast can measure prompt-to-pixel latency on what actually went out.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class WorldSpec:
-    """What a preset (or a custom world file) says about a world."""
-
-    name: str
-    title: str
-    description: str
-    style: str
-    beats: tuple[str, ...]
-    # Backend-specific settings, passed through untouched (e.g. [sketch] tables).
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
-
-    def to_dict(self) -> dict:
-        """Plain JSON data (a TOML date in `extra` becomes its text), for the timeline."""
-        extra = json.loads(json.dumps(self.extra, default=str))
-        return {"name": self.name, "title": self.title, "description": self.description, "style": self.style,
-                "beats": list(self.beats), "extra": extra}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> WorldSpec:
-        return cls(str(d["name"]), str(d["title"]), str(d["description"]), str(d["style"]),
-                   tuple(str(b) for b in d["beats"]), dict(d.get("extra") or {}))
+from ..worldspec import WorldSpec
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ import numpy as np
 from PIL import Image
 from tenacity import RetryCallState, wait_exponential
 
-from .base import Ambience, Direction, Frame, Pacing, World, WorldSpec
+from ..worldspec import WorldSpec
+from .base import Ambience, Direction, Frame, Pacing, World
 
 if TYPE_CHECKING:
     from .budget import GpuBudget

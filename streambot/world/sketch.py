@@ -23,7 +23,8 @@ import threading
 
 import numpy as np
 
-from .base import Ambience, Direction, Frame, World, WorldError, WorldSpec, _Steer
+from ..worldspec import WorldSpec
+from .base import Ambience, Direction, Frame, World, WorldError, _Steer
 from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
 from .sketch_render import Renderer
 from .sketch_scene import Scene
@@ -360,6 +361,27 @@ class SketchWorld(World):
                                    + 0.03 * math.sin(t * 0.067)))
         p["wind"] = min(1.0, max(0.0, p["wind"] + 0.08 * math.sin(t * 0.031)))
         p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))
+
+
+def check_settings(table: dict) -> None:
+    """The [world.sketch] table, checked before anything starts (ConfigError: one sentence)."""
+    from ..config import ConfigError
+
+    known = ("render_scale", "embedder", "background")
+    unknown = [k for k in table if k not in known]
+    if unknown:
+        raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
+                          f"({', '.join(map(repr, unknown))}); it takes render_scale.")
+    scale = table.get("render_scale", 0.5)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 1.0:
+        raise ConfigError(f"[world.sketch] render_scale must be a number between 0.05 and 1, not {scale!r}.")
+
+
+def create_world(table: dict) -> SketchWorld:
+    """What app.py calls for `--world sketch`: the [world.sketch] table in, a world out.
+    The first frame does not wait for the sentence model: keywords until it is loaded."""
+    check_settings(table)
+    return SketchWorld(**table, wait_for_model=False)
 
 
 def bench(preset: str = "meadow", prompt: str = "", size: tuple[int, int] = (1280, 720),

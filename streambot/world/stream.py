@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from .base import Ambience, Frame, World, WorldError, WorldSpec
+from ..worldspec import WorldSpec
+from .base import Ambience, Frame, World, WorldError
 from .stream_engine import Conditioning, StreamEngine
 from .stream_models import StreamModels, load_models
 from .stream_ops import CameraPath, Slerp, ease_out

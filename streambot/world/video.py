@@ -49,7 +49,8 @@ from collections import deque
 import numpy as np
 import torch
 
-from .base import Ambience, Frame, Pacing, World, WorldError, WorldSpec
+from ..worldspec import WorldSpec
+from .base import Ambience, Frame, Pacing, World, WorldError
 from .video_engine import VideoEngine
 from .video_models import VideoModels, load_models
 from .video_settings import VideoWorldSettings, parse_video_settings

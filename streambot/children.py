@@ -1,6 +1,6 @@
-"""What every child process of the broadcast (a destination's muxer, the
-overlay's drawing) does first: ignore the terminal's Ctrl-C, and end when the
-show that started it is gone.
+"""What every child process of the show (a destination's muxer, the overlay's
+drawing, the sentence model) does first: ignore the terminal's Ctrl-C, and
+end when the show that started it is gone.
 
 A show killed with SIGKILL closes nothing: a child blocked on a socket, or
 on a queue whose writing end it holds itself (a ProcessPoolExecutor worker),

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Checks that read the code without running it, before the tests: the import
+# contracts in pyproject.toml ([tool.importlinter]): every import points down
+# the data flow and none closes a cycle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/lint-imports --no-logo --no-cache
