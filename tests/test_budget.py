@@ -16,14 +16,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import twitchio.eventsub.websockets as tio_ws
-from twitchio.http import Route
 from twitchio.models.streams import Stream
 
 import streambot.audience.twitch as twitch_module
 from streambot.app import Show, ShowOptions, gpu_budget
-from streambot.audience.twitch import TwitchChat
-from streambot.config import ConfigError, TwitchSettings, load_settings, resolve_world
+from streambot.config import ConfigError, load_settings, resolve_world
 from streambot.console import Tokens, create_app
 from streambot.devserver import free_port
 from streambot.store import Store
@@ -35,9 +32,9 @@ from .conftest import ROOT, run_cli
 from .localserver import until
 from .media import decode_frames
 from .test_cli_errors import _one_sentence
-from .test_twitch import audience_at, same_shape
+from .test_twitch import audience_at, same_shape, twitch_chat
 from .test_world_faults import FakeClock, FlakyWorld, diff
-from .twitch_fake import CLIENT_ID, CLIENT_SECRET, FakeTwitch
+from .twitch_fake import CLIENT_ID, CLIENT_SECRET, FakeTwitch, serving
 
 SIZE = (160, 90)
 NEW_YORK = "America/New_York"
@@ -232,13 +229,8 @@ def test_a_restart_keeps_the_days_gpu_hours(tmp_path, monkeypatch, caplog):
 
 @pytest.fixture
 async def fake(monkeypatch):
-    server = FakeTwitch()
-    await server.start()
-    monkeypatch.setattr(tio_ws, "WSS", f"ws://127.0.0.1:{server.port}/ws")
-    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/helix/")
-    monkeypatch.setattr(Route, "ID_BASE", f"http://127.0.0.1:{server.port}/")
-    yield server
-    await server.stop()
+    async with serving(monkeypatch) as server:
+        yield server
 
 
 def test_the_fakes_streams_answer_is_twitchs():
@@ -259,10 +251,7 @@ async def test_twitch_reports_viewers_through_twitchio(fake: FakeTwitch, tmp_pat
     token = fake.user_token(streamer, ("user:read:chat", "user:write:chat"))
     clock = FakeClock(0.0)
     budget = GpuBudget(active=True, idle_after_s=60, clock=clock)
-    chat = TwitchChat(audience_at(_virtual()), TwitchSettings(
-        enabled=True, client_id=CLIENT_ID, channel="streamer", tokens_file=str(tmp_path / "t.json")),
-        {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0], "twitch_refresh_token": token[1]},
-        on_viewers=budget.set_viewers, viewers_every_s=0.05)
+    chat = twitch_chat(audience_at(_virtual()), token, tmp_path, on_viewers=budget.set_viewers, viewers_every_s=0.05)
     task = asyncio.create_task(chat.run())
     try:
         await until(lambda: chat.state == "live")

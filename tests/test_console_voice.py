@@ -11,6 +11,11 @@ from .speech import needs_espeak, silence, speak, write_audio
 from .test_console import TOKENS, act, client, login, show  # noqa: F401  (fixtures)
 
 
+@pytest.fixture
+def voice_commands() -> bool:
+    return True  # the show loads its speech model
+
+
 @needs_espeak
 async def test_push_to_talk_transcribes_then_confirms(client, tmp_path):  # noqa: F811
     clip = write_audio(speak("prompt: a patrol finds the soldier", tmp_path), tmp_path / "ptt.webm").read_bytes()
@@ -61,16 +66,14 @@ async def test_push_to_talk_refusals(client, tmp_path):  # noqa: F811
 
 @needs_espeak
 @pytest.mark.slow
-def test_push_to_talk_in_a_real_browser(tmp_path, cli_env):
+def test_push_to_talk_in_a_real_browser(tmp_path, show_process):
     import json
-    import signal
     import subprocess
-    import sys
 
     import numpy as np
 
     from .conftest import ROOT
-    from .test_console_browser import CHROMIUM, DRIVER, HAVE_PLAYWRIGHT, NODE, Terminal
+    from .test_console_browser import CHROMIUM, DRIVER, HAVE_PLAYWRIGHT, NODE
 
     if NODE is None or CHROMIUM is None or not HAVE_PLAYWRIGHT:
         pytest.skip("needs node, chromium and playwright-core (see test_console_browser)")
@@ -78,30 +81,17 @@ def test_push_to_talk_in_a_real_browser(tmp_path, cli_env):
     # Chromium loops the file: silence after the phrase, and the button is let go in it
     wav = write_audio(np.concatenate([silence(0.3), said, silence(3.0)]), tmp_path / "mic.wav",
                       codec="pcm_s16le", rate=48_000)
-    cmd = [sys.executable, "-m", "streambot.cli", "run", "--output", str(tmp_path / "show.flv"), "--size", "320x180",
-           "--fps", "10", "--chat", "none", "--console", "127.0.0.1:0", "--duration", "240"]
-    proc = subprocess.Popen(cmd, env=cli_env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    term = Terminal(proc)
-    try:
-        url = term.wait_for(r"Console: (http://127\.0\.0\.1:\d+/)", 90).group(1)
-        token = term.wait_for(r"^\s{6}(\S{40,})$", 5).group(1)
-        # candidates wait for the safety screen's sentence model, loading in the background
-        term.wait_for(r"the sentence model is ready", 600)
-        cfg = {"url": url, "token": token, "out": str(tmp_path), "wav": str(wav), "chromium": CHROMIUM,
-               "hold_ms": int((0.3 + said.size / 16_000 + 1.0) * 1000)}
-        driver = subprocess.run([NODE, str(DRIVER.with_name("voice_e2e.mjs")), json.dumps(cfg)], cwd=ROOT,
-                                capture_output=True, text=True, timeout=300)
-        results = json.loads((tmp_path / "voice-results.json").read_text())
-        assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr[-3000:])
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    console = show_process("run", "--output", str(tmp_path / "show.flv"), "--size", "320x180", "--fps", "10",
+                        "--chat", "none", "--duration", "240")
+    url, token = console.url, console.token
+    # candidates wait for the safety screen's sentence model, loading in the background
+    console.terminal.wait_for(r"the sentence model is ready", 600)
+    cfg = {"url": url, "token": token, "out": str(tmp_path), "wav": str(wav), "chromium": CHROMIUM,
+           "hold_ms": int((0.3 + said.size / 16_000 + 1.0) * 1000)}
+    driver = subprocess.run([NODE, str(DRIVER.with_name("voice_e2e.mjs")), json.dumps(cfg)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    results = json.loads((tmp_path / "voice-results.json").read_text())
+    assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr[-3000:])
     assert results["errors"] == [], results["errors"]
     assert "bundled tiny.en" in results["ready"] and results["recording_label"].startswith("Listening")
     assert results["upload_status"] == 200 and results["upload_type"].startswith(("audio/webm", "audio/ogg"))

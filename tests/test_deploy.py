@@ -82,7 +82,9 @@ def test_the_commands_the_files_run_are_valid_streambot_commands(where):
     # click parses every option exactly as the program would, without running it.
     with cli.make_context("streambot", list(cmd), resilient_parsing=False) as ctx:
         sub = cli.get_command(ctx, cmd[0])
-        sub.make_context(cmd[0], list(cmd[1:]), parent=ctx)
+        assert sub is not None, f"streambot has no command {cmd[0]!r}"
+        parsed = sub.make_context(cmd[0], list(cmd[1:]), parent=ctx)  # a bad option raises here
+    assert parsed.command is sub and not parsed.args, parsed.args
 
 
 def test_json_logs_are_one_object_a_line(cli_env, tmp_path):

@@ -6,7 +6,6 @@ step waits for the line that says it happened."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, interrupt
 
 pytestmark = pytest.mark.slow
 
@@ -89,11 +88,6 @@ def test_lines_typed_in_the_terminal_steer_the_show(tmp_path, cli_env):
         term.expect(r"on air \(audience, streamer\): a dragon over the bay")
         assert not any("on air" in line and "fuck" in line for line in term.lines)
     finally:
-        term.proc.send_signal(signal.SIGINT)
-        try:
-            term.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            term.proc.kill()
-            term.proc.wait(10)
-    assert term.proc.returncode == 0, "\n".join(term.lines[-30:])
+        code = interrupt(term.proc)
+    assert code == 0, "\n".join(term.lines[-30:])
     assert "Traceback" not in "\n".join(term.lines)

@@ -3,7 +3,6 @@ order, wrapping and ellipsis. Real fonts from overlays/fonts, no mocks."""
 from __future__ import annotations
 
 import functools
-import time
 import unicodedata
 
 import numpy as np
@@ -159,9 +158,8 @@ def test_an_arabic_paragraph_puts_latin_words_on_its_left(fonts):
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 @pytest.mark.parametrize("max_lines", [1, 2])
 def test_hostile_text_never_raises_and_fits_its_box(fonts, name, max_lines):
-    t = time.perf_counter()
+    # how long the worst of these takes is a figure of benchmarks/bench_overlay_text.py
     lines = wrap(HOSTILE[name], fonts, 30, 500, max_lines)
-    assert time.perf_counter() - t < 2.0
     assert 1 <= len(lines) <= max_lines
     for line in lines:
         assert line.width <= 500 + 0.5, (name, line.text)

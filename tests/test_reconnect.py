@@ -74,10 +74,13 @@ async def test_a_close_cuts_the_wait_short_and_nothing_is_raised() -> None:
         started.set()
         raise RuntimeError("no")
 
-    task = asyncio.create_task(stay_connected(failing, closing=closing, wait=wait_exponential(multiplier=600)))
+    waits: list[float] = []
+    task = asyncio.create_task(stay_connected(failing, closing=closing, wait=wait_exponential(multiplier=600),
+                                              before_sleep=lambda st: waits.append(st.next_action.sleep)))
     await asyncio.wait_for(started.wait(), 5)
     closing.set()
-    await asyncio.wait_for(task, 5)  # not the 600 s back-off
+    assert await asyncio.wait_for(task, 60) is None  # ended by the close, not after the 600 s back-off
+    assert waits == [600], "the close came during the back-off"
 
 
 async def test_a_failure_caused_by_the_close_is_not_retried() -> None:

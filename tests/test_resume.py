@@ -8,9 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,42 +15,28 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import ROOT
+from .conftest import ShowProcess
 
 pytestmark = pytest.mark.slow
 
 ADMIN = "resume-test-admin-token-0123456789abcdef"
 
 
-class Run:
-    """One `streambot run`, its terminal read as it comes."""
+class Run(ShowProcess):
+    """One `streambot run` with its console, its terminal read as it comes."""
 
     def __init__(self, env: dict, tmp: Path, name: str) -> None:
-        cmd = [sys.executable, "-m", "streambot.cli", "run", "--config", str(tmp / "show.toml"),
-               "--output", str(tmp / f"{name}.flv"), "--chat", str(tmp / "chat.txt"), "--size", "320x180",
-               "--fps", "15", "--bitrate", "400", "--console", "127.0.0.1:0"]
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self.wait_for("Console: (http://127.0.0.1:\\d+/)", 120)
+        super().__init__(["run", "--config", str(tmp / "show.toml"), "--output", str(tmp / f"{name}.flv"),
+                          "--chat", str(tmp / "chat.txt"), "--size", "320x180", "--fps", "15", "--bitrate", "400"],
+                         env)
+        assert self.url
 
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
+    @property
+    def lines(self) -> list[str]:
+        return self.terminal.lines
 
     def wait_for(self, pattern: str, timeout: float) -> str:
-        import re
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if m := re.search(pattern, line):
-                    return m.group(1)
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"{pattern!r} never showed up:\n" + "\n".join(self.lines[-30:]))
+        return self.terminal.wait_for(pattern, timeout).group(1)
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         req = urllib.request.Request(self.url + path.lstrip("/"), method=method,
@@ -142,13 +125,8 @@ def test_kill_9_mid_round_resumes_world_prompt_and_round(tmp_path, cli_env):
         assert round_of(after) == round_of(before), (round_of(after), round_of(before))
         assert 0 < after["round"]["time_left"] <= 90
     finally:
-        second.proc.send_signal(signal.SIGINT)
-        try:
-            second.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            second.proc.kill()
-            second.proc.wait(10)
-    assert second.proc.returncode == 0, "\n".join(second.lines[-30:])
+        code = second.stop()
+    assert code == 0, "\n".join(second.lines[-30:])
     assert "Traceback" not in "\n".join(second.lines)
 
 

@@ -22,15 +22,19 @@ holds the reference examples they are checked against.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import secrets as _secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import twitchio.eventsub.websockets as tio_ws
 from aiohttp import web
+from twitchio.http import Route
 
 from .localserver import LocalServer
 
@@ -684,3 +688,18 @@ class FakeTwitch(LocalServer):
 
     async def stop(self) -> None:
         await super().stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(monkeypatch) -> AsyncIterator[FakeTwitch]:
+    """The fake, with twitchio pointed at it (its EventSub websocket, Helix and the token
+    endpoints); stopped after."""
+    server = FakeTwitch()
+    await server.start()
+    monkeypatch.setattr(tio_ws, "WSS", f"ws://127.0.0.1:{server.port}/ws")
+    monkeypatch.setattr(Route, "BASE", f"http://127.0.0.1:{server.port}/helix/")
+    monkeypatch.setattr(Route, "ID_BASE", f"http://127.0.0.1:{server.port}/")
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -31,7 +31,7 @@ import numpy as np
 from ..config import MusicSettings
 from ..world.base import Ambience
 from .loudness import Leveller, LoudnessMeter, TruePeakLimiter, ramp_to_one
-from .music import Band, mood_of, style_for
+from .music import Band, Style, mood_of, style_for
 from .playlist import NothingToPlay, Playlist
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,11 @@ class Soundtrack:
 
     def __init__(self, music: MusicSettings | None = None, *, rate: int = RATE, seed: int = 0,
                  playlist: Playlist | None = None, loudness_lufs: float = -15.0, true_peak_dbtp: float = -1.0,
-                 volume: float = 1.0, music_on: bool = True) -> None:
+                 volume: float = 1.0, music_on: bool = True,
+                 style_of: Callable[[MusicSettings], Style] = style_for) -> None:
         self.rate = rate
         self.seed = seed
+        self._style_of = style_of  # a world's [music] -> the style its band plays
         self.volume = volume
         self.playlist = playlist
         self.problem: str | None = None
@@ -115,7 +117,7 @@ class Soundtrack:
 
     def _new_band(self, music: MusicSettings) -> Band | None:
         try:
-            band = Band(style_for(music), rate=self.rate, seed=self.seed)
+            band = Band(self._style_of(music), rate=self.rate, seed=self.seed)
         except Exception as e:
             self._failed("The music generator could not start", e)
             return None
