@@ -23,12 +23,19 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 DIM = 384
+
+
+class SentenceEncoder(Protocol):
+    """What the show asks of a sentence model: unit vectors, one row per text."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
 class Embedder:
