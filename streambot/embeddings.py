@@ -23,12 +23,20 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from multiprocessing.connection import Connection
+from typing import Protocol
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 DIM = 384
+
+
+class SentenceEncoder(Protocol):
+    """What the show asks of a sentence model: unit vectors, one row per text."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
 class Embedder:
@@ -83,7 +91,7 @@ def get_embedder() -> Embedder | None:
         return _load()
 
 
-def _serve(conn) -> None:
+def _serve(conn: Connection) -> None:
     """The model process: load the model, then answer batches of texts."""
     from .children import become_child
 
@@ -99,6 +107,7 @@ def _serve(conn) -> None:
         conn.send("ready")
         while True:
             texts = conn.recv()
+            answer: np.ndarray | str
             try:
                 answer = model.encode(texts)
             except Exception as e:  # answer, so the caller falls back to keywords for this one
@@ -146,7 +155,8 @@ class ModelProcess:
             raise RuntimeError("the sentence model's process has stopped") from None
         if isinstance(answer, str):
             raise RuntimeError(answer)
-        return answer
+        vecs: np.ndarray = answer
+        return vecs
 
     def close(self, ready: bool = True) -> None:
         """End the process: a ready one by closing its pipe (it exits by itself),
@@ -188,16 +198,17 @@ def load_in_background() -> None:
 def _load_and_announce() -> None:
     global _process
     started = time.monotonic()
-    embedder: ModelProcess | None = ModelProcess()
+    process = ModelProcess()
+    embedder: ModelProcess | None = process
     with _lock:
         _process = embedder  # (not ready yet: `loaded()` waits for _ready) so close() can end it
     try:
-        embedder.wait_ready()
+        process.wait_ready()
         log.info("the sentence model is ready (%.1f s in the background)", time.monotonic() - started)
     except RuntimeError as e:
         if not _closing.is_set():
             log.warning("sentence model unavailable, staying on keyword matching: %s", e)
-        embedder.close(ready=False)
+        process.close(ready=False)
         embedder = None
     with _lock:
         _process = embedder

@@ -55,9 +55,9 @@ class WordNet:
         self._files = {p: open(self.root / f"data.{name}", "rb") for p, name in POS.items()}  # noqa: SIM115
         self._lock = threading.Lock()
         self.senses: int | None = 6  # meanings per part of speech that `related` considers: rare ones mislead
-        self.synset = lru_cache(maxsize=200_000)(self._read)  # type: ignore[method-assign]
-        self.related = lru_cache(maxsize=100_000)(self._related)  # type: ignore[method-assign]
-        self.opposite = lru_cache(maxsize=100_000)(self._opposite)  # type: ignore[method-assign]
+        self.synset = lru_cache(maxsize=200_000)(self._read)
+        self.related = lru_cache(maxsize=100_000)(self._related)
+        self.opposite = lru_cache(maxsize=100_000)(self._opposite)
 
     @classmethod
     def find(cls) -> WordNet | None:
@@ -139,7 +139,10 @@ class WordNet:
             return True
         if self.is_noun(x) and self.is_noun(y):  # "red" and "blue" share a cluster but name different things
             return False
-        heads = lambda keys: {t for k in keys if k[0] == "a" for sym, t, _, _ in self.synset(k).pointers if sym == "&"}  # noqa: E731
+
+        def heads(keys: set[tuple[str, int]]) -> set[tuple[str, int]]:
+            return {t for k in keys if k[0] == "a" for sym, t, _, _ in self.synset(k).pointers if sym == "&"}
+
         return bool(heads(xk) & heads(yk))
 
     def _up(self, keys: set[tuple[str, int]], depth: int = 3) -> set[tuple[str, int]]:

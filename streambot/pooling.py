@@ -191,7 +191,8 @@ class Pooler:
         with self._lock:
             if self.embed is None or not all(w in self._words for w in xs + ys):
                 return np.zeros((len(xs), len(ys)), np.float32)
-            return np.array([self._words[w] for w in xs]) @ np.array([self._words[w] for w in ys]).T
+            sims: np.ndarray = np.array([self._words[w] for w in xs]) @ np.array([self._words[w] for w in ys]).T
+            return sims
 
     # -- the decision
     def same(self, a: Prompt, b: Prompt) -> bool:

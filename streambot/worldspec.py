@@ -6,7 +6,9 @@ timeline records it; so it sits below all of them, and depends on nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,15 +21,15 @@ class WorldSpec:
     style: str
     beats: tuple[str, ...]
     # Backend-specific settings, passed through untouched (e.g. [sketch] tables).
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # TOML data, as tomllib gives it
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """Plain JSON data (a TOML date in `extra` becomes its text), for the timeline."""
         extra = json.loads(json.dumps(self.extra, default=str))
         return {"name": self.name, "title": self.title, "description": self.description, "style": self.style,
                 "beats": list(self.beats), "extra": extra}
 
     @classmethod
-    def from_dict(cls, d: dict) -> WorldSpec:
+    def from_dict(cls, d: Mapping[str, Any]) -> WorldSpec:  # JSON data, as to_dict wrote it
         return cls(str(d["name"]), str(d["title"]), str(d["description"]), str(d["style"]),
                    tuple(str(b) for b in d["beats"]), dict(d.get("extra") or {}))

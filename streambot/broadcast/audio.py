@@ -25,8 +25,10 @@ import math
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..config import MusicSettings
 from ..world.base import Ambience
@@ -45,13 +47,20 @@ WORLD_FADE_S = 3.0  # one world's music into the next
 PEAK_MARGIN_DB = 1.5
 
 
-def _shaped_noise(n: int, rng: np.random.Generator, lo: float, hi: float, rate: int) -> np.ndarray:
+def _shaped_noise(n: int, rng: np.random.Generator, lo: float, hi: float, rate: int) -> NDArray[np.float32]:
     """A seamless loop of noise band-limited to lo..hi Hz (made once, read cyclically)."""
     spec = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1.0 / rate)
     gain = np.exp(-0.5 * (np.log(np.maximum(freqs, 1.0) / np.sqrt(lo * hi)) / np.log(hi / lo)) ** 2)
     noise = np.fft.irfft(spec * gain, n)
-    return (noise / (np.abs(noise).max() + 1e-9)).astype(np.float32)
+    return (noise / (float(np.abs(noise).max()) + 1e-9)).astype(np.float32)
+
+
+class _Requests(TypedDict, total=False):
+    """Changes asked for from other threads, taken by the render thread at its next block."""
+
+    mood: str
+    world: MusicSettings
 
 
 class Beds:
@@ -68,7 +77,7 @@ class Beds:
         self._t = 0  # position in the loops
         self._clock = 0  # samples so far, for the gusts
 
-    def render(self, n: int, ambience: Ambience) -> np.ndarray:
+    def render(self, n: int, ambience: Ambience) -> NDArray[np.float32]:
         target = np.array([ambience.wind, ambience.rain])
         start = self._level.copy()
         self._level += (target - self._level) * (1.0 - math.exp(-n / (3.0 * self.rate)))
@@ -112,7 +121,7 @@ class Soundtrack:
         self._limiter = TruePeakLimiter(true_peak_dbtp - PEAK_MARGIN_DB, rate)
         self.meter = LoudnessMeter(rate)
         self._mood = "neutral"
-        self._requests: dict = {}
+        self._requests: _Requests = {}
         self._lock = threading.Lock()
 
     def _new_band(self, music: MusicSettings) -> Band | None:
@@ -160,7 +169,7 @@ class Soundtrack:
                 self._band.set_mood(self._mood)
 
     # -- the chain, in the audio thread ---------------------------------------------------------
-    def render(self, n: int, ambience: Ambience | None = None) -> np.ndarray:
+    def render(self, n: int, ambience: Ambience | None = None) -> NDArray[np.float32]:
         """The next `n` stereo samples, float32, shape (2, n), values within -1..1."""
         self._take_requests()
         mix = self._music(n) + self._beds.render(n, ambience or Ambience())
@@ -172,7 +181,7 @@ class Soundtrack:
         self._leveller.measure(power / self.volume ** 2 if self.volume > 0 else 0.0, n)
         return out
 
-    def _music(self, n: int) -> np.ndarray:
+    def _music(self, n: int) -> NDArray[np.float32]:
         # The switch fades the music; a track that is fully off is not rendered at all.
         old = self._fader
         step = n / (FADE_S * self.rate)
@@ -184,7 +193,7 @@ class Soundtrack:
             return x
         return x * (ramp_to_one(n) * np.float32(self._fader - old) + np.float32(old))
 
-    def _source(self, n: int) -> np.ndarray:
+    def _source(self, n: int) -> NDArray[np.float32]:
         if self.playlist is not None:
             try:
                 return self.playlist.render(n)
@@ -195,7 +204,7 @@ class Soundtrack:
                 self._failed("The music folder stopped playing; the generated music plays instead", e)
             self.playlist.close()
             self.playlist = None
-        out = np.zeros((2, n), np.float32)
+        out: NDArray[np.float32] = np.zeros((2, n), np.float32)
         if self._band is not None:
             try:
                 out += self._band.render(n)
@@ -213,7 +222,7 @@ class Soundtrack:
                 self._fading = None
         return out
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         """What the console shows: source, style and mood, loudness, any problem
         (read from another thread: every figure is a value the chain swaps whole)."""
         band = self._band.status() if self._band is not None else {}
@@ -240,7 +249,7 @@ class Silence:
         self.rate = rate
         self.music_on = False
 
-    def render(self, n: int, ambience: Ambience | None = None) -> np.ndarray:
+    def render(self, n: int, ambience: Ambience | None = None) -> NDArray[np.float32]:
         return np.zeros((2, n), np.float32)
 
     def set_story(self, text: str) -> str:
@@ -252,8 +261,16 @@ class Silence:
     def set_music(self, on: bool) -> None:
         pass
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         return {"music_on": False, "source": "off", "problem": None}
+
+
+class Track(Protocol):
+    """What the feed's producer thread plays: the soundtrack, silence, or the weather alone."""
+
+    def render(self, n: int, ambience: Ambience | None = None) -> NDArray[np.float32]: ...
+
+    def status(self) -> dict[str, object]: ...
 
 
 class AudioFeed:
@@ -265,7 +282,7 @@ class AudioFeed:
         self.ambience = ambience
         self.block = block
         self.rate = rate
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[NDArray[np.float32]] = queue.Queue(maxsize=depth)
         self._buf = np.zeros((2, 0), np.float32)
         self._last = np.zeros(2, np.float32)  # the last sample the clock took
         self._last_ambience = Ambience()
@@ -284,7 +301,7 @@ class AudioFeed:
         self._primed.wait(ready_timeout)
 
     def _run(self) -> None:
-        track = self.track
+        track: Track = self.track
         while not self._stop.is_set():
             try:
                 self._last_ambience = self.ambience()
@@ -304,9 +321,9 @@ class AudioFeed:
                 except queue.Full:
                     self._primed.set()
 
-    def read(self, n: int) -> np.ndarray:
+    def read(self, n: int) -> NDArray[np.float32]:
         """`n` samples for the clock thread, now: never waits for the producer."""
-        pieces: list[tuple[np.ndarray, bool]] = []  # (samples, from the producer)
+        pieces: list[tuple[NDArray[np.float32], bool]] = []  # (samples, from the producer)
         need = n
         while need:
             if self._buf.shape[1] == 0:
@@ -326,7 +343,7 @@ class AudioFeed:
         self._last = out[:, -1].copy()
         return out
 
-    def silence(self, n: int) -> np.ndarray:
+    def silence(self, n: int) -> NDArray[np.float32]:
         """`n` samples of silence (the clock skipped more than the feed holds),
         faded from the last sample taken, so neither edge clicks."""
         x = np.zeros((2, n), np.float32)
@@ -337,7 +354,7 @@ class AudioFeed:
             self._last = x[:, -1].copy()
         return x
 
-    def _join(self, x: np.ndarray, fresh: bool) -> np.ndarray:
+    def _join(self, x: NDArray[np.float32], fresh: bool) -> NDArray[np.float32]:
         """A piece from another source than the last sample starts where that
         sample was and glides onto its own course within 5 ms: no click."""
         source = "feed" if fresh else "gap"
@@ -350,7 +367,7 @@ class AudioFeed:
             self._last = x[:, -1].copy()
         return x
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         s = self.track.status()
         s["late_blocks"] = self.late
         if self.problem:
@@ -369,10 +386,10 @@ class _BedsOnly:
     def __init__(self, rate: int) -> None:
         self._beds = Beds(rate, seed=11)
 
-    def render(self, n: int, ambience: Ambience | None = None) -> np.ndarray:
+    def render(self, n: int, ambience: Ambience | None = None) -> NDArray[np.float32]:
         return self._beds.render(n, ambience or Ambience())
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         return {"music_on": False, "source": "none"}
 
 

@@ -104,8 +104,8 @@ class ClockStats:
     skipped: int = 0
     started: float = 0.0
     last_sent_at: float = 0.0  # when the last frame sent began its tick
-    tick_times: deque = field(default_factory=lambda: deque(maxlen=300))
-    sink_ms: deque = field(default_factory=lambda: deque(maxlen=300))
+    tick_times: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+    sink_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))
 
     @property
     def output_fps(self) -> float:
@@ -173,6 +173,7 @@ class Clock:
         try:
             frame = self.runner.frames.get_nowait()
         except queue.Empty:
+            assert self.last is not None  # start() took the first frame
             return self.last, True
         return frame, False
 
@@ -183,6 +184,7 @@ class Clock:
         self.stats.started = t0
         index = 0
         first = True
+        assert self.last is not None  # start() took the first frame
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and index >= self.max_frames:

@@ -21,18 +21,26 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..children import become_child
 from ..world.base import Frame
 from .overlay_layout import OverlayLayout, load_layout
 from .overlay_render import OverlayRenderer, Patch
+from .overlay_state import OverlayState
+
+if TYPE_CHECKING:  # annotations only: the drawing process has no use for PyAV
+    import av
 
 log = logging.getLogger(__name__)
 
+Planes = tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.uint8]]  # Y, U, V
 
-def slate(size: tuple[int, int], text: str = "BE RIGHT BACK") -> np.ndarray:
+
+def slate(size: tuple[int, int], text: str = "BE RIGHT BACK") -> NDArray[np.uint8]:
     """A calm full-frame slate, used when the picture must go off air at once."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -44,6 +52,7 @@ def slate(size: tuple[int, int], text: str = "BE RIGHT BACK") -> np.ndarray:
     img = np.broadcast_to(top * (1 - y) + bottom * y, (h, w, 3)).astype(np.uint8)
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
     try:
         font = ImageFont.truetype(str(FONT_DIR / "NotoSans-Bold.ttf"), max(12, h // 10))
     except OSError:
@@ -51,7 +60,8 @@ def slate(size: tuple[int, int], text: str = "BE RIGHT BACK") -> np.ndarray:
     box = draw.textbbox((0, 0), text, font=font)
     draw.text(((w - (box[2] - box[0])) / 2, (h - (box[3] - box[1])) / 2), text, font=font,
               fill=(235, 235, 245))
-    return np.asarray(pil)
+    picture: NDArray[np.uint8] = np.asarray(pil)
+    return picture
 
 
 # BT.601 limited range, what swscale gives rgb24 -> yuv420p by default.
@@ -70,11 +80,11 @@ class YuvPatch:
 
     x: int  # even, in luma pixels
     y: int
-    pre_y: np.ndarray  # (h, w) uint16
-    inv_y: np.ndarray
-    pre_u: np.ndarray  # (h/2, w/2) uint16
-    pre_v: np.ndarray
-    inv_uv: np.ndarray
+    pre_y: NDArray[np.uint16]  # (h, w)
+    inv_y: NDArray[np.uint16]
+    pre_u: NDArray[np.uint16]  # (h/2, w/2)
+    pre_v: NDArray[np.uint16]
+    inv_uv: NDArray[np.uint16]
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -82,10 +92,10 @@ class YuvPatch:
         self._buf_y = np.empty_like(self.pre_y)
         self._buf_uv = np.empty_like(self.pre_u)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_buf")}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self.__post_init__()
 
@@ -119,8 +129,9 @@ class YuvPatch:
         quad = (yuv[0::2, 0::2, 1:] + yuv[1::2, 0::2, 1:] + yuv[0::2, 1::2, 1:] + yuv[1::2, 1::2, 1:]) / 4
         a2 = (alpha[0::2, 0::2] + alpha[1::2, 0::2] + alpha[0::2, 1::2] + alpha[1::2, 1::2]) / 4
 
-        def u16(v):
-            return np.clip(np.rint(v * 256), 0, 65280).astype(np.uint16)
+        def u16(v: NDArray[np.floating[Any]]) -> NDArray[np.uint16]:
+            fixed: NDArray[np.uint16] = np.clip(np.rint(v * 256), 0, 65280).astype(np.uint16)
+            return fixed
 
         return cls(
             x=int(x0), y=int(y0),
@@ -129,7 +140,7 @@ class YuvPatch:
             name=patch.name,
         )
 
-    def blend(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def blend(self, planes: Planes) -> None:
         """Blend into (Y, U, V) uint8 plane views, in place."""
         x0, y0, x1, y1 = self.box
         for plane, pre, inv, buf, s in (
@@ -145,14 +156,14 @@ class YuvPatch:
             np.copyto(view, buf, casting="unsafe")
 
 
-def frame_planes(video) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_planes(video: av.VideoFrame) -> Planes:
     """Writable numpy views of a yuv420p av.VideoFrame's Y, U and V planes."""
     out = []
     for i, (w, h) in enumerate(((video.width, video.height),
                                 ((video.width + 1) // 2, (video.height + 1) // 2),
                                 ((video.width + 1) // 2, (video.height + 1) // 2))):
         p = video.planes[i]
-        out.append(np.frombuffer(p, np.uint8).reshape(h, p.line_size)[:, :w])
+        out.append(np.frombuffer(memoryview(p), np.uint8).reshape(h, p.line_size)[:, :w])
     return out[0], out[1], out[2]
 
 
@@ -165,7 +176,7 @@ class _Drawer:
         self.renderer = OverlayRenderer(layout, size)
         self.converted: dict[str, tuple[Patch, YuvPatch | None]] = {}
 
-    def draw(self, state) -> tuple[YuvPatch, ...]:
+    def draw(self, state: OverlayState) -> tuple[YuvPatch, ...]:
         out = []
         for patch in self.renderer.render(state):
             hit = self.converted.get(patch.name)
@@ -180,7 +191,7 @@ class _Drawer:
 _drawer: _Drawer | None = None  # one per process: the drawing process's, or the fallback's
 
 
-def draw_patches(state, layout: OverlayLayout, size: tuple[int, int]) -> tuple[YuvPatch, ...]:
+def draw_patches(state: OverlayState, layout: OverlayLayout, size: tuple[int, int]) -> tuple[YuvPatch, ...]:
     """Draw `state` (runs in the drawing process)."""
     global _drawer
     if _drawer is None or _drawer.key != (layout, size):
@@ -226,16 +237,16 @@ class Compositor:
         self.burn_in = burn_in
         self.min_redraw_s = min_redraw_s
         self._lock = threading.Lock()
-        self._slate: np.ndarray | None = None
+        self._slate: NDArray[np.uint8] | None = None
         self.off_air = False
-        self.state = None
+        self.state: OverlayState | None = None
         # kept even when nothing is burned in: the OBS page draws with it (`layout_json`)
         self.layout = layout if layout is not None else load_layout()
         self._layer: tuple[YuvPatch, ...] = ()  # swapped whole; the clock thread only reads it
         # the worker: the latest (state, layout) to draw, and the last drawn
         self._cond = threading.Condition()
-        self._wanted: tuple | None = None
-        self._drawn: tuple | None = None
+        self._wanted: tuple[OverlayState, OverlayLayout] | None = None
+        self._drawn: tuple[OverlayState, OverlayLayout] | None = None
         self._closed = False
         self._worker: threading.Thread | None = None
         self.redraws = 0
@@ -249,14 +260,14 @@ class Compositor:
                 self._slate = slate(self.size, text)
             self.off_air = off
 
-    def picture(self, frame: Frame) -> np.ndarray:
+    def picture(self, frame: Frame) -> NDArray[np.uint8]:
         """The world's frame, or the slate while off air."""
         if self.off_air and self._slate is not None:
             return self._slate
         return frame.image
 
     # -- the overlay's content ------------------------------------------------------
-    def set_state(self, state) -> None:
+    def set_state(self, state: OverlayState) -> None:
         """The overlay's content (an OverlayState); redrawn, off the clock
         thread, only when it changes."""
         if state == self.state:
@@ -315,6 +326,7 @@ class Compositor:
                 time.sleep(wait)
             with self._cond:
                 wanted = self._wanted
+            assert wanted is not None  # the wait above ends on a state to draw (or on close)
             last = time.monotonic()
             try:
                 self._layer = self.draw(*wanted)
@@ -324,7 +336,7 @@ class Compositor:
                 self._drawn = wanted
                 self._cond.notify_all()
 
-    def draw(self, state, layout: OverlayLayout) -> tuple[YuvPatch, ...]:
+    def draw(self, state: OverlayState, layout: OverlayLayout) -> tuple[YuvPatch, ...]:
         """Draw `state` with `layout` into blend-ready patches (the worker's
         job), in the drawing process; in this one if that process is gone."""
         t = time.perf_counter()
@@ -342,7 +354,7 @@ class Compositor:
         return out
 
     # -- per frame ---------------------------------------------------------------------
-    def overlay(self, video) -> None:
+    def overlay(self, video: av.VideoFrame) -> None:
         """Draw the overlay into `video` (a yuv420p av.VideoFrame of the output size)."""
         layer = self._layer
         if not layer or self.off_air or not self.burn_in:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.linalg import hadamard
 
 # Prime lengths (at 48 kHz) from 33 to 67 ms: no two lines share a period,
@@ -81,7 +82,7 @@ class Reverb:
         self._buf = np.zeros((_LINES + 1, self._keep + 8 * self._chunk), np.float32)  # the lines, then the input
         self._w = 1  # now
 
-    def process(self, x: np.ndarray) -> np.ndarray:
+    def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """`x` mono, shape (n,); returns the wet signal, shape (2, n), float32."""
         n = len(x)
         out = np.empty((2, n), np.float32)
@@ -115,7 +116,7 @@ class Echo:
         self._line = np.zeros(self.delay, np.float32)  # what will come out, the oldest first
         self._r = 0
 
-    def process(self, x: np.ndarray) -> np.ndarray:
+    def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """`x` mono, shape (n,); returns the echoes alone, shape (n,), float32."""
         n = len(x)
         out = np.empty(n, np.float32)

@@ -24,9 +24,16 @@ import math
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from av.stream import Stream
+
+    Packet = av.Packet[Stream]  # a packet of either stream, as the outputs receive it
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +89,7 @@ def pick_codec(wanted: str) -> str:
     return "libx264"
 
 
-def _x264_options(settings: EncoderSettings, gop: int, preset: str, pins: str = "") -> dict:
+def _x264_options(settings: EncoderSettings, gop: int, preset: str, pins: str = "") -> dict[str, str]:
     kbps = settings.bitrate_kbps
     return {
         "preset": preset,
@@ -114,6 +121,7 @@ class Encoder:
         self._header = io.BytesIO()
         self._master = av.open(self._header, mode="w", format="flv")
         v = self._master.add_stream(self.codec_name, rate=fps)
+        assert isinstance(v, av.VideoStream)  # an H.264 encoder's stream
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
         v.time_base = Fraction(1, fps)
         cc = v.codec_context
@@ -148,12 +156,12 @@ class Encoder:
         self._unusable: set[str] = set()
         self._switch = threading.Lock()
         self._preparing = False
-        self._ready: tuple[str, av.CodecContext] | None = None
+        self._ready: tuple[str, av.VideoCodecContext] | None = None
         self.preset_changes = 0
         self.preset_reason = ""
 
     # -- video ------------------------------------------------------------------------
-    def to_frame(self, image: np.ndarray) -> av.VideoFrame:
+    def to_frame(self, image: NDArray[np.uint8]) -> av.VideoFrame:
         """RGB HxWx3 uint8 of any size -> a yuv420p frame of the output size, in
         one swscale pass (the world may render smaller than the stream)."""
         w, h = self.settings.size
@@ -162,7 +170,7 @@ class Encoder:
             return frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
         return frame.reformat(format="yuv420p")
 
-    def encode_frame(self, frame: av.VideoFrame, index: int) -> list[av.Packet]:
+    def encode_frame(self, frame: av.VideoFrame, index: int) -> list[Packet]:
         """Encode a frame from `to_frame` (overlays drawn on it) as tick `index`.
 
         Ticks may be skipped, so keyframes follow the tick index, not x264's
@@ -172,14 +180,14 @@ class Encoder:
         """
         frame.pts = index
         frame.time_base = Fraction(1, self.settings.fps)
-        packets: list[av.Packet] = []
+        packets: list[Packet] = []
         if index >= self._next_key:
             self._next_key = (index // self.gop + 1) * self.gop
             frame.pict_type = av.video.frame.PictureType.I
             packets += self._take_ready()
         return packets + self._video.encode(frame)
 
-    def encode_video(self, image: np.ndarray, index: int) -> list[av.Packet]:
+    def encode_video(self, image: NDArray[np.uint8], index: int) -> list[Packet]:
         return self.encode_frame(self.to_frame(image), index)
 
     # -- the adaptive preset ------------------------------------------------------------
@@ -214,7 +222,8 @@ class Encoder:
             i += direction
         return None
 
-    def _prepare(self, preset: str, direction: int, reason: str) -> None:
+    def _prepare(self, target: str, direction: int, reason: str) -> None:
+        preset: str | None = target
         ctx = None
         try:
             while preset is not None:
@@ -230,11 +239,11 @@ class Encoder:
             ctx = None
         with self._switch:
             self._preparing = False
-            if ctx is not None:
+            if ctx is not None and preset is not None:  # a context is only kept with its preset
                 self._ready = (preset, ctx)
                 self.preset_reason = reason
 
-    def _open(self, preset: str) -> av.CodecContext:
+    def _open(self, preset: str) -> av.VideoCodecContext:
         s = self.settings
         ref, weightp = _HEADER_OPTIONS[s.preset]
         cc = av.CodecContext.create("libx264", "w")
@@ -249,7 +258,7 @@ class Encoder:
         cc.open()
         return cc
 
-    def _take_ready(self) -> list[av.Packet]:
+    def _take_ready(self) -> list[Packet]:
         """At a keyframe: swap in a prepared preset; what the old one still
         holds goes out first."""
         with self._switch:
@@ -266,7 +275,7 @@ class Encoder:
         return tail
 
     # -- audio, end -------------------------------------------------------------------------
-    def encode_audio(self, samples: np.ndarray) -> list[av.Packet]:
+    def encode_audio(self, samples: NDArray[np.float32]) -> list[Packet]:
         """`samples`: float32 array of shape (2, n), values in -1..1."""
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout="stereo"
@@ -277,7 +286,7 @@ class Encoder:
         self._audio_pts += samples.shape[1]
         return self.audio_stream.encode(frame)
 
-    def flush(self) -> list[tuple[str, av.Packet]]:
+    def flush(self) -> list[tuple[str, Packet]]:
         """What the encoders still hold, as (kind, packet)."""
         return ([("video", p) for p in self._video.encode(None)]
                 + [("audio", p) for p in self.audio_stream.encode(None)])

@@ -23,6 +23,7 @@ import functools
 import math
 
 import numpy as np
+from numpy.typing import NDArray
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage, signal
 
@@ -40,7 +41,7 @@ _BINS = np.arange(-70.0, 10.0, 0.1)  # lower edges of the integrated-loudness hi
 
 
 @functools.lru_cache(maxsize=8)
-def ramp_to_one(n: int) -> np.ndarray:
+def ramp_to_one(n: int) -> NDArray[np.float32]:
     """(1..n) / n, float32: a block's linear fade, kept per block length (read-only)."""
     ramp = np.arange(1, n + 1, dtype=np.float32) / np.float32(n)
     ramp.flags.writeable = False
@@ -61,10 +62,12 @@ class KFilter:
     def __init__(self) -> None:
         self._zi = np.zeros((2, 4))  # channels x state
 
-    def power(self, x: np.ndarray) -> np.ndarray:
+    def power(self, x: NDArray[np.float32]) -> NDArray[np.float64]:
         """Per-sample K-weighted power summed over the two channels."""
+        y: NDArray[np.float64]
         y, self._zi = signal.lfilter(self._B, self._A, np.asarray(x, np.float64), axis=-1, zi=self._zi)
-        return np.einsum("cn,cn->n", y, y)
+        power: NDArray[np.float64] = np.einsum("cn,cn->n", y, y)
+        return power
 
 
 class LoudnessMeter:
@@ -80,7 +83,7 @@ class LoudnessMeter:
         self._count = np.zeros(len(_BINS), np.int64)  # 400 ms blocks per loudness bin
         self._sum = np.zeros(len(_BINS))  # their summed power
 
-    def add(self, x: np.ndarray) -> float:
+    def add(self, x: NDArray[np.float32]) -> float:
         """Measure a block; returns its K-weighted mean power."""
         p = self._k.power(x)
         i, n = 0, len(p)
@@ -149,7 +152,7 @@ class Leveller:
         self.active = True
         self.gain_db = 0.0
 
-    def process(self, x: np.ndarray, active: bool = True) -> np.ndarray:
+    def process(self, x: NDArray[np.float32], active: bool = True) -> NDArray[np.float32]:
         n = x.shape[1]
         self.active = active
         want = self.gain_db if self._heard < WARM_UP_S else 0.0
@@ -220,13 +223,13 @@ class TruePeakLimiter:
         self.ceiling = 10 ** (ceiling_db / 20)
         self._look = 2 * max(1, round(lookahead_s * rate / 2))  # even: the hold window is centred
         self._fall = math.exp(-1 / (release_s * rate))  # per sample, on the cut
-        self._decay: dict[int, np.ndarray] = {}  # fall ** k per block length
+        self._decay: dict[int, NDArray[np.float32]] = {}  # fall ** k per block length
         self.delay = self._look + _SPAN + 1
         self._x = np.zeros((2, _SPAN + self.delay), np.float32)  # input not yet out, and context
         self._env = np.zeros(self._look - 1)  # the last cuts, for the average
         self._level = 0.0  # the last cut, where the release goes on from
 
-    def process(self, x: np.ndarray) -> np.ndarray:
+    def process(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """A stereo block in, as many samples out, `delay` samples behind."""
         n = x.shape[1]
         if n > self.rate:  # the release's running maximum is scaled per block: keep blocks short
@@ -272,7 +275,7 @@ class TruePeakLimiter:
         # 3. averaged over the lookahead: the ramp
         run = np.concatenate([self._env, env])
         total = np.concatenate([[0.0], np.cumsum(run)])
-        cut = (total[self._look:] - total[:-self._look]) / self._look
+        cut: NDArray[np.float64] = (total[self._look:] - total[:-self._look]) / self._look
         self._env = run[-(self._look - 1):]
         if env[-1] < 1e-7 and self._env.max() < 1e-7:  # let go: back to passing samples through
             self._env[:] = 0.0

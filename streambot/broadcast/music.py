@@ -39,10 +39,11 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..config import MUSIC_LEADS, MUSIC_MODES, MUSIC_ROLES, MUSIC_STYLES, MusicSettings
 from .effects import Echo, Reverb
-from .synth import ADSR, CHUNK, INSTRUMENTS, Tone, drum_kit, hz
+from .synth import ADSR, CHUNK, INSTRUMENTS, Signal, Tone, drum_kit, hz
 
 NOTES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5, "F": 5, "F#": 6,
          "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11, "B#": 0}
@@ -310,7 +311,7 @@ class Event:
 
 @dataclass
 class Voice:
-    sound: Tone | np.ndarray  # a whole short note or drum, or a pitch's tone
+    sound: Tone | Signal  # a whole short note or drum, or a pitch's tone
     envelope: ADSR | None  # shapes a long note's tone block by block; None: the sound as it is
     length: int  # samples it sounds for
     gate: int  # samples the key is held
@@ -349,7 +350,7 @@ class Band:
         self.rng = np.random.default_rng(seed)
         self.kit = drum_kit(rate)
         self._tones: OrderedDict[tuple[str, float], Tone] = OrderedDict()  # the least recently played first
-        self._notes: OrderedDict[tuple[str, float, int], np.ndarray] = OrderedDict()  # short notes, shaped
+        self._notes: OrderedDict[tuple[str, float, int], Signal] = OrderedDict()  # short notes, shaped
         self.rendered = 0  # samples of tone rendered so far: the band's work, besides mixing
         self.beat = 0.0
         self.mood = MOODS["neutral"]
@@ -383,12 +384,12 @@ class Band:
         self._pending = mood
         self._tempo_target = self.style.tempo * MOODS[mood].tempo
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         return {"style": self.style.name, "mood": self.mood.name, "tempo": round(self.tempo, 1),
                 "key": NAMES[self.tonic % 12], "mode": self.mode, "intensity": round(self.intensity, 2)}
 
-    def _apply_mood(self) -> None:
-        name, self._pending = self._pending, None
+    def _apply_mood(self, name: str) -> None:
+        self._pending = None
         mood = MOODS[name]
         s = self.style
         self.mood = mood
@@ -398,7 +399,7 @@ class Band:
         self.tonic = NOTES[s.key] + mood.transpose
 
     # -- one block ----------------------------------------------------------------------------------
-    def render(self, n: int) -> np.ndarray:
+    def render(self, n: int) -> NDArray[np.float32]:
         """The next `n` stereo samples, float32, shape (2, n)."""
         # 1. the beat: tempo glides to its target over about a bar; the beat is its integral
         bar_s = self.style.beats * 60 / self.tempo
@@ -427,13 +428,14 @@ class Band:
             self._forget()
         return out
 
-    def _mix(self, n: int) -> np.ndarray:
+    def _mix(self, n: int) -> NDArray[np.float32]:
         parts = np.zeros((len(self.style.parts), n), np.float32)
         alive = []
         for v in self._voices:
             k = min(n - v.start, v.length - v.pos)
             into = parts[v.part, v.start:v.start + k]
             if v.envelope is not None:  # a long note: its tone under its envelope
+                assert isinstance(v.sound, Tone)
                 shape = v.envelope.values(v.pos, k, v.gate, self.rate)
                 shape *= np.float32(v.velocity)
                 into += shape * self._read(v.sound, v.pos, k)
@@ -470,7 +472,7 @@ class Band:
         sound = tone.whole() if inst.envelope is None else None  # a one-shot played before: its samples
         return Voice(tone if sound is None else sound, inst.envelope, length, ev.gate, start, ev.part, ev.velocity)
 
-    def _read(self, tone: Tone, i0: int, k: int) -> np.ndarray:
+    def _read(self, tone: Tone, i0: int, k: int) -> Signal:
         self.rendered += tone.ensure(i0 + k)
         return tone.read(i0, k)
 
@@ -481,7 +483,7 @@ class Band:
         else:
             self.rendered += self._tone(ev).ensure(CHUNK)
 
-    def _short(self, ev: Event) -> np.ndarray:
+    def _short(self, ev: Event) -> Signal:
         """A short note whole: its tone under its envelope, kept for the next time
         this pitch is held this long."""
         inst = INSTRUMENTS[self.style.parts[ev.part].instrument]
@@ -519,7 +521,7 @@ class Band:
     # -- composing --------------------------------------------------------------------------------------
     def _compose(self, bar: int) -> None:
         if self._pending is not None:
-            self._apply_mood()
+            self._apply_mood(self._pending)
         self.intensity += (self._intensity_target - self.intensity) * 0.6  # most of the way in two bars
         s = self.style
         degree = s.progression[(bar // s.bars_per_chord) % len(s.progression)]

@@ -36,9 +36,14 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import av
@@ -47,6 +52,9 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from ..children import become_child
 from ..secrets import mask_url
 from .encoder import StreamInfo
+
+if TYPE_CHECKING:
+    from .encoder import Packet
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +105,7 @@ def check_reachable(target: str, timeout: float) -> None:
         ) from None
 
 
-def _pack(packet: av.Packet, kind: int) -> bytes:
+def _pack(packet: Packet, kind: int) -> bytes:
     tb = packet.time_base
     return _HEAD.pack(
         kind, 1 if packet.is_keyframe else 0,
@@ -116,7 +124,7 @@ class _Status:
     # planned reconnects, the last planned reconnect's pause (ms)
     STATE, RECONNECTS, BYTES, DROPPED, BUSY, PLANNED, PLANNED_MS = range(7)
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: BaseContext) -> None:
         self.values = ctx.Array("q", 7, lock=False)
         self.error = ctx.Array("c", 240, lock=False)
 
@@ -127,8 +135,11 @@ class _Status:
         raw = mask_url(text).encode("utf-8", "replace")[:239]
         self.error.value = raw
 
+    def get(self, i: int) -> int:
+        return int(self.values[i])
+
     @contextmanager
-    def busy(self):
+    def busy(self) -> Iterator[None]:
         """Around a call that may block on the network: the parent's monitor
         reads how long it has been going (CLOCK_MONOTONIC is the same in both)."""
         self.values[self.BUSY] = max(1, int(time.monotonic() * 1000))
@@ -138,7 +149,7 @@ class _Status:
             self.values[self.BUSY] = 0
 
     def busy_for(self) -> float:
-        since = self.values[self.BUSY]
+        since = self.get(self.BUSY)
         return time.monotonic() - since / 1000 if since else 0.0
 
 
@@ -155,7 +166,7 @@ class _Muxer:
         # Stream templates from the encoder's own FLV header; FLV does not carry
         # the picture size or the real AAC rate, so those are set explicitly.
         self._templates = av.open(io.BytesIO(info.header), "r", format="flv")
-        self.container = None
+        self.container: av.container.OutputContainer | None = None
         self.streams: dict[int, av.stream.Stream] = {}
         self.offset = 0.0
         self.need_keyframe = True
@@ -222,6 +233,7 @@ class _Muxer:
         p.time_base = tb
         p.is_keyframe = bool(key)
         p.stream = self.streams[kind]
+        assert self.container is not None  # connected before the first packet, again after each failure
         self.container.mux(p)
         self.status.values[2] += len(message) - _HEAD.size
 
@@ -265,18 +277,15 @@ def _bound_send_buffers() -> None:
             s.close()  # the duplicate only
 
 
-def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: float,
+def _child_main(conn: Connection, status: _Status, target: str, info: StreamInfo, timeout: float,
                 reconnect_max_s: float, planned_reconnect_s: float | None = None) -> None:
     """The destination's process: receive packets, mux them, reconnect on failure."""
     become_child()  # Ctrl-C is the broadcast's to act on (after the trailer); gone with the show
     logging.basicConfig(level=logging.WARNING)
     av.logging.set_level(av.logging.PANIC)
     muxer = _Muxer(target, info, status, timeout, planned_reconnect_s)
-    retry = dict(
-        retry=retry_if_exception_type((OutputError, OSError, av.error.FFmpegError)),
-        wait=wait_exponential(multiplier=0.5, max=reconnect_max_s),
-        reraise=True,
-    )
+    retry_on = retry_if_exception_type((OutputError, OSError, av.error.FFmpegError))
+    backoff = wait_exponential(multiplier=0.5, max=reconnect_max_s)
     try:
         with status.busy():
             muxer.connect()
@@ -305,14 +314,14 @@ def _child_main(conn, status: _Status, target: str, info: StreamInfo, timeout: f
             status.set_state("reconnecting")
             muxer.close()
 
-            def drain(_):  # what arrives while we are away is stale
+            def drain(_: RetryCallState) -> None:  # what arrives while we are away is stale
                 while conn.poll(0):
                     if not conn.recv_bytes():
                         raise EOFError
                     status.values[3] += 1
 
             try:
-                for attempt in Retrying(before_sleep=drain, **retry):
+                for attempt in Retrying(before_sleep=drain, retry=retry_on, wait=backoff, reraise=True):
                     with attempt, status.busy():
                         muxer.connect()
             except EOFError:
@@ -355,8 +364,8 @@ class Output:
         self._next_restart = 0.0
         self._restart_wait = wait_exponential(multiplier=0.5, max=reconnect_max_s)
         self._dropped_here = 0
-        self._proc = None
-        self._conn = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
         self._feeder: threading.Thread | None = None
         self._monitor: threading.Thread | None = None
         self._spawned_at = 0.0
@@ -364,28 +373,28 @@ class Output:
     # -- figures the console shows --------------------------------------------------
     @property
     def state(self) -> str:
-        return STATES[self._status.values[_Status.STATE]]
+        return STATES[self._status.get(_Status.STATE)]
 
     @property
     def reconnects(self) -> int:
-        return self._status.values[_Status.RECONNECTS] + self._restarts
+        return self._status.get(_Status.RECONNECTS) + self._restarts
 
     @property
     def planned_reconnects(self) -> int:
-        return self._status.values[_Status.PLANNED]
+        return self._status.get(_Status.PLANNED)
 
     @property
     def planned_pause_ms(self) -> int:
         """How long the last planned reconnect kept the destination waiting."""
-        return self._status.values[_Status.PLANNED_MS]
+        return self._status.get(_Status.PLANNED_MS)
 
     @property
     def bytes_sent(self) -> int:
-        return self._status.values[_Status.BYTES]
+        return self._status.get(_Status.BYTES)
 
     @property
     def packets_dropped(self) -> int:
-        return self._status.values[_Status.DROPPED] + self._dropped_here
+        return self._status.get(_Status.DROPPED) + self._dropped_here
 
     @property
     def last_error(self) -> str | None:
@@ -412,6 +421,7 @@ class Output:
         state = self.state
         if state != "idle" and state != "connecting":
             return True
+        assert self._proc is not None  # start() spawned it
         return not self._proc.is_alive() or self._status.busy_for() > self.connect_timeout_s
 
     def reason(self) -> str:
@@ -445,7 +455,7 @@ class Output:
         if self._conn is not None:
             self._conn.close()
 
-    def send(self, packet: av.Packet, kind: str) -> None:
+    def send(self, packet: Packet, kind: str) -> None:
         if self._closed.is_set():
             return
         self._put(_pack(packet, 0 if kind == "video" else 1))
@@ -487,6 +497,7 @@ class Output:
                 self._resync = True
 
     def _send_raw(self, item: bytes) -> bool:
+        assert self._conn is not None  # spawned by start() before the feeder runs
         try:
             self._conn.send_bytes(item)
             return True
@@ -504,6 +515,7 @@ class Output:
         if not self.network or self._closed.is_set():
             return
         with self._lock:
+            assert self._proc is not None  # spawned by start() before the feeder runs
             if self._proc.is_alive() and state != "failed":
                 return
             now = time.monotonic()
@@ -513,7 +525,7 @@ class Output:
             self._kill()
             self._restarts += 1
             self._restarts_in_a_row += 1
-            retry = RetryCallState(None, None, (), {})
+            retry = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # the wait reads attempt_number only
             retry.attempt_number = self._restarts_in_a_row
             self._next_restart = now + float(self._restart_wait(retry))
             self._resync = True

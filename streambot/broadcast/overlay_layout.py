@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..config import ConfigError, explain_validation
+from ..world.base import WorldSpec
 from .overlay_text import EMOJI_FONT, FALLBACK_FONTS, FONT_DIR, FontSet, coverage
 
 OVERLAY_DIR = FONT_DIR.parent
@@ -145,7 +146,7 @@ def load_layout(name_or_path: str = DEFAULT_LAYOUT) -> OverlayLayout:
         raise ConfigError(explain_validation(e, path, unknown="is not a known layout setting")) from None
 
 
-def layout_name(configured: str, spec=None) -> str:
+def layout_name(configured: str, spec: WorldSpec | None = None) -> str:
     """The layout to use: the settings' `[overlay] layout`, else the world
     preset's own `overlay = "..."`, else the default."""
     if configured:
@@ -154,7 +155,7 @@ def layout_name(configured: str, spec=None) -> str:
     return own if isinstance(own, str) and own else DEFAULT_LAYOUT
 
 
-def layout_json(name_or_path: str | OverlayLayout = DEFAULT_LAYOUT) -> dict:
+def layout_json(name_or_path: str | OverlayLayout = DEFAULT_LAYOUT) -> dict[str, object]:
     """The layout for the OBS page (served at /overlay/layout.json): the
     validated layout plus the font files the page loads from /overlay/fonts/."""
     layout = name_or_path if isinstance(name_or_path, OverlayLayout) else load_layout(name_or_path)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from .overlay_layout import OverlayLayout, Panel
@@ -27,7 +29,7 @@ class Patch:
 
     x: int
     y: int
-    rgba: np.ndarray  # (h, w, 4) uint8, colour already multiplied by alpha
+    rgba: NDArray[np.uint8]  # (h, w, 4) uint8, colour already multiplied by alpha
     name: str = ""
 
     @property
@@ -36,7 +38,17 @@ class Patch:
         return self.x, self.y, self.x + w, self.y + h
 
 
-def rgb(hex_colour: str) -> tuple[int, int, int]:
+RGB = tuple[int, int, int]
+
+
+class Stroke(TypedDict):
+    """The outline every text on a panel is drawn with (passed on as keywords)."""
+
+    stroke: int
+    stroke_colour: RGB
+
+
+def rgb(hex_colour: str) -> RGB:
     return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)
 
 
@@ -69,20 +81,21 @@ class Canvas:
     def __init__(self, w: int, h: int) -> None:
         self.img = Image.new("RGBA", (max(1, w), max(1, h)), (0, 0, 0, 0))
 
-    def cover(self, x: int, y: int, mask: Image.Image, colour: tuple[int, int, int], opacity: float = 1.0) -> None:
+    def cover(self, x: int, y: int, mask: Image.Image, colour: RGB, opacity: float = 1.0) -> None:
         """Lay `colour` over the image with coverage `mask`."""
         if opacity <= 0:
             return
         self.img.paste((*colour, 255), (x, y, x + mask.width, y + mask.height), _scaled(mask, opacity))
 
-    def box(self, x: int, y: int, w: int, h: int, r: int, colour, opacity: float = 1.0) -> None:
+    def box(self, x: int, y: int, w: int, h: int, r: int, colour: RGB, opacity: float = 1.0) -> None:
         if w > 0 and h > 0:
             self.cover(x, y, rounded_mask(w, h, r), colour, opacity)
 
-    def text(self, line: Line, x: float, baseline: float, colour, *, stroke: int = 0, stroke_colour=(0, 0, 0)) -> None:
+    def text(self, line: Line, x: float, baseline: float, colour: RGB, *, stroke: int = 0,
+             stroke_colour: RGB = (0, 0, 0)) -> None:
         draw_line(self.img, x, baseline, line, colour, stroke=stroke, stroke_fill=stroke_colour)
 
-    def pixels(self) -> np.ndarray:
+    def pixels(self) -> NDArray[np.uint8]:
         """Premultiplied, as the blend wants it."""
         return np.asarray(self.img.convert("RGBa"))
 
@@ -179,7 +192,7 @@ class OverlayRenderer:
         pad, dot_w = round(px * 0.7), (round(px * 0.6) + round(px * 0.45) if dot else 0)
         return round(line.width) + 2 * pad + dot_w, round(px * 1.7), line
 
-    def _pill(self, c: Canvas, x: int, y: int, text: str, px: int, bg, fg, *, dot=None) -> int:
+    def _pill(self, c: Canvas, x: int, y: int, text: str, px: int, bg: RGB, fg: RGB, *, dot: RGB | None = None) -> int:
         """A small label on a rounded pill; returns its width."""
         w, h, line = self._pill_size(text, px, dot is not None)
         padx = round(px * 0.7)
@@ -249,7 +262,7 @@ class OverlayRenderer:
         w = round(cfg.width * W)
         inner = w - 2 * pad
         accent, muted, text = rgb(st.accent), rgb(st.muted), rgb(st.text)
-        stroke = dict(stroke=self._stroke, stroke_colour=rgb(st.outline_color))
+        stroke = Stroke(stroke=self._stroke, stroke_colour=rgb(st.outline_color))
         # 1. measure
         head_h = round(px * 1.6)
         bar_h = max(2, round(H * 0.005))
@@ -326,7 +339,7 @@ class OverlayRenderer:
         small = max(self._px(0.02), round(px * 0.62))
         pad = self._px(st.padding)
         gap = round(px * 0.55)
-        stroke = dict(stroke=self._stroke, stroke_colour=rgb(st.outline_color))
+        stroke = Stroke(stroke=self._stroke, stroke_colour=rgb(st.outline_color))
         max_w = round(cfg.width * W)
         label_w, pill_h, _ = self._pill_size(cfg.label, small, False) if cfg.label else (0, 0, None)
         avail = max_w - 2 * pad - label_w - (gap if cfg.label else 0)
@@ -355,13 +368,14 @@ class OverlayRenderer:
         if cfg.label:
             x += self._pill(c, x, oy + (h - pill_h) // 2, cfg.label, small, rgb(st.accent), rgb(st.accent_text)) + gap
         base = self._baseline(oy + (h - line_h) / 2, line_h, px)
+        pen: float = x
         for line, colour, adv in pieces:
-            c.text(line, x, base, colour, **stroke)
-            x += line.width + adv
+            c.text(line, pen, base, colour, **stroke)
+            pen += line.width + adv
         return self._finish("help", cfg, c, m, w, h)
 
 
-def composite_rgb(frame: np.ndarray, patches: list[Patch]) -> np.ndarray:
+def composite_rgb(frame: NDArray[np.uint8], patches: list[Patch]) -> NDArray[np.uint8]:
     """The overlay laid over an RGB frame in floating point (screenshots, tests)."""
     out = frame.astype(np.float32).copy()
     H, W = out.shape[:2]
@@ -373,4 +387,5 @@ def composite_rgb(frame: np.ndarray, patches: list[Patch]) -> np.ndarray:
         src = p.rgba[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0].astype(np.float32)
         a = src[..., 3:4] / 255
         out[cy0:cy1, cx0:cx1] = out[cy0:cy1, cx0:cx1] * (1 - a) + src[..., :3]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    picture: NDArray[np.uint8] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return picture

@@ -8,7 +8,11 @@ as JSON, to the OBS browser-source page.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from ..world.base import Direction
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,42 @@ class OverlayState:
     how_to_play: str
     discord_invite: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return asdict(self)
 
 
-def build_overlay_state(snapshot, on_air, title: str, *, off_air: bool = False,
+# What the overlay reads from the voting snapshot and the director's on-air entry,
+# described here so that the broadcast depends on neither.
+class CandidateLike(Protocol):
+    @property
+    def number(self) -> int | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def votes(self) -> float: ...
+
+
+class RoundLike(Protocol):
+    @property
+    def mode(self) -> str: ...
+    @property
+    def round(self) -> int: ...
+    @property
+    def time_left(self) -> float: ...
+    @property
+    def round_s(self) -> float: ...
+    @property
+    def locked(self) -> bool: ...
+    @property
+    def candidates(self) -> Sequence[CandidateLike]: ...
+
+
+class OnAirLike(Protocol):
+    @property
+    def direction(self) -> Direction: ...
+
+
+def build_overlay_state(snapshot: RoundLike | None, on_air: OnAirLike | None, title: str, *, off_air: bool = False,
                         discord_invite: str | None = None) -> OverlayState:
     """From `Audience.snapshot()` and `Director.on_air` (either may be None)."""
     cands = tuple(snapshot.candidates) if snapshot is not None else ()

@@ -56,7 +56,7 @@ ELLIPSIS = "…"
 MAX_INPUT = 4000  # characters looked at; the rest cannot fit any overlay box
 MAX_CLUSTERS = 300  # clusters kept after cleaning (a 2-line prompt holds ~120)
 
-RAQM = features.check("raqm")
+RAQM = bool(features.check("raqm"))  # None only for a feature Pillow does not know
 
 _GRAPHEME = regex.compile(r"\X")
 _WIDE = ((0x1100, 0x115F), (0x2E80, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
@@ -201,8 +201,9 @@ def clusters(text: object, fonts: FontSet) -> tuple[list[Glyph], bool]:
         if face is None:
             # "𝕳𝖊𝖑𝖑𝖔", "ｆｕｌｌ" and the like: their compatibility form, if drawable
             plain = unicodedata.normalize("NFKC", c)
-            if plain != c and plain.strip() and all(fonts.face_for(p) is not None for p in split_clusters(plain)):
-                out.extend(_glyph(p, fonts.face_for(p)) for p in split_clusters(plain))
+            pieces = [(p, fonts.face_for(p)) for p in split_clusters(plain)] if plain != c and plain.strip() else []
+            if pieces and all(f is not None for _, f in pieces):
+                out.extend(_glyph(p, f) for p, f in pieces if f is not None)
             else:
                 out.append(Glyph(REPLACEMENT, fonts.primary))
         else:
@@ -227,7 +228,7 @@ def _neutral(text: str) -> bool:
 
 # -- measuring and lines --------------------------------------------------------
 
-_widths: dict[tuple, float] = {}
+_widths: dict[tuple[Path, bool, int, str, bool], float] = {}
 
 
 def _emoji_scale(px: int) -> float:
@@ -239,8 +240,8 @@ def run_width(text: str, face: Face, px: int, rtl: bool = False) -> float:
     w = _widths.get(key)
     if w is None:
         font = face.font(px)
-        kw = {"direction": "rtl" if rtl else "ltr"} if face.shaped and not face.color else {}
-        w = font.getlength(text, **kw)
+        direction = ("rtl" if rtl else "ltr") if face.shaped and not face.color else None
+        w = font.getlength(text, direction=direction)
         if face.color:
             w *= _emoji_scale(px)
         if len(_widths) > 50000:
@@ -361,7 +362,10 @@ def wrap(text: object, fonts: FontSet, px: int, max_width: float, max_lines: int
             j += 1
         fits = [b for b in breaks if b <= j]
         k = len(fits) - 1  # index in `breaks` of the guess
-        measure = lambda end: build_line(_strip(glyphs[i:end]), px)  # noqa: E731
+
+        def measure(end: int) -> Line:
+            return build_line(_strip(glyphs[i:end]), px)
+
         if k < 0:  # one word longer than the line: as many clusters as fit
             end = max(j, i + 1)
             line = measure(end)
@@ -396,7 +400,7 @@ def _emoji_image(text: str, face: Face, px: int) -> tuple[Image.Image, int, int]
     offset from the pen position on the baseline."""
     font = face.font(EMOJI_PX)
     left, top, right, bottom = font.getbbox(text, anchor="ls")
-    w, h = max(1, right - left), max(1, bottom - top)
+    w, h = max(1, int(right - left)), max(1, int(bottom - top))
     big = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     ImageDraw.Draw(big).text((-left, -top), text, font=font, anchor="ls", embedded_color=True)
     # Drawn over nothing, the bitmap comes out premultiplied: scale it as such.
@@ -415,9 +419,9 @@ def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tup
             im, dx, dy = _emoji_image(run.text, run.face, line.px)
             _composite(img, im, round(x) + dx, round(baseline) + dy)
         else:
-            kw = {"direction": "rtl" if run.rtl else "ltr"} if run.face.shaped else {}
+            direction = ("rtl" if run.rtl else "ltr") if run.face.shaped else None
             draw.text((x, baseline), run.text, font=run.face.font(line.px), anchor="ls",
-                      fill=(*fill, 255), stroke_width=stroke, stroke_fill=(*stroke_fill, 255), **kw)
+                      fill=(*fill, 255), stroke_width=stroke, stroke_fill=(*stroke_fill, 255), direction=direction)
         x += run.width
 
 

@@ -35,8 +35,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from collections.abc import Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ..world.base import Frame, Pacing
 
@@ -55,19 +57,19 @@ def blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def frame_changes(images) -> np.ndarray:
+def frame_changes(images: Iterable[ArrayLike]) -> NDArray[np.float64]:
     """Mean absolute change between consecutive pictures."""
     frames = [np.asarray(i, dtype=np.float32) for i in images]
     return np.array([np.abs(b - a).mean() for a, b in zip(frames, frames[1:])])
 
 
-def change_spread(images) -> float:
+def change_spread(images: Iterable[ArrayLike]) -> float:
     """Judder: the coefficient of variation of the frame-to-frame change (0: perfectly even)."""
     d = frame_changes(images)
     return float(d.std() / d.mean()) if len(d) and d.mean() > 0 else 0.0
 
 
-def longest_still(images, tolerance: float = 0.01) -> int:
+def longest_still(images: Iterable[ArrayLike], tolerance: float = 0.01) -> int:
     """The longest run of output frames that did not change: a freeze, in ticks."""
     run = best = 0
     for d in frame_changes(images):

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -30,9 +31,22 @@ from .compositor import Compositor
 from .encoder import AUDIO_RATE, Encoder, EncoderSettings, PresetGovernor
 from .outputs import Output, open_outputs
 
+if TYPE_CHECKING:
+    import av
+
+    from .encoder import Packet
+
 log = logging.getLogger(__name__)
 
 MAX_AUDIO_CATCH_UP = AUDIO_RATE // 4  # samples of score after skipped ticks; beyond that, silence
+
+
+class OutputHealth(TypedDict):
+    name: str  # the destination, its key masked
+    state: str
+    reconnects: int
+    bytes_sent: int
+    dropped: int
 
 
 @dataclass
@@ -49,7 +63,7 @@ class Health:
     prompt_to_pixel_ms_p50: float | None
     prompt_to_pixel_ms_p95: float | None
     bitrate_kbps: float
-    outputs: list[dict]
+    outputs: list[OutputHealth]
     encoder_preset: str
     encoder_preset_configured: str
     encoder_preset_changes: int
@@ -65,7 +79,8 @@ def encoder_settings(stream: StreamSettings) -> EncoderSettings:
 
 
 def open_broadcast(world: World, stream: StreamSettings, targets: list[str], compositor: Compositor,
-                   soundtrack: Soundtrack | Silence, *, max_frames: int | None = None, **clock) -> Broadcast:
+                   soundtrack: Soundtrack | Silence, *, max_frames: int | None = None,
+                   now: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None) -> Broadcast:
     """The broadcast `streambot run` puts on air: `world` (started), the encoder
     from `stream`, every target opened (`open_outputs`: all at once; one that
     does not answer keeps trying while the others go live). When none can be
@@ -81,7 +96,7 @@ def open_broadcast(world: World, stream: StreamSettings, targets: list[str], com
         encoder.close()
         raise
     return Broadcast(world, encoder, outputs, compositor, soundtrack, fps=stream.fps,
-                     max_frames=max_frames, **clock)
+                     max_frames=max_frames, now=now, sleep=sleep)
 
 
 class Broadcast:
@@ -95,7 +110,7 @@ class Broadcast:
         *,
         fps: int,
         max_frames: int | None = None,
-        frame_observer=None,
+        frame_observer: Callable[[int, av.VideoFrame], None] | None = None,
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -187,7 +202,7 @@ class Broadcast:
                 direction, "encoding lagged" if direction < 0 else "the machine keeps up again"):
             self.governor.stepped(started, direction)
 
-    def _send(self, packets, kind: str) -> None:
+    def _send(self, packets: list[Packet], kind: str) -> None:
         size = 0
         for p in packets:
             size += p.size
@@ -227,7 +242,7 @@ class Broadcast:
             busy=round(self.governor.busy, 3),
         )
 
-    def audio_status(self) -> dict:
+    def audio_status(self) -> dict[str, object]:
         """The soundtrack for the console: source, style, mood, loudness, problems."""
         return self.audio.status()
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
+from types import TracebackType
+from typing import cast
 from pathlib import Path
 
 import av
 import numpy as np
+from numpy.typing import NDArray
 
 from .loudness import KFilter, lufs
 
@@ -78,7 +81,7 @@ class Track:
         self._stream = self._container.streams.audio[0]
         self._frames = self._container.decode(self._stream)
         self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
-        self._chunks: deque[np.ndarray] = deque()
+        self._chunks: deque[NDArray[np.float32]] = deque()
         self._buffered = 0
         self.ended = False
         self.gain = 1.0
@@ -93,7 +96,7 @@ class Track:
                 log.warning("music: %s stops early: %s", self.path.name, _reason(e))
                 frame = None
             for out in self._resampler.resample(frame):
-                x = out.to_ndarray()
+                x = cast(NDArray[np.float32], out.to_ndarray())  # fltp: float32 planes
                 self._chunks.append(x.reshape(2, -1))
                 self._buffered += x.shape[-1]
             if frame is None:
@@ -104,7 +107,7 @@ class Track:
         self._decode_until(n)
         return self._buffered
 
-    def pull(self, n: int) -> np.ndarray:
+    def pull(self, n: int) -> NDArray[np.float32]:
         """Up to `n` samples (fewer only at the end of the file), gain applied."""
         self._decode_until(n)
         parts, got = [], 0
@@ -140,7 +143,7 @@ class Track:
     def __enter__(self) -> Track:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
 
 
@@ -197,7 +200,7 @@ class Playlist:
             log.info("music: now playing %s", path.name)
             return track
 
-    def render(self, n: int) -> np.ndarray:
+    def render(self, n: int) -> NDArray[np.float32]:
         out = np.zeros((2, n), np.float32)
         pos = 0
         while pos < n:

@@ -26,11 +26,17 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import signal
 
 TAU = 2 * np.pi
+# Samples in either float precision: filters run in float64, wavetables and envelopes are float32.
+Signal: TypeAlias = NDArray[np.floating[Any]]
+Pass = Literal["lowpass", "highpass", "bandpass"]  # the Butterworth shapes the instruments use
+
 CHUNK = 12_000  # samples a tone grows by at a time: a quarter second at 48 kHz
 
 
@@ -39,8 +45,9 @@ def hz(midi: float) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def _sos(kind: str, cutoff: float | tuple[float, float], rate: int, order: int = 2) -> np.ndarray:
+def _sos(kind: Pass, cutoff: float | tuple[float, float], rate: int, order: int = 2) -> NDArray[np.float64]:
     nyq = rate / 2
+    wn: float | tuple[float, float]
     if isinstance(cutoff, tuple):
         wn = (max(20.0, cutoff[0]) / nyq, min(cutoff[1], 0.45 * rate) / nyq)
     else:
@@ -48,15 +55,15 @@ def _sos(kind: str, cutoff: float | tuple[float, float], rate: int, order: int =
     return signal.butter(order, wn, btype=kind, output="sos")
 
 
-def lowpass(x: np.ndarray, cutoff: float, rate: int, order: int = 2) -> np.ndarray:
+def lowpass(x: Signal, cutoff: float, rate: int, order: int = 2) -> Signal:
     return signal.sosfilt(_sos("lowpass", round(cutoff, 1), rate, order), x)
 
 
-def highpass(x: np.ndarray, cutoff: float, rate: int, order: int = 2) -> np.ndarray:
+def highpass(x: Signal, cutoff: float, rate: int, order: int = 2) -> Signal:
     return signal.sosfilt(_sos("highpass", round(cutoff, 1), rate, order), x)
 
 
-def bandpass(x: np.ndarray, lo: float, hi: float, rate: int, order: int = 2) -> np.ndarray:
+def bandpass(x: Signal, lo: float, hi: float, rate: int, order: int = 2) -> Signal:
     return signal.sosfilt(_sos("bandpass", (round(lo, 1), round(hi, 1)), rate, order), x)
 
 
@@ -66,13 +73,14 @@ class Filter:
     A single second-order section runs through `lfilter` (the same recursion,
     half the cost of `sosfilt`); more sections stay cascaded, for precision."""
 
-    def __init__(self, kind: str, cutoff: float | tuple[float, float], rate: int, order: int = 2) -> None:
-        key = tuple(round(c, 1) for c in cutoff) if isinstance(cutoff, tuple) else round(cutoff, 1)
+    def __init__(self, kind: Pass, cutoff: float | tuple[float, float], rate: int, order: int = 2) -> None:
+        key = (round(cutoff[0], 1), round(cutoff[1], 1)) if isinstance(cutoff, tuple) else round(cutoff, 1)
         self._sos = _sos(kind, key, rate, order)
         self._zi = np.zeros((self._sos.shape[0], 2))
         self._biquad = (self._sos[0, :3], self._sos[0, 3:]) if len(self._sos) == 1 else None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: Signal) -> Signal:
+        y: Signal
         if self._biquad is not None:
             y, self._zi[0] = signal.lfilter(*self._biquad, x, zi=self._zi[0])
             return y
@@ -89,7 +97,7 @@ _CYCLE = 2.0 ** 32  # one cycle of the fixed-point phase
 
 
 @functools.lru_cache(maxsize=512)
-def wavetable(shape: str, freq: float, rate: int) -> np.ndarray:
+def wavetable(shape: str, freq: float, rate: int) -> Signal:
     """One cycle of `shape` (sine, saw, pulse30, soft) band-limited for `freq`."""
     top = max(1, min(TABLE // 2 - 1, int(min(20_000.0, 0.45 * rate) / max(freq, 1.0))))
     k = np.arange(1, top + 1)
@@ -105,10 +113,10 @@ def wavetable(shape: str, freq: float, rate: int) -> np.ndarray:
     else:
         raise ValueError(f"no wave named {shape!r}")
     cycle = np.fft.irfft(-1j * spec, TABLE)  # sines, in phase at zero
-    return (cycle / np.abs(cycle).max()).astype(np.float32)
+    return (cycle / float(np.abs(cycle).max())).astype(np.float32)
 
 
-def table_for(shape: str, freq: float, rate: int) -> np.ndarray:
+def table_for(shape: str, freq: float, rate: int) -> Signal:
     semitone = round(12 * np.log2(max(freq, 1.0) / 440.0))  # one table serves a semitone
     return wavetable(shape, 440.0 * 2 ** ((semitone + 0.5) / 12), rate)
 
@@ -129,7 +137,7 @@ class Osc:
         self.vibrato = vibrato
         self._reached = int(self._start)  # the phase at the next sample, with vibrato
 
-    def phase(self, i0: int, k: int) -> np.ndarray:
+    def phase(self, i0: int, k: int) -> NDArray[np.uint32]:
         """Fixed-point phases (uint32, a cycle is 2**32) of samples i0..i0+k."""
         v_rate, depth, delay = self.vibrato
         if not depth:
@@ -141,10 +149,11 @@ class Osc:
         self._reached = int(ph[-1] + inc[-1]) & 0xFFFFFFFF
         return (ph & 0xFFFFFFFF).astype(np.uint32)
 
-    def read(self, ph: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
-        return (self.table if table is None else table)[ph >> _SHIFT]
+    def read(self, ph: NDArray[np.uint32], table: Signal | None = None) -> Signal:
+        out: Signal = (self.table if table is None else table)[ph >> _SHIFT]
+        return out
 
-    def __call__(self, i0: int, k: int) -> np.ndarray:
+    def __call__(self, i0: int, k: int) -> Signal:
         return self.read(self.phase(i0, k))
 
 
@@ -154,11 +163,11 @@ _SERIES = 48_000  # the longest run of an exponential kept ready
 
 
 @functools.lru_cache(maxsize=128)
-def _falling(tau: float) -> np.ndarray:
+def _falling(tau: float) -> Signal:
     return np.exp(-np.arange(_SERIES) / tau).astype(np.float32)
 
 
-def _exp_run(start: int, k: int, tau: float) -> np.ndarray:
+def _exp_run(start: int, k: int, tau: float) -> Signal:
     """exp(-(start + j) / tau) for j < k: a slice of a kept series times a constant,
     far cheaper per block than evaluating exp for every sample."""
     if k > _SERIES:
@@ -179,7 +188,7 @@ class ADSR:
     def length(self, gate: int, rate: int) -> int:
         return gate + int(self.release * rate)
 
-    def values(self, i0: int, k: int, gate: int, rate: int) -> np.ndarray:
+    def values(self, i0: int, k: int, gate: int, rate: int) -> Signal:
         """Samples i0..i0+k of the envelope of a key held `gate` samples."""
         a, d, r = _times(self, rate)
         s = self.sustain
@@ -213,7 +222,7 @@ def _times(env: ADSR, rate: int) -> tuple[int, float, int]:
     return max(int(max(env.attack, 0.002) * rate), 1), max(env.decay, 1e-3) * rate, int(env.release * rate)
 
 
-def strike(i0: int, k: int, n: int, rate: int, decay: float, attack: float = 0.002) -> np.ndarray:
+def strike(i0: int, k: int, n: int, rate: int, decay: float, attack: float = 0.002) -> Signal:
     """Samples i0..i0+k of a struck or plucked body `n` long: a short attack, an exponential decay."""
     s = np.arange(i0, i0 + k)
     env = np.exp(-s / (decay * rate))
@@ -225,7 +234,7 @@ def strike(i0: int, k: int, n: int, rate: int, decay: float, attack: float = 0.0
     return env
 
 
-def _taper(env: np.ndarray, i0: int, end: int, rate: int) -> None:
+def _taper(env: Signal, i0: int, end: int, rate: int) -> None:
     """The last 3 ms before `end` fall linearly to zero (env holds samples from i0)."""
     kt = min(end, int(0.003 * rate))
     lo, hi = max(i0, end - kt), min(i0 + len(env), end)
@@ -235,7 +244,7 @@ def _taper(env: np.ndarray, i0: int, end: int, rate: int) -> None:
 
 # -- the instruments -------------------------------------------------------------------------
 
-Render = Callable[[int, int], np.ndarray]  # (first sample, count) -> the tone's next samples, in order
+Render = Callable[[int, int], Signal]  # (first sample, count) -> the tone's next samples, in order
 
 
 @dataclass(frozen=True)
@@ -283,11 +292,11 @@ class Tone:
         self.ready = end
         return k
 
-    def read(self, i0: int, k: int) -> np.ndarray:
+    def read(self, i0: int, k: int) -> Signal:
         self.ensure(i0 + k)
         return self._buf[i0:i0 + k]
 
-    def whole(self) -> np.ndarray | None:
+    def whole(self) -> Signal | None:
         """A one-shot's samples once all are rendered (they never change after)."""
         return self._buf[:self.limit] if self.limit is not None and self.ready == self.limit else None
 
@@ -305,7 +314,7 @@ def _strings(f: float, rate: int) -> Render:
     return lambda i0, k: tone((oscs[0](i0, k) + oscs[1](i0, k) + oscs[2](i0, k)) / 3)
 
 
-def _opening(dark: Filter, bright: Filter, x: np.ndarray, amount: np.ndarray | None) -> np.ndarray:
+def _opening(dark: Filter, bright: Filter, x: Signal, amount: Signal | None) -> Signal:
     """A tone between a dark and a bright filtering of x; None: the dark one alone,
     once the opening has closed (the bright filter is never needed again)."""
     d = dark(x)
@@ -317,14 +326,14 @@ def _brass(f: float, rate: int) -> Render:
     a, b = Osc("saw", f * 0.997, rate, (5.2, 0.003, 0.35)), Osc("saw", f * 1.003, rate, start=0.4)
     dark, bright = Filter("lowpass", 2.5 * f, rate), Filter("lowpass", min(7 * f, 5000.0), rate)
 
-    def render(i0: int, k: int) -> np.ndarray:
+    def render(i0: int, k: int) -> Signal:
         t = np.arange(i0, i0 + k) / rate
         swell = np.minimum(t / 0.15, 1.0) * (0.55 + 0.45 * np.exp(-np.maximum(t - 0.15, 0) / 0.5))
         return _opening(dark, bright, a(i0, k) + b(i0, k), swell) * 0.5
     return render
 
 
-def _closing(i0: int, k: int, tau: float) -> np.ndarray | None:
+def _closing(i0: int, k: int, tau: float) -> Signal | None:
     """exp(-t / tau) over samples i0..i0+k, or None once it is below 1e-9."""
     return None if i0 > 21 * tau else np.exp(-np.arange(i0, i0 + k) / tau)
 
@@ -352,7 +361,7 @@ def _lead(f: float, rate: int) -> Render:
     saw = Osc("saw", f, rate, (6.0, 0.004, 0.12))
     tone = Filter("lowpass", 4200.0, rate)
 
-    def render(i0: int, k: int) -> np.ndarray:
+    def render(i0: int, k: int) -> Signal:
         ph = saw.phase(i0, k)
         return tone(saw.read(ph) - saw.read(ph + np.uint32(1 << 31))) * 0.45  # a square: two saws half a cycle apart
     return render
@@ -370,7 +379,7 @@ def _mallet(f: float, rate: int) -> Render:
     o = Osc("sine", f, rate)
     high = table_for("sine", 4 * f, rate)
 
-    def render(i0: int, k: int) -> np.ndarray:
+    def render(i0: int, k: int) -> Signal:
         ph, s = o.phase(i0, k), np.arange(i0, i0 + k)
         x = o.read(ph) * np.exp(-s / (0.35 * rate)) + 0.4 * o.read(ph * np.uint32(4), high) * np.exp(-s / (0.05 * rate))
         return x * strike(i0, k, n, rate, 10.0, 0.001)
@@ -383,7 +392,7 @@ def _pluck(f: float, rate: int) -> Render:
     o = Osc("sine", f, rate)
     harmonics = [(h, table_for("sine", h * f, rate)) for h in range(1, 6) if h * f <= 0.4 * rate]
 
-    def render(i0: int, k: int) -> np.ndarray:
+    def render(i0: int, k: int) -> Signal:
         ph, s = o.phase(i0, k), np.arange(i0, i0 + k)
         x = np.zeros(k)
         for h, table in harmonics:
@@ -404,9 +413,10 @@ def _drone(f: float, rate: int) -> Render:
                               Osc("saw", f, rate))
     dark = Filter("lowpass", 500.0, rate)
 
-    def render(i0: int, k: int) -> np.ndarray:
-        x = root(i0, k) + 0.8 * twin(i0, k) + 0.35 * fifth(i0, k) + dark(0.4 * saw(i0, k))
-        return x * (0.8 + 0.2 * np.sin(TAU * 0.07 / rate * np.arange(i0, i0 + k))) * 0.45
+    def render(i0: int, k: int) -> Signal:
+        x: Signal = root(i0, k) + 0.8 * twin(i0, k) + 0.35 * fifth(i0, k) + dark(0.4 * saw(i0, k))
+        swell: Signal = 0.8 + 0.2 * np.sin(TAU * 0.07 / rate * np.arange(i0, i0 + k))
+        return x * swell * 0.45
     return render
 
 
@@ -415,7 +425,7 @@ def _bell(f: float, rate: int) -> Render:
     n = int(3.5 * rate)
     mod = Osc("sine", f * 3.5, rate)
 
-    def render(i0: int, k: int) -> np.ndarray:
+    def render(i0: int, k: int) -> Signal:
         s = np.arange(i0, i0 + k)
         index = 2.2 * np.exp(-s / (0.6 * rate))
         return np.sin(TAU * (f / rate) * s + index * mod(i0, k)) * strike(i0, k, n, rate, 1.6) * 0.7
@@ -449,18 +459,18 @@ INSTRUMENTS: dict[str, Instrument] = {i.name: i for i in (
 
 # -- drums -------------------------------------------------------------------------------------
 
-def _noise(n: int, seed: int) -> np.ndarray:
+def _noise(n: int, seed: int) -> Signal:
     return np.random.default_rng(seed).standard_normal(n)
 
 
 @functools.lru_cache(maxsize=2)
-def drum_kit(rate: int) -> dict[str, np.ndarray]:
+def drum_kit(rate: int) -> dict[str, Signal]:
     """Every drum as a one-shot, made once per process (read-only: bands share it)."""
-    def secs(s: float) -> tuple[int, np.ndarray]:
+    def secs(s: float) -> tuple[int, Signal]:
         n = int(s * rate)
         return n, np.arange(n) / rate
 
-    kit: dict[str, np.ndarray] = {}
+    kit: dict[str, Signal] = {}
     n, t = secs(0.45)  # kick: a sine whose pitch drops fast, and a click
     f = 45 + 110 * np.exp(-t / 0.035)
     kit["kick"] = (np.sin(TAU * np.cumsum(f) / rate) * np.exp(-t / 0.16)

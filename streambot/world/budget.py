@@ -136,7 +136,7 @@ class BudgetStatus:
     standby: str | None  # BUDGET | NO_VIEWERS: why the fallback world is on air instead
     why: str | None  # the same, as a sentence
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         def r(x: float | None, nd: int) -> float | None:
             return None if x is None else round(x, nd)
 

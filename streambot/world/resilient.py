@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 from tenacity import RetryCallState, wait_exponential
 
@@ -78,7 +79,8 @@ class HeldFrame:
         moved = np.asarray(self.image.resize((w, h), Image.Resampling.BILINEAR, box=box), np.float32)
         amp = self.SHIMMER * min(1.0, t / self.EASE_IN_S)
         gain = 1.0 + amp * np.sin(2 * np.pi * (self._x - t / self.SHIMMER_PERIOD_S))
-        return np.clip(moved * gain, 0, 255).astype(np.uint8)
+        held: NDArray[np.uint8] = np.clip(moved * gain, 0, 255).astype(np.uint8)
+        return held
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class WorldStatus:
     retry_in_s: float | None
     standby: str | None = None  # why the backend is kept off air (the budget), or None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"state": self.state, "backend": self.backend, "failures": self.failures,
                 "error": self.error, "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 1),
                 "standby": self.standby}
@@ -133,7 +135,7 @@ class ResilientWorld(World):
         self._map_lock = threading.Lock()
         self._gens: dict[int, dict[int, int]] = {id(backend): {}}  # inner world -> its generation -> ours
         self._spec: WorldSpec | None = None
-        self._start_args: tuple = ()
+        self._start_args: tuple[tuple[int, int], float, int] | None = None  # size, fps, seed
         self._direction: Direction | None = None
         self._fallback: World | None = None
         self._fallback_ready = threading.Event()
@@ -185,7 +187,8 @@ class ResilientWorld(World):
 
     def ambience(self) -> Ambience:
         covered = self.state == "fallback" or self.standby is not None
-        world = self._fallback if covered and self._fallback_ready.is_set() else self.backend
+        fallback = self._fallback
+        world = fallback if covered and fallback is not None and self._fallback_ready.is_set() else self.backend
         try:
             return world.ambience()
         except Exception:  # the soundtrack keeps its last mood
@@ -247,7 +250,7 @@ class ResilientWorld(World):
         self.failures += 1
         self.error = _one_line(e)
         _release_gpu_memory(e)
-        state = RetryCallState(None, None, (), {})
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # the wait reads attempt_number only
         state.attempt_number = self.failures
         delay = float(self._wait(state))
         self._next_try = now + delay
@@ -286,6 +289,7 @@ class ResilientWorld(World):
     def _start_fallback(self) -> None:
         if self._fallback is not None:
             return
+        assert self._make_fallback is not None  # the callers take over only with a fallback to take over
         self._fallback = self._make_fallback()
         self._gens[id(self._fallback)] = {}
         if self._background:
@@ -297,7 +301,7 @@ class ResilientWorld(World):
 
     def _prepare_fallback(self) -> None:
         world = self._fallback
-        assert world is not None and self._spec is not None
+        assert world is not None and self._spec is not None and self._start_args is not None
         try:
             size, fps, seed = self._start_args
             world.start(self._spec, size, fps, seed=seed)
@@ -354,7 +358,8 @@ class ResilientWorld(World):
         with self._map_lock:
             ours = World.steer(self, direction, transition_s)
             self.take_pending()  # the inner worlds have their own
-            worlds = [self.backend] + ([self._fallback] if self._fallback_ready.is_set() else [])
+            fallback = self._fallback
+            worlds = [self.backend] + ([fallback] if fallback is not None and self._fallback_ready.is_set() else [])
             for world in worlds:
                 try:
                     self._gens[id(world)][call(world)] = ours

@@ -17,22 +17,35 @@ mapped like a prompt; the description when absent) and optionally `params`
 """
 from __future__ import annotations
 
+import enum
+import functools
 import logging
 import math
 import threading
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..worldspec import WorldSpec
 from .base import Ambience, Direction, Frame, World, WorldError, _Steer
-from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, SceneMapper, clamp
+from .sketch_concepts import CONCEPTS, DEFAULTS, IDX, NAMES, TOD, Activations, SceneMapper, clamp
 from .sketch_render import Renderer
 from .sketch_scene import Scene
 from .sketch_sky import daylight
 
+if TYPE_CHECKING:
+    from ..embeddings import SentenceEncoder
+
 log = logging.getLogger(__name__)
 
-_AUTO = object()
+
+
+class _Auto(enum.Enum):
+    AUTO = enum.auto()
+
+
+_AUTO = _Auto.AUTO  # "the shared sentence model", as distinct from None (keywords only)
 DAY_LENGTH_S = 1800.0  # left alone, a full day passes in half an hour
 # What a prompt leaves unsaid stays this much as it was; the rest returns to
 # the preset. Weather and passing things fade faster than the place and mood.
@@ -85,7 +98,7 @@ class _MapperWorker:
         self._mapper = mapper
         self._cv = threading.Condition()
         self._request: _Steer | None = None
-        self._result: tuple[_Steer, tuple] | None = None
+        self._result: tuple[_Steer, Activations] | None = None
         self._mapped = 0  # the newest generation mapped, for `wait_mapped`
         self._mapped_cv = threading.Condition()
         self._closed = False
@@ -108,7 +121,7 @@ class _MapperWorker:
             self._request = steer
             self._cv.notify()
 
-    def poll(self) -> tuple[_Steer, tuple] | None:
+    def poll(self) -> tuple[_Steer, Activations] | None:
         with self._cv:
             res, self._result = self._result, None
         return res
@@ -152,7 +165,7 @@ class _MapperWorker:
                     self._mapped_cv.notify_all()
 
 
-def _activations(mapper: SceneMapper, text: str) -> tuple:
+def _activations(mapper: SceneMapper, text: str) -> Activations:
     try:
         return mapper.activations(text)
     except RuntimeError as e:  # the model's process stopped (the show is closing) or refused
@@ -167,7 +180,8 @@ class SketchWorld(World):
 
     name = "sketch"
 
-    def __init__(self, render_scale: float = 0.5, embedder=_AUTO, background: bool = True,
+    def __init__(self, render_scale: float = 0.5, embedder: SentenceEncoder | None | Literal[_Auto.AUTO] = _AUTO,
+                 background: bool = True,
                  wait_for_model: bool = True) -> None:
         """`embedder`: a `streambot.embeddings.Embedder`, None for keyword matching only,
         or left out to use the shared one. `background=False` maps prompts in the
@@ -216,7 +230,7 @@ class SketchWorld(World):
                 else:
                     emb = embeddings.loaded()
                     if emb is None:
-                        embeddings.when_ready(lambda e, spec=spec: self._take_model(e, spec))
+                        embeddings.when_ready(functools.partial(self._take_model, spec=spec))
                         embeddings.load_in_background()
             self._mapper = SceneMapper(emb)
         if self._background and self._worker is None:
@@ -232,7 +246,7 @@ class SketchWorld(World):
                  else "keywords only" if self._embedder_arg is None or self._wait_for_model
                  else "keywords until the sentence model is loaded")
 
-    def _take_model(self, embedder, spec: WorldSpec) -> None:
+    def _take_model(self, embedder: SentenceEncoder, spec: WorldSpec) -> None:
         """The sentence model is loaded (on its loader's thread): embed the concept
         table here, then prompts are mapped by meaning from the next steer on.
         The preset's resting scene is re-read by meaning too; the picture does
@@ -272,7 +286,7 @@ class SketchWorld(World):
             if self._worker is not None:
                 self._worker.submit(pending)
             else:
-                self._apply(pending, _activations(self._mapper, pending.direction.text))
+                self._apply(pending, _activations(self._started_mapper(), pending.direction.text))
         if self._worker is not None:
             ready = self._worker.poll()
             if ready is not None and ready[0].generation > self._frame_gen:
@@ -296,14 +310,20 @@ class SketchWorld(World):
     def ambience(self) -> Ambience:
         p = self._current
         light = self._renderer.light if self._renderer is not None else 0.5
-        g = lambda n: float(p[IDX[n]])  # noqa: E731
+
+        def g(n: str) -> float:
+            return float(p[IDX[n]])
+
         tod = g("tod") % 1.0
         twilight = math.exp(-((math.sin(2 * math.pi * (tod - 0.25)) - 0.03) / 0.15) ** 2)
         warmth = 0.5 + 0.3 * g("warmth") + 0.2 * twilight + 0.15 * g("embers") - 0.2 * g("snowcover")
         tension = (0.1 + 0.6 * g("storm") + 0.35 * g("b_wasteland") + 0.2 * g("smoke")
                    + 0.25 * max(0.0, -g("exposure")) + 0.15 * g("fireworks") + 0.2 * g("searchlights"))
         wind = g("wind") * (1 - 0.8 * g("b_space"))
-        clip = lambda x: float(min(1.0, max(0.0, x)))  # noqa: E731
+
+        def clip(x: float) -> float:
+            return float(min(1.0, max(0.0, x)))
+
         return Ambience(brightness=clip(light), warmth=clip(warmth), tension=clip(tension),
                         wind=clip(wind), rain=clip(g("rain")))
 
@@ -321,18 +341,22 @@ class SketchWorld(World):
 
     def target_for(self, text: str) -> dict[str, float]:
         """The scene `text` would ask for from here (no side effects)."""
-        acts = _activations(self._mapper, text)
+        acts = _activations(self._started_mapper(), text)
         return dict(zip(NAMES, self._target(acts).tolist()))
 
-    def _target(self, acts: tuple) -> np.ndarray:
+    def _started_mapper(self) -> SceneMapper:
+        assert self._mapper is not None, "start() makes the scene mapper"
+        return self._mapper
+
+    def _target(self, acts: Activations) -> NDArray[np.float64]:
         rest = _CARRY * self._to + (1 - _CARRY) * self._base
         # Time of day is a state, not a setting: it comes back to the preset only gently.
         cur_tod = self._to[TOD]
         back = ((self._base[TOD] - cur_tod + 0.5) % 1.0) - 0.5
         rest[TOD] = cur_tod + 0.25 * back
-        return self._mapper.target(acts, rest)
+        return self._started_mapper().target(acts, rest)
 
-    def _apply(self, steer: _Steer, acts: tuple) -> None:
+    def _apply(self, steer: _Steer, acts: Activations) -> None:
         target = self._target(acts)
         self._from = self._current.copy()
         self._to = target
@@ -343,11 +367,12 @@ class SketchWorld(World):
         named = [(CONCEPTS[i].name, round(float(act[i]), 2)) for i in np.argsort(-act)[:6] if act[i] > 0]
         log.info("steer %d %r -> %s", steer.generation, steer.direction.text, named or "nothing known")
 
-    def _preset_scene(self, spec: WorldSpec) -> np.ndarray:
+    def _preset_scene(self, spec: WorldSpec) -> NDArray[np.float64]:
         cfg = spec.extra.get("sketch", {}) if isinstance(spec.extra, dict) else {}
         text = cfg.get("scene") or spec.description
-        acts = _activations(self._mapper, text)
-        scene = self._mapper.target(acts, DEFAULTS.copy())
+        mapper = self._started_mapper()
+        acts = _activations(mapper, text)
+        scene = mapper.target(acts, DEFAULTS.copy())
         for k, v in (cfg.get("params") or {}).items():
             if k not in IDX:
                 raise WorldError(f"Preset {spec.name!r}: [sketch.params] has no parameter {k!r}.")
@@ -355,7 +380,7 @@ class SketchWorld(World):
         return clamp(scene)
 
     @staticmethod
-    def _wander(p: dict, t: float) -> None:
+    def _wander(p: dict[str, float], t: float) -> None:
         """Slow drifts so a scene left alone never freezes: weather breathes."""
         p["clouds"] = min(1.0, max(0.0, p["clouds"] + 0.07 * math.sin(t * 0.021 + 1.0)
                                    + 0.03 * math.sin(t * 0.067)))
@@ -382,10 +407,18 @@ def create_world(table: dict) -> SketchWorld:
     The first frame does not wait for the sentence model: keywords until it is loaded."""
     check_settings(table)
     return SketchWorld(**table, wait_for_model=False)
+class SketchBench(TypedDict):
+    frame_size: tuple[int, int]
+    mean_ms: float
+    p95_ms: float
+    max_ms: float
+    frames: int
+    last: NDArray[np.uint8]  # the last frame rendered
 
 
 def bench(preset: str = "meadow", prompt: str = "", size: tuple[int, int] = (1280, 720),
-          render_scale: float = 0.5, frames: int = 300, seed: int = 0, embedder=_AUTO) -> dict:
+          render_scale: float = 0.5, frames: int = 300, seed: int = 0,
+          embedder: SentenceEncoder | None | Literal[_Auto.AUTO] = _AUTO) -> SketchBench:
     """Render `frames` frames of a preset (after an optional prompt) and time them.
 
     Returns the frame size, mean / p95 / max milliseconds per frame and the last

@@ -7,7 +7,12 @@ Sizes are in reference pixels (a 360-pixel-high frame); the renderer scales.
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
+from numpy.typing import NDArray
+
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 
 REF_H = 360  # assets are authored for a frame this high
 PROFILE_LEN = 8192  # columns of every terrain profile (tileable)
@@ -19,7 +24,7 @@ LAYER_PARALLAX = (0.10, 0.22, 0.40, 0.65, 1.0)
 
 
 def spectral_noise(rng: np.random.Generator, shape: tuple[int, ...], feature: float,
-                   beta: float = 2.0) -> np.ndarray:
+                   beta: float = 2.0) -> NDArray[np.float32]:
     """Periodic fractal noise by shaping white noise in Fourier space.
 
     `feature` is the largest feature size in samples; smaller scales fall off
@@ -35,29 +40,32 @@ def spectral_noise(rng: np.random.Generator, shape: tuple[int, ...], feature: fl
     amp.flat[0] = 0.0
     out = np.fft.irfftn(spec * amp, s=shape, axes=tuple(range(len(shape))))
     out = (out - out.mean()) / (out.std() + 1e-9)
-    return out.astype(np.float32)
+    noise: NDArray[np.float32] = out.astype(np.float32)
+    return noise
 
 
-def _norm01(a: np.ndarray) -> np.ndarray:
+def _norm01(a: NDArray[np.float32]) -> NDArray[np.float32]:
     lo, hi = np.percentile(a, 1), np.percentile(a, 99)
-    return np.clip((a - lo) / (hi - lo + 1e-9), 0, 1).astype(np.float32)
+    scaled: NDArray[np.float32] = np.clip((a - lo) / (hi - lo + 1e-9), 0, 1).astype(np.float32)
+    return scaled
 
 
-def _tile_to(a: np.ndarray, n: int) -> np.ndarray:
+def _tile_to(a: NDArray[ScalarT], n: int) -> NDArray[ScalarT]:
     reps = -(-n // len(a))
-    return np.tile(a, reps)[:n]
+    tiled: NDArray[ScalarT] = np.tile(a, reps)[:n]
+    return tiled
 
 
 # -- terrain profiles ---------------------------------------------------------
 # Heights are fractions of the frame height above the layer's ground line;
 # negative pushes the layer below the frame (space, open sea).
 
-def _hills(rng, layer: int, amp: float, feature: float) -> np.ndarray:
+def _hills(rng: np.random.Generator, layer: int, amp: float, feature: float) -> NDArray[np.float32]:
     n = spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.2)
     return (amp * (0.45 + 0.3 * n)).astype(np.float32)
 
 
-def _ridged(rng, feature: float, amp: float) -> np.ndarray:
+def _ridged(rng: np.random.Generator, feature: float, amp: float) -> NDArray[np.float32]:
     """Mountains: broad massifs with sharp ridges and a little rocky detail."""
     base = _norm01(spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.6))
     ridge = (1.0 - np.abs(spectral_noise(rng, (PROFILE_LEN,), feature * 0.5, beta=3.2)) / 2.5) ** 2
@@ -66,8 +74,8 @@ def _ridged(rng, feature: float, amp: float) -> np.ndarray:
     return (amp * _norm01(total) ** 1.3).astype(np.float32)
 
 
-def _trees(rng, base: np.ndarray, density: float, height: float, width: float,
-           conifer: float = 1.0) -> np.ndarray:
+def _trees(rng: np.random.Generator, base: NDArray[np.float32], density: float, height: float, width: float,
+           conifer: float = 1.0) -> NDArray[np.float32]:
     """Tree silhouettes standing on a profile: pointed firs or round crowns."""
     out = base.copy()
     x = np.arange(PROFILE_LEN, dtype=np.float32)
@@ -90,7 +98,8 @@ def _trees(rng, base: np.ndarray, density: float, height: float, width: float,
     return out
 
 
-def _skyline(rng, floor: float, tall: float, wmin: float, wmax: float) -> tuple[np.ndarray, np.ndarray]:
+def _skyline(rng: np.random.Generator, floor: float, tall: float, wmin: float,
+             wmax: float) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     """A city profile (heights) and the building id of each column, period CITY_TILE."""
     h = np.zeros(CITY_TILE, np.float32)
     bid = np.zeros(CITY_TILE, np.int32)
@@ -113,7 +122,7 @@ def _skyline(rng, floor: float, tall: float, wmin: float, wmax: float) -> tuple[
     return h, bid
 
 
-def _dunes(rng, feature: float, amp: float) -> np.ndarray:
+def _dunes(rng: np.random.Generator, feature: float, amp: float) -> NDArray[np.float32]:
     n = spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.5)
     phase = np.cumsum(0.5 + 0.5 * _norm01(n)) * (2 * np.pi / feature) * 1.5
     # Asymmetric crests: a gentle windward slope and a steep slip face.
@@ -123,7 +132,7 @@ def _dunes(rng, feature: float, amp: float) -> np.ndarray:
     return (amp * (0.15 + 0.85 * crest ** 1.5 * env)).astype(np.float32)
 
 
-def _mesas(rng, feature: float, amp: float) -> np.ndarray:
+def _mesas(rng: np.random.Generator, feature: float, amp: float) -> NDArray[np.float32]:
     """Flat-topped buttes with sloping talus sides over low rolling sand."""
     n = _norm01(spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.0))
     steps = np.round(np.clip((n - 0.55) * 6, 0, 1) * 2) / 2
@@ -132,10 +141,11 @@ def _mesas(rng, feature: float, amp: float) -> np.ndarray:
     pad = np.r_[steps[-k:], steps, steps[:k]]
     slope = np.convolve(pad, np.ones(2 * k + 1) / (2 * k + 1), mode="same")[k:-k]
     cliff = np.maximum(steps * 0.85, slope)
-    return (amp * (0.08 + 0.8 * cliff + 0.06 * n)).astype(np.float32)
+    mesas: NDArray[np.float32] = (amp * (0.08 + 0.8 * cliff + 0.06 * n)).astype(np.float32)
+    return mesas
 
 
-def _gumdrops(rng, amp: float, size: float) -> np.ndarray:
+def _gumdrops(rng: np.random.Generator, amp: float, size: float) -> NDArray[np.float32]:
     out = np.zeros(PROFILE_LEN, np.float32)
     x = np.arange(PROFILE_LEN, dtype=np.float32)
     pos = 0.0
@@ -151,7 +161,7 @@ def _gumdrops(rng, amp: float, size: float) -> np.ndarray:
     return out
 
 
-def _wasteland(rng, layer: int, amp: float) -> np.ndarray:
+def _wasteland(rng: np.random.Generator, layer: int, amp: float) -> NDArray[np.float32]:
     base = _hills(rng, layer, amp * 0.7, 500 - 60 * layer)
     # Craters and broken stumps: sharp dips and thin spikes.
     x = np.arange(PROFILE_LEN)
@@ -190,7 +200,7 @@ class Assets:
         self.detail = _norm01(spectral_noise(rng, (256, 1024), 6, beta=1.2)) - 0.5
 
     # -- terrain ---------------------------------------------------------------
-    def _profiles(self, rng) -> np.ndarray:
+    def _profiles(self, rng: np.random.Generator) -> NDArray[np.float32]:
         prof = np.zeros((len(BIOME_ORDER), N_LAYERS, PROFILE_LEN), np.float32)
         city_ids = np.zeros((N_LAYERS, PROFILE_LEN), np.int32)
         for i in range(N_LAYERS):
@@ -232,7 +242,7 @@ class Assets:
         self._city_ids = city_ids
         return prof
 
-    def _windows(self, rng) -> list[np.ndarray]:
+    def _windows(self, rng: np.random.Generator) -> list[NDArray[np.uint8]]:
         """Lit-window codes per city layer, rows counted up from the ground line.
 
         0 wall, 1 dark window, 2 warm, 3 cool white, 4 cyan neon, 5 magenta neon.
@@ -287,7 +297,7 @@ class Assets:
             out.append(code)
         return out
 
-    def _islands(self, rng) -> tuple[np.ndarray, np.ndarray]:
+    def _islands(self, rng: np.random.Generator) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Floating islands: (top, bottom) per column, in fractions of H (top == bottom: none)."""
         top = np.zeros(PROFILE_LEN, np.float32)
         bot = np.zeros(PROFILE_LEN, np.float32)
@@ -313,7 +323,7 @@ class Assets:
         return top, bot
 
     # -- sky -------------------------------------------------------------------
-    def _nebula(self, rng) -> np.ndarray:
+    def _nebula(self, rng: np.random.Generator) -> NDArray[np.float32]:
         """Gas clouds with bright filaments, dark dust lanes and warm cores."""
         h, w = REF_H, 1024
         blobs = _norm01(spectral_noise(rng, (h, w), 420, beta=3.2))
@@ -325,9 +335,11 @@ class Assets:
         lum = dens * (0.35 + 0.9 * fil) * (1 - 0.75 * dust)
         col = (lum[..., None] * (np.array([0.7, 0.16, 0.75]) * hue + np.array([0.08, 0.42, 0.9]) * (1 - hue))
                + (dens ** 3 * fil)[..., None] * np.array([1.0, 0.6, 0.4]) * 0.8)
-        return np.clip(col, 0, 1).astype(np.float32)
+        nebula: NDArray[np.float32] = np.clip(col, 0, 1).astype(np.float32)
+        return nebula
 
-    def _stars(self, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _stars(self, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                                                        NDArray[np.float64]]:
         """Stars on a 2048 x 0.75H band: x, y (ref px), brightness, twinkle phase."""
         n = 1400
         x = rng.uniform(0, 2048, n)
@@ -336,7 +348,7 @@ class Assets:
         phase = rng.uniform(0, 2 * np.pi, n)
         return x, y, mag, phase
 
-    def _rain(self, rng) -> np.ndarray:
+    def _rain(self, rng: np.random.Generator) -> NDArray[np.uint8]:
         """A tileable 256x256 field of slanted streaks; value = the streak's rank
         (0..254, drawn while rank < amount), 255 = no streak."""
         t = np.full((256, 256), 255, np.uint8)
@@ -352,12 +364,12 @@ class Assets:
 
 # -- sprites (RGBA float32) ------------------------------------------------------
 
-def _canvas(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _canvas(h: int, w: int) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     return np.zeros((h, w, 4), np.float32), yy, xx
 
 
-def bird_sprites(scale: float) -> list[np.ndarray]:
+def bird_sprites(scale: float) -> list[NDArray[np.float32]]:
     """Three wing positions of a bird silhouette (alpha only matters)."""
     w, h = max(5, int(14 * scale)), max(4, int(8 * scale))
     out = []
@@ -373,7 +385,7 @@ def bird_sprites(scale: float) -> list[np.ndarray]:
     return out
 
 
-def plane_sprite(scale: float) -> np.ndarray:
+def plane_sprite(scale: float) -> NDArray[np.float32]:
     w, h = max(12, int(34 * scale)), max(6, int(14 * scale))
     img, yy, xx = _canvas(h, w)
     cy = h * 0.55
@@ -386,7 +398,7 @@ def plane_sprite(scale: float) -> np.ndarray:
     return img
 
 
-def balloon_sprite(scale: float, colours: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+def balloon_sprite(scale: float, colours: tuple[tuple[float, float, float], ...]) -> NDArray[np.float32]:
     w, h = max(10, int(30 * scale)), max(14, int(44 * scale))
     img, yy, xx = _canvas(h, w)
     cx, cy, r = (w - 1) / 2, h * 0.36, w * 0.46
@@ -405,7 +417,7 @@ def balloon_sprite(scale: float, colours: tuple[tuple[float, float, float], ...]
     return img
 
 
-def dragon_sprites(scale: float) -> list[np.ndarray]:
+def dragon_sprites(scale: float) -> list[NDArray[np.float32]]:
     w, h = max(20, int(64 * scale)), max(12, int(34 * scale))
     out = []
     for lift in (-0.8, -0.2, 0.5, 0.0):
@@ -425,7 +437,7 @@ def dragon_sprites(scale: float) -> list[np.ndarray]:
     return out
 
 
-def planet_sprite(size: int, seed: int, ring: bool) -> np.ndarray:
+def planet_sprite(size: int, seed: int, ring: bool) -> NDArray[np.float32]:
     rng = np.random.default_rng(seed)
     w = int(size * (2.3 if ring else 1.0))
     h = int(size * (1.3 if ring else 1.0))
@@ -458,7 +470,7 @@ def planet_sprite(size: int, seed: int, ring: bool) -> np.ndarray:
     return img
 
 
-def moon_sprite(size: int, seed: int) -> np.ndarray:
+def moon_sprite(size: int, seed: int) -> NDArray[np.float32]:
     rng = np.random.default_rng(seed)
     img, yy, xx = _canvas(size, size)
     c, r = (size - 1) / 2, size / 2 - 1
@@ -469,7 +481,7 @@ def moon_sprite(size: int, seed: int) -> np.ndarray:
     return img
 
 
-def rock_sprite(size: int, seed: int) -> np.ndarray:
+def rock_sprite(size: int, seed: int) -> NDArray[np.float32]:
     """A tumbling-rock silhouette: a lumpy outline, lit from the upper left."""
     rng = np.random.default_rng(seed)
     img, yy, xx = _canvas(size, size)
@@ -485,7 +497,8 @@ def rock_sprite(size: int, seed: int) -> np.ndarray:
     return img
 
 
-def glow_kernel(radius: int) -> np.ndarray:
+def glow_kernel(radius: int) -> NDArray[np.float32]:
     yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float32)
     d = np.hypot(xx, yy) / (radius + 0.5)
-    return (np.clip(1 - d, 0, 1) ** 2).astype(np.float32)
+    kernel: NDArray[np.float32] = (np.clip(1 - d, 0, 1) ** 2).astype(np.float32)
+    return kernel

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .sketch_assets import LAYER_BASE, REF_H, glow_kernel
 from .sketch_scene import Camera, Mood
@@ -22,12 +23,21 @@ from .sketch_scene import Camera, Mood
 F32 = np.float32
 
 
-def smoothstep(a: float, b: float, x):
+# Float pictures, rows and colours: float32 where the layers keep them, float64 where numpy promotes.
+Field = NDArray[np.floating[Any]]
+
+
+@overload
+def smoothstep(a: float, b: float, x: float) -> np.float64: ...
+@overload
+def smoothstep(a: float, b: float, x: Field) -> Field: ...
+def smoothstep(a: float, b: float, x: float | Field) -> np.float64 | Field:
     t = np.clip((x - a) / (b - a), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
+    step: np.float64 | Field = t * t * (3 - 2 * t)
+    return step
 
 
-def lerp(a, b, t):
+def lerp(a: Field, b: Field, t: float | Field) -> Field:
     return a + (b - a) * t
 
 
@@ -42,7 +52,7 @@ def hash01(n: int, salt: int = 0) -> float:
     return x / 4294967296.0
 
 
-def rgb(*c: float) -> np.ndarray:
+def rgb(*c: float) -> NDArray[np.float32]:
     return np.array(c, F32)
 
 
@@ -122,7 +132,7 @@ class Canvas:
         """Every pixel of a row takes that row's colour: rows is (3, H)."""
         np.copyto(self.img, rows[:, :, None])
 
-    def blit(self, spr: np.ndarray, x: float, y: float, alpha: float, tint=None) -> None:
+    def blit(self, spr: np.ndarray, x: float, y: float, alpha: float, tint: ArrayLike | None = None) -> None:
         """Alpha-composite an (h, w, 4) sprite centred at (x, y)."""
         if alpha <= 0.01:
             return
@@ -155,7 +165,7 @@ class Canvas:
         for c in range(3):
             reg[c] += (col[c] - reg[c]) * al
 
-    def points(self, xs, ys, cols, big: bool = False) -> None:
+    def points(self, xs: Field, ys: Field, cols: Field, big: bool = False) -> None:
         """Additive glowing points: colours (3, n) spread through a small kernel."""
         H, W = self.H, self.W
         ky, kx, kw = self._big_dot if big else self._dot
@@ -200,7 +210,7 @@ class PlaneTexture:
     """
 
     def __init__(self, tex: np.ndarray, levels: int = 5) -> None:
-        mips = [tex.astype(F32)]
+        mips: list[Field] = [tex.astype(F32)]
         for _ in range(levels - 1):
             m = mips[-1]
             if min(m.shape) < 8:
@@ -213,7 +223,7 @@ class PlaneTexture:
         self.levels = len(mips)
 
     def sample(self, v: np.ndarray, u0: np.ndarray, foot: np.ndarray, cols: np.ndarray,
-               du: np.ndarray | None = None) -> np.ndarray:
+               du: np.ndarray | None = None) -> NDArray[np.uint8]:
         """Rows: v (texel row), u0 (texel column at cols == 0), foot (texels a pixel
         covers, picks the mip level), du (texels per pixel along the row; = foot)."""
         du = foot if du is None else du
@@ -224,7 +234,8 @@ class PlaneTexture:
         u = ((u0 * sc)[:, None] + cols[None, :] * (du * sc)[:, None]).astype(np.intp)
         u %= tw[:, None]
         u += (self.offs[lvl] + vi * tw)[:, None]
-        return self.flat.take(u)
+        texels: NDArray[np.uint8] = self.flat.take(u)
+        return texels
 
 
 class Grade:

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from ..embeddings import SentenceEncoder
 
 # name, default, low, high. `tod` is the time of day as a fraction of a day
 # (0 midnight, .25 sunrise, .5 noon, .75 sunset) and wraps around.
@@ -100,7 +105,7 @@ class Concept:
     name: str
     phrases: tuple[str, ...]  # what it sounds like, for the sentence model
     keywords: tuple[str, ...]  # whole-word stems for the keyword fallback
-    targets: dict = field(default_factory=dict)  # param -> value; biome params are weights
+    targets: dict[str, float] = field(default_factory=dict)  # param -> value; biome params are weights
 
 
 def _c(name: str, phrases: str, keywords: str, **targets: float) -> Concept:
@@ -331,6 +336,9 @@ def clauses(text: str) -> list[str]:
 # The concept table embedded once per embedder (the process shares one).
 _PHRASE_CACHE: dict[int, np.ndarray] = {}
 
+# Per concept: activation 0..1, similarity to the text, and whether the text negates it.
+Activations: TypeAlias = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]
+
 
 class SceneMapper:
     """Text -> scene parameters, through the concept table.
@@ -351,14 +359,14 @@ class SceneMapper:
     MARGIN = 0.15  # how far behind a clause's best concept another may be and still count
     TEMPERATURE = 0.05  # softmax over concepts setting the same parameter: the closest wins
 
-    def __init__(self, embedder=None) -> None:
+    def __init__(self, embedder: SentenceEncoder | None = None) -> None:
         self.embedder = embedder
         self._kw = [
             [re.compile(r"\b" + re.escape(k) + r"(?:s|es)?\b", re.I) for k in c.keywords]
             for c in CONCEPTS
         ]
-        self._phrase_vecs = None
-        self._phrase_owner = None
+        self._phrase_vecs: np.ndarray | None = None
+        self._phrase_owner: NDArray[np.int_] | None = None
         if embedder is not None:
             self._phrase_owner = np.array([i for i, c in enumerate(CONCEPTS) for _ in c.phrases])
             key = id(embedder)
@@ -367,12 +375,12 @@ class SceneMapper:
             self._phrase_vecs = _PHRASE_CACHE[key]
 
     # -- slow part -----------------------------------------------------------
-    def activations(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def activations(self, text: str) -> Activations:
         """Per concept: activation 0..1, similarity, negated flag."""
         n = len(CONCEPTS)
         parts = clauses(text)
         per = np.zeros((len(parts), n))  # similarity of each clause to each concept
-        if self._phrase_vecs is not None:
+        if self._phrase_vecs is not None and self.embedder is not None and self._phrase_owner is not None:
             s = self.embedder.encode(parts) @ self._phrase_vecs.T
             per[:] = -1.0
             np.maximum.at(per.T, self._phrase_owner, s.T)
@@ -416,7 +424,7 @@ class SceneMapper:
         return act, sim, negated
 
     # -- cheap part ------------------------------------------------------------
-    def target(self, acts, rest: np.ndarray) -> np.ndarray:
+    def target(self, acts: Activations, rest: NDArray[np.float64]) -> NDArray[np.float64]:
         """The scene the text asks for: `rest` where it says nothing."""
         act, sim, neg = acts
         out = rest.copy()
@@ -444,11 +452,11 @@ class SceneMapper:
         for p, lst in vals.items():
             a = np.array([x[0] for x in lst])
             s = np.array([x[1] for x in lst])
-            v = np.array([x[2] for x in lst])
+            values = np.array([x[2] for x in lst])
             w = np.exp((s - s.max()) / self.TEMPERATURE) * a
             strength = a.max()
             if p == TOD:
-                ang = 2 * np.pi * v
+                ang = 2 * np.pi * values
                 mean = np.arctan2((w * np.sin(ang)).sum(), (w * np.cos(ang)).sum()) / (2 * np.pi)
                 cur = rest[TOD]
                 # Time runs forward ("night falls") unless going back is much shorter.
@@ -457,7 +465,7 @@ class SceneMapper:
                     delta -= 1.0
                 out[TOD] = cur + strength * delta
             else:
-                val = (w * v).sum() / w.sum()
+                val = (w * values).sum() / w.sum()
                 out[p] = rest[p] + strength * (val - rest[p])
         if biome_votes:
             a = np.array([x[0] for x in biome_votes])
@@ -475,8 +483,8 @@ class SceneMapper:
         return [(CONCEPTS[i].name, round(float(act[i]), 2)) for i in order if act[i] > 0]
 
 
-def clamp(v: np.ndarray) -> np.ndarray:
-    out = np.clip(v, LOW, HIGH)
+def clamp(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = np.clip(v, LOW, HIGH)
     b = out[BIOME_IDX]
     total = b.sum()
     out[BIOME_IDX] = b / total if total > 1e-6 else DEFAULTS[BIOME_IDX]

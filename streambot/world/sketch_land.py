@@ -17,7 +17,7 @@ import numpy as np
 from .sketch_assets import (
     BIOME_ORDER, CITY_TILE, LAYER_BASE, LAYER_PARALLAX, N_LAYERS, PROFILE_LEN, REF_H, Assets,
 )
-from .sketch_canvas import F32, Canvas, PlaneTexture, View, hash01, lerp, rgb, smoothstep
+from .sketch_canvas import F32, Canvas, Field, PlaneTexture, View, hash01, lerp, rgb, smoothstep
 from .sketch_scene import Biomes
 from .sketch_sky import Lighting
 
@@ -246,20 +246,21 @@ class Water:
         wave = (0.78 + 0.45 * n)
         # Glitter path under the sun or the moon.
         sun, moon = light.sun, light.moon
-        gx, gcol = None, None
+        gx: float | None = None
+        gcol: Field | None = None
         if sun.elevation > -0.05:
             gx, gcol = sun.x, light.sun_colour * float(smoothstep(-0.05, 0.1, sun.elevation)) * (1 - 0.8 * clouds)
         elif moon.elevation > 0:
             gx, gcol = moon.x, rgb(.6, .65, .75) * light.night * (1 - 0.8 * clouds)
         reg = c.img[:, r0:r1]
         alpha = (np.clip(y + 1 - row, 0, 1) * wet)[:, None]
-        if gx is not None:
+        if gx is not None and gcol is not None:
             width = (0.04 + 0.5 * d) * W
             gl = np.exp(-((c.cols[None, :] - gx) / width[:, None]) ** 2).astype(F32)
             spark = np.clip((n - 0.62) * 4, 0, 1) * gl
         for ch in range(3):
             cc = col[ch][:, None] * wave
-            if gx is not None:
+            if gx is not None and gcol is not None:
                 cc = cc + spark * gcol[ch] * 1.6
             reg[ch] += (cc - reg[ch]) * alpha
 

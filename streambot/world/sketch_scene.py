@@ -99,6 +99,9 @@ class Camera(NamedTuple):
     altitude: float
 
 
+Group = Weather | Mood | Biomes | Features | Movers | Camera  # the parts of a scene after `tod`
+
+
 class Scene(NamedTuple):
     tod: float  # time of day in days: 0 midnight, .25 sunrise, .5 noon, .75 sunset; not wrapped
     weather: Weather
@@ -111,10 +114,11 @@ class Scene(NamedTuple):
     @classmethod
     def from_params(cls, p: Mapping[str, float]) -> Scene:
         """From the flat parameters by name (`b_` names the biome weights)."""
-        return cls(float(p["tod"]), *(group._make(map(float, take(p))) for group, take in _GROUPS))
+        # The groups come in the scene's own field order, which a type checker cannot follow through `*`.
+        return cls(float(p["tod"]), *(group._make(map(float, take(p))) for group, take in _GROUPS))  # type: ignore[arg-type]
 
 
-def _flat_names(group: type) -> tuple[str, ...]:
+def _flat_names(group: type[Group]) -> tuple[str, ...]:
     return tuple("b_" + n for n in group._fields) if group is Biomes else group._fields
 
 

@@ -9,16 +9,21 @@ the cloud deck (`Clouds`) and searchlight beams.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .sketch_assets import REF_H, Assets, moon_sprite, planet_sprite
-from .sketch_canvas import F32, Canvas, PlaneTexture, View, hash01, lerp, rgb, smoothstep
+from .sketch_canvas import F32, Canvas, Field, PlaneTexture, View, hash01, lerp, rgb, smoothstep
 from .sketch_scene import Biomes, Weather
 
 
-def daylight(e):
+@overload
+def daylight(e: float) -> tuple[np.float64, np.float64, np.float64, np.float64]: ...
+@overload
+def daylight(e: Field) -> tuple[Field, Field, Field, Field]: ...
+def daylight(e: float | Field) -> tuple[np.float64 | Field, ...]:
     """How the light depends on the sun's elevation e (-1..1): day, twilight, direct sun, sun colour."""
     return (smoothstep(-0.12, 0.3, e), np.exp(-((e - 0.03) / 0.13) ** 2), smoothstep(-0.03, 0.18, e),
             smoothstep(0.02, 0.4, e))
@@ -206,7 +211,8 @@ class Celestial:
             np.clip(1.5 - np.abs(hue - 0.15) * 3.2, 0, 1),
         ])
         fade = smoothstep(0.0, 0.35, (H * 0.72 - yy) / H)  # fades into the ground haze
-        return (cols * band * fade * 0.35).astype(F32)
+        bow: NDArray[np.float32] = (cols * band * fade * 0.35).astype(F32)
+        return bow
 
     def draw(self, light: Lighting, view: View, t: float, rows: int, *, moon2: float, planets: float,
              nova: float, aurora: float, rainbow: float, clouds: float, space: float) -> None:

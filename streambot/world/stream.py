@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ class StreamWorld(World):
     @classmethod
     def from_settings(
         cls,
-        table: dict | StreamWorldSettings | None = None,
+        table: dict[str, Any] | StreamWorldSettings | None = None,
         *,
         offline: bool | None = None,
         device: str | None = None,
@@ -168,7 +169,8 @@ class StreamWorld(World):
         # 5. the oldest frame in flight, on the host: this one on a CPU, the one before on a GPU
         picture = engine.take()
         if picture.image is None:
-            image = self._last_image.copy()  # a skip needs a rendered picture before it, so there is one
+            assert self._last_image is not None  # a skip needs a rendered picture before it, so there is one
+            image = self._last_image.copy()
             self.stats["skipped"] += 1
         else:
             image = picture.image
@@ -191,7 +193,7 @@ class StreamWorld(World):
             torch.cuda.empty_cache()
 
     # -- steering the camera (any thread) ---------------------------------------------
-    def set_motion(self, motion: Motion | dict) -> None:
+    def set_motion(self, motion: Motion | dict[str, Any]) -> None:
         """The director (or the console) changes the camera move; applies from the next frame."""
         motion = motion if isinstance(motion, Motion) else Motion.model_validate(motion)
         with self._motion_lock:
@@ -207,7 +209,8 @@ class StreamWorld(World):
         a = self._current
         self._to = target
         self._slerp = Slerp(a.embeds, target.embeds)
-        self._slerp_pooled = None if a.pooled is None else Slerp(a.pooled, target.pooled)
+        # (both have a pooled embedding or neither: one model made them)
+        self._slerp_pooled = None if a.pooled is None or target.pooled is None else Slerp(a.pooled, target.pooled)
         self._step, self._steps = 0, frames
 
     def _blend(self, t: float) -> Conditioning:
@@ -219,6 +222,7 @@ class StreamWorld(World):
     def _advance_camera(self) -> torch.Tensor | None:
         """This frame's camera matrix, on the device (None: still); a new motion is copied over once."""
         motion = self.motion
+        assert self._camera is not None  # start() made it
         if motion is not self._camera_motion:
             self._camera.set(motion)
             self._camera_motion = motion
@@ -234,6 +238,7 @@ class StreamWorld(World):
                 self.stats["flagged"] += 1
                 log.warning("frame %d was flagged by the safety check; holding the last safe frame", self._index)
                 self._holding = True
+                assert self.engine is not None  # rendering: started, not closed
                 self.engine.reanchor(1.0)  # move the world away from what was flagged
             else:
                 self._holding = False
@@ -245,6 +250,6 @@ class StreamWorld(World):
         return image
 
 
-def create_world(table: dict | None, *, offline: bool | None = None, device: str | None = None) -> StreamWorld:
+def create_world(table: dict[str, Any] | None, *, offline: bool | None = None, device: str | None = None) -> StreamWorld:
     """What app.py calls for `--world stream`: the `[world.stream]` table in, a loaded world out."""
     return StreamWorld.from_settings(table, offline=offline, device=device)

@@ -14,12 +14,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 import torch
 
 from .base import WorldError
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +194,7 @@ class StreamModels:
 _TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.'-!?"
 
 
-def tiny_tokenizer(folder: str | Path):
+def tiny_tokenizer(folder: str | Path) -> CLIPTokenizer:
     """A CLIP tokenizer over single characters, written to `folder` (no download).
 
     Every word splits into its letters, so any prompt tokenizes; different prompts
@@ -247,14 +252,15 @@ def random_models(
             te_cfg = dict(TINY_TEXT_ENCODER, vocab_size=len(tokenizer))
         if time_cond_proj_dim:
             unet_cfg = dict(unet_cfg, time_cond_proj_dim=time_cond_proj_dim)
-        unet = UNet2DConditionModel(**unet_cfg)
-        vae = AutoencoderTiny(**vae_cfg)
+        # mypy does not see diffusers' models as torch Modules (through their mixin bases); they are.
+        unet: torch.nn.Module = UNet2DConditionModel(**unet_cfg)  # type: ignore[assignment]
+        vae: torch.nn.Module = AutoencoderTiny(**vae_cfg)  # type: ignore[assignment]
         text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
         text_encoder_2 = tokenizer_2 = None
         if sdxl:
             text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg))
             tokenizer_2 = tokenizer
-    def cast(module):
+    def cast(module: ModuleT) -> ModuleT:
         return module.eval() if dtype == torch.float32 else module.to(dtype).eval()
 
     models = StreamModels(
@@ -324,7 +330,7 @@ def resolve_folder(
     if looks_like_path:
         raise WorldError(f"The model folder {path} does not exist.")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import enable_progress_bars
+    from huggingface_hub.utils.tqdm import enable_progress_bars
 
     enable_progress_bars()  # a first download of gigabytes must show that it is moving
     try:
@@ -480,7 +486,8 @@ class ClipSafetyChecker:
         self.device, self.dtype = device, dtype
 
     @classmethod
-    def load(cls, name: str, *, device, dtype, offline: bool, cache_dir: str | None) -> "ClipSafetyChecker":
+    def load(cls, name: str, *, device: torch.device, dtype: torch.dtype, offline: bool,
+             cache_dir: str | None) -> ClipSafetyChecker:
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers import CLIPImageProcessor
 

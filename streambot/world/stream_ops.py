@@ -189,7 +189,7 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 
-def guidance_embedding(w: float, dim: int, *, device, dtype) -> torch.Tensor:
+def guidance_embedding(w: float, dim: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Sinusoidal embedding of an LCM model's distilled guidance scale (w - 1), shape (1, dim)."""
     x = torch.tensor([(w - 1.0) * 1000.0], device=device, dtype=torch.float32)
     half = dim // 2
@@ -251,7 +251,8 @@ class HostFrames:
         self._pixels = [torch.empty(shape, dtype=torch.uint8, pin_memory=cuda) for _ in range(depth)]
         self._values = [torch.empty(1, dtype=torch.float32, pin_memory=cuda) for _ in range(depth)]
         # blocking: the waiting thread sleeps instead of spinning a core the encoder could use
-        self._events = [torch.cuda.Event(blocking=True) if cuda else None for _ in range(depth)]
+        self._events = [torch.cuda.Event(blocking=True) if cuda else None  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+                        for _ in range(depth)]
         self._queue: deque[tuple[int | None, bool, Any]] = deque()
         self._next = 0
 
@@ -270,8 +271,9 @@ class HostFrames:
         self._pixels[i].copy_(frame, non_blocking=True)
         if value is not None:
             self._values[i].copy_(value, non_blocking=True)
-        if self._events[i] is not None:
-            self._events[i].record()
+        event = self._events[i]
+        if event is not None:
+            event.record()
         self._queue.append((i, value is not None, tag))
 
     def pop(self) -> Picture:
@@ -279,7 +281,8 @@ class HostFrames:
         i, has_value, tag = self._queue.popleft()
         if i is None:
             return Picture(None, tag, None)
-        if self._events[i] is not None:
-            self._events[i].synchronize()
+        event = self._events[i]
+        if event is not None:
+            event.synchronize()
         value = float(self._values[i][0]) if has_value else None
         return Picture(self._pixels[i].numpy().copy(), tag, value)

@@ -6,7 +6,7 @@ Every speed technique is its own switch so that its gain can be measured
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -117,7 +117,7 @@ class StreamWorldSettings(BaseModel):
         return [min(n - 1, round(i * n / 50)) for i in defaults]
 
 
-def parse_stream_settings(data: dict | None, source: str = "[world.stream]") -> StreamWorldSettings:
+def parse_stream_settings(data: dict[str, Any] | None, source: str = "[world.stream]") -> StreamWorldSettings:
     """Validate the table, or stop with one sentence naming the field."""
     try:
         return StreamWorldSettings.model_validate(data or {})

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,7 +106,7 @@ class VideoWorld(World):
     @classmethod
     def from_settings(
         cls,
-        table: dict | VideoWorldSettings | None = None,
+        table: dict[str, Any] | VideoWorldSettings | None = None,
         *,
         offline: bool | None = None,
         device: str | None = None,
@@ -178,6 +179,6 @@ class VideoWorld(World):
             torch.cuda.empty_cache()
 
 
-def create_world(table: dict | None, *, offline: bool | None = None, device: str | None = None) -> VideoWorld:
+def create_world(table: dict[str, Any] | None, *, offline: bool | None = None, device: str | None = None) -> VideoWorld:
     """What app.py calls for `--world video`: the `[world.video]` table in, a loaded world out."""
     return VideoWorld.from_settings(table, offline=offline, device=device)

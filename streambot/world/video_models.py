@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .base import WorldError
-from .stream_models import resolve_folder, tiny_tokenizer
+from .stream_models import ModuleT, resolve_folder, tiny_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def random_models(
     seed: int = 0,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-    transformer: dict | None = None,
+    transformer: dict[str, Any] | None = None,
 ) -> VideoModels:
     """The real diffusers/transformers classes with random weights, from configs.
 
@@ -143,11 +143,12 @@ def random_models(
     te_cfg = dict(UMT5_XXL if full else TINY_TEXT_ENCODER, vocab_size=len(tokenizer))
     with torch.device(device):
         tr_cfg = {**(ANYFLOW_FAR_1_3B if full else TINY_TRANSFORMER), **(transformer or {})}
-        model = AnyFlowFARTransformer3DModel(**tr_cfg)
-        vae = AutoencoderKLWan(**(WAN_VAE if full else TINY_VAE))
+        # mypy does not see diffusers' models as torch Modules (through their mixin bases); they are.
+        model: torch.nn.Module = AnyFlowFARTransformer3DModel(**tr_cfg)  # type: ignore[assignment]
+        vae: torch.nn.Module = AutoencoderKLWan(**(WAN_VAE if full else TINY_VAE))  # type: ignore[assignment]
         text_encoder = UMT5EncoderModel(UMT5Config(**te_cfg))
 
-    def cast(module):
+    def cast(module: ModuleT) -> ModuleT:
         return module.eval() if dtype == torch.float32 else module.to(dtype).eval()
 
     return VideoModels(

@@ -7,7 +7,7 @@ three latent frames is twelve pictures, 0.75 s of video at 16 fps.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -63,7 +63,7 @@ class VideoWorldSettings(BaseModel):
         return int(w), int(h)
 
 
-def parse_video_settings(data: dict | None, source: str = "[world.video]") -> VideoWorldSettings:
+def parse_video_settings(data: dict[str, Any] | None, source: str = "[world.video]") -> VideoWorldSettings:
     """Validate the table, or stop with one sentence naming the field."""
     try:
         return VideoWorldSettings.model_validate(data or {})
