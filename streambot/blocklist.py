@@ -28,7 +28,7 @@ def fold_char(ch: str) -> str | None:
     from confusable_homoglyphs.confusables import confusables_data
 
     for glyph in confusables_data.get(ch, ()):
-        c = glyph["c"]
+        c = str(glyph["c"])
         if c.isascii() and c.isalnum():
             return c.lower()
     return None
@@ -215,11 +215,11 @@ class BlockList:
         for run in form.runs:
             yield from self._run_hits(run)
         if self._phrases:
-            sq = form.squeezed
-            for i, first in enumerate(sq):
+            squeezed = form.squeezed
+            for i, first in enumerate(squeezed):
                 if first in self._phrases:
                     for phrase, tag in self._phrases[first]:
-                        if tuple(sq[i:i + len(phrase)]) == phrase:
+                        if tuple(squeezed[i:i + len(phrase)]) == phrase:
                             yield tag
         for w, entries in self._inside.items():
             if w in form.solid_squeezed:

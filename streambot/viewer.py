@@ -6,7 +6,9 @@ one vote per viewer and keeps them across a restart. It sits below all of them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +27,9 @@ class Viewer:
     def is_moderator(self) -> bool:
         return "moderator" in self.roles or "broadcaster" in self.roles
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"platform": self.platform, "name": self.name, "roles": sorted(self.roles), "id": self.id}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Viewer:
+    def from_dict(cls, d: Mapping[str, Any]) -> Viewer:
         return cls(d["platform"], d["name"], frozenset(d.get("roles", ())), d.get("id", ""))

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..config import ConfigError, explain_validation
-from ..world.base import WorldSpec
+from ..worldspec import WorldSpec
 from .overlay_text import EMOJI_FONT, FALLBACK_FONTS, FONT_DIR, FontSet, coverage
 
 OVERLAY_DIR = FONT_DIR.parent

@@ -22,7 +22,7 @@ import functools
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -388,7 +388,7 @@ class SketchWorld(World):
         p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))
 
 
-def check_settings(table: dict) -> None:
+def check_settings(table: dict[str, Any]) -> None:
     """The [world.sketch] table, checked before anything starts (ConfigError: one sentence)."""
     from ..config import ConfigError
 
@@ -402,7 +402,7 @@ def check_settings(table: dict) -> None:
         raise ConfigError(f"[world.sketch] render_scale must be a number between 0.05 and 1, not {scale!r}.")
 
 
-def create_world(table: dict) -> SketchWorld:
+def create_world(table: dict[str, Any]) -> SketchWorld:
     """What app.py calls for `--world sketch`: the [world.sketch] table in, a world out.
     The first frame does not wait for the sentence model: keywords until it is loaded."""
     check_settings(table)
