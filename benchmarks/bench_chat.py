@@ -19,6 +19,7 @@
 Targets (from the issue): >= 20,000 messages/s with p99 < 1 ms per message;
 round close < 50 ms with 1,000 candidates.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,18 @@ from streambot.world.base import Frame, World  # noqa: E402
 from streambot.worldspec import WorldSpec  # noqa: E402
 
 IDEAS = [
-    "a dragon attacks the castle", "make it snow", "a giant robot walks by", "night falls",
-    "a rainbow over the sea", "aliens invade", "the trees catch fire", "a whale flies across the sky",
-    "everyone starts dancing", "a volcano erupts", "pirate ship sails in", "a storm rolls in",
+    "a dragon attacks the castle",
+    "make it snow",
+    "a giant robot walks by",
+    "night falls",
+    "a rainbow over the sea",
+    "aliens invade",
+    "the trees catch fire",
+    "a whale flies across the sky",
+    "everyone starts dancing",
+    "a volcano erupts",
+    "pirate ship sails in",
+    "a storm rolls in",
 ]
 
 
@@ -67,16 +77,30 @@ def make_messages(n: int, seed: int = 1) -> list[tuple[Viewer, str]]:
         elif r < 0.95:
             text = rng.choice(["lol", "PogChamp", "this is so cool", "KEKW KEKW", "hello chat", "what is this"])
         else:
-            text = rng.choice(["!p " + "z\u0301\u0302\u0303" * 40, "!p " + "\U0001F600" * 300,
-                               "!p \u202eevil\u202c " * 20, "x" * 2000, "!p a\x00b\u200bc"])
+            text = rng.choice(
+                [
+                    "!p " + "z\u0301\u0302\u0303" * 40,
+                    "!p " + "\U0001f600" * 300,
+                    "!p \u202eevil\u202c " * 20,
+                    "x" * 2000,
+                    "!p a\x00b\u200bc",
+                ]
+            )
         out.append((v, text))
     return out
 
 
 def throughput(n: int, safety: bool = True) -> dict:
     engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=5, grace_s=2), now=0.0)
-    mod = Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
-                                        global_prompts_per_min=60000, global_burst=10000, semantic=False))
+    mod = Moderation(
+        ModerationSettings(
+            viewer_prompts_per_min=600,
+            viewer_burst=100,
+            global_prompts_per_min=60000,
+            global_burst=10000,
+            semantic=False,
+        )
+    )
     if not safety:
         mod.safety = None
     aud = Audience(engine, mod, clock=lambda: 0.0)
@@ -127,8 +151,9 @@ def round_close(candidates: int = 1000, votes: int = 20_000, repeats: int = 15) 
     times = []
     for rep in range(repeats):
         engine = VotingEngine(VotingSettings(round_s=10, stream_delay_s=5, grace_s=2), now=0.0)
-        aud = Audience(engine, Moderation(ModerationSettings(global_burst=10000, global_prompts_per_min=60000)),
-                       clock=lambda: 0.0)
+        aud = Audience(
+            engine, Moderation(ModerationSettings(global_burst=10000, global_prompts_per_min=60000)), clock=lambda: 0.0
+        )
         for i in range(candidates):
             engine.submit(Viewer("twitch", f"author{i}"), f"idea {i} of round {rep}", 1.0)
         engine.pool()  # done during the round, in a worker thread, in the app
@@ -139,8 +164,12 @@ def round_close(candidates: int = 1000, votes: int = 20_000, repeats: int = 15) 
         winner = aud.tick(17.0)  # round 1 ends at 10 s; its votes count until 10 + 5 + 2
         director.submit(winner.text, source="audience", user=winner.user)
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"candidates": candidates, "votes": votes, "median_ms": round(statistics.median(times), 2),
-            "max_ms": round(max(times), 2)}
+    return {
+        "candidates": candidates,
+        "votes": votes,
+        "median_ms": round(statistics.median(times), 2),
+        "max_ms": round(max(times), 2),
+    }
 
 
 def pooling(candidates: int = 1000) -> dict | None:
@@ -163,8 +192,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--no-pooling", action="store_true", help="skip the sentence-model batch")
-    ap.add_argument("--block-lists-only", action="store_true",
-                    help="moderation without the concept terms and the classifier")
+    ap.add_argument(
+        "--block-lists-only", action="store_true", help="moderation without the concept terms and the classifier"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -179,14 +209,20 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     t, r, p = result["throughput"], result["round_close"], result["pooling"]
-    print(f"chat throughput  {t['messages_per_s']:>9,} msg/s (loop incl. ticks), "
-          f"{t['handle_only_messages_per_s']:,} msg/s in handle(); "
-          f"p50 {t['p50_us']} us, p99 {t['p99_us']} us, max {t['max_us']} us over {t['messages']:,} messages")
-    print(f"round close      {r['median_ms']} ms median, {r['max_ms']} ms max "
-          f"({r['candidates']} candidates, {r['votes']:,} votes, tick -> director.submit)")
+    print(
+        f"chat throughput  {t['messages_per_s']:>9,} msg/s (loop incl. ticks), "
+        f"{t['handle_only_messages_per_s']:,} msg/s in handle(); "
+        f"p50 {t['p50_us']} us, p99 {t['p99_us']} us, max {t['max_us']} us over {t['messages']:,} messages"
+    )
+    print(
+        f"round close      {r['median_ms']} ms median, {r['max_ms']} ms max "
+        f"({r['candidates']} candidates, {r['votes']:,} votes, tick -> director.submit)"
+    )
     if p:
-        print(f"pooling batch    {p['batch_ms']} ms for {p['candidates']} new candidates "
-              f"({p['merged']} merged; once per batch, in a worker thread)")
+        print(
+            f"pooling batch    {p['batch_ms']} ms for {p['candidates']} new candidates "
+            f"({p['merged']} merged; once per batch, in a worker thread)"
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ gap within half a period of it and no repeats, a steer under 10 ms.
 
 Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,7 @@ class PacedWorld(World):
     def render(self) -> Frame:
         time.sleep(self.render_s)  # the model's time per frame
         self.index += 1
-        return Frame(np.full((self.size[1], self.size[0], 3), self.index % 256, np.uint8), self.index,
-                     self._generation)
+        return Frame(np.full((self.size[1], self.size[0], 3), self.index % 256, np.uint8), self.index, self._generation)
 
 
 def run_clock(render_s: float, fps: int, seconds: float) -> dict:
@@ -80,8 +80,11 @@ def run_clock(render_s: float, fps: int, seconds: float) -> dict:
         "late": clock.stats.late,
         "repeated": clock.stats.repeated,
         "repeated_share": round(clock.stats.repeated / n, 3),
-        "gap_ms": {"p50": round(float(np.median(gaps)), 2), "p95": round(float(np.percentile(gaps, 95)), 2),
-                   "max": round(float(gaps.max()), 2)},
+        "gap_ms": {
+            "p50": round(float(np.median(gaps)), 2),
+            "p95": round(float(np.percentile(gaps, 95)), 2),
+            "max": round(float(gaps.max()), 2),
+        },
     }
 
 

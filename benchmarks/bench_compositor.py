@@ -19,11 +19,11 @@ encoder's own conversion. Three figures:
 
 Prints one JSON object (ms).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import threading
 import time
@@ -39,8 +39,10 @@ from streambot.broadcast.compositor import Compositor  # noqa: E402
 from streambot.broadcast.overlay_layout import load_layout  # noqa: E402
 from streambot.broadcast.overlay_state import OverlayCandidate, OverlayState  # noqa: E402
 
-PROMPT = ("a colossal glowing jellyfish drifts over the flooded city while lanterns rise "
-          "from every rooftop and the rain turns to falling stars")
+PROMPT = (
+    "a colossal glowing jellyfish drifts over the flooded city while lanterns rise "
+    "from every rooftop and the rain turns to falling stars"
+)
 CANDIDATES = (
     "make it rain cats and dogs over the whole valley until the rivers overflow",
     "a castle made of candy rises from the hills 🍭🏰 and everyone cheers",
@@ -52,8 +54,16 @@ CANDIDATES = (
 def full_state(seconds_left: int = 9, votes: tuple[int, ...] = (12, 7, 3, 1)) -> OverlayState:
     total = sum(votes) or 1
     return OverlayState(
-        title="Neon Megacity", on_air=PROMPT, on_air_by="xX_dragonrider_Xx", source="audience",
-        mode="rounds", round=42, seconds_left=seconds_left, round_s=10.0, locked=False, off_air=False,
+        title="Neon Megacity",
+        on_air=PROMPT,
+        on_air_by="xX_dragonrider_Xx",
+        source="audience",
+        mode="rounds",
+        round=42,
+        seconds_left=seconds_left,
+        round_s=10.0,
+        locked=False,
+        off_air=False,
         candidates=tuple(OverlayCandidate(i + 1, t, v, v / total) for i, (t, v) in enumerate(zip(CANDIDATES, votes))),
         how_to_play="!p your idea  ·  !vote N  ·  discord.gg/streambot",
     )
@@ -66,15 +76,23 @@ def frames(size: tuple[int, int], n: int = 8) -> list[av.VideoFrame]:
     out = []
     for _ in range(n):
         img = rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)
-        out.append(av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-            width=w, height=h, format="yuv420p", interpolation="BILINEAR"))
+        out.append(
+            av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                width=w, height=h, format="yuv420p", interpolation="BILINEAR"
+            )
+        )
     return out
 
 
 def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms)
-    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
-            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3), "n": len(ms)}
+    return {
+        "mean": round(float(a.mean()), 3),
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p95": round(float(np.percentile(a, 95)), 3),
+        "max": round(float(a.max()), 3),
+        "n": len(ms),
+    }
 
 
 def measure(size=(1280, 720), layout: str = "default", n_frames: int = 1000, redraws: int = 20) -> dict:

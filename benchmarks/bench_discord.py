@@ -17,6 +17,7 @@ the hour takes seconds. Two audiences:
 Reported per channel: messages posted, edits, and the most requests in any
 five seconds (Discord's per-channel message bucket is commonly 5 per 5 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ from tests.fake_discord import CHANNEL, GUILD, TOKEN, FakeDiscord  # noqa: E402
 IDEAS = ["a dragon lands", "the castle glows", "a storm rolls in"]
 
 
-async def simulate(audience_kind: str, *, seconds: float, round_s: float, grace_s: float, update_s: float,
-                   step: float = 0.5) -> dict:
+async def simulate(
+    audience_kind: str, *, seconds: float, round_s: float, grace_s: float, update_s: float, step: float = 0.5
+) -> dict:
     fake = FakeDiscord()
     await fake.start()
     Route.BASE = f"http://127.0.0.1:{fake.port}/api/v10"
@@ -70,8 +72,9 @@ async def simulate(audience_kind: str, *, seconds: float, round_s: float, grace_
                 if k < len(IDEAS):
                     audience.chat("discord", f"p{s.round}_{k}", f"!p {IDEAS[k]} {s.round}", now=t)
                 elif s.candidates:
-                    audience.chat("discord", f"v{s.round}_{k}", f"!vote {s.candidates[k % len(s.candidates)].number}",
-                                  now=t)
+                    audience.chat(
+                        "discord", f"v{s.round}_{k}", f"!vote {s.candidates[k % len(s.candidates)].number}", now=t
+                    )
             audience.tick(t)
             before = len(fake.posts) + len(fake.edits)
             await bot.refresh()
@@ -79,11 +82,17 @@ async def simulate(audience_kind: str, *, seconds: float, round_s: float, grace_
         window = max((sum(1 for u in at if a <= u < a + 5.0) for a in at), default=0)
         hours = seconds / 3600
         return {
-            "audience": audience_kind, "simulated_s": seconds, "round_s": round_s, "grace_s": grace_s,
-            "update_s": update_s, "rounds": engine.snapshot(clock.t).round - 1,
-            "messages_per_hour": round(len(fake.posts) / hours), "edits_per_hour": round(len(fake.edits) / hours),
+            "audience": audience_kind,
+            "simulated_s": seconds,
+            "round_s": round_s,
+            "grace_s": grace_s,
+            "update_s": update_s,
+            "rounds": engine.snapshot(clock.t).round - 1,
+            "messages_per_hour": round(len(fake.posts) / hours),
+            "edits_per_hour": round(len(fake.edits) / hours),
             "requests_per_hour": round((len(fake.posts) + len(fake.edits)) / hours),
-            "max_requests_in_5s": window, "violations": len(fake.violations),
+            "max_requests_in_5s": window,
+            "violations": len(fake.violations),
             "wall_s": round(time.perf_counter() - started, 1),
         }
     finally:
@@ -96,8 +105,11 @@ async def main_async(args) -> list[dict]:
     out = []
     for kind in ("busy", "quiet"):
         print(f"simulating {args.seconds:g} s of a {kind} audience ...", file=sys.stderr, flush=True)
-        out.append(await simulate(kind, seconds=args.seconds, round_s=args.round_s, grace_s=args.grace_s,
-                                  update_s=args.update_s))
+        out.append(
+            await simulate(
+                kind, seconds=args.seconds, round_s=args.round_s, grace_s=args.grace_s, update_s=args.update_s
+            )
+        )
     return out
 
 
@@ -114,10 +126,12 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     for r in results:
-        print(f"{r['audience']:>5}: {r['rounds']} rounds of {r['round_s']:g} s in {r['simulated_s'] / 3600:g} h "
-              f"(update_s {r['update_s']:g}): {r['messages_per_hour']} messages + {r['edits_per_hour']} edits "
-              f"= {r['requests_per_hour']} requests an hour per channel; at most {r['max_requests_in_5s']} "
-              f"in any 5 s; {r['violations']} violations ({r['wall_s']} s)")
+        print(
+            f"{r['audience']:>5}: {r['rounds']} rounds of {r['round_s']:g} s in {r['simulated_s'] / 3600:g} h "
+            f"(update_s {r['update_s']:g}): {r['messages_per_hour']} messages + {r['edits_per_hour']} edits "
+            f"= {r['requests_per_hour']} requests an hour per channel; at most {r['max_requests_in_5s']} "
+            f"in any 5 s; {r['violations']} violations ({r['wall_s']} s)"
+        )
 
 
 if __name__ == "__main__":

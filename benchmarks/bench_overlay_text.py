@@ -11,6 +11,7 @@ of `--repeat` runs (the cost itself) and the worst (what a busy machine adds);
 the budget is 2 s for any one input, so that one hostile prompt cannot hold
 the overlay's redraw up for long.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,9 @@ def measure(repeat: int) -> dict:
                 wrap(text, fonts, 30, 500, max_lines)
                 runs.append(time.perf_counter() - t)
             out[f"{name}, {max_lines} line{'s' if max_lines > 1 else ''}"] = {
-                "best_ms": round(min(runs) * 1000, 2), "worst_ms": round(max(runs) * 1000, 2)}
+                "best_ms": round(min(runs) * 1000, 2),
+                "worst_ms": round(max(runs) * 1000, 2),
+            }
     return out
 
 
@@ -50,8 +53,13 @@ def main() -> None:
     args = ap.parse_args()
     figures = measure(args.repeat)
     slowest = max(figures, key=lambda k: figures[k]["worst_ms"])
-    summary = {"inputs": len(figures), "slowest": slowest, **figures[slowest], "budget_ms": BUDGET_S * 1000,
-               "within_budget": figures[slowest]["worst_ms"] < BUDGET_S * 1000}
+    summary = {
+        "inputs": len(figures),
+        "slowest": slowest,
+        **figures[slowest],
+        "budget_ms": BUDGET_S * 1000,
+        "within_budget": figures[slowest]["worst_ms"] < BUDGET_S * 1000,
+    }
     if args.json:
         print(json.dumps({"summary": summary, "per_input": figures}, indent=1))
         return

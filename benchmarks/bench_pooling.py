@@ -12,6 +12,7 @@ rule was written). Uses the real sentence model and WordNet, as a show does.
 Goals (from the issue): >= 85% of rewordings pooled; no opposite, negated or
 role-swapped pair pooled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,10 +80,14 @@ def main() -> None:
         return
     for split in ("dev", "test", "all"):
         f = result[split]
-        print(f"{split:4} {f['pairs']:3} pairs  precision {f['precision']:.3f}  recall {f['recall']:.3f}  " + "  ".join(
-            f"{k} {p}/{n}" for k, (p, n) in f["pooled"].items()))
-    print(f"({len(rows)} pairs, {len({r['a'] for r in rows} | {r['b'] for r in rows})} prompts, "
-          f"{elapsed:.1f} s including the first WordNet reads)")
+        print(
+            f"{split:4} {f['pairs']:3} pairs  precision {f['precision']:.3f}  recall {f['recall']:.3f}  "
+            + "  ".join(f"{k} {p}/{n}" for k, (p, n) in f["pooled"].items())
+        )
+    print(
+        f"({len(rows)} pairs, {len({r['a'] for r in rows} | {r['b'] for r in rows})} prompts, "
+        f"{elapsed:.1f} s including the first WordNet reads)"
+    )
     if args.wrong:
         for r, m, why in decided:
             if m != r["same"]:

@@ -10,6 +10,7 @@ page watching (5 previews a second: a reference kept every sixth frame); the
 budget is 5 us per call, nothing next to a 33 ms frame period. The JPEG
 encode is not on the clock thread and not in these figures.
 """
+
 from __future__ import annotations
 
 import argparse

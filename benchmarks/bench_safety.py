@@ -20,6 +20,7 @@ probe on its sentence embedding) as the pooling worker runs it. Reported
 per category and per world: unsafe prompts that became candidates (goal 0),
 benign prompts refused (goal at most 1%), and what a candidate costs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from streambot.viewer import Viewer  # noqa: E402
 from streambot.audience.moderation import Moderation  # noqa: E402
 from streambot.audience.safety import (  # noqa: E402
-    PROBE_FILE, load_concepts, train_probe,
+    PROBE_FILE,
+    load_concepts,
+    train_probe,
 )
 from streambot.config import ModerationSettings, resolve_world  # noqa: E402
+from streambot.viewer import Viewer  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "safety_prompts.jsonl"
 WORLDS = ("meadow", "war1944")
@@ -57,8 +60,11 @@ def expected_refused(row: dict, world: str) -> bool:
 
 
 def moderation(**kw) -> Moderation:
-    return Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
-                                         global_prompts_per_min=60000, global_burst=10000, **kw))
+    return Moderation(
+        ModerationSettings(
+            viewer_prompts_per_min=600, viewer_burst=100, global_prompts_per_min=60000, global_burst=10000, **kw
+        )
+    )
 
 
 def run_layers(mod: Moderation, rows: list[dict], world: str) -> list[tuple[str, str]]:
@@ -94,8 +100,9 @@ def report(rows: list[dict], mod: Moderation) -> dict:
     result: dict = {"worlds": {}}
     for world in WORLDS:
         outcomes = run_layers(mod, rows, world)
-        per: dict = defaultdict(lambda: {"n": 0, "admitted": 0, "held": 0, "refused": 0, "by": defaultdict(int),
-                                         "wrong": []})
+        per: dict = defaultdict(
+            lambda: {"n": 0, "admitted": 0, "held": 0, "refused": 0, "by": defaultdict(int), "wrong": []}
+        )
         for row, (outcome, layer) in zip(rows, outcomes):
             want = expected_refused(row, world)
             if row["label"] == "benign":
@@ -136,8 +143,16 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
             mod.check_prompt(v, t, 0.0)
         inline.append((time.perf_counter() - t0) / len(texts) * 1e6)
     out = {"inline_us_per_prompt": round(statistics.median(inline), 1)}
-    without = Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100, global_burst=10000,
-                                            global_prompts_per_min=60000, classifier=False, semantic=False))
+    without = Moderation(
+        ModerationSettings(
+            viewer_prompts_per_min=600,
+            viewer_burst=100,
+            global_burst=10000,
+            global_prompts_per_min=60000,
+            classifier=False,
+            semantic=False,
+        )
+    )
     without.safety = None
     base = []
     for _ in range(repeats):
@@ -155,7 +170,7 @@ def costs(rows: list[dict], mod: Moderation, repeats: int = 5) -> dict:
             per = []
             probe = []
             for i in range(0, min(len(clean), 64), batch):
-                chunk = clean[i:i + batch]
+                chunk = clean[i : i + batch]
                 t0 = time.perf_counter()
                 v = embed(chunk)
                 t1 = time.perf_counter()
@@ -193,8 +208,12 @@ def _inline(mod: Moderation, texts: list[str], world: str) -> tuple[np.ndarray, 
 
 def _counts(want: np.ndarray, refuse: np.ndarray, hold: np.ndarray) -> dict:
     admit = ~refuse & ~hold
-    return {"unsafe admitted": int((want & admit).sum()), "benign refused": int((~want & refuse).sum()),
-            "benign held": int((~want & hold).sum()), "unsafe held": int((want & hold).sum())}
+    return {
+        "unsafe admitted": int((want & admit).sum()),
+        "benign refused": int((~want & refuse).sum()),
+        "benign held": int((~want & hold).sum()),
+        "unsafe held": int((want & hold).sum()),
+    }
 
 
 def _cost(n: dict) -> float:
@@ -217,8 +236,9 @@ def choose_band(mass: np.ndarray, refused: np.ndarray, held: np.ndarray, want: n
     return best[1], best[2], best[3]
 
 
-def choose_minor(sexual: np.ndarray, minor: np.ndarray, refuse: np.ndarray, hold: np.ndarray,
-                 want: np.ndarray) -> tuple[float, dict]:
+def choose_minor(
+    sexual: np.ndarray, minor: np.ndarray, refuse: np.ndarray, hold: np.ndarray, want: np.ndarray
+) -> tuple[float, dict]:
     """The sexual share from which a prompt naming a minor is held, with the lowest `COSTS`
     (the lowest such threshold: this is the category that must never air)."""
     best = None
@@ -256,8 +276,11 @@ def _cv_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
             key += "" if r["label"] == "benign" or expected_refused(r, world) else " (allowed)"
             per[key][("admitted", "held", "refused").index(o)] += 1
             per[key][3] += 1
-        print(f"  {world}, dev cross-validated (admitted/held/refused of prompts): "
-              + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]} of {v[3]}" for k, v in sorted(per.items())), file=sys.stderr)
+        print(
+            f"  {world}, dev cross-validated (admitted/held/refused of prompts): "
+            + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]} of {v[3]}" for k, v in sorted(per.items())),
+            file=sys.stderr,
+        )
         for r, o in zip(rows, outs):
             want = expected_refused(r, world)
             if (want and o == "admitted") or (not want and o != "admitted"):
@@ -298,16 +321,23 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
     allowed = {w: frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", [])) for w in WORLDS}
-    split = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(
-        dev_x, dev_labels, near_duplicate_groups(dev_e)))
+    split = list(
+        StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(dev_x, dev_labels, near_duplicate_groups(dev_e))
+    )
     best = None
     runs = []
     for c in (1.0, 3.0, 10.0):
         cv_p = None
         for tr, te in split:
-            probe = train_probe(ex_texts + [dev_texts[i] for i in tr], ex_labels + [dev_labels[i] for i in tr],
-                                np.vstack([ex_x, dev_x[tr]]), c=c, senses=True,
-                                memory=np.vstack([ex_e, dev_e[tr]]), memory_weight=MEMORY_WEIGHT)
+            probe = train_probe(
+                ex_texts + [dev_texts[i] for i in tr],
+                ex_labels + [dev_labels[i] for i in tr],
+                np.vstack([ex_x, dev_x[tr]]),
+                c=c,
+                senses=True,
+                memory=np.vstack([ex_e, dev_e[tr]]),
+                memory_weight=MEMORY_WEIGHT,
+            )
             p = probe.probabilities(dev_x[te])
             cv_p = np.zeros((len(rows), p.shape[1])) if cv_p is None else cv_p
             cv_p[te] = p
@@ -327,9 +357,12 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
         m, n_minor = choose_minor(sexual, minor, *decided[WORLDS[0]], want[WORLDS[0]])
         counts = [_counts(want[w], ref, hold | (~ref & minor & (sexual >= m))) for w, (ref, hold) in decided.items()]
         cost = tuple(sum(n[k] for n in counts) for k in ("unsafe admitted", "benign refused", "benign held"))
-        print(f"  held cost {held_cost}, C={c}: {cost}; " + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}"
-                                                                   for w, (h, r, n) in bands.items())
-              + f"; minors held from sexual {m:.3f} {n_minor}", file=sys.stderr)
+        print(
+            f"  held cost {held_cost}, C={c}: {cost}; "
+            + "; ".join(f"{w} hold {h:.3f} refuse {r:.3f} {n}" for w, (h, r, n) in bands.items())
+            + f"; minors held from sexual {m:.3f} {n_minor}",
+            file=sys.stderr,
+        )
         if best is None or cost < best[0]:
             outcomes = {}
             for w, (ref, hold) in decided.items():
@@ -340,13 +373,27 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     assert best is not None
     _, c, bands, m, outcomes, held_cost = best
     (h, t, _), (h_relaxed, t_relaxed, _) = bands[WORLDS[0]], bands[WORLDS[1]]
-    print(f"chosen by {folds}-fold cross-validation on dev: held cost {held_cost}, C={c}; "
-          f"meadow hold {h:.3f} refuse {t:.3f}; "
-          f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f}; minors held from {m:.3f}", file=sys.stderr)
+    print(
+        f"chosen by {folds}-fold cross-validation on dev: held cost {held_cost}, C={c}; "
+        f"meadow hold {h:.3f} refuse {t:.3f}; "
+        f"war1944 hold {h_relaxed:.3f} refuse {t_relaxed:.3f}; minors held from {m:.3f}",
+        file=sys.stderr,
+    )
     _cv_table(rows, outcomes)
-    probe = train_probe(ex_texts + dev_texts, ex_labels + dev_labels, np.vstack([ex_x, dev_x]), c=c, senses=True,
-                        threshold=t, relaxed_threshold=t_relaxed, hold_threshold=h, relaxed_hold_threshold=h_relaxed,
-                        minor_hold_threshold=m, memory=np.vstack([ex_e, dev_e]), memory_weight=MEMORY_WEIGHT)
+    probe = train_probe(
+        ex_texts + dev_texts,
+        ex_labels + dev_labels,
+        np.vstack([ex_x, dev_x]),
+        c=c,
+        senses=True,
+        threshold=t,
+        relaxed_threshold=t_relaxed,
+        hold_threshold=h,
+        relaxed_hold_threshold=h_relaxed,
+        minor_hold_threshold=m,
+        memory=np.vstack([ex_e, dev_e]),
+        memory_weight=MEMORY_WEIGHT,
+    )
     probe.save(out)
     print(f"wrote {out}", file=sys.stderr)
 
@@ -374,13 +421,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--costs", action="store_true", help="only what the layers cost")
     ap.add_argument("--train", action="store_true", help="retrain the semantic probe, then exit")
-    ap.add_argument("--split", choices=("dev", "test", "all"), default="all",
-                    help="only this half of the set (tune on dev; look at test once)")
-    ap.add_argument("--batch", type=int, action="append",
-                    help="only prompts of this batch (repeatable): the set grew in batches, each written "
-                         "before the layers were changed for it")
-    ap.add_argument("--list-test", action="store_true",
-                    help="also list the test half's mistakes (by default only dev's are shown)")
+    ap.add_argument(
+        "--split",
+        choices=("dev", "test", "all"),
+        default="all",
+        help="only this half of the set (tune on dev; look at test once)",
+    )
+    ap.add_argument(
+        "--batch",
+        type=int,
+        action="append",
+        help="only prompts of this batch (repeatable): the set grew in batches, each written "
+        "before the layers were changed for it",
+    )
+    ap.add_argument(
+        "--list-test", action="store_true", help="also list the test half's mistakes (by default only dev's are shown)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.train:
@@ -388,8 +444,11 @@ def main() -> None:
         return
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    rows = [r for r in load_set() if args.split in ("all", r["split"])
-            and (not args.batch or r.get("batch", 1) in args.batch)]
+    rows = [
+        r
+        for r in load_set()
+        if args.split in ("all", r["split"]) and (not args.batch or r.get("batch", 1) in args.batch)
+    ]
     mod = moderation()
     result = {} if args.costs else report(rows, mod)
     result["costs"] = costs(rows, mod)

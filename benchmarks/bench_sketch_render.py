@@ -8,6 +8,7 @@ machine it is the steadier of the two.
 
     .venv/bin/python benchmarks/bench_sketch_render.py [--frames 150] [--repeats 3] [--preset NAME]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,10 @@ def main() -> None:
         cpus.append(cpu)
         print(f"{name:10s} wall {wall:6.2f} ms/frame (p95 {p95:6.2f}), CPU {cpu:6.2f} ms/frame", flush=True)
     wall, cpu = statistics.mean(walls), statistics.mean(cpus)
-    print(f"{'all':10s} wall {wall:6.2f} ms/frame = {1000 / wall:.1f} fps, CPU {cpu:6.2f} ms/frame "
-          f"= {1000 / cpu:.1f} fps (mean over {len(names)} presets, median of {args.repeats} runs each)")
+    print(
+        f"{'all':10s} wall {wall:6.2f} ms/frame = {1000 / wall:.1f} fps, CPU {cpu:6.2f} ms/frame "
+        f"= {1000 / cpu:.1f} fps (mean over {len(names)} presets, median of {args.repeats} runs each)"
+    )
 
 
 if __name__ == "__main__":

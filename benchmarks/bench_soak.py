@@ -15,6 +15,7 @@ real time), so the soak takes as long as it says. Growth is measured after a
 warm-up (`--warmup-min`, 5 by default): the mean RSS of the first and the
 last two minutes after it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,16 @@ def summarise(samples: list[Sample], warmup_s: float, fps_target: int) -> dict:
         "rss_total_mb": [tot0, tot1],
         "rss_total_growth_pct": round(100 * (tot1 - tot0) / tot0, 2),
         # steady count (the mode) and range: worker threads come and go around a steady set
-        "fds_mode_min_max": [statistics.mode(s.fds for s in after), min(s.fds for s in after),
-                             max(s.fds for s in after)],
-        "threads_mode_min_max": [statistics.mode(s.threads for s in after), min(s.threads for s in after),
-                                 max(s.threads for s in after)],
+        "fds_mode_min_max": [
+            statistics.mode(s.fds for s in after),
+            min(s.fds for s in after),
+            max(s.fds for s in after),
+        ],
+        "threads_mode_min_max": [
+            statistics.mode(s.threads for s in after),
+            min(s.threads for s in after),
+            max(s.threads for s in after),
+        ],
         "fds_first_last": [after[0].fds, after[-1].fds],
         "threads_first_last": [after[0].threads, after[-1].threads],
         "fps_mean": round(statistics.fmean(fps), 3),
@@ -110,20 +117,37 @@ def plot(samples: list[Sample], path: Path, title: str, warmup_s: float, fps_tar
         d.text((wx + 4, y1 - 24), "end of warm-up", fill=(200, 120, 0), font=font)
         d.text((x0, y0 - 22), label, fill="black", font=font)
         for i, (name, color, ys) in enumerate(series):
-            pts = [(x0 + (x1 - x0) * s.t / 60 / t_end, y1 - (y1 - y0) * (min(max(v, lo), hi) - lo) / (hi - lo))
-                   for s, v in zip(samples, ys)]
+            pts = [
+                (x0 + (x1 - x0) * s.t / 60 / t_end, y1 - (y1 - y0) * (min(max(v, lo), hi) - lo) / (hi - lo))
+                for s, v in zip(samples, ys)
+            ]
             d.line(pts, fill=color, width=2)
             d.text((x0 + 10, y0 + 8 + 20 * i), name, fill=color, font=font)
 
     main = [s.rss_mb for s in samples]
     total = [s.rss_total_mb for s in samples]
     lo, hi = min(main) * 0.9, max(total) * 1.05
-    panel(T + 20, [("RSS, broadcast process (MB)", (20, 90, 200), main),
-                   ("RSS, with its child processes (MB)", (120, 60, 160), total)], "memory (MB)", lo, hi)
+    panel(
+        T + 20,
+        [
+            ("RSS, broadcast process (MB)", (20, 90, 200), main),
+            ("RSS, with its child processes (MB)", (120, 60, 160), total),
+        ],
+        "memory (MB)",
+        lo,
+        hi,
+    )
     fps = [s.fps for s in samples]
-    panel(T + 20 + ph + GAP, [("output fps (frames sent per second)", (0, 140, 60), fps),
-                              (f"target: {fps_target} fps", (200, 0, 0), [fps_target] * len(samples))],
-          "frames per second", 0, max(35.0, max(fps) * 1.05))
+    panel(
+        T + 20 + ph + GAP,
+        [
+            ("output fps (frames sent per second)", (0, 140, 60), fps),
+            (f"target: {fps_target} fps", (200, 0, 0), [fps_target] * len(samples)),
+        ],
+        "frames per second",
+        0,
+        max(35.0, max(fps) * 1.05),
+    )
     d.text((W - R - 110, H - 22), "minutes on air", fill="black", font=font)
     img.save(path)
 
@@ -133,22 +157,37 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--warmup-min", type=float, default=5.0)
     ap.add_argument("--chat-rate", type=float, default=200.0, help="chat messages a second")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "soak",
-                    help="writes OUT.json (summary and samples) and OUT.png (the plot)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "benchmarks" / "soak",
+        help="writes OUT.json (summary and samples) and OUT.png (the plot)",
+    )
     ap.add_argument("--config", type=Path, help="a settings file (default: the defaults `run` uses)")
     a = ap.parse_args()
     settings = load_settings(a.config)
-    live = LiveShow(settings, a.minutes * 60, chat_per_s=a.chat_rate, chat=make_messages(20_000, seed=7),
-                    progress=sys.stderr.isatty())
+    live = LiveShow(
+        settings,
+        a.minutes * 60,
+        chat_per_s=a.chat_rate,
+        chat=make_messages(20_000, seed=7),
+        progress=sys.stderr.isatty(),
+    )
     figures = live.run()
     summary = summarise(live.samples, a.warmup_min * 60, settings.stream.fps)
     summary["chat_per_s"] = round(figures["chat_messages"] / figures["seconds"], 1)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps(
-        {"summary": summary, "run": figures, "samples": [s.__dict__ for s in live.samples]}, indent=None))
-    plot(live.samples, a.out.with_suffix(".png"),
-         f"streambot soak: {a.minutes:.0f} min, chat {a.chat_rate:.0f} msg/s, console previewing, "
-         f"{settings.stream.size} at {settings.stream.fps} fps", a.warmup_min * 60, settings.stream.fps)
+    a.out.with_suffix(".json").write_text(
+        json.dumps({"summary": summary, "run": figures, "samples": [s.__dict__ for s in live.samples]}, indent=None)
+    )
+    plot(
+        live.samples,
+        a.out.with_suffix(".png"),
+        f"streambot soak: {a.minutes:.0f} min, chat {a.chat_rate:.0f} msg/s, console previewing, "
+        f"{settings.stream.size} at {settings.stream.fps} fps",
+        a.warmup_min * 60,
+        settings.stream.fps,
+    )
     print(json.dumps({"summary": summary, "run": figures}, indent=2))
 
 

@@ -12,6 +12,7 @@ rendering each note the first time) and over its second half (steady state,
 notes cached). The same audio goes through the broadcast's AAC encoder into a
 Matroska file, and FFmpeg's ebur128 filter measures the decoded recording.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,12 +38,30 @@ TICK = 1600  # samples per video frame at 30 fps
 
 
 def ebur128(path: Path) -> dict[str, float]:
-    r = subprocess.run(["ffmpeg", "-nostats", "-hide_banner", "-i", str(path), "-filter_complex",
-                        "ebur128=peak=true", "-f", "null", "-"], capture_output=True, text=True, check=True)
-    s = r.stderr[r.stderr.rindex("Summary:"):]
+    r = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostats",
+            "-hide_banner",
+            "-i",
+            str(path),
+            "-filter_complex",
+            "ebur128=peak=true",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    s = r.stderr[r.stderr.rindex("Summary:") :]
     grab = lambda pattern: float(re.search(pattern, s).group(1))  # noqa: E731
-    return {"integrated_lufs": grab(r"I:\s+(-?[\d.]+) LUFS"), "lra_lu": grab(r"LRA:\s+(-?[\d.]+) LU"),
-            "true_peak_dbtp": grab(r"Peak:\s+(-?[\d.]+) dBFS")}
+    return {
+        "integrated_lufs": grab(r"I:\s+(-?[\d.]+) LUFS"),
+        "lra_lu": grab(r"LRA:\s+(-?[\d.]+) LU"),
+        "true_peak_dbtp": grab(r"Peak:\s+(-?[\d.]+) dBFS"),
+    }
 
 
 def bench_preset(spec, seconds: float, folder: Path) -> dict:
@@ -66,7 +85,7 @@ def bench_preset(spec, seconds: float, folder: Path) -> dict:
         stream = out.add_stream_from_template(encoder.audio_stream)
         x = np.concatenate(audio, axis=1)
         for i in range(0, x.shape[1] - TICK + 1, TICK):
-            for p in encoder.encode_audio(x[:, i:i + TICK]):
+            for p in encoder.encode_audio(x[:, i : i + TICK]):
                 p.stream = stream
                 out.mux(p)
         for p in encoder.audio_stream.encode(None):
@@ -76,7 +95,8 @@ def bench_preset(spec, seconds: float, folder: Path) -> dict:
     half = blocks // 2
     block_s = BLOCK / 48_000
     return {
-        "preset": spec.name, "style": music_of(spec).style,
+        "preset": spec.name,
+        "style": music_of(spec).style,
         "cpu_percent_of_one_core": round(100 * sum(cpu) / (blocks * block_s), 2),
         "cpu_percent_steady": round(100 * sum(cpu[half:]) / ((blocks - half) * block_s), 2),
         "worst_block_ms": round(1000 * max(cpu[10:]), 1),
@@ -101,9 +121,11 @@ def main() -> None:
     print("| preset | style | CPU, whole run | CPU, steady | worst block | integrated (FFmpeg) | LRA | true peak |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['preset']} | {r['style']} | {r['cpu_percent_of_one_core']:.2f} % "
-              f"| {r['cpu_percent_steady']:.2f} % | {r['worst_block_ms']:.0f} ms | {r['integrated_lufs']:.1f} LUFS | {r['lra_lu']:.1f} LU "
-              f"| {r['true_peak_dbtp']:.1f} dBTP |")
+        print(
+            f"| {r['preset']} | {r['style']} | {r['cpu_percent_of_one_core']:.2f} % "
+            f"| {r['cpu_percent_steady']:.2f} % | {r['worst_block_ms']:.0f} ms | {r['integrated_lufs']:.1f} LUFS | {r['lra_lu']:.1f} LU "
+            f"| {r['true_peak_dbtp']:.1f} dBTP |"
+        )
 
 
 if __name__ == "__main__":

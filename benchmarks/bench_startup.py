@@ -10,6 +10,7 @@ file cache stays warm, as it does for a streamer who runs it twice).
 
     .venv/bin/python benchmarks/bench_startup.py --runs 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,8 @@ def has_picture(path: Path) -> bool:
     pos = struct.unpack(">I", data[5:9])[0] + 4
     while pos + 11 <= len(data):
         kind = data[pos] & 0x1F
-        size = int.from_bytes(data[pos + 1:pos + 4], "big")
-        body = data[pos + 11:pos + 11 + size]
+        size = int.from_bytes(data[pos + 1 : pos + 4], "big")
+        body = data[pos + 11 : pos + 11 + size]
         if len(body) < size:
             return False
         # video tag, codec 7 (AVC), AVCPacketType 1: NAL units (a picture)
@@ -54,14 +55,29 @@ def has_picture(path: Path) -> bool:
 def one_run(server: RtmpServer, name: str, extra: list[str], timeout: float, root: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="streambot-startup-") as d:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMBOT_", "TWITCH_"))}
-        env.update(XDG_STATE_HOME=f"{d}/state", XDG_CONFIG_HOME=f"{d}/config", XDG_DATA_HOME=f"{d}/data",
-                   PYTHONUNBUFFERED="1")
+        env.update(
+            XDG_STATE_HOME=f"{d}/state", XDG_CONFIG_HOME=f"{d}/config", XDG_DATA_HOME=f"{d}/data", PYTHONUNBUFFERED="1"
+        )
         before = set(server.recordings)
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streambot.cli", "run", "--output", server.url(name), "--chat", "none",
-             "--console", "127.0.0.1:0", *extra],
-            cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "streambot.cli",
+                "run",
+                "--output",
+                server.url(name),
+                "--chat",
+                "none",
+                "--console",
+                "127.0.0.1:0",
+                *extra,
+            ],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=open(f"{d}/stderr.txt", "w"),
         )
         first = None
@@ -90,8 +106,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    ap.add_argument("--root", type=Path, default=ROOT,
-                    help="the checkout whose `streambot run` is timed (another one: a before/after comparison)")
+    ap.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose `streambot run` is timed (another one: a before/after comparison)",
+    )
     ap.add_argument("args", nargs="*", help="extra arguments for `streambot run` (after --)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="streambot-startup-nginx-") as d:
@@ -102,12 +122,20 @@ def main() -> None:
             for k in range(a.runs):
                 r = one_run(server, f"startup{k}", a.args, a.timeout, a.root)
                 times.append(r["first_frame_s"])
-                print(f"run {k + 1}/{a.runs}: first picture on the server after {r['first_frame_s']:.2f} s",
-                      file=sys.stderr)
+                print(
+                    f"run {k + 1}/{a.runs}: first picture on the server after {r['first_frame_s']:.2f} s",
+                    file=sys.stderr,
+                )
         finally:
             server.stop()
-    out = {"runs": a.runs, "first_frame_s": times, "median_s": round(statistics.median(times), 2),
-           "min_s": min(times), "max_s": max(times), "cpu_count": os.cpu_count()}
+    out = {
+        "runs": a.runs,
+        "first_frame_s": times,
+        "median_s": round(statistics.median(times), 2),
+        "min_s": min(times),
+        "max_s": max(times),
+        "cpu_count": os.cpu_count(),
+    }
     print(json.dumps(out) if a.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
 
 

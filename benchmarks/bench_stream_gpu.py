@@ -17,6 +17,7 @@ Goal on one H100: >= 60 fps with SD-Turbo, one step, fp16, no compile; >= 100 fp
 with torch.compile and CUDA graphs. Random weights run the same FLOPs as real
 ones; only the similarity filter's skip rate depends on the picture.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,12 +40,19 @@ from streambot.world.stream_models import load_models, random_models  # noqa: E4
 from streambot.worldspec import WorldSpec  # noqa: E402
 
 SPEC = WorldSpec(
-    "meadow", "Endless Valley", "A wide green valley.", "painterly landscape, soft light, wide shot",
+    "meadow",
+    "Endless Valley",
+    "A wide green valley.",
+    "painterly landscape, soft light, wide shot",
     ("morning mist lifts off the river",),
 )
 PROMPTS = [
-    "a flock of birds crosses the valley", "clouds gather over the mountains", "a light summer rain falls",
-    "golden hour over the hills", "a clear night full of stars and fireflies", "a red hot air balloon rises",
+    "a flock of birds crosses the valley",
+    "clouds gather over the mountains",
+    "a light summer rain falls",
+    "golden hour over the hills",
+    "a clear night full of stars and fireflies",
+    "a red hot air balloon rises",
 ]
 
 # name -> settings; each adds one switch to a baseline so its gain can be read off.
@@ -104,7 +112,7 @@ def bench_one(models, name: str, options: dict, args, device: torch.device) -> d
 
     # prompt change: from steer() to the first frame rendered under it (a prompt never seen before)
     latencies, cached = [], []
-    for i, prompt in enumerate(PROMPTS):
+    for prompt in PROMPTS:
         for store in (latencies, cached):  # the second time round, the embedding is cached
             gen = world.steer(Direction(prompt, f"{prompt}, {SPEC.style}"), transition_s=0.5)
             t = time.perf_counter()
@@ -157,8 +165,11 @@ def main() -> int:
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("No CUDA GPU is available; run on a GPU machine, or add --device cpu --tiny --random-weights "
-              "for a dry run of this script.", file=sys.stderr)
+        print(
+            "No CUDA GPU is available; run on a GPU machine, or add --device cpu --tiny --random-weights "
+            "for a dry run of this script.",
+            file=sys.stderr,
+        )
         return 2
     names = list(COMBOS) if args.combos == "all" else [n.strip() for n in args.combos.split(",")]
     unknown = [n for n in names if n not in COMBOS]
@@ -171,13 +182,9 @@ def main() -> int:
     t0 = time.perf_counter()
     try:
         if args.random_weights:
-            models = random_models(
-                "tiny" if args.tiny else "full", tokenizer_dir=tempfile.mkdtemp(), device=device
-            )
+            models = random_models("tiny" if args.tiny else "full", tokenizer_dir=tempfile.mkdtemp(), device=device)
         else:
-            models = load_models(
-                args.model, args.vae, device=device, dtype=torch.float16, offline=not args.online
-            )
+            models = load_models(args.model, args.vae, device=device, dtype=torch.float16, offline=not args.online)
     except WorldError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -203,15 +210,19 @@ def main() -> int:
         print(json.dumps(r), flush=True)
 
     print(f"\n{args.size}x{args.size}, {header['device']}, {models.name}, {args.frames} frames")
-    print("| switches | fps (painted) | skipped | p50 ms | p95 ms | first frame s | prompt change ms (new / cached) | active |")
+    print(
+        "| switches | fps (painted) | skipped | p50 ms | p95 ms | first frame s | prompt change ms (new / cached) | active |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
         if "error" in r:
             print(f"| {r['combo']} | error: {r['error'][:80]} | | | | | | |")
             continue
         on = ",".join(k for k, v in r["active"].items() if v) or "-"
-        print(f"| {r['combo']} | {r['fps']:.1f} | {r['skipped']} | {r['frame_ms_p50']:.2f} | {r['frame_ms_p95']:.2f} | "
-              f"{r['first_frame_s']:.1f} | {r['prompt_change_ms_new']:.1f} / {r['prompt_change_ms_cached']:.1f} | {on} |")
+        print(
+            f"| {r['combo']} | {r['fps']:.1f} | {r['skipped']} | {r['frame_ms_p50']:.2f} | {r['frame_ms_p95']:.2f} | "
+            f"{r['first_frame_s']:.1f} | {r['prompt_change_ms_new']:.1f} / {r['prompt_change_ms_cached']:.1f} | {on} |"
+        )
     by = {r["combo"]: r for r in results if "error" not in r}
     if device.type == "cuda" and args.size == 512 and not args.tiny:
         eager = by.get("fp16+cl+qkv", {}).get("fps")

@@ -13,6 +13,7 @@ tests use (tests/twitch_fake.py), `--repeat` times each, wall-clock:
 3. retry_ms: the same with the reset 1 s away, until the retried reply is
    sent (about 1 s: Twitch's own pacing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     runs = [run_once() for _ in range(args.repeat)]
-    figures = {k: {"median": round(statistics.median(r[k] for r in runs), 1), "max": round(max(r[k] for r in runs), 1)}
-               for k in runs[0]}
+    figures = {
+        k: {"median": round(statistics.median(r[k] for r in runs), 1), "max": round(max(r[k] for r in runs), 1)}
+        for k in runs[0]
+    }
     figures["budget_ms"] = {"renew_ms": 10_000, "drop_ms": 5_000}
     print(json.dumps(figures, indent=1 if args.json else None))
 

@@ -16,6 +16,7 @@ the judder of the paced frames.
 Goal on one H100: >= 20 fps at 832x480, and a prompt switch visible within 1 s.
 Random weights run the same FLOPs as real ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,19 @@ from streambot.world.video_settings import VideoWorldSettings  # noqa: E402
 from streambot.worldspec import WorldSpec  # noqa: E402
 
 SPEC = WorldSpec(
-    "meadow", "Endless Valley", "A wide green valley.", "cinematic, soft light, wide shot",
+    "meadow",
+    "Endless Valley",
+    "A wide green valley.",
+    "cinematic, soft light, wide shot",
     ("morning mist lifts off the river",),
 )
 PROMPTS = [
-    "a flock of birds crosses the valley", "clouds gather over the mountains", "a light summer rain falls",
-    "golden hour over the hills", "a clear night full of stars and fireflies", "a red hot air balloon rises",
+    "a flock of birds crosses the valley",
+    "clouds gather over the mountains",
+    "a light summer rain falls",
+    "golden hour over the hills",
+    "a clear night full of stars and fireflies",
+    "a red hot air balloon rises",
 ]
 OUTPUT_FPS = 30
 
@@ -129,7 +137,7 @@ def on_air(world: VideoWorld, seconds: float) -> dict:
     runner.start()
     clock.start(first_frame_timeout=600)
     steers = []
-    for i, prompt in enumerate(PROMPTS):
+    for prompt in PROMPTS:
         if clock.done.wait(2.0):
             break
         gen = world.steer(styled(prompt))
@@ -182,23 +190,29 @@ def main() -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)  # more threads than free cores make a busy CPU far slower
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("No CUDA GPU is available; run on a GPU machine, or add --device cpu --tiny --random-weights "
-              "for a dry run of this script.", file=sys.stderr)
+        print(
+            "No CUDA GPU is available; run on a GPU machine, or add --device cpu --tiny --random-weights "
+            "for a dry run of this script.",
+            file=sys.stderr,
+        )
         return 2
     if args.tiny and not args.random_weights:
         print("--tiny builds the test-size models: add --random-weights.", file=sys.stderr)
         return 2
     resolution = args.resolution or ("64x64" if args.tiny else "832x480")
     settings = VideoWorldSettings(
-        resolution=resolution, steps=args.steps, device=str(device),
+        resolution=resolution,
+        steps=args.steps,
+        device=str(device),
         max_sequence_length=16 if args.tiny else 512,
     )
     dtype = resolve_dtype(settings.dtype, device)
     t0 = time.perf_counter()
     try:
         if args.random_weights:
-            models = random_models("tiny" if args.tiny else "full", tokenizer_dir=tempfile.mkdtemp(),
-                                   device=device, dtype=dtype)
+            models = random_models(
+                "tiny" if args.tiny else "full", tokenizer_dir=tempfile.mkdtemp(), device=device, dtype=dtype
+            )
         else:
             models = load_models(args.model, device=device, dtype=dtype, offline=not args.online)
     except WorldError as e:
@@ -227,20 +241,26 @@ def main() -> int:
 
     print(f"\n{resolution}, {header['device']}, {models.name}, {args.steps} steps, {args.frames} pictures")
     p50 = result["chunk_ms_p50"]
-    print(f"fps {result['fps']:.1f} (chunk of {result['pictures_per_chunk']}: "
-          f"p50 {'n/a' if p50 is None else f'{p50:.0f} ms'})"
-          f" | first chunk {result['first_chunk_s']:.2f} s | prompt switch {result['prompt_switch_s']:.2f} s"
-          f" (cached prompt {result['prompt_switch_cached_s']:.2f} s) | peak {result['peak_memory_mb']:.0f} MB")
+    print(
+        f"fps {result['fps']:.1f} (chunk of {result['pictures_per_chunk']}: "
+        f"p50 {'n/a' if p50 is None else f'{p50:.0f} ms'})"
+        f" | first chunk {result['first_chunk_s']:.2f} s | prompt switch {result['prompt_switch_s']:.2f} s"
+        f" (cached prompt {result['prompt_switch_cached_s']:.2f} s) | peak {result['peak_memory_mb']:.0f} MB"
+    )
     if args.on_air > 0:
         p2p = result["prompt_to_pixel_s"]
-        print(f"on air: {result['output_fps']:.1f} fps out, prompt-to-pixel "
-              f"{'n/a' if p2p is None else f'{p2p:.2f} s'}, judder {result['judder_spread']:.3f}, "
-              f"longest still {result['longest_still_ticks']} ticks, {result['repeated_frames']} repeated, "
-              f"playing at {result['playback_fps']:.1f} fps")
+        print(
+            f"on air: {result['output_fps']:.1f} fps out, prompt-to-pixel "
+            f"{'n/a' if p2p is None else f'{p2p:.2f} s'}, judder {result['judder_spread']:.3f}, "
+            f"longest still {result['longest_still_ticks']} ticks, {result['repeated_frames']} repeated, "
+            f"playing at {result['playback_fps']:.1f} fps"
+        )
     if device.type == "cuda" and not args.tiny and resolution == "832x480":
         print(f"goal >= 20 fps: {'met' if result['fps'] >= 20 else 'NOT met'} ({result['fps']:.1f})")
-        print(f"goal prompt switch visible within 1 s: {'met' if result['prompt_switch_s'] <= 1 else 'NOT met'} "
-              f"({result['prompt_switch_s']:.2f} s)")
+        print(
+            f"goal prompt switch visible within 1 s: {'met' if result['prompt_switch_s'] <= 1 else 'NOT met'} "
+            f"({result['prompt_switch_s']:.2f} s)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"header": header, **result}, indent=2))

@@ -21,6 +21,7 @@ over audio duration. Runs alternate path and bare call; medians.
 
 Target (from the issue): < 1.0 s for a 3 s utterance on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,10 @@ import numpy as np  # noqa: E402
 
 from streambot.audience.discord_receive import OPUS_SILENCE, VoiceSink  # noqa: E402
 from streambot.audience.events import Audience  # noqa: E402
-from streambot.viewer import Viewer  # noqa: E402
 from streambot.audience.moderation import Moderation  # noqa: E402
 from streambot.audience.voice import SAMPLE_RATE, Transcriber, VoiceService, VoiceWorker, decode  # noqa: E402
 from streambot.config import ModerationSettings, VotingSettings  # noqa: E402
+from streambot.viewer import Viewer  # noqa: E402
 from streambot.voting import VotingEngine  # noqa: E402
 
 PHRASE = "prompt: a patrol finds the soldier"
@@ -81,8 +82,12 @@ async def one_run(transcriber: Transcriber, frames: list[bytes], n: int) -> dict
 
     def on_utterance(user_id, audio, ended_at):
         cut.append(audio)
-        service.hear(viewer, audio, ended_at, done=lambda heard, reply: got.done() or got.set_result(
-            (time.perf_counter(), heard, reply)))
+        service.hear(
+            viewer,
+            audio,
+            ended_at,
+            done=lambda heard, reply: got.done() or got.set_result((time.perf_counter(), heard, reply)),
+        )
 
     sink = VoiceSink(on_utterance, idle_s=10.0, clock=time.perf_counter)
     for frame in frames:  # the speech: its segmentation work is paid as it arrives
@@ -95,15 +100,26 @@ async def one_run(transcriber: Transcriber, frames: list[bytes], n: int) -> dict
     sink.cleanup()
     service.close()
     assert reply is not None and reply.kind == "new", (heard.command, reply)
-    return {"latency_s": done_at - end, "transcribe_s": heard.transcribe_s, "audio_s": cut[0].size / SAMPLE_RATE,
-            "audio": cut[0], "text": heard.command.text}
+    return {
+        "latency_s": done_at - end,
+        "transcribe_s": heard.transcribe_s,
+        "audio_s": cut[0].size / SAMPLE_RATE,
+        "audio": cut[0],
+        "text": heard.command.text,
+    }
 
 
 def bare(transcriber: Transcriber, audio: np.ndarray) -> float:
     start = time.perf_counter()
     segments, _ = transcriber.model.transcribe(
-        audio, language="en", beam_size=transcriber.beam_size, without_timestamps=True,
-        condition_on_previous_text=False, vad_filter=True, hotwords=transcriber.hotwords)
+        audio,
+        language="en",
+        beam_size=transcriber.beam_size,
+        without_timestamps=True,
+        condition_on_previous_text=False,
+        vad_filter=True,
+        hotwords=transcriber.hotwords,
+    )
     list(segments)
     return time.perf_counter() - start
 
@@ -128,8 +144,12 @@ def main() -> None:
     bare_s = statistics.median(bares)
     audio_s = statistics.median(r["audio_s"] for r in rows)
     out = {
-        "phrase": PHRASE, "heard": rows[-1]["text"], "spoken_s": round(said.size / SAMPLE_RATE, 2),
-        "utterance_s": round(audio_s, 2), "runs": args.runs, "cores": len(cores),
+        "phrase": PHRASE,
+        "heard": rows[-1]["text"],
+        "spoken_s": round(said.size / SAMPLE_RATE, 2),
+        "utterance_s": round(audio_s, 2),
+        "runs": args.runs,
+        "cores": len(cores),
         "end_to_candidate_s_median": round(latency, 3),
         "end_to_candidate_s_max": round(max(r["latency_s"] for r in rows), 3),
         "transcribe_s_median": round(statistics.median(r["transcribe_s"] for r in rows), 3),

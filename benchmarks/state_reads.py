@@ -9,6 +9,7 @@ JSON line.
 
     .venv/bin/python benchmarks/state_reads.py --seconds 20 --pages 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,14 +42,21 @@ async def measure(seconds: float, pages: int) -> dict:
     VotingEngine.snapshot = counted  # type: ignore[method-assign]
     tmp = Path(tempfile.mkdtemp(prefix="state-reads-"))
     os.environ["XDG_DATA_HOME"], os.environ["XDG_CONFIG_HOME"] = str(tmp / "data"), str(tmp / "config")
-    settings = load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "world": {"sketch": {"embedder": None}},
-        "voting": {"pool_embeddings": False, "timeline": str(tmp / "timeline.sqlite3")},
-        "moderation": {"classifier": False, "semantic": False},
-    })
-    show = Show(settings, resolve_world(settings.world.preset), build_world(settings),
-                ShowOptions(outputs=[str(tmp / "out.flv")], chat_source=None))
+    settings = load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "world": {"sketch": {"embedder": None}},
+            "voting": {"pool_embeddings": False, "timeline": str(tmp / "timeline.sqlite3")},
+            "moderation": {"classifier": False, "semantic": False},
+        },
+    )
+    show = Show(
+        settings,
+        resolve_world(settings.world.preset),
+        build_world(settings),
+        ShowOptions(outputs=[str(tmp / "out.flv")], chat_source=None),
+    )
     await asyncio.to_thread(show.open)
     running = asyncio.create_task(show.run())
     tokens = Tokens.generate()
@@ -76,7 +84,8 @@ async def measure(seconds: float, pages: int) -> dict:
     wall = time.monotonic() - t0
     cpu = sum(proc.cpu_times()[:2]) - cpu0
     out = {
-        "seconds": round(wall, 1), "pages": pages,
+        "seconds": round(wall, 1),
+        "pages": pages,
         "snapshot_reads_per_s": round((reads - reads0) / wall, 2),
         "state_messages_per_page_per_s": round((received["state"] - got0["state"]) / wall / max(1, pages), 2),
         "overlay_messages_per_s": round((received["overlay"] - got0["overlay"]) / wall, 2),

@@ -11,12 +11,12 @@ attention (2 FLOPs per multiply-add) and ignores element-wise work.
 --verify also counts the tiny test model both on the meta device and for real
 on the CPU, to show that the meta count is the real one.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -139,9 +139,7 @@ def main() -> None:
             "taesd_encode": enc / 1e9,
             "openclip_vit_h_text_per_prompt": text / 1e9,
         },
-        "per_frame": [
-            {"setup": name, "tflop": f / 1e12, "ceiling_fps": peak / f} for name, f in rows
-        ],
+        "per_frame": [{"setup": name, "tflop": f / 1e12, "ceiling_fps": peak / f} for name, f in rows],
         "streamdiffusion": [
             dict(r, implied_tflops=r["fps"] * (unet1 + dec + (enc if "img2img" in r["setup"] else 0)) / 1e12)
             for r in STREAMDIFFUSION
@@ -161,8 +159,10 @@ def main() -> None:
     print("\nStreamDiffusion's published figures, and the compute they imply:")
     for r in result["streamdiffusion"]:
         util = r["implied_tflops"] / RTX4090_FP16_TFLOPS
-        print(f"  {r['setup']}: {r['fps']:.1f} fps = {r['implied_tflops']:.0f} TFLOP/s "
-              f"({util:.0%} of the 4090's {RTX4090_FP16_TFLOPS:.0f} dense fp16)")
+        print(
+            f"  {r['setup']}: {r['fps']:.1f} fps = {r['implied_tflops']:.0f} TFLOP/s "
+            f"({util:.0%} of the 4090's {RTX4090_FP16_TFLOPS:.0f} dense fp16)"
+        )
     if args.verify:
         print(f"\nmeta count == real CPU count on the tiny model: {result['verify_tiny_meta_vs_cpu']}")
     if args.json:

@@ -13,6 +13,7 @@ model painted are counted; a frame the similarity filter skipped is reported apa
 
     .venv/bin/python benchmarks/stream_overhead.py [--frames 300] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,7 @@ def seam_sized_models(tokenizer_dir: str) -> StreamModels:
 
     torch.manual_seed(0)
     tok = tiny_tokenizer(tokenizer_dir)
-    te_cfg = dict(TINY_TEXT_ENCODER, hidden_size=1024, num_attention_heads=16, num_hidden_layers=1,
-                  vocab_size=len(tok))
+    te_cfg = dict(TINY_TEXT_ENCODER, hidden_size=1024, num_attention_heads=16, num_hidden_layers=1, vocab_size=len(tok))
     return StreamModels(
         unet=UNet2DConditionModel(**dict(TINY_UNET, cross_attention_dim=1024)).eval(),
         vae=AutoencoderTiny(**TINY_TAESD).eval(),

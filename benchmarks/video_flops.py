@@ -15,6 +15,7 @@ window has filled (steady state).
 Published figures are listed beside ours: Self-Forcing and LongLive run the
 same Wan 2.1 1.3B backbone at 832x480 on one H100.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ from streambot.world.video_settings import VideoWorldSettings  # noqa: E402
 H100_BF16_TFLOPS = 790.0  # dense bf16 matmul, measured on the project's H100 machines (as stream_flops.py)
 
 PUBLISHED = [
-    {"setup": "Self-Forcing, Wan 2.1 1.3B, 832x480, chunks of 3 latent frames, 4 steps, one H100",
-     "fps": 17.0, "first_frame_s": 0.69},
+    {
+        "setup": "Self-Forcing, Wan 2.1 1.3B, 832x480, chunks of 3 latent frames, 4 steps, one H100",
+        "fps": 17.0,
+        "first_frame_s": 0.69,
+    },
     {"setup": "LongLive, Wan 2.1 1.3B, 832x480, one H100", "fps": 20.7, "first_frame_s": None},
     {"setup": "Krea Realtime, Wan 2.1 14B, one B200", "fps": 11.0, "first_frame_s": None},
 ]
@@ -52,12 +56,19 @@ def steady_counts(layers: int, settings: VideoWorldSettings) -> dict:
     """FLOPs of one steady-state chunk, its decode, and a re-cache, with `layers` blocks."""
     from streambot.world.video_engine import VideoEngine
 
-    models = random_models("full", tokenizer_dir=tempfile.mkdtemp(), device="meta", dtype=torch.bfloat16,
-                           transformer={"num_layers": layers})
+    models = random_models(
+        "full",
+        tokenizer_dir=tempfile.mkdtemp(),
+        device="meta",
+        dtype=torch.bfloat16,
+        transformer={"num_layers": layers},
+    )
     # UMT5 is counted on its own (main); inside the loop only the shape of its output matters
     text_dim = models.transformer.config.text_dim
     models.pipeline.encode_prompt = lambda prompt, **kw: (
-        torch.zeros((1, kw["max_sequence_length"], text_dim), device="meta", dtype=torch.bfloat16), None)
+        torch.zeros((1, kw["max_sequence_length"], text_dim), device="meta", dtype=torch.bfloat16),
+        None,
+    )
     engine = VideoEngine(models, settings, device=torch.device("meta"))
     engine.prepare("a wide green valley", 0)
     fill = 1 + settings.sink_chunks + settings.window_chunks + engine.full_slots  # then every chunk is alike
@@ -109,8 +120,8 @@ def main() -> int:
     per_frame = (chunk + decode) / pictures
     result = {
         "config": f"AnyFlow-FAR Wan2.1 1.3B, {settings.resolution}, {settings.steps} steps, "
-                  f"chunks of {settings.chunk_frames} latent frames ({pictures} pictures), window "
-                  f"{one['window_frames']} latent frames",
+        f"chunks of {settings.chunk_frames} latent frames ({pictures} pictures), window "
+        f"{one['window_frames']} latent frames",
         "transformer_tflop_per_chunk": chunk / 1e12,
         "transformer_passes_per_chunk": one["passes_per_chunk"],
         "vae_decode_tflop_per_chunk": decode / 1e12,
@@ -122,19 +133,27 @@ def main() -> int:
         "ceiling_fps": args.peak_tflops * 1e12 / per_frame,
         "recache_ceiling_ms": recache / (args.peak_tflops * 1e12) * 1e3,
         "published": [
-            {**p, "share_of_peak_at_our_flops": (p["fps"] * per_frame / (args.peak_tflops * 1e12))
-             if "H100" in p["setup"] else None}
+            {
+                **p,
+                "share_of_peak_at_our_flops": (p["fps"] * per_frame / (args.peak_tflops * 1e12))
+                if "H100" in p["setup"]
+                else None,
+            }
             for p in PUBLISHED
         ],
         "count_s": time.perf_counter() - t0,
     }
     print(json.dumps(result, indent=2))
     print(f"\n{result['config']}")
-    print(f"transformer {chunk / 1e12:.1f} TFLOP a chunk ({one['passes_per_chunk']} passes) + VAE decode "
-          f"{decode / 1e12:.1f} TFLOP = {per_frame / 1e12:.2f} TFLOP per frame "
-          f"-> ceiling {result['ceiling_fps']:.1f} fps at {args.peak_tflops:.0f} TFLOP/s")
-    print(f"a prompt switch: re-cache {recache / 1e12:.1f} TFLOP ({result['recache_ceiling_ms']:.0f} ms at peak), "
-          f"UMT5-XXL {text / 1e12:.2f} TFLOP for a new prompt")
+    print(
+        f"transformer {chunk / 1e12:.1f} TFLOP a chunk ({one['passes_per_chunk']} passes) + VAE decode "
+        f"{decode / 1e12:.1f} TFLOP = {per_frame / 1e12:.2f} TFLOP per frame "
+        f"-> ceiling {result['ceiling_fps']:.1f} fps at {args.peak_tflops:.0f} TFLOP/s"
+    )
+    print(
+        f"a prompt switch: re-cache {recache / 1e12:.1f} TFLOP ({result['recache_ceiling_ms']:.0f} ms at peak), "
+        f"UMT5-XXL {text / 1e12:.2f} TFLOP for a new prompt"
+    )
     for p in result["published"]:
         share = p["share_of_peak_at_our_flops"]
         print(f"  {p['setup']}: {p['fps']} fps" + (f" = {share:.0%} of peak at these FLOPs" if share else ""))

@@ -14,6 +14,7 @@
 
     .venv/bin/python benchmarks/video_overhead.py [--chunks 40] [--threads 1] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -174,14 +175,16 @@ def judder(chunk: int = 12, source_fps: float = 16, output_fps: int = 30, second
             ("pacer, cross-fade", lambda: FramePacer(Pacing(source_fps, chunk, blend=True), output_fps)),
         ):
             buffer = make()
-            shown = play(buffer, chunk, ticks_per_chunk, ticks)[5 * output_fps:]  # after the pace is found
-            rows.append({
-                "model_speed": speed,
-                "buffer": name,
-                "judder_spread": change_spread(shown),
-                "longest_still_ticks": longest_still(shown),
-                "playback_fps": getattr(buffer, "rate", None) and buffer.rate * output_fps,
-            })
+            shown = play(buffer, chunk, ticks_per_chunk, ticks)[5 * output_fps :]  # after the pace is found
+            rows.append(
+                {
+                    "model_speed": speed,
+                    "buffer": name,
+                    "judder_spread": change_spread(shown),
+                    "longest_still_ticks": longest_still(shown),
+                    "playback_fps": getattr(buffer, "rate", None) and buffer.rate * output_fps,
+                }
+            )
     return rows
 
 
@@ -196,18 +199,24 @@ def main() -> int:
     result = {"loop": loop_overhead(args.chunks, args.resolution), "pacer": pacer_cost(), "judder": judder()}
     print(json.dumps(result, indent=2))
     lo = result["loop"]
-    print(f"\nloop per chunk (tiny model, {lo['resolution']}, {lo['steps']} steps, CPU, {args.threads} thread): "
-          f"p50 {lo['chunk_loop_ms_p50']:.1f} ms, p95 {lo['chunk_loop_ms_p95']:.1f} ms; decode {lo['decode_ms_p50']:.1f} ms; "
-          f"{lo['passes_per_chunk']} passes, {lo['ops_per_chunk']} tensor ops ({lo['ops_per_pass']:.0f} a pass), "
-          f"decode {lo['decode_ops_per_chunk']} ops; a prompt switch {lo['prompt_switch_ms']:.1f} ms")
-    print(f"with the real model's 30 blocks: {lo['ops_per_chunk_30_blocks']} tensor ops a chunk "
-          f"(at 5 us a kernel launch: {lo['ops_per_chunk_30_blocks'] * 5e-3:.0f} ms of launches)")
+    print(
+        f"\nloop per chunk (tiny model, {lo['resolution']}, {lo['steps']} steps, CPU, {args.threads} thread): "
+        f"p50 {lo['chunk_loop_ms_p50']:.1f} ms, p95 {lo['chunk_loop_ms_p95']:.1f} ms; decode {lo['decode_ms_p50']:.1f} ms; "
+        f"{lo['passes_per_chunk']} passes, {lo['ops_per_chunk']} tensor ops ({lo['ops_per_pass']:.0f} a pass), "
+        f"decode {lo['decode_ops_per_chunk']} ops; a prompt switch {lo['prompt_switch_ms']:.1f} ms"
+    )
+    print(
+        f"with the real model's 30 blocks: {lo['ops_per_chunk_30_blocks']} tensor ops a chunk "
+        f"(at 5 us a kernel launch: {lo['ops_per_chunk_30_blocks'] * 5e-3:.0f} ms of launches)"
+    )
     print(f"cross-fade per tick at 832x480: {result['pacer']['blend_ms_p50_832x480']:.2f} ms")
     print("| model speed | buffer | judder (spread) | longest still (ticks) | playback fps |")
     print("| ---: | --- | ---: | ---: | ---: |")
     for r in result["judder"]:
         fps = "-" if r["playback_fps"] is None else f"{r['playback_fps']:.1f}"
-        print(f"| {r['model_speed']:.1f}x | {r['buffer']} | {r['judder_spread']:.3f} | {r['longest_still_ticks']} | {fps} |")
+        print(
+            f"| {r['model_speed']:.1f}x | {r['buffer']} | {r['judder_spread']:.3f} | {r['longest_still_ticks']} | {fps} |"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

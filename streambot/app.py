@@ -10,6 +10,7 @@ the console and the terminal's chat reach the show only through it. Its
 loop steps the story and publishes the show's state (`Show.states`); the
 overlay and the console's pages are pushed each change.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,25 +27,25 @@ from . import embeddings
 from .audience.events import Audience
 from .audience.local import LocalChat
 from .audience.moderation import block_list_paths
-from .blocklist import BlockList
 from .audience.platforms import ChatContext
+from .blocklist import BlockList
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
+from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
-from .broadcast.outputs import OutputError, check_reachable, validate_target
 from .broadcast.pipeline import Broadcast, Health, open_broadcast
 from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
+from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
 from .registry import CHATS, WORLDS, MissingPackage, UnknownName
 from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
-from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
 from .world.base import World, WorldError
-from .worldspec import WorldSpec
 from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
+from .worldspec import WorldSpec
 
 if TYPE_CHECKING:
     from .voting import Winner
@@ -105,8 +106,13 @@ def gpu_budget(world: World, settings: Settings) -> GpuBudget:
     """The GPU world's time on air, counted and limited by [budget]; it counts nothing
     for a world that uses no GPU (the sketch world)."""
     b = settings.budget
-    return GpuBudget(active=world.gpu, world=world.name, daily_gpu_hours=b.daily_gpu_hours,
-                     idle_after_s=b.idle_after_s, timezone=b.timezone)
+    return GpuBudget(
+        active=world.gpu,
+        world=world.name,
+        daily_gpu_hours=b.daily_gpu_hours,
+        idle_after_s=b.idle_after_s,
+        timezone=b.timezone,
+    )
 
 
 def resilient(world: World, settings: Settings, budget: GpuBudget | None = None) -> ResilientWorld:
@@ -122,8 +128,7 @@ def resilient(world: World, settings: Settings, budget: GpuBudget | None = None)
         return SketchWorld(**settings.world.sketch, wait_for_model=False)
 
     w = settings.world
-    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s,
-                          budget=budget)
+    return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s, budget=budget)
 
 
 @dataclass
@@ -140,6 +145,7 @@ class ShowOptions:
 @dataclass
 class Checked:
     """What start-up's first phase found, every part of it checked: what the second phase uses."""
+
     targets: list[str]  # the outputs, their secrets filled in
     spec: WorldSpec  # the world to start: the one the last run had switched to, or the configured one
     resume: dict | None  # what the last run had on air
@@ -209,14 +215,16 @@ def _check_console_address(settings: Settings, address: str) -> None:
     if port == 0 or (host, port) == (settings.console.host, settings.console.port):
         return
     try:
-        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                           flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the console's own server does
             probe.bind(where)
     except OSError as e:
-        raise ConfigError(f"--console {address}: that address cannot be used "
-                          f"({(e.strerror or str(e)).lower()}).") from None
+        raise ConfigError(
+            f"--console {address}: that address cannot be used ({(e.strerror or str(e)).lower()})."
+        ) from None
 
 
 class Show:
@@ -275,11 +283,13 @@ class Show:
             self.store = Store(resolve_path(self.settings.voting.timeline))
             if self.budget is not None:
                 self.budget.resume(self.store)  # today's GPU hours so far: a restart does not reset them
-            self.audience = Audience.from_settings(self.settings, store=self.store, world=self.spec,
-                                                   wait_for_model=False)
+            self.audience = Audience.from_settings(
+                self.settings, store=self.store, world=self.spec, wait_for_model=False
+            )
             self.audience.resume()
             self.director = Director(
-                self.world, self.spec,
+                self.world,
+                self.spec,
                 beat_interval_s=self.settings.director.beat_interval_s,
                 transition_s=self.settings.world.transition_s,
             )
@@ -291,8 +301,12 @@ class Show:
                 # A restart (or a crash) picks the show up where it was.
                 self.director.story_paused = bool(resume.get("story_paused"))
                 compositor.set_off_air(bool(resume.get("off_air")))
-                self.director.resume(resume["text"], source=resume.get("source", "story"),
-                                     user=resume.get("user"), beat=int(resume.get("beat", 0)))
+                self.director.resume(
+                    resume["text"],
+                    source=resume.get("source", "story"),
+                    user=resume.get("user"),
+                    beat=int(resume.get("beat", 0)),
+                )
             else:
                 self.director.begin()
             # 5. the first overlay: its drawing process starts now, beside the outputs';
@@ -332,9 +346,15 @@ class Show:
         if a.music_dir:  # checked in the first phase (check_inputs)
             folder = Path(a.music_dir).expanduser()
             playlist = Playlist(folder, crossfade_s=a.crossfade_s, target_lufs=a.loudness_lufs)
-        return Soundtrack(music_of(self.spec), seed=self.settings.world.seed, playlist=playlist,
-                          loudness_lufs=a.loudness_lufs, true_peak_dbtp=a.true_peak_dbtp, volume=a.volume,
-                          music_on=a.music)
+        return Soundtrack(
+            music_of(self.spec),
+            seed=self.settings.world.seed,
+            playlist=playlist,
+            loudness_lufs=a.loudness_lufs,
+            true_peak_dbtp=a.true_peak_dbtp,
+            volume=a.volume,
+            music_on=a.music,
+        )
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
@@ -344,9 +364,15 @@ class Show:
         """What a restart needs to pick the show up (see `resume_point`)."""
         assert self.director is not None
         return {
-            "configured": self.settings.world.preset, "preset": self.spec.name, "spec": self.spec.to_dict(),
-            "text": on.text if on else None, "source": on.source if on else "story", "user": on.user if on else None,
-            "beat": self.director.beat, "story_paused": self.director.story_paused, "off_air": self.off_air,
+            "configured": self.settings.world.preset,
+            "preset": self.spec.name,
+            "spec": self.spec.to_dict(),
+            "text": on.text if on else None,
+            "source": on.source if on else "story",
+            "user": on.user if on else None,
+            "beat": self.director.beat,
+            "story_paused": self.director.story_paused,
+            "off_air": self.off_air,
         }
 
     def _save_world(self) -> None:
@@ -401,7 +427,6 @@ class Show:
         if self.store is not None:
             self.store.log_action(actor, action, detail)
 
-
     def switch_world(self, name_or_path: str, *, actor: str) -> WorldInfo:
         """Another preset (or a custom world file): the world morphs into it."""
         spec = resolve_world(name_or_path)
@@ -412,8 +437,7 @@ class Show:
             self.audience.moderation.set_world(spec)
         self.world.change_world(spec, self.settings.world.transition_s * 2)
         if self.broadcast is not None:
-            self.broadcast.compositor.set_layout(
-                load_layout(layout_name(self.settings.overlay.layout, spec)))
+            self.broadcast.compositor.set_layout(load_layout(layout_name(self.settings.overlay.layout, spec)))
             self.broadcast.soundtrack.set_world_music(music_of(spec))
             self._layout_version += 1
         self.record(actor, "switch world", spec.name)
@@ -511,10 +535,15 @@ class Show:
         a, spec = self.audience, self.spec
         soundtrack = self.broadcast.soundtrack if self.broadcast is not None else None
         return ShowState(
-            world=WorldInfo(spec.name, spec.title, spec.description), on_air=self.director.on_air,
-            off_air=self.off_air, story_paused=self.director.story_paused,
-            music_on=bool(getattr(soundtrack, "music_on", False)), round=a.snapshot(),
-            bans=a.banned(), counts=dict(a.counts), layout=self._layout_version,
+            world=WorldInfo(spec.name, spec.title, spec.description),
+            on_air=self.director.on_air,
+            off_air=self.off_air,
+            story_paused=self.director.story_paused,
+            music_on=bool(getattr(soundtrack, "music_on", False)),
+            round=a.snapshot(),
+            bans=a.banned(),
+            counts=dict(a.counts),
+            layout=self._layout_version,
             discord_invite=self.settings.overlay.discord_invite or None,
         )
 
@@ -524,8 +553,9 @@ class Show:
 
     @staticmethod
     def _overlay(state: ShowState) -> OverlayState:
-        return build_overlay_state(state.round, state.on_air, state.world.title, off_air=state.off_air,
-                                   discord_invite=state.discord_invite)
+        return build_overlay_state(
+            state.round, state.on_air, state.world.title, off_air=state.off_air, discord_invite=state.discord_invite
+        )
 
     def overlay_state(self, state: ShowState | None = None) -> OverlayState:
         """What the overlay shows for `state` (default: now)."""
@@ -597,10 +627,17 @@ class Show:
 
     def _start_adapters(self, loop: asyncio.AbstractEventLoop) -> None:
         """The chat platforms turned on (checked in the first phase); a failure in one never stops the show."""
-        ctx = ChatContext(self.audience, self.settings, self.options.secrets, store=self.store, voice=self.voice,
-                          on_viewers=self.budget.set_viewers if self.budget is not None else None,
-                          chat_source=self.options.chat_source, on_line=self.on_local_line,
-                          states=self.states)
+        ctx = ChatContext(
+            self.audience,
+            self.settings,
+            self.options.secrets,
+            store=self.store,
+            voice=self.voice,
+            on_viewers=self.budget.set_viewers if self.budget is not None else None,
+            chat_source=self.options.chat_source,
+            on_line=self.on_local_line,
+            states=self.states,
+        )
         for name, platform in self._chats:
             adapter = platform.create(ctx)
             if isinstance(adapter, LocalChat):  # a reading thread, not a task of its own
@@ -649,12 +686,18 @@ class Show:
                 if time.monotonic() - last_report > 30:
                     last_report = time.monotonic()
                     h = self.broadcast.health()
-                    log.info("health: %.1f fps out, world %.1f fps, %d late, %d repeated, %d skipped, x264 %s",
-                             h.output_fps, h.generator_fps, h.late_frames, h.repeated_frames,
-                             h.skipped_frames, h.encoder_preset)
+                    log.info(
+                        "health: %.1f fps out, world %.1f fps, %d late, %d repeated, %d skipped, x264 %s",
+                        h.output_fps,
+                        h.generator_fps,
+                        h.late_frames,
+                        h.repeated_frames,
+                        h.skipped_frames,
+                        h.encoder_preset,
+                    )
                 try:
                     await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             for adapter, task in self.adapters:
@@ -668,7 +711,7 @@ class Show:
             # process is closed under it (close() below).
             try:
                 await asyncio.wait_for(voting, 10)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 voting.cancel()
             if console is not None:
                 await console.stop()

@@ -14,6 +14,7 @@ The soak benchmark (benchmarks/bench_soak.py) is the same harness, longer.
 `compare_with_ffmpeg` times our encoder against the `ffmpeg` command line on
 the same raw frames with the same x264 settings.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,9 @@ PROMPTS = [
 def _progress(enabled: bool):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
-                    disable=not enabled, transient=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), disable=not enabled, transient=True
+    )
 
 
 # -- the console page, as a browser would hold it open --------------------------------
@@ -83,7 +85,10 @@ class PreviewPage:
         self.frames = 0
         self._proc = subprocess.Popen(
             [sys.executable, "-c", PREVIEW_CLIENT, f"ws://{console}/ws/preview", token],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
         self._reader = threading.Thread(target=self._read, name="preview page", daemon=True)
         self._reader.start()
@@ -99,6 +104,7 @@ class PreviewPage:
 
 
 # -- samples while on air ----------------------------------------------------------------
+
 
 @dataclass
 class Sample:
@@ -142,10 +148,18 @@ class LiveShow:
         chat.touch()
         spec = resolve_world(s.world.preset)
         out = work / "bench.flv"
-        show = Show(s, spec, build_world(s), ShowOptions(
-            outputs=[str(out)], duration_s=self.seconds, chat_source=str(chat),
-            secrets={"admin_token": token}, console=console,
-        ))
+        show = Show(
+            s,
+            spec,
+            build_world(s),
+            ShowOptions(
+                outputs=[str(out)],
+                duration_s=self.seconds,
+                chat_source=str(chat),
+                secrets={"admin_token": token},
+                console=console,
+            ),
+        )
         proc = psutil.Process()
         try:
             show.open()
@@ -194,8 +208,7 @@ class LiveShow:
                     sent = stats.sent
                     fps = (sent - last[1]) / (now - last[0]) if now > last[0] else 0.0
                     last = (now, sent)
-                    self.samples.append(_sample(proc, now - started, fps, stats,
-                                                show.broadcast.encoder.preset))
+                    self.samples.append(_sample(proc, now - started, fps, stats, show.broadcast.encoder.preset))
                     next_sample += self.sample_every_s
                 bar.update(task, completed=min(self.seconds, now - started))
                 await asyncio.sleep(0.05)
@@ -267,9 +280,18 @@ def _sample(proc: psutil.Process, t: float, fps: float, stats, preset: str) -> S
             total += child.memory_info().rss
         except psutil.Error:
             pass
-    return Sample(t=round(t, 2), rss_mb=round(rss / 2**20, 1), rss_total_mb=round(total / 2**20, 1),
-                  fds=proc.num_fds(), threads=proc.num_threads(), fps=round(fps, 2), sent=stats.sent,
-                  skipped=stats.skipped, late=stats.late, preset=preset)
+    return Sample(
+        t=round(t, 2),
+        rss_mb=round(rss / 2**20, 1),
+        rss_total_mb=round(total / 2**20, 1),
+        fds=proc.num_fds(),
+        threads=proc.num_threads(),
+        fps=round(fps, 2),
+        sent=stats.sent,
+        skipped=stats.skipped,
+        late=stats.late,
+        preset=preset,
+    )
 
 
 def _drift_ms(path: Path, last_tick_at: float) -> float | None:
@@ -288,6 +310,7 @@ def _drift_ms(path: Path, last_tick_at: float) -> float | None:
 
 
 # -- our encoder against the ffmpeg command line ------------------------------------------
+
 
 def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> dict:
     """CPU seconds to encode the same frames: our PyAV encoder vs the ffmpeg CLI."""
@@ -311,15 +334,50 @@ def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> 
             for f in frames:
                 fh.write(np.ascontiguousarray(f).tobytes())
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([
-            ffmpeg, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{src_w}x{src_h}",
-            "-r", str(settings.fps), "-i", str(raw), "-vf", f"scale={w}:{h}:flags=bilinear",
-            "-c:v", "libx264", "-preset", settings.preset,
-            "-tune", "zerolatency", "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-minrate", f"{kbps}k",
-            "-bufsize", f"{2 * kbps}k", "-g", str(gop),
-            "-x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:nal-hrd=cbr:force-cfr=1:open-gop=0",
-            "-pix_fmt", "yuv420p", "-f", "flv", str(Path(d) / "out.flv"),
-        ], check=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-s",
+                f"{src_w}x{src_h}",
+                "-r",
+                str(settings.fps),
+                "-i",
+                str(raw),
+                "-vf",
+                f"scale={w}:{h}:flags=bilinear",
+                "-c:v",
+                "libx264",
+                "-preset",
+                settings.preset,
+                "-tune",
+                "zerolatency",
+                "-b:v",
+                f"{kbps}k",
+                "-maxrate",
+                f"{kbps}k",
+                "-minrate",
+                f"{kbps}k",
+                "-bufsize",
+                f"{2 * kbps}k",
+                "-g",
+                str(gop),
+                "-x264-params",
+                f"keyint={gop}:min-keyint={gop}:scenecut=0:nal-hrd=cbr:force-cfr=1:open-gop=0",
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "flv",
+                str(Path(d) / "out.flv"),
+            ],
+            check=True,
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     theirs = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
@@ -330,8 +388,16 @@ def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> 
     }
 
 
-def run_bench(settings: Settings, *, seconds: float, compare_ffmpeg: bool = True, progress: bool = True,
-              preview: bool = True, prompt_every_s: float = 4.0, samples_to: Path | None = None) -> dict:
+def run_bench(
+    settings: Settings,
+    *,
+    seconds: float,
+    compare_ffmpeg: bool = True,
+    progress: bool = True,
+    preview: bool = True,
+    prompt_every_s: float = 4.0,
+    samples_to: Path | None = None,
+) -> dict:
     live = LiveShow(settings, seconds, preview=preview, prompt_every_s=prompt_every_s, progress=progress)
     result = live.run()
     if samples_to is not None:

@@ -10,6 +10,7 @@ safety layer's concept terms are both `BlockList`s.
 Look-alike letters come from Unicode's confusables data as packaged by
 `confusable_homoglyphs`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -34,10 +35,26 @@ def fold_char(ch: str) -> str | None:
     return None
 
 
-_LEET = str.maketrans({
-    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
-    "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "(": "c", "€": "e", "£": "l",
-})
+_LEET = str.maketrans(
+    {
+        "0": "o",
+        "1": "i",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "8": "b",
+        "9": "g",
+        "@": "a",
+        "$": "s",
+        "!": "i",
+        "|": "l",
+        "+": "t",
+        "(": "c",
+        "€": "e",
+        "£": "l",
+    }
+)
 _NON_ALNUM = re.compile(r"[\W_]+")
 
 
@@ -174,7 +191,7 @@ class BlockList:
         table.setdefault(squeeze(words[0]), []).append((_letters_pattern(words[0]), tag))
 
     @classmethod
-    def from_files(cls, paths: Iterable[Path], extra: Iterable[str] = ()) -> "BlockList":
+    def from_files(cls, paths: Iterable[Path], extra: Iterable[str] = ()) -> BlockList:
         bl = cls()
         for path in paths:
             try:
@@ -219,7 +236,7 @@ class BlockList:
             for i, first in enumerate(squeezed):
                 if first in self._phrases:
                     for phrase, tag in self._phrases[first]:
-                        if tuple(squeezed[i:i + len(phrase)]) == phrase:
+                        if tuple(squeezed[i : i + len(phrase)]) == phrase:
                             yield tag
         for w, entries in self._inside.items():
             if w in form.solid_squeezed:

@@ -1,4 +1,5 @@
 """`streambot check`: every problem with config and environment, one sentence each."""
+
 from __future__ import annotations
 
 import shutil
@@ -39,16 +40,20 @@ def _video_problems(table: dict, torch) -> list[str]:
     """Does this machine have what the video world needs? (Weights looked up offline.)"""
     try:
         import diffusers
+
         from .world.base import WorldError
         from .world.stream_models import resolve_folder
         from .world.video_models import needed_gib
         from .world.video_settings import parse_video_settings
     except ImportError as e:
-        return [f"The 'video' world needs diffusers and transformers ({e.name} is missing): "
-                "pip install 'streambot[gpu]'."]
+        return [
+            f"The 'video' world needs diffusers and transformers ({e.name} is missing): pip install 'streambot[gpu]'."
+        ]
     if not hasattr(diffusers, "AnyFlowFARPipeline"):
-        return [f"The 'video' world needs diffusers 0.42 or newer for AnyFlow-FAR (this is {diffusers.__version__}): "
-                "pip install -U 'streambot[gpu]'."]
+        return [
+            f"The 'video' world needs diffusers 0.42 or newer for AnyFlow-FAR (this is {diffusers.__version__}): "
+            "pip install -U 'streambot[gpu]'."
+        ]
     try:
         s = parse_video_settings(table)
     except ConfigError as e:
@@ -58,16 +63,23 @@ def _video_problems(table: dict, torch) -> list[str]:
         resolve_folder(s.model, offline=True, cache_dir=s.cache_dir)
     except WorldError as e:
         a_path = s.model.startswith((".", "/", "~"))
-        problems.append(str(e) if s.offline or a_path else (
-            f"The weights for {s.model!r} are not on this machine yet; the first run downloads "
-            "them from the Hugging Face hub (over 10 GB), or set model to a local folder."))
+        problems.append(
+            str(e)
+            if s.offline or a_path
+            else (
+                f"The weights for {s.model!r} are not on this machine yet; the first run downloads "
+                "them from the Hugging Face hub (over 10 GB), or set model to a local folder."
+            )
+        )
     if s.device != "cpu" and torch.cuda.is_available():
         device = torch.device("cuda" if s.device == "auto" else s.device)
         free = torch.cuda.mem_get_info(device)[0] / 2**30
         need = needed_gib(torch.float32 if s.dtype == "float32" else torch.bfloat16)
         if free < need:
-            problems.append(f"The 'video' world needs about {need:.0f} GiB of GPU memory and {device} has "
-                            f"{free:.1f} GiB free; lower resolution or window_chunks in [world.video].")
+            problems.append(
+                f"The 'video' world needs about {need:.0f} GiB of GPU memory and {device} has "
+                f"{free:.1f} GiB free; lower resolution or window_chunks in [world.video]."
+            )
     return problems
 
 
@@ -78,8 +90,9 @@ def _stream_weight_problems(table: dict) -> list[str]:
         from .world.stream_models import resolve_folder, vae_source
         from .world.stream_settings import parse_stream_settings
     except ImportError as e:
-        return [f"The 'stream' world needs diffusers and transformers ({e.name} is missing): "
-                "pip install 'streambot[gpu]'."]
+        return [
+            f"The 'stream' world needs diffusers and transformers ({e.name} is missing): pip install 'streambot[gpu]'."
+        ]
     try:
         s = parse_stream_settings(table)
     except ConfigError as e:
@@ -89,9 +102,14 @@ def _stream_weight_problems(table: dict) -> list[str]:
         try:
             resolve_folder(model, offline=True, cache_dir=s.cache_dir)
         except WorldError as e:
-            problems.append(str(e) if s.offline else (
-                f"The weights for {model!r} are not on this machine yet; the first run downloads "
-                "them from the Hugging Face hub (or set model to a local folder)."))
+            problems.append(
+                str(e)
+                if s.offline
+                else (
+                    f"The weights for {model!r} are not on this machine yet; the first run downloads "
+                    "them from the Hugging Face hub (or set model to a local folder)."
+                )
+            )
     return problems
 
 
@@ -117,16 +135,18 @@ def _music_problems(settings, notes: list[str]) -> list[str]:
     return problems
 
 
-def run_checks(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-               outputs, make_settings) -> tuple[list[str], list[str]]:
+def run_checks(
+    config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, outputs, make_settings
+) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     notes: list[str] = []
     try:
         settings = make_settings(config_file, size, fps, bitrate, world, preset, device, offline)
     except ConfigError as e:
         return [str(e)], notes
-    notes.append(f"settings are valid ({settings.stream.size} at {settings.stream.fps} fps, "
-                 f"{settings.stream.bitrate_kbps} kbps)")
+    notes.append(
+        f"settings are valid ({settings.stream.size} at {settings.stream.fps} fps, {settings.stream.bitrate_kbps} kbps)"
+    )
     notes.append(f"world backend '{settings.world.backend}': {WORLDS.get(settings.world.backend).description}")
     try:
         spec = resolve_world(settings.world.preset)

@@ -7,6 +7,7 @@ on a queue whose writing end it holds itself (a ProcessPoolExecutor worker),
 would run on unseen, still streaming or holding memory. Each child watches
 its parent instead, and a restarted show starts from a clean machine.
 """
+
 from __future__ import annotations
 
 import os

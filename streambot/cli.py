@@ -4,6 +4,7 @@ Every user error ends as one sentence on stderr and a non-zero exit; an
 unexpected failure prints one sentence too and leaves its details in the log
 file, never a traceback on the terminal.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,9 @@ def _formatter(kind: str) -> logging.Formatter:
         from pythonjsonlogger.json import JsonFormatter
 
         return JsonFormatter(
-            "{asctime}{levelname}{name}{message}", style="{", datefmt="%Y-%m-%dT%H:%M:%S%z",
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     return logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
@@ -110,21 +113,35 @@ common = [
     click.option("--size", help="Output size WIDTHxHEIGHT, e.g. 1280x720."),
     click.option("--fps", type=int, help="Output frames per second."),
     click.option("--bitrate", type=int, help="Video bitrate in kbps (Twitch allows up to 6000)."),
-    click.option("--secrets", "secrets_file", type=click.Path(path_type=Path), envvar="STREAMBOT_SECRETS",
-                 help="Secrets file (TOML with stream_key = ...; or $STREAMBOT_SECRETS); the environment wins."),
+    click.option(
+        "--secrets",
+        "secrets_file",
+        type=click.Path(path_type=Path),
+        envvar="STREAMBOT_SECRETS",
+        help="Secrets file (TOML with stream_key = ...; or $STREAMBOT_SECRETS); the environment wins.",
+    ),
     click.option("--device", help="Torch device for GPU backends (cuda, cpu)."),
     click.option("--offline", is_flag=True, help="Never touch the network for model weights."),
 ]
 
 
 log_format_option = click.option(
-    "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-    envvar="STREAMBOT_LOG_FORMAT", help="Log lines as text, or one JSON object a line (or $STREAMBOT_LOG_FORMAT).")
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="STREAMBOT_LOG_FORMAT",
+    help="Log lines as text, or one JSON object a line (or $STREAMBOT_LOG_FORMAT).",
+)
 
 
 console_options = [
-    click.option("--console", "console", metavar="HOST:PORT",
-                 help="Where the web console listens (default from [console]: 127.0.0.1:8080)."),
+    click.option(
+        "--console",
+        "console",
+        metavar="HOST:PORT",
+        help="Where the web console listens (default from [console]: 127.0.0.1:8080).",
+    ),
     click.option("--no-console", is_flag=True, help="No web console this time."),
 ]
 
@@ -165,6 +182,7 @@ def _settings(config_file, size, fps, bitrate, world, preset, device=None, offli
 
 def _registry_help() -> str:
     """The worlds and chat platforms, one line each, for `--help` (\b keeps click from rewrapping)."""
+
     def block(title, registry) -> str:
         return f"\b\n{title}:\n" + "\n".join(f"  {line}" for line in registry.help().splitlines())
 
@@ -173,34 +191,92 @@ def _registry_help() -> str:
 
 @cli.command(epilog=_registry_help())
 @with_common
-@click.option("--output", "-o", "outputs", multiple=True,
-              help="rtmp://…, rtmps://…, `twitch`, or a file .flv/.mp4/.mkv; repeat for several.")
+@click.option(
+    "--output",
+    "-o",
+    "outputs",
+    multiple=True,
+    help="rtmp://…, rtmps://…, `twitch`, or a file .flv/.mp4/.mkv; repeat for several.",
+)
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
-@click.option("--chat", "chat", default="-", show_default=True,
-              help="Local prompts: '-' reads stdin, a path follows a file line by line, 'none' is off.")
+@click.option(
+    "--chat",
+    "chat",
+    default="-",
+    show_default=True,
+    help="Local prompts: '-' reads stdin, a path follows a file line by line, 'none' is off.",
+)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 @log_format_option
 @with_console
-def run(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-        outputs, duration, chat, log_level, log_format, console, no_console) -> None:
+def run(
+    config_file,
+    preset,
+    world,
+    size,
+    fps,
+    bitrate,
+    secrets_file,
+    device,
+    offline,
+    outputs,
+    duration,
+    chat,
+    log_level,
+    log_format,
+    console,
+    no_console,
+) -> None:
     """Stream the world until stopped (Ctrl-C stops cleanly)."""
     setup_logging(log_level, log_format)
-    _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-              list(outputs), duration, None if chat == "none" else chat,
-              console=console, no_console=no_console)
+    _run_show(
+        config_file,
+        preset,
+        world,
+        size,
+        fps,
+        bitrate,
+        secrets_file,
+        device,
+        offline,
+        list(outputs),
+        duration,
+        None if chat == "none" else chat,
+        console=console,
+        no_console=no_console,
+    )
 
 
-def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-              outputs, duration, chat, banner: str | None = None,
-              console: str | None = None, no_console: bool = False, watch: tuple[str, str] | None = None) -> None:
+def _run_show(
+    config_file,
+    preset,
+    world,
+    size,
+    fps,
+    bitrate,
+    secrets_file,
+    device,
+    offline,
+    outputs,
+    duration,
+    chat,
+    banner: str | None = None,
+    console: str | None = None,
+    no_console: bool = False,
+    watch: tuple[str, str] | None = None,
+) -> None:
     from .app import Show, ShowOptions, build_world, check_inputs
 
     settings = _settings(config_file, size, fps, bitrate, world, preset, device, offline)
     spec = resolve_world(settings.world.preset)
     found = load_secrets(secrets_file)
     options = ShowOptions(
-        outputs=outputs or list(settings.stream.outputs), duration_s=duration,
-        chat_source=chat, secrets=found, console=_console_address(settings, console, no_console), watch=watch,
+        outputs=outputs or list(settings.stream.outputs),
+        duration_s=duration,
+        chat_source=chat,
+        secrets=found,
+        console=_console_address(settings, console, no_console),
+        watch=watch,
     )
     # 1. everything the user gave is checked before anything connects (or a model loads)
     checked = check_inputs(settings, spec, options)
@@ -214,13 +290,23 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
     show.open(checked)
     if banner:
         click.echo(banner, err=True)
-    log.info("on air: %s (%s world, %s at %d fps)", show.spec.title, settings.world.backend,
-             settings.stream.size, settings.stream.fps)
+    log.info(
+        "on air: %s (%s world, %s at %d fps)",
+        show.spec.title,
+        settings.world.backend,
+        settings.stream.size,
+        settings.stream.fps,
+    )
     asyncio.run(show.run())
     h = show.broadcast.health() if show.broadcast else None
     if h is not None:
-        log.info("stopped after %d frames (%d late, %d repeated, %d skipped)",
-                 h.ticks, h.late_frames, h.repeated_frames, h.skipped_frames)
+        log.info(
+            "stopped after %d frames (%d late, %d repeated, %d skipped)",
+            h.ticks,
+            h.late_frames,
+            h.repeated_frames,
+            h.skipped_frames,
+        )
     if show.broadcast and show.broadcast.clock.error is not None:
         fail("the broadcast stopped on an error; see the log for details.", 1)
 
@@ -231,8 +317,22 @@ def _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, devi
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
 @log_format_option
 @with_console
-def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, port, duration,
-         log_format, console, no_console) -> None:
+def demo(
+    config_file,
+    preset,
+    world,
+    size,
+    fps,
+    bitrate,
+    secrets_file,
+    device,
+    offline,
+    port,
+    duration,
+    log_format,
+    console,
+    no_console,
+) -> None:
     """The demo: a local RTMP server, the sketch world, prompts typed on stdin."""
     from .devserver import RtmpServer, RtmpServerError
 
@@ -250,9 +350,24 @@ def demo(config_file, preset, world, size, fps, bitrate, secrets_file, device, o
         "  Stop:   Ctrl-C\n"
     )
     try:
-        _run_show(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline,
-                  [url], duration, "-", banner=banner, console=console, no_console=no_console,
-                  watch=(str(server.hls_dir), "demo"))
+        _run_show(
+            config_file,
+            preset,
+            world,
+            size,
+            fps,
+            bitrate,
+            secrets_file,
+            device,
+            offline,
+            [url],
+            duration,
+            "-",
+            banner=banner,
+            console=console,
+            no_console=no_console,
+            watch=(str(server.hls_dir), "demo"),
+        )
     finally:
         server.cleanup()
 
@@ -265,14 +380,16 @@ def presets(as_json) -> None:
 
     worlds = list_presets()
     if as_json:
-        click.echo(json.dumps([{"name": w.name, "title": w.title, "description": w.description}
-                               for w in worlds], indent=2))
+        click.echo(
+            json.dumps([{"name": w.name, "title": w.title, "description": w.description} for w in worlds], indent=2)
+        )
         return
     width = max(len(w.name) for w in worlds)
     for w in worlds:
         click.echo(f"{w.name:<{width}}  {w.title}: {w.description}")
-    click.echo("\nA custom world is a TOML file with name, title, description, style and beats; "
-               "pass its path to --preset.")
+    click.echo(
+        "\nA custom world is a TOML file with name, title, description, style and beats; pass its path to --preset."
+    )
 
 
 @cli.command(epilog=_registry_help())
@@ -282,8 +399,9 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
     """Validate config and environment; explain each problem in one sentence."""
     from .checks import run_checks
 
-    problems, notes = run_checks(config_file, preset, world, size, fps, bitrate, secrets_file,
-                                 device, offline, list(outputs), _settings)
+    problems, notes = run_checks(
+        config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, list(outputs), _settings
+    )
     for n in notes:
         click.echo(f"ok: {n}")
     for p in problems:
@@ -302,23 +420,44 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
 @click.option("--size", help="Output size WIDTHxHEIGHT (default: as `run`).")
 @click.option("--fps", type=int, help="Output frames per second (default: as `run`).")
 @click.option("--bitrate", type=int, help="Video bitrate in kbps (default: as `run`).")
-@click.option("--preview/--no-preview", default=True, show_default=True,
-              help="A console page previewing the stream, as a streamer has open.")
-@click.option("--prompt-every", type=click.FloatRange(min=0.5), default=4.0, show_default=True,
-              help="Seconds between prompts typed in the terminal (local chat).")
+@click.option(
+    "--preview/--no-preview",
+    default=True,
+    show_default=True,
+    help="A console page previewing the stream, as a streamer has open.",
+)
+@click.option(
+    "--prompt-every",
+    type=click.FloatRange(min=0.5),
+    default=4.0,
+    show_default=True,
+    help="Seconds between prompts typed in the terminal (local chat).",
+)
 @click.option("--samples", type=click.Path(path_type=Path), help="Write one JSON line a second (RSS, fps, ...).")
-@click.option("--compare-ffmpeg/--no-compare-ffmpeg", default=True, show_default=True,
-              help="Also time the ffmpeg command line on the same frames.")
-def bench(seconds, as_json, config_file, preset, world, size, fps, bitrate, preview, prompt_every,
-          samples, compare_ffmpeg) -> None:
+@click.option(
+    "--compare-ffmpeg/--no-compare-ffmpeg",
+    default=True,
+    show_default=True,
+    help="Also time the ffmpeg command line on the same frames.",
+)
+def bench(
+    seconds, as_json, config_file, preset, world, size, fps, bitrate, preview, prompt_every, samples, compare_ffmpeg
+) -> None:
     """Run what `streambot run` runs for N seconds (console previewing, prompts
     typed every few seconds) and report its figures."""
     from .bench import run_bench
 
     setup_logging("warning")
     settings = _settings(config_file, size, fps, bitrate, world, preset)
-    result = run_bench(settings, seconds=seconds, compare_ffmpeg=compare_ffmpeg, progress=not as_json,
-                       preview=preview, prompt_every_s=prompt_every, samples_to=samples)
+    result = run_bench(
+        settings,
+        seconds=seconds,
+        compare_ffmpeg=compare_ffmpeg,
+        progress=not as_json,
+        preview=preview,
+        prompt_every_s=prompt_every,
+        samples_to=samples,
+    )
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -5,6 +5,7 @@ Both are plain `click.Command`s, registered on the main group with
 lines, chapter lines) is the one place this project prints; anything wrong
 with the input ends in one sentence and a non-zero exit.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,22 +29,37 @@ def _settings(config: Path | None, overrides: dict | None = None):
 
 @click.command("replay")
 @click.argument("chat", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Your settings file (voting and moderation are read from it).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Your settings file (voting and moderation are read from it).",
+)
 @click.option("--mode", type=click.Choice(["rounds", "anarchy"]), default=None, help="Override voting.mode.")
 @click.option("--round-s", type=float, default=None, help="Override voting.round_s (3 to 120).")
 @click.option("--stream-delay-s", type=float, default=None, help="Override voting.stream_delay_s.")
 @click.option("--grace-s", type=float, default=None, help="Override voting.grace_s.")
 @click.option("--no-embeddings", is_flag=True, help="Pool near-duplicates by words, not sentence embeddings.")
-def replay(chat: Path, config: Path | None, mode: str | None, round_s: float | None,
-           stream_delay_s: float | None, grace_s: float | None, no_embeddings: bool) -> None:
+def replay(
+    chat: Path,
+    config: Path | None,
+    mode: str | None,
+    round_s: float | None,
+    stream_delay_s: float | None,
+    grace_s: float | None,
+    no_embeddings: bool,
+) -> None:
     """Feed a recorded chat log (JSON lines) through moderation and voting, in
     virtual time, and print one JSON object per round."""
     from .replay import ReplayError, read_chat
     from .replay import replay as run_replay
 
-    voting = {k: v for k, v in {"mode": mode, "round_s": round_s, "stream_delay_s": stream_delay_s,
-                                "grace_s": grace_s}.items() if v is not None}
+    voting = {
+        k: v
+        for k, v in {"mode": mode, "round_s": round_s, "stream_delay_s": stream_delay_s, "grace_s": grace_s}.items()
+        if v is not None
+    }
     settings = _settings(config, {"voting": voting} if voting else None)
     try:
         lines = read_chat(chat)
@@ -56,12 +72,27 @@ def replay(chat: Path, config: Path | None, mode: str | None, round_s: float | N
 
 
 @click.command("timeline")
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Your settings file (voting.timeline names the database).")
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="The timeline database (overrides the settings).")
-@click.option("--format", "fmt", type=click.Choice(["chapters", "jsonl", "text"]), default="text",
-              show_default=True, help="chapters: 'HH:MM:SS prompt' lines for a VOD description.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Your settings file (voting.timeline names the database).",
+)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The timeline database (overrides the settings).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["chapters", "jsonl", "text"]),
+    default="text",
+    show_default=True,
+    help="chapters: 'HH:MM:SS prompt' lines for a VOD description.",
+)
 @click.option("--session", type=int, default=None, help="Which run of the show (default: the last one).")
 def timeline(config: Path | None, db: Path | None, fmt: str, session: int | None) -> None:
     """Print the rounds and winners recorded in the timeline."""

@@ -4,6 +4,7 @@ For trying the voice path from outside: the same decoding, model and spoken
 grammar that Discord voice and the console use, on one file, printed as
 `{"text": ..., "command": "prompt"|"vote"|null, "argument": ...}`.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ log = logging.getLogger(__name__)
 
 @click.command("transcribe")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Your settings file ([voice] is read from it).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Your settings file ([voice] is read from it).",
+)
 @click.option("--model", default=None, help="A faster-whisper model name or folder instead of [voice] model.")
 def transcribe(file: Path, config: Path | None, model: str | None) -> None:
     """Print the command a recording (wav, ogg/opus, mp3, webm ...) would produce, as JSON."""

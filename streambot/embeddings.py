@@ -14,6 +14,7 @@ A process, not a thread: importing torch holds the GIL for seconds at a
 time, which would stall the broadcast's clock thread, and the broadcast
 process stays small (torch's memory lives and grows elsewhere).
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,7 +68,10 @@ class Embedder:
             return np.zeros((0, DIM), np.float32)
         with self._lock:
             vecs = self._model.encode(
-                list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                list(texts),
+                batch_size=64,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
@@ -248,6 +252,7 @@ def when_settled(callback: Callable[[ModelProcess | None], None]) -> None:
 def when_ready(callback: Callable[[ModelProcess], None]) -> None:
     """`callback(model)` once the background model answers (on the loader's
     thread), or now if it does; never called when the model is unavailable."""
+
     def ready(model: ModelProcess | None) -> None:
         if model is not None:
             callback(model)

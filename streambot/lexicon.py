@@ -14,6 +14,7 @@ format its wndb(5) manual page documents. Index files are read once, data
 lines on demand by their byte offset, as WordNet's own tools do; every
 lookup is cached, so a running show reads each word once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,12 @@ class WordNet:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        missing = [f"{kind}.{p}" for p in POS.values() for kind in ("index", "data")
-                   if not (self.root / f"{kind}.{p}").is_file()]
+        missing = [
+            f"{kind}.{p}"
+            for p in POS.values()
+            for kind in ("index", "data")
+            if not (self.root / f"{kind}.{p}").is_file()
+        ]
         if missing:
             raise FileNotFoundError(f"{self.root}: no WordNet database here (missing {', '.join(missing)})")
         self._index: dict[str, dict[str, tuple[int, ...]]] = {}
@@ -63,13 +68,15 @@ class WordNet:
     def find(cls) -> WordNet | None:
         """The installed database, or None (with a warning) when there is none."""
         env = os.environ.get("STREAMBOT_WORDNET")
-        for d in ([env] if env else list(_DEFAULT_DIRS)):
+        for d in [env] if env else list(_DEFAULT_DIRS):
             try:
                 return cls(d)
             except OSError:
                 continue
-        log.warning("WordNet not found (apt-get install wordnet-base, or set STREAMBOT_WORDNET); "
-                    "pooling merges only prompts with the same words")
+        log.warning(
+            "WordNet not found (apt-get install wordnet-base, or set STREAMBOT_WORDNET); "
+            "pooling merges only prompts with the same words"
+        )
         return None
 
     def close(self) -> None:
@@ -88,7 +95,7 @@ class WordNet:
                             continue
                         parts = line.split()
                         n_ptr = int(parts[3])
-                        idx[parts[0]] = tuple(int(o) for o in parts[6 + n_ptr:])
+                        idx[parts[0]] = tuple(int(o) for o in parts[6 + n_ptr :])
                         tagged[parts[0]] = int(parts[5 + n_ptr])
                 self._index[pos], self._tagged[pos] = idx, tagged
             return idx
@@ -108,7 +115,7 @@ class WordNet:
         at = 4 + 2 * n_words
         pointers = []
         for i in range(int(parts[at])):
-            sym, off, p, st = parts[at + 1 + 4 * i: at + 5 + 4 * i]
+            sym, off, p, st = parts[at + 1 + 4 * i : at + 5 + 4 * i]
             p = "a" if p == "s" else p
             pointers.append((sym, (p, int(off)), int(st[:2], 16), int(st[2:], 16)))
         return Synset(key, words, tuple(pointers))

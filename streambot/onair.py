@@ -13,6 +13,7 @@ Low in the graph: the director publishes these and the console reads them,
 so they import nothing above the voting engine (whose `Snapshot` a state
 carries).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -14,6 +14,7 @@ Every path is worked out when asked for, not at import, so the environment a
 test or a service manager sets is the one that counts. A path a setting names
 (`tokens_file = "~/bot/tokens.json"`) is taken as given, `~` expanded.
 """
+
 from __future__ import annotations
 
 import os

@@ -28,6 +28,7 @@ held-out split by benchmarks/bench_pooling.py.
 Embeddings are computed in batches, off the asyncio loop (`Pooler.prepare`):
 one call for the new prompts and the words not seen before.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,38 +50,66 @@ Embed = Callable[[list[str]], np.ndarray]
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 # Words that carry no idea of their own in a prompt ("make it rain" is "rain").
-STOP = frozenset("""
+STOP = frozenset(
+    """
 a an the it its of in on at to into onto from with and or but is are be been being was were am this that
 these those some any please pls plz make makes made let lets add spawn summon create bring put start become
 get show give have has had appear happen now more very so just suddenly there here then all i we you me my
 our your their they them he she his her lots lot much many every own do does did can could will would should
 may might must go keep turn over above under below across through by for up down out off away around behind
 past near
-""".split())
+""".split()
+)
 # Words that cancel what follows.
-NEGATIONS = frozenset("""not no never without nobody nothing none nowhere neither nor cannot stop cease quit halt
-extinguish put_out stamp_out douse""".split())
+NEGATIONS = frozenset(
+    """not no never without nobody nothing none nowhere neither nor cannot stop cease quit halt
+extinguish put_out stamp_out douse""".split()
+)
 # Particles that make a phrasal verb WordNet may know as one word ("put out" = extinguish, "go away" = disappear).
 _PARTICLES = frozenset("up down out off away over in on back apart".split())
 _PASSIVE = frozenset("be get".split())  # "is attacked", "gets built": the doer comes second
 # Words that say nothing about the idea itself (for the opposites check).
-_FUNCTION = frozenset("""
+_FUNCTION = frozenset(
+    """
 a an the it its of in at to into onto from with and or but is are be been being was were am this that these
 those some any i we you me my our your their they them he she his her there here by for
-""".split())
+""".split()
+)
 # Between two things, these do not make a relation ("a cat and a dog").
 _SYMMETRIC = frozenset({"and", "or", "with", "plus", "a", "an", "the"})
 # After the relation, these put the doer second ("attacked by", "fills with", "shakes from").
 _AGENT = frozenset({"by", "with", "from"})
 
 # Common opposites WordNet does not list as antonyms (it has rise/set, huge/tiny, win/lose, ...).
-OPPOSITES = frozenset(frozenset(p) for p in [
-    ("build", "destroy"), ("create", "destroy"), ("grow", "shrink"), ("live", "die"), ("happy", "sad"),
-    ("freeze", "melt"), ("summer", "winter"), ("spring", "autumn"), ("crowded", "empty"), ("full", "empty"),
-    ("add", "remove"), ("flood", "dry"), ("speed", "slow"), ("big", "small"), ("bigger", "smaller"),
-    ("brighter", "darker"), ("heavier", "lighter"), ("sunrise", "sunset"), ("dawn", "dusk"),
-    ("heaven", "hell"), ("angel", "demon"), ("war", "peace"), ("friend", "enemy"), ("hero", "villain"),
-])
+OPPOSITES = frozenset(
+    frozenset(p)
+    for p in [
+        ("build", "destroy"),
+        ("create", "destroy"),
+        ("grow", "shrink"),
+        ("live", "die"),
+        ("happy", "sad"),
+        ("freeze", "melt"),
+        ("summer", "winter"),
+        ("spring", "autumn"),
+        ("crowded", "empty"),
+        ("full", "empty"),
+        ("add", "remove"),
+        ("flood", "dry"),
+        ("speed", "slow"),
+        ("big", "small"),
+        ("bigger", "smaller"),
+        ("brighter", "darker"),
+        ("heavier", "lighter"),
+        ("sunrise", "sunset"),
+        ("dawn", "dusk"),
+        ("heaven", "hell"),
+        ("angel", "demon"),
+        ("war", "peace"),
+        ("friend", "enemy"),
+        ("hero", "villain"),
+    ]
+)
 
 _CONTRACTIONS = {"can't": "can", "won't": "will", "shan't": "shall"}
 
@@ -109,6 +138,7 @@ def tokens(text: str) -> list[str]:
 @dataclass(frozen=True, slots=True, eq=False)
 class Prompt:
     """What pooling knows about one prompt."""
+
     text: str
     words_: tuple[str, ...]  # as written, lower-case, one per lemma
     lemmas: tuple[str, ...]
@@ -129,12 +159,11 @@ def analyse(text: str, vector: np.ndarray | None = None, lexicon: WordNet | None
         while i < len(toks) - 1:
             particle = toks[i + 1]
             if particle in _PARTICLES and lexicon.is_verb(f"{lems[i]}_{particle}"):
-                toks[i:i + 2] = [f"{toks[i]}_{particle}"]
-                lems[i:i + 2] = [f"{lems[i]}_{particle}"]
+                toks[i : i + 2] = [f"{toks[i]}_{particle}"]
+                lems[i : i + 2] = [f"{lems[i]}_{particle}"]
             i += 1
     negs = sum(1 for w, lm in zip(toks, lems) if w in NEGATIONS or lm in NEGATIONS)
-    content = tuple((i, lm) for i, (w, lm) in enumerate(zip(toks, lems))
-                    if not ({w, lm} & STOP or {w, lm} & NEGATIONS))
+    content = tuple((i, lm) for i, (w, lm) in enumerate(zip(toks, lems)) if not ({w, lm} & STOP or {w, lm} & NEGATIONS))
     return Prompt(text, tuple(toks), tuple(lems), content, negs % 2 == 1, vector)
 
 
@@ -159,8 +188,15 @@ class Pooler:
     similarity at which two single words count as the same.
     """
 
-    def __init__(self, embed: Embed | None, lexicon: WordNet | None = None, *, threshold: float = 0.5,
-                 reworded: float = 0.78, word_match: float = 0.75) -> None:
+    def __init__(
+        self,
+        embed: Embed | None,
+        lexicon: WordNet | None = None,
+        *,
+        threshold: float = 0.5,
+        reworded: float = 0.78,
+        word_match: float = 0.75,
+    ) -> None:
         self.embed = embed
         self.lexicon = lexicon
         self.threshold = threshold
@@ -184,7 +220,7 @@ class Pooler:
         with self._lock:
             if len(self._words) > 50_000:  # a long show: start again rather than grow without bound
                 self._words.clear()
-            self._words.update(zip(new, vecs[len(texts):]))
+            self._words.update(zip(new, vecs[len(texts) :]))
         return [analyse(t, vecs[i], self.lexicon) for i, t in enumerate(texts)]
 
     def _word_sims(self, xs: list[str], ys: list[str]) -> np.ndarray:
@@ -234,9 +270,12 @@ class Pooler:
         if not ra or not rb:
             return ra, rb
         sims = self._word_sims(ra, rb)
-        match = np.array([[sims[i, j] >= self.word_match or self._related(x, y) for j, y in enumerate(rb)]
-                          for i, x in enumerate(ra)])
-        return [x for i, x in enumerate(ra) if not match[i].any()], [y for j, y in enumerate(rb) if not match[:, j].any()]
+        match = np.array(
+            [[sims[i, j] >= self.word_match or self._related(x, y) for j, y in enumerate(rb)] for i, x in enumerate(ra)]
+        )
+        return [x for i, x in enumerate(ra) if not match[i].any()], [
+            y for j, y in enumerate(rb) if not match[:, j].any()
+        ]
 
     def _related(self, x: str, y: str) -> bool:
         return self.lexicon is not None and self.lexicon.related(x, y)
@@ -265,7 +304,7 @@ def swapped_roles(a: Prompt, b: Prompt) -> bool:
     pb = {w: i for i, w in b.content}
     shared = [w for w in pa if w in pb]
     for i, x in enumerate(shared):
-        for y in shared[i + 1:]:
+        for y in shared[i + 1 :]:
             oa, ra = _orientation(a, pa[x], pa[y])
             ob, rb = _orientation(b, pb[x], pb[y])
             if ra & rb and oa != ob:
@@ -276,12 +315,12 @@ def swapped_roles(a: Prompt, b: Prompt) -> bool:
 def _orientation(p: Prompt, i: int, j: int) -> tuple[bool, set[str]]:
     """Whether the word at i acts on the one at j, and the relation words between them."""
     lo, hi = sorted((i, j))
-    between = p.lemmas[lo + 1:hi]
+    between = p.lemmas[lo + 1 : hi]
     rel = [k for k, w in enumerate(between) if w not in _SYMMETRIC and w not in _AGENT and w not in _FUNCTION]
     forward = i < j
     if rel:
         r = lo + 1 + rel[0]
         passive = r > 0 and p.lemmas[r - 1] in _PASSIVE and not p.words_[r].endswith("ing")
-        if passive or any(w in _AGENT for w in between[rel[0] + 1:]):
+        if passive or any(w in _AGENT for w in between[rel[0] + 1 :]):
             forward = not forward
     return forward, {between[k] for k in rel}

@@ -1,6 +1,7 @@
 """Token-bucket rate limits on the caller's clock: moderation limits prompts per
 viewer and overall with them, the voting engine paces anarchy mode.
 """
+
 from __future__ import annotations
 
 from cachetools import LRUCache

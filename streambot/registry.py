@@ -11,6 +11,7 @@ This module sits at the bottom of the package (it imports nothing of
 streambot's), so the settings can check a name against it without
 importing any backend.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -80,8 +81,9 @@ class Registry:
         except ImportError as e:
             if not entry.needs:
                 raise
-            raise MissingPackage(f"The {name!r} {self.kind} needs {entry.needs} ({e.name or e} is missing): "
-                                 f"{entry.install}.") from None
+            raise MissingPackage(
+                f"The {name!r} {self.kind} needs {entry.needs} ({e.name or e} is missing): {entry.install}."
+            ) from None
 
     def unknown(self, name: str) -> str:
         """The end of a sentence ("[world] backend ..."): the name is not known, and these are."""
@@ -97,25 +99,54 @@ GPU_EXTRA = "pip install -U 'streambot[gpu]'"
 
 # A world's `create` takes its own settings table ([world.NAME]) and returns a
 # loaded world; its `check` takes the same table and raises ConfigError.
-WORLDS = Registry("world", (
-    Entry("sketch", "a procedural landscape drawn on any CPU, no weights (the default)",
-          "streambot.world.sketch:create_world", check="streambot.world.sketch:check_settings"),
-    Entry("stream", "image-to-image diffusion (SD-Turbo) in real time, on one GPU",
-          "streambot.world.stream:create_world", check="streambot.world.stream_settings:parse_stream_settings",
-          needs="diffusers and transformers", install=GPU_EXTRA),
-    Entry("video", "a causal video model (AnyFlow-FAR, diffusers 0.42 or newer), on one large GPU",
-          "streambot.world.video:create_world", check="streambot.world.video_settings:parse_video_settings",
-          needs="diffusers 0.42 or newer and transformers", install=GPU_EXTRA),
-))
+WORLDS = Registry(
+    "world",
+    (
+        Entry(
+            "sketch",
+            "a procedural landscape drawn on any CPU, no weights (the default)",
+            "streambot.world.sketch:create_world",
+            check="streambot.world.sketch:check_settings",
+        ),
+        Entry(
+            "stream",
+            "image-to-image diffusion (SD-Turbo) in real time, on one GPU",
+            "streambot.world.stream:create_world",
+            check="streambot.world.stream_settings:parse_stream_settings",
+            needs="diffusers and transformers",
+            install=GPU_EXTRA,
+        ),
+        Entry(
+            "video",
+            "a causal video model (AnyFlow-FAR, diffusers 0.42 or newer), on one large GPU",
+            "streambot.world.video:create_world",
+            check="streambot.world.video_settings:parse_video_settings",
+            needs="diffusers 0.42 or newer and transformers",
+            install=GPU_EXTRA,
+        ),
+    ),
+)
 
 # A chat platform's `create` names a class with `wanted(settings, chat_source)`,
 # `check(settings, secrets)` (raises ConfigError) and `create(context)`
 # (streambot/audience/platforms.py).
-CHATS = Registry("chat platform", (
-    Entry("terminal", "prompts typed in this terminal or appended to a file (--chat -|FILE; none: off)",
-          "streambot.audience.platforms:Terminal"),
-    Entry("twitch", "Twitch chat: !p prompts, votes, channel points ([twitch] enabled = true)",
-          "streambot.audience.platforms:Twitch"),
-    Entry("discord", "Discord: slash commands and round messages, voice when on ([discord] enabled = true)",
-          "streambot.audience.platforms:Discord"),
-))
+CHATS = Registry(
+    "chat platform",
+    (
+        Entry(
+            "terminal",
+            "prompts typed in this terminal or appended to a file (--chat -|FILE; none: off)",
+            "streambot.audience.platforms:Terminal",
+        ),
+        Entry(
+            "twitch",
+            "Twitch chat: !p prompts, votes, channel points ([twitch] enabled = true)",
+            "streambot.audience.platforms:Twitch",
+        ),
+        Entry(
+            "discord",
+            "Discord: slash commands and round messages, voice when on ([discord] enabled = true)",
+            "streambot.audience.platforms:Discord",
+        ),
+    ),
+)

@@ -10,6 +10,7 @@ Input: JSON Lines, one message per line:
 `t` is seconds from the start of the log; `platform` defaults to "local" and
 `roles` to none (a plain viewer).
 """
+
 from __future__ import annotations
 
 import json
@@ -136,8 +137,9 @@ def run(lines: Iterable[ChatLine], audience: Audience, clock: VirtualClock) -> I
             yield from _drain(results)
     # Finish every round that saw anything: the open one and one in its grace period.
     while engine.mode == "rounds":
-        busy = engine.closing is not None or engine.current.candidates or engine.current.ballots \
-            or engine.current.blocked
+        busy = (
+            engine.closing is not None or engine.current.candidates or engine.current.ballots or engine.current.blocked
+        )
         if not busy:
             break
         yield from advance(engine.next_deadline())

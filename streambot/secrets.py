@@ -4,6 +4,7 @@ Every secret is registered once when it is loaded; `redact` replaces each
 occurrence in a string, and `RedactingFilter` does the same for every log
 record, so a URL with a stream key in it can be logged safely.
 """
+
 from __future__ import annotations
 
 import logging

@@ -11,6 +11,7 @@ Times: each session (one run of the show) stores its wall-clock start and
 the show clock's reading at that moment; everything else is stored as show
 clock seconds, so chapters are exact even when the wall clock jumps.
 """
+
 from __future__ import annotations
 
 import json
@@ -182,21 +183,36 @@ class Store:
             cur = c.execute(
                 "INSERT INTO rounds (session, number, mode, opened, closed, winner, winner_user,"
                 " winner_platform, winner_votes, skipped, blocked) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (session, result.round, result.mode, result.opened, result.closed,
-                 w.text if w else None, w.user if w else None, w.platform if w else None,
-                 w.votes if w else None, int(result.skipped), result.blocked),
+                (
+                    session,
+                    result.round,
+                    result.mode,
+                    result.opened,
+                    result.closed,
+                    w.text if w else None,
+                    w.user if w else None,
+                    w.platform if w else None,
+                    w.votes if w else None,
+                    int(result.skipped),
+                    result.blocked,
+                ),
             )
             rid = cur.lastrowid
             self._round_ids[result.round] = rid
             c.executemany(
                 "INSERT OR REPLACE INTO candidates VALUES (?,?,?,?,?,?,?,?)",
-                [(rid, v.id, v.number, v.text, v.author, v.platform, v.votes, int(v.approved))
-                 for v in result.candidates],
+                [
+                    (rid, v.id, v.number, v.text, v.author, v.platform, v.votes, int(v.approved))
+                    for v in result.candidates
+                ],
             )
             c.executemany(
                 "INSERT OR REPLACE INTO votes VALUES (?,?,?,?,?,?)",
-                [(rid, b.viewer.name, b.viewer.platform, b.candidate.live().id, b.weight, b.at)
-                 for b in result.ballots if b.viewer is not None],
+                [
+                    (rid, b.viewer.name, b.viewer.platform, b.candidate.live().id, b.weight, b.at)
+                    for b in result.ballots
+                    if b.viewer is not None
+                ],
             )
 
         self._submit(write)
@@ -210,8 +226,10 @@ class Store:
         value = json.dumps(state) if state is not None else None
 
         def write(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO on_air (session, at, text, source, user) VALUES (?,?,?,?,?)",
-                      (session, at, entry.text, entry.source, entry.user))
+            c.execute(
+                "INSERT INTO on_air (session, at, text, source, user) VALUES (?,?,?,?,?)",
+                (session, at, entry.text, entry.source, entry.user),
+            )
             if entry.round is not None:
                 c.execute(
                     "UPDATE rounds SET aired = ? WHERE id = (SELECT max(id) FROM rounds"
@@ -219,8 +237,10 @@ class Store:
                     (at, session, entry.round, entry.text),
                 )
             if entry.actor is not None:
-                c.execute("INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)",
-                          (session, at, entry.actor, "force", entry.text))
+                c.execute(
+                    "INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)",
+                    (session, at, entry.actor, "force", entry.text),
+                )
             if value is not None:
                 c.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (state_key, value))
 
@@ -228,14 +248,16 @@ class Store:
 
     def log_action(self, actor: str, action: str, detail: str = "") -> None:
         args = (self.session, self.clock(), actor, action, detail)
-        self._submit(lambda c: c.execute(
-            "INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)", args))
+        self._submit(
+            lambda c: c.execute("INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)", args)
+        )
 
     def add_ban(self, key: str, actor: str, name: str = "") -> None:
         """`key` is "platform:name", "*:name" or "platform:id"; `name`, for an id, the name it was banned under."""
         args = (key, actor, self.wall(), name)
-        self._submit(lambda c: c.execute("INSERT OR REPLACE INTO bans (key, actor, at_wall, name) VALUES (?,?,?,?)",
-                                         args))
+        self._submit(
+            lambda c: c.execute("INSERT OR REPLACE INTO bans (key, actor, at_wall, name) VALUES (?,?,?,?)", args)
+        )
 
     def remove_ban(self, key: str) -> None:
         self._submit(lambda c: c.execute("DELETE FROM bans WHERE key = ?", (key,)))
@@ -276,8 +298,7 @@ class Store:
         return [dict(r) for r in self._query("SELECT * FROM sessions ORDER BY id")]
 
     def last_session(self, *, with_rounds: bool = True) -> int | None:
-        sql = ("SELECT max(session) AS s FROM rounds" if with_rounds
-               else "SELECT max(id) AS s FROM sessions")
+        sql = "SELECT max(session) AS s FROM rounds" if with_rounds else "SELECT max(id) AS s FROM sessions"
         rows = self._query(sql)
         return rows[0]["s"] if rows and rows[0]["s"] is not None else None
 
@@ -290,12 +311,20 @@ class Store:
         out = []
         for r in self._query("SELECT * FROM rounds WHERE session = ? ORDER BY id", (session,)):
             d = dict(r)
-            d["candidates"] = [dict(c) for c in self._query(
-                "SELECT cid, number, text, author, platform, votes, approved FROM candidates"
-                " WHERE round = ? ORDER BY votes DESC, cid", (r["id"],))]
-            d["votes"] = [dict(v) for v in self._query(
-                "SELECT user, platform, cid, weight, at FROM votes WHERE round = ? ORDER BY at",
-                (r["id"],))]
+            d["candidates"] = [
+                dict(c)
+                for c in self._query(
+                    "SELECT cid, number, text, author, platform, votes, approved FROM candidates"
+                    " WHERE round = ? ORDER BY votes DESC, cid",
+                    (r["id"],),
+                )
+            ]
+            d["votes"] = [
+                dict(v)
+                for v in self._query(
+                    "SELECT user, platform, cid, weight, at FROM votes WHERE round = ? ORDER BY at", (r["id"],)
+                )
+            ]
             out.append(d)
         return out
 

@@ -5,6 +5,7 @@ broadcast, the world or the director. The values it returns and the state it
 pushes are in `onair`; the chat adapters' narrower surface is
 `audience.events.ChatSurface`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -29,6 +29,7 @@ hand-kept list:
 The OBS page (overlays/obs.js) states the same rules with JavaScript's
 Unicode property escapes, and one test holds both to the same answers.
 """
+
 from __future__ import annotations
 
 import unicodedata

@@ -4,6 +4,7 @@ Every part that reads the audience passes this one value around: adapters
 make it, moderation keys bans and rate limits by it, the voting engine counts
 one vote per viewer and keeps them across a restart. It sits below all of them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

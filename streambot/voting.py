@@ -35,6 +35,7 @@ The engine is synchronous and takes `now` from its caller, so the live app,
 the replay and the tests drive it on their own clocks. Its methods are
 thread-safe; `pool()` may run in a worker thread.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -65,6 +66,7 @@ __all__ = ["VotingEngine", "Pooler", "content_words", "exact_key"]
 
 
 # -- the round -------------------------------------------------------------------
+
 
 @dataclass(eq=False, slots=True)
 class Candidate:
@@ -121,6 +123,7 @@ class Round:
 
 # -- results and views -----------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class CandidateView:
     id: int
@@ -160,6 +163,7 @@ class RoundResult:
     def to_json(self) -> dict:
         """The replay's line: round, mode, winner and who is credited, candidates (text, votes, users),
         blocked, held, skipped."""
+
         def num(v: float) -> float | int:
             return int(v) if float(v).is_integer() else round(v, 3)
 
@@ -168,10 +172,7 @@ class RoundResult:
             "mode": self.mode,
             "winner": self.winner.text if self.winner else None,
             "by": self.winner.user if self.winner else None,
-            "candidates": [
-                {"text": c.text, "votes": num(c.votes), "users": list(c.users)}
-                for c in self.candidates
-            ],
+            "candidates": [{"text": c.text, "votes": num(c.votes), "users": list(c.users)} for c in self.candidates],
             "blocked": self.blocked,
             "held": self.held,
             "skipped": self.skipped,
@@ -181,6 +182,7 @@ class RoundResult:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the overlay, the console and `!now` show. Read-only."""
+
     mode: Mode
     round: int
     time_left: float
@@ -199,6 +201,7 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class Meter:
     """Chat's vote between anarchy and democracy (voting rounds), as the console shows it."""
+
     anarchy: int  # viewers whose latest mode vote, within the window, is anarchy
     democracy: int
     threshold: float  # the share one side needs
@@ -215,6 +218,7 @@ class Meter:
 @dataclass(frozen=True, slots=True)
 class ModeSwitch:
     """Chat switched the mode: for the timeline."""
+
     mode: Mode
     at: float
     anarchy: int
@@ -224,9 +228,22 @@ class ModeSwitch:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one prompt or vote."""
+
     status: Literal[
-        "new", "pooled", "queued", "held", "voted", "changed", "unknown", "stale", "locked",
-        "anarchy", "rate_limited", "closed", "mode_vote", "mode_off",
+        "new",
+        "pooled",
+        "queued",
+        "held",
+        "voted",
+        "changed",
+        "unknown",
+        "stale",
+        "locked",
+        "anarchy",
+        "rate_limited",
+        "closed",
+        "mode_vote",
+        "mode_off",
     ]
     number: int | None = None
     round: int = 0
@@ -237,6 +254,7 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class Screened:
     """What the safety screen made of a candidate a viewer was told to wait for."""
+
     round: int
     candidate: int  # its id in the round
     outcome: Literal["shown", "joined", "held", "refused"]  # joined: pooled into another idea
@@ -248,6 +266,7 @@ def _top(cands: Sequence[Candidate], n: int) -> list[Candidate]:
 
 
 # -- the engine -----------------------------------------------------------------
+
 
 class VotingEngine:
     def __init__(
@@ -338,8 +357,7 @@ class VotingEngine:
                     return out
 
     # -- prompts and votes
-    def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False,
-               held: bool = False) -> Outcome:
+    def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False, held: bool = False) -> Outcome:
         """A moderated prompt (`held`: the inline layers were unsure); the viewer's vote goes with it."""
         with self._lock:
             if self.locked:
@@ -358,9 +376,15 @@ class VotingEngine:
                 self._cast(r, viewer, cand, now)
                 return Outcome("pooled", cand.number, r.number, cand.id, not cand.screened)
             cand = Candidate(
-                r.next_id, text, viewer, now, approved=not (self.approval or held),
-                priority=priority, submitters=[viewer],
-                screened=self.screen is None, held=held,
+                r.next_id,
+                text,
+                viewer,
+                now,
+                approved=not (self.approval or held),
+                priority=priority,
+                submitters=[viewer],
+                screened=self.screen is None,
+                held=held,
             )
             r.next_id += 1
             if held:
@@ -461,8 +485,9 @@ class VotingEngine:
                 del self._mode_votes[key]
         return removed
 
-    def retract(self, key: str, *, round_no: int | None = None, prompt: str | None = None,
-                number: int | None = None) -> int:
+    def retract(
+        self, key: str, *, round_no: int | None = None, prompt: str | None = None, number: int | None = None
+    ) -> int:
         """Take back what one viewer put in the ballot of the rounds still open.
 
         With `prompt` (their wording) or `number` (what they voted for), in round `round_no`:
@@ -610,7 +635,8 @@ class VotingEngine:
         """Whether `pool()` has work: candidates to pool or screen."""
         with self._lock:
             return bool(self._anarchy_unscreened) or any(
-                r.pending for r in (self.current, self.closing) if r is not None)
+                r.pending for r in (self.current, self.closing) if r is not None
+            )
 
     def _prepare(self, texts: list[str]) -> list[Prompt]:
         try:
@@ -693,8 +719,16 @@ class VotingEngine:
             for n in list(self._retired)[:10_000]:
                 del self._retired[n]
         result = RoundResult(
-            r.number, r.opened, closed, winner, tuple(_view(c) for c in ranked),
-            r.blocked, r.skipped, "rounds", tuple(r.ballots.values()), r.held,
+            r.number,
+            r.opened,
+            closed,
+            winner,
+            tuple(_view(c) for c in ranked),
+            r.blocked,
+            r.skipped,
+            "rounds",
+            tuple(r.ballots.values()),
+            r.held,
         )
         self.last = result
         return result
@@ -844,8 +878,13 @@ class VotingEngine:
                 break
             del self._mode_votes[key]
         anarchy = sum(1 for m, _ in self._mode_votes.values() if m == "anarchy")
-        return Meter(anarchy, len(self._mode_votes) - anarchy, s.mode_vote_threshold, s.mode_vote_min_voters,
-                     max(0.0, self._last_switch + s.mode_vote_cooldown_s - now))
+        return Meter(
+            anarchy,
+            len(self._mode_votes) - anarchy,
+            s.mode_vote_threshold,
+            s.mode_vote_min_voters,
+            max(0.0, self._last_switch + s.mode_vote_cooldown_s - now),
+        )
 
     def _mode_meter(self, now: float) -> list[RoundResult]:
         """Switch when one side holds the threshold share of enough viewers, after the cool-down."""
@@ -909,8 +948,12 @@ class VotingEngine:
                 "cooldown": dict(self._cooldown),
                 "candidates": [
                     {
-                        "id": c.id, "number": c.number, "text": c.text, "approved": c.approved,
-                        "priority": c.priority, "at": c.at,
+                        "id": c.id,
+                        "number": c.number,
+                        "text": c.text,
+                        "approved": c.approved,
+                        "priority": c.priority,
+                        "at": c.at,
                         "submitters": [v.as_dict() for v in c.submitters],
                     }
                     for c in r.candidates
@@ -938,8 +981,13 @@ class VotingEngine:
             for c in state.get("candidates", []):
                 subs = [Viewer.from_dict(v) for v in c["submitters"]]
                 cand = Candidate(
-                    int(c["id"]), c["text"], subs[0], now, approved=bool(c["approved"]),
-                    priority=bool(c.get("priority")), submitters=subs,
+                    int(c["id"]),
+                    c["text"],
+                    subs[0],
+                    now,
+                    approved=bool(c["approved"]),
+                    priority=bool(c.get("priority")),
+                    submitters=subs,
                     screened=self.screen is None,
                 )
                 if c.get("number") is not None:
@@ -967,8 +1015,15 @@ def _vectors(prompts: list[Prompt]) -> np.ndarray | None:
 
 def _view(c: Candidate) -> CandidateView:
     return CandidateView(
-        c.id, c.number, c.text, c.votes, tuple(v.name for v in c.voters.values()),
-        c.author.name, c.author.platform, c.approved, c.held,
+        c.id,
+        c.number,
+        c.text,
+        c.votes,
+        tuple(v.name for v in c.voters.values()),
+        c.author.name,
+        c.author.platform,
+        c.approved,
+        c.held,
     )
 
 

@@ -3,6 +3,7 @@
 Config reads presets into it, every world backend starts from it, and the
 timeline records it; so it sits below all of them, and depends on nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,22 @@ class WorldSpec:
     def to_dict(self) -> dict[str, object]:
         """Plain JSON data (a TOML date in `extra` becomes its text), for the timeline."""
         extra = json.loads(json.dumps(self.extra, default=str))
-        return {"name": self.name, "title": self.title, "description": self.description, "style": self.style,
-                "beats": list(self.beats), "extra": extra}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "style": self.style,
+            "beats": list(self.beats),
+            "extra": extra,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WorldSpec:  # JSON data, as to_dict wrote it
-        return cls(str(d["name"]), str(d["title"]), str(d["description"]), str(d["style"]),
-                   tuple(str(b) for b in d["beats"]), dict(d.get("extra") or {}))
+        return cls(
+            str(d["name"]),
+            str(d["title"]),
+            str(d["description"]),
+            str(d["style"]),
+            tuple(str(b) for b in d["beats"]),
+            dict(d.get("extra") or {}),
+        )

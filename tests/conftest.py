@@ -1,6 +1,7 @@
 """Shared fixtures: a real nginx RTMP server on a free loopback port, a way to
 run the real `streambot` command line in a subprocess, `streambot run` with its
 console as a streamer starts it, and a `Show` put on air on the test's own loop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,12 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     # GPU tests are the one exception: CI machines have no GPU; they run where one is lent.
-    if (os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail")
-            and item.get_closest_marker("gpu") is None):
+    if (
+        os.environ.get("CI")
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+        and item.get_closest_marker("gpu") is None
+    ):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where everything it needs must be installed: {report.longrepr}"
 
@@ -55,8 +60,14 @@ def cli_env(tmp_path):
 
 def run_cli(args: list[str], env: dict, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "streambot.cli", *args], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw,
+        [sys.executable, "-m", "streambot.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kw,
     )
 
 
@@ -118,8 +129,9 @@ class ShowProcess:
     def __init__(self, args: list[str], env: dict, stdin=subprocess.DEVNULL) -> None:
         self.env = env
         cmd = [sys.executable, "-m", "streambot.cli", *args, "--console", "127.0.0.1:0"]
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=stdin, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         self.terminal = Terminal(self.proc)
 
     @functools.cached_property

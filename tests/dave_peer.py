@@ -10,6 +10,7 @@ type 2, index 0) for the group's current epoch and signed with ECDSA P-256 over
 `SignContent {"MLS 1.0 FramedContentTBS", FramedContentTBS}` (external senders
 sign no group context). The group id is the channel id, 8 bytes big-endian.
 """
+
 from __future__ import annotations
 
 import davey
@@ -40,13 +41,22 @@ class VoiceServer:
     def __init__(self, channel_id: int) -> None:
         self.group_id = channel_id.to_bytes(8, "big")
         self.key = ec.generate_private_key(ec.SECP256R1())
-        public = self.key.public_key().public_bytes(serialization.Encoding.X962,
-                                                     serialization.PublicFormat.UncompressedPoint)
+        public = self.key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
         self.external_sender = vec(public) + u16(BASIC_CREDENTIAL) + vec(b"voice-server")
 
     def add_proposal(self, key_package: bytes, epoch: int) -> bytes:
-        content = (vec(self.group_id) + epoch.to_bytes(8, "big") + bytes([SENDER_EXTERNAL]) + (0).to_bytes(4, "big")
-                   + vec(b"") + bytes([CONTENT_PROPOSAL]) + u16(PROPOSAL_ADD) + key_package)
+        content = (
+            vec(self.group_id)
+            + epoch.to_bytes(8, "big")
+            + bytes([SENDER_EXTERNAL])
+            + (0).to_bytes(4, "big")
+            + vec(b"")
+            + bytes([CONTENT_PROPOSAL])
+            + u16(PROPOSAL_ADD)
+            + key_package
+        )
         tbs = u16(MLS10) + u16(PUBLIC_MESSAGE) + content
         signature = self.key.sign(vec(b"MLS 1.0 FramedContentTBS") + vec(tbs), ec.ECDSA(hashes.SHA256()))
         return vec(u16(MLS10) + u16(PUBLIC_MESSAGE) + content + vec(signature))
@@ -58,8 +68,9 @@ class VoiceServer:
         for s in (first, *others):
             s.set_external_sender(self.external_sender)
         for package in packages:
-            result = first.process_proposals(davey.ProposalsOperationType.append,
-                                             self.add_proposal(package, first.epoch or 0))
+            result = first.process_proposals(
+                davey.ProposalsOperationType.append, self.add_proposal(package, first.epoch or 0)
+            )
             first.process_commit(result.commit)
             for s in others:
                 if not s.ready:

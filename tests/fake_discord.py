@@ -34,6 +34,7 @@ It checks on the wire what Discord checks, and what matters to the show:
   state and a voice server address; no voice server listens there, so the
   connection fails as it does when a firewall blocks Discord's voice servers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +47,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import yarl
 from aiohttp import web
@@ -74,8 +75,19 @@ VOICE_MESSAGE = 1 << 13  # message flag IS_VOICE_MESSAGE
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
 EVERYONE = re.compile(r"@(everyone|here)")
-OPTION_TYPES = {1: "SUB_COMMAND", 2: "SUB_COMMAND_GROUP", 3: "STRING", 4: "INTEGER", 5: "BOOLEAN", 6: "USER",
-                7: "CHANNEL", 8: "ROLE", 9: "MENTIONABLE", 10: "NUMBER", 11: "ATTACHMENT"}
+OPTION_TYPES = {
+    1: "SUB_COMMAND",
+    2: "SUB_COMMAND_GROUP",
+    3: "STRING",
+    4: "INTEGER",
+    5: "BOOLEAN",
+    6: "USER",
+    7: "CHANNEL",
+    8: "ROLE",
+    9: "MENTIONABLE",
+    10: "NUMBER",
+    11: "ATTACHMENT",
+}
 
 
 class NotOffered(LookupError):
@@ -88,8 +100,14 @@ def jr(data, status: int = 200) -> web.Response:
 
 
 def invalid(field: str, message: str) -> web.Response:
-    return jr({"code": 50035, "message": "Invalid Form Body",
-               "errors": {field: {"_errors": [{"code": "BASE_TYPE_INVALID", "message": message}]}}}, 400)
+    return jr(
+        {
+            "code": 50035,
+            "message": "Invalid Form Body",
+            "errors": {field: {"_errors": [{"code": "BASE_TYPE_INVALID", "message": message}]}},
+        },
+        400,
+    )
 
 
 def user(uid: str, name: str) -> dict:
@@ -97,31 +115,91 @@ def user(uid: str, name: str) -> dict:
 
 
 def iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def role(rid: str, name: str, guild: str) -> dict:
-    return {"id": rid, "name": name, "permissions": "0", "position": 1 if rid != guild else 0, "color": 0,
-            "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+    return {
+        "id": rid,
+        "name": name,
+        "permissions": "0",
+        "position": 1 if rid != guild else 0,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
 
 
 def guild_data(gid: str, owner: str, channel: str, roles: list[dict], voice: str | None = None) -> dict:
-    voice_channels = [] if voice is None else [{
-        "id": voice, "type": 2, "name": "stage", "position": 1, "permission_overwrites": [], "nsfw": False,
-        "parent_id": None, "bitrate": 64000, "user_limit": 0, "rtc_region": None}]
+    voice_channels = (
+        []
+        if voice is None
+        else [
+            {
+                "id": voice,
+                "type": 2,
+                "name": "stage",
+                "position": 1,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "bitrate": 64000,
+                "user_limit": 0,
+                "rtc_region": None,
+            }
+        ]
+    )
     return {
-        "id": gid, "name": f"Server {gid}", "icon": None, "owner_id": owner, "afk_timeout": 300,
+        "id": gid,
+        "name": f"Server {gid}",
+        "icon": None,
+        "owner_id": owner,
+        "afk_timeout": 300,
         "roles": [role(gid, "@everyone", gid), *roles],
-        "channels": [{"id": channel, "type": 0, "name": "world", "position": 0, "permission_overwrites": [],
-                      "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0},
-                     *voice_channels],
-        "members": [], "member_count": 4, "features": [], "emojis": [], "stickers": [], "threads": [],
-        "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [], "large": False,
-        "unavailable": False, "joined_at": "2024-01-01T00:00:00+00:00", "premium_tier": 0,
-        "preferred_locale": "en-US", "mfa_level": 0, "verification_level": 0, "explicit_content_filter": 0,
-        "default_message_notifications": 0, "system_channel_flags": 0, "nsfw_level": 0, "description": None,
-        "banner": None, "splash": None, "discovery_splash": None, "premium_subscription_count": 0,
-        "vanity_url_code": None, "application_id": None,
+        "channels": [
+            {
+                "id": channel,
+                "type": 0,
+                "name": "world",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+                "rate_limit_per_user": 0,
+            },
+            *voice_channels,
+        ],
+        "members": [],
+        "member_count": 4,
+        "features": [],
+        "emojis": [],
+        "stickers": [],
+        "threads": [],
+        "voice_states": [],
+        "presences": [],
+        "stage_instances": [],
+        "guild_scheduled_events": [],
+        "large": False,
+        "unavailable": False,
+        "joined_at": "2024-01-01T00:00:00+00:00",
+        "premium_tier": 0,
+        "preferred_locale": "en-US",
+        "mfa_level": 0,
+        "verification_level": 0,
+        "explicit_content_filter": 0,
+        "default_message_notifications": 0,
+        "system_channel_flags": 0,
+        "nsfw_level": 0,
+        "description": None,
+        "banner": None,
+        "splash": None,
+        "discovery_splash": None,
+        "premium_subscription_count": 0,
+        "vanity_url_code": None,
+        "application_id": None,
     }
 
 
@@ -139,10 +217,8 @@ def pings(content: str, allowed: dict | None) -> list[str]:
     if allowed is None:  # no allowed_mentions: every mention in the text pings
         allowed = {"parse": ["users", "roles", "everyone"]}
     parse = allowed.get("parse", [])
-    out = [f"user:{u}" for u in USER_MENTION.findall(content)
-           if "users" in parse or u in allowed.get("users", [])]
-    out += [f"role:{r}" for r in ROLE_MENTION.findall(content)
-            if "roles" in parse or r in allowed.get("roles", [])]
+    out = [f"user:{u}" for u in USER_MENTION.findall(content) if "users" in parse or u in allowed.get("users", [])]
+    out += [f"role:{r}" for r in ROLE_MENTION.findall(content) if "roles" in parse or r in allowed.get("roles", [])]
     if "everyone" in parse:
         out += [f"@{m}" for m in EVERYONE.findall(content)]
     return out
@@ -227,25 +303,41 @@ class FakeDiscord(LocalServer):
         return jr(BOT)
 
     async def app_info(self, request: web.Request) -> web.Response:
-        return jr({
-            "id": APP, "name": "streambot", "description": "", "icon": None, "bot_public": True,
-            "bot_require_code_grant": False, "owner": user(OWNER, "owner"), "verify_key": "k",
-            "flags": self.app_flags(),
-            "summary": "", "team": None,
-        })
+        return jr(
+            {
+                "id": APP,
+                "name": "streambot",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": user(OWNER, "owner"),
+                "verify_key": "k",
+                "flags": self.app_flags(),
+                "summary": "",
+                "team": None,
+            }
+        )
 
     def register(self, scope: str, body: list[dict]) -> list[dict]:
         """Bulk overwrite, as `PUT .../commands` does: the scope's commands are exactly these."""
         out = []
         for c in body:
             perms = c.get("default_member_permissions")
-            out.append(dict(
-                c, id=str(next(self.ids)), application_id=APP, version="1",
-                guild_id=None if scope == "global" else scope,
-                default_member_permissions=None if perms is None else str(perms),
-                dm_permission=c.get("dm_permission", True), nsfw=c.get("nsfw", False),
-                contexts=c.get("contexts"), integration_types=c.get("integration_types", [0]),
-            ))
+            out.append(
+                dict(
+                    c,
+                    id=str(next(self.ids)),
+                    application_id=APP,
+                    version="1",
+                    guild_id=None if scope == "global" else scope,
+                    default_member_permissions=None if perms is None else str(perms),
+                    dm_permission=c.get("dm_permission", True),
+                    nsfw=c.get("nsfw", False),
+                    contexts=c.get("contexts"),
+                    integration_types=c.get("integration_types", [0]),
+                )
+            )
         self.commands[scope] = out
         self.syncs.append(scope)
         return out
@@ -257,8 +349,13 @@ class FakeDiscord(LocalServer):
         self.checked += 1
         who = pings(content, allowed)
         self.pinged += who
-        nothing = allowed is not None and allowed.get("parse") == [] and not allowed.get("users") \
-            and not allowed.get("roles") and not allowed.get("replied_user")
+        nothing = (
+            allowed is not None
+            and allowed.get("parse") == []
+            and not allowed.get("users")
+            and not allowed.get("roles")
+            and not allowed.get("replied_user")
+        )
         if not nothing:
             self.violations.append(f"{where}: allowed_mentions {allowed!r} does not mention nobody")
         if who:
@@ -267,13 +364,25 @@ class FakeDiscord(LocalServer):
     def _message(self, mid: str, channel: str, body: dict) -> dict:
         content = body.get("content") or ""
         who = pings(content, body.get("allowed_mentions"))
-        return {"id": mid, "channel_id": channel, "guild_id": CHANNEL_GUILD.get(channel), "author": BOT,
-                "content": content, "timestamp": iso(), "edited_timestamp": None, "tts": False,
-                "mention_everyone": any(w.startswith("@") for w in who),
-                "mentions": [user(w[5:], "someone") for w in who if w.startswith("user:")],
-                "mention_roles": [w[5:] for w in who if w.startswith("role:")],
-                "attachments": [], "embeds": [], "pinned": False, "type": 0,
-                "components": body.get("components", []), "flags": 0}
+        return {
+            "id": mid,
+            "channel_id": channel,
+            "guild_id": CHANNEL_GUILD.get(channel),
+            "author": BOT,
+            "content": content,
+            "timestamp": iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": any(w.startswith("@") for w in who),
+            "mentions": [user(w[5:], "someone") for w in who if w.startswith("user:")],
+            "mention_roles": [w[5:] for w in who if w.startswith("role:")],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "components": body.get("components", []),
+            "flags": 0,
+        }
 
     def _refused(self, body: dict) -> web.Response | None:
         if len(body.get("content") or "") > 2000:
@@ -308,9 +417,15 @@ class FakeDiscord(LocalServer):
         content = body["content"] if body.get("content") is not None else old["content"]
         self._mentions_ok(f"PATCH message {mid}", content, body.get("allowed_mentions"))
         self.edits.append(dict(body, id=mid))
-        new = self._message(mid, old["channel_id"], dict(
-            content=content, components=body.get("components", old["components"]),
-            allowed_mentions=body.get("allowed_mentions")))
+        new = self._message(
+            mid,
+            old["channel_id"],
+            dict(
+                content=content,
+                components=body.get("components", old["components"]),
+                allowed_mentions=body.get("allowed_mentions"),
+            ),
+        )
         self.messages[mid] = dict(new, timestamp=old["timestamp"], edited_timestamp=iso())
         return jr(self.messages[mid])
 
@@ -324,19 +439,37 @@ class FakeDiscord(LocalServer):
                 return invalid("data.choices", problem)
             self.choices[iid] = choices
             self.responses.append(body)
-            return jr({"interaction": {"id": iid, "type": 4, "response_message_id": None,
-                                       "response_message_loading": False, "response_message_ephemeral": False}})
+            return jr(
+                {
+                    "interaction": {
+                        "id": iid,
+                        "type": 4,
+                        "response_message_id": None,
+                        "response_message_loading": False,
+                        "response_message_ephemeral": False,
+                    }
+                }
+            )
         if body["type"] in (4, 7):  # a message, or an update of the button's message
             data = body.get("data", {})
             if (refused := self._refused(data)) is not None:
                 return refused
-            self._mentions_ok(f"interaction {request.match_info['iid']}", data.get("content") or "",
-                              data.get("allowed_mentions"))
+            self._mentions_ok(
+                f"interaction {request.match_info['iid']}", data.get("content") or "", data.get("allowed_mentions")
+            )
         self.responses.append(body)
         self.replies[request.match_info["iid"]] = body.get("data", {}).get("content")
-        return jr({"interaction": {
-            "id": request.match_info["iid"], "type": body["type"], "response_message_id": None,
-            "response_message_loading": False, "response_message_ephemeral": True}})
+        return jr(
+            {
+                "interaction": {
+                    "id": request.match_info["iid"],
+                    "type": body["type"],
+                    "response_message_id": None,
+                    "response_message_loading": False,
+                    "response_message_ephemeral": True,
+                }
+            }
+        )
 
     @staticmethod
     def _bad_choices(choices, option: dict | None) -> str | None:
@@ -388,12 +521,20 @@ class FakeDiscord(LocalServer):
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
                 self.intents = intents
-                await self.dispatch(ws, "READY", {
-                    "v": 10, "user": BOT, "guilds": [{"id": g, "unavailable": True} for g in GUILDS],
-                    "session_id": "session-a", "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gw",
-                    "application": {"id": APP, "flags": self.app_flags()}, "private_channels": [],
-                    "relationships": [],
-                })
+                await self.dispatch(
+                    ws,
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": BOT,
+                        "guilds": [{"id": g, "unavailable": True} for g in GUILDS],
+                        "session_id": "session-a",
+                        "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gw",
+                        "application": {"id": APP, "flags": self.app_flags()},
+                        "private_channels": [],
+                        "relationships": [],
+                    },
+                )
                 for g in GUILDS.values():
                     await self.dispatch(ws, "GUILD_CREATE", g)
                 await self._register(ws)
@@ -415,8 +556,9 @@ class FakeDiscord(LocalServer):
             return
         await self.voice_state(ws, BOT, channel, guild=guild, self_deaf=d["self_deaf"], self_mute=d["self_mute"])
         if channel is not None:
-            await self.dispatch(ws, "VOICE_SERVER_UPDATE", {
-                "token": "voice-token", "guild_id": guild, "endpoint": self.voice_endpoint})
+            await self.dispatch(
+                ws, "VOICE_SERVER_UPDATE", {"token": "voice-token", "guild_id": guild, "endpoint": self.voice_endpoint}
+            )
 
     async def _register(self, ws: web.WebSocketResponse) -> None:
         async with self.cond:
@@ -451,8 +593,15 @@ class FakeDiscord(LocalServer):
         path = f"/attachments/{channel}/{aid}/{filename}"
         self.files[path] = data
         url = f"http://127.0.0.1:{self.port}{path}?ex=7fffffff&is=00000000&hm={self._signature(path)}&"
-        return {"id": aid, "filename": filename, "size": len(data), "url": url, "proxy_url": url,
-                "content_type": content_type, **fields}
+        return {
+            "id": aid,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+            **fields,
+        }
 
     async def cdn(self, request: web.Request) -> web.Response:
         path = request.path
@@ -480,8 +629,13 @@ class FakeDiscord(LocalServer):
             raise NotOffered(f"/{name} is not offered {'in guild ' + guild if guild else 'in a DM'}")
         cmd = found[0]
         needed = cmd.get("default_member_permissions")
-        if guild is not None and needed is not None and who["id"] != GUILDS[guild]["owner_id"] \
-                and not permissions & ADMINISTRATOR and permissions & int(needed) != int(needed):
+        if (
+            guild is not None
+            and needed is not None
+            and who["id"] != GUILDS[guild]["owner_id"]
+            and not permissions & ADMINISTRATOR
+            and permissions & int(needed) != int(needed)
+        ):
             raise NotOffered(f"/{name} needs permissions {needed}; the member has {permissions}")
         return found
 
@@ -502,16 +656,25 @@ class FakeDiscord(LocalServer):
                 resolved.setdefault("users", {})[value["id"]] = value
                 if guild is not None:
                     resolved.setdefault("members", {})[value["id"]] = {
-                        "roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "nick": None, "avatar": None,
-                        "premium_since": None, "pending": False, "permissions": "0", "flags": 0}
+                        "roles": [],
+                        "joined_at": "2024-01-01T00:00:00+00:00",
+                        "nick": None,
+                        "avatar": None,
+                        "premium_since": None,
+                        "pending": False,
+                        "permissions": "0",
+                        "flags": 0,
+                    }
                 value = value["id"]
             elif kind == 3 and not isinstance(value, str):
                 raise TypeError(f"option {name} is a STRING: a member types text, not {value!r}")
             elif kind == 4 and not isinstance(value, int):
                 raise TypeError(f"option {name} is an INTEGER")
             elif kind == 4 and not _in_range(value, opt):
-                raise ValueError(f"option {name}: Discord's client does not send {value} "
-                                 f"(min_value {opt.get('min_value')}, max_value {opt.get('max_value')})")
+                raise ValueError(
+                    f"option {name}: Discord's client does not send {value} "
+                    f"(min_value {opt.get('min_value')}, max_value {opt.get('max_value')})"
+                )
             elif kind not in (3, 4, 6):
                 raise TypeError(f"option {name}: type {OPTION_TYPES.get(kind, kind)} is not modelled here")
             out.append({"name": name, "type": kind, "value": value})
@@ -520,8 +683,18 @@ class FakeDiscord(LocalServer):
             raise ValueError(f"no option(s) {sorted(unknown)}")
         return out, resolved
 
-    async def command(self, ws, who: dict, name: str, options: dict | None = None, *, sub: str | None = None,
-                      guild: str | None = GUILD, roles: list[str] = (), permissions: int = 0) -> str:
+    async def command(
+        self,
+        ws,
+        who: dict,
+        name: str,
+        options: dict | None = None,
+        *,
+        sub: str | None = None,
+        guild: str | None = GUILD,
+        roles: list[str] = (),
+        permissions: int = 0,
+    ) -> str:
         """A member runs a slash command, as Discord's client lets them."""
         cmd, scope = self.offered(name, guild, who, permissions)
         schema = cmd.get("options") or []
@@ -540,16 +713,21 @@ class FakeDiscord(LocalServer):
             data["guild_id"] = scope
         return await self.interaction(ws, who, 2, data, guild=guild, roles=list(roles), permissions=permissions)
 
-    async def autocomplete(self, ws, who: dict, name: str, option: str, typed: str, *,
-                           guild: str | None = GUILD) -> list[dict]:
+    async def autocomplete(
+        self, ws, who: dict, name: str, option: str, typed: str, *, guild: str | None = GUILD
+    ) -> list[dict]:
         """A member types `typed` into a command's option that has autocomplete: the choices
         the bot answers (Discord sends the focused value as typed, a string)."""
         cmd, scope = self.offered(name, guild, who, 0)
         opt = next((o for o in cmd.get("options") or [] if o["name"] == option), None)
         if opt is None or not opt.get("autocomplete"):
             raise NotOffered(f"/{name} {option} has no autocomplete")
-        data = {"id": cmd["id"], "name": name, "type": 1,
-                "options": [{"name": option, "type": opt["type"], "value": typed, "focused": True}]}
+        data = {
+            "id": cmd["id"],
+            "name": name,
+            "type": 1,
+            "options": [{"name": option, "type": opt["type"], "value": typed, "focused": True}],
+        }
         if scope is not None:
             data["guild_id"] = scope
         iid = await self.interaction(ws, who, 4, data, guild=guild, schema=opt)
@@ -558,16 +736,38 @@ class FakeDiscord(LocalServer):
                 await asyncio.sleep(0.02)
         return self.choices[iid]
 
-    async def post(self, ws, who: dict, content: str = "", *, channel: str = CHANNEL, roles: list[str] = (),
-                   attachments: list[dict] = (), flags: int = 0) -> dict:
+    async def post(
+        self,
+        ws,
+        who: dict,
+        content: str = "",
+        *,
+        channel: str = CHANNEL,
+        roles: list[str] = (),
+        attachments: list[dict] = (),
+        flags: int = 0,
+    ) -> dict:
         """A member posts in a guild channel; the bot gets MESSAGE_CREATE as its intents allow."""
         guild = CHANNEL_GUILD[channel]
         mid = str(next(self.ids))
         message = {
-            "id": mid, "channel_id": channel, "guild_id": guild, "author": who, "content": content,
-            "timestamp": iso(), "edited_timestamp": None, "tts": False, "mention_everyone": False,
-            "mentions": [], "mention_roles": [], "attachments": list(attachments), "embeds": [], "pinned": False,
-            "type": 0, "flags": flags, "components": [],
+            "id": mid,
+            "channel_id": channel,
+            "guild_id": guild,
+            "author": who,
+            "content": content,
+            "timestamp": iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": list(attachments),
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": flags,
+            "components": [],
         }
         self.messages[mid] = message
         if not self.has(GUILD_MESSAGES):
@@ -575,64 +775,160 @@ class FakeDiscord(LocalServer):
         seen = dict(message)
         if not self.has(MESSAGE_CONTENT) and f"<@{BOT['id']}>" not in content:
             seen.update(content="", attachments=[], embeds=[], components=[])
-        seen["member"] = {"roles": list(roles), "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False,
-                          "mute": False, "flags": 0, "nick": None, "avatar": None, "premium_since": None,
-                          "pending": False}
+        seen["member"] = {
+            "roles": list(roles),
+            "joined_at": "2024-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "nick": None,
+            "avatar": None,
+            "premium_since": None,
+            "pending": False,
+        }
         await self.dispatch(ws, "MESSAGE_CREATE", seen)
         return message
 
     async def voice_message(self, ws, who: dict, data: bytes, seconds: float, *, channel: str = CHANNEL) -> dict:
         """A voice message as Discord's client records one: no text, one Ogg Opus
         attachment with its duration and waveform, the IS_VOICE_MESSAGE flag."""
-        attachment = self.attach(channel, "voice-message.ogg", data, "audio/ogg", duration_secs=seconds,
-                                 waveform=base64.b64encode(bytes(32)).decode())
+        attachment = self.attach(
+            channel,
+            "voice-message.ogg",
+            data,
+            "audio/ogg",
+            duration_secs=seconds,
+            waveform=base64.b64encode(bytes(32)).decode(),
+        )
         return await self.post(ws, who, channel=channel, attachments=[attachment], flags=VOICE_MESSAGE)
 
-    async def voice_state(self, ws, who: dict, channel: str | None, *, guild: str = GUILD, roles: list[str] = (),
-                          self_deaf: bool = False, self_mute: bool = False) -> None:
+    async def voice_state(
+        self,
+        ws,
+        who: dict,
+        channel: str | None,
+        *,
+        guild: str = GUILD,
+        roles: list[str] = (),
+        self_deaf: bool = False,
+        self_mute: bool = False,
+    ) -> None:
         """Someone joins (or leaves) a voice channel: VOICE_STATE_UPDATE, with the voice states intent."""
         if not self.has(GUILD_VOICE_STATES):
             return
-        await self.dispatch(ws, "VOICE_STATE_UPDATE", {
-            "guild_id": guild, "channel_id": channel, "user_id": who["id"], "session_id": f"voice-{who['id']}",
-            "deaf": False, "mute": False, "self_deaf": self_deaf, "self_mute": self_mute, "self_video": False,
-            "suppress": False, "request_to_speak_timestamp": None,
-            "member": {"user": who, "roles": list(roles), "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False,
-                       "mute": False, "flags": 0, "nick": None, "avatar": None, "premium_since": None,
-                       "pending": False}})
+        await self.dispatch(
+            ws,
+            "VOICE_STATE_UPDATE",
+            {
+                "guild_id": guild,
+                "channel_id": channel,
+                "user_id": who["id"],
+                "session_id": f"voice-{who['id']}",
+                "deaf": False,
+                "mute": False,
+                "self_deaf": self_deaf,
+                "self_mute": self_mute,
+                "self_video": False,
+                "suppress": False,
+                "request_to_speak_timestamp": None,
+                "member": {
+                    "user": who,
+                    "roles": list(roles),
+                    "joined_at": "2024-01-01T00:00:00+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                    "nick": None,
+                    "avatar": None,
+                    "premium_since": None,
+                    "pending": False,
+                },
+            },
+        )
 
     async def button(self, ws, who: dict, custom_id: str, message: dict) -> str:
-        return await self.interaction(ws, who, 3, {"custom_id": custom_id, "component_type": 2}, message=message,
-                                      guild=CHANNEL_GUILD[message["channel_id"]], channel=message["channel_id"])
+        return await self.interaction(
+            ws,
+            who,
+            3,
+            {"custom_id": custom_id, "component_type": 2},
+            message=message,
+            guild=CHANNEL_GUILD[message["channel_id"]],
+            channel=message["channel_id"],
+        )
 
-    async def interaction(self, ws, who: dict, kind: int, data: dict, *, guild: str | None = GUILD,
-                          channel: str | None = None, roles: list[str] = (), permissions: int = 0,
-                          message: dict | None = None, schema: dict | None = None) -> str:
+    async def interaction(
+        self,
+        ws,
+        who: dict,
+        kind: int,
+        data: dict,
+        *,
+        guild: str | None = GUILD,
+        channel: str | None = None,
+        roles: list[str] = (),
+        permissions: int = 0,
+        message: dict | None = None,
+        schema: dict | None = None,
+    ) -> str:
         """INTERACTION_CREATE as Discord sends it, from a guild channel or from a DM with the bot."""
         iid = str(next(self.ids))
         self.tokens[f"itoken{iid}"] = (iid, time.monotonic())
         if schema is not None:
             self.schemas[iid] = schema
         payload = {
-            "id": iid, "application_id": APP, "type": kind, "token": f"itoken{iid}", "version": 1,
-            "locale": "en-US", "app_permissions": "0", "entitlements": [], "data": data,
+            "id": iid,
+            "application_id": APP,
+            "type": kind,
+            "token": f"itoken{iid}",
+            "version": 1,
+            "locale": "en-US",
+            "app_permissions": "0",
+            "entitlements": [],
+            "data": data,
             "attachment_size_limit": 8_388_608,
         }
         if guild is None:
             payload.update(
-                channel_id=DM_CHANNEL, context=1, user=who, authorizing_integration_owners={"0": "0"},
-                channel={"id": DM_CHANNEL, "type": 1, "recipients": [who], "last_message_id": None, "flags": 0})
+                channel_id=DM_CHANNEL,
+                context=1,
+                user=who,
+                authorizing_integration_owners={"0": "0"},
+                channel={"id": DM_CHANNEL, "type": 1, "recipients": [who], "last_message_id": None, "flags": 0},
+            )
         else:
             channel = channel or next(c for c, g in CHANNEL_GUILD.items() if g == guild)
             payload.update(
-                guild_id=guild, channel_id=channel, guild_locale="en-US", context=0,
+                guild_id=guild,
+                channel_id=channel,
+                guild_locale="en-US",
+                context=0,
                 authorizing_integration_owners={"0": guild},
                 guild={"id": guild, "locale": "en-US", "features": []},
-                channel={"id": channel, "type": 0, "guild_id": guild, "name": "world", "position": 0,
-                         "permission_overwrites": [], "nsfw": False, "parent_id": None},
-                member={"user": who, "roles": list(roles), "joined_at": "2024-01-01T00:00:00+00:00",
-                        "deaf": False, "mute": False, "permissions": str(permissions), "flags": 0, "nick": None,
-                        "avatar": None, "premium_since": None, "pending": False})
+                channel={
+                    "id": channel,
+                    "type": 0,
+                    "guild_id": guild,
+                    "name": "world",
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                },
+                member={
+                    "user": who,
+                    "roles": list(roles),
+                    "joined_at": "2024-01-01T00:00:00+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "permissions": str(permissions),
+                    "flags": 0,
+                    "nick": None,
+                    "avatar": None,
+                    "premium_since": None,
+                    "pending": False,
+                },
+            )
         if message is not None:
             payload["message"] = message
         await self.dispatch(ws, "INTERACTION_CREATE", payload)
@@ -641,7 +937,7 @@ class FakeDiscord(LocalServer):
 
 def _in_range(value: int, option: dict) -> bool:
     low, high = option.get("min_value"), option.get("max_value")
-    return (-(2**53) < value < 2**53 and (low is None or value >= low) and (high is None or value <= high))
+    return -(2**53) < value < 2**53 and (low is None or value >= low) and (high is None or value <= high)
 
 
 def buttons_of(message: dict) -> list[str]:

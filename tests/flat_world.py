@@ -1,6 +1,7 @@
 """A world that lives outside streambot's package: one flat colour. The
 registry test adds it by name, as a new backend would be added, and runs the
 real command line with it."""
+
 from __future__ import annotations
 
 import numpy as np

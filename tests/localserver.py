@@ -1,5 +1,6 @@
 """A base for the mock platform servers (Twitch, Discord): an aiohttp app on a
 free loopback port, with its websockets closed on stop; and a wait for a condition."""
+
 from __future__ import annotations
 
 import asyncio

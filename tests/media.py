@@ -1,4 +1,5 @@
 """Reading back what was streamed: decoded with PyAV, as a viewer's player would."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

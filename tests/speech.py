@@ -1,5 +1,6 @@
 """Sound for the voice tests, made here: speech by espeak-ng (the Debian
 package), noise, silence and music from numpy, and a file writer (PyAV)."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,8 +33,9 @@ def commands_table() -> list[tuple[str, str | None, str | int | None]]:
 
 
 def speak_file(text: str, path: Path, *, speed: int = 150) -> Path:
-    subprocess.run([ESPEAK, "-v", "en-us", "-s", str(speed), "-w", str(path), text], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [ESPEAK, "-v", "en-us", "-s", str(speed), "-w", str(path), text], check=True, capture_output=True, timeout=120
+    )
     return path
 
 

@@ -7,6 +7,7 @@ random TAESD whose picture depends on its latent: PyTorch's default init
 shrinks the signal about 2.5x per layer, so an untrained decoder draws much
 the same picture whatever it is given.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,7 @@ class OracleUNet(torch.nn.Module):
         self.engine = None
         self.seen: list[torch.Tensor] = []  # the conditioning of each call
 
-    def bind(self, engine) -> "OracleUNet":
+    def bind(self, engine) -> OracleUNet:
         self.engine = engine
         return self
 

@@ -3,6 +3,7 @@ in a running show: the console's health says so, its log panel says why
 (with no secret in it), /metrics counts it, and the broadcast and the other
 chat go on. The show is real (sketch world, file output, the console app
 through aiohttp's test client); only the crashing adapter is the test's."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,17 +48,24 @@ async def until(check, timeout: float = 60.0):
 async def test_a_crashed_adapter_is_reported_on_the_console(tmp_path, monkeypatch, aiohttp_client):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    settings = load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "world": {"sketch": {"embedder": None}},
-        "voting": {"round_s": 120, "pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
-        "moderation": {"classifier": False, "semantic": False},
-    })
+    settings = load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "world": {"sketch": {"embedder": None}},
+            "voting": {"round_s": 120, "pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
+            "moderation": {"classifier": False, "semantic": False},
+        },
+    )
     chat = tmp_path / "chat.txt"
     chat.write_text("")
     brittle = BrittleChat()
-    show = Show(settings, resolve_world("meadow"), build_world(settings), ShowOptions(
-        outputs=[str(tmp_path / "show.flv")], chat_source=str(chat), adapters=(brittle,)))
+    show = Show(
+        settings,
+        resolve_world("meadow"),
+        build_world(settings),
+        ShowOptions(outputs=[str(tmp_path / "show.flv")], chat_source=str(chat), adapters=(brittle,)),
+    )
     await asyncio.to_thread(show.open)
     running = asyncio.create_task(show.run())
     client = await aiohttp_client(create_app(show, settings.console, tokens=TOKENS, background=False))
@@ -101,4 +109,3 @@ async def test_a_crashed_adapter_is_reported_on_the_console(tmp_path, monkeypatc
     finally:
         show.stop()
         await asyncio.wait_for(running, 60)
-

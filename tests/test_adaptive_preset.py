@@ -2,6 +2,7 @@
 timeline), that a step keeps one valid H.264 stream (real x264), and a real
 short broadcast on an injected clock that lags, steps down, recovers and
 steps back up, as the console's health panel reports it."""
+
 from __future__ import annotations
 
 import subprocess
@@ -116,8 +117,9 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     world.start(resolve_world("meadow"), size, FPS)
     stream = StreamSettings(size="320x180", bitrate_kbps=800)
     path = tmp_path / "lag.flv"
-    b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=24 * FPS,
-                       now=ft.now, sleep=ft.sleep)
+    b = open_broadcast(
+        world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=24 * FPS, now=ft.now, sleep=ft.sleep
+    )
     show = SimpleNamespace(broadcast=b, adapter_states=dict, audio_status=b.audio_status, world_status=dict)
     seen = {}
 
@@ -143,8 +145,12 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     assert h.ticks == 24 * FPS
     assert h.skipped_frames > FPS and h.skipped_frames + b.clock.stats.sent == h.ticks
     down_at, panel = seen["down"]
-    assert panel["encoder"] == {"preset": "superfast", "configured": "veryfast", "changes": 1,
-                                "busy": panel["encoder"]["busy"]}
+    assert panel["encoder"] == {
+        "preset": "superfast",
+        "configured": "veryfast",
+        "changes": 1,
+        "busy": panel["encoder"]["busy"],
+    }
     assert panel["skipped_frames"] > 0 and panel["encoder"]["busy"] > 0.85
     assert down_at < 6 * FPS
     up_at, panel = seen["up"]
@@ -164,6 +170,7 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     with av.open(str(path)) as c:
         samples = sum(f.samples for f in c.decode(audio=0))
     assert samples == pytest.approx(24.0 * 48_000, abs=2048)
-    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"],
-                             capture_output=True, text=True)
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True
+    )
     assert decoded.returncode == 0 and decoded.stderr == "", decoded.stderr[:500]

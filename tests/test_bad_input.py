@@ -2,6 +2,7 @@
 exception, nothing lost, the round survives a save and a restart), config
 files and custom world files (every refusal is one sentence naming the file
 and the field), and the command line (never a traceback)."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streambot.audience.events import Audience, ChatMessage, PromptEvent, VoteEvent
-from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.config import ConfigError, ModerationSettings, Settings, VotingSettings, load_settings, load_world_file
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 from streambot.world.base import WorldError
 from streambot.world.sketch import SketchWorld
@@ -26,15 +27,53 @@ from .conftest import run_cli
 
 # -- chat ---------------------------------------------------------------------------------
 
-COMMANDS = ["!p ", "!prompt ", "!vote ", "!", "+", "!ban ", "!unban ", "!skip", "!lock", "!unlock", "!help",
-            "!now", "!P ", "!VOTE", "! p ", "!p\u200b", "+-", "!1e9", "!0", "!-1", "!99999999999999999999"]
+COMMANDS = [
+    "!p ",
+    "!prompt ",
+    "!vote ",
+    "!",
+    "+",
+    "!ban ",
+    "!unban ",
+    "!skip",
+    "!lock",
+    "!unlock",
+    "!help",
+    "!now",
+    "!P ",
+    "!VOTE",
+    "! p ",
+    "!p\u200b",
+    "+-",
+    "!1e9",
+    "!0",
+    "!-1",
+    "!99999999999999999999",
+]
 wild = st.one_of(
     st.text(max_size=80),
     st.text(st.characters(min_codepoint=0x300, max_codepoint=0x36F), max_size=20),  # combining marks
     st.text(st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), max_size=20),  # emoji
-    st.sampled_from(["\x00", "\u202e", "\u200b", "\ufeff", "\U000e0000", "\n", "\r\n", "\t", "@everyone",
-                     "https://x.example/?a=b", "<script>", "' OR 1=1 --", "%s%n", "{0}", "\\u0000"]),
-    st.integers(-10**20, 10**20).map(str),
+    st.sampled_from(
+        [
+            "\x00",
+            "\u202e",
+            "\u200b",
+            "\ufeff",
+            "\U000e0000",
+            "\n",
+            "\r\n",
+            "\t",
+            "@everyone",
+            "https://x.example/?a=b",
+            "<script>",
+            "' OR 1=1 --",
+            "%s%n",
+            "{0}",
+            "\\u0000",
+        ]
+    ),
+    st.integers(-(10**20), 10**20).map(str),
 )
 lines = st.builds(lambda c, a, b: c + a + b, st.sampled_from(COMMANDS + [""]), wild, wild)
 names = st.text(string.ascii_letters + string.digits + "_\u00e9\u4e2d", min_size=1, max_size=25)
@@ -51,7 +90,10 @@ def audience() -> Audience:
 def comparable(state: dict) -> dict:
     """The round as saved, without the times a restore sets afresh."""
     return {
-        "round": state["round"], "mode": state["mode"], "locked": state["locked"], "cooldown": state["cooldown"],
+        "round": state["round"],
+        "mode": state["mode"],
+        "locked": state["locked"],
+        "cooldown": state["cooldown"],
         "candidates": [{k: v for k, v in c.items() if k != "at"} for c in state["candidates"]],
         "ballots": sorted((json.dumps(b["viewer"], sort_keys=True), b["candidate"]) for b in state["ballots"]),
     }
@@ -76,8 +118,19 @@ def test_fuzzed_chat_never_raises_and_loses_nothing(messages, typed) -> None:
         else:
             event = ChatMessage(viewer, text, id=mid)
         reply = a.handle(event, now)
-        assert reply.kind in ("none", "new", "pooled", "voted", "unknown", "rejected", "blocked", "help", "now",
-                              "done", "denied")
+        assert reply.kind in (
+            "none",
+            "new",
+            "pooled",
+            "voted",
+            "unknown",
+            "rejected",
+            "blocked",
+            "help",
+            "now",
+            "done",
+            "denied",
+        )
         assert "\n" not in reply.text or reply.kind == "help"
         if mid and platform != "local" and reply.kind in ("new", "voted"):
             a.retract_message(platform, mid + "x")  # a deletion of a message never seen: nothing happens
@@ -86,8 +139,9 @@ def test_fuzzed_chat_never_raises_and_loses_nothing(messages, typed) -> None:
     state = a.engine.state(now)
     kept = [c for c in state["candidates"] if c["text"] == "a quiet harbour at dawn"]
     assert len(kept) == 1, "the crowd cannot take a candidate away"
-    voters = {(b["viewer"]["platform"], b["viewer"]["name"])
-              for b in state["ballots"] if b["candidate"] == kept[0]["id"]}
+    voters = {
+        (b["viewer"]["platform"], b["viewer"]["name"]) for b in state["ballots"] if b["candidate"] == kept[0]["id"]
+    }
     assert {("twitch", "alice"), ("discord", "bob")} <= voters, "nor anyone's vote"
     # the round survives a save and a restart exactly
     saved = json.loads(json.dumps(state, allow_nan=False))
@@ -98,15 +152,18 @@ def test_fuzzed_chat_never_raises_and_loses_nothing(messages, typed) -> None:
 
 # -- config files -------------------------------------------------------------------------
 
-SECTIONS = {name: list(model.model_fields) for name, model in
-            ((n, type(getattr(Settings(), n))) for n in Settings.model_fields)}
+SECTIONS = {
+    name: list(model.model_fields) for name, model in ((n, type(getattr(Settings(), n))) for n in Settings.model_fields)
+}
 KEYS = sorted({k for fields in SECTIONS.values() for k in fields}) + ["colour", "fps ", "", "stream", "ünïcode"]
 scalars = st.one_of(
-    st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=30), st.sampled_from(["1280x720", "0x0", "twitch", "rtmp://x/y/z", "veryfast", "anarchy"]),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["1280x720", "0x0", "twitch", "rtmp://x/y/z", "veryfast", "anarchy"]),
 )
-values = st.one_of(scalars, st.lists(scalars, max_size=3),
-                   st.dictionaries(st.sampled_from(KEYS), scalars, max_size=2))
+values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.sampled_from(KEYS), scalars, max_size=2))
 
 
 def toml_key(k: str) -> str:
@@ -138,8 +195,11 @@ def toml(doc: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-edits = st.lists(st.tuples(st.sampled_from(sorted(SECTIONS) + ["streem", "world.stream"]),
-                           st.sampled_from(KEYS), values), min_size=1, max_size=4)
+edits = st.lists(
+    st.tuples(st.sampled_from(sorted(SECTIONS) + ["streem", "world.stream"]), st.sampled_from(KEYS), values),
+    min_size=1,
+    max_size=4,
+)
 SENTENCE = re.compile(r"^[^\n]+\.$")
 
 
@@ -147,7 +207,7 @@ def assert_one_sentence(message: str, path: Path) -> str:
     assert message.startswith(f"{path}: "), message  # names the file
     assert SENTENCE.match(message), message  # one line, one sentence
     assert "Traceback" not in message
-    return message[len(f"{path}: "):]
+    return message[len(f"{path}: ") :]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -186,16 +246,41 @@ def test_any_text_as_a_config_file_is_a_sentence_not_a_traceback(tmp_path, text)
 
 # -- custom world files -------------------------------------------------------------------
 
-GOOD_WORLD = {"name": "lagoon", "title": "Lagoon", "description": "A tropical lagoon.", "style": "bright",
-              "beats": ["waves roll in"], "sketch": {"scene": "a lagoon at noon", "params": {"rain": 0.2}}}
-world_edits = st.lists(st.tuples(
-    st.sampled_from(["name", "title", "description", "style", "beats", "sketch", "sketch.scene", "sketch.params",
-                     "sketch.params.rain", "sketch.params.nonsense", "sketch.extra", "other"]),
-    st.one_of(values, st.just(None))), max_size=4)
+GOOD_WORLD = {
+    "name": "lagoon",
+    "title": "Lagoon",
+    "description": "A tropical lagoon.",
+    "style": "bright",
+    "beats": ["waves roll in"],
+    "sketch": {"scene": "a lagoon at noon", "params": {"rain": 0.2}},
+}
+world_edits = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "name",
+                "title",
+                "description",
+                "style",
+                "beats",
+                "sketch",
+                "sketch.scene",
+                "sketch.params",
+                "sketch.params.rain",
+                "sketch.params.nonsense",
+                "sketch.extra",
+                "other",
+            ]
+        ),
+        st.one_of(values, st.just(None)),
+    ),
+    max_size=4,
+)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(world_edits)
 def test_fuzzed_world_files_load_or_say_why_and_never_crash_the_world(tmp_path, changes) -> None:
     doc = json.loads(json.dumps(GOOD_WORLD))
@@ -213,15 +298,24 @@ def test_fuzzed_world_files_load_or_say_why_and_never_crash_the_world(tmp_path, 
         else:
             table[leaf] = value
     path = tmp_path / "world.toml"
-    path.write_text(toml({k: v for k, v in doc.items() if k != "sketch"})
-                    + (toml({"sketch": doc["sketch"]}) if isinstance(doc.get("sketch"), dict)
-                       else f"sketch = {toml_value(doc['sketch'])}\n" if "sketch" in doc else ""), encoding="utf-8")
+    path.write_text(
+        toml({k: v for k, v in doc.items() if k != "sketch"})
+        + (
+            toml({"sketch": doc["sketch"]})
+            if isinstance(doc.get("sketch"), dict)
+            else f"sketch = {toml_value(doc['sketch'])}\n"
+            if "sketch" in doc
+            else ""
+        ),
+        encoding="utf-8",
+    )
     try:
         spec = load_world_file(path)
     except ConfigError as e:
         rest = assert_one_sentence(str(e), path)
-        assert re.match(r"(field '[^']+'|the world file is missing the required field '[^']+'|not valid TOML)",
-                        rest), rest
+        assert re.match(r"(field '[^']+'|the world file is missing the required field '[^']+'|not valid TOML)", rest), (
+            rest
+        )
         return
     # what loads, the sketch world can start with (or refuse in one sentence)
     world = SketchWorld(embedder=None, background=False)
@@ -236,19 +330,36 @@ def test_fuzzed_world_files_load_or_say_why_and_never_crash_the_world(tmp_path, 
 
 # -- the command line -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, field", [
-    ("[stream]\nsize = 1280\n", "stream.size"),
-    ("[voting]\nround_s = nan\n", "voting.round_s"),
-    ("[voting]\ngrace_s = 9\nround_s = 5\n", "grace_s"),
-    ("[world]\nbackend = 'sketch'\n[world.sketch]\ncolour = 'blue'\n", "world.sketch"),
-    ("[stream\nfps = 30\n", "line 1"),
-    ("stream = 5\n", "stream"),
-])
+
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("[stream]\nsize = 1280\n", "stream.size"),
+        ("[voting]\nround_s = nan\n", "voting.round_s"),
+        ("[voting]\ngrace_s = 9\nround_s = 5\n", "grace_s"),
+        ("[world]\nbackend = 'sketch'\n[world.sketch]\ncolour = 'blue'\n", "world.sketch"),
+        ("[stream\nfps = 30\n", "line 1"),
+        ("stream = 5\n", "stream"),
+    ],
+)
 def test_the_cli_says_what_is_wrong_in_one_sentence(cli_env, tmp_path, text, field) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text)
-    r = run_cli(["run", "--config", str(cfg), "--output", str(tmp_path / "x.flv"), "--duration", "1",
-                 "--chat", "none", "--no-console"], cli_env)
+    r = run_cli(
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--output",
+            str(tmp_path / "x.flv"),
+            "--duration",
+            "1",
+            "--chat",
+            "none",
+            "--no-console",
+        ],
+        cli_env,
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr + r.stdout
     (line,) = [ln for ln in r.stderr.splitlines() if ln.strip()]

@@ -1,5 +1,6 @@
 """`streambot bench` runs what `streambot run` runs: the app's own show with
 the console up and a page previewing it, prompts typed in the terminal."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,11 @@ from .conftest import run_cli
 
 
 def test_bench_measures_the_show_as_run_runs_it(cli_env):
-    r = run_cli(["bench", "--seconds", "8", "--json", "--no-compare-ffmpeg", "--size", "640x360",
-                 "--prompt-every", "1.5"], cli_env, timeout=300)
+    r = run_cli(
+        ["bench", "--seconds", "8", "--json", "--no-compare-ffmpeg", "--size", "640x360", "--prompt-every", "1.5"],
+        cli_env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["slots"] == 8 * 30 and out["frames"] + out["skipped_frames"] == out["slots"]

@@ -1,5 +1,6 @@
 """Per-viewer memory stays bounded, and what it forgets first is what matters
 least: the idlest viewer's rate-limit bucket, the oldest message ids."""
+
 from __future__ import annotations
 
 from streambot.ratelimit import RateLimiter

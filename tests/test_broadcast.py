@@ -1,5 +1,6 @@
 """The broadcast spine, end to end: the real CLI streaming the sketch world to a
 real nginx RTMP server, read back as a viewer's player would read it."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ def test_twenty_seconds_over_rtmp_arrive_whole(rtmp_server, cli_env):
     assert len(p.keyframe_times) == 10
     assert np.allclose(gaps, 2.0, atol=0.002), gaps
     assert audio_rms(rec) > 0.005, "the soundtrack should be audible, not silence"
-    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rec), "-f", "null", "-"],
-                             capture_output=True, text=True)
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(rec), "-f", "null", "-"], capture_output=True, text=True
+    )
     assert decoded.returncode == 0 and decoded.stderr == "", decoded.stderr[:500]
 
 
@@ -61,8 +63,7 @@ def _broadcast_to_file(path, preset="meadow", seconds=9.0, steer_at=3.0, prompt=
     world = SketchWorld()
     world.start(resolve_world(preset), size, fps, seed=3)
     stream = StreamSettings(size=f"{size[0]}x{size[1]}", fps=fps, bitrate_kbps=3000)
-    b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(),
-                       max_frames=round(seconds * fps))
+    b = open_broadcast(world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=round(seconds * fps))
     b.start()
     steered = False
     while not b.wait(0.01):
@@ -84,8 +85,7 @@ def test_a_prompt_changes_the_picture_without_a_hard_cut(tmp_path):
     before = lum[(times > 1.5) & (times < 3.0)].mean()
     after = lum[times > 6.0].mean()
     assert before - after > 25, (before, after)  # a storm at night is much darker than the morning
-    diffs = np.array([np.abs(a[1].astype(np.int16) - b[1].astype(np.int16)).mean()
-                      for a, b in zip(frames, frames[1:])])
+    diffs = np.array([np.abs(a[1].astype(np.int16) - b[1].astype(np.int16)).mean() for a, b in zip(frames, frames[1:])])
     idle = np.median(diffs[(times[1:] > 0.5) & (times[1:] < 3.0)])
     total = np.abs(frames[-1][1].astype(np.int16) - frames[int(2.5 * 30)][1].astype(np.int16)).mean()
     # A hard cut would show the whole before/after difference in one step. A
@@ -119,18 +119,48 @@ def test_ctrl_c_closes_a_playable_file(tmp_path, cli_env):
     out = tmp_path / "show.mp4"
     token = "ctrl-c-test-admin-token-0123456789abcdef"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streambot.cli", "run", "--output", str(out), "--chat", "none",
-         "--size", "640x360", "--console", "127.0.0.1:0"], cwd=ROOT, env={**cli_env, "STREAMBOT_ADMIN_TOKEN": token},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "streambot.cli",
+            "run",
+            "--output",
+            str(out),
+            "--chat",
+            "none",
+            "--size",
+            "640x360",
+            "--console",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        env={**cli_env, "STREAMBOT_ADMIN_TOKEN": token},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
     try:
-        url = until(lambda: next((m.group(1) for line in list(lines)
-                                  if (m := re.search(r"Console: (http://127\.0\.0\.1:\d+/)", line))), None)
-                    or proc.poll() is not None and "exited", 120, "the console's address")
+        url = until(
+            lambda: (
+                next(
+                    (
+                        m.group(1)
+                        for line in list(lines)
+                        if (m := re.search(r"Console: (http://127\.0\.0\.1:\d+/)", line))
+                    ),
+                    None,
+                )
+                or proc.poll() is not None
+                and "exited"
+            ),
+            120,
+            "the console's address",
+        )
         assert url != "exited", "".join(lines)[-2000:]
 
         def ticks() -> int:
@@ -155,13 +185,14 @@ def test_a_stream_key_is_used_but_never_shown(rtmp_server, cli_env, tmp_path):
     key = "live_987654321_SeCrEtStreamKey"
     cli_env["STREAMBOT_STREAM_KEY"] = key
     url = f"rtmp://127.0.0.1:{rtmp_server.port}/live/{{stream_key}}"
-    r = run_cli(["run", "--output", url, "--duration", "3", "--chat", "none", "--size", "640x360",
-                 "--log-level", "debug"], cli_env)
+    r = run_cli(
+        ["run", "--output", url, "--duration", "3", "--chat", "none", "--size", "640x360", "--log-level", "debug"],
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rtmp_server.stop()
     assert any(key in p.name for p in rtmp_server.recordings), "nginx names the recording after the key"
-    logs = r.stdout + r.stderr + "".join(
-        p.read_text() for p in (tmp_path / "state").rglob("*.log"))
+    logs = r.stdout + r.stderr + "".join(p.read_text() for p in (tmp_path / "state").rglob("*.log"))
     assert key not in logs
     assert "********" in logs
 

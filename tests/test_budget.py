@@ -4,6 +4,7 @@ hours spent, or nobody watching on Twitch, and the sketch world takes over
 back. The hours are kept in the timeline across a restart, Twitch's viewer
 count arrives through twitchio against the strict local Twitch, and the
 console shows it all."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,20 +53,23 @@ class GpuGradient(FlakyWorld):
 
 def budget_at(clock: FakeClock, start: float = T0, **limits) -> GpuBudget:
     """A budget whose clock reads `start` (Unix time) when `clock` reads 0."""
-    return GpuBudget(active=True, world="gradient", timezone=NEW_YORK, clock=clock, wall=lambda: start + clock.t,
-                     **limits)
+    return GpuBudget(
+        active=True, world="gradient", timezone=NEW_YORK, clock=clock, wall=lambda: start + clock.t, **limits
+    )
 
 
 def world_with(budget: GpuBudget, clock: FakeClock) -> tuple[GpuGradient, ResilientWorld]:
     backend = GpuGradient()
-    world = ResilientWorld(backend, lambda: SketchWorld(embedder=None, background=False), clock=clock,
-                           background=False, budget=budget)
+    world = ResilientWorld(
+        backend, lambda: SketchWorld(embedder=None, background=False), clock=clock, background=False, budget=budget
+    )
     world.start(resolve_world("meadow"), SIZE, 30)
     return backend, world
 
 
-def play(world: ResilientWorld, backend: GpuGradient, clock: FakeClock, start: float, end: float,
-         step: float = 0.5) -> list[tuple[float, bool, object]]:
+def play(
+    world: ResilientWorld, backend: GpuGradient, clock: FakeClock, start: float, end: float, step: float = 0.5
+) -> list[tuple[float, bool, object]]:
     """Render one frame every `step` seconds of the fake clock: (time, the backend's?, frame)."""
     out = []
     n = 0
@@ -188,30 +192,41 @@ def test_a_world_that_uses_no_gpu_counts_nothing():
 
 # -- the show: its hours kept across a restart ----------------------------------------------
 
+
 def show_settings(tmp_path: Path, **budget):
-    return load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "audio": {"enabled": False},
-        "world": {"sketch": {"embedder": None}},
-        "voting": {"pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
-        "budget": {"timezone": "UTC", **budget},
-    })
+    return load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "audio": {"enabled": False},
+            "world": {"sketch": {"embedder": None}},
+            "voting": {"pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
+            "budget": {"timezone": "UTC", **budget},
+        },
+    )
 
 
 def test_a_restart_keeps_the_days_gpu_hours(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="streambot")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    first = Show(show_settings(tmp_path), resolve_world("meadow"), GpuGradient(), ShowOptions(
-        outputs=[str(tmp_path / "first.mkv")], duration_s=3.0, chat_source=None))
+    first = Show(
+        show_settings(tmp_path),
+        resolve_world("meadow"),
+        GpuGradient(),
+        ShowOptions(outputs=[str(tmp_path / "first.mkv")], duration_s=3.0, chat_source=None),
+    )
     first.open()
     asyncio.run(first.run())
     used = first.budget_status()["used_s"]
     assert 2.0 < used < 30, used  # about the show's length: the GPU world was on air throughout
     # the next run, with a budget smaller than what today has used: the sketch world from the start
-    second = Show(show_settings(tmp_path, daily_gpu_hours=used / 3600 / 2), resolve_world("meadow"),
-                  GpuGradient(), ShowOptions(outputs=[str(tmp_path / "second.mkv")], duration_s=3.0,
-                                             chat_source=None))
+    second = Show(
+        show_settings(tmp_path, daily_gpu_hours=used / 3600 / 2),
+        resolve_world("meadow"),
+        GpuGradient(),
+        ShowOptions(outputs=[str(tmp_path / "second.mkv")], duration_s=3.0, chat_source=None),
+    )
     second.open()
     backend = second.world.backend
     asyncio.run(second.run())
@@ -227,6 +242,7 @@ def test_a_restart_keeps_the_days_gpu_hours(tmp_path, monkeypatch, caplog):
 
 # -- Twitch's viewer count, through twitchio ---------------------------------------------------
 
+
 @pytest.fixture
 async def fake(monkeypatch):
     async with serving(monkeypatch) as server:
@@ -237,8 +253,9 @@ def test_the_fakes_streams_answer_is_twitchs():
     ref = json.loads((DATA / "twitch_samples.json").read_text())["helix"]["GET /streams"]
     from . import twitch_fake as tf
 
-    ours = tf.stream_json(tf.Account("1001", "streamer"), {"id": "1", "started_at": "2026-03-14T10:00:00Z",
-                                                           "viewers": 3})
+    ours = tf.stream_json(
+        tf.Account("1001", "streamer"), {"id": "1", "started_at": "2026-03-14T10:00:00Z", "viewers": 3}
+    )
     same_shape(ours, ref["data"][0])
     for data in (ours, ref["data"][0]):  # both read by twitchio's own model
         assert Stream(data, http=None).viewer_count == data["viewer_count"]
@@ -284,25 +301,37 @@ def _virtual():
 
 
 async def test_the_show_leaves_the_gpu_for_an_empty_channel_and_the_console_says_so(
-        fake: FakeTwitch, tmp_path, monkeypatch, aiohttp_client):
+    fake: FakeTwitch, tmp_path, monkeypatch, aiohttp_client
+):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setattr(twitch_module, "VIEWERS_EVERY_S", 0.1)
     streamer = fake.account("1001", "streamer")
     token = fake.user_token(streamer, ("user:read:chat", "user:write:chat"))
     fake.go_live(streamer, viewers=0)
-    settings = load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "audio": {"enabled": False},
-        "world": {"sketch": {"embedder": None}},
-        "voting": {"pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
-        "twitch": {"enabled": True, "client_id": CLIENT_ID, "channel": "streamer",
-                   "tokens_file": str(tmp_path / "twitch_tokens.json")},
-        "budget": {"daily_gpu_hours": 2, "idle_after_s": 1.0},
-    })
+    settings = load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "audio": {"enabled": False},
+            "world": {"sketch": {"embedder": None}},
+            "voting": {"pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
+            "twitch": {
+                "enabled": True,
+                "client_id": CLIENT_ID,
+                "channel": "streamer",
+                "tokens_file": str(tmp_path / "twitch_tokens.json"),
+            },
+            "budget": {"daily_gpu_hours": 2, "idle_after_s": 1.0},
+        },
+    )
     secrets = {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0], "twitch_refresh_token": token[1]}
-    show = Show(settings, resolve_world("meadow"), GpuGradient(), ShowOptions(
-        outputs=[str(tmp_path / "show.flv")], chat_source=None, secrets=secrets))
+    show = Show(
+        settings,
+        resolve_world("meadow"),
+        GpuGradient(),
+        ShowOptions(outputs=[str(tmp_path / "show.flv")], chat_source=None, secrets=secrets),
+    )
     await asyncio.to_thread(show.open)
     running = asyncio.create_task(show.run())
     tokens = Tokens.generate()
@@ -320,7 +349,7 @@ async def test_the_show_leaves_the_gpu_for_an_empty_channel_and_the_console_says
         assert b["active"] is True and b["world"] == "gradient" and b["viewers"] == 0
         assert b["standby"] == NO_VIEWERS and b["why"] == "Twitch has reported no viewers for 1 s"
         assert b["budget_h"] == 2.0 and 0 < b["used_s"] and b["left_h"] == pytest.approx(2 - b["used_h"], abs=1e-3)
-        metrics = (await (await client.get("/metrics", headers=bearer)).text())
+        metrics = await (await client.get("/metrics", headers=bearer)).text()
         assert 'streambot_gpu_standby{reason="no_viewers"} 1.0' in metrics
         assert 'streambot_gpu_standby{reason="budget"} 0.0' in metrics
         assert "streambot_twitch_viewers 0.0" in metrics and "streambot_gpu_budget_seconds 7200.0" in metrics
@@ -341,13 +370,17 @@ async def test_the_show_leaves_the_gpu_for_an_empty_channel_and_the_console_says
 
 # -- configuration ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("budget, field, words", [
-    ({"timezone": "Mars/Olympus"}, "budget.timezone", "is not a time zone name"),
-    ({"daily_gpu_hours": -1}, "budget.daily_gpu_hours", "greater than or equal to 0"),
-    ({"daily_gpu_hours": 25}, "budget.daily_gpu_hours", "less than or equal to 24"),
-    ({"idle_after_s": "soon"}, "budget.idle_after_s", "valid number"),
-    ({"fallback": "480p"}, "budget.fallback", "is not a known setting"),
-])
+
+@pytest.mark.parametrize(
+    "budget, field, words",
+    [
+        ({"timezone": "Mars/Olympus"}, "budget.timezone", "is not a time zone name"),
+        ({"daily_gpu_hours": -1}, "budget.daily_gpu_hours", "greater than or equal to 0"),
+        ({"daily_gpu_hours": 25}, "budget.daily_gpu_hours", "less than or equal to 24"),
+        ({"idle_after_s": "soon"}, "budget.idle_after_s", "valid number"),
+        ({"fallback": "480p"}, "budget.fallback", "is not a known setting"),
+    ],
+)
 def test_bad_budget_settings_are_one_sentence(budget, field, words):
     with pytest.raises(ConfigError) as e:
         load_settings(None, {"budget": budget})
@@ -371,24 +404,38 @@ HAVE_PLAYWRIGHT = (ROOT / "node_modules" / "playwright-core" / "package.json").i
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(NODE is None or CHROMIUM is None or not HAVE_PLAYWRIGHT,
-                    reason="needs node, chromium and playwright-core (npm ci)")
+@pytest.mark.skipif(
+    NODE is None or CHROMIUM is None or not HAVE_PLAYWRIGHT, reason="needs node, chromium and playwright-core (npm ci)"
+)
 async def test_the_console_page_shows_the_gpu_hours(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     admin = "budget-admin-token-0123456789abcdef"
     port = free_port()
-    show = Show(show_settings(tmp_path, daily_gpu_hours=0.001), resolve_world("meadow"), GpuGradient(),
-                ShowOptions(outputs=[str(tmp_path / "show.flv")], chat_source=None,
-                            console=f"127.0.0.1:{port}", secrets={"admin_token": admin}))
+    show = Show(
+        show_settings(tmp_path, daily_gpu_hours=0.001),
+        resolve_world("meadow"),
+        GpuGradient(),
+        ShowOptions(
+            outputs=[str(tmp_path / "show.flv")],
+            chat_source=None,
+            console=f"127.0.0.1:{port}",
+            secrets={"admin_token": admin},
+        ),
+    )
     await asyncio.to_thread(show.open)
     running = asyncio.create_task(show.run())
     try:
         await until(lambda: show.world_status()["standby"] == BUDGET, 60)  # 3.6 s of GPU time
         cfg = {"url": f"http://127.0.0.1:{port}/", "token": admin, "chromium": CHROMIUM}
         proc = await asyncio.create_subprocess_exec(
-            NODE, str(ROOT / "tests" / "browser" / "budget_e2e.mjs"), json.dumps(cfg), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            NODE,
+            str(ROOT / "tests" / "browser" / "budget_e2e.mjs"),
+            json.dumps(cfg),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 120)
         seen = json.loads(out or b"{}")
         assert seen.get("errors") == [] and seen.get("card"), (seen, err.decode()[-2000:])
@@ -397,8 +444,9 @@ async def test_the_console_page_shows_the_gpu_hours(tmp_path, monkeypatch):
         await asyncio.wait_for(running, 60)
     card = seen["card"]
     assert card["tag"] == "sketch world on air"
-    assert card["why"] == ("The sketch world is on air: today's GPU budget of 0.001 h is used up, "
-                           "until midnight (UTC).")
+    assert card["why"] == (
+        "The sketch world is on air: today's GPU budget of 0.001 h is used up, until midnight (UTC)."
+    )
     assert card["used"] == "0.00 / 0.00 h" and card["bar"] == "100%"
     assert card["viewers"] == "unknown"
     assert "sketch world on air · GPU budget spent" in card["world"]

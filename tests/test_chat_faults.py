@@ -2,6 +2,7 @@
 Twitch (tests/twitch_fake.py), Discord (tests/fake_discord.py) and the local
 chat file. Each resumes by itself; while one is away the others keep
 bringing prompts in and the broadcast keeps going."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,21 +45,40 @@ async def test_every_adapter_resumes_and_the_others_are_untouched(platforms, tmp
     token = twitch.user_token(streamer, SCOPES)
     chat = tmp_path / "chat.txt"
     chat.write_text("")
-    settings = load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "world": {"sketch": {"embedder": None}},
-        "voting": {"round_s": 120, "top_n": 10, "pool_embeddings": False,
-                   "timeline": str(tmp_path / "timeline.sqlite3")},
-        # no sentence model: the safety screen would hold candidates while it loads
-        "moderation": {"viewer_burst": 20, "viewer_prompts_per_min": 600, "semantic": False},
-        "twitch": {"enabled": True, "client_id": CLIENT_ID, "channel": "streamer",
-                   "tokens_file": str(tmp_path / "twitch_tokens.json")},
-        "discord": {"enabled": True, "channels": [int(CHANNEL)], "guilds": [int(GUILD)]},
-    })
-    secrets = {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0], "twitch_refresh_token": token[1],
-               "discord_token": TOKEN}
-    show = Show(settings, resolve_world("meadow"), build_world(settings), ShowOptions(
-        outputs=[str(tmp_path / "show.flv")], chat_source=str(chat), secrets=secrets))
+    settings = load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "world": {"sketch": {"embedder": None}},
+            "voting": {
+                "round_s": 120,
+                "top_n": 10,
+                "pool_embeddings": False,
+                "timeline": str(tmp_path / "timeline.sqlite3"),
+            },
+            # no sentence model: the safety screen would hold candidates while it loads
+            "moderation": {"viewer_burst": 20, "viewer_prompts_per_min": 600, "semantic": False},
+            "twitch": {
+                "enabled": True,
+                "client_id": CLIENT_ID,
+                "channel": "streamer",
+                "tokens_file": str(tmp_path / "twitch_tokens.json"),
+            },
+            "discord": {"enabled": True, "channels": [int(CHANNEL)], "guilds": [int(GUILD)]},
+        },
+    )
+    secrets = {
+        "twitch_client_secret": CLIENT_SECRET,
+        "twitch_token": token[0],
+        "twitch_refresh_token": token[1],
+        "discord_token": TOKEN,
+    }
+    show = Show(
+        settings,
+        resolve_world("meadow"),
+        build_world(settings),
+        ShowOptions(outputs=[str(tmp_path / "show.flv")], chat_source=str(chat), secrets=secrets),
+    )
     await asyncio.to_thread(show.open)
     running = asyncio.create_task(show.run())
     ticks = lambda: show.broadcast.clock.stats.ticks  # noqa: E731
@@ -67,10 +87,10 @@ async def test_every_adapter_resumes_and_the_others_are_untouched(platforms, tmp
         """The broadcast sends frames after the fault (at what pace: benchmarks/README.md)."""
         sent = ticks()
         await until(lambda: ticks() > sent and not running.done(), 20)
+
     try:
         try:
-            await until(lambda: set(show.adapter_states().values()) == {"live"} and len(show.adapter_states()) == 3,
-                        60)
+            await until(lambda: set(show.adapter_states().values()) == {"live"} and len(show.adapter_states()) == 3, 60)
         except TimeoutError:
             raise AssertionError(show.adapter_states()) from None
         await twitch.wait(lambda: twitch.live("channel.chat.message"))
@@ -87,8 +107,9 @@ async def test_every_adapter_resumes_and_the_others_are_untouched(platforms, tmp
         await twitch.chat(streamer, ann, "!p a dragon from twitch")
         await from_discord(dee, "a castle from discord")
         from_terminal("!p a lantern from the terminal")
-        await until(lambda: {"a dragon from twitch", "a castle from discord", "a lantern from the terminal"}
-                    <= texts(show), 20)
+        await until(
+            lambda: {"a dragon from twitch", "a castle from discord", "a lantern from the terminal"} <= texts(show), 20
+        )
 
         # 1. Twitch's socket drops: Discord and the terminal go on as if nothing happened
         t0, since, identifies, created = ticks(), time.monotonic(), discord.identifies, len(twitch.created)

@@ -1,4 +1,5 @@
 """Bad input gets one clear sentence and a non-zero exit, never a traceback."""
+
 from __future__ import annotations
 
 import pytest
@@ -50,8 +51,10 @@ def test_custom_world_runs(cli_env, tmp_path):
         'style = "tropical, bright"\nbeats = ["waves roll in", "a storm passes"]\n'
     )
     out = tmp_path / "lagoon.flv"
-    r = run_cli(["run", "--preset", str(world), "--output", str(out), "--duration", "1",
-                 "--size", "320x180", "--chat", "none"], cli_env)
+    r = run_cli(
+        ["run", "--preset", str(world), "--output", str(out), "--duration", "1", "--size", "320x180", "--chat", "none"],
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.stat().st_size > 10_000
 

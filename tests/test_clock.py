@@ -1,4 +1,5 @@
 """The frame clock keeps the output rate whatever the world's own speed."""
+
 from __future__ import annotations
 
 import threading
@@ -53,8 +54,12 @@ def _run(world: World, fps: int = 30, seconds: float = 2.0):
     world.start(None, (64, 36), fps)
     emitted = []
     runner = WorldRunner(world)
-    clock = Clock(runner, fps, lambda i, f, rep: emitted.append((i, f.index, rep, time.monotonic())),
-                  max_frames=round(seconds * fps))
+    clock = Clock(
+        runner,
+        fps,
+        lambda i, f, rep: emitted.append((i, f.index, rep, time.monotonic())),
+        max_frames=round(seconds * fps),
+    )
     runner.start()
     clock.start()
     try:
@@ -68,6 +73,7 @@ def _run(world: World, fps: int = 30, seconds: float = 2.0):
 
 # How close to the wall clock these run, and how often a loaded machine makes
 # them late, are figures of benchmarks/bench_clock.py; here only what must hold.
+
 
 def test_a_slow_world_is_repeated_not_waited_for():
     # the world gives one frame and then nothing for as long as the clock runs
@@ -113,6 +119,7 @@ def test_steer_returns_while_a_frame_is_being_rendered():
 
 
 # -- on the wall clock, with an injected time source (no sleeps, no real-time bounds) --
+
 
 class FakeTime:
     """A clock that moves only when something sleeps or works on it."""

@@ -1,5 +1,6 @@
 """The burned-in overlay: what it draws, where, into which pixels, at what
 cost; layouts as files; the slate. Real fonts, real yuv420p frames."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,8 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def state(**kw) -> OverlayState:
     base = dict(
-        title="Endless Valley", on_air="a dragon circles the old lighthouse", on_air_by="viewer42",
-        source="audience", mode="rounds", round=3, seconds_left=7, round_s=10.0, locked=False, off_air=False,
+        title="Endless Valley",
+        on_air="a dragon circles the old lighthouse",
+        on_air_by="viewer42",
+        source="audience",
+        mode="rounds",
+        round=3,
+        seconds_left=7,
+        round_s=10.0,
+        locked=False,
+        off_air=False,
         candidates=(OverlayCandidate(1, "make it snow", 3, 0.6), OverlayCandidate(2, "a giant robot", 2, 0.4)),
         how_to_play="!p your idea  ·  !vote N",
     )
@@ -40,7 +49,8 @@ def four(texts=("make it snow", "a giant robot walks by", "東京の夜", "مد�
 def video_frame(seed=0, size=SIZE) -> av.VideoFrame:
     img = np.random.default_rng(seed).integers(0, 256, (size[1] // 2, size[0] // 2, 3), dtype=np.uint8)
     return av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-        width=size[0], height=size[1], format="yuv420p", interpolation="BILINEAR")
+        width=size[0], height=size[1], format="yuv420p", interpolation="BILINEAR"
+    )
 
 
 def yuv(video) -> list[np.ndarray]:
@@ -63,6 +73,7 @@ def straight(p: Patch) -> np.ndarray:
 
 
 # -- what is drawn ---------------------------------------------------------------------
+
 
 def test_the_overlay_shows_prompt_candidates_countdown_and_how_to_play(renderer):
     got = panels(renderer, state(candidates=four()))
@@ -99,8 +110,10 @@ def test_each_part_of_the_state_changes_its_own_pixels(renderer):
     e = panels(renderer, state(candidates=four()))
     assert e["vote"].rgba.shape[0] > a["vote"].rgba.shape[0]
     # the votes move the bars
-    f = panels(renderer, state(candidates=(OverlayCandidate(1, "make it snow", 1, 0.1),
-                                           OverlayCandidate(2, "a giant robot", 9, 0.9))))
+    f = panels(
+        renderer,
+        state(candidates=(OverlayCandidate(1, "make it snow", 1, 0.1), OverlayCandidate(2, "a giant robot", 9, 0.9))),
+    )
     assert not np.array_equal(a["vote"].rgba, f["vote"].rgba)
     # how to play, with the Discord invite
     g = panels(renderer, state(how_to_play="!p your idea  ·  !vote N  ·  discord.gg/abc"))
@@ -129,8 +142,13 @@ def test_anarchy_without_candidates_hides_the_vote(renderer):
 
 def test_hostile_text_everywhere_renders_inside_the_frame():
     nasty = ("Z̷̡̛͎̖̗̘̙̜̝a\u202e\x00🔥" * 300 + "東京مدينة" * 300, "\u202e" + "💀" * 1000, "\ue000" * 500)
-    s = state(title=nasty[0], on_air=nasty[0], on_air_by=nasty[1],
-              candidates=four((nasty[0], nasty[1], nasty[2], "x" * 10_000)), how_to_play=nasty[0])
+    s = state(
+        title=nasty[0],
+        on_air=nasty[0],
+        on_air_by=nasty[1],
+        candidates=four((nasty[0], nasty[1], nasty[2], "x" * 10_000)),
+        how_to_play=nasty[0],
+    )
     for name in sorted(p.stem for p in LAYOUT_DIR.glob("*.toml")):
         r = OverlayRenderer(load_layout(name), SIZE)
         got = panels(r, s)
@@ -142,6 +160,7 @@ def test_hostile_text_everywhere_renders_inside_the_frame():
 
 
 # -- into the frame ------------------------------------------------------------------------
+
 
 def test_the_blend_changes_the_frame_only_inside_the_overlay_boxes():
     comp = Compositor(SIZE, load_layout("default"))
@@ -172,8 +191,10 @@ def test_the_blend_matches_the_exact_premultiplied_over():
     for patch in patches:
         yp = YuvPatch.from_patch(patch, SIZE)
         x0, y0, x1, y1 = yp.box
-        for i, (pre, inv, s) in enumerate(((yp.pre_y, yp.inv_y, 1), (yp.pre_u, yp.inv_uv, 2), (yp.pre_v, yp.inv_uv, 2))):
-            view = ref[i][y0 // s:y1 // s, x0 // s:x1 // s]
+        for i, (pre, inv, s) in enumerate(
+            ((yp.pre_y, yp.inv_y, 1), (yp.pre_u, yp.inv_uv, 2), (yp.pre_v, yp.inv_uv, 2))
+        ):
+            view = ref[i][y0 // s : y1 // s, x0 // s : x1 // s]
             view[...] = view * inv / 256 + pre / 256
         yp.blend(frame_planes(video))
     for got, want in zip(frame_planes(video), ref):
@@ -182,8 +203,9 @@ def test_the_blend_matches_the_exact_premultiplied_over():
 
 def test_overlay_colours_match_the_encoders_own_rgb_to_yuv():
     colour = (230, 60, 40)
-    patch = Patch(100, 100, np.dstack([np.full((64, 64), c, np.uint8) for c in colour]
-                                      + [np.full((64, 64), 255, np.uint8)]))
+    patch = Patch(
+        100, 100, np.dstack([np.full((64, 64), c, np.uint8) for c in colour] + [np.full((64, 64), 255, np.uint8)])
+    )
     video = video_frame()
     YuvPatch.from_patch(patch, SIZE).blend(frame_planes(video))
     ref = av.VideoFrame.from_ndarray(np.full((64, 64, 3), colour, np.uint8), format="rgb24").reformat(format="yuv420p")
@@ -222,7 +244,11 @@ def test_off_air_and_burn_in_off_draw_nothing():
     off = Compositor(SIZE, burn_in=False)
     off.set_state(state())
     off.overlay(video)
-    assert off.layout.name == "default" and off.redraws == 0 and all(np.array_equal(a, b) for a, b in zip(before, yuv(video)))
+    assert (
+        off.layout.name == "default"
+        and off.redraws == 0
+        and all(np.array_equal(a, b) for a, b in zip(before, yuv(video)))
+    )
 
 
 class HeldCompositor(Compositor):
@@ -258,8 +284,9 @@ def test_set_state_never_waits_for_drawing_and_redraws_only_on_change():
     comp.drawing.clear()
     comp.set_state(state(seconds_left=0, on_air="prompt number 0"))
     assert comp.drawing.wait(30), "the redraw never started"
-    burst = threading.Thread(target=lambda: [comp.set_state(state(seconds_left=k, on_air=f"prompt number {k}"))
-                                             for k in range(1, 10)])
+    burst = threading.Thread(
+        target=lambda: [comp.set_state(state(seconds_left=k, on_air=f"prompt number {k}")) for k in range(1, 10)]
+    )
     burst.start()
     burst.join(30)
     try:
@@ -309,6 +336,7 @@ def test_the_slate_still_replaces_the_picture():
 
 # -- layouts as files -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in LAYOUT_DIR.glob("*.toml")))
 def test_shipped_layouts_load_and_serialise(name):
     layout = load_layout(name)
@@ -319,14 +347,17 @@ def test_shipped_layouts_load_and_serialise(name):
     assert {"default", "neon", "compact"} <= {p.stem for p in LAYOUT_DIR.glob("*.toml")}
 
 
-@pytest.mark.parametrize("body, field, words", [
-    ('[style]\naccent = "yellow"\n', "style.accent", "colour"),
-    ('[vote]\nmax_candidates = 0\n', "vote.max_candidates", "greater than or equal"),
-    ('[now]\nx = 1.5\n', "now.x", "less than or equal"),
-    ('[help]\nsparkles = true\n', "help.sparkles", "not a known layout setting"),
-    ('[style]\nfont = "../../etc/passwd"\n', "style.font", "no font file"),
-    ('[vote]\nanchor = "upper-left"\n', "vote.anchor", "top-left"),
-])
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ('[style]\naccent = "yellow"\n', "style.accent", "colour"),
+        ("[vote]\nmax_candidates = 0\n", "vote.max_candidates", "greater than or equal"),
+        ("[now]\nx = 1.5\n", "now.x", "less than or equal"),
+        ("[help]\nsparkles = true\n", "help.sparkles", "not a known layout setting"),
+        ('[style]\nfont = "../../etc/passwd"\n', "style.font", "no font file"),
+        ('[vote]\nanchor = "upper-left"\n', "vote.anchor", "top-left"),
+    ],
+)
 def test_a_bad_layout_file_is_one_sentence_naming_file_and_field(tmp_path, body, field, words):
     f = tmp_path / "mine.toml"
     f.write_text(body)
@@ -354,6 +385,7 @@ def test_the_layout_comes_from_settings_else_the_preset_else_default():
 
 # -- cost --------------------------------------------------------------------------------------
 
+
 def test_the_compositor_benchmark_measures_a_full_overlay():
     path = ROOT / "benchmarks" / "bench_compositor.py"
     spec = importlib.util.spec_from_file_location("_bench_compositor", path)
@@ -366,6 +398,7 @@ def test_the_compositor_benchmark_measures_a_full_overlay():
 
 
 # -- through the real pipeline ---------------------------------------------------------------
+
 
 def _stream_to_file(path, compositor, seconds=2.0, size=(640, 360)):
     from streambot.broadcast.audio import Silence

@@ -2,6 +2,7 @@
 file, a new one for each test, on the test's event loop as `streambot run`
 runs it; each test builds the console app around it and talks to it through
 aiohttp's test client."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,7 @@ def settings_for(tmp, *, voice: bool = False, **console):
         "world": {"sketch": {"embedder": None}},  # keyword matching: no sentence model to load
         "moderation": {"semantic": False},  # nor for the safety screen: a show per test starts in seconds
         "audio": {"enabled": True},
-        "voting": {"pool_embeddings": False, "round_s": 120, "grace_s": 2,
-                   "timeline": str(tmp / "timeline.sqlite3")},
+        "voting": {"pool_embeddings": False, "round_s": 120, "grace_s": 2, "timeline": str(tmp / "timeline.sqlite3")},
         "console": {"login_attempts": 3, "login_window_s": 60, **console},
     }
     return load_settings(None, over)
@@ -58,8 +58,14 @@ async def show(tmp_path, monkeypatch, voice_commands):
     secret_store.register(STREAM_KEY)
     settings = settings_for(tmp_path, voice=voice_commands)
     # the output's file name carries the "stream key": every place that names it must mask it
-    show = Show(settings, resolve_world(settings.world.preset), build_world(settings), ShowOptions(
-        outputs=[str(tmp_path / f"{STREAM_KEY}.flv")], chat_source=None, secrets={"stream_key": STREAM_KEY}))
+    show = Show(
+        settings,
+        resolve_world(settings.world.preset),
+        build_world(settings),
+        ShowOptions(
+            outputs=[str(tmp_path / f"{STREAM_KEY}.flv")], chat_source=None, secrets={"stream_key": STREAM_KEY}
+        ),
+    )
     logger = logging.getLogger("streambot")
     old_level = logger.level
     logger.setLevel(logging.INFO)  # the console's log panel shows INFO lines
@@ -106,9 +112,9 @@ async def until(predicate, timeout=5.0):
 
 # -- logging in ------------------------------------------------------------------------------
 
+
 async def test_login_sets_a_strict_httponly_session_cookie(client):
-    r = await client.post("/login", json={"token": TOKENS.admin, "name": "alice"},
-                          headers={"Origin": origin(client)})
+    r = await client.post("/login", json={"token": TOKENS.admin, "name": "alice"}, headers={"Origin": origin(client)})
     assert r.status == 200
     cookie = r.headers["Set-Cookie"]
     assert cookie.startswith(COOKIE + "=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -155,6 +161,7 @@ async def test_login_from_another_site_is_refused(client):
 
 # -- every state-changing endpoint is guarded ----------------------------------------------------
 
+
 def state_changing():
     out = []
     for r in ROUTES.routes:
@@ -164,23 +171,36 @@ def state_changing():
     return out
 
 
-BODIES = {"/api/force": {"text": "a dark stormy night"}, "/api/bans": {"user": "someone"},
-          "/api/world": {"preset": "arena"}, "/api/round-length": {"seconds": 30},
-          "/api/story": {"paused": True}, "/api/mode": {"mode": "anarchy"}, "/api/lock": {"locked": True},
-          "/api/kill-switch": {"on": True}, "/api/music": {"on": False}}
+BODIES = {
+    "/api/force": {"text": "a dark stormy night"},
+    "/api/bans": {"user": "someone"},
+    "/api/world": {"preset": "arena"},
+    "/api/round-length": {"seconds": 30},
+    "/api/story": {"paused": True},
+    "/api/mode": {"mode": "anarchy"},
+    "/api/lock": {"locked": True},
+    "/api/kill-switch": {"on": True},
+    "/api/music": {"on": False},
+}
 
 
 @pytest.mark.parametrize("method,path", state_changing())
 async def test_every_state_changing_endpoint_refuses_without_token_csrf_or_own_origin(client, show, method, path):
-    before = (show.off_air, show.spec.name, show.director.on_air.direction.text, show.audience.snapshot().mode,
-              show.audio_status()["music_on"])
+    before = (
+        show.off_air,
+        show.spec.name,
+        show.director.on_air.direction.text,
+        show.audience.snapshot().mode,
+        show.audio_status()["music_on"],
+    )
     body = BODIES.get(path, {})
     own = origin(client)
     # 1. no session, a forged one
     r = await client.request(method, path, json=body, headers={"Origin": own})
     assert r.status == 401
-    r = await client.request(method, path, json=body, headers={"Origin": own},
-                             cookies={COOKIE: "forged-session-forged-session"})
+    r = await client.request(
+        method, path, json=body, headers={"Origin": own}, cookies={COOKIE: "forged-session-forged-session"}
+    )
     assert r.status == 401
     # a script's bearer token must be the admin's: a wrong one, or the viewer's, changes nothing
     if path != "/logout":
@@ -197,8 +217,9 @@ async def test_every_state_changing_endpoint_refuses_without_token_csrf_or_own_o
     # 3. from another site, or from nowhere
     r = await client.request(method, path, json=body, headers={CSRF_HEADER: csrf, "Origin": "https://evil.example"})
     assert r.status == 403 and "Cross-site" in (await r.json())["error"]
-    r = await client.request(method, path, json=body,
-                             headers={CSRF_HEADER: csrf, "Referer": "https://evil.example/page"})
+    r = await client.request(
+        method, path, json=body, headers={CSRF_HEADER: csrf, "Referer": "https://evil.example/page"}
+    )
     assert r.status == 403
     r = await client.request(method, path, json=body, headers={CSRF_HEADER: csrf})
     assert r.status == 403
@@ -208,12 +229,18 @@ async def test_every_state_changing_endpoint_refuses_without_token_csrf_or_own_o
     if path != "/logout":
         r = await act(client, method, path, viewer["csrf"], json=body)
         assert r.status == 403 and "read-only" in (await r.json())["error"]
-    after = (show.off_air, show.spec.name, show.director.on_air.direction.text, show.audience.snapshot().mode,
-             show.audio_status()["music_on"])
+    after = (
+        show.off_air,
+        show.spec.name,
+        show.director.on_air.direction.text,
+        show.audience.snapshot().mode,
+        show.audio_status()["music_on"],
+    )
     assert after == before
 
 
 # -- reading, for viewers too -------------------------------------------------------------------------
+
 
 async def test_viewer_links_are_read_only(client):
     r = await client.get("/api/state", params={"token": TOKENS.viewer})
@@ -260,11 +287,21 @@ async def test_healthz_and_metrics(client):
     r = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKENS.viewer}"})
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
     text = await r.text()
-    for name in ("streambot_output_fps", "streambot_generator_fps", "streambot_late_frames_total",
-                 "streambot_repeated_frames_total", "streambot_bitrate_kbps", "streambot_output_up{",
-                 "streambot_output_reconnects_total{", "streambot_off_air", "streambot_loudness_short_term_lufs",
-                 "streambot_music_on", "process_cpu_seconds_total",
-                 "streambot_skipped_frames_total", "streambot_encoder_preset{"):
+    for name in (
+        "streambot_output_fps",
+        "streambot_generator_fps",
+        "streambot_late_frames_total",
+        "streambot_repeated_frames_total",
+        "streambot_bitrate_kbps",
+        "streambot_output_up{",
+        "streambot_output_reconnects_total{",
+        "streambot_off_air",
+        "streambot_loudness_short_term_lufs",
+        "streambot_music_on",
+        "process_cpu_seconds_total",
+        "streambot_skipped_frames_total",
+        "streambot_encoder_preset{",
+    ):
         assert name in text, name
 
 
@@ -292,6 +329,7 @@ async def test_the_openapi_document_covers_every_api_route(client):
 
 # -- the controls, recorded with who ----------------------------------------------------------------
 
+
 async def test_the_controls_change_the_show_and_the_timeline_says_who(client, show, tmp_path):
     csrf = (await login(client, name="alice"))["csrf"]
     aud = show.audience
@@ -303,8 +341,12 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
 
     out = await ok("POST", "/api/force", json={"text": "a dark stormy night"})
     assert show.director.on_air.direction.text == "a dark stormy night"
-    assert out["state"]["on_air"] == {**out["state"]["on_air"], "text": "a dark stormy night",
-                                      "by": "console:alice", "source": "console"}
+    assert out["state"]["on_air"] == {
+        **out["state"]["on_air"],
+        "text": "a dark stormy night",
+        "by": "console:alice",
+        "source": "console",
+    }
     assert isinstance(out["frame"], int)
     r = await act(client, "POST", "/api/force", csrf, json={"text": "   "})
     assert r.status == 400
@@ -343,8 +385,10 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     await ok("POST", "/api/world", json={"preset": "arena"})
     assert show.spec.name == "arena"
     assert await until(lambda: show.audio_status().get("style") == "drive"), "the music follows the world"
-    custom = ('name = "glasshouse"\ntitle = "The Glasshouse"\ndescription = "A greenhouse the size of a city."\n'
-              'style = "soft daylight"\nbeats = ["fog on the glass", "sprinklers start"]\n')
+    custom = (
+        'name = "glasshouse"\ntitle = "The Glasshouse"\ndescription = "A greenhouse the size of a city."\n'
+        'style = "soft daylight"\nbeats = ["fog on the glass", "sprinklers start"]\n'
+    )
     await ok("POST", "/api/world", json={"toml": custom})
     assert show.spec.name == "glasshouse"
     r = await act(client, "POST", "/api/world", csrf, json={"toml": 'name = "x"\n'})
@@ -354,8 +398,24 @@ async def test_the_controls_change_the_show_and_the_timeline_says_who(client, sh
     await ok("POST", "/api/world", json={"preset": "meadow"})
     await ok("POST", "/api/round-length", json={"seconds": 120})
 
-    wanted = {"login", "force", "skip", "round_length", "pause story", "resume story", "mode", "ban", "unban",
-              "lock", "unlock", "kill switch on", "kill switch off", "switch world", "music off", "music on"}
+    wanted = {
+        "login",
+        "force",
+        "skip",
+        "round_length",
+        "pause story",
+        "resume story",
+        "mode",
+        "ban",
+        "unban",
+        "lock",
+        "unlock",
+        "kill switch on",
+        "kill switch off",
+        "switch world",
+        "music off",
+        "music on",
+    }
 
     def recorded():
         return {a["action"] for a in show.store._query("SELECT action FROM actions WHERE actor = 'console:alice'")}
@@ -391,6 +451,7 @@ async def test_approval_mode_approve_and_reject(client, show):
 
 # -- the live sockets and the preview ------------------------------------------------------------------
 
+
 async def test_preview_frames_arrive_as_small_jpegs(live_client, show):
     await login(live_client)
     assert show.broadcast.frame_observer is not None
@@ -420,8 +481,19 @@ async def test_the_state_socket_pushes_state_health_and_logs(live_client, show):
                     seen["measured"] = msg  # a new show: its first 3 s of sound measured
     assert {"state", "health", "logs", "timeline", "forced", "measured"} <= set(seen)
     h = seen["measured"]
-    for key in ("output_fps", "generator_fps", "late_frames", "repeated_frames", "skipped_frames", "encoder",
-                "bitrate_kbps", "outputs", "adapters", "prompt_to_pixel_ms", "system"):
+    for key in (
+        "output_fps",
+        "generator_fps",
+        "late_frames",
+        "repeated_frames",
+        "skipped_frames",
+        "encoder",
+        "bitrate_kbps",
+        "outputs",
+        "adapters",
+        "prompt_to_pixel_ms",
+        "system",
+    ):
         assert key in h, key
     assert h["system"]["memory_mb"] > 0 and h["outputs"][0]["state"] == "live"
     # the loudness meter: what goes out, measured (EBU R128), near the streaming target
@@ -484,6 +556,7 @@ async def test_the_preview_keeps_a_reference_on_the_clock_thread_and_encodes_lat
 
 # -- secrets -------------------------------------------------------------------------------------------
 
+
 async def test_the_stream_key_and_admin_token_appear_nowhere(live_client, show, caplog):
     caplog.set_level(logging.INFO)
     csrf = (await login(live_client))["csrf"]
@@ -491,9 +564,23 @@ async def test_the_stream_key_and_admin_token_appear_nowhere(live_client, show, 
     await act(live_client, "POST", "/api/force", csrf, json={"text": f"a sign that says {STREAM_KEY}"})
     await live_client.post("/login", json={"token": TOKENS.admin + "x"})  # a failed login is logged
     bodies = []
-    for path in ("/", "/login", "/static/console.js", "/static/console.css", "/api/state", "/api/health",
-                 "/api/logs", "/api/timeline", "/api/presets", "/api/session", "/api/openapi.json", "/healthz",
-                 "/metrics", "/overlay", "/overlay/layout.json"):
+    for path in (
+        "/",
+        "/login",
+        "/static/console.js",
+        "/static/console.css",
+        "/api/state",
+        "/api/health",
+        "/api/logs",
+        "/api/timeline",
+        "/api/presets",
+        "/api/session",
+        "/api/openapi.json",
+        "/healthz",
+        "/metrics",
+        "/overlay",
+        "/overlay/layout.json",
+    ):
         r = await live_client.get(path)
         assert r.status == 200, path
         bodies.append(await r.text())
@@ -514,6 +601,7 @@ async def test_the_stream_key_and_admin_token_appear_nowhere(live_client, show, 
 
 
 # -- tokens on disk --------------------------------------------------------------------------------------
+
 
 def test_the_admin_token_is_generated_once_and_kept_owner_only(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
@@ -578,6 +666,7 @@ async def test_a_taken_port_is_one_sentence_and_the_default_one_falls_back(show,
 
 # -- scripts (Stream Deck, Streamer.bot, curl) ---------------------------------------------------------
 
+
 async def test_the_admin_token_as_bearer_drives_the_show_without_csrf(client, show):
     """No cookie, no CSRF token, no Origin: what curl sends. The timeline says who."""
     auth = {"Authorization": f"Bearer {TOKENS.admin}"}
@@ -588,14 +677,14 @@ async def test_the_admin_token_as_bearer_drives_the_show_without_csrf(client, sh
         me = await (await client.get("/api/session", headers=auth)).json()
         assert me == {"role": "admin", "actor": "console:admin", "csrf": None}
         show.store.flush()  # the timeline writes in its own thread
-        assert any(a["actor"] == "console:admin" and a["action"] == "pause story"
-                   for a in show.store.actions(limit=20))
+        assert any(a["actor"] == "console:admin" and a["action"] == "pause story" for a in show.store.actions(limit=20))
     finally:
         r = await client.post("/api/story", json={"paused": False}, headers=auth)
         assert r.status == 200 and show.director.story_paused is False
 
 
 # -- sessions outlive a restart ------------------------------------------------------------------------
+
 
 async def test_sessions_survive_a_restart_until_revoked(show, aiohttp_client, tmp_path):
     settings = show.settings.console.model_copy(update={"sessions_file": str(tmp_path / "s.sqlite3")})

@@ -9,6 +9,7 @@ Needs node, `npm ci` at the repository root (playwright-core) and a Chromium
 binary (Debian's `chromium`; set STREAMBOT_CHROMIUM to use another); skipped
 otherwise. Playwright never downloads a browser here.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,17 +58,31 @@ def test_the_console_in_a_real_browser(tmp_path, rtmp_server, show_process):
     config = tmp_path / "show.toml"
     config.write_text("[director]\nbeat_interval_s = 600\n")
     # 1. the URL, and the admin token shown once, on the terminal
-    show = show_process("run", "--config", str(config), "--output", rtmp_server.url("{stream_key}"),
-                        "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS), "--bitrate", "800", "--chat", "none",
-                        "--duration", "150", env={"STREAMBOT_STREAM_KEY": STREAM_KEY})
+    show = show_process(
+        "run",
+        "--config",
+        str(config),
+        "--output",
+        rtmp_server.url("{stream_key}"),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--fps",
+        str(FPS),
+        "--bitrate",
+        "800",
+        "--chat",
+        "none",
+        "--duration",
+        "150",
+        env={"STREAMBOT_STREAM_KEY": STREAM_KEY},
+    )
     url, token, term = show.url, show.token, show.terminal
     token_file = Path(show.env["XDG_CONFIG_HOME"]) / "streambot" / "console_token"
     assert token_file.read_text().strip() == token and (token_file.stat().st_mode & 0o777) == 0o600
 
     # 2. the browser does the rest
     cfg = {"url": url, "token": token, "out": str(out), "prompt": PROMPT, "chromium": CHROMIUM}
-    driver = subprocess.run([NODE, str(DRIVER), json.dumps(cfg)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=180)
+    driver = subprocess.run([NODE, str(DRIVER), json.dumps(cfg)], cwd=ROOT, capture_output=True, text=True, timeout=180)
     results = json.loads((out / "results.json").read_text())
     assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr[-3000:])
     assert show.stop() == 0, term.text[-3000:]
@@ -112,9 +127,11 @@ def test_the_console_in_a_real_browser(tmp_path, rtmp_server, show_process):
     assert len(off) >= 10
     for f in off:
         assert np.abs(f.astype(np.float32) - expected).mean() < 10  # the slate, nothing else
-    print(f"stream luma before/after the storm: {np.mean(before):.1f}/{np.mean(storm):.1f}; slate difference "
-          f"{max(np.abs(f.astype(np.float32) - expected).mean() for f in off):.1f}; page: {results['times']}, "
-          f"preview {results['preview']['fps']:.1f} frames/s")
+    print(
+        f"stream luma before/after the storm: {np.mean(before):.1f}/{np.mean(storm):.1f}; slate difference "
+        f"{max(np.abs(f.astype(np.float32) - expected).mean() for f in off):.1f}; page: {results['times']}, "
+        f"preview {results['preview']['fps']:.1f} frames/s"
+    )
     after = [f for t, f in frames if t_back + 0.5 <= t]
     assert after and np.abs(after[-1].astype(np.float32) - expected).mean() > 10  # and back on air
 
@@ -134,22 +151,34 @@ def test_the_watch_page_plays_the_demo_in_a_real_browser(tmp_path, show_process)
     measured on the <video>'s own pixels: no OCR of the burned-in text)."""
     out = tmp_path / "watch"
     out.mkdir()
-    demo = show_process("demo", "--port", str(free_port()), "--size", f"{SIZE[0]}x{SIZE[1]}", "--fps", str(FPS),
-                        "--bitrate", "800", "--duration", "200", stdin=subprocess.PIPE)
+    demo = show_process(
+        "demo",
+        "--port",
+        str(free_port()),
+        "--size",
+        f"{SIZE[0]}x{SIZE[1]}",
+        "--fps",
+        str(FPS),
+        "--bitrate",
+        "800",
+        "--duration",
+        "200",
+        stdin=subprocess.PIPE,
+    )
     term = demo.terminal
     assert "in a browser: the Watch address below" in term.wait_for(r"(Watch:.*)", 90).group(1)
     url = term.wait_for(r"Watch:\s+(http://127\.0\.0\.1:\d+/watch\?token=\S+)", 90).group(1)
     cfg = {"url": url, "out": str(out), "prompt": PROMPT, "chromium": CHROMIUM}
-    driver = subprocess.Popen([NODE, str(WATCH_DRIVER), json.dumps(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [NODE, str(WATCH_DRIVER), json.dumps(cfg)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     for line in driver.stdout:  # the page plays: type the prompt in the demo's terminal
         if line.strip() == "PLAYING":
             demo.proc.stdin.write(PROMPT + "\n")
             demo.proc.stdin.flush()
     driver.wait(300)
     results = json.loads((out / "results.json").read_text())
-    assert driver.returncode == 0 and not results.get("failed"), (
-        results.get("failed"), driver.stderr.read()[-3000:])
+    assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr.read()[-3000:])
     assert demo.stop() == 0, term.text[-3000:]
     assert results["errors"] == [], results["errors"]
     p = results["playback"]
@@ -166,8 +195,9 @@ def test_the_watch_page_plays_the_demo_in_a_real_browser(tmp_path, show_process)
     assert results["console_link"] == "/watch"
 
 
-@pytest.mark.skipif(not (ROOT / "node_modules" / "hls.js" / "package.json").is_file(),
-                    reason="hls.js is not installed (npm ci)")
+@pytest.mark.skipif(
+    not (ROOT / "node_modules" / "hls.js" / "package.json").is_file(), reason="hls.js is not installed (npm ci)"
+)
 def test_the_shipped_player_is_the_one_package_json_names():
     """hls.js ships inside the console (no CDN): the copy is npm's, at the pinned version."""
     pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["hls.js"]
@@ -175,5 +205,8 @@ def test_the_shipped_player_is_the_one_package_json_names():
     installed = ROOT / "node_modules" / "hls.js"
     assert json.loads((installed / "package.json").read_text())["version"] == pinned
     assert shipped.read_bytes() == (installed / "dist" / "hls.light.min.js").read_bytes()
-    assert (ROOT / "streambot" / "console" / "static" / "hls.js.LICENSE.txt").read_text().startswith(
-        (installed / "LICENSE").read_text()[:200])
+    assert (
+        (ROOT / "streambot" / "console" / "static" / "hls.js.LICENSE.txt")
+        .read_text()
+        .startswith((installed / "LICENSE").read_text()[:200])
+    )

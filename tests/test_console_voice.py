@@ -1,6 +1,7 @@
 """The console's push-to-talk against a real show: a clip uploaded as the page
 uploads it (raw body, CSRF header, admin session), its transcript, and the
 one-click confirm that puts the command in the round."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,6 +65,7 @@ async def test_push_to_talk_refusals(client, tmp_path):  # noqa: F811
 
 # -- in a real browser: Chromium's fake microphone plays speech made by espeak-ng -------------------------
 
+
 @needs_espeak
 @pytest.mark.slow
 def test_push_to_talk_in_a_real_browser(tmp_path, show_process):
@@ -79,17 +81,40 @@ def test_push_to_talk_in_a_real_browser(tmp_path, show_process):
         pytest.skip("needs node, chromium and playwright-core (see test_console_browser)")
     said = speak("prompt: a patrol finds the soldier", tmp_path)
     # Chromium loops the file: silence after the phrase, and the button is let go in it
-    wav = write_audio(np.concatenate([silence(0.3), said, silence(3.0)]), tmp_path / "mic.wav",
-                      codec="pcm_s16le", rate=48_000)
-    console = show_process("run", "--output", str(tmp_path / "show.flv"), "--size", "320x180", "--fps", "10",
-                        "--chat", "none", "--duration", "240")
+    wav = write_audio(
+        np.concatenate([silence(0.3), said, silence(3.0)]), tmp_path / "mic.wav", codec="pcm_s16le", rate=48_000
+    )
+    console = show_process(
+        "run",
+        "--output",
+        str(tmp_path / "show.flv"),
+        "--size",
+        "320x180",
+        "--fps",
+        "10",
+        "--chat",
+        "none",
+        "--duration",
+        "240",
+    )
     url, token = console.url, console.token
     # candidates wait for the safety screen's sentence model, loading in the background
     console.terminal.wait_for(r"the sentence model is ready", 600)
-    cfg = {"url": url, "token": token, "out": str(tmp_path), "wav": str(wav), "chromium": CHROMIUM,
-           "hold_ms": int((0.3 + said.size / 16_000 + 1.0) * 1000)}
-    driver = subprocess.run([NODE, str(DRIVER.with_name("voice_e2e.mjs")), json.dumps(cfg)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    cfg = {
+        "url": url,
+        "token": token,
+        "out": str(tmp_path),
+        "wav": str(wav),
+        "chromium": CHROMIUM,
+        "hold_ms": int((0.3 + said.size / 16_000 + 1.0) * 1000),
+    }
+    driver = subprocess.run(
+        [NODE, str(DRIVER.with_name("voice_e2e.mjs")), json.dumps(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     results = json.loads((tmp_path / "voice-results.json").read_text())
     assert driver.returncode == 0 and not results.get("failed"), (results.get("failed"), driver.stderr[-3000:])
     assert results["errors"] == [], results["errors"]
@@ -99,6 +124,7 @@ def test_push_to_talk_in_a_real_browser(tmp_path, show_process):
     assert results["confirm_status"] == 200
     # in the round at once, or (a soldier in a world without war) held until the streamer approved it
     assert results["status"].startswith("Your idea is #") or (
-        results["held"] == 1 and results["status"] == "Your idea waits for a moderator."), results["status"]
+        results["held"] == 1 and results["status"] == "Your idea waits for a moderator."
+    ), results["status"]
     (c,) = results["state"]["candidates"]
     assert "patrol" in c["text"] and c["author"] == "console:mic" and c["platform"] == "console"

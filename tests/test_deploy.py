@@ -1,6 +1,7 @@
 """The deployment files, checked by outside tools (no Docker engine needed):
 hadolint for the Dockerfile, the Compose Specification's JSON schema for
 compose.yaml; and the structured log format they run with."""
+
 from __future__ import annotations
 
 import json
@@ -39,24 +40,26 @@ def _dockerfile() -> list[str]:
 
 
 def test_hadolint_accepts_the_dockerfile():
-    r = subprocess.run([_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
-                       capture_output=True, text=True)
+    r = subprocess.run([_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_compose_file_follows_the_compose_specification():
-    r = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                        str(ROOT / "compose.yaml")], capture_output=True, text=True)
+    r = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(ROOT / "compose.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_image_runs_unprivileged_with_state_on_volumes_and_a_healthcheck():
     ins = _dockerfile()
-    final = ins[max(i for i, x in enumerate(ins) if x.startswith("FROM ")):]
+    final = ins[max(i for i, x in enumerate(ins) if x.startswith("FROM ")) :]
     users = [x.split()[1] for x in final if x.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     env = " ".join(x for x in final if x.startswith("ENV "))
-    volumes = json.loads(next(x for x in final if x.startswith("VOLUME "))[len("VOLUME "):])
+    volumes = json.loads(next(x for x in final if x.startswith("VOLUME "))[len("VOLUME ") :])
     for var in ("HF_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
         value = env.split(f"{var}=", 1)[1].split()[0]
         assert any(value.startswith(v) for v in volumes), (var, value, volumes)
@@ -75,7 +78,7 @@ def test_image_runs_unprivileged_with_state_on_volumes_and_a_healthcheck():
 @pytest.mark.parametrize("where", ["dockerfile", "compose"])
 def test_the_commands_the_files_run_are_valid_streambot_commands(where):
     if where == "dockerfile":
-        cmd = json.loads(next(x for x in _dockerfile() if x.startswith("CMD "))[len("CMD "):])
+        cmd = json.loads(next(x for x in _dockerfile() if x.startswith("CMD "))[len("CMD ") :])
     else:
         compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
         cmd = compose["services"]["streambot"]["command"]
@@ -88,8 +91,21 @@ def test_the_commands_the_files_run_are_valid_streambot_commands(where):
 
 
 def test_json_logs_are_one_object_a_line(cli_env, tmp_path):
-    r = run_cli(["run", "--output", str(tmp_path / "o.flv"), "--duration", "1.5", "--chat", "none",
-                 "--no-console", "--log-format", "json"], cli_env)
+    r = run_cli(
+        [
+            "run",
+            "--output",
+            str(tmp_path / "o.flv"),
+            "--duration",
+            "1.5",
+            "--chat",
+            "none",
+            "--no-console",
+            "--log-format",
+            "json",
+        ],
+        cli_env,
+    )
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines
@@ -109,8 +125,13 @@ def test_json_logs_redact_secrets_in_messages_and_tracebacks():
         "try:\n    raise RuntimeError('key live_0123456789abcdef refused')\n"
         "except RuntimeError:\n    log.exception('failed')\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env={"XDG_STATE_HOME": "/nonexistent/state", "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"XDG_STATE_HOME": "/nonexistent/state", "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stderr
     recs = [json.loads(ln) for ln in r.stderr.splitlines() if ln.strip()]
     assert len(recs) == 2

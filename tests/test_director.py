@@ -2,6 +2,7 @@
 holds them, and where the story stands after a restart. Time is a virtual
 clock handed to the director; the world is the real sketch world, whose
 frames show which direction it was given."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,13 @@ from streambot.director import Director
 from streambot.world.sketch import SketchWorld
 from streambot.worldspec import WorldSpec
 
-SPEC = WorldSpec("lagoon", "Lagoon", "A tropical lagoon.", "bright, cinematic",
-                 ("waves roll over the reef", "a storm gathers over the volcano", "the sun sets behind the island"))
+SPEC = WorldSpec(
+    "lagoon",
+    "Lagoon",
+    "A tropical lagoon.",
+    "bright, cinematic",
+    ("waves roll over the reef", "a storm gathers over the volcano", "the sun sets behind the island"),
+)
 OTHER = WorldSpec("hangar", "Hangar", "An old hangar.", "soft daylight", ("fog on the glass", "sprinklers start"))
 
 
@@ -51,8 +57,13 @@ def test_the_story_moves_on_by_itself_on_the_beat(world):
     assert on_air_now(world, d) == "waves roll over the reef" and first.direction.source == "story"
     assert first.direction.styled == "waves roll over the reef, bright, cinematic"
     told = []
-    for t, beat in ((19.9, None), (20.0, "a storm gathers over the volcano"), (39.9, None),
-                    (40.0, "the sun sets behind the island"), (60.0, "waves roll over the reef")):
+    for t, beat in (
+        (19.9, None),
+        (20.0, "a storm gathers over the volcano"),
+        (39.9, None),
+        (40.0, "the sun sets behind the island"),
+        (60.0, "waves roll over the reef"),
+    ):
         clock.t = 1000.0 + t
         entry = d.tick()
         if beat is None:
@@ -137,7 +148,10 @@ def test_every_direction_is_published_once_and_a_failing_listener_stops_nothing(
         clock.t += 20
         d.tick()
     assert [e.direction.text for e in heard] == [
-        "waves roll over the reef", "a castle made of candy", "a storm gathers over the volcano"]
+        "waves roll over the reef",
+        "a castle made of candy",
+        "a storm gathers over the volcano",
+    ]
     assert heard == d.history and caplog.text.count("on-air listener failed") == 3
 
 
@@ -149,17 +163,24 @@ def test_a_paused_story_and_its_beat_survive_a_restart(tmp_path, monkeypatch):
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    settings = load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "world": {"preset": "cyberpunk", "sketch": {"embedder": None}},
-        "voting": {"pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
-        "moderation": {"classifier": False, "semantic": False},  # no models to load: not what is tested
-    })
+    settings = load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "world": {"preset": "cyberpunk", "sketch": {"embedder": None}},
+            "voting": {"pool_embeddings": False, "timeline": str(tmp_path / "timeline.sqlite3")},
+            "moderation": {"classifier": False, "semantic": False},  # no models to load: not what is tested
+        },
+    )
     spec = resolve_world("cyberpunk")
 
     def show(name: str) -> Show:
-        s = Show(settings, spec, build_world(settings), ShowOptions(
-            outputs=[str(tmp_path / f"{name}.flv")], chat_source=None, console=None))
+        s = Show(
+            settings,
+            spec,
+            build_world(settings),
+            ShowOptions(outputs=[str(tmp_path / f"{name}.flv")], chat_source=None, console=None),
+        )
         s.open()
         return s
 

@@ -1,6 +1,7 @@
 """Discord: discord.py's real client, gateway, command tree, cogs, dynamic buttons
 and HTTP, against a local Discord (tests/fake_discord.py) that checks on the
 wire what Discord checks: where commands are offered, option types, mentions."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,16 +13,30 @@ from discord.http import Route
 
 from streambot.audience.discord_bot import DiscordBot, render_result, render_round
 from streambot.audience.events import Audience
-from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.config import DiscordSettings, ModerationSettings, RoleWeights, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.store import Store
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 from .fake_discord import (
-    CHANNEL, EVERYONE, GUILD, MANAGE_MESSAGES, MOD_ROLE, OTHER, OTHER_OWNER, ROLE_MENTION, TOKEN, USER_MENTION,
-    FakeDiscord, NotOffered, buttons_of, disabled_of, serving, user,
+    CHANNEL,
+    EVERYONE,
+    GUILD,
+    MANAGE_MESSAGES,
+    MOD_ROLE,
+    OTHER,
+    OTHER_OWNER,
+    ROLE_MENTION,
+    TOKEN,
+    USER_MENTION,
+    FakeDiscord,
+    NotOffered,
+    buttons_of,
+    disabled_of,
+    serving,
+    user,
 )
 from .localserver import until
 
@@ -36,8 +51,9 @@ async def fake_discord(monkeypatch):
         yield server
 
 
-def show(clock: VirtualClock, round_s: float = 10, grace_s: float = 1, store: Store | None = None,
-         **voting) -> Audience:
+def show(
+    clock: VirtualClock, round_s: float = 10, grace_s: float = 1, store: Store | None = None, **voting
+) -> Audience:
     engine = VotingEngine(VotingSettings(round_s=round_s, grace_s=grace_s, stream_delay_s=0, **voting), now=clock.t)
     return Audience(engine, Moderation(ModerationSettings(new_viewer_wait_s=0)), store=store, clock=clock)
 
@@ -79,11 +95,12 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
         assert "No ideas yet" in message["content"] and f"<t:{WALL0 + 10}:R>" in message["content"]
 
         # slash commands go through discord.py's command tree
-        asked = [await fake_discord.command(ws, ann, "prompt", {"idea": "a dragon"}),
-                 await fake_discord.command(ws, bob, "prompt", {"idea": "a castle"}),
-                 await fake_discord.command(ws, cat, "vote", {"number": 2})]
-        assert [await fake_discord.reply(i) for i in asked] == [
-            "Your idea is #1.", "Your idea is #2.", "Voted for #2."]
+        asked = [
+            await fake_discord.command(ws, ann, "prompt", {"idea": "a dragon"}),
+            await fake_discord.command(ws, bob, "prompt", {"idea": "a castle"}),
+            await fake_discord.command(ws, cat, "vote", {"number": 2}),
+        ]
+        assert [await fake_discord.reply(i) for i in asked] == ["Your idea is #1.", "Your idea is #2.", "Voted for #2."]
         assert all(r["data"]["flags"] == 64 for r in fake_discord.responses)  # ephemeral
 
         # the message shows them once the edit spacing allows
@@ -103,8 +120,9 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
 
         # moderators by role name; a member Discord shows /mod to, without the role, is refused
         lock = await fake_discord.command(ws, cat, "mod", sub="lock", permissions=MANAGE_MESSAGES)
-        ban = await fake_discord.command(ws, boss, "mod", {"user": cat}, sub="ban", roles=[MOD_ROLE],
-                                         permissions=MANAGE_MESSAGES)
+        ban = await fake_discord.command(
+            ws, boss, "mod", {"user": cat}, sub="ban", roles=[MOD_ROLE], permissions=MANAGE_MESSAGES
+        )
         assert await fake_discord.reply(lock) == "Only moderators can do that."
         assert await fake_discord.reply(ban) == "Done: ban cat"
         assert not audience.engine.locked
@@ -136,8 +154,9 @@ async def test_commands_buttons_round_messages_and_resume(fake_discord: FakeDisc
 
 async def test_commands_are_registered_only_where_they_belong(fake_discord: FakeDiscord) -> None:
     # What an older version registered: every command, /mod included, globally.
-    fake_discord.register("global", [
-        {"name": n, "description": n, "type": 1, "options": []} for n in ("prompt", "vote", "now", "mod")])
+    fake_discord.register(
+        "global", [{"name": n, "description": n, "type": 1, "options": []} for n in ("prompt", "vote", "now", "mod")]
+    )
     audience = show(VirtualClock(0.0))
     async with Running(DiscordBot(audience, settings(), TOKEN)):
         await until(lambda: {GUILD, "global"} <= set(fake_discord.syncs[1:]))
@@ -157,8 +176,9 @@ async def test_commands_are_registered_only_where_they_belong(fake_discord: Fake
         # Discord offers /mod nowhere else: not to another server's owner, not in DMs,
         # not to a member without Manage Messages.
         with pytest.raises(NotOffered):
-            await fake_discord.command(ws, mallory, "mod", {"user": ann}, sub="ban", guild=OTHER,
-                                       permissions=MANAGE_MESSAGES)
+            await fake_discord.command(
+                ws, mallory, "mod", {"user": ann}, sub="ban", guild=OTHER, permissions=MANAGE_MESSAGES
+            )
         with pytest.raises(NotOffered):
             await fake_discord.command(ws, boss, "mod", sub="skip", guild=None)
         with pytest.raises(NotOffered):
@@ -195,22 +215,51 @@ async def test_moderation_is_refused_outside_the_show_server(fake_discord: FakeD
         ban = {"name": "ban", "type": 1, "options": [{"name": "user", "type": 6, "value": "11"}]}
         resolved = {"users": {"11": ann}}
         # another server's owner, through a global /mod
-        await fake_discord.interaction(ws, mallory, 2, {"id": "77", "name": "mod", "type": 1, "options": [ban],
-                                                        "resolved": resolved}, guild=OTHER, permissions=8)
+        await fake_discord.interaction(
+            ws,
+            mallory,
+            2,
+            {"id": "77", "name": "mod", "type": 1, "options": [ban], "resolved": resolved},
+            guild=OTHER,
+            permissions=8,
+        )
         # the show's guild command, arriving from another server
-        await fake_discord.interaction(ws, mallory, 2, {"id": mod_id, "name": "mod", "type": 1, "options": [ban],
-                                                        "resolved": resolved, "guild_id": GUILD},
-                                       guild=OTHER, permissions=8)
+        await fake_discord.interaction(
+            ws,
+            mallory,
+            2,
+            {"id": mod_id, "name": "mod", "type": 1, "options": [ban], "resolved": resolved, "guild_id": GUILD},
+            guild=OTHER,
+            permissions=8,
+        )
         # from a DM
-        await fake_discord.interaction(ws, boss, 2, {"id": mod_id, "name": "mod", "type": 1, "guild_id": GUILD,
-                                                     "options": [{"name": "skip", "type": 1, "options": []}]},
-                                       guild=None)
-        await fake_discord.interaction(ws, ann, 2, {"id": "78", "name": "prompt", "type": 1, "options": [
-            {"name": "idea", "type": 3, "value": "a dragon"}]}, guild=None)
+        await fake_discord.interaction(
+            ws,
+            boss,
+            2,
+            {
+                "id": mod_id,
+                "name": "mod",
+                "type": 1,
+                "guild_id": GUILD,
+                "options": [{"name": "skip", "type": 1, "options": []}],
+            },
+            guild=None,
+        )
+        await fake_discord.interaction(
+            ws,
+            ann,
+            2,
+            {"id": "78", "name": "prompt", "type": 1, "options": [{"name": "idea", "type": 3, "value": "a dragon"}]},
+            guild=None,
+        )
         await until(lambda: len(fake_discord.responses) == 4)
         assert sorted(r["data"]["content"] for r in fake_discord.responses) == [
-            "Moderation works only in the show's own server.", "That command is not available here.",
-            "streambot's commands work in the show's server.", "streambot's commands work in the show's server."]
+            "Moderation works only in the show's own server.",
+            "That command is not available here.",
+            "streambot's commands work in the show's server.",
+            "streambot's commands work in the show's server.",
+        ]
         assert not audience.moderation.bans and audience.snapshot().round == 1
         assert audience.snapshot().candidates == ()
 
@@ -236,7 +285,8 @@ async def test_nobody_is_pinged(fake_discord: FakeDiscord) -> None:
         await until(lambda: "on air" in fake_discord.messages[message["id"]]["content"])
         assert "412345678901234568" in await fake_discord.reply(await fake_discord.command(ws, cat, "now"))
     sent = [m["content"] for m in fake_discord.messages.values()] + [
-        r["data"]["content"] for r in fake_discord.responses]
+        r["data"]["content"] for r in fake_discord.responses
+    ]
     assert not any(USER_MENTION.search(t) or ROLE_MENTION.search(t) or EVERYONE.search(t) for t in sent)
     # every message, edit and reply said "mention nobody" (the fixture checks each one)
     assert fake_discord.checked == len(fake_discord.posts) + len(fake_discord.edits) + len(fake_discord.responses)
@@ -298,8 +348,7 @@ async def test_restart_closes_the_round_message_left_open(fake_discord: FakeDisc
     clock = VirtualClock(0.0)
     store = Store(path)
     audience = show(clock, store=store)
-    bot = DiscordBot(audience, settings(update_s=1.0), TOKEN, store=store, wall=lambda: WALL0 + clock.t,
-                     tick_s=0.05)
+    bot = DiscordBot(audience, settings(update_s=1.0), TOKEN, store=store, wall=lambda: WALL0 + clock.t, tick_s=0.05)
     task = asyncio.create_task(bot.run())
     await fake_discord.wait_sockets(1)
     ws = fake_discord.sockets[0]
@@ -323,8 +372,9 @@ async def test_restart_closes_the_round_message_left_open(fake_discord: FakeDisc
     store2 = Store(path)
     audience2 = show(clock2, store=store2)
     assert audience2.resume() and audience2.snapshot().round == 1
-    bot2 = DiscordBot(audience2, settings(update_s=1.0), TOKEN, store=store2, wall=lambda: WALL0 + clock2.t,
-                      tick_s=0.05)
+    bot2 = DiscordBot(
+        audience2, settings(update_s=1.0), TOKEN, store=store2, wall=lambda: WALL0 + clock2.t, tick_s=0.05
+    )
     try:
         async with Running(bot2):
             await until(lambda: len(fake_discord.messages) == 2)
@@ -393,8 +443,15 @@ def test_render_round_and_result() -> None:
     text, buttons = render_round(audience.snapshot(), WALL0 + 10)
     assert "\\*bold\\*" in text and buttons == [(1, "#1 a *bold* dragon")]
     # mentions of every kind, straight into the engine (past the block lists), show as text
-    for i, t in enumerate(["@everyone look", "@here now", "<@123456789012345678> hi", "<@!123456789012345678> yo",
-                           "<@&123456789012345678> go"]):
+    for i, t in enumerate(
+        [
+            "@everyone look",
+            "@here now",
+            "<@123456789012345678> hi",
+            "<@!123456789012345678> yo",
+            "<@&123456789012345678> go",
+        ]
+    ):
         engine.submit(Viewer("discord", f"v{i}"), t, 3.0)
     text, _ = render_round(audience.snapshot(), WALL0 + 10)
     assert not MENTION.search(text) and "123456789012345678" in text and "everyone" in text

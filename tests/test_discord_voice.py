@@ -8,6 +8,7 @@ test-side voice server (tests/dave_peer.py). Then the voice Cogs in the bot
 against the local Discord (tests/fake_discord.py): voice messages through the
 gateway and its CDN, /listen and /leave offered and refused as /mod is, and
 the intents the bot asks for with and without voice."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,16 +29,32 @@ from discord.ext.voice_recv.reader import AudioReader
 from streambot.audience.discord_bot import DiscordBot
 from streambot.audience.discord_receive import DAVE_MAGIC, OPUS_SILENCE, VoiceSink, open_dave
 from streambot.audience.events import Audience
-from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.voice import Transcriber, VoiceService, VoiceWorker, discord_voice_note
 from streambot.config import ModerationSettings, VoiceSettings, VotingSettings
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 from .dave_peer import VoiceServer
 from .fake_discord import (
-    ADMINISTRATOR, BOT, GUILD, GUILD_MESSAGES, GUILD_VOICE_STATES, GUILDS, GUILDS_INTENT, MANAGE_MESSAGES,
-    MESSAGE_CONTENT, MOD_ROLE, OTHER, OTHER_OWNER, TOKEN, VOICE_CHANNEL, FakeDiscord, NotOffered, serving, user,
+    ADMINISTRATOR,
+    BOT,
+    GUILD,
+    GUILD_MESSAGES,
+    GUILD_VOICE_STATES,
+    GUILDS,
+    GUILDS_INTENT,
+    MANAGE_MESSAGES,
+    MESSAGE_CONTENT,
+    MOD_ROLE,
+    OTHER,
+    OTHER_OWNER,
+    TOKEN,
+    VOICE_CHANNEL,
+    FakeDiscord,
+    NotOffered,
+    serving,
+    user,
 )
 from .localserver import until
 from .speech import needs_espeak, speak, write_audio
@@ -76,9 +93,19 @@ def voice_client(key: bytes, dave_session=None, dave_version: int = 0) -> voice_
     """A real VoiceRecvClient on a real (offline) client whose guild caches ann."""
     client = discord.Client(intents=discord.Intents.all())
     state = client._connection
-    data = dict(GUILDS[GUILD], members=[{"user": user(str(ANN_ID), "ann"), "roles": [],
-                                         "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False, "mute": False,
-                                         "flags": 0}])
+    data = dict(
+        GUILDS[GUILD],
+        members=[
+            {
+                "user": user(str(ANN_ID), "ann"),
+                "roles": [],
+                "joined_at": "2024-01-01T00:00:00+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+            }
+        ],
+    )
     state.user = discord.ClientUser(state=state, data=user("901", "streambot"))
     guild = discord.Guild(data=data, state=state)
     vc = voice_recv.VoiceRecvClient(client, guild.get_channel(int(VOICE_CHANNEL)))
@@ -192,8 +219,9 @@ async def test_speech_through_the_receive_path_enters_the_round(tmp_path, transc
     sink = VoiceSink(on_utterance, clock=clock)
     reader = start_reader(sink, vc)
     try:
-        await send_like_a_client(reader, [rtp(p, seq, box) for seq, p in enumerate(packets + [OPUS_SILENCE] * 5)],
-                                 clock)
+        await send_like_a_client(
+            reader, [rtp(p, seq, box) for seq, p in enumerate(packets + [OPUS_SILENCE] * 5)], clock
+        )
         await asyncio.wait_for(done.wait(), 120)
     finally:
         reader.packet_router.stop()
@@ -271,17 +299,24 @@ async def test_voice_messages_and_listen_through_the_bot(fake_discord: FakeDisco
         assert fake.downloads == [yarl.URL(attachment["url"]).path]
         # a voice message that is not audio: one sentence back
         junk = await fake.voice_message(ws, ann, b"OggS" + bytes(100), 1.0)
-        await until(lambda: any("could not be decoded" in m["content"] or "not audio" in m["content"]
-                                for m in fake.messages.values()), 60)
+        await until(
+            lambda: any(
+                "could not be decoded" in m["content"] or "not audio" in m["content"] for m in fake.messages.values()
+            ),
+            60,
+        )
         assert str(fake.posts[-1]["message_reference"]["message_id"]) == junk["id"]
         # /listen and /leave: moderators only; a moderator outside a voice channel is told what to do.
         # Discord shows them to members who may Manage Messages: ann may, but is no moderator.
-        asked = [await fake.command(ws, who, name, roles=roles, permissions=MANAGE_MESSAGES)
-                 for who, name, roles in ((ann, "listen", []), (boss, "listen", [MOD_ROLE]),
-                                          (boss, "leave", [MOD_ROLE]))]
+        asked = [
+            await fake.command(ws, who, name, roles=roles, permissions=MANAGE_MESSAGES)
+            for who, name, roles in ((ann, "listen", []), (boss, "listen", [MOD_ROLE]), (boss, "leave", [MOD_ROLE]))
+        ]
         assert [await fake.reply(i) for i in asked] == [
-            "Only moderators can do that.", "Join a voice channel first (or set [voice] discord_channels).",
-            "I am not in a voice channel here."]
+            "Only moderators can do that.",
+            "Join a voice channel first (or set [voice] discord_channels).",
+            "I am not in a voice channel here.",
+        ]
         assert fake.voice_requests == []
     assert len(audience.snapshot().candidates) == 1  # nothing else entered the round
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
@@ -314,13 +349,16 @@ async def test_listen_and_leave_are_offered_and_refused_as_mod_is(fake_discord: 
         leave_from_dm = await fake.interaction(ws, boss, 2, leave, guild=None)
         from_other = await fake.interaction(ws, mallory, 2, listen, guild=OTHER, permissions=ADMINISTRATOR)
         leave_from_other = await fake.interaction(ws, mallory, 2, leave, guild=OTHER, permissions=ADMINISTRATOR)
-        global_other = await fake.interaction(ws, mallory, 2, {"id": "77", "name": "listen", "type": 1},
-                                              guild=OTHER, permissions=ADMINISTRATOR)
-        assert [await fake.reply(i) for i in (from_dm, leave_from_dm, from_other, leave_from_other,
-                                              global_other)] == [
-            "streambot's commands work in the show's server.", "streambot's commands work in the show's server.",
-            "Voice commands are not turned on in this server.", "Voice commands are not turned on in this server.",
-            "That command is not available here."]
+        global_other = await fake.interaction(
+            ws, mallory, 2, {"id": "77", "name": "listen", "type": 1}, guild=OTHER, permissions=ADMINISTRATOR
+        )
+        assert [await fake.reply(i) for i in (from_dm, leave_from_dm, from_other, leave_from_other, global_other)] == [
+            "streambot's commands work in the show's server.",
+            "streambot's commands work in the show's server.",
+            "Voice commands are not turned on in this server.",
+            "Voice commands are not turned on in this server.",
+            "That command is not available here.",
+        ]
         assert fake.voice_requests == []
         # without voice messages the bot neither asks for nor gets members' messages
         assert fake.intents == VOICE_INTENTS
@@ -337,8 +375,9 @@ async def test_without_guilds_there_is_no_listen(fake_discord: FakeDiscord, voic
         with pytest.raises(NotOffered):
             await fake.command(ws, mallory, "listen", guild=OTHER, permissions=MANAGE_MESSAGES)
         # even a /listen registered by an older version is refused: no server is the show's
-        stale = await fake.interaction(ws, mallory, 2, {"id": "77", "name": "listen", "type": 1}, guild=OTHER,
-                                       permissions=ADMINISTRATOR)
+        stale = await fake.interaction(
+            ws, mallory, 2, {"id": "77", "name": "listen", "type": 1}, guild=OTHER, permissions=ADMINISTRATOR
+        )
         assert await fake.reply(stale) == "That command is not available here."
         assert fake.voice_requests == []
 
@@ -353,8 +392,12 @@ async def test_listen_joins_the_moderators_voice_channel(fake_discord: FakeDisco
         # the bot asks Discord to join that channel, not deafened (it has to hear); the voice server
         # Discord names cannot be reached from here, and the moderator is told so in one sentence
         assert await fake.reply(listen) == "I could not join stage (ClientConnectorError)."
-        assert fake.voice_requests[0] == {"guild_id": GUILD, "channel_id": VOICE_CHANNEL,
-                                          "self_mute": False, "self_deaf": False}
+        assert fake.voice_requests[0] == {
+            "guild_id": GUILD,
+            "channel_id": VOICE_CHANNEL,
+            "self_mute": False,
+            "self_deaf": False,
+        }
         await until(lambda: len(fake.voice_requests) == 2)
         assert fake.voice_requests[1]["channel_id"] is None  # and it leaves again, not half joined
         leave = await fake.command(ws, boss, "leave", roles=[MOD_ROLE], permissions=MANAGE_MESSAGES)
@@ -362,13 +405,16 @@ async def test_listen_joins_the_moderators_voice_channel(fake_discord: FakeDisco
     assert audience.snapshot().candidates == ()
 
 
-@pytest.mark.parametrize(("voice", "intents"), [
-    (None, GUILDS_INTENT),
-    (VoiceSettings(), VOICE_INTENTS),
-    (VoiceSettings(discord_voice_messages=True), VOICE_MESSAGE_INTENTS),
-], ids=["no voice", "voice", "voice messages"])
-async def test_the_bot_asks_for_the_intents_voice_needs(fake_discord: FakeDiscord, voice_show, voice,
-                                                        intents) -> None:
+@pytest.mark.parametrize(
+    ("voice", "intents"),
+    [
+        (None, GUILDS_INTENT),
+        (VoiceSettings(), VOICE_INTENTS),
+        (VoiceSettings(discord_voice_messages=True), VOICE_MESSAGE_INTENTS),
+    ],
+    ids=["no voice", "voice", "voice messages"],
+)
+async def test_the_bot_asks_for_the_intents_voice_needs(fake_discord: FakeDiscord, voice_show, voice, intents) -> None:
     audience, service = voice_show(voice or VoiceSettings())
     bot = DiscordBot(audience, settings(), TOKEN, voice=service if voice is not None else None)
     async with Running(bot):
@@ -382,8 +428,9 @@ async def test_voice_messages_without_the_message_content_intent_say_so(monkeypa
         task = asyncio.create_task(bot.run())
         await until(lambda: bot.state == "retrying")
         assert fake.refused_intents == [VOICE_MESSAGE_INTENTS] and fake.sockets == []
-        assert ("discord refused the Message Content intent that voice messages need: enable it on the bot's page "
-                "in the developer portal, or set [voice] discord_voice_messages = false; retrying in 300 s"
-                ) in caplog.text
+        assert (
+            "discord refused the Message Content intent that voice messages need: enable it on the bot's page "
+            "in the developer portal, or set [voice] discord_voice_messages = false; retrying in 300 s"
+        ) in caplog.text
         await bot.close()
         await asyncio.wait_for(task, 10)

@@ -1,4 +1,5 @@
 """Viewers by platform id, bans that follow an account, and taking a message back."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -25,8 +26,9 @@ def ballot(aud: Audience, now: float = 1.0) -> list[tuple[int | None, str, float
     return [(c.number, c.text, c.votes, c.author) for c in aud.snapshot(now).candidates]
 
 
-ANN, BOB, CAT, DAN = (Viewer("twitch", n, frozenset({"viewer"}), str(i)) for i, n in enumerate(
-    ("ann", "bob", "cat", "dan"), 11))
+ANN, BOB, CAT, DAN = (
+    Viewer("twitch", n, frozenset({"viewer"}), str(i)) for i, n in enumerate(("ann", "bob", "cat", "dan"), 11)
+)
 
 
 def test_the_key_is_the_platform_id_when_there_is_one() -> None:

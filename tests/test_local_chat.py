@@ -3,6 +3,7 @@ stdin. A plain line goes on air at once, through moderation; a `!` command
 goes through the audience like a viewer's, with the broadcaster's rights.
 The real command line, its stdin a pipe, its log read line by line; every
 step waits for the line that says it happened."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,14 @@ class Terminal:
 
     def __init__(self, args: list[str], env: dict) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streambot.cli", "run", "--chat", "-", *args], cwd=ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "streambot.cli", "run", "--chat", "-", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self._seen = 0
         self._arrived = threading.Condition()
@@ -60,12 +67,28 @@ class Terminal:
 
 def test_lines_typed_in_the_terminal_steer_the_show(tmp_path, cli_env):
     config = tmp_path / "show.toml"
-    config.write_text("[voting]\nround_s = 20\nstream_delay_s = 0\ngrace_s = 0\npool_embeddings = false\n"
-                      f'timeline = "{tmp_path / "t.sqlite3"}"\n'
-                      "[moderation]\nclassifier = false\nsemantic = false\n"
-                      "[director]\nbeat_interval_s = 600\n")
-    term = Terminal(["--config", str(config), "--output", str(tmp_path / "show.flv"), "--size", "320x180",
-                     "--fps", "15", "--bitrate", "300", "--no-console"], cli_env)
+    config.write_text(
+        "[voting]\nround_s = 20\nstream_delay_s = 0\ngrace_s = 0\npool_embeddings = false\n"
+        f'timeline = "{tmp_path / "t.sqlite3"}"\n'
+        "[moderation]\nclassifier = false\nsemantic = false\n"
+        "[director]\nbeat_interval_s = 600\n"
+    )
+    term = Terminal(
+        [
+            "--config",
+            str(config),
+            "--output",
+            str(tmp_path / "show.flv"),
+            "--size",
+            "320x180",
+            "--fps",
+            "15",
+            "--bitrate",
+            "300",
+            "--no-console",
+        ],
+        cli_env,
+    )
     try:
         term.expect(r"on air \(story\)")
         # a plain line: on air now, credited to the streamer

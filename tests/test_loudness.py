@@ -7,6 +7,7 @@ faster than real time; `ffmpeg -af ebur128=peak=true` then measures the
 decoded recording: integrated loudness -16..-14 LUFS, true peak <= -1 dBTP.
 The true-peak limiter on its own is measured the same way, on WAV files.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,12 +64,29 @@ def record(preset: str, path: Path, seconds: float = SECONDS) -> Soundtrack:
 
 def ebur128(path: Path) -> dict[str, float]:
     """FFmpeg's EBU R128 summary of a file: integrated loudness and true peak."""
-    r = subprocess.run(["ffmpeg", "-nostats", "-hide_banner", "-i", str(path), "-filter_complex",
-                        "ebur128=peak=true", "-f", "null", "-"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostats",
+            "-hide_banner",
+            "-i",
+            str(path),
+            "-filter_complex",
+            "ebur128=peak=true",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-800:]
-    summary = r.stderr[r.stderr.rindex("Summary:"):]
-    return {"integrated": float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1)),
-            "true_peak": float(re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary).group(1))}
+    summary = r.stderr[r.stderr.rindex("Summary:") :]
+    return {
+        "integrated": float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1)),
+        "true_peak": float(re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary).group(1)),
+    }
 
 
 @pytest.mark.parametrize("preset", [s.name for s in list_presets()])
@@ -96,7 +114,7 @@ def limit(x: np.ndarray, sizes: list[int], ceiling_db: float = -3.0) -> tuple[np
     limiter = TruePeakLimiter(ceiling_db)
     out, i, k = [], 0, 0
     while i < x.shape[1]:
-        out.append(limiter.process(x[:, i:i + sizes[k % len(sizes)]]))
+        out.append(limiter.process(x[:, i : i + sizes[k % len(sizes)]]))
         i, k = i + sizes[k % len(sizes)], k + 1
     return np.concatenate(out, axis=1), limiter
 
@@ -113,11 +131,14 @@ def test_the_limiter_holds_the_peaks_between_samples_under_its_ceiling(tmp_path)
     t = np.arange(RATE)
     quiet = np.zeros((2, RATE // 2), np.float32)
     crest = np.sin(np.pi / 2 * t + np.pi / 4).astype(np.float32) * 10 ** (-1 / 20)
-    burst = signal.sosfilt(signal.butter(8, 16_000, fs=RATE, output="sos"),
-                           np.random.default_rng(0).standard_normal((2, RATE)))
+    burst = signal.sosfilt(
+        signal.butter(8, 16_000, fs=RATE, output="sos"), np.random.default_rng(0).standard_normal((2, RATE))
+    )
     burst = (burst / np.abs(burst).max() * 10 ** (9 / 20)).astype(np.float32)
-    for name, x in (("crest", np.concatenate([quiet, np.stack([crest, crest]), quiet], axis=1)),
-                    ("burst", np.concatenate([quiet, burst, quiet], axis=1))):
+    for name, x in (
+        ("crest", np.concatenate([quiet, np.stack([crest, crest]), quiet], axis=1)),
+        ("burst", np.concatenate([quiet, burst, quiet], axis=1)),
+    ):
         assert true_peak(x, tmp_path / f"{name}-in.wav") > -1.5, "the input is over the ceiling"
         y, _ = limit(x, [4800])
         assert np.abs(y).max() <= 10 ** (-3 / 20) + 1e-6, name
@@ -128,7 +149,7 @@ def test_the_limiter_looks_ahead_leaves_quiet_audio_alone_and_lets_go():
     t = np.arange(4 * RATE) / RATE
     tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     x = np.stack([tone, tone])
-    x[:, 2 * RATE:2 * RATE + 2400] += 2.0  # a 50 ms step far over the ceiling, under the tone
+    x[:, 2 * RATE : 2 * RATE + 2400] += 2.0  # a 50 ms step far over the ceiling, under the tone
     y, limiter = limit(x, [4800])
     d = limiter.delay
     ceiling = 10 ** (-3 / 20)
@@ -136,9 +157,9 @@ def test_the_limiter_looks_ahead_leaves_quiet_audio_alone_and_lets_go():
     gain = y[0, d:] / np.where(np.abs(x[0, :-d]) > 1e-3, x[0, :-d], np.nan)
     onset = 2 * RATE
     # untouched, to the bit, until the lookahead (5 ms) before the step
-    np.testing.assert_array_equal(y[:, d:d + onset - 241], x[:, :onset - 241])
-    assert np.nanmax(gain[onset - 240:onset]) < 1.0, "the gain ramps down before the step"
-    assert np.nanmin(gain[onset + 2400 + RATE:]) > 10 ** (-0.1 / 20), "let go within a second"
+    np.testing.assert_array_equal(y[:, d : d + onset - 241], x[:, : onset - 241])
+    assert np.nanmax(gain[onset - 240 : onset]) < 1.0, "the gain ramps down before the step"
+    assert np.nanmin(gain[onset + 2400 + RATE :]) > 10 ** (-0.1 / 20), "let go within a second"
     # the same however the stream is cut into blocks
     z, _ = limit(x, [1, 333, 1600, 4800, 2 * RATE + 7])
     np.testing.assert_allclose(z, y, atol=1e-6)

@@ -1,4 +1,5 @@
 """Moderation: normalisation, block lists against evasions, bans, rate limits."""
+
 import pytest
 
 from streambot.audience.moderation import Moderation, normalise
@@ -11,24 +12,30 @@ ANN = Viewer("twitch", "ann")
 
 @pytest.fixture(scope="module")
 def mod() -> Moderation:
-    return Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
-                                         global_prompts_per_min=60000, global_burst=10000))
+    return Moderation(
+        ModerationSettings(
+            viewer_prompts_per_min=600, viewer_burst=100, global_prompts_per_min=60000, global_burst=10000
+        )
+    )
 
 
-@pytest.mark.parametrize("raw, clean", [
-    ("  a   dragon\n\tflies ", "a dragon flies"),
-    ("ａ ｄｒａｇｏｎ", "a dragon"),  # fullwidth, NFKC
-    ("a\u200bdra\u200dgon\u2060", "adragon"),  # zero-width
-    ("\u202eevil reversed\u202c", "evil reversed"),  # bidi override
-    ("a\x00b\x07c", "a b c"),  # controls
-    ("drаgоn", "dragon"),  # Cyrillic а and о inside a Latin word
-    ("дракон летит", "дракон летит"),  # one script: kept
-    ("see https://evil.example/x now", "see now"),
-    ("go to www.spam.tv please", "go to please"),
-    ("visit bit.ly/abc", "visit"),
-    ("hi @streamer make rain", "hi make rain"),
-    ("café", "café"),
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("  a   dragon\n\tflies ", "a dragon flies"),
+        ("ａ ｄｒａｇｏｎ", "a dragon"),  # fullwidth, NFKC
+        ("a\u200bdra\u200dgon\u2060", "adragon"),  # zero-width
+        ("\u202eevil reversed\u202c", "evil reversed"),  # bidi override
+        ("a\x00b\x07c", "a b c"),  # controls
+        ("drаgоn", "dragon"),  # Cyrillic а and о inside a Latin word
+        ("дракон летит", "дракон летит"),  # one script: kept
+        ("see https://evil.example/x now", "see now"),
+        ("go to www.spam.tv please", "go to please"),
+        ("visit bit.ly/abc", "visit"),
+        ("hi @streamer make rain", "hi make rain"),
+        ("café", "café"),
+    ],
+)
 def test_normalise(raw: str, clean: str) -> None:
     assert normalise(raw) == clean
 
@@ -39,22 +46,57 @@ def test_normalise_caps_length_and_zalgo() -> None:
     assert normalise(zalgo) == "d\u0301\u0301ragon"
 
 
-@pytest.mark.parametrize("text", [
-    "shit", "sh1t", "SHIT", "s h i t", "s.h.i.t", "shiiiiit", "$hit", "ｓｈｉｔ", "ѕhіt",  # Cyrillic ѕ, і
-    "fuck this", "f u c k", "fuuuuck", "motherfucker", "what the fück", "ph0rn and porn",
-    "please kill yourself", "k y s", "a n a l sex", "n1gg3r", "a$$", "b1tch",
-    "sh\u200bit",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "shit",
+        "sh1t",
+        "SHIT",
+        "s h i t",
+        "s.h.i.t",
+        "shiiiiit",
+        "$hit",
+        "ｓｈｉｔ",
+        "ѕhіt",  # Cyrillic ѕ, і
+        "fuck this",
+        "f u c k",
+        "fuuuuck",
+        "motherfucker",
+        "what the fück",
+        "ph0rn and porn",
+        "please kill yourself",
+        "k y s",
+        "a n a l sex",
+        "n1gg3r",
+        "a$$",
+        "b1tch",
+        "sh\u200bit",
+    ],
+)
 def test_blocked(mod: Moderation, text: str) -> None:
     assert mod.is_blocked(mod.normalise(text)), text
 
 
-@pytest.mark.parametrize("text", [
-    "a dragon attacks the castle", "class assignment", "grass is green", "Scunthorpe town",
-    "the country of Niger", "assassin creed", "as you wish", "passage", "cocktail party",
-    "shiitake mushrooms", "a kid has a cocker spaniel", "5 dragons", "1 big cat",
-    "analysis of the weather", "the pen is mightier",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a dragon attacks the castle",
+        "class assignment",
+        "grass is green",
+        "Scunthorpe town",
+        "the country of Niger",
+        "assassin creed",
+        "as you wish",
+        "passage",
+        "cocktail party",
+        "shiitake mushrooms",
+        "a kid has a cocker spaniel",
+        "5 dragons",
+        "1 big cat",
+        "analysis of the weather",
+        "the pen is mightier",
+    ],
+)
 def test_not_blocked(mod: Moderation, text: str) -> None:
     assert not mod.is_blocked(mod.normalise(text)), text
 
@@ -77,6 +119,7 @@ def test_custom_lists(tmp_path) -> None:
 
 def test_missing_list_is_one_sentence(tmp_path) -> None:
     from streambot.config import ConfigError
+
     with pytest.raises(ConfigError, match="does not exist"):
         Moderation(ModerationSettings(block_lists=[str(tmp_path / "nope.txt")]))
 

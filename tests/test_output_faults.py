@@ -3,6 +3,7 @@ the start, or mid-stream) never slows the others or the clock; one that
 falls behind loses its oldest packets and resumes on a keyframe; a planned
 reconnect before Twitch's 48-hour limit loses no frame. Against a real nginx
 RTMP server, read back with ffprobe as a viewer's player would."""
+
 from __future__ import annotations
 
 import json
@@ -113,9 +114,25 @@ def until(pred, timeout: float, what: str) -> float:
 
 def ffprobe(path) -> dict:
     """The real ffprobe: video packets, the first one's flags, codecs."""
-    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                        "packet=pts_time,flags", "-show_entries", "stream=codec_name", "-of", "json", str(path)],
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(r.stdout)
 
 
@@ -130,9 +147,25 @@ def test_a_silent_destination_at_start_keeps_nobody_off_air(rtmp_server, cli_env
     config = tmp_path / "fast.toml"
     config.write_text("[stream]\nconnect_timeout_s = 3.0\nreconnect_max_s = 1.0\n")
     try:
-        r = run_cli(["run", "--config", str(config), "--output", rtmp_server.url("good"),
-                     "--output", silent.url("hung"), "--duration", "8", "--chat", "none", "--size", "640x360",
-                     "--no-console"], cli_env)
+        r = run_cli(
+            [
+                "run",
+                "--config",
+                str(config),
+                "--output",
+                rtmp_server.url("good"),
+                "--output",
+                silent.url("hung"),
+                "--duration",
+                "8",
+                "--chat",
+                "none",
+                "--size",
+                "640x360",
+                "--no-console",
+            ],
+            cli_env,
+        )
     finally:
         silent.close()
     assert r.returncode == 0, r.stderr[-2000:]
@@ -308,8 +341,9 @@ def test_packets_dropped_for_a_slow_destination_resume_on_a_keyframe(tmp_path):
         out.close()
     assert reader.join(30), "the destination never saw the end of the stream"
     with av.open(io.BytesIO(bytes(reader.data)), format="flv") as c:
-        packets = [(round(float(p.pts * p.time_base) * FPS), p.is_keyframe)
-                   for p in c.demux(video=0) if p.pts is not None]
+        packets = [
+            (round(float(p.pts * p.time_base) * FPS), p.is_keyframe) for p in c.demux(video=0) if p.pts is not None
+        ]
     ticks = [t for t, _ in packets]
     gaps = [i for i in range(1, len(ticks)) if ticks[i] != ticks[i - 1] + 1]
     assert packets[0][1] and len(gaps) == 1, gaps  # whole before the drop, whole after it

@@ -2,6 +2,7 @@
 Algorithm as python-bidi implements it (the Rust unicode-bidi crate, run
 against Unicode's own conformance files), and grapheme clusters as UAX #29
 defines them. Real fonts, the real layout code."""
+
 from __future__ import annotations
 
 import bidi
@@ -43,7 +44,7 @@ CASES = [
     "the price is 100 שקל today",
     "עולם 2024, שנה טובה!",
     "مدينة 12.5 كم عن hello world",
-    "a dragon: \"דרקון\" lands",
+    'a dragon: "דרקון" lands',
     "אבג abc 123 def גדה",
     "hello - עולם - world",
     "1 2 3",
@@ -56,8 +57,9 @@ def test_runs_stand_where_the_unicode_bidi_algorithm_puts_them(fonts, text) -> N
     assert build_line(clusters(text, fonts)[0], 30).rtl == (bidi.get_base_level(text) == 1)
 
 
-LETTERS = st.sampled_from(list("abcXYZ") + list("אבגדהו") + list("مرحبا") + list("0123456789")
-                          + list(" .,:-+!?%()\"'/"))
+LETTERS = st.sampled_from(
+    list("abcXYZ") + list("אבגדהו") + list("مرحبا") + list("0123456789") + list(" .,:-+!?%()\"'/")
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,15 +78,18 @@ def test_visual_order_reverses_from_the_highest_level_down() -> None:
     assert embedding_levels("").levels == ()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("e\u0301a", ["e\u0301", "a"]),  # a base and its combining mark
-    ("👨\u200d👩\u200d👧 ok", ["👨\u200d👩\u200d👧", " ", "o", "k"]),  # a ZWJ sequence
-    ("🇯🇵🇫🇷🇩", ["🇯🇵", "🇫🇷", "🇩"]),  # regional indicators pair up, a lone one stands alone
-    ("1\ufe0f\u20e3", ["1\ufe0f\u20e3"]),  # a keycap
-    ("👍🏽!", ["👍🏽", "!"]),  # an emoji modifier
-    ("\u1100\u1161\u11a8\uac00", ["\u1100\u1161\u11a8", "\uac00"]),  # a Hangul syllable spelled in jamo (L V T)
-    ("\u0e01\u0e33", ["\u0e01\u0e33"]),  # Thai: SARA AM is a spacing mark (GB9a)
-    ("a\r\nb", ["a", "\r\n", "b"]),  # CR LF is one cluster (GB3)
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("e\u0301a", ["e\u0301", "a"]),  # a base and its combining mark
+        ("👨\u200d👩\u200d👧 ok", ["👨\u200d👩\u200d👧", " ", "o", "k"]),  # a ZWJ sequence
+        ("🇯🇵🇫🇷🇩", ["🇯🇵", "🇫🇷", "🇩"]),  # regional indicators pair up, a lone one stands alone
+        ("1\ufe0f\u20e3", ["1\ufe0f\u20e3"]),  # a keycap
+        ("👍🏽!", ["👍🏽", "!"]),  # an emoji modifier
+        ("\u1100\u1161\u11a8\uac00", ["\u1100\u1161\u11a8", "\uac00"]),  # a Hangul syllable spelled in jamo (L V T)
+        ("\u0e01\u0e33", ["\u0e01\u0e33"]),  # Thai: SARA AM is a spacing mark (GB9a)
+        ("a\r\nb", ["a", "\r\n", "b"]),  # CR LF is one cluster (GB3)
+    ],
+)
 def test_clusters_are_unicodes_extended_grapheme_clusters(text, expected) -> None:
     assert split_clusters(text) == expected

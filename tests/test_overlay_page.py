@@ -1,5 +1,6 @@
 """The OBS browser-source page: its files, and its logic run in node against the
 same layouts and states the burned-in overlay draws (skipped without node)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,16 @@ def run_js(expr: str, **values) -> object:
 
 def state(**kw) -> dict:
     base = OverlayState(
-        title="Neon Megacity", on_air="a dragon over the towers", on_air_by="viewer42", source="audience",
-        mode="rounds", round=7, seconds_left=65, round_s=90.0, locked=False, off_air=False,
+        title="Neon Megacity",
+        on_air="a dragon over the towers",
+        on_air_by="viewer42",
+        source="audience",
+        mode="rounds",
+        round=7,
+        seconds_left=65,
+        round_s=90.0,
+        locked=False,
+        off_air=False,
         candidates=tuple(OverlayCandidate(i + 1, f"idea {i + 1}", 5 - i, (5 - i) / 15) for i in range(5)),
         how_to_play="!p your idea  ·  !vote N  ·  discord.gg/abc",
     ).to_json()

@@ -1,4 +1,5 @@
 """The [overlay] settings: typed, validated once, with the defaults the show needs."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,7 +17,7 @@ def test_a_bad_overlay_setting_names_the_file_and_field(tmp_path):
     f.write_text('[overlay]\nburn_in = "maybe"\n')
     with pytest.raises(ConfigError, match=r"mine\.toml: field 'overlay\.burn_in'"):
         load_settings(f)
-    f.write_text('[overlay]\nsparkle = true\n')
+    f.write_text("[overlay]\nsparkle = true\n")
     with pytest.raises(ConfigError, match=r"field 'overlay\.sparkle' is not a known setting"):
         load_settings(f)
 

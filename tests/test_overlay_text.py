@@ -1,5 +1,6 @@
 """Overlay text: hostile input made safe, a font per character (no tofu), bidi
 order, wrapping and ellipsis. Real fonts from overlays/fonts, no mocks."""
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,16 @@ from hypothesis import strategies as st
 from PIL import ImageFont, features
 
 from streambot.broadcast.overlay_text import (
-    ELLIPSIS, EMOJI_FONT, FONT_DIR, MAX_MARKS, REPLACEMENT, FontSet, clean_text, clusters, draw_line, wrap,
+    ELLIPSIS,
+    EMOJI_FONT,
+    FONT_DIR,
+    MAX_MARKS,
+    REPLACEMENT,
+    FontSet,
+    clean_text,
+    clusters,
+    draw_line,
+    wrap,
 )
 
 ZALGO = "Z" + "".join(chr(c) for c in range(0x300, 0x36F)) + "algo" + "\u0489" * 50
@@ -54,6 +64,7 @@ _cmap_cached = functools.cache(_cmap)
 
 # -- cleaning ---------------------------------------------------------------------------
 
+
 def test_clean_text_drops_controls_overrides_and_zero_width():
     out = clean_text(HOSTILE["rtl override"] + HOSTILE["nul and controls"] + HOSTILE["zero width"])
     assert not [c for c in out if unicodedata.category(c) in ("Cc", "Cf", "Cs")]
@@ -78,15 +89,19 @@ def test_emoji_sequences_keep_their_joiners_but_stray_joiners_go():
 
 # -- no tofu ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, font", [
-    ("東京の夜、空に竜が飛ぶ", "NotoSansCJKsc-Bold-Subset.otf"),
-    ("한국어 채팅", "NotoSansCJKsc-Bold-Subset.otf"),
-    ("مدينة عائمة", "NotoSansArabic-Bold.ttf"),
-    ("עולם", "NotoSansHebrew-Bold.ttf"),
-    ("नमस्ते", "NotoSansDevanagari-Bold.ttf"),
-    ("ภาษาไทย", "NotoSansThai-Bold.ttf"),
-    ("🐉👍🏽🇯🇵", EMOJI_FONT),
-])
+
+@pytest.mark.parametrize(
+    "text, font",
+    [
+        ("東京の夜、空に竜が飛ぶ", "NotoSansCJKsc-Bold-Subset.otf"),
+        ("한국어 채팅", "NotoSansCJKsc-Bold-Subset.otf"),
+        ("مدينة عائمة", "NotoSansArabic-Bold.ttf"),
+        ("עולם", "NotoSansHebrew-Bold.ttf"),
+        ("नमस्ते", "NotoSansDevanagari-Bold.ttf"),
+        ("ภาษาไทย", "NotoSansThai-Bold.ttf"),
+        ("🐉👍🏽🇯🇵", EMOJI_FONT),
+    ],
+)
 def test_every_glyph_comes_from_a_font_that_has_it(fonts, text, font):
     glyphs, cut = clusters(text, fonts)
     assert not cut
@@ -138,6 +153,7 @@ def test_the_tests_own_notdef_probe_really_is_a_box():
 
 # -- bidi ------------------------------------------------------------------------------------
 
+
 def test_right_to_left_words_read_right_to_left_inside_latin(fonts):
     line = wrap("abc אבג דהו def", fonts, 30, 2000)[0]
     texts = [r.text.strip() for r in line.runs if r.text.strip()]
@@ -154,6 +170,7 @@ def test_an_arabic_paragraph_puts_latin_words_on_its_left(fonts):
 
 
 # -- fitting -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 @pytest.mark.parametrize("max_lines", [1, 2])
@@ -212,8 +229,10 @@ def test_any_string_fits(text, max_lines, width):
         for run in line.runs:
             if not run.face.color:  # each character is in its font's own cmap, read with fontTools
                 cmap = _cmap_cached(run.face.path)
-                assert all(ord(c) in cmap or c in "\u200d\ufe0e\ufe0f" or unicodedata.combining(c)
-                           for c in run.text), (run.text, run.face)
+                assert all(ord(c) in cmap or c in "\u200d\ufe0e\ufe0f" or unicodedata.combining(c) for c in run.text), (
+                    run.text,
+                    run.face,
+                )
 
 
 def test_without_a_shaper_text_still_fits_and_reads_in_order():

@@ -3,6 +3,7 @@ keeps its files. The expected paths are written out from the XDG Base Directory
 specification ($XDG_*_HOME, else ~/.config, ~/.local/share, ~/.local/state),
 not taken from the code under test; the files are read back through the
 features that use them."""
+
 from __future__ import annotations
 
 import sys
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from streambot import paths
-from streambot.audience.twitch import TwitchChat
 from streambot.audience.events import Audience
 from streambot.audience.moderation import Moderation
+from streambot.audience.twitch import TwitchChat
 from streambot.config import ConsoleSettings, ModerationSettings, TwitchSettings, VotingSettings, load_secrets
 from streambot.console.auth import load_tokens
 from streambot.console.server import sessions_file
@@ -68,13 +69,16 @@ def test_an_existing_installs_files_are_found(home: Path) -> None:
     (config / "secrets.toml").write_text('stream_key = "live_existing_key_123"\n')
     (config / "console_token").write_text("an-existing-admin-token-0123456789abcdef\n")
     (config / "twitch_tokens.json").write_text(
-        '{"1001": {"user_id": "1001", "token": "saved-token-0123456789", "refresh": "saved-refresh-0123456789"}}')
+        '{"1001": {"user_id": "1001", "token": "saved-token-0123456789", "refresh": "saved-refresh-0123456789"}}'
+    )
 
     assert load_secrets()["stream_key"] == "live_existing_key_123"
     tokens = load_tokens("", {})
     assert tokens.admin == "an-existing-admin-token-0123456789abcdef" and not tokens.created
     assert tokens.admin_file == config / "console_token"
-    audience = Audience(VotingEngine(VotingSettings()), Moderation(ModerationSettings(classifier=False, semantic=False)))
+    audience = Audience(
+        VotingEngine(VotingSettings()), Moderation(ModerationSettings(classifier=False, semantic=False))
+    )
     chat = TwitchChat(audience, TwitchSettings(enabled=True, client_id="x", channel="streamer"), {})
     assert chat.tokens_file == config / "twitch_tokens.json"
     assert chat._saved_tokens() == ("saved-token-0123456789", "saved-refresh-0123456789")

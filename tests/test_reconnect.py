@@ -2,6 +2,7 @@
 waits, the fresh start after a session that worked, a close that cuts a wait
 short, and a loop that never raises. A scripted session and a virtual clock;
 the waits are recorded, not slept."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,18 @@ class Script:
 async def run(runs: list[float], **kw) -> Script:
     closing = asyncio.Event()
     s = Script(closing, runs)
-    await asyncio.wait_for(stay_connected(s.session, closing=closing, wait=wait_exponential(multiplier=1, max=8),
-                                          clock=s.clock, sleep=s.sleep, healthy_s=60, **kw), 5)
+    await asyncio.wait_for(
+        stay_connected(
+            s.session,
+            closing=closing,
+            wait=wait_exponential(multiplier=1, max=8),
+            clock=s.clock,
+            sleep=s.sleep,
+            healthy_s=60,
+            **kw,
+        ),
+        5,
+    )
     return s
 
 
@@ -75,8 +86,14 @@ async def test_a_close_cuts_the_wait_short_and_nothing_is_raised() -> None:
         raise RuntimeError("no")
 
     waits: list[float] = []
-    task = asyncio.create_task(stay_connected(failing, closing=closing, wait=wait_exponential(multiplier=600),
-                                              before_sleep=lambda st: waits.append(st.next_action.sleep)))
+    task = asyncio.create_task(
+        stay_connected(
+            failing,
+            closing=closing,
+            wait=wait_exponential(multiplier=600),
+            before_sleep=lambda st: waits.append(st.next_action.sleep),
+        )
+    )
     await asyncio.wait_for(started.wait(), 5)
     closing.set()
     assert await asyncio.wait_for(task, 60) is None  # ended by the close, not after the 600 s back-off

@@ -1,4 +1,5 @@
 """`streambot replay`: real moderation and voting over a recorded log, virtual time."""
+
 import json
 from pathlib import Path
 
@@ -25,14 +26,24 @@ def test_replay_rounds_with_embeddings() -> None:
     # "dragon attacking the castle" pooled into the first wording; a tie goes to the earlier.
     assert r1["winner"] == "a dragon attacks the castle"
     # cat's wording joins at once: the replay pools and screens every 0.1 s, as the live worker does
-    assert r1["candidates"][0] == {"text": "a dragon attacks the castle", "votes": 4,
-                                   "users": ["ann", "cat", "gus", "dan"]}
+    assert r1["candidates"][0] == {
+        "text": "a dragon attacks the castle",
+        "votes": 4,
+        "users": ["ann", "cat", "gus", "dan"],
+    }
     assert r1["candidates"][1]["users"] == ["bob", "eve", "fay", "jon"]  # jon voted in the grace period
     assert r1["blocked"] == 1 and "sh1t" not in out
     assert rounds[1]["winner"] == "a rainbow over the sea"
-    assert rounds[2] == {"round": 3, "mode": "rounds", "winner": "night falls", "by": "kim",
-                         "candidates": [{"text": "night falls", "votes": 1, "users": ["kim"]}], "blocked": 0,
-                         "held": 0, "skipped": False}
+    assert rounds[2] == {
+        "round": 3,
+        "mode": "rounds",
+        "winner": "night falls",
+        "by": "kim",
+        "candidates": [{"text": "night falls", "votes": 1, "users": ["kim"]}],
+        "blocked": 0,
+        "held": 0,
+        "skipped": False,
+    }
 
 
 def test_replay_is_deterministic_and_overridable(tmp_path: Path) -> None:
@@ -70,15 +81,18 @@ def test_replay_moderators_and_empty_rounds(tmp_path: Path) -> None:
     assert len(rounds) == 3
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"t": 1, "user": "a", "text": "x"}\n{"t": 1, "user": "a", "text": }\n', "line 2: not valid JSON"),
-    ('[1, 2]\n', "line 1: expected a JSON object"),
-    ('{"t": -1, "user": "a", "text": "x"}\n', "line 1: 't' must be a number"),
-    ('{"t": 1, "user": "", "text": "x"}\n', "line 1: 'user' must be a non-empty string"),
-    ('{"t": 1, "user": "a", "text": 5}\n', "line 1: 'text' must be a string"),
-    ('{"t": 1, "user": "a", "text": "x", "platform": "irc"}\n', "line 1: 'platform' must be one of"),
-    ('{"t": 1, "user": "a", "text": "x", "roles": ["king"]}\n', "line 1: unknown role 'king'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"t": 1, "user": "a", "text": "x"}\n{"t": 1, "user": "a", "text": }\n', "line 2: not valid JSON"),
+        ("[1, 2]\n", "line 1: expected a JSON object"),
+        ('{"t": -1, "user": "a", "text": "x"}\n', "line 1: 't' must be a number"),
+        ('{"t": 1, "user": "", "text": "x"}\n', "line 1: 'user' must be a non-empty string"),
+        ('{"t": 1, "user": "a", "text": 5}\n', "line 1: 'text' must be a string"),
+        ('{"t": 1, "user": "a", "text": "x", "platform": "irc"}\n', "line 1: 'platform' must be one of"),
+        ('{"t": 1, "user": "a", "text": "x", "roles": ["king"]}\n', "line 1: unknown role 'king'"),
+    ],
+)
 def test_bad_lines_are_one_sentence(tmp_path: Path, content: str, message: str) -> None:
     p = tmp_path / "bad.jsonl"
     p.write_text(content, encoding="utf-8")
@@ -100,6 +114,7 @@ def test_bad_config(tmp_path: Path) -> None:
 
 
 # -- the voting fixes, each from a small log -----------------------------------------
+
 
 def rounds_of(*args: str) -> list[dict]:
     code, out, err = run(*args)
@@ -144,12 +159,18 @@ def test_replay_full_width_and_zero_width_votes_count() -> None:
 
 def test_replay_chat_votes_the_mode(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[voting]\nmode_vote = true\nmode_vote_min_voters = 3\nmode_vote_cooldown_s = 30\n"
-                   "anarchy_viewer_interval_s = 0\nanarchy_global_interval_s = 0\n", encoding="utf-8")
+    cfg.write_text(
+        "[voting]\nmode_vote = true\nmode_vote_min_voters = 3\nmode_vote_cooldown_s = 30\n"
+        "anarchy_viewer_interval_s = 0\nanarchy_global_interval_s = 0\n",
+        encoding="utf-8",
+    )
     rounds = rounds_of(str(DATA / "chat_mode_vote.jsonl"), "--no-embeddings", "--config", str(cfg))
     # 3 of 4 for anarchy at 5 s: round 1 is decided at once, fay's prompt goes straight on air;
     # democracy wins at 22 s but waits out the 30 s cool-down, so gus's idea is voted on again.
     assert [(r["mode"], r["winner"]) for r in rounds] == [
-        ("rounds", "a dragon"), ("anarchy", "a castle in the clouds"), ("rounds", "night falls")]
+        ("rounds", "a dragon"),
+        ("anarchy", "a castle in the clouds"),
+        ("rounds", "night falls"),
+    ]
     code, out, _ = run(str(DATA / "chat_mode_vote.jsonl"), "--no-embeddings")
     assert code == 0 and all(json.loads(x)["mode"] == "rounds" for x in out.splitlines())  # off by default

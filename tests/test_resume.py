@@ -2,6 +2,7 @@
 mid-round and started again against the same timeline resumes the world the
 console switched to, the prompt on air, and the round with its candidates
 and votes; the killed show's own processes do not outlive it."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,24 @@ class Run(ShowProcess):
     """One `streambot run` with its console, its terminal read as it comes."""
 
     def __init__(self, env: dict, tmp: Path, name: str) -> None:
-        super().__init__(["run", "--config", str(tmp / "show.toml"), "--output", str(tmp / f"{name}.flv"),
-                          "--chat", str(tmp / "chat.txt"), "--size", "320x180", "--fps", "15", "--bitrate", "400"],
-                         env)
+        super().__init__(
+            [
+                "run",
+                "--config",
+                str(tmp / "show.toml"),
+                "--output",
+                str(tmp / f"{name}.flv"),
+                "--chat",
+                str(tmp / "chat.txt"),
+                "--size",
+                "320x180",
+                "--fps",
+                "15",
+                "--bitrate",
+                "400",
+            ],
+            env,
+        )
         assert self.url
 
     @property
@@ -39,9 +55,12 @@ class Run(ShowProcess):
         return self.terminal.wait_for(pattern, timeout).group(1)
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(self.url + path.lstrip("/"), method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path.lstrip("/"),
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
@@ -72,8 +91,11 @@ def saved(db: Path, key: str) -> dict:
 
 
 def round_of(state: dict) -> tuple:
-    return (state["round"]["number"], state["round"]["mode"],
-            sorted((c["text"], c["votes"], c["author"]) for c in state["candidates"]))
+    return (
+        state["round"]["number"],
+        state["round"]["mode"],
+        sorted((c["text"], c["votes"], c["author"]) for c in state["candidates"]),
+    )
 
 
 def test_kill_9_mid_round_resumes_world_prompt_and_round(tmp_path, cli_env):
@@ -84,7 +106,8 @@ def test_kill_9_mid_round_resumes_world_prompt_and_round(tmp_path, cli_env):
     # would hold the candidates until it has loaded in the background.
     (tmp_path / "show.toml").write_text(
         f'[voting]\nround_s = 90.0\npool_embeddings = false\ntimeline = "{db}"\n'
-        '[moderation]\nsemantic = false\n[director]\nbeat_interval_s = 600\n')
+        "[moderation]\nsemantic = false\n[director]\nbeat_interval_s = 600\n"
+    )
     chat = tmp_path / "chat.txt"
     chat.write_text("")
     env = {**cli_env, "STREAMBOT_ADMIN_TOKEN": ADMIN}
@@ -96,14 +119,21 @@ def test_kill_9_mid_round_resumes_world_prompt_and_round(tmp_path, cli_env):
         first.api("POST", "/api/force", {"text": "a neon dragon over the rooftops"})
         with chat.open("a") as f:  # the streamer types in the terminal's place: chat commands
             f.write("!p a rain of paper lanterns\n!p a tram made of light\n")
-        before = until(lambda: (s := first.state())["candidates"] and len(s["candidates"]) == 2 and s, 60,
-                       "the candidates arrive")
+        before = until(
+            lambda: (s := first.state())["candidates"] and len(s["candidates"]) == 2 and s, 60, "the candidates arrive"
+        )
         assert before["world"]["name"] == "cyberpunk"
         assert before["on_air"]["text"] == "a neon dragon over the rooftops"
         # the timeline has it all (the round is saved every second)
-        until(lambda: saved(db, "world").get("preset") == "cyberpunk"
-              and saved(db, "world").get("text") == "a neon dragon over the rooftops"
-              and round_of_saved(saved(db, "round")) == round_of(before), 20, "the timeline holds the round")
+        until(
+            lambda: (
+                saved(db, "world").get("preset") == "cyberpunk"
+                and saved(db, "world").get("text") == "a neon dragon over the rooftops"
+                and round_of_saved(saved(db, "round")) == round_of(before)
+            ),
+            20,
+            "the timeline holds the round",
+        )
         children = psutil.Process(first.proc.pid).children(recursive=True)
         assert children, "outputs and overlay drawing run in their own processes"
         os.kill(first.proc.pid, signal.SIGKILL)
@@ -137,5 +167,8 @@ def round_of_saved(state: dict) -> tuple | None:
     votes: dict[int, float] = {}
     for b in state.get("ballots", []):
         votes[b["candidate"]] = votes.get(b["candidate"], 0.0) + 1.0
-    return (state["round"], state["mode"],
-            sorted((c["text"], votes.get(c["id"], 0.0), c["submitters"][0]["name"]) for c in state["candidates"]))
+    return (
+        state["round"],
+        state["mode"],
+        sorted((c["text"], votes.get(c["id"], 0.0), c["submitters"][0]["name"]) for c in state["candidates"]),
+    )

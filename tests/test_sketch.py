@@ -1,4 +1,5 @@
 """The sketch world: frames, determinism, evolution, steering by meaning, no cuts."""
+
 from __future__ import annotations
 
 import logging
@@ -52,15 +53,16 @@ def mad(a: np.ndarray, b: np.ndarray) -> float:
 def whiteness(img: np.ndarray) -> float:
     """Mean of the smallest channel over the ground (lower half): green grass
     scores low, snow and frost high, whatever their tint."""
-    return float(img[img.shape[0] // 2:].min(axis=2).mean())
+    return float(img[img.shape[0] // 2 :].min(axis=2).mean())
 
 
 def blueness(img: np.ndarray) -> float:
-    low = img[img.shape[0] // 2:].astype(np.float32)
+    low = img[img.shape[0] // 2 :].astype(np.float32)
     return float((low[..., 2] - low[..., 0]).mean())
 
 
 # -- frames ----------------------------------------------------------------------
+
 
 def test_frames_have_the_native_size_and_keep_coming():
     w = make()
@@ -85,8 +87,14 @@ def test_native_size_is_scaled_and_even():
 
 
 def test_a_world_file_can_set_its_scene_and_parameters():
-    spec = WorldSpec("custom", "Custom", "a custom world", "plain", ("it begins",),
-                     {"sketch": {"scene": "a desert at night", "params": {"pan": 2.0, "birds": 0.0}}})
+    spec = WorldSpec(
+        "custom",
+        "Custom",
+        "a custom world",
+        "plain",
+        ("it begins",),
+        {"sketch": {"scene": "a desert at night", "params": {"pan": 2.0, "birds": 0.0}}},
+    )
     w = SketchWorld(embedder=None, background=False)
     w.start(spec, SIZE, FPS)
     assert w.params["b_desert"] > 0.9 and w.params["pan"] == 2.0 and w.params["birds"] == 0.0
@@ -122,6 +130,7 @@ def test_same_seed_and_steers_give_the_same_frames():
 
 # -- left alone ---------------------------------------------------------------------
 
+
 def test_left_alone_it_evolves_but_smoothly():
     w = make()
     frames = run(w, 10.0)
@@ -134,6 +143,7 @@ def test_left_alone_it_evolves_but_smoothly():
 
 def test_days_on_air_stay_as_smooth_as_the_first_minute():
     """World time and camera travel grow for as long as the show runs."""
+
     def steps(w):
         frames = run(w, 1.0)
         return [mad(a.image, b.image) for a, b in zip(frames, frames[1:])]
@@ -153,6 +163,7 @@ def test_days_on_air_stay_as_smooth_as_the_first_minute():
 
 
 # -- steering by meaning ------------------------------------------------------------
+
 
 def test_a_stormy_night_is_darker_than_a_sunny_day(embedder):
     day, night = make(embedder=embedder), make(embedder=embedder)
@@ -174,10 +185,13 @@ def test_a_snowy_winter_is_whiter_and_bluer(embedder):
     assert blueness(s) > blueness(b) + 15
 
 
-@pytest.mark.parametrize("keywords, paraphrase, check", [
-    ("a dark night", "the sky turns black and only the moon is out", "dark"),
-    ("a snowy winter", "it's freezing and everything is white", "white"),
-])
+@pytest.mark.parametrize(
+    "keywords, paraphrase, check",
+    [
+        ("a dark night", "the sky turns black and only the moon is out", "dark"),
+        ("a snowy winter", "it's freezing and everything is white", "white"),
+    ],
+)
 def test_a_paraphrase_without_keywords_makes_the_same_change(embedder, keywords, paraphrase, check):
     # The paraphrase names nothing in the concept table: keywords alone find nothing.
     act, _, _ = SceneMapper(None).activations(paraphrase)
@@ -228,6 +242,7 @@ def test_concept_table_is_well_formed():
 
 # -- transitions -----------------------------------------------------------------------
 
+
 def test_a_transition_morphs_without_a_cut(embedder):
     w = make(embedder=embedder)
     start = run(w, 1.0)[-1].image
@@ -257,6 +272,7 @@ def test_zero_transition_is_still_not_a_cut():
 
 
 # -- generations ---------------------------------------------------------------------
+
 
 def test_generation_switches_on_the_next_frame_when_mapped_inline():
     w = make(embedder=None)
@@ -299,6 +315,7 @@ def test_the_newest_steer_wins(embedder):
 
 
 # -- speed -----------------------------------------------------------------------------
+
 
 def test_render_speed_is_reported():
     """The figure comes from benchmarks/bench_sketch_render.py (and `python -m

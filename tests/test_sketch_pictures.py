@@ -16,6 +16,7 @@ After adding a scene parameter, check that some scene here shows it (each
 parameter nudged in turn; a few minutes):
     python -m tests.test_sketch_pictures --coverage
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,38 +49,150 @@ NO_BIOME = {n: 0.0 for n in NAMES if n.startswith("b_")}
 # name, start time (s), parameters that differ from the defaults.
 SCENES: list[tuple[str, float, dict[str, float]]] = [
     ("meadow_noon", 3.0, {"tod": 0.5, "birds": 1.0}),
-    ("desert_dusk", 40.0, {**NO_BIOME, "b_desert": 1.0, "tod": 0.74, "balloons": 1.0, "planes": 1.0,
-                           "warmth": 0.6}),
-    ("mountains_dawn", 11.0, {**NO_BIOME, "b_mountains": 1.0, "tod": 0.26, "snowcover": 0.6,
-                              "clouds": 0.75, "fog": 0.45, "dragons": 1.0}),
+    ("desert_dusk", 40.0, {**NO_BIOME, "b_desert": 1.0, "tod": 0.74, "balloons": 1.0, "planes": 1.0, "warmth": 0.6}),
+    (
+        "mountains_dawn",
+        11.0,
+        {**NO_BIOME, "b_mountains": 1.0, "tod": 0.26, "snowcover": 0.6, "clouds": 0.75, "fog": 0.45, "dragons": 1.0},
+    ),
     # Sun glitter on a half-frozen sea, in a cool sunrise, snow falling lightly.
-    ("frozen_sea", 47.0, {**NO_BIOME, "b_ocean": 1.0, "tod": 0.27, "snowcover": 0.7, "clouds": 0.45,
-                          "snow": 0.25, "warmth": -0.6, "fog": 0.0}),
-    ("ocean_night", 25.0, {**NO_BIOME, "b_ocean": 1.0, "tod": 0.02, "moon2": 1.0, "stars": 1.0,
-                           "meteors": 1.0, "planets": 0.8, "clouds": 0.1}),
-    ("forest_night", 60.0, {**NO_BIOME, "b_forest": 1.0, "tod": 0.9, "fireflies": 1.0, "fog": 0.6,
-                            "aurora": 1.0, "clouds": 0.05, "magic": 0.5}),
+    (
+        "frozen_sea",
+        47.0,
+        {
+            **NO_BIOME,
+            "b_ocean": 1.0,
+            "tod": 0.27,
+            "snowcover": 0.7,
+            "clouds": 0.45,
+            "snow": 0.25,
+            "warmth": -0.6,
+            "fog": 0.0,
+        },
+    ),
+    (
+        "ocean_night",
+        25.0,
+        {
+            **NO_BIOME,
+            "b_ocean": 1.0,
+            "tod": 0.02,
+            "moon2": 1.0,
+            "stars": 1.0,
+            "meteors": 1.0,
+            "planets": 0.8,
+            "clouds": 0.1,
+        },
+    ),
+    (
+        "forest_night",
+        60.0,
+        {
+            **NO_BIOME,
+            "b_forest": 1.0,
+            "tod": 0.9,
+            "fireflies": 1.0,
+            "fog": 0.6,
+            "aurora": 1.0,
+            "clouds": 0.05,
+            "magic": 0.5,
+        },
+    ),
     # Starts just before a lightning strike: the 12th frame has the flash and the bolt.
-    ("city_storm", 77.55, {**NO_BIOME, "b_city": 1.0, "tod": 0.95, "lights": 1.0, "neon": 0.8,
-                           "cars": 1.0, "searchlights": 1.0, "rain": 0.8, "storm": 0.9,
-                           "clouds": 0.9, "wind": 0.7}),
-    ("space", 130.0, {**NO_BIOME, "b_space": 1.0, "nebula": 1.0, "asteroids": 1.0, "planets": 1.0,
-                      "nova": 1.0, "stars": 1.0}),
-    ("islands_magic", 7.0, {**NO_BIOME, "b_islands": 1.0, "tod": 0.45, "magic": 1.0, "rainbow": 1.0,
-                            "bubbles": 1.0, "dragons": 0.6, "clouds": 0.3}),
-    ("candy_fireworks", 52.0, {**NO_BIOME, "b_candy": 1.0, "tod": 0.8, "fireworks": 1.0,
-                               "saturation": 1.5, "hue": 0.2, "trippy": 1.0}),
-    ("wasteland_smoke", 19.0, {**NO_BIOME, "b_wasteland": 1.0, "tod": 0.6, "smoke": 1.0, "embers": 1.0,
-                               "grain": 1.0, "vignette": 0.9, "exposure": -0.5, "contrast": 1.4,
-                               "tint_r": 1.2, "tint_b": 0.8}),
-    ("blizzard", 90.0, {"tod": 0.4, "snow": 1.0, "wind": 0.95, "snowcover": 1.0, "clouds": 1.0,
-                        "fog": 0.3, "storm": 0.3}),
-    ("mixed_high_camera", 33.0, {**NO_BIOME, "b_mountains": 0.5, "b_city": 0.3, "b_forest": 0.2,
-                                 "tod": 0.3, "altitude": 0.8, "zoom": 1.5, "bob": 0.8, "pan": -2.5}),
+    (
+        "city_storm",
+        77.55,
+        {
+            **NO_BIOME,
+            "b_city": 1.0,
+            "tod": 0.95,
+            "lights": 1.0,
+            "neon": 0.8,
+            "cars": 1.0,
+            "searchlights": 1.0,
+            "rain": 0.8,
+            "storm": 0.9,
+            "clouds": 0.9,
+            "wind": 0.7,
+        },
+    ),
+    (
+        "space",
+        130.0,
+        {**NO_BIOME, "b_space": 1.0, "nebula": 1.0, "asteroids": 1.0, "planets": 1.0, "nova": 1.0, "stars": 1.0},
+    ),
+    (
+        "islands_magic",
+        7.0,
+        {
+            **NO_BIOME,
+            "b_islands": 1.0,
+            "tod": 0.45,
+            "magic": 1.0,
+            "rainbow": 1.0,
+            "bubbles": 1.0,
+            "dragons": 0.6,
+            "clouds": 0.3,
+        },
+    ),
+    (
+        "candy_fireworks",
+        52.0,
+        {**NO_BIOME, "b_candy": 1.0, "tod": 0.8, "fireworks": 1.0, "saturation": 1.5, "hue": 0.2, "trippy": 1.0},
+    ),
+    (
+        "wasteland_smoke",
+        19.0,
+        {
+            **NO_BIOME,
+            "b_wasteland": 1.0,
+            "tod": 0.6,
+            "smoke": 1.0,
+            "embers": 1.0,
+            "grain": 1.0,
+            "vignette": 0.9,
+            "exposure": -0.5,
+            "contrast": 1.4,
+            "tint_r": 1.2,
+            "tint_b": 0.8,
+        },
+    ),
+    (
+        "blizzard",
+        90.0,
+        {"tod": 0.4, "snow": 1.0, "wind": 0.95, "snowcover": 1.0, "clouds": 1.0, "fog": 0.3, "storm": 0.3},
+    ),
+    (
+        "mixed_high_camera",
+        33.0,
+        {
+            **NO_BIOME,
+            "b_mountains": 0.5,
+            "b_city": 0.3,
+            "b_forest": 0.2,
+            "tod": 0.3,
+            "altitude": 0.8,
+            "zoom": 1.5,
+            "bob": 0.8,
+            "pan": -2.5,
+        },
+    ),
     # Five days on air: world time that has grown large.
-    ("five_days_later", 5 * 86400.0 + 17.0, {**NO_BIOME, "b_grass": 0.5, "b_forest": 0.5, "tod": 0.85,
-                                             "rain": 0.4, "snow": 0.4, "fireflies": 1.0,
-                                             "embers": 0.5, "wind": 0.8}),
+    (
+        "five_days_later",
+        5 * 86400.0 + 17.0,
+        {
+            **NO_BIOME,
+            "b_grass": 0.5,
+            "b_forest": 0.5,
+            "tod": 0.85,
+            "rain": 0.4,
+            "snow": 0.4,
+            "fireflies": 1.0,
+            "embers": 0.5,
+            "wind": 0.8,
+        },
+    ),
 ]
 # A change of world: the meadow at noon becomes the stormy city at night over the scene.
 CHANGE = ("meadow_to_city", 200.0, SCENES[0][2], SCENES[5][2])
@@ -122,9 +235,18 @@ def render_all() -> dict[str, tuple[np.ndarray, float]]:
         if k % 10 == 0:
             out[f"{name}@{k}"] = (img, r.light)
     # Through the world itself: its wandering weather and the hand-over of parameters.
-    spec = WorldSpec("judge", "Judge", "", "plain", ("it begins",),
-                     {"sketch": {"params": {**NO_BIOME, "b_forest": 0.6, "b_mountains": 0.4,
-                                            "tod": 0.7, "birds": 1.0, "clouds": 0.6}}})
+    spec = WorldSpec(
+        "judge",
+        "Judge",
+        "",
+        "plain",
+        ("it begins",),
+        {
+            "sketch": {
+                "params": {**NO_BIOME, "b_forest": 0.6, "b_mountains": 0.4, "tod": 0.7, "birds": 1.0, "clouds": 0.6}
+            }
+        },
+    )
     world = SketchWorld(embedder=None, background=False)
     world.start(spec, (2 * W, 2 * H), 30, seed=SEED)
     try:
@@ -140,9 +262,12 @@ def render_all() -> dict[str, tuple[np.ndarray, float]]:
 def write() -> None:
     frames = render_all()
     DATA.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(DATA, **{k: thumbnail(img) for k, (img, _) in frames.items()},
-                        light=np.array([light for _, light in frames.values()]),
-                        names=np.array(list(frames)))
+    np.savez_compressed(
+        DATA,
+        **{k: thumbnail(img) for k, (img, _) in frames.items()},
+        light=np.array([light for _, light in frames.values()]),
+        names=np.array(list(frames)),
+    )
     print(f"wrote {len(frames)} thumbnails to {DATA}")
 
 
@@ -205,7 +330,8 @@ def test_each_scene_looks_as_it_did(rendered, reference, scene):
         diff = np.abs(got - want)
         y, x, c = np.unravel_index(int(diff.argmax()), diff.shape)
         assert diff.max() <= MAX_BLOCK_DIFF, (
-            f"{name}: block ({BLOCK * x}, {BLOCK * y}) channel {c} is {got[y, x, c]:.0f}, was {want[y, x, c]:.0f}")
+            f"{name}: block ({BLOCK * x}, {BLOCK * y}) channel {c} is {got[y, x, c]:.0f}, was {want[y, x, c]:.0f}"
+        )
         assert diff.mean() <= MAX_MEAN_DIFF, f"{name}: blocks moved by {diff.mean():.3f} grey levels on average"
         assert abs(light - reference["light"][names.index(name)]) <= MAX_LIGHT_DIFF, name
 

@@ -1,6 +1,7 @@
 """The soundtrack: each world's own music, the story's mood without clicks, the
 streamer's playlist, a feed that never keeps the clock waiting, and failures
 that leave the weather playing. Loudness against FFmpeg is in test_loudness.py."""
+
 from __future__ import annotations
 
 import math
@@ -45,10 +46,18 @@ def dominant_hz(x: np.ndarray) -> float:
 
 # -- every world its own music ----------------------------------------------------------------------
 
+
 def test_every_preset_names_the_music_that_fits_it():
     styles = {spec.name: music_of(spec).style for spec in list_presets()}
-    assert styles == {"meadow": "pad", "cartoon": "bouncy", "war1944": "march", "cyberpunk": "synthwave",
-                      "deepspace": "drone", "arena": "drive", "fantasy": "modal"}
+    assert styles == {
+        "meadow": "pad",
+        "cartoon": "bouncy",
+        "war1944": "march",
+        "cyberpunk": "synthwave",
+        "deepspace": "drone",
+        "arena": "drive",
+        "fantasy": "modal",
+    }
     tempos = {name: style_for(music_of(spec)).tempo for spec in list_presets() for name in [spec.name]}
     assert tempos["cartoon"] > tempos["meadow"] and tempos["arena"] > tempos["deepspace"]
     roles = {name: {p.role for p in STYLES[s].parts} for name, s in styles.items()}
@@ -67,23 +76,28 @@ def test_each_style_plays_music_that_changes_with_its_chords(style):
     bar = round(STYLES[style].beats * 60 / STYLES[style].tempo * RATE)
     chords = STYLES[style].bars_per_chord * bar
     # different chords sound different: the spectra of the first two chord spans differ
-    a, b = (np.abs(np.fft.rfft(x[0, i * chords:(i + 1) * chords][:bar])) for i in (1, 2))
+    a, b = (np.abs(np.fft.rfft(x[0, i * chords : (i + 1) * chords][:bar])) for i in (1, 2))
     assert np.corrcoef(a, b)[0, 1] < 0.98
 
 
 def test_a_world_file_tunes_its_music_and_bad_values_are_one_sentence(tmp_path):
     world = tmp_path / "lagoon.toml"
-    base = ('name = "lagoon"\ntitle = "Lagoon"\ndescription = "A lagoon."\nstyle = "tropical"\n'
-            'beats = ["waves"]\n')
-    world.write_text(base + '[music]\nstyle = "synthwave"\ntempo = 120\nkey = "C#"\nmode = "dorian"\n'
-                     'instruments = ["bass", "arp"]\nlead = "flute"\nenergy = 0.4\n')
+    base = 'name = "lagoon"\ntitle = "Lagoon"\ndescription = "A lagoon."\nstyle = "tropical"\nbeats = ["waves"]\n'
+    world.write_text(
+        base + '[music]\nstyle = "synthwave"\ntempo = 120\nkey = "C#"\nmode = "dorian"\n'
+        'instruments = ["bass", "arp"]\nlead = "flute"\nenergy = 0.4\n'
+    )
     style = style_for(music_of(load_world_file(world)))
     assert (style.name, style.tempo, style.key, style.mode, style.energy) == ("synthwave", 120, "C#", "dorian", 0.4)
     assert {p.role for p in style.parts} == {"bass", "arp"}
     world.write_text(base)
     assert music_of(load_world_file(world)).style == "pad"  # a world without [music] gets the calm pad
-    for table, words in (('style = "polka"', "'music.style'"), ('key = "H"', "note name like C"),
-                         ('tempo = 900', "'music.tempo'"), ('drums = true', "not a known setting")):
+    for table, words in (
+        ('style = "polka"', "'music.style'"),
+        ('key = "H"', "note name like C"),
+        ("tempo = 900", "'music.tempo'"),
+        ("drums = true", "not a known setting"),
+    ):
         world.write_text(base + f"[music]\n{table}\n")
         with pytest.raises(ConfigError) as e:
             load_world_file(world)
@@ -92,6 +106,7 @@ def test_a_world_file_tunes_its_music_and_bad_values_are_one_sentence(tmp_path):
 
 
 # -- notes rendered as they play ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(INSTRUMENTS))
 def test_a_tone_rendered_chunk_by_chunk_is_the_tone_rendered_whole(name):
@@ -114,8 +129,8 @@ def test_a_tone_rendered_chunk_by_chunk_is_the_tone_rendered_whole(name):
         shape = inst.envelope.values(0, length, gate, RATE)
         cut = [0, 1, 1000, 4800, gate - 7, gate + 5, length - 100, length]
         np.testing.assert_allclose(
-            np.concatenate([inst.envelope.values(a, b - a, gate, RATE) for a, b in zip(cut, cut[1:])]), shape,
-            atol=1e-6)
+            np.concatenate([inst.envelope.values(a, b - a, gate, RATE) for a, b in zip(cut, cut[1:])]), shape, atol=1e-6
+        )
         assert shape.max() <= 1.0 and shape[0] < 0.05 and shape[-1] == 0.0, "from near zero, back to zero"
 
 
@@ -147,9 +162,13 @@ def test_a_held_chord_is_rendered_as_it_plays_and_once_per_pitch_whatever_the_te
 
 # -- the story's mood -----------------------------------------------------------------------------------
 
+
 def test_the_mood_of_a_prompt_against_a_labelled_set():
-    rows = [line.rstrip("\n").split("\t") for line in (ROOT / "tests/data/moods.tsv").read_text().splitlines()
-            if line and not line.startswith("#")]
+    rows = [
+        line.rstrip("\n").split("\t")
+        for line in (ROOT / "tests/data/moods.tsv").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert len(rows) >= 40
     wrong = [(text, want, mood_of(text)) for text, want in rows if mood_of(text) != want]
     assert not wrong, wrong
@@ -210,21 +229,25 @@ def test_the_weather_plays_under_the_music_and_alone_when_it_is_off():
     stormy = Ambience(wind=0.9, rain=0.9)
     track = Soundtrack(MusicSettings(style="pad"), seed=4, music_on=False)
     x = render(track, 6.0, ambience=stormy)
-    assert -40 < loudness(x[:, 3 * RATE:]) < -18, "the weather alone sits well under the music"
+    assert -40 < loudness(x[:, 3 * RATE :]) < -18, "the weather alone sits well under the music"
     assert track.status()["source"] == "generated" and track.status()["music_on"] is False
 
 
 # -- never silent by accident, never late -------------------------------------------------------------
 
+
 def test_a_failing_music_generator_leaves_the_weather_and_says_why():
     """A world whose band names an instrument there is none of: the band fails
     at its first note, mid-stream, and the weather plays on."""
+
     def style_of(music: MusicSettings):
         style = style_for(music)
         if music.style != "drive":
             return style
-        return replace(style, parts=tuple(p if p.role == "drums" else replace(p, instrument="oscillator bank")
-                                          for p in style.parts))
+        return replace(
+            style,
+            parts=tuple(p if p.role == "drums" else replace(p, instrument="oscillator bank") for p in style.parts),
+        )
 
     track = Soundtrack(MusicSettings(style="bouncy"), seed=5, style_of=style_of)
     windy = Ambience(wind=0.8, rain=0.3)
@@ -284,6 +307,7 @@ def test_the_feed_never_waits_for_a_late_producer_and_joins_the_gap_without_a_cl
 
 # -- the streamer's own music ------------------------------------------------------------------------------
 
+
 def make_tone(path: Path, hz: float, seconds: float, amplitude: float, codec: str) -> Path:
     """A sine encoded with PyAV (mp3, opus in ogg, flac, wav...)."""
     rate = 48_000 if codec == "libopus" else 44_100
@@ -296,11 +320,16 @@ def make_tone(path: Path, hz: float, seconds: float, amplitude: float, codec: st
         for i in range(0, int(seconds * rate), size):
             t = (i + np.arange(size)) / rate
             x = np.stack([amplitude * np.sin(2 * np.pi * hz * t)] * 2)
-            dtype, scale = {"s16": (np.int16, 32767), "s32": (np.int32, 2 ** 31 - 1),
-                            "flt": (np.float32, 1), "dbl": (np.float64, 1)}[fmt.packed.name]
+            dtype, scale = {
+                "s16": (np.int16, 32767),
+                "s32": (np.int32, 2**31 - 1),
+                "flt": (np.float32, 1),
+                "dbl": (np.float64, 1),
+            }[fmt.packed.name]
             data = (x * scale).astype(dtype)
-            frame = av.AudioFrame.from_ndarray(data if fmt.is_planar else data.T.reshape(1, -1),
-                                               format=fmt.name, layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                data if fmt.is_planar else data.T.reshape(1, -1), format=fmt.name, layout="stereo"
+            )
             frame.sample_rate = rate
             frame.pts = i
             frame.time_base = Fraction(1, rate)
@@ -347,15 +376,17 @@ def test_the_playlist_shuffles_crossfades_and_evens_out_loudness(music_dir):
     assert playlist.failed == {"broken.mp3": playlist.failed["broken.mp3"]}
     # 100 ms windows: no gap anywhere (crossfades, not silences, between tracks)
     windows = x[0, : x.shape[1] // 4800 * 4800].reshape(-1, 4800)
-    assert np.sqrt((windows ** 2).mean(axis=1)).min() > 0.01
+    assert np.sqrt((windows**2).mean(axis=1)).min() > 0.01
     # which tone plays, second by second: every track once per pass, never twice in a row
-    seq = [min((330, 550, 880), key=lambda f: abs(f - dominant_hz(x[:, i:i + RATE // 2])))
-           for i in range(0, x.shape[1] - RATE // 2, RATE // 2)]
+    seq = [
+        min((330, 550, 880), key=lambda f: abs(f - dominant_hz(x[:, i : i + RATE // 2])))
+        for i in range(0, x.shape[1] - RATE // 2, RATE // 2)
+    ]
     runs = [f for i, f in enumerate(seq) if i == 0 or f != seq[i - 1]]
     assert set(runs[:3]) == {330, 550, 880} and all(a != b for a, b in zip(runs, runs[1:]))
     # in a crossfade both tracks sound at once
     change = next(i for i in range(1, len(seq)) if seq[i] != seq[i - 1]) * (RATE // 2)
-    mid = x[0, change - RATE // 4: change + RATE // 4]
+    mid = x[0, change - RATE // 4 : change + RATE // 4]
     spec = np.abs(np.fft.rfft(mid * np.hanning(len(mid))))
     bins = np.fft.rfftfreq(len(mid), 1 / RATE)
     peaks = {f: spec[np.abs(bins - f).argmin()] for f in (330, 550, 880)}
@@ -364,7 +395,7 @@ def test_the_playlist_shuffles_crossfades_and_evens_out_loudness(music_dir):
     levels = {}
     for f in (330, 550, 880):
         idx = [i for i, g in enumerate(seq) if g == f][2:5]
-        levels[f] = loudness(np.concatenate([x[:, i * RATE // 2:(i + 1) * RATE // 2] for i in idx], axis=1))
+        levels[f] = loudness(np.concatenate([x[:, i * RATE // 2 : (i + 1) * RATE // 2] for i in idx], axis=1))
     assert max(levels.values()) - min(levels.values()) < 6.0, levels
     playlist.close()
 
@@ -383,8 +414,21 @@ def test_a_folder_with_nothing_playable_falls_back_to_the_generated_music(tmp_pa
 def test_music_folder_that_does_not_exist_stops_the_show_with_one_sentence(tmp_path, cli_env):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(f'[audio]\nmusic_dir = "{tmp_path / "nope"}"\n')
-    r = run_cli(["run", "--config", str(cfg), "--output", str(tmp_path / "o.flv"), "--duration", "1",
-                 "--chat", "none", "--no-console"], cli_env)
+    r = run_cli(
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--output",
+            str(tmp_path / "o.flv"),
+            "--duration",
+            "1",
+            "--chat",
+            "none",
+            "--no-console",
+        ],
+        cli_env,
+    )
     assert r.returncode == 2
     want = f"streambot: [audio] music_dir: the folder {tmp_path / 'nope'} does not exist."
     assert r.stderr.strip().splitlines()[-1] == want
@@ -397,7 +441,7 @@ def test_the_loudness_meter_reads_the_standards_test_signal():
     x = np.stack([10 ** (-23 / 20) * np.sin(2 * np.pi * 1000 * t)] * 2)
     m = LoudnessMeter()
     for i in range(0, x.shape[1], 1600):  # fed in ticks, not hops: the hop bookkeeping must hold
-        m.add(x[:, i:i + 1600])
+        m.add(x[:, i : i + 1600])
     assert m.integrated == pytest.approx(-23.0, abs=0.1)
     assert m.momentary == pytest.approx(-23.0, abs=0.1) and m.short_term == pytest.approx(-23.0, abs=0.1)
     assert not math.isfinite(LoudnessMeter().integrated)

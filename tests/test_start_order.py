@@ -3,6 +3,7 @@ checked before anything connects, so a mistake is one sentence and the RTMP
 server (nginx) never sees a connection; a failure while connecting closes
 everything opened so far. And the worlds and chat platforms come from one
 registry: the choices, the help, and a world added from outside the package."""
+
 from __future__ import annotations
 
 import json
@@ -107,17 +108,39 @@ def _discord_without_token(tmp: Path) -> tuple[list[str], str]:
     return ["--config", str(cfg)], "Discord bot token"
 
 
-BAD_INPUTS = [_timeline_a_folder, _timeline_unwritable, _block_list_broken, _block_list_missing, _world_file_bad,
-              _world_settings_bad, _music_folder_missing, _layout_missing, _twitch_without_channel,
-              _discord_without_token]
+BAD_INPUTS = [
+    _timeline_a_folder,
+    _timeline_unwritable,
+    _block_list_broken,
+    _block_list_missing,
+    _world_file_bad,
+    _world_settings_bad,
+    _music_folder_missing,
+    _layout_missing,
+    _twitch_without_channel,
+    _discord_without_token,
+]
 
 
 @pytest.mark.parametrize("bad", BAD_INPUTS, ids=lambda f: f.__name__.strip("_"))
 def test_a_bad_input_stops_the_start_before_any_connection(ingest, cli_env, tmp_path, bad):
     args, named = bad(tmp_path)
     cli_env["STREAMBOT_STREAM_KEY"] = KEY
-    r = run_cli(["run", *args, "--output", f"rtmp://127.0.0.1:{ingest.port}/live/{{stream_key}}",
-                 "--duration", "30", "--chat", "none", "--no-console"], cli_env, timeout=120)
+    r = run_cli(
+        [
+            "run",
+            *args,
+            "--output",
+            f"rtmp://127.0.0.1:{ingest.port}/live/{{stream_key}}",
+            "--duration",
+            "30",
+            "--chat",
+            "none",
+            "--no-console",
+        ],
+        cli_env,
+        timeout=120,
+    )
     msg = one_sentence(r)
     assert r.returncode == 2, msg
     assert named in msg, msg
@@ -130,8 +153,11 @@ def test_a_console_address_in_use_stops_the_start_before_any_connection(ingest, 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        r = run_cli(["run", "--output", ingest.url("show"), "--duration", "30", "--chat", "none",
-                     "--console", address], cli_env, timeout=120)
+        r = run_cli(
+            ["run", "--output", ingest.url("show"), "--duration", "30", "--chat", "none", "--console", address],
+            cli_env,
+            timeout=120,
+        )
     msg = one_sentence(r)
     assert r.returncode == 2 and address in msg, msg
     assert ingest.connections == 1, msg
@@ -139,8 +165,20 @@ def test_a_console_address_in_use_stops_the_start_before_any_connection(ingest, 
 
 def test_an_unreachable_output_is_one_sentence_with_its_key_masked(cli_env, tmp_path):
     cli_env["STREAMBOT_STREAM_KEY"] = KEY
-    r = run_cli(["run", "--output", f"rtmp://127.0.0.1:{free_port()}/live/{{stream_key}}", "--duration", "5",
-                 "--chat", "none", "--no-console"], cli_env, timeout=120)
+    r = run_cli(
+        [
+            "run",
+            "--output",
+            f"rtmp://127.0.0.1:{free_port()}/live/{{stream_key}}",
+            "--duration",
+            "5",
+            "--chat",
+            "none",
+            "--no-console",
+        ],
+        cli_env,
+        timeout=120,
+    )
     msg = one_sentence(r, after_log=True)
     assert "unreachable" in msg, msg
     assert KEY not in r.stderr + r.stdout
@@ -181,8 +219,26 @@ def test_a_failure_while_connecting_closes_everything_opened(ingest, cli_env, tm
     timeline = tmp_path / "timeline.sqlite3"
     cfg = write(tmp_path / "c.toml", f'[voting]\ntimeline = "{timeline}"\n')
     (tmp_path / "out.flv").mkdir()
-    r = run_cli(["run", "--config", str(cfg), "--output", ingest.url("show"), "--output", str(tmp_path / "out.flv"),
-                 "--duration", "30", "--size", "320x180", "--chat", "none", "--no-console"], cli_env, timeout=180)
+    r = run_cli(
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--output",
+            ingest.url("show"),
+            "--output",
+            str(tmp_path / "out.flv"),
+            "--duration",
+            "30",
+            "--size",
+            "320x180",
+            "--chat",
+            "none",
+            "--no-console",
+        ],
+        cli_env,
+        timeout=180,
+    )
     msg = one_sentence(r, after_log=True)
     assert "out.flv" in msg, msg
     assert ingest.connections >= 2, "the connect phase was reached: the RTMP output connected"
@@ -198,6 +254,7 @@ def test_a_failure_while_connecting_closes_everything_opened(ingest, cli_env, tm
 
 
 # -- the registry: worlds and chat platforms by name ------------------------------------------
+
 
 def test_the_help_lists_every_world_and_chat_platform_with_a_line_each(cli_env):
     r = run_cli(["run", "--help"], cli_env, timeout=60)
@@ -237,10 +294,33 @@ def test_a_world_added_in_its_own_module_runs_without_touching_the_app(cli_env, 
 
     out = tmp_path / "flat.flv"
     cfg = write(tmp_path / "c.toml", "[overlay]\nburn_in = false\n")
-    r = subprocess.run([sys.executable, "-c", ADD_A_WORLD, "run", "--world", "flat", "--config", str(cfg),
-                        "--output", str(out), "--duration", "1", "--size", "320x180", "--chat", "none",
-                        "--no-console"], check=False, cwd=ROOT, env=cli_env, capture_output=True, text=True,
-                       timeout=180)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ADD_A_WORLD,
+            "run",
+            "--world",
+            "flat",
+            "--config",
+            str(cfg),
+            "--output",
+            str(out),
+            "--duration",
+            "1",
+            "--size",
+            "320x180",
+            "--chat",
+            "none",
+            "--no-console",
+        ],
+        check=False,
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     frames = list(decode_frames(out, step=5))
     assert frames
@@ -263,8 +343,15 @@ world.close()
 
 
 def test_the_sketch_world_is_built_without_loading_torch(cli_env):
-    r = subprocess.run([sys.executable, "-c", SKETCH_ONLY], check=False, cwd=ROOT, env=cli_env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", SKETCH_ONLY],
+        check=False,
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out == {"world": "sketch", "torch": False, "diffusers": False}, out

@@ -1,6 +1,7 @@
 """Start-up: nothing heavy is waited for. The sketch world goes on air on its
 keyword matching while the sentence model loads in a process of its own,
 then maps prompts by meaning; torch never loads in the broadcast's process."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ embeddings.close()
 
 
 def test_the_world_starts_on_keywords_and_the_model_steers_once_loaded(cli_env):
-    r = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=cli_env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["keywords_first"] and out["model_later"], out
@@ -94,8 +96,14 @@ def test_the_show_opens_without_the_model_and_holds_candidates_for_the_safety_sc
     its own process (torch never here): the streamer's own prompt goes through
     at once, viewers' candidates stay hidden until the semantic safety layer
     can judge them, and then it refuses what only it can see."""
-    r = subprocess.run([sys.executable, "-c", SHOW_PROBE, str(tmp_path / "out.flv")], cwd=ROOT, env=cli_env,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-c", SHOW_PROBE, str(tmp_path / "out.flv")],
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     opened, after = out["opened"], out["after"]

@@ -1,4 +1,5 @@
 """The timeline: rounds, votes, winners, bans, actions; resume; `streambot timeline`."""
+
 import json
 from pathlib import Path
 
@@ -8,9 +9,9 @@ from streambot.audience.events import Audience
 from streambot.audience.moderation import Moderation
 from streambot.cli_audience import timeline
 from streambot.config import ModerationSettings, VotingSettings
+from streambot.onair import OnAir
 from streambot.replay import VirtualClock
 from streambot.store import Store, hms
-from streambot.onair import OnAir
 from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 from streambot.world.base import Direction
@@ -24,8 +25,9 @@ def make(path: Path, clock: VirtualClock, background: bool = True) -> Audience:
 
 def aired(aud: Audience, winner) -> None:
     """The winner goes on air: the director's event, as the show writes it to the timeline."""
-    aud.store.record_on_air(OnAir(Direction(winner.text, winner.text, "audience", winner.user), 1, aud.clock(),
-                                  round=winner.round))
+    aud.store.record_on_air(
+        OnAir(Direction(winner.text, winner.text, "audience", winner.user), 1, aud.clock(), round=winner.round)
+    )
 
 
 def test_rounds_votes_winners_and_chapters(tmp_path: Path) -> None:
@@ -48,7 +50,10 @@ def test_rounds_votes_winners_and_chapters(tmp_path: Path) -> None:
     assert [r["winner"] for r in rounds] == ["a castle", "night falls", None]
     assert rounds[0]["candidates"][0]["text"] == "a castle" and rounds[0]["candidates"][0]["votes"] == 2
     assert {(v["user"], v["platform"], v["cid"]) for v in rounds[0]["votes"]} == {
-        ("ann", "twitch", 1), ("bob", "twitch", 2), ("cat", "discord", 2)}
+        ("ann", "twitch", 1),
+        ("bob", "twitch", 2),
+        ("cat", "discord", 2),
+    }
     assert rounds[2]["skipped"] == 1
     assert aud.store.chapters() == [(3612.0, "a castle"), (3614.0, "night falls")]
     assert hms(3612) == "01:00:12"

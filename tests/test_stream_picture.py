@@ -8,6 +8,7 @@ judges the engine's scheduler arithmetic; a tiny random model runs for
 hundreds of frames to show the fed-back picture stays finite, bounded, smooth
 and steered by its prompt.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,11 +23,11 @@ from diffusers.image_processor import VaeImageProcessor  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from streambot.world.base import Direction  # noqa: E402
-from streambot.worldspec import WorldSpec  # noqa: E402
 from streambot.world.stream import Motion, StreamWorld, StreamWorldSettings  # noqa: E402
 from streambot.world.stream_engine import boundary_scalings, schedule_timesteps  # noqa: E402
 from streambot.world.stream_models import StreamModels, random_models  # noqa: E402
 from streambot.world.stream_ops import guidance_embedding, keep_in_range, motion_theta  # noqa: E402
+from streambot.worldspec import WorldSpec  # noqa: E402
 
 from .stream_oracle import OracleUNet, contrast_vae  # noqa: E402
 
@@ -92,6 +93,7 @@ STEP_IDS = [f"{k}step-{'batch' if b else 'sequential'}" for k, b in STEPS]
 
 # -- the oracle: a loop that knows the answer ------------------------------------------------------
 
+
 @pytest.mark.parametrize("steps,batch", STEPS, ids=STEP_IDS)
 def test_an_oracle_unet_gives_back_its_target_at_every_step_count(sharp, steps, batch):
     target = target_latent(1)
@@ -109,8 +111,9 @@ def test_with_an_oracle_the_output_is_the_input_late_by_the_stream_batch(sharp, 
     """A perfect model keeps what it is shown, so the world is the camera alone: frame n shows
     the input of frame n - (steps - 1) in a stream batch, and its own input otherwise."""
     target = target_latent(3)
-    world, _ = oracle_world(sharp, target, steps=steps, stream_batch=batch,
-                            motion=Motion(pan_x=0.03, zoom=1.02, rotate_deg=1.5))
+    world, _ = oracle_world(
+        sharp, target, steps=steps, stream_batch=batch, motion=Motion(pan_x=0.03, zoom=1.02, rotate_deg=1.5)
+    )
     late = steps - 1 if batch else 0
     inputs = []
     for n in range(8):
@@ -147,10 +150,17 @@ def test_reanchoring_pulls_a_drifted_picture_back_to_a_fresh_one(sharp):
 
 # -- the outside judge: diffusers' img2img on the same model and noise ----------------------------------
 
+
 def judge_pipeline(models: StreamModels, scheduler) -> StableDiffusionImg2ImgPipeline:
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer, unet=models.unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=models.vae,
+        text_encoder=models.text_encoder,
+        tokenizer=models.tokenizer,
+        unet=models.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -160,9 +170,14 @@ def judge(pipe, engine, clean: torch.Tensor, seed: int, guidance: float) -> torc
     """diffusers' img2img from the clean latent `clean` through the engine's timesteps, noise from `seed`."""
     with torch.no_grad():
         return pipe(
-            prompt_embeds=engine.embeds[:1].clone(), image=clean, strength=1.0,
-            timesteps=engine.timesteps.tolist(), guidance_scale=guidance,
-            generator=torch.Generator().manual_seed(seed), output_type="latent", return_dict=False,
+            prompt_embeds=engine.embeds[:1].clone(),
+            image=clean,
+            strength=1.0,
+            timesteps=engine.timesteps.tolist(),
+            guidance_scale=guidance,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="latent",
+            return_dict=False,
         )[0]
 
 
@@ -176,9 +191,17 @@ def test_the_denoised_latent_matches_diffusers_lcm_img2img(tmp_path, models, ste
     predict x0 with the consistency boundary scalings, noise again to the next timestep)."""
     if lcm:
         models = random_models("tiny", tokenizer_dir=tmp_path, seed=0, time_cond_proj_dim=16)
-    world = StreamWorld(models, StreamWorldSettings(
-        device="cpu", resolution="64x64", steps=steps, stream_batch=batch, motion=STILL, reanchor_every=0,
-    ))
+    world = StreamWorld(
+        models,
+        StreamWorldSettings(
+            device="cpu",
+            resolution="64x64",
+            steps=steps,
+            stream_batch=batch,
+            motion=STILL,
+            reanchor_every=0,
+        ),
+    )
     world.start(SPEC, (64, 64), 30, seed=0)
     engine = world.engine
     # the judge draws its noise from a generator in this order: the input's, then one per later step
@@ -204,9 +227,16 @@ def test_the_denoised_latent_matches_diffusers_lcm_img2img(tmp_path, models, ste
 
 def test_one_step_matches_diffusers_euler_img2img(models):
     """SD-Turbo's own scheduler (Euler, trailing) in one step to sigma 0 is the same x0 estimate."""
-    world = StreamWorld(models, StreamWorldSettings(
-        device="cpu", resolution="64x64", steps=1, motion=STILL, reanchor_every=0,
-    ))
+    world = StreamWorld(
+        models,
+        StreamWorldSettings(
+            device="cpu",
+            resolution="64x64",
+            steps=1,
+            motion=STILL,
+            reanchor_every=0,
+        ),
+    )
     world.start(SPEC, (64, 64), 30, seed=0)
     engine = world.engine
     with torch.inference_mode():
@@ -239,6 +269,7 @@ def test_schedule_scalings_and_guidance_embedding_are_diffusers(models):
 
 
 # -- a tiny random model over hundreds of frames ---------------------------------------------------------
+
 
 def test_a_random_model_stays_finite_bounded_and_smooth_for_300_frames(models):
     world = StreamWorld(models, StreamWorldSettings(device="cpu", resolution="64x64", steps=2))  # default camera
@@ -292,6 +323,7 @@ def test_the_prompt_steers_the_picture(sharp):
 
 # -- the similarity filter in a fed-back world ------------------------------------------------------------
 
+
 def test_a_self_fed_world_with_a_slow_camera_never_freezes(sharp):
     """The oracle changes nothing it is shown: consecutive inputs are 0.999+ alike, which froze
     a filter that compared inputs. Here every frame must still move with the camera."""
@@ -321,8 +353,17 @@ def test_a_settled_picture_under_a_still_camera_is_skipped(sharp):
 
 # How a value reaches the host in aten: a scalar read, a data-dependent shape, a copy to the CPU,
 # or (tolist, numpy) resolving a view before reading memory; lift_fresh is a tensor made from host data.
-HOST_READS = {"item", "_local_scalar_dense", "is_nonzero", "equal", "nonzero", "masked_select", "unique",
-              "resolve_conj", "resolve_neg"}
+HOST_READS = {
+    "item",
+    "_local_scalar_dense",
+    "is_nonzero",
+    "equal",
+    "nonzero",
+    "masked_select",
+    "unique",
+    "resolve_conj",
+    "resolve_neg",
+}
 
 
 class HostWatch(TorchDispatchMode):
@@ -352,10 +393,16 @@ class HostWatch(TorchDispatchMode):
 def test_the_hot_path_reads_nothing_back_and_makes_no_camera_tensors(models):
     """What a CUDA graph and a busy GPU need: each frame is queued without a host read (torch.cuda
     sync debug mode would call these syncs) and the camera is the same buffer, moved in place."""
-    world = StreamWorld(models, StreamWorldSettings(
-        device="cpu", resolution="64x64", steps=2, similarity_filter=True,
-        motion=Motion(pan_x=0.01, zoom=1.001, rotate_deg=0.5, drift=0.004, drift_period_frames=40),
-    ))
+    world = StreamWorld(
+        models,
+        StreamWorldSettings(
+            device="cpu",
+            resolution="64x64",
+            steps=2,
+            similarity_filter=True,
+            motion=Motion(pan_x=0.01, zoom=1.001, rotate_deg=0.5, drift=0.004, drift_period_frames=40),
+        ),
+    )
     world.start(SPEC, (64, 64), 30, seed=0)
     world.engine.encode_prompt("rain, painterly landscape")  # cached, as a steer's prompt is after its first use
     watch = HostWatch()
@@ -384,8 +431,9 @@ def test_the_hot_path_reads_nothing_back_and_makes_no_camera_tensors(models):
     m = world.motion
     for n, theta in enumerate(thetas):
         phase = 2 * np.pi * n / m.drift_period_frames
-        rows = motion_theta(m.pan_x + m.drift * np.sin(phase), m.pan_y + 0.5 * m.drift * np.sin(1.618 * phase),
-                            m.zoom, m.rotate_deg)
+        rows = motion_theta(
+            m.pan_x + m.drift * np.sin(phase), m.pan_y + 0.5 * m.drift * np.sin(1.618 * phase), m.zoom, m.rotate_deg
+        )
         torch.testing.assert_close(theta[0], torch.tensor(rows, dtype=theta.dtype), rtol=0, atol=1e-5)
 
 
@@ -394,10 +442,17 @@ def test_the_hot_path_reads_nothing_back_and_makes_no_camera_tensors(models):
 def test_on_a_gpu_queuing_a_frame_never_synchronizes(tmp_path):
     """The judge on a GPU: torch.cuda's sync debug mode raises at any call that waits for the device."""
     models = random_models("tiny", tokenizer_dir=tmp_path, seed=0)
-    world = StreamWorld(models, StreamWorldSettings(
-        device="cuda", resolution="64x64", steps=2, similarity_filter=True, cuda_graphs=True,
-        motion=Motion(pan_x=0.01, zoom=1.001, drift=0.004),
-    ))
+    world = StreamWorld(
+        models,
+        StreamWorldSettings(
+            device="cuda",
+            resolution="64x64",
+            steps=2,
+            similarity_filter=True,
+            cuda_graphs=True,
+            motion=Motion(pan_x=0.01, zoom=1.001, drift=0.004),
+        ),
+    )
     world.start(SPEC, (64, 64), 30, seed=0)
     world.render()  # the motion's one copy to the device
     take = world.engine.take
@@ -418,11 +473,21 @@ def test_on_a_gpu_queuing_a_frame_never_synchronizes(tmp_path):
     assert world.engine.active["frames_in_flight"] and len({f.image.tobytes() for f in frames}) > 1
 
 
-@pytest.mark.parametrize("read", [
-    lambda x: x.sum().item(), lambda x: float(x[1]), lambda x: bool(x[0] > 0), lambda x: x.tolist(),
-    lambda x: x.numpy(), lambda x: x.cpu(), lambda x: x.to("cpu", copy=True),
-    lambda x: torch.tensor([[1.0, 0.0, 0.0]]), lambda x: x[x > 0],
-], ids=["item", "float", "bool", "tolist", "numpy", "cpu", "to-cpu", "new-tensor", "mask"])
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda x: x.sum().item(),
+        lambda x: float(x[1]),
+        lambda x: bool(x[0] > 0),
+        lambda x: x.tolist(),
+        lambda x: x.numpy(),
+        lambda x: x.cpu(),
+        lambda x: x.to("cpu", copy=True),
+        lambda x: torch.tensor([[1.0, 0.0, 0.0]]),
+        lambda x: x[x > 0],
+    ],
+    ids=["item", "float", "bool", "tolist", "numpy", "cpu", "to-cpu", "new-tensor", "mask"],
+)
 def test_the_watch_sees_each_kind_of_host_read(read):
     """The watch above can fail: each way a value reaches the host, or host numbers reach a tensor, is seen."""
     x = torch.randn(4)
@@ -433,11 +498,19 @@ def test_the_watch_sees_each_kind_of_host_read(read):
 
 # -- two frames in flight ----------------------------------------------------------------------------------------
 
+
 def test_with_two_frames_in_flight_each_frame_comes_one_render_later_with_its_own_tags(models):
     def run(depth):
-        w = StreamWorld(models, StreamWorldSettings(
-            device="cpu", resolution="64x64", steps=2, frames_in_flight=depth, motion=Motion(pan_x=0.02),
-        ))
+        w = StreamWorld(
+            models,
+            StreamWorldSettings(
+                device="cpu",
+                resolution="64x64",
+                steps=2,
+                frames_in_flight=depth,
+                motion=Motion(pan_x=0.02),
+            ),
+        )
         w.start(SPEC, (64, 64), 30, seed=3)
         out = []
         for n in range(10):

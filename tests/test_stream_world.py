@@ -4,6 +4,7 @@ No weights, no network: UNet2DConditionModel, AutoencoderTiny and a CLIP text
 model are built from small configs, with a tokenizer over a hand-written
 vocabulary.
 """
+
 from __future__ import annotations
 
 import gc
@@ -19,11 +20,11 @@ pytest.importorskip("transformers", reason="the stream world needs transformers 
 
 from streambot.config import ConfigError
 from streambot.world.base import Direction, WorldError
-from streambot.worldspec import WorldSpec
 from streambot.world.stream import NO_CUDA, Motion, StreamWorld, StreamWorldSettings, create_world
 from streambot.world.stream_models import StreamModels, check_gpu_memory, random_models
 from streambot.world.stream_ops import SimilarityFilter, ease_out, slerp
 from streambot.world.stream_settings import parse_stream_settings
+from streambot.worldspec import WorldSpec
 
 SPEC = WorldSpec(
     name="meadow",
@@ -64,6 +65,7 @@ def started(models, seed=0, fps=30, spec=SPEC, **kw) -> StreamWorld:
 
 
 # -- frames -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "kw",
@@ -128,6 +130,7 @@ def test_sdxl_and_lcm_unets_run(tmp_path):
 
 # -- steering -------------------------------------------------------------------------
 
+
 def test_steer_slerps_through_intermediate_embeddings(models):
     world = started(models, steps=1)
     old = world.engine.embeds[0].clone()
@@ -162,7 +165,10 @@ def test_a_steer_mid_transition_starts_from_where_it_is(models):
     midway = world.engine.embeds[0].clone()
     world.steer(Direction("b", "ice"))
     world.render()
-    assert float((world.engine.embeds[0] - midway).norm()) < float((midway - world.engine.encode_prompt("fire").embeds[0]).norm()) + 1e-3
+    assert (
+        float((world.engine.embeds[0] - midway).norm())
+        < float((midway - world.engine.encode_prompt("fire").embeds[0]).norm()) + 1e-3
+    )
     for _ in range(10):
         world.render()
     assert torch.allclose(world.engine.embeds[0], world.engine.encode_prompt("ice").embeds[0], atol=1e-5)
@@ -184,6 +190,7 @@ def test_prompt_embeddings_are_cached_and_bounded(models):
 
 
 # -- determinism and the long run --------------------------------------------------------
+
 
 def run(models, seed, n=8, **kw):
     world = started(models, seed=seed, steps=2, motion=Motion(pan_x=0.01, zoom=1.01), **kw)
@@ -210,7 +217,7 @@ def test_same_seed_same_frames_with_fresh_noise_and_reanchoring(models):
 def test_500_frames_keep_memory_flat(models):
     world = started(models, steps=2, motion=Motion(pan_x=0.01, zoom=1.005), reanchor_every=50, prompt_cache_size=8)
     proc = psutil.Process()
-    for i in range(100):
+    for _ in range(100):
         world.render()
     gc.collect()
     before = proc.memory_info().rss
@@ -227,8 +234,9 @@ def test_500_frames_keep_memory_flat(models):
 
 def test_reanchoring_is_spread_out(models):
     def biggest_jump(frames):
-        world = started(models, steps=1, reanchor_every=20, reanchor_strength=0.5, reanchor_frames=frames,
-                        motion=Motion())
+        world = started(
+            models, steps=1, reanchor_every=20, reanchor_strength=0.5, reanchor_frames=frames, motion=Motion()
+        )
         jumps, last = [], None
         for _ in range(32):
             world.render()
@@ -251,6 +259,7 @@ def test_match_stats():
 
 # -- the similarity filter -------------------------------------------------------------------
 
+
 def test_similarity_filter_skips_identical_input_and_renders_changes():
     f = SimilarityFilter(threshold=0.9, max_skip=5, seed=0)
     assert f() is False  # nothing measured yet
@@ -262,8 +271,13 @@ def test_similarity_filter_skips_identical_input_and_renders_changes():
 
 def test_world_skips_the_model_when_the_picture_is_still(models):
     world = started(
-        models, steps=1, motion=Motion(), reanchor_every=0,
-        similarity_filter=True, similarity_threshold=0.5, similarity_max_skip=100,
+        models,
+        steps=1,
+        motion=Motion(),
+        reanchor_every=0,
+        similarity_filter=True,
+        similarity_threshold=0.5,
+        similarity_max_skip=100,
     )
     frames = [world.render() for _ in range(20)]
     assert world.stats["skipped"] >= 10
@@ -279,8 +293,12 @@ def test_world_skips_the_model_when_the_picture_is_still(models):
 
 def test_moving_camera_is_not_skipped(models):
     world = started(
-        models, steps=1, motion=Motion(pan_x=0.05, rotate_deg=2), reanchor_every=0,
-        similarity_filter=True, similarity_threshold=0.999,
+        models,
+        steps=1,
+        motion=Motion(pan_x=0.05, rotate_deg=2),
+        reanchor_every=0,
+        similarity_filter=True,
+        similarity_threshold=0.999,
     )
     for _ in range(10):
         world.render()
@@ -288,6 +306,7 @@ def test_moving_camera_is_not_skipped(models):
 
 
 # -- motion and safety ------------------------------------------------------------------------
+
 
 def test_motion_from_the_preset_and_the_director(models):
     spec = WorldSpec(**{**SPEC.__dict__, "extra": {"stream": {"motion": {"pan_x": 0.01}}}})
@@ -330,6 +349,7 @@ def test_safety_check_without_a_checker_is_an_error(models):
 
 
 # -- errors, one sentence each -----------------------------------------------------------------
+
 
 def test_no_cuda_device(monkeypatch, models):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -424,6 +444,7 @@ def test_cuda_graphs_stay_off_on_cpu(models):
 
 # -- small helpers --------------------------------------------------------------------------------
 
+
 def test_slerp_endpoints_and_norms():
     a, b = torch.randn(3, 16), torch.randn(3, 16) * 2
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5)
@@ -448,6 +469,7 @@ def test_fused_qkv_projections_give_the_same_frames(tmp_path):
 
 # -- the benchmark scripts still run (tiny, CPU) ----------------------------------------------------
 
+
 def _bench_module(name):
     import importlib.util
     from pathlib import Path
@@ -462,8 +484,23 @@ def _bench_module(name):
 def test_gpu_benchmark_dry_runs_on_cpu(tmp_path, monkeypatch, capsys):
     bench = _bench_module("bench_stream_gpu")
     out = tmp_path / "r.json"
-    argv = ["bench", "--random-weights", "--tiny", "--device", "cpu", "--size", "64", "--frames", "3",
-            "--warmup", "1", "--combos", "fp16+cl+qkv,fp16+cl 2-step stream-batch,fp16+cl+compile", "--json", str(out)]
+    argv = [
+        "bench",
+        "--random-weights",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--size",
+        "64",
+        "--frames",
+        "3",
+        "--warmup",
+        "1",
+        "--combos",
+        "fp16+cl+qkv,fp16+cl 2-step stream-batch,fp16+cl+compile",
+        "--json",
+        str(out),
+    ]
     monkeypatch.setattr("sys.argv", argv)
     assert bench.main() == 0
     import json
@@ -476,8 +513,23 @@ def test_gpu_benchmark_dry_runs_on_cpu(tmp_path, monkeypatch, capsys):
 def test_gpu_benchmark_counts_only_painted_frames(tmp_path, monkeypatch):
     bench = _bench_module("bench_stream_gpu")
     out = tmp_path / "r.json"
-    argv = ["bench", "--random-weights", "--tiny", "--device", "cpu", "--size", "64", "--frames", "20",
-            "--warmup", "40", "--combos", "fp16+cl+filter still camera", "--json", str(out)]
+    argv = [
+        "bench",
+        "--random-weights",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--size",
+        "64",
+        "--frames",
+        "20",
+        "--warmup",
+        "40",
+        "--combos",
+        "fp16+cl+filter still camera",
+        "--json",
+        str(out),
+    ]
     monkeypatch.setattr("sys.argv", argv)
     assert bench.main() == 0
     import json
@@ -514,9 +566,15 @@ def test_download_fetches_one_copy_of_the_weights(monkeypatch):
 
     from streambot.world.stream_models import model_files
 
-    listing = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-               "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.safetensors",
-               "text_encoder/model.fp16.safetensors", "vae/diffusion_pytorch_model.safetensors"]
+    listing = [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.safetensors",
+        "text_encoder/model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda repo: listing)
     half = model_files("stabilityai/sd-turbo", torch.float16, offline=False)
     assert "unet/*.fp16.safetensors" in half and "text_encoder/*.fp16.safetensors" in half
@@ -531,6 +589,7 @@ def test_download_fetches_one_copy_of_the_weights(monkeypatch):
 
 
 # -- the VAE for the model -----------------------------------------------------------------------------------
+
 
 def _hub_cache_entry(cache, repo: str, model) -> None:
     """`model` saved where a download of `repo` into the Hugging Face cache leaves it (tests never download)."""
@@ -588,9 +647,15 @@ def _tiny_kl_vae(force_upcast: bool, seed: int = 3):
 
     torch.manual_seed(seed)
     vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 8, 8), norm_num_groups=4, layers_per_block=1, latent_channels=4,
-        scaling_factor=0.13025, force_upcast=force_upcast, sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        norm_num_groups=4,
+        layers_per_block=1,
+        latent_channels=4,
+        scaling_factor=0.13025,
+        force_upcast=force_upcast,
+        sample_size=64,
     )
     with torch.no_grad():  # the next group norm takes the scale out again, in float32
         vae.decoder.conv_in.weight.mul_(1e6)
@@ -604,9 +669,17 @@ def test_a_vae_that_asks_for_float32_is_upcast_under_half_precision(tmp_path):
 
     def frames(dtype, force_upcast):
         models = StreamModels(**{**base.__dict__, "vae": _tiny_kl_vae(force_upcast)})
-        world = StreamWorld(models, StreamWorldSettings(
-            resolution="64x64", device="cpu", dtype=dtype, steps=1, motion=Motion(pan_x=0.01), vae="model",
-        ))
+        world = StreamWorld(
+            models,
+            StreamWorldSettings(
+                resolution="64x64",
+                device="cpu",
+                dtype=dtype,
+                steps=1,
+                motion=Motion(pan_x=0.01),
+                vae="model",
+            ),
+        )
         world.start(SPEC, (64, 64), 30, seed=0)
         return world, [world.render().image for _ in range(3)]
 

@@ -3,6 +3,7 @@ listens, and a console that reaches the show only through `ShowSurface`.
 
 A real show (the sketch world at 320x180, streaming to a file) is opened for
 each test that needs one; the timeline is read back from its SQLite file."""
+
 from __future__ import annotations
 
 import ast
@@ -26,13 +27,21 @@ TOKENS = Tokens.generate()
 
 
 def settings_for(tmp: Path):
-    return load_settings(None, {
-        "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
-        "world": {"sketch": {"embedder": None}},
-        "voting": {"pool_embeddings": False, "round_s": 10, "stream_delay_s": 0, "grace_s": 0,
-                   "timeline": str(tmp / "timeline.sqlite3")},
-        "moderation": {"classifier": False, "semantic": False},  # no models to load: not what is tested
-    })
+    return load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "fps": 15, "bitrate_kbps": 300},
+            "world": {"sketch": {"embedder": None}},
+            "voting": {
+                "pool_embeddings": False,
+                "round_s": 10,
+                "stream_delay_s": 0,
+                "grace_s": 0,
+                "timeline": str(tmp / "timeline.sqlite3"),
+            },
+            "moderation": {"classifier": False, "semantic": False},  # no models to load: not what is tested
+        },
+    )
 
 
 @pytest.fixture
@@ -40,8 +49,12 @@ def show(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     settings = settings_for(tmp_path)
-    s = Show(settings, resolve_world(settings.world.preset), build_world(settings), ShowOptions(
-        outputs=[str(tmp_path / "out.flv")], chat_source=None, console=None))
+    s = Show(
+        settings,
+        resolve_world(settings.world.preset),
+        build_world(settings),
+        ShowOptions(outputs=[str(tmp_path / "out.flv")], chat_source=None, console=None),
+    )
     s.open()
     yield s
     s.close()
@@ -62,6 +75,7 @@ def a_round_with_a_vote(audience: Audience, idea: str) -> None:
 
 # -- one event, one owner ------------------------------------------------------------------------
 
+
 def test_a_winner_a_forced_prompt_and_the_kill_switch_are_each_one_record(show):
     audience = show.audience
     assert audience is not None and show.director is not None
@@ -79,15 +93,21 @@ def test_a_winner_a_forced_prompt_and_the_kill_switch_are_each_one_record(show):
     show.kill_switch(True, actor="console:alice")
 
     assert [(e.text, e.round, e.actor) for e in heard] == [
-        ("a lighthouse in the fog", winner.round, None), ("a red balloon", None, "console:alice")]
+        ("a lighthouse in the fog", winner.round, None),
+        ("a red balloon", None, "console:alice"),
+    ]
     on_air = rows(show, "SELECT text, source, user FROM on_air ORDER BY id")[before:]
-    assert on_air == [{"text": "a lighthouse in the fog", "source": "audience", "user": "ann"},
-                      {"text": "a red balloon", "source": "console", "user": "console:alice"}]
+    assert on_air == [
+        {"text": "a lighthouse in the fog", "source": "audience", "user": "ann"},
+        {"text": "a red balloon", "source": "console", "user": "console:alice"},
+    ]
     aired = rows(show, "SELECT number, aired FROM rounds WHERE winner IS NOT NULL")
     assert len(aired) == 1 and aired[0]["number"] == winner.round and aired[0]["aired"] is not None
     actions = rows(show, "SELECT actor, action, detail FROM actions WHERE actor = 'console:alice' ORDER BY id")
-    assert actions == [{"actor": "console:alice", "action": "force", "detail": "a red balloon"},
-                       {"actor": "console:alice", "action": "kill switch on", "detail": ""}]
+    assert actions == [
+        {"actor": "console:alice", "action": "force", "detail": "a red balloon"},
+        {"actor": "console:alice", "action": "kill switch on", "detail": ""},
+    ]
     assert audience.snapshot().locked and show.state().off_air  # the switch still stops prompts
     assert audience.now_text().startswith("Now: a red balloon.")  # `!now` follows the same event
     saved = show.store.load_state("world") if show.store is not None else None
@@ -102,13 +122,13 @@ def test_the_console_mode_switch_puts_the_decided_round_on_air_once(show):
     show.set_mode("anarchy", actor="console:alice")
     assert show.director is not None and show.director.on_air is not None
     assert show.director.on_air.text == "a storm of paper birds"
-    assert [r["text"] for r in rows(show, "SELECT text FROM on_air ORDER BY id")[before:]] == [
-        "a storm of paper birds"]
+    assert [r["text"] for r in rows(show, "SELECT text FROM on_air ORDER BY id")[before:]] == ["a storm of paper birds"]
     aired = rows(show, "SELECT aired FROM rounds WHERE winner = 'a storm of paper birds'")
     assert len(aired) == 1 and aired[0]["aired"] is not None
 
 
 # -- pushed, not polled ------------------------------------------------------------------------------
+
 
 async def test_a_subscriber_is_handed_each_change_from_another_thread():
     states: Latest[int] = Latest()
@@ -138,6 +158,7 @@ async def test_an_open_console_page_is_pushed_a_change_made_elsewhere(show, aioh
     client = await aiohttp_client(create_app(show, show.settings.console, tokens=TOKENS))
     ws = await client.ws_connect(f"/ws/state?token={TOKENS.viewer}")
     try:
+
         async def next_state() -> dict:
             while True:
                 msg = await asyncio.wait_for(ws.receive_json(), 10)
@@ -183,6 +204,7 @@ def test_the_console_imports_nothing_below_the_show_surface():
 @dataclass(frozen=True)
 class Said:
     """What this small show puts on air (the director's `Direction` is another `Directed`)."""
+
     text: str
     styled: str
     source: str
@@ -217,8 +239,16 @@ class SmallShow:
 
     def state(self) -> ShowState:
         a = self.audience
-        return ShowState(WorldInfo("meadow", "The Meadow", "grass"), self._on_air, self._off_air, self._paused,
-                         False, a.snapshot(), a.banned(), dict(a.counts))
+        return ShowState(
+            WorldInfo("meadow", "The Meadow", "grass"),
+            self._on_air,
+            self._off_air,
+            self._paused,
+            False,
+            a.snapshot(),
+            a.banned(),
+            dict(a.counts),
+        )
 
     def _changed(self) -> None:
         self._states.publish(self.state())
@@ -331,8 +361,10 @@ async def test_the_console_runs_on_any_implementation_of_the_surface(tmp_path, m
     assert state["on_air"]["text"] == "a paper moon" and state["on_air"]["by"] == "console:admin"
     assert (await client.post("/api/kill-switch", json={"on": True}, headers=admin)).status == 200
     timeline = await (await client.get("/api/timeline", headers=admin)).json()
-    assert [(e["actor"], e["action"]) for e in timeline] == [("console:admin", "kill switch on"),
-                                                             ("console:admin", "force")]
+    assert [(e["actor"], e["action"]) for e in timeline] == [
+        ("console:admin", "kill switch on"),
+        ("console:admin", "force"),
+    ]
     assert (await client.get("/healthz")).status == 503  # no broadcast: said, not a crash
     assert (await client.get("/metrics", headers=admin)).status == 200
     ws = await client.ws_connect(f"/ws/state?token={TOKENS.viewer}")
@@ -348,6 +380,7 @@ async def test_the_console_runs_on_any_implementation_of_the_surface(tmp_path, m
 
 
 # -- the Discord round messages follow the published state ---------------------------------------------
+
 
 @pytest.fixture
 async def fake_discord(monkeypatch):
@@ -376,12 +409,27 @@ async def test_discord_round_messages_follow_the_published_state(fake_discord):
     states: Latest[ShowState] = Latest()
 
     def publish() -> None:
-        states.publish(ShowState(WorldInfo("meadow", "The Meadow", "grass"), None, False, False, False,
-                                 audience.snapshot(), (), dict(audience.counts)))
+        states.publish(
+            ShowState(
+                WorldInfo("meadow", "The Meadow", "grass"),
+                None,
+                False,
+                False,
+                False,
+                audience.snapshot(),
+                (),
+                dict(audience.counts),
+            )
+        )
 
-    bot = DiscordBot(audience, DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)],
-                                               update_s=30.0),
-                     TOKEN, wall=lambda: 1_800_000_000 + clock.t, tick_s=0.01, states=states)
+    bot = DiscordBot(
+        audience,
+        DiscordSettings(enabled=True, channels=[int(CHANNEL)], guilds=[int(GUILD)], update_s=30.0),
+        TOKEN,
+        wall=lambda: 1_800_000_000 + clock.t,
+        tick_s=0.01,
+        states=states,
+    )
     publish()
     task = asyncio.create_task(bot.run())
     try:

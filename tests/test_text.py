@@ -2,6 +2,7 @@
 Unicode's own data (Python's copy of the Unicode Character Database, not the
 `regex` tables the module reads), and the OBS page's JavaScript held to the
 same answers as the Python on hostile and generated text."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ WHITE_SPACE_CC = "\t\n\x0b\x0c\r\x85"  # the controls Unicode counts as White_Sp
 ZWJ = "\u200d"
 NEWER_UNASSIGNED = regex.compile(r"\p{Cn}")
 # PropList.txt's Other_Default_Ignorable_Code_Point, its unassigned part: reserved to draw nothing
-IGNORABLE_UNASSIGNED = {0x2065, *range(0xFFF0, 0xFFF9), 0xE0000, *range(0xE0002, 0xE0020), *range(0xE0080, 0xE0100),
-                        *range(0xE01F0, 0xE1000)}
+IGNORABLE_UNASSIGNED = {
+    0x2065,
+    *range(0xFFF0, 0xFFF9),
+    0xE0000,
+    *range(0xE0002, 0xE0020),
+    *range(0xE0080, 0xE0100),
+    *range(0xE01F0, 0xE1000),
+}
 
 
 def _code_points():
@@ -43,8 +50,11 @@ def _code_points():
 @pytest.fixture(scope="module")
 def per_character() -> dict[str, tuple[str, str]]:
     """Each character between two letters, cleaned for matching and for display."""
-    return {ch: (for_matching(f"a{ch}b"), for_display(f"a{ch}b")) for ch in _code_points()
-            if unicodedata.normalize("NFKC", f"a{ch}b") == f"a{ch}b"}  # NFKC would rewrite it: judged below
+    return {
+        ch: (for_matching(f"a{ch}b"), for_display(f"a{ch}b"))
+        for ch in _code_points()
+        if unicodedata.normalize("NFKC", f"a{ch}b") == f"a{ch}b"
+    }  # NFKC would rewrite it: judged below
 
 
 def test_every_character_is_treated_as_its_unicode_category_says(per_character) -> None:
@@ -121,17 +131,22 @@ def test_cleaning_twice_changes_nothing(text) -> None:
 def test_every_reader_uses_these_rules() -> None:
     text = "\u202e！ｐ a\u200b dragon\x00flies" + "\u0301" * 5
     assert commands.clean(text) == for_matching(text)
-    assert commands.parse(text) == commands.Command("prompt", text="a dragon flie\u015b\u0301\u0301")  # NFKC composes the first
+    assert commands.parse(text) == commands.Command(
+        "prompt", text="a dragon flie\u015b\u0301\u0301"
+    )  # NFKC composes the first
     assert moderation.normalise("a\x00dra\u200bgon\u3164") == "a dragon"
     assert overlay_text.clean_text(text) == for_display(text)
 
 
 # -- the OBS page: the same rules in JavaScript ----------------------------------------------
 
+
 def _js_clean(texts: list[str]) -> list[str]:
-    script = (f"const o = require({json.dumps(str(OVERLAY_DIR / 'obs.js'))});\n"
-              "const texts = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
-              "process.stdout.write(JSON.stringify(texts.map((t) => o.clean(t))));\n")
+    script = (
+        f"const o = require({json.dumps(str(OVERLAY_DIR / 'obs.js'))});\n"
+        "const texts = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+        "process.stdout.write(JSON.stringify(texts.map((t) => o.clean(t))));\n"
+    )
     out = subprocess.run([NODE, "-e", script], input=json.dumps(texts), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -145,9 +160,19 @@ def _old_enough(ch: str) -> bool:
 @needs_node
 def test_the_obs_page_cleans_as_the_python_does() -> None:
     texts = [t[:300] for t in HOSTILE.values() if all(_old_enough(c) for c in t)]
-    texts += ["\u202eevil\u202c \x00b\u200bc", "👨\u200d👩\u200d👧 ok", "a\u200db \u200d🔥", "x\ufe0f \ufe0e",
-              "\u3164\u115f fill\u2800ers\u00ad", "d" + "\u0301" * 9, "\tmixed\u2028lines\u3000here\x85",
-              "\U000e0067tags\U000e007f", "\u0915\u093f\u0902", "مدينة\u200f 12", "ｆｕｌｌ ｗｉｄｔｈ"]
+    texts += [
+        "\u202eevil\u202c \x00b\u200bc",
+        "👨\u200d👩\u200d👧 ok",
+        "a\u200db \u200d🔥",
+        "x\ufe0f \ufe0e",
+        "\u3164\u115f fill\u2800ers\u00ad",
+        "d" + "\u0301" * 9,
+        "\tmixed\u2028lines\u3000here\x85",
+        "\U000e0067tags\U000e007f",
+        "\u0915\u093f\u0902",
+        "مدينة\u200f 12",
+        "ｆｕｌｌ ｗｉｄｔｈ",
+    ]
     assert _js_clean(texts) == [for_display(t) for t in texts]
 
 
@@ -160,7 +185,14 @@ def test_any_text_cleans_the_same_in_the_page(texts) -> None:
 
 def test_the_module_sits_at_the_bottom() -> None:
     """It imports nothing of the show's: every layer may use it."""
-    out = subprocess.run([sys.executable, "-c", "import sys, streambot.text; "
-                          "print(sorted(m for m in sys.modules if m.startswith('streambot')))"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, streambot.text; print(sorted(m for m in sys.modules if m.startswith('streambot')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "['streambot', 'streambot.text']", out.stdout + out.stderr

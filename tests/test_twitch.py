@@ -1,5 +1,6 @@
 """Twitch: twitchio's own code, unmodified, against the strict local Twitch in
 tests/twitch_fake.py (tokens, Helix, the EventSub websocket)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,15 @@ from .twitch_fake import CLIENT_ID, CLIENT_SECRET, FakeTwitch
 
 DATA = Path(__file__).parent / "data"
 # What the README's authorisation asks the chatting account for.
-SCOPES = ("user:read:chat", "user:write:chat", "user:bot", "channel:bot", "channel:moderate",
-          "channel:manage:broadcast", "channel:manage:redemptions")
+SCOPES = (
+    "user:read:chat",
+    "user:write:chat",
+    "user:bot",
+    "channel:bot",
+    "channel:moderate",
+    "channel:manage:broadcast",
+    "channel:manage:redemptions",
+)
 CHAT_ONLY = ("user:read:chat", "user:write:chat")
 
 
@@ -48,16 +56,28 @@ def audience_at(clock: VirtualClock, store: Store | None = None) -> Audience:
     return Audience(engine, Moderation(ModerationSettings()), clock=clock, store=store)
 
 
-def twitch_chat(audience: Audience, token: tuple[str, str] | None, tmp_path: Path, *, on_viewers=None,
-                viewers_every_s: float | None = None, **settings) -> TwitchChat:
+def twitch_chat(
+    audience: Audience,
+    token: tuple[str, str] | None,
+    tmp_path: Path,
+    *,
+    on_viewers=None,
+    viewers_every_s: float | None = None,
+    **settings,
+) -> TwitchChat:
     """The adapter for the channel "streamer" of the fake, with the app's secret and `token`."""
-    settings = {"enabled": True, "client_id": CLIENT_ID, "channel": "streamer",
-                "tokens_file": str(tmp_path / "twitch_tokens.json")} | settings
+    settings = {
+        "enabled": True,
+        "client_id": CLIENT_ID,
+        "channel": "streamer",
+        "tokens_file": str(tmp_path / "twitch_tokens.json"),
+    } | settings
     secrets = {"twitch_client_secret": CLIENT_SECRET}
     if token is not None:
         secrets |= {"twitch_token": token[0], "twitch_refresh_token": token[1]}
-    return TwitchChat(audience, TwitchSettings(**settings), secrets, on_viewers=on_viewers,
-                      viewers_every_s=viewers_every_s)
+    return TwitchChat(
+        audience, TwitchSettings(**settings), secrets, on_viewers=on_viewers, viewers_every_s=viewers_every_s
+    )
 
 
 @asynccontextmanager
@@ -90,6 +110,7 @@ async def settled(fake: FakeTwitch, audience: Audience, channel, n: int) -> None
 
 # -- the fake against Twitch's documented messages ---------------------------------------
 
+
 def shape(value):
     if isinstance(value, dict):
         return {k: shape(v) for k, v in value.items()}
@@ -120,11 +141,22 @@ def same_shape(ours, reference, where: str = "$", nullable: frozenset = frozense
 
 def test_fake_messages_match_the_documented_shapes() -> None:
     ref = json.loads((DATA / "twitch_samples.json").read_text())
-    ch, ann, mod, other = tf.Account("1", "streamer"), tf.Account("2", "ann"), tf.Account("3", "mod"), tf.Account(
-        "4", "guest")
-    sub = {"id": "s", "status": "enabled", "type": "channel.chat.message", "version": "1",
-           "condition": {"broadcaster_user_id": "1", "user_id": "1"}, "created_at": tf.iso(), "cost": 0,
-           "transport": {"method": "websocket", "session_id": "x", "connected_at": tf.iso()}}
+    ch, ann, mod, other = (
+        tf.Account("1", "streamer"),
+        tf.Account("2", "ann"),
+        tf.Account("3", "mod"),
+        tf.Account("4", "guest"),
+    )
+    sub = {
+        "id": "s",
+        "status": "enabled",
+        "type": "channel.chat.message",
+        "version": "1",
+        "condition": {"broadcaster_user_id": "1", "user_id": "1"},
+        "created_at": tf.iso(),
+        "cost": 0,
+        "transport": {"method": "websocket", "session_id": "x", "connected_at": tf.iso()},
+    }
     same_shape(tf.welcome("x", 10, tf.iso()), ref["session_welcome"])
     same_shape(tf.keepalive(), ref["session_keepalive"])
     same_shape(tf.reconnect("x", "ws://h/ws", tf.iso()), ref["session_reconnect"])
@@ -133,22 +165,28 @@ def test_fake_messages_match_the_documented_shapes() -> None:
     same_shape(envelope, ref["notification"])
     events = ref["events"]
     same_shape(tf.chat_event(ch, ann, "hi", "m1", ["moderator"]), events["channel.chat.message"])
-    same_shape(tf.chat_event(ch, ann, "hi", "m1", ["moderator"], source=other),
-               events["channel.chat.message (shared chat)"])
+    same_shape(
+        tf.chat_event(ch, ann, "hi", "m1", ["moderator"], source=other), events["channel.chat.message (shared chat)"]
+    )
     same_shape(tf.message_delete_event(ch, ann, "m1"), events["channel.chat.message_delete"])
     same_shape(tf.clear_user_event(ch, ann), events["channel.chat.clear_user_messages"])
     same_shape(tf.ban_event(ch, ann, mod, "", tf.iso()), events["channel.ban"])
     same_shape(tf.ban_event(ch, ann, mod, "", None), events["channel.ban"], nullable=frozenset({"ends_at"}))
     reward = {"id": "r", "title": "Prompt", "cost": 100, "prompt": "", "input": True}
-    same_shape(tf.redemption_event(ch, ann, "x", reward, "a dragon"),
-               events["channel.channel_points_custom_reward_redemption.add"])
+    same_shape(
+        tf.redemption_event(ch, ann, "x", reward, "a dragon"),
+        events["channel.channel_points_custom_reward_redemption.add"],
+    )
     same_shape(tf.reward_json(ch, reward), ref["helix"]["POST /channel_points/custom_rewards"]["data"][0])
     # The reference examples parse with twitchio's own models, as ours do.
     from twitchio.models.eventsub_ import create_event_instance
+
     for kind, event in events.items():
         t = kind.split(" ")[0]
-        msg = {"metadata": {**envelope["metadata"], "subscription_type": t}, "payload": {
-            "subscription": {**sub, "type": t}, "event": event}}
+        msg = {
+            "metadata": {**envelope["metadata"], "subscription_type": t},
+            "payload": {"subscription": {**sub, "type": t}, "event": event},
+        }
         assert create_event_instance(t, msg, http=None) is not None
 
 
@@ -183,8 +221,12 @@ async def test_fake_twitch_is_strict(fake: FakeTwitch) -> None:
         assert r.status == 429 and fake.early_retries == 1  # before the reset: refused again
 
         # Refresh tokens rotate: each works once; the access token it replaced stops working.
-        form = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "refresh_token",
-                "refresh_token": refresh}
+        form = {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+        }
         r = await http.post(f"{base}/oauth2/token", params=form)
         new = await r.json()
         assert r.status == 200 and new["refresh_token"] != refresh and new["access_token"] != access
@@ -201,16 +243,23 @@ async def test_fake_twitch_is_strict(fake: FakeTwitch) -> None:
         used = await http.ws_connect(f"ws://127.0.0.1:{fake.port}/ws?keepalive_timeout_seconds=3")
         welcome = await used.receive_json(timeout=5)
         assert welcome["payload"]["session"]["keepalive_timeout_seconds"] == 10  # Twitch's floor
-        sub = {"type": "channel.chat.message", "version": "1",
-               "condition": {"broadcaster_user_id": "1001", "user_id": "1001"},
-               "transport": {"method": "websocket", "session_id": welcome["payload"]["session"]["id"]}}
+        sub = {
+            "type": "channel.chat.message",
+            "version": "1",
+            "condition": {"broadcaster_user_id": "1001", "user_id": "1001"},
+            "transport": {"method": "websocket", "session_id": welcome["payload"]["session"]["id"]},
+        }
         r = await http.post(f"{base}/helix/eventsub/subscriptions", json=sub, headers=auth(access))
         assert r.status == 202
         same_shape(await r.json(), ref["POST /eventsub/subscriptions"])
         r = await http.post(f"{base}/helix/eventsub/subscriptions", json=sub, headers=auth(access))
         assert r.status == 409
-        app = (await (await http.post(f"{base}/oauth2/token", params={
-            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials"})).json())
+        app = await (
+            await http.post(
+                f"{base}/oauth2/token",
+                params={"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials"},
+            )
+        ).json()
         r = await http.post(f"{base}/helix/eventsub/subscriptions", json=sub, headers=auth(app["access_token"]))
         assert r.status == 400  # websockets take user tokens only
         await talker.receive_json(timeout=5)
@@ -231,11 +280,14 @@ async def test_fake_twitch_is_strict(fake: FakeTwitch) -> None:
 
 # -- the adapter ------------------------------------------------------------------------
 
+
 async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     streamer = fake.account("1001", "streamer")
-    viewers = {n: fake.account(str(2000 + i), n) for i, n in enumerate(
-        ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal"), 1)}
+    viewers = {
+        n: fake.account(str(2000 + i), n)
+        for i, n in enumerate(("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal"), 1)
+    }
     token = fake.user_token(streamer, SCOPES)
     clock = VirtualClock(0.0)
     audience = audience_at(clock)
@@ -255,7 +307,9 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
         await settled(fake, audience, streamer, 8)
         snap = audience.snapshot()
         assert [(c.number, c.text, c.votes) for c in snap.candidates] == [
-            (2, "a castle in the clouds", 3.0), (1, "a dragon attacks", 1.0)]
+            (2, "a castle in the clouds", 3.0),
+            (1, "a dragon attacks", 1.0),
+        ]
         # nothing per command but the one refusal, in its thread
         await fake.wait(lambda: len(fake.sent) == 1)
         assert [(m["message"], m["reply_parent_message_id"]) for m in fake.sent] == [(REFUSED, rude)]
@@ -302,10 +356,15 @@ async def test_a_session_twitch_stops_delivering_to_is_rebuilt(fake: FakeTwitch,
     ann = fake.account("2001", "ann")
     audience = audience_at(VirtualClock(0.0))
     token = fake.user_token(streamer, SCOPES)
-    chat = TwitchChat(audience, TwitchSettings(enabled=True, client_id=CLIENT_ID, channel="streamer",
-                                               tokens_file=str(tmp_path / "twitch_tokens.json")),
-                      {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0],
-                       "twitch_refresh_token": token[1]}, watchdog_s=2.0, health_s=0.2)
+    chat = TwitchChat(
+        audience,
+        TwitchSettings(
+            enabled=True, client_id=CLIENT_ID, channel="streamer", tokens_file=str(tmp_path / "twitch_tokens.json")
+        ),
+        {"twitch_client_secret": CLIENT_SECRET, "twitch_token": token[0], "twitch_refresh_token": token[1]},
+        watchdog_s=2.0,
+        health_s=0.2,
+    )
     async with running(chat, fake):
         first = fake.session_of("channel.chat.message")
         fake.refuse_sockets = True  # an EventSub outage
@@ -372,8 +431,7 @@ async def test_shared_chat_counts_only_this_channel(fake: FakeTwitch, tmp_path) 
         await fake.chat(streamer, zed, "!1", source=guest_channel)
         await fake.chat(streamer, zed, "!p a desert", source=streamer)  # in this channel during the session
         await settled(fake, audience, streamer, 2)
-        assert [(c.text, c.votes) for c in audience.snapshot().candidates] == [("a red moon", 1.0),
-                                                                               ("a desert", 1.0)]
+        assert [(c.text, c.votes) for c in audience.snapshot().candidates] == [("a red moon", 1.0), ("a desert", 1.0)]
 
 
 async def test_token_refreshes_are_saved_and_survive_a_restart(fake: FakeTwitch, tmp_path, caplog) -> None:
@@ -450,8 +508,9 @@ async def test_a_revoked_subscription_is_renewed_at_once(fake: FakeTwitch, tmp_p
 async def test_twitch_moderation_takes_things_off_the_ballot(fake: FakeTwitch, tmp_path) -> None:
     streamer = fake.account("1001", "streamer")
     mod = fake.account("1002", "mod")
-    ann, bob, cat, dan, eve, fay = (fake.account(str(2001 + i), n) for i, n in enumerate(
-        ("ann", "bob", "cat", "dan", "eve", "fay")))
+    ann, bob, cat, dan, eve, fay = (
+        fake.account(str(2001 + i), n) for i, n in enumerate(("ann", "bob", "cat", "dan", "eve", "fay"))
+    )
     store = Store(tmp_path / "timeline.sqlite3", background=False)
     clock = VirtualClock(0.0)
     audience = audience_at(clock, store)
@@ -467,6 +526,7 @@ async def test_twitch_moderation_takes_things_off_the_ballot(fake: FakeTwitch, t
 
         def ballot():
             return [(c.text, c.votes, c.author) for c in audience.snapshot().candidates]
+
         assert ballot() == [("a dragon", 3.0, "ann"), ("a castle", 2.0, "bob")]
         await fake.delete_message(streamer, cat, m_cat)  # a deleted vote
         await until(lambda: ballot()[0][1] == 2.0)
@@ -500,8 +560,10 @@ async def test_twitch_moderation_takes_things_off_the_ballot(fake: FakeTwitch, t
 
 def test_winners_from_elsewhere_are_not_pinged() -> None:
     def message(platform: str) -> str:
-        return round_message(RoundResult(3, 0, 10, Winner("a dragon", "ann", platform, 3, 1.0), (), 0),
-                             help_asked=False, now_text=None)
+        return round_message(
+            RoundResult(3, 0, 10, Winner("a dragon", "ann", platform, 3, 1.0), (), 0), help_asked=False, now_text=None
+        )
+
     assert "@ann" in message("twitch")  # Twitch's own login: the winner hears of it
     assert "@" not in message("discord") and "ann" in message("discord")
     assert "@" not in message("local")
@@ -518,7 +580,11 @@ async def test_channel_points_reward_is_created_fulfilled_and_refunded(fake: Fak
     async with running(chat, fake, redeem):
         [reward] = fake.rewards.values()
         assert (reward["title"], reward["cost"], reward["input"], reward["client_id"]) == (
-            "Prompt on air", 300, True, CLIENT_ID)
+            "Prompt on air",
+            300,
+            True,
+            CLIENT_ID,
+        )
         on_air = await fake.redeem(streamer, ann, reward, "a comet")
         refused = await fake.redeem(streamer, bob, reward, "sh1t")  # the block list refuses it
         await fake.wait(lambda: fake.redemptions[refused]["status"] == "CANCELED")
@@ -534,8 +600,9 @@ async def test_channel_points_reward_is_created_fulfilled_and_refunded(fake: Fak
         await until(lambda: len(audience.snapshot().candidates) == 2)
         clock.t = 22.0
         assert audience.tick().text == "a glacier"
-        await fake.wait(lambda: (fake.redemptions[first]["status"], fake.redemptions[second]["status"]) == (
-            "FULFILLED", "CANCELED"))
+        await fake.wait(
+            lambda: (fake.redemptions[first]["status"], fake.redemptions[second]["status"]) == ("FULFILLED", "CANCELED")
+        )
 
     # A restart finds its reward instead of making another.
     again = twitch_chat(audience_at(VirtualClock(0.0)), fake.user_token(streamer, SCOPES), tmp_path, **settings)
@@ -582,8 +649,9 @@ async def test_chat_stays_inside_twitchs_rate_limit(fake: FakeTwitch, tmp_path, 
     clock = VirtualClock(1000.0)
     monkeypatch.setattr(limits.storage.memory, "time", SimpleNamespace(time=clock))  # the limiter's clock only
     streamer = fake.account("1001", "streamer")
-    chat = twitch_chat(audience_at(VirtualClock(0.0)), fake.user_token(streamer, SCOPES), tmp_path,
-                       bot_is_moderator=moderator)
+    chat = twitch_chat(
+        audience_at(VirtualClock(0.0)), fake.user_token(streamer, SCOPES), tmp_path, bot_is_moderator=moderator
+    )
     async with running(chat, fake):
         results = [await chat.send(f"message {i}") for i in range(limit + 5)]
         assert results == [True] * limit + [False] * 5
@@ -598,7 +666,9 @@ async def test_chat_stays_inside_twitchs_rate_limit(fake: FakeTwitch, tmp_path, 
 
 def test_round_message() -> None:
     r = RoundResult(3, 0, 10, Winner("a dragon", "ann", "twitch", 3, 1.0), (), 0)
-    assert round_message(r, help_asked=False, now_text=None) == "Round 3: \u201ca dragon\u201d by @ann (1 vote) is on air."
+    assert (
+        round_message(r, help_asked=False, now_text=None) == "Round 3: \u201ca dragon\u201d by @ann (1 vote) is on air."
+    )
     empty = RoundResult(4, 0, 10, None, (), 0)
     assert round_message(empty, help_asked=False, now_text=None) is None
     assert round_message(empty, help_asked=True, now_text="Now: x.") == f"Now: x. {HELP}"

@@ -4,6 +4,7 @@ No weights, no network: the causal transformer, the Wan VAE and a UMT5 encoder
 are built from small configs (streambot/world/video_models.py). The judge for
 the loop is diffusers' own AnyFlowFARPipeline over the same models.
 """
+
 from __future__ import annotations
 
 import gc
@@ -21,11 +22,11 @@ from streambot.broadcast.clock import Clock, WorldRunner
 from streambot.broadcast.pacer import FramePacer, change_spread, frame_changes, longest_still
 from streambot.config import ConfigError, load_settings
 from streambot.world.base import Direction, Frame, Pacing, WorldError
-from streambot.worldspec import WorldSpec
 from streambot.world.video import VideoWorld
 from streambot.world.video_engine import StreamingDecoder, VideoEngine
 from streambot.world.video_models import random_models
 from streambot.world.video_settings import VideoWorldSettings, parse_video_settings
+from streambot.worldspec import WorldSpec
 
 from .conftest import run_cli
 
@@ -38,8 +39,9 @@ SPEC = WorldSpec(
 )
 # At 256x128 every chunk is a whole number of 128-token blocks, so diffusers' inference
 # path pads nothing and its attention is exactly ours (see video_engine's docstring).
-REFERENCE = dict(resolution="256x128", steps=2, chunk_frames=2, sink_chunks=1, window_chunks=1,
-                 max_sequence_length=16, device="cpu")
+REFERENCE = dict(
+    resolution="256x128", steps=2, chunk_frames=2, sink_chunks=1, window_chunks=1, max_sequence_length=16, device="cpu"
+)
 
 
 def one_sentence(text: str) -> bool:
@@ -73,19 +75,26 @@ def chunk_noise(e: VideoEngine, seed: int) -> torch.Tensor:
 
 # -- the loop against diffusers' own pipeline -------------------------------------------
 
+
 def far_continuation(models, window, embeds, noise, steps) -> torch.Tensor:
     """What AnyFlowFARPipeline makes of the same window of latents, prompt and noise."""
     context = torch.cat([c.latents for c in window], dim=1)  # (1, T, C, h, w)
     partition = [c.frames for c in window] + [noise.shape[1]]
     total = sum(partition)
     latents = torch.zeros((1, noise.shape[2], total, *noise.shape[3:]))
-    latents[:, :, -noise.shape[1]:] = noise.permute(0, 2, 1, 3, 4)
+    latents[:, :, -noise.shape[1] :] = noise.permute(0, 2, 1, 3, 4)
     out = models.pipeline(
-        prompt_embeds=embeds, video_latents=context, latents=latents, chunk_partition=partition,
-        num_frames=(total - 1) * 4 + 1, height=noise.shape[3] * 8, width=noise.shape[4] * 8,
-        num_inference_steps=steps, output_type="latent",
+        prompt_embeds=embeds,
+        video_latents=context,
+        latents=latents,
+        chunk_partition=partition,
+        num_frames=(total - 1) * 4 + 1,
+        height=noise.shape[3] * 8,
+        width=noise.shape[4] * 8,
+        num_inference_steps=steps,
+        output_type="latent",
     ).frames
-    return out.permute(0, 2, 1, 3, 4)[:, -noise.shape[1]:]
+    return out.permute(0, 2, 1, 3, 4)[:, -noise.shape[1] :]
 
 
 def test_a_prompt_switch_recaches_and_the_next_chunk_is_the_models_own_continuation(models):
@@ -180,6 +189,7 @@ def test_prompt_embeddings_are_computed_once_per_prompt(models):
 
 # -- the world ----------------------------------------------------------------------------
 
+
 def video_world(models, **kw) -> VideoWorld:
     kw = {"resolution": "64x64", "steps": 1, "max_sequence_length": 16, "device": "cpu", **kw}
     world = VideoWorld(models, VideoWorldSettings(**kw))
@@ -213,8 +223,9 @@ def test_bad_settings_stop_with_one_sentence(models):
     assert one_sentence(str(e.value)) and "window" in str(e.value)
     # a window longer than the model has positions for (the tiny model has 64)
     with pytest.raises(WorldError) as e:
-        VideoEngine(models, VideoWorldSettings(resolution="64x64", chunk_frames=8, window_chunks=8),
-                    device=torch.device("cpu"))
+        VideoEngine(
+            models, VideoWorldSettings(resolution="64x64", chunk_frames=8, window_chunks=8), device=torch.device("cpu")
+        )
     assert one_sentence(str(e.value)) and "window_chunks" in str(e.value)
 
 
@@ -223,9 +234,21 @@ def test_the_app_builds_the_video_world_from_a_local_folder(models, tmp_path):
 
     folder = tmp_path / "anyflow-tiny"
     models.pipeline.save_pretrained(folder)
-    settings = load_settings(None, {"world": {"backend": "video", "video": {
-        "model": str(folder), "device": "cpu", "resolution": "64x64", "steps": 1, "max_sequence_length": 16,
-    }}})
+    settings = load_settings(
+        None,
+        {
+            "world": {
+                "backend": "video",
+                "video": {
+                    "model": str(folder),
+                    "device": "cpu",
+                    "resolution": "64x64",
+                    "steps": 1,
+                    "max_sequence_length": 16,
+                },
+            }
+        },
+    )
     world = build_world(settings)
     assert isinstance(world, VideoWorld)
     world.start(SPEC, (1280, 720), 30)
@@ -237,22 +260,39 @@ def test_the_command_line_explains_what_is_missing(cli_env, tmp_path):
     missing = tmp_path / "no-such-model"
     config = tmp_path / "video.toml"
     config.write_text(f'[world.video]\nmodel = "{missing}"\n')
-    out = run_cli(["check", "--world", "video", "--config", str(config), "--output", str(tmp_path / "x.flv")],
-                  cli_env)
+    out = run_cli(["check", "--world", "video", "--config", str(config), "--output", str(tmp_path / "x.flv")], cli_env)
     assert out.returncode == 1
-    problems = [line[len("problem: "):] for line in (out.stdout + out.stderr).splitlines()
-                if line.startswith("problem: ")]
+    problems = [
+        line[len("problem: ") :] for line in (out.stdout + out.stderr).splitlines() if line.startswith("problem: ")
+    ]
     assert any(str(missing) in p for p in problems), out.stdout + out.stderr
     if not torch.cuda.is_available():
         assert any("CUDA GPU" in p for p in problems)
     assert all(one_sentence(p) for p in problems), problems
     # `run` stops before going live, with one sentence and no traceback
-    run = run_cli(["run", "--world", "video", "--config", str(config), "--output", str(tmp_path / "x.flv"),
-                   "--duration", "1", "--no-console", "--device", "cpu", "--chat", "none"], cli_env)
+    run = run_cli(
+        [
+            "run",
+            "--world",
+            "video",
+            "--config",
+            str(config),
+            "--output",
+            str(tmp_path / "x.flv"),
+            "--duration",
+            "1",
+            "--no-console",
+            "--device",
+            "cpu",
+            "--chat",
+            "none",
+        ],
+        cli_env,
+    )
     assert run.returncode != 0 and "Traceback" not in run.stderr
     said = [line for line in run.stderr.splitlines() if line.startswith("streambot:")]
     assert len(said) == 1 and str(missing) in said[0], run.stderr
-    assert one_sentence(said[0][len("streambot: "):])
+    assert one_sentence(said[0][len("streambot: ") :])
 
 
 # -- pacing: chunk bursts to an even frame rate --------------------------------------------
@@ -347,7 +387,7 @@ def _ticks_to_new_prompt(catch_up: float) -> tuple[int, list]:
     new = [Frame(wave(i), i, 1) for i in range(k, k + 6)]
     for f in new[: pacer.capacity - len(pacer._frames)]:
         pacer.put(f, timeout=0)
-    pending = new[pacer.capacity - len(pacer._frames):] if len(pacer._frames) < pacer.capacity else new
+    pending = new[pacer.capacity - len(pacer._frames) :] if len(pacer._frames) < pacer.capacity else new
     for tick in range(1, 200):
         frame = pacer.get_nowait()
         shown.append(frame.image)
@@ -370,7 +410,7 @@ def test_a_new_prompt_is_not_kept_waiting_behind_buffered_frames():
     assert slow >= 15 and fast <= 10, (slow, fast)
     # no cut: the way from the last old picture to the new prompt is played, several steps,
     # none of them more than half the whole change (a cut would be all of it at once)
-    way = shown[-fast - 1:]
+    way = shown[-fast - 1 :]
     whole = frame_changes([way[0], way[-1]])[0]
     assert frame_changes(way).max() < whole / 2, (frame_changes(way), whole)
 

@@ -5,6 +5,7 @@ vote for a number of a round already decided, and /vote's option as Discord boun
 Real parts: twitchio and discord.py against tests/twitch_fake.py and tests/fake_discord.py,
 the real moderation layers (block lists, classifier, the shipped probe and sentence model).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,12 @@ GORE = "a butcher chopping up a human body"  # the block lists and the classifie
 
 
 def open_moderation(**kw) -> Moderation:
-    return Moderation(ModerationSettings(viewer_prompts_per_min=600, viewer_burst=100, global_prompts_per_min=60000,
-                                         global_burst=10000), **kw)
+    return Moderation(
+        ModerationSettings(
+            viewer_prompts_per_min=600, viewer_burst=100, global_prompts_per_min=60000, global_burst=10000
+        ),
+        **kw,
+    )
 
 
 def screened_audience(clock: VirtualClock, mod: Moderation) -> Audience:
@@ -50,7 +55,9 @@ def screened_audience(clock: VirtualClock, mod: Moderation) -> Audience:
 
 async def test_twitch_answers_a_late_refusal_and_a_stale_vote_once(fake, tmp_path) -> None:  # noqa: F811
     streamer = fake.account("1001", "streamer")
-    ann, bob, cat, dan, eve = (fake.account(str(2001 + i), n) for i, n in enumerate(("ann", "bob", "cat", "dan", "eve")))
+    ann, bob, cat, dan, eve = (
+        fake.account(str(2001 + i), n) for i, n in enumerate(("ann", "bob", "cat", "dan", "eve"))
+    )
     clock = VirtualClock(0.0)
     audience = screened_audience(clock, open_moderation())
     chat = twitch_chat(audience, fake.user_token(streamer, SCOPES), tmp_path)
@@ -93,8 +100,12 @@ async def test_twitch_replies_stay_within_their_share_and_a_quiet_bot_says_nothi
         await fake.wait(lambda: len(fake.sent) == 10)
         assert [m["reply_parent_message_id"] for m in fake.sent] == asked[:10]
         assert await chat.send("the round message still goes out")  # 11 of Twitch's 20
-    quiet = twitch_chat(screened_audience(VirtualClock(0.0), open_moderation()), fake.user_token(streamer, SCOPES),
-                        tmp_path, reply=False)
+    quiet = twitch_chat(
+        screened_audience(VirtualClock(0.0), open_moderation()),
+        fake.user_token(streamer, SCOPES),
+        tmp_path,
+        reply=False,
+    )
     before = len(fake.sent)
     async with running(quiet, fake):
         await fake.chat(streamer, ann, "!p sh1t")
@@ -106,8 +117,14 @@ async def test_twitch_replies_stay_within_their_share_and_a_quiet_bot_says_nothi
 def loading_safety() -> Safety:
     """The real layers in a show whose sentence model is still loading: candidates wait."""
     concepts = load_concepts()
-    return Safety(ConceptTerms(concepts), load_classifier(), ConceptProbe.load(), None,
-                  senses=load_senses(concepts), model_pending=True)
+    return Safety(
+        ConceptTerms(concepts),
+        load_classifier(),
+        ConceptProbe.load(),
+        None,
+        senses=load_senses(concepts),
+        model_pending=True,
+    )
 
 
 async def test_discord_edits_being_checked_once_the_screen_has_spoken(fake_discord) -> None:  # noqa: F811
@@ -124,8 +141,10 @@ async def test_discord_edits_being_checked_once_the_screen_has_spoken(fake_disco
         async with Running(bot):
             await fake_discord.wait_sockets(1)
             ws = fake_discord.sockets[0]
-            asked = [await fake_discord.command(ws, user(str(30 + i), f"v{i}"), "prompt", {"idea": idea})
-                     for i, idea in enumerate([GORE, "a lighthouse in a storm"])]
+            asked = [
+                await fake_discord.command(ws, user(str(30 + i), f"v{i}"), "prompt", {"idea": idea})
+                for i, idea in enumerate([GORE, "a lighthouse in a storm"])
+            ]
             # Discord wants an answer within 3 s: past 2 s the viewer hears it is being checked
             assert [await fake_discord.reply(i) for i in asked] == [CHECKING, CHECKING]
             assert fake_discord.edited == {}
@@ -155,7 +174,10 @@ async def test_discord_vote_is_bounded_as_discord_bounds_options(fake_discord) -
             await fake_discord.command(ws, user(str(50 + i), f"p{i}"), "prompt", {"idea": idea})
         await until(lambda: len(audience.snapshot().candidates) == 3)
         assert await fake_discord.autocomplete(ws, ann, "vote", "number", "") == [
-            {"name": "#1 a dragon", "value": 1}, {"name": "#2 a castle", "value": 2}, {"name": "#3 a comet", "value": 3}]
+            {"name": "#1 a dragon", "value": 1},
+            {"name": "#2 a castle", "value": 2},
+            {"name": "#3 a comet", "value": 3},
+        ]
         assert await fake_discord.autocomplete(ws, ann, "vote", "number", "2") == [{"name": "#2 a castle", "value": 2}]
         # a number past the old 9999 is a real candidate after a long show: it must still be votable
         big = await fake_discord.command(ws, ann, "vote", {"number": 12_345})

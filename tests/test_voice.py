@@ -1,6 +1,7 @@
 """Voice commands: the spoken grammar, decoding, utterance segmentation, the
 bundled tiny.en model on speech made by espeak-ng, the bounded worker, and
 spoken commands entering the round through the audience hub."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,13 +13,22 @@ import numpy as np
 import pytest
 
 from streambot.audience.events import Audience
-from streambot.viewer import Viewer
 from streambot.audience.moderation import Moderation
 from streambot.audience.voice import (
-    SAMPLE_RATE, Segmenter, SpokenCommand, Transcriber, Utterance, VoiceError, VoiceService, VoiceWorker,
-    decode, parse_spoken, resolve_model,
+    SAMPLE_RATE,
+    Segmenter,
+    SpokenCommand,
+    Transcriber,
+    Utterance,
+    VoiceError,
+    VoiceService,
+    VoiceWorker,
+    decode,
+    parse_spoken,
+    resolve_model,
 )
 from streambot.config import ModerationSettings, VotingSettings
+from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
 from .conftest import run_cli
@@ -68,7 +78,10 @@ def test_spoken_grammar(text, command, argument):
 
 def test_a_configured_wake_phrase():
     assert parse_spoken("Hey world, a red moon rises", wake="hey world").as_dict() == {
-        "text": "Hey world, a red moon rises", "command": "prompt", "argument": "a red moon rises"}
+        "text": "Hey world, a red moon rises",
+        "command": "prompt",
+        "argument": "a red moon rises",
+    }
     assert parse_spoken("prompt: a red moon", wake="hey world").command is None
 
 
@@ -92,11 +105,12 @@ def test_decode_refuses_what_is_not_audio(tmp_path):
 
 # -- segmentation (Silero VAD) ---------------------------------------------------------------------
 
+
 def feed_in_frames(seg: Segmenter, audio: np.ndarray, frame: int = 320) -> list[np.ndarray]:
     """As a voice channel delivers it: 20 ms at a time."""
     out = []
     for i in range(0, audio.size, frame):
-        out += seg.feed(audio[i:i + frame])
+        out += seg.feed(audio[i : i + frame])
     return out
 
 
@@ -114,7 +128,7 @@ def test_segmenter_cuts_two_utterances_and_ignores_noise(tmp_path):
     seg = Segmenter(silence_ms=500, check_s=0.25)
     fed = 0
     for i in range(0, a.size + SAMPLE_RATE, 320):
-        chunk = np.concatenate([a, silence(1)])[i:i + 320]
+        chunk = np.concatenate([a, silence(1)])[i : i + 320]
         fed += chunk.size
         if seg.feed(chunk):
             break
@@ -128,6 +142,7 @@ def test_segmenter_hears_nothing_in_silence_and_noise():
 
 
 # -- the bundled model on synthetic speech ----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def transcriber():
@@ -173,6 +188,7 @@ def test_cli_transcribe_prints_the_command_as_json(tmp_path, cli_env):
 
 # -- the worker ---------------------------------------------------------------------------------------
 
+
 def collect(worker_or_service, n: int, timeout: float = 240.0):
     """A `done` callback and a way to wait for n results."""
     results, cond = [], threading.Condition()
@@ -192,8 +208,10 @@ def collect(worker_or_service, n: int, timeout: float = 240.0):
 
 @needs_espeak
 def test_noise_silence_music_and_a_monologue_give_no_command(transcriber, tmp_path):
-    text = ("The valley was quiet in the morning. Farmers walked along the river and talked about "
-            "the weather, the harvest and the market in the town beyond the hills. ")
+    text = (
+        "The valley was quiet in the morning. Farmers walked along the river and talked about "
+        "the weather, the harvest and the market in the town beyond the hills. "
+    )
     monologue = speak(text * 36, tmp_path, speed=175)
     assert monologue.size > 4.5 * 60 * SAMPLE_RATE  # about five minutes
     worker = VoiceWorker(transcriber.transcribe, capacity=3, warm_up=False)
@@ -235,11 +253,14 @@ def test_a_burst_of_50_utterances_keeps_the_newest(transcriber, tmp_path):
     assert len(transcribed) <= 9 and len(dropped) == 50 - len(transcribed) == worker.counts["dropped"]
     names = {r.utterance.viewer.name for r in transcribed}
     assert {f"viewer{i}" for i in range(42, 50)} <= names
-    assert all(r.command.command == "vote" and r.command.argument == (2 if int(
-        r.utterance.viewer.name[6:]) % 2 == 0 else 4) for r in transcribed), [r.command for r in transcribed]
+    assert all(
+        r.command.command == "vote" and r.command.argument == (2 if int(r.utterance.viewer.name[6:]) % 2 == 0 else 4)
+        for r in transcribed
+    ), [r.command for r in transcribed]
 
 
 # -- into the round -------------------------------------------------------------------------------------
+
 
 @needs_espeak
 async def test_spoken_commands_enter_the_round_like_typed_ones(transcriber, tmp_path):
@@ -287,4 +308,6 @@ def test_check_says_whether_voice_is_ready(tmp_path, cli_env):
     (tmp_path / "my.toml").write_text('[voice]\nmodel = "/nowhere/whisper"\n')
     r = run_cli(["check", "--output", str(tmp_path / "out.flv"), "--config", str(tmp_path / "my.toml")], cli_env)
     assert r.returncode == 1
-    assert "problem: [voice] model '/nowhere/whisper' is not a folder with a faster-whisper model.bin in it." in r.stderr
+    assert (
+        "problem: [voice] model '/nowhere/whisper' is not a folder with a faster-whisper model.bin in it." in r.stderr
+    )

@@ -1,4 +1,5 @@
 """Voting rounds: tallies, one vote per viewer, grace, ties, cooldown, pooling, modes."""
+
 import json
 
 import numpy as np
@@ -37,7 +38,9 @@ def test_round_winner_and_one_vote_per_viewer() -> None:
     (r,) = e.tick(12.0)  # round 1 closes at 10, decided at 12
     assert r.round == 1 and r.winner.text == "a castle" and r.winner.user == "bob"
     assert [(c.text, c.votes, c.users) for c in r.candidates] == [
-        ("a castle", 3.0, ("bob", "spammer", "cat")), ("a dragon", 1.0, ("ann",))]
+        ("a castle", 3.0, ("bob", "spammer", "cat")),
+        ("a dragon", 1.0, ("ann",)),
+    ]
 
 
 def test_late_votes_in_grace_count_for_the_old_round() -> None:
@@ -119,7 +122,11 @@ def _fake_embed(texts):
     # Texts about dragons point one way, about snow another: enough to test merging.
     out = []
     for t in texts:
-        v = np.array([1.0, 0.0, 0.0]) if "dragon" in t else (np.array([0.0, 1.0, 0.0]) if "snow" in t else np.array([0.0, 0.0, 1.0]))
+        v = (
+            np.array([1.0, 0.0, 0.0])
+            if "dragon" in t
+            else (np.array([0.0, 1.0, 0.0]) if "snow" in t else np.array([0.0, 0.0, 1.0]))
+        )
         out.append(v)
     return np.array(out, dtype=np.float32)
 
@@ -186,8 +193,7 @@ def test_a_lock_stops_votes_as_well_as_prompts() -> None:
     e.tick(10.5)  # round 1 closes; its votes still count for 3 s
     aud.chat("twitch", "dee", "!p a lighthouse", now=10.6)
     aud.lock(actor="console:admin", now=11)
-    for who, line in (("cat", "!1"), ("cat", "!vote 2"), ("eve", "+3"), ("fay", "!p a tower"),
-                      ("gus", "!anarchy")):
+    for who, line in (("cat", "!1"), ("cat", "!vote 2"), ("eve", "+3"), ("fay", "!p a tower"), ("gus", "!anarchy")):
         reply = aud.chat("twitch", who, line, now=11.5)
         assert reply.kind == "rejected" and "locked" in reply.text, (line, reply)
     assert e.vote(V("hal"), 3, 11.6, round_no=2).status == "locked"  # a Discord button, too
@@ -298,8 +304,12 @@ async def test_audience_run_puts_winners_on_air_and_survives_errors(tmp_path) ->
         return t[0]
 
     store = Store(tmp_path / "t.sqlite3", clock=clock)
-    aud = Audience(VotingEngine(VotingSettings(round_s=3, stream_delay_s=0, grace_s=0.5), now=0.0, embed=_fake_embed),
-                   Moderation(ModerationSettings()), store=store, clock=clock)
+    aud = Audience(
+        VotingEngine(VotingSettings(round_s=3, stream_delay_s=0, grace_s=0.5), now=0.0, embed=_fake_embed),
+        Moderation(ModerationSettings()),
+        store=store,
+        clock=clock,
+    )
     aud.chat("twitch", "ann", "!p spawn a dragon")
     aud.chat("twitch", "bob", "!p a dragon")  # pooled by the worker-thread batch
     aired = []
@@ -333,8 +343,12 @@ def test_console_actions_via_the_hub_are_logged(tmp_path) -> None:
     from streambot.store import Store
 
     store = Store(tmp_path / "t.sqlite3", background=False)
-    aud = Audience(VotingEngine(VotingSettings(), now=0.0, approval=True), Moderation(ModerationSettings()),
-                   store=store, clock=lambda: 1.0)
+    aud = Audience(
+        VotingEngine(VotingSettings(), now=0.0, approval=True),
+        Moderation(ModerationSettings()),
+        store=store,
+        clock=lambda: 1.0,
+    )
     assert aud.chat("twitch", "ann", "!p a dragon").text == "Your idea waits for a moderator."
     cid = aud.snapshot().pending[0].id
     assert aud.approve(cid, actor="console:admin")
@@ -346,8 +360,11 @@ def test_console_actions_via_the_hub_are_logged(tmp_path) -> None:
     assert aud.chat("twitch", "x", "!help").kind == "help" and "Anarchy" in aud.now_text()
     rows = store._query("SELECT actor, action, detail FROM actions ORDER BY id")
     assert [(r["actor"], r["action"]) for r in rows] == [
-        ("console:admin", "approve"), ("console:admin", "lock"), ("console:admin", "round_length"),
-        ("console:admin", "mode")]
+        ("console:admin", "approve"),
+        ("console:admin", "lock"),
+        ("console:admin", "round_length"),
+        ("console:admin", "mode"),
+    ]
     store.close()
 
 
@@ -372,8 +389,9 @@ def test_pooling_goals_on_labelled_pairs() -> None:
     texts = sorted({r["a"] for r in rows} | {r["b"] for r in rows})
     prompts = dict(zip(texts, pooler.prepare(texts)))
     said = [pooler.same(prompts[r["a"]], prompts[r["b"]]) for r in rows]
-    wrongly_pooled = [(r["a"], r["b"]) for r, m in zip(rows, said)
-                      if m and r["kind"] in ("opposite", "negated", "role_swapped")]
+    wrongly_pooled = [
+        (r["a"], r["b"]) for r, m in zip(rows, said) if m and r["kind"] in ("opposite", "negated", "role_swapped")
+    ]
     assert wrongly_pooled == []
     for split in ("dev", "test"):
         reworded = [m for r, m in zip(rows, said) if r["same"] and r["split"] == split]
@@ -402,6 +420,7 @@ def test_pooler_checks_without_a_model() -> None:
 
 # -- numbers, the stream delay, skip, bans, the mode vote --------------------------------
 
+
 def test_numbers_are_never_reused_and_stale_votes_are_answered() -> None:
     e = engine(round_s=10, stream_delay_s=3, grace_s=1)
     assert [e.submit(V(n), t, 1).number for n, t in (("ann", "a dragon"), ("bob", "a castle"))] == [1, 2]
@@ -425,11 +444,13 @@ def test_stale_vote_reply_names_the_round() -> None:
     from streambot.audience.moderation import Moderation
     from streambot.config import ModerationSettings
 
-    aud = Audience(engine(round_s=10, stream_delay_s=3, grace_s=1), Moderation(ModerationSettings()),
-                   clock=lambda: 0.0)
+    aud = Audience(engine(round_s=10, stream_delay_s=3, grace_s=1), Moderation(ModerationSettings()), clock=lambda: 0.0)
     aud.chat("twitch", "ann", "!p a dragon", now=1)
     aud.tick(14)
-    assert aud.chat("twitch", "bob", "!vote 1", now=15).text == "#1 was in the last round; vote for one of this round's ideas."
+    assert (
+        aud.chat("twitch", "bob", "!vote 1", now=15).text
+        == "#1 was in the last round; vote for one of this round's ideas."
+    )
 
 
 def test_skip_as_seen_by_viewers() -> None:
@@ -463,12 +484,23 @@ def test_full_width_and_zero_width_commands() -> None:
         assert parse(text) is not None and (parse(text).kind, parse(text).number) == ("vote", 2), text
     assert parse("！ｐ ａ ｄｒａｇｏｎ").text == "a dragon"
     assert [parse(t).text for t in ("!anarchy", "!DEMOCRACY", "!vote anarchy", "!chaos")] == [
-        "anarchy", "rounds", "anarchy", "anarchy"]
+        "anarchy",
+        "rounds",
+        "anarchy",
+        "anarchy",
+    ]
 
 
 def test_mode_vote_meter_threshold_and_cooldown() -> None:
-    e = engine(round_s=10, grace_s=2, mode_vote=True, mode_vote_threshold=0.75, mode_vote_min_voters=3,
-               mode_vote_window_s=30, mode_vote_cooldown_s=60)
+    e = engine(
+        round_s=10,
+        grace_s=2,
+        mode_vote=True,
+        mode_vote_threshold=0.75,
+        mode_vote_min_voters=3,
+        mode_vote_window_s=30,
+        mode_vote_cooldown_s=60,
+    )
     e.submit(V("ann"), "a dragon", 1)
     for name in ("a", "b"):
         assert e.mode_vote(V(name), "anarchy", 2).status == "mode_vote"
@@ -500,8 +532,12 @@ def test_mode_vote_is_off_by_default_and_settings_are_checked() -> None:
 
     e = engine()
     assert e.mode_vote(V("a"), "anarchy", 1).status == "mode_off" and e.snapshot(1).meter is None
-    for bad in ({"mode_vote_threshold": 0.5}, {"mode_vote_min_voters": 0}, {"mode_vote_cooldown_s": -1},
-                {"round_s": 6, "stream_delay_s": 5, "grace_s": 1}):
+    for bad in (
+        {"mode_vote_threshold": 0.5},
+        {"mode_vote_min_voters": 0},
+        {"mode_vote_cooldown_s": -1},
+        {"round_s": 6, "stream_delay_s": 5, "grace_s": 1},
+    ):
         with pytest.raises(ValidationError):
             VotingSettings(**bad)
 

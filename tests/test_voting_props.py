@@ -1,4 +1,5 @@
 """Hostile input, generated: no crash, no double votes, nothing blocked becomes a candidate."""
+
 import string
 
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,9 @@ zalgo = st.builds(
     st.text(string.ascii_letters, min_size=1, max_size=30),
     st.lists(st.characters(min_codepoint=0x300, max_codepoint=0x36F), max_size=20),
 )
-controls = st.sampled_from(["\x00", "\u202e", "\u202d", "\u2066", "\u200b", "\u200d", "\ufeff", "\U000e0000", "\u034f", "\x7f", "\n"])
+controls = st.sampled_from(
+    ["\x00", "\u202e", "\u202d", "\u2066", "\u200b", "\u200d", "\ufeff", "\U000e0000", "\u034f", "\x7f", "\n"]
+)
 emoji = st.text(st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF), min_size=1, max_size=500)
 hostile = st.one_of(
     st.text(max_size=300),
@@ -55,8 +58,13 @@ def test_normalise_never_crashes_and_is_clean(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(BAD), st.integers(0, 20), st.sampled_from([" ", ".", "-", "_", "*"]),
-       st.text(string.ascii_lowercase + " ", max_size=20), st.text(string.ascii_lowercase + " ", max_size=20))
+@given(
+    st.sampled_from(BAD),
+    st.integers(0, 20),
+    st.sampled_from([" ", ".", "-", "_", "*"]),
+    st.text(string.ascii_lowercase + " ", max_size=20),
+    st.text(string.ascii_lowercase + " ", max_size=20),
+)
 def test_disguised_block_words_never_become_candidates(word, how, sep, before, after) -> None:
     text = f"{before} {disguise(word, how, sep)} {after}"
     engine = VotingEngine(VotingSettings(), now=0.0)

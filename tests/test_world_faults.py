@@ -2,6 +2,7 @@
 freezes the picture: the last frame is held with a living motion, the backend
 is retried with back-off, the sketch world covers after repeated failures,
 and the backend takes back over when it renders again."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,9 +13,9 @@ import torch
 from PIL import Image
 
 from streambot.app import Show, ShowOptions
-from streambot.config import load_settings, resolve_world
 from streambot.broadcast.clock import WorldRunner
 from streambot.broadcast.pacer import FramePacer
+from streambot.config import load_settings, resolve_world
 from streambot.world.base import Direction, Frame, Pacing, World
 from streambot.world.resilient import ResilientWorld
 from streambot.world.sketch import SketchWorld
@@ -110,8 +111,15 @@ def test_fallback_after_repeated_failures_and_back_on_recovery(caplog):
     clock = FakeClock(0.0)
     backend = FlakyWorld(RuntimeError("the model's forward pass broke"))
     backend.clock = clock
-    world = ResilientWorld(backend, lambda: SketchWorld(embedder=None, background=False),
-                           fallback_after=3, retry_min_s=1.0, retry_max_s=8.0, clock=clock, background=False)
+    world = ResilientWorld(
+        backend,
+        lambda: SketchWorld(embedder=None, background=False),
+        fallback_after=3,
+        retry_min_s=1.0,
+        retry_max_s=8.0,
+        clock=clock,
+        background=False,
+    )
     world.start(resolve_world("meadow"), SIZE, 30)
     gen = world.steer(Direction("a calm lake", "a calm lake, oil painting"), 0.5)
     for _ in range(5):
@@ -178,8 +186,13 @@ def test_a_chunked_world_keeps_its_pacing_and_its_fallback_moves_at_that_rate():
             seen["fps"] = fps
             super().start(spec, size, fps, seed=seed)
 
-    world = ResilientWorld(backend, lambda: Sketch(embedder=None, background=False), fallback_after=1,
-                           clock=FakeClock(0.0), background=False)
+    world = ResilientWorld(
+        backend,
+        lambda: Sketch(embedder=None, background=False),
+        fallback_after=1,
+        clock=FakeClock(0.0),
+        background=False,
+    )
     world.start(resolve_world("meadow"), SIZE, 30)
     assert world.pacing() == backend.pacing()
     runner = WorldRunner(world, fps=30)
@@ -195,9 +208,14 @@ def test_a_show_whose_world_breaks_never_freezes(tmp_path, monkeypatch):
     never repeats one picture for long, and the console's health says why."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    settings = load_settings(None, {"stream": {"size": "320x180", "bitrate_kbps": 600},
-                                    "voting": {"pool_embeddings": False},
-                                    "world": {"fallback_after": 2, "sketch": {"embedder": None}}})
+    settings = load_settings(
+        None,
+        {
+            "stream": {"size": "320x180", "bitrate_kbps": 600},
+            "voting": {"pool_embeddings": False},
+            "world": {"fallback_after": 2, "sketch": {"embedder": None}},
+        },
+    )
 
     class BreaksAfter(FlakyWorld):
         def render(self):
@@ -206,8 +224,12 @@ def test_a_show_whose_world_breaks_never_freezes(tmp_path, monkeypatch):
             return super().render()
 
     out = tmp_path / "show.mkv"
-    show = Show(settings, resolve_world("meadow"), BreaksAfter(), ShowOptions(
-        outputs=[str(out)], duration_s=7.0, chat_source=None))
+    show = Show(
+        settings,
+        resolve_world("meadow"),
+        BreaksAfter(),
+        ShowOptions(outputs=[str(out)], duration_s=7.0, chat_source=None),
+    )
     show.open()
     asyncio.run(show.run())
     status = show.world_status()

@@ -19,6 +19,7 @@ Strict where a lenient fake would hide a bug:
 The message shapes are Twitch's documented ones; tests/data/twitch_samples.json
 holds the reference examples they are checked against.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import twitchio.eventsub.websockets as tio_ws
 from aiohttp import web
@@ -43,11 +44,12 @@ CLIENT_SECRET = "client-secret-xyz123"
 
 
 def iso(t: float | None = None) -> str:
-    d = datetime.fromtimestamp(time.time() if t is None else t, timezone.utc)
+    d = datetime.fromtimestamp(time.time() if t is None else t, UTC)
     return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- messages, as Twitch's reference shows them ---------------------------------------
+
 
 def _meta(kind: str, sub: dict | None = None) -> dict:
     m = {"message_id": str(uuid.uuid4()), "message_type": kind, "message_timestamp": iso()}
@@ -57,9 +59,18 @@ def _meta(kind: str, sub: dict | None = None) -> dict:
 
 
 def welcome(session: str, keepalive_s: int, connected_at: str) -> dict:
-    return {"metadata": _meta("session_welcome"), "payload": {"session": {
-        "id": session, "status": "connected", "connected_at": connected_at,
-        "keepalive_timeout_seconds": keepalive_s, "reconnect_url": None}}}
+    return {
+        "metadata": _meta("session_welcome"),
+        "payload": {
+            "session": {
+                "id": session,
+                "status": "connected",
+                "connected_at": connected_at,
+                "keepalive_timeout_seconds": keepalive_s,
+                "reconnect_url": None,
+            }
+        },
+    }
 
 
 def keepalive() -> dict:
@@ -67,9 +78,18 @@ def keepalive() -> dict:
 
 
 def reconnect(session: str, url: str, connected_at: str) -> dict:
-    return {"metadata": _meta("session_reconnect"), "payload": {"session": {
-        "id": session, "status": "reconnecting", "keepalive_timeout_seconds": None,
-        "reconnect_url": url, "connected_at": connected_at}}}
+    return {
+        "metadata": _meta("session_reconnect"),
+        "payload": {
+            "session": {
+                "id": session,
+                "status": "reconnecting",
+                "keepalive_timeout_seconds": None,
+                "reconnect_url": url,
+                "connected_at": connected_at,
+            }
+        },
+    }
 
 
 def revocation(sub: dict, status: str) -> dict:
@@ -98,21 +118,34 @@ def _who(prefix: str, a: Account) -> dict:
     return {f"{prefix}_id": a.id, f"{prefix}_login": a.login, f"{prefix}_name": a.name}
 
 
-def chat_event(channel: Account, chatter: Account, text: str, message_id: str, badges=(),
-               source: Account | None = None) -> dict:
+def chat_event(
+    channel: Account, chatter: Account, text: str, message_id: str, badges=(), source: Account | None = None
+) -> dict:
     shared = source is not None and source != channel
     return {
-        **_who("broadcaster_user", channel), **_who("chatter_user", chatter),
+        **_who("broadcaster_user", channel),
+        **_who("chatter_user", chatter),
         "message_id": message_id,
-        "message": {"text": text, "fragments": [
-            {"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}]},
+        "message": {
+            "text": text,
+            "fragments": [{"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}],
+        },
         "color": "#00FF7F",
         "badges": [{"set_id": b, "id": "1", "info": ""} for b in badges],
-        "message_type": "text", "cheer": None, "reply": None,
-        "channel_points_custom_reward_id": None, "channel_points_animation_id": None,
-        **(_who("source_broadcaster_user", source) if shared else {
-            "source_broadcaster_user_id": None, "source_broadcaster_user_login": None,
-            "source_broadcaster_user_name": None}),
+        "message_type": "text",
+        "cheer": None,
+        "reply": None,
+        "channel_points_custom_reward_id": None,
+        "channel_points_animation_id": None,
+        **(
+            _who("source_broadcaster_user", source)
+            if shared
+            else {
+                "source_broadcaster_user_id": None,
+                "source_broadcaster_user_login": None,
+                "source_broadcaster_user_name": None,
+            }
+        ),
         "source_message_id": str(uuid.uuid4()) if shared else None,
         "source_badges": [{"set_id": b, "id": "1", "info": ""} for b in badges] if shared else None,
         "is_source_only": False if shared else None,
@@ -129,15 +162,23 @@ def clear_user_event(channel: Account, target: Account) -> dict:
 
 def ban_event(channel: Account, user: Account, moderator: Account, reason: str, ends_at: str | None) -> dict:
     return {
-        **_who("user", user), **_who("broadcaster_user", channel), **_who("moderator_user", moderator),
-        "reason": reason, "banned_at": iso(), "ends_at": ends_at, "is_permanent": ends_at is None,
+        **_who("user", user),
+        **_who("broadcaster_user", channel),
+        **_who("moderator_user", moderator),
+        "reason": reason,
+        "banned_at": iso(),
+        "ends_at": ends_at,
+        "is_permanent": ends_at is None,
     }
 
 
 def redemption_event(channel: Account, user: Account, redemption_id: str, reward: dict, text: str) -> dict:
     return {
-        "id": redemption_id, **_who("broadcaster_user", channel), **_who("user", user),
-        "user_input": text, "status": "unfulfilled",
+        "id": redemption_id,
+        **_who("broadcaster_user", channel),
+        **_who("user", user),
+        "user_input": text,
+        "status": "unfulfilled",
         "reward": {k: reward[k] for k in ("id", "title", "cost", "prompt")},
         "redeemed_at": iso(),
     }
@@ -145,17 +186,27 @@ def redemption_event(channel: Account, user: Account, redemption_id: str, reward
 
 def reward_json(channel: Account, reward: dict) -> dict:
     return {
-        "broadcaster_name": channel.name, "broadcaster_login": channel.login, "broadcaster_id": channel.id,
-        "id": reward["id"], "image": None, "background_color": "#00E5CB", "is_enabled": True,
-        "cost": reward["cost"], "title": reward["title"], "prompt": reward["prompt"],
+        "broadcaster_name": channel.name,
+        "broadcaster_login": channel.login,
+        "broadcaster_id": channel.id,
+        "id": reward["id"],
+        "image": None,
+        "background_color": "#00E5CB",
+        "is_enabled": True,
+        "cost": reward["cost"],
+        "title": reward["title"],
+        "prompt": reward["prompt"],
         "is_user_input_required": reward["input"],
         "max_per_stream_setting": {"is_enabled": False, "max_per_stream": 0},
         "max_per_user_per_stream_setting": {"is_enabled": False, "max_per_user_per_stream": 0},
         "global_cooldown_setting": {"is_enabled": False, "global_cooldown_seconds": 0},
-        "is_paused": False, "is_in_stock": True,
-        "default_image": {f"url_{n}x": f"https://static-cdn.jtvnw.net/custom-reward-images/default-{n}.png"
-                          for n in (1, 2, 4)},
-        "should_redemptions_skip_request_queue": False, "redemptions_redeemed_current_stream": None,
+        "is_paused": False,
+        "is_in_stock": True,
+        "default_image": {
+            f"url_{n}x": f"https://static-cdn.jtvnw.net/custom-reward-images/default-{n}.png" for n in (1, 2, 4)
+        },
+        "should_redemptions_skip_request_queue": False,
+        "redemptions_redeemed_current_stream": None,
         "cooldown_expires_at": None,
     }
 
@@ -163,12 +214,21 @@ def reward_json(channel: Account, reward: dict) -> dict:
 def stream_json(channel: Account, stream: dict) -> dict:
     """One entry of Get Streams' data."""
     return {
-        "id": stream["id"], "user_id": channel.id, "user_login": channel.login, "user_name": channel.name,
-        "game_id": "509660", "game_name": "Art", "type": "live", "title": "An endless world, steered by chat",
-        "tags": ["English"], "viewer_count": stream["viewers"], "started_at": stream["started_at"],
+        "id": stream["id"],
+        "user_id": channel.id,
+        "user_login": channel.login,
+        "user_name": channel.name,
+        "game_id": "509660",
+        "game_name": "Art",
+        "type": "live",
+        "title": "An endless world, steered by chat",
+        "tags": ["English"],
+        "viewer_count": stream["viewers"],
+        "started_at": stream["started_at"],
         "language": "en",
         "thumbnail_url": f"https://static-cdn.jtvnw.net/previews-ttv/live_user_{channel.login}-{{width}}x{{height}}.jpg",
-        "tag_ids": [], "is_mature": False,
+        "tag_ids": [],
+        "is_mature": False,
     }
 
 
@@ -178,12 +238,15 @@ def stream_json(channel: Account, stream: dict) -> dict:
 SUBSCRIPTION_RULES = {
     "channel.chat.message": ("1", {"broadcaster_user_id", "user_id"}, set(), {"user:read:chat"}, "user_id"),
     "channel.chat.message_delete": ("1", {"broadcaster_user_id", "user_id"}, set(), {"user:read:chat"}, "user_id"),
-    "channel.chat.clear_user_messages": ("1", {"broadcaster_user_id", "user_id"}, set(), {"user:read:chat"},
-                                         "user_id"),
+    "channel.chat.clear_user_messages": ("1", {"broadcaster_user_id", "user_id"}, set(), {"user:read:chat"}, "user_id"),
     "channel.ban": ("1", {"broadcaster_user_id"}, set(), {"channel:moderate"}, "broadcaster_user_id"),
     "channel.channel_points_custom_reward_redemption.add": (
-        "1", {"broadcaster_user_id"}, {"reward_id"},
-        {"channel:read:redemptions", "channel:manage:redemptions"}, "broadcaster_user_id"),
+        "1",
+        {"broadcaster_user_id"},
+        {"reward_id"},
+        {"channel:read:redemptions", "channel:manage:redemptions"},
+        "broadcaster_user_id",
+    ),
 }
 
 
@@ -224,8 +287,14 @@ class HelixError(Exception):
         self.status, self.message = status, message
 
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
-            429: "Too Many Requests"}
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    429: "Too Many Requests",
+}
 
 
 class FakeTwitch(LocalServer):
@@ -298,9 +367,12 @@ class FakeTwitch(LocalServer):
 
     def go_live(self, channel: Account, viewers: int = 0) -> None:
         """The channel's broadcast is live on Twitch (Get Streams lists it) with `viewers` watching."""
-        started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.streams[channel.id] = {"id": str(next(self._ids) + 40_000_000_000), "started_at": started,
-                                    "viewers": viewers}
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.streams[channel.id] = {
+            "id": str(next(self._ids) + 40_000_000_000),
+            "started_at": started,
+            "viewers": viewers,
+        }
 
     def set_viewers(self, channel: Account, viewers: int) -> None:
         self.streams[channel.id]["viewers"] = viewers
@@ -310,8 +382,15 @@ class FakeTwitch(LocalServer):
 
     def add_reward(self, channel: Account, title: str, cost: int = 100, *, client_id: str | None = None) -> dict:
         """A reward as the dashboard makes it (no client id: no app may manage it)."""
-        reward = {"id": str(uuid.uuid4()), "channel": channel.id, "title": title, "cost": cost, "prompt": "",
-                  "input": True, "client_id": client_id}
+        reward = {
+            "id": str(uuid.uuid4()),
+            "channel": channel.id,
+            "title": title,
+            "cost": cost,
+            "prompt": "",
+            "input": True,
+            "client_id": client_id,
+        }
         self.rewards[reward["id"]] = reward
         return reward
 
@@ -331,8 +410,15 @@ class FakeTwitch(LocalServer):
             old.valid = False  # rotated: the old pair is spent
             access, refresh = self._issue(old.user_id, old.scopes, 14_000)
             await self._notify_changed()
-            return web.json_response({"access_token": access, "refresh_token": refresh, "expires_in": 14_000,
-                                      "scope": sorted(old.scopes), "token_type": "bearer"})
+            return web.json_response(
+                {
+                    "access_token": access,
+                    "refresh_token": refresh,
+                    "expires_in": 14_000,
+                    "scope": sorted(old.scopes),
+                    "token_type": "bearer",
+                }
+            )
         return web.json_response({"status": 400, "message": "unsupported grant type"}, status=400)
 
     def _token(self, value: str) -> Token | None:
@@ -360,8 +446,11 @@ class FakeTwitch(LocalServer):
         if not request.path.startswith("/helix/"):
             return await handler(request)
         path = request.path.removeprefix("/helix/")
-        headers = {"Ratelimit-Limit": "800", "Ratelimit-Remaining": "799",
-                   "Ratelimit-Reset": str(int(time.time()) + 60)}
+        headers = {
+            "Ratelimit-Limit": "800",
+            "Ratelimit-Remaining": "799",
+            "Ratelimit-Reset": str(int(time.time()) + 60),
+        }
         try:
             auth = request.headers.get("Authorization", "")
             token = self._token(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
@@ -384,8 +473,11 @@ class FakeTwitch(LocalServer):
         except HelixError as e:
             self.calls.append((request.method, path, e.status))
             await self._notify_changed()
-            return web.json_response({"error": _REASONS[e.status], "status": e.status, "message": e.message},
-                                     status=e.status, headers=headers)
+            return web.json_response(
+                {"error": _REASONS[e.status], "status": e.status, "message": e.message},
+                status=e.status,
+                headers=headers,
+            )
         self.calls.append((request.method, path, response.status))
         response.headers.update(headers)
         await self._notify_changed()
@@ -408,10 +500,25 @@ class FakeTwitch(LocalServer):
         logins = set(request.query.getall("login", []))
         ids = set(request.query.getall("id", []))
         found = [a for a in self.accounts.values() if a.login in logins or a.id in ids]
-        return web.json_response({"data": [{
-            "id": a.id, "login": a.login, "display_name": a.name, "type": "", "broadcaster_type": "affiliate",
-            "description": "", "profile_image_url": "", "offline_image_url": "", "view_count": 0,
-            "created_at": "2020-01-01T00:00:00Z"} for a in found]})
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "id": a.id,
+                        "login": a.login,
+                        "display_name": a.name,
+                        "type": "",
+                        "broadcaster_type": "affiliate",
+                        "description": "",
+                        "profile_image_url": "",
+                        "offline_image_url": "",
+                        "view_count": 0,
+                        "created_at": "2020-01-01T00:00:00Z",
+                    }
+                    for a in found
+                ]
+            }
+        )
 
     async def get_streams(self, request: web.Request) -> web.Response:
         """Get Streams: any live token; only live channels are listed, most viewers first."""
@@ -424,8 +531,11 @@ class FakeTwitch(LocalServer):
         first = q.get("first", "20")
         if not first.isdigit() or not 1 <= int(first) <= 100:
             raise HelixError(400, "The first query parameter must be between 1 and 100")
-        found = [(a, self.streams[a.id]) for a in self.accounts.values() if a.id in self.streams
-                 and (not ids and not logins or a.id in ids or a.login in logins)]
+        found = [
+            (a, self.streams[a.id])
+            for a in self.accounts.values()
+            if a.id in self.streams and (not ids and not logins or a.id in ids or a.login in logins)
+        ]
         found.sort(key=lambda x: -x[1]["viewers"])
         return web.json_response({"data": [stream_json(a, st) for a, st in found[: int(first)]], "pagination": {}})
 
@@ -449,15 +559,24 @@ class FakeTwitch(LocalServer):
         for s in self.subscriptions.values():
             if (s["type"], s["condition"], s["transport"]["session_id"]) == (body["type"], cond, session.id):
                 raise HelixError(409, "subscription already exists")
-        sub = {"id": str(uuid.uuid4()), "status": "enabled", "type": body["type"], "version": version,
-               "condition": cond, "created_at": iso(), "cost": 0, "user_id": t.user_id,
-               "transport": {"method": "websocket", "session_id": session.id, "connected_at": session.connected_at}}
+        sub = {
+            "id": str(uuid.uuid4()),
+            "status": "enabled",
+            "type": body["type"],
+            "version": version,
+            "condition": cond,
+            "created_at": iso(),
+            "cost": 0,
+            "user_id": t.user_id,
+            "transport": {"method": "websocket", "session_id": session.id, "connected_at": session.connected_at},
+        }
         self.subscriptions[sub["id"]] = sub
         self.created.append(sub)
         session.subscribed = True
         out = {k: v for k, v in sub.items() if k != "user_id"}
-        return web.json_response({"data": [out], "total": len(self.subscriptions), "total_cost": 0,
-                                  "max_total_cost": 10}, status=202)
+        return web.json_response(
+            {"data": [out], "total": len(self.subscriptions), "total_cost": 0, "max_total_cost": 10}, status=202
+        )
 
     async def get_subscriptions(self, request: web.Request) -> web.Response:
         """With a user token: the WebSocket subscriptions that user created. One filter at most.
@@ -466,13 +585,21 @@ class FakeTwitch(LocalServer):
         filters = {k: v for k, v in request.query.items() if k in ("status", "type", "user_id", "subscription_id")}
         if len(filters) > 1:
             raise HelixError(400, "status, type, user_id and subscription_id are mutually exclusive")
-        matches = {"status": lambda s, v: s["status"] == v, "type": lambda s, v: s["type"] == v,
-                   "subscription_id": lambda s, v: s["id"] == v, "user_id": lambda s, v: v in s["condition"].values()}
-        subs = [s for s in self.subscriptions.values() if s["user_id"] == t.user_id
-                and all(matches[k](s, v) for k, v in filters.items())]
+        matches = {
+            "status": lambda s, v: s["status"] == v,
+            "type": lambda s, v: s["type"] == v,
+            "subscription_id": lambda s, v: s["id"] == v,
+            "user_id": lambda s, v: v in s["condition"].values(),
+        }
+        subs = [
+            s
+            for s in self.subscriptions.values()
+            if s["user_id"] == t.user_id and all(matches[k](s, v) for k, v in filters.items())
+        ]
         data = [{k: v for k, v in s.items() if k != "user_id"} for s in subs]
-        return web.json_response({"data": data, "total": len(data), "total_cost": 0, "max_total_cost": 10,
-                                  "pagination": {}})
+        return web.json_response(
+            {"data": data, "total": len(data), "total_cost": 0, "max_total_cost": 10, "pagination": {}}
+        )
 
     async def send_chat(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -494,27 +621,42 @@ class FakeTwitch(LocalServer):
         else:
             self._need(request, {"user:write:chat"}, user=sender.id)
         message_id = str(uuid.uuid4())
-        self.sent.append({**body, "message_id": message_id, "via": "user" if t.user_id else "app",
-                          "badge": t.user_id is None})
+        self.sent.append(
+            {**body, "message_id": message_id, "via": "user" if t.user_id else "app", "badge": t.user_id is None}
+        )
         self.said[message_id] = channel.id
         # Twitch echoes the message to every chat subscription, often before this answer arrives.
-        await self.deliver("channel.chat.message", channel, chat_event(channel, sender, " ".join(text.split()),
-                                                                       message_id))
+        await self.deliver(
+            "channel.chat.message", channel, chat_event(channel, sender, " ".join(text.split()), message_id)
+        )
         return web.json_response({"data": [{"message_id": message_id, "is_sent": True, "drop_reason": None}]})
 
     async def create_marker(self, request: web.Request) -> web.Response:
         body = await request.json()
         self._need(request, {"channel:manage:broadcast"}, user=str(body.get("user_id")))
         self.markers.append(body)
-        return web.json_response({"data": [{"id": str(next(self._ids)), "created_at": iso(),
-                                            "description": body.get("description", ""), "position_seconds": 12}]})
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "id": str(next(self._ids)),
+                        "created_at": iso(),
+                        "description": body.get("description", ""),
+                        "position_seconds": 12,
+                    }
+                ]
+            }
+        )
 
     async def get_rewards(self, request: web.Request) -> web.Response:
         channel = request.query.get("broadcaster_id", "")
         self._need(request, {"channel:read:redemptions", "channel:manage:redemptions"}, user=channel)
         mine = request.query.get("only_manageable_rewards", "false").lower() == "true"
-        found = [r for r in self.rewards.values() if r["channel"] == channel
-                 and (not mine or r["client_id"] == request.headers.get("Client-Id"))]
+        found = [
+            r
+            for r in self.rewards.values()
+            if r["channel"] == channel and (not mine or r["client_id"] == request.headers.get("Client-Id"))
+        ]
         return web.json_response({"data": [reward_json(self.accounts[channel], r) for r in found]})
 
     async def create_reward(self, request: web.Request) -> web.Response:
@@ -526,9 +668,15 @@ class FakeTwitch(LocalServer):
             raise HelixError(400, "title (1 to 45 characters) and cost (at least 1) are required")
         if any(r["channel"] == channel and r["title"].lower() == title.lower() for r in self.rewards.values()):
             raise HelixError(400, "CREATE_CUSTOM_REWARD_DUPLICATE_REWARD")
-        reward = {"id": str(uuid.uuid4()), "channel": channel, "title": title, "cost": cost,
-                  "prompt": body.get("prompt", ""), "input": bool(body.get("is_user_input_required")),
-                  "client_id": request.headers.get("Client-Id")}
+        reward = {
+            "id": str(uuid.uuid4()),
+            "channel": channel,
+            "title": title,
+            "cost": cost,
+            "prompt": body.get("prompt", ""),
+            "input": bool(body.get("is_user_input_required")),
+            "client_id": request.headers.get("Client-Id"),
+        }
         self.rewards[reward["id"]] = reward
         return web.json_response({"data": [reward_json(self.accounts[channel], reward)]})
 
@@ -540,8 +688,9 @@ class FakeTwitch(LocalServer):
         if reward is None or reward["channel"] != channel:
             raise HelixError(404, "no such reward")
         if reward["client_id"] != request.headers.get("Client-Id"):
-            raise HelixError(403, "The ID in the Client-Id header must match the client ID used to create "
-                                  "the custom reward.")
+            raise HelixError(
+                403, "The ID in the Client-Id header must match the client ID used to create the custom reward."
+            )
         status = (await request.json()).get("status")
         red = self.redemptions.get(q.get("id", ""))
         if status not in ("FULFILLED", "CANCELED") or red is None or red["reward_id"] != reward["id"]:
@@ -551,11 +700,23 @@ class FakeTwitch(LocalServer):
         red["status"] = status
         user = self.accounts[red["user_id"]]
         ch = self.accounts[channel]
-        return web.json_response({"data": [{
-            "broadcaster_name": ch.name, "broadcaster_login": ch.login, "broadcaster_id": ch.id,
-            "id": red["id"], **_who("user", user), "user_input": red["text"], "status": status,
-            "redeemed_at": red["at"],
-            "reward": {k: reward[k] for k in ("id", "title", "prompt", "cost")}}]})
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "broadcaster_name": ch.name,
+                        "broadcaster_login": ch.login,
+                        "broadcaster_id": ch.id,
+                        "id": red["id"],
+                        **_who("user", user),
+                        "user_input": red["text"],
+                        "status": status,
+                        "redeemed_at": red["at"],
+                        "reward": {k: reward[k] for k in ("id", "title", "prompt", "cost")},
+                    }
+                ]
+            }
+        )
 
     # -- eventsub websocket -----------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -590,8 +751,7 @@ class FakeTwitch(LocalServer):
             timer.cancel()
             async with self.changed:
                 if not session.moved:  # the subscriptions die with the socket
-                    for sid in [k for k, s in self.subscriptions.items()
-                                if s["transport"]["session_id"] == session.id]:
+                    for sid in [k for k, s in self.subscriptions.items() if s["transport"]["session_id"] == session.id]:
                         del self.subscriptions[sid]
                 self.changed.notify_all()
         return ws
@@ -639,13 +799,15 @@ class FakeTwitch(LocalServer):
             n += 1
         return n
 
-    async def chat(self, channel: Account, chatter: Account, text: str, badges=(),
-                   source: Account | None = None) -> str:
+    async def chat(
+        self, channel: Account, chatter: Account, text: str, badges=(), source: Account | None = None
+    ) -> str:
         """Someone chats in `channel` (or in `source`, a channel sharing its chat); the message id."""
         message_id = str(uuid.uuid4())
         self.said[message_id] = channel.id
-        await self.deliver("channel.chat.message", channel,
-                           chat_event(channel, chatter, text, message_id, badges, source))
+        await self.deliver(
+            "channel.chat.message", channel, chat_event(channel, chatter, text, message_id, badges, source)
+        )
         return message_id
 
     async def delete_message(self, channel: Account, target: Account, message_id: str) -> None:
@@ -662,10 +824,19 @@ class FakeTwitch(LocalServer):
 
     async def redeem(self, channel: Account, user: Account, reward: dict, text: str) -> str:
         rid = str(uuid.uuid4())
-        self.redemptions[rid] = {"id": rid, "reward_id": reward["id"], "user_id": user.id, "text": text,
-                                 "status": "UNFULFILLED", "at": iso()}
-        await self.deliver("channel.channel_points_custom_reward_redemption.add", channel,
-                           redemption_event(channel, user, rid, reward, text))
+        self.redemptions[rid] = {
+            "id": rid,
+            "reward_id": reward["id"],
+            "user_id": user.id,
+            "text": text,
+            "status": "UNFULFILLED",
+            "at": iso(),
+        }
+        await self.deliver(
+            "channel.channel_points_custom_reward_redemption.add",
+            channel,
+            redemption_event(channel, user, rid, reward, text),
+        )
         return rid
 
     async def revoke(self, sub_type: str, status: str) -> None:

@@ -10,6 +10,7 @@ the same command, and without what draws nothing (zero-width spaces and
 joiners, tags, fillers), wherever it is.
 `!anarchy` and `!democracy` are chat's vote between the modes.
 """
+
 from __future__ import annotations
 
 import re

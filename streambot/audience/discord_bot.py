@@ -31,6 +31,7 @@ discord.py resumes the gateway session and reconnects by itself; `run`
 restarts the client with a jittered exponential back-off
 (`reconnect.stay_connected`, tenacity) if it ever stops, and never raises.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -56,8 +57,8 @@ from .events import ChatSurface, ModEvent, PromptEvent, Reply, VoteEvent
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
-    from ..store import Store
     from ..onair import ShowState
+    from ..store import Store
     from ..voting import RoundResult, Snapshot
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,18 @@ _backoff = wait_exponential(multiplier=2, max=300) + wait_random(0, 2)  # 2, 4, 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID):
     """One candidate's button; stateless, so it keeps working across restarts."""
 
-    def __init__(self, round_no: int, number: int, label: str | None = None, *,
-                 disabled: bool = False, won: bool = False) -> None:
+    def __init__(
+        self, round_no: int, number: int, label: str | None = None, *, disabled: bool = False, won: bool = False
+    ) -> None:
         style = discord.ButtonStyle.success if won else discord.ButtonStyle.primary
-        super().__init__(discord.ui.Button(
-            label=label or f"#{number}", style=style, disabled=disabled,
-            custom_id=f"streambot:vote:{round_no}:{number}",
-        ))
+        super().__init__(
+            discord.ui.Button(
+                label=label or f"#{number}",
+                style=style,
+                disabled=disabled,
+                custom_id=f"streambot:vote:{round_no}:{number}",
+            )
+        )
         self.round_no = round_no
         self.number = number
 
@@ -125,7 +131,7 @@ def render_round(s: Snapshot, ends_at: int | None) -> tuple[str, list[tuple[int,
         return "**Anarchy mode**: every `/prompt` goes straight on air.", []
     head = f"**Round {s.round}**"
     if ends_at is not None:
-        head += " \u2014 ends " + discord.utils.format_dt(datetime.fromtimestamp(ends_at, timezone.utc), "R")
+        head += " \u2014 ends " + discord.utils.format_dt(datetime.fromtimestamp(ends_at, UTC), "R")
     if s.locked:
         head += " \u2014 prompts locked"
     foot = "Vote with a button or `/vote`; suggest with `/prompt`."
@@ -179,9 +185,11 @@ class RoundCommands(commands.Cog):
     @vote.autocomplete("number")
     async def _numbers(self, interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[int]]:
         typed = str(current or "").strip().lstrip("#")
-        return [app_commands.Choice(name=_clip(f"#{c.number} {c.text}", 100), value=c.number)
-                for c in self.show.audience.snapshot().candidates
-                if c.number is not None and str(c.number).startswith(typed)][:25]
+        return [
+            app_commands.Choice(name=_clip(f"#{c.number} {c.text}", 100), value=c.number)
+            for c in self.show.audience.snapshot().candidates
+            if c.number is not None and str(c.number).startswith(typed)
+        ][:25]
 
     @app_commands.command(name="now", description="What is on air, and how long this round has left")
     @app_commands.guild_only()
@@ -193,8 +201,10 @@ class ModCommands(commands.Cog):
     """`/mod ...`: added only for the servers in `discord.guilds`."""
 
     mod = app_commands.Group(
-        name="mod", description="Moderators: skip the round, lock prompts, ban or unban a viewer",
-        guild_only=True, allowed_contexts=app_commands.AppCommandContext(guild=True),
+        name="mod",
+        description="Moderators: skip the round, lock prompts, ban or unban a viewer",
+        guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
         default_permissions=discord.Permissions(manage_messages=True),
     )
 
@@ -209,7 +219,9 @@ class ModCommands(commands.Cog):
             return False
         return True
 
-    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
         if not isinstance(error, app_commands.CheckFailure):  # a refused check has been answered
             log.error("discord /mod failed", exc_info=error)
 
@@ -328,8 +340,13 @@ class _Client(commands.Bot):
             from .discord_voice import voice_intents
 
             voice_intents(intents, show.voice.settings)
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         tree_cls=_Tree, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            tree_cls=_Tree,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
         self.streambot = show
 
     async def setup_hook(self) -> None:
@@ -369,6 +386,7 @@ class _Client(commands.Bot):
 @dataclass(eq=False)
 class _Posted:
     """A round message the bot has posted and not yet closed."""
+
     channel: int
     message: int
     round: int
@@ -380,18 +398,29 @@ class _Posted:
     over_since: float | None = None  # when its round stopped being the current one
 
     def saved(self) -> dict:
-        return {"channel": self.channel, "message": self.message, "round": self.round, "mode": self.mode,
-                "buttons": [list(b) for b in self.buttons]}
+        return {
+            "channel": self.channel,
+            "message": self.message,
+            "round": self.round,
+            "mode": self.mode,
+            "buttons": [list(b) for b in self.buttons],
+        }
 
     @classmethod
     def from_saved(cls, d: dict) -> _Posted:
-        return cls(int(d["channel"]), int(d["message"]), int(d["round"]), d.get("mode", "rounds"),
-                   [(int(n), str(label)) for n, label in d.get("buttons", [])])
+        return cls(
+            int(d["channel"]),
+            int(d["message"]),
+            int(d["round"]),
+            d.get("mode", "rounds"),
+            [(int(n), str(label)) for n, label in d.get("buttons", [])],
+        )
 
 
 @dataclass
 class _Board:
     """The round messages across client restarts: open ones and those waiting for their result."""
+
     open: dict[int, _Posted] = field(default_factory=dict)
     closing: list[_Posted] = field(default_factory=list)
     left_open: list[_Posted] = field(default_factory=list)  # from before a restart
@@ -446,8 +475,14 @@ class DiscordBot:
         """Stay connected until `close()`; a failure is logged and retried, never raised."""
         unsubscribe = self.audience.subscribe(self._on_result)
         try:
-            await stay_connected(self._session, closing=self._closing, wait=self._wait,
-                                 before_sleep=self._retrying, on_drop=self._dropped, healthy_s=HEALTHY_S)
+            await stay_connected(
+                self._session,
+                closing=self._closing,
+                wait=self._wait,
+                before_sleep=self._retrying,
+                on_drop=self._dropped,
+                healthy_s=HEALTHY_S,
+            )
         finally:
             unsubscribe()
             self.state = "closed"
@@ -466,8 +501,9 @@ class DiscordBot:
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
-        if state.outcome is not None and isinstance(state.outcome.exception(),
-                                                    (discord.LoginFailure, discord.PrivilegedIntentsRequired)):
+        if state.outcome is not None and isinstance(
+            state.outcome.exception(), (discord.LoginFailure, discord.PrivilegedIntentsRequired)
+        ):
             return 300.0  # a rejected token or intent stays rejected until someone changes it
         return _backoff(state)
 
@@ -482,12 +518,14 @@ class DiscordBot:
         if isinstance(e, discord.LoginFailure):
             log.error("discord rejected the bot token; retrying in %.0f s", wait)
         elif isinstance(e, discord.PrivilegedIntentsRequired):
-            log.error("discord refused the Message Content intent that voice messages need: enable it on the "
-                      "bot's page in the developer portal, or set [voice] discord_voice_messages = false; "
-                      "retrying in %.0f s", wait)
+            log.error(
+                "discord refused the Message Content intent that voice messages need: enable it on the "
+                "bot's page in the developer portal, or set [voice] discord_voice_messages = false; "
+                "retrying in %.0f s",
+                wait,
+            )
         else:
-            log.warning("discord bot stopped: %s; retrying in %.0f s",
-                        secret_store.redact(str(e) or repr(e)), wait)
+            log.warning("discord bot stopped: %s; retrying in %.0f s", secret_store.redact(str(e) or repr(e)), wait)
             log.debug("discord bot failure", exc_info=e)
 
     async def close(self) -> None:
@@ -529,6 +567,7 @@ class DiscordBot:
     def answer_later(self, interaction: discord.Interaction, reply: Reply) -> None:
         """Edit the "being checked" answer once the screen has judged the idea: its number,
         a moderator's wait, or the one refusal (so a refused idea is never left unsaid)."""
+
         async def edit() -> None:
             final = await self.audience.settle(reply, timeout=LATE_ANSWER_S)
             if final.screening:
@@ -565,8 +604,9 @@ class DiscordBot:
         return self.client.get_partial_messageable(p.channel).get_partial_message(p.message)
 
     @staticmethod
-    def _view(round_no: int, buttons: list[tuple[int, str]], *, closed: bool = False,
-              winner: int | None = None) -> discord.ui.View | None:
+    def _view(
+        round_no: int, buttons: list[tuple[int, str]], *, closed: bool = False, winner: int | None = None
+    ) -> discord.ui.View | None:
         if not buttons:
             return None
         view = discord.ui.View(timeout=None)
@@ -603,7 +643,8 @@ class DiscordBot:
                 ends = self._ends_at(s, None)
                 text, buttons = render_round(s, ends)
                 sent = await self.client.get_partial_messageable(channel).send(  # type: ignore[union-attr]
-                    text, view=self._view(s.round, buttons))
+                    text, view=self._view(s.round, buttons)
+                )
                 board.open[channel] = _Posted(channel, sent.id, s.round, s.mode, buttons, text, ends, now)
                 self._save()
                 return
@@ -641,8 +682,9 @@ class DiscordBot:
                 text = "**Anarchy mode** is over."
             winner = _winning_number(result)
             try:
-                await self._message(p).edit(content=text, view=self._view(p.round, p.buttons, closed=True,
-                                                                            winner=winner))
+                await self._message(p).edit(
+                    content=text, view=self._view(p.round, p.buttons, closed=True, winner=winner)
+                )
             except discord.HTTPException as e:
                 log.warning("discord channel %s: round %d message not closed: %s", p.channel, p.round, e)
             board.closing.remove(p)
@@ -653,8 +695,11 @@ class DiscordBot:
         board = self._board
         for p in board.left_open:
             goes_on = (p.round, p.mode) == (s.round, s.mode) and s.mode == "rounds"
-            text = (f"**Round {p.round}** goes on in a new message below." if goes_on
-                    else f"**Round {p.round}** ended when the show restarted.")
+            text = (
+                f"**Round {p.round}** goes on in a new message below."
+                if goes_on
+                else f"**Round {p.round}** ended when the show restarted."
+            )
             try:
                 await self._message(p).edit(content=text, view=self._view(p.round, p.buttons, closed=True))
             except discord.HTTPException as e:

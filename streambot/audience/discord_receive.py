@@ -28,6 +28,7 @@ exposes only its privacy code), and the extension's SSRC-to-speaker map for a
 speaker not in the member cache (`VoiceRecvClient._get_id_from_ssrc`, which
 the extension itself calls for the same purpose). Both are pinned versions.
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,8 +85,16 @@ class _Speaker:
 class VoiceSink(voice_recv.AudioSink):
     """Per-speaker DAVE-decrypted, Opus-decoded, VAD-segmented audio."""
 
-    def __init__(self, on_utterance: OnUtterance, *, silence_ms: int = 500, max_s: float = 15.0,
-                 threshold: float = 0.5, idle_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        on_utterance: OnUtterance,
+        *,
+        silence_ms: int = 500,
+        max_s: float = 15.0,
+        threshold: float = 0.5,
+        idle_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.on_utterance = on_utterance
         self.segmenter_options = {"silence_ms": silence_ms, "max_s": max_s, "threshold": threshold}

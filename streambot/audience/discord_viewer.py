@@ -1,6 +1,7 @@
 """A Discord user as the show sees them: a viewer with the roles that count,
 and their text as Discord shows it. The bot's Cogs and its voice Cogs both use these.
 """
+
 from __future__ import annotations
 
 import discord

@@ -19,6 +19,7 @@ heard. Discord sends a message's attachments only to a bot with the
 privileged Message Content intent, so `voice_intents` asks for it only when
 voice messages are on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,7 +81,9 @@ class VoiceCommands(_VoiceCog):
         refusal = self._refusal(interaction)
         if refusal is None:
             refusal = await self._join(interaction)
-        await _answer(interaction, refusal or f'Listening. Say "{self.voice.wake}" and your idea, or "vote" and a number.')
+        await _answer(
+            interaction, refusal or f'Listening. Say "{self.voice.wake}" and your idea, or "vote" and a number.'
+        )
 
     @app_commands.command(name="leave", description="Moderators: leave the voice channel")
     @app_commands.guild_only()
@@ -101,8 +104,9 @@ class VoiceCommands(_VoiceCog):
             return sentence + _fallback_hint(self.voice)
         guild = interaction.guild
         assert guild is not None
-        channel = next((c for c in guild.voice_channels + guild.stage_channels if c.id in self.voice.discord_channels),
-                       None)
+        channel = next(
+            (c for c in guild.voice_channels + guild.stage_channels if c.id in self.voice.discord_channels), None
+        )
         if channel is None:
             state = getattr(interaction.user, "voice", None)  # known from voice state events (voice_states intent)
             channel = state.channel if state is not None else None
@@ -118,17 +122,22 @@ class VoiceCommands(_VoiceCog):
                 vc = await channel.connect(cls=voice_recv.VoiceRecvClient, self_deaf=False, timeout=JOIN_TIMEOUT_S)
             elif vc.channel != channel:
                 await vc.move_to(channel)
-        except (discord.ClientException, asyncio.TimeoutError, RuntimeError, OSError, aiohttp.ClientError) as e:
+        except (TimeoutError, discord.ClientException, RuntimeError, OSError, aiohttp.ClientError) as e:
             # OSError and ClientError: the voice server Discord named cannot be reached (a firewall, UDP blocked)
             log.warning("discord voice: joining %s failed: %s", channel, e)
             return f"I could not join {channel.name} ({type(e).__name__})." + _fallback_hint(self.voice)
         if not vc.is_listening():
             loop = asyncio.get_running_loop()
-            vc.listen(VoiceSink(
-                lambda user_id, audio, ended_at: loop.call_soon_threadsafe(
-                    self._heard_speaker, guild, user_id, audio, ended_at),
-                silence_ms=self.voice.silence_ms, max_s=self.voice.max_utterance_s,
-                threshold=self.voice.vad_threshold))
+            vc.listen(
+                VoiceSink(
+                    lambda user_id, audio, ended_at: loop.call_soon_threadsafe(
+                        self._heard_speaker, guild, user_id, audio, ended_at
+                    ),
+                    silence_ms=self.voice.silence_ms,
+                    max_s=self.voice.max_utterance_s,
+                    threshold=self.voice.vad_threshold,
+                )
+            )
         log.info("discord voice: listening in %s", channel)
         return None
 
@@ -167,8 +176,9 @@ class VoiceMessages(_VoiceCog):
             return
         try:
             data = await attachment.read()
-            audio = await asyncio.to_thread(decode, io.BytesIO(data), max_s=self.voice.upload_max_s,
-                                            name="That voice message")
+            audio = await asyncio.to_thread(
+                decode, io.BytesIO(data), max_s=self.voice.upload_max_s, name="That voice message"
+            )
         except VoiceError as e:
             await _reply(message, str(e))
             return
@@ -178,8 +188,11 @@ class VoiceMessages(_VoiceCog):
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
         assert message.guild is not None
-        self.service.hear(self._viewer(message.author, message.guild.id), audio,
-                          done=lambda heard, reply: done.done() or done.set_result((heard, reply)))
+        self.service.hear(
+            self._viewer(message.author, message.guild.id),
+            audio,
+            done=lambda heard, reply: done.done() or done.set_result((heard, reply)),
+        )
         heard, reply = await done
         if reply is not None and self.service.audience is not None:
             reply = await self.service.audience.settle(reply)
@@ -189,8 +202,11 @@ class VoiceMessages(_VoiceCog):
 def describe(heard: Heard, reply: Reply | None, wake: str) -> str:
     """What the speaker is told: what was heard, and what became of it."""
     if heard.command is None:
-        return "Too many voice commands at once; try again in a moment." if heard.error == "dropped" else (
-            "That voice message could not be transcribed.")
+        return (
+            "Too many voice commands at once; try again in a moment."
+            if heard.error == "dropped"
+            else ("That voice message could not be transcribed.")
+        )
     said = plain(heard.command.text) or "nothing"
     if heard.command.command is None:
         return f'Heard "{said}". ' + NO_COMMAND.format(wake=wake)
@@ -226,12 +242,15 @@ def voice_intents(intents: discord.Intents, voice: VoiceSettings) -> None:
         intents.message_content = True
 
 
-async def add_voice(bot: commands.Bot, service: VoiceService, voice: VoiceSettings,
-                    discord_settings: DiscordSettings) -> None:
+async def add_voice(
+    bot: commands.Bot, service: VoiceService, voice: VoiceSettings, discord_settings: DiscordSettings
+) -> None:
     """Load `/listen` and `/leave` in the configured servers only, and the voice message listener when on."""
     if discord_settings.guilds:
-        await bot.add_cog(VoiceCommands(service, voice, discord_settings),
-                          guilds=[discord.Object(id=g) for g in discord_settings.guilds])
+        await bot.add_cog(
+            VoiceCommands(service, voice, discord_settings),
+            guilds=[discord.Object(id=g) for g in discord_settings.guilds],
+        )
     else:
         log.warning("discord: no `guilds` configured, so no /listen: voice channels need the show's server ids")
     if voice.discord_voice_messages:

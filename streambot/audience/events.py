@@ -13,6 +13,7 @@ checked", and `settle` waits for the screen and gives the final answer
 ("Your idea is #4.", "waits for a moderator", or the one refusal), so no
 viewer is told a number for an idea that never shows.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,8 @@ from ..viewer import Viewer
 from .commands import HELP, MODERATOR_KINDS, parse
 
 if TYPE_CHECKING:
-    from ..store import Store
     from ..onair import OnAir
+    from ..store import Store
     from ..voting import RoundResult, Screened, Snapshot, VotingEngine, Winner
     from ..worldspec import WorldSpec
     from .moderation import Moderation
@@ -44,6 +45,7 @@ ROLES = ("broadcaster", "moderator", "subscriber", "vip", "viewer")
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     """A line of chat, commands and all; the hub parses it."""
+
     viewer: Viewer
     text: str
     id: str = ""  # the platform's message id: a moderator deleting the message takes it back
@@ -75,8 +77,17 @@ class ModEvent:
 Event = ChatMessage | PromptEvent | VoteEvent | ModEvent
 
 ReplyKind = Literal[
-    "none", "new", "pooled", "voted", "unknown", "rejected", "blocked", "help", "now",
-    "done", "denied",
+    "none",
+    "new",
+    "pooled",
+    "voted",
+    "unknown",
+    "rejected",
+    "blocked",
+    "help",
+    "now",
+    "done",
+    "denied",
 ]
 
 
@@ -87,6 +98,7 @@ class Reply:
     `text` never repeats a blocked prompt. Twitch batches instead: see
     `audience.twitch`.
     """
+
     kind: ReplyKind
     text: str = ""
     number: int | None = None  # kind "unknown": set only for a number of an earlier round (a stale vote)
@@ -106,18 +118,38 @@ class ChatSurface(Protocol):
     clock: Callable[[], float]
 
     def handle(self, event: Event, now: float | None = None) -> Reply: ...
-    def chat(self, platform: str, user: str, text: str, roles: tuple[str, ...] | frozenset[str] = (),
-             now: float | None = None) -> Reply: ...
+    def chat(
+        self,
+        platform: str,
+        user: str,
+        text: str,
+        roles: tuple[str, ...] | frozenset[str] = (),
+        now: float | None = None,
+    ) -> Reply: ...
     async def settle(self, reply: Reply, timeout: float = 2.0) -> Reply: ...
     def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]: ...
     def snapshot(self, now: float | None = None) -> Snapshot: ...
     def now_text(self, now: float | None = None) -> str: ...
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool: ...
     def retract_viewer(self, viewer: Viewer, *, actor: str = "", why: str = "") -> int: ...
-    def ban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
-            now: float | None = None) -> None: ...
-    def unban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
-              now: float | None = None) -> None: ...
+    def ban(
+        self,
+        user: str,
+        *,
+        actor: str,
+        platform: str | None = None,
+        user_id: str | None = None,
+        now: float | None = None,
+    ) -> None: ...
+    def unban(
+        self,
+        user: str,
+        *,
+        actor: str,
+        platform: str | None = None,
+        user_id: str | None = None,
+        now: float | None = None,
+    ) -> None: ...
 
 
 class Audience:
@@ -183,10 +215,15 @@ class Audience:
         moderation = Moderation(settings.moderation, wait_for_model=wait_for_model)
         moderation.set_world(world or resolve_world(settings.world.preset))
         engine = VotingEngine(
-            settings.voting, now=clock(), approval=settings.moderation.approval, embed=embed, lexicon=lexicon,
+            settings.voting,
+            now=clock(),
+            approval=settings.moderation.approval,
+            embed=embed,
+            lexicon=lexicon,
             screen=moderation.screen if moderation.safety is not None else None,
         )
         if use_model and not wait_for_model:
+
             def take(embedder) -> None:
                 engine.pooler.embed = embedder.encode
 
@@ -195,8 +232,14 @@ class Audience:
         return cls(engine, moderation, store=store, clock=clock)
 
     # -- events in ---------------------------------------------------------------
-    def chat(self, platform: str, user: str, text: str, roles: tuple[str, ...] | frozenset[str] = (),
-             now: float | None = None) -> Reply:
+    def chat(
+        self,
+        platform: str,
+        user: str,
+        text: str,
+        roles: tuple[str, ...] | frozenset[str] = (),
+        now: float | None = None,
+    ) -> Reply:
         """One line of chat from anywhere (the console's chat box, stdin)."""
         return self.handle(ChatMessage(Viewer(platform, user, frozenset(roles)), text), now)
 
@@ -249,8 +292,12 @@ class Audience:
         if out.status == "stale":
             when = "the last round" if out.round == self.engine.current.number - 1 else f"round {out.round}"
             # the number it named, and where: an adapter that answers few things (Twitch) answers this one
-            return Reply("unknown", f"#{event.number} was in {when}; vote for one of this round's ideas.",
-                         event.number, out.round)
+            return Reply(
+                "unknown",
+                f"#{event.number} was in {when}; vote for one of this round's ideas.",
+                event.number,
+                out.round,
+            )
         return Reply("unknown", f"There is no #{event.number} this round.")
 
     def _mode_vote(self, viewer: Viewer, mode: str, now: float) -> Reply:
@@ -400,8 +447,9 @@ class Audience:
         self._deliver_screened()  # a round decided at once screens what was left
         self._publish(results)
         for switch in self.engine.take_switches():
-            self._log("chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, "
-                                      f"{switch.democracy} democracy)")
+            self._log(
+                "chat", "mode", f"{switch.mode} (chat vote {switch.anarchy} anarchy, {switch.democracy} democracy)"
+            )
         winners = [r.winner for r in results if r.winner is not None]
         if winners:
             # `!now` answers with the winner from here on; the director's event follows
@@ -429,8 +477,9 @@ class Audience:
             return f"{on} Anarchy mode: every !p goes on air.{back}"
         return f"{on} Round {s.round}, {s.time_left:.0f}s left."
 
-    async def run(self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1,
-                  save_every_s: float = 1.0) -> None:
+    async def run(
+        self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1, save_every_s: float = 1.0
+    ) -> None:
         """Tick, pool near-duplicates in a worker thread, save the round; until `close()`."""
         self._closed = asyncio.Event()
         last_save = 0.0
@@ -501,8 +550,15 @@ class Audience:
         self._log(actor, "reject", f"#{candidate_id}")
         return view is not None
 
-    def ban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
-            now: float | None = None) -> None:
+    def ban(
+        self,
+        user: str,
+        *,
+        actor: str,
+        platform: str | None = None,
+        user_id: str | None = None,
+        now: float | None = None,
+    ) -> None:
         """Ban a viewer (on one platform, or everywhere); their votes this round go too.
 
         With `user_id` the ban holds that platform account whatever it is called later; by
@@ -523,8 +579,15 @@ class Audience:
                 self.store.add_ban(key, actor, self.moderation.ban_names.get(key, ""))
         self._log(actor, "ban", ",".join(keys))
 
-    def unban(self, user: str, *, actor: str, platform: str | None = None, user_id: str | None = None,
-              now: float | None = None) -> None:
+    def unban(
+        self,
+        user: str,
+        *,
+        actor: str,
+        platform: str | None = None,
+        user_id: str | None = None,
+        now: float | None = None,
+    ) -> None:
         keys = self.moderation.unban(user, platform)
         if user_id:
             keys += self.moderation.unban(user_id, platform)
@@ -571,6 +634,7 @@ def _settled(reply: Reply, s: Screened) -> Reply:
         return Reply(reply.kind, WAITING, None, reply.round, reply.candidate)
     verb = "joined" if reply.kind == "pooled" or s.outcome == "joined" else "is"
     return Reply(reply.kind, f"Your idea {verb} #{s.number}.", s.number, reply.round, reply.candidate)
+
 
 _REJECTED = {
     "empty": "That prompt is empty.",

@@ -6,6 +6,7 @@ made again; the reader picks up the new one by itself. Each line is handed to `o
 the asyncio loop; the reading happens in a daemon thread so the loop never
 blocks on the terminal.
 """
+
 from __future__ import annotations
 
 import asyncio

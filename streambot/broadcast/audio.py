@@ -18,6 +18,7 @@ beds, joined without a click, and counted. A music generator that fails is
 dropped and the weather goes on; the reason is in `status()` for the console.
 `Silence` is the track when audio is switched off.
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,11 @@ class Beds:
             ramp = ramp_to_one(n)
             gusts = [0.6 + 0.4 * math.sin(t * 2 * math.pi / (self.rate * 7.3)) for t in (self._clock, self._clock + n)]
             g0, g1 = 0.16 * start[0] * gusts[0], 0.16 * self._level[0] * gusts[1]  # slow: a line per block
-            i = np.arange(self._t, self._t + n) % self._wind.shape[1] if self._t + n > self._wind.shape[1] \
+            i = (
+                np.arange(self._t, self._t + n) % self._wind.shape[1]
+                if self._t + n > self._wind.shape[1]
                 else slice(self._t, self._t + n)
+            )
             out = self._wind[:, i] * (ramp * np.float32(g1 - g0) + np.float32(g0))
             r0, r1 = 0.11 * start[1], 0.11 * self._level[1]
             if max(r0, r1) > 0:
@@ -102,10 +106,19 @@ class Soundtrack:
     """Music + weather -> leveller -> limiter -> meter, one block at a time.
     `render` is called from one thread; the setters from any."""
 
-    def __init__(self, music: MusicSettings | None = None, *, rate: int = RATE, seed: int = 0,
-                 playlist: Playlist | None = None, loudness_lufs: float = -15.0, true_peak_dbtp: float = -1.0,
-                 volume: float = 1.0, music_on: bool = True,
-                 style_of: Callable[[MusicSettings], Style] = style_for) -> None:
+    def __init__(
+        self,
+        music: MusicSettings | None = None,
+        *,
+        rate: int = RATE,
+        seed: int = 0,
+        playlist: Playlist | None = None,
+        loudness_lufs: float = -15.0,
+        true_peak_dbtp: float = -1.0,
+        volume: float = 1.0,
+        music_on: bool = True,
+        style_of: Callable[[MusicSettings], Style] = style_for,
+    ) -> None:
         self.rate = rate
         self.seed = seed
         self._style_of = style_of  # a world's [music] -> the style its band plays
@@ -178,7 +191,7 @@ class Soundtrack:
         if self.volume != 1.0:
             out *= np.float32(self.volume)
         power = self.meter.add(out)  # what goes out; the leveller learns from it too
-        self._leveller.measure(power / self.volume ** 2 if self.volume > 0 else 0.0, n)
+        self._leveller.measure(power / self.volume**2 if self.volume > 0 else 0.0, n)
         return out
 
     def _music(self, n: int) -> NDArray[np.float32]:
@@ -233,11 +246,14 @@ class Soundtrack:
             return round(x, 1) if math.isfinite(x) else None
 
         return {
-            "music_on": self.music_on, "source": source,
+            "music_on": self.music_on,
+            "source": source,
             "track": self.playlist.track if self.playlist is not None else None,
             **{k: band.get(k) for k in ("style", "mood", "tempo", "key", "mode", "intensity")},
-            "momentary_lufs": num(m.momentary), "short_term_lufs": num(m.short_term),
-            "integrated_lufs": num(m.integrated), "gain_db": round(self._leveller.gain_db, 1),
+            "momentary_lufs": num(m.momentary),
+            "short_term_lufs": num(m.short_term),
+            "integrated_lufs": num(m.integrated),
+            "gain_db": round(self._leveller.gain_db, 1),
             "problem": self.problem,
         }
 
@@ -276,8 +292,15 @@ class Track(Protocol):
 class AudioFeed:
     """The soundtrack rendered in its own thread, `depth` blocks ahead of the clock."""
 
-    def __init__(self, track: Soundtrack | Silence, ambience: Callable[[], Ambience], *,
-                 block: int = BLOCK, depth: int = 15, rate: int = RATE) -> None:
+    def __init__(
+        self,
+        track: Soundtrack | Silence,
+        ambience: Callable[[], Ambience],
+        *,
+        block: int = BLOCK,
+        depth: int = 15,
+        rate: int = RATE,
+    ) -> None:
         self.track = track
         self.ambience = ambience
         self.block = block
@@ -338,8 +361,11 @@ class AudioFeed:
         if need:
             self.late += 1
             pieces.append((self._fallback.render(need, self._last_ambience), False))
-        out = np.concatenate([self._join(p, fresh) for p, fresh in pieces], axis=1) if len(pieces) > 1 \
+        out = (
+            np.concatenate([self._join(p, fresh) for p, fresh in pieces], axis=1)
+            if len(pieces) > 1
             else self._join(*pieces[0])
+        )
         self._last = out[:, -1].copy()
         return out
 

@@ -14,6 +14,7 @@ Without FriBidi (where Pillow has no Raqm either) the line keeps one
 direction, its paragraph's (UAX #9 P2-P3: the first strong letter's), and says
 so once in the log.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -42,12 +43,18 @@ def _load() -> ctypes.CDLL | None:
         lib.fribidi_get_bidi_types.restype = None
         lib.fribidi_get_bracket_types.argtypes = [u32p, ctypes.c_int, u32p, u32p]
         lib.fribidi_get_bracket_types.restype = None
-        lib.fribidi_get_par_embedding_levels_ex.argtypes = [u32p, u32p, ctypes.c_int, u32p,
-                                                            ctypes.POINTER(ctypes.c_int8)]
+        lib.fribidi_get_par_embedding_levels_ex.argtypes = [
+            u32p,
+            u32p,
+            ctypes.c_int,
+            u32p,
+            ctypes.POINTER(ctypes.c_int8),
+        ]
         lib.fribidi_get_par_embedding_levels_ex.restype = ctypes.c_int8
         return lib
-    log.warning("GNU FriBidi is not installed: right-to-left text on the overlay keeps one direction "
-                "(install libfribidi0)")
+    log.warning(
+        "GNU FriBidi is not installed: right-to-left text on the overlay keeps one direction (install libfribidi0)"
+    )
     return None
 
 

@@ -20,6 +20,7 @@ its deadline is counted `late`.
 Time comes from `now` and `sleep` (time.monotonic and a sleep on the stop
 event by default): tests hand in a fake clock and run minutes of ticks at once.
 """
+
 from __future__ import annotations
 
 import logging

@@ -12,6 +12,7 @@ the GIL for tens of milliseconds at a time, which made the clock thread miss
 its deadlines whenever the countdown ticked. Only the finished patches cross
 back (about a megabyte, unpickled in well under a millisecond).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -58,18 +59,23 @@ def slate(size: tuple[int, int], text: str = "BE RIGHT BACK") -> NDArray[np.uint
     except OSError:
         font = ImageFont.load_default(size=max(12, h // 10))
     box = draw.textbbox((0, 0), text, font=font)
-    draw.text(((w - (box[2] - box[0])) / 2, (h - (box[3] - box[1])) / 2), text, font=font,
-              fill=(235, 235, 245))
+    draw.text(((w - (box[2] - box[0])) / 2, (h - (box[3] - box[1])) / 2), text, font=font, fill=(235, 235, 245))
     picture: NDArray[np.uint8] = np.asarray(pil)
     return picture
 
 
 # BT.601 limited range, what swscale gives rgb24 -> yuv420p by default.
-_RGB_TO_YUV = np.array([
-    [65.481, 128.553, 24.966],
-    [-37.797, -74.203, 112.0],
-    [112.0, -93.786, -18.214],
-], np.float32) / 255.0
+_RGB_TO_YUV = (
+    np.array(
+        [
+            [65.481, 128.553, 24.966],
+            [-37.797, -74.203, 112.0],
+            [112.0, -93.786, -18.214],
+        ],
+        np.float32,
+    )
+    / 255.0
+)
 _YUV_OFFSET = np.array([16.0, 128.0, 128.0], np.float32)
 
 
@@ -122,7 +128,9 @@ class YuvPatch:
         px = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
         sx0, sy0 = max(x0, patch.x), max(y0, patch.y)
         sx1, sy1 = min(x1, patch.x + patch.rgba.shape[1]), min(y1, patch.y + patch.rgba.shape[0])
-        px[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = patch.rgba[sy0 - patch.y:sy1 - patch.y, sx0 - patch.x:sx1 - patch.x]
+        px[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = patch.rgba[
+            sy0 - patch.y : sy1 - patch.y, sx0 - patch.x : sx1 - patch.x
+        ]
         alpha = px[..., 3] / 255.0
         # premultiplied YUV: the offset scales with alpha, the matrix acts on premultiplied RGB
         yuv = px[..., :3] @ _RGB_TO_YUV.T + alpha[..., None] * _YUV_OFFSET
@@ -134,9 +142,13 @@ class YuvPatch:
             return fixed
 
         return cls(
-            x=int(x0), y=int(y0),
-            pre_y=u16(yuv[..., 0]), inv_y=(256 - u16(alpha)).astype(np.uint16),
-            pre_u=u16(quad[..., 0]), pre_v=u16(quad[..., 1]), inv_uv=(256 - u16(a2)).astype(np.uint16),
+            x=int(x0),
+            y=int(y0),
+            pre_y=u16(yuv[..., 0]),
+            inv_y=(256 - u16(alpha)).astype(np.uint16),
+            pre_u=u16(quad[..., 0]),
+            pre_v=u16(quad[..., 1]),
+            inv_uv=(256 - u16(a2)).astype(np.uint16),
             name=patch.name,
         )
 
@@ -148,7 +160,7 @@ class YuvPatch:
             (planes[1], self.pre_u, self.inv_uv, self._buf_uv, 2),
             (planes[2], self.pre_v, self.inv_uv, self._buf_uv, 2),
         ):
-            view = plane[y0 // s:y1 // s, x0 // s:x1 // s]
+            view = plane[y0 // s : y1 // s, x0 // s : x1 // s]
             np.multiply(view, inv, out=buf)
             buf += pre
             buf += 128
@@ -159,9 +171,13 @@ class YuvPatch:
 def frame_planes(video: av.VideoFrame) -> Planes:
     """Writable numpy views of a yuv420p av.VideoFrame's Y, U and V planes."""
     out = []
-    for i, (w, h) in enumerate(((video.width, video.height),
-                                ((video.width + 1) // 2, (video.height + 1) // 2),
-                                ((video.width + 1) // 2, (video.height + 1) // 2))):
+    for i, (w, h) in enumerate(
+        (
+            (video.width, video.height),
+            ((video.width + 1) // 2, (video.height + 1) // 2),
+            ((video.width + 1) // 2, (video.height + 1) // 2),
+        )
+    ):
         p = video.planes[i]
         out.append(np.frombuffer(memoryview(p), np.uint8).reshape(h, p.line_size)[:, :w])
     return out[0], out[1], out[2]
@@ -230,8 +246,15 @@ class Compositor:
     redraws when votes pour in.
     """
 
-    def __init__(self, size: tuple[int, int], layout: OverlayLayout | None = None, *,
-                 burn_in: bool = True, min_redraw_s: float = 0.1, drawing_process: bool = True) -> None:
+    def __init__(
+        self,
+        size: tuple[int, int],
+        layout: OverlayLayout | None = None,
+        *,
+        burn_in: bool = True,
+        min_redraw_s: float = 0.1,
+        drawing_process: bool = True,
+    ) -> None:
         self.size = size
         self.drawing_process = drawing_process
         self.burn_in = burn_in

@@ -18,6 +18,7 @@ times and wet level follow the Freeverb-style room of the same size.
 
 `Echo` is a feedback delay: each repeat is the last one, `feedback` quieter.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,8 @@ class Reverb:
         # taken as uncorrelated), sets the output taps for the wanted wet level.
         w = np.linspace(0, np.pi, 512)
         lp2 = np.abs(_DAMPING[0] + _DAMPING[1] * np.exp(-1j * w)) ** 2
-        tail = _LINES * float(np.mean(1.0 / (1.0 - float(np.mean(gain ** 2)) * lp2)))
-        out = np.stack([left, right]) * math.sqrt(0.86 * self.t60 ** 0.45 / tail)
+        tail = _LINES * float(np.mean(1.0 / (1.0 - float(np.mean(gain**2)) * lp2)))
+        out = np.stack([left, right]) * math.sqrt(0.86 * self.t60**0.45 / tail)
         # A pass: the stereo output reads the lines; what the lines take in is
         # the lines mixed, damped and decayed (`_now` on each line's sample and
         # the input, `_before` on the sample before it: the low-pass's second tap).
@@ -92,14 +93,14 @@ class Reverb:
             k = min(self._chunk, n - i)
             w = self._w
             if w + k + self._keep > buf.shape[1]:  # move the present and what is ahead back to the front
-                buf[:, :self._keep] = buf[:, w - 1:w - 1 + self._keep]
+                buf[:, : self._keep] = buf[:, w - 1 : w - 1 + self._keep]
                 w = 1
-            buf[_LINES, w:w + k] = x[i:i + k]
-            out[:, i:i + k] = self._out @ buf[:_LINES, w:w + k]
-            y = self._now @ buf[:, w:w + k]
-            y += self._before @ buf[:_LINES, w - 1:w - 1 + k]
+            buf[_LINES, w : w + k] = x[i : i + k]
+            out[:, i : i + k] = self._out @ buf[:_LINES, w : w + k]
+            y = self._now @ buf[:, w : w + k]
+            y += self._before @ buf[:_LINES, w - 1 : w - 1 + k]
             for j, at in enumerate(self.delays + w):  # each line's input, where it will come out
-                buf[j, at:at + k] = y[j]
+                buf[j, at : at + k] = y[j]
             self._w = w + k
             i += k
         return out
@@ -123,9 +124,9 @@ class Echo:
         i = 0
         while i < n:  # a pass at most one delay long, so it reads only what is written
             k = min(self.delay - self._r, n - i)
-            y = self._line[self._r:self._r + k].copy()
-            out[i:i + k] = y
-            self._line[self._r:self._r + k] = x[i:i + k] + self.feedback * y
+            y = self._line[self._r : self._r + k].copy()
+            out[i : i + k] = y
+            self._line[self._r : self._r + k] = x[i : i + k] + self.feedback * y
             self._r = (self._r + k) % self.delay
             i += k
         return out

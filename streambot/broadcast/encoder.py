@@ -16,6 +16,7 @@ frames, weighted prediction) pinned to the configured preset's values. From
 would need a new sequence header mid-stream, which not every muxer or player
 follows.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,12 @@ AUDIO_RATE = 48_000
 # stream headers (x264's own preset table: --ref and --weightp).
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 _HEADER_OPTIONS = {
-    "ultrafast": (1, 0), "superfast": (1, 1), "veryfast": (1, 1),
-    "faster": (2, 1), "fast": (2, 2), "medium": (3, 2),
+    "ultrafast": (1, 0),
+    "superfast": (1, 1),
+    "veryfast": (1, 1),
+    "faster": (2, 1),
+    "fast": (2, 2),
+    "medium": (3, 2),
 }
 
 
@@ -100,10 +105,7 @@ def _x264_options(settings: EncoderSettings, gop: int, preset: str, pins: str = 
         "threads": str(settings.threads),
         # Keyframes are also forced on the presentation clock (see encode_frame);
         # keyint stays as x264's own bound.
-        "x264-params": (
-            f"keyint={gop}:min-keyint={gop}:scenecut=0:"
-            f"nal-hrd=cbr:force-cfr=1:open-gop=0{pins}"
-        ),
+        "x264-params": (f"keyint={gop}:min-keyint={gop}:scenecut=0:nal-hrd=cbr:force-cfr=1:open-gop=0{pins}"),
     }
 
 
@@ -134,8 +136,13 @@ class Encoder:
             cc.options = _x264_options(settings, self.gop, settings.preset)
         else:
             cc.options = {
-                "preset": "p4", "tune": "ll", "rc": "cbr", "maxrate": f"{kbps}k",
-                "bufsize": f"{2 * kbps}k", "forced-idr": "1", "no-scenecut": "1",
+                "preset": "p4",
+                "tune": "ll",
+                "rc": "cbr",
+                "maxrate": f"{kbps}k",
+                "bufsize": f"{2 * kbps}k",
+                "forced-idr": "1",
+                "no-scenecut": "1",
             }
         a = self._master.add_stream("aac", rate=AUDIO_RATE)
         a.layout = "stereo"
@@ -144,15 +151,23 @@ class Encoder:
         self.video_stream, self.audio_stream = v, a
         # What an output needs to describe these streams, picklable for its process.
         self.stream_info = StreamInfo(
-            header=self._header.getvalue(), video_extradata=cc.extradata or b"", width=w, height=h, fps=fps, audio_rate=AUDIO_RATE,
+            header=self._header.getvalue(),
+            video_extradata=cc.extradata or b"",
+            width=w,
+            height=h,
+            fps=fps,
+            audio_rate=AUDIO_RATE,
         )
         self._audio_pts = 0
         self._next_key = 0  # the tick index of the next keyframe
         # The adaptive preset: the x264 instance in use, and the ladder it steps on.
         self._video = cc
         self.preset = settings.preset if self.codec_name == "libx264" else self.codec_name
-        self._ladder = [p for p in PRESETS[:PRESETS.index(settings.preset) + 1]] \
-            if self.codec_name == "libx264" and settings.adaptive and settings.preset in PRESETS else []
+        self._ladder = (
+            [p for p in PRESETS[: PRESETS.index(settings.preset) + 1]]
+            if self.codec_name == "libx264" and settings.adaptive and settings.preset in PRESETS
+            else []
+        )
         self._unusable: set[str] = set()
         self._switch = threading.Lock()
         self._preparing = False
@@ -210,8 +225,9 @@ class Encoder:
             if target is None:
                 return False
             self._preparing = True
-        threading.Thread(target=self._prepare, args=(target, direction, reason),
-                         name="encoder preset", daemon=True).start()
+        threading.Thread(
+            target=self._prepare, args=(target, direction, reason), name="encoder preset", daemon=True
+        ).start()
         return True
 
     def _neighbour(self, preset: str, direction: int) -> str | None:
@@ -268,8 +284,12 @@ class Encoder:
         preset, ctx = ready
         tail = self._video.encode(None)
         self._video = ctx  # the old instance is freed with its last reference
-        log.warning("encoder: x264 preset %s -> %s%s", self.preset, preset,
-                    f" ({self.preset_reason})" if self.preset_reason else "")
+        log.warning(
+            "encoder: x264 preset %s -> %s%s",
+            self.preset,
+            preset,
+            f" ({self.preset_reason})" if self.preset_reason else "",
+        )
         self.preset = preset
         self.preset_changes += 1
         return tail
@@ -288,8 +308,7 @@ class Encoder:
 
     def flush(self) -> list[tuple[str, Packet]]:
         """What the encoders still hold, as (kind, packet)."""
-        return ([("video", p) for p in self._video.encode(None)]
-                + [("audio", p) for p in self.audio_stream.encode(None)])
+        return [("video", p) for p in self._video.encode(None)] + [("audio", p) for p in self.audio_stream.encode(None)]
 
     def close(self) -> None:
         with self._switch:
@@ -315,9 +334,19 @@ class PresetGovernor:
     edge settles instead of flapping.
     """
 
-    def __init__(self, fps: float, *, high: float = 0.85, low: float = 0.5, tau_s: float = 1.0,
-                 down_after_s: float = 2.0, up_after_s: float = 10.0, max_up_after_s: float = 300.0,
-                 settle_s: float = 4.0, probation_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        fps: float,
+        *,
+        high: float = 0.85,
+        low: float = 0.5,
+        tau_s: float = 1.0,
+        down_after_s: float = 2.0,
+        up_after_s: float = 10.0,
+        max_up_after_s: float = 300.0,
+        settle_s: float = 4.0,
+        probation_s: float = 60.0,
+    ) -> None:
         self.period = 1.0 / fps
         self.high, self.low, self.tau_s = high, low, tau_s
         self.down_after_s, self.base_up_after_s = down_after_s, up_after_s

@@ -17,24 +17,27 @@ It is written here on numpy and scipy (BSD) because the maintained limiters
 in Python audio libraries are built on JUCE and GPLv3, which an MIT project
 cannot ship.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 
 import numpy as np
-from numpy.typing import NDArray
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
 from scipy import ndimage, signal
 
 RATE = 48_000
 HOP = RATE // 10  # 100 ms
 
 # ITU-R BS.1770-4, Annex 1: the pre-filter (a high shelf) and the RLB high-pass at 48 kHz.
-K_WEIGHTING = np.array([
-    [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
-    [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621],
-])
+K_WEIGHTING = np.array(
+    [
+        [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+        [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621],
+    ]
+)
 
 WARM_UP_S = 3.0  # programme heard before the leveller moves
 _BINS = np.arange(-70.0, 10.0, 0.1)  # lower edges of the integrated-loudness histogram
@@ -89,7 +92,7 @@ class LoudnessMeter:
         i, n = 0, len(p)
         while i < n:
             k = min(HOP - self._fill, n - i)
-            self._acc += float(p[i:i + k].sum())
+            self._acc += float(p[i : i + k].sum())
             self._fill += k
             i += k
             if self._fill == HOP:
@@ -139,8 +142,16 @@ class Leveller:
     chase its own tail. A gated average over `tau_s` (a plain mean while it
     warms up), a slew of `slew_db_s` at most."""
 
-    def __init__(self, target_lufs: float, rate: int = RATE, *, tau_s: float = 10.0, slew_db_s: float = 1.0,
-                 max_boost_db: float = 10.0, max_cut_db: float = 24.0) -> None:
+    def __init__(
+        self,
+        target_lufs: float,
+        rate: int = RATE,
+        *,
+        tau_s: float = 10.0,
+        slew_db_s: float = 1.0,
+        max_boost_db: float = 10.0,
+        max_cut_db: float = 24.0,
+    ) -> None:
         self.target = target_lufs
         self.rate = rate
         self.tau_s = tau_s
@@ -187,16 +198,70 @@ class Leveller:
 # ITU-R BS.1770-4, Annex 2: the 48-tap interpolation filter of the true-peak
 # meter as its four phases; phase p, applied to x[n-11..n] (the oldest sample
 # first), is the signal at n - 5.875 + p/4.
-TRUE_PEAK_PHASES = np.array([
-    [0.0017089843750, 0.0109863281250, -0.0196533203125, 0.0332031250000, -0.0594482421875, 0.1373291015625,
-     0.9721679687500, -0.1022949218750, 0.0476074218750, -0.0266113281250, 0.0148925781250, -0.0083007812500],
-    [-0.0291748046875, 0.0292968750000, -0.0517578125000, 0.0891113281250, -0.1665039062500, 0.4650878906250,
-     0.7797851562500, -0.2003173828125, 0.1015625000000, -0.0582275390625, 0.0330810546875, -0.0189208984375],
-    [-0.0189208984375, 0.0330810546875, -0.0582275390625, 0.1015625000000, -0.2003173828125, 0.7797851562500,
-     0.4650878906250, -0.1665039062500, 0.0891113281250, -0.0517578125000, 0.0292968750000, -0.0291748046875],
-    [-0.0083007812500, 0.0148925781250, -0.0266113281250, 0.0476074218750, -0.1022949218750, 0.9721679687500,
-     0.1373291015625, -0.0594482421875, 0.0332031250000, -0.0196533203125, 0.0109863281250, 0.0017089843750],
-])[:, ::-1].T.astype(np.float32).copy()  # (12 taps, oldest first) x (4 phases)
+TRUE_PEAK_PHASES = (
+    np.array(
+        [
+            [
+                0.0017089843750,
+                0.0109863281250,
+                -0.0196533203125,
+                0.0332031250000,
+                -0.0594482421875,
+                0.1373291015625,
+                0.9721679687500,
+                -0.1022949218750,
+                0.0476074218750,
+                -0.0266113281250,
+                0.0148925781250,
+                -0.0083007812500,
+            ],
+            [
+                -0.0291748046875,
+                0.0292968750000,
+                -0.0517578125000,
+                0.0891113281250,
+                -0.1665039062500,
+                0.4650878906250,
+                0.7797851562500,
+                -0.2003173828125,
+                0.1015625000000,
+                -0.0582275390625,
+                0.0330810546875,
+                -0.0189208984375,
+            ],
+            [
+                -0.0189208984375,
+                0.0330810546875,
+                -0.0582275390625,
+                0.1015625000000,
+                -0.2003173828125,
+                0.7797851562500,
+                0.4650878906250,
+                -0.1665039062500,
+                0.0891113281250,
+                -0.0517578125000,
+                0.0292968750000,
+                -0.0291748046875,
+            ],
+            [
+                -0.0083007812500,
+                0.0148925781250,
+                -0.0266113281250,
+                0.0476074218750,
+                -0.1022949218750,
+                0.9721679687500,
+                0.1373291015625,
+                -0.0594482421875,
+                0.0332031250000,
+                -0.0196533203125,
+                0.0109863281250,
+                0.0017089843750,
+            ],
+        ]
+    )[:, ::-1]
+    .T.astype(np.float32)
+    .copy()
+)  # (12 taps, oldest first) x (4 phases)
 _SPAN = 6  # samples each side of a point that its interpolation reads
 # No interpolated point exceeds the largest sample it reads times this sum of
 # the largest phase's |taps|: only windows with a sample above ceiling / it
@@ -217,8 +282,9 @@ class TruePeakLimiter:
     signal goes out `delay` samples late, so every gain meets its own sample.
     """
 
-    def __init__(self, ceiling_db: float, rate: int = RATE, *, lookahead_s: float = 0.005,
-                 release_s: float = 0.12) -> None:
+    def __init__(
+        self, ceiling_db: float, rate: int = RATE, *, lookahead_s: float = 0.005, release_s: float = 0.12
+    ) -> None:
         self.rate = rate
         self.ceiling = 10 ** (ceiling_db / 20)
         self._look = 2 * max(1, round(lookahead_s * rate / 2))  # even: the hold window is centred
@@ -233,10 +299,10 @@ class TruePeakLimiter:
         """A stereo block in, as many samples out, `delay` samples behind."""
         n = x.shape[1]
         if n > self.rate:  # the release's running maximum is scaled per block: keep blocks short
-            return np.concatenate([self.process(x[:, i:i + self.rate]) for i in range(0, n, self.rate)], axis=1)
+            return np.concatenate([self.process(x[:, i : i + self.rate]) for i in range(0, n, self.rate)], axis=1)
         xx = np.concatenate([self._x, np.asarray(x, np.float32)], axis=1)
         self._x = xx[:, n:]
-        out = xx[:, _SPAN:_SPAN + n]
+        out = xx[:, _SPAN : _SPAN + n]
         resting = self._level == 0.0 and not self._env.any()
         # 1. the true peak of each sample from the first going out to the last the lookahead sees
         m = n + self._look + 1
@@ -257,7 +323,7 @@ class TruePeakLimiter:
         elif len(rows):
             windows = np.take(xx, rows[:, None] + np.arange(2 * _SPAN), axis=1).reshape(-1, 2 * _SPAN)
             between[rows] = np.abs(_PHASES_BY_ROW @ windows.T).max(axis=0).reshape(2, -1).max(axis=0)
-        peak = np.maximum(sample[_SPAN:_SPAN + m], np.maximum(between[:-1], between[1:]))
+        peak = np.maximum(sample[_SPAN : _SPAN + m], np.maximum(between[:-1], between[1:]))
         over = peak > self.ceiling
         if resting and not over.any():
             return out.copy()
@@ -268,15 +334,15 @@ class TruePeakLimiter:
         if decay is None:
             decay = self._decay[n] = self._fall ** np.arange(n)
         if over.any():
-            held = ndimage.maximum_filter1d(need, self._look + 1)[half:half + n]
+            held = ndimage.maximum_filter1d(need, self._look + 1)[half : half + n]
             env = decay * np.maximum(self._level * self._fall, np.maximum.accumulate(held / decay))
         else:  # nothing new to catch: the last cut goes on letting go
             env = decay * (self._level * self._fall)
         # 3. averaged over the lookahead: the ramp
         run = np.concatenate([self._env, env])
         total = np.concatenate([[0.0], np.cumsum(run)])
-        cut: NDArray[np.float64] = (total[self._look:] - total[:-self._look]) / self._look
-        self._env = run[-(self._look - 1):]
+        cut: NDArray[np.float64] = (total[self._look :] - total[: -self._look]) / self._look
+        self._env = run[-(self._look - 1) :]
         if env[-1] < 1e-7 and self._env.max() < 1e-7:  # let go: back to passing samples through
             self._env[:] = 0.0
             self._level = 0.0

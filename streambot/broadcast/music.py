@@ -31,6 +31,7 @@ synthesis server such as pyo or SuperCollider would own its own clock and
 audio device, and a MIDI library (mido, pretty_midi) would add a file format
 between the arrangement and the notes without saving any code.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,20 +46,58 @@ from ..config import MUSIC_LEADS, MUSIC_MODES, MUSIC_ROLES, MUSIC_STYLES, MusicS
 from .effects import Echo, Reverb
 from .synth import ADSR, CHUNK, INSTRUMENTS, Signal, Tone, drum_kit, hz
 
-NOTES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5, "F": 5, "F#": 6,
-         "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11, "B#": 0}
+NOTES = {
+    "C": 0,
+    "C#": 1,
+    "Db": 1,
+    "D": 2,
+    "D#": 3,
+    "Eb": 3,
+    "E": 4,
+    "Fb": 4,
+    "E#": 5,
+    "F": 5,
+    "F#": 6,
+    "Gb": 6,
+    "G": 7,
+    "G#": 8,
+    "Ab": 8,
+    "A": 9,
+    "A#": 10,
+    "Bb": 10,
+    "B": 11,
+    "Cb": 11,
+    "B#": 0,
+}
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = {
-    "major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10), "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10), "lydian": (0, 2, 4, 6, 7, 9, 11), "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
 }
-DARKER = {"major": "minor", "lydian": "dorian", "mixolydian": "dorian", "dorian": "minor",
-          "minor": "minor", "phrygian": "phrygian"}
-BRIGHTER = {"minor": "major", "dorian": "mixolydian", "phrygian": "minor", "major": "major",
-            "lydian": "lydian", "mixolydian": "major"}
+DARKER = {
+    "major": "minor",
+    "lydian": "dorian",
+    "mixolydian": "dorian",
+    "dorian": "minor",
+    "minor": "minor",
+    "phrygian": "phrygian",
+}
+BRIGHTER = {
+    "minor": "major",
+    "dorian": "mixolydian",
+    "phrygian": "minor",
+    "major": "major",
+    "lydian": "lydian",
+    "mixolydian": "major",
+}
 
 
 # -- the story's mood ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Mood:
@@ -69,28 +108,31 @@ class Mood:
     transpose: int  # semitones
 
 
-MOODS = {m.name: m for m in (
-    Mood("neutral", None, 1.0, "", 0),
-    Mood("calm", 0.2, 0.92, "", 0),
-    Mood("night", 0.3, 0.9, "dark", 0),
-    Mood("storm", 0.8, 1.04, "dark", 0),
-    Mood("battle", 1.0, 1.1, "dark", 0),
-    Mood("celebration", 0.9, 1.08, "bright", 2),
-)}
+MOODS = {
+    m.name: m
+    for m in (
+        Mood("neutral", None, 1.0, "", 0),
+        Mood("calm", 0.2, 0.92, "", 0),
+        Mood("night", 0.3, 0.9, "dark", 0),
+        Mood("storm", 0.8, 1.04, "dark", 0),
+        Mood("battle", 1.0, 1.1, "dark", 0),
+        Mood("celebration", 0.9, 1.08, "bright", 2),
+    )
+}
 
 _MOOD_WORDS = {
     "battle": r"battles?|war|wars|warfare|fight\w*|attack\w*|combat|explo(?:de|des|sion|sions)|artillery|"
-              r"army|armies|soldiers?|siege|invasion|invad\w+|duel|clash\w*|bomb\w*|gunfire|guns?|"
-              r"charg(?:e|es|ing)|swords?|chase|round begins|warriors?|tanks?|missiles?|roars?|roaring",
+    r"army|armies|soldiers?|siege|invasion|invad\w+|duel|clash\w*|bomb\w*|gunfire|guns?|"
+    r"charg(?:e|es|ing)|swords?|chase|round begins|warriors?|tanks?|missiles?|roars?|roaring",
     "storm": r"\w*storms?|\w*storming|thunder\w*|lightning|hurricanes?|tornado\w*|typhoons?|blizzards?|gales?|"
-             r"tempest\w*|downpour|monsoon|cyclones?|squalls?|pours|pouring|heavy rain|acid rain|floods?|torrential",
+    r"tempest\w*|downpour|monsoon|cyclones?|squalls?|pours|pouring|heavy rain|acid rain|floods?|torrential",
     "celebration": r"celebrat\w*|party|parties|fireworks?|festivals?|carnival|parades?|victory|victorious|"
-                   r"wedding|confetti|balloons?|rainbows?|danc\w+|cheer\w*|birthday|feast|triumph\w*|"
-                   r"jubilant|joy\w*|disco",
+    r"wedding|confetti|balloons?|rainbows?|danc\w+|cheer\w*|birthday|feast|triumph\w*|"
+    r"jubilant|joy\w*|disco",
     "night": r"night\w*|midnight|moon\w*|starry|stars|dark|darkness|blackout|nocturnal|dusk|shadows?|"
-             r"searchlights?|owls?",
+    r"searchlights?|owls?",
     "calm": r"calm\w*|peace\w*|quiet\w*|serene|serenity|gentl\w*|tranquil\w*|still|mist\w*|sleep\w*|lazy|"
-            r"soft\w*|breeze|relax\w*|drift\w*|dawn|sunrise|golden hour|meditat\w*|lull\w*",
+    r"soft\w*|breeze|relax\w*|drift\w*|dawn|sunrise|golden hour|meditat\w*|lull\w*",
 }
 _MOOD_RE = {name: re.compile(rf"\b(?:{words})\b", re.IGNORECASE) for name, words in _MOOD_WORDS.items()}
 _PRIORITY = ("battle", "storm", "celebration", "night", "calm")  # a tie goes to the stronger mood
@@ -105,6 +147,7 @@ def mood_of(text: str) -> str:
 
 
 # -- the arrangement as data -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DrumLine:
@@ -167,103 +210,230 @@ def _held(steps: int) -> str:
     return "x" + "-" * (steps - 1)
 
 
-STYLES: dict[str, Style] = {s.name: s for s in (
-    Style("pad", 60, "A", "major", 4, (0, 3, 5, 4), bars_per_chord=2, energy=0.3, room=0.8, gain=0.72,
-          melody=("x-------x---x---x-------x-------", "x---x---x-------x---x---x-------"),
-          parts=(
-              Part("chords", "pad", _held(32), 48, 0.8, bars=2, voicing="seventh", reverb=0.35),
-              Part("bass", "pad", "R" + "-" * 31, 36, 0.45, enter=0.15, bars=2, reverb=0.2),
-              Part("sparkle", "pluck", _held(16), 72, 0.3, enter=0.35, reverb=0.5, echo=0.3),
-              Part("melody", "flute", "", 72, 0.35, enter=0.75, reverb=0.4, echo=0.2),
-              Part("drums", "", "", 0, 0.5, lines=(
-                  DrumLine("timpani", "X.......x.......", enter=0.65, level=0.7),
-                  DrumLine("crash", "X...............", enter=0.9, level=0.35, every=4),
-              )),
-          )),
-    Style("bouncy", 132, "F", "major", 4, (0, 5, 3, 4), energy=0.6, room=0.35, gain=0.7,
-          melody=("x.x.x...x.xxx...x...x.x.x-------", "x.x.x.x.x-..x...x.x.x.x.x---...."),
-          parts=(
-              Part("drums", "", "", 0, 0.75, lines=(
-                  DrumLine("kick", "X.......X.......", level=0.9),
-                  DrumLine("clap", "....X.......X...", enter=0.25, level=0.55),
-                  DrumLine("wood", "..x...x...x...x.", enter=0.4, level=0.35),
-                  DrumLine("hat", "x.x.x.x.x.x.x.x.", enter=0.55, level=0.3),
-                  DrumLine("tom", "........X.x.XxXx", enter=0.7, level=0.5, every=4, at=3),
-                  DrumLine("crash", "X...............", enter=0.85, level=0.35, every=4),
-              )),
-              Part("bass", "bass_round", "R.......5.......", 36, 0.7),
-              Part("chords", "mallet", "....x.......x...", 60, 0.4, enter=0.1, pan=0.3),
-              Part("melody", "lead", "", 72, 0.5, enter=0.15, pan=-0.15, reverb=0.12, echo=0.1),
-          )),
-    Style("march", 96, "D", "minor", 4, (0, 5, 3, 4), energy=0.55, room=0.75, gain=0.48,
-          melody=("x..x.xx.x-------x..x.xx.x---x...", "x-----x.x.x.x---x-----x.x-------"),
-          parts=(
-              Part("drums", "", "", 0, 0.75, reverb=0.25, lines=(
-                  DrumLine("timpani", "X.......X.......", level=0.8),
-                  DrumLine("snare", "X..xX.x.X..xX.xx", enter=0.3, level=0.45),
-                  DrumLine("kick", "X.......X.......", enter=0.55, level=0.6),
-                  DrumLine("snare", "........xxxxXXXX", enter=0.6, level=0.4, every=4, at=3),
-                  DrumLine("crash", "X...............", enter=0.85, level=0.4, every=4),
-              )),
-              Part("chords", "brass", _held(16), 48, 0.55, reverb=0.35),
-              Part("bass", "strings", "R-------5-------", 36, 0.6, enter=0.15),
-              Part("melody", "brass", "", 60, 0.5, enter=0.55, reverb=0.3),
-          )),
-    Style("synthwave", 100, "A", "minor", 4, (0, 5, 2, 6), energy=0.6, room=0.7, gain=0.51,
-          melody=("x---x---x-x-x---x-------x-x-x---", "x-x-x-x-x-------x---x---x-------"),
-          parts=(
-              Part("drums", "", "", 0, 0.75, reverb=0.2, lines=(
-                  DrumLine("kick808", "X...X...X...X...", enter=0.25, level=0.85),
-                  DrumLine("clap", "....X.......X...", enter=0.3, level=0.55),
-                  DrumLine("hat", "..x...x...x...x.", enter=0.4, level=0.35),
-                  DrumLine("hat", "x.x.x.x.x.x.x.x.", enter=0.75, level=0.2),
-                  DrumLine("crash", "X...............", enter=0.85, level=0.35, every=4),
-              )),
-              Part("bass", "bass_saw", "R.R.8.R.R.R.8.R.", 36, 0.6),
-              Part("arp", "arp", "xxxxxxxxxxxxxxxx", 60, 0.3, pan=0.25, reverb=0.25, echo=0.35),
-              Part("chords", "strings", _held(16), 48, 0.4, enter=0.1, voicing="seventh", pan=-0.2,
-                   reverb=0.4),
-              Part("melody", "lead_saw", "", 60, 0.4, enter=0.7, reverb=0.3, echo=0.25),
-          )),
-    Style("drone", 56, "C", "minor", 4, (0, 5, 3, 6), bars_per_chord=2, energy=0.35, room=0.92, gain=0.64,
-          parts=(
-              Part("drone", "drone", _held(32), 36, 0.65, bars=2, reverb=0.45),
-              Part("chords", "pad", _held(32), 48, 0.45, bars=2, reverb=0.5),
-              Part("sparkle", "bell", _held(16), 72, 0.3, enter=0.15, reverb=0.6, echo=0.4),
-              Part("drums", "", "", 0, 0.6, reverb=0.35, lines=(
-                  DrumLine("tom", "X..x............", enter=0.6, level=0.6),
-                  DrumLine("timpani", "X...............", enter=0.8, level=0.6, every=2),
-              )),
-          )),
-    Style("drive", 140, "E", "minor", 4, (0, 5, 6, 0), energy=0.7, room=0.45, gain=0.54,
-          melody=("x.x.x.x.x---x.x.x.x.x.x.x---x...", "x---x---x.x.x---x---x---x-------"),
-          parts=(
-              Part("drums", "", "", 0, 0.8, lines=(
-                  DrumLine("kick", "X.....X.X.....X.", level=0.9),
-                  DrumLine("snare", "....X.......X...", enter=0.2, level=0.6),
-                  DrumLine("hat", "x.x.x.x.x.x.x.x.", enter=0.35, level=0.3),
-                  DrumLine("open_hat", "..............x.", enter=0.6, level=0.3),
-                  DrumLine("tom", "............XxXx", enter=0.6, level=0.5, every=4, at=3),
-                  DrumLine("crash", "X...............", enter=0.75, level=0.35, every=4),
-              )),
-              Part("bass", "bass_saw", "R.R.R.R.R.R.R.R.", 36, 0.6),
-              Part("chords", "power", "X..X..X...X.X...", 48, 0.45, enter=0.3, voicing="root", pan=0.2),
-              Part("melody", "lead_saw", "", 60, 0.4, enter=0.6, pan=-0.2, reverb=0.2, echo=0.15),
-          )),
-    Style("modal", 84, "D", "lydian", 3, (0, 1, 0, 5), energy=0.45, room=0.8, gain=0.47,
-          melody=("x-----x.x.x." "x-----x-----", "x.x.x.x-----" "x---x---x---"),
-          parts=(
-              Part("arp", "pluck", "x.x.x.x.x.x.", 60, 0.4, voicing="updown", pan=0.2, reverb=0.35),
-              Part("chords", "strings", _held(12), 48, 0.4, pan=-0.2, reverb=0.4),
-              Part("melody", "flute", "", 72, 0.4, enter=0.25, reverb=0.35, echo=0.15),
-              Part("bass", "strings", "R-----------", 36, 0.4, enter=0.4),
-              Part("sparkle", "bell", _held(12), 84, 0.2, enter=0.5, reverb=0.6, echo=0.3),
-              Part("drums", "", "", 0, 0.6, reverb=0.3, lines=(
-                  DrumLine("timpani", "X.....x.....", enter=0.65, level=0.6),
-                  DrumLine("crash", "X...........", enter=0.85, level=0.35, every=4),
-              )),
-          )),
-)}
+STYLES: dict[str, Style] = {
+    s.name: s
+    for s in (
+        Style(
+            "pad",
+            60,
+            "A",
+            "major",
+            4,
+            (0, 3, 5, 4),
+            bars_per_chord=2,
+            energy=0.3,
+            room=0.8,
+            gain=0.72,
+            melody=("x-------x---x---x-------x-------", "x---x---x-------x---x---x-------"),
+            parts=(
+                Part("chords", "pad", _held(32), 48, 0.8, bars=2, voicing="seventh", reverb=0.35),
+                Part("bass", "pad", "R" + "-" * 31, 36, 0.45, enter=0.15, bars=2, reverb=0.2),
+                Part("sparkle", "pluck", _held(16), 72, 0.3, enter=0.35, reverb=0.5, echo=0.3),
+                Part("melody", "flute", "", 72, 0.35, enter=0.75, reverb=0.4, echo=0.2),
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.5,
+                    lines=(
+                        DrumLine("timpani", "X.......x.......", enter=0.65, level=0.7),
+                        DrumLine("crash", "X...............", enter=0.9, level=0.35, every=4),
+                    ),
+                ),
+            ),
+        ),
+        Style(
+            "bouncy",
+            132,
+            "F",
+            "major",
+            4,
+            (0, 5, 3, 4),
+            energy=0.6,
+            room=0.35,
+            gain=0.7,
+            melody=("x.x.x...x.xxx...x...x.x.x-------", "x.x.x.x.x-..x...x.x.x.x.x---...."),
+            parts=(
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.75,
+                    lines=(
+                        DrumLine("kick", "X.......X.......", level=0.9),
+                        DrumLine("clap", "....X.......X...", enter=0.25, level=0.55),
+                        DrumLine("wood", "..x...x...x...x.", enter=0.4, level=0.35),
+                        DrumLine("hat", "x.x.x.x.x.x.x.x.", enter=0.55, level=0.3),
+                        DrumLine("tom", "........X.x.XxXx", enter=0.7, level=0.5, every=4, at=3),
+                        DrumLine("crash", "X...............", enter=0.85, level=0.35, every=4),
+                    ),
+                ),
+                Part("bass", "bass_round", "R.......5.......", 36, 0.7),
+                Part("chords", "mallet", "....x.......x...", 60, 0.4, enter=0.1, pan=0.3),
+                Part("melody", "lead", "", 72, 0.5, enter=0.15, pan=-0.15, reverb=0.12, echo=0.1),
+            ),
+        ),
+        Style(
+            "march",
+            96,
+            "D",
+            "minor",
+            4,
+            (0, 5, 3, 4),
+            energy=0.55,
+            room=0.75,
+            gain=0.48,
+            melody=("x..x.xx.x-------x..x.xx.x---x...", "x-----x.x.x.x---x-----x.x-------"),
+            parts=(
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.75,
+                    reverb=0.25,
+                    lines=(
+                        DrumLine("timpani", "X.......X.......", level=0.8),
+                        DrumLine("snare", "X..xX.x.X..xX.xx", enter=0.3, level=0.45),
+                        DrumLine("kick", "X.......X.......", enter=0.55, level=0.6),
+                        DrumLine("snare", "........xxxxXXXX", enter=0.6, level=0.4, every=4, at=3),
+                        DrumLine("crash", "X...............", enter=0.85, level=0.4, every=4),
+                    ),
+                ),
+                Part("chords", "brass", _held(16), 48, 0.55, reverb=0.35),
+                Part("bass", "strings", "R-------5-------", 36, 0.6, enter=0.15),
+                Part("melody", "brass", "", 60, 0.5, enter=0.55, reverb=0.3),
+            ),
+        ),
+        Style(
+            "synthwave",
+            100,
+            "A",
+            "minor",
+            4,
+            (0, 5, 2, 6),
+            energy=0.6,
+            room=0.7,
+            gain=0.51,
+            melody=("x---x---x-x-x---x-------x-x-x---", "x-x-x-x-x-------x---x---x-------"),
+            parts=(
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.75,
+                    reverb=0.2,
+                    lines=(
+                        DrumLine("kick808", "X...X...X...X...", enter=0.25, level=0.85),
+                        DrumLine("clap", "....X.......X...", enter=0.3, level=0.55),
+                        DrumLine("hat", "..x...x...x...x.", enter=0.4, level=0.35),
+                        DrumLine("hat", "x.x.x.x.x.x.x.x.", enter=0.75, level=0.2),
+                        DrumLine("crash", "X...............", enter=0.85, level=0.35, every=4),
+                    ),
+                ),
+                Part("bass", "bass_saw", "R.R.8.R.R.R.8.R.", 36, 0.6),
+                Part("arp", "arp", "xxxxxxxxxxxxxxxx", 60, 0.3, pan=0.25, reverb=0.25, echo=0.35),
+                Part("chords", "strings", _held(16), 48, 0.4, enter=0.1, voicing="seventh", pan=-0.2, reverb=0.4),
+                Part("melody", "lead_saw", "", 60, 0.4, enter=0.7, reverb=0.3, echo=0.25),
+            ),
+        ),
+        Style(
+            "drone",
+            56,
+            "C",
+            "minor",
+            4,
+            (0, 5, 3, 6),
+            bars_per_chord=2,
+            energy=0.35,
+            room=0.92,
+            gain=0.64,
+            parts=(
+                Part("drone", "drone", _held(32), 36, 0.65, bars=2, reverb=0.45),
+                Part("chords", "pad", _held(32), 48, 0.45, bars=2, reverb=0.5),
+                Part("sparkle", "bell", _held(16), 72, 0.3, enter=0.15, reverb=0.6, echo=0.4),
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.6,
+                    reverb=0.35,
+                    lines=(
+                        DrumLine("tom", "X..x............", enter=0.6, level=0.6),
+                        DrumLine("timpani", "X...............", enter=0.8, level=0.6, every=2),
+                    ),
+                ),
+            ),
+        ),
+        Style(
+            "drive",
+            140,
+            "E",
+            "minor",
+            4,
+            (0, 5, 6, 0),
+            energy=0.7,
+            room=0.45,
+            gain=0.54,
+            melody=("x.x.x.x.x---x.x.x.x.x.x.x---x...", "x---x---x.x.x---x---x---x-------"),
+            parts=(
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.8,
+                    lines=(
+                        DrumLine("kick", "X.....X.X.....X.", level=0.9),
+                        DrumLine("snare", "....X.......X...", enter=0.2, level=0.6),
+                        DrumLine("hat", "x.x.x.x.x.x.x.x.", enter=0.35, level=0.3),
+                        DrumLine("open_hat", "..............x.", enter=0.6, level=0.3),
+                        DrumLine("tom", "............XxXx", enter=0.6, level=0.5, every=4, at=3),
+                        DrumLine("crash", "X...............", enter=0.75, level=0.35, every=4),
+                    ),
+                ),
+                Part("bass", "bass_saw", "R.R.R.R.R.R.R.R.", 36, 0.6),
+                Part("chords", "power", "X..X..X...X.X...", 48, 0.45, enter=0.3, voicing="root", pan=0.2),
+                Part("melody", "lead_saw", "", 60, 0.4, enter=0.6, pan=-0.2, reverb=0.2, echo=0.15),
+            ),
+        ),
+        Style(
+            "modal",
+            84,
+            "D",
+            "lydian",
+            3,
+            (0, 1, 0, 5),
+            energy=0.45,
+            room=0.8,
+            gain=0.47,
+            melody=("x-----x.x.x.x-----x-----", "x.x.x.x-----x---x---x---"),
+            parts=(
+                Part("arp", "pluck", "x.x.x.x.x.x.", 60, 0.4, voicing="updown", pan=0.2, reverb=0.35),
+                Part("chords", "strings", _held(12), 48, 0.4, pan=-0.2, reverb=0.4),
+                Part("melody", "flute", "", 72, 0.4, enter=0.25, reverb=0.35, echo=0.15),
+                Part("bass", "strings", "R-----------", 36, 0.4, enter=0.4),
+                Part("sparkle", "bell", _held(12), 84, 0.2, enter=0.5, reverb=0.6, echo=0.3),
+                Part(
+                    "drums",
+                    "",
+                    "",
+                    0,
+                    0.6,
+                    reverb=0.3,
+                    lines=(
+                        DrumLine("timpani", "X.....x.....", enter=0.65, level=0.6),
+                        DrumLine("crash", "X...........", enter=0.85, level=0.35, every=4),
+                    ),
+                ),
+            ),
+        ),
+    )
+}
 
 
 def _check_catalogue() -> None:
@@ -290,14 +460,17 @@ def style_for(music: MusicSettings) -> Style:
     if music.lead is not None:
         parts = tuple(replace(p, instrument=music.lead) if p.role == "melody" else p for p in parts)
     return replace(
-        base, parts=parts,
+        base,
+        parts=parts,
         tempo=music.tempo if music.tempo is not None else base.tempo,
-        key=music.key or base.key, mode=music.mode or base.mode,
+        key=music.key or base.key,
+        mode=music.mode or base.mode,
         energy=music.energy if music.energy is not None else base.energy,
     )
 
 
 # -- playing it ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Event:
@@ -367,13 +540,19 @@ class Band:
         self._voices: list[Voice] = []
         self._motifs = [self._motif(r) for r in style.melody]
         self._reverb = Reverb(style.room, rate)
-        self._echo = (Echo(style.echo_beats * 60 / style.tempo, 0.35, rate)
-                      if any(p.echo for p in style.parts) else None)
+        self._echo = Echo(style.echo_beats * 60 / style.tempo, 0.35, rate) if any(p.echo for p in style.parts) else None
         # Parts -> left, right (constant-power pan), reverb send, echo send; the style's gain folded in.
-        self._routing = (np.array([[np.cos((p.pan + 1) * np.pi / 4) * np.sqrt(2) for p in style.parts],
-                                   [np.sin((p.pan + 1) * np.pi / 4) * np.sqrt(2) for p in style.parts],
-                                   [p.reverb for p in style.parts],
-                                   [p.echo for p in style.parts]]) * style.gain).astype(np.float32)
+        self._routing = (
+            np.array(
+                [
+                    [np.cos((p.pan + 1) * np.pi / 4) * np.sqrt(2) for p in style.parts],
+                    [np.sin((p.pan + 1) * np.pi / 4) * np.sqrt(2) for p in style.parts],
+                    [p.reverb for p in style.parts],
+                    [p.echo for p in style.parts],
+                ]
+            )
+            * style.gain
+        ).astype(np.float32)
 
     # -- the story ----------------------------------------------------------------------------
     def set_mood(self, mood: str) -> None:
@@ -385,8 +564,14 @@ class Band:
         self._tempo_target = self.style.tempo * MOODS[mood].tempo
 
     def status(self) -> dict[str, object]:
-        return {"style": self.style.name, "mood": self.mood.name, "tempo": round(self.tempo, 1),
-                "key": NAMES[self.tonic % 12], "mode": self.mode, "intensity": round(self.intensity, 2)}
+        return {
+            "style": self.style.name,
+            "mood": self.mood.name,
+            "tempo": round(self.tempo, 1),
+            "key": NAMES[self.tonic % 12],
+            "mode": self.mode,
+            "intensity": round(self.intensity, 2),
+        }
 
     def _apply_mood(self, name: str) -> None:
         self._pending = None
@@ -433,7 +618,7 @@ class Band:
         alive = []
         for v in self._voices:
             k = min(n - v.start, v.length - v.pos)
-            into = parts[v.part, v.start:v.start + k]
+            into = parts[v.part, v.start : v.start + k]
             if v.envelope is not None:  # a long note: its tone under its envelope
                 assert isinstance(v.sound, Tone)
                 shape = v.envelope.values(v.pos, k, v.gate, self.rate)
@@ -442,7 +627,7 @@ class Band:
             elif isinstance(v.sound, Tone):  # a one-shot: its tone is the note
                 into += v.velocity * self._read(v.sound, v.pos, k)
             else:
-                into += v.velocity * v.sound[v.pos:v.pos + k]
+                into += v.velocity * v.sound[v.pos : v.pos + k]
             v.pos += k
             v.start = 0
             if v.pos < v.length:
@@ -587,10 +772,14 @@ class Band:
             beat = base + (st - offset) * step
             vel = level * ACCENT.get(c, 0.85)
             if part.role == "chords":
-                degrees = {"root": (root,), "triad": (root, root + 2, root + 4),
-                           "seventh": (root, root + 2, root + 4, root + 6)}[part.voicing]
-                out.extend(Event(beat, i, self._midi(part, d), length * step, vel / len(degrees) ** 0.5)
-                           for d in degrees)
+                degrees = {
+                    "root": (root,),
+                    "triad": (root, root + 2, root + 4),
+                    "seventh": (root, root + 2, root + 4, root + 6),
+                }[part.voicing]
+                out.extend(
+                    Event(beat, i, self._midi(part, d), length * step, vel / len(degrees) ** 0.5) for d in degrees
+                )
             elif part.role == "bass":
                 d = {"3": root + 2, "5": root + 4, "8": root + 7}.get(c, root)
                 out.append(Event(beat, i, self._midi(part, d), length * step, level))
@@ -631,6 +820,13 @@ class Band:
         for k, (st, length, d) in enumerate(mine):
             if phrase == 7 and k == len(mine) - 1:
                 d = 0
-            out.append(Event(bar * s.beats + st * 0.25, i, self._midi(part, degree + d), length * 0.25,
-                             level * (1.0 if st % 4 == 0 else 0.85)))
+            out.append(
+                Event(
+                    bar * s.beats + st * 0.25,
+                    i,
+                    self._midi(part, degree + d),
+                    length * 0.25,
+                    level * (1.0 if st % 4 == 0 else 0.85),
+                )
+            )
         return out

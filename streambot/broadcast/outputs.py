@@ -25,6 +25,7 @@ network destination before that, on a video keyframe: the old connection is
 closed properly and the new one opens on that same keyframe, so no packet is
 lost and the picture stops only for the time the handshake takes.
 """
+
 from __future__ import annotations
 
 import io
@@ -108,14 +109,18 @@ def check_reachable(target: str, timeout: float) -> None:
 def _pack(packet: Packet, kind: int) -> bytes:
     tb = packet.time_base
     return _HEAD.pack(
-        kind, 1 if packet.is_keyframe else 0,
+        kind,
+        1 if packet.is_keyframe else 0,
         _NONE if packet.pts is None else packet.pts,
         _NONE if packet.dts is None else packet.dts,
-        packet.duration or 0, tb.numerator, tb.denominator,
+        packet.duration or 0,
+        tb.numerator,
+        tb.denominator,
     ) + bytes(packet)
 
 
 # -- the child process -------------------------------------------------------------
+
 
 class _Status:
     """Counters shared with the parent through shared memory."""
@@ -154,8 +159,9 @@ class _Status:
 
 
 class _Muxer:
-    def __init__(self, target: str, info: StreamInfo, status: _Status, timeout: float,
-                 planned_reconnect_s: float | None = None) -> None:
+    def __init__(
+        self, target: str, info: StreamInfo, status: _Status, timeout: float, planned_reconnect_s: float | None = None
+    ) -> None:
         self.target = target
         self.info = info
         self.status = status
@@ -225,7 +231,7 @@ class _Muxer:
         if t < self.offset:
             return
         shift = round(self.offset / tb)
-        p = av.Packet(message[_HEAD.size:])
+        p = av.Packet(message[_HEAD.size :])
         p.pts = None if pts == _NONE else pts - shift
         p.dts = None if dts == _NONE else dts - shift
         if duration:
@@ -277,8 +283,15 @@ def _bound_send_buffers() -> None:
             s.close()  # the duplicate only
 
 
-def _child_main(conn: Connection, status: _Status, target: str, info: StreamInfo, timeout: float,
-                reconnect_max_s: float, planned_reconnect_s: float | None = None) -> None:
+def _child_main(
+    conn: Connection,
+    status: _Status,
+    target: str,
+    info: StreamInfo,
+    timeout: float,
+    reconnect_max_s: float,
+    planned_reconnect_s: float | None = None,
+) -> None:
     """The destination's process: receive packets, mux them, reconnect on failure."""
     become_child()  # Ctrl-C is the broadcast's to act on (after the trailer); gone with the show
     logging.basicConfig(level=logging.WARNING)
@@ -334,13 +347,21 @@ def _child_main(conn: Connection, status: _Status, target: str, info: StreamInfo
 
 # -- the broadcast side --------------------------------------------------------------
 
+
 class Output:
     """One destination, fed from the broadcast, muxed in its own process."""
 
     QUEUE_SECONDS = 4.0
 
-    def __init__(self, target: str, info: StreamInfo, *, connect_timeout_s: float = 5.0,
-                 reconnect_max_s: float = 30.0, planned_reconnect_s: float | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        info: StreamInfo,
+        *,
+        connect_timeout_s: float = 5.0,
+        reconnect_max_s: float = 30.0,
+        planned_reconnect_s: float | None = None,
+    ) -> None:
         validate_target(target)
         self.target = target
         self.name = mask_url(target)
@@ -439,9 +460,17 @@ class Output:
         self._status.values[_Status.BUSY] = 0
         recv, self._conn = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
-            target=_child_main, name="streambot output",
-            args=(recv, self._status, self.target, self.info, self.connect_timeout_s, self.reconnect_max_s,
-                  self.planned_reconnect_s),
+            target=_child_main,
+            name="streambot output",
+            args=(
+                recv,
+                self._status,
+                self.target,
+                self.info,
+                self.connect_timeout_s,
+                self.reconnect_max_s,
+                self.planned_reconnect_s,
+            ),
             daemon=True,
         )
         self._proc.start()
@@ -539,8 +568,7 @@ class Output:
                 if busy <= self.stall_s or self._proc is None or not self._proc.is_alive():
                     continue
                 self._status.set_error(f"stalled: no progress for {busy:.0f} s")
-                log.warning("output %s: stalled for %.0f s (the server takes nothing); reconnecting",
-                            self.name, busy)
+                log.warning("output %s: stalled for %.0f s (the server takes nothing); reconnecting", self.name, busy)
                 self._proc.kill()  # the feeder, blocked on its pipe, wakes and starts it again
                 self._proc.join(5)
                 self._status.values[_Status.BUSY] = 0
@@ -607,5 +635,4 @@ def open_outputs(outputs: list[Output]) -> None:
         if o.state == "live":
             log.info("output %s: live", o.name)
         else:
-            log.warning("output %s: not live yet (%s); it keeps trying while the others stream",
-                        o.name, o.reason())
+            log.warning("output %s: not live yet (%s); it keeps trying while the others stream", o.name, o.reason())

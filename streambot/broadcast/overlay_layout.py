@@ -7,6 +7,7 @@ the overlay by copying a file; a preset picks its own with a top-level
 `overlay = "neon"`. The same layout, as JSON (`layout_json`), drives the OBS
 browser-source page.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,9 +29,15 @@ DEFAULT_LAYOUT = "default"
 Color = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Anchor = Literal[
-    "top-left", "top-center", "top-right",
-    "middle-left", "center", "middle-right",
-    "bottom-left", "bottom-center", "bottom-right",
+    "top-left",
+    "top-center",
+    "top-right",
+    "middle-left",
+    "center",
+    "middle-right",
+    "bottom-left",
+    "bottom-center",
+    "bottom-right",
 ]
 
 

@@ -6,6 +6,7 @@ play). Each is drawn with PIL at the output resolution into its own small
 premultiplied RGBA patch, and each is cached on the part of the state it
 shows, so the countdown's tick redraws the vote panel only.
 """
+
 from __future__ import annotations
 
 import functools
@@ -91,8 +92,9 @@ class Canvas:
         if w > 0 and h > 0:
             self.cover(x, y, rounded_mask(w, h, r), colour, opacity)
 
-    def text(self, line: Line, x: float, baseline: float, colour: RGB, *, stroke: int = 0,
-             stroke_colour: RGB = (0, 0, 0)) -> None:
+    def text(
+        self, line: Line, x: float, baseline: float, colour: RGB, *, stroke: int = 0, stroke_colour: RGB = (0, 0, 0)
+    ) -> None:
         draw_line(self.img, x, baseline, line, colour, stroke=stroke, stroke_fill=stroke_colour)
 
     def pixels(self) -> NDArray[np.uint8]:
@@ -117,8 +119,12 @@ class OverlayRenderer:
             return []
         panels = [
             ("now", self.layout.now, (state.on_air, state.on_air_by, state.source, state.title), self._now),
-            ("vote", self.layout.vote, (state.mode, state.round, state.seconds_left, state.round_s, state.locked,
-                                        state.candidates), self._vote),
+            (
+                "vote",
+                self.layout.vote,
+                (state.mode, state.round, state.seconds_left, state.round_s, state.locked, state.candidates),
+                self._vote,
+            ),
             ("help", self.layout.help, (state.how_to_play,), self._help),
         ]
         out = []
@@ -226,8 +232,10 @@ class OverlayRenderer:
         line_h = round(px * 1.28)
         gap = round(px * 0.3)
         content_h = pill_h + gap + len(lines) * line_h + (gap // 2 if lines else 0) + round(small * 1.4)
-        widest = max([label_w + (round(title.width) + small if title else 0), round(who.width)]
-                     + [round(line.width) for line in lines])
+        widest = max(
+            [label_w + (round(title.width) + small if title else 0), round(who.width)]
+            + [round(line.width) for line in lines]
+        )
         w = min(max_w, max(widest + 2 * pad, round(0.22 * W)))
         h = content_h + 2 * pad
         # 2. draw
@@ -235,18 +243,36 @@ class OverlayRenderer:
         x0, y = ox + pad, oy + pad
         pw = self._pill(c, x0, y, cfg.label, small, rgb(st.live), (255, 255, 255), dot=(255, 255, 255))
         if title is not None:
-            c.text(title, x0 + pw + small * 0.8, self._baseline(y, pill_h, small), rgb(st.muted),
-                   stroke=self._stroke, stroke_colour=rgb(st.outline_color))
+            c.text(
+                title,
+                x0 + pw + small * 0.8,
+                self._baseline(y, pill_h, small),
+                rgb(st.muted),
+                stroke=self._stroke,
+                stroke_colour=rgb(st.outline_color),
+            )
         y += pill_h + gap
         for line in lines:
             lx = x0 + (w - 2 * pad - line.width if line.rtl else 0)  # right to left: flush right
-            c.text(line, lx, self._baseline(y, line_h, px), rgb(st.text),
-                   stroke=self._stroke, stroke_colour=rgb(st.outline_color))
+            c.text(
+                line,
+                lx,
+                self._baseline(y, line_h, px),
+                rgb(st.text),
+                stroke=self._stroke,
+                stroke_colour=rgb(st.outline_color),
+            )
             y += line_h
         if lines:
             y += gap // 2
-        c.text(who, x0, self._baseline(y, round(small * 1.4), small), rgb(st.muted),
-               stroke=self._stroke, stroke_colour=rgb(st.outline_color))
+        c.text(
+            who,
+            x0,
+            self._baseline(y, round(small * 1.4), small),
+            rgb(st.muted),
+            stroke=self._stroke,
+            stroke_colour=rgb(st.outline_color),
+        )
         return self._finish("now", cfg, c, m, w, h)
 
     # -- vote -----------------------------------------------------------------------
@@ -277,8 +303,13 @@ class OverlayRenderer:
             clock = wrap(f"{m_}:{sec:02d}" if m_ else f"{sec}s", self.fonts, round(px * 1.15), inner, 1)[0]
         title_txt = "ANARCHY" if s.mode == "anarchy" else cfg.title
         title = wrap(title_txt, self.fonts, px, inner // 2, 1)[0]
-        sub = wrap(f"ROUND {s.round}" if s.round else "", self.light, small,
-                   max(10, inner - round(title.width) - (round(clock.width) if clock else 0) - px), 1)[0]
+        sub = wrap(
+            f"ROUND {s.round}" if s.round else "",
+            self.light,
+            small,
+            max(10, inner - round(title.width) - (round(clock.width) if clock else 0) - px),
+            1,
+        )[0]
         body_h = row_h * len(cands) if cands else round(px * 1.6)
         h = pad + head_h + bar_h + round(px * 0.45) + body_h + pad
         # 2. header: title, round, countdown, time bar
@@ -313,19 +344,36 @@ class OverlayRenderer:
             tw = x0 + inner - tx - pct_w
             line = wrap(cd.text, self.fonts, px, tw, 1)[0]
             text_top = y + round(px * 0.05)
-            c.text(line, tx + (tw - line.width if line.rtl else 0), self._baseline(text_top, round(px * 1.3), px),
-                   text, **stroke)
+            c.text(
+                line,
+                tx + (tw - line.width if line.rtl else 0),
+                self._baseline(text_top, round(px * 1.3), px),
+                text,
+                **stroke,
+            )
             if cfg.show_percent:
                 pct = wrap(f"{round(cd.share * 100)}%", self.light, small, pct_w, 1)[0]
-                c.text(pct, x0 + inner - pct.width, self._baseline(text_top, round(px * 1.3), px),
-                       accent if leading else muted, **stroke)
+                c.text(
+                    pct,
+                    x0 + inner - pct.width,
+                    self._baseline(text_top, round(px * 1.3), px),
+                    accent if leading else muted,
+                    **stroke,
+                )
             vb_h = max(3, round(px * 0.2))
             vb_y = text_top + round(px * 1.42)
             vb_w = x0 + inner - tx
             c.box(tx, vb_y, vb_w, vb_h, vb_h // 2, text, st.bar_track_opacity)
             if cd.share > 0:
-                c.box(tx, vb_y, max(vb_h, round(vb_w * min(1.0, cd.share))), vb_h, vb_h // 2, accent,
-                      1.0 if leading else 0.75)
+                c.box(
+                    tx,
+                    vb_y,
+                    max(vb_h, round(vb_w * min(1.0, cd.share))),
+                    vb_h,
+                    vb_h // 2,
+                    accent,
+                    1.0 if leading else 0.75,
+                )
             y += row_h
         return self._finish("vote", cfg, c, m, w, h)
 
@@ -384,7 +432,7 @@ def composite_rgb(frame: NDArray[np.uint8], patches: list[Patch]) -> NDArray[np.
         cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
         if cx1 <= cx0 or cy1 <= cy0:
             continue
-        src = p.rgba[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0].astype(np.float32)
+        src = p.rgba[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0].astype(np.float32)
         a = src[..., 3:4] / 255
         out[cy0:cy1, cx0:cx1] = out[cy0:cy1, cx0:cx1] * (1 - a) + src[..., :3]
     picture: NDArray[np.uint8] = np.clip(out + 0.5, 0, 255).astype(np.uint8)

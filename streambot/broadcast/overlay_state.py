@@ -5,6 +5,7 @@ few times a second; the compositor redraws only when it changes (so the
 countdown costs one redraw a second), and the console sends the same value,
 as JSON, to the OBS browser-source page.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,14 @@ class OnAirLike(Protocol):
     def direction(self) -> Direction: ...
 
 
-def build_overlay_state(snapshot: RoundLike | None, on_air: OnAirLike | None, title: str, *, off_air: bool = False,
-                        discord_invite: str | None = None) -> OverlayState:
+def build_overlay_state(
+    snapshot: RoundLike | None,
+    on_air: OnAirLike | None,
+    title: str,
+    *,
+    off_air: bool = False,
+    discord_invite: str | None = None,
+) -> OverlayState:
     """From `Audience.snapshot()` and `Director.on_air` (either may be None)."""
     cands = tuple(snapshot.candidates) if snapshot is not None else ()
     total = sum(max(0.0, c.votes) for c in cands) or 1.0
@@ -97,8 +104,7 @@ def build_overlay_state(snapshot: RoundLike | None, on_air: OnAirLike | None, ti
         locked=bool(snapshot.locked) if snapshot is not None else False,
         off_air=off_air,
         candidates=tuple(
-            OverlayCandidate(c.number or i + 1, c.text, c.votes, max(0.0, c.votes) / total)
-            for i, c in enumerate(cands)
+            OverlayCandidate(c.number or i + 1, c.text, c.votes, max(0.0, c.votes) / total) for i, c in enumerate(cands)
         ),
         how_to_play=how,
         discord_invite=discord_invite,

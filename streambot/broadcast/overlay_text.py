@@ -15,6 +15,7 @@ Algorithm (`bidi.py`, FriBidi), the shaper lays out each run.
 Drawing is onto straight (not premultiplied) RGBA images: PIL's fills and
 text blend over what is there; emoji bitmaps are composited.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,8 +60,15 @@ MAX_CLUSTERS = 300  # clusters kept after cleaning (a 2-line prompt holds ~120)
 RAQM = bool(features.check("raqm"))  # None only for a feature Pillow does not know
 
 _GRAPHEME = regex.compile(r"\X")
-_WIDE = ((0x1100, 0x115F), (0x2E80, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
-         (0xFE30, 0xFE4F), (0xFF00, 0xFF60), (0x20000, 0x3FFFD))
+_WIDE = (
+    (0x1100, 0x115F),
+    (0x2E80, 0x9FFF),
+    (0xAC00, 0xD7A3),
+    (0xF900, 0xFAFF),
+    (0xFE30, 0xFE4F),
+    (0xFF00, 0xFF60),
+    (0x20000, 0x3FFFD),
+)
 
 
 def _is_wide(cp: int) -> bool:
@@ -83,6 +91,7 @@ def split_clusters(text: str) -> list[str]:
 
 
 # -- fonts ---------------------------------------------------------------------
+
 
 class Face:
     """One font file: its cmap (what it can draw) and its sizes, loaded lazily.
@@ -108,8 +117,7 @@ class Face:
     def has(self, cluster: str) -> bool:
         """Every character of the cluster (selectors and joiners aside) is in the cmap."""
         return all(
-            ord(c) in self.cmap or ord(c) in (0x200D, 0xFE0E, 0xFE0F, 0x20E3) and c != cluster[0]
-            for c in cluster
+            ord(c) in self.cmap or ord(c) in (0x200D, 0xFE0E, 0xFE0F, 0x20E3) and c != cluster[0] for c in cluster
         )
 
     def font(self, px: int) -> ImageFont.FreeTypeFont:
@@ -130,9 +138,15 @@ def load_face(path: Path, shaped: bool = RAQM) -> Face:
 class FontSet:
     """A primary font and the shared fallback chain, with per-cluster choice."""
 
-    def __init__(self, primary: str = "NotoSans-Bold.ttf", font_dir: Path = FONT_DIR,
-                 fallbacks: tuple[str, ...] = FALLBACK_FONTS, emoji: str | None = EMOJI_FONT,
-                 *, shaped: bool = RAQM) -> None:
+    def __init__(
+        self,
+        primary: str = "NotoSans-Bold.ttf",
+        font_dir: Path = FONT_DIR,
+        fallbacks: tuple[str, ...] = FALLBACK_FONTS,
+        emoji: str | None = EMOJI_FONT,
+        *,
+        shaped: bool = RAQM,
+    ) -> None:
         names = [primary] + [f for f in fallbacks if f != primary]
         self.faces = [load_face(Path(font_dir) / n, shaped) for n in names]
         self.primary = self.faces[0]
@@ -151,9 +165,14 @@ class FontSet:
 
     def _pick(self, cluster: str) -> Face | None:
         cp = ord(cluster[0])
-        emoji_like = (len(cluster) > 1 and any(ord(c) in (0xFE0F, 0x200D, 0x20E3) or 0x1F3FB <= ord(c) <= 0x1F3FF
-                                               or 0x1F1E6 <= ord(c) <= 0x1F1FF for c in cluster[1:])
-                      and not cluster.endswith("\ufe0e")) or cp >= 0x1F000
+        emoji_like = (
+            len(cluster) > 1
+            and any(
+                ord(c) in (0xFE0F, 0x200D, 0x20E3) or 0x1F3FB <= ord(c) <= 0x1F3FF or 0x1F1E6 <= ord(c) <= 0x1F1FF
+                for c in cluster[1:]
+            )
+            and not cluster.endswith("\ufe0e")
+        ) or cp >= 0x1F000
         if emoji_like and self.emoji is not None and self.emoji.has(cluster):
             return self.emoji
         for face in self.faces:
@@ -364,7 +383,7 @@ def wrap(text: object, fonts: FontSet, px: int, max_width: float, max_lines: int
         k = len(fits) - 1  # index in `breaks` of the guess
 
         def measure(end: int) -> Line:
-            return build_line(_strip(glyphs[i:end]), px)
+            return build_line(_strip(glyphs[i:end]), px)  # noqa: B023  (called only within this iteration)
 
         if k < 0:  # one word longer than the line: as many clusters as fit
             end = max(j, i + 1)
@@ -394,6 +413,7 @@ def wrap(text: object, fonts: FontSet, px: int, max_width: float, max_lines: int
 
 # -- drawing --------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=256)
 def _emoji_image(text: str, face: Face, px: int) -> tuple[Image.Image, int, int]:
     """A run of emoji drawn at the font's one size and scaled to `px`, with its
@@ -410,8 +430,16 @@ def _emoji_image(text: str, face: Face, px: int) -> tuple[Image.Image, int, int]
     return small.convert("RGBA"), round(left * s), round(top * s)
 
 
-def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tuple[int, int, int],
-              *, stroke: int = 0, stroke_fill: tuple[int, int, int] = (0, 0, 0)) -> None:
+def draw_line(
+    img: Image.Image,
+    x: float,
+    baseline: float,
+    line: Line,
+    fill: tuple[int, int, int],
+    *,
+    stroke: int = 0,
+    stroke_fill: tuple[int, int, int] = (0, 0, 0),
+) -> None:
     """Draw `line` with its left end at `x` on the baseline `baseline` (RGBA)."""
     draw = ImageDraw.Draw(img)
     for run in line.runs:
@@ -420,8 +448,16 @@ def draw_line(img: Image.Image, x: float, baseline: float, line: Line, fill: tup
             _composite(img, im, round(x) + dx, round(baseline) + dy)
         else:
             direction = ("rtl" if run.rtl else "ltr") if run.face.shaped else None
-            draw.text((x, baseline), run.text, font=run.face.font(line.px), anchor="ls",
-                      fill=(*fill, 255), stroke_width=stroke, stroke_fill=(*stroke_fill, 255), direction=direction)
+            draw.text(
+                (x, baseline),
+                run.text,
+                font=run.face.font(line.px),
+                anchor="ls",
+                fill=(*fill, 255),
+                stroke_width=stroke,
+                stroke_fill=(*stroke_fill, 255),
+                direction=direction,
+            )
         x += run.width
 
 

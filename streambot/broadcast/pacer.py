@@ -30,6 +30,7 @@ the result: the spread of frame-to-frame change, 0 for perfectly even motion
 (a steady 1-in-3 step and a burst-then-freeze spread alike, so `longest_still`
 tells those apart).
 """
+
 from __future__ import annotations
 
 import queue
@@ -81,8 +82,16 @@ def longest_still(images: Iterable[ArrayLike], tolerance: float = 0.01) -> int:
 class FramePacer:
     """Queue-like (`put`, `get`, `get_nowait`) so the world runner and the clock use it as their queue."""
 
-    def __init__(self, pacing: Pacing, output_fps: float, *, gain: float = 0.2, horizon_chunks: float = 3.0,
-                 min_rate: float = 0.05, catch_up: float = 3.0) -> None:
+    def __init__(
+        self,
+        pacing: Pacing,
+        output_fps: float,
+        *,
+        gain: float = 0.2,
+        horizon_chunks: float = 3.0,
+        min_rate: float = 0.05,
+        catch_up: float = 3.0,
+    ) -> None:
         self.nominal = pacing.source_fps / output_fps  # source frames per output tick
         self.chunk = max(1, int(pacing.chunk_frames))
         self.blend = pacing.blend

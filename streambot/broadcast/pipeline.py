@@ -11,6 +11,7 @@ capacity, encode cost, late, repeated and skipped frames, the preset in use,
 and prompt-to-pixel latency (from the steer call to the first encoded frame
 rendered under that prompt).
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,15 +73,28 @@ class Health:
 
 def encoder_settings(stream: StreamSettings) -> EncoderSettings:
     return EncoderSettings(
-        size=stream.dimensions, fps=stream.fps, bitrate_kbps=stream.bitrate_kbps,
-        audio_bitrate_kbps=stream.audio_bitrate_kbps, keyframe_s=stream.keyframe_s,
-        preset=stream.x264_preset, codec=stream.encoder, adaptive=stream.adaptive_preset,
+        size=stream.dimensions,
+        fps=stream.fps,
+        bitrate_kbps=stream.bitrate_kbps,
+        audio_bitrate_kbps=stream.audio_bitrate_kbps,
+        keyframe_s=stream.keyframe_s,
+        preset=stream.x264_preset,
+        codec=stream.encoder,
+        adaptive=stream.adaptive_preset,
     )
 
 
-def open_broadcast(world: World, stream: StreamSettings, targets: list[str], compositor: Compositor,
-                   soundtrack: Soundtrack | Silence, *, max_frames: int | None = None,
-                   now: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None) -> Broadcast:
+def open_broadcast(
+    world: World,
+    stream: StreamSettings,
+    targets: list[str],
+    compositor: Compositor,
+    soundtrack: Soundtrack | Silence,
+    *,
+    max_frames: int | None = None,
+    now: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+) -> Broadcast:
     """The broadcast `streambot run` puts on air: `world` (started), the encoder
     from `stream`, every target opened (`open_outputs`: all at once; one that
     does not answer keeps trying while the others go live). When none can be
@@ -89,14 +103,23 @@ def open_broadcast(world: World, stream: StreamSettings, targets: list[str], com
     encoder = Encoder(encoder_settings(stream))
     planned = stream.planned_reconnect_h * 3600 or None
     try:
-        outputs = [Output(t, encoder.stream_info, connect_timeout_s=stream.connect_timeout_s,
-                          reconnect_max_s=stream.reconnect_max_s, planned_reconnect_s=planned) for t in targets]
+        outputs = [
+            Output(
+                t,
+                encoder.stream_info,
+                connect_timeout_s=stream.connect_timeout_s,
+                reconnect_max_s=stream.reconnect_max_s,
+                planned_reconnect_s=planned,
+            )
+            for t in targets
+        ]
         open_outputs(outputs)
     except Exception:
         encoder.close()
         raise
-    return Broadcast(world, encoder, outputs, compositor, soundtrack, fps=stream.fps,
-                     max_frames=max_frames, now=now, sleep=sleep)
+    return Broadcast(
+        world, encoder, outputs, compositor, soundtrack, fps=stream.fps, max_frames=max_frames, now=now, sleep=sleep
+    )
 
 
 class Broadcast:
@@ -123,8 +146,9 @@ class Broadcast:
         self._now = now
         self.audio = AudioFeed(soundtrack, world.ambience)  # its own thread, ahead of the clock
         self.runner = WorldRunner(world, fps=fps)
-        self.clock = Clock(self.runner, fps, self._on_tick, max_frames=max_frames, now=now, sleep=sleep,
-                           after_tick=self._after_tick)
+        self.clock = Clock(
+            self.runner, fps, self._on_tick, max_frames=max_frames, now=now, sleep=sleep, after_tick=self._after_tick
+        )
         self.governor = PresetGovernor(fps)
         self.frame_observer = frame_observer  # e.g. the console's preview
         self._encode_ms: deque[float] = deque(maxlen=300)
@@ -199,7 +223,8 @@ class Broadcast:
         """Step the preset when the governor says encoding lags or has recovered."""
         direction = self.governor.observe(started, busy_s, skipped)
         if direction and self.encoder.step(
-                direction, "encoding lagged" if direction < 0 else "the machine keeps up again"):
+            direction, "encoding lagged" if direction < 0 else "the machine keeps up again"
+        ):
             self.governor.stepped(started, direction)
 
     def _send(self, packets: list[Packet], kind: str) -> None:
@@ -232,8 +257,13 @@ class Broadcast:
             prompt_to_pixel_ms_p95=None if lat is None else round(float(np.percentile(lat, 95)), 1),
             bitrate_kbps=round(kbps, 1),
             outputs=[
-                {"name": o.name, "state": o.state, "reconnects": o.reconnects,
-                 "bytes_sent": o.bytes_sent, "dropped": o.packets_dropped}
+                {
+                    "name": o.name,
+                    "state": o.state,
+                    "reconnects": o.reconnects,
+                    "bytes_sent": o.bytes_sent,
+                    "dropped": o.packets_dropped,
+                }
                 for o in self.outputs
             ],
             encoder_preset=self.encoder.preset,

@@ -10,14 +10,15 @@ never the same track twice in a row; the folder is read again each pass, so
 music added during a show joins the next one. A file that cannot be played
 is skipped, remembered and reported (`check_folder`, `streambot check`).
 """
+
 from __future__ import annotations
 
 import logging
 import random
 from collections import deque
+from pathlib import Path
 from types import TracebackType
 from typing import cast
-from pathlib import Path
 
 import av
 import numpy as np
@@ -27,8 +28,22 @@ from .loudness import KFilter, lufs
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = {".mp3", ".ogg", ".oga", ".opus", ".flac", ".wav", ".m4a", ".aac", ".aif", ".aiff",
-                    ".wma", ".mka", ".webm", ".mp4"}
+AUDIO_EXTENSIONS = {
+    ".mp3",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".flac",
+    ".wav",
+    ".m4a",
+    ".aac",
+    ".aif",
+    ".aiff",
+    ".wma",
+    ".mka",
+    ".webm",
+    ".mp4",
+}
 PROBE_S = 8.0  # seconds decoded when a track opens, to measure its loudness
 
 
@@ -38,8 +53,11 @@ class NothingToPlay(Exception):
 
 def audio_files(folder: Path) -> list[Path]:
     """The audio files in `folder` (by extension; hidden files left out), sorted."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS
+    )
 
 
 def _reason(e: Exception) -> str:
@@ -114,8 +132,8 @@ class Track:
         while got < n and self._chunks:
             c = self._chunks.popleft()
             if got + c.shape[1] > n:
-                self._chunks.appendleft(c[:, n - got:])
-                c = c[:, :n - got]
+                self._chunks.appendleft(c[:, n - got :])
+                c = c[:, : n - got]
             parts.append(c)
             got += c.shape[1]
         self._buffered -= got
@@ -150,8 +168,15 @@ class Track:
 class Playlist:
     """Shuffled, crossfaded playback of a folder, block by block (one thread)."""
 
-    def __init__(self, folder: Path, *, crossfade_s: float = 4.0, target_lufs: float = -15.0,
-                 rate: int = 48_000, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        crossfade_s: float = 4.0,
+        target_lufs: float = -15.0,
+        rate: int = 48_000,
+        seed: int | None = None,
+    ) -> None:
         self.folder = Path(folder).expanduser()
         self.rate = rate
         self.crossfade = int(crossfade_s * rate)
@@ -184,7 +209,8 @@ class Playlist:
                 if not self._order:
                     raise NothingToPlay(
                         f"No file in the music folder {self.folder} can be played"
-                        + (f" ({len(self.failed)} failed)" if self.failed else ""))
+                        + (f" ({len(self.failed)} failed)" if self.failed else "")
+                    )
             path = self._order.pop(0)
             try:
                 track = Track(path, self.rate)
@@ -210,8 +236,8 @@ class Playlist:
                 k = min(n - pos, self._fade_len - self._fade_pos)
                 a, b = self._cur.pull(k), self._next.pull(k)
                 u = (self._fade_pos + np.arange(k)) / max(self._fade_len, 1) * (np.pi / 2)
-                out[:, pos:pos + a.shape[1]] += a * np.cos(u[:a.shape[1]])
-                out[:, pos:pos + b.shape[1]] += b * np.sin(u[:b.shape[1]])
+                out[:, pos : pos + a.shape[1]] += a * np.cos(u[: a.shape[1]])
+                out[:, pos : pos + b.shape[1]] += b * np.sin(u[: b.shape[1]])
                 self._fade_pos += k
                 pos += k
                 if self._fade_pos >= self._fade_len:
@@ -223,14 +249,14 @@ class Playlist:
                 # The fade starts where exactly `crossfade` samples (or all that is left) remain.
                 k = max(0, waiting - self.crossfade)
                 x = self._cur.pull(min(k, n - pos))
-                out[:, pos:pos + x.shape[1]] = x
+                out[:, pos : pos + x.shape[1]] = x
                 pos += x.shape[1]
                 if pos < n or k == 0:
                     self._next = self._open_next()
                     self._fade_pos, self._fade_len = 0, max(self._cur.ahead(self.crossfade), 1)
                 continue
             x = self._cur.pull(n - pos)
-            out[:, pos:pos + x.shape[1]] = x
+            out[:, pos : pos + x.shape[1]] = x
             pos += x.shape[1]
         return out
 

@@ -20,6 +20,7 @@ Every note starts and ends at zero (an attack of at least 2 ms, a release
 that reaches silence, a last 3 ms taper), so a note can never click,
 wherever it starts or stops.
 """
+
 from __future__ import annotations
 
 import functools
@@ -93,7 +94,7 @@ class Filter:
 TABLE_BITS = 12
 TABLE = 1 << TABLE_BITS
 _SHIFT = np.uint32(32 - TABLE_BITS)  # the top bits of the phase index the table
-_CYCLE = 2.0 ** 32  # one cycle of the fixed-point phase
+_CYCLE = 2.0**32  # one cycle of the fixed-point phase
 
 
 @functools.lru_cache(maxsize=512)
@@ -107,9 +108,9 @@ def wavetable(shape: str, freq: float, rate: int) -> Signal:
     elif shape == "soft":  # two quiet harmonics: warmer than a sine, no edge
         spec[1:4] = (1.0, 0.25, 0.08)
     elif shape == "saw":
-        spec[1:top + 1] = 1.0 / k
+        spec[1 : top + 1] = 1.0 / k
     elif shape == "pulse30":
-        spec[1:top + 1] = np.sin(np.pi * k * 0.3) / k
+        spec[1 : top + 1] = np.sin(np.pi * k * 0.3) / k
     else:
         raise ValueError(f"no wave named {shape!r}")
     cycle = np.fft.irfft(-1j * spec, TABLE)  # sines, in phase at zero
@@ -127,13 +128,19 @@ class Osc:
     vibrato = (rate Hz, depth as a fraction of the pitch, delay s), faded in
     over 0.4 s after its delay; `start` is the phase at the first sample, in cycles."""
 
-    def __init__(self, shape: str, freq: float, rate: int, vibrato: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                 start: float = 0.0) -> None:
+    def __init__(
+        self,
+        shape: str,
+        freq: float,
+        rate: int,
+        vibrato: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        start: float = 0.0,
+    ) -> None:
         self.rate = rate
         self.table = table_for(shape, freq, rate)
         self._step = freq / rate * _CYCLE
-        self._inc = np.uint32(round(self._step) % 2 ** 32)
-        self._start = np.uint32(round(start % 1.0 * _CYCLE) % 2 ** 32)
+        self._inc = np.uint32(round(self._step) % 2**32)
+        self._start = np.uint32(round(start % 1.0 * _CYCLE) % 2**32)
         self.vibrato = vibrato
         self._reached = int(self._start)  # the phase at the next sample, with vibrato
 
@@ -143,8 +150,9 @@ class Osc:
         if not depth:
             return np.arange(i0, i0 + k, dtype=np.uint32) * self._inc + self._start
         t = np.arange(i0, i0 + k) / self.rate
-        inc = (self._step * (1.0 + depth * np.clip((t - delay) / 0.4, 0.0, 1.0) * np.sin(TAU * v_rate * t))
-               ).astype(np.int64)
+        inc = (self._step * (1.0 + depth * np.clip((t - delay) / 0.4, 0.0, 1.0) * np.sin(TAU * v_rate * t))).astype(
+            np.int64
+        )
         ph = np.cumsum(inc) - inc + self._reached  # the first sample is where the last chunk left off
         self._reached = int(ph[-1] + inc[-1]) & 0xFFFFFFFF
         return (ph & 0xFFFFFFFF).astype(np.uint32)
@@ -204,14 +212,14 @@ class ADSR:
         out = np.zeros(k, np.float32)
         lo, hi = i0, min(i1, a, gate)  # the attack
         if hi > lo:
-            out[:hi - lo] = np.arange(lo + 1, hi + 1) / a
+            out[: hi - lo] = np.arange(lo + 1, hi + 1) / a
         lo, hi = max(i0, a), min(i1, gate)  # the decay, then the sustain
         if hi > lo:
-            out[lo - i0:hi - i0] = s if lo - a > 40 * d else s + (1 - s) * _exp_run(lo - a, hi - lo, d)
+            out[lo - i0 : hi - i0] = s if lo - a > 40 * d else s + (1 - s) * _exp_run(lo - a, hi - lo, d)
         lo, hi = max(i0, gate), min(i1, end)  # the release, from where the key let go
         if hi > lo:
             level = gate / a if gate <= a else s + (1 - s) * math.exp(-(gate - 1 - a) / d)
-            out[lo - i0:hi - i0] = level * _exp_run(lo - gate, hi - lo, max(r, 1) / 6.9)
+            out[lo - i0 : hi - i0] = level * _exp_run(lo - gate, hi - lo, max(r, 1) / 6.9)
         _taper(out, i0, end, rate)
         return out
 
@@ -239,7 +247,7 @@ def _taper(env: Signal, i0: int, end: int, rate: int) -> None:
     kt = min(end, int(0.003 * rate))
     lo, hi = max(i0, end - kt), min(i0 + len(env), end)
     if kt > 1 and hi > lo:
-        env[lo - i0:hi - i0] *= 1 - (np.arange(lo, hi) - (end - kt)) / (kt - 1)
+        env[lo - i0 : hi - i0] *= 1 - (np.arange(lo, hi) - (end - kt)) / (kt - 1)
 
 
 # -- the instruments -------------------------------------------------------------------------
@@ -285,20 +293,20 @@ class Tone:
             end = min(end, self.limit)
         if end > len(self._buf):
             grown = np.empty(max(end, len(self._buf) * 3 // 2), np.float32)
-            grown[:self.ready] = self._buf[:self.ready]
+            grown[: self.ready] = self._buf[: self.ready]
             self._buf = grown
         k = end - self.ready
-        self._buf[self.ready:end] = self._render(self.ready, k) * self.gain
+        self._buf[self.ready : end] = self._render(self.ready, k) * self.gain
         self.ready = end
         return k
 
     def read(self, i0: int, k: int) -> Signal:
         self.ensure(i0 + k)
-        return self._buf[i0:i0 + k]
+        return self._buf[i0 : i0 + k]
 
     def whole(self) -> Signal | None:
         """A one-shot's samples once all are rendered (they never change after)."""
-        return self._buf[:self.limit] if self.limit is not None and self.ready == self.limit else None
+        return self._buf[: self.limit] if self.limit is not None and self.ready == self.limit else None
 
 
 def _pad(f: float, rate: int) -> Render:
@@ -308,8 +316,10 @@ def _pad(f: float, rate: int) -> Render:
 
 
 def _strings(f: float, rate: int) -> Render:
-    oscs = [Osc("saw", f * det, rate, (5.1 + k * 0.4, 0.002, 0.3), start=k * 0.31)
-            for k, det in enumerate((0.994, 1.0, 1.006))]
+    oscs = [
+        Osc("saw", f * det, rate, (5.1 + k * 0.4, 0.002, 0.3), start=k * 0.31)
+        for k, det in enumerate((0.994, 1.0, 1.006))
+    ]
     tone = Filter("lowpass", min(2600.0, 9 * f), rate)
     return lambda i0, k: tone((oscs[0](i0, k) + oscs[1](i0, k) + oscs[2](i0, k)) / 3)
 
@@ -330,6 +340,7 @@ def _brass(f: float, rate: int) -> Render:
         t = np.arange(i0, i0 + k) / rate
         swell = np.minimum(t / 0.15, 1.0) * (0.55 + 0.45 * np.exp(-np.maximum(t - 0.15, 0) / 0.5))
         return _opening(dark, bright, a(i0, k) + b(i0, k), swell) * 0.5
+
     return render
 
 
@@ -364,6 +375,7 @@ def _lead(f: float, rate: int) -> Render:
     def render(i0: int, k: int) -> Signal:
         ph = saw.phase(i0, k)
         return tone(saw.read(ph) - saw.read(ph + np.uint32(1 << 31))) * 0.45  # a square: two saws half a cycle apart
+
     return render
 
 
@@ -383,6 +395,7 @@ def _mallet(f: float, rate: int) -> Render:
         ph, s = o.phase(i0, k), np.arange(i0, i0 + k)
         x = o.read(ph) * np.exp(-s / (0.35 * rate)) + 0.4 * o.read(ph * np.uint32(4), high) * np.exp(-s / (0.05 * rate))
         return x * strike(i0, k, n, rate, 10.0, 0.001)
+
     return render
 
 
@@ -396,8 +409,9 @@ def _pluck(f: float, rate: int) -> Render:
         ph, s = o.phase(i0, k), np.arange(i0, i0 + k)
         x = np.zeros(k)
         for h, table in harmonics:
-            x += o.read(ph * np.uint32(h), table) * np.exp(-s * h / (0.7 * rate)) / h ** 1.3
+            x += o.read(ph * np.uint32(h), table) * np.exp(-s * h / (0.7 * rate)) / h**1.3
         return x * strike(i0, k, n, rate, 10.0, 0.002) * 0.8
+
     return render
 
 
@@ -409,14 +423,19 @@ def _flute(f: float, rate: int) -> Render:
 
 def _drone(f: float, rate: int) -> Render:
     """Root, a beating twin, the fifth and a dark saw: slow and wide."""
-    root, twin, fifth, saw = (Osc("sine", f, rate), Osc("sine", f * 1.0021, rate), Osc("sine", f * 1.5, rate),
-                              Osc("saw", f, rate))
+    root, twin, fifth, saw = (
+        Osc("sine", f, rate),
+        Osc("sine", f * 1.0021, rate),
+        Osc("sine", f * 1.5, rate),
+        Osc("saw", f, rate),
+    )
     dark = Filter("lowpass", 500.0, rate)
 
     def render(i0: int, k: int) -> Signal:
         x: Signal = root(i0, k) + 0.8 * twin(i0, k) + 0.35 * fifth(i0, k) + dark(0.4 * saw(i0, k))
         swell: Signal = 0.8 + 0.2 * np.sin(TAU * 0.07 / rate * np.arange(i0, i0 + k))
         return x * swell * 0.45
+
     return render
 
 
@@ -429,6 +448,7 @@ def _bell(f: float, rate: int) -> Render:
         s = np.arange(i0, i0 + k)
         index = 2.2 * np.exp(-s / (0.6 * rate))
         return np.sin(TAU * (f / rate) * s + index * mod(i0, k)) * strike(i0, k, n, rate, 1.6) * 0.7
+
     return render
 
 
@@ -439,25 +459,29 @@ def _power(f: float, rate: int) -> Render:
     return lambda i0, k: tone(np.tanh(2.5 * (oscs[0](i0, k) + oscs[1](i0, k) + oscs[2](i0, k)))) * 0.5
 
 
-INSTRUMENTS: dict[str, Instrument] = {i.name: i for i in (
-    Instrument("pad", _pad, ADSR(1.2, 1.5, 0.8, 2.0), gain=0.9),
-    Instrument("strings", _strings, ADSR(0.5, 1.0, 0.9, 1.2), gain=1.1),
-    Instrument("brass", _brass, ADSR(0.08, 0.4, 0.8, 0.3), gain=1.2),
-    Instrument("bass_saw", _bass_saw, ADSR(0.003, 0.25, 0.75, 0.06), gain=0.9),
-    Instrument("bass_round", _bass_round, ADSR(0.004, 0.22, 0.45, 0.07), gain=0.9),
-    Instrument("arp", _arp, ADSR(0.002, 0.14, 0.35, 0.09), gain=0.8),
-    Instrument("lead", _lead, ADSR(0.008, 0.12, 0.7, 0.08), gain=0.7),
-    Instrument("lead_saw", _lead_saw, ADSR(0.01, 0.2, 0.8, 0.15), gain=0.8),
-    Instrument("mallet", _mallet, None, 0.7, gain=0.9),
-    Instrument("pluck", _pluck, None, 1.6, gain=1.0),
-    Instrument("flute", _flute, ADSR(0.07, 0.3, 0.85, 0.18), gain=0.9),
-    Instrument("drone", _drone, ADSR(3.0, 2.0, 1.0, 3.5), gain=1.0),
-    Instrument("bell", _bell, None, 3.5, gain=0.5),
-    Instrument("power", _power, ADSR(0.004, 0.35, 0.7, 0.12), gain=0.8),
-)}
+INSTRUMENTS: dict[str, Instrument] = {
+    i.name: i
+    for i in (
+        Instrument("pad", _pad, ADSR(1.2, 1.5, 0.8, 2.0), gain=0.9),
+        Instrument("strings", _strings, ADSR(0.5, 1.0, 0.9, 1.2), gain=1.1),
+        Instrument("brass", _brass, ADSR(0.08, 0.4, 0.8, 0.3), gain=1.2),
+        Instrument("bass_saw", _bass_saw, ADSR(0.003, 0.25, 0.75, 0.06), gain=0.9),
+        Instrument("bass_round", _bass_round, ADSR(0.004, 0.22, 0.45, 0.07), gain=0.9),
+        Instrument("arp", _arp, ADSR(0.002, 0.14, 0.35, 0.09), gain=0.8),
+        Instrument("lead", _lead, ADSR(0.008, 0.12, 0.7, 0.08), gain=0.7),
+        Instrument("lead_saw", _lead_saw, ADSR(0.01, 0.2, 0.8, 0.15), gain=0.8),
+        Instrument("mallet", _mallet, None, 0.7, gain=0.9),
+        Instrument("pluck", _pluck, None, 1.6, gain=1.0),
+        Instrument("flute", _flute, ADSR(0.07, 0.3, 0.85, 0.18), gain=0.9),
+        Instrument("drone", _drone, ADSR(3.0, 2.0, 1.0, 3.5), gain=1.0),
+        Instrument("bell", _bell, None, 3.5, gain=0.5),
+        Instrument("power", _power, ADSR(0.004, 0.35, 0.7, 0.12), gain=0.8),
+    )
+}
 
 
 # -- drums -------------------------------------------------------------------------------------
+
 
 def _noise(n: int, seed: int) -> Signal:
     return np.random.default_rng(seed).standard_normal(n)
@@ -466,6 +490,7 @@ def _noise(n: int, seed: int) -> Signal:
 @functools.lru_cache(maxsize=2)
 def drum_kit(rate: int) -> dict[str, Signal]:
     """Every drum as a one-shot, made once per process (read-only: bands share it)."""
+
     def secs(s: float) -> tuple[int, Signal]:
         n = int(s * rate)
         return n, np.arange(n) / rate
@@ -473,14 +498,17 @@ def drum_kit(rate: int) -> dict[str, Signal]:
     kit: dict[str, Signal] = {}
     n, t = secs(0.45)  # kick: a sine whose pitch drops fast, and a click
     f = 45 + 110 * np.exp(-t / 0.035)
-    kit["kick"] = (np.sin(TAU * np.cumsum(f) / rate) * np.exp(-t / 0.16)
-                   + 0.25 * lowpass(_noise(n, 1), 3000, rate) * np.exp(-t / 0.004))
+    kit["kick"] = np.sin(TAU * np.cumsum(f) / rate) * np.exp(-t / 0.16) + 0.25 * lowpass(
+        _noise(n, 1), 3000, rate
+    ) * np.exp(-t / 0.004)
     n, t = secs(0.9)  # a long, round electronic kick
     f = 42 + 85 * np.exp(-t / 0.045)
     kit["kick808"] = np.tanh(1.6 * np.sin(TAU * np.cumsum(f) / rate) * np.exp(-t / 0.4))
     n, t = secs(0.35)
-    kit["snare"] = (0.55 * np.sin(TAU * 185 * t) * np.exp(-t / 0.05)
-                    + bandpass(_noise(n, 2), 1500, 9000, rate) * np.exp(-t / 0.12) * 1.4)
+    kit["snare"] = (
+        0.55 * np.sin(TAU * 185 * t) * np.exp(-t / 0.05)
+        + bandpass(_noise(n, 2), 1500, 9000, rate) * np.exp(-t / 0.12) * 1.4
+    )
     n, t = secs(0.4)
     bursts = sum(np.exp(-np.maximum(t - d, 0) / 0.006) * (t >= d) for d in (0.0, 0.011, 0.022))
     kit["clap"] = bandpass(_noise(n, 3), 900, 5500, rate) * (bursts + 0.6 * np.exp(-t / 0.14)) * 1.3
@@ -493,8 +521,10 @@ def drum_kit(rate: int) -> dict[str, Signal]:
     kit["tom"] = np.sin(TAU * np.cumsum(f) / rate) * np.exp(-t / 0.25)
     n, t = secs(2.2)  # timpani: a soft strike, slightly inharmonic partials, a long ring
     f0 = 87.3
-    x = sum(a * np.sin(TAU * f0 * m * t) * np.exp(-t / d) for a, m, d in
-            ((1.0, 1.0, 0.9), (0.5, 1.504, 0.6), (0.3, 1.98, 0.4), (0.15, 2.44, 0.3)))
+    x = sum(
+        a * np.sin(TAU * f0 * m * t) * np.exp(-t / d)
+        for a, m, d in ((1.0, 1.0, 0.9), (0.5, 1.504, 0.6), (0.3, 1.98, 0.4), (0.15, 2.44, 0.3))
+    )
     kit["timpani"] = (x + 0.3 * lowpass(_noise(n, 6), 400, rate) * np.exp(-t / 0.05)) * np.minimum(t / 0.004, 1)
     n, t = secs(2.5)
     kit["crash"] = highpass(_noise(n, 8), 3500, rate) * np.exp(-t / 1.0) * 0.6

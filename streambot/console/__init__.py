@@ -7,6 +7,7 @@ mode, kill switch), health and recent logs; the JSON API it uses (/api, with
 its OpenAPI document), /healthz, /metrics, and the OBS overlay page
 (/overlay). The show is handed in; nothing here reaches for it globally.
 """
+
 from __future__ import annotations
 
 from .auth import Tokens, load_tokens

@@ -16,6 +16,7 @@ Both tokens are registered with `streambot.secrets`, so no log line carries
 them; neither is ever written into a page or an API response except the
 viewer link shown to the admin.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,6 +52,7 @@ MIN_TOKEN_LENGTH = 16
 
 
 # -- tokens --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Tokens:
@@ -127,6 +129,7 @@ def load_tokens(token_file: str, found_secrets: dict[str, str]) -> Tokens:
 
 # -- sessions ------------------------------------------------------------------------
 
+
 @dataclass
 class Session:
     id: str  # the cookie's value; only its hash is stored
@@ -157,8 +160,7 @@ class Sessions:
     With `path=None` (tests, throwaway runs) they live in memory only.
     """
 
-    def __init__(self, ttl_s: float, *, path: Path | None = None, max_sessions: int = 500,
-                 clock=time.time) -> None:
+    def __init__(self, ttl_s: float, *, path: Path | None = None, max_sessions: int = 500, clock=time.time) -> None:
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
         self._clock = clock
@@ -179,15 +181,20 @@ class Sessions:
         self._run("DELETE FROM sessions WHERE expires <= ?", (now,))
         self._run("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)", (s.key, role, actor, s.csrf, s.created, s.expires))
         # The oldest go first when there are too many.
-        self._run("DELETE FROM sessions WHERE key NOT IN "
-                  "(SELECT key FROM sessions ORDER BY created DESC, rowid DESC LIMIT ?)", (self.max_sessions,))
+        self._run(
+            "DELETE FROM sessions WHERE key NOT IN "
+            "(SELECT key FROM sessions ORDER BY created DESC, rowid DESC LIMIT ?)",
+            (self.max_sessions,),
+        )
         return s
 
     def get(self, sid: str | None) -> Session | None:
         if not sid:
             return None
-        rows = self._run("SELECT key, role, actor, csrf, created, expires FROM sessions WHERE key = ? AND expires > ?",
-                         (_hash(sid), self._clock()))
+        rows = self._run(
+            "SELECT key, role, actor, csrf, created, expires FROM sessions WHERE key = ? AND expires > ?",
+            (_hash(sid), self._clock()),
+        )
         if not rows:
             return None
         key, role, actor, csrf, created, expires = rows[0]
@@ -208,10 +215,13 @@ class Sessions:
 
     def all_sessions(self) -> list[Session]:
         """The sessions still valid, oldest first."""
-        rows = self._run("SELECT key, role, actor, csrf, created, expires FROM sessions WHERE expires > ? "
-                         "ORDER BY created", (self._clock(),))
-        return [Session("", role, actor, csrf, expires, created, key)
-                for key, role, actor, csrf, created, expires in rows]
+        rows = self._run(
+            "SELECT key, role, actor, csrf, created, expires FROM sessions WHERE expires > ? ORDER BY created",
+            (self._clock(),),
+        )
+        return [
+            Session("", role, actor, csrf, expires, created, key) for key, role, actor, csrf, created, expires in rows
+        ]
 
     def close(self) -> None:
         with self._lock:
@@ -224,8 +234,10 @@ class Sessions:
 
 
 def _open_db(path: Path | None) -> sqlite3.Connection:
-    schema = ("CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, role TEXT NOT NULL, "
-              "actor TEXT NOT NULL, csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL)")
+    schema = (
+        "CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, role TEXT NOT NULL, "
+        "actor TEXT NOT NULL, csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL)"
+    )
     if path is None:
         db = sqlite3.connect(":memory:", check_same_thread=False)
         db.execute(schema)
@@ -249,6 +261,7 @@ def csrf_ok(session: Session, header: str | None) -> bool:
 
 # -- origins -------------------------------------------------------------------------
 
+
 def same_origin(origin: str | None, referer: str | None, own: str, allowed: list[str]) -> bool:
     """A state-changing request must say where it comes from, and that must be
     the console itself (or an origin the streamer allowed)."""
@@ -263,6 +276,7 @@ def same_origin(origin: str | None, referer: str | None, own: str, allowed: list
 
 
 # -- failed logins ----------------------------------------------------------------------
+
 
 class LoginLimiter:
     """At most `attempts` failed logins per client address in `window_s` (a

@@ -1,5 +1,6 @@
 """The console's one state object (`Console`, the app's typed state) and the
 small helpers handlers share: JSON answers, request bodies, who is asking."""
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,10 @@ class Console:
 
     def figures(self) -> dict:
         return {
-            "pages": len(self.state_channel), "overlay_pages": len(self.overlay_channel),
-            "preview_clients": len(self.preview_channel), "sessions": len(self.sessions),
+            "pages": len(self.state_channel),
+            "overlay_pages": len(self.overlay_channel),
+            "preview_clients": len(self.preview_channel),
+            "sessions": len(self.sessions),
             "preview": self.preview.figures() if self.preview is not None else None,
         }
 
@@ -90,8 +93,9 @@ def reply(data, *, status: int = 200, headers: dict | None = None, redacted: boo
     """A JSON answer; registered secrets never leave in one (`redacted=False`
     only for the admin's own share links)."""
     text = dumps(data)
-    return web.Response(text=redact(text) if redacted else text, status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        text=redact(text) if redacted else text, status=status, content_type="application/json", headers=headers
+    )
 
 
 def error(status: int, message: str, headers: dict | None = None) -> web.HTTPException:
@@ -101,8 +105,13 @@ def error(status: int, message: str, headers: dict | None = None) -> web.HTTPExc
 
 
 _ERRORS = {
-    400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-    409: web.HTTPConflict, 429: web.HTTPTooManyRequests, 500: web.HTTPInternalServerError,
+    400: web.HTTPBadRequest,
+    401: web.HTTPUnauthorized,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+    429: web.HTTPTooManyRequests,
+    500: web.HTTPInternalServerError,
 }
 
 

@@ -1,6 +1,7 @@
 """Websocket channels: each connected page gets its own small queue, filled
 by the console's background tasks; a page too slow to keep up drops what is
 stale (the preview keeps only its newest frame), never the stream."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,9 @@ class Channel:
         if ws is not None:
             asyncio.ensure_future(ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
 
-    async def serve(self, request: web.Request, first: Iterable[str | bytes] = (),
-                    role: str | None = None) -> web.WebSocketResponse:
+    async def serve(
+        self, request: web.Request, first: Iterable[str | bytes] = (), role: str | None = None
+    ) -> web.WebSocketResponse:
         """Run one page's socket: `first` messages, then whatever is published."""
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
         await ws.prepare(request)

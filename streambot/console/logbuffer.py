@@ -1,5 +1,6 @@
 """The recent log lines the console shows: a ring buffer fed by a logging
 handler, every line passed through the secrets filter first."""
+
 from __future__ import annotations
 
 import itertools
@@ -23,10 +24,15 @@ class LogBuffer(logging.Handler):
             msg = record.getMessage()
             with self._lock_seq:
                 seq = next(self._seq)
-            self.lines.append({
-                "seq": seq, "t": record.created, "level": record.levelname.lower(),
-                "name": record.name.removeprefix("streambot."), "msg": msg[:2000],
-            })
+            self.lines.append(
+                {
+                    "seq": seq,
+                    "t": record.created,
+                    "level": record.levelname.lower(),
+                    "name": record.name.removeprefix("streambot."),
+                    "msg": msg[:2000],
+                }
+            )
         except Exception:  # a log line must never break the caller
             self.handleError(record)
 

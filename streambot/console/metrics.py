@@ -5,6 +5,7 @@ figures are read at scrape time from `Broadcast.health()` by a collector,
 so nothing is counted twice; the console's own events (actions, failed
 logins) are ordinary counters.
 """
+
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
@@ -40,16 +41,20 @@ class ShowCollector:
         yield counter("late_frames", "Frames the clock emitted late.", h.late_frames)
         yield counter("repeated_frames", "Frames repeated because the world was not ready.", h.repeated_frames)
         yield counter("dropped_frames", "Frames or packets dropped on the way out.", h.dropped_frames)
-        yield counter("skipped_frames", "Frames skipped to stay on the wall clock while the machine lagged.",
-                      h.skipped_frames)
-        preset = GaugeMetricFamily("streambot_encoder_preset", "1 for the x264 preset in use.",
-                                   labels=["preset", "configured"])
+        yield counter(
+            "skipped_frames", "Frames skipped to stay on the wall clock while the machine lagged.", h.skipped_frames
+        )
+        preset = GaugeMetricFamily(
+            "streambot_encoder_preset", "1 for the x264 preset in use.", labels=["preset", "configured"]
+        )
         preset.add_metric([h.encoder_preset, h.encoder_preset_configured], 1.0)
         yield preset
-        yield counter("encoder_preset_changes", "Times the encoder stepped its preset down or up.",
-                      h.encoder_preset_changes)
-        lat = GaugeMetricFamily("streambot_prompt_to_pixel_seconds",
-                                "Prompt-to-pixel latency over the recent prompts.", labels=["quantile"])
+        yield counter(
+            "encoder_preset_changes", "Times the encoder stepped its preset down or up.", h.encoder_preset_changes
+        )
+        lat = GaugeMetricFamily(
+            "streambot_prompt_to_pixel_seconds", "Prompt-to-pixel latency over the recent prompts.", labels=["quantile"]
+        )
         for q, v in (("0.5", h.prompt_to_pixel_ms_p50), ("0.95", h.prompt_to_pixel_ms_p95)):
             if v is not None:
                 lat.add_metric([q], v / 1000)
@@ -64,8 +69,9 @@ class ShowCollector:
         yield up
         yield rec
         yield sent
-        chat = GaugeMetricFamily("streambot_chat_adapter_state", "1 for each chat adapter's current state.",
-                                 labels=["adapter", "state"])
+        chat = GaugeMetricFamily(
+            "streambot_chat_adapter_state", "1 for each chat adapter's current state.", labels=["adapter", "state"]
+        )
         for name, st in show.adapter_states().items():
             chat.add_metric([name, st], 1.0)
         yield chat
@@ -79,22 +85,32 @@ class ShowCollector:
         yield gauge("off_air", "1 while the kill switch shows the slate.", int(state.off_air))
         audio = show.audio_status()
         if audio.get("short_term_lufs") is not None:
-            yield gauge("loudness_short_term_lufs", "Short-term loudness going out (EBU R128, 3 s).",
-                        audio["short_term_lufs"])
+            yield gauge(
+                "loudness_short_term_lufs", "Short-term loudness going out (EBU R128, 3 s).", audio["short_term_lufs"]
+            )
         yield gauge("music_on", "1 while the music plays (the weather always does).", int(bool(audio.get("music_on"))))
-        yield counter("audio_late_blocks", "Times the soundtrack was late and the weather filled in.",
-                      audio.get("late_blocks", 0))
+        yield counter(
+            "audio_late_blocks", "Times the soundtrack was late and the weather filled in.", audio.get("late_blocks", 0)
+        )
         world = show.world_status()
-        yield gauge("world_failing", "0 while the world backend renders, 1 holding its last frame, "
-                    "2 while the fallback world covers for it.", {"ok": 0, "holding": 1}.get(world["state"], 2))
+        yield gauge(
+            "world_failing",
+            "0 while the world backend renders, 1 holding its last frame, 2 while the fallback world covers for it.",
+            {"ok": 0, "holding": 1}.get(world["state"], 2),
+        )
         budget = show.budget_status()
         if budget is not None and budget["active"]:
-            yield gauge("gpu_used_seconds", "Seconds a GPU world has been on air today (the budget's day).",
-                        budget["used_s"])
-            yield gauge("gpu_budget_seconds", "The daily GPU budget in seconds (0: no limit).",
-                        (budget["budget_h"] or 0) * 3600)
-            standby = GaugeMetricFamily("streambot_gpu_standby", "1 while the GPU world is kept off air for this "
-                                        "reason (the sketch world is on air).", labels=["reason"])
+            yield gauge(
+                "gpu_used_seconds", "Seconds a GPU world has been on air today (the budget's day).", budget["used_s"]
+            )
+            yield gauge(
+                "gpu_budget_seconds", "The daily GPU budget in seconds (0: no limit).", (budget["budget_h"] or 0) * 3600
+            )
+            standby = GaugeMetricFamily(
+                "streambot_gpu_standby",
+                "1 while the GPU world is kept off air for this reason (the sketch world is on air).",
+                labels=["reason"],
+            )
             for reason in ("budget", "no_viewers"):
                 standby.add_metric([reason], 1.0 if budget["standby"] == reason else 0.0)
             yield standby
@@ -109,10 +125,12 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.registry.register(ShowCollector(show, extra))
         ProcessCollector(registry=self.registry)
-        self.actions = Counter("streambot_console_actions", "Actions taken in the console.", ["action"],
-                               registry=self.registry)
-        self.login_failures = Counter("streambot_console_login_failures", "Failed console logins.",
-                                      registry=self.registry)
+        self.actions = Counter(
+            "streambot_console_actions", "Actions taken in the console.", ["action"], registry=self.registry
+        )
+        self.login_failures = Counter(
+            "streambot_console_login_failures", "Failed console logins.", registry=self.registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

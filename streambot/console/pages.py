@@ -1,5 +1,6 @@
 """The pages and sockets: the console page, login and logout, the OBS overlay
 page and its files, the live sockets, /healthz and /metrics."""
+
 from __future__ import annotations
 
 import logging
@@ -30,12 +31,23 @@ CSP_OVERLAY = (
     "default-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; script-src 'self'; base-uri 'self'; object-src 'none'"
 )
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-          ".png": "image/png", ".ttf": "font/ttf", ".otf": "font/otf", ".ico": "image/x-icon",
-          ".txt": "text/plain; charset=utf-8", ".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t"}
+_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+}
 # the watch page: hls.js feeds the <video> through Media Source Extensions (blob: URLs) from a blob: worker
-CSP_WATCH = CSP_CONSOLE.replace("img-src 'self' blob: data:;",
-                                "img-src 'self' blob: data:; media-src 'self' blob:; worker-src 'self' blob:;")
+CSP_WATCH = CSP_CONSOLE.replace(
+    "img-src 'self' blob: data:;", "img-src 'self' blob: data:; media-src 'self' blob:; worker-src 'self' blob:;"
+)
 
 
 def _csp(request: web.Request, policy: str) -> str:
@@ -69,7 +81,12 @@ def _start_session(request: web.Request, role: str, name: str, response: web.Str
     actor = f"console:{name or role}"
     session = console.sessions.create(role, actor)  # type: ignore[arg-type]
     response.set_cookie(
-        COOKIE, session.id, httponly=True, samesite="Strict", secure=request.secure, path="/",
+        COOKIE,
+        session.id,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
         max_age=int(console.sessions.ttl_s),
     )
     console.show.record(actor, "login", role)
@@ -85,6 +102,7 @@ def _failed(request: web.Request, why: str) -> None:
 
 
 # -- the console page and logging in -------------------------------------------------------
+
 
 def _viewer_link(request: web.Request, back: str) -> None:
     """A read-only viewer link (?token=): trade the token for a session and drop
@@ -105,22 +123,31 @@ def _viewer_link(request: web.Request, back: str) -> None:
         raise web.HTTPSeeOther("/login")
 
 
-@route("GET", "/", access="public", summary="The console page (the login page when logged out).",
-       documented=False)
+@route("GET", "/", access="public", summary="The console page (the login page when logged out).", documented=False)
 async def index(request: web.Request) -> web.StreamResponse:
     _viewer_link(request, "/")
     return _file(STATIC / "index.html", csp=_csp(request, CSP_CONSOLE))
 
 
-@route("GET", "/watch", access="public", summary="The watch page: the stream itself, with sound, in the browser.",
-       documented=False)
+@route(
+    "GET",
+    "/watch",
+    access="public",
+    summary="The watch page: the stream itself, with sound, in the browser.",
+    documented=False,
+)
 async def watch_page(request: web.Request) -> web.StreamResponse:
     _viewer_link(request, "/watch")
     return _file(STATIC / "watch.html", csp=_csp(request, CSP_WATCH))
 
 
-@route("GET", "/watch/hls/{name}", access="viewer", summary="The local server's HLS playlist and segments.",
-       documented=False)
+@route(
+    "GET",
+    "/watch/hls/{name}",
+    access="viewer",
+    summary="The local server's HLS playlist and segments.",
+    documented=False,
+)
 async def watch_hls(request: web.Request) -> web.StreamResponse:
     source = console_of(request).show.watch_source()
     name = request.match_info["name"]
@@ -150,9 +177,15 @@ class LoginBody(BaseModel):
     name: Annotated[str, Field(max_length=64)] = ""
 
 
-@route("POST", "/login", access="public", tag="auth", body=LoginBody,
-       summary="Log in with the admin or the viewer token (JSON, or a form); sets the session cookie.",
-       response=_obj(("role", "csrf"), role={"type": "string"}, actor={"type": "string"}, csrf={"type": "string"}))
+@route(
+    "POST",
+    "/login",
+    access="public",
+    tag="auth",
+    body=LoginBody,
+    summary="Log in with the admin or the viewer token (JSON, or a form); sets the session cookie.",
+    response=_obj(("role", "csrf"), role={"type": "string"}, actor={"type": "string"}, csrf={"type": "string"}),
+)
 async def login(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     form = request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -197,10 +230,15 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 # -- probes ------------------------------------------------------------------------------------
 
-@route("GET", "/healthz", access="public", tag="meta",
-       summary="Liveness: 200 while the broadcast runs, 503 once it has stopped.",
-       response=_obj(("status",), status={"type": "string"}, output_fps={"type": "number"},
-                     off_air={"type": "boolean"}))
+
+@route(
+    "GET",
+    "/healthz",
+    access="public",
+    tag="meta",
+    summary="Liveness: 200 while the broadcast runs, 503 once it has stopped.",
+    response=_obj(("status",), status={"type": "string"}, output_fps={"type": "number"}, off_air={"type": "boolean"}),
+)
 async def healthz(request: web.Request) -> web.Response:
     show = console_of(request).show
     h = show.health()
@@ -209,8 +247,14 @@ async def healthz(request: web.Request) -> web.Response:
     return reply({"status": "ok", "output_fps": h.output_fps, "off_air": show.state().off_air})
 
 
-@route("GET", "/metrics", access="viewer", tag="meta", content="text/plain",
-       summary="Prometheus metrics (Authorization: Bearer TOKEN for scrapers).")
+@route(
+    "GET",
+    "/metrics",
+    access="viewer",
+    tag="meta",
+    content="text/plain",
+    summary="Prometheus metrics (Authorization: Bearer TOKEN for scrapers).",
+)
 async def metrics(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -222,15 +266,27 @@ async def metrics(request: web.Request) -> web.Response:
 
 # -- the OBS overlay page -----------------------------------------------------------------------
 
-@route("GET", "/overlay", access="viewer", tag="overlay", documented=False,
-       summary="The overlay as a page for an OBS browser source (?token=VIEWER_TOKEN).")
+
+@route(
+    "GET",
+    "/overlay",
+    access="viewer",
+    tag="overlay",
+    documented=False,
+    summary="The overlay as a page for an OBS browser source (?token=VIEWER_TOKEN).",
+)
 async def overlay_page(request: web.Request) -> web.StreamResponse:
     return _file(OVERLAY_DIR / "obs.html", csp=_csp(request, CSP_OVERLAY))
 
 
-@route("GET", "/overlay/layout.json", access="viewer", tag="overlay",
-       summary="The overlay layout the OBS page draws with (and the fonts it loads).",
-       response={"type": "object"})
+@route(
+    "GET",
+    "/overlay/layout.json",
+    access="viewer",
+    tag="overlay",
+    summary="The overlay layout the OBS page draws with (and the fonts it loads).",
+    response={"type": "object"},
+)
 async def overlay_layout(request: web.Request) -> web.Response:
     return reply(console_of(request).show.overlay_layout())
 
@@ -252,31 +308,51 @@ def overlay_message(state: Overlay) -> str:
     return dumps(state.to_json())
 
 
-@route("GET", "/ws/overlay", access="viewer", tag="live",
-       summary="Websocket: the overlay state (OverlayState JSON) whenever it changes; {\"layout\": ...} "
-               "when the layout changes.", content="websocket")
+@route(
+    "GET",
+    "/ws/overlay",
+    access="viewer",
+    tag="live",
+    summary='Websocket: the overlay state (OverlayState JSON) whenever it changes; {"layout": ...} '
+    "when the layout changes.",
+    content="websocket",
+)
 async def ws_overlay(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     return await console.overlay_channel.serve(request, [overlay_message(console.show.overlay_state())])
 
 
-@route("GET", "/ws/state", access="viewer", tag="live", content="websocket",
-       summary="Websocket: {type: state|health|logs|timeline, ...} messages for the console page.")
+@route(
+    "GET",
+    "/ws/state",
+    access="viewer",
+    tag="live",
+    content="websocket",
+    summary="Websocket: {type: state|health|logs|timeline, ...} messages for the console page.",
+)
 async def ws_state(request: web.Request) -> web.StreamResponse:
     from . import views
 
     console = console_of(request)
     p: Principal = principal_of(request)
-    first = [dumps({"type": "hello", "role": p.role, "actor": p.actor}),
-             dumps({"type": "state", **console.state()}),
-             dumps({"type": "health", **console.health()})]
+    first = [
+        dumps({"type": "hello", "role": p.role, "actor": p.actor}),
+        dumps({"type": "state", **console.state()}),
+        dumps({"type": "health", **console.health()}),
+    ]
     if p.role == "admin":
         first.append(dumps({"type": "logs", "lines": console.logs.since(0)}))
         first.append(dumps({"type": "timeline", "actions": views.timeline(console.show)}))
     return await console.state_channel.serve(request, first, role=p.role)
 
 
-@route("GET", "/ws/preview", access="viewer", tag="live", content="websocket",
-       summary="Websocket: the outgoing picture as binary JPEG messages, a few a second.")
+@route(
+    "GET",
+    "/ws/preview",
+    access="viewer",
+    tag="live",
+    content="websocket",
+    summary="Websocket: the outgoing picture as binary JPEG messages, a few a second.",
+)
 async def ws_preview(request: web.Request) -> web.StreamResponse:
     return await console_of(request).preview_channel.serve(request)

@@ -6,6 +6,7 @@ someone is watching. The downscale and JPEG encode happen later, in a worker
 thread of their own, paced by `run` on the asyncio loop; the stream never
 waits for the preview.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ def preview_size(output: tuple[int, int], width: int) -> tuple[int, int]:
 
 
 class Preview:
-    def __init__(self, output_size: tuple[int, int], output_fps: float, *, fps: float = 5.0,
-                 width: int = 480, quality: int = 70) -> None:
+    def __init__(
+        self, output_size: tuple[int, int], output_fps: float, *, fps: float = 5.0, width: int = 480, quality: int = 70
+    ) -> None:
         self.every = max(1, round(output_fps / fps))
         self.fps = output_fps / self.every
         self.size = preview_size(output_size, width)
@@ -85,7 +87,9 @@ class Preview:
 
     def figures(self) -> dict:
         return {
-            "fps": round(self.fps, 2), "width": self.size[0], "height": self.size[1],
+            "fps": round(self.fps, 2),
+            "width": self.size[0],
+            "height": self.size[1],
             "encode_ms": round(sum(self.encode_ms) / len(self.encode_ms), 2) if self.encode_ms else None,
             "frames": self.frames,
         }

@@ -4,6 +4,7 @@ Handlers register here with `@route(...)`: the router, the access check (the
 middleware reads `access`) and the OpenAPI document at /api/openapi.json all
 come from the same table, so an undocumented or unguarded route cannot exist.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,6 +62,7 @@ route = ROUTES
 
 # -- the OpenAPI document --------------------------------------------------------------
 
+
 def _obj(required: tuple[str, ...] = (), **props) -> dict:
     out: dict = {"type": "object", "properties": props}
     if required:
@@ -68,8 +70,9 @@ def _obj(required: tuple[str, ...] = (), **props) -> dict:
     return out
 
 
-OK = _obj(("ok",), ok={"type": "boolean"},
-          frame={"type": "integer", "description": "the output frame when it happened"})
+OK = _obj(
+    ("ok",), ok={"type": "boolean"}, frame={"type": "integer", "description": "the output frame when it happened"}
+)
 ERROR = _obj(("error",), error={"type": "string"})
 
 _ERRORS = {
@@ -100,8 +103,10 @@ def openapi(routes: list[Route], version: str) -> dict:
                 continue
             op["responses"][code] = {"description": text, "content": {"application/json": {"schema": ERROR}}}
         if _path_params(r.path):
-            op["responses"]["404"] = {"description": "No such thing (the path names something that is not there)",
-                                      "content": {"application/json": {"schema": ERROR}}}
+            op["responses"]["404"] = {
+                "description": "No such thing (the path names something that is not there)",
+                "content": {"application/json": {"schema": ERROR}},
+            }
         if r.access == "public":
             op["security"] = []
         elif r.method == "GET":
@@ -109,10 +114,13 @@ def openapi(routes: list[Route], version: str) -> dict:
         else:
             op["security"] = [{"session": [], "csrf": []}, {"bearer": []}]
         op["x-access"] = r.access
-        params = [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
-                  for n, d in r.query]
-        params += [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                   for p in _path_params(r.path)]
+        params = [
+            {"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+            for n, d in r.query
+        ]
+        params += [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _path_params(r.path)
+        ]
         if params:
             op["parameters"] = params
         if r.body is not None:
@@ -125,7 +133,7 @@ def openapi(routes: list[Route], version: str) -> dict:
             "title": "streambot console API",
             "version": version,
             "description": (
-                "The API the console page itself uses. Log in with POST /login (JSON {\"token\": ...}); "
+                'The API the console page itself uses. Log in with POST /login (JSON {"token": ...}); '
                 "the answer sets a session cookie and gives the CSRF token to send as "
                 f"{CSRF_HEADER} with every POST and DELETE, from the console's own origin. "
                 "Scripts send `Authorization: Bearer TOKEN` instead (the admin token for POST and DELETE; "

@@ -8,6 +8,7 @@ the open pages and the overlay, and the preview encoder, which observes the
 frames going out. `ConsoleServer` runs the
 app with AppRunner/TCPSite inside the show's own asyncio loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,26 +49,36 @@ ROUTE_TABLE = web.AppKey("routes", dict[tuple[str, str], Route])
 SAFE = ("GET", "HEAD", "OPTIONS")
 
 
-def create_app(show: ShowSurface, settings: ConsoleSettings, *, tokens: Tokens,
-               background: bool = True) -> web.Application:
+def create_app(
+    show: ShowSurface, settings: ConsoleSettings, *, tokens: Tokens, background: bool = True
+) -> web.Application:
     """The console for `show`; `background=False` leaves out the broadcaster
     and the preview (tests drive the show and read the API themselves)."""
     app = web.Application(middlewares=[_errors, _guard], client_max_size=256 * 1024)
     stream = show.settings.stream
-    preview = Preview(stream.dimensions, stream.fps, fps=settings.preview_fps,
-                      width=settings.preview_width, quality=settings.preview_quality)
+    preview = Preview(
+        stream.dimensions,
+        stream.fps,
+        fps=settings.preview_fps,
+        width=settings.preview_width,
+        quality=settings.preview_quality,
+    )
     console = Console(
-        show=show, settings=settings, tokens=tokens,
+        show=show,
+        settings=settings,
+        tokens=tokens,
         sessions=Sessions(settings.session_hours * 3600, path=sessions_file(settings)),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
         logs=LogBuffer(settings.log_lines),
         metrics=None,  # type: ignore[arg-type]  # needs the console for its figures: set below
-        system=views.System(), preview=preview,
+        system=views.System(),
+        preview=preview,
         presets=[{"name": w.name, "title": w.title, "description": w.description} for w in list_presets()],
         version=_version(),
     )
-    console.metrics = Metrics(show, lambda: {f"console_{k}": v for k, v in console.figures().items()
-                                             if isinstance(v, (int, float))})
+    console.metrics = Metrics(
+        show, lambda: {f"console_{k}": v for k, v in console.figures().items() if isinstance(v, (int, float))}
+    )
     app[CONSOLE] = console
     app[ROUTE_TABLE] = ROUTES.install(app)
     app.on_response_prepare.append(_security_headers)
@@ -96,6 +107,7 @@ def _version() -> str:
 
 
 # -- middleware ---------------------------------------------------------------------------------
+
 
 @web.middleware
 async def _errors(request: web.Request, handler) -> web.StreamResponse:
@@ -195,6 +207,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 # -- background work (cleanup contexts) ----------------------------------------------------------
 
+
 async def _log_lines(app: web.Application) -> AsyncIterator[None]:
     logs = app[CONSOLE].logs
     logs.install()
@@ -222,8 +235,10 @@ class _MalformedRequests(logging.Filter):
 
 async def _broadcaster(app: web.Application) -> AsyncIterator[None]:
     console = app[CONSOLE]
-    tasks = [asyncio.create_task(_push_states(console), name="console states"),
-             asyncio.create_task(_push_figures(console), name="console figures")]
+    tasks = [
+        asyncio.create_task(_push_states(console), name="console states"),
+        asyncio.create_task(_push_figures(console), name="console figures"),
+    ]
     yield
     for task in tasks:
         task.cancel()
@@ -310,6 +325,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 # -- the server ---------------------------------------------------------------------------------
 
+
 def parse_address(text: str) -> tuple[str, int]:
     """HOST:PORT (IPv6 as [::1]:8080); one sentence when it is not."""
     host, sep, port = text.strip().rpartition(":")
@@ -379,8 +395,8 @@ async def start_console(show: ShowSurface, address: str, *, secrets: dict[str, s
         click.echo(f"  Watch:   {url}watch?token={tokens.viewer}   (the stream itself, in any browser)", err=True)
     if tokens.created:
         click.echo(
-            f"  Console admin token (shown once; kept owner-only in {tokens.admin_file}):\n"
-            f"      {tokens.admin}", err=True,
+            f"  Console admin token (shown once; kept owner-only in {tokens.admin_file}):\n      {tokens.admin}",
+            err=True,
         )
     elif tokens.admin_file is not None:
         click.echo(f"  Log in with the admin token in {tokens.admin_file}", err=True)

@@ -4,6 +4,7 @@ The console receives the show's control surface (`surface.ShowSurface`) and
 reads only what it publishes: its state, its health, its timeline; nothing
 here changes it.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,8 @@ import time
 
 import psutil
 
-from ..secrets import mask_url
 from ..onair import ShowState
+from ..secrets import mask_url
 from ..surface import ShowSurface
 
 
@@ -43,27 +44,49 @@ def state(show: ShowSurface, st: ShowState | None = None) -> dict:
         "music_on": st.music_on,
         "story_paused": st.story_paused,
         "round": {
-            "mode": snap.mode, "number": snap.round, "time_left": _num(snap.time_left, 2),
-            "round_s": snap.round_s, "grace_s": snap.grace_s, "locked": snap.locked,
-            "approval": snap.approval, "voters": snap.voters, "total_candidates": snap.total_candidates,
+            "mode": snap.mode,
+            "number": snap.round,
+            "time_left": _num(snap.time_left, 2),
+            "round_s": snap.round_s,
+            "grace_s": snap.grace_s,
+            "locked": snap.locked,
+            "approval": snap.approval,
+            "voters": snap.voters,
+            "total_candidates": snap.total_candidates,
         },
         "candidates": [
-            {"id": c.id, "number": c.number, "text": c.text, "votes": c.votes,
-             "share": round(max(0.0, c.votes) / total, 3), "author": c.author, "platform": c.platform,
-             "voters": len(c.users)}
+            {
+                "id": c.id,
+                "number": c.number,
+                "text": c.text,
+                "votes": c.votes,
+                "share": round(max(0.0, c.votes) / total, 3),
+                "author": c.author,
+                "platform": c.platform,
+                "voters": len(c.users),
+            }
             for c in snap.candidates
         ],
         "pending": [
             {"id": c.id, "text": c.text, "author": c.author, "platform": c.platform, "held": c.held}
             for c in snap.pending
         ],
-        "meter": None if snap.meter is None else {
-            "anarchy": snap.meter.anarchy, "democracy": snap.meter.democracy, "share": _num(snap.meter.share, 3),
-            "threshold": snap.meter.threshold, "min_voters": snap.meter.min_voters,
+        "meter": None
+        if snap.meter is None
+        else {
+            "anarchy": snap.meter.anarchy,
+            "democracy": snap.meter.democracy,
+            "share": _num(snap.meter.share, 3),
+            "threshold": snap.meter.threshold,
+            "min_voters": snap.meter.min_voters,
             "cooldown_left_s": _num(snap.meter.cooldown_left_s, 1),
         },
-        "last": None if last is None or last.winner is None else {
-            "round": last.winner.round, "text": last.winner.text, "user": last.winner.user,
+        "last": None
+        if last is None or last.winner is None
+        else {
+            "round": last.winner.round,
+            "text": last.winner.text,
+            "user": last.winner.user,
             "votes": last.winner.votes,
         },
         "watch": watch(show),
@@ -132,13 +155,22 @@ def health(show: ShowSurface, system: System, extra: dict | None = None) -> dict
         "skipped_frames": h.skipped_frames,
         "dropped_frames": h.dropped_frames,
         # The x264 preset in use: below the configured one while encoding lags.
-        "encoder": {"preset": h.encoder_preset, "configured": h.encoder_preset_configured,
-                    "changes": h.encoder_preset_changes, "busy": h.busy},
+        "encoder": {
+            "preset": h.encoder_preset,
+            "configured": h.encoder_preset_configured,
+            "changes": h.encoder_preset_changes,
+            "busy": h.busy,
+        },
         "bitrate_kbps": h.bitrate_kbps,
         "prompt_to_pixel_ms": {"p50": h.prompt_to_pixel_ms_p50, "p95": h.prompt_to_pixel_ms_p95},
         "outputs": [
-            {"name": mask_url(o["name"]), "state": o["state"], "reconnects": o["reconnects"],
-             "bytes_sent": o["bytes_sent"], "dropped": o["dropped"]}
+            {
+                "name": mask_url(o["name"]),
+                "state": o["state"],
+                "reconnects": o["reconnects"],
+                "bytes_sent": o["bytes_sent"],
+                "dropped": o["dropped"],
+            }
             for o in h.outputs
         ],
         "adapters": [{"name": k, "state": v} for k, v in show.adapter_states().items()],
@@ -155,5 +187,7 @@ def health(show: ShowSurface, system: System, extra: dict | None = None) -> dict
 def timeline(show: ShowSurface, limit: int = 40) -> list[dict]:
     """The latest actions of this session, newest first, with who did them."""
     now = show.now()
-    return [{"ago_s": round(max(0.0, now - e.at), 1), "actor": e.actor, "action": e.action, "detail": e.detail}
-            for e in show.timeline(limit)]
+    return [
+        {"ago_s": round(max(0.0, now - e.at), 1), "actor": e.actor, "action": e.action, "detail": e.detail}
+        for e in show.timeline(limit)
+    ]

@@ -8,6 +8,7 @@ the streamer confirms it, as the streamer's own prompt or vote through the
 same audience hub, moderation and voting as everyone's. Admin only, CSRF
 checked by the guard like every action; size and length limits from [voice].
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,9 +22,13 @@ from ..viewer import Viewer
 from .core import console_of, error, principal_of, reply
 from .routes import _obj, route
 
-HEARD = _obj(("id", "text", "command", "argument"), id={"type": "string"}, text={"type": "string"},
-             command={"type": ["string", "null"], "enum": ["prompt", "vote", None]},
-             argument={"type": ["string", "integer", "null"]})
+HEARD = _obj(
+    ("id", "text", "command", "argument"),
+    id={"type": "string"},
+    text={"type": "string"},
+    command={"type": ["string", "null"], "enum": ["prompt", "vote", None]},
+    argument={"type": ["string", "integer", "null"]},
+)
 CONFIRMED = _obj(("ok", "reply"), ok={"type": "boolean"}, reply={"type": "string"}, kind={"type": "string"})
 
 _HOLD = 20
@@ -50,10 +55,16 @@ async def _clip(request: web.Request, limit: int) -> bytes:
     return bytes(data)
 
 
-@route("GET", "/api/voice", access="viewer", tag="voice",
-       summary="Is voice ready: the speech model, and Discord voice receive, one sentence each.",
-       response=_obj(("ready", "model", "discord"), ready={"type": "boolean"}, model={"type": "string"},
-                     discord={"type": "string"}))
+@route(
+    "GET",
+    "/api/voice",
+    access="viewer",
+    tag="voice",
+    summary="Is voice ready: the speech model, and Discord voice receive, one sentence each.",
+    response=_obj(
+        ("ready", "model", "discord"), ready={"type": "boolean"}, model={"type": "string"}, discord={"type": "string"}
+    ),
+)
 async def voice_status(request: web.Request) -> web.Response:
     from ..audience.voice import discord_voice_note, model_note
 
@@ -70,9 +81,14 @@ async def voice_status(request: web.Request) -> web.Response:
     return reply({"ready": service is not None, "model": model[0].upper() + model[1:], "discord": discord})
 
 
-@route("POST", "/api/voice", access="admin", tag="voice",
-       summary="Transcribe a push-to-talk clip (the raw audio as the body); the command waits for a confirm.",
-       response=HEARD)
+@route(
+    "POST",
+    "/api/voice",
+    access="admin",
+    tag="voice",
+    summary="Transcribe a push-to-talk clip (the raw audio as the body); the command waits for a confirm.",
+    response=HEARD,
+)
 async def hear_clip(request: web.Request) -> web.Response:
     service = _service(request)
     s = service.settings
@@ -94,16 +110,26 @@ async def hear_clip(request: web.Request) -> web.Response:
     service.hear(Viewer("console", actor, frozenset({"broadcaster"})), audio, submit=False, done=heard_it)
     heard = await asyncio.wait_for(done, 120)
     if heard.command is None:
-        raise error(409, "The voice worker is busy; try again in a moment." if heard.error == "dropped"
-                    else "That clip could not be transcribed.")
+        raise error(
+            409,
+            "The voice worker is busy; try again in a moment."
+            if heard.error == "dropped"
+            else "That clip could not be transcribed.",
+        )
     clip_id = secrets.token_urlsafe(12)
     _HELD[clip_id] = (actor, heard.command)
     console_of(request).metrics.actions.labels("voice").inc()
     return reply({"id": clip_id, **heard.command.as_dict()})
 
 
-@route("POST", "/api/voice/{id}/confirm", access="admin", tag="voice",
-       summary="Put a transcribed clip's command in the round, as the streamer's own.", response=CONFIRMED)
+@route(
+    "POST",
+    "/api/voice/{id}/confirm",
+    access="admin",
+    tag="voice",
+    summary="Put a transcribed clip's command in the round, as the streamer's own.",
+    response=CONFIRMED,
+)
 async def confirm_clip(request: web.Request) -> web.Response:
     service = _service(request)
     held = _HELD.pop(request.match_info["id"], None)
@@ -117,5 +143,10 @@ async def confirm_clip(request: web.Request) -> web.Response:
     if r is not None and service.audience is not None:
         r = await service.audience.settle(r)  # the idea's number once the safety screen has passed it
     console_of(request).metrics.actions.labels("voice_confirm").inc()
-    return reply({"ok": r is not None and r.kind in ("new", "pooled", "voted"), "reply": r.text if r else "",
-                  "kind": r.kind if r else "none"})
+    return reply(
+        {
+            "ok": r is not None and r.kind in ("new", "pooled", "voted"),
+            "reply": r.text if r else "",
+            "kind": r.kind if r else "none",
+        }
+    )

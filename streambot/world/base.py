@@ -8,6 +8,7 @@ in the frames rendered over the following `transition_s` seconds.
 Every frame carries the *generation* of the direction it was rendered under,
 so the broadcast can measure prompt-to-pixel latency on what actually went out.
 """
+
 from __future__ import annotations
 
 import threading
@@ -142,7 +143,7 @@ class World(ABC):
         """None: one frame per render, each shown once. Chunked worlds say how to pace them."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a world with nothing to release need not override it)
         """Release resources. Safe to call twice."""
 
 

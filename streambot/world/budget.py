@@ -21,6 +21,7 @@ the frame before was the GPU world's; the answer is why the GPU world should
 stand by now (`BUDGET`, `NO_VIEWERS`), or None. Each switch is one log line
 with its reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -141,12 +142,20 @@ class BudgetStatus:
             return None if x is None else round(x, nd)
 
         return {
-            "active": self.active, "world": self.world, "day": self.day, "timezone": self.timezone,
-            "used_s": round(self.used_s, 1), "used_h": round(self.used_s / 3600, 3), "budget_h": r(self.budget_s and self.budget_s / 3600, 3),
+            "active": self.active,
+            "world": self.world,
+            "day": self.day,
+            "timezone": self.timezone,
+            "used_s": round(self.used_s, 1),
+            "used_h": round(self.used_s / 3600, 3),
+            "budget_h": r(self.budget_s and self.budget_s / 3600, 3),
             "left_h": r(self.budget_s and max(0.0, self.budget_s - self.used_s) / 3600, 3),
-            "resets_in_s": round(self.resets_in_s), "viewers": self.viewers,
-            "idle_after_s": r(self.idle_after_s, 1), "idle_in_s": r(self.idle_in_s, 1),
-            "standby": self.standby, "why": self.why,
+            "resets_in_s": round(self.resets_in_s),
+            "viewers": self.viewers,
+            "idle_after_s": r(self.idle_after_s, 1),
+            "idle_in_s": r(self.idle_in_s, 1),
+            "standby": self.standby,
+            "why": self.why,
         }
 
 
@@ -223,16 +232,18 @@ class GpuBudget:
     def _decide(self) -> str | None:
         if self.budget_s is not None and self.meter.used_s >= self.budget_s:
             return BUDGET  # until the day changes (the meter then starts the new day's count)
-        if (self.idle_after_s is not None and self._nobody_since is not None
-                and self.clock() - self._nobody_since >= self.idle_after_s):
+        if (
+            self.idle_after_s is not None
+            and self._nobody_since is not None
+            and self.clock() - self._nobody_since >= self.idle_after_s
+        ):
             return NO_VIEWERS
         return None
 
     def _why(self, standby: str | None) -> str | None:
         if standby == BUDGET:
             assert self.budget_s is not None
-            return (f"today's GPU budget of {_hours(self.budget_s)} is used up, until midnight "
-                    f"({self.meter.days.name})")
+            return f"today's GPU budget of {_hours(self.budget_s)} is used up, until midnight ({self.meter.days.name})"
         if standby == NO_VIEWERS:
             assert self.idle_after_s is not None
             return f"Twitch has reported no viewers for {_duration(self.idle_after_s)}"
@@ -256,14 +267,26 @@ class GpuBudget:
             m = self.meter
             now = self.clock()
             idle_in = None
-            if self.active and self.idle_after_s is not None and self._nobody_since is not None \
-                    and self._standby is None:
+            if (
+                self.active
+                and self.idle_after_s is not None
+                and self._nobody_since is not None
+                and self._standby is None
+            ):
                 idle_in = max(0.0, self.idle_after_s - (now - self._nobody_since))
             return BudgetStatus(
-                active=self.active, world=self.world, day=m.day.isoformat(), timezone=m.days.name,
-                used_s=m.used_s, budget_s=self.budget_s, resets_in_s=max(0.0, m.days.next_start() - m.days.wall()),
-                viewers=self._viewers, idle_after_s=self.idle_after_s, idle_in_s=idle_in,
-                standby=self._standby, why=self._why(self._standby),
+                active=self.active,
+                world=self.world,
+                day=m.day.isoformat(),
+                timezone=m.days.name,
+                used_s=m.used_s,
+                budget_s=self.budget_s,
+                resets_in_s=max(0.0, m.days.next_start() - m.days.wall()),
+                viewers=self._viewers,
+                idle_after_s=self.idle_after_s,
+                idle_in_s=idle_in,
+                standby=self._standby,
+                why=self._why(self._standby),
             )
 
     def close(self) -> None:

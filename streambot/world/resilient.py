@@ -24,6 +24,7 @@ Every change of source is a short cross-fade, never a cut. The director and
 the broadcast see the wrapper's own steer generations; each inner world's
 are mapped to them, so prompt-to-pixel latency stays right across a switch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -95,9 +96,14 @@ class WorldStatus:
     standby: str | None = None  # why the backend is kept off air (the budget), or None
 
     def to_json(self) -> dict[str, object]:
-        return {"state": self.state, "backend": self.backend, "failures": self.failures,
-                "error": self.error, "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 1),
-                "standby": self.standby}
+        return {
+            "state": self.state,
+            "backend": self.backend,
+            "failures": self.failures,
+            "error": self.error,
+            "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 1),
+            "standby": self.standby,
+        }
 
 
 def _one_line(e: BaseException) -> str:
@@ -255,21 +261,31 @@ class ResilientWorld(World):
         delay = float(self._wait(state))
         self._next_try = now + delay
         if self.failures == 1:
-            log.error("the %s world failed (%s); holding the last frame, retrying in %.0f s",
-                      self.backend.name, self.error, delay)
+            log.error(
+                "the %s world failed (%s); holding the last frame, retrying in %.0f s",
+                self.backend.name,
+                self.error,
+                delay,
+            )
             log.debug("the %s world's failure", self.backend.name, exc_info=e)
             self.state = "holding"
         else:
             log.debug("the %s world failed again (%d in a row): %s", self.backend.name, self.failures, self.error)
         if self.failures >= self.fallback_after and self.state == "holding" and self._make_fallback is not None:
-            log.warning("the %s world failed %d times in a row; the fallback world takes over while it is "
-                        "retried (next in %.0f s)", self.backend.name, self.failures, delay)
+            log.warning(
+                "the %s world failed %d times in a row; the fallback world takes over while it is "
+                "retried (next in %.0f s)",
+                self.backend.name,
+                self.failures,
+                delay,
+            )
             self.state = "fallback"
             self._start_fallback()
 
     def _recovered(self) -> None:
-        log.warning("the %s world renders again after %d failure(s); it is back on air",
-                    self.backend.name, self.failures)
+        log.warning(
+            "the %s world renders again after %d failure(s); it is back on air", self.backend.name, self.failures
+        )
         self.state = "ok"
         self.failures = 0
         self.error = None
@@ -293,8 +309,7 @@ class ResilientWorld(World):
         self._fallback = self._make_fallback()
         self._gens[id(self._fallback)] = {}
         if self._background:
-            self._fallback_thread = threading.Thread(target=self._prepare_fallback, name="fallback world",
-                                                     daemon=True)
+            self._fallback_thread = threading.Thread(target=self._prepare_fallback, name="fallback world", daemon=True)
             self._fallback_thread.start()
         else:
             self._prepare_fallback()
@@ -348,8 +363,7 @@ class ResilientWorld(World):
         self._fade_left -= 1
         old = self._fade_from
         if old.shape != image.shape:
-            old = np.asarray(Image.fromarray(old).resize((image.shape[1], image.shape[0]),
-                                                        Image.Resampling.BILINEAR))
+            old = np.asarray(Image.fromarray(old).resize((image.shape[1], image.shape[0]), Image.Resampling.BILINEAR))
             self._fade_from = old
         return (old * a + image * (1.0 - a)).astype(np.uint8)
 

@@ -15,6 +15,7 @@ A preset's `[sketch]` table sets where the world starts: `scene` (text,
 mapped like a prompt; the description when absent) and optionally `params`
 (a table of exact scene parameters, see `sketch_concepts.PARAMS`).
 """
+
 from __future__ import annotations
 
 import enum
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 class _Auto(enum.Enum):
     AUTO = enum.auto()
 
@@ -50,9 +50,32 @@ DAY_LENGTH_S = 1800.0  # left alone, a full day passes in half an hour
 # What a prompt leaves unsaid stays this much as it was; the rest returns to
 # the preset. Weather and passing things fade faster than the place and mood.
 CARRY = 0.6
-_FAST = ("rain", "snow", "storm", "fog", "wind", "birds", "planes", "cars", "balloons", "fireflies",
-         "embers", "fireworks", "meteors", "dragons", "bubbles", "asteroids", "nova", "searchlights",
-         "aurora", "rainbow", "bob", "pan", "zoom", "altitude")
+_FAST = (
+    "rain",
+    "snow",
+    "storm",
+    "fog",
+    "wind",
+    "birds",
+    "planes",
+    "cars",
+    "balloons",
+    "fireflies",
+    "embers",
+    "fireworks",
+    "meteors",
+    "dragons",
+    "bubbles",
+    "asteroids",
+    "nova",
+    "searchlights",
+    "aurora",
+    "rainbow",
+    "bob",
+    "pan",
+    "zoom",
+    "altitude",
+)
 _CARRY = np.array([0.35 if n in _FAST else CARRY for n in NAMES])
 MIN_TRANSITION_S = 0.5  # never a cut, even when asked for an instant change
 
@@ -147,8 +170,7 @@ class _MapperWorker:
             if source is not None:
                 taken = source.take_pending()  # else the render thread already took it
                 with self._cv:
-                    if taken is not None and (self._request is None
-                                              or self._request.generation < taken.generation):
+                    if taken is not None and (self._request is None or self._request.generation < taken.generation):
                         self._request = taken
             with self._cv:
                 if self._request is None:
@@ -180,9 +202,13 @@ class SketchWorld(World):
 
     name = "sketch"
 
-    def __init__(self, render_scale: float = 0.5, embedder: SentenceEncoder | None | Literal[_Auto.AUTO] = _AUTO,
-                 background: bool = True,
-                 wait_for_model: bool = True) -> None:
+    def __init__(
+        self,
+        render_scale: float = 0.5,
+        embedder: SentenceEncoder | None | Literal[_Auto.AUTO] = _AUTO,
+        background: bool = True,
+        wait_for_model: bool = True,
+    ) -> None:
         """`embedder`: a `streambot.embeddings.Embedder`, None for keyword matching only,
         or left out to use the shared one. `background=False` maps prompts in the
         render thread (deterministic frame timing, for tests). `wait_for_model=False`
@@ -217,8 +243,10 @@ class SketchWorld(World):
         if w < 16 or h < 16 or fps <= 0:
             raise WorldError(f"The sketch world cannot render {w}x{h} at {fps} fps.")
         # Even sizes: the encoder's 4:2:0 chroma needs them.
-        self._size = (max(16, 2 * int(w * self.render_scale / 2 + 0.5)),
-                      max(16, 2 * int(h * self.render_scale / 2 + 0.5)))
+        self._size = (
+            max(16, 2 * int(w * self.render_scale / 2 + 0.5)),
+            max(16, 2 * int(h * self.render_scale / 2 + 0.5)),
+        )
         self._fps = float(fps)
         if self._mapper is None:
             emb = self._embedder_arg
@@ -241,10 +269,16 @@ class SketchWorld(World):
         self._t = 0.0
         self._t0 = 0.0
         self._index = 0
-        log.info("sketch world %r at %dx%d (%s)", spec.name, *self._size,
-                 "sentence model" if self._mapper.embedder is not None
-                 else "keywords only" if self._embedder_arg is None or self._wait_for_model
-                 else "keywords until the sentence model is loaded")
+        log.info(
+            "sketch world %r at %dx%d (%s)",
+            spec.name,
+            *self._size,
+            "sentence model"
+            if self._mapper.embedder is not None
+            else "keywords only"
+            if self._embedder_arg is None or self._wait_for_model
+            else "keywords until the sentence model is loaded",
+        )
 
     def _take_model(self, embedder: SentenceEncoder, spec: WorldSpec) -> None:
         """The sentence model is loaded (on its loader's thread): embed the concept
@@ -315,17 +349,25 @@ class SketchWorld(World):
             return float(p[IDX[n]])
 
         tod = g("tod") % 1.0
-        twilight = math.exp(-((math.sin(2 * math.pi * (tod - 0.25)) - 0.03) / 0.15) ** 2)
+        twilight = math.exp(-(((math.sin(2 * math.pi * (tod - 0.25)) - 0.03) / 0.15) ** 2))
         warmth = 0.5 + 0.3 * g("warmth") + 0.2 * twilight + 0.15 * g("embers") - 0.2 * g("snowcover")
-        tension = (0.1 + 0.6 * g("storm") + 0.35 * g("b_wasteland") + 0.2 * g("smoke")
-                   + 0.25 * max(0.0, -g("exposure")) + 0.15 * g("fireworks") + 0.2 * g("searchlights"))
+        tension = (
+            0.1
+            + 0.6 * g("storm")
+            + 0.35 * g("b_wasteland")
+            + 0.2 * g("smoke")
+            + 0.25 * max(0.0, -g("exposure"))
+            + 0.15 * g("fireworks")
+            + 0.2 * g("searchlights")
+        )
         wind = g("wind") * (1 - 0.8 * g("b_space"))
 
         def clip(x: float) -> float:
             return float(min(1.0, max(0.0, x)))
 
-        return Ambience(brightness=clip(light), warmth=clip(warmth), tension=clip(tension),
-                        wind=clip(wind), rain=clip(g("rain")))
+        return Ambience(
+            brightness=clip(light), warmth=clip(warmth), tension=clip(tension), wind=clip(wind), rain=clip(g("rain"))
+        )
 
     def close(self) -> None:
         if self._worker is not None:
@@ -382,8 +424,7 @@ class SketchWorld(World):
     @staticmethod
     def _wander(p: dict[str, float], t: float) -> None:
         """Slow drifts so a scene left alone never freezes: weather breathes."""
-        p["clouds"] = min(1.0, max(0.0, p["clouds"] + 0.07 * math.sin(t * 0.021 + 1.0)
-                                   + 0.03 * math.sin(t * 0.067)))
+        p["clouds"] = min(1.0, max(0.0, p["clouds"] + 0.07 * math.sin(t * 0.021 + 1.0) + 0.03 * math.sin(t * 0.067)))
         p["wind"] = min(1.0, max(0.0, p["wind"] + 0.08 * math.sin(t * 0.031)))
         p["fog"] = min(1.0, max(0.0, p["fog"] + 0.03 * math.sin(t * 0.017 + 2.0)))
 
@@ -395,8 +436,10 @@ def check_settings(table: dict[str, Any]) -> None:
     known = ("render_scale", "embedder", "background")
     unknown = [k for k in table if k not in known]
     if unknown:
-        raise ConfigError(f"[world.sketch] holds a setting the sketch world does not have "
-                          f"({', '.join(map(repr, unknown))}); it takes render_scale.")
+        raise ConfigError(
+            f"[world.sketch] holds a setting the sketch world does not have "
+            f"({', '.join(map(repr, unknown))}); it takes render_scale."
+        )
     scale = table.get("render_scale", 0.5)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 1.0:
         raise ConfigError(f"[world.sketch] render_scale must be a number between 0.05 and 1, not {scale!r}.")
@@ -407,6 +450,8 @@ def create_world(table: dict[str, Any]) -> SketchWorld:
     The first frame does not wait for the sentence model: keywords until it is loaded."""
     check_settings(table)
     return SketchWorld(**table, wait_for_model=False)
+
+
 class SketchBench(TypedDict):
     frame_size: tuple[int, int]
     mean_ms: float
@@ -416,9 +461,15 @@ class SketchBench(TypedDict):
     last: NDArray[np.uint8]  # the last frame rendered
 
 
-def bench(preset: str = "meadow", prompt: str = "", size: tuple[int, int] = (1280, 720),
-          render_scale: float = 0.5, frames: int = 300, seed: int = 0,
-          embedder: SentenceEncoder | None | Literal[_Auto.AUTO] = _AUTO) -> SketchBench:
+def bench(
+    preset: str = "meadow",
+    prompt: str = "",
+    size: tuple[int, int] = (1280, 720),
+    render_scale: float = 0.5,
+    frames: int = 300,
+    seed: int = 0,
+    embedder: SentenceEncoder | None | Literal[_Auto.AUTO] = _AUTO,
+) -> SketchBench:
     """Render `frames` frames of a preset (after an optional prompt) and time them.
 
     Returns the frame size, mean / p95 / max milliseconds per frame and the last
@@ -444,17 +495,27 @@ def bench(preset: str = "meadow", prompt: str = "", size: tuple[int, int] = (128
     finally:
         world.close()
     ms = times * 1000
-    return {"frame_size": world.frame_size, "mean_ms": float(ms.mean()),
-            "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max()), "frames": frames,
-            "last": frame.image}
+    return {
+        "frame_size": world.frame_size,
+        "mean_ms": float(ms.mean()),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "max_ms": float(ms.max()),
+        "frames": frames,
+        "last": frame.image,
+    }
 
 
 if __name__ == "__main__":  # python -m streambot.world.sketch [preset] [prompt] [--keywords]
     import sys
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    r = bench(args[0] if args else "meadow", args[1] if len(args) > 1 else "",
-              embedder=None if "--keywords" in sys.argv else _AUTO)
+    r = bench(
+        args[0] if args else "meadow",
+        args[1] if len(args) > 1 else "",
+        embedder=None if "--keywords" in sys.argv else _AUTO,
+    )
     w, h = r["frame_size"]
-    print(f"{w}x{h}: {r['mean_ms']:.2f} ms/frame mean, p95 {r['p95_ms']:.2f}, "
-          f"max {r['max_ms']:.2f} over {r['frames']} frames")
+    print(
+        f"{w}x{h}: {r['mean_ms']:.2f} ms/frame mean, p95 {r['p95_ms']:.2f}, "
+        f"max {r['max_ms']:.2f} over {r['frames']} frames"
+    )

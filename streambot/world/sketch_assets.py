@@ -5,6 +5,7 @@ profiles per biome and parallax layer, 2-D noise planes for clouds and water,
 a nebula, city-window patterns and small RGBA sprites for the moving things.
 Sizes are in reference pixels (a 360-pixel-high frame); the renderer scales.
 """
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -23,8 +24,9 @@ LAYER_BASE = (0.64, 0.70, 0.78, 0.87, 0.97)
 LAYER_PARALLAX = (0.10, 0.22, 0.40, 0.65, 1.0)
 
 
-def spectral_noise(rng: np.random.Generator, shape: tuple[int, ...], feature: float,
-                   beta: float = 2.0) -> NDArray[np.float32]:
+def spectral_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], feature: float, beta: float = 2.0
+) -> NDArray[np.float32]:
     """Periodic fractal noise by shaping white noise in Fourier space.
 
     `feature` is the largest feature size in samples; smaller scales fall off
@@ -60,6 +62,7 @@ def _tile_to(a: NDArray[ScalarT], n: int) -> NDArray[ScalarT]:
 # Heights are fractions of the frame height above the layer's ground line;
 # negative pushes the layer below the frame (space, open sea).
 
+
 def _hills(rng: np.random.Generator, layer: int, amp: float, feature: float) -> NDArray[np.float32]:
     n = spectral_noise(rng, (PROFILE_LEN,), feature, beta=3.2)
     return (amp * (0.45 + 0.3 * n)).astype(np.float32)
@@ -74,8 +77,14 @@ def _ridged(rng: np.random.Generator, feature: float, amp: float) -> NDArray[np.
     return (amp * _norm01(total) ** 1.3).astype(np.float32)
 
 
-def _trees(rng: np.random.Generator, base: NDArray[np.float32], density: float, height: float, width: float,
-           conifer: float = 1.0) -> NDArray[np.float32]:
+def _trees(
+    rng: np.random.Generator,
+    base: NDArray[np.float32],
+    density: float,
+    height: float,
+    width: float,
+    conifer: float = 1.0,
+) -> NDArray[np.float32]:
     """Tree silhouettes standing on a profile: pointed firs or round crowns."""
     out = base.copy()
     x = np.arange(PROFILE_LEN, dtype=np.float32)
@@ -98,8 +107,9 @@ def _trees(rng: np.random.Generator, base: NDArray[np.float32], density: float, 
     return out
 
 
-def _skyline(rng: np.random.Generator, floor: float, tall: float, wmin: float,
-             wmax: float) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+def _skyline(
+    rng: np.random.Generator, floor: float, tall: float, wmin: float, wmax: float
+) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     """A city profile (heights) and the building id of each column, period CITY_TILE."""
     h = np.zeros(CITY_TILE, np.float32)
     bid = np.zeros(CITY_TILE, np.int32)
@@ -113,10 +123,10 @@ def _skyline(rng: np.random.Generator, floor: float, tall: float, wmin: float,
         bid[x:end] = k
         if rng.random() < 0.25 and w > 6:  # a spire or antenna
             m = x + w // 2
-            h[m:m + 1] = hh + tall * rng.uniform(0.08, 0.25)
+            h[m : m + 1] = hh + tall * rng.uniform(0.08, 0.25)
         if rng.random() < 0.3 and w > 10:  # a setback roof
             inset = w // 4
-            h[x + inset:end - inset] = hh + tall * rng.uniform(0.05, 0.15)
+            h[x + inset : end - inset] = hh + tall * rng.uniform(0.05, 0.15)
         x = end + gap
         k += 1
     return h, bid
@@ -129,7 +139,7 @@ def _dunes(rng: np.random.Generator, feature: float, amp: float) -> NDArray[np.f
     saw = (phase / (2 * np.pi)) % 1.0
     crest = np.where(saw < 0.8, saw / 0.8, (1.0 - saw) / 0.2)
     env = 0.55 + 0.45 * _norm01(spectral_noise(rng, (PROFILE_LEN,), feature * 4, beta=3))
-    return (amp * (0.15 + 0.85 * crest ** 1.5 * env)).astype(np.float32)
+    return (amp * (0.15 + 0.85 * crest**1.5 * env)).astype(np.float32)
 
 
 def _mesas(rng: np.random.Generator, feature: float, amp: float) -> NDArray[np.float32]:
@@ -173,12 +183,11 @@ def _wasteland(rng: np.random.Generator, layer: int, amp: float) -> NDArray[np.f
         for _ in range(PROFILE_LEN // 160):  # broken stumps and posts
             c = int(rng.uniform(0, PROFILE_LEN))
             w = int(rng.integers(1, 3))
-            base[c:c + w] += amp * rng.uniform(0.2, 0.6)
+            base[c : c + w] += amp * rng.uniform(0.2, 0.6)
     return base.astype(np.float32)
 
 
-BIOME_ORDER = ("grass", "desert", "mountains", "ocean", "forest", "city", "space", "islands",
-               "candy", "wasteland")
+BIOME_ORDER = ("grass", "desert", "mountains", "ocean", "forest", "city", "space", "islands", "candy", "wasteland")
 
 
 class Assets:
@@ -191,8 +200,9 @@ class Assets:
         self.islands = self._islands(rng)  # (top, bottom) fractions of H, PROFILE_LEN
         self.cloud = _norm01(spectral_noise(rng, (512, 1024), 220, beta=3.1))
         self.cloud_hi = _norm01(spectral_noise(rng, (128, 1024), 300, beta=2.2))
-        self.water = _norm01(spectral_noise(rng, (256, 512), 24, beta=1.6)
-                             + 0.5 * spectral_noise(rng, (256, 512), 80, beta=2.5))
+        self.water = _norm01(
+            spectral_noise(rng, (256, 512), 24, beta=1.6) + 0.5 * spectral_noise(rng, (256, 512), 80, beta=2.5)
+        )
         self.mist = _norm01(spectral_noise(rng, (128, 1024), 200, beta=2.8))
         self.nebula = self._nebula(rng)
         self.stars = self._stars(rng)
@@ -206,35 +216,48 @@ class Assets:
         for i in range(N_LAYERS):
             far = i == 0
             # grass: distant blue mountains, then rolling hills
-            prof[0, i] = (_ridged(rng, 700, 0.24) + 0.02 if far
-                          else _hills(rng, i, (0.16, 0.14, 0.11, 0.08)[i - 1], 700 - 100 * i))
+            prof[0, i] = (
+                _ridged(rng, 700, 0.24) + 0.02
+                if far
+                else _hills(rng, i, (0.16, 0.14, 0.11, 0.08)[i - 1], 700 - 100 * i)
+            )
             if i == 4:
                 prof[0, i] = _trees(rng, prof[0, i], 0.004, 0.05, 10, conifer=0.2)
             # desert: mesas far, dunes near
-            prof[1, i] = (_mesas(rng, 500, 0.14) if i < 2
-                          else _dunes(rng, 420 - 60 * i, (0.12, 0.10, 0.08)[i - 2]))
+            prof[1, i] = _mesas(rng, 500, 0.14) if i < 2 else _dunes(rng, 420 - 60 * i, (0.12, 0.10, 0.08)[i - 2])
             # mountains: tall ridges, lower and rockier nearer
             prof[2, i] = _ridged(rng, 900 - 140 * i, (0.42, 0.36, 0.26, 0.16, 0.09)[i])
             if i >= 3:
                 prof[2, i] = _trees(rng, prof[2, i], 0.02, 0.05, 5)
             # ocean: a low distant coast, then open water
-            prof[3, i] = (_hills(rng, i, 0.05, 600) - 0.03 if far else -0.6)
+            prof[3, i] = _hills(rng, i, 0.05, 600) - 0.03 if far else -0.6
             # forest: hills wearing firs, bigger trees nearer
             base = _hills(rng, i, (0.12, 0.12, 0.1, 0.08, 0.06)[i], 600)
-            prof[4, i] = _trees(rng, base, (0.12, 0.1, 0.07, 0.05, 0.035)[i],
-                                (0.03, 0.045, 0.06, 0.09, 0.14)[i], (3, 4, 6, 9, 13)[i])
+            prof[4, i] = _trees(
+                rng, base, (0.12, 0.1, 0.07, 0.05, 0.035)[i], (0.03, 0.045, 0.06, 0.09, 0.14)[i], (3, 4, 6, 9, 13)[i]
+            )
             # city: towers far, low rooftops near
-            h, bid = _skyline(rng, (0.06, 0.05, 0.04, 0.03, 0.02)[i],
-                              (0.28, 0.22, 0.16, 0.11, 0.07)[i],
-                              (8, 10, 14, 20, 30)[i], (20, 26, 34, 50, 70)[i])
+            h, bid = _skyline(
+                rng,
+                (0.06, 0.05, 0.04, 0.03, 0.02)[i],
+                (0.28, 0.22, 0.16, 0.11, 0.07)[i],
+                (8, 10, 14, 20, 30)[i],
+                (20, 26, 34, 50, 70)[i],
+            )
             prof[5, i] = _tile_to(h, PROFILE_LEN)
             city_ids[i] = _tile_to(bid, PROFILE_LEN)
             # space: nothing (sinks out of frame)
             prof[6, i] = -0.8
             # islands (fantasy): mossy hills with round trees and tall peaks far
-            base = (_ridged(rng, 500, 0.32) if far else _hills(rng, i, 0.1, 500))
-            prof[7, i] = _trees(rng, base, (0.02, 0.05, 0.04, 0.03, 0.02)[i],
-                                (0.03, 0.04, 0.06, 0.08, 0.12)[i], (4, 6, 8, 12, 16)[i], conifer=0.3)
+            base = _ridged(rng, 500, 0.32) if far else _hills(rng, i, 0.1, 500)
+            prof[7, i] = _trees(
+                rng,
+                base,
+                (0.02, 0.05, 0.04, 0.03, 0.02)[i],
+                (0.03, 0.04, 0.06, 0.08, 0.12)[i],
+                (4, 6, 8, 12, 16)[i],
+                conifer=0.3,
+            )
             # candy: gumdrop hills
             prof[8, i] = _gumdrops(rng, (0.2, 0.15, 0.12, 0.09, 0.07)[i], (90, 70, 55, 45, 40)[i])
             # wasteland: torn ground, craters, broken stumps
@@ -261,7 +284,7 @@ class Assets:
             left = np.zeros(CITY_TILE, np.int32)
             left[starts] = starts
             left = np.maximum.accumulate(left)
-            col = (x - left[None, :])
+            col = x - left[None, :]
             is_win = ((col % cw) < max(1, cw - 1)) & ((y % ch) < max(1, ch - 1)) & (col >= 1)
             roof = heights[None, :] * REF_H - 2
             is_win &= y < roof - 1
@@ -272,8 +295,9 @@ class Assets:
             code = np.ones((rows, CITY_TILE), np.uint8)
             kind = lit_kind[ids][None, :]
             lit = (0.16, 0.2, 0.22, 0.24, 0.26)[i]
-            code = np.where(per_cell < lit, np.where(kind < 0.55, 2, np.where(kind < 0.8, 3,
-                                                                                 np.where(kind < 0.9, 4, 5))), 1)
+            code = np.where(
+                per_cell < lit, np.where(kind < 0.55, 2, np.where(kind < 0.8, 3, np.where(kind < 0.9, 4, 5))), 1
+            )
             code = np.where(is_win, code, 0).astype(np.uint8)
             # Neon sign bands on some buildings.
             for b in np.nonzero(rng.random(ids.max() + 1) < 0.12)[0]:
@@ -282,7 +306,7 @@ class Assets:
                     continue
                 top = int(heights[cols[0]] * REF_H)
                 yy = int(rng.uniform(0.3, 0.85) * top)
-                code[max(0, yy - 1):yy + 1, cols[1]:cols[-1]] = 4 + (b % 2)
+                code[max(0, yy - 1) : yy + 1, cols[1] : cols[-1]] = 4 + (b % 2)
             # Vertical neon signs hanging on building faces.
             for b in np.nonzero(rng.random(ids.max() + 1) < 0.18)[0]:
                 cols = np.nonzero(ids == b)[0]
@@ -293,7 +317,7 @@ class Assets:
                 y0 = int(rng.uniform(0.15, 0.4) * top)
                 x0 = cols[int(rng.integers(0, len(cols) - 2))]
                 wdt = 1 + (i >= 3)
-                code[y0:min(rows, y0 + length), x0:x0 + wdt] = 4 + int(rng.random() < 0.5)
+                code[y0 : min(rows, y0 + length), x0 : x0 + wdt] = 4 + int(rng.random() < 0.5)
             out.append(code)
         return out
 
@@ -312,11 +336,11 @@ class Assets:
             d = np.abs(x[idx] - c) / r
             inside = d < 1
             rough = 0.006 * np.sin(x[idx] * 0.9) + 0.004 * np.sin(x[idx] * 2.3)
-            t = y - (0.012 + 0.02 * np.sqrt(np.clip(1 - d ** 2, 0, 1))) + rough
+            t = y - (0.012 + 0.02 * np.sqrt(np.clip(1 - d**2, 0, 1))) + rough
             dd = np.clip(d, 0, 1)
             # Rounded shoulders, a rocky hanging tip, a jagged underside.
             jag = 0.012 * np.abs(np.sin(x[idx] * 0.45) + np.sin(x[idx] * 1.7 + c))
-            depth = (r / REF_H) * (0.45 * np.sqrt(1 - dd ** 2) + 1.1 * (1 - dd) ** 3) + jag * (1 - dd)
+            depth = (r / REF_H) * (0.45 * np.sqrt(1 - dd**2) + 1.1 * (1 - dd) ** 3) + jag * (1 - dd)
             b = y + depth
             top[idx] = np.where(inside, t, top[idx])
             bot[idx] = np.where(inside, b, bot[idx])
@@ -333,13 +357,16 @@ class Assets:
         dust = np.clip(_norm01(spectral_noise(rng, (h, w), 90, beta=2.6)) - 0.45, 0, 1) * 1.6
         dens = np.clip(blobs * 1.7 - 0.6, 0, 1) ** 1.4
         lum = dens * (0.35 + 0.9 * fil) * (1 - 0.75 * dust)
-        col = (lum[..., None] * (np.array([0.7, 0.16, 0.75]) * hue + np.array([0.08, 0.42, 0.9]) * (1 - hue))
-               + (dens ** 3 * fil)[..., None] * np.array([1.0, 0.6, 0.4]) * 0.8)
+        col = (
+            lum[..., None] * (np.array([0.7, 0.16, 0.75]) * hue + np.array([0.08, 0.42, 0.9]) * (1 - hue))
+            + (dens**3 * fil)[..., None] * np.array([1.0, 0.6, 0.4]) * 0.8
+        )
         nebula: NDArray[np.float32] = np.clip(col, 0, 1).astype(np.float32)
         return nebula
 
-    def _stars(self, rng: np.random.Generator) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
-                                                        NDArray[np.float64]]:
+    def _stars(
+        self, rng: np.random.Generator
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Stars on a 2048 x 0.75H band: x, y (ref px), brightness, twinkle phase."""
         n = 1400
         x = rng.uniform(0, 2048, n)
@@ -363,6 +390,7 @@ class Assets:
 
 
 # -- sprites (RGBA float32) ------------------------------------------------------
+
 
 def _canvas(h: int, w: int) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -446,11 +474,12 @@ def planet_sprite(size: int, seed: int, ring: bool) -> NDArray[np.float32]:
     d = np.hypot(xx - cx, yy - cy) / r
     bands = spectral_noise(rng, (256,), 30, beta=2.0)
     band = bands[np.clip(((yy - cy) / r * 100 + 128).astype(int), 0, 255)]
-    base = np.array(rng.choice([(0.85, 0.65, 0.45), (0.45, 0.6, 0.85), (0.75, 0.45, 0.7),
-                                (0.55, 0.8, 0.7)]), np.float32)
+    base = np.array(
+        rng.choice([(0.85, 0.65, 0.45), (0.45, 0.6, 0.85), (0.75, 0.45, 0.7), (0.55, 0.8, 0.7)]), np.float32
+    )
     col = base * (0.8 + 0.18 * band[..., None])
     # Light from the upper left, a soft terminator.
-    nz = np.sqrt(np.clip(1 - d ** 2, 0, 1))
+    nz = np.sqrt(np.clip(1 - d**2, 0, 1))
     light = np.clip(((-(xx - cx) * 0.6 - (yy - cy) * 0.4) / r + nz * 0.7), 0.03, 1.2)
     disc = np.clip((1 - d) * r, 0, 1)
     img[..., :3] = col * light[..., None]
@@ -476,7 +505,7 @@ def moon_sprite(size: int, seed: int) -> NDArray[np.float32]:
     c, r = (size - 1) / 2, size / 2 - 1
     d = np.hypot(xx - c, yy - c) / r
     craters = 0.06 * spectral_noise(rng, (size, size), size / 3, beta=2.0)
-    img[..., :3] = (np.array([0.93, 0.92, 0.86]) * (0.9 + craters[..., None] - 0.15 * d[..., None] ** 2))
+    img[..., :3] = np.array([0.93, 0.92, 0.86]) * (0.9 + craters[..., None] - 0.15 * d[..., None] ** 2)
     img[..., 3] = np.clip((1 - d) * r, 0, 1)
     return img
 
@@ -489,16 +518,16 @@ def rock_sprite(size: int, seed: int) -> NDArray[np.float32]:
     ang = np.arctan2(yy - c, xx - c)
     lump = 1.0 + sum(rng.uniform(0.05, 0.14) * np.sin(k * ang + rng.uniform(0, 6.3)) for k in (2, 3, 5))
     r = np.hypot(xx - c, yy - c) / (size / 2 - 1) / lump * 1.1
-    nz = np.sqrt(np.clip(1 - r ** 2, 0, 1))
+    nz = np.sqrt(np.clip(1 - r**2, 0, 1))
     light = np.clip((-(xx - c) * 0.6 - (yy - c) * 0.5) / size * 1.6 + nz * 0.6, 0.05, 1.1)
     spots = 0.85 + 0.15 * spectral_noise(rng, (size, size), max(2.0, size / 3), beta=2.0)
-    img[..., :3] = (np.array([0.45, 0.40, 0.36]) * (light * spots)[..., None])
+    img[..., :3] = np.array([0.45, 0.40, 0.36]) * (light * spots)[..., None]
     img[..., 3] = np.clip((1 - r) * size * 0.5, 0, 1)
     return img
 
 
 def glow_kernel(radius: int) -> NDArray[np.float32]:
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float32)
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1].astype(np.float32)
     d = np.hypot(xx, yy) / (radius + 0.5)
     kernel: NDArray[np.float32] = (np.clip(1 - d, 0, 1) ** 2).astype(np.float32)
     return kernel

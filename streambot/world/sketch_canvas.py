@@ -8,6 +8,7 @@ glowing points, soft glows) and the small maths they are written in. `Motion`
 is what the world integrates over time (the camera's travel, the wind); each
 frame it yields the `View` every layer is drawn from.
 """
+
 from __future__ import annotations
 
 import math
@@ -89,16 +90,14 @@ class Motion:
         """One frame on: pan, slow zoom drift, bob, altitude, gusting wind."""
         self.travel += camera.pan * 24.0 * dt * (1 + 0.15 * math.sin(t * 0.05))
         zoom = camera.zoom * (1 + 0.035 * math.sin(t * 0.043) + 0.015 * math.sin(t * 0.11))
-        bob = (H * (0.004 + 0.02 * camera.bob) * (math.sin(t * 0.9) + 0.5 * math.sin(t * 2.3 + 1))
-               * camera.bob)
+        bob = H * (0.004 + 0.02 * camera.bob) * (math.sin(t * 0.9) + 0.5 * math.sin(t * 2.3 + 1)) * camera.bob
         bob += H * 0.006 * math.sin(t * 0.21)
         lift = H * (0.22 * camera.altitude)
         horizon = H * LAYER_BASE[0] + lift + bob
         wind = wind * (0.8 + 0.2 * math.sin(t * 0.13) + 0.15 * math.sin(t * 0.41))
         self.gust += wind * dt
         self.hue_turn = (self.hue_turn + trippy * 0.05 * dt) % 1.0  # integrated: never jumps
-        return View(zoom=zoom, shift=lift + bob, horizon=horizon, wind=wind, travel=self.travel,
-                    gust=self.gust)
+        return View(zoom=zoom, shift=lift + bob, horizon=horizon, wind=wind, travel=self.travel, gust=self.gust)
 
 
 class Canvas:
@@ -120,11 +119,11 @@ class Canvas:
         # a few days on air float32 would make the terrain shimmer.
         self.cols64 = np.arange(W, dtype=np.float64)
         # Glows, centred in textures twice the frame: sliced, never recomputed.
-        gy, gx = np.mgrid[0:2 * H, 0:2 * W].astype(F32)
+        gy, gx = np.mgrid[0 : 2 * H, 0 : 2 * W].astype(F32)
         d = np.hypot(gx - W, gy - H) / H
-        self._glow = (0.55 * np.exp(-d / 0.09) + 0.35 * np.exp(-(d / 0.45) ** 2)).astype(F32)
+        self._glow = (0.55 * np.exp(-d / 0.09) + 0.35 * np.exp(-((d / 0.45) ** 2))).astype(F32)
         # A compact glow for small lights (fires, bursts): ~0 at a quarter frame.
-        self._glow_small = (0.6 * np.exp(-(d / 0.07) ** 2) + 0.4 * np.exp(-(d / 0.03) ** 2)).astype(F32)
+        self._glow_small = (0.6 * np.exp(-((d / 0.07) ** 2)) + 0.4 * np.exp(-((d / 0.03) ** 2))).astype(F32)
         self._dot = _kernel_offsets(glow_kernel(max(1, int(round(2 * s)))))
         self._big_dot = _kernel_offsets(glow_kernel(max(2, int(round(4 * s)))))
 
@@ -142,9 +141,9 @@ class Canvas:
         x1, y1 = min(self.W, x0 + w), min(self.H, y0 + h)
         if x1 <= max(0, x0) or y1 <= max(0, y0):
             return
-        sub = spr[sy0:sy0 + (y1 - max(0, y0)), sx0:sx0 + (x1 - max(0, x0))]
+        sub = spr[sy0 : sy0 + (y1 - max(0, y0)), sx0 : sx0 + (x1 - max(0, x0))]
         a = sub[..., 3] * alpha
-        region = self.img[:, max(0, y0):y1, max(0, x0):x1]
+        region = self.img[:, max(0, y0) : y1, max(0, x0) : x1]
         rgb = sub[..., :3].transpose(2, 0, 1)
         if tint is not None:
             rgb = rgb * np.asarray(tint, F32)[:, None, None]
@@ -160,7 +159,7 @@ class Canvas:
         x1, y1 = min(self.W, x0 + w), min(self.H, y0 + h)
         if x1 <= xa or y1 <= ya:
             return
-        al = spr[ya - y0:y1 - y0, xa - x0:x1 - x0, 3] * a
+        al = spr[ya - y0 : y1 - y0, xa - x0 : x1 - x0, 3] * a
         reg = self.img[:, ya:y1, xa:x1]
         for c in range(3):
             reg[c] += (col[c] - reg[c]) * al
@@ -181,8 +180,9 @@ class Canvas:
             plane = self.img[c].reshape(-1)
             plane[flat] += vals
 
-    def glow(self, cx: float, cy: float, col: np.ndarray, strength: float, rows: int,
-             radius: float | None = None) -> None:
+    def glow(
+        self, cx: float, cy: float, col: np.ndarray, strength: float, rows: int, radius: float | None = None
+    ) -> None:
         """Additive soft glow around (cx, cy) over rows [0, rows): the sun's wide
         glow, or with `radius` (pixels) a compact one computed only in its box."""
         if strength < 0.005 or rows <= 0:
@@ -196,7 +196,7 @@ class Canvas:
             if r1 <= r0 or c1 <= c0:
                 return
         tex = self._glow if radius is None else self._glow_small
-        g = tex[oy + r0:oy + r1, ox + c0:ox + c1]
+        g = tex[oy + r0 : oy + r1, ox + c0 : ox + c1]
         for c in range(3):
             self.img[c, r0:r1, c0:c1] += g * F32(col[c] * strength)
 
@@ -222,8 +222,9 @@ class PlaneTexture:
         self.tws = np.array([m.shape[1] for m in mips], np.intp)
         self.levels = len(mips)
 
-    def sample(self, v: np.ndarray, u0: np.ndarray, foot: np.ndarray, cols: np.ndarray,
-               du: np.ndarray | None = None) -> NDArray[np.uint8]:
+    def sample(
+        self, v: np.ndarray, u0: np.ndarray, foot: np.ndarray, cols: np.ndarray, du: np.ndarray | None = None
+    ) -> NDArray[np.uint8]:
         """Rows: v (texel row), u0 (texel column at cols == 0), foot (texels a pixel
         covers, picks the mip level), du (texels per pixel along the row; = foot)."""
         du = foot if du is None else du
@@ -255,10 +256,10 @@ class Grade:
         c = self.canvas
         H, W = c.H, c.W
         warm = mood.warmth
-        tint = rgb(mood.tint_r, mood.tint_g, mood.tint_b) * rgb(1 + .12 * warm, 1 + .02 * warm, 1 - .15 * warm)
+        tint = rgb(mood.tint_r, mood.tint_g, mood.tint_b) * rgb(1 + 0.12 * warm, 1 + 0.02 * warm, 1 - 0.15 * warm)
         expo = 2 ** (mood.exposure * 0.9)
         sat = mood.saturation
-        lum = rgb(.299, .587, .114)
+        lum = rgb(0.299, 0.587, 0.114)
         m_sat = (1 - sat) * np.tile(lum, (3, 1)) + sat * np.eye(3, dtype=F32)
         con = mood.contrast
         # Turn the colour wheel about the grey axis (Rodrigues' rotation).
@@ -284,7 +285,7 @@ class Grade:
             g = self.grain
             oy = int(hash01(int(t * 1000), 1) * (g.shape[0] - H))
             ox = int(hash01(int(t * 1000), 2) * (g.shape[1] - W))
-            gs = g[oy:oy + H, ox:ox + W] * (mood.grain * 0.022)
+            gs = g[oy : oy + H, ox : ox + W] * (mood.grain * 0.022)
             tmp += gs
         np.clip(tmp, 0.0, 1.0, out=tmp)
         tmp *= 255.0

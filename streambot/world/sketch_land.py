@@ -7,6 +7,7 @@ and a city's lit windows. Between the layers the renderer puts the water
 columns (`Smoke`). Column maths that mixes in the camera's travel is float64
 (see `Canvas.cols64`); everything per pixel is float32.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,14 @@ from typing import NamedTuple
 import numpy as np
 
 from .sketch_assets import (
-    BIOME_ORDER, CITY_TILE, LAYER_BASE, LAYER_PARALLAX, N_LAYERS, PROFILE_LEN, REF_H, Assets,
+    BIOME_ORDER,
+    CITY_TILE,
+    LAYER_BASE,
+    LAYER_PARALLAX,
+    N_LAYERS,
+    PROFILE_LEN,
+    REF_H,
+    Assets,
 )
 from .sketch_canvas import F32, Canvas, Field, PlaneTexture, View, hash01, lerp, rgb, smoothstep
 from .sketch_scene import Biomes
@@ -24,31 +32,60 @@ from .sketch_sky import Lighting
 # Daylight albedo of each biome's ground: (ridge colour, foot colour) per layer
 # depth class (far, mid, near). Layers in between are blended.
 _GROUND = {
-    "grass": ((rgb(.34, .42, .56), rgb(.30, .38, .50)), (rgb(.40, .58, .24), rgb(.22, .40, .16)),
-              (rgb(.30, .52, .18), rgb(.12, .28, .09))),
-    "desert": ((rgb(.78, .52, .36), rgb(.68, .44, .32)), (rgb(.93, .72, .46), rgb(.82, .58, .36)),
-               (rgb(.95, .76, .50), rgb(.76, .52, .30))),
-    "mountains": ((rgb(.42, .46, .56), rgb(.34, .38, .48)), (rgb(.40, .40, .44), rgb(.26, .28, .32)),
-                  (rgb(.22, .34, .20), rgb(.10, .18, .10))),
-    "ocean": ((rgb(.30, .40, .34), rgb(.24, .32, .30)), (rgb(.3, .45, .3), rgb(.2, .3, .2)),
-              (rgb(.3, .45, .3), rgb(.2, .3, .2))),
-    "forest": ((rgb(.20, .32, .30), rgb(.16, .26, .26)), (rgb(.10, .30, .15), rgb(.06, .20, .10)),
-               (rgb(.06, .22, .09), rgb(.03, .12, .05))),
-    "city": ((rgb(.40, .44, .52), rgb(.34, .38, .46)), (rgb(.32, .34, .40), rgb(.24, .26, .32)),
-             (rgb(.22, .22, .26), rgb(.12, .12, .15))),
+    "grass": (
+        (rgb(0.34, 0.42, 0.56), rgb(0.30, 0.38, 0.50)),
+        (rgb(0.40, 0.58, 0.24), rgb(0.22, 0.40, 0.16)),
+        (rgb(0.30, 0.52, 0.18), rgb(0.12, 0.28, 0.09)),
+    ),
+    "desert": (
+        (rgb(0.78, 0.52, 0.36), rgb(0.68, 0.44, 0.32)),
+        (rgb(0.93, 0.72, 0.46), rgb(0.82, 0.58, 0.36)),
+        (rgb(0.95, 0.76, 0.50), rgb(0.76, 0.52, 0.30)),
+    ),
+    "mountains": (
+        (rgb(0.42, 0.46, 0.56), rgb(0.34, 0.38, 0.48)),
+        (rgb(0.40, 0.40, 0.44), rgb(0.26, 0.28, 0.32)),
+        (rgb(0.22, 0.34, 0.20), rgb(0.10, 0.18, 0.10)),
+    ),
+    "ocean": (
+        (rgb(0.30, 0.40, 0.34), rgb(0.24, 0.32, 0.30)),
+        (rgb(0.3, 0.45, 0.3), rgb(0.2, 0.3, 0.2)),
+        (rgb(0.3, 0.45, 0.3), rgb(0.2, 0.3, 0.2)),
+    ),
+    "forest": (
+        (rgb(0.20, 0.32, 0.30), rgb(0.16, 0.26, 0.26)),
+        (rgb(0.10, 0.30, 0.15), rgb(0.06, 0.20, 0.10)),
+        (rgb(0.06, 0.22, 0.09), rgb(0.03, 0.12, 0.05)),
+    ),
+    "city": (
+        (rgb(0.40, 0.44, 0.52), rgb(0.34, 0.38, 0.46)),
+        (rgb(0.32, 0.34, 0.40), rgb(0.24, 0.26, 0.32)),
+        (rgb(0.22, 0.22, 0.26), rgb(0.12, 0.12, 0.15)),
+    ),
     "space": ((rgb(0, 0, 0), rgb(0, 0, 0)),) * 3,
-    "islands": ((rgb(.45, .38, .62), rgb(.36, .32, .55)), (rgb(.26, .56, .44), rgb(.16, .36, .34)),
-                (rgb(.20, .46, .30), rgb(.08, .24, .20))),
-    "candy": ((rgb(.98, .62, .80), rgb(.90, .55, .75)), (rgb(.55, .92, .72), rgb(.40, .80, .62)),
-              (rgb(1.0, .80, .35), rgb(.95, .55, .45))),
-    "wasteland": ((rgb(.42, .40, .38), rgb(.36, .34, .33)), (rgb(.42, .36, .28), rgb(.30, .25, .20)),
-                  (rgb(.30, .25, .19), rgb(.16, .13, .10))),
+    "islands": (
+        (rgb(0.45, 0.38, 0.62), rgb(0.36, 0.32, 0.55)),
+        (rgb(0.26, 0.56, 0.44), rgb(0.16, 0.36, 0.34)),
+        (rgb(0.20, 0.46, 0.30), rgb(0.08, 0.24, 0.20)),
+    ),
+    "candy": (
+        (rgb(0.98, 0.62, 0.80), rgb(0.90, 0.55, 0.75)),
+        (rgb(0.55, 0.92, 0.72), rgb(0.40, 0.80, 0.62)),
+        (rgb(1.0, 0.80, 0.35), rgb(0.95, 0.55, 0.45)),
+    ),
+    "wasteland": (
+        (rgb(0.42, 0.40, 0.38), rgb(0.36, 0.34, 0.33)),
+        (rgb(0.42, 0.36, 0.28), rgb(0.30, 0.25, 0.20)),
+        (rgb(0.30, 0.25, 0.19), rgb(0.16, 0.13, 0.10)),
+    ),
 }
-_GROUND_ARR = np.array([[[_GROUND[b][k][j] for j in range(2)] for k in range(3)]
-                        for b in BIOME_ORDER], F32)  # (biomes, depth class, ridge/foot, rgb)
-_SNOW = rgb(.93, .95, 1.0)
-_WIN_PAL_NIGHT = np.array([[0, 0, 0], [.02, .03, .05], [1.0, .78, .42], [.85, .9, 1.0],
-                           [.2, 1.0, 1.0], [1.0, .25, .85]], F32)
+_GROUND_ARR = np.array(
+    [[[_GROUND[b][k][j] for j in range(2)] for k in range(3)] for b in BIOME_ORDER], F32
+)  # (biomes, depth class, ridge/foot, rgb)
+_SNOW = rgb(0.93, 0.95, 1.0)
+_WIN_PAL_NIGHT = np.array(
+    [[0, 0, 0], [0.02, 0.03, 0.05], [1.0, 0.78, 0.42], [0.85, 0.9, 1.0], [0.2, 1.0, 1.0], [1.0, 0.25, 0.85]], F32
+)
 _HAZE = (0.5, 0.33, 0.2, 0.1, 0.03)  # aerial perspective of each layer, far -> near
 
 
@@ -104,8 +141,19 @@ class Terrain:
         albedo = np.tensordot(weights, _GROUND_ARR, axes=1)
         return Ground(tops, covers, xs, zooms, albedo)
 
-    def draw_layer(self, i: int, ground: Ground, light: Lighting, view: View, land: Biomes, *,
-                   snowcover: float, fog: float, city_lights: float, neon: float) -> None:
+    def draw_layer(
+        self,
+        i: int,
+        ground: Ground,
+        light: Lighting,
+        view: View,
+        land: Biomes,
+        *,
+        snowcover: float,
+        fog: float,
+        city_lights: float,
+        neon: float,
+    ) -> None:
         """Layer i from its ridge line down to the nearer ground that hides the rest."""
         c = self.c
         H = c.H
@@ -152,8 +200,17 @@ class Terrain:
         if land.city > 0.01 and i <= 3:
             self._windows(i, x, ground.zoom[i], r0, r1, a, light, view, land.city, city_lights, neon)
 
-    def _colour(self, i: int, albedo: np.ndarray, light: Lighting, land: Biomes, shift: float, top_min: float,
-                snowcover: float, fog: float) -> tuple[np.ndarray, np.ndarray]:
+    def _colour(
+        self,
+        i: int,
+        albedo: np.ndarray,
+        light: Lighting,
+        land: Biomes,
+        shift: float,
+        top_min: float,
+        snowcover: float,
+        fog: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(3, H) colour of layer i per row: ground, lighting, snow, haze, valley mist; and its snow's rgb."""
         c = self.c
         H = c.H
@@ -182,8 +239,20 @@ class Terrain:
         snow_col = snow_col + (light.haze - snow_col) * haze_amt
         return lit.astype(F32), snow_col.astype(F32)
 
-    def _windows(self, i: int, x: np.ndarray, zi: float, r0: int, r1: int, a: np.ndarray, light: Lighting,
-                 view: View, city: float, city_lights: float, neon: float) -> None:
+    def _windows(
+        self,
+        i: int,
+        x: np.ndarray,
+        zi: float,
+        r0: int,
+        r1: int,
+        a: np.ndarray,
+        light: Lighting,
+        view: View,
+        city: float,
+        city_lights: float,
+        neon: float,
+    ) -> None:
         """Lit windows and neon: sparse, so only the lit pixels are touched."""
         c = self.c
         base = c.H * LAYER_BASE[i] + view.shift * (0.4 + 0.6 * LAYER_PARALLAX[i])
@@ -218,8 +287,18 @@ class Water:
         self.c = c
         self.tex = PlaneTexture((assets.water * 255).astype(np.uint8))
 
-    def draw(self, light: Lighting, view: View, t: float, row: float, cover: np.ndarray, wet: float, *,
-             snowcover: float, clouds: float) -> None:
+    def draw(
+        self,
+        light: Lighting,
+        view: View,
+        t: float,
+        row: float,
+        cover: np.ndarray,
+        wet: float,
+        *,
+        snowcover: float,
+        clouds: float,
+    ) -> None:
         """From the water line `row` down to the nearer ground `cover`; `wet` is its opacity."""
         c = self.c
         H, W, s = c.H, c.W, c.s
@@ -234,16 +313,15 @@ class Water:
         v = z * 5.0 * REF_H * 0.5 + (t * 2.0) % 256.0
         dv = np.abs(np.gradient(v)) if len(v) > 1 else du
         u0 = (view.travel * 0.6) % 512.0 + z * 5 - (W / 2) * du
-        n = self.tex.sample(v, u0, np.maximum(du, dv * 0.5).astype(F32), c.cols,
-                            du).astype(F32) * (1 / 255)
+        n = self.tex.sample(v, u0, np.maximum(du, dv * 0.5).astype(F32), c.cols, du).astype(F32) * (1 / 255)
         mirror = np.clip((2 * row - y).astype(np.intp), 0, H - 1)
         refl = light.sky_rows[:, mirror] * 0.85
-        deep = lerp(rgb(.03, .12, .16), rgb(.05, .2, .28), light.day) * (0.3 + 0.7 * light.colour.mean())
+        deep = lerp(rgb(0.03, 0.12, 0.16), rgb(0.05, 0.2, 0.28), light.day) * (0.3 + 0.7 * light.colour.mean())
         fres = np.clip(1.2 - d * 4.5, 0.15, 1.0)
         col = deep[:, None] + (refl - deep[:, None]) * fres[None, :]
         ice = snowcover * 0.6
         col = col + (light.colour[:, None] * 0.8 - col) * ice
-        wave = (0.78 + 0.45 * n)
+        wave = 0.78 + 0.45 * n
         # Glitter path under the sun or the moon.
         sun, moon = light.sun, light.moon
         gx: float | None = None
@@ -251,12 +329,12 @@ class Water:
         if sun.elevation > -0.05:
             gx, gcol = sun.x, light.sun_colour * float(smoothstep(-0.05, 0.1, sun.elevation)) * (1 - 0.8 * clouds)
         elif moon.elevation > 0:
-            gx, gcol = moon.x, rgb(.6, .65, .75) * light.night * (1 - 0.8 * clouds)
+            gx, gcol = moon.x, rgb(0.6, 0.65, 0.75) * light.night * (1 - 0.8 * clouds)
         reg = c.img[:, r0:r1]
         alpha = (np.clip(y + 1 - row, 0, 1) * wet)[:, None]
         if gx is not None and gcol is not None:
             width = (0.04 + 0.5 * d) * W
-            gl = np.exp(-((c.cols[None, :] - gx) / width[:, None]) ** 2).astype(F32)
+            gl = np.exp(-(((c.cols[None, :] - gx) / width[:, None]) ** 2)).astype(F32)
             spark = np.clip((n - 0.62) * 4, 0, 1) * gl
         for ch in range(3):
             cc = col[ch][:, None] * wave
@@ -292,9 +370,9 @@ class Islands:
         y = c.rows[r0:r1, None]
         a = (np.clip(y + 1 - tp[None, :], 0, 1) * np.clip(bt[None, :] - y, 0, 1)).astype(F32)
         depth = np.clip((y - tp[None, :]) / np.maximum(bt - tp, 1)[None, :], 0, 1)
-        grass = lerp(rgb(.3, .7, .4), rgb(.6, .45, .8), magic * 0.5) * light.colour
-        rock_top = rgb(.46, .38, .34) * light.colour
-        rock_bot = rgb(.16, .13, .16) * light.colour + light.haze * 0.15
+        grass = lerp(rgb(0.3, 0.7, 0.4), rgb(0.6, 0.45, 0.8), magic * 0.5) * light.colour
+        rock_top = rgb(0.46, 0.38, 0.34) * light.colour
+        rock_bot = rgb(0.16, 0.13, 0.16) * light.colour + light.haze * 0.15
         haze = light.haze * 0.25
         reg = c.img[:, r0:r1]
         rim = (depth < 0.12).astype(F32)
@@ -312,8 +390,7 @@ class Smoke:
         self.c = c
         self.mist8 = mist8  # uint8 noise the columns are textured with
 
-    def draw(self, light: Lighting, view: View, t: float, ground: np.ndarray, *, amount: float,
-             embers: float) -> None:
+    def draw(self, light: Lighting, view: View, t: float, ground: np.ndarray, *, amount: float, embers: float) -> None:
         """`ground`: the second layer's ridge row per column, where the columns stand."""
         c = self.c
         H, W, s = c.H, c.W, c.s
@@ -321,7 +398,7 @@ class Smoke:
         amt = amount
         period = W * 0.9
         base_x = -(travel * LAYER_PARALLAX[1] * s) % period
-        col = light.haze * 0.3 + rgb(.07, .065, .06)
+        col = light.haze * 0.3 + rgb(0.07, 0.065, 0.06)
         th, tw = self.mist8.shape
         for k in range(-1, 3):
             cx = base_x + k * period + W * 0.2 * hash01(k + int(travel * LAYER_PARALLAX[1] * s // period), 9)
@@ -334,7 +411,7 @@ class Smoke:
                 continue
             y = c.rows[r0:r1]
             hfrac = np.clip((gy - y) / (gy - top), 0, 1)  # 0 at the ground, 1 at the top
-            lean = hfrac ** 1.5 * (40 + 120 * wind) * s
+            lean = hfrac**1.5 * (40 + 120 * wind) * s
             width = (8 + 75 * hfrac) * s
             x0 = int(max(0, (cx + lean - width).min() - 1))
             x1 = int(min(W, (cx + lean + width).max() + 2))
@@ -345,12 +422,11 @@ class Smoke:
             v = ((y / s * 0.8 + (t * 22) % th).astype(np.intp) % th)[:, None]
             u = ((xs[None, :] / s * 0.7 - (t * 5) % tw + k * 300).astype(np.intp)) % tw
             n = self.mist8.ravel().take(v * tw + u).astype(F32) * (1 / 255)
-            a = (np.clip(1 - dx * dx, 0, 1) * (0.35 + 1.0 * n) * (1 - hfrac[:, None]) ** 0.6
-                 * amt).astype(F32)
+            a = (np.clip(1 - dx * dx, 0, 1) * (0.35 + 1.0 * n) * (1 - hfrac[:, None]) ** 0.6 * amt).astype(F32)
             np.clip(a, 0, 0.95, out=a)
             reg = c.img[:, r0:r1, x0:x1]
             for ch in range(3):
                 reg[ch] += (col[ch] - reg[ch]) * a
             if embers > 0.05:  # something burns under the smoke
                 flick = 0.8 + 0.2 * math.sin(t * 7 + k * 3)
-                c.glow(cx, gy, rgb(1.0, .45, .12), embers * amt * 0.6 * flick, H, radius=0.25 * H)
+                c.glow(cx, gy, rgb(1.0, 0.45, 0.12), embers * amt * 0.6 * flick, H, radius=0.25 * H)

@@ -17,6 +17,7 @@ Per frame the work is slicing, gathering and blending precomputed textures;
 everything that depends only on the parameters is computed on 1-D arrays
 (per row or per column) before it touches pixels.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -96,20 +97,41 @@ class Renderer:
         view = self.motion.advance(scene.camera, weather.wind, mood.trippy, t, dt, H)
 
         # 2. light and palette, all 1-D
-        light = lighting(c, t, view.horizon, scene.tod, weather, mood.warmth, land,
-                         city_lights=features.lights, neon=features.neon, seed=self.seed)
+        light = lighting(
+            c,
+            t,
+            view.horizon,
+            scene.tod,
+            weather,
+            mood.warmth,
+            land,
+            city_lights=features.lights,
+            neon=features.neon,
+            seed=self.seed,
+        )
         self.light = light.brightness
         # In space there is no ground: the sky is the whole frame.
         sky_bottom = int(min(H, max(8, view.horizon + 2 + space * H)))
 
         # 3. sky: gradient, nebula, stars
-        self.sky.draw(light, view, t, sky_bottom, nebula=features.nebula, stars=features.stars,
-                      clouds=weather.clouds, space=space)
+        self.sky.draw(
+            light, view, t, sky_bottom, nebula=features.nebula, stars=features.stars, clouds=weather.clouds, space=space
+        )
 
         # 4. sun, moons, planets, nova, aurora, rainbow
-        self.celestial.draw(light, view, t, sky_bottom, moon2=features.moon2, planets=features.planets,
-                            nova=features.nova, aurora=features.aurora, rainbow=features.rainbow,
-                            clouds=weather.clouds, space=space)
+        self.celestial.draw(
+            light,
+            view,
+            t,
+            sky_bottom,
+            moon2=features.moon2,
+            planets=features.planets,
+            nova=features.nova,
+            aurora=features.aurora,
+            rainbow=features.rainbow,
+            clouds=weather.clouds,
+            space=space,
+        )
 
         # 5. clouds and searchlights
         if weather.clouds > 0.01 and space < 0.98:
@@ -121,15 +143,40 @@ class Renderer:
         ground = self.terrain.ground(view, land, scene.camera.altitude)
         water_row = view.horizon + space * H * 0.6 + 2
         for i in range(N_LAYERS):
-            self.terrain.draw_layer(i, ground, light, view, land, snowcover=weather.snowcover, fog=weather.fog,
-                                    city_lights=features.lights, neon=features.neon)
+            self.terrain.draw_layer(
+                i,
+                ground,
+                light,
+                view,
+                land,
+                snowcover=weather.snowcover,
+                fog=weather.fog,
+                city_lights=features.lights,
+                neon=features.neon,
+            )
             if i == 0:
                 # Lakes in green country, none in deserts and cities; the open sea anywhere.
-                wet = min(1.0, 3 * land.ocean + land.grass + land.forest + land.mountains
-                          + land.islands + land.candy + 0.3 * land.wasteland)
+                wet = min(
+                    1.0,
+                    3 * land.ocean
+                    + land.grass
+                    + land.forest
+                    + land.mountains
+                    + land.islands
+                    + land.candy
+                    + 0.3 * land.wasteland,
+                )
                 if wet > 0.01:
-                    self.water.draw(light, view, t, water_row, ground.covers[1], wet, snowcover=weather.snowcover,
-                                    clouds=weather.clouds)
+                    self.water.draw(
+                        light,
+                        view,
+                        t,
+                        water_row,
+                        ground.covers[1],
+                        wet,
+                        snowcover=weather.snowcover,
+                        clouds=weather.clouds,
+                    )
             if i == 1:
                 if land.islands > 0.01:
                     self.islands.draw(light, view, t, land.islands, magic=features.magic)
@@ -139,8 +186,15 @@ class Renderer:
                 self.things.draw(movers, light, view, t, clouds=weather.clouds, space=space)
 
         # 7. particles and weather in front of everything
-        self.particles.draw(light, view, t, fireflies=movers.fireflies, embers=movers.embers,
-                            bubbles=movers.bubbles, magic=features.magic)
+        self.particles.draw(
+            light,
+            view,
+            t,
+            fireflies=movers.fireflies,
+            embers=movers.embers,
+            bubbles=movers.bubbles,
+            magic=features.magic,
+        )
         if weather.fog > 0.05:
             self.mist.draw(light, view, t, weather.fog)
         if weather.rain > 0.01:

@@ -6,6 +6,7 @@ each layer of the picture is handed only the groups or values it draws from.
 Every value is a plain Python float: a numpy float64 scalar would promote the
 renderer's float32 maths to float64, slower and not the same pixels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -6,6 +6,7 @@ layers here draw with it, back to front: the sky gradient, nebula and stars
 (`Sky`), the sun, moons, planets, nova, aurora and rainbow (`Celestial`),
 the cloud deck (`Clouds`) and searchlight beams.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,12 @@ def daylight(e: float) -> tuple[np.float64, np.float64, np.float64, np.float64]:
 def daylight(e: Field) -> tuple[Field, Field, Field, Field]: ...
 def daylight(e: float | Field) -> tuple[np.float64 | Field, ...]:
     """How the light depends on the sun's elevation e (-1..1): day, twilight, direct sun, sun colour."""
-    return (smoothstep(-0.12, 0.3, e), np.exp(-((e - 0.03) / 0.13) ** 2), smoothstep(-0.03, 0.18, e),
-            smoothstep(0.02, 0.4, e))
+    return (
+        smoothstep(-0.12, 0.3, e),
+        np.exp(-(((e - 0.03) / 0.13) ** 2)),
+        smoothstep(-0.03, 0.18, e),
+        smoothstep(0.02, 0.4, e),
+    )
 
 
 class Body(NamedTuple):
@@ -71,8 +76,18 @@ def _body(tod: float, horizon: float, W: int) -> Body:
     return Body(e, x, y)
 
 
-def lighting(c: Canvas, t: float, horizon: float, tod: float, weather: Weather, warmth: float,
-             biomes: Biomes, city_lights: float, neon: float, seed: int) -> Lighting:
+def lighting(
+    c: Canvas,
+    t: float,
+    horizon: float,
+    tod: float,
+    weather: Weather,
+    warmth: float,
+    biomes: Biomes,
+    city_lights: float,
+    neon: float,
+    seed: int,
+) -> Lighting:
     H = c.H
     tod = tod % 1.0
     sun = _body(tod, horizon, c.W)
@@ -80,16 +95,16 @@ def lighting(c: Canvas, t: float, horizon: float, tod: float, weather: Weather, 
     clouds, storm, space = weather.clouds, weather.storm, biomes.space
     day, twi, direct_sun, sun_warm = (float(v) for v in daylight(sun.elevation))
     warm = warmth
-    zen = lerp(rgb(.04, .07, .16), rgb(.16, .38, .78), day)
-    hor = lerp(rgb(.12, .17, .32), rgb(.62, .78, .93), day)
-    twi_h = lerp(rgb(1.0, .48, .22), rgb(1.0, .36, .38), max(0.0, -warm) * 0.5)
+    zen = lerp(rgb(0.04, 0.07, 0.16), rgb(0.16, 0.38, 0.78), day)
+    hor = lerp(rgb(0.12, 0.17, 0.32), rgb(0.62, 0.78, 0.93), day)
+    twi_h = lerp(rgb(1.0, 0.48, 0.22), rgb(1.0, 0.36, 0.38), max(0.0, -warm) * 0.5)
     hor = lerp(hor, twi_h, twi * 0.85)
-    zen = lerp(zen, rgb(.20, .18, .42), twi * 0.55)
+    zen = lerp(zen, rgb(0.20, 0.18, 0.42), twi * 0.55)
     # Overcast skies go grey, storms go dark.
     grey_lvl = 0.08 + 0.55 * day + 0.12 * twi
-    ov = clouds ** 1.5 * 0.85
-    zen = lerp(zen, rgb(.58, .61, .66) * grey_lvl, ov)
-    hor = lerp(hor, rgb(.66, .68, .72) * grey_lvl + twi_h * twi * 0.15, ov)
+    ov = clouds**1.5 * 0.85
+    zen = lerp(zen, rgb(0.58, 0.61, 0.66) * grey_lvl, ov)
+    hor = lerp(hor, rgb(0.66, 0.68, 0.72) * grey_lvl + twi_h * twi * 0.15, ov)
     dark = 1 - 0.45 * storm
     zen, hor = zen * dark, hor * dark
     # Lightning: a strike at most every ~second slot, flickering out over 0.4 s.
@@ -102,15 +117,15 @@ def lighting(c: Canvas, t: float, horizon: float, tod: float, weather: Weather, 
                 flash = storm * math.exp(-dt0 * 9) * (0.6 + 0.4 * (math.sin(dt0 * 60) > 0))
                 if hash01(slot, 3) < 0.7:
                     bolt = Bolt(slot, hash01(slot, 5), flash)
-    zen = zen + rgb(.45, .45, .6) * flash * 0.6
-    hor = hor + rgb(.6, .6, .75) * flash * 0.6
+    zen = zen + rgb(0.45, 0.45, 0.6) * flash * 0.6
+    hor = hor + rgb(0.6, 0.6, 0.75) * flash * 0.6
     # A lit city glows on the clouds at night, neon tints the glow.
     glow = biomes.city * city_lights * (1 - day) * (1 - space)
-    city_glow = lerp(rgb(.16, .10, .06), rgb(.16, .05, .2), neon) * glow
+    city_glow = lerp(rgb(0.16, 0.10, 0.06), rgb(0.16, 0.05, 0.2), neon) * glow
     hor = hor + city_glow
     zen = zen + city_glow * 0.35
-    zen = lerp(zen, rgb(0, 0, .008), space)
-    hor = lerp(hor, rgb(.004, .004, .02), space)
+    zen = lerp(zen, rgb(0, 0, 0.008), space)
+    hor = lerp(hor, rgb(0.004, 0.004, 0.02), space)
     y = c.rows
     tt = np.clip(y / max(horizon, 1), 0, 1) ** 1.7
     rows = zen[:, None] + (hor - zen)[:, None] * tt[None, :]
@@ -118,19 +133,34 @@ def lighting(c: Canvas, t: float, horizon: float, tod: float, weather: Weather, 
     rows = rows + twi_h[:, None] * band[None, :] * 0.35
     # Sunlight and ambient light for the ground.
     direct = direct_sun * (1 - 0.7 * clouds) * (1 - 0.5 * storm)
-    sun_col = lerp(rgb(1.0, .5, .3), rgb(1.0, .96, .9), sun_warm)
+    sun_col = lerp(rgb(1.0, 0.5, 0.3), rgb(1.0, 0.96, 0.9), sun_warm)
     moon_lit = float(smoothstep(-0.05, 0.2, moon.elevation)) * (1 - day)
-    ambient = ((zen * 0.25 + hor * 0.35) * (0.8 + 0.4 * day)
-               + rgb(.09, .12, .22) * (0.45 + 0.55 * moon_lit) * (1 - day))
-    ambient = ambient + rgb(.5, .5, .6) * flash * 0.5
+    ambient = (zen * 0.25 + hor * 0.35) * (0.8 + 0.4 * day) + rgb(0.09, 0.12, 0.22) * (0.45 + 0.55 * moon_lit) * (
+        1 - day
+    )
+    ambient = ambient + rgb(0.5, 0.5, 0.6) * flash * 0.5
     # Snow on the ground throws light back up: snowy scenes are brighter.
     ambient = ambient * (1 + 0.5 * weather.snowcover * (1 - space))
     light = sun_col * direct * 0.8 + ambient
     haze = lerp(hor, rows[:, int(min(H - 1, max(0, horizon)))], 0.5)
     brightness = float(np.clip((light.mean() * 0.7 + rows.mean() * 0.3) * 1.4, 0, 1))
-    return Lighting(sun=sun, moon=moon, day=day, night=1 - day, twilight=twi, zenith=zen, horizon=hor,
-                    sky_rows=rows.astype(F32), colour=light.astype(F32), sun_colour=sun_col,
-                    direct=direct, haze=haze.astype(F32), flash=flash, bolt=bolt, brightness=brightness)
+    return Lighting(
+        sun=sun,
+        moon=moon,
+        day=day,
+        night=1 - day,
+        twilight=twi,
+        zenith=zen,
+        horizon=hor,
+        sky_rows=rows.astype(F32),
+        colour=light.astype(F32),
+        sun_colour=sun_col,
+        direct=direct,
+        haze=haze.astype(F32),
+        flash=flash,
+        bolt=bolt,
+        brightness=brightness,
+    )
 
 
 class Sky:
@@ -141,8 +171,18 @@ class Sky:
         self.nebula_tex = assets.nebula  # (REF_H, 1024, 3)
         self.star_table = assets.stars  # x, y (reference pixels), brightness, twinkle phase
 
-    def draw(self, light: Lighting, view: View, t: float, sky_bottom: int, *, nebula: float, stars: float,
-             clouds: float, space: float) -> None:
+    def draw(
+        self,
+        light: Lighting,
+        view: View,
+        t: float,
+        sky_bottom: int,
+        *,
+        nebula: float,
+        stars: float,
+        clouds: float,
+        space: float,
+    ) -> None:
         self.c.fill_rows(light.sky_rows)
         neb = max(nebula, space * 0.35) * (1 - light.day * (1 - space))
         if neb > 0.01:
@@ -157,8 +197,9 @@ class Sky:
         for k in range(3):
             c.img[k, :rows] += tex[..., k] * (w * 0.9)
 
-    def _stars(self, light: Lighting, horizon: float, travel: float, t: float, stars: float, clouds: float,
-               space: float) -> None:
+    def _stars(
+        self, light: Lighting, horizon: float, travel: float, t: float, stars: float, clouds: float, space: float
+    ) -> None:
         c = self.c
         vis = (1 - light.day) * (1 - 0.92 * clouds) * (0.55 + 0.45 * stars)
         vis = max(vis, space * (0.8 + 0.2 * stars))
@@ -172,7 +213,7 @@ class Sky:
         sx, sy, mag, ph = sx[ok], sy[ok], mag[ok], ph[ok]
         b = mag * vis * (0.75 + 0.25 * np.sin(t * 3.0 + ph * 7.0))
         xi, yi = sx.astype(np.intp), sy.astype(np.intp)
-        tint = (rgb(.9, .95, 1.0), rgb(1.0, .9, .8))
+        tint = (rgb(0.9, 0.95, 1.0), rgb(1.0, 0.9, 0.8))
         for k in range(3):
             c.img[k, yi, xi] += b * tint[0][k]
         big = b > 0.7
@@ -195,7 +236,7 @@ class Celestial:
         self.planet2 = planet_sprite(int(46 * s), seed + 2, ring=False)
         self.moon = moon_sprite(max(8, int(26 * s)), seed + 3)
         self.moon2 = moon_sprite(max(6, int(15 * s)), seed + 4)
-        self.moon2[..., :3] *= rgb(1.0, .72, .6)
+        self.moon2[..., :3] *= rgb(1.0, 0.72, 0.6)
         self.rainbow = self._rainbow_field()
 
     def _rainbow_field(self) -> np.ndarray:
@@ -205,17 +246,32 @@ class Celestial:
         t = (r - 0.78) / 0.07  # 0..1 across the bow, violet inside, red outside
         hue = np.clip(t, 0, 1)
         band = np.clip(1 - np.abs(t - 0.5) * 2, 0, 1) ** 0.7
-        cols = np.stack([
-            np.clip(1.5 - np.abs(hue - 1.0) * 3, 0, 1) + np.clip(1 - np.abs(hue - 0.0) * 4, 0, 0.5),
-            np.clip(1.5 - np.abs(hue - 0.6) * 3.2, 0, 1),
-            np.clip(1.5 - np.abs(hue - 0.15) * 3.2, 0, 1),
-        ])
+        cols = np.stack(
+            [
+                np.clip(1.5 - np.abs(hue - 1.0) * 3, 0, 1) + np.clip(1 - np.abs(hue - 0.0) * 4, 0, 0.5),
+                np.clip(1.5 - np.abs(hue - 0.6) * 3.2, 0, 1),
+                np.clip(1.5 - np.abs(hue - 0.15) * 3.2, 0, 1),
+            ]
+        )
         fade = smoothstep(0.0, 0.35, (H * 0.72 - yy) / H)  # fades into the ground haze
         bow: NDArray[np.float32] = (cols * band * fade * 0.35).astype(F32)
         return bow
 
-    def draw(self, light: Lighting, view: View, t: float, rows: int, *, moon2: float, planets: float,
-             nova: float, aurora: float, rainbow: float, clouds: float, space: float) -> None:
+    def draw(
+        self,
+        light: Lighting,
+        view: View,
+        t: float,
+        rows: int,
+        *,
+        moon2: float,
+        planets: float,
+        nova: float,
+        aurora: float,
+        rainbow: float,
+        clouds: float,
+        space: float,
+    ) -> None:
         """Over the sky's rows [0, rows)."""
         c, s, horizon = self.c, self.c.s, view.horizon
         clear = 1 - 0.8 * clouds
@@ -223,14 +279,14 @@ class Celestial:
         # Sun: glow and disc, dimmed by cloud.
         if sun.elevation > -0.12:
             vis = float(smoothstep(-0.12, 0.02, sun.elevation)) * (1 - 0.6 * space)
-            col = lerp(rgb(1.0, .55, .25), rgb(1.0, .92, .75), float(smoothstep(0, .5, sun.elevation)))
+            col = lerp(rgb(1.0, 0.55, 0.25), rgb(1.0, 0.92, 0.75), float(smoothstep(0, 0.5, sun.elevation)))
             c.glow(sun.x, sun.y, col, vis * (0.35 + 0.65 * clear) * 0.9, rows)
             r = 9 * s
             self._disc(sun.x, sun.y, r, col * 1.4 + 0.3, vis * clear)
         # Moons at night.
         if moon.elevation > -0.1 and light.night > 0.05:
             vis = light.night * float(smoothstep(-0.1, 0.05, moon.elevation)) * (1 - 0.7 * clouds)
-            c.glow(moon.x, moon.y, rgb(.5, .6, .8), vis * 0.22, rows)
+            c.glow(moon.x, moon.y, rgb(0.5, 0.6, 0.8), vis * 0.22, rows)
             c.blit(self.moon, moon.x, moon.y, vis)
             if moon2 > 0.01:
                 c.blit(self.moon2, moon.x - 70 * s, moon.y + 22 * s, vis * moon2)
@@ -242,7 +298,7 @@ class Celestial:
         if nova > 0.01:
             pulse = 0.8 + 0.2 * math.sin(t * 1.7)
             nx, ny = c.W * 0.3, horizon * 0.35
-            c.glow(nx, ny, rgb(.8, .85, 1.0), nova * pulse * 1.2, rows)
+            c.glow(nx, ny, rgb(0.8, 0.85, 1.0), nova * pulse * 1.2, rows)
             self._disc(nx, ny, 4 * s, rgb(2, 2, 2), nova)
             self._ray(nx, ny, nova * pulse)
         if aurora > 0.01 and light.night > 0.05:
@@ -281,12 +337,11 @@ class Celestial:
         H, s = c.H, c.s
         rows = int(min(H, horizon * 0.8))
         x = c.cols64 + travel * 0.03 * s
-        curtain = (0.22 * H + 0.07 * H * np.sin(x * 0.006 / s + t * 0.15)
-                   + 0.03 * H * np.sin(x * 0.021 / s - t * 0.33))
+        curtain = 0.22 * H + 0.07 * H * np.sin(x * 0.006 / s + t * 0.15) + 0.03 * H * np.sin(x * 0.021 / s - t * 0.33)
         ray = 0.55 + 0.45 * np.sin(x * 0.09 / s + t * 0.8 + 3 * np.sin(x * 0.01 / s + t * 0.1))
         y = c.rows[:rows, None]
         d = curtain[None, :] - y  # >0 above the curtain's lower edge
-        prof = np.where(d > 0, np.exp(-d / (0.11 * H)), np.exp(-(d / (0.012 * H)) ** 2)).astype(F32)
+        prof = np.where(d > 0, np.exp(-d / (0.11 * H)), np.exp(-((d / (0.012 * H)) ** 2))).astype(F32)
         prof *= (ray * a * 0.55)[None, :].astype(F32)
         top = np.clip(d / (0.15 * H), 0, 1).astype(F32)
         c.img[0, :rows] += prof * (0.1 + 0.5 * top)
@@ -325,8 +380,8 @@ class Clouds:
         alpha = np.clip((lv - thr) * 3.2, 0, 1) ** 0.8 * (0.6 + 0.4 * cover)
         thick = np.clip((lv - thr) * 1.6, 0, 1)
         # Lit tops by the sun's colour, grey-blue bellies, darker in storms.
-        lit = light.colour * 1.1 + light.horizon * 0.25 + light.twilight * rgb(.6, .3, .2) * 0.6
-        shadow = lerp(light.zenith, light.horizon, 0.5) * 0.8 + rgb(.05, .05, .07) * light.day
+        lit = light.colour * 1.1 + light.horizon * 0.25 + light.twilight * rgb(0.6, 0.3, 0.2) * 0.6
+        shadow = lerp(light.zenith, light.horizon, 0.5) * 0.8 + rgb(0.05, 0.05, 0.07) * light.day
         shadow = shadow * (1 - 0.5 * storm)
         lit = lit * (1 - 0.45 * storm)
         col = lit[:, None] + (shadow - lit)[:, None] * thick[None, :]  # (3, 256)
@@ -368,5 +423,5 @@ def searchlights(c: Canvas, light: Lighting, view: View, t: float, amount: float
             c8 = c2 * c2
             c8 *= c8
             beam = (c2 * F32(0.7) + c8 * F32(0.5)) * fall[b0:b1, None]
-            for ch, v in enumerate((1.0, .95, .8)):
+            for ch, v in enumerate((1.0, 0.95, 0.8)):
                 c.img[ch, b0:b1, x0:x1] += beam * F32(v)

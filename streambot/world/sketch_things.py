@@ -9,6 +9,7 @@ birds" and "many birds" are the same birds, more of them.
 Per-thing tables (lanes, phases, spark directions) are float64: they meet
 world time, which grows for days.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,18 +21,28 @@ from .sketch_canvas import F32, Canvas, View, hash01, lerp, rgb
 from .sketch_scene import Movers
 from .sketch_sky import Lighting
 
-_FIREWORK_COLS = np.array([[1, .35, .3], [1, .85, .3], [.4, 1, .5], [.45, .6, 1], [1, .4, 1],
-                           [1, 1, 1]], F32)
-_NEON = np.array([[1.0, .3, .9], [.3, 1, 1], [1, .95, .8], [1, .25, .2]], F32)
-_BALLOON_PALETTES = (((.9, .2, .2), (1, .85, .3)), ((.2, .5, .95), (1, 1, 1)),
-                     ((.95, .55, .15), (.5, .2, .6)), ((.25, .75, .4), (.95, .9, .3)))
+_FIREWORK_COLS = np.array([[1, 0.35, 0.3], [1, 0.85, 0.3], [0.4, 1, 0.5], [0.45, 0.6, 1], [1, 0.4, 1], [1, 1, 1]], F32)
+_NEON = np.array([[1.0, 0.3, 0.9], [0.3, 1, 1], [1, 0.95, 0.8], [1, 0.25, 0.2]], F32)
+_BALLOON_PALETTES = (
+    ((0.9, 0.2, 0.2), (1, 0.85, 0.3)),
+    ((0.2, 0.5, 0.95), (1, 1, 1)),
+    ((0.95, 0.55, 0.15), (0.5, 0.2, 0.6)),
+    ((0.25, 0.75, 0.4), (0.95, 0.9, 0.3)),
+)
 
 
 class Things:
     """Everything that crosses the sky."""
 
-    def __init__(self, c: Canvas, seed: int, rank: np.ndarray, car_lanes: np.ndarray, spark_ang: np.ndarray,
-                 spark_speed: np.ndarray) -> None:
+    def __init__(
+        self,
+        c: Canvas,
+        seed: int,
+        rank: np.ndarray,
+        car_lanes: np.ndarray,
+        spark_ang: np.ndarray,
+        spark_speed: np.ndarray,
+    ) -> None:
         s = c.s
         self.c = c
         self.rank = rank  # (64,) the order in which slots appear, 0..1
@@ -49,7 +60,7 @@ class Things:
         return float(np.clip(amount * n - self.rank[k % 64] * n, 0, 1))
 
     def draw(self, movers: Movers, light: Lighting, view: View, t: float, *, clouds: float, space: float) -> None:
-        dark = lerp(rgb(.1, .1, .12), light.haze * 0.3, 0.3)
+        dark = lerp(rgb(0.1, 0.1, 0.12), light.haze * 0.3, 0.3)
         if movers.birds > 0.01:
             self._birds(movers.birds, t, dark)
         if movers.dragons > 0.01:
@@ -98,7 +109,7 @@ class Things:
             dy = H * (0.2 + 0.12 * k) + 20 * s * math.sin(t * 0.35 + k * 2)
             fr = int((t * 2.2 + k) % 4)
             spr = self.dragons[k][fr]
-            c.silhouette(spr, dx, dy, a, lerp(dark, rgb(.25, .05, .05), 0.4))
+            c.silhouette(spr, dx, dy, a, lerp(dark, rgb(0.25, 0.05, 0.05), 0.4))
 
     def _planes(self, amount: float, light: Lighting, t: float, dark: np.ndarray, clouds: float) -> None:
         """Planes with contrails by day and a blinking light by night."""
@@ -120,12 +131,11 @@ class Things:
                     ramp = np.linspace(0, 0.5 * a * light.day * (1 - 0.5 * clouds), trail - x0, dtype=F32)
                     if len(ramp):
                         for ch in range(3):
-                            reg = c.img[ch, y0:y0 + 2, x0:trail]
+                            reg = c.img[ch, y0 : y0 + 2, x0:trail]
                             reg += (0.95 - reg) * ramp
             c.silhouette(spr, px, py, a, dark)
             if light.night > 0.3 and int(t * 2) % 2 == 0:
-                c.points(np.array([px - spr.shape[1] * 0.3]), np.array([py]),
-                         np.array([[1.0], [0.2], [0.2]], F32) * a)
+                c.points(np.array([px - spr.shape[1] * 0.3]), np.array([py]), np.array([[1.0], [0.2], [0.2]], F32) * a)
 
     def _balloons(self, amount: float, light: Lighting, view: View, t: float) -> None:
         c = self.c
@@ -241,8 +251,9 @@ class Particles:
         self.c = c
         self.table = table  # (120, 5) in 0..1: place, height, speed, two phases
 
-    def draw(self, light: Lighting, view: View, t: float, *, fireflies: float, embers: float, bubbles: float,
-             magic: float) -> None:
+    def draw(
+        self, light: Lighting, view: View, t: float, *, fireflies: float, embers: float, bubbles: float, magic: float
+    ) -> None:
         c = self.c
         H, W, s = c.H, c.W, c.s
         f = self.table
@@ -254,14 +265,18 @@ class Particles:
             y = H * (0.45 + 0.5 * q[:, 1]) + 14 * s * np.sin(t * 0.55 + q[:, 4] * 7)
             blink = np.clip(np.sin(t * (1.2 + q[:, 2]) + q[:, 3] * 20) * 1.5 + 0.2, 0, 1)
             b = blink * (0.35 + 0.65 * light.night) * min(1.0, fireflies * 2)
-            col = lerp(rgb(.9, 1.0, .35), rgb(.5, .8, 1.0), magic)
+            col = lerp(rgb(0.9, 1.0, 0.35), rgb(0.5, 0.8, 1.0), magic)
             c.points(x, y, col[:, None] * b[None, :], big=s > 1.5)
         if embers > 0.01:
             k = int(min(n, embers * n))
             q = f[::-1][:k]
             rise = (t * (20 + 30 * q[:, 2]) * s) % (H * 1.1)
-            x = (q[:, 0] * W + view.wind * 60 * s * (rise / H) * 2 + 8 * s * np.sin(t * 2 + q[:, 3] * 9)
-                 - view.travel * 0.6 * s) % W
+            x = (
+                q[:, 0] * W
+                + view.wind * 60 * s * (rise / H) * 2
+                + 8 * s * np.sin(t * 2 + q[:, 3] * 9)
+                - view.travel * 0.6 * s
+            ) % W
             y = H * 1.02 - rise
             flick = 0.5 + 0.5 * np.sin(t * 9 + q[:, 4] * 30)
             b = flick * (1 - rise / (H * 1.1)) * 1.2
@@ -288,6 +303,6 @@ class Particles:
         ring = (np.clip(1.2 - np.abs(d - r), 0, 1) * a + np.clip(1 - d / r, 0, 1) * 0.08).astype(F32)
         hl = np.clip(1.5 - np.hypot(xx - (x - r * 0.4), yy - (y - r * 0.4)) / (r * 0.2 + 0.5), 0, 1).astype(F32) * a
         reg = c.img[:, y0:y1, x0:x1]
-        cols = (rgb(.8, .95, 1.0), rgb(1, 1, 1))
+        cols = (rgb(0.8, 0.95, 1.0), rgb(1, 1, 1))
         for ch in range(3):
             reg[ch] += ring * cols[0][ch] + hl * cols[1][ch]

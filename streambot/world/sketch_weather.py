@@ -3,6 +3,7 @@
 Drawn over everything else, before the grade. Drifts follow the wind
 integrated over time (`View.gust`), so a change of wind never jumps.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,7 @@ class Rain:
     def draw(self, light: Lighting, view: View, t: float, amount: float, *, neon: float) -> None:
         c = self.c
         s = c.s
-        col = light.horizon * 0.5 + light.colour * 0.35 + 0.1 + light.flash * 0.5 + rgb(.08, .03, .1) * neon
+        col = light.horizon * 0.5 + light.colour * 0.35 + 0.1 + light.flash * 0.5 + rgb(0.08, 0.03, 0.1) * neon
         scratch = c.tmp[0]
         for layer, (scale, speed, bright) in enumerate(((1.0, 900, 0.16), (1.9, 1300, 0.24))):
             fall = (t * speed / scale) % 256.0
@@ -76,11 +77,15 @@ class Snowfall:
         q = q[:k]
         depth = q[:, 2]
         fall = (14 + 40 * depth) * s
-        x = (q[:, 0] * W + (view.gust * (30 + 90 * depth) * s) % W + 10 * s * np.sin(t * 0.8 + q[:, 3] * 12)
-             - view.travel * depth * 0.5 * s) % W
+        x = (
+            q[:, 0] * W
+            + (view.gust * (30 + 90 * depth) * s) % W
+            + 10 * s * np.sin(t * 0.8 + q[:, 3] * 12)
+            - view.travel * depth * 0.5 * s
+        ) % W
         y = (q[:, 1] * H + t * fall) % H
         col = light.colour * 0.6 + light.horizon * 0.3 + 0.25
-        b = (0.35 + 0.65 * depth)
+        b = 0.35 + 0.65 * depth
         xi, yi = x.astype(np.intp), y.astype(np.intp)
         for ch in range(3):
             reg = c.img[ch]

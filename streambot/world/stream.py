@@ -12,6 +12,7 @@ frame. This module owns the world's side (steering, motion, safety, frames);
 The frames are `resolution` big (512x512 by default), whatever the broadcast
 size: the compositor scales them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ["StreamWorld", "StreamWorldSettings", "Motion", "StreamModels", "create_world", "parse_stream_settings"]
 
 NO_CUDA = (
-    "No CUDA GPU is available for the stream world; run with --world sketch, "
-    "or with --device cpu for a slow preview."
+    "No CUDA GPU is available for the stream world; run with --world sketch, or with --device cpu for a slow preview."
 )
 
 
@@ -90,7 +90,7 @@ class StreamWorld(World):
         *,
         offline: bool | None = None,
         device: str | None = None,
-    ) -> "StreamWorld":
+    ) -> StreamWorld:
         """Load real weights (a hub id or a local folder) for the `[world.stream]` table."""
         settings = table if isinstance(table, StreamWorldSettings) else parse_stream_settings(table)
         changes = {k: v for k, v in {"offline": offline, "device": device}.items() if v is not None}
@@ -250,6 +250,8 @@ class StreamWorld(World):
         return image
 
 
-def create_world(table: dict[str, Any] | None, *, offline: bool | None = None, device: str | None = None) -> StreamWorld:
+def create_world(
+    table: dict[str, Any] | None, *, offline: bool | None = None, device: str | None = None
+) -> StreamWorld:
     """What app.py calls for `--world stream`: the `[world.stream]` table in, a loaded world out."""
     return StreamWorld.from_settings(table, offline=offline, device=device)

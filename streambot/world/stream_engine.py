@@ -10,6 +10,7 @@ and replayed; `step()` never waits for the device (no host reads: the filter's
 measure comes back with its picture), and `take()` waits only for the copy of
 the picture it returns.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ import torch
 from cachetools import LRUCache
 
 from .base import WorldError
-from .stream_models import StreamModels, not_enough_memory_message, needed_gib
+from .stream_models import StreamModels, needed_gib, not_enough_memory_message
 from .stream_ops import (
     HostFrames,
     Picture,

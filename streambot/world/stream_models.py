@@ -7,14 +7,16 @@ random weights from the configs below, full size for FLOP counts and GPU
 benchmarks, tiny for tests. The configs are the published ones (SD 2.1 / SD-Turbo
 UNet at 512, the OpenCLIP ViT-H text tower as SD 2.x uses it, TAESD).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -260,6 +262,7 @@ def random_models(
         if sdxl:
             text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg))
             tokenizer_2 = tokenizer
+
     def cast(module: ModuleT) -> ModuleT:
         return module.eval() if dtype == torch.float32 else module.to(dtype).eval()
 
@@ -305,8 +308,8 @@ def not_enough_memory_message(model: str, need_gib: float, free_gib: float | Non
     have = f"only {free_gib:.1f} GiB is free" if free_gib is not None else "the GPU ran out of memory"
     return (
         f"{model} needs about {need_gib:.1f} GiB of GPU memory but {have}; "
-        "choose a smaller option (model = \"stabilityai/sd-turbo\" instead of SDXL-Turbo, "
-        "dtype = \"float16\", a lower resolution, or fewer t_index_list steps), "
+        'choose a smaller option (model = "stabilityai/sd-turbo" instead of SDXL-Turbo, '
+        'dtype = "float16", a lower resolution, or fewer t_index_list steps), '
         "close other GPU programs, or use --world sketch."
     )
 
@@ -319,9 +322,7 @@ def _hub_cache_dir(cache_dir: str | None) -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def resolve_folder(
-    model: str, *, offline: bool, cache_dir: str | None, allow: list[str] | None = None
-) -> Path:
+def resolve_folder(model: str, *, offline: bool, cache_dir: str | None, allow: list[str] | None = None) -> Path:
     """A local folder for `model`: the path itself, or the hub snapshot (downloaded if allowed)."""
     path = Path(model).expanduser()
     if path.is_dir():
@@ -334,11 +335,7 @@ def resolve_folder(
 
     enable_progress_bars()  # a first download of gigabytes must show that it is moving
     try:
-        return Path(
-            snapshot_download(
-                model, cache_dir=cache_dir, local_files_only=offline, allow_patterns=allow
-            )
-        )
+        return Path(snapshot_download(model, cache_dir=cache_dir, local_files_only=offline, allow_patterns=allow))
     except Exception as e:  # the hub's errors vary by cause; each becomes one sentence
         if offline or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
             raise WorldError(
@@ -417,8 +414,7 @@ def load_models(
     `vae`: "auto" picks the tiny VAE that matches the model's latents (TAESDXL for
     SDXL), "model" the model's own, anything else is a hub id or a folder.
     """
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
-    from diffusers import EulerDiscreteScheduler
+    from diffusers import AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     check_gpu_memory(device, model, dtype)
@@ -441,7 +437,9 @@ def load_models(
         is_sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
         if is_sdxl:
             text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
-                folder, subfolder="text_encoder_2", dtype=dtype,
+                folder,
+                subfolder="text_encoder_2",
+                dtype=dtype,
                 variant=_variant(folder, "text_encoder_2", dtype),
             )
             tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
@@ -453,17 +451,19 @@ def load_models(
             if vae == "auto":
                 vae = tiny_vae_for(is_sdxl)
             elif vae in (TAESD_REPO, TAESDXL_REPO) and vae != tiny_vae_for(is_sdxl):
-                log.warning("%s decodes %s latents, but %s is not such a model; expect wrong colours",
-                            vae, "SDXL" if vae == TAESDXL_REPO else "SD 1.x/2.x", model)
+                log.warning(
+                    "%s decodes %s latents, but %s is not such a model; expect wrong colours",
+                    vae,
+                    "SDXL" if vae == TAESDXL_REPO else "SD 1.x/2.x",
+                    model,
+                )
             vae_folder = resolve_folder(vae, offline=offline, cache_dir=cache_dir, allow=_VAE_FILES)
             vae_model = AutoencoderTiny.from_pretrained(vae_folder, dtype=dtype)
     except (OSError, ValueError) as e:
         raise WorldError(f"The model in {folder} could not be loaded ({str(e).splitlines()[0]}).") from None
     checker = None
     if safety_model:
-        checker = ClipSafetyChecker.load(
-            safety_model, device=device, dtype=dtype, offline=offline, cache_dir=cache_dir
-        )
+        checker = ClipSafetyChecker.load(safety_model, device=device, dtype=dtype, offline=offline, cache_dir=cache_dir)
     return StreamModels(
         unet=unet.eval(),
         vae=vae_model.eval(),
@@ -486,8 +486,9 @@ class ClipSafetyChecker:
         self.device, self.dtype = device, dtype
 
     @classmethod
-    def load(cls, name: str, *, device: torch.device, dtype: torch.dtype, offline: bool,
-             cache_dir: str | None) -> ClipSafetyChecker:
+    def load(
+        cls, name: str, *, device: torch.device, dtype: torch.dtype, offline: bool, cache_dir: str | None
+    ) -> ClipSafetyChecker:
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers import CLIPImageProcessor
 

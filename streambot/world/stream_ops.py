@@ -4,6 +4,7 @@ slerp between prompt embeddings, the stochastic similarity filter, the camera
 path and its warp, the LCM guidance embedding, the latent re-anchoring blend
 and range guard, and the pictures' way back to the host.
 """
+
 from __future__ import annotations
 
 import math
@@ -187,8 +188,6 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-
-
 def guidance_embedding(w: float, dim: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Sinusoidal embedding of an LCM model's distilled guidance scale (w - 1), shape (1, dim)."""
     x = torch.tensor([(w - 1.0) * 1000.0], device=device, dtype=torch.float32)
@@ -251,8 +250,10 @@ class HostFrames:
         self._pixels = [torch.empty(shape, dtype=torch.uint8, pin_memory=cuda) for _ in range(depth)]
         self._values = [torch.empty(1, dtype=torch.float32, pin_memory=cuda) for _ in range(depth)]
         # blocking: the waiting thread sleeps instead of spinning a core the encoder could use
-        self._events = [torch.cuda.Event(blocking=True) if cuda else None  # type: ignore[no-untyped-call]  # torch leaves it unannotated
-                        for _ in range(depth)]
+        self._events = [
+            torch.cuda.Event(blocking=True) if cuda else None  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+            for _ in range(depth)
+        ]
         self._queue: deque[tuple[int | None, bool, Any]] = deque()
         self._next = 0
 

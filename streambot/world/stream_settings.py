@@ -3,6 +3,7 @@
 Every speed technique is its own switch so that its gain can be measured
 (benchmarks/bench_stream_gpu.py turns them on one by one).
 """
+
 from __future__ import annotations
 
 import re
@@ -89,14 +90,12 @@ class StreamWorldSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _steps(self) -> "StreamWorldSettings":
+    def _steps(self) -> StreamWorldSettings:
         if self.t_index_list is not None:
             if not self.t_index_list:
                 raise ValueError("t_index_list must name at least one step")
             if max(self.t_index_list) >= self.num_inference_steps:
-                raise ValueError(
-                    f"t_index_list values must be below num_inference_steps ({self.num_inference_steps})"
-                )
+                raise ValueError(f"t_index_list values must be below num_inference_steps ({self.num_inference_steps})")
             if sorted(self.t_index_list) != self.t_index_list:
                 raise ValueError("t_index_list must go from noisy to clean (ascending indices)")
         return self

@@ -41,6 +41,7 @@ the broadcast plays the chunks' bursts out evenly at the model's own 16 fps
 (broadcast/pacer.py). Frames are `resolution` big (832x480 by default); the
 compositor scales them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -110,7 +111,7 @@ class VideoWorld(World):
         *,
         offline: bool | None = None,
         device: str | None = None,
-    ) -> "VideoWorld":
+    ) -> VideoWorld:
         """Load real weights (a hub id or a local folder) for the `[world.video]` table."""
         settings = table if isinstance(table, VideoWorldSettings) else parse_video_settings(table)
         changes = {k: v for k, v in {"offline": offline, "device": device}.items() if v is not None}
@@ -119,8 +120,11 @@ class VideoWorld(World):
         if dev.type == "cpu":
             log.warning("the video world runs on the CPU: a very slow preview, many seconds per chunk")
         models = load_models(
-            settings.model, device=dev, dtype=resolve_dtype(settings.dtype, dev),
-            offline=settings.offline, cache_dir=settings.cache_dir,
+            settings.model,
+            device=dev,
+            dtype=resolve_dtype(settings.dtype, dev),
+            offline=settings.offline,
+            cache_dir=settings.cache_dir,
         )
         return cls(models, settings, device=dev)
 

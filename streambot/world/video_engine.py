@@ -43,6 +43,7 @@ lets the zero-padded keys into the softmax (its training and cache passes mask
 them out); here attention sees real tokens only, as in training. At sizes where
 no padding happens the two agree to float precision (tests/test_video_world.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -95,8 +96,17 @@ class LayerCache:
     """One block's keys and values: per-chunk slots (as computed, before rotation) and
     the packed, rotated view attention reads. Sizes never change after allocation."""
 
-    def __init__(self, comp_slots: int, comp_tokens: int, full_slots: int, full_tokens: int,
-                 heads: int, head_dim: int, device, dtype) -> None:
+    def __init__(
+        self,
+        comp_slots: int,
+        comp_tokens: int,
+        full_slots: int,
+        full_tokens: int,
+        heads: int,
+        head_dim: int,
+        device,
+        dtype,
+    ) -> None:
         kw = dict(device=device, dtype=dtype)
         # dim 0: keys, values
         self.comp = torch.zeros((2, comp_slots, 1, heads, comp_tokens, head_dim), **kw)
@@ -123,8 +133,16 @@ class RollingCacheAttention:
     def __init__(self, fallback) -> None:
         self.fallback = fallback
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                 rotary_emb=None, kv_cache=None, kv_cache_flag=None):
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        rotary_emb=None,
+        kv_cache=None,
+        kv_cache_flag=None,
+    ):
         if not isinstance(kv_cache, LayerCache):
             kw = {} if kv_cache is None else {"kv_cache": kv_cache, "kv_cache_flag": kv_cache_flag}
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kw)
@@ -145,7 +163,7 @@ class RollingCacheAttention:
         if n and p.rebuild:
             at = 0
             for region, slot, tokens in p.segments:
-                cache.view[:, :, :, at:at + tokens] = cache.region(region)[:, slot, :, :, :tokens]
+                cache.view[:, :, :, at : at + tokens] = cache.region(region)[:, slot, :, :, :tokens]
                 at += tokens
             cache.view[0, :, :, :n] = apply_rotary_emb(cache.view[0, :, :, :n], p.cache_freqs)
         query = apply_rotary_emb(query, p.own_freqs)
@@ -154,9 +172,14 @@ class RollingCacheAttention:
             key = torch.cat([cache.view[0, :, :, :n], key], dim=2)
             value = torch.cat([cache.view[1, :, :, :n], value], dim=2)
         out = dispatch_attention_fn(
-            query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-            attn_mask=None, dropout_p=0.0, is_causal=False,
-            backend=self._attention_backend, parallel_config=self._parallel_config,
+            query.transpose(1, 2),
+            key.transpose(1, 2),
+            value.transpose(1, 2),
+            attn_mask=None,
+            dropout_p=0.0,
+            is_causal=False,
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
         )
         out = out.flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
@@ -168,7 +191,9 @@ class StreamingDecoder:
 
     def __init__(self, vae) -> None:
         if getattr(vae.config, "patch_size", None) is not None:
-            raise WorldError("The video world needs the Wan 2.1 VAE; this VAE packs patches (Wan 2.2), which it does not decode.")
+            raise WorldError(
+                "The video world needs the Wan 2.1 VAE; this VAE packs patches (Wan 2.2), which it does not decode."
+            )
         self.vae = vae
         self._convs = sum(isinstance(m, WanCausalConv3d) for m in vae.decoder.modules())
         z = vae.config.z_dim
@@ -187,7 +212,9 @@ class StreamingDecoder:
         x = self.vae.post_quant_conv(z)
         out = []
         for i in range(x.shape[2]):
-            out.append(self.vae.decoder(x[:, :, i:i + 1], feat_cache=self._feat, feat_idx=[0], first_chunk=self._first))
+            out.append(
+                self.vae.decoder(x[:, :, i : i + 1], feat_cache=self._feat, feat_idx=[0], first_chunk=self._first)
+            )
             self._first = False
         return torch.cat(out, dim=2).clamp_(-1.0, 1.0)
 
@@ -254,8 +281,16 @@ class VideoEngine:
         cfg = self.tr.config
         comp_slots = s.sink_chunks + s.window_chunks
         self.caches = [
-            LayerCache(comp_slots, s.chunk_frames * self.comp_tpf, self.full_slots, s.chunk_frames * self.full_tpf,
-                       cfg.num_attention_heads, cfg.attention_head_dim, dev, self.dtype)
+            LayerCache(
+                comp_slots,
+                s.chunk_frames * self.comp_tpf,
+                self.full_slots,
+                s.chunk_frames * self.full_tpf,
+                cfg.num_attention_heads,
+                cfg.attention_head_dim,
+                dev,
+                self.dtype,
+            )
             for _ in self.tr.blocks
         ]
         self.sink: list[Chunk] = []
@@ -281,8 +316,11 @@ class VideoEngine:
         if hit is not None:
             return hit
         embeds, _ = self.models.pipeline.encode_prompt(
-            prompt, do_classifier_free_guidance=False, max_sequence_length=self.settings.max_sequence_length,
-            device=self.device, dtype=self.dtype,
+            prompt,
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.settings.max_sequence_length,
+            device=self.device,
+            dtype=self.dtype,
         )
         text = self.tr.condition_embedder.text_embedder(embeds)
         cond = Conditioning(prompt, embeds, text)
@@ -324,8 +362,7 @@ class VideoEngine:
         frames = self.first_frames if self.stats["chunks"] == 0 else self.settings.chunk_frames
         c_lat = self.tr.config.in_channels
         h, w = self.latent_hw
-        noise = torch.randn((1, frames, c_lat, h, w), generator=self.generator, device=self.device,
-                            dtype=torch.float32)
+        noise = torch.randn((1, frames, c_lat, h, w), generator=self.generator, device=self.device, dtype=torch.float32)
         x = self.denoise(noise.to(self.dtype))
         self._admit(x)
         self.stats["chunks"] += 1
@@ -406,8 +443,9 @@ class VideoEngine:
         self._forward(chunk.latents, 0.0, 0.0, p, compressed=region == "comp", head=False)
 
     def _segments(self, compressed: list[Chunk], full: list[Chunk]) -> list[tuple[str, int, int]]:
-        return ([("comp", c.slot, c.frames * self.comp_tpf) for c in compressed]
-                + [("full", c.slot, c.frames * self.full_tpf) for c in full])
+        return [("comp", c.slot, c.frames * self.comp_tpf) for c in compressed] + [
+            ("full", c.slot, c.frames * self.full_tpf) for c in full
+        ]
 
     @staticmethod
     def _frames(chunks: list[Chunk]) -> int:

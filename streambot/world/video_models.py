@@ -10,6 +10,7 @@ full-size values are the published configs of nvidia/AnyFlow-FAR-Wan2.1-1.3B-
 Diffusers (Wan2.1-T2V-1.3B with AnyFlow's FAR settings), the Wan 2.1 VAE and
 google/umt5-xxl's encoder.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,7 +91,12 @@ TINY_TRANSFORMER: dict[str, Any] = dict(
 TINY_VAE: dict[str, Any] = dict(WAN_VAE, base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
 
 TINY_TEXT_ENCODER: dict[str, Any] = dict(
-    d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+    d_model=32,
+    d_kv=8,
+    d_ff=37,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
 )
 
 
@@ -112,8 +118,11 @@ class VideoModels:
         # The pipeline only registers the parts: its prompt encoding is the reference one,
         # and tests compare the world's loop against its __call__.
         self.pipeline = AnyFlowFARPipeline(
-            tokenizer=self.tokenizer, text_encoder=self.text_encoder, transformer=self.transformer,
-            vae=self.vae, scheduler=self.scheduler,
+            tokenizer=self.tokenizer,
+            text_encoder=self.text_encoder,
+            transformer=self.transformer,
+            vae=self.vae,
+            scheduler=self.scheduler,
         )
         self.pipeline.set_progress_bar_config(disable=True)
 
@@ -213,7 +222,9 @@ def load_models(
     except (OSError, ValueError, TypeError) as e:
         raise WorldError(f"The model in {folder} could not be loaded ({str(e).splitlines()[0]}).") from None
     if type(pipe.transformer).__name__ != "AnyFlowFARTransformer3DModel":
-        raise WorldError(f"{model} is not a causal AnyFlow-FAR model (its transformer is {type(pipe.transformer).__name__}).")
+        raise WorldError(
+            f"{model} is not a causal AnyFlow-FAR model (its transformer is {type(pipe.transformer).__name__})."
+        )
     try:
         pipe.to(device)
     except torch.cuda.OutOfMemoryError:

@@ -4,6 +4,7 @@ The window sizes are counted in chunks of latent frames: with Wan 2.1's VAE one
 latent frame is four pictures (the very first is one), so the default chunk of
 three latent frames is twelve pictures, 0.75 s of video at 16 fps.
 """
+
 from __future__ import annotations
 
 import re
