@@ -120,7 +120,15 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
     b = open_broadcast(
         world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=24 * FPS, now=ft.now, sleep=ft.sleep
     )
-    show = SimpleNamespace(broadcast=b, adapter_states=dict, audio_status=b.audio_status, world_status=dict)
+    # what the console's health panel reads of a show (streambot.surface.ShowSurface), for this bare broadcast
+    show = SimpleNamespace(
+        health=b.health,
+        settings=SimpleNamespace(stream=stream),
+        adapter_states=dict,
+        audio_status=b.audio_status,
+        world_status=dict,
+        budget_status=lambda: None,
+    )
     seen = {}
 
     def lag(index, video):

@@ -98,6 +98,9 @@ def test_push_to_talk_in_a_real_browser(tmp_path, show_process):
         "240",
     )
     url, token = console.url, console.token
+    # The show goes on air before the sentence model has loaded (in the background); until it
+    # has, new ideas wait hidden for the safety screen. Speak once the screen can judge them.
+    console.terminal.wait_for(r"the sentence model is ready", 240)
     # candidates wait for the safety screen's sentence model, loading in the background
     console.terminal.wait_for(r"the sentence model is ready", 600)
     cfg = {
