@@ -10,12 +10,13 @@ import math
 import re
 import string
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streambot.audience.events import Audience, ChatMessage, PromptEvent, VoteEvent
+from streambot.audience.events import Audience, ChatMessage, PromptEvent, ReplyKind, VoteEvent
 from streambot.audience.moderation import Moderation
 from streambot.config import ConfigError, ModerationSettings, Settings, VotingSettings, load_settings, load_world_file
 from streambot.viewer import Viewer
@@ -118,19 +119,7 @@ def test_fuzzed_chat_never_raises_and_loses_nothing(messages, typed) -> None:
         else:
             event = ChatMessage(viewer, text, id=mid)
         reply = a.handle(event, now)
-        assert reply.kind in (
-            "none",
-            "new",
-            "pooled",
-            "voted",
-            "unknown",
-            "rejected",
-            "blocked",
-            "help",
-            "now",
-            "done",
-            "denied",
-        )
+        assert reply.kind in get_args(ReplyKind)  # one of the answers the adapters know how to send
         assert "\n" not in reply.text or reply.kind == "help"
         if mid and platform != "local" and reply.kind in ("new", "voted"):
             a.retract_message(platform, mid + "x")  # a deletion of a message never seen: nothing happens
