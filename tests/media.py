@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,19 @@ def audio_rms(path: Path) -> float:
         chunks = [f.to_ndarray() for f in c.decode(audio=0)]
     x = np.concatenate([c.reshape(c.shape[0], -1) for c in chunks], axis=1) if chunks else np.zeros((1, 1))
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def frames_sent(cli_stderr: str) -> tuple[int, int]:
+    """(frames sent, slots skipped) from `streambot run`'s last line. The show keeps the wall
+    clock: a slot the machine could not meet is skipped and counted, never sent late."""
+    found = re.search(r"stopped after (\d+) frames \(\d+ late, \d+ repeated, (\d+) skipped\)", cli_stderr)
+    assert found, "streambot run did not say how many frames it sent"
+    slots, skipped = int(found[1]), int(found[2])  # the clock's count takes in the slots it skipped
+    return slots - skipped, skipped
+
+
+def holes(dts: list[float], fps: int) -> int:
+    """Slots missing between the frames received, from their timestamps (FLV: whole ms)."""
+    slots = np.diff(np.asarray(dts)) * fps
+    assert np.all(np.abs(slots - np.round(slots)) <= 0.031) and slots.min() >= 0.96, "frames off the 1/fps grid"
+    return round(float(np.sum(np.round(slots) - 1)))
