@@ -215,14 +215,15 @@ def test_a_destination_that_stops_reading_never_slows_the_others(rtmp_server):
             b.stop()
         world.close()
         proxy.close()
-    ticks = b.clock.stats.ticks
+    skipped = b.clock.stats.skipped  # slots the machine could not meet: skipped and counted, never sent late
+    sent = b.clock.stats.ticks - skipped
     assert good.packets_dropped == 0
     # (that a hand-over never waits for a stalled destination is shown without a clock below)
     rtmp_server.stop()
     (rec,) = recordings(rtmp_server, "good")
     p = probe(rec)
-    assert len(p.video_dts) == ticks, (len(p.video_dts), ticks)
-    assert np.diff(p.video_dts).max() <= 0.035
+    assert len(p.video_dts) == sent, (len(p.video_dts), sent)
+    assert holes(p.video_dts, FPS) <= skipped, "no gap in the timestamps but a counted skip"
     assert len(recordings(rtmp_server, "bad")) >= 2
 
 
@@ -241,6 +242,7 @@ def test_a_planned_reconnect_loses_no_frame(rtmp_server, tmp_path):
     finally:
         b.stop()
         world.close()
+    skipped = b.clock.stats.skipped  # slots the machine could not meet: skipped and counted, never sent late
     assert rtmp.planned_reconnects >= 2 and rtmp.reconnects == 0
     assert rtmp.planned_pause_ms > 0
     print(f"planned reconnect: the stream paused {rtmp.planned_pause_ms:.0f} ms")
@@ -254,9 +256,10 @@ def test_a_planned_reconnect_loses_no_frame(rtmp_server, tmp_path):
         packets = info["packets"]
         assert packets[0]["flags"].startswith("K"), "each connection opens on a keyframe"
         times = np.array(sorted(float(pk["pts_time"]) for pk in packets))
-        assert times[0] < 0.05 and np.diff(times).max() <= 0.035, "whole, from its own time zero"
+        assert times[0] < 0.05 + skipped / FPS, "from its own time zero"
+        assert holes(list(times), FPS) <= skipped, "whole: no gap but a counted skip"
         counts.append(len(packets))
-    assert sum(counts) == 10 * FPS, counts  # not one frame lost between connections
+    assert sum(counts) == 10 * FPS - skipped, counts  # not one frame lost between connections
     # what a viewer's player reads: nginx's HLS playlist goes on across the reconnects, whole
     playlist = (rtmp_server.hls_dir / "long.m3u8").read_text()
     durations = [float(d) for d in re.findall(r"#EXTINF:([\d.]+)", playlist)]
