@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from multiprocessing.connection import Connection
 from typing import Protocol
 
 import numpy as np
+
+from .priority import yield_to_clock
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _serve(conn: Connection) -> None:
 
     become_child()  # the show ends this process itself, and it ends with a show killed outright
     # Loading takes seconds of CPU while the first frames go out: the broadcast comes first.
-    os.nice(10)
+    yield_to_clock()
     try:
         try:
             model = Embedder()

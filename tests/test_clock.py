@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from streambot.broadcast.clock import Clock, WorldRunner
+from streambot.priority import BACKGROUND
 from streambot.world.base import Frame, World
 
 
@@ -206,3 +209,33 @@ def test_late_within_its_slot_is_counted_late_not_skipped():
     s = clock.stats
     assert s.skipped == 0 and s.sent == 300
     assert s.late == 30  # the tick after each slow one is 0.7 periods behind its deadline
+
+
+class PriorityWorld(PacedWorld):
+    """Records the scheduling priority of the thread that renders it."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.niceness: int | None = None
+        self.rendered = threading.Event()
+
+    def render(self) -> Frame:
+        self.niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        self.rendered.set()
+        return super().render()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_the_world_renders_below_the_clock_priority():
+    """On a busy machine the clock's ticks win the CPU; a late render only repeats a frame."""
+    world = PriorityWorld()
+    world.start(None, (16, 16), 30)
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    runner = WorldRunner(world)
+    runner.start()
+    try:
+        assert world.rendered.wait(10)
+    finally:
+        runner.stop()
+    assert world.niceness is not None and world.niceness >= max(ours, BACKGROUND)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # the caller's thread is untouched

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..priority import yield_to_clock
 from ..world.base import Frame, World
 from .pacer import FramePacer
 
@@ -62,6 +63,7 @@ class WorldRunner:
         self._thread.start()
 
     def _run(self) -> None:
+        yield_to_clock()  # a late render repeats a frame; a late tick stutters
         while not self._stop.is_set():
             t = time.perf_counter()
             try:

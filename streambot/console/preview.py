@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..priority import yield_to_clock
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +65,7 @@ class Preview:
     async def run(self, watching: Callable[[], bool], publish: Callable[[bytes], None]) -> None:
         """Encode the newest kept frame for whoever watches, until cancelled."""
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="console preview")
+        pool = ThreadPoolExecutor(1, thread_name_prefix="console preview", initializer=yield_to_clock)
         try:
             while True:
                 await asyncio.sleep(1 / self.fps / 2)
