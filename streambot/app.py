@@ -17,6 +17,7 @@ import asyncio
 import logging
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from .broadcast.playlist import Playlist
 from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
 from .director import Director
 from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
+from .pooling import lemma
 from .registry import CHATS, WORLDS, MissingPackage, UnknownName
 from .secrets import mask_url, redact
 from .store import Store, StoreError, resolve_path
@@ -227,6 +229,17 @@ def _check_console_address(settings: Settings, address: str) -> None:
         ) from None
 
 
+def _warm_word_tools() -> None:
+    """Load, before the first tick, what the first prompt and the first preview
+    would otherwise load on air: the lemmatizer's dictionary (voting's pooling
+    and the safety layers; about 1.4 s of holding the GIL on 2 cores, a
+    visible stall of every frame) and the image codecs the preview's JPEGs use."""
+    from PIL import Image
+
+    Image.preinit()
+    lemma("warming")
+
+
 class Show:
     """One broadcast: everything built, started and stopped in order."""
 
@@ -264,6 +277,8 @@ class Show:
         s = self.settings.stream
         size = s.dimensions
         bound_native_heap()
+        warm = threading.Thread(target=_warm_word_tools, name="warm-up", daemon=True)
+        warm.start()  # beside the processes starting below, which leave the GIL free
         try:
             # 1. every input, checked: nothing is opened yet (the world handed in is closed on a mistake)
             checked = checked or check_inputs(self.settings, self.spec, self.options)
@@ -324,6 +339,7 @@ class Show:
             raise
         # The drawing process's start must not compete with the first seconds on air.
         compositor.flush(20)
+        warm.join(30)
 
     def _voice(self):
         """The speech model and its worker; a missing model turns voice off, not the show."""

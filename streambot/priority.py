@@ -15,15 +15,16 @@ from __future__ import annotations
 import os
 import threading
 
-BACKGROUND = 10  # nice value for work that may fall behind the clock
+BACKGROUND = 10  # how many nice steps below the show work that may fall behind the clock runs
 
 
-def yield_to_clock(niceness: int = BACKGROUND) -> None:
-    """Lower the calling thread's priority (only ever lowers it; never raises it)."""
+def yield_to_clock(steps: int = BACKGROUND) -> None:
+    """Lower the calling thread's priority `steps` below the process's own
+    (a show started with `nice -n -5` keeps its work in the same order)."""
     try:
         tid = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        if current < niceness:
-            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+        process = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        if os.getpriority(os.PRIO_PROCESS, tid) < process + steps:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, process + steps))
     except (OSError, AttributeError):  # no per-thread priorities here, or not allowed: run as is
         pass

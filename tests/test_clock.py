@@ -237,5 +237,6 @@ def test_the_world_renders_below_the_clock_priority():
         assert world.rendered.wait(10)
     finally:
         runner.stop()
-    assert world.niceness is not None and world.niceness >= max(ours, BACKGROUND)
+    process = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert world.niceness is not None and world.niceness >= min(19, process + BACKGROUND)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # the caller's thread is untouched

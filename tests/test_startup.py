@@ -69,7 +69,13 @@ out = sys.argv[1]
 show = Show(settings, resolve_world("meadow"), build_world(settings), ShowOptions(outputs=[out], chat_source=None))
 show.open()
 safety = show.audience.moderation.safety
-opened = {"torch_here": "torch" in sys.modules, "model_pending": safety.model_pending}
+from streambot.pooling import lemma
+from PIL import Image
+opened = {
+    "torch_here": "torch" in sys.modules, "model_pending": safety.model_pending,
+    # loaded before the first tick, not by the first prompt or preview on air
+    "lemmas_ready": lemma.cache_info().currsize > 0, "jpeg_ready": "JPEG" in Image.SAVE,
+}
 # The streamer's own prompt does not wait for the model (it runs on the event loop).
 opened["streamer_prompt"] = show.audience.moderation.check_text("a hot air balloon over the valley")
 opened["pending_after_streamer_prompt"] = safety.model_pending
@@ -108,6 +114,7 @@ def test_the_show_opens_without_the_model_and_holds_candidates_for_the_safety_sc
     out = json.loads(r.stdout.strip().splitlines()[-1])
     opened, after = out["opened"], out["after"]
     assert not opened["torch_here"] and opened["model_pending"], out
+    assert opened["lemmas_ready"] and opened["jpeg_ready"], "the word tools and codecs load before the first tick"
     assert opened["streamer_prompt"] == "a hot air balloon over the valley"
     assert opened["pending_after_streamer_prompt"], "the streamer's prompt must not wait for the model"
     assert out["shown_while_loading"] == [], "candidates stay hidden until screened"
