@@ -222,12 +222,30 @@ def test_wordnet_maps_words_never_trained_on_to_categories() -> None:
     assert not any(f["a hoe and a rake by the shed"].values()) and not any(f["the butt of a rifle"].values())
 
 
+def test_a_verb_of_bombarding_is_war() -> None:
+    """"bomb.v.1" in concepts.toml: to shell, strafe or torpedo is a kind of bombarding in WordNet
+    (a root verb, not a list of them); the noun "shell" (a seashell) stays harmless."""
+    senses = load_senses()
+    assert senses is not None
+    war = SENSE_FEATURES.index("violence.war")
+    assert senses.features("a cruiser shells the harbour")[war] > 0
+    assert senses.features("the planes bombed the bridge")[war] > 0
+    assert senses.features("a shell on the sand")[war] == 0
+
+
 def test_slang_is_judged_as_what_it_means(mod) -> None:
     """slang.txt: "seggs" is read as "sex" by every layer (evasions undone), shown as written."""
     safety = mod.safety
     assert safety.read("s 3 g g s in the back seat") == "s 3 g g s in the back seat (sex)"
     assert safety.read("a lighthouse in a storm") == "a lighthouse in a storm"
-    for text in ("seggs in the back seat of a car", "s3ggs on a sofa", "a m1lf in the kitchen", "a thot dancing"):
+    assert safety.read("rule34 of a movie star") == "rule34 of a movie star (porn)"
+    for text in (
+        "seggs in the back seat of a car",
+        "s3ggs on a sofa",
+        "a m1lf in the kitchen",
+        "a thot dancing",
+        "rule 34 of a video game elf",
+    ):
         assert not mod.check_prompt(Viewer("twitch", "x"), text, 0.0).ok, text
     assert mod.check_text("a lighthouse in a storm") == "a lighthouse in a storm"
 
