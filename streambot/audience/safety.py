@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -72,6 +72,7 @@ SLANG_FILE = CONFIG_DIR / "moderation" / "slang.txt"
 MODEL_WAIT_S = 120  # the longest a batch of candidates waits for the sentence model to load
 
 Embed = Callable[[list[str]], np.ndarray]
+Concepts = dict[str, dict[str, Any]]  # concepts.toml: per category, its tables
 Action = Literal["refuse", "hold"]
 
 
@@ -82,7 +83,7 @@ class ConceptTerms:
     """Per category, block-list-style terms, matched in one pass; `minors`
     refuses only when a minor-word and a sexual word are both there."""
 
-    def __init__(self, concepts: dict) -> None:
+    def __init__(self, concepts: Concepts) -> None:
         self.terms = BlockList()
         for cat, table in concepts.items():
             for term in table.get("terms", ()):
@@ -106,7 +107,7 @@ class ConceptTerms:
         return next((c for c in CATEGORIES if c in tags and c not in allowed), None)
 
 
-def load_concepts(path: Path = CONCEPTS_FILE) -> dict:
+def load_concepts(path: Path = CONCEPTS_FILE) -> Concepts:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -334,7 +335,7 @@ class OffensiveClassifier:
     dictionary look-ups instead of the library's 10 ms of input checking.
     """
 
-    def __init__(self, vectorizer, model) -> None:
+    def __init__(self, vectorizer: Any, model: Any) -> None:
         self._analyzer = vectorizer.build_analyzer()
         if vectorizer.analyzer == "word" and tuple(vectorizer.ngram_range) == (1, 1):
             # The same words, without the generic n-gram machinery (a third of the cost).
@@ -350,7 +351,9 @@ class OffensiveClassifier:
         # word -> (idf, idf * coef of each fold), as plain floats: a prompt has few words,
         # and Python arithmetic on five floats beats numpy's per-call overhead
         self._words = {w: (float(idf[j]), tuple((coef[:, j] * idf[j]).tolist())) for w, j in vocab.items()}
-        self._reference = lambda texts: model.predict_proba(vectorizer.transform(texts))[:, 1]
+        self._reference: Callable[[list[str]], np.ndarray] = lambda texts: np.asarray(
+            model.predict_proba(vectorizer.transform(texts))[:, 1]
+        )
 
     @classmethod
     def from_package(cls) -> OffensiveClassifier:
@@ -436,11 +439,12 @@ class ConceptProbe:
         z = features @ self.weights.T + self.bias
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        p = e / e.sum(axis=1, keepdims=True)
+        p: np.ndarray = e / e.sum(axis=1, keepdims=True)
         if self.memory is None or self.memory_labels is None or self.memory_weight <= 0:
             return p
         vote = self.neighbour_vote(features[:, : self.memory.shape[1]])
-        return (1.0 - self.memory_weight) * p + self.memory_weight * vote
+        mixed: np.ndarray = (1.0 - self.memory_weight) * p + self.memory_weight * vote
+        return mixed
 
     def neighbour_vote(self, vectors: np.ndarray) -> np.ndarray:
         """Per row, the classes of its nearest training sentences, weighted by similarity."""
@@ -453,7 +457,8 @@ class ConceptProbe:
         w = np.exp((np.take_along_axis(sims, near, axis=1) - 1.0) / self.temperature)
         vote = np.zeros((len(vectors), len(self.classes)))
         np.add.at(vote, (np.repeat(np.arange(len(vectors)), k), self.memory_labels[near].ravel()), w.ravel())
-        return vote / vote.sum(axis=1, keepdims=True)
+        out: np.ndarray = vote / vote.sum(axis=1, keepdims=True)
+        return out
 
     def unsafe(
         self, features: np.ndarray, allowed: frozenset[str] = frozenset(), p: np.ndarray | None = None
@@ -462,11 +467,13 @@ class ConceptProbe:
         p = self.probabilities(features) if p is None else p
         refused = [i for i, c in enumerate(self.classes) if c != "benign" and c not in allowed]
         sub = p[:, refused]
-        return sub.sum(axis=1), [self.classes[refused[int(j)]] for j in sub.argmax(axis=1)]
+        mass: np.ndarray = sub.sum(axis=1)
+        return mass, [self.classes[refused[int(j)]] for j in sub.argmax(axis=1)]
 
     def sexual(self, p: np.ndarray) -> np.ndarray:
         """Per row of probabilities, sexual content's share (the sexual and minors classes)."""
-        return p[:, [i for i, c in enumerate(self.classes) if c in ("sexual", "minors")]].sum(axis=1)
+        share: np.ndarray = p[:, [i for i, c in enumerate(self.classes) if c in ("sexual", "minors")]].sum(axis=1)
+        return share
 
     def thresholds(self, allowed: frozenset[str] = frozenset()) -> tuple[float, float]:
         """(hold, refuse) for a world that allows these categories."""
@@ -503,7 +510,7 @@ class ConceptProbe:
         return out
 
     def save(self, path: Path) -> None:
-        extra = {}
+        extra: dict[str, Any] = {}  # arrays; Any: savez_compressed also takes allow_pickle=
         if self.memory is not None and self.memory_labels is not None:
             extra = {
                 "memory": self.memory.astype(np.float16),
@@ -531,7 +538,7 @@ class ConceptProbe:
     def load(cls, path: Path = PROBE_FILE) -> ConceptProbe:
         try:
             with np.load(path) as z:
-                extra: dict = {
+                extra: dict[str, Any] = {
                     k: float(z[k])
                     for k in (
                         "hold_threshold",
@@ -852,7 +859,7 @@ def _senses(roots: tuple[tuple[str, tuple[str, ...]], ...]) -> WordSenses | None
     return WordSenses(lexicon, {c: list(n) for c, n in roots}) if lexicon is not None else None
 
 
-def load_senses(concepts: dict | None = None) -> WordSenses | None:
+def load_senses(concepts: Concepts | None = None) -> WordSenses | None:
     """WordNet's senses of the categories in concepts.toml (one shared reader), or None without WordNet."""
     concepts = load_concepts() if concepts is None else concepts
     return _senses(tuple((c, tuple(t.get("senses", ()))) for c, t in concepts.items() if c in CATEGORIES))
