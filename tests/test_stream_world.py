@@ -18,6 +18,8 @@ import torch
 pytest.importorskip("diffusers", reason="the stream world needs diffusers (the gpu extra)")
 pytest.importorskip("transformers", reason="the stream world needs transformers (the gpu extra)")
 
+from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
 from streambot.config import ConfigError
 from streambot.world.base import Direction, WorldError
 from streambot.world.stream import NO_CUDA, Motion, StreamWorld, StreamWorldSettings, create_world
@@ -463,8 +465,15 @@ def test_fused_qkv_projections_give_the_same_frames(tmp_path):
         a, b = plain.render().image, fused.render().image
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     # and back: a shared UNet follows each world's switch
+    processors = fused.models.unet.attn_processors
+    assert all(isinstance(p, FusedAttnProcessor2_0) for p in processors.values())
     again = started(fused.models, seed=2, fuse_qkv=False, steps=2)
     assert not again.engine.active["fuse_qkv"]
+    processors = fused.models.unet.attn_processors
+    assert not any(isinstance(p, FusedAttnProcessor2_0) for p in processors.values())
+    once_more = started(fused.models, seed=2, fuse_qkv=True, steps=2)
+    assert once_more.engine.active["fuse_qkv"]
+    assert all(isinstance(p, FusedAttnProcessor2_0) for p in fused.models.unet.attn_processors.values())
 
 
 # -- the benchmark scripts still run (tiny, CPU) ----------------------------------------------------

@@ -554,7 +554,7 @@ class Output:
             self._kill()
             self._restarts += 1
             self._restarts_in_a_row += 1
-            retry = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # the wait reads attempt_number only
+            retry = RetryCallState(Retrying(), None, (), {})  # a state for the wait alone: it reads attempt_number only
             retry.attempt_number = self._restarts_in_a_row
             self._next_restart = now + float(self._restart_wait(retry))
             self._resync = True

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from tenacity import RetryCallState, wait_exponential
+from tenacity import RetryCallState, Retrying, wait_exponential
 
 from ..worldspec import WorldSpec
 from .base import Ambience, Direction, Frame, Pacing, World
@@ -256,7 +256,7 @@ class ResilientWorld(World):
         self.failures += 1
         self.error = _one_line(e)
         _release_gpu_memory(e)
-        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # the wait reads attempt_number only
+        state = RetryCallState(Retrying(), None, (), {})  # a state for the wait alone: it reads attempt_number only
         state.attempt_number = self.failures
         delay = float(self._wait(state))
         self._next_try = now + delay

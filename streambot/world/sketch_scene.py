@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from operator import itemgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -115,8 +115,15 @@ class Scene(NamedTuple):
     @classmethod
     def from_params(cls, p: Mapping[str, float]) -> Scene:
         """From the flat parameters by name (`b_` names the biome weights)."""
-        # The groups come in the scene's own field order, which a type checker cannot follow through `*`.
-        return cls(float(p["tod"]), *(group._make(map(float, take(p))) for group, take in _GROUPS))  # type: ignore[arg-type]
+        return cls(
+            float(p["tod"]),
+            _take(Weather, p),
+            _take(Mood, p),
+            _take(Biomes, p),
+            _take(Features, p),
+            _take(Movers, p),
+            _take(Camera, p),
+        )
 
 
 def _flat_names(group: type[Group]) -> tuple[str, ...]:
@@ -124,9 +131,15 @@ def _flat_names(group: type[Group]) -> tuple[str, ...]:
 
 
 # Each group of a scene after `tod`, and how to take its values from the flat parameters.
-_GROUPS = tuple((g, itemgetter(*_flat_names(g))) for g in (Weather, Mood, Biomes, Features, Movers, Camera))
+_GROUPS = {g: itemgetter(*_flat_names(g)) for g in (Weather, Mood, Biomes, Features, Movers, Camera)}
+
+GroupT = TypeVar("GroupT", Weather, Mood, Biomes, Features, Movers, Camera)
+
+
+def _take(group: type[GroupT], p: Mapping[str, float]) -> GroupT:
+    return group._make(map(float, _GROUPS[group](p)))
 
 
 def param_names() -> set[str]:
     """The flat names a scene is made from."""
-    return {"tod"}.union(*(_flat_names(g) for g, _ in _GROUPS))
+    return {"tod"}.union(*(_flat_names(g) for g in _GROUPS))

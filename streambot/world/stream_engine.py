@@ -14,13 +14,16 @@ the picture it returns.
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from cachetools import LRUCache
 
 from .base import WorldError
+from .model_types import Model, TextModel, Tokenizer, UNet, UNetForward
 from .stream_models import StreamModels, needed_gib, not_enough_memory_message
 from .stream_ops import (
     HostFrames,
@@ -51,7 +54,9 @@ def schedule_timesteps(num_train_timesteps: int, num_inference_steps: int) -> li
     return [num_inference_steps * c - 1 - i * c for i in range(num_inference_steps)]
 
 
-def boundary_scalings(t: torch.Tensor, sigma_data: float = 0.5, scaling: float = 10.0):
+def boundary_scalings(
+    t: torch.Tensor, sigma_data: float = 0.5, scaling: float = 10.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Consistency-model boundary condition (c_skip, c_out); ~(0, 1) except at the cleanest steps."""
     st = t.double() * scaling
     c_skip = sigma_data**2 / (st**2 + sigma_data**2)
@@ -59,26 +64,30 @@ def boundary_scalings(t: torch.Tensor, sigma_data: float = 0.5, scaling: float =
     return c_skip, c_out
 
 
-def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+def _move(module: Model, device: torch.device, dtype: torch.dtype) -> None:
     """To the device and precision, casting only when needed (diffusers warns on every cast)."""
     module.eval().requires_grad_(False)
     param = next(module.parameters())
     if param.device != device:
         module.to(device)
     if param.dtype != dtype:
-        module.to(dtype)
+        module.to(dtype=dtype)
 
 
-def _fuse_qkv(unet: torch.nn.Module, fuse: bool) -> bool:
+# The UNets whose QKV projections are fused, by identity: a UNet may be shared between worlds.
+_fused: weakref.WeakSet[UNet] = weakref.WeakSet()
+
+
+def _fuse_qkv(unet: UNet, fuse: bool) -> bool:
     """One matmul for q, k and v in self-attention (k and v in cross-attention): fewer kernels.
 
     Set both ways, as the UNet may be shared between worlds (the fused weights
     follow later casts); False where it does not apply.
     """
-    fused = getattr(unet, "_streambot_fused", False)
+    fused = unet in _fused
     if fused and not fuse:
         unet.unfuse_qkv_projections()
-        unet._streambot_fused = False
+        _fused.discard(unet)
     if fused or not fuse:
         return fused and fuse
     try:
@@ -86,8 +95,15 @@ def _fuse_qkv(unet: torch.nn.Module, fuse: bool) -> bool:
     except (AttributeError, ValueError) as e:
         log.info("fused QKV projections do not apply to this UNet (%s)", e)
         return False
-    unet._streambot_fused = True
+    _fused.add(unet)
     return True
+
+
+class UNetExtras(TypedDict, total=False):
+    """The UNet's conditioning beyond the text, where the model takes it."""
+
+    added_cond_kwargs: dict[str, torch.Tensor]  # SDXL: the pooled text and the size ids
+    timestep_cond: torch.Tensor  # LCM: the guidance embedding
 
 
 class StreamEngine:
@@ -112,7 +128,7 @@ class StreamEngine:
         self.latent_shape = (1, unet_cfg.in_channels, self.height // self.vae_scale, self.width // self.vae_scale)
         self.k = len(settings.timestep_indices)
         self.batch = self.k if settings.stream_batch else 1
-        self.prediction_type = getattr(models.scheduler.config, "prediction_type", "epsilon")
+        self.prediction_type: str = getattr(models.scheduler.config, "prediction_type", "epsilon")
         self._cache: LRUCache[str, Conditioning] = LRUCache(settings.prompt_cache_size)
         self.filter = (
             SimilarityFilter(settings.similarity_threshold, settings.similarity_max_skip)
@@ -156,8 +172,10 @@ class StreamEngine:
         self.active["vae_upcast"] = upcast
         channels_last = s.channels_last  # also makes the decoded picture HWC in memory: a cheap uint8 copy
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        m.unet.to(memory_format=layout)  # set both ways: the models may be shared between worlds
-        m.vae.to(memory_format=layout)
+        # set both ways: the models may be shared between worlds. (Model.to follows torch's stubs
+        # for Module.to, which leave out the memory_format keyword that it documents and takes.)
+        m.unet.to(memory_format=layout)  # type: ignore[call-arg]
+        m.vae.to(memory_format=layout)  # type: ignore[call-arg]
         self.active["channels_last"] = channels_last
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes never change, so tune convs once
@@ -194,21 +212,22 @@ class StreamEngine:
         self.embeds = torch.zeros((self.batch, *cond.embeds.shape[1:]), device=dev, dtype=dt)
         self.added: dict[str, torch.Tensor] = {}
         if m.is_sdxl:
+            assert cond.pooled is not None  # SDXL's second encoder gives it
             size = [self.height, self.width, 0, 0, self.height, self.width]  # original, crop, target
             self.added = {
                 "text_embeds": torch.zeros((self.batch, cond.pooled.shape[-1]), device=dev, dtype=dt),
                 "time_ids": torch.tensor([size] * self.batch, device=dev, dtype=dt),
             }
-        proj = getattr(m.unet.config, "time_cond_proj_dim", None)
-        self.timestep_cond = None
+        proj: int | None = getattr(m.unet.config, "time_cond_proj_dim", None)
+        self.timestep_cond: torch.Tensor | None = None
         if proj:
             w = guidance_embedding(s.lcm_guidance, proj, device=dev, dtype=dt)
             self.timestep_cond = w.expand(self.batch, -1).contiguous()
         self.set_conditioning(cond)
 
         # 4. the callables, compiled when asked
-        self._unet_fn = m.unet
-        self._decode_fn = self._decode_latents
+        self._unet_fn: UNetForward = m.unet
+        self._decode_fn: Callable[[torch.Tensor], torch.Tensor] = self._decode_latents
         self.active["compile"] = False
         if s.compile:
             try:
@@ -246,7 +265,8 @@ class StreamEngine:
 
     def _warm_up(self, frames: int = 3) -> None:
         """Compile (and let cuDNN pick kernels) before anything is timed or captured."""
-        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # (torch.cuda.Stream's constructor is unannotated)
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # type: ignore[no-untyped-call]
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
@@ -284,13 +304,14 @@ class StreamEngine:
             cond = Conditioning(m.text_encoder(ids, return_dict=True).last_hidden_state)
         else:  # SDXL: both encoders' penultimate layers side by side, and the second one's pooled text
             h1 = m.text_encoder(ids, output_hidden_states=True, return_dict=True).hidden_states[-2]
+            assert m.tokenizer_2 is not None and m.text_encoder_2 is not None  # an SDXL UNet comes with both
             ids2 = self._token_ids(m.tokenizer_2, m.text_encoder_2, prompt)
             out2 = m.text_encoder_2(ids2, output_hidden_states=True, return_dict=True)
             cond = Conditioning(torch.cat([h1, out2.hidden_states[-2]], dim=-1), out2.text_embeds)
         self._cache[prompt] = cond
         return cond
 
-    def _token_ids(self, tokenizer, encoder, prompt: str) -> torch.Tensor:
+    def _token_ids(self, tokenizer: Tokenizer, encoder: TextModel, prompt: str) -> torch.Tensor:
         length = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
         ids = tokenizer(prompt, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         return ids.input_ids.to(self.device)
@@ -365,14 +386,20 @@ class StreamEngine:
             cosine_similarity_into(self.similarity, self.x_in, x0)
 
     def _unet(self, x: torch.Tensor, t: torch.Tensor, batch: int) -> torch.Tensor:
-        kwargs = {}
+        kwargs: UNetExtras = {}
         if self.added:
             kwargs["added_cond_kwargs"] = {k: v[:batch] for k, v in self.added.items()}
         if self.timestep_cond is not None:
             kwargs["timestep_cond"] = self.timestep_cond[:batch]
         return self._unet_fn(x, t, encoder_hidden_states=self.embeds[:batch], return_dict=False, **kwargs)[0]
 
-    def _x0(self, pred, x_t, idx, coeffs=None) -> torch.Tensor:
+    def _x0(
+        self,
+        pred: torch.Tensor,
+        x_t: torch.Tensor,
+        idx: slice | None,
+        coeffs: tuple[torch.Tensor, ...] | None = None,
+    ) -> torch.Tensor:
         alpha, beta, c_skip, c_out = coeffs or (self.alpha[idx], self.beta[idx], self.c_skip[idx], self.c_out[idx])
         if self.prediction_type == "v_prediction":
             f = alpha * x_t - beta * pred
@@ -422,6 +449,7 @@ class StreamEngine:
     def _pull_to_anchor(self) -> None:
         if self._anchor_left <= 0:
             return
+        assert self._anchor is not None  # set with _anchor_left
         x = torch.lerp(self.x_out, match_stats(self.x_out, self._anchor), 1.0 / self._anchor_left)
         self.x_out.copy_(torch.lerp(x, self._anchor, self._anchor_rate))
         self._anchor_left -= 1

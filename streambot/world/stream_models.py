@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from .base import WorldError
+from .model_types import Model, NoiseSchedule, ProjectedTextEncoder, TextEncoder, Tokenizer, UNet, Vae
 
 if TYPE_CHECKING:
     from transformers import CLIPTokenizer
 
-ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+ModuleT = TypeVar("ModuleT", bound=Model)
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +177,13 @@ TINY_TEXT_ENCODER: dict[str, Any] = dict(
 class StreamModels:
     """What the stream world is handed: a turbo/LCM UNet, a (tiny) VAE, the text side."""
 
-    unet: torch.nn.Module
-    vae: torch.nn.Module
-    text_encoder: torch.nn.Module
-    tokenizer: Any
-    scheduler: Any  # anything with alphas_cumprod and config.num_train_timesteps / prediction_type
-    text_encoder_2: torch.nn.Module | None = None  # SDXL only
-    tokenizer_2: Any = None
+    unet: UNet
+    vae: Vae
+    text_encoder: TextEncoder
+    tokenizer: Tokenizer
+    scheduler: NoiseSchedule  # its config may also name the prediction_type
+    text_encoder_2: ProjectedTextEncoder | None = None  # SDXL only
+    tokenizer_2: Tokenizer | None = None
     safety_checker: Callable[[np.ndarray], bool] | None = None
     name: str = "models"
 
@@ -254,24 +255,29 @@ def random_models(
             te_cfg = dict(TINY_TEXT_ENCODER, vocab_size=len(tokenizer))
         if time_cond_proj_dim:
             unet_cfg = dict(unet_cfg, time_cond_proj_dim=time_cond_proj_dim)
-        # mypy does not see diffusers' models as torch Modules (through their mixin bases); they are.
-        unet: torch.nn.Module = UNet2DConditionModel(**unet_cfg)  # type: ignore[assignment]
-        vae: torch.nn.Module = AutoencoderTiny(**vae_cfg)  # type: ignore[assignment]
-        text_encoder = CLIPTextModel(CLIPTextConfig(**te_cfg))
-        text_encoder_2 = tokenizer_2 = None
+        # The ignores: diffusers' __init__ shows type checkers its placeholder classes
+        # (utils/dummy_pt_objects, imported first under TYPE_CHECKING), which have none of the
+        # real classes' members; transformers wraps PreTrainedModel.to in functools.wraps, whose
+        # type mypy does not bind as a method, so its models do not match Model.to.
+        unet: UNet = UNet2DConditionModel(**unet_cfg)  # type: ignore[assignment]
+        vae: Vae = AutoencoderTiny(**vae_cfg)  # type: ignore[assignment]
+        text_encoder: TextEncoder = CLIPTextModel(CLIPTextConfig(**te_cfg))  # type: ignore[assignment]
+        text_encoder_2: ProjectedTextEncoder | None = None
+        tokenizer_2 = None
         if sdxl:
-            text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg))
+            text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg))  # type: ignore[assignment]
             tokenizer_2 = tokenizer
+    scheduler: NoiseSchedule = EulerDiscreteScheduler(**SD_TURBO_SCHEDULER)  # type: ignore[assignment]  # as above
 
     def cast(module: ModuleT) -> ModuleT:
-        return module.eval() if dtype == torch.float32 else module.to(dtype).eval()
+        return module.eval() if dtype == torch.float32 else module.to(dtype=dtype).eval()
 
     models = StreamModels(
         unet=cast(unet),
         vae=cast(vae),
         text_encoder=cast(text_encoder),
         tokenizer=tokenizer,
-        scheduler=EulerDiscreteScheduler(**SD_TURBO_SCHEDULER),
+        scheduler=scheduler,
         text_encoder_2=None if text_encoder_2 is None else cast(text_encoder_2),
         tokenizer_2=tokenizer_2,
         name=f"random-{size}{'-sdxl' if sdxl else ''}",

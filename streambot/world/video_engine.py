@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import MutableSequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -58,6 +60,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 from diffusers.models.transformers.transformer_anyflow_far import AnyFlowCausalAttnProcessor, apply_rotary_emb
 
 from .base import WorldError
+from .model_types import AttentionProcessor, Model, SelfAttention, WanFeatureCache, WanVae
 from .video_models import VideoModels, needed_gib, not_enough_memory_message
 from .video_settings import VideoWorldSettings
 
@@ -86,7 +89,7 @@ class Pass:
 
     segments: list[tuple[str, int, int]]  # the cache attended to, in position order: (region, slot, tokens)
     cached_tokens: int
-    cache_freqs: torch.Tensor | None  # rotary table for the cached tokens
+    cache_freqs: torch.Tensor  # rotary table for the cached tokens (empty when there are none)
     own_freqs: torch.Tensor  # ... and for this call's tokens, which come right after them
     rebuild: bool  # the layout changed: pack and rotate the view from the slots first
     store: tuple[str, int] | None = None  # keep this call's keys and values in (region, slot)
@@ -104,14 +107,14 @@ class LayerCache:
         full_tokens: int,
         heads: int,
         head_dim: int,
-        device,
-        dtype,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> None:
-        kw = dict(device=device, dtype=dtype)
         # dim 0: keys, values
-        self.comp = torch.zeros((2, comp_slots, 1, heads, comp_tokens, head_dim), **kw)
-        self.full = torch.zeros((2, full_slots, 1, heads, full_tokens, head_dim), **kw)
-        self.view = torch.zeros((2, 1, heads, comp_slots * comp_tokens + full_slots * full_tokens, head_dim), **kw)
+        self.comp = torch.zeros((2, comp_slots, 1, heads, comp_tokens, head_dim), device=device, dtype=dtype)
+        self.full = torch.zeros((2, full_slots, 1, heads, full_tokens, head_dim), device=device, dtype=dtype)
+        view_tokens = comp_slots * comp_tokens + full_slots * full_tokens
+        self.view = torch.zeros((2, 1, heads, view_tokens, head_dim), device=device, dtype=dtype)
 
     def region(self, name: str) -> torch.Tensor:
         return self.comp if name == "comp" else self.full
@@ -130,29 +133,37 @@ class RollingCacheAttention:
     _attention_backend = None  # the active diffusers backend: SDPA, or flash etc. when set
     _parallel_config = None
 
-    def __init__(self, fallback) -> None:
+    def __init__(self, fallback: AttentionProcessor) -> None:
         self.fallback = fallback
 
     def __call__(
         self,
-        attn,
-        hidden_states,
-        encoder_hidden_states=None,
-        attention_mask=None,
-        rotary_emb=None,
-        kv_cache=None,
-        kv_cache_flag=None,
-    ):
-        if not isinstance(kv_cache, LayerCache):
-            kw = {} if kv_cache is None else {"kv_cache": kv_cache, "kv_cache_flag": kv_cache_flag}
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kw)
+        attn: SelfAttention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: object = None,
+        rotary_emb: dict[str, torch.Tensor] | None = None,
+        kv_cache: LayerCache | dict[str, torch.Tensor] | None = None,
+        kv_cache_flag: Pass | dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        if not isinstance(kv_cache, LayerCache):  # diffusers' own call: its cache, if any, as it came
+            assert not isinstance(kv_cache_flag, Pass)
+            args = (attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+            if kv_cache is None:
+                return self.fallback(*args)
+            return self.fallback(*args, kv_cache=kv_cache, kv_cache_flag=kv_cache_flag)
+        assert isinstance(kv_cache_flag, Pass)  # the engine hands in its cache with the call's Pass
         cache, p = kv_cache, kv_cache_flag
         dtype = hidden_states.dtype
         # RMSNorm upcasts; back to the compute dtype, as the stock processor does
         query = attn.norm_q(attn.to_q(hidden_states)).to(dtype)
         key = attn.norm_k(attn.to_k(hidden_states)).to(dtype)
         value = attn.to_v(hidden_states)
-        query, key, value = (x.unflatten(2, (attn.heads, -1)).transpose(1, 2) for x in (query, key, value))
+        # (Tensor.unflatten is unannotated in torch)
+        query, key, value = (
+            x.unflatten(2, (attn.heads, -1)).transpose(1, 2)  # type: ignore[no-untyped-call]
+            for x in (query, key, value)
+        )
         own = key.shape[2]
         if p.store is not None:
             region, slot = p.store
@@ -189,7 +200,7 @@ class StreamingDecoder:
     """The Wan VAE's decoder, one chunk at a time, its causal convolution cache kept
     between chunks: the same pictures as decoding the whole video at once."""
 
-    def __init__(self, vae) -> None:
+    def __init__(self, vae: WanVae) -> None:
         if getattr(vae.config, "patch_size", None) is not None:
             raise WorldError(
                 "The video world needs the Wan 2.1 VAE; this VAE packs patches (Wan 2.2), which it does not decode."
@@ -203,7 +214,7 @@ class StreamingDecoder:
         self.reset()
 
     def reset(self) -> None:
-        self._feat: list = [None] * self._convs
+        self._feat: WanFeatureCache = [None] * self._convs
         self._first = True
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -270,7 +281,8 @@ class VideoEngine:
     def _prepare(self, prompt: str, seed: int) -> None:
         m, s, dev = self.models, self.settings, self.device
         # 1. models on the device
-        for module in (m.transformer, m.vae, m.text_encoder):
+        modules: tuple[Model, ...] = (m.transformer, m.vae, m.text_encoder)
+        for module in modules:
             module.to(dev)
         for block in self.tr.blocks:
             current = block.attn1.processor
@@ -416,6 +428,7 @@ class VideoEngine:
 
     def _demote(self, chunk: Chunk) -> None:
         s = self.settings
+        target: MutableSequence[Chunk]
         if len(self.sink) < s.sink_chunks:
             target, slot = self.sink, len(self.sink)
         elif s.window_chunks:
@@ -464,9 +477,20 @@ class VideoEngine:
         return self.tr.rope(far_cfg=far, device=self.device)["key"]
 
     # -- one pass of the transformer, from its parts ---------------------------------
-    def _forward(self, x: torch.Tensor, t: float, r: float, p: Pass, *, compressed: bool, head: bool):
+    @overload
+    def _forward(
+        self, x: torch.Tensor, t: float, r: float, p: Pass, *, compressed: bool, head: Literal[True]
+    ) -> torch.Tensor: ...
+    @overload
+    def _forward(
+        self, x: torch.Tensor, t: float, r: float, p: Pass, *, compressed: bool, head: Literal[False]
+    ) -> None: ...
+    def _forward(
+        self, x: torch.Tensor, t: float, r: float, p: Pass, *, compressed: bool, head: bool
+    ) -> torch.Tensor | None:
         """x: (1, frames, C, h, w). Returns the predicted mean velocity (same shape) when `head`."""
         tr, cond = self.tr, self.cond
+        assert cond is not None  # prepare() encodes the first prompt
         self.stats["passes"] += 1
         video = x.permute(0, 2, 1, 3, 4)
         embed = tr.far_patch_embedding if compressed else tr.patch_embedding
@@ -477,7 +501,7 @@ class VideoEngine:
         r_ = torch.full((1, 1), r, device=self.device, dtype=torch.float32)
         delta = r_ if emb.deltatime_type == "r" else t_ - r_
         temb, proj = emb.forward_timestep(t_, delta, cond.text, 1)
-        proj = proj.unflatten(2, (6, -1))
+        proj = proj.unflatten(2, (6, -1))  # type: ignore[no-untyped-call]  # (unannotated in torch)
         for block, cache in zip(tr.blocks, self.caches):
             hidden = block(hidden, cond.text, proj, None, None, kv_cache=cache, kv_cache_flag=p)
         if not head:

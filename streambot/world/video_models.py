@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .base import WorldError
+from .model_types import FarTransformer, FlowSchedule, Model, PromptEncoder, WanVae
 from .stream_models import ModuleT, resolve_folder, tiny_tokenizer
 
 log = logging.getLogger(__name__)
@@ -104,27 +105,28 @@ TINY_TEXT_ENCODER: dict[str, Any] = dict(
 class VideoModels:
     """What the video world is handed; `pipeline` is diffusers' own AnyFlow-FAR pipeline over the same parts."""
 
-    transformer: torch.nn.Module  # AnyFlowFARTransformer3DModel
-    vae: torch.nn.Module  # AutoencoderKLWan
-    text_encoder: torch.nn.Module  # UMT5EncoderModel
+    transformer: FarTransformer  # AnyFlowFARTransformer3DModel
+    vae: WanVae  # AutoencoderKLWan
+    text_encoder: Model  # UMT5EncoderModel
     tokenizer: Any
-    scheduler: Any  # FlowMapEulerDiscreteScheduler
+    scheduler: FlowSchedule  # FlowMapEulerDiscreteScheduler
     name: str = "models"
-    pipeline: Any = field(init=False, repr=False)
+    pipeline: PromptEncoder = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from diffusers import AnyFlowFARPipeline
 
         # The pipeline only registers the parts: its prompt encoding is the reference one,
         # and tests compare the world's loop against its __call__.
-        self.pipeline = AnyFlowFARPipeline(
+        # (the two ignores: diffusers shows type checkers placeholder classes, see stream_models.random_models)
+        self.pipeline = AnyFlowFARPipeline(  # type: ignore[assignment]
             tokenizer=self.tokenizer,
             text_encoder=self.text_encoder,
             transformer=self.transformer,
             vae=self.vae,
             scheduler=self.scheduler,
         )
-        self.pipeline.set_progress_bar_config(disable=True)
+        self.pipeline.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
 
 
 def random_models(
@@ -152,20 +154,21 @@ def random_models(
     te_cfg = dict(UMT5_XXL if full else TINY_TEXT_ENCODER, vocab_size=len(tokenizer))
     with torch.device(device):
         tr_cfg = {**(ANYFLOW_FAR_1_3B if full else TINY_TRANSFORMER), **(transformer or {})}
-        # mypy does not see diffusers' models as torch Modules (through their mixin bases); they are.
-        model: torch.nn.Module = AnyFlowFARTransformer3DModel(**tr_cfg)  # type: ignore[assignment]
-        vae: torch.nn.Module = AutoencoderKLWan(**(WAN_VAE if full else TINY_VAE))  # type: ignore[assignment]
-        text_encoder = UMT5EncoderModel(UMT5Config(**te_cfg))
+        # (the ignores: see stream_models.random_models)
+        model: FarTransformer = AnyFlowFARTransformer3DModel(**tr_cfg)  # type: ignore[assignment]
+        vae: WanVae = AutoencoderKLWan(**(WAN_VAE if full else TINY_VAE))  # type: ignore[assignment]
+        text_encoder: Model = UMT5EncoderModel(UMT5Config(**te_cfg))  # type: ignore[assignment]
+    scheduler: FlowSchedule = FlowMapEulerDiscreteScheduler(**FLOW_MAP_SCHEDULER)  # type: ignore[assignment]
 
     def cast(module: ModuleT) -> ModuleT:
-        return module.eval() if dtype == torch.float32 else module.to(dtype).eval()
+        return module.eval() if dtype == torch.float32 else module.to(dtype=dtype).eval()
 
     return VideoModels(
         transformer=cast(model),
         vae=cast(vae),
         text_encoder=cast(text_encoder),
         tokenizer=tokenizer,
-        scheduler=FlowMapEulerDiscreteScheduler(**FLOW_MAP_SCHEDULER),
+        scheduler=scheduler,
         name=f"random-{size}",
     )
 
