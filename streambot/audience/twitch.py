@@ -528,7 +528,8 @@ class TwitchChat:
                 validated = await client.add_token(*saved)
                 if not self.settings.bot or (validated.login or "").lower() == self.settings.bot.lower():
                     return validated
-                client.remove_token(validated.user_id)
+                if validated.user_id is not None:
+                    await client.remove_token(validated.user_id)
                 log.warning(
                     "the saved Twitch token belongs to %s, not to twitch.bot %s; not using it",
                     validated.login,
