@@ -73,6 +73,10 @@ def resolve_path(configured: str) -> Path:
     return paths.configured(configured, paths.timeline_file())
 
 
+# One write, run by the writer thread inside a transaction; what it returns is unused (a cursor).
+_Write = Callable[[sqlite3.Connection], object]
+
+
 class StoreError(Exception):
     """The timeline cannot be opened or read; worded as one sentence."""
 
@@ -117,8 +121,7 @@ class Store:
                 "INSERT INTO sessions (started_wall, started_clock) VALUES (?, ?)", (wall(), clock())
             )
             self.session = cur.lastrowid
-        self._round_ids: dict[int, int] = {}
-        self._queue: queue.Queue | None = None
+        self._queue: queue.Queue[_Write | None] | None = None
         self._thread: threading.Thread | None = None
         if background:
             self._queue = queue.Queue(maxsize=10_000)
@@ -126,7 +129,7 @@ class Store:
             self._thread.start()
 
     # -- writing -----------------------------------------------------------------
-    def _submit(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+    def _submit(self, fn: _Write) -> None:
         if self._queue is None:
             with self._lock:
                 self._run(fn)
@@ -136,7 +139,7 @@ class Store:
         except queue.Full:
             log.warning("timeline writer is behind; an entry was dropped")
 
-    def _run(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+    def _run(self, fn: _Write) -> None:
         try:
             self._write.execute("BEGIN")
             fn(self._write)
@@ -198,7 +201,6 @@ class Store:
                 ),
             )
             rid = cur.lastrowid
-            self._round_ids[result.round] = rid
             c.executemany(
                 "INSERT OR REPLACE INTO candidates VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -217,7 +219,7 @@ class Store:
 
         self._submit(write)
 
-    def record_on_air(self, entry: OnAir, *, state: dict | None = None, state_key: str = "world") -> None:
+    def record_on_air(self, entry: OnAir, *, state: dict[str, Any] | None = None, state_key: str = "world") -> None:
         """One thing went on air: one write for the whole event. Its row in
         `on_air`; for a winner, when its round aired (the chapters); for a
         forced prompt, the action and who took it; and `state`, what a
@@ -262,7 +264,7 @@ class Store:
     def remove_ban(self, key: str) -> None:
         self._submit(lambda c: c.execute("DELETE FROM bans WHERE key = ?", (key,)))
 
-    def save_state(self, state: dict, key: str = "round") -> None:
+    def save_state(self, state: dict[str, Any], key: str = "round") -> None:
         value = json.dumps(state)
         self._submit(lambda c: c.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value)))
 
@@ -272,7 +274,7 @@ class Store:
         self._submit(lambda c: c.execute("INSERT OR REPLACE INTO gpu_usage (day, seconds) VALUES (?, ?)", args))
 
     # -- reading -----------------------------------------------------------------
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         try:
             with self._lock:
                 self._read.row_factory = sqlite3.Row
@@ -286,7 +288,7 @@ class Store:
     def ban_names(self) -> dict[str, str]:
         return {r["key"]: r["name"] for r in self._query("SELECT key, name FROM bans WHERE name != ''")}
 
-    def load_state(self, key: str = "round") -> dict | None:
+    def load_state(self, key: str = "round") -> dict[str, Any] | None:
         rows = self._query("SELECT value FROM state WHERE key = ?", (key,))
         return json.loads(rows[0]["value"]) if rows else None
 

@@ -44,7 +44,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -160,7 +160,7 @@ class RoundResult:
     ballots: tuple[Ballot, ...] = ()  # the final vote of each viewer
     held: int = 0  # held for a moderator (those never approved did not run)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         """The replay's line: round, mode, winner and who is credited, candidates (text, votes, users),
         blocked, held, skipped."""
 
@@ -680,7 +680,7 @@ class VotingEngine:
             sims = r.vectors[: len(others)] @ cand.vector  # rows without a vector score 0
             near = np.argpartition(-sims, 4)[:5] if len(others) > 5 else np.arange(len(others))
             order = sorted(near, key=lambda j: (-sims[j], j))
-            shortlist = [others[j] for j in order]
+            shortlist: list[Candidate] = [others[j] for j in order]
         else:  # no embeddings: only the same content words can be the same idea
             shortlist = r.by_words.get(cand.prompt.words, []) if cand.prompt.words else []
         for other in shortlist:
@@ -934,7 +934,7 @@ class VotingEngine:
             )
 
     # -- persistence
-    def state(self, now: float) -> dict:
+    def state(self, now: float) -> dict[str, Any]:
         """The round under way, as plain data for the timeline."""
         with self._lock:
             r = self.current
@@ -966,7 +966,7 @@ class VotingEngine:
                 ],
             }
 
-    def restore(self, state: dict, now: float) -> None:
+    def restore(self, state: dict[str, Any], now: float) -> None:  # JSON data, as `state` wrote it
         """Resume a round saved by `state` (after a restart)."""
         with self._lock:
             self.mode = state.get("mode", self.mode)
@@ -1000,17 +1000,18 @@ class VotingEngine:
                 r.pending.append(cand)
                 by_id[cand.id] = cand
             for b in state.get("ballots", []):
-                cand = by_id.get(int(b["candidate"]))
-                if cand is not None:
-                    self._cast(r, Viewer.from_dict(b["viewer"]), cand, now)
+                voted = by_id.get(int(b["candidate"]))
+                if voted is not None:
+                    self._cast(r, Viewer.from_dict(b["viewer"]), voted, now)
             self.current, self.closing = r, None
 
 
 def _vectors(prompts: list[Prompt]) -> np.ndarray | None:
     """The batch's embeddings as rows, for the safety screen (None without them)."""
-    if not prompts or any(p.vector is None for p in prompts):
+    vectors = [p.vector for p in prompts if p.vector is not None]
+    if not prompts or len(vectors) < len(prompts):
         return None
-    return np.stack([p.vector for p in prompts])
+    return np.stack(vectors)
 
 
 def _view(c: Candidate) -> CandidateView:

@@ -21,7 +21,7 @@ import pytest
 from streambot.audience.commands import HELP
 from streambot.audience.events import REFUSED, Audience
 from streambot.audience.moderation import Moderation
-from streambot.audience.twitch import TwitchChat, chat_limit, round_message
+from streambot.audience.twitch import TwitchChat, chat_limit, round_message, write_tokens
 from streambot.config import ModerationSettings, TwitchSettings, VotingSettings
 from streambot.replay import VirtualClock
 from streambot.store import Store
@@ -460,6 +460,17 @@ async def test_token_refreshes_are_saved_and_survive_a_restart(fake: FakeTwitch,
         pass
     logged = streambot_log(caplog)
     assert saved["token"] not in logged and saved["refresh"] not in logged
+
+
+async def test_a_saved_token_of_another_account_is_let_go(fake: FakeTwitch, tmp_path, caplog) -> None:
+    """twitch.bot names the chatting account: a saved token of another account is not used, and
+    twitchio stops managing it (a refresh of it would be saved in the bot's place)."""
+    streamer, ann = fake.account("1001", "streamer"), fake.account("2001", "ann")
+    write_tokens(tmp_path / "twitch_tokens.json", "2001", *fake.user_token(ann, SCOPES))
+    chat = twitch_chat(audience_at(VirtualClock(0.0)), fake.user_token(streamer, SCOPES), tmp_path, bot="streamer")
+    async with running(chat, fake):
+        assert chat.client is not None and set(chat.client.tokens) == {"1001"}
+    assert "belongs to ann, not to twitch.bot streamer" in streambot_log(caplog)
 
 
 async def test_a_429_waits_for_ratelimit_reset_and_retries_once(fake: FakeTwitch, tmp_path, caplog) -> None:

@@ -20,8 +20,9 @@ from typing import Literal
 from ..text import for_matching
 
 Kind = Literal["prompt", "vote", "mode", "help", "now", "ban", "unban", "skip", "lock", "unlock"]
+ModAction = Literal["ban", "unban", "skip", "lock", "unlock"]
 
-MODERATOR_KINDS = frozenset({"ban", "unban", "skip", "lock", "unlock"})
+MODERATOR_KINDS: frozenset[ModAction] = frozenset({"ban", "unban", "skip", "lock", "unlock"})
 
 _VOTE = re.compile(r"(?:[!+]\s*#?|!v(?:ote)?\s*#?)(\d{1,6})(?!\w)", re.ASCII | re.IGNORECASE)
 _WORD = re.compile(r"!(\w+)(?:\s+(.*))?", re.ASCII | re.DOTALL)

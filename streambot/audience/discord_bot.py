@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ from .. import secrets as secret_store
 from ..config import DiscordSettings
 from ..onair import Latest
 from ..viewer import Viewer
+from .commands import ModAction
 from .discord_viewer import plain, viewer_from
 from .events import ChatSurface, ModEvent, PromptEvent, Reply, VoteEvent
 from .reconnect import stay_connected
@@ -59,7 +61,8 @@ from .reconnect import stay_connected
 if TYPE_CHECKING:
     from ..onair import ShowState
     from ..store import Store
-    from ..voting import RoundResult, Snapshot
+    from ..voting import CandidateView, RoundResult, Snapshot
+    from .voice import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ RETRY_CHANNEL_S = 60.0  # after a failed send, leave the channel alone this long
 _backoff = wait_exponential(multiplier=2, max=300) + wait_random(0, 2)  # 2, 4, 8 ... 300 s, jittered
 
 
-class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID):
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=CUSTOM_ID):
     """One candidate's button; stateless, so it keeps working across restarts."""
 
     def __init__(
@@ -92,7 +95,9 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID):
         self.number = number
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: Any) -> VoteButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> VoteButton:
         return cls(int(match["round"]), int(match["number"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -110,7 +115,7 @@ def _votes(v: float) -> str:
     return f"{v:g} vote{'' if v == 1 else 's'}"
 
 
-def _fit(head: str, candidates, foot: str) -> str:
+def _fit(head: str, candidates: Sequence[CandidateView], foot: str) -> str:
     """The message, each candidate's text cut to an equal share of Discord's 2,000 characters."""
     share = (MAX_CONTENT - len(head) - len(foot)) // max(1, len(candidates)) - 40
     while True:  # escaping can lengthen a text: cut shorter until it fits
@@ -183,7 +188,7 @@ class RoundCommands(commands.Cog):
         await show.answer(interaction, show.audience.handle(VoteEvent(show.viewer(interaction), number)))
 
     @vote.autocomplete("number")
-    async def _numbers(self, interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[int]]:
+    async def _numbers(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:
         typed = str(current or "").strip().lstrip("#")
         return [
             app_commands.Choice(name=_clip(f"#{c.number} {c.text}", 100), value=c.number)
@@ -225,8 +230,8 @@ class ModCommands(commands.Cog):
         if not isinstance(error, app_commands.CheckFailure):  # a refused check has been answered
             log.error("discord /mod failed", exc_info=error)
 
-    async def _act(self, interaction: discord.Interaction, action: str) -> None:
-        reply = self.show.audience.handle(ModEvent(self.show.viewer(interaction), action))  # type: ignore[arg-type]
+    async def _act(self, interaction: discord.Interaction, action: ModAction) -> None:
+        reply = self.show.audience.handle(ModEvent(self.show.viewer(interaction), action))
         await self.show.answer(interaction, reply)
 
     @mod.command(name="skip", description="End this round now, with no winner")
@@ -272,7 +277,7 @@ class RoundMessages(commands.Cog):
     def __init__(self, show: DiscordBot, client: discord.Client) -> None:
         self.show = show
         self.client = client
-        self._follow: asyncio.Task | None = None
+        self._follow: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
         if self.show.states is not None:
@@ -336,7 +341,7 @@ class _Client(commands.Bot):
     def __init__(self, show: DiscordBot) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and roles; nothing privileged unless voice messages are on
-        if show.voice is not None:
+        if show.voice is not None and show.voice.settings is not None:
             from .discord_voice import voice_intents
 
             voice_intents(intents, show.voice.settings)
@@ -353,13 +358,14 @@ class _Client(commands.Bot):
         show = self.streambot
         self.add_dynamic_items(VoteButton)
         guilds = [discord.Object(id=g) for g in show.settings.guilds]
-        await self.add_cog(RoundCommands(show), **({"guilds": guilds} if guilds else {}))
         if guilds:
+            await self.add_cog(RoundCommands(show), guilds=guilds)
             await self.add_cog(ModCommands(show), guilds=guilds)
         else:
+            await self.add_cog(RoundCommands(show))
             log.warning("discord: no `guilds` configured, so no /mod: moderation needs the show's server ids")
         await self.add_cog(RoundMessages(show, self))
-        if show.voice is not None:
+        if show.voice is not None and show.voice.settings is not None:
             from .discord_voice import add_voice
 
             await add_voice(self, show.voice, show.voice.settings, show.settings)
@@ -397,7 +403,7 @@ class _Posted:
     at: float = 0.0  # clock time of the last post or edit
     over_since: float | None = None  # when its round stopped being the current one
 
-    def saved(self) -> dict:
+    def saved(self) -> dict[str, object]:
         return {
             "channel": self.channel,
             "message": self.message,
@@ -407,7 +413,7 @@ class _Posted:
         }
 
     @classmethod
-    def from_saved(cls, d: dict) -> _Posted:
+    def from_saved(cls, d: dict[str, Any]) -> _Posted:  # JSON data, as `saved` wrote it
         return cls(
             int(d["channel"]),
             int(d["message"]),
@@ -440,7 +446,7 @@ class DiscordBot:
         store: Store | None = None,
         wall: Callable[[], float] = time.time,
         tick_s: float = 1.0,
-        voice: Any = None,
+        voice: VoiceService | None = None,
         states: Latest[ShowState] | None = None,
     ) -> None:
         if not token:
@@ -461,7 +467,7 @@ class DiscordBot:
         self.client: _Client | None = None
         self._closing = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._late: set[asyncio.Task] = set()  # answers edited once the safety screen has spoken
+        self._late: set[asyncio.Task[None]] = set()  # answers edited once the safety screen has spoken
         self._board = _Board()
         saved = store.load_state(STATE_KEY) if store is not None else None
         for d in (saved or {}).get("messages", []):
@@ -642,9 +648,11 @@ class DiscordBot:
             if p is None:
                 ends = self._ends_at(s, None)
                 text, buttons = render_round(s, ends)
-                sent = await self.client.get_partial_messageable(channel).send(  # type: ignore[union-attr]
-                    text, view=self._view(s.round, buttons)
-                )
+                assert self.client is not None  # `refresh` returns without one
+                view = self._view(s.round, buttons)
+                messageable = self.client.get_partial_messageable(channel)
+                # `send` takes view=None as no view, but its overloads do not say so
+                sent = await (messageable.send(text, view=view) if view is not None else messageable.send(text))
                 board.open[channel] = _Posted(channel, sent.id, s.round, s.mode, buttons, text, ends, now)
                 self._save()
                 return

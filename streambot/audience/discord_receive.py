@@ -36,13 +36,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
 import av
+import discord
 import numpy as np
 from discord.ext import voice_recv
 
 from .voice import SAMPLE_RATE, Segmenter
+
+if TYPE_CHECKING:
+    import davey
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +55,45 @@ OPUS_SILENCE = b"\xf8\xff\xfe"
 DAVE_MAGIC = b"\xfa\xfa"
 OPUS_RATE = 48_000
 
-OnUtterance = Callable[[int, np.ndarray, float], Any]
+OnUtterance = Callable[[int, np.ndarray, float], object]
+
+# discord-ext-voice-recv ships no types (no py.typed): what this module and
+# `discord_voice` use of it, typed as its source has it.
+if TYPE_CHECKING:
+
+    class VoiceRecvClient(discord.VoiceClient):
+        def listen(self, sink: VoiceSink) -> None: ...
+        def is_listening(self) -> bool: ...
+        def _get_id_from_ssrc(self, ssrc: int) -> int | None: ...
+
+    class _Packet(Protocol):
+        ssrc: int
+
+    class VoiceData(Protocol):
+        packet: _Packet
+
+        @property
+        def opus(self) -> bytes | None: ...
+
+    class AudioSink:
+        def __init__(self) -> None: ...
+        @property
+        def voice_client(self) -> VoiceRecvClient | None: ...
+
+else:
+    VoiceRecvClient = voice_recv.VoiceRecvClient
+    VoiceData = voice_recv.VoiceData
+    AudioSink = voice_recv.AudioSink
 
 
-def dave_state(voice_client: Any) -> tuple[Any, int]:
+def dave_state(voice_client: discord.VoiceClient | None) -> tuple[davey.DaveSession | None, int]:
     """The DAVE session discord.py keeps on the voice connection, and its protocol version (0: none)."""
     connection = getattr(voice_client, "_connection", None)
-    return getattr(connection, "dave_session", None), int(getattr(connection, "dave_protocol_version", 0) or 0)
+    session: davey.DaveSession | None = getattr(connection, "dave_session", None)
+    return session, int(getattr(connection, "dave_protocol_version", 0) or 0)
 
 
-def open_dave(session: Any, protocol_version: int, user_id: int, payload: bytes) -> bytes | None:
+def open_dave(session: davey.DaveSession | None, protocol_version: int, user_id: int, payload: bytes) -> bytes | None:
     """The Opus frame inside a received payload; None when a DAVE frame cannot be decrypted."""
     if session is None or protocol_version == 0 or not payload.endswith(DAVE_MAGIC):
         return payload  # no end-to-end encryption, or a plain frame
@@ -74,15 +108,15 @@ def open_dave(session: Any, protocol_version: int, user_id: int, payload: bytes)
 @dataclass
 class _Speaker:
     segmenter: Segmenter
-    decoder: Any
-    resampler: Any
+    decoder: av.AudioCodecContext
+    resampler: av.AudioResampler
     last_packet: float = 0.0
     last_speech: float = 0.0
     silent_frames: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class VoiceSink(voice_recv.AudioSink):
+class VoiceSink(AudioSink):
     """Per-speaker DAVE-decrypted, Opus-decoded, VAD-segmented audio."""
 
     def __init__(
@@ -97,7 +131,7 @@ class VoiceSink(voice_recv.AudioSink):
     ) -> None:
         super().__init__()
         self.on_utterance = on_utterance
-        self.segmenter_options = {"silence_ms": silence_ms, "max_s": max_s, "threshold": threshold}
+        self.new_segmenter = partial(Segmenter, silence_ms=silence_ms, max_s=max_s, threshold=threshold)
         self.idle_s = idle_s
         self.clock = clock
         self.counts = {"packets": 0, "decrypted": 0, "undecryptable": 0, "unattributed": 0, "utterances": 0}
@@ -110,12 +144,12 @@ class VoiceSink(voice_recv.AudioSink):
     def wants_opus(self) -> bool:
         return True  # the payload, so the DAVE layer can come off before decoding
 
-    def write(self, user: Any, data: voice_recv.VoiceData) -> None:
+    def write(self, user: discord.Member | discord.User | None, data: VoiceData) -> None:
         payload = data.opus
         if payload is None:  # a packet the jitter buffer gave up on
             return
         self.counts["packets"] += 1
-        user_id = getattr(user, "id", None)
+        user_id = user.id if user is not None else None
         if user_id is None and self.voice_client is not None:  # a speaker not in the member cache
             user_id = self.voice_client._get_id_from_ssrc(data.packet.ssrc)
         if user_id is None:  # the SSRC is not mapped to a speaker yet: no key, no name
@@ -123,7 +157,9 @@ class VoiceSink(voice_recv.AudioSink):
             return
         self.feed(user_id, bytes(payload), *dave_state(self.voice_client))
 
-    def feed(self, user_id: int, payload: bytes, session: Any = None, protocol_version: int = 0) -> None:
+    def feed(
+        self, user_id: int, payload: bytes, session: davey.DaveSession | None = None, protocol_version: int = 0
+    ) -> None:
         """One received payload from one speaker (the extension's thread, or a test)."""
         frame = open_dave(session, protocol_version, user_id, payload)
         if frame is None:
@@ -154,7 +190,7 @@ class VoiceSink(voice_recv.AudioSink):
                 decoder.sample_rate = OPUS_RATE
                 decoder.layout = "stereo"
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-                speaker = self._speakers[user_id] = _Speaker(Segmenter(**self.segmenter_options), decoder, resampler)
+                speaker = self._speakers[user_id] = _Speaker(self.new_segmenter(), decoder, resampler)
             return speaker
 
     @staticmethod

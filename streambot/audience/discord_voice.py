@@ -36,6 +36,8 @@ from .discord_viewer import plain, viewer_from
 from .voice import VoiceError, decode, discord_voice_note
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..config import DiscordSettings, VoiceSettings
     from ..viewer import Viewer
     from .events import Reply
@@ -91,10 +93,11 @@ class VoiceCommands(_VoiceCog):
     async def leave(self, interaction: discord.Interaction) -> None:
         refusal = self._refusal(interaction)
         vc = interaction.guild.voice_client if interaction.guild else None
-        if refusal is None and vc is None:
-            refusal = "I am not in a voice channel here."
         if refusal is None:
-            await vc.disconnect(force=False)
+            if vc is None:
+                refusal = "I am not in a voice channel here."
+            else:
+                await vc.disconnect(force=False)
         await _answer(interaction, refusal or "Left the voice channel.")
 
     async def _join(self, interaction: discord.Interaction) -> str | None:
@@ -112,14 +115,12 @@ class VoiceCommands(_VoiceCog):
             channel = state.channel if state is not None else None
         if channel is None:
             return "Join a voice channel first (or set [voice] discord_channels)."
-        from discord.ext import voice_recv
-
-        from .discord_receive import VoiceSink
+        from .discord_receive import VoiceRecvClient, VoiceSink
 
         vc = guild.voice_client
         try:
-            if vc is None:
-                vc = await channel.connect(cls=voice_recv.VoiceRecvClient, self_deaf=False, timeout=JOIN_TIMEOUT_S)
+            if not isinstance(vc, VoiceRecvClient):  # None: not connected (the show connects with no other client)
+                vc = await channel.connect(cls=VoiceRecvClient, self_deaf=False, timeout=JOIN_TIMEOUT_S)
             elif vc.channel != channel:
                 await vc.move_to(channel)
         except (TimeoutError, discord.ClientException, RuntimeError, OSError, aiohttp.ClientError) as e:
@@ -141,7 +142,7 @@ class VoiceCommands(_VoiceCog):
         log.info("discord voice: listening in %s", channel)
         return None
 
-    def _heard_speaker(self, guild: discord.Guild, user_id: int, audio, ended_at: float) -> None:
+    def _heard_speaker(self, guild: discord.Guild, user_id: int, audio: np.ndarray, ended_at: float) -> None:
         member = guild.get_member(user_id)
         if member is None:
             asyncio.ensure_future(self._fetch_and_hear(guild, user_id, audio, ended_at))
@@ -149,7 +150,7 @@ class VoiceCommands(_VoiceCog):
         if not member.bot:
             self.service.hear(self._viewer(member, guild.id), audio, ended_at)
 
-    async def _fetch_and_hear(self, guild: discord.Guild, user_id: int, audio, ended_at: float) -> None:
+    async def _fetch_and_hear(self, guild: discord.Guild, user_id: int, audio: np.ndarray, ended_at: float) -> None:
         try:
             member = await guild.fetch_member(user_id)
         except discord.HTTPException:
@@ -186,13 +187,14 @@ class VoiceMessages(_VoiceCog):
             log.warning("discord voice message not downloaded: %s", e)
             return
         loop = asyncio.get_running_loop()
-        done: asyncio.Future = loop.create_future()
+        done: asyncio.Future[tuple[Heard, Reply | None]] = loop.create_future()
+
+        def finished(heard: Heard, reply: Reply | None) -> None:
+            if not done.done():
+                done.set_result((heard, reply))
+
         assert message.guild is not None
-        self.service.hear(
-            self._viewer(message.author, message.guild.id),
-            audio,
-            done=lambda heard, reply: done.done() or done.set_result((heard, reply)),
-        )
+        self.service.hear(self._viewer(message.author, message.guild.id), audio, done=finished)
         heard, reply = await done
         if reply is not None and self.service.audience is not None:
             reply = await self.service.audience.settle(reply)

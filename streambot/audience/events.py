@@ -22,17 +22,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cachetools import FIFOCache
 
 from ..viewer import Viewer
-from .commands import HELP, MODERATOR_KINDS, parse
+from .commands import HELP, MODERATOR_KINDS, ModAction, parse
 
 if TYPE_CHECKING:
+    from ..config import Settings
+    from ..embeddings import ModelProcess
     from ..onair import OnAir
     from ..store import Store
-    from ..voting import RoundResult, Screened, Snapshot, VotingEngine, Winner
+    from ..voting import Mode, RoundResult, Screened, Snapshot, VotingEngine, Winner
     from ..worldspec import WorldSpec
     from .moderation import Moderation
 
@@ -70,7 +72,7 @@ class VoteEvent:
 @dataclass(frozen=True, slots=True)
 class ModEvent:
     viewer: Viewer
-    action: Literal["ban", "unban", "skip", "lock", "unlock"]
+    action: ModAction
     target: str = ""
 
 
@@ -127,7 +129,7 @@ class ChatSurface(Protocol):
         now: float | None = None,
     ) -> Reply: ...
     async def settle(self, reply: Reply, timeout: float = 2.0) -> Reply: ...
-    def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]: ...
+    def subscribe(self, callback: Callable[[RoundResult], object]) -> Callable[[], None]: ...
     def snapshot(self, now: float | None = None) -> Snapshot: ...
     def now_text(self, now: float | None = None) -> str: ...
     def retract_message(self, platform: str, message_id: str, *, actor: str = "") -> bool: ...
@@ -169,7 +171,7 @@ class Audience:
         self.clock = clock
         self.on_air_text: str | None = None
         self.counts = {"messages": 0, "prompts": 0, "votes": 0, "blocked": 0, "held": 0, "dropped": 0}
-        self._subscribers: list[Callable[[RoundResult], Any]] = []
+        self._subscribers: list[Callable[[RoundResult], object]] = []
         # (round, candidate id) -> viewers waiting for the screen's verdict; and recent verdicts
         self._waiting: dict[tuple[int, int], list[asyncio.Future[Screened]]] = {}
         self._screened: FIFOCache[tuple[int, int], Screened] = FIFOCache(2048)  # replies waiting to be read
@@ -185,7 +187,7 @@ class Audience:
     @classmethod
     def from_settings(
         cls,
-        settings: Any,
+        settings: Settings,
         *,
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -224,7 +226,7 @@ class Audience:
         )
         if use_model and not wait_for_model:
 
-            def take(embedder) -> None:
+            def take(embedder: ModelProcess) -> None:
                 engine.pooler.embed = embedder.encode
 
             shared.when_ready(take)
@@ -262,7 +264,7 @@ class Audience:
                     return NONE
                 return self._mode_vote(viewer, cmd.text, now)
             elif cmd.kind in MODERATOR_KINDS:
-                event = ModEvent(viewer, cmd.kind, cmd.text)  # type: ignore[arg-type]
+                event = ModEvent(viewer, cmd.kind, cmd.text)
             elif cmd.kind == "help":
                 return Reply("help", HELP)
             else:
@@ -301,7 +303,8 @@ class Audience:
         return Reply("unknown", f"There is no #{event.number} this round.")
 
     def _mode_vote(self, viewer: Viewer, mode: str, now: float) -> Reply:
-        out = self.engine.mode_vote(viewer, mode, now)  # type: ignore[arg-type]
+        # `parse` names no other mode
+        out = self.engine.mode_vote(viewer, "anarchy" if mode == "anarchy" else "rounds", now)
         if out.status == "mode_vote":
             self.counts["votes"] += 1
             return Reply("voted", f"Your vote for {'anarchy' if mode == 'anarchy' else 'democracy'} counts.")
@@ -423,7 +426,7 @@ class Audience:
         self._deliver_screened()
 
     # -- time and results ---------------------------------------------------------
-    def subscribe(self, callback: Callable[[RoundResult], Any]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[RoundResult], object]) -> Callable[[], None]:
         """Call `callback(result)` on the loop after every round; returns the unsubscriber."""
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
@@ -478,7 +481,7 @@ class Audience:
         return f"{on} Round {s.round}, {s.time_left:.0f}s left."
 
     async def run(
-        self, on_winner: Callable[[Winner], Any], *, interval: float = 0.1, save_every_s: float = 1.0
+        self, on_winner: Callable[[Winner], object], *, interval: float = 0.1, save_every_s: float = 1.0
     ) -> None:
         """Tick, pool near-duplicates in a worker thread, save the round; until `close()`."""
         self._closed = asyncio.Event()
@@ -608,9 +611,9 @@ class Audience:
         self.engine.set_round_length(seconds, self.clock() if now is None else now)
         self._log(actor, "round_length", f"{seconds:g}s")
 
-    def set_mode(self, mode: str, *, actor: str, now: float | None = None) -> Winner | None:
+    def set_mode(self, mode: Mode, *, actor: str, now: float | None = None) -> Winner | None:
         """Switch mode; a round under way is decided at once (its winner is returned)."""
-        results = self.engine.set_mode(mode, self.clock() if now is None else now)  # type: ignore[arg-type]
+        results = self.engine.set_mode(mode, self.clock() if now is None else now)
         self._publish(results)
         self._log(actor, "mode", mode)
         winners = [r.winner for r in results if r.winner is not None]

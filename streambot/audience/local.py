@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class LocalChat:
             f.close()
 
     @staticmethod
-    def _replaced(path: Path, f, inode: int | None) -> bool:
+    def _replaced(path: Path, f: TextIO, inode: int | None) -> bool:
         try:
             st = os.stat(path)
         except FileNotFoundError:

@@ -11,24 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from ..onair import Latest, ShowState
+    from ..store import Store
+    from .discord_bot import DiscordBot
+    from .events import ChatSurface
+    from .local import LocalChat
+    from .twitch import TwitchChat
+    from .voice import VoiceService
 
 
 @dataclass
 class ChatContext:
     """What an adapter is handed when the show builds it."""
 
-    audience: Any  # audience.events.Audience
+    audience: ChatSurface
     settings: Settings
     secrets: dict[str, str] = field(default_factory=dict)
-    store: Any = None  # store.Store: the timeline
-    voice: Any = None  # audience.voice.VoiceService, when [voice] is on
+    store: Store | None = None  # the timeline
+    voice: VoiceService | None = None  # when [voice] is on
     on_viewers: Callable[[int | None], None] | None = None  # the GPU budget hears how many watch
     chat_source: str | None = None  # "-" stdin, a file path, or None
     on_line: Callable[[str, str], None] | None = None  # a line typed by the streamer
-    states: Any = None  # surface.Latest[ShowState]: the show's published state (Discord's round messages follow it)
+    states: Latest[ShowState] | None = None  # the show's published state (Discord's round messages follow it)
 
 
 class Twitch:
@@ -47,7 +56,7 @@ class Twitch:
             raise ConfigError("[twitch] channel is empty: name the broadcaster's login.")
 
     @staticmethod
-    def create(ctx: ChatContext) -> Any:
+    def create(ctx: ChatContext) -> TwitchChat:
         from .twitch import TwitchChat
 
         return TwitchChat(ctx.audience, ctx.settings.twitch, ctx.secrets, on_viewers=ctx.on_viewers)
@@ -67,7 +76,7 @@ class Discord:
             )
 
     @staticmethod
-    def create(ctx: ChatContext) -> Any:
+    def create(ctx: ChatContext) -> DiscordBot:
         from .discord_bot import DiscordBot
 
         return DiscordBot(
@@ -90,7 +99,7 @@ class Terminal:
         """A followed file may not exist yet (it is followed until it does); stdin is always there."""
 
     @staticmethod
-    def create(ctx: ChatContext) -> Any:
+    def create(ctx: ChatContext) -> LocalChat:
         from .local import LocalChat
 
         assert ctx.on_line is not None and ctx.chat_source is not None

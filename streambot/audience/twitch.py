@@ -68,10 +68,11 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 import twitchio
@@ -91,6 +92,11 @@ from .events import ChatMessage, ChatSurface, PromptEvent, Reply
 from .reconnect import stay_connected
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
+    from twitchio.authentication import UserTokenPayload, ValidateTokenPayload
+    from twitchio.types_.options import ClientOptions
+
     from ..voting import RoundResult
 
 log = logging.getLogger(__name__)
@@ -137,7 +143,7 @@ def chat_limit(bot_is_moderator: bool) -> RateLimitItem:
     return RateLimitItemPerSecond(100 if bot_is_moderator else 20, int(WINDOW_S))
 
 
-def viewer_from(chatter: Any) -> Viewer:
+def viewer_from(chatter: twitchio.Chatter) -> Viewer:
     roles = {"viewer"}
     for role in ("broadcaster", "moderator", "subscriber", "vip"):
         try:
@@ -202,7 +208,7 @@ class RateLimited(Exception):
 
 @dataclass
 class _Redemption:
-    payload: Any  # twitchio's ChannelPointsRedemptionAdd
+    payload: twitchio.ChannelPointsRedemptionAdd
     viewer: Viewer
     round: int
 
@@ -210,20 +216,22 @@ class _Redemption:
 class _Client(twitchio.Client):
     """twitchio's client with its events routed to the adapter."""
 
-    def __init__(self, chat: TwitchChat, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, chat: TwitchChat, *, client_id: str, client_secret: str | None, **options: Unpack[ClientOptions]
+    ) -> None:
+        super().__init__(client_id=client_id, client_secret=client_secret, **options)
         self._chat = chat
 
     async def event_message(self, payload: twitchio.ChatMessage) -> None:
         self._chat.on_message(payload)
 
-    async def event_message_delete(self, payload: Any) -> None:
+    async def event_message_delete(self, payload: twitchio.ChatMessageDelete) -> None:
         self._chat.on_message_delete(payload)
 
-    async def event_chat_clear_user(self, payload: Any) -> None:
+    async def event_chat_clear_user(self, payload: twitchio.ChannelChatClearUserMessages) -> None:
         self._chat.on_cleared(payload.broadcaster, payload.user, "messages cleared")
 
-    async def event_ban(self, payload: Any) -> None:
+    async def event_ban(self, payload: twitchio.ChannelBan) -> None:
         self._chat.on_cleared(
             payload.broadcaster,
             payload.user,
@@ -231,24 +239,24 @@ class _Client(twitchio.Client):
             actor=payload.moderator.name,
         )
 
-    async def event_custom_redemption_add(self, payload: Any) -> None:
+    async def event_custom_redemption_add(self, payload: twitchio.ChannelPointsRedemptionAdd) -> None:
         self._chat.on_redemption(payload)
 
-    async def event_subscription_revoked(self, payload: Any) -> None:
+    async def event_subscription_revoked(self, payload: twitchio.SubscriptionRevoked) -> None:
         await self._chat.on_revoked(payload)
 
-    async def event_token_refreshed(self, payload: Any) -> None:
+    async def event_token_refreshed(self, payload: twitchio.TokenRefreshedPayload) -> None:
         self._chat.save_tokens(payload.user_id, payload.token, payload.refresh_token)
 
-    async def event_websocket_welcome(self, payload: Any) -> None:
+    async def event_websocket_welcome(self, payload: twitchio.WebsocketWelcome) -> None:
         self._chat.welcomes += 1
 
-    async def event_oauth_authorized(self, payload: Any) -> None:
+    async def event_oauth_authorized(self, payload: UserTokenPayload) -> None:
         validated = await self.add_token(payload.access_token, payload.refresh_token)
         self._chat.save_tokens(validated.user_id, payload.access_token, payload.refresh_token)
         self._chat.authorized.set()
 
-    async def event_error(self, payload: Any) -> None:
+    async def event_error(self, payload: twitchio.EventErrorPayload) -> None:
         log.warning("twitch event handler failed: %s", secret_store.redact(repr(payload.error)))
 
 
@@ -299,7 +307,7 @@ class TwitchChat:
         self.reward_id: str | None = None
         self.reward_managed = False  # created by this app, so its redemptions can be fulfilled
         self._session_http: aiohttp.ClientSession | None = None
-        self._subscriptions: dict[str, Any] = {}  # type -> twitchio subscription payload
+        self._subscriptions: dict[str, eventsub.SubscriptionPayload] = {}  # by type
         self._rebuild: str | None = None  # why the session must be built again
         self.problem = ""  # what keeps chat down, for the state the console shows
         self._reset_at: float | None = None  # the last 429's Ratelimit-Reset
@@ -310,7 +318,7 @@ class TwitchChat:
         self._closing = asyncio.Event()
         self._help_asked = False
         self._now_asked = False
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._unsubscribe = audience.subscribe(self.on_round)
 
     @property
@@ -373,7 +381,9 @@ class TwitchChat:
         """twitchio's HTTP session, with Helix's rate-limit reset noted from every 429."""
         trace = aiohttp.TraceConfig()
 
-        async def on_end(_session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        async def on_end(
+            _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+        ) -> None:
             if params.response.status == 429:
                 try:
                     self._reset_at = float(params.response.headers["Ratelimit-Reset"])
@@ -402,6 +412,8 @@ class TwitchChat:
         await client.login(token=stand_in, load_tokens=False, save_tokens=False)
         # 2. the chatting account's user token
         validated = await self._user_token(client)
+        if validated.user_id is None:  # an app token: no account to chat as
+            raise RuntimeError("the Twitch token is an app token, not an account's: authorise again (see the README)")
         self.bot_id = validated.user_id
         scopes = set(validated.scopes)
         missing = {"user:read:chat", "user:write:chat"} - scopes
@@ -428,7 +440,7 @@ class TwitchChat:
         )
         # 5. subscriptions (twitchio opens the EventSub websocket on the first)
         b, me = self.broadcaster.id, self.bot_id
-        wanted: list[Any] = [
+        wanted: list[eventsub.SubscriptionPayload] = [
             eventsub.ChatMessageSubscription(broadcaster_user_id=b, user_id=me),
             eventsub.ChatMessageDeleteSubscription(broadcaster_user_id=b, user_id=me),
             eventsub.ChatClearUserMessagesSubscription(broadcaster_user_id=b, user_id=me),
@@ -520,7 +532,7 @@ class TwitchChat:
         return False
 
     # -- tokens ------------------------------------------------------------------------
-    async def _user_token(self, client: _Client) -> Any:
+    async def _user_token(self, client: _Client) -> ValidateTokenPayload:
         """The chatting account's token, validated: the saved one, the secrets', or a new one."""
         saved = self._saved_tokens()
         if saved is not None:
@@ -528,7 +540,8 @@ class TwitchChat:
                 validated = await client.add_token(*saved)
                 if not self.settings.bot or (validated.login or "").lower() == self.settings.bot.lower():
                     return validated
-                client.remove_token(validated.user_id)
+                if validated.user_id is not None:
+                    await client.remove_token(validated.user_id)
                 log.warning(
                     "the saved Twitch token belongs to %s, not to twitch.bot %s; not using it",
                     validated.login,
@@ -595,7 +608,7 @@ class TwitchChat:
             )
 
     # -- revocation ----------------------------------------------------------------------
-    async def on_revoked(self, payload: Any) -> None:
+    async def on_revoked(self, payload: twitchio.SubscriptionRevoked) -> None:
         """Twitch revoked a subscription: say why, and ask for it again at once."""
         kind = str(payload.type)
         reason = getattr(payload.reason, "value", str(payload.reason))
@@ -623,7 +636,7 @@ class TwitchChat:
         self.state = "live"
 
     # -- in ------------------------------------------------------------------------
-    def _ours(self, broadcaster: Any) -> bool:
+    def _ours(self, broadcaster: twitchio.PartialUser) -> bool:
         return self.broadcaster is not None and str(broadcaster.id) == self.broadcaster.id
 
     def on_message(self, payload: twitchio.ChatMessage) -> None:
@@ -657,18 +670,20 @@ class TwitchChat:
         if final.kind == "blocked":
             await self.reply_to(message_id, final.text)
 
-    def on_message_delete(self, payload: Any) -> None:
+    def on_message_delete(self, payload: twitchio.ChatMessageDelete) -> None:
         if self._ours(payload.broadcaster):
             self.audience.retract_message("twitch", payload.message_id, actor="twitch:moderator")
 
-    def on_cleared(self, broadcaster: Any, user: Any, why: str, *, actor: str | None = None) -> None:
+    def on_cleared(
+        self, broadcaster: twitchio.PartialUser, user: twitchio.PartialUser, why: str, *, actor: str | None = None
+    ) -> None:
         """A viewer's messages were cleared (a ban or a timeout does that too): out of the ballot."""
         if not self._ours(broadcaster):
             return
         viewer = Viewer("twitch", user.name or str(user.id), frozenset({"viewer"}), str(user.id))
         self.audience.retract_viewer(viewer, actor=f"twitch:{actor or 'moderator'}", why=why)
 
-    def on_redemption(self, payload: Any) -> None:
+    def on_redemption(self, payload: twitchio.ChannelPointsRedemptionAdd) -> None:
         if not self._ours(payload.broadcaster) or payload.reward.id != self.reward_id:
             return
         viewer = Viewer(
@@ -680,13 +695,14 @@ class TwitchChat:
         else:
             self._spawn(self._settle(payload, on_air=False))
 
-    async def _settle(self, redemption: Any, *, on_air: bool) -> None:
+    async def _settle(self, redemption: twitchio.ChannelPointsRedemptionAdd, *, on_air: bool) -> None:
         """Fulfil a redemption that went on air, refund one that did not."""
         if not self.reward_managed or self.bot_id is None:
             return  # the streamer's reward queue keeps it (see `_reward`)
         call = redemption.fulfill if on_air else redemption.refund
+        bot_id = self.bot_id
         try:
-            await self._helix(lambda: call(token_for=self.bot_id))
+            await self._helix(lambda: call(token_for=bot_id))
         except Exception as e:
             log.warning(
                 "the channel-point redemption could not be %s: %s",
@@ -770,7 +786,7 @@ class TwitchChat:
             )
             self._spawn(self._settle(r.payload, on_air=on_air))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -832,7 +848,7 @@ class TwitchChat:
 
     async def _send(
         self, broadcaster: twitchio.PartialUser, bot_id: str, text: str, reply_to: str | None = None
-    ) -> Any:
+    ) -> twitchio.SentMessage:
         if self.via_app:
             try:
                 return await self._helix(
@@ -862,12 +878,12 @@ class TwitchChat:
             log.info("no stream marker: %s", secret_store.redact(str(e)))
 
 
-async def _first(items: Any) -> Any:
+async def _first(items: AsyncIterable[T]) -> T | None:
     """The first item of one of twitchio's paginated iterators, or None."""
     async for item in items:
         return item
     return None
 
 
-def _type_of(sub: Any) -> str:
+def _type_of(sub: eventsub.SubscriptionPayload) -> str:
     return str(getattr(sub.type, "value", sub.type))

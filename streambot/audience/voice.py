@@ -33,14 +33,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypedDict
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
     from ..config import VoiceSettings
     from ..viewer import Viewer
-    from .events import Audience, Reply
+    from .events import Audience, PromptEvent, Reply, VoteEvent
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class SpokenCommand:
     command: CommandKind | None = None
     argument: str | int | None = None  # the idea of a prompt, the candidate number of a vote
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int | None]:
         return {"text": self.text, "command": self.command, "argument": self.argument}
 
 
@@ -160,7 +162,7 @@ def decode(source: str | Path | BinaryIO, *, max_s: float | None = None, name: s
 
     label = name or str(source) if isinstance(source, (str, Path)) else name or "the recording"
     try:
-        audio = decode_audio(str(source) if isinstance(source, Path) else source, sampling_rate=SAMPLE_RATE)
+        audio: np.ndarray = decode_audio(str(source) if isinstance(source, Path) else source, sampling_rate=SAMPLE_RATE)
     except FileNotFoundError:
         raise VoiceError(f"{label}: no such file.") from None
     except (av.error.FFmpegError, ValueError, IndexError, OSError) as e:
@@ -173,6 +175,13 @@ def decode(source: str | Path | BinaryIO, *, max_s: float | None = None, name: s
 
 
 # -- utterances from a continuous stream -----------------------------------------------------
+
+
+class SpeechSpan(TypedDict):
+    """One stretch of speech Silero VAD found, as sample offsets (faster-whisper's dicts)."""
+
+    start: int
+    end: int
 
 
 class Segmenter:
@@ -220,10 +229,11 @@ class Segmenter:
         self._chunks = [audio] if audio.size else []
         self._size = audio.size
 
-    def _speech(self, audio: np.ndarray) -> list[dict]:
+    def _speech(self, audio: np.ndarray) -> list[SpeechSpan]:
         from faster_whisper.vad import get_speech_timestamps
 
-        return get_speech_timestamps(audio, self.options, sampling_rate=SAMPLE_RATE)
+        spans: list[SpeechSpan] = get_speech_timestamps(audio, self.options, sampling_rate=SAMPLE_RATE)
+        return spans
 
     def feed(self, samples: np.ndarray) -> list[np.ndarray]:
         """Add 16 kHz mono samples; the utterances that ended."""
@@ -382,7 +392,13 @@ class Transcriber:
     MAX_WINDOW_S = 30
 
     def __init__(
-        self, model: Any, *, language: str = "en", beam_size: int = 5, hotwords: str | None = None, device: str = "cpu"
+        self,
+        model: WhisperModel,
+        *,
+        language: str = "en",
+        beam_size: int = 5,
+        hotwords: str | None = None,
+        device: str = "cpu",
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -457,7 +473,7 @@ class Transcriber:
         from faster_whisper.vad import get_speech_timestamps
 
         # 1. the speech only: silence, noise and music before and after are not Whisper's to guess at
-        speech = get_speech_timestamps(audio, self._vad, sampling_rate=SAMPLE_RATE)
+        speech: list[SpeechSpan] = get_speech_timestamps(audio, self._vad, sampling_rate=SAMPLE_RATE)
         if not speech:
             return ""
         # a moment of silence first: tiny.en drops a first word that starts the window
@@ -484,7 +500,8 @@ class Transcriber:
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:  # faster-whisper's own no-speech rule
             return ""
-        return self.tokenizer.decode(tokens).strip()
+        text: str = self.tokenizer.decode(tokens)
+        return text.strip()
 
 
 def hotwords_for(wake: str) -> str:
@@ -502,7 +519,7 @@ class Utterance:
     viewer: Viewer
     audio: np.ndarray
     ended_at: float  # time.monotonic() when the speaker stopped
-    done: Callable[[Heard], Any] | None = None  # called from the worker thread
+    done: Callable[[Heard], object] | None = None  # called from the worker thread
 
 
 @dataclass
@@ -568,8 +585,9 @@ class VoiceWorker:
             started = time.perf_counter()
             try:
                 text = self._transcribe(utterance.audio)
-                heard = Heard(utterance, parse_spoken(text, self.wake), time.perf_counter() - started)
-                outcome = "commands" if heard.command.command is not None else "heard"
+                command = parse_spoken(text, self.wake)
+                heard = Heard(utterance, command, time.perf_counter() - started)
+                outcome = "commands" if command.command is not None else "heard"
             except Exception as e:  # one bad clip must not stop the worker
                 log.exception("voice: transcription failed")
                 heard = Heard(utterance, None, time.perf_counter() - started, error=type(e).__name__)
@@ -614,14 +632,14 @@ def _deliver(heard: Heard) -> None:
 # -- into the audience -------------------------------------------------------------------------
 
 
-def to_event(viewer: Viewer, command: SpokenCommand):
+def to_event(viewer: Viewer, command: SpokenCommand) -> PromptEvent | VoteEvent | None:
     """The typed event a spoken command stands for (None when it is no command)."""
     from .events import PromptEvent, VoteEvent
 
     if command.command == "prompt":
         return PromptEvent(viewer, str(command.argument))
-    if command.command == "vote":
-        return VoteEvent(viewer, int(command.argument))  # type: ignore[arg-type]
+    if command.command == "vote" and isinstance(command.argument, int):  # `parse_spoken` gives a vote its number
+        return VoteEvent(viewer, command.argument)
     return None
 
 
@@ -632,8 +650,8 @@ class VoiceService:
     worker: VoiceWorker
     audience: Audience | None = None
     loop: asyncio.AbstractEventLoop | None = None
-    settings: Any = None
-    listeners: list[Callable[[Heard, Reply | None], Any]] = field(default_factory=list)
+    settings: VoiceSettings | None = None
+    listeners: list[Callable[[Heard, Reply | None], object]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: VoiceSettings, audience: Audience | None = None) -> VoiceService:
@@ -649,7 +667,7 @@ class VoiceService:
         viewer: Viewer,
         audio: np.ndarray,
         ended_at: float | None = None,
-        done: Callable[[Heard, Reply | None], Any] | None = None,
+        done: Callable[[Heard, Reply | None], object] | None = None,
         *,
         submit: bool = True,
     ) -> None:
@@ -663,7 +681,7 @@ class VoiceService:
 
         self.worker.submit(Utterance(viewer, audio, time.monotonic() if ended_at is None else ended_at, finished))
 
-    def _on_loop(self, heard: Heard, done, submit: bool) -> None:
+    def _on_loop(self, heard: Heard, done: Callable[[Heard, Reply | None], object] | None, submit: bool) -> None:
         reply = self.submit(heard.utterance.viewer, heard.command) if submit and heard.command else None
         if heard.command is not None and heard.command.text:
             log.info(
@@ -685,7 +703,7 @@ class VoiceService:
             return None
         return self.audience.handle(event)
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, int]:
         return {**self.worker.counts, "waiting": self.worker.waiting}
 
     def close(self) -> None:
