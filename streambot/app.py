@@ -434,7 +434,7 @@ class Show:
         assert self.director is not None
         self.director.set_world(spec)
         if self.audience is not None:
-            self.audience.moderation.set_world(spec)
+            self.audience.set_world(spec)
         self.world.change_world(spec, self.settings.world.transition_s * 2)
         if self.broadcast is not None:
             self.broadcast.compositor.set_layout(load_layout(layout_name(self.settings.overlay.layout, spec)))

@@ -458,6 +458,10 @@ class Audience:
             return winners[-1]
         return None
 
+    def set_world(self, spec: WorldSpec) -> None:
+        """Another world is on air: its preset says which safety categories it allows."""
+        self.moderation.set_world(spec)
+
     def note_on_air(self, entry: OnAir) -> None:
         """A director listener: what is on air, for `!now` (the show writes the timeline)."""
         self.on_air_text = entry.text
