@@ -637,6 +637,7 @@ class Show:
             chat_source=self.options.chat_source,
             on_line=self.on_local_line,
             states=self.states,
+            on_air=self.director.subscribe if self.director is not None else None,
         )
         for name, platform in self._chats:
             adapter = platform.create(ctx)

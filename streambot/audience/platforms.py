@@ -29,6 +29,7 @@ class ChatContext:
     chat_source: str | None = None  # "-" stdin, a file path, or None
     on_line: Callable[[str, str], None] | None = None  # a line typed by the streamer
     states: Any = None  # surface.Latest[ShowState]: the show's published state (Discord's round messages follow it)
+    on_air: Callable[[Callable[[Any], object]], Callable[[], None]] | None = None  # the director's subscribe (OnAir)
 
 
 class Twitch:
@@ -50,7 +51,7 @@ class Twitch:
     def create(ctx: ChatContext) -> Any:
         from .twitch import TwitchChat
 
-        return TwitchChat(ctx.audience, ctx.settings.twitch, ctx.secrets, on_viewers=ctx.on_viewers)
+        return TwitchChat(ctx.audience, ctx.settings.twitch, ctx.secrets, on_viewers=ctx.on_viewers, on_air=ctx.on_air)
 
 
 class Discord:
