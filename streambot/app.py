@@ -248,6 +248,7 @@ class Show:
         self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
         self._chats: list = []  # the chat platforms turned on, once checked (streambot/audience/platforms.py)
         self._states: Latest[ShowState] = Latest()
+        self._no_timeline: Latest[int] = Latest()  # before the timeline is open
         self._layout_version = 0
 
     def open(self, checked: Checked | None = None) -> None:
@@ -591,6 +592,11 @@ class Show:
                 broadcast.frame_observer = None
 
         return remove
+
+    @property
+    def timeline_changes(self) -> Latest[int]:
+        """Bumped each time the timeline records an action (the store publishes it once written)."""
+        return self.store.timeline_changes if self.store is not None else self._no_timeline
 
     def timeline(self, limit: int = 40) -> list[TimelineEntry]:
         """This session's latest actions, newest first."""

@@ -221,6 +221,7 @@ class SmallShow:
         self._states: Latest[ShowState] = Latest()
         self._on_air: OnAir | None = None
         self._actions: list[TimelineEntry] = []
+        self._timeline: Latest[int] = Latest()
         self._off_air = False
         self._paused = False
         self._states.publish(self.state())
@@ -236,6 +237,10 @@ class SmallShow:
     @property
     def voice(self):
         return None
+
+    @property
+    def timeline_changes(self) -> Latest[int]:
+        return self._timeline
 
     def state(self) -> ShowState:
         a = self.audience
@@ -297,6 +302,7 @@ class SmallShow:
 
     def record(self, actor: str, action: str, detail: str = "") -> None:
         self._actions.append(TimelineEntry(self.now(), actor, action, detail))
+        self._timeline.publish(len(self._actions))
 
     def force(self, text: str, *, actor: str) -> bool:
         cleaned = self.audience.screen_text(text)
