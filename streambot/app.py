@@ -134,7 +134,7 @@ def resilient(world: World, settings: Settings, budget: GpuBudget | None = None)
     def fallback() -> World:
         from .world.sketch import SketchWorld
 
-        return SketchWorld(**settings.world.sketch, wait_for_model=False)
+        return SketchWorld(**settings.world.table("sketch"), wait_for_model=False)
 
     w = settings.world
     return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s, budget=budget)
