@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import av
@@ -29,39 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.ffmpeg_loudness import ebur128  # noqa: E402
 from streambot.broadcast.audio import BLOCK, Soundtrack  # noqa: E402
 from streambot.broadcast.encoder import Encoder, EncoderSettings  # noqa: E402
 from streambot.config import list_presets, music_of  # noqa: E402
 from streambot.world.sketch import SketchWorld  # noqa: E402
 
 TICK = 1600  # samples per video frame at 30 fps
-
-
-def ebur128(path: Path) -> dict[str, float]:
-    r = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostats",
-            "-hide_banner",
-            "-i",
-            str(path),
-            "-filter_complex",
-            "ebur128=peak=true",
-            "-f",
-            "null",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    s = r.stderr[r.stderr.rindex("Summary:") :]
-    grab = lambda pattern: float(re.search(pattern, s).group(1))  # noqa: E731
-    return {
-        "integrated_lufs": grab(r"I:\s+(-?[\d.]+) LUFS"),
-        "lra_lu": grab(r"LRA:\s+(-?[\d.]+) LU"),
-        "true_peak_dbtp": grab(r"Peak:\s+(-?[\d.]+) dBFS"),
-    }
 
 
 def bench_preset(spec, seconds: float, folder: Path) -> dict:
@@ -101,7 +74,7 @@ def bench_preset(spec, seconds: float, folder: Path) -> dict:
         "cpu_percent_steady": round(100 * sum(cpu[half:]) / ((blocks - half) * block_s), 2),
         "worst_block_ms": round(1000 * max(cpu[10:]), 1),
         "our_meter_integrated_lufs": round(track.meter.integrated, 1),
-        **ebur128(path),
+        **asdict(ebur128(path)),
     }
 
 

@@ -9,12 +9,21 @@ The `Show` is also the show's one control surface (`surface.ShowSurface`):
 the console and the terminal's chat reach the show only through it. Its
 loop steps the story and publishes the show's state (`Show.states`); the
 overlay and the console's pages are pushed each change.
+
+The state is built (the voting round's snapshot read) only when it may have
+changed: a control or an on-air change publishes at once; the audience
+counts its events (`Audience.changes`), which the loop publishes on its next
+step; and time alone moves only the round's countdown, which the overlay
+shows in whole seconds (the console's page counts down between states), so
+the loop publishes again when the next whole second is due, never on a
+faster timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 import threading
@@ -127,7 +136,7 @@ def resilient(world: World, settings: Settings, budget: GpuBudget | None = None)
     def fallback() -> World:
         from .world.sketch import SketchWorld
 
-        return SketchWorld(**settings.world.sketch, wait_for_model=False)
+        return SketchWorld(**settings.world.table("sketch"), wait_for_model=False)
 
     w = settings.world
     return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s, budget=budget)
@@ -261,6 +270,9 @@ class Show:
         self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
         self._chats: list = []  # the chat platforms turned on, once checked (streambot/audience/platforms.py)
         self._states: Latest[ShowState] = Latest()
+        self._no_timeline: Latest[int] = Latest()  # before the timeline is open
+        self._seen_changes = -1  # the audience's `changes` when the state was last built
+        self._refresh_at = 0.0  # the audience clock's time when the countdown shows its next second
         self._layout_version = 0
 
     def open(self, checked: Checked | None = None) -> None:
@@ -450,7 +462,7 @@ class Show:
         assert self.director is not None
         self.director.set_world(spec)
         if self.audience is not None:
-            self.audience.moderation.set_world(spec)
+            self.audience.set_world(spec)
         self.world.change_world(spec, self.settings.world.transition_s * 2)
         if self.broadcast is not None:
             self.broadcast.compositor.set_layout(load_layout(layout_name(self.settings.overlay.layout, spec)))
@@ -564,8 +576,21 @@ class Show:
         )
 
     def publish_state(self) -> bool:
-        """Publish the state now (the loop does every tick; a control at once)."""
-        return self._states.publish(self.state())
+        """Publish the state now (a control, an on-air change; the loop when it is due)."""
+        state = self.state()
+        if self.audience is not None:
+            self._seen_changes = self.audience.changes
+            left = state.round.time_left
+            # the countdown shows ceil(time_left) seconds: its next change, at most a second away
+            step = left - math.ceil(left) + 1.0 if left > 0 else 1.0
+            self._refresh_at = self.audience.clock() + min(1.0, max(0.01, step))
+        return self._states.publish(state)
+
+    def _state_due(self) -> bool:
+        """The state may have changed since it was last published: the audience had an event,
+        or the countdown's next second is due."""
+        a = self.audience
+        return a is not None and (a.changes != self._seen_changes or a.clock() >= self._refresh_at)
 
     @staticmethod
     def _overlay(state: ShowState) -> OverlayState:
@@ -607,6 +632,11 @@ class Show:
                 broadcast.frame_observer = None
 
         return remove
+
+    @property
+    def timeline_changes(self) -> Latest[int]:
+        """Bumped each time the timeline records an action (the store publishes it once written)."""
+        return self.store.timeline_changes if self.store is not None else self._no_timeline
 
     def timeline(self, limit: int = 40) -> list[TimelineEntry]:
         """This session's latest actions, newest first."""
@@ -653,6 +683,7 @@ class Show:
             chat_source=self.options.chat_source,
             on_line=self.on_local_line,
             states=self.states,
+            on_air=self.director.subscribe if self.director is not None else None,
         )
         for name, platform in self._chats:
             adapter = platform.create(ctx)
@@ -697,8 +728,9 @@ class Show:
             while not self._stopping.is_set():
                 if self.broadcast.clock.done.is_set():
                     break
-                self.director.tick()
-                self.publish_state()
+                self.director.tick()  # an on-air change publishes the state itself
+                if self._state_due():
+                    self.publish_state()
                 if time.monotonic() - last_report > 30:
                     last_report = time.monotonic()
                     h = self.broadcast.health()

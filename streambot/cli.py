@@ -172,7 +172,7 @@ def with_common(f):
 def _settings(config_file, size, fps, bitrate, world, preset, device=None, offline=False) -> Settings:
     settings = load_settings(config_file, _overrides(size, fps, bitrate, world, preset))
     if device or offline:
-        for table in (settings.world.stream, settings.world.video):
+        for table in (settings.world.table("stream"), settings.world.table("video")):
             if device:
                 table["device"] = device
             if offline:

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -80,15 +80,56 @@ class StreamSettings(_Section):
 
 
 class WorldSettings(_Section):
+    """[world], and a table of its own for each world backend ([world.sketch], [world.stream], ...).
+
+    A world registered in streambot.registry.WORLDS names its settings model there; the
+    table is validated with it here (loaded by name: config imports no backend), so a new
+    world needs no field in this file. `table(name)` is the table as written."""
+
+    model_config = ConfigDict(extra="allow")  # the worlds' tables; any other name is refused below
+
     backend: str = "sketch"  # a name in streambot.registry.WORLDS
     preset: str = "meadow"
     transition_s: Annotated[float, Field(ge=0, le=30)] = 1.5
     seed: int = 0
     fallback_after: Annotated[int, Field(ge=1, le=100)] = 3  # failures in a row before the sketch world covers
     retry_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0  # a failing backend is retried at most this far apart
-    sketch: dict = {}
-    stream: dict = {}
-    video: dict = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables(cls, data: Any) -> Any:
+        """Each world's table, checked by that world's own settings model; one for every world."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
+            if key not in WORLDS:
+                raise _error("extra_forbidden", (key,), value)
+            if not isinstance(value, dict):
+                raise _error("dict_type", (key,), value)
+            entry = WORLDS.get(key)
+            if entry.settings:
+                try:
+                    entry.load("settings").model_validate(value)
+                except ValidationError as e:  # reported at its place: world.NAME.field
+                    raise ValidationError.from_exception_data(
+                        e.title,
+                        [
+                            {"type": err["type"], "loc": (key, *err["loc"]), "input": err["input"]}
+                            | ({"ctx": err["ctx"]} if "ctx" in err else {})
+                            for err in e.errors()
+                        ],
+                    ) from None
+        for name in WORLDS.names():
+            data.setdefault(name, {})
+        return data
+
+    def table(self, name: str) -> dict[str, Any]:
+        """The [world.NAME] table of a registered world as written ({} when the file has none)."""
+        extra = self.model_extra if self.model_extra is not None else {}
+        return extra.setdefault(name, {})  # type: ignore[no-any-return]
 
     @field_validator("backend")
     @classmethod
@@ -96,6 +137,11 @@ class WorldSettings(_Section):
         if v not in WORLDS:
             raise ValueError(WORLDS.unknown(v))
         return v
+
+
+def _error(kind: str, loc: tuple[str, ...], value: Any) -> ValidationError:
+    """One pydantic error of a built-in `kind` at `loc` (the settings' sentence names the place)."""
+    return ValidationError.from_exception_data("WorldSettings", [{"type": kind, "loc": loc, "input": value}])
 
 
 class BudgetSettings(_Section):

@@ -34,11 +34,14 @@ class Entry:
     description: str  # one line, for --help and `streambot check`
     create: str  # "module:attribute", imported when the entry is used
     check: str = ""  # "module:attribute" that checks the entry's settings without starting anything
+    # A world's own settings: "module:Model", a pydantic model in a module that imports no
+    # backend; config validates the [world.NAME] table with it when the settings are loaded.
+    settings: str = ""
     needs: str = ""  # what `create` imports beyond the base install, when it does
     install: str = ""  # and how to get it
 
     def load(self, which: str = "create") -> Any:
-        """The attribute `which` ("create" or "check") names, imported now."""
+        """The attribute `which` ("create", "check" or "settings") names, imported now."""
         module, _, attr = getattr(self, which).partition(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -98,7 +101,9 @@ class Registry:
 GPU_EXTRA = "pip install -U 'streambot[gpu]'"
 
 # A world's `create` takes its own settings table ([world.NAME]) and returns a
-# loaded world; its `check` takes the same table and raises ConfigError.
+# loaded world; its `check` takes the same table and raises ConfigError; its
+# `settings` model is what config validates that table with (a new world needs
+# no field in config.py).
 WORLDS = Registry(
     "world",
     (
@@ -106,13 +111,15 @@ WORLDS = Registry(
             "sketch",
             "a procedural landscape drawn on any CPU, no weights (the default)",
             "streambot.world.sketch:create_world",
-            check="streambot.world.sketch:check_settings",
+            check="streambot.world.sketch_settings:parse_sketch_settings",
+            settings="streambot.world.sketch_settings:SketchWorldSettings",
         ),
         Entry(
             "stream",
             "image-to-image diffusion (SD-Turbo) in real time, on one GPU",
             "streambot.world.stream:create_world",
             check="streambot.world.stream_settings:parse_stream_settings",
+            settings="streambot.world.stream_settings:StreamWorldSettings",
             needs="diffusers and transformers",
             install=GPU_EXTRA,
         ),
@@ -121,6 +128,7 @@ WORLDS = Registry(
             "a causal video model (AnyFlow-FAR, diffusers 0.42 or newer), on one large GPU",
             "streambot.world.video:create_world",
             check="streambot.world.video_settings:parse_video_settings",
+            settings="streambot.world.video_settings:VideoWorldSettings",
             needs="diffusers 0.42 or newer and transformers",
             install=GPU_EXTRA,
         ),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import paths
+from .onair import Latest
 
 if TYPE_CHECKING:
     from .onair import OnAir
@@ -121,6 +122,10 @@ class Store:
                 "INSERT INTO sessions (started_wall, started_clock) VALUES (?, ?)", (wall(), clock())
             )
             self.session = cur.lastrowid
+        # Actions written so far (a count, bumped once each is committed): the console sends
+        # the timeline when it changes instead of reading it on a timer.
+        self.timeline_changes: Latest[int] = Latest()
+        self._actions_written = 0
         self._queue: queue.Queue[_Write | None] | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -247,12 +252,20 @@ class Store:
                 c.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (state_key, value))
 
         self._submit(write)
+        if entry.actor is not None:
+            self._submit(self._action_written)
 
     def log_action(self, actor: str, action: str, detail: str = "") -> None:
         args = (self.session, self.clock(), actor, action, detail)
         self._submit(
             lambda c: c.execute("INSERT INTO actions (session, at, actor, action, detail) VALUES (?,?,?,?,?)", args)
         )
+        self._submit(self._action_written)
+
+    def _action_written(self, _c: sqlite3.Connection) -> None:
+        """After an action's write has committed (the writer runs in order): readers see it now."""
+        self._actions_written += 1
+        self.timeline_changes.publish(self._actions_written)
 
     def add_ban(self, key: str, actor: str, name: str = "") -> None:
         """`key` is "platform:name", "*:name" or "platform:id"; `name`, for an id, the name it was banned under."""

@@ -24,8 +24,9 @@ class ShowSurface(Protocol):
     """Everything the console reads and every control it has, and nothing else.
 
     Reading: `state()` (also pushed through `states`), the broadcast's
-    `health()`, the timeline. Controls take the actor, which the timeline
-    records once per action."""
+    `health()`, the timeline (each new entry announced through
+    `timeline_changes`). Controls take the actor, which the timeline records
+    once per action."""
 
     @property
     def settings(self) -> Settings: ...
@@ -33,6 +34,8 @@ class ShowSurface(Protocol):
     def states(self) -> Latest[ShowState]: ...
     @property
     def voice(self) -> VoiceService | None: ...  # None while voice is off
+    @property
+    def timeline_changes(self) -> Latest[int]: ...  # bumped each time the timeline records an action
 
     # -- reading ------------------------------------------------------------------------
     def state(self) -> ShowState: ...

@@ -10,15 +10,17 @@ import math
 import re
 import string
 from pathlib import Path
-from typing import get_args
+from typing import Annotated, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field
 
 from streambot.audience.events import Audience, ChatMessage, PromptEvent, ReplyKind, VoteEvent
 from streambot.audience.moderation import Moderation
 from streambot.config import ConfigError, ModerationSettings, Settings, VotingSettings, load_settings, load_world_file
+from streambot.registry import WORLDS, Entry
 from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 from streambot.world.base import WorldError
@@ -231,6 +233,37 @@ def test_any_text_as_a_config_file_is_a_sentence_not_a_traceback(tmp_path, text)
         rest = assert_one_sentence(str(e), path)
         if rest.startswith("not valid TOML"):
             assert re.search(r"line \d+|end of document", rest), rest  # where the mistake is
+
+
+class LanternSettings(BaseModel):
+    """The settings model of a world config.py has never heard of."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    glow: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+def test_a_new_world_brings_its_own_settings_table(tmp_path, monkeypatch) -> None:
+    """A world registered with its settings model gets its [world.NAME] table validated
+    when the settings are loaded, with no field added to config.py."""
+    lantern = Entry(
+        "lantern", "a world of lanterns", "tests.flat_world:create_world", settings=f"{__name__}:LanternSettings"
+    )
+    monkeypatch.setitem(WORLDS._entries, "lantern", lantern)
+    good = tmp_path / "good.toml"
+    good.write_text("[world]\nbackend = 'lantern'\n[world.lantern]\nglow = 0.8\n", encoding="utf-8")
+    world = load_settings(good).world
+    assert (world.backend, world.table("lantern"), world.table("sketch")) == ("lantern", {"glow": 0.8}, {})
+    for text, field in [
+        ("[world.lantern]\nglow = 3\n", "field 'world.lantern.glow' input should be less than or equal to 1"),
+        ("[world.lantern]\nshine = 1\n", "field 'world.lantern.shine' is not a known setting"),
+        ("[world.lanturn]\nglow = 0.8\n", "field 'world.lanturn' is not a known setting"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as e:
+            load_settings(bad)
+        assert assert_one_sentence(str(e.value), bad) == field + "."
 
 
 # -- custom world files -------------------------------------------------------------------

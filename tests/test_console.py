@@ -502,6 +502,40 @@ async def test_the_state_socket_pushes_state_health_and_logs(live_client, show):
     assert -24 < audio["short_term_lufs"] < -8 and -30 < audio["momentary_lufs"] < -5
 
 
+async def test_the_timeline_is_sent_when_an_action_is_recorded_not_read_on_a_timer(live_client, show, monkeypatch):
+    """The console reads the timeline when the show says it recorded something; the
+    health messages, which come once a second, pass without another read."""
+    csrf = (await login(live_client))["csrf"]
+    reads = []
+    timeline = show.timeline
+
+    def counted(limit: int = 40):
+        reads.append(limit)
+        return timeline(limit)
+
+    monkeypatch.setattr(show, "timeline", counted)
+    async with live_client.ws_connect("/ws/state") as ws:
+
+        async def next_of(kind: str, latest: str | None = None) -> dict:
+            """The next message of `kind` (a timeline whose newest action is `latest`)."""
+            async with asyncio.timeout(30):  # a wait for what is pushed, not a bound on when
+                while True:
+                    msg = json.loads((await ws.receive()).data)
+                    if msg["type"] == kind and (latest is None or msg["actions"][0]["action"] == latest):
+                        return msg
+
+        await next_of("timeline")  # the whole timeline, when the page connects
+        await act(live_client, "POST", "/api/force", csrf, json={"text": "a kite over the dunes"})
+        pushed = await next_of("timeline", "force")
+        assert pushed["actions"][0]["detail"] == "a kite over the dunes"
+        read = len(reads)
+        for _ in range(3):
+            await next_of("health")
+        assert len(reads) == read, "the timeline was read again with nothing recorded"
+        await act(live_client, "POST", "/api/story", csrf, json={"paused": True})
+        await next_of("timeline", "pause story")
+
+
 async def test_viewers_get_no_log_lines(live_client):
     await login(live_client, TOKENS.viewer)
     async with live_client.ws_connect("/ws/state") as ws:

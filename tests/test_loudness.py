@@ -10,8 +10,6 @@ The true-peak limiter on its own is measured the same way, on WAV files.
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import av
@@ -20,6 +18,7 @@ import pytest
 from scipy import signal
 from scipy.io import wavfile
 
+from benchmarks.ffmpeg_loudness import ebur128
 from streambot.broadcast.audio import BLOCK, Soundtrack
 from streambot.broadcast.encoder import Encoder, EncoderSettings
 from streambot.broadcast.loudness import TruePeakLimiter
@@ -62,33 +61,6 @@ def record(preset: str, path: Path, seconds: float = SECONDS) -> Soundtrack:
     return track
 
 
-def ebur128(path: Path) -> dict[str, float]:
-    """FFmpeg's EBU R128 summary of a file: integrated loudness and true peak."""
-    r = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostats",
-            "-hide_banner",
-            "-i",
-            str(path),
-            "-filter_complex",
-            "ebur128=peak=true",
-            "-f",
-            "null",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr[-800:]
-    summary = r.stderr[r.stderr.rindex("Summary:") :]
-    return {
-        "integrated": float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1)),
-        "true_peak": float(re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary).group(1)),
-    }
-
-
 @pytest.mark.parametrize("preset", [s.name for s in list_presets()])
 def test_every_preset_goes_out_at_streaming_loudness(preset, tmp_path):
     path = tmp_path / f"{preset}.mkv"
@@ -98,10 +70,10 @@ def test_every_preset_goes_out_at_streaming_loudness(preset, tmp_path):
         assert (a.codec_context.name, a.codec_context.sample_rate, a.codec_context.channels) == ("aac", 48_000, 2)
         assert c.duration / av.time_base == pytest.approx(SECONDS, abs=0.2)
     measured = ebur128(path)
-    assert -16.0 <= measured["integrated"] <= -14.0, measured
-    assert measured["true_peak"] <= -1.0, measured
+    assert -16.0 <= measured.integrated_lufs <= -14.0, measured
+    assert measured.true_peak_dbtp <= -1.0, measured
     # our own meter (before the codec) agrees with FFmpeg's on the decoded recording
-    assert track.meter.integrated == pytest.approx(measured["integrated"], abs=0.5)
+    assert track.meter.integrated == pytest.approx(measured.integrated_lufs, abs=0.5)
     assert track.status()["problem"] is None
 
 
@@ -121,7 +93,7 @@ def limit(x: np.ndarray, sizes: list[int], ceiling_db: float = -3.0) -> tuple[np
 
 def true_peak(x: np.ndarray, path: Path) -> float:
     wavfile.write(path, RATE, np.ascontiguousarray(x.T, np.float32))
-    return ebur128(path)["true_peak"]
+    return ebur128(path).true_peak_dbtp
 
 
 def test_the_limiter_holds_the_peaks_between_samples_under_its_ceiling(tmp_path):

@@ -493,9 +493,9 @@ def test_war1944_allows_war_and_meadow_does_not() -> None:
 
 def test_switching_world_changes_what_is_allowed() -> None:
     aud = _audience("meadow")
-    aud.moderation.set_world(resolve_world("war1944"))
+    aud.set_world(resolve_world("war1944"))  # what the show tells the audience on a switch
     assert _becomes_candidate(aud, "a tank fires at the bunker", "a")
-    aud.moderation.set_world(resolve_world("meadow"))
+    aud.set_world(resolve_world("meadow"))
     assert not _becomes_candidate(aud, "artillery shells explode in the trenches", "b")
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from streambot.config import load_settings, resolve_world
 from streambot.console import Tokens, create_app
 from streambot.onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
 from streambot.surface import ShowSurface
+
+from .conftest import on_air
 
 CONSOLE = Path(__file__).resolve().parent.parent / "streambot" / "console"
 TOKENS = Tokens.generate()
@@ -173,6 +176,43 @@ async def test_an_open_console_page_is_pushed_a_change_made_elsewhere(show, aioh
         await ws.close()
 
 
+async def test_the_running_show_builds_its_state_when_what_it_shows_can_change(tmp_path, monkeypatch):
+    """The loop publishes on the audience's events and when the countdown's next whole
+    second is due: never a state that differs from the last only within a second."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    settings = settings_for(tmp_path)
+    show = Show(
+        settings,
+        resolve_world(settings.world.preset),
+        build_world(settings),
+        ShowOptions(outputs=[str(tmp_path / "out.flv")], chat_source=None, console=None),
+    )
+    loop = asyncio.get_running_loop()
+    published: list[ShowState] = []
+    enough = asyncio.Event()
+
+    def heard(state: ShowState) -> None:
+        published.append(state)
+        if len(published) >= 8:
+            loop.call_soon_threadsafe(enough.set)
+
+    stop = show.states.listen(heard)
+    async with on_air(show):
+        assert show.audience is not None
+        show.audience.chat("twitch", "ann", "!p a kite over the dunes")  # an event: published on the next step
+        await asyncio.wait_for(enough.wait(), 60)
+    stop()
+    assert any(st.counts.get("messages") == 1 for st in published)
+
+    def shown(st: ShowState) -> ShowState:  # the countdown as the overlay shows it: whole seconds
+        return replace(st, round=replace(st.round, time_left=math.ceil(st.round.time_left)))
+
+    seen = [shown(st) for st in published[:8]]
+    repeats = [i for i in range(1, len(seen)) if seen[i] == seen[i - 1]]
+    assert repeats == [], "a state was built and published that changed nothing but the time within a second"
+
+
 # -- the console uses the surface and nothing else ----------------------------------------------------
 
 FORBIDDEN = ("streambot.app", "streambot.director", "streambot.broadcast", "streambot.world")
@@ -221,6 +261,7 @@ class SmallShow:
         self._states: Latest[ShowState] = Latest()
         self._on_air: OnAir | None = None
         self._actions: list[TimelineEntry] = []
+        self._timeline: Latest[int] = Latest()
         self._off_air = False
         self._paused = False
         self._states.publish(self.state())
@@ -236,6 +277,10 @@ class SmallShow:
     @property
     def voice(self):
         return None
+
+    @property
+    def timeline_changes(self) -> Latest[int]:
+        return self._timeline
 
     def state(self) -> ShowState:
         a = self.audience
@@ -297,6 +342,7 @@ class SmallShow:
 
     def record(self, actor: str, action: str, detail: str = "") -> None:
         self._actions.append(TimelineEntry(self.now(), actor, action, detail))
+        self._timeline.publish(len(self._actions))
 
     def force(self, text: str, *, actor: str) -> bool:
         cleaned = self.audience.screen_text(text)

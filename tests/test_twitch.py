@@ -23,9 +23,12 @@ from streambot.audience.events import REFUSED, Audience
 from streambot.audience.moderation import Moderation
 from streambot.audience.twitch import TwitchChat, chat_limit, round_message, write_tokens
 from streambot.config import ModerationSettings, TwitchSettings, VotingSettings
+from streambot.director import Director
 from streambot.replay import VirtualClock
 from streambot.store import Store
 from streambot.voting import RoundResult, VotingEngine, Winner
+from streambot.world.sketch import SketchWorld
+from streambot.worldspec import WorldSpec
 
 from . import twitch_fake as tf
 from .localserver import until
@@ -56,6 +59,21 @@ def audience_at(clock: VirtualClock, store: Store | None = None) -> Audience:
     return Audience(engine, Moderation(ModerationSettings()), clock=clock, store=store)
 
 
+@pytest.fixture
+def director():
+    """The real director over the sketch world, on a virtual clock: what goes on air."""
+    spec = WorldSpec("lagoon", "Lagoon", "A lagoon.", "bright", ("waves roll in", "a storm gathers"))
+    world = SketchWorld(embedder=None, background=False)
+    world.start(spec, (160, 90), 30, seed=1)
+    yield Director(world, spec, beat_interval_s=20, clock=VirtualClock(0.0))
+    world.close()
+
+
+def air(director: Director, winner: Winner) -> None:
+    """A round's winner goes on air, as the show does it (`Show.on_winner`)."""
+    director.submit(winner.text, source="audience", user=winner.user, round=winner.round)
+
+
 def twitch_chat(
     audience: Audience,
     token: tuple[str, str] | None,
@@ -63,6 +81,7 @@ def twitch_chat(
     *,
     on_viewers=None,
     viewers_every_s: float | None = None,
+    on_air=None,
     **settings,
 ) -> TwitchChat:
     """The adapter for the channel "streamer" of the fake, with the app's secret and `token`."""
@@ -76,7 +95,12 @@ def twitch_chat(
     if token is not None:
         secrets |= {"twitch_token": token[0], "twitch_refresh_token": token[1]}
     return TwitchChat(
-        audience, TwitchSettings(**settings), secrets, on_viewers=on_viewers, viewers_every_s=viewers_every_s
+        audience,
+        TwitchSettings(**settings),
+        secrets,
+        on_viewers=on_viewers,
+        viewers_every_s=viewers_every_s,
+        on_air=on_air,
     )
 
 
@@ -281,7 +305,7 @@ async def test_fake_twitch_is_strict(fake: FakeTwitch) -> None:
 # -- the adapter ------------------------------------------------------------------------
 
 
-async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplog) -> None:
+async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplog, director) -> None:
     caplog.set_level(logging.DEBUG)
     streamer = fake.account("1001", "streamer")
     viewers = {
@@ -291,7 +315,7 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
     token = fake.user_token(streamer, SCOPES)
     clock = VirtualClock(0.0)
     audience = audience_at(clock)
-    chat = twitch_chat(audience, token, tmp_path, markers=True)
+    chat = twitch_chat(audience, token, tmp_path, markers=True, on_air=director.subscribe)
     async with running(chat, fake):
         sub = fake.created[0]
         assert sub["condition"] == {"broadcaster_user_id": "1001", "user_id": "1001"}
@@ -317,6 +341,7 @@ async def test_chat_through_eventsub_and_helix(fake: FakeTwitch, tmp_path, caplo
         clock.t = 11.0
         winner = audience.tick()
         assert winner.text == "a castle in the clouds" and winner.user == "bob"
+        air(director, winner)
         await fake.wait(lambda: len(fake.sent) == 2 and len(fake.markers) == 1)
         msg = fake.sent[1]
         assert msg["broadcaster_id"] == "1001" and msg["sender_id"] == "1001"
@@ -580,13 +605,15 @@ def test_winners_from_elsewhere_are_not_pinged() -> None:
     assert "@" not in message("local")
 
 
-async def test_channel_points_reward_is_created_fulfilled_and_refunded(fake: FakeTwitch, tmp_path, caplog) -> None:
+async def test_channel_points_reward_is_created_fulfilled_and_refunded(
+    fake: FakeTwitch, tmp_path, caplog, director
+) -> None:
     streamer = fake.account("1001", "streamer")
     ann, bob, cat = fake.account("2001", "ann"), fake.account("2002", "bob"), fake.account("2003", "cat")
     clock = VirtualClock(0.0)
     audience = audience_at(clock)
     settings = {"reward": "Prompt on air", "reward_cost": 300}
-    chat = twitch_chat(audience, fake.user_token(streamer, SCOPES), tmp_path, **settings)
+    chat = twitch_chat(audience, fake.user_token(streamer, SCOPES), tmp_path, on_air=director.subscribe, **settings)
     redeem = "channel.channel_points_custom_reward_redemption.add"
     async with running(chat, fake, redeem):
         [reward] = fake.rewards.values()
@@ -602,7 +629,9 @@ async def test_channel_points_reward_is_created_fulfilled_and_refunded(fake: Fak
         await until(lambda: [c.text for c in audience.snapshot().candidates] == ["a comet"])
         assert fake.redemptions[on_air]["status"] == "UNFULFILLED"
         clock.t = 11.0
-        assert audience.tick().text == "a comet"
+        winner = audience.tick()
+        assert winner.text == "a comet"
+        air(director, winner)
         await fake.wait(lambda: fake.redemptions[on_air]["status"] == "FULFILLED")
 
         # Two priority prompts in one round: the one that does not go on air is refunded.
@@ -610,7 +639,9 @@ async def test_channel_points_reward_is_created_fulfilled_and_refunded(fake: Fak
         second = await fake.redeem(streamer, bob, reward, "a volcano")
         await until(lambda: len(audience.snapshot().candidates) == 2)
         clock.t = 22.0
-        assert audience.tick().text == "a glacier"
+        winner = audience.tick()
+        assert winner.text == "a glacier"
+        air(director, winner)
         await fake.wait(
             lambda: (fake.redemptions[first]["status"], fake.redemptions[second]["status"]) == ("FULFILLED", "CANCELED")
         )
@@ -619,6 +650,43 @@ async def test_channel_points_reward_is_created_fulfilled_and_refunded(fake: Fak
     again = twitch_chat(audience_at(VirtualClock(0.0)), fake.user_token(streamer, SCOPES), tmp_path, **settings)
     async with running(again, fake, redeem):
         assert len(fake.rewards) == 1
+
+
+async def test_markers_and_fulfilment_follow_what_went_on_air(fake: FakeTwitch, tmp_path, director) -> None:
+    """A round's winner that never airs (refused late, or replaced by the streamer's forced
+    prompt) gets no marker and no fulfilment; a forced prompt, which airs without a round,
+    gets its marker; one marker per prompt that airs, none for the world's own story."""
+    streamer = fake.account("1001", "streamer")
+    ann, bob = fake.account("2001", "ann"), fake.account("2002", "bob")
+    clock = VirtualClock(0.0)
+    audience = audience_at(clock)
+    settings = {"reward": "Prompt on air", "reward_cost": 300, "markers": True}
+    chat = twitch_chat(audience, fake.user_token(streamer, SCOPES), tmp_path, on_air=director.subscribe, **settings)
+    redeem = "channel.channel_points_custom_reward_redemption.add"
+    async with running(chat, fake, redeem):
+        [reward] = fake.rewards.values()
+        comet = await fake.redeem(streamer, ann, reward, "a comet")
+        await until(lambda: [c.text for c in audience.snapshot().candidates] == ["a comet"])
+        clock.t = 11.0
+        assert audience.tick().text == "a comet"  # it won, but the show does not air it
+        director.submit("a lighthouse", source="console", user="alice", actor="console:alice")
+        await fake.wait(lambda: len(fake.markers) == 1)
+        assert [m["description"] for m in fake.markers] == ["a lighthouse"]
+        assert fake.redemptions[comet]["status"] == "UNFULFILLED"
+        clock.t = 22.0
+        assert audience.tick() is None  # the next round's close: a winner that never aired is refunded
+        await fake.wait(lambda: fake.redemptions[comet]["status"] == "CANCELED")
+
+        volcano = await fake.redeem(streamer, bob, reward, "a volcano")
+        await until(lambda: [c.text for c in audience.snapshot().candidates] == ["a volcano"])
+        clock.t = 33.0
+        winner = audience.tick()
+        air(director, winner)
+        assert director.tick(100.0) is not None and director.on_air.source == "story"  # the world's own beat
+        await fake.wait(lambda: fake.redemptions[volcano]["status"] == "FULFILLED" and len(fake.markers) == 2)
+        director.submit("a lighthouse at dawn", source="console", user="alice", actor="console:alice")
+        await fake.wait(lambda: len(fake.markers) == 3)
+    assert [m["description"] for m in fake.markers] == ["a lighthouse", "a volcano", "a lighthouse at dawn"]
 
 
 async def test_a_reward_made_on_the_dashboard_is_explained(fake: FakeTwitch, tmp_path, caplog) -> None:

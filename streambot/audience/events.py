@@ -171,6 +171,9 @@ class Audience:
         self.clock = clock
         self.on_air_text: str | None = None
         self.counts = {"messages": 0, "prompts": 0, "votes": 0, "blocked": 0, "held": 0, "dropped": 0}
+        # Bumped whenever what `snapshot()` or `counts` show may have changed by an event (time
+        # alone moves only the countdown): the show publishes its state again when it moves.
+        self.changes = 0
         self._subscribers: list[Callable[[RoundResult], object]] = []
         # (round, candidate id) -> viewers waiting for the screen's verdict; and recent verdicts
         self._waiting: dict[tuple[int, int], list[asyncio.Future[Screened]]] = {}
@@ -249,6 +252,7 @@ class Audience:
         now = self.clock() if now is None else now
         viewer = event.viewer
         self.counts["messages"] += 1
+        self.changes += 1
         self.moderation.remember(viewer)
         if isinstance(event, ChatMessage):
             self.moderation.seen(viewer, now)
@@ -413,6 +417,7 @@ class Audience:
     def _deliver_screened(self) -> None:
         """Hand the screen's verdicts to the viewers waiting for them (on the loop)."""
         for s in self.engine.take_screened():
+            self.changes += 1
             key = (s.round, s.candidate)
             self._screened[key] = s
             for fut in self._waiting.pop(key, []):
@@ -433,6 +438,7 @@ class Audience:
 
     def _publish(self, results: list[RoundResult]) -> None:
         for result in results:
+            self.changes += 1
             if self.store is not None:
                 self.store.record_round(result)
             for cb in list(self._subscribers):
@@ -446,7 +452,10 @@ class Audience:
     def tick(self, now: float | None = None) -> Winner | None:
         """Move the rounds on; the winner to put on air now, if any."""
         now = self.clock() if now is None else now
+        round_before = self.engine.current.number
         results = self.engine.tick(now)
+        if self.engine.current.number != round_before:  # a round opened (its winner comes after the grace)
+            self.changes += 1
         self._deliver_screened()  # a round decided at once screens what was left
         self._publish(results)
         for switch in self.engine.take_switches():
@@ -460,6 +469,10 @@ class Audience:
             self.on_air_text = winners[-1].text
             return winners[-1]
         return None
+
+    def set_world(self, spec: WorldSpec) -> None:
+        """Another world is on air: its preset says which safety categories it allows."""
+        self.moderation.set_world(spec)
 
     def note_on_air(self, entry: OnAir) -> None:
         """A director listener: what is on air, for `!now` (the show writes the timeline)."""
@@ -526,11 +539,14 @@ class Audience:
         if not state:
             return False
         self.engine.restore(state, self.clock() if now is None else now)
+        self.changes += 1
         log.info("resumed round %s with %d candidate(s)", state.get("round"), len(state.get("candidates", [])))
         return True
 
     # -- the console's (and moderators') actions ---------------------------------
     def _log(self, actor: str, action: str, detail: str = "") -> None:
+        """A control or a moderator's action: recorded, and the state it changed published."""
+        self.changes += 1
         log.info("%s: %s %s", actor, action, detail)
         if self.store is not None:
             self.store.log_action(actor, action, detail)

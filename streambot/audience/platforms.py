@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..config import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from ..onair import Latest, ShowState
+    from ..onair import Latest, OnAir, ShowState
     from ..store import Store
     from .discord_bot import DiscordBot
     from .events import ChatSurface
@@ -38,6 +38,7 @@ class ChatContext:
     chat_source: str | None = None  # "-" stdin, a file path, or None
     on_line: Callable[[str, str], None] | None = None  # a line typed by the streamer
     states: Latest[ShowState] | None = None  # the show's published state (Discord's round messages follow it)
+    on_air: Callable[[Callable[[OnAir], object]], Callable[[], None]] | None = None  # the director's subscribe (OnAir)
 
 
 class Twitch:
@@ -59,7 +60,7 @@ class Twitch:
     def create(ctx: ChatContext) -> TwitchChat:
         from .twitch import TwitchChat
 
-        return TwitchChat(ctx.audience, ctx.settings.twitch, ctx.secrets, on_viewers=ctx.on_viewers)
+        return TwitchChat(ctx.audience, ctx.settings.twitch, ctx.secrets, on_viewers=ctx.on_viewers, on_air=ctx.on_air)
 
 
 class Discord:

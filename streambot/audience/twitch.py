@@ -33,6 +33,11 @@ the bot badge for it (the chatting account granted `user:bot`, and the channel
 Twitch winner is named with `@`: a name from another platform may be someone
 else's login here. Optionally a stream marker at every prompt change.
 
+What went on air is the director's `OnAir` (`on_air`: its subscribe), not the
+round: a round's winner that never airs (refused late by moderation, or
+replaced by the streamer's forced prompt) gets no marker and no fulfilment,
+and a forced prompt, which airs without a round, gets its marker.
+
 Viewers: every `viewers_every_s` the channel's viewer count is read from Helix
 `GET /streams` (no stream in the answer: the channel is offline, nobody
 watches) and handed to `on_viewers` (the show's GPU budget); None when it
@@ -42,7 +47,8 @@ an absent one.
 Channel points: the reward (title and cost from config) is created through
 Helix on the first run, because Twitch lets only the app that created a reward
 update its redemptions; a redemption is fulfilled when its prompt goes on air
-and refunded when it is refused or does not win its round.
+(its `OnAir` names the round it won) and refunded when it is refused, does
+not win its round, or won but had not aired by the next round's close.
 
 Tokens: the chatting account's user token and refresh token come from the
 tokens file (what the last run had), else from the secrets (`twitch_token`,
@@ -97,6 +103,7 @@ if TYPE_CHECKING:
     from twitchio.authentication import UserTokenPayload, ValidateTokenPayload
     from twitchio.types_.options import ClientOptions
 
+    from ..onair import OnAir
     from ..voting import RoundResult
 
 log = logging.getLogger(__name__)
@@ -274,6 +281,7 @@ class TwitchChat:
         wall: Callable[[], float] = time.time,
         on_viewers: Callable[[int | None], None] | None = None,
         viewers_every_s: float | None = None,
+        on_air: Callable[[Callable[[OnAir], object]], Callable[[], None]] | None = None,
     ) -> None:
         if not settings.client_id:
             raise ValueError("twitch.client_id is empty: register an application (see the README).")
@@ -315,11 +323,14 @@ class TwitchChat:
         self._seen_ids: FIFOCache[str, None] = FIFOCache(RECENT_IDS)  # Twitch delivers at least once
         self._sending: Counter[str] = Counter()
         self._redemptions: dict[str, _Redemption] = {}
+        self._won: dict[int, list[_Redemption]] = {}  # round -> redemptions that won it, until it airs
         self._closing = asyncio.Event()
         self._help_asked = False
         self._now_asked = False
         self._tasks: set[asyncio.Task[object]] = set()
+        self._loop = _running_loop()  # the director may publish from another thread
         self._unsubscribe = audience.subscribe(self.on_round)
+        self._unsubscribe_on_air = on_air(self.on_air) if on_air is not None else (lambda: None)
 
     @property
     def tokens_file(self) -> Path:
@@ -360,6 +371,7 @@ class TwitchChat:
         """Stop and disconnect. Safe to call twice."""
         self._closing.set()
         self._unsubscribe()
+        self._unsubscribe_on_air()
         for task in list(self._tasks):
             task.cancel()
         await self._teardown()
@@ -756,10 +768,9 @@ class TwitchChat:
 
     # -- out -----------------------------------------------------------------------
     def on_round(self, result: RoundResult) -> None:
-        """A round was decided: one chat message, one stream marker, its redemptions settled."""
+        """A round was decided: one chat message; its redemptions that lost are refunded
+        (one that won waits for its `OnAir`)."""
         self._settle_redemptions(result)
-        if result.winner is not None and self.settings.markers:
-            self._spawn(self._marker(result.winner.text))
         if not self.settings.reply:
             return
         text = round_message(
@@ -772,19 +783,39 @@ class TwitchChat:
             self._spawn(self.send(text))
 
     def _settle_redemptions(self, result: RoundResult) -> None:
+        # a winner of an earlier round that has not aired by now never will
+        for round_no in [n for n in self._won if n < result.round]:
+            for r in self._won.pop(round_no):
+                self._spawn(self._settle(r.payload, on_air=False))
         w = result.winner
         won = next((c for c in result.candidates if w is not None and c.text == w.text), None)
         for rid, r in list(self._redemptions.items()):
             if r.round > result.round:
                 continue
             del self._redemptions[rid]
-            on_air = (
+            winning = (
                 r.round == result.round
                 and w is not None
                 and w.platform == "twitch"
                 and (w.user == r.viewer.name or (won is not None and r.viewer.name in won.users))
             )
-            self._spawn(self._settle(r.payload, on_air=on_air))
+            if winning:
+                self._won.setdefault(result.round, []).append(r)
+            else:
+                self._spawn(self._settle(r.payload, on_air=False))
+
+    def on_air(self, entry: OnAir) -> None:
+        """The director put something on air: a stream marker for a prompt (a winner or a
+        forced one, not the world's own story), and the redemptions of the round it won fulfilled."""
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            loop.call_soon_threadsafe(self.on_air, entry)
+            return
+        if entry.round is not None:
+            for r in self._won.pop(entry.round, []):
+                self._spawn(self._settle(r.payload, on_air=True))
+        if self.settings.markers and entry.source != "story":
+            self._spawn(self._marker(entry.text))
 
     def _spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
@@ -883,6 +914,13 @@ async def _first(items: AsyncIterable[T]) -> T | None:
     async for item in items:
         return item
     return None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _type_of(sub: eventsub.SubscriptionPayload) -> str:

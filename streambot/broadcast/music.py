@@ -37,7 +37,9 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,6 +47,8 @@ from numpy.typing import NDArray
 from ..config import MUSIC_LEADS, MUSIC_MODES, MUSIC_ROLES, MUSIC_STYLES, MusicSettings
 from .effects import Echo, Reverb
 from .synth import ADSR, CHUNK, INSTRUMENTS, Signal, Tone, drum_kit, hz
+
+N = TypeVar("N")  # what a pattern's note carries: a rhythm's character, a motif's degree
 
 NOTES = {
     "C": 0,
@@ -494,6 +498,14 @@ class Voice:
     pos: int = 0
 
 
+def _in_bar(pattern: Sequence[tuple[int, int, N]], bar: int, bars: int, steps: int) -> list[tuple[int, int, int, N]]:
+    """The notes of a pattern `bars` bars long (step, length, what) that sound in
+    `bar`, the pattern starting again on its first bar: (index in the pattern,
+    step in the bar, length, what)."""
+    offset = (bar % bars) * steps
+    return [(k, st - offset, ln, x) for k, (st, ln, x) in enumerate(pattern) if offset <= st < offset + steps]
+
+
 def onsets(rhythm: str) -> list[tuple[int, int, str]]:
     """(step, length in steps, the character) of every note in a rhythm."""
     out = []
@@ -760,16 +772,12 @@ class Band:
                 note = self._midi(part, int(self.rng.choice(chord)))
                 out.append(Event(base + st * step, i, note, 2.0, level * (0.5 + 0.5 * self.rng.random())))
             return out
-        # a pattern that spans `bars` bars starts again on its first bar
-        offset = (bar % part.bars) * s.steps
         root = degree if degree < 4 else degree - 7
         arp_tones = [root + d for d in (0, 2, 4, 7, 9, 11)]
         if part.voicing == "updown":
             arp_tones += arp_tones[-2:0:-1]
-        for k, (st, length, c) in enumerate(onsets(part.rhythm)):
-            if not offset <= st < offset + s.steps:
-                continue
-            beat = base + (st - offset) * step
+        for k, st, length, c in _in_bar(onsets(part.rhythm), bar, part.bars, s.steps):
+            beat = base + st * step
             vel = level * ACCENT.get(c, 0.85)
             if part.role == "chords":
                 degrees = {
@@ -813,11 +821,10 @@ class Band:
         s = self.style
         phrase = bar % 8
         motif = self._motifs[1] if phrase in (4, 5) else self._motifs[0]
-        half = phrase % 2
-        mine = [(st - half * s.steps, ln, d) for st, ln, d in motif if half * s.steps <= st < (half + 1) * s.steps]
+        mine = _in_bar(motif, bar, 2, s.steps)
         part = s.parts[i]
         out = []
-        for k, (st, length, d) in enumerate(mine):
+        for k, (_, st, length, d) in enumerate(mine):
             if phrase == 7 and k == len(mine) - 1:
                 d = 0
             out.append(

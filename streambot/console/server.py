@@ -3,7 +3,8 @@
 `create_app(show, settings, tokens=...)` builds the app around one `Console`
 state object; with `background=False` (tests) nothing runs by itself. The
 background work are cleanup contexts: the broadcaster that pushes each
-state the show publishes (and health, logs, the timeline once a second) to
+state the show publishes (the timeline each time it records an action;
+health and logs, which are measurements, once a second) to
 the open pages and the overlay, and the preview encoder, which observes the
 frames going out. `ConsoleServer` runs the
 app with AppRunner/TCPSite inside the show's own asyncio loop.
@@ -238,6 +239,7 @@ async def _broadcaster(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(_push_states(console), name="console states"),
         asyncio.create_task(_push_figures(console), name="console figures"),
+        asyncio.create_task(_push_timeline(console), name="console timeline"),
     ]
     yield
     for task in tasks:
@@ -276,11 +278,9 @@ async def _push_states(console: Console, min_gap: float = 0.2) -> None:
 
 
 async def _push_figures(console: Console, interval: float = 1.0) -> None:
-    """Health, new log lines and the timeline, once a second: measurements and
-    records, not the show's state."""
-    show = console.show
+    """Health and new log lines, once a second: measurements, which change
+    with time itself, not the show's state."""
     last_log = 0
-    last_timeline = ""
     last_error = 0.0
     while True:
         await asyncio.sleep(interval)
@@ -293,14 +293,32 @@ async def _push_figures(console: Console, interval: float = 1.0) -> None:
             if lines:
                 last_log = lines[-1]["seq"]
                 channel.publish(dumps({"type": "logs", "lines": lines}), role="admin")
-            actions = dumps({"type": "timeline", "actions": views.timeline(show)})
-            if actions != last_timeline:
-                last_timeline = actions
-                channel.publish(actions, role="admin")
         except Exception:
             if time.monotonic() - last_error > 60:
                 last_error = time.monotonic()
                 log.exception("console: the live update failed")
+
+
+async def _push_timeline(console: Console) -> None:
+    """The timeline, to the admins' pages, each time the show records an action
+    (a page gets it whole when it connects: see pages.py)."""
+    show = console.show
+    last_timeline = ""
+    last_error = 0.0
+    with show.timeline_changes.subscribe(current=False) as changes:
+        async for _ in changes:  # a burst of actions is read once: the subscription keeps the newest
+            channel = console.state_channel
+            if not channel.clients:
+                continue
+            try:
+                actions = dumps({"type": "timeline", "actions": views.timeline(show)})
+                if actions != last_timeline:
+                    last_timeline = actions
+                    channel.publish(actions, role="admin")
+            except Exception:
+                if time.monotonic() - last_error > 60:
+                    last_error = time.monotonic()
+                    log.exception("console: the live update failed")
 
 
 async def _preview(app: web.Application) -> AsyncIterator[None]:

@@ -431,18 +431,9 @@ class SketchWorld(World):
 
 def check_settings(table: dict[str, Any]) -> None:
     """The [world.sketch] table, checked before anything starts (ConfigError: one sentence)."""
-    from ..config import ConfigError
+    from .sketch_settings import parse_sketch_settings
 
-    known = ("render_scale", "embedder", "background")
-    unknown = [k for k in table if k not in known]
-    if unknown:
-        raise ConfigError(
-            f"[world.sketch] holds a setting the sketch world does not have "
-            f"({', '.join(map(repr, unknown))}); it takes render_scale."
-        )
-    scale = table.get("render_scale", 0.5)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.05 <= scale <= 1.0:
-        raise ConfigError(f"[world.sketch] render_scale must be a number between 0.05 and 1, not {scale!r}.")
+    parse_sketch_settings(table)
 
 
 def create_world(table: dict[str, Any]) -> SketchWorld:
