@@ -16,32 +16,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import embeddings
+from . import checks, embeddings
 from .audience.events import Audience
 from .audience.local import LocalChat
-from .audience.moderation import block_list_paths
 from .audience.platforms import ChatContext
-from .blocklist import BlockList
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.outputs import OutputError, check_reachable, validate_target
+from .broadcast.outputs import check_reachable
 from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.pipeline import Broadcast, Health, open_broadcast
 from .broadcast.playlist import Playlist
-from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
+from .checks import Checked, world_entry
+from .config import Settings, music_of, resolve_world
 from .director import Director
 from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
-from .registry import CHATS, WORLDS, MissingPackage, UnknownName
+from .registry import WORLDS, MissingPackage
 from .secrets import mask_url, redact
-from .store import Store, StoreError, resolve_path
+from .store import Store, resolve_path
 from .world.base import World, WorldError
 from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
@@ -73,28 +71,10 @@ def bound_native_heap(mmap_threshold: int = 1 << 20) -> bool:
         return False
 
 
-def _world_entry(settings: Settings):
-    try:
-        return WORLDS.get(settings.world.backend)
-    except UnknownName as e:
-        raise ConfigError(f"[world] backend {e}.") from None
-
-
-def check_world_settings(settings: Settings) -> None:
-    """The chosen backend's own settings table, checked without loading it (ConfigError)."""
-    entry = _world_entry(settings)
-    if entry.check:
-        try:
-            check = WORLDS.load(entry.name, "check")
-        except MissingPackage as e:
-            raise WorldError(str(e)) from None
-        check(getattr(settings.world, entry.name, None) or {})
-
-
 def build_world(settings: Settings) -> World:
     """The world backend named in the settings, from `streambot.registry.WORLDS`
     (heavy imports only when chosen)."""
-    entry = _world_entry(settings)
+    entry = world_entry(settings)
     try:
         create = WORLDS.load(entry.name)
     except MissingPackage as e:
@@ -142,89 +122,12 @@ class ShowOptions:
     adapters: tuple = ()  # more chat adapters, built by the caller: async run() and close(), a `state`
 
 
-@dataclass
-class Checked:
-    """What start-up's first phase found, every part of it checked: what the second phase uses."""
-
-    targets: list[str]  # the outputs, their secrets filled in
-    spec: WorldSpec  # the world to start: the one the last run had switched to, or the configured one
-    resume: dict | None  # what the last run had on air
-    chats: list = field(default_factory=list)  # (name, platform) turned on (streambot/audience/platforms.py)
-
-
 def check_inputs(settings: Settings, spec: WorldSpec, options: ShowOptions) -> Checked:
-    """Start-up's first phase: every input the user gave is checked, and nothing
-    is opened that another machine would see (no connection, no child process,
-    no listening port). Each problem is one sentence (ConfigError, OutputError,
-    StoreError, WorldError)."""
-    # 1. the outputs: valid targets with their secrets (whether they answer is the second phase's)
-    targets = [resolve_output(t, options.secrets) for t in options.outputs]
-    if not targets:
-        raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
-    for t in targets:
-        validate_target(t)
-    # 2. the world backend's own settings
-    check_world_settings(settings)
-    # 3. the timeline can be opened (a folder, an unwritable place stop here), and what it had on air
-    resume = resume_point(settings)
-    if resume and resume.get("spec"):
-        spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
-    # 4. the block lists, the music folder, the overlay layout
-    m = settings.moderation
-    BlockList.from_files(block_list_paths(m), m.block_words)
-    a = settings.audio
-    if a.enabled and a.music_dir and not Path(a.music_dir).expanduser().is_dir():
-        raise ConfigError(f"[audio] music_dir: the folder {Path(a.music_dir).expanduser()} does not exist.")
-    load_layout(layout_name(settings.overlay.layout, spec))
-    # 5. the console's address, and each chat platform turned on
-    if options.console:
-        _check_console_address(settings, options.console)
-    chats = []
-    for entry in CHATS:
-        platform = CHATS.load(entry.name)
-        if platform.wanted(settings, options.chat_source):
-            platform.check(settings, options.secrets)
-            chats.append((entry.name, platform))
-    return Checked(targets, spec, resume, chats)
-
-
-def resume_point(settings: Settings) -> dict | None:
-    """What the last run had on air, to pick up; not when the configured
-    preset has changed since (the streamer chose another world). A timeline
-    that cannot be opened stops the start here (StoreError)."""
-    store = Store(resolve_path(settings.voting.timeline), background=False, session=False)
-    try:
-        last = store.load_state("world")
-    except StoreError:
-        last = None
-    finally:
-        store.close()
-    if not last or last.get("configured", last.get("preset")) != settings.world.preset:
-        return None
-    log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
-    return last
-
-
-def _check_console_address(settings: Settings, address: str) -> None:
-    """An address asked for on the command line must be free now: found taken
-    after the outputs went live, the show would have to stop again. (The
-    configured one falls back to any free port: see console/server.py.)"""
-    from .console import parse_address
-
-    host, port = parse_address(address)
-    if port == 0 or (host, port) == (settings.console.host, settings.console.port):
-        return
-    try:
-        family, kind, proto, _, where = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the console's own server does
-            probe.bind(where)
-    except OSError as e:
-        raise ConfigError(
-            f"--console {address}: that address cannot be used ({(e.strerror or str(e)).lower()})."
-        ) from None
+    """Start-up's first phase on the show's options (streambot/checks.py, which
+    `streambot check` runs too): the first problem stops the start."""
+    return checks.check_inputs(
+        settings, spec, options.outputs, options.secrets, chat_source=options.chat_source, console=options.console
+    )
 
 
 class Show:

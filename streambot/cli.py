@@ -400,7 +400,7 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
     from .checks import run_checks
 
     problems, notes = run_checks(
-        config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, list(outputs), _settings
+        lambda: _settings(config_file, size, fps, bitrate, world, preset, device, offline), secrets_file, list(outputs)
     )
     for n in notes:
         click.echo(f"ok: {n}")
