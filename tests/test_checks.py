@@ -23,7 +23,16 @@ CASES = {
     "a stream key nobody set": ("", ["rtmp://127.0.0.1/live/{{stream_key}}"]),
     "no output": ("", []),
     "bad stream world settings": ('[world]\nbackend = "stream"\n[world.stream]\nsteps = 99\n', ["{tmp}/out.flv"]),
+    "the world's own overlay layout missing": ('[world]\npreset = "{tmp}/mine.toml"\n', ["{tmp}/out.flv"]),
 }
+# A custom world whose file names an overlay layout that is not there.
+WORLD = """name = "mine"
+title = "Mine"
+description = "A world of my own."
+style = "watercolour"
+beats = ["a quiet lake"]
+overlay = "{tmp}/no-layout.toml"
+"""
 
 
 @pytest.fixture
@@ -39,6 +48,7 @@ def test_check_and_start_up_refuse_a_bad_input_with_the_same_sentence(case, tmp_
     toml, outputs = CASES[case]
     tmp = tmp_path / "case"
     tmp.mkdir()
+    (tmp / "mine.toml").write_text(WORLD.format(tmp=tmp))
     cfg = tmp_path / "streambot.toml"
     # the timeline in the temporary folder unless the case names its own; voice off (its model is no input)
     base = f'[voting]\ntimeline = "{tmp_path / "t.sqlite3"}"\n' if "[voting]" not in toml else ""
