@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import checks, embeddings
-from .audience.events import Audience
+from .audience.events import Audience, Reply
 from .audience.local import LocalChat
 from .audience.platforms import ChatContext
 from .broadcast.audio import Silence, Soundtrack
@@ -33,7 +33,7 @@ from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.pipeline import Broadcast, Health, open_broadcast
 from .broadcast.playlist import Playlist
-from .checks import Checked, world_entry
+from .checks import ChatPlatform, Checked, world_entry
 from .config import Settings, music_of, resolve_world
 from .director import Director
 from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
@@ -46,6 +46,8 @@ from .world.resilient import ResilientWorld
 from .worldspec import WorldSpec
 
 if TYPE_CHECKING:
+    from .audience.voice import VoiceService
+    from .console.server import ConsoleServer
     from .voting import Winner
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def build_world(settings: Settings) -> World:
     (heavy imports only when chosen)."""
     entry = world_entry(settings)
     try:
-        create = WORLDS.load(entry.name)
+        create: Callable[[dict[str, Any]], World] = WORLDS.load(entry.name)
     except MissingPackage as e:
         raise WorldError(str(e)) from None
     return create(getattr(settings.world, entry.name, None) or {})
@@ -111,15 +113,24 @@ def resilient(world: World, settings: Settings, budget: GpuBudget | None = None)
     return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s, budget=budget)
 
 
+class ChatAdapter(Protocol):
+    """A chat platform's connection (Twitch, Discord): a loop of its own, closed at the end;
+    its `state`, when it has one, is shown in the console."""
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class ShowOptions:
     outputs: list[str]
     duration_s: float | None = None
     chat_source: str | None = "-"  # "-" stdin, a file path, or None
-    secrets: dict = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
     watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
-    adapters: tuple = ()  # more chat adapters, built by the caller: async run() and close(), a `state`
+    adapters: tuple[ChatAdapter, ...] = ()  # more chat adapters, built by the caller
 
 
 def check_inputs(settings: Settings, spec: WorldSpec, options: ShowOptions) -> Checked:
@@ -144,12 +155,12 @@ class Show:
         self.director: Director | None = None
         self.audience: Audience | None = None
         self.store: Store | None = None
-        self.chat: list = []  # local chat readers
-        self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
-        self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
+        self.chat: list[LocalChat] = []  # local chat readers
+        self.adapters: list[tuple[ChatAdapter, asyncio.Task[None]]] = []  # Twitch, Discord: each a task of its own
+        self.voice: VoiceService | None = None  # spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
-        self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
-        self._chats: list = []  # the chat platforms turned on, once checked (streambot/audience/platforms.py)
+        self._settling: set[asyncio.Task[None]] = set()  # terminal replies waiting for the safety screen
+        self._chats: list[tuple[str, ChatPlatform]] = []  # the chat platforms turned on, once checked
         self._states: Latest[ShowState] = Latest()
         self._layout_version = 0
 
@@ -228,7 +239,7 @@ class Show:
         # The drawing process's start must not compete with the first seconds on air.
         compositor.flush(20)
 
-    def _voice(self):
+    def _voice(self) -> VoiceService | None:
         """The speech model and its worker; a missing model turns voice off, not the show."""
         if not self.settings.voice.enabled:
             return None
@@ -263,7 +274,7 @@ class Show:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _resume_state(self, on: OnAir | None) -> dict:
+    def _resume_state(self, on: OnAir | None) -> dict[str, Any]:
         """What a restart needs to pick the show up (see `resume_point`)."""
         assert self.director is not None
         return {
@@ -305,7 +316,7 @@ class Show:
         else:
             self.force(text, actor=user)
 
-    async def _say_settled(self, reply) -> None:
+    async def _say_settled(self, reply: Reply) -> None:
         assert self.audience is not None
         settled = await self.audience.settle(reply)
         if settled.text:
@@ -410,7 +421,7 @@ class Show:
             self.on_winner(winner)
         self.publish_state()
 
-    def audio_status(self) -> dict:
+    def audio_status(self) -> dict[str, Any]:
         """Loudness, what plays, and any problem with the music, for the console."""
         return self.broadcast.audio_status() if self.broadcast is not None else {}
 
@@ -464,7 +475,7 @@ class Show:
         """What the overlay shows for `state` (default: now)."""
         return self._overlay(state if state is not None else self.state())
 
-    def overlay_layout(self) -> dict:
+    def overlay_layout(self) -> dict[str, Any]:
         """The overlay layout on air, for the OBS page."""
         assert self.compositor is not None
         return layout_json(self.compositor.layout)
@@ -509,10 +520,10 @@ class Show:
         """The local server's HLS folder and stream name, when there is one to watch (the demo)."""
         return (Path(self.options.watch[0]), self.options.watch[1]) if self.options.watch else None
 
-    def world_status(self) -> dict:
+    def world_status(self) -> dict[str, Any]:
         return self.world.status().to_json()
 
-    def budget_status(self) -> dict | None:
+    def budget_status(self) -> dict[str, Any] | None:
         """GPU hours used today, the budget, the viewers, why the sketch world is on air."""
         return self.budget.status().to_json() if self.budget is not None else None
 
@@ -551,13 +562,13 @@ class Show:
         for adapter in self.options.adapters:
             self._run_adapter(adapter, type(adapter).__name__, loop)
 
-    def _run_adapter(self, adapter, name: str, loop: asyncio.AbstractEventLoop) -> None:
+    def _run_adapter(self, adapter: ChatAdapter, name: str, loop: asyncio.AbstractEventLoop) -> None:
         task = loop.create_task(adapter.run(), name=f"{name} chat")
         task.add_done_callback(lambda t: self._adapter_ended(name, t))
         self.adapters.append((adapter, task))
 
     @staticmethod
-    def _adapter_ended(name: str, task: asyncio.Task) -> None:
+    def _adapter_ended(name: str, task: asyncio.Task[None]) -> None:
         """An adapter's own loop never ends by an error: when it does, say so once (the console shows it)."""
         if not task.cancelled() and task.exception() is not None:
             e = task.exception()
@@ -566,7 +577,7 @@ class Show:
 
     async def run(self) -> None:
         """Go live and stay live until stopped (signal, duration, or `stop()`)."""
-        assert self.broadcast is not None and self.director is not None
+        assert self.broadcast is not None and self.director is not None and self.audience is not None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -621,7 +632,7 @@ class Show:
             await asyncio.to_thread(self.close)
 
     # -- the web console, on this loop ------------------------------------------------
-    async def _start_console(self):
+    async def _start_console(self) -> ConsoleServer | None:
         if not self.options.console:
             return None
         from .console import start_console
