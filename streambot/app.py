@@ -25,41 +25,41 @@ import asyncio
 import logging
 import math
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from . import embeddings
-from .audience.events import Audience
+from . import checks, embeddings
+from .audience.events import Audience, Reply
 from .audience.local import LocalChat
-from .audience.moderation import block_list_paths
 from .audience.platforms import ChatContext
-from .blocklist import BlockList
 from .broadcast.audio import Silence, Soundtrack
 from .broadcast.compositor import Compositor
-from .broadcast.outputs import OutputError, check_reachable, validate_target
+from .broadcast.outputs import check_reachable
 from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.pipeline import Broadcast, Health, open_broadcast
 from .broadcast.playlist import Playlist
-from .config import ConfigError, Settings, music_of, resolve_output, resolve_world
+from .checks import ChatPlatform, Checked, world_entry
+from .config import Settings, music_of, resolve_world
 from .director import Director
 from .onair import Latest, OnAir, ShowState, TimelineEntry, WorldInfo
 from .pooling import lemma
-from .registry import CHATS, WORLDS, MissingPackage, UnknownName
+from .registry import WORLDS, MissingPackage
 from .secrets import mask_url, redact
-from .store import Store, StoreError, resolve_path
+from .store import Store, resolve_path
 from .world.base import World, WorldError
 from .world.budget import GpuBudget
 from .world.resilient import ResilientWorld
 from .worldspec import WorldSpec
 
 if TYPE_CHECKING:
-    from .voting import Winner
+    from .audience.voice import VoiceService
+    from .console.server import ConsoleServer
+    from .voting import Mode, Winner
 
 log = logging.getLogger(__name__)
 
@@ -84,30 +84,12 @@ def bound_native_heap(mmap_threshold: int = 1 << 20) -> bool:
         return False
 
 
-def _world_entry(settings: Settings):
-    try:
-        return WORLDS.get(settings.world.backend)
-    except UnknownName as e:
-        raise ConfigError(f"[world] backend {e}.") from None
-
-
-def check_world_settings(settings: Settings) -> None:
-    """The chosen backend's own settings table, checked without loading it (ConfigError)."""
-    entry = _world_entry(settings)
-    if entry.check:
-        try:
-            check = WORLDS.load(entry.name, "check")
-        except MissingPackage as e:
-            raise WorldError(str(e)) from None
-        check(getattr(settings.world, entry.name, None) or {})
-
-
 def build_world(settings: Settings) -> World:
     """The world backend named in the settings, from `streambot.registry.WORLDS`
     (heavy imports only when chosen)."""
-    entry = _world_entry(settings)
+    entry = world_entry(settings)
     try:
-        create = WORLDS.load(entry.name)
+        create: Callable[[dict[str, Any]], World] = WORLDS.load(entry.name)
     except MissingPackage as e:
         raise WorldError(str(e)) from None
     return create(getattr(settings.world, entry.name, None) or {})
@@ -142,100 +124,32 @@ def resilient(world: World, settings: Settings, budget: GpuBudget | None = None)
     return ResilientWorld(world, fallback, fallback_after=w.fallback_after, retry_max_s=w.retry_max_s, budget=budget)
 
 
+class ChatAdapter(Protocol):
+    """A chat platform's connection (Twitch, Discord): a loop of its own, closed at the end;
+    its `state`, when it has one, is shown in the console."""
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class ShowOptions:
     outputs: list[str]
     duration_s: float | None = None
     chat_source: str | None = "-"  # "-" stdin, a file path, or None
-    secrets: dict = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
     console: str | None = None  # "HOST:PORT" for the web console (streambot/console); None: no console
     watch: tuple[str, str] | None = None  # (folder, stream name): the local server's HLS, for the watch page
-    adapters: tuple = ()  # more chat adapters, built by the caller: async run() and close(), a `state`
-
-
-@dataclass
-class Checked:
-    """What start-up's first phase found, every part of it checked: what the second phase uses."""
-
-    targets: list[str]  # the outputs, their secrets filled in
-    spec: WorldSpec  # the world to start: the one the last run had switched to, or the configured one
-    resume: dict | None  # what the last run had on air
-    chats: list = field(default_factory=list)  # (name, platform) turned on (streambot/audience/platforms.py)
+    adapters: tuple[ChatAdapter, ...] = ()  # more chat adapters, built by the caller
 
 
 def check_inputs(settings: Settings, spec: WorldSpec, options: ShowOptions) -> Checked:
-    """Start-up's first phase: every input the user gave is checked, and nothing
-    is opened that another machine would see (no connection, no child process,
-    no listening port). Each problem is one sentence (ConfigError, OutputError,
-    StoreError, WorldError)."""
-    # 1. the outputs: valid targets with their secrets (whether they answer is the second phase's)
-    targets = [resolve_output(t, options.secrets) for t in options.outputs]
-    if not targets:
-        raise OutputError("There is nowhere to stream to: give --output (an RTMP URL or a file).")
-    for t in targets:
-        validate_target(t)
-    # 2. the world backend's own settings
-    check_world_settings(settings)
-    # 3. the timeline can be opened (a folder, an unwritable place stop here), and what it had on air
-    resume = resume_point(settings)
-    if resume and resume.get("spec"):
-        spec = WorldSpec.from_dict(resume["spec"])  # the world the console had switched to
-    # 4. the block lists, the music folder, the overlay layout
-    m = settings.moderation
-    BlockList.from_files(block_list_paths(m), m.block_words)
-    a = settings.audio
-    if a.enabled and a.music_dir and not Path(a.music_dir).expanduser().is_dir():
-        raise ConfigError(f"[audio] music_dir: the folder {Path(a.music_dir).expanduser()} does not exist.")
-    load_layout(layout_name(settings.overlay.layout, spec))
-    # 5. the console's address, and each chat platform turned on
-    if options.console:
-        _check_console_address(settings, options.console)
-    chats = []
-    for entry in CHATS:
-        platform = CHATS.load(entry.name)
-        if platform.wanted(settings, options.chat_source):
-            platform.check(settings, options.secrets)
-            chats.append((entry.name, platform))
-    return Checked(targets, spec, resume, chats)
-
-
-def resume_point(settings: Settings) -> dict | None:
-    """What the last run had on air, to pick up; not when the configured
-    preset has changed since (the streamer chose another world). A timeline
-    that cannot be opened stops the start here (StoreError)."""
-    store = Store(resolve_path(settings.voting.timeline), background=False, session=False)
-    try:
-        last = store.load_state("world")
-    except StoreError:
-        last = None
-    finally:
-        store.close()
-    if not last or last.get("configured", last.get("preset")) != settings.world.preset:
-        return None
-    log.info("resuming the %s world with %r on air", last.get("preset"), last.get("text"))
-    return last
-
-
-def _check_console_address(settings: Settings, address: str) -> None:
-    """An address asked for on the command line must be free now: found taken
-    after the outputs went live, the show would have to stop again. (The
-    configured one falls back to any free port: see console/server.py.)"""
-    from .console import parse_address
-
-    host, port = parse_address(address)
-    if port == 0 or (host, port) == (settings.console.host, settings.console.port):
-        return
-    try:
-        family, kind, proto, _, where = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the console's own server does
-            probe.bind(where)
-    except OSError as e:
-        raise ConfigError(
-            f"--console {address}: that address cannot be used ({(e.strerror or str(e)).lower()})."
-        ) from None
+    """Start-up's first phase on the show's options (streambot/checks.py, which
+    `streambot check` runs too): the first problem stops the start."""
+    return checks.check_inputs(
+        settings, spec, options.outputs, options.secrets, chat_source=options.chat_source, console=options.console
+    )
 
 
 def _warm_word_tools() -> None:
@@ -263,12 +177,12 @@ class Show:
         self.director: Director | None = None
         self.audience: Audience | None = None
         self.store: Store | None = None
-        self.chat: list = []  # local chat readers
-        self.adapters: list = []  # Twitch, Discord: each an asyncio task of its own
-        self.voice = None  # audience.voice.VoiceService: spoken commands, when [voice] is on
+        self.chat: list[LocalChat] = []  # local chat readers
+        self.adapters: list[tuple[ChatAdapter, asyncio.Task[None]]] = []  # Twitch, Discord: each a task of its own
+        self.voice: VoiceService | None = None  # spoken commands, when [voice] is on
         self._stopping = asyncio.Event()
-        self._settling: set[asyncio.Task] = set()  # terminal replies waiting for the safety screen
-        self._chats: list = []  # the chat platforms turned on, once checked (streambot/audience/platforms.py)
+        self._settling: set[asyncio.Task[None]] = set()  # terminal replies waiting for the safety screen
+        self._chats: list[tuple[str, ChatPlatform]] = []  # the chat platforms turned on, once checked
         self._states: Latest[ShowState] = Latest()
         self._no_timeline: Latest[int] = Latest()  # before the timeline is open
         self._seen_changes = -1  # the audience's `changes` when the state was last built
@@ -353,7 +267,7 @@ class Show:
         compositor.flush(20)
         warm.join(30)
 
-    def _voice(self):
+    def _voice(self) -> VoiceService | None:
         """The speech model and its worker; a missing model turns voice off, not the show."""
         if not self.settings.voice.enabled:
             return None
@@ -388,7 +302,7 @@ class Show:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))
         return Compositor(size, layout, burn_in=self.settings.overlay.burn_in)
 
-    def _resume_state(self, on: OnAir | None) -> dict:
+    def _resume_state(self, on: OnAir | None) -> dict[str, Any]:
         """What a restart needs to pick the show up (see `resume_point`)."""
         assert self.director is not None
         return {
@@ -430,7 +344,7 @@ class Show:
         else:
             self.force(text, actor=user)
 
-    async def _say_settled(self, reply) -> None:
+    async def _say_settled(self, reply: Reply) -> None:
         assert self.audience is not None
         settled = await self.audience.settle(reply)
         if settled.text:
@@ -526,7 +440,7 @@ class Show:
         self.audience.lock(actor=actor, locked=locked)
         self.publish_state()
 
-    def set_mode(self, mode: str, *, actor: str) -> None:
+    def set_mode(self, mode: Mode, *, actor: str) -> None:
         """Rounds or anarchy; a round under way is decided by the switch and its
         winner goes on air the one way every winner does."""
         assert self.audience is not None
@@ -535,7 +449,7 @@ class Show:
             self.on_winner(winner)
         self.publish_state()
 
-    def audio_status(self) -> dict:
+    def audio_status(self) -> dict[str, Any]:
         """Loudness, what plays, and any problem with the music, for the console."""
         return self.broadcast.audio_status() if self.broadcast is not None else {}
 
@@ -602,7 +516,7 @@ class Show:
         """What the overlay shows for `state` (default: now)."""
         return self._overlay(state if state is not None else self.state())
 
-    def overlay_layout(self) -> dict:
+    def overlay_layout(self) -> dict[str, Any]:
         """The overlay layout on air, for the OBS page."""
         assert self.compositor is not None
         return layout_json(self.compositor.layout)
@@ -652,10 +566,10 @@ class Show:
         """The local server's HLS folder and stream name, when there is one to watch (the demo)."""
         return (Path(self.options.watch[0]), self.options.watch[1]) if self.options.watch else None
 
-    def world_status(self) -> dict:
+    def world_status(self) -> dict[str, Any]:
         return self.world.status().to_json()
 
-    def budget_status(self) -> dict | None:
+    def budget_status(self) -> dict[str, Any] | None:
         """GPU hours used today, the budget, the viewers, why the sketch world is on air."""
         return self.budget.status().to_json() if self.budget is not None else None
 
@@ -673,6 +587,7 @@ class Show:
 
     def _start_adapters(self, loop: asyncio.AbstractEventLoop) -> None:
         """The chat platforms turned on (checked in the first phase); a failure in one never stops the show."""
+        assert self.audience is not None
         ctx = ChatContext(
             self.audience,
             self.settings,
@@ -695,13 +610,13 @@ class Show:
         for adapter in self.options.adapters:
             self._run_adapter(adapter, type(adapter).__name__, loop)
 
-    def _run_adapter(self, adapter, name: str, loop: asyncio.AbstractEventLoop) -> None:
+    def _run_adapter(self, adapter: ChatAdapter, name: str, loop: asyncio.AbstractEventLoop) -> None:
         task = loop.create_task(adapter.run(), name=f"{name} chat")
         task.add_done_callback(lambda t: self._adapter_ended(name, t))
         self.adapters.append((adapter, task))
 
     @staticmethod
-    def _adapter_ended(name: str, task: asyncio.Task) -> None:
+    def _adapter_ended(name: str, task: asyncio.Task[None]) -> None:
         """An adapter's own loop never ends by an error: when it does, say so once (the console shows it)."""
         if not task.cancelled() and task.exception() is not None:
             e = task.exception()
@@ -710,7 +625,7 @@ class Show:
 
     async def run(self) -> None:
         """Go live and stay live until stopped (signal, duration, or `stop()`)."""
-        assert self.broadcast is not None and self.director is not None
+        assert self.broadcast is not None and self.director is not None and self.audience is not None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -766,7 +681,7 @@ class Show:
             await asyncio.to_thread(self.close)
 
     # -- the web console, on this loop ------------------------------------------------
-    async def _start_console(self):
+    async def _start_console(self) -> ConsoleServer | None:
         if not self.options.console:
             return None
         from .console import start_console

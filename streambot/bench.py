@@ -30,12 +30,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psutil
 
 from .broadcast.encoder import Encoder, EncoderSettings
 from .config import Settings, resolve_world
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from .app import Show
+    from .broadcast.clock import ClockStats
+    from .viewer import Viewer
 
 PROMPTS = [
     "a thunderstorm at night",
@@ -47,7 +55,7 @@ PROMPTS = [
 ]
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool) -> Progress:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
@@ -94,6 +102,7 @@ class PreviewPage:
         self._reader.start()
 
     def _read(self) -> None:
+        assert self._proc.stdout is not None  # stdout=PIPE
         for line in self._proc.stdout:
             self.frames = int(line)
 
@@ -127,12 +136,12 @@ class LiveShow:
     preview: bool = True
     prompt_every_s: float = 4.0
     chat_per_s: float = 0.0
-    chat: list = field(default_factory=list)  # (Viewer, text) pairs replayed through the audience
+    chat: list[tuple[Viewer, str]] = field(default_factory=list)  # replayed through the audience
     sample_every_s: float = 1.0
     progress: bool = False
     samples: list[Sample] = field(default_factory=list)
 
-    def run(self) -> dict:
+    def run(self) -> dict[str, Any]:
         from .app import Show, ShowOptions, build_world
         from .devserver import free_port
 
@@ -174,7 +183,7 @@ class LiveShow:
             shutil.rmtree(work, ignore_errors=True)
         return figures
 
-    async def _on_air(self, show, chat: Path, proc: psutil.Process) -> None:
+    async def _on_air(self, show: Show, chat: Path, proc: psutil.Process) -> None:
         tasks = [asyncio.create_task(self._watch(show, chat, proc))]
         if self.chat_per_s > 0 and self.chat:
             tasks.append(asyncio.create_task(self._chat(show)))
@@ -185,7 +194,7 @@ class LiveShow:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _watch(self, show, chat: Path, proc: psutil.Process) -> None:
+    async def _watch(self, show: Show, chat: Path, proc: psutil.Process) -> None:
         """Type a prompt every few seconds; sample the process every second."""
         with _progress(self.progress) as bar:
             task = bar.add_task(f"on air for {self.seconds:.0f} s", total=self.seconds)
@@ -213,11 +222,12 @@ class LiveShow:
                 bar.update(task, completed=min(self.seconds, now - started))
                 await asyncio.sleep(0.05)
 
-    async def _chat(self, show) -> None:
+    async def _chat(self, show: Show) -> None:
         """Chat as an adapter delivers it: `chat` over and over, `chat_per_s` a second."""
         from .audience.events import ChatMessage
 
         messages = self.chat
+        assert show.audience is not None  # the show is open
         t0 = time.monotonic()
         i = 0
         while True:
@@ -230,8 +240,9 @@ class LiveShow:
                 i += 1
             await asyncio.sleep(0.02)
 
-    def _figures(self, show, out: Path, page: PreviewPage | None) -> dict:
+    def _figures(self, show: Show, out: Path, page: PreviewPage | None) -> dict[str, Any]:
         b = show.broadcast
+        assert b is not None and show.audience is not None  # the show ran
         h = b.health()
         st = b.clock.stats
         wall = st.tick_times[-1] - st.started if st.tick_times else 0.0
@@ -265,14 +276,14 @@ class LiveShow:
             "rss_mb_end": last.rss_mb if last else None,
             "rss_total_mb_start": first.rss_total_mb if first else None,
             "rss_total_mb_end": last.rss_total_mb if last else None,
-            "fds_start_end": [first.fds, last.fds] if first else None,
-            "threads_start_end": [first.threads, last.threads] if first else None,
+            "fds_start_end": [first.fds, last.fds] if first and last else None,
+            "threads_start_end": [first.threads, last.threads] if first and last else None,
             "cpu_count": os.cpu_count(),
             "load_avg_1m_end": round(os.getloadavg()[0], 2),
         }
 
 
-def _sample(proc: psutil.Process, t: float, fps: float, stats, preset: str) -> Sample:
+def _sample(proc: psutil.Process, t: float, fps: float, stats: ClockStats, preset: str) -> Sample:
     rss = proc.memory_info().rss
     total = rss
     for child in proc.children(recursive=True):
@@ -312,7 +323,7 @@ def _drift_ms(path: Path, last_tick_at: float) -> float | None:
 # -- our encoder against the ffmpeg command line ------------------------------------------
 
 
-def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> dict:
+def compare_with_ffmpeg(frames: list[np.ndarray], settings: EncoderSettings) -> dict[str, Any]:
     """CPU seconds to encode the same frames: our PyAV encoder vs the ffmpeg CLI."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -397,7 +408,7 @@ def run_bench(
     preview: bool = True,
     prompt_every_s: float = 4.0,
     samples_to: Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     live = LiveShow(settings, seconds, preview=preview, prompt_every_s=prompt_every_s, progress=progress)
     result = live.run()
     if samples_to is not None:

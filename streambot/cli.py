@@ -11,18 +11,22 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from . import secrets as secret_store
 from .config import ConfigError, Settings, load_secrets, load_settings, parse_size, resolve_world
 from .paths import log_file
-from .registry import CHATS, WORLDS
+from .registry import CHATS, WORLDS, Registry
 
 log = logging.getLogger("streambot")
 
 EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., Any])  # a command's callback, as click's own decorators keep it
 
 
 LOG_FORMATS = ("text", "json")
@@ -70,14 +74,16 @@ def setup_logging(level: str = "info", kind: str = "text") -> None:
     root._streambot = True  # type: ignore[attr-defined]
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> None:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"streambot: {secret_store.redact(message)}", err=True)
     sys.exit(code)
 
 
-def _overrides(size, fps, bitrate, world, preset) -> dict:
-    over: dict = {}
-    stream: dict = {}
+def _overrides(
+    size: str | None, fps: int | None, bitrate: int | None, world: str | None, preset: str | None
+) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    stream: dict[str, Any] = {}
     if size is not None:
         try:
             parse_size(size)
@@ -90,7 +96,7 @@ def _overrides(size, fps, bitrate, world, preset) -> dict:
         stream["bitrate_kbps"] = bitrate
     if stream:
         over["stream"] = stream
-    w: dict = {}
+    w: dict[str, Any] = {}
     if world:
         w["backend"] = world
     if preset:
@@ -146,7 +152,7 @@ console_options = [
 ]
 
 
-def with_console(f):
+def with_console(f: F) -> F:
     for option in reversed(console_options):
         f = option(f)
     return f
@@ -163,13 +169,22 @@ def _console_address(settings: Settings, console: str | None, no_console: bool) 
     return address
 
 
-def with_common(f):
+def with_common(f: F) -> F:
     for option in reversed(common):
         f = option(f)
     return f
 
 
-def _settings(config_file, size, fps, bitrate, world, preset, device=None, offline=False) -> Settings:
+def _settings(
+    config_file: Path | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    world: str | None,
+    preset: str | None,
+    device: str | None = None,
+    offline: bool = False,
+) -> Settings:
     settings = load_settings(config_file, _overrides(size, fps, bitrate, world, preset))
     if device or offline:
         for table in (settings.world.table("stream"), settings.world.table("video")):
@@ -183,7 +198,7 @@ def _settings(config_file, size, fps, bitrate, world, preset, device=None, offli
 def _registry_help() -> str:
     """The worlds and chat platforms, one line each, for `--help` (\b keeps click from rewrapping)."""
 
-    def block(title, registry) -> str:
+    def block(title: str, registry: Registry) -> str:
         return f"\b\n{title}:\n" + "\n".join(f"  {line}" for line in registry.help().splitlines())
 
     return block("Worlds (--world)", WORLDS) + "\n\n" + block("Chat", CHATS)
@@ -210,22 +225,22 @@ def _registry_help() -> str:
 @log_format_option
 @with_console
 def run(
-    config_file,
-    preset,
-    world,
-    size,
-    fps,
-    bitrate,
-    secrets_file,
-    device,
-    offline,
-    outputs,
-    duration,
-    chat,
-    log_level,
-    log_format,
-    console,
-    no_console,
+    config_file: Path | None,
+    preset: str | None,
+    world: str | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    secrets_file: Path | None,
+    device: str | None,
+    offline: bool,
+    outputs: tuple[str, ...],
+    duration: float | None,
+    chat: str,
+    log_level: str,
+    log_format: str,
+    console: str | None,
+    no_console: bool,
 ) -> None:
     """Stream the world until stopped (Ctrl-C stops cleanly)."""
     setup_logging(log_level, log_format)
@@ -248,18 +263,18 @@ def run(
 
 
 def _run_show(
-    config_file,
-    preset,
-    world,
-    size,
-    fps,
-    bitrate,
-    secrets_file,
-    device,
-    offline,
-    outputs,
-    duration,
-    chat,
+    config_file: Path | None,
+    preset: str | None,
+    world: str | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    secrets_file: Path | None,
+    device: str | None,
+    offline: bool,
+    outputs: list[str],
+    duration: float | None,
+    chat: str | None,
     banner: str | None = None,
     console: str | None = None,
     no_console: bool = False,
@@ -318,20 +333,20 @@ def _run_show(
 @log_format_option
 @with_console
 def demo(
-    config_file,
-    preset,
-    world,
-    size,
-    fps,
-    bitrate,
-    secrets_file,
-    device,
-    offline,
-    port,
-    duration,
-    log_format,
-    console,
-    no_console,
+    config_file: Path | None,
+    preset: str | None,
+    world: str | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    secrets_file: Path | None,
+    device: str | None,
+    offline: bool,
+    port: int,
+    duration: float | None,
+    log_format: str,
+    console: str | None,
+    no_console: bool,
 ) -> None:
     """The demo: a local RTMP server, the sketch world, prompts typed on stdin."""
     from .devserver import RtmpServer, RtmpServerError
@@ -374,7 +389,7 @@ def demo(
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def presets(as_json) -> None:
+def presets(as_json: bool) -> None:
     """List the preset worlds."""
     from .config import list_presets
 
@@ -395,12 +410,23 @@ def presets(as_json) -> None:
 @cli.command(epilog=_registry_help())
 @with_common
 @click.option("--output", "-o", "outputs", multiple=True, help="Outputs to check (default: from config).")
-def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, outputs) -> None:
+def check(
+    config_file: Path | None,
+    preset: str | None,
+    world: str | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    secrets_file: Path | None,
+    device: str | None,
+    offline: bool,
+    outputs: tuple[str, ...],
+) -> None:
     """Validate config and environment; explain each problem in one sentence."""
     from .checks import run_checks
 
     problems, notes = run_checks(
-        config_file, preset, world, size, fps, bitrate, secrets_file, device, offline, list(outputs), _settings
+        lambda: _settings(config_file, size, fps, bitrate, world, preset, device, offline), secrets_file, list(outputs)
     )
     for n in notes:
         click.echo(f"ok: {n}")
@@ -441,7 +467,18 @@ def check(config_file, preset, world, size, fps, bitrate, secrets_file, device, 
     help="Also time the ffmpeg command line on the same frames.",
 )
 def bench(
-    seconds, as_json, config_file, preset, world, size, fps, bitrate, preview, prompt_every, samples, compare_ffmpeg
+    seconds: float,
+    as_json: bool,
+    config_file: Path | None,
+    preset: str | None,
+    world: str | None,
+    size: str | None,
+    fps: int | None,
+    bitrate: int | None,
+    preview: bool,
+    prompt_every: float,
+    samples: Path | None,
+    compare_ffmpeg: bool,
 ) -> None:
     """Run what `streambot run` runs for N seconds (console previewing, prompts
     typed every few seconds) and report its figures."""

@@ -12,15 +12,16 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 
-def _settings(config: Path | None, overrides: dict | None = None):
+def _settings(config: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
     try:
         return load_settings(config, overrides)
     except ConfigError as e:

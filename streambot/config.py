@@ -13,10 +13,11 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from . import paths, secrets
 from .registry import WORLDS
@@ -114,14 +115,13 @@ class WorldSettings(_Section):
                 try:
                     entry.load("settings").model_validate(value)
                 except ValidationError as e:  # reported at its place: world.NAME.field
-                    raise ValidationError.from_exception_data(
-                        e.title,
-                        [
-                            {"type": err["type"], "loc": (key, *err["loc"]), "input": err["input"]}
-                            | ({"ctx": err["ctx"]} if "ctx" in err else {})
-                            for err in e.errors()
-                        ],
-                    ) from None
+                    details: list[InitErrorDetails] = []
+                    for err in e.errors():
+                        d: InitErrorDetails = {"type": err["type"], "loc": (key, *err["loc"]), "input": err["input"]}
+                        if "ctx" in err:
+                            d["ctx"] = err["ctx"]
+                        details.append(d)
+                    raise ValidationError.from_exception_data(e.title, details) from None
         for name in WORLDS.names():
             data.setdefault(name, {})
         return data
@@ -179,22 +179,26 @@ class AudioSettings(_Section):
     true_peak_dbtp: Annotated[float, Field(ge=-9, le=-1)] = -1.0
 
 
-MUSIC_STYLES = ("pad", "bouncy", "march", "synthwave", "drone", "drive", "modal")
-MUSIC_MODES = ("major", "minor", "dorian", "phrygian", "lydian", "mixolydian")
-MUSIC_ROLES = ("drums", "bass", "chords", "arp", "melody", "drone", "sparkle")
-MUSIC_LEADS = ("lead", "lead_saw", "flute", "brass", "mallet", "pluck", "bell", "strings", "arp")
+MusicStyle = Literal["pad", "bouncy", "march", "synthwave", "drone", "drive", "modal"]
+MusicMode = Literal["major", "minor", "dorian", "phrygian", "lydian", "mixolydian"]
+MusicRole = Literal["drums", "bass", "chords", "arp", "melody", "drone", "sparkle"]
+MusicLead = Literal["lead", "lead_saw", "flute", "brass", "mallet", "pluck", "bell", "strings", "arp"]
+MUSIC_STYLES: tuple[str, ...] = get_args(MusicStyle)
+MUSIC_MODES: tuple[str, ...] = get_args(MusicMode)
+MUSIC_ROLES: tuple[str, ...] = get_args(MusicRole)
+MUSIC_LEADS: tuple[str, ...] = get_args(MusicLead)
 
 
 class MusicSettings(_Section):
     """A world's generated music: the [music] table of a preset or custom world file.
     Unset values are the style's own."""
 
-    style: Literal[MUSIC_STYLES] = "pad"
+    style: MusicStyle = "pad"
     tempo: Annotated[float, Field(ge=40, le=200)] | None = None  # beats per minute
     key: str | None = None  # the tonic: C, F#, Bb, ...
-    mode: Literal[MUSIC_MODES] | None = None
-    instruments: list[Literal[MUSIC_ROLES]] | None = None  # which of the style's parts play
-    lead: Literal[MUSIC_LEADS] | None = None  # the instrument that plays the melody
+    mode: MusicMode | None = None
+    instruments: list[MusicRole] | None = None  # which of the style's parts play
+    lead: MusicLead | None = None  # the instrument that plays the melody
     energy: Annotated[float, Field(ge=0, le=1)] | None = None  # how busy and loud at rest
 
     @field_validator("key")
@@ -368,7 +372,7 @@ class Settings(_Section):
     voice: VoiceSettings = VoiceSettings()
 
 
-def _load_toml(path: Path) -> dict:
+def _load_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -380,7 +384,7 @@ def _load_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot be read ({e.strerror}).") from None
 
 
-def _merge(base: dict, over: dict) -> dict:
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
@@ -402,7 +406,7 @@ def explain_validation(e: ValidationError, path: Path | str, *, unknown: str = "
     return f"{path}: field '{field}' {msg[0].lower() + msg[1:]}{more}."
 
 
-def load_settings(user_file: Path | None = None, overrides: dict | None = None) -> Settings:
+def load_settings(user_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """default.toml, then the user's file, then command-line overrides."""
     data = _load_toml(CONFIG_DIR / "default.toml")
     source: Path | str = CONFIG_DIR / "default.toml"

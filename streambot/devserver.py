@@ -63,7 +63,8 @@ class RtmpServerError(Exception):
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # (host, port) for an IPv4 socket
+        return port
 
 
 class RtmpServer:
@@ -81,7 +82,7 @@ class RtmpServer:
         self.record = record
         self.hls = hls
         self.log_connections = log_connections  # nginx logs each client at "info": see `connections`
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def recordings(self) -> list[Path]:
@@ -164,5 +165,5 @@ class RtmpServer:
     def __enter__(self) -> RtmpServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

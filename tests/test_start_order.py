@@ -330,7 +330,8 @@ def test_a_world_added_in_its_own_module_runs_without_touching_the_app(cli_env, 
 
 SKETCH_ONLY = """
 import json, sys
-from streambot.app import build_world, check_world_settings
+from streambot.app import build_world
+from streambot.checks import check_world_settings
 from streambot.config import load_settings
 import streambot.cli
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from ..world.base import Direction
+from ..onair import Directed
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RoundLike(Protocol):
 
 class OnAirLike(Protocol):
     @property
-    def direction(self) -> Direction: ...
+    def direction(self) -> Directed: ...
 
 
 def build_overlay_state(

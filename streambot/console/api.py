@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -98,7 +98,7 @@ class WorldBody(_Body):
     toml: Annotated[str, Field(min_length=1, max_length=64_000)] | None = None
 
     @model_validator(mode="after")
-    def _one(self):
+    def _one(self) -> Self:
         if (self.preset is None) == (self.toml is None):
             raise ValueError("give either a preset name or a custom world file's text (toml)")
         return self
@@ -128,7 +128,7 @@ class LockBody(_Body):
     locked: bool
 
 
-def _done(request: web.Request, action: str, **extra) -> web.Response:
+def _done(request: web.Request, action: str, **extra: object) -> web.Response:
     console = console_of(request)
     console.metrics.actions.labels(action).inc()
     return reply({"ok": True, "frame": console.frame(), "state": console.state(), **extra})
@@ -484,7 +484,7 @@ SESSIONS = _obj(
 )
 
 
-def _sessions(request: web.Request) -> dict:
+def _sessions(request: web.Request) -> dict[str, Any]:
     me = principal_of(request).session
     return {
         "sessions": [

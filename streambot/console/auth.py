@@ -28,9 +28,10 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from limits import RateLimitItemPerSecond
@@ -160,14 +161,16 @@ class Sessions:
     With `path=None` (tests, throwaway runs) they live in memory only.
     """
 
-    def __init__(self, ttl_s: float, *, path: Path | None = None, max_sessions: int = 500, clock=time.time) -> None:
+    def __init__(
+        self, ttl_s: float, *, path: Path | None = None, max_sessions: int = 500, clock: Callable[[], float] = time.time
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
         self._clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = _open_db(path)
 
-    def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             if self._db is None:
                 return []

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -50,17 +51,17 @@ class Console:
     state_channel: Channel = field(default_factory=lambda: Channel("state"))
     overlay_channel: Channel = field(default_factory=lambda: Channel("overlay"))
     preview_channel: Channel = field(default_factory=lambda: Channel("preview", latest_only=True))
-    presets: list[dict] = field(default_factory=list)
+    presets: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     version: str = "0"
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return views.state(self.show)
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         return views.health(self.show, self.system, {"console": self.figures()})
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, Any]:
         return {
             "pages": len(self.state_channel),
             "overlay_pages": len(self.overlay_channel),
@@ -85,11 +86,13 @@ def principal_of(request: web.Request) -> Principal:
     return request.get(PRINCIPAL) or Principal(None)
 
 
-def dumps(data) -> str:
+def dumps(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def reply(data, *, status: int = 200, headers: dict | None = None, redacted: bool = True) -> web.Response:
+def reply(
+    data: object, *, status: int = 200, headers: Mapping[str, str] | None = None, redacted: bool = True
+) -> web.Response:
     """A JSON answer; registered secrets never leave in one (`redacted=False`
     only for the admin's own share links)."""
     text = dumps(data)
@@ -98,7 +101,7 @@ def reply(data, *, status: int = 200, headers: dict | None = None, redacted: boo
     )
 
 
-def error(status: int, message: str, headers: dict | None = None) -> web.HTTPException:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.HTTPException:
     """An HTTP error with a JSON body {"error": ...} (raise it)."""
     cls = _ERRORS.get(status, web.HTTPBadRequest)
     return cls(text=dumps({"error": redact(message)}), content_type="application/json", headers=headers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import TypeAlias
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -14,14 +15,16 @@ from ..secrets import redact
 
 log = logging.getLogger(__name__)
 
+Message: TypeAlias = str | bytes  # text is redacted on its way out; bytes (preview frames) are not
+
 
 class Channel:
     def __init__(self, name: str, *, queue_size: int = 64, latest_only: bool = False) -> None:
         self.name = name
         self.queue_size = 1 if latest_only else queue_size
         self.latest_only = latest_only
-        self.clients: dict[asyncio.Queue, web.WebSocketResponse] = {}
-        self.roles: dict[asyncio.Queue, str | None] = {}
+        self.clients: dict[asyncio.Queue[Message], web.WebSocketResponse] = {}
+        self.roles: dict[asyncio.Queue[Message], str | None] = {}
 
     def __len__(self) -> int:
         return len(self.clients)
@@ -39,7 +42,7 @@ class Channel:
                 q.get_nowait()
             q.put_nowait(message)
 
-    def _drop(self, q: asyncio.Queue) -> None:
+    def _drop(self, q: asyncio.Queue[Message]) -> None:
         ws = self.clients.pop(q, None)
         self.roles.pop(q, None)
         if ws is not None:
@@ -51,7 +54,7 @@ class Channel:
         """Run one page's socket: `first` messages, then whatever is published."""
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
         await ws.prepare(request)
-        q: asyncio.Queue = asyncio.Queue(self.queue_size)
+        q: asyncio.Queue[Message] = asyncio.Queue(self.queue_size)
         self.clients[q] = ws
         self.roles[q] = role
         sender = asyncio.create_task(self._pump(q, ws, list(first)))
@@ -66,7 +69,7 @@ class Channel:
         return ws
 
     @staticmethod
-    async def _pump(q: asyncio.Queue, ws: web.WebSocketResponse, first: list) -> None:
+    async def _pump(q: asyncio.Queue[Message], ws: web.WebSocketResponse, first: list[Message]) -> None:
         try:
             for m in first:
                 await _send(ws, m)

@@ -7,15 +7,24 @@ import itertools
 import logging
 import threading
 from collections import deque
+from typing import TypedDict
 
 from ..secrets import RedactingFilter
+
+
+class LogLine(TypedDict):
+    seq: int  # counts up from 1: a page asks for the lines after the last it has
+    t: float  # when, seconds since the epoch
+    level: str  # "info", "warning", ...
+    name: str  # the logger, without "streambot."
+    msg: str
 
 
 class LogBuffer(logging.Handler):
     def __init__(self, size: int = 500, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.addFilter(RedactingFilter())
-        self.lines: deque[dict] = deque(maxlen=size)
+        self.lines: deque[LogLine] = deque(maxlen=size)
         self._seq = itertools.count(1)
         self._lock_seq = threading.Lock()
 
@@ -36,7 +45,7 @@ class LogBuffer(logging.Handler):
         except Exception:  # a log line must never break the caller
             self.handleError(record)
 
-    def since(self, seq: int = 0, limit: int = 200) -> list[dict]:
+    def since(self, seq: int = 0, limit: int = 200) -> list[LogLine]:
         """Lines after `seq`, oldest first, at most `limit` (the newest)."""
         out = [line for line in list(self.lines) if line["seq"] > seq]
         return out[-limit:]

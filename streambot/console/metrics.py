@@ -8,28 +8,38 @@ logins) are ordinary counters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from ..surface import ShowSurface
 
+# The console's own figures, read at scrape time: name -> value.
+Extra = Callable[[], Mapping[str, float]]
+
+
+def _no_extra() -> Mapping[str, float]:
+    return {}
+
 
 class ShowCollector:
-    def __init__(self, show: ShowSurface, extra=lambda: {}) -> None:
+    def __init__(self, show: ShowSurface, extra: Extra = _no_extra) -> None:
         self.show = show
         self.extra = extra
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         show = self.show
         h = show.health()
         if h is None:
             return
         state = show.state()
 
-        def gauge(name, doc, value, unit=""):
+        def gauge(name: str, doc: str, value: float | None, unit: str = "") -> GaugeMetricFamily:
             return GaugeMetricFamily(f"streambot_{name}", doc, value=0.0 if value is None else value, unit=unit)
 
-        def counter(name, doc, value):
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(f"streambot_{name}", doc, value=value)
 
         yield gauge("output_fps", "Frames per second sent to the outputs.", h.output_fps)
@@ -121,7 +131,7 @@ class ShowCollector:
 
 
 class Metrics:
-    def __init__(self, show: ShowSurface, extra=lambda: {}) -> None:
+    def __init__(self, show: ShowSurface, extra: Extra = _no_extra) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(ShowCollector(show, extra))
         ProcessCollector(registry=self.registry)

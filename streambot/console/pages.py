@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..onair import Overlay
-from .auth import COOKIE
+from .auth import COOKIE, Role, Session
 from .core import Principal, body, console_of, dumps, error, principal_of, reply
 from .routes import _obj, route
 
@@ -75,11 +75,11 @@ def _listed(folder: Path, name: str) -> Path:
     return path
 
 
-def _start_session(request: web.Request, role: str, name: str, response: web.StreamResponse):
+def _start_session(request: web.Request, role: Role, name: str, response: web.StreamResponse) -> Session:
     console = console_of(request)
     name = re.sub(r"[^\w .@-]", "", name, flags=re.UNICODE).strip()[:32]
     actor = f"console:{name or role}"
-    session = console.sessions.create(role, actor)  # type: ignore[arg-type]
+    session = console.sessions.create(role, actor)
     response.set_cookie(
         COOKIE,
         session.id,

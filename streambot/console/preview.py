@@ -18,6 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import av
+from PIL import Image
+
 from ..priority import yield_to_clock
 
 log = logging.getLogger(__name__)
@@ -40,22 +43,23 @@ class Preview:
         self.size = preview_size(output_size, width)
         self.quality = quality
         self.active = False  # someone is watching; read on the clock thread
-        self._latest: tuple[int, Any] | None = None  # (index, av.VideoFrame), replaced on the clock thread
+        self._latest: tuple[int, av.VideoFrame] | None = None  # replaced on the clock thread
         self._sent_index = -1
         self.encode_ms: deque[float] = deque(maxlen=50)
         self.frames = 0
 
     # -- the clock thread ------------------------------------------------------------
-    def observe(self, index: int, video) -> None:
+    def observe(self, index: int, video: av.VideoFrame) -> None:
         """Keep a reference, nothing more (the frame is not written to after encoding)."""
         if self.active and index % self.every == 0:
             self._latest = (index, video)
 
     # -- the worker thread ---------------------------------------------------------------
-    def encode(self, video) -> bytes:
+    def encode(self, video: av.VideoFrame) -> bytes:
         t = time.perf_counter()
         w, h = self.size
-        image = video.to_image(width=w, height=h, interpolation="AREA")
+        # PyAV's stub leaves to_image unannotated; it returns a PIL image
+        image: Image.Image = video.to_image(width=w, height=h, interpolation="AREA")  # type: ignore[no-untyped-call]
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=self.quality)
         self.encode_ms.append((time.perf_counter() - t) * 1000)
@@ -87,7 +91,7 @@ class Preview:
             self._latest = None
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, Any]:
         return {
             "fps": round(self.fps, 2),
             "width": self.size[0],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -28,7 +29,7 @@ class Route:
     summary: str
     tag: str = "console"
     body: type[BaseModel] | None = None  # the JSON request body
-    response: dict | None = None  # JSON schema of a 200 answer
+    response: dict[str, Any] | None = None  # JSON schema of a 200 answer
     query: tuple[tuple[str, str], ...] = ()  # (name, description) of optional query parameters
     content: str = "application/json"  # what a 200 answer is
     documented: bool = True  # pages and static files are left out of the API document
@@ -38,16 +39,31 @@ class Route:
 class Routes:
     routes: list[Route] = field(default_factory=list)
 
-    def __call__(self, method: str, path: str, *, access: Access, summary: str, **kw) -> Callable[[Handler], Handler]:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        *,
+        access: Access,
+        summary: str,
+        tag: str = "console",
+        body: type[BaseModel] | None = None,
+        response: dict[str, Any] | None = None,
+        query: tuple[tuple[str, str], ...] = (),
+        content: str = "application/json",
+        documented: bool = True,
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.routes.append(Route(method, path, handler, access, summary, **kw))
+            self.routes.append(
+                Route(method, path, handler, access, summary, tag, body, response, query, content, documented)
+            )
             return handler
 
         return register
 
     def install(self, app: web.Application) -> dict[tuple[str, str], Route]:
         """Add every route to `app`; the (method, path) -> Route table for the guard."""
-        table = {}
+        table: dict[tuple[str, str], Route] = {}
         for r in self.routes:
             app.router.add_route(r.method, r.path, r.handler)
             table[(r.method, r.path)] = r
@@ -63,8 +79,8 @@ route = ROUTES
 # -- the OpenAPI document --------------------------------------------------------------
 
 
-def _obj(required: tuple[str, ...] = (), **props) -> dict:
-    out: dict = {"type": "object", "properties": props}
+def _obj(required: tuple[str, ...] = (), **props: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
     if required:
         out["required"] = list(required)
     return out
@@ -83,12 +99,12 @@ _ERRORS = {
 }
 
 
-def openapi(routes: list[Route], version: str) -> dict:
-    paths: dict = {}
+def openapi(routes: list[Route], version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
     for r in routes:
         if not r.documented:
             continue
-        op: dict = {
+        op: dict[str, Any] = {
             "summary": r.summary,
             "tags": [r.tag],
             "operationId": r.handler.__name__,

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 
 from .. import paths
 from ..config import ConfigError, ConsoleSettings, list_presets
@@ -111,7 +112,7 @@ def _version() -> str:
 
 
 @web.middleware
-async def _errors(request: web.Request, handler) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as e:
@@ -126,7 +127,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 
 
 @web.middleware
-async def _guard(request: web.Request, handler) -> web.StreamResponse:
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Who is asking, and may they? Every route says its access in `routes`."""
     console = request.app[CONSOLE]
     resource = request.match_info.route.resource

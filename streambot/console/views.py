@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any
 
 import psutil
 
@@ -24,7 +25,7 @@ def _num(x: float | None, nd: int = 2) -> float | None:
     return round(float(x), nd)
 
 
-def state(show: ShowSurface, st: ShowState | None = None) -> dict:
+def state(show: ShowSurface, st: ShowState | None = None) -> dict[str, Any]:
     """On air, the round, its candidates and votes, the world, the switches
     (of the published state `st`, or of the show now)."""
     st = st if st is not None else show.state()
@@ -95,7 +96,7 @@ def state(show: ShowSurface, st: ShowState | None = None) -> dict:
     }
 
 
-def watch(show: ShowSurface) -> dict | None:
+def watch(show: ShowSurface) -> dict[str, Any] | None:
     """The watch page and its playlist, when the show has a local stream to watch (the demo)."""
     source = show.watch_source()
     if source is None:
@@ -112,9 +113,9 @@ class System:
         self.proc.cpu_percent(None)
         psutil.cpu_percent(None)
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, Any]:
         mem = self.proc.memory_info().rss
-        out: dict = {
+        out: dict[str, Any] = {
             "cpu_percent": _num(self.proc.cpu_percent(None), 1),
             "cpu_count": psutil.cpu_count() or 1,
             "system_cpu_percent": _num(psutil.cpu_percent(None), 1),
@@ -137,7 +138,7 @@ class System:
         return out
 
 
-def health(show: ShowSurface, system: System, extra: dict | None = None) -> dict:
+def health(show: ShowSurface, system: System, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     h = show.health()
     if h is None:  # not on air yet
         return {"system": system.figures(), **(extra or {})}
@@ -184,7 +185,7 @@ def health(show: ShowSurface, system: System, extra: dict | None = None) -> dict
     return out
 
 
-def timeline(show: ShowSurface, limit: int = 40) -> list[dict]:
+def timeline(show: ShowSurface, limit: int = 40) -> list[dict[str, Any]]:
     """The latest actions of this session, newest first, with who did them."""
     now = show.now()
     return [

@@ -17,7 +17,7 @@ import secrets
 from aiohttp import web
 from cachetools import FIFOCache
 
-from ..audience.voice import VoiceError, decode
+from ..audience.voice import Heard, SpokenCommand, VoiceError, VoiceService, decode
 from ..viewer import Viewer
 from .core import console_of, error, principal_of, reply
 from .routes import _obj, route
@@ -32,12 +32,12 @@ HEARD = _obj(
 CONFIRMED = _obj(("ok", "reply"), ok={"type": "boolean"}, reply={"type": "string"}, kind={"type": "string"})
 
 _HOLD = 20
-_HELD: FIFOCache[str, tuple[str, object]] = FIFOCache(_HOLD)  # clip id -> (actor, SpokenCommand)
+_HELD: FIFOCache[str, tuple[str, SpokenCommand]] = FIFOCache(_HOLD)  # clip id -> (actor, SpokenCommand)
 
 
-def _service(request: web.Request):
+def _service(request: web.Request) -> VoiceService:
     service = console_of(request).show.voice
-    if service is None:
+    if service is None or service.settings is None:
         raise error(409, "Voice commands are off ([voice] enabled = false, or the speech model is missing).")
     return service
 
@@ -92,6 +92,7 @@ async def voice_status(request: web.Request) -> web.Response:
 async def hear_clip(request: web.Request) -> web.Response:
     service = _service(request)
     s = service.settings
+    assert s is not None  # _service refuses a service without them
     data = await _clip(request, s.upload_max_bytes)
     import io
 
@@ -101,9 +102,9 @@ async def hear_clip(request: web.Request) -> web.Response:
         raise error(400, str(e)) from None
     actor = principal_of(request).actor
     loop = asyncio.get_running_loop()
-    done: asyncio.Future = loop.create_future()
+    done: asyncio.Future[Heard] = loop.create_future()
 
-    def heard_it(heard, _reply) -> None:
+    def heard_it(heard: Heard, _reply: object) -> None:
         if not done.done():
             done.set_result(heard)
 
@@ -137,7 +138,7 @@ async def confirm_clip(request: web.Request) -> web.Response:
     if held is None or held[0] != actor:
         raise error(404, "There is no such clip waiting (it was confirmed already, or is too old).")
     command = held[1]
-    if command.command is None:  # type: ignore[attr-defined]
+    if command.command is None:
         raise error(400, "That clip holds no command.")
     r = service.submit(Viewer("console", actor, frozenset({"broadcaster"})), command)
     if r is not None and service.audience is not None:
