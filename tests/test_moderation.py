@@ -141,7 +141,8 @@ def test_check_prompt_reasons() -> None:
 
 
 def test_prompts_past_the_limits_are_dropped_before_the_layers() -> None:
-    m = Moderation(ModerationSettings(viewer_prompts_per_min=6, viewer_burst=1, global_prompts_per_min=1, global_burst=3))
+    limits = ModerationSettings(viewer_prompts_per_min=6, viewer_burst=1, global_prompts_per_min=1, global_burst=3)
+    m = Moderation(limits)
     ann, bob, cat = Viewer("twitch", "ann"), Viewer("twitch", "bob"), Viewer("twitch", "cat")
     assert m.check_prompt(ann, "a cat", 0.0).ok
     assert m.check_prompt(bob, "shit", 0.0).reason == "blocked"  # judged: within the limits

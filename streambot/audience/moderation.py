@@ -7,8 +7,9 @@ whitespace collapsed, length capped), matched against the block lists after
 undoing the usual evasions (spacing, leetspeak, repeated letters, accents,
 homoglyphs), checked by the inline safety layers (concept terms and the
 offensive-language classifier, `audience.safety`), and rate-limited per
-viewer and overall (checked before the layers: chat past the limits costs none). A new candidate then waits, hidden, for the semantic
-layer (`Moderation.screen`, run by the voting engine's pooling worker).
+viewer and overall (checked before the layers: chat past the limits costs
+none). A new candidate then waits, hidden, for the semantic layer
+(`Moderation.screen`, run by the voting engine's pooling worker).
 Slang is judged as what it means ("seggs" as "sex", config/moderation/slang.txt).
 A listed word that is only the name of an animal, a plant or a place to
 WordNet ("blue-footed boobies", "pussy willow") is held rather than refused.
