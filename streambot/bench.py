@@ -140,6 +140,10 @@ class LiveShow:
     sample_every_s: float = 1.0
     progress: bool = False
     samples: list[Sample] = field(default_factory=list)
+    chat_offered: int = 0  # messages due by the end, at `chat_per_s` on the wall clock since the first frame
+    chat_handled: int = 0  # messages the audience took
+    chat_behind_max: int = 0  # the most messages due and not yet taken, at any moment
+    chat_seconds: float = 0.0
 
     def run(self) -> dict[str, Any]:
         from .app import Show, ShowOptions, build_world
@@ -223,22 +227,33 @@ class LiveShow:
                 await asyncio.sleep(0.05)
 
     async def _chat(self, show: Show) -> None:
-        """Chat as an adapter delivers it: `chat` over and over, `chat_per_s` a second."""
+        """Chat as an adapter delivers it: `chat` over and over, `chat_per_s` a second on
+        the wall clock from the first frame. What is due goes out at once, in slices of
+        20 ms that leave the loop to everything else between them; what the show has not
+        taken when it is due is the backlog (`chat_behind_max`)."""
         from .audience.events import ChatMessage
 
         messages = self.chat
+        while show.broadcast is None or not show.broadcast.clock.stats.started:
+            await asyncio.sleep(0.05)
         assert show.audience is not None  # the show is open
         t0 = time.monotonic()
         i = 0
         while True:
-            # Keep the rate on the wall clock: what is due goes out now, in
-            # slices that leave the loop free for everything else.
-            due = int((time.monotonic() - t0) * self.chat_per_s)
-            for _ in range(min(due - i, 50)):
+            now = time.monotonic()
+            due = int((now - t0) * self.chat_per_s)
+            self.chat_offered, self.chat_seconds = due, now - t0
+            self.chat_behind_max = max(self.chat_behind_max, due - i)
+            # A slice is time, not a count: when the loop comes round late (a loaded
+            # machine), the next slice takes more, so the rate holds.
+            end = now + 0.02
+            while i < due and time.monotonic() < end:
                 viewer, text = messages[i % len(messages)]
                 show.audience.handle(ChatMessage(viewer, text))
                 i += 1
-            await asyncio.sleep(0.02)
+            self.chat_handled = i
+            # behind: the next slice after whatever else is waiting; caught up: the next messages
+            await asyncio.sleep(0 if i < due else 0.01)
 
     def _figures(self, show: Show, out: Path, page: PreviewPage | None) -> dict[str, Any]:
         b = show.broadcast
@@ -272,6 +287,9 @@ class LiveShow:
             "prompts": len(b.latencies_ms),
             "preview_frames": page.frames if page is not None else None,
             "chat_messages": show.audience.counts.get("messages", 0),
+            "chat_offered_per_s": round(self.chat_offered / self.chat_seconds, 1) if self.chat_seconds else None,
+            "chat_handled_per_s": round(self.chat_handled / self.chat_seconds, 1) if self.chat_seconds else None,
+            "chat_behind_max": self.chat_behind_max,
             "rss_mb_start": first.rss_mb if first else None,
             "rss_mb_end": last.rss_mb if last else None,
             "rss_total_mb_start": first.rss_total_mb if first else None,

@@ -110,29 +110,38 @@ def run(lines: Iterable[ChatLine], audience: Audience, clock: VirtualClock) -> I
     results: list[RoundResult] = []
     audience.subscribe(results.append)
     engine = audience.engine
+    # The live show's worker pools and screens new candidates every POOL_S, before the
+    # tick that may decide their round; until then they are hidden (a vote for one is
+    # not counted), and a round decided first leaves them out.
+    pending_since: float | None = None
 
     def advance(to: float) -> Iterator[RoundResult]:
-        while engine.mode == "rounds" and engine.next_deadline() <= to:
-            clock.t = max(clock.t, engine.next_deadline())
-            audience.tick(clock.t)
-            yield from _drain(results)
+        nonlocal pending_since
+        while True:
+            due = math.inf if pending_since is None else pending_since + POOL_S
+            deadline = engine.next_deadline() if engine.mode == "rounds" else math.inf
+            step = min(due, deadline)
+            if step > to:
+                break
+            clock.t = max(clock.t, step)
+            if step == due:
+                engine.pool()
+                pending_since = None
+            else:
+                audience.tick(clock.t)
+                yield from _drain(results)
         clock.t = max(clock.t, to)
         audience.tick(clock.t)
         yield from _drain(results)
 
-    pending_since: float | None = None
     for line in lines:
-        # The live show's worker pools and screens new candidates every POOL_S;
-        # until then they are hidden (a vote for one is not counted).
-        if pending_since is not None and line.t >= pending_since + POOL_S:
-            yield from advance(pending_since + POOL_S)
-            engine.pool()
-            pending_since = None
         yield from advance(line.t)
         audience.handle(ChatMessage(Viewer(line.platform, line.user, line.roles), line.text), clock.t)
         if pending_since is None and engine.has_pending():
             pending_since = clock.t
-        if engine.mode == "anarchy":
+        if engine.mode == "anarchy":  # a screened prompt goes on air at the next tick
+            engine.pool()
+            pending_since = None
             audience.tick(clock.t)
             yield from _drain(results)
     # Finish every round that saw anything: the open one and one in its grace period.

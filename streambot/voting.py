@@ -22,8 +22,11 @@ that never shows. A refused candidate is dropped with its votes and counted
 as blocked. One the layers are unsure of is held: it waits, unnumbered and
 unshown, for a moderator's approval (`approve`), as in approval mode, and
 is neither pooled with others nor can others pool into it; unapproved when
-the round is decided, it never airs. `take_screened` says what became of
-each screened candidate, for whoever told its viewer to wait.
+the round is decided, it never airs. Deciding a round never waits for the
+screen (it may run on the asyncio loop, and the screen may wait for its model
+to load): a candidate the worker has not screened by then is left out.
+`take_screened` says what became of each screened candidate, for whoever
+told its viewer to wait.
 
 In `anarchy` mode there are no rounds: each accepted prompt goes on air by
 itself, rate-limited per viewer and overall, once screened. With `mode_vote` on, chat moves
@@ -333,9 +336,7 @@ class VotingEngine:
         """Close rounds whose time is up; decide those whose grace has passed."""
         out: list[RoundResult] = []
         with self._lock:
-            if self.mode == "anarchy":
-                if self._anarchy_unscreened:  # no worker ran (a replay): screen here
-                    self._screen_anarchy(self._take_anarchy())
+            if self.mode == "anarchy":  # (prompts the worker has not screened yet wait for it)
                 while self._anarchy_queue:
                     w = self._anarchy_queue.pop(0)
                     out.append(self._anarchy_result(w, now))
@@ -698,7 +699,7 @@ class VotingEngine:
 
     def _finish(self, r: Round, closed: float) -> RoundResult:
         if r.pending:
-            self._pool_now(r)
+            self._close_pending(r)
         r.done = True
         winner: Winner | None = None
         ranked = sorted((c for c in r.candidates if c.screened and not c.held), key=lambda c: (-c.votes, c.id))
@@ -733,15 +734,25 @@ class VotingEngine:
         self.last = result
         return result
 
-    def _pool_now(self, r: Round) -> None:
-        """Pool what is left at the close, synchronously (usually nothing)."""
+    def _close_pending(self, r: Round) -> None:
+        """What the worker had not reached when the round is decided (usually nothing).
+
+        This runs on the caller's thread, often the asyncio loop (a tick, a
+        skip from the console), so it never calls the sentence model or the
+        safety screen, which may wait for the model to load: a candidate not
+        yet screened is left out of the round, and one already screened is
+        pooled by its words."""
         pending, r.pending = r.pending, []
-        prompts = self._prepare([c.text for c in pending])
-        verdicts = self._screen(pending, _vectors(prompts))
-        for cand, prompt, verdict in zip(pending, prompts, verdicts):
-            if cand.merged_into is not None or cand not in r.candidates:
-                continue
-            self._settle(r, cand, prompt, verdict)
+        for cand in pending:
+            if not cand.screened:  # never numbered, never shown: its votes go with it
+                self._drop(r, cand)
+        late = [c for c in pending if c.screened and c.merged_into is None and c in r.candidates]
+        if not late:
+            return
+        prompts = Pooler(None, self.pooler.lexicon).prepare([c.text for c in late])
+        for cand, prompt in zip(late, prompts):
+            if cand.merged_into is None and cand in r.candidates:
+                self._settle(r, cand, prompt, "admit")
 
     # -- anarchy
     def _anarchy_submit(self, viewer: Viewer, text: str, now: float) -> Outcome:

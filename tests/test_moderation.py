@@ -140,6 +140,21 @@ def test_check_prompt_reasons() -> None:
     assert m.check_prompt(mod_viewer, "a cat", 0.0).ok  # moderators skip the wait
 
 
+def test_prompts_past_the_limits_are_dropped_before_the_layers() -> None:
+    limits = ModerationSettings(viewer_prompts_per_min=6, viewer_burst=1, global_prompts_per_min=1, global_burst=3)
+    m = Moderation(limits)
+    ann, bob, cat = Viewer("twitch", "ann"), Viewer("twitch", "bob"), Viewer("twitch", "cat")
+    assert m.check_prompt(ann, "a cat", 0.0).ok
+    assert m.check_prompt(bob, "shit", 0.0).reason == "blocked"  # judged: within the limits
+    assert m.blocked_total == 1
+    # past ann's own limit, and (two prompts later) past the show's: dropped, never judged
+    assert m.check_prompt(ann, "shit", 1.0).reason == "rate_limited"
+    assert m.check_prompt(bob, "a dog", 1.0).ok
+    assert m.check_prompt(cat, "a cow", 1.0).ok
+    assert m.check_prompt(Viewer("twitch", "dan"), "shit", 1.0).reason == "rate_limited"
+    assert m.blocked_total == 1 and sum(m.refused.values()) == 1
+
+
 def test_global_limit() -> None:
     m = Moderation(ModerationSettings(global_prompts_per_min=60, global_burst=3))
     oks = [m.check_prompt(Viewer("twitch", f"u{i}"), "a cat", 0.0).ok for i in range(10)]

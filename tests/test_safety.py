@@ -307,11 +307,14 @@ def test_a_candidate_is_hidden_until_screened(mod) -> None:
     assert [c.text for c in result.candidates] == ["a lighthouse in a storm"] and result.blocked == 1
 
 
-def test_a_round_closing_before_the_worker_still_screens(mod) -> None:
+def test_a_round_closing_before_the_worker_leaves_the_unscreened_out(mod) -> None:
     engine = VotingEngine(now=0.0, screen=mod.screen)
     engine.submit(Viewer("twitch", "ann"), "a bloody severed hand on the kitchen floor", 9.9)
-    results = engine.tick(20.0)
-    assert results[0].winner is None and results[0].candidates == () and results[0].blocked == 1
+    engine.submit(Viewer("twitch", "bob"), "a lighthouse in a storm", 9.9)
+    results = engine.tick(20.0)  # (deciding never waits for the screen: tests/test_round_close.py)
+    assert results[0].winner is None and results[0].candidates == () and results[0].blocked == 0
+    engine.pool()
+    assert engine.take_screened() == [] and engine.snapshot(20.0).candidates == ()
 
 
 def test_anarchy_prompts_are_screened_before_air(mod) -> None:

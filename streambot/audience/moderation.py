@@ -7,8 +7,9 @@ whitespace collapsed, length capped), matched against the block lists after
 undoing the usual evasions (spacing, leetspeak, repeated letters, accents,
 homoglyphs), checked by the inline safety layers (concept terms and the
 offensive-language classifier, `audience.safety`), and rate-limited per
-viewer and overall. A new candidate then waits, hidden, for the semantic
-layer (`Moderation.screen`, run by the voting engine's pooling worker).
+viewer and overall (checked before the layers: chat past the limits costs
+none). A new candidate then waits, hidden, for the semantic layer
+(`Moderation.screen`, run by the voting engine's pooling worker).
 Slang is judged as what it means ("seggs" as "sex", config/moderation/slang.txt).
 A listed word that is only the name of an animal, a plant or a place to
 WordNet ("blue-footed boobies", "pussy willow") is held rather than refused.
@@ -287,6 +288,14 @@ class Moderation:
         clean = self.normalise(text)
         if not clean or not any(c.isalnum() for c in clean):
             return Verdict(False, "", "empty")
+        # The limits before the layers, checked here and spent only on a prompt that passes:
+        # chat past them is dropped, as the platforms drop it, before the layers spend a
+        # millisecond on it (a crowd's prompts come far faster than the global limit). Both
+        # are checked before either is spent: a prompt the global limit refuses must not
+        # cost the viewer their own allowance.
+        limited = not viewer.is_moderator
+        if (limited and not self._viewer_limit.check(viewer.key, now)) or not self._global_limit.check("*", now):
+            return Verdict(False, "", "rate_limited")
         finding = self._refusal(clean)
         if finding is not None:
             self._count(finding, f"{viewer.platform}:{viewer.name}")
@@ -294,11 +303,6 @@ class Moderation:
                 return Verdict(False, "", "blocked")
         if self.is_new(viewer, now):
             return Verdict(False, "", "new_viewer")
-        # Check both before spending either: a prompt the global limit refuses
-        # must not cost the viewer their own allowance.
-        limited = not viewer.is_moderator
-        if (limited and not self._viewer_limit.check(viewer.key, now)) or not self._global_limit.check("*", now):
-            return Verdict(False, "", "rate_limited")
         if limited:
             self._viewer_limit.allow(viewer.key, now)
         self._global_limit.allow("*", now)
