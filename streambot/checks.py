@@ -87,7 +87,7 @@ def check_world_settings(settings: Settings) -> None:
             check = WORLDS.load(entry.name, "check")
         except MissingPackage as e:
             raise WorldError(str(e)) from None
-        check(getattr(settings.world, entry.name, None) or {})
+        check(settings.world.table(entry.name))
 
 
 def resume_point(settings: Settings) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ CASES = {
     "an ftp output": ("", ["ftp://example.com/live"]),
     "a stream key nobody set": ("", ["rtmp://127.0.0.1/live/{{stream_key}}"]),
     "no output": ("", []),
-    "bad stream world settings": ('[world]\nbackend = "stream"\n[world.stream]\nsteps = 99\n', ["{tmp}/out.flv"]),
     "the world's own overlay layout missing": ('[world]\npreset = "{tmp}/mine.toml"\n', ["{tmp}/out.flv"]),
 }
 # A custom world whose file names an overlay layout that is not there.
