@@ -3,8 +3,8 @@
 # - ruff: lint ([tool.ruff] in pyproject.toml) and the formatting check;
 # - the import contracts in pyproject.toml ([tool.importlinter]): every import
 #   points down the data flow and none closes a cycle;
-# - mypy, strict on streambot/ ([tool.mypy] lists the modules not yet strict
-#   and the libraries that ship no types).
+# - mypy, strict on every module of streambot/ ([tool.mypy] lists only the
+#   libraries that ship no types).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check streambot tests benchmarks scripts

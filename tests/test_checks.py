@@ -7,7 +7,7 @@ import pytest
 
 from streambot.app import ShowOptions, check_inputs
 from streambot.checks import INPUT_ERRORS, run_checks
-from streambot.config import load_settings, resolve_world
+from streambot.config import ConfigError, load_settings, resolve_world
 
 # Each case: a settings file (TOML, {tmp} is a fresh folder) and the outputs, with one thing wrong.
 CASES = {
@@ -65,3 +65,14 @@ def test_check_and_start_up_refuse_a_bad_input_with_the_same_sentence(case, tmp_
     # the one problem; a GPU world's check also says what the machine lacks for it, after
     assert problems[:1] == [sentence], (case, problems)
     assert len(problems) == 1 or settings.world.backend != "sketch", problems
+
+
+def test_a_world_table_is_refused_where_the_settings_load(tmp_path, clean_env):
+    """A backend's own table is validated with the rest of the file (before any
+    check runs), by that backend's model, and the sentence names the field."""
+    cfg = tmp_path / "streambot.toml"
+    cfg.write_text('[world]\nbackend = "stream"\n[world.stream]\nsteps = 99\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(cfg)
+    sentence = str(refused.value)
+    assert "field 'world.stream.steps'" in sentence and "\n" not in sentence, sentence
