@@ -47,17 +47,22 @@ def settings_for(tmp: Path):
     )
 
 
-@pytest.fixture
-def show(tmp_path, monkeypatch):
+def new_show(tmp_path, monkeypatch) -> Show:
+    """A show on the sketch world writing a file, its state folders in `tmp_path` (not opened)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     settings = settings_for(tmp_path)
-    s = Show(
+    return Show(
         settings,
         resolve_world(settings.world.preset),
         build_world(settings),
         ShowOptions(outputs=[str(tmp_path / "out.flv")], chat_source=None, console=None),
     )
+
+
+@pytest.fixture
+def show(tmp_path, monkeypatch):
+    s = new_show(tmp_path, monkeypatch)
     s.open()
     yield s
     s.close()
@@ -179,15 +184,7 @@ async def test_an_open_console_page_is_pushed_a_change_made_elsewhere(show, aioh
 async def test_the_running_show_builds_its_state_when_what_it_shows_can_change(tmp_path, monkeypatch):
     """The loop publishes on the audience's events and when the countdown's next whole
     second is due: never a state that differs from the last only within a second."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    settings = settings_for(tmp_path)
-    show = Show(
-        settings,
-        resolve_world(settings.world.preset),
-        build_world(settings),
-        ShowOptions(outputs=[str(tmp_path / "out.flv")], chat_source=None, console=None),
-    )
+    show = new_show(tmp_path, monkeypatch)
     loop = asyncio.get_running_loop()
     published: list[ShowState] = []
     enough = asyncio.Event()
