@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from .app import Show
-    from .broadcast.clock import ClockStats
+    from .broadcast.pipeline import Broadcast
     from .viewer import Viewer
 
 PROMPTS = [
@@ -204,13 +204,13 @@ class LiveShow:
             task = bar.add_task(f"on air for {self.seconds:.0f} s", total=self.seconds)
             while show.broadcast is None or not show.broadcast.clock.stats.started:
                 await asyncio.sleep(0.05)
-            stats = show.broadcast.clock.stats
+            broadcast = show.broadcast
             started = time.monotonic()
             next_prompt = started + self.prompt_every_s
             next_sample = started
             k = 0
             last = (started, 0)
-            while not show.broadcast.clock.done.is_set():  # (not while the show closes)
+            while not broadcast.clock.done.is_set():  # (not while the show closes)
                 now = time.monotonic()
                 if now >= next_prompt:
                     with chat.open("a") as f:  # the streamer types a prompt
@@ -218,10 +218,10 @@ class LiveShow:
                     k += 1
                     next_prompt += self.prompt_every_s
                 if now >= next_sample:
-                    sent = stats.sent
+                    sent = broadcast.frames_out
                     fps = (sent - last[1]) / (now - last[0]) if now > last[0] else 0.0
                     last = (now, sent)
-                    self.samples.append(_sample(proc, now - started, fps, stats, show.broadcast.encoder.preset))
+                    self.samples.append(_sample(proc, now - started, fps, broadcast))
                     next_sample += self.sample_every_s
                 bar.update(task, completed=min(self.seconds, now - started))
                 await asyncio.sleep(0.05)
@@ -271,12 +271,13 @@ class LiveShow:
             "x264_preset_configured": h.encoder_preset_configured,
             "x264_preset_end": h.encoder_preset,
             "x264_preset_changes": h.encoder_preset_changes,
-            "output_fps": round(st.sent / wall, 3) if wall else 0.0,
+            "output_fps": round(b.frames_out / wall, 3) if wall else 0.0,
             "slots": h.ticks,
-            "frames": st.sent,
+            "frames": b.frames_out,
             "late_frames": h.late_frames,
             "skipped_frames": h.skipped_frames,
             "repeated_frames": h.repeated_frames,
+            "encode_lag_frames": h.encode_lag_frames,
             "late_plus_skipped_pct": round(100 * (h.late_frames + h.skipped_frames) / max(1, h.ticks), 3),
             "drift_ms": _drift_ms(out, last_tick_at),
             "generator_fps": h.generator_fps,
@@ -301,7 +302,8 @@ class LiveShow:
         }
 
 
-def _sample(proc: psutil.Process, t: float, fps: float, stats: ClockStats, preset: str) -> Sample:
+def _sample(proc: psutil.Process, t: float, fps: float, broadcast: Broadcast) -> Sample:
+    stats = broadcast.clock.stats
     rss = proc.memory_info().rss
     total = rss
     for child in proc.children(recursive=True):
@@ -316,10 +318,10 @@ def _sample(proc: psutil.Process, t: float, fps: float, stats: ClockStats, prese
         fds=proc.num_fds(),
         threads=proc.num_threads(),
         fps=round(fps, 2),
-        sent=stats.sent,
-        skipped=stats.skipped,
+        sent=broadcast.frames_out,
+        skipped=stats.skipped + broadcast.encode_lag_frames,
         late=stats.late,
-        preset=preset,
+        preset=broadcast.encoder.preset,
     )
 
 

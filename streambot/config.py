@@ -68,6 +68,8 @@ class StreamSettings(_Section):
     connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     # Twitch ends a broadcast after 48 h: reconnect on a keyframe before that (0: never)
     planned_reconnect_h: Annotated[float, Field(ge=0, le=48)] = 47.5
+    # frames the encoder may fall behind the clock before slots are skipped (0: encode on the clock's thread)
+    encode_ahead_frames: Annotated[int, Field(ge=0, le=30)] = 4
 
     @field_validator("size")
     @classmethod

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 
+import av
 import numpy as np
 import pytest
 
@@ -237,3 +238,59 @@ def test_an_output_reconnects_after_the_server_drops(rtmp_server, tmp_path):
     second = probe(rtmp_server.recordings[-1])
     assert second.video_codec == "h264" and second.duration > 2
     assert second.keyframe_times[0] == pytest.approx(second.video_dts[0], abs=0.001)
+
+
+def test_an_encoder_stall_is_absorbed_or_skipped_on_the_wall_clock(tmp_path):
+    """The encoder runs behind the clock on a thread of its own (as in OBS). A stall
+    shorter than its queue of 4 frames costs nothing: the slots wait and are all
+    encoded. A stall of 30 slots costs the slots the queue cannot hold, skipped and
+    counted as encoding lag while the clock keeps time; the file stays on the wall
+    clock with every sample of sound, and the holes are exactly the skipped slots."""
+    from streambot.world.sketch import SketchWorld
+
+    fps, seconds, size = 30, 6.0, (320, 180)
+    world = SketchWorld(embedder=None, background=False)
+    world.start(resolve_world("meadow"), size, fps)
+    stream = StreamSettings(size="320x180", fps=fps, bitrate_kbps=800)
+    path = tmp_path / "stall.flv"
+    b = open_broadcast(
+        world, stream, [str(path)], Compositor(size), Soundtrack(), max_frames=round(seconds * fps), encode_ahead=4
+    )
+    released = threading.Event()
+    seen: dict[str, int] = {}
+
+    def stall(slots: int, key: str) -> None:
+        """Hold the encoder (its thread calls this) until the clock has handed over `slots` more."""
+        start = b.clock.stats.sent
+        lag = b.encode_lag_frames
+        while b.clock.stats.sent < start + slots and not released.wait(0.002):
+            pass
+        seen[key] = b.encode_lag_frames - lag
+
+    def observer(index: int, video) -> None:
+        if index >= 60 and "long" not in seen:
+            stall(30, "long")
+        elif index >= 120 and "short" not in seen:
+            stall(2, "short")
+
+    b.frame_observer = observer
+    b.start()
+    try:
+        assert b.wait(60)  # a hang guard: six seconds of slots
+    finally:
+        released.set()
+        b.stop()
+        world.close()
+    h = b.health()
+    assert seen["short"] == 0, "a stall shorter than the queue skipped slots"
+    assert 26 <= seen["long"] <= 32, seen  # 30 handed over, at most 4 of them queued
+    assert h.encode_lag_frames >= seen["long"]
+    assert h.skipped_frames == b.clock.stats.skipped + h.encode_lag_frames
+    assert b.frames_out + h.skipped_frames == h.ticks == round(seconds * fps)
+    p = probe(path)
+    assert len(p.video_dts) == b.frames_out
+    assert holes(p.video_dts, fps) == h.skipped_frames
+    assert p.video_dts[-1] <= seconds - 1 / fps + 0.001  # the last slot's time: on the wall clock
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert samples == pytest.approx(seconds * 48_000, abs=2048)  # the sound never skips

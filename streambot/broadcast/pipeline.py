@@ -1,6 +1,15 @@
 """The broadcast: world runner -> clock -> compositor -> encoder -> outputs,
 with the soundtrack rendered ahead in its own thread (audio.AudioFeed).
 
+As in OBS, the clock only picks each slot's frame; the picture, the overlay,
+the encode, the sound and the sends happen on an encoder thread of their own
+behind a queue of a few frames (`[stream] encode_ahead_frames`), so a spike
+in encoding (a keyframe, a busy moment on the machine) never makes a tick
+start late. When the encoder falls a whole queue behind, the slot's frame is
+not encoded: it is counted as skipped, its timestamp left out, and the stream
+stays on the wall clock. With 0 the whole tick runs on the clock's thread
+(tests on an injected clock use that to step through ticks one by one).
+
 `open_broadcast` is the one place that builds it, for `streambot run`,
 `streambot bench` and the tests alike: the encoder from the stream settings,
 every output opened (at the same time: each starts a process), the parts
@@ -15,6 +24,7 @@ rendered under that prompt).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -68,7 +78,8 @@ class Health:
     encoder_preset: str
     encoder_preset_configured: str
     encoder_preset_changes: int
-    busy: float  # the governor's smoothed share of a frame period each tick takes
+    busy: float  # the governor's smoothed share of a frame period each frame takes to encode
+    encode_lag_frames: int  # of skipped_frames: slots the encoder was a whole queue behind for
 
 
 def encoder_settings(stream: StreamSettings) -> EncoderSettings:
@@ -94,12 +105,14 @@ def open_broadcast(
     max_frames: int | None = None,
     now: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] | None = None,
+    encode_ahead: int | None = None,
 ) -> Broadcast:
     """The broadcast `streambot run` puts on air: `world` (started), the encoder
     from `stream`, every target opened (`open_outputs`: all at once; one that
     does not answer keeps trying while the others go live). When none can be
-    opened, the encoder is closed and the OutputError raised. `clock`:
-    `now`/`sleep` for tests."""
+    opened, the encoder is closed and the OutputError raised. `now`/`sleep`:
+    an injected clock for tests; `encode_ahead`: `stream.encode_ahead_frames`
+    unless given."""
     encoder = Encoder(encoder_settings(stream))
     planned = stream.planned_reconnect_h * 3600 or None
     try:
@@ -118,7 +131,16 @@ def open_broadcast(
         encoder.close()
         raise
     return Broadcast(
-        world, encoder, outputs, compositor, soundtrack, fps=stream.fps, max_frames=max_frames, now=now, sleep=sleep
+        world,
+        encoder,
+        outputs,
+        compositor,
+        soundtrack,
+        fps=stream.fps,
+        max_frames=max_frames,
+        now=now,
+        sleep=sleep,
+        encode_ahead=stream.encode_ahead_frames if encode_ahead is None else encode_ahead,
     )
 
 
@@ -136,6 +158,7 @@ class Broadcast:
         frame_observer: Callable[[int, av.VideoFrame], None] | None = None,
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        encode_ahead: int = 0,
     ) -> None:
         self.world = world
         self.encoder = encoder
@@ -146,8 +169,21 @@ class Broadcast:
         self._now = now
         self.audio = AudioFeed(soundtrack, world.ambience)  # its own thread, ahead of the clock
         self.runner = WorldRunner(world, fps=fps)
+        # The encoder's queue: (slot, frame, repeated, when it was handed over); None ends it.
+        self._ahead: queue.Queue[tuple[int, Frame, bool, float] | None] | None = (
+            queue.Queue(maxsize=encode_ahead) if encode_ahead > 0 else None
+        )
+        self._encoder_thread: threading.Thread | None = None
+        self.encode_lag_frames = 0  # slots not encoded: the encoder was a whole queue behind
+        self._last_encoded = -1  # the last slot encoded (the governor counts the slots between as skipped)
         self.clock = Clock(
-            self.runner, fps, self._on_tick, max_frames=max_frames, now=now, sleep=sleep, after_tick=self._after_tick
+            self.runner,
+            fps,
+            self._on_tick if self._ahead is None else self._hand_over,
+            max_frames=max_frames,
+            now=now,
+            sleep=sleep,
+            after_tick=self._after_tick if self._ahead is None else None,
         )
         self.governor = PresetGovernor(fps)
         self.frame_observer = frame_observer  # e.g. the console's preview
@@ -165,6 +201,9 @@ class Broadcast:
         """Outputs are already open; start rendering (sound and picture), then the clock."""
         self.runner.start()
         self.audio.start()
+        if self._ahead is not None:
+            self._encoder_thread = threading.Thread(target=self._encode_ahead, name="encoder", daemon=True)
+            self._encoder_thread.start()
         self.clock.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -177,6 +216,15 @@ class Broadcast:
                 return
             self._closed = True
         self.clock.stop()
+        if self._ahead is not None and self._encoder_thread is not None:
+            # After what is queued: every slot handed over is encoded.
+            while self._encoder_thread.is_alive():
+                try:
+                    self._ahead.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            self._encoder_thread.join(timeout=15)
         self.runner.stop()
         self.audio.close()
         for kind, packet in self.encoder.flush():
@@ -188,6 +236,37 @@ class Broadcast:
         self.compositor.close()
 
     # -- one tick ------------------------------------------------------------------
+    def _hand_over(self, index: int, frame: Frame, repeated: bool) -> None:
+        """The clock's tick with the encoder on its own thread: queue the slot's
+        frame; when the queue is full the encoder is a whole queue behind, and
+        the slot is skipped (counted, its timestamp left out)."""
+        assert self._ahead is not None
+        try:
+            self._ahead.put_nowait((index, frame, repeated, self._now()))
+        except queue.Full:
+            self.encode_lag_frames += 1
+
+    def _encode_ahead(self) -> None:
+        """The encoder thread: each queued slot in order, its governor fed with how
+        long the slot waited and took (the slots left out since the last count as
+        wholly busy)."""
+        assert self._ahead is not None
+        try:
+            while True:
+                item = self._ahead.get()
+                if item is None:
+                    return
+                index, frame, repeated, handed = item
+                skipped = index - self._last_encoded - 1 if self._last_encoded >= 0 else 0
+                self._on_tick(index, frame, repeated)
+                end = self._now()
+                self._after_tick(handed, end - handed, skipped)
+        except BaseException as e:
+            # Nothing more can go out: the broadcast ends as it does when the clock's own sink fails.
+            log.exception("broadcast encoder stopped by an error")
+            self.clock.error = e
+            self.clock.stop()
+
     def _on_tick(self, index: int, frame: Frame, repeated: bool) -> None:
         # 1. the picture (the world, or the slate when off air), scaled to the output
         t = time.perf_counter()
@@ -216,6 +295,7 @@ class Broadcast:
         if gap:
             self._send(self.encoder.encode_audio(self.audio.silence(gap)), "audio")
         self._send(self.encoder.encode_audio(self.audio.read(n - gap)), "audio")
+        self._last_encoded = index
         if self.frame_observer is not None:
             self.frame_observer(index, video)
 
@@ -251,7 +331,7 @@ class Broadcast:
             ticks=s.ticks,
             late_frames=s.late,
             repeated_frames=s.repeated,
-            skipped_frames=s.skipped,
+            skipped_frames=s.skipped + self.encode_lag_frames,
             dropped_frames=sum(o.packets_dropped for o in self.outputs),
             prompt_to_pixel_ms_p50=None if lat is None else round(float(np.percentile(lat, 50)), 1),
             prompt_to_pixel_ms_p95=None if lat is None else round(float(np.percentile(lat, 95)), 1),
@@ -270,11 +350,17 @@ class Broadcast:
             encoder_preset_configured=self.encoder.configured_preset,
             encoder_preset_changes=self.encoder.preset_changes,
             busy=round(self.governor.busy, 3),
+            encode_lag_frames=self.encode_lag_frames,
         )
 
     def audio_status(self) -> dict[str, object]:
         """The soundtrack for the console: source, style, mood, loudness, problems."""
         return self.audio.status()
+
+    @property
+    def frames_out(self) -> int:
+        """Frames encoded and sent (ticks minus every skipped slot)."""
+        return self.clock.stats.sent - self.encode_lag_frames
 
     @property
     def latencies_ms(self) -> list[float]:

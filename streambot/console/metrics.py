@@ -54,6 +54,11 @@ class ShowCollector:
         yield counter(
             "skipped_frames", "Frames skipped to stay on the wall clock while the machine lagged.", h.skipped_frames
         )
+        yield counter(
+            "encode_lag_frames",
+            "Of the skipped frames, those the encoder was a whole queue behind for.",
+            h.encode_lag_frames,
+        )
         preset = GaugeMetricFamily(
             "streambot_encoder_preset", "1 for the x264 preset in use.", labels=["preset", "configured"]
         )

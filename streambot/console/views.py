@@ -161,6 +161,7 @@ def health(show: ShowSurface, system: System, extra: dict[str, Any] | None = Non
             "configured": h.encoder_preset_configured,
             "changes": h.encoder_preset_changes,
             "busy": h.busy,
+            "lag_frames": h.encode_lag_frames,  # slots skipped because the encoder was a queue behind
         },
         "bitrate_kbps": h.bitrate_kbps,
         "prompt_to_pixel_ms": {"p50": h.prompt_to_pixel_ms_p50, "p95": h.prompt_to_pixel_ms_p95},

@@ -285,8 +285,10 @@
     tile("t-rate", fmt(h.bitrate_kbps, 0), history.rate, "");
     fact("f-late", h.late_frames, h.late_frames > 0);
     fact("f-repeated", h.repeated_frames, h.repeated_frames > 0);
-    fact("f-skipped", h.skipped_frames, h.skipped_frames > 0);
     const enc = h.encoder || {};
+    // As OBS says it: of the skipped slots, those the encoder was too far behind to take.
+    fact("f-skipped", enc.lag_frames ? `${h.skipped_frames} (${enc.lag_frames} encoding lag)` : h.skipped_frames,
+      h.skipped_frames > 0);
     // Below the configured preset while encoding lags; it steps back up by itself.
     fact("f-preset", enc.preset === enc.configured ? (enc.preset || "–") : `${enc.preset} (down from ${enc.configured}: encoding lags)`,
       enc.preset !== enc.configured);
