@@ -529,11 +529,9 @@ def main() -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:
-        from .broadcast.outputs import OutputError
-        from .store import StoreError
-        from .world.base import WorldError
+        from .checks import INPUT_ERRORS  # what start-up refuses with one sentence
 
-        if isinstance(e, (ConfigError, OutputError, StoreError, WorldError)):
+        if isinstance(e, INPUT_ERRORS):
             fail(str(e))
         try:
             from .devserver import RtmpServerError
