@@ -6,6 +6,7 @@ steps back up, as the console's health panel reports it."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from types import SimpleNamespace
 
 import av
@@ -191,3 +192,34 @@ def test_a_lagging_broadcast_skips_steps_down_recovers_and_steps_back_up(tmp_pat
         ["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True
     )
     assert decoded.returncode == 0 and decoded.stderr == "", decoded.stderr[:500]
+
+
+def test_an_encoder_thread_that_falls_behind_steps_the_preset_down(tmp_path):
+    """With the encoder on its own thread (as `run` has it), the governor reads how
+    long each frame waited and took: an encoder slower than the frame rate for a
+    few seconds skips slots as encoding lag and steps x264 down a preset."""
+    from streambot.world.sketch import SketchWorld
+
+    size = (320, 180)
+    world = SketchWorld(embedder=None, background=False)
+    world.start(resolve_world("meadow"), size, FPS)
+    stream = StreamSettings(size="320x180", bitrate_kbps=800)
+    b = open_broadcast(
+        world, stream, [str(tmp_path / "slow.flv")], Compositor(size), Soundtrack(), max_frames=8 * FPS, encode_ahead=4
+    )
+    slow = threading.Event()  # never set: each wait is 1.3 frame periods of work the encoder thread does
+
+    def heavy(index, video):
+        if b.encoder.preset == "veryfast":
+            slow.wait(1.3 / FPS)
+
+    b.frame_observer = heavy
+    b.start()
+    try:
+        assert b.wait(60)  # a hang guard: eight seconds of slots
+    finally:
+        b.stop()
+        world.close()
+    h = b.health()
+    assert h.encode_lag_frames > 0 and h.skipped_frames >= h.encode_lag_frames
+    assert (h.encoder_preset, h.encoder_preset_changes) == ("superfast", 1)
