@@ -321,10 +321,12 @@ class Encoder:
 
 
 class PresetGovernor:
-    """When the encoder should step its preset down or up, from the clock's ticks.
+    """When the encoder should step its preset down or up, from the frames encoded.
 
-    `busy` is the share of a frame period one tick took (picture, overlay,
-    encode, audio), smoothed over about `tau_s`. Encoding lags when it stays
+    `busy` is the share of a frame period one frame took from its slot's
+    hand-over to its packets (its wait in the encoder's queue, picture,
+    overlay, encode, audio; with the encoder on the clock's thread, the
+    tick), smoothed over about `tau_s`. Encoding lags when it stays
     at or above `high` for `down_after_s`: step down. It has recovered when
     it stays at or below `low` for `up_after_s`: step up. The gap between the
     two thresholds is the hysteresis (a step up costs about 1.5x, which from
