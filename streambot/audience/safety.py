@@ -126,6 +126,9 @@ def load_concepts(path: Path = CONCEPTS_FILE) -> Concepts:
 SENSE_FEATURES = (*CATEGORIES, "minors+sexual")
 # Animals, plants and places (not organism.n.1: people are organisms, and "sex offender" is a person)
 CREATURES_AND_PLACES = ("animal.n.1", "plant.n.2", "location.n.1")
+_DRINKS = ("beverage.n.1",)
+_NAMED_PLACES = ("location.n.1", "land.n.4")  # a region, a country, a town; an island
+_STOPWORDS = frozenset("a an the of in on at by to and or her his its their with for from".split())
 _MINORS = SENSE_FEATURES.index("minors")
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
@@ -141,12 +144,21 @@ class WordSenses:
     of sexual activity, "cadaver" a corpse, "barrage" a bombardment.
     """
 
-    def __init__(self, lexicon: WordNet, roots: dict[str, list[str]]) -> None:
+    def __init__(
+        self, lexicon: WordNet, roots: dict[str, list[str]], marks: dict[str, list[str]] | None = None
+    ) -> None:
         self.lexicon = lexicon
         self.roots: dict[tuple[str, int], set[str]] = {}
         for cat, names in roots.items():
             for name in names:
                 self.roots.setdefault(self._resolve(name), set()).add(cat)
+        # Kinds of thing a rule asks about, not categories: "civilian" (what war must not
+        # target), "aircraft", "building" (concepts.toml's [violence] `*_senses`).
+        self.mark_roots: dict[tuple[str, int], set[str]] = {}
+        for mark, names in (marks or {}).items():
+            for name in names:
+                self.mark_roots.setdefault(self._resolve(name), set()).add(mark)
+        self._marks_of_word = lru_cache(maxsize=100_000)(self._word_marks)
         self._creature_roots: set[tuple[str, int]] | None = None
         self._of_synset = lru_cache(maxsize=100_000)(self._categories)
         self.word = lru_cache(maxsize=100_000)(self._word)
@@ -212,6 +224,53 @@ class WordSenses:
     def _phrase_forms(words: list[str]) -> list[str]:
         last = [words[-1], _lemma(words[-1])]  # "pussy willows" is the lemma pussy_willow
         return list(dict.fromkeys(sep.join([*words[:-1], w]) for w in last for sep in ("_", "-")))
+
+    def _ancestors(self, key: tuple[str, int]) -> set[tuple[str, int]]:
+        """The synset and everything it is a kind or an instance of."""
+        frontier, seen = {key}, {key}
+        for _ in range(18):
+            frontier = {
+                t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers if sym in ("@", "@i")
+            } - seen
+            if not frontier:
+                break
+            seen |= frontier
+        return seen
+
+    def _word_marks(self, word: str) -> frozenset[str]:
+        senses = self.lexicon.synsets(word, pos=("n",))
+        if not senses:
+            lemma = _lemma(word)
+            senses = self.lexicon.synsets(lemma, pos=("n",)) if lemma != word else []
+        # the commonest sense only: "army" and "crush" have rare senses that are crowds
+        return frozenset(m for k in self._ancestors(senses[0].key) for m in self.mark_roots.get(k, ())) if senses else frozenset()
+
+    def marks(self, text: str) -> frozenset[str]:
+        """The marks (`marks` of the constructor) the commonest noun sense of a word of the text
+        falls under; a phrase WordNet holds as one lemma is read as that lemma ("twin towers")."""
+        if not self.mark_roots:
+            return frozenset()
+        lower = text.lower()
+        phrases = self.phrases(lower)
+        grams = [lemma for _, _, lemma in phrases]
+        grams += [m.group() for m in _WORD.finditer(lower) if not any(a <= m.start() < b for a, b, _ in phrases)]
+        return frozenset(m for w in grams for m in self._marks_of_word(w))
+
+    def first_sense_under(self, word: str, roots: Iterable[str]) -> bool:
+        """Whether the word's commonest noun sense is a kind (or an instance) of one of `roots`."""
+        senses = self.lexicon.synsets(word.lower(), pos=("n",)) or self.lexicon.synsets(_lemma(word.lower()), pos=("n",))
+        return bool(senses) and bool(self._ancestors(senses[0].key) & {self._resolve(r) for r in roots})
+
+    def any_sense_under(self, word: str, roots: Iterable[str], *, instance: bool = False) -> bool:
+        """Whether one of the word's noun senses is a kind of one of `roots` (with `instance`:
+        a named one, as Newfoundland is an island and Pennsylvania a state)."""
+        keys = {self._resolve(r) for r in roots}
+        for s in self.lexicon.synsets(word.lower(), pos=("n",)):
+            if instance and not any(sym == "@i" for sym, _, _, _ in s.pointers):
+                continue
+            if self._ancestors(s.key) & keys:
+                return True
+        return False
 
     def harmless(self, word: str) -> bool:
         """WordNet knows the word (or phrase) and none of its senses falls under any category."""
@@ -727,7 +786,34 @@ class Safety:
         if not listed(rest):
             return True
         words = {part for w in _WORD.findall(rest.lower()) for part in (w, *w.split("-")) if listed(part)}
-        return bool(words) and all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w) for w in words)
+        if not words:
+            return False
+        if all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w) for w in words):
+            return True
+        return all(self._named_in_context(w, rest) for w in words)
+
+    def _named_in_context(self, word: str, text: str) -> bool:
+        """Whether the prompt itself says the listed word is meant in a harmless sense it has:
+        an animal's name next to another animal ("a beagle bitch", "a greyhound bitch": the
+        breeders' word for a female dog), or a proper name, written capitalised inside the
+        prompt, next to a named place or a drink ("the Dildo lighthouse in Newfoundland", "a
+        Porn Star Martini"). Never a slur. A moderator still decides (held, not admitted)."""
+        assert self.senses is not None
+        senses = self.senses
+        if any("hate" in cats for cats in senses.word(word)):
+            return False  # a slur is never read as a name
+        others = [w for w in _WORD.findall(text.lower()) if w != word and w not in _STOPWORDS]
+        if senses.any_sense_under(word, CREATURES_AND_PLACES[:1]) and any(
+            senses.first_sense_under(w, CREATURES_AND_PLACES[:1]) for w in others
+        ):
+            return True
+        capitalised = [m for m in re.finditer(r"[A-Za-z]+", text) if m.group().lower() == word and m.start() > 0]
+        if not any(m.group()[0].isupper() for m in capitalised):
+            return False
+        return any(
+            senses.any_sense_under(w, _NAMED_PLACES, instance=True) or senses.first_sense_under(w, _DRINKS)
+            for w in others
+        )
 
     def _check_uncached(self, text: str) -> Finding | None:
         if self.terms is not None:
@@ -775,14 +861,26 @@ class Safety:
             vectors = np.array(vectors, dtype=np.float32)
             vectors[changed] = np.asarray(self.embed([readings[i] for i in changed]), np.float32)  # type: ignore[misc]
         texts = readings
-        found = probe.categories(
-            self.features(texts, vectors),
-            self.allowed,
-            hold=self.semantic_hold_threshold,
-            refuse=self.semantic_threshold,
-            minor=[self.names_minor(t) for t in texts],
-        )
+        features = self.features(texts, vectors)
+        minor = [self.names_minor(t) for t in texts]
+        bands = {"hold": self.semantic_hold_threshold, "refuse": self.semantic_threshold}
+        found = probe.categories(features, self.allowed, minor=minor, **bands)
+        strict = [i for i, t in enumerate(texts) if self.allowed and self.targets_civilians(t)]
+        if strict:
+            # War is relaxed against armies only: judged as a world that relaxes nothing judges it.
+            again = probe.categories(features[strict], frozenset(), minor=[minor[i] for i in strict], **bands)
+            for i, f in zip(strict, again):
+                found[i] = None if f is None else ("violence" if f[0] in self.allowed else f[0], f[1])
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
+
+    def targets_civilians(self, text: str) -> bool:
+        """Whether a prompt names what war must not target: civilians, a crowd, a school, a
+        hospital, a market, a wedding (`civilian_senses`), or an aircraft together with a
+        building or a tower ("a plane flown into the twin towers")."""
+        if self.senses is None:
+            return False
+        marks = self.senses.marks(text)
+        return "civilian" in marks or {"aircraft", "building"} <= marks
 
     def names_minor(self, text: str) -> bool:
         """Whether a prompt speaks of a child: a minor-word of the concept terms, or a word
@@ -852,14 +950,23 @@ def build_safety(
 
 
 @lru_cache(maxsize=1)
-def _senses(roots: tuple[tuple[str, tuple[str, ...]], ...]) -> WordSenses | None:
+def _senses(
+    roots: tuple[tuple[str, tuple[str, ...]], ...], marks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+) -> WordSenses | None:
     from ..lexicon import WordNet
 
     lexicon = WordNet.find()
-    return WordSenses(lexicon, {c: list(n) for c, n in roots}) if lexicon is not None else None
+    if lexicon is None:
+        return None
+    return WordSenses(lexicon, {c: list(n) for c, n in roots}, {m: list(n) for m, n in marks})
 
 
 def load_senses(concepts: Concepts | None = None) -> WordSenses | None:
     """WordNet's senses of the categories in concepts.toml (one shared reader), or None without WordNet."""
     concepts = load_concepts() if concepts is None else concepts
-    return _senses(tuple((c, tuple(t.get("senses", ()))) for c, t in concepts.items() if c in CATEGORIES))
+    marks = tuple(
+        (key.removesuffix("_senses"), tuple(names))
+        for key, names in concepts.get("violence", {}).items()
+        if key.endswith("_senses")
+    )
+    return _senses(tuple((c, tuple(t.get("senses", ()))) for c, t in concepts.items() if c in CATEGORIES), marks)
