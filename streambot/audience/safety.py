@@ -493,6 +493,17 @@ class ConceptProbe:
     temperature: float = 0.1
     memory_weight: float = 0.0
     minor_hold_threshold: float = 1.0
+    # A second opinion in the hold band: a prompt whose nearest harmless training sentence is
+    # this much more similar (cosine) than its nearest unsafe one is admitted. None: off.
+    release_margin: float | None = None
+
+    def neighbour_gap(self, vectors: np.ndarray) -> np.ndarray:
+        """Per row, cosine to the nearest harmless training sentence minus to the nearest unsafe one."""
+        assert self.memory is not None and self.memory_labels is not None
+        benign = self.memory_labels == self.classes.index("benign")
+        sims = np.stack([self.memory @ v for v in np.asarray(vectors, np.float32)])
+        gap: np.ndarray = sims[:, benign].max(axis=1) - sims[:, ~benign].max(axis=1)
+        return gap
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = features @ self.weights.T + self.bias
@@ -556,11 +567,14 @@ class ConceptProbe:
         sexual = self.sexual(p)
         h, r = self.thresholds(allowed)
         h, r = (h if hold is None else hold), (r if refuse is None else refuse)
+        gap = None
+        if self.release_margin is not None and self.memory is not None and bool(((mass >= h) & (mass < r)).any()):
+            gap = self.neighbour_gap(features[:, : self.memory.shape[1]])
         out: list[tuple[str, Action] | None] = []
         for i, (m, c) in enumerate(zip(mass, cats)):
             if m >= r:
                 out.append((c, "refuse"))
-            elif m >= h:
+            elif m >= h and (gap is None or self.release_margin is None or gap[i] < self.release_margin):
                 out.append((c, "hold"))
             elif minor is not None and minor[i] and sexual[i] >= self.minor_hold_threshold:
                 out.append(("minors", "hold"))
@@ -578,6 +592,8 @@ class ConceptProbe:
                 "temperature": np.float32(self.temperature),
                 "memory_weight": np.float32(self.memory_weight),
             }
+            if self.release_margin is not None:
+                extra["release_margin"] = np.float32(self.release_margin)
         np.savez_compressed(
             path,
             classes=np.array(self.classes),
@@ -605,6 +621,7 @@ class ConceptProbe:
                         "minor_hold_threshold",
                         "temperature",
                         "memory_weight",
+                        "release_margin",
                     )
                     if k in z
                 }
@@ -653,6 +670,7 @@ def train_probe(
     minor_hold_threshold: float = 1.0,
     memory: np.ndarray | None = None,
     memory_weight: float = 0.0,
+    release_margin: float | None = None,
 ) -> ConceptProbe:
     """A multinomial logistic regression on the features (scikit-learn); with `memory` (the
     same sentences' embeddings, row for row), their neighbours vote too."""
@@ -675,6 +693,7 @@ def train_probe(
         memory_labels=None if memory is None else y,
         memory_weight=memory_weight,
         minor_hold_threshold=minor_hold_threshold,
+        release_margin=release_margin,
     )
 
 
