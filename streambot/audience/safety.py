@@ -816,16 +816,20 @@ class Safety:
         an animal's name next to another animal ("a beagle bitch", "a greyhound bitch": the
         breeders' word for a female dog), or a proper name, written capitalised inside the
         prompt, next to a named place or a drink ("the Dildo lighthouse in Newfoundland", "a
-        Porn Star Martini"). Never a slur. A moderator still decides (held, not admitted)."""
+        Porn Star Martini"). Never a slur, nor an insult as a name. A moderator still decides
+        (held, not admitted)."""
         assert self.senses is not None
         senses = self.senses
-        if any("hate" in cats for cats in senses.word(word)):
-            return False  # a slur is never read as a name
+        meanings = senses.word(word)
+        if any("hate" in cats for cats in meanings):
+            return False  # a slur is never read as a harmless sense
         others = [w for w in _WORD.findall(text.lower()) if w != word and w not in _STOPWORDS]
         if senses.any_sense_under(word, CREATURES_AND_PLACES[:1]) and any(
             senses.first_sense_under(w, CREATURES_AND_PLACES[:1]) for w in others
         ):
             return True
+        if not meanings or any("abuse" in cats for cats in meanings):
+            return False  # nor a word WordNet does not know, or knows as an insult, as a name
         capitalised = [m for m in re.finditer(r"[A-Za-z]+", text) if m.group().lower() == word and m.start() > 0]
         if not any(m.group()[0].isupper() for m in capitalised):
             return False
