@@ -159,6 +159,7 @@ class WordSenses:
             for name in names:
                 self.mark_roots.setdefault(self._resolve(name), set()).add(mark)
         self._marks_of_word = lru_cache(maxsize=100_000)(self._word_marks)
+        self._ancestors = lru_cache(maxsize=100_000)(self._walk_up)  # type: ignore[method-assign]
         self._creature_roots: set[tuple[str, int]] | None = None
         self._of_synset = lru_cache(maxsize=100_000)(self._categories)
         self.word = lru_cache(maxsize=100_000)(self._word)
@@ -225,8 +226,11 @@ class WordSenses:
         last = [words[-1], _lemma(words[-1])]  # "pussy willows" is the lemma pussy_willow
         return list(dict.fromkeys(sep.join([*words[:-1], w]) for w in last for sep in ("_", "-")))
 
-    def _ancestors(self, key: tuple[str, int]) -> set[tuple[str, int]]:
-        """The synset and everything it is a kind or an instance of."""
+    def _ancestors(self, key: tuple[str, int]) -> frozenset[tuple[str, int]]:
+        """The synset and everything it is a kind or an instance of (cached)."""
+        return self._walk_up(key)
+
+    def _walk_up(self, key: tuple[str, int]) -> frozenset[tuple[str, int]]:
         frontier, seen = {key}, {key}
         for _ in range(18):
             frontier = {
@@ -235,7 +239,7 @@ class WordSenses:
             if not frontier:
                 break
             seen |= frontier
-        return seen
+        return frozenset(seen)
 
     def _word_marks(self, word: str) -> frozenset[str]:
         senses = self.lexicon.synsets(word, pos=("n",))
@@ -243,7 +247,11 @@ class WordSenses:
             lemma = _lemma(word)
             senses = self.lexicon.synsets(lemma, pos=("n",)) if lemma != word else []
         # the commonest sense only: "army" and "crush" have rare senses that are crowds
-        return frozenset(m for k in self._ancestors(senses[0].key) for m in self.mark_roots.get(k, ())) if senses else frozenset()
+        return (
+            frozenset(m for k in self._ancestors(senses[0].key) for m in self.mark_roots.get(k, ()))
+            if senses
+            else frozenset()
+        )
 
     def marks(self, text: str) -> frozenset[str]:
         """The marks (`marks` of the constructor) the commonest noun sense of a word of the text
@@ -258,7 +266,9 @@ class WordSenses:
 
     def first_sense_under(self, word: str, roots: Iterable[str]) -> bool:
         """Whether the word's commonest noun sense is a kind (or an instance) of one of `roots`."""
-        senses = self.lexicon.synsets(word.lower(), pos=("n",)) or self.lexicon.synsets(_lemma(word.lower()), pos=("n",))
+        senses = self.lexicon.synsets(word.lower(), pos=("n",)) or self.lexicon.synsets(
+            _lemma(word.lower()), pos=("n",)
+        )
         return bool(senses) and bool(self._ancestors(senses[0].key) & {self._resolve(r) for r in roots})
 
     def any_sense_under(self, word: str, roots: Iterable[str], *, instance: bool = False) -> bool:
@@ -888,12 +898,17 @@ class Safety:
         minor = [self.names_minor(t) for t in texts]
         bands = {"hold": self.semantic_hold_threshold, "refuse": self.semantic_threshold}
         found = probe.categories(features, self.allowed, minor=minor, **bands)
-        strict = [i for i, t in enumerate(texts) if self.allowed and self.targets_civilians(t)]
-        if strict:
-            # War is relaxed against armies only: judged as a world that relaxes nothing judges it.
-            again = probe.categories(features[strict], frozenset(), minor=[minor[i] for i in strict], **bands)
-            for i, f in zip(strict, again):
-                found[i] = None if f is None else ("violence" if f[0] in self.allowed else f[0], f[1])
+        if self.allowed:
+            # War is relaxed against armies only: a prompt naming civilians is judged as a world
+            # that relaxes nothing judges it (WordNet asked only where that judgement is stricter).
+            strict = probe.categories(features, frozenset(), minor=minor, **bands)
+            for i, (f, g) in enumerate(zip(found, strict)):
+                if (
+                    g is not None
+                    and (f is None or f[1] == "hold" and g[1] == "refuse")
+                    and self.targets_civilians(texts[i])
+                ):
+                    found[i] = ("violence" if g[0] in self.allowed else g[0], g[1])
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
 
     def targets_civilians(self, text: str) -> bool:
