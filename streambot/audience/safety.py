@@ -22,7 +22,9 @@ cheap enough for where it runs:
    battle, ... or is marked in WordNet as an obscenity or an ethnic slur),
    trained on the examples in config/moderation/concepts.toml and the `dev`
    half of tests/data/safety_prompts.jsonl (`benchmarks/bench_safety.py --train`),
-   averaged with the vote of the nearest of those sentences.
+   averaged with the vote of the nearest of those sentences; in the hold
+   band, a prompt far nearer a harmless training sentence than an unsafe one
+   is admitted (`ConceptProbe.release_margin`, chosen on dev).
    While the sentence model still loads in the background (`streambot run`
    does not wait for it), candidates wait for this layer, hidden; the
    streamer's own prompt does not wait and meets the first two.
@@ -36,8 +38,10 @@ a moderator; the rest is admitted.
 
 Categories: sexual, minors, self_harm, gore, hate, violence (against
 people), violence.war (battles, soldiers, tanks, bombs) and abuse (insults).
-A world may allow `violence.war` (`[moderation] allow` in its preset);
-nothing allows the others.
+A world may allow `violence.war` (`[moderation] allow` in its preset),
+against armies only: a prompt that names what war must not target
+(`Safety.targets_civilians`) is judged as a world that allows nothing judges
+it. Nothing allows the others.
 """
 
 from __future__ import annotations
@@ -466,6 +470,23 @@ def load_classifier() -> OffensiveClassifier:
 # -- 3. the semantic probe -------------------------------------------------------
 
 
+_BLAS_ONE_THREAD = 262_144  # elements: OpenBLAS splits a matrix-vector product across threads from about 450,000
+
+
+def _cosines(memory: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """memory @ v for each row v, as matrix-vector products of at most `_BLAS_ONE_THREAD`
+    elements: a batch's matrix product, or a larger matrix-vector one, goes to BLAS's threads,
+    which on a busy machine wait on each other (8 ms a row for 1,241 training sentences
+    against 0.1 ms in blocks)."""
+    rows = max(1, _BLAS_ONE_THREAD // max(1, memory.shape[1]))
+    vectors = np.asarray(vectors, np.float32)
+    out = np.empty((len(vectors), len(memory)), np.float32)
+    for i, v in enumerate(vectors):
+        for a in range(0, len(memory), rows):
+            out[i, a : a + rows] = memory[a : a + rows] @ v
+    return out
+
+
 @dataclass(frozen=True)
 class ConceptProbe:
     """Two readers of a prompt's features, averaged: a softmax (row i of `weights`
@@ -511,7 +532,7 @@ class ConceptProbe:
         """Per row, cosine to the nearest harmless training sentence minus to the nearest unsafe one."""
         assert self.memory is not None and self.memory_labels is not None
         benign = self.memory_labels == self.classes.index("benign")
-        sims = np.stack([self.memory @ v for v in np.asarray(vectors, np.float32)])
+        sims = _cosines(self.memory, vectors)
         gap: np.ndarray = sims[:, benign].max(axis=1) - sims[:, ~benign].max(axis=1)
         return gap
 
@@ -529,9 +550,7 @@ class ConceptProbe:
     def neighbour_vote(self, vectors: np.ndarray) -> np.ndarray:
         """Per row, the classes of its nearest training sentences, weighted by similarity."""
         assert self.memory is not None and self.memory_labels is not None
-        # One matrix-vector product per row: a matrix product of a batch goes to BLAS's threads,
-        # which on a busy machine wait on each other (30 ms for 8 rows against 0.8 ms this way).
-        sims = np.stack([self.memory @ v for v in np.asarray(vectors, np.float32)])
+        sims = _cosines(self.memory, vectors)
         k = min(self.neighbours, sims.shape[1])
         near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.exp((np.take_along_axis(sims, near, axis=1) - 1.0) / self.temperature)
