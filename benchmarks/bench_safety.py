@@ -268,6 +268,46 @@ def near_duplicate_groups(vectors: np.ndarray, at: float = 0.85) -> np.ndarray:
     return np.array([root(i) for i in range(len(vectors))])
 
 
+MARGINS = np.round(np.arange(0.0, 0.3001, 0.02), 3)
+
+
+def choose_release_margin(
+    gap: np.ndarray,
+    mass: dict[str, np.ndarray],
+    bands: dict[str, tuple[float, float, dict]],
+    inline: dict[str, tuple[np.ndarray, np.ndarray]],
+    minor_held: np.ndarray,
+    want: dict[str, np.ndarray],
+    outcomes: dict[str, list[str]],
+) -> float | None:
+    """The margin for the neighbours' second opinion (ConceptProbe.release_margin): on dev
+    cross-validated, one step above the smallest at which it admits no unsafe prompt that the
+    band alone held, in any world (a step of room: the set is small); None (off) when that frees
+    no harmless prompt. Every margin tried is printed; `outcomes` gets the chosen one's."""
+    band_only = {
+        w: (mass[w] >= h) & (mass[w] < r) & ~inline[w][0] & ~inline[w][1] & ~minor_held
+        for w, (h, r, _) in bands.items()
+    }
+    safe: list[float] = []
+    for margin in MARGINS[::-1]:
+        freed = sum(int((band_only[w] & (gap >= margin) & ~want[w]).sum()) for w in bands)
+        unsafe = [t for w in bands for t in np.nonzero(band_only[w] & (gap >= margin) & want[w])[0]]
+        print(f"  release margin {margin:.2f}: harmless freed {freed}, unsafe admitted {len(unsafe)}", file=sys.stderr)
+        if unsafe:
+            break
+        safe.append(float(margin))
+    if len(safe) < 2:
+        return None
+    chosen = safe[-2]
+    if not any((band_only[w] & (gap >= chosen) & ~want[w]).any() for w in bands):
+        return None
+    for w in bands:
+        for i in np.nonzero(band_only[w] & (gap >= chosen))[0]:
+            outcomes[w][i] = "admitted"
+    print(f"  release margin chosen: {chosen:.2f}", file=sys.stderr)
+    return chosen
+
+
 def _cv_table(rows: list[dict], outcomes: dict[str, list[str]]) -> None:
     for world, outs in outcomes.items():
         per: dict = defaultdict(lambda: [0, 0, 0, 0])
@@ -318,6 +358,7 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     ex_x = np.hstack([ex_e, np.stack([senses.features(t) for t in ex_clean])])
     dev_x = np.hstack([dev_e, np.stack([senses.features(t) for t in dev_read])])
     minor = np.array([mod.safety.names_minor(t) for t in dev_read])
+    civilian = np.array([mod.safety.targets_civilians(t) for t in dev_read])  # war not relaxed (Safety.screen)
     inline = {w: _inline(mod, [r["text"] for r in rows], w) for w in WORLDS}
     want = {w: np.array([expected_refused(r, w) for r in rows]) for w in WORLDS}
     allowed = {w: frozenset(resolve_world(w).extra.get("moderation", {}).get("allow", [])) for w in WORLDS}
@@ -326,6 +367,7 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
     )
     best = None
     runs = []
+    gap = np.zeros(len(rows))  # the neighbours' second opinion, cross-validated (ConceptProbe.neighbour_gap)
     for c in (1.0, 3.0, 10.0):
         cv_p = None
         for tr, te in split:
@@ -339,13 +381,15 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
                 memory_weight=MEMORY_WEIGHT,
             )
             p = probe.probabilities(dev_x[te])
+            gap[te] = probe.neighbour_gap(dev_e[te])
             cv_p = np.zeros((len(rows), p.shape[1])) if cv_p is None else cv_p
             cv_p[te] = p
         assert cv_p is not None
         runs.append((c, cv_p, probe))
     for held_cost, (c, cv_p, probe) in itertools.product(HELD_COSTS, runs):
         COSTS["benign held"] = held_cost
-        mass = {w: probe.unsafe(dev_x, allowed[w], cv_p)[0] for w in WORLDS}
+        strict = probe.unsafe(dev_x, frozenset(), cv_p)[0]
+        mass = {w: np.where(civilian, strict, probe.unsafe(dev_x, allowed[w], cv_p)[0]) for w in WORLDS}
         # One band for worlds that allow nothing (meadow), one for those that allow a category (war1944).
         bands = {w: choose_band(mass[w], *inline[w], want[w]) for w in WORLDS}
         sexual = probe.sexual(cv_p)
@@ -368,10 +412,11 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
             for w, (ref, hold) in decided.items():
                 hold = hold | (~ref & minor & (sexual >= m))
                 outcomes[w] = ["refused" if a else "held" if b else "admitted" for a, b in zip(ref, hold)]
-            best = (cost, c, bands, m, outcomes, held_cost)
+            best = (cost, c, bands, m, outcomes, held_cost, mass, sexual)
     COSTS["benign held"] = HELD_COSTS[0]
     assert best is not None
-    _, c, bands, m, outcomes, held_cost = best
+    _, c, bands, m, outcomes, held_cost, mass, sexual = best
+    margin = choose_release_margin(gap, mass, bands, inline, minor & (sexual >= m), want, outcomes)
     (h, t, _), (h_relaxed, t_relaxed, _) = bands[WORLDS[0]], bands[WORLDS[1]]
     print(
         f"chosen by {folds}-fold cross-validation on dev: held cost {held_cost}, C={c}; "
@@ -393,6 +438,7 @@ def train(out: Path = PROBE_FILE, folds: int = 5) -> None:
         minor_hold_threshold=m,
         memory=np.vstack([ex_e, dev_e]),
         memory_weight=MEMORY_WEIGHT,
+        release_margin=margin,
     )
     probe.save(out)
     print(f"wrote {out}", file=sys.stderr)

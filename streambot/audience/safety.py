@@ -22,7 +22,9 @@ cheap enough for where it runs:
    battle, ... or is marked in WordNet as an obscenity or an ethnic slur),
    trained on the examples in config/moderation/concepts.toml and the `dev`
    half of tests/data/safety_prompts.jsonl (`benchmarks/bench_safety.py --train`),
-   averaged with the vote of the nearest of those sentences.
+   averaged with the vote of the nearest of those sentences; in the hold
+   band, a prompt far nearer a harmless training sentence than an unsafe one
+   is admitted (`ConceptProbe.release_margin`, chosen on dev).
    While the sentence model still loads in the background (`streambot run`
    does not wait for it), candidates wait for this layer, hidden; the
    streamer's own prompt does not wait and meets the first two.
@@ -36,8 +38,10 @@ a moderator; the rest is admitted.
 
 Categories: sexual, minors, self_harm, gore, hate, violence (against
 people), violence.war (battles, soldiers, tanks, bombs) and abuse (insults).
-A world may allow `violence.war` (`[moderation] allow` in its preset);
-nothing allows the others.
+A world may allow `violence.war` (`[moderation] allow` in its preset),
+against armies only: a prompt that names what war must not target
+(`Safety.targets_civilians`) is judged as a world that allows nothing judges
+it. Nothing allows the others.
 """
 
 from __future__ import annotations
@@ -126,6 +130,9 @@ def load_concepts(path: Path = CONCEPTS_FILE) -> Concepts:
 SENSE_FEATURES = (*CATEGORIES, "minors+sexual")
 # Animals, plants and places (not organism.n.1: people are organisms, and "sex offender" is a person)
 CREATURES_AND_PLACES = ("animal.n.1", "plant.n.2", "location.n.1")
+_DRINKS = ("beverage.n.1",)
+_NAMED_PLACES = ("location.n.1", "land.n.4")  # a region, a country, a town; an island
+_STOPWORDS = frozenset("a an the of in on at by to and or her his its their with for from".split())
 _MINORS = SENSE_FEATURES.index("minors")
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
@@ -141,12 +148,22 @@ class WordSenses:
     of sexual activity, "cadaver" a corpse, "barrage" a bombardment.
     """
 
-    def __init__(self, lexicon: WordNet, roots: dict[str, list[str]]) -> None:
+    def __init__(
+        self, lexicon: WordNet, roots: dict[str, list[str]], marks: dict[str, list[str]] | None = None
+    ) -> None:
         self.lexicon = lexicon
         self.roots: dict[tuple[str, int], set[str]] = {}
         for cat, names in roots.items():
             for name in names:
                 self.roots.setdefault(self._resolve(name), set()).add(cat)
+        # Kinds of thing a rule asks about, not categories: "civilian" (what war must not
+        # target), "aircraft", "building" (concepts.toml's [violence] `*_senses`).
+        self.mark_roots: dict[tuple[str, int], set[str]] = {}
+        for mark, names in (marks or {}).items():
+            for name in names:
+                self.mark_roots.setdefault(self._resolve(name), set()).add(mark)
+        self._marks_of_word = lru_cache(maxsize=100_000)(self._word_marks)
+        self._ancestors = lru_cache(maxsize=100_000)(self._walk_up)  # type: ignore[method-assign]
         self._creature_roots: set[tuple[str, int]] | None = None
         self._of_synset = lru_cache(maxsize=100_000)(self._categories)
         self.word = lru_cache(maxsize=100_000)(self._word)
@@ -212,6 +229,62 @@ class WordSenses:
     def _phrase_forms(words: list[str]) -> list[str]:
         last = [words[-1], _lemma(words[-1])]  # "pussy willows" is the lemma pussy_willow
         return list(dict.fromkeys(sep.join([*words[:-1], w]) for w in last for sep in ("_", "-")))
+
+    def _ancestors(self, key: tuple[str, int]) -> frozenset[tuple[str, int]]:
+        """The synset and everything it is a kind or an instance of (cached)."""
+        return self._walk_up(key)
+
+    def _walk_up(self, key: tuple[str, int]) -> frozenset[tuple[str, int]]:
+        frontier, seen = {key}, {key}
+        for _ in range(18):
+            frontier = {
+                t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers if sym in ("@", "@i")
+            } - seen
+            if not frontier:
+                break
+            seen |= frontier
+        return frozenset(seen)
+
+    def _word_marks(self, word: str) -> frozenset[str]:
+        senses = self.lexicon.synsets(word, pos=("n",))
+        if not senses:
+            lemma = _lemma(word)
+            senses = self.lexicon.synsets(lemma, pos=("n",)) if lemma != word else []
+        # the commonest sense only: "army" and "crush" have rare senses that are crowds
+        return (
+            frozenset(m for k in self._ancestors(senses[0].key) for m in self.mark_roots.get(k, ()))
+            if senses
+            else frozenset()
+        )
+
+    def marks(self, text: str) -> frozenset[str]:
+        """The marks (`marks` of the constructor) the commonest noun sense of a word of the text
+        falls under; a phrase WordNet holds as one lemma is read as that lemma ("twin towers")."""
+        if not self.mark_roots:
+            return frozenset()
+        lower = text.lower()
+        phrases = self.phrases(lower)
+        grams = [lemma for _, _, lemma in phrases]
+        grams += [m.group() for m in _WORD.finditer(lower) if not any(a <= m.start() < b for a, b, _ in phrases)]
+        return frozenset(m for w in grams for m in self._marks_of_word(w))
+
+    def first_sense_under(self, word: str, roots: Iterable[str]) -> bool:
+        """Whether the word's commonest noun sense is a kind (or an instance) of one of `roots`."""
+        senses = self.lexicon.synsets(word.lower(), pos=("n",)) or self.lexicon.synsets(
+            _lemma(word.lower()), pos=("n",)
+        )
+        return bool(senses) and bool(self._ancestors(senses[0].key) & {self._resolve(r) for r in roots})
+
+    def any_sense_under(self, word: str, roots: Iterable[str], *, instance: bool = False) -> bool:
+        """Whether one of the word's noun senses is a kind of one of `roots` (with `instance`:
+        a named one, as Newfoundland is an island and Pennsylvania a state)."""
+        keys = {self._resolve(r) for r in roots}
+        for s in self.lexicon.synsets(word.lower(), pos=("n",)):
+            if instance and not any(sym == "@i" for sym, _, _, _ in s.pointers):
+                continue
+            if self._ancestors(s.key) & keys:
+                return True
+        return False
 
     def harmless(self, word: str) -> bool:
         """WordNet knows the word (or phrase) and none of its senses falls under any category."""
@@ -397,6 +470,23 @@ def load_classifier() -> OffensiveClassifier:
 # -- 3. the semantic probe -------------------------------------------------------
 
 
+_BLAS_ONE_THREAD = 262_144  # elements: OpenBLAS splits a matrix-vector product across threads from about 450,000
+
+
+def _cosines(memory: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """memory @ v for each row v, as matrix-vector products of at most `_BLAS_ONE_THREAD`
+    elements: a batch's matrix product, or a larger matrix-vector one, goes to BLAS's threads,
+    which on a busy machine wait on each other (8 ms a row for 1,241 training sentences
+    against 0.1 ms in blocks)."""
+    rows = max(1, _BLAS_ONE_THREAD // max(1, memory.shape[1]))
+    vectors = np.asarray(vectors, np.float32)
+    out = np.empty((len(vectors), len(memory)), np.float32)
+    for i, v in enumerate(vectors):
+        for a in range(0, len(memory), rows):
+            out[i, a : a + rows] = memory[a : a + rows] @ v
+    return out
+
+
 @dataclass(frozen=True)
 class ConceptProbe:
     """Two readers of a prompt's features, averaged: a softmax (row i of `weights`
@@ -434,6 +524,17 @@ class ConceptProbe:
     temperature: float = 0.1
     memory_weight: float = 0.0
     minor_hold_threshold: float = 1.0
+    # A second opinion in the hold band: a prompt whose nearest harmless training sentence is
+    # this much more similar (cosine) than its nearest unsafe one is admitted. None: off.
+    release_margin: float | None = None
+
+    def neighbour_gap(self, vectors: np.ndarray) -> np.ndarray:
+        """Per row, cosine to the nearest harmless training sentence minus to the nearest unsafe one."""
+        assert self.memory is not None and self.memory_labels is not None
+        benign = self.memory_labels == self.classes.index("benign")
+        sims = _cosines(self.memory, vectors)
+        gap: np.ndarray = sims[:, benign].max(axis=1) - sims[:, ~benign].max(axis=1)
+        return gap
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = features @ self.weights.T + self.bias
@@ -449,9 +550,7 @@ class ConceptProbe:
     def neighbour_vote(self, vectors: np.ndarray) -> np.ndarray:
         """Per row, the classes of its nearest training sentences, weighted by similarity."""
         assert self.memory is not None and self.memory_labels is not None
-        # One matrix-vector product per row: a matrix product of a batch goes to BLAS's threads,
-        # which on a busy machine wait on each other (30 ms for 8 rows against 0.8 ms this way).
-        sims = np.stack([self.memory @ v for v in np.asarray(vectors, np.float32)])
+        sims = _cosines(self.memory, vectors)
         k = min(self.neighbours, sims.shape[1])
         near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.exp((np.take_along_axis(sims, near, axis=1) - 1.0) / self.temperature)
@@ -497,11 +596,14 @@ class ConceptProbe:
         sexual = self.sexual(p)
         h, r = self.thresholds(allowed)
         h, r = (h if hold is None else hold), (r if refuse is None else refuse)
+        gap = None
+        if self.release_margin is not None and self.memory is not None and bool(((mass >= h) & (mass < r)).any()):
+            gap = self.neighbour_gap(features[:, : self.memory.shape[1]])
         out: list[tuple[str, Action] | None] = []
         for i, (m, c) in enumerate(zip(mass, cats)):
             if m >= r:
                 out.append((c, "refuse"))
-            elif m >= h:
+            elif m >= h and (gap is None or self.release_margin is None or gap[i] < self.release_margin):
                 out.append((c, "hold"))
             elif minor is not None and minor[i] and sexual[i] >= self.minor_hold_threshold:
                 out.append(("minors", "hold"))
@@ -519,6 +621,8 @@ class ConceptProbe:
                 "temperature": np.float32(self.temperature),
                 "memory_weight": np.float32(self.memory_weight),
             }
+            if self.release_margin is not None:
+                extra["release_margin"] = np.float32(self.release_margin)
         np.savez_compressed(
             path,
             classes=np.array(self.classes),
@@ -546,6 +650,7 @@ class ConceptProbe:
                         "minor_hold_threshold",
                         "temperature",
                         "memory_weight",
+                        "release_margin",
                     )
                     if k in z
                 }
@@ -594,6 +699,7 @@ def train_probe(
     minor_hold_threshold: float = 1.0,
     memory: np.ndarray | None = None,
     memory_weight: float = 0.0,
+    release_margin: float | None = None,
 ) -> ConceptProbe:
     """A multinomial logistic regression on the features (scikit-learn); with `memory` (the
     same sentences' embeddings, row for row), their neighbours vote too."""
@@ -616,6 +722,7 @@ def train_probe(
         memory_labels=None if memory is None else y,
         memory_weight=memory_weight,
         minor_hold_threshold=minor_hold_threshold,
+        release_margin=release_margin,
     )
 
 
@@ -727,7 +834,38 @@ class Safety:
         if not listed(rest):
             return True
         words = {part for w in _WORD.findall(rest.lower()) for part in (w, *w.split("-")) if listed(part)}
-        return bool(words) and all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w) for w in words)
+        if not words:
+            return False
+        if all(self.senses.harmless(w) and self.senses.names_a_creature_or_place(w) for w in words):
+            return True
+        return all(self._named_in_context(w, rest) for w in words)
+
+    def _named_in_context(self, word: str, text: str) -> bool:
+        """Whether the prompt itself says the listed word is meant in a harmless sense it has:
+        an animal's name next to another animal ("a beagle bitch", "a greyhound bitch": the
+        breeders' word for a female dog), or a proper name, written capitalised inside the
+        prompt, next to a named place or a drink ("the Dildo lighthouse in Newfoundland", "a
+        Porn Star Martini"). Never a slur, nor an insult as a name. A moderator still decides
+        (held, not admitted)."""
+        assert self.senses is not None
+        senses = self.senses
+        meanings = senses.word(word)
+        if any("hate" in cats for cats in meanings):
+            return False  # a slur is never read as a harmless sense
+        others = [w for w in _WORD.findall(text.lower()) if w != word and w not in _STOPWORDS]
+        if senses.any_sense_under(word, CREATURES_AND_PLACES[:1]) and any(
+            senses.first_sense_under(w, CREATURES_AND_PLACES[:1]) for w in others
+        ):
+            return True
+        if not meanings or any("abuse" in cats for cats in meanings):
+            return False  # nor a word WordNet does not know, or knows as an insult, as a name
+        capitalised = [m for m in re.finditer(r"[A-Za-z]+", text) if m.group().lower() == word and m.start() > 0]
+        if not any(m.group()[0].isupper() for m in capitalised):
+            return False
+        return any(
+            senses.any_sense_under(w, _NAMED_PLACES, instance=True) or senses.first_sense_under(w, _DRINKS)
+            for w in others
+        )
 
     def _check_uncached(self, text: str) -> Finding | None:
         if self.terms is not None:
@@ -775,14 +913,31 @@ class Safety:
             vectors = np.array(vectors, dtype=np.float32)
             vectors[changed] = np.asarray(self.embed([readings[i] for i in changed]), np.float32)  # type: ignore[misc]
         texts = readings
-        found = probe.categories(
-            self.features(texts, vectors),
-            self.allowed,
-            hold=self.semantic_hold_threshold,
-            refuse=self.semantic_threshold,
-            minor=[self.names_minor(t) for t in texts],
-        )
+        features = self.features(texts, vectors)
+        minor = [self.names_minor(t) for t in texts]
+        bands = {"hold": self.semantic_hold_threshold, "refuse": self.semantic_threshold}
+        found = probe.categories(features, self.allowed, minor=minor, **bands)
+        if self.allowed:
+            # War is relaxed against armies only: a prompt naming civilians is judged as a world
+            # that relaxes nothing judges it (WordNet asked only where that judgement is stricter).
+            strict = probe.categories(features, frozenset(), minor=minor, **bands)
+            for i, (f, g) in enumerate(zip(found, strict)):
+                if (
+                    g is not None
+                    and (f is None or f[1] == "hold" and g[1] == "refuse")
+                    and self.targets_civilians(texts[i])
+                ):
+                    found[i] = ("violence" if g[0] in self.allowed else g[0], g[1])
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
+
+    def targets_civilians(self, text: str) -> bool:
+        """Whether a prompt names what war must not target: civilians, a crowd, a school, a
+        hospital, a market, a wedding (`civilian_senses`), or an aircraft together with a
+        building or a tower ("a plane flown into the twin towers")."""
+        if self.senses is None:
+            return False
+        marks = self.senses.marks(text)
+        return "civilian" in marks or {"aircraft", "building"} <= marks
 
     def names_minor(self, text: str) -> bool:
         """Whether a prompt speaks of a child: a minor-word of the concept terms, or a word
@@ -852,14 +1007,23 @@ def build_safety(
 
 
 @lru_cache(maxsize=1)
-def _senses(roots: tuple[tuple[str, tuple[str, ...]], ...]) -> WordSenses | None:
+def _senses(
+    roots: tuple[tuple[str, tuple[str, ...]], ...], marks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+) -> WordSenses | None:
     from ..lexicon import WordNet
 
     lexicon = WordNet.find()
-    return WordSenses(lexicon, {c: list(n) for c, n in roots}) if lexicon is not None else None
+    if lexicon is None:
+        return None
+    return WordSenses(lexicon, {c: list(n) for c, n in roots}, {m: list(n) for m, n in marks})
 
 
 def load_senses(concepts: Concepts | None = None) -> WordSenses | None:
     """WordNet's senses of the categories in concepts.toml (one shared reader), or None without WordNet."""
     concepts = load_concepts() if concepts is None else concepts
-    return _senses(tuple((c, tuple(t.get("senses", ()))) for c, t in concepts.items() if c in CATEGORIES))
+    marks = tuple(
+        (key.removesuffix("_senses"), tuple(names))
+        for key, names in concepts.get("violence", {}).items()
+        if key.endswith("_senses")
+    )
+    return _senses(tuple((c, tuple(t.get("senses", ()))) for c, t in concepts.items() if c in CATEGORIES), marks)
