@@ -63,6 +63,7 @@ import numpy as np
 
 from ..blocklist import BlockList
 from ..config import CONFIG_DIR, RELAXABLE, ConfigError
+from ..pooling import lemma
 
 if TYPE_CHECKING:
     from ..lexicon import WordNet
@@ -347,11 +348,8 @@ class WordSenses:
         return out
 
 
-@lru_cache(maxsize=65536)
 def _lemma(word: str) -> str:
-    import simplemma
-
-    return simplemma.lemmatize(word, lang="en").lower()
+    return lemma(word).lower()  # pooling's lemmatizer (cached there), lower-cased for the word lists
 
 
 # -- 1c. slang read as what it stands for ---------------------------------------------
