@@ -207,7 +207,7 @@ class LiveShow:
             broadcast = show.broadcast
             started = time.monotonic()
             next_prompt = started + self.prompt_every_s
-            next_sample = started
+            next_sample = started + self.sample_every_s  # each sample's fps is over a whole interval
             k = 0
             last = (started, 0)
             while not broadcast.clock.done.is_set():  # (not while the show closes)

@@ -557,6 +557,24 @@ def test_war_is_relaxed_against_armies_only(mod) -> None:
     assert not safety.targets_civilians("the army crushes the enemy")  # an army is a crowd only in a rare sense
 
 
+def test_an_aircraft_flown_into_a_building_waits_for_a_moderator_in_every_world(mod) -> None:
+    """A plane and a building or a tower with a word of impact is held in any world, whatever the
+    probe scores; a plane near a tower without one is not touched."""
+    for preset in ("meadow", "war1944"):
+        aud = _audience(preset)
+        for i, text in enumerate(
+            ["an aeroplane ploughs into the town hall", "a plane flies into the glass tower downtown"]
+        ):
+            assert not _becomes_candidate(aud, text, f"{preset}{i}"), (preset, text)
+            assert any(c.text == text and c.held for c in aud.snapshot(1.0).pending), (preset, text)
+    safety = mod.safety
+    assert safety.flies_into_building("an airliner flown into a tall building")
+    assert safety.flies_into_building("a jet hits the north tower")
+    assert not safety.flies_into_building("a plane flying past a skyscraper at sunset")  # no impact
+    assert not safety.flies_into_building("a bird flies into the barn")  # no aircraft
+    assert not safety.flies_into_building("a plane crashes into the sea")  # no building
+
+
 def test_switching_world_changes_what_is_allowed() -> None:
     aud = _audience("meadow")
     aud.set_world(resolve_world("war1944"))  # what the show tells the audience on a switch

@@ -97,10 +97,16 @@ class ConceptTerms:
                 self.terms.add(term, f"{cat}+minor")
             for term in table.get("sexual_terms", ()):
                 self.terms.add(term, f"{cat}+sexual")
+            for term in table.get("impact_terms", ()):
+                self.terms.add(term, f"{cat}+impact")
 
     def names_minor(self, text: str) -> bool:
         """Whether the normalised text holds a minor-word ("a girl", "12 year old")."""
         return "minors+minor" in self.terms.tags(text)
+
+    def names_impact(self, text: str) -> bool:
+        """Whether the normalised text says something flew or crashed into something ("into", "slams")."""
+        return "violence+impact" in self.terms.tags(text)
 
     def category(self, text: str, allowed: frozenset[str] = frozenset()) -> str | None:
         """The first category (in `CATEGORIES` order) whose terms the normalised text holds."""
@@ -926,7 +932,19 @@ class Safety:
                     and self.targets_civilians(texts[i])
                 ):
                     found[i] = ("violence" if g[0] in self.allowed else g[0], g[1])
+        for i, t in enumerate(texts):
+            # An aircraft flown into a building is terror imagery in every world: a moderator decides.
+            if found[i] is None and self.flies_into_building(t):
+                found[i] = ("violence", "hold")
         return [None if f is None else Finding("semantic", f[0], f[1]) for f in found]
+
+    def flies_into_building(self, text: str) -> bool:
+        """An aircraft and a building or a tower, with something flying or crashing into it
+        ("an airliner flown into a tall building", "a jet hits the north tower"); the words
+        are asked first, WordNet only when they are there."""
+        if self.terms is None or self.senses is None or not self.terms.names_impact(text):
+            return False
+        return {"aircraft", "building"} <= self.senses.marks(text)
 
     def targets_civilians(self, text: str) -> bool:
         """Whether a prompt names what war must not target: civilians, a crowd, a school, a
