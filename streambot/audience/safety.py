@@ -192,16 +192,8 @@ class WordSenses:
         for sym, target, _, _ in self.lexicon.synset(key).pointers:
             if sym == ";u":  # usage domain: "obscenity", "ethnic slur"
                 out |= self.roots.get(target, set())
-        frontier, seen = {key}, {key}
-        for _ in range(18):  # WordNet's noun hierarchy is at most about 18 deep
-            frontier = {
-                t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers if sym in ("@", "@i")
-            } - seen
-            if not frontier:
-                break
-            seen |= frontier
-            for t in frontier:
-                out |= self.roots.get(t, set())
+        for t in self._ancestors(key):
+            out |= self.roots.get(t, set())
         return frozenset(out)
 
     def _word(self, word: str) -> tuple[frozenset[str], ...]:
@@ -243,7 +235,7 @@ class WordSenses:
 
     def _walk_up(self, key: tuple[str, int]) -> frozenset[tuple[str, int]]:
         frontier, seen = {key}, {key}
-        for _ in range(18):
+        for _ in range(18):  # WordNet's noun hierarchy is at most about 18 deep
             frontier = {
                 t for k in frontier for sym, t, _, _ in self.lexicon.synset(k).pointers if sym in ("@", "@i")
             } - seen
