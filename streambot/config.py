@@ -229,6 +229,9 @@ class VotingSettings(_Section):
     grace_s: Annotated[float, Field(ge=0, le=10)] = 2.0
     top_n: Annotated[int, Field(ge=1, le=10)] = 4
     cooldown_rounds: Annotated[int, Field(ge=0, le=50)] = 1
+    # An idea waiting for a moderator (held by the safety layers, or every idea when approval
+    # is on) carries from round to round until a moderator decides, or leaves after this long.
+    held_wait_s: Annotated[float, Field(ge=10, le=3600)] = 300.0
     # Near-duplicates pool when their sentence embeddings are this close and the
     # checks in streambot/pooling.py find no difference; when each prompt has
     # words the other lacks, the second, higher bar applies.

@@ -73,7 +73,7 @@ __all__ = ["VotingEngine", "Pooler", "content_words", "exact_key"]
 
 @dataclass(eq=False, slots=True)
 class Candidate:
-    id: int  # arrival order within the round; ties go to the lower
+    id: int  # arrival order, never given twice in a show (what a moderator approves by); ties go to the lower
     text: str  # the first wording
     author: Viewer
     at: float
@@ -119,7 +119,6 @@ class Round:
     by_words: dict[frozenset[str], list[Candidate]] = field(default_factory=dict)  # pooled, without embeddings
     blocked: int = 0
     held: int = 0  # candidates held for a moderator (and prompts, in anarchy)
-    next_id: int = 1
     done: bool = False
     skipped: bool = False
 
@@ -299,6 +298,8 @@ class VotingEngine:
         self._cooldown: dict[str, int] = {}  # viewer key -> last round they cannot win
         self._round_no = 0
         self._next_number = 1  # candidate numbers are never given twice in a show
+        self._next_id = 1  # nor are candidate ids
+        self.held_wait_s = s.held_wait_s
         self._retired: dict[int, int] = {}  # number -> its round, for rounds already decided
         self._mode_votes: dict[str, tuple[Mode, float]] = {}  # viewer key -> (mode, when), oldest first
         self._last_switch = float("-inf")
@@ -354,8 +355,43 @@ class VotingEngine:
                     ended = self.current
                     start = ended.closes if now - ended.closes < self.round_s else now
                     self.closing, self.current = ended, self._open(start)
+                    for cand in [c for c in ended.candidates if self._waiting(c)]:
+                        self._carry(ended, cand, now)
                 else:
+                    self._expire(now)
                     return out
+
+    def _waiting(self, cand: Candidate) -> bool:
+        """Whether a candidate waits for a moderator: screened, not approved, not pooled away."""
+        return cand.screened and not cand.approved and cand.merged_into is None
+
+    def _carry(self, r: Round, cand: Candidate, now: float) -> None:
+        """An idea waiting for a moderator moves into the round viewers see now (where the console
+        lists it and an approval numbers it), its submitters' votes with it: a round's end never
+        drops it unseen. Called with the lock held."""
+        to = self.current
+        self._drop(r, cand)
+        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+        key = exact_key(cand.text)
+        same = to.by_key.get(key)
+        if same is not None:  # submitted again meanwhile: one idea, every submitter on it
+            same = same.live()
+            same.submitters.extend(v for v in cand.submitters if v not in same.submitters)
+            cand.merged_into, target = same, same
+        else:
+            to.candidates.append(cand)
+            to.by_key[key] = cand
+            target = cand
+        for viewer in cand.submitters:
+            if viewer.key not in to.ballots:
+                self._cast(to, viewer, target, now)
+
+    def _expire(self, now: float) -> None:
+        """Ideas no moderator decided on within `held_wait_s` of their arrival leave."""
+        r = self.current
+        for cand in [c for c in r.candidates if self._waiting(c) and now - c.at > self.held_wait_s]:
+            self._drop(r, cand)
+            r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
 
     # -- prompts and votes
     def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False, held: bool = False) -> Outcome:
@@ -377,7 +413,7 @@ class VotingEngine:
                 self._cast(r, viewer, cand, now)
                 return Outcome("pooled", cand.number, r.number, cand.id, not cand.screened)
             cand = Candidate(
-                r.next_id,
+                self._next_id,
                 text,
                 viewer,
                 now,
@@ -387,7 +423,7 @@ class VotingEngine:
                 screened=self.screen is None,
                 held=held,
             )
-            r.next_id += 1
+            self._next_id += 1
             if held:
                 r.held += 1
             if cand.approved and cand.screened:
@@ -596,6 +632,8 @@ class VotingEngine:
             cand.prompt, cand.vector = prompt, prompt.vector  # not pooled: nothing may ride on it
             if fresh:
                 self._screened.append(Screened(r.number, cand.id, "held"))
+            if r is not self.current and not r.done:  # its round ended meanwhile
+                self._carry(r, cand, cand.at)
             return 0
         merged = self._place(r, cand, prompt)
         live = cand.live()
@@ -956,6 +994,7 @@ class VotingEngine:
                 "locked": self.locked,
                 "round_s": self.round_s,
                 "next_number": self._next_number,
+                "next_id": self._next_id,
                 "cooldown": dict(self._cooldown),
                 "candidates": [
                     {
@@ -986,6 +1025,7 @@ class VotingEngine:
             self._cooldown = {k: int(v) for k, v in state.get("cooldown", {}).items()}
             self._round_no = int(state["round"]) - 1
             self._next_number = max(self._next_number, int(state.get("next_number", 1)))
+            self._next_id = max(self._next_id, int(state.get("next_id", 1)))
             r = self._open(now)
             r.closes = now + max(3.0, float(state.get("remaining_s", self.round_s)))
             by_id: dict[int, Candidate] = {}
@@ -1005,7 +1045,7 @@ class VotingEngine:
                     cand.number = int(c["number"])
                     r.by_number[cand.number] = cand
                     self._next_number = max(self._next_number, cand.number + 1)
-                r.next_id = max(r.next_id, cand.id + 1)
+                self._next_id = max(self._next_id, cand.id + 1)
                 r.candidates.append(cand)
                 r.by_key[exact_key(cand.text)] = cand
                 r.pending.append(cand)

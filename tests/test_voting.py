@@ -226,6 +226,52 @@ def test_unapproved_candidates_never_win() -> None:
     assert r.winner is None
 
 
+def test_an_idea_waiting_for_a_moderator_carries_into_the_next_rounds() -> None:
+    """A round's end never drops an idea a moderator has not seen yet: it moves into the round
+    viewers see (its author's vote with it), where the console lists and approves it, until it
+    is decided or `held_wait_s` passes."""
+    e = engine(approval=True, round_s=10, grace_s=2, held_wait_s=30)
+    first = e.submit(V("bob"), "a castle", 1)
+    e.approve(e.snapshot(1).pending[0].id)
+    e.submit(V("ann"), "a dragon", 9.5)  # half a second before round 1 ends
+    assert e.tick(10.5) == []  # round 2 opens; round 1 takes late votes until 12
+    pending = e.snapshot(10.5).pending
+    assert [c.text for c in pending] == ["a dragon"] and pending[0].id != first.candidate
+    # approved during round 1's grace: it is numbered in round 2, the round on screen
+    view = e.approve(pending[0].id)
+    assert view is not None and view.text == "a dragon" and view.number is not None
+    (r1,) = e.tick(12)
+    assert r1.winner.text == "a castle" and [c.text for c in r1.candidates] == ["a castle"]
+    (r2,) = e.tick(22)
+    assert r2.winner.text == "a dragon" and r2.winner.user == "ann" and r2.winner.votes == 1.0
+    # not decided within held_wait_s of its arrival, an idea leaves
+    e.submit(V("cat"), "a ship", 23)
+    e.tick(50)
+    assert [c.text for c in e.snapshot(50).pending] == ["a ship"]  # 27 s old, three rounds on
+    e.tick(54)
+    assert e.snapshot(54).pending == ()
+
+
+def test_a_hold_decided_after_its_round_ended_is_shown_to_the_moderator() -> None:
+    e = VotingEngine(
+        VotingSettings(round_s=10, grace_s=2, stream_delay_s=0),
+        now=0.0,
+        screen=lambda texts, vectors: ["hold" if "soldier" in t else "admit" for t in texts],
+    )
+    out = e.submit(V("ann"), "a soldier on a hill", 9.9)
+    assert out.screening and e.snapshot(9.9).pending == ()  # hidden until screened
+    e.tick(10.1)  # the round ends before the worker reaches it
+    e.pool()
+    (waiting,) = e.snapshot(10.2).pending
+    assert waiting.text == "a soldier on a hill" and waiting.id == out.candidate
+    assert [(s.outcome, s.candidate) for s in e.take_screened()] == [("held", out.candidate)]
+    assert e.approve(waiting.id).number is not None
+    (r1,) = e.tick(12)
+    assert r1.winner is None
+    (r2,) = e.tick(22)
+    assert r2.winner.text == "a soldier on a hill"
+
+
 def test_anarchy_mode() -> None:
     e = engine(mode="anarchy", anarchy_viewer_interval_s=10, anarchy_global_interval_s=2)
     assert e.submit(V("ann"), "a dragon", 0).status == "queued"

@@ -55,15 +55,37 @@ try {
   results.confirm_status = (await confirmed).status();
   await page.waitForFunction(() => document.getElementById("voice-status").textContent.length > 1);
   results.status = await page.textContent("#voice-status");
-  // the idea is screened off the event loop, then the console lists it: in the round, or
-  // held for the streamer (a soldier in a world without war), who approves it with one click
-  await page.waitForSelector("#candidates li.cand, #pending li", { timeout: 30000 });
-  results.held = await page.locator("#pending li").count();
-  if (results.held) {
+  // The idea is screened off the event loop, then it is in the round, or held for the streamer
+  // (a soldier in a world without war), or (a round closing meanwhile) already on air. Follow it
+  // through the show's own state, keeping every place it was seen for the report.
+  const mine = (s) => ({
+    round: (s.candidates || []).some((c) => c.author === "console:mic"),
+    held: (s.pending || []).some((c) => c.author === "console:mic"),
+    aired: (s.on_air && s.on_air.by === "console:mic") || (s.last && s.last.user === "console:mic"),
+  });
+  results.seen = [];
+  const follow = async (want, ms) => {
+    const until = Date.now() + ms;
+    for (;;) {
+      const s = await page.evaluate(async () => (await fetch("/api/state")).json());
+      const m = mine(s);
+      const where = m.round ? "round" : m.held ? "held" : m.aired ? "aired" : "nowhere";
+      if (results.seen[results.seen.length - 1] !== where) results.seen.push(where);
+      results.state = s;
+      if (want.includes(where)) return where;
+      if (Date.now() > until) throw new Error(`the idea was not seen in ${want.join("/")} within ${ms} ms (seen: ${results.seen.join(" > ")})`);
+      await page.waitForTimeout(200);
+    }
+  };
+  const first = await follow(["round", "held", "aired"], 90000);
+  results.held = first === "held" ? 1 : 0;
+  if (first === "held") {
+    await page.waitForSelector("#pending li", { timeout: 30000 });  // the page lists what the state holds
     await page.click("#pending li .btn-ok");
+    await follow(["round", "aired"], 30000);
+  } else if (first === "round") {
     await page.waitForSelector("#candidates li.cand", { timeout: 30000 });
   }
-  results.state = await page.evaluate(async () => (await fetch("/api/state")).json());
 } catch (e) {
   results.failed = String(e && e.stack || e);
 } finally {
