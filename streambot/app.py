@@ -197,7 +197,8 @@ class Show:
 
         The first frame must be on air within a few seconds, so nothing heavy
         is waited for: the sentence model (torch, transformers) loads in the
-        background while the world starts on keywords, and the processes that
+        background while the world starts on keywords, the speech model loads
+        in its own process once the show is on air (`run`), and the processes that
         take a moment to start (the overlay's drawing, each output) start side
         by side."""
         s = self.settings.stream
@@ -259,7 +260,6 @@ class Show:
             self.broadcast = open_broadcast(self.world, s, checked.targets, compositor, audio, max_frames=max_frames)
             for out in self.broadcast.outputs:
                 log.info("streaming to %s", mask_url(out.target))
-            self.voice = self._voice()
         except BaseException:
             self.close()  # whatever was opened: the world and its processes, the timeline, the outputs
             raise
@@ -268,7 +268,9 @@ class Show:
         warm.join(30)
 
     def _voice(self) -> VoiceService | None:
-        """The speech model and its worker; a missing model turns voice off, not the show."""
+        """The voice worker, its speech model loading in a process of its own (made
+        once the show is on air: nothing waits for it); a missing model turns
+        voice off, not the show."""
         if not self.settings.voice.enabled:
             return None
         from .audience.voice import VoiceError, VoiceService
@@ -635,6 +637,7 @@ class Show:
         console = await self._start_console()  # before going live: a taken port stops here
         self.broadcast.start()
         voting = loop.create_task(self.audience.run(self.on_winner), name="voting")
+        self.voice = self._voice()
         if self.voice is not None:
             self.voice.bind(loop)
         self._start_adapters(loop)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+import os
 import threading
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from streambot.audience.events import Audience
 from streambot.audience.moderation import Moderation
 from streambot.audience.voice import (
+    LOADING,
     SAMPLE_RATE,
     Segmenter,
     SpokenCommand,
@@ -27,7 +29,7 @@ from streambot.audience.voice import (
     parse_spoken,
     resolve_model,
 )
-from streambot.config import ModerationSettings, VotingSettings
+from streambot.config import ModerationSettings, VoiceSettings, VotingSettings
 from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
 
@@ -101,6 +103,18 @@ def test_decode_refuses_what_is_not_audio(tmp_path):
     write_audio(silence(3), tmp_path / "long.wav", codec="pcm_s16le", rate=16_000)
     with pytest.raises(VoiceError, match="is 3 s long; the limit is 2 s"):
         decode(tmp_path / "long.wav", max_s=2)
+
+
+@pytest.mark.parametrize(("name", "codec", "rate"), [("a.wav", "pcm_s16le", 44_100), ("a.ogg", "libopus", 48_000)])
+def test_decode_matches_faster_whisper_decode_audio(tmp_path, name, codec, rate):
+    """The decoder here (PyAV, so faster-whisper is not imported to read a clip) against
+    faster-whisper's own `decode_audio`: the same samples, to its 16-bit rounding."""
+    from faster_whisper import decode_audio
+
+    path = write_audio(np.concatenate([music(2.5), noise(1.0, 0.2)]) * 0.5, tmp_path / name, codec=codec, rate=rate)
+    ours, theirs = decode(path), decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+    assert ours.dtype == np.float32 and ours.size == theirs.size, (ours.size, theirs.size)
+    assert np.max(np.abs(ours - theirs)) < 2e-4 and np.max(np.abs(ours)) > 0.1
 
 
 # -- segmentation (Silero VAD) ---------------------------------------------------------------------
@@ -257,6 +271,75 @@ def test_a_burst_of_50_utterances_keeps_the_newest(transcriber, tmp_path):
         r.command.command == "vote" and r.command.argument == (2 if int(r.utterance.viewer.name[6:]) % 2 == 0 else 4)
         for r in transcribed
     ), [r.command for r in transcribed]
+
+
+# -- the model loading in a process of its own ---------------------------------------------------------
+
+
+def test_the_worker_refuses_while_the_model_loads_then_hears():
+    """Until `ready` returns, every clip is answered at once with "loading" (none is queued
+    to wait for a model that may take long); then clips are transcribed."""
+    loaded = threading.Event()
+    said: list[int] = []
+    worker = VoiceWorker(
+        lambda audio: said.append(audio.size) or "vote two", warm_up=False, ready=lambda: loaded.wait(60) and None
+    )
+    done, wait = collect(worker, 2)
+    worker.submit(Utterance(Viewer("console", "ann"), silence(1), 0.0, done))
+    assert worker.state == "loading" and not worker.wait_ready(0.05)
+    loaded.set()
+    assert worker.wait_ready(60) and worker.state == "ready"
+    worker.submit(Utterance(Viewer("console", "ann"), silence(2), 0.0, done))
+    first, second = wait()
+    worker.close()
+    assert first.command is None and first.error == "loading"
+    assert second.command == SpokenCommand("vote two", "vote", 2)
+    assert said == [2 * SAMPLE_RATE], "the clip refused while loading is never transcribed later"
+
+
+@needs_espeak
+def test_the_speech_model_process_hears_what_the_model_here_hears(transcriber, tmp_path):
+    """The show's model is in a child process; a clip through it gives what the model in this
+    process gives (the same tiny.en, the same options), and while it loads a clip is refused."""
+    engine = VotingEngine(VotingSettings(round_s=60, grace_s=1, pool_embeddings=False), now=0.0)
+    audience = Audience(engine, Moderation(ModerationSettings()), clock=lambda: 1.0)
+    service = VoiceService.from_settings(VoiceSettings(), audience)
+    try:
+        assert service.state == "loading"  # returns at once: a process start alone takes longer than this
+        clip = speak("vote number four", tmp_path)
+        done, wait = collect(service.worker, 1)
+        service.worker.submit(Utterance(Viewer("console", "ann"), clip, 0.0, done))
+        (early,) = wait()
+        assert early.error == "loading" and LOADING.startswith("The speech model is still loading")
+        assert service.wait_ready(300) and service.state == "ready"
+        assert service.model is not None and service.model._proc.pid != os.getpid()
+        for said in ("vote number four", "prompt: a patrol finds the soldier"):
+            clip = speak(said, tmp_path)
+            assert service.model.transcribe(clip) == transcriber.transcribe(clip)
+    finally:
+        service.close()
+    assert not service.model._proc.is_alive()
+    service.close()  # twice is safe
+
+
+def test_a_model_that_cannot_load_turns_voice_off_with_one_line(tmp_path, caplog):
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"not a ctranslate2 model")  # found, but it does not load
+    with caplog.at_level("INFO", logger="streambot.audience.voice"):
+        service = VoiceService.from_settings(VoiceSettings(model=str(folder)))
+        try:
+            assert not service.wait_ready(300) and service.state == "off"
+            done, wait = collect(service.worker, 1)
+            service.worker.submit(Utterance(Viewer("console", "ann"), silence(1), 0.0, done))
+            assert wait()[0].error == "off"
+        finally:
+            service.close()
+    lines = [r for r in caplog.records if r.name == "streambot.audience.voice"]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR", [r.getMessage() for r in lines]
+    assert lines[0].getMessage().startswith("voice commands are off: The speech model") and "\n" not in lines[0].msg
+    with pytest.raises(VoiceError, match="not a folder with a faster-whisper model.bin"):
+        VoiceService.from_settings(VoiceSettings(model=str(tmp_path / "nowhere")))  # said at once, no process
 
 
 # -- into the round -------------------------------------------------------------------------------------

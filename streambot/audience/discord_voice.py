@@ -33,7 +33,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from .discord_viewer import plain, viewer_from
-from .voice import VoiceError, decode, discord_voice_note
+from .voice import LOADING, OFF, VoiceError, decode, discord_voice_note
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,6 +102,8 @@ class VoiceCommands(_VoiceCog):
 
     async def _join(self, interaction: discord.Interaction) -> str | None:
         """None when listening; else one sentence saying why not."""
+        if self.service.state != "ready":  # the speech model loads once the show is on air
+            return LOADING if self.service.state == "loading" else OFF
         ok, sentence = discord_voice_note()
         if not ok:
             return sentence + _fallback_hint(self.voice)
@@ -204,10 +206,9 @@ class VoiceMessages(_VoiceCog):
 def describe(heard: Heard, reply: Reply | None, wake: str) -> str:
     """What the speaker is told: what was heard, and what became of it."""
     if heard.command is None:
-        return (
-            "Too many voice commands at once; try again in a moment."
-            if heard.error == "dropped"
-            else ("That voice message could not be transcribed.")
+        busy = "Too many voice commands at once; try again in a moment."
+        return {"dropped": busy, "loading": LOADING, "off": OFF}.get(
+            heard.error, "That voice message could not be transcribed."
         )
     said = plain(heard.command.text) or "nothing"
     if heard.command.command is None:

