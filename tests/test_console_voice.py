@@ -5,6 +5,7 @@ one-click confirm that puts the command in the round."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -152,3 +153,30 @@ def test_push_to_talk_in_a_real_browser(tmp_path, show_process):
     else:
         aired = state["on_air"] if state["on_air"]["by"] == "console:mic" else state["last"]
         assert aired and "patrol" in aired["text"], (results["seen"], state["on_air"], state["last"])
+
+
+async def test_push_to_talk_says_the_model_is_loading_until_it_is_ready(client, show, tmp_path):  # noqa: F811
+    """The speech model loads once the show is on air; meanwhile the Voice card's line and a
+    clip's answer say so in one sentence, and the card turns ready when it has loaded."""
+    from streambot.audience.voice import LOADING, VoiceService, VoiceWorker
+
+    loaded = threading.Event()  # the model's load, held until the test lets it finish
+    worker = VoiceWorker(lambda audio: "vote two", warm_up=False, ready=lambda: loaded.wait(60) and None)
+    running, show.voice = show.voice, VoiceService(worker, show.audience, settings=show.settings.voice)
+    show.voice.bind(asyncio.get_running_loop())
+    try:
+        csrf = (await login(client))["csrf"]
+        status = await (await client.get("/api/voice")).json()
+        assert (status["ready"], status["loading"], status["model"]) == (False, True, LOADING)
+        clip = write_audio(silence(1), tmp_path / "ptt.wav", codec="pcm_s16le", rate=16_000).read_bytes()
+        r = await act(client, "POST", "/api/voice", csrf, data=clip)
+        assert r.status == 409 and (await r.json())["error"] == LOADING
+        loaded.set()
+        assert await asyncio.to_thread(worker.wait_ready, 60)
+        status = await (await client.get("/api/voice")).json()
+        assert status["ready"] and not status["loading"] and status["model"].startswith("Voice commands are ready")
+        r = await act(client, "POST", "/api/voice", csrf, data=clip)
+        assert r.status == 200 and (await r.json())["command"] == "vote"
+    finally:
+        show.voice.close()
+        show.voice = running

@@ -121,3 +121,57 @@ def test_the_show_opens_without_the_model_and_holds_candidates_for_the_safety_sc
     assert not after["model_pending"] and not after["torch_here"], after
     assert after["shown"] == ["a lantern festival on the river"], after
     assert after["refused"] == {"semantic:self_harm": 1}, after
+
+
+VOICE_PROBE = r"""
+import asyncio, json, logging, sys
+from streambot.app import Show, ShowOptions, build_world
+from streambot.config import load_settings, resolve_world
+
+settings = load_settings(None, {
+    "stream": {"size": "320x180", "fps": 15},
+    "world": {"sketch": {"embedder": None}}, "moderation": {"semantic": False},  # no sentence model: voice alone
+    "voting": {"pool_embeddings": False, "timeline": sys.argv[2]},
+})
+options = ShowOptions(outputs=[sys.argv[1]], chat_source=None)
+show = Show(settings, resolve_world("meadow"), build_world(settings), options)
+logging.basicConfig(level=logging.INFO)
+
+async def main():
+    await asyncio.to_thread(show.open)
+    opened = {"voice": show.voice is not None}  # nothing of voice before the show is on air
+    running = asyncio.create_task(show.run())
+    while show.voice is None and not running.done():
+        await asyncio.sleep(0.01)
+    on_air = {"state": show.voice.state, "ticks": show.broadcast.health().ticks}
+    ready = await asyncio.to_thread(show.voice.wait_ready, 600)
+    heavy = ("ctranslate2", "faster_whisper", "onnxruntime", "tokenizers")
+    after = {"ready": ready, "ticks": show.broadcast.health().ticks, "here": [m for m in heavy if m in sys.modules]}
+    show.stop()
+    await running
+    print(json.dumps({"opened": opened, "on_air": on_air, "after": after}))
+
+asyncio.run(main())
+"""
+
+
+def test_the_speech_model_loads_in_its_own_process_once_on_air(cli_env, tmp_path):
+    """Voice is built once the show is on air, and its model (faster-whisper, ctranslate2)
+    loads in a process of its own: the show's clock runs while it loads, and none of it is
+    imported into the broadcast's process."""
+    r = subprocess.run(
+        [sys.executable, "-c", VOICE_PROBE, str(tmp_path / "out.flv"), str(tmp_path / "timeline.sqlite3")],
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not out["opened"]["voice"], out
+    assert out["on_air"]["state"] == "loading", out
+    after = out["after"]
+    assert after["ready"] and after["ticks"] > out["on_air"]["ticks"], out
+    assert after["here"] == [], "the speech model must load in its own process, not the broadcast's"
+    assert "the speech model is ready" in r.stderr, r.stderr[-2000:]
