@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import struct
+import threading
 
 import av
 import davey
@@ -30,7 +31,7 @@ from streambot.audience.discord_bot import DiscordBot
 from streambot.audience.discord_receive import DAVE_MAGIC, OPUS_SILENCE, VoiceSink, open_dave
 from streambot.audience.events import Audience
 from streambot.audience.moderation import Moderation
-from streambot.audience.voice import Transcriber, VoiceService, VoiceWorker, discord_voice_note
+from streambot.audience.voice import LOADING, Transcriber, VoiceService, VoiceWorker, discord_voice_note
 from streambot.config import ModerationSettings, VoiceSettings, VotingSettings
 from streambot.viewer import Viewer
 from streambot.voting import VotingEngine
@@ -57,7 +58,7 @@ from .fake_discord import (
     user,
 )
 from .localserver import until
-from .speech import needs_espeak, speak, write_audio
+from .speech import needs_espeak, silence, speak, write_audio
 from .test_discord import Running, settings
 
 SSRC, ANN_ID = 4242, 11
@@ -320,6 +321,35 @@ async def test_voice_messages_and_listen_through_the_bot(fake_discord: FakeDisco
         assert fake.voice_requests == []
     assert len(audience.snapshot().candidates) == 1  # nothing else entered the round
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+async def test_voice_messages_and_listen_say_the_model_is_loading(fake_discord: FakeDiscord, tmp_path) -> None:
+    """The speech model loads once the show is on air: until it has, a voice message is
+    answered, and /listen refused, with one sentence saying so; then both work."""
+    fake = fake_discord
+    engine = VotingEngine(VotingSettings(round_s=60, grace_s=1, pool_embeddings=False), now=0.0)
+    audience = Audience(engine, Moderation(ModerationSettings()), clock=lambda: 1.0)
+    loaded = threading.Event()  # the model's load, held until the test lets it finish
+    worker = VoiceWorker(lambda audio: "vote two", warm_up=False, ready=lambda: loaded.wait(60) and None)
+    service = VoiceService(worker, audience, settings=VoiceSettings(discord_voice_messages=True))
+    service.bind(asyncio.get_running_loop())
+    try:
+        async with Running(DiscordBot(audience, settings(update_s=30), TOKEN, voice=service)):
+            await until(lambda: {GUILD, "global"} <= set(fake.syncs))
+            ws = fake.sockets[0]
+            clip = write_audio(silence(1.0), tmp_path / "vm.ogg")
+            sent = await fake.voice_message(ws, ann, clip.read_bytes(), 1.0)
+            await until(lambda: any(m["content"] == LOADING for m in fake.messages.values()), 60)
+            assert str(fake.posts[-1]["message_reference"]["message_id"]) == sent["id"]
+            asked = await fake.command(ws, boss, "listen", roles=[MOD_ROLE], permissions=MANAGE_MESSAGES)
+            assert await fake.reply(asked) == LOADING
+            loaded.set()
+            assert await asyncio.to_thread(worker.wait_ready, 60)
+            asked = await fake.command(ws, boss, "listen", roles=[MOD_ROLE], permissions=MANAGE_MESSAGES)
+            assert await fake.reply(asked) == "Join a voice channel first (or set [voice] discord_channels)."
+        assert fake.voice_requests == [] and not audience.snapshot().candidates
+    finally:
+        service.close()
 
 
 async def test_listen_and_leave_are_offered_and_refused_as_mod_is(fake_discord: FakeDiscord, voice_show) -> None:
