@@ -9,6 +9,7 @@ import difflib
 import json
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -320,6 +321,17 @@ def test_the_speech_model_process_hears_what_the_model_here_hears(transcriber, t
         service.close()
     assert not service.model._proc.is_alive()
     service.close()  # twice is safe
+
+
+def test_a_show_closed_while_the_model_loads_ends_it_at_once_and_quietly(caplog):
+    with caplog.at_level("INFO", logger="streambot.audience.voice"):
+        service = VoiceService.from_settings(VoiceSettings())
+        assert service.state == "loading" and service.model is not None
+        started = time.monotonic()
+        service.close()
+    assert time.monotonic() - started < 1.5, "a loading model is terminated, not waited for"
+    assert not service.model._proc.is_alive() and not service.worker._thread.is_alive()
+    assert service.state == "off" and not caplog.records, caplog.text  # the show's end is no failure
 
 
 def test_a_model_that_cannot_load_turns_voice_off_with_one_line(tmp_path, caplog):

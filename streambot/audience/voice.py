@@ -560,8 +560,8 @@ def _serve(conn: Connection, load: dict[str, Any]) -> None:
         try:
             model = Transcriber.load(**load)
             model.transcribe(np.zeros(SAMPLE_RATE // 2, np.float32))  # the first clip must not pay for the first call
-        except VoiceError as e:
-            conn.send(("error", str(e)))
+        except Exception as e:  # said by the show in one log line, never a traceback from here
+            conn.send(("error", str(e) if isinstance(e, VoiceError) else f"The speech model failed to start ({e})."))
             return
         conn.send(("ready", ""))
         while True:
@@ -607,6 +607,7 @@ class SpeechProcess:
         self._lock = threading.Lock()
         self._close_lock = threading.Lock()  # not _lock: a call blocked on the pipe holds that one
         self._closed = False
+        self._ready = False
 
     def wait_ready(self) -> None:
         """Block until the model is loaded; VoiceError with the reason it cannot be."""
@@ -616,6 +617,7 @@ class SpeechProcess:
             raise VoiceError("The speech model's process stopped while loading.") from None
         if kind != "ready":
             raise VoiceError(text)
+        self._ready = True
 
     def transcribe(self, audio: np.ndarray) -> str:
         try:
@@ -631,13 +633,14 @@ class SpeechProcess:
 
     def close(self) -> None:
         """End the process: closing its pipe ends a waiting one; one still loading
-        or transcribing is terminated. Safe to call twice."""
+        is terminated at once, and one still transcribing after 2 s. Safe to call twice."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
         self._conn.close()
-        self._proc.join(2)
+        if self._ready:
+            self._proc.join(2)
         for stop in (self._proc.terminate, self._proc.kill):
             if self._proc.is_alive():
                 stop()
