@@ -219,6 +219,7 @@ class SoundtrackProcess:
         self._first_block_at = 0.0  # the child now running: its first block
         self._next_start = 0.0
         self._closed = threading.Event()
+        self.ready = threading.Event()  # a child has built the chain and sent its first block
         self.restarts = 0
         self.problem: str | None = None
 
@@ -255,6 +256,7 @@ class SoundtrackProcess:
         try:
             while True:
                 message = conn.recv_bytes()
+                self.ready.set()
                 if message[:1] == b"S":
                     self._child_status = pickle.loads(message[1:])
                     continue
@@ -294,6 +296,12 @@ class SoundtrackProcess:
         with self._lock:
             self._stop_child()
             self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, while one runs."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     # -- requests, from any thread ----------------------------------------------------
     def set_story(self, text: str) -> None:
