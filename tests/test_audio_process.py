@@ -113,12 +113,6 @@ def _max_step(x: np.ndarray, before: np.ndarray | None = None) -> float:
     return float(np.abs(np.diff(x, axis=1)).max())
 
 
-def _max_bend(x: np.ndarray) -> float:
-    """The largest second difference: a step (a click) bends the wave at once,
-    where music and weather, band-limited, bend a little per sample."""
-    return float(np.abs(np.diff(x, n=2, axis=1)).max())
-
-
 def test_a_world_switch_and_the_music_switch_reach_the_childs_music():
     track = SoundtrackProcess(SoundtrackSettings(MusicSettings(style="pad", instruments=["chords"]), seed=3))
     track.start()
