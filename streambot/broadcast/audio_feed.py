@@ -8,7 +8,9 @@ more to make; on two cores, in the broadcast's process, both would be spent
 before the first frame or, loaded beside it, would hold the GIL against the
 clock. `SoundtrackProcess` starts the chain in a child process as the show
 starts (it builds while the world loads, on the other core) and relays its
-blocks; the broadcast's process never imports scipy.
+blocks; the broadcast's process never imports scipy. The child builds at a
+lower priority (`priority.yield_to_clock`), so on a busy machine the show's
+start and its first seconds on air come first, and renders at the show's own.
 
     the show: set_story / set_world_music / set_music     the world: ambience
                  \\                                          /
@@ -44,7 +46,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,8 +54,12 @@ from tenacity import RetryCallState, Retrying, wait_exponential
 
 from ..children import become_child
 from ..config import MusicSettings
+from ..priority import yield_to_clock
 from ..world.base import Ambience
 from .sound import BLOCK, RATE, Beds
+
+if TYPE_CHECKING:
+    from .audio import Soundtrack
 
 log = logging.getLogger(__name__)
 
@@ -137,24 +143,13 @@ def _child_main(settings: SoundtrackSettings, requests: Connection, blocks: Conn
     ahead of the clock by the feed's depth and no more."""
     become_child()
     logging.basicConfig(level=logging.WARNING, format="soundtrack: %(levelname)s %(name)s: %(message)s")
-    from .audio import Soundtrack  # scipy and the instruments: here, never in the broadcast's process
-    from .playlist import Playlist
-
-    playlist = (
-        Playlist(settings.music_dir, crossfade_s=settings.crossfade_s, target_lufs=settings.loudness_lufs)
-        if settings.music_dir is not None
-        else None
-    )
-    track = Soundtrack(
-        settings.music,
-        seed=settings.seed,
-        playlist=playlist,
-        loudness_lufs=settings.loudness_lufs,
-        true_peak_dbtp=settings.true_peak_dbtp,
-        volume=settings.volume,
-        music_on=settings.music_on,
-        fade_in=True,
-    )
+    built: list[Soundtrack] = []
+    builder = threading.Thread(target=_build, args=(settings, built), name="soundtrack build")
+    builder.start()
+    builder.join()
+    if not built:
+        return  # why is in the log; the broadcast starts it again
+    track = built[0]
     ambience = Ambience()
     sent = 0
     try:
@@ -180,6 +175,34 @@ def _child_main(settings: SoundtrackSettings, requests: Connection, blocks: Conn
         track.close()
 
 
+def _build(settings: SoundtrackSettings, built: list[Soundtrack]) -> None:
+    """Import the chain (scipy) and make its instruments, yielding the CPU: on
+    a busy machine the broadcast's start and its first seconds on air come
+    first (the weather plays meanwhile). The blocks are then rendered on the
+    child's main thread, at the show's own priority, so they stay ahead."""
+    yield_to_clock()
+    from .audio import Soundtrack  # scipy and the instruments: here, never in the broadcast's process
+    from .playlist import Playlist
+
+    playlist = (
+        Playlist(settings.music_dir, crossfade_s=settings.crossfade_s, target_lufs=settings.loudness_lufs)
+        if settings.music_dir is not None
+        else None
+    )
+    built.append(
+        Soundtrack(
+            settings.music,
+            seed=settings.seed,
+            playlist=playlist,
+            loudness_lufs=settings.loudness_lufs,
+            true_peak_dbtp=settings.true_peak_dbtp,
+            volume=settings.volume,
+            music_on=settings.music_on,
+            fade_in=True,
+        )
+    )
+
+
 class SoundtrackProcess:
     """The soundtrack rendered in a child process, steered and read from here.
 
@@ -194,7 +217,7 @@ class SoundtrackProcess:
         settings: SoundtrackSettings,
         *,
         hang_s: float = 5.0,
-        start_timeout_s: float = 60.0,
+        start_timeout_s: float = 300.0,
         restart_max_s: float = 60.0,
     ) -> None:
         self.settings = settings
