@@ -354,13 +354,14 @@ class SoundtrackProcess:
         with self._lock:
             if self._closed.is_set():
                 return None
-            now = time.monotonic()
-            if self._proc is None:
-                if now < self._next_start:
-                    self._closed.wait(0.05)
-                    return None
-                self._spawn()
-            self._send(ambience or Ambience())
+            waiting = self._proc is None and time.monotonic() < self._next_start
+            if not waiting:
+                if self._proc is None:
+                    self._spawn()
+                self._send(ambience or Ambience())
+        if waiting:  # the back-off: the weather plays
+            self._closed.wait(0.05)
+            return None
         try:
             block = self._blocks.get(timeout=0.05)
         except queue.Empty:
