@@ -29,8 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ffmpeg_loudness import ebur128  # noqa: E402
-from streambot.broadcast.audio import BLOCK, Soundtrack  # noqa: E402
+from streambot.broadcast.audio import Soundtrack  # noqa: E402
 from streambot.broadcast.encoder import Encoder, EncoderSettings  # noqa: E402
+from streambot.broadcast.sound import BLOCK  # noqa: E402
 from streambot.config import list_presets, music_of  # noqa: E402
 from streambot.world.sketch import SketchWorld  # noqa: E402
 

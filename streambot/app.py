@@ -36,13 +36,12 @@ from . import checks, embeddings
 from .audience.events import Audience, Reply
 from .audience.local import LocalChat
 from .audience.platforms import ChatContext
-from .broadcast.audio import Silence, Soundtrack
+from .broadcast.audio_feed import Silence, SoundtrackProcess, SoundtrackSettings
 from .broadcast.compositor import Compositor
 from .broadcast.outputs import check_reachable
 from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.pipeline import Broadcast, Health, open_broadcast
-from .broadcast.playlist import Playlist
 from .checks import ChatPlatform, Checked, world_entry
 from .config import Settings, music_of, resolve_world
 from .director import Director
@@ -206,6 +205,7 @@ class Show:
         bound_native_heap()
         warm = threading.Thread(target=_warm_word_tools, name="warm-up", daemon=True)
         warm.start()  # beside the processes starting below, which leave the GIL free
+        audio: SoundtrackProcess | Silence | None = None
         try:
             # 1. every input, checked: nothing is opened yet (the world handed in is closed on a mistake)
             checked = checked or check_inputs(self.settings, self.spec, self.options)
@@ -216,7 +216,7 @@ class Show:
             for t in checked.targets:
                 if t.startswith(("rtmp://", "rtmps://")):
                     check_reachable(t, s.connect_timeout_s)
-            audio = self._soundtrack()
+            audio = self._soundtrack()  # its process builds while the world starts
             # 3. the world (the sketch world takes the sentence model when it is loaded)
             self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
             # 4. the timeline, the audience and the director, which opens the story
@@ -261,6 +261,8 @@ class Show:
             for out in self.broadcast.outputs:
                 log.info("streaming to %s", mask_url(out.target))
         except BaseException:
+            if audio is not None and self.broadcast is None:
+                audio.close()  # the broadcast closes it once it has it
             self.close()  # whatever was opened: the world and its processes, the timeline, the outputs
             raise
         # The drawing process's start must not compete with the first seconds on air.
@@ -281,24 +283,26 @@ class Show:
             log.error("voice commands are off: %s", e)
             return None
 
-    def _soundtrack(self) -> Soundtrack | Silence:
-        """The world's music (or the streamer's folder of music) with its weather."""
+    def _soundtrack(self) -> SoundtrackProcess | Silence:
+        """The world's music (or the streamer's folder of music) with its weather,
+        started in a process of its own (audio_feed.SoundtrackProcess)."""
         a = self.settings.audio
         if not a.enabled:
             return Silence()
-        playlist = None
-        if a.music_dir:  # checked in the first phase (check_inputs)
-            folder = Path(a.music_dir).expanduser()
-            playlist = Playlist(folder, crossfade_s=a.crossfade_s, target_lufs=a.loudness_lufs)
-        return Soundtrack(
-            music_of(self.spec),
-            seed=self.settings.world.seed,
-            playlist=playlist,
-            loudness_lufs=a.loudness_lufs,
-            true_peak_dbtp=a.true_peak_dbtp,
-            volume=a.volume,
-            music_on=a.music,
+        track = SoundtrackProcess(
+            SoundtrackSettings(
+                music_of(self.spec),
+                seed=self.settings.world.seed,
+                music_dir=Path(a.music_dir).expanduser() if a.music_dir else None,  # checked in check_inputs
+                crossfade_s=a.crossfade_s,
+                loudness_lufs=a.loudness_lufs,
+                true_peak_dbtp=a.true_peak_dbtp,
+                volume=a.volume,
+                music_on=a.music,
+            )
         )
+        track.start()
+        return track
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
         layout = load_layout(layout_name(self.settings.overlay.layout, self.spec))

@@ -401,7 +401,7 @@ def test_the_compositor_benchmark_measures_a_full_overlay():
 
 
 def _stream_to_file(path, compositor, seconds=2.0, size=(640, 360)):
-    from streambot.broadcast.audio import Silence
+    from streambot.broadcast.audio_feed import Silence
     from streambot.broadcast.pipeline import open_broadcast
     from streambot.config import StreamSettings, resolve_world
     from streambot.world.sketch import SketchWorld

@@ -19,9 +19,10 @@ from scipy import signal
 from scipy.io import wavfile
 
 from benchmarks.ffmpeg_loudness import ebur128
-from streambot.broadcast.audio import BLOCK, Soundtrack
+from streambot.broadcast.audio import Soundtrack
 from streambot.broadcast.encoder import Encoder, EncoderSettings
 from streambot.broadcast.loudness import TruePeakLimiter
+from streambot.broadcast.sound import BLOCK
 from streambot.config import list_presets, music_of, resolve_world
 from streambot.world.sketch import SketchWorld
 

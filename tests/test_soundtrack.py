@@ -14,7 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from streambot.broadcast.audio import AudioFeed, Soundtrack
+from streambot.broadcast.audio import Soundtrack
+from streambot.broadcast.audio_feed import AudioFeed
 from streambot.broadcast.loudness import LoudnessMeter
 from streambot.broadcast.music import STYLES, Band, mood_of, style_for
 from streambot.broadcast.playlist import Playlist, check_folder

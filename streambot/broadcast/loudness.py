@@ -20,13 +20,14 @@ cannot ship.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import ndimage, signal
+
+from .sound import ramp_to_one
 
 RATE = 48_000
 HOP = RATE // 10  # 100 ms
@@ -41,14 +42,6 @@ K_WEIGHTING = np.array(
 
 WARM_UP_S = 3.0  # programme heard before the leveller moves
 _BINS = np.arange(-70.0, 10.0, 0.1)  # lower edges of the integrated-loudness histogram
-
-
-@functools.lru_cache(maxsize=8)
-def ramp_to_one(n: int) -> NDArray[np.float32]:
-    """(1..n) / n, float32: a block's linear fade, kept per block length (read-only)."""
-    ramp = np.arange(1, n + 1, dtype=np.float32) / np.float32(n)
-    ramp.flags.writeable = False
-    return ramp
 
 
 def lufs(power: float) -> float:

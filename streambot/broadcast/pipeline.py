@@ -1,5 +1,6 @@
 """The broadcast: world runner -> clock -> compositor -> encoder -> outputs,
-with the soundtrack rendered ahead in its own thread (audio.AudioFeed).
+with the soundtrack's blocks taken ahead in a thread of their own (audio_feed.AudioFeed;
+the soundtrack itself is rendered in its own process).
 
 As in OBS, the clock only picks each slot's frame; the picture, the overlay,
 the encode, the sound and the sends happen on an encoder thread of their own
@@ -36,7 +37,7 @@ import numpy as np
 
 from ..config import StreamSettings
 from ..world.base import Frame, World
-from .audio import AudioFeed, Silence, Soundtrack
+from .audio_feed import AudioFeed, SteeredTrack
 from .clock import Clock, WorldRunner
 from .compositor import Compositor
 from .encoder import AUDIO_RATE, Encoder, EncoderSettings, PresetGovernor
@@ -100,7 +101,7 @@ def open_broadcast(
     stream: StreamSettings,
     targets: list[str],
     compositor: Compositor,
-    soundtrack: Soundtrack | Silence,
+    soundtrack: SteeredTrack,
     *,
     max_frames: int | None = None,
     now: Callable[[], float] = time.monotonic,
@@ -151,7 +152,7 @@ class Broadcast:
         encoder: Encoder,
         outputs: list[Output],
         compositor: Compositor,
-        soundtrack: Soundtrack | Silence,
+        soundtrack: SteeredTrack,
         *,
         fps: int,
         max_frames: int | None = None,
@@ -227,6 +228,7 @@ class Broadcast:
             self._encoder_thread.join(timeout=15)
         self.runner.stop()
         self.audio.close()
+        self.soundtrack.close()
         for kind, packet in self.encoder.flush():
             for out in self.outputs:
                 out.send(packet, kind)

@@ -24,8 +24,6 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
-from .loudness import KFilter, lufs
-
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = {
@@ -144,6 +142,8 @@ class Track:
         """Set the gain that brings the opening seconds to `target_lufs` (a cut of
         up to 15 dB, a lift of up to 6: a quiet intro is not a quiet song);
         returns the measured loudness."""
+        from .loudness import KFilter, lufs  # scipy: only where music plays, never for a check
+
         self._decode_until(int(PROBE_S * self.rate))
         x = np.concatenate(list(self._chunks), axis=1) if self._chunks else np.zeros((2, 0), np.float32)
         power = float(KFilter().power(x).mean()) if x.shape[1] else 0.0
