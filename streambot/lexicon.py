@@ -13,17 +13,28 @@ STREAMBOT_WORDNET to the folder holding index.noun, data.noun, ...), in the
 format its wndb(5) manual page documents. Index files are read once, data
 lines on demand by their byte offset, as WordNet's own tools do; every
 lookup is cached, so a running show reads each word once.
+
+Parsing the four index files is 150,000 lines of Python (over half a second
+before the first frame); the parsed index is kept in the cache
+(streambot/cache.py) as arrays, keyed by the files' paths, sizes and
+modification times and this module's source, so a start reads it back in C
+and a changed database or reader parses it again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
+
+from . import cache
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +66,8 @@ class WordNet:
         ]
         if missing:
             raise FileNotFoundError(f"{self.root}: no WordNet database here (missing {', '.join(missing)})")
-        self._index: dict[str, dict[str, tuple[int, ...]]] = {}
-        self._tagged: dict[str, dict[str, int]] = {}  # how often each word's senses were seen in a corpus
+        self._index: dict[str, _Index] = {}
+        self._parsed: dict[str, np.ndarray] | None = None  # every part of speech's index, as `_parse` lays it out
         self._files = {p: open(self.root / f"data.{name}", "rb") for p, name in POS.items()}  # noqa: SIM115
         self._lock = threading.Lock()
         self.senses: int | None = 6  # meanings per part of speech that `related` considers: rare ones mislead
@@ -84,25 +95,27 @@ class WordNet:
             f.close()
 
     # -- reading
-    def _index_of(self, pos: str) -> dict[str, tuple[int, ...]]:
+    def _index_of(self, pos: str) -> _Index:
         with self._lock:
             idx = self._index.get(pos)
             if idx is None:
-                idx, tagged = {}, {}
-                with open(self.root / f"index.{POS[pos]}", encoding="utf-8") as f:
-                    for line in f:
-                        if line.startswith(" "):  # the licence at the top
-                            continue
-                        parts = line.split()
-                        n_ptr = int(parts[3])
-                        idx[parts[0]] = tuple(int(o) for o in parts[6 + n_ptr :])
-                        tagged[parts[0]] = int(parts[5 + n_ptr])
-                self._index[pos], self._tagged[pos] = idx, tagged
+                if self._parsed is None:
+                    self._parsed = self._load_indexes()
+                try:
+                    idx = _Index.from_arrays(self._parsed, pos)
+                except (KeyError, ValueError, UnicodeDecodeError) as e:  # a cache file of the right key, but broken
+                    log.warning("the cached WordNet index does not fit (%s); parsing the index files", e)
+                    self._parsed = _parse(self.root)
+                    idx = _Index.from_arrays(self._parsed, pos)
+                self._index[pos] = idx
             return idx
 
-    def _counts(self, pos: str) -> dict[str, int]:
-        self._index_of(pos)
-        return self._tagged[pos]
+    def _load_indexes(self) -> dict[str, np.ndarray]:
+        """The parsed index files, from the cache when they and this reader are unchanged."""
+        files = [self.root / f"index.{name}" for name in POS.values()]
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        k = cache.key(_CACHE_NAME, cache.source_of(sys.modules[__name__]), stats)
+        return cache.cached(_CACHE_NAME, k, lambda: _parse(self.root))
 
     def _read(self, key: tuple[str, int]) -> Synset:
         pos, offset = key
@@ -196,5 +209,62 @@ class WordNet:
     def main_pos(self, w: str) -> str | None:
         """The part of speech of the word's most common sense ("cat": n, "run": v)."""
         w = w.lower()
-        best = max(POS, key=lambda p: self._counts(p).get(w, -1))  # ties: the first, a noun
-        return best if self._counts(best).get(w, -1) >= 0 else None
+        best = max(POS, key=lambda p: self._index_of(p).tagged(w))  # ties: the first, a noun
+        return best if self._index_of(best).tagged(w) >= 0 else None
+
+
+_CACHE_NAME = "wordnet-index"
+
+
+def _parse(root: Path) -> dict[str, np.ndarray]:
+    """Every index file: per part of speech its lemmas (one UTF-8 text, a lemma a line),
+    where each lemma's synset offsets start (CSR), the offsets, and its tagged-sense count."""
+    out: dict[str, np.ndarray] = {}
+    for pos, name in POS.items():
+        lemmas: list[str] = []
+        starts = [0]
+        offsets: list[int] = []
+        tagged: list[int] = []
+        with open(root / f"index.{name}", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(" "):  # the licence at the top
+                    continue
+                parts = line.split()
+                n_ptr = int(parts[3])
+                lemmas.append(parts[0])
+                offsets += (int(o) for o in parts[6 + n_ptr :])
+                starts.append(len(offsets))
+                tagged.append(int(parts[5 + n_ptr]))
+        out[f"{pos}_lemmas"] = np.frombuffer("\n".join(lemmas).encode("utf-8"), np.uint8)
+        out[f"{pos}_starts"] = np.array(starts, np.int64)
+        out[f"{pos}_offsets"] = np.array(offsets, np.int64)
+        out[f"{pos}_tagged"] = np.array(tagged, np.int64)
+    return out
+
+
+class _Index:
+    """One part of speech's index: per lemma its synsets' byte offsets (commonest
+    sense first) and how often its senses were seen tagged in a corpus."""
+
+    def __init__(self, lemmas: list[str], starts: np.ndarray, offsets: np.ndarray, tagged: np.ndarray) -> None:
+        if len(starts) != len(lemmas) + 1 or len(tagged) != len(lemmas) or starts[-1] != len(offsets):
+            raise ValueError(f"an index of {len(lemmas)} lemmas with {len(starts)} starts")
+        self._row = dict(zip(lemmas, range(len(lemmas))))
+        self._starts, self._offsets, self._tagged = starts, offsets, tagged
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], pos: str) -> _Index:
+        lemmas = a[f"{pos}_lemmas"].tobytes().decode("utf-8").split("\n")
+        return cls(lemmas, a[f"{pos}_starts"], a[f"{pos}_offsets"], a[f"{pos}_tagged"])
+
+    def get(self, lemma: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
+        """The lemma's synset offsets, or `default` when it is not in the index."""
+        row = self._row.get(lemma)
+        if row is None:
+            return default
+        return tuple(self._offsets[self._starts[row] : self._starts[row + 1]].tolist())
+
+    def tagged(self, lemma: str) -> int:
+        """How often the lemma's senses were seen tagged; -1 when it is not in the index."""
+        row = self._row.get(lemma)
+        return -1 if row is None else int(self._tagged[row])
