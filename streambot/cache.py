@@ -29,6 +29,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -95,8 +96,9 @@ def store(name: str, k: str, arrays: Mapping[str, np.ndarray]) -> Path | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=path.parent)
+        members: dict[str, Any] = {_KEY: np.array(k), **arrays}
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_KEY: np.array(k)}, **arrays)
+            np.savez(f, **members)
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
