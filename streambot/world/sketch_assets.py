@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TypeVar
 
 import numpy as np
@@ -228,12 +229,19 @@ class Assets:
         """This seed's assets, from the cache when it holds them for this code, else built and cached."""
         # numpy's version: its random streams and FFTs make the pictures (NEP 19 lets a stream change).
         k = cache.key(_CACHE_NAME, _FORMAT, seed, cache.source_of(sys.modules[__name__]), np.__version__)
-        arrays = cache.cached(_CACHE_NAME, k, lambda: cls(seed).arrays())
-        try:
-            return cls.from_arrays(arrays)
-        except (KeyError, ValueError) as e:  # a file of the right key but not of this layout
-            log.warning("the cached sketch assets do not fit (%s); building them", e)
-            return cls(seed)
+        arrays = cache.load(_CACHE_NAME, k)
+        if arrays is not None:
+            try:
+                return cls.from_arrays(arrays)
+            except (KeyError, ValueError) as e:  # a file of the right key but not of this layout
+                log.warning("the cached sketch assets do not fit (%s); building them", e)
+        t0 = time.perf_counter()
+        built = cls(seed)
+        cache.store(_CACHE_NAME, k, built.arrays())
+        log.info(
+            "built the sketch world's assets in %.2f s and cached them in %s", time.perf_counter() - t0, cache.folder()
+        )
+        return built
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every asset as a named array, for the cache (`from_arrays` reads them back)."""
