@@ -342,3 +342,45 @@ def test_a_corrupt_wordnet_cache_is_rebuilt(cache_home, words) -> None:
     again = WordNet.find()
     assert again is not None and answers(again, words[:300]) == want
     again.close()
+
+
+# -- the sketch world's keywords, compiled when a text may hold them ------------------
+
+
+def test_keyword_matching_is_every_pattern_searched(monkeypatch) -> None:
+    """The mapper skips keywords whose letters an ASCII text does not hold: it must
+    never skip one whose pattern matches, and map every text as searching them all does."""
+    from streambot.world import sketch_concepts
+    from streambot.world.sketch_concepts import CONCEPTS, SceneMapper
+
+    texts = []
+    for name in ("safety_prompts.jsonl", "pool_pairs.jsonl", "moods.tsv"):
+        with open(DATA / name, encoding="utf-8") as f:
+            for line in f:
+                if name.endswith(".tsv"):
+                    texts.append(line.split("\t")[0])
+                elif line.strip():
+                    row = json.loads(line)
+                    texts += [row[k] for k in ("text", "a", "b") if k in row]
+    texts += [
+        "A STORM over the SEA",
+        "no rain, just snow",
+        "Snowstorms and Dragons",
+        "\u017fnow on the roofs",  # a long s: the same letter as s to `re.I`
+        "neon \u212aites in the sky",  # a Kelvin sign: K to `re.I`
+        "caf\u00e9 at dawn under the aurora",
+        "",
+    ]
+    for t in texts:
+        for p in sketch_concepts.clauses(t):
+            low, plain = p.lower(), p.isascii()
+            for c in CONCEPTS:
+                for w in c.keywords:
+                    if re.search(r"\b" + re.escape(w) + r"(?:s|es)?\b", p, re.I):
+                        assert sketch_concepts._may_hold(low, plain, w), (p, w)
+    mapper = SceneMapper(None)
+    fast = [mapper.activations(t) for t in texts]
+    monkeypatch.setattr(sketch_concepts, "_may_hold", lambda low, plain, w: True)  # search every pattern
+    for t, got in zip(texts, fast):
+        want = mapper.activations(t)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), t
