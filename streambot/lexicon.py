@@ -17,8 +17,9 @@ lookup is cached, so a running show reads each word once.
 Parsing the four index files is 150,000 lines of Python (over half a second
 before the first frame); the parsed index is kept in the cache
 (streambot/cache.py) as arrays, keyed by the files' paths, sizes and
-modification times and this module's source, so a start reads it back in C
-and a changed database or reader parses it again.
+modification times, this module's source and marisa-trie's library file, so a
+start reads it back in C (the lemmas as a marisa-trie, the rest as numpy
+arrays) and a changed database or reader parses it again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import marisa_trie
 import numpy as np
 
 from . import cache
@@ -114,7 +116,10 @@ class WordNet:
         """The parsed index files, from the cache when they and this reader are unchanged."""
         files = [self.root / f"index.{name}" for name in POS.values()]
         stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-        k = cache.key(_CACHE_NAME, cache.source_of(sys.modules[__name__]), stats)
+        trie_lib = Path(marisa_trie.__file__).stat()  # its binary format: an upgrade is a new file
+        k = cache.key(
+            _CACHE_NAME, cache.source_of(sys.modules[__name__]), trie_lib.st_size, trie_lib.st_mtime_ns, stats
+        )
         return cache.cached(_CACHE_NAME, k, lambda: _parse(self.root))
 
     def _read(self, key: tuple[str, int]) -> Synset:
@@ -217,54 +222,52 @@ _CACHE_NAME = "wordnet-index"
 
 
 def _parse(root: Path) -> dict[str, np.ndarray]:
-    """Every index file: per part of speech its lemmas (one UTF-8 text, a lemma a line),
-    where each lemma's synset offsets start (CSR), the offsets, and its tagged-sense count."""
+    """Every index file: per part of speech a trie of its lemmas (marisa-trie's own
+    bytes) and, in the trie's order of ids, where each lemma's synset offsets start
+    (CSR), the offsets, and its tagged-sense count."""
     out: dict[str, np.ndarray] = {}
     for pos, name in POS.items():
-        lemmas: list[str] = []
-        starts = [0]
-        offsets: list[int] = []
-        tagged: list[int] = []
+        table: dict[str, tuple[list[int], int]] = {}
         with open(root / f"index.{name}", encoding="utf-8") as f:
             for line in f:
                 if line.startswith(" "):  # the licence at the top
                     continue
                 parts = line.split()
                 n_ptr = int(parts[3])
-                lemmas.append(parts[0])
-                offsets += (int(o) for o in parts[6 + n_ptr :])
-                starts.append(len(offsets))
-                tagged.append(int(parts[5 + n_ptr]))
-        out[f"{pos}_lemmas"] = np.frombuffer("\n".join(lemmas).encode("utf-8"), np.uint8)
-        out[f"{pos}_starts"] = np.array(starts, np.int64)
-        out[f"{pos}_offsets"] = np.array(offsets, np.int64)
-        out[f"{pos}_tagged"] = np.array(tagged, np.int64)
+                table[parts[0]] = ([int(o) for o in parts[6 + n_ptr :]], int(parts[5 + n_ptr]))
+        trie = marisa_trie.Trie(table)
+        rows = sorted(table.items(), key=lambda item: trie[item[0]])
+        out[f"{pos}_trie"] = np.frombuffer(trie.tobytes(), np.uint8)
+        out[f"{pos}_starts"] = np.cumsum([0] + [len(offs) for _, (offs, _) in rows], dtype=np.int64)
+        out[f"{pos}_offsets"] = np.array([o for _, (offs, _) in rows for o in offs], np.int64)
+        out[f"{pos}_tagged"] = np.array([n for _, (_, n) in rows], np.int64)
     return out
 
 
 class _Index:
     """One part of speech's index: per lemma its synsets' byte offsets (commonest
-    sense first) and how often its senses were seen tagged in a corpus."""
+    sense first) and how often its senses were seen tagged in a corpus. The lemmas
+    are a marisa-trie (read back from bytes in C); its ids number the rows."""
 
-    def __init__(self, lemmas: list[str], starts: np.ndarray, offsets: np.ndarray, tagged: np.ndarray) -> None:
-        if len(starts) != len(lemmas) + 1 or len(tagged) != len(lemmas) or starts[-1] != len(offsets):
-            raise ValueError(f"an index of {len(lemmas)} lemmas with {len(starts)} starts")
-        self._row = dict(zip(lemmas, range(len(lemmas))))
+    def __init__(self, trie: marisa_trie.Trie, starts: np.ndarray, offsets: np.ndarray, tagged: np.ndarray) -> None:
+        if len(starts) != len(trie) + 1 or len(tagged) != len(trie) or starts[-1] != len(offsets):
+            raise ValueError(f"an index of {len(trie)} lemmas with {len(starts)} starts")
+        self._trie = trie
         self._starts, self._offsets, self._tagged = starts, offsets, tagged
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray], pos: str) -> _Index:
-        lemmas = a[f"{pos}_lemmas"].tobytes().decode("utf-8").split("\n")
-        return cls(lemmas, a[f"{pos}_starts"], a[f"{pos}_offsets"], a[f"{pos}_tagged"])
+        trie = marisa_trie.Trie().frombytes(a[f"{pos}_trie"].tobytes())
+        return cls(trie, a[f"{pos}_starts"], a[f"{pos}_offsets"], a[f"{pos}_tagged"])
 
     def get(self, lemma: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
         """The lemma's synset offsets, or `default` when it is not in the index."""
-        row = self._row.get(lemma)
+        row = self._trie.get(lemma)
         if row is None:
             return default
         return tuple(self._offsets[self._starts[row] : self._starts[row + 1]].tolist())
 
     def tagged(self, lemma: str) -> int:
         """How often the lemma's senses were seen tagged; -1 when it is not in the index."""
-        row = self._row.get(lemma)
+        row = self._trie.get(lemma)
         return -1 if row is None else int(self._tagged[row])
