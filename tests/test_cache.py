@@ -384,3 +384,18 @@ def test_keyword_matching_is_every_pattern_searched(monkeypatch) -> None:
     for t, got in zip(texts, fast):
         want = mapper.activations(t)
         assert all(np.array_equal(a, b) for a, b in zip(got, want)), t
+
+
+def test_the_glows_are_the_whole_formula() -> None:
+    """The canvas computes a glow's quadrant and mirrors it: the textures must be the
+    formula's own values at every pixel, odd sizes too."""
+    from streambot.world.sketch_canvas import Canvas
+
+    for w, h in ((320, 180), (640, 360), (97, 61)):
+        c = Canvas(w, h)
+        gy, gx = np.mgrid[0 : 2 * h, 0 : 2 * w].astype(np.float32)
+        d = np.hypot(gx - w, gy - h) / h
+        wide = (0.55 * np.exp(-d / 0.09) + 0.35 * np.exp(-((d / 0.45) ** 2))).astype(np.float32)
+        small = (0.6 * np.exp(-((d / 0.07) ** 2)) + 0.4 * np.exp(-((d / 0.03) ** 2))).astype(np.float32)
+        assert np.array_equal(c._glow, wide) and np.array_equal(c._glow_small, small)
+        assert c._glow.flags.c_contiguous and c._glow.dtype == np.float32
