@@ -15,11 +15,11 @@ lines on demand by their byte offset, as WordNet's own tools do; every
 lookup is cached, so a running show reads each word once.
 
 Parsing the four index files is 150,000 lines of Python (over half a second
-before the first frame); the parsed index is kept in the cache
-(streambot/cache.py) as arrays, keyed by the files' paths, sizes and
-modification times, this module's source and marisa-trie's library file, so a
-start reads it back in C (the lemmas as a marisa-trie, the rest as numpy
-arrays) and a changed database or reader parses it again.
+before the first frame); each parsed index is kept in the cache
+(streambot/cache.py), keyed by its file's path, size and modification time,
+this module's source and marisa-trie's library file, so a start reads it back
+in C (the lemmas as a marisa-trie, the rest as numpy arrays) and a changed
+database or reader parses it again.
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ class WordNet:
         if missing:
             raise FileNotFoundError(f"{self.root}: no WordNet database here (missing {', '.join(missing)})")
         self._index: dict[str, _Index] = {}
-        self._parsed: dict[str, np.ndarray] | None = None  # every part of speech's index, as `_parse` lays it out
         self._files = {p: open(self.root / f"data.{name}", "rb") for p, name in POS.items()}  # noqa: SIM115
         self._lock = threading.Lock()
         self.senses: int | None = 6  # meanings per part of speech that `related` considers: rare ones mislead
@@ -101,26 +100,26 @@ class WordNet:
         with self._lock:
             idx = self._index.get(pos)
             if idx is None:
-                if self._parsed is None:
-                    self._parsed = self._load_indexes()
-                try:
-                    idx = _Index.from_arrays(self._parsed, pos)
-                except (KeyError, ValueError, UnicodeDecodeError) as e:  # a cache file of the right key, but broken
-                    log.warning("the cached WordNet index does not fit (%s); parsing the index files", e)
-                    self._parsed = _parse(self.root)
-                    idx = _Index.from_arrays(self._parsed, pos)
-                self._index[pos] = idx
+                idx = self._index[pos] = self._load_index(pos)
             return idx
 
-    def _load_indexes(self) -> dict[str, np.ndarray]:
-        """The parsed index files, from the cache when they and this reader are unchanged."""
-        files = [self.root / f"index.{name}" for name in POS.values()]
-        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    def _load_index(self, pos: str) -> _Index:
+        """One part of speech's parsed index file, from the cache when it and this reader are unchanged."""
+        path = self.root / f"index.{POS[pos]}"
+        st = path.stat()
         trie_lib = Path(marisa_trie.__file__).stat()  # its binary format: an upgrade is a new file
         k = cache.key(
-            _CACHE_NAME, cache.source_of(sys.modules[__name__]), trie_lib.st_size, trie_lib.st_mtime_ns, stats
+            _CACHE_NAME,
+            cache.source_of(sys.modules[__name__]),
+            (trie_lib.st_size, trie_lib.st_mtime_ns),
+            (str(path.resolve()), st.st_size, st.st_mtime_ns),
         )
-        return cache.cached(_CACHE_NAME, k, lambda: _parse(self.root))
+        name = f"{_CACHE_NAME}-{POS[pos]}"
+        try:
+            return _Index.from_arrays(cache.cached(name, k, lambda: _parse(path)))
+        except (KeyError, ValueError, RuntimeError) as e:  # a cache file of the right key, but broken
+            log.warning("the cached WordNet index does not fit (%s); parsing %s", e, path)
+            return _Index.from_arrays(_parse(path))
 
     def _read(self, key: tuple[str, int]) -> Synset:
         pos, offset = key
@@ -221,27 +220,41 @@ class WordNet:
 _CACHE_NAME = "wordnet-index"
 
 
-def _parse(root: Path) -> dict[str, np.ndarray]:
-    """Every index file: per part of speech a trie of its lemmas (marisa-trie's own
-    bytes) and, in the trie's order of ids, where each lemma's synset offsets start
-    (CSR), the offsets, and its tagged-sense count."""
-    out: dict[str, np.ndarray] = {}
-    for pos, name in POS.items():
-        table: dict[str, tuple[list[int], int]] = {}
-        with open(root / f"index.{name}", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(" "):  # the licence at the top
-                    continue
-                parts = line.split()
-                n_ptr = int(parts[3])
-                table[parts[0]] = ([int(o) for o in parts[6 + n_ptr :]], int(parts[5 + n_ptr]))
-        trie = marisa_trie.Trie(table)
-        rows = sorted(table.items(), key=lambda item: trie[item[0]])
-        out[f"{pos}_trie"] = np.frombuffer(trie.tobytes(), np.uint8)
-        out[f"{pos}_starts"] = np.cumsum([0] + [len(offs) for _, (offs, _) in rows], dtype=np.int64)
-        out[f"{pos}_offsets"] = np.array([o for _, (offs, _) in rows for o in offs], np.int64)
-        out[f"{pos}_tagged"] = np.array([n for _, (_, n) in rows], np.int64)
-    return out
+def _parse(path: Path) -> dict[str, np.ndarray]:
+    """An index file: a trie of its lemmas (marisa-trie's own bytes) and, in the
+    trie's order of ids, where each lemma's synset offsets start (CSR), the
+    offsets, and its tagged-sense count."""
+    lemmas: list[str] = []
+    counts: list[int] = []
+    offsets: list[int] = []
+    tagged: list[int] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(" "):  # the licence at the top
+                continue
+            parts = line.split()
+            n_ptr = int(parts[3])
+            lemmas.append(parts[0])
+            offs = parts[6 + n_ptr :]
+            counts.append(len(offs))
+            offsets += map(int, offs)
+            tagged.append(int(parts[5 + n_ptr]))
+    trie = marisa_trie.Trie(lemmas)
+    if len(trie) != len(lemmas):
+        raise ValueError(f"{path}: a lemma is listed twice")
+    # Rows in the trie's order of ids: row r of the result is row order[r] of the file.
+    order = np.argsort(np.fromiter((trie[w] for w in lemmas), np.int64, len(lemmas)))
+    n = np.asarray(counts, np.int64)
+    starts = np.concatenate([[0], np.cumsum(n)])
+    new_n = n[order]
+    new_starts = np.concatenate([[0], np.cumsum(new_n)])
+    gather = np.repeat(starts[:-1][order] - new_starts[:-1], new_n) + np.arange(new_starts[-1])
+    return {
+        "trie": np.frombuffer(trie.tobytes(), np.uint8),
+        "starts": new_starts,
+        "offsets": np.asarray(offsets, np.int64)[gather],
+        "tagged": np.asarray(tagged, np.int64)[order],
+    }
 
 
 class _Index:
@@ -256,9 +269,9 @@ class _Index:
         self._starts, self._offsets, self._tagged = starts, offsets, tagged
 
     @classmethod
-    def from_arrays(cls, a: dict[str, np.ndarray], pos: str) -> _Index:
-        trie = marisa_trie.Trie().frombytes(a[f"{pos}_trie"].tobytes())
-        return cls(trie, a[f"{pos}_starts"], a[f"{pos}_offsets"], a[f"{pos}_tagged"])
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> _Index:
+        trie = marisa_trie.Trie().frombytes(a["trie"].tobytes())
+        return cls(trie, a["starts"], a["offsets"], a["tagged"])
 
     def get(self, lemma: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
         """The lemma's synset offsets, or `default` when it is not in the index."""

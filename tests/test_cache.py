@@ -286,10 +286,10 @@ def test_wordnet_warm_answers_as_cold_and_as_the_files(cache_home, words, monkey
     if cold_lexicon is None:
         pytest.skip("WordNet is not installed (apt-get install wordnet-base)")
     cold = answers(cold_lexicon, words)
-    assert len(files(cache_home, "wordnet-index")) == 1
+    assert len(files(cache_home, "wordnet-index")) == 4  # one per part of speech
     parsed: list[int] = []
     real_parse = sys.modules["streambot.lexicon"]._parse
-    monkeypatch.setattr(sys.modules["streambot.lexicon"], "_parse", lambda root: parsed.append(1) or real_parse(root))
+    monkeypatch.setattr(sys.modules["streambot.lexicon"], "_parse", lambda path: parsed.append(1) or real_parse(path))
     warm_lexicon = WordNet.find()
     assert warm_lexicon is not None
     assert answers(warm_lexicon, words) == cold
@@ -328,7 +328,8 @@ def test_wordnet_rebuilds_when_its_files_change(cache_home, tmp_path, monkeypatc
     second = WordNet(copy)
     assert [s.key for s in second.synsets("zorblattquux")] == [s.key for s in second.synsets("zebra")]
     second.close()
-    assert len(files(cache_home, "wordnet-index")) == 2
+    assert len(files(cache_home, "wordnet-index-noun")) == 2  # the changed file's, beside the old one
+    assert len(files(cache_home, "wordnet-index-verb")) == 1
 
 
 def test_a_corrupt_wordnet_cache_is_rebuilt(cache_home, words) -> None:
@@ -337,7 +338,7 @@ def test_a_corrupt_wordnet_cache_is_rebuilt(cache_home, words) -> None:
         pytest.skip("WordNet is not installed (apt-get install wordnet-base)")
     want = answers(first, words[:300])
     first.close()
-    (path,) = files(cache_home, "wordnet-index")
+    (path,) = files(cache_home, "wordnet-index-noun")
     path.write_bytes(b"PK\x03\x04 cut short")
     again = WordNet.find()
     assert again is not None and answers(again, words[:300]) == want
