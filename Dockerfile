@@ -49,6 +49,7 @@ ENV HF_HOME=/var/lib/streambot/models \
     XDG_DATA_HOME=/var/lib/streambot/state/data \
     XDG_STATE_HOME=/var/lib/streambot/state/logs \
     XDG_CONFIG_HOME=/var/lib/streambot/state/config \
+    XDG_CACHE_HOME=/var/lib/streambot/state/cache \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/lib/streambot/models", "/var/lib/streambot/state"]
 USER 10001:10001

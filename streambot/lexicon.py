@@ -13,17 +13,30 @@ STREAMBOT_WORDNET to the folder holding index.noun, data.noun, ...), in the
 format its wndb(5) manual page documents. Index files are read once, data
 lines on demand by their byte offset, as WordNet's own tools do; every
 lookup is cached, so a running show reads each word once.
+
+Parsing the four index files is 150,000 lines of Python (over half a second
+before the first frame); each parsed index is kept in the cache
+(streambot/cache.py), keyed by its file's path, size and modification time,
+this module's source and marisa-trie's library file, so a start reads it back
+in C (the lemmas as a marisa-trie, the rest as numpy arrays) and a changed
+database or reader parses it again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import marisa_trie
+import numpy as np
+
+from . import cache
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +68,7 @@ class WordNet:
         ]
         if missing:
             raise FileNotFoundError(f"{self.root}: no WordNet database here (missing {', '.join(missing)})")
-        self._index: dict[str, dict[str, tuple[int, ...]]] = {}
-        self._tagged: dict[str, dict[str, int]] = {}  # how often each word's senses were seen in a corpus
+        self._index: dict[str, _Index] = {}
         self._files = {p: open(self.root / f"data.{name}", "rb") for p, name in POS.items()}  # noqa: SIM115
         self._lock = threading.Lock()
         self.senses: int | None = 6  # meanings per part of speech that `related` considers: rare ones mislead
@@ -84,25 +96,30 @@ class WordNet:
             f.close()
 
     # -- reading
-    def _index_of(self, pos: str) -> dict[str, tuple[int, ...]]:
+    def _index_of(self, pos: str) -> _Index:
         with self._lock:
             idx = self._index.get(pos)
             if idx is None:
-                idx, tagged = {}, {}
-                with open(self.root / f"index.{POS[pos]}", encoding="utf-8") as f:
-                    for line in f:
-                        if line.startswith(" "):  # the licence at the top
-                            continue
-                        parts = line.split()
-                        n_ptr = int(parts[3])
-                        idx[parts[0]] = tuple(int(o) for o in parts[6 + n_ptr :])
-                        tagged[parts[0]] = int(parts[5 + n_ptr])
-                self._index[pos], self._tagged[pos] = idx, tagged
+                idx = self._index[pos] = self._load_index(pos)
             return idx
 
-    def _counts(self, pos: str) -> dict[str, int]:
-        self._index_of(pos)
-        return self._tagged[pos]
+    def _load_index(self, pos: str) -> _Index:
+        """One part of speech's parsed index file, from the cache when it and this reader are unchanged."""
+        path = self.root / f"index.{POS[pos]}"
+        st = path.stat()
+        trie_lib = Path(marisa_trie.__file__).stat()  # its binary format: an upgrade is a new file
+        k = cache.key(
+            _CACHE_NAME,
+            cache.source_of(sys.modules[__name__]),
+            (trie_lib.st_size, trie_lib.st_mtime_ns),
+            (str(path.resolve()), st.st_size, st.st_mtime_ns),
+        )
+        name = f"{_CACHE_NAME}-{POS[pos]}"
+        try:
+            return _Index.from_arrays(cache.cached(name, k, lambda: _parse(path)))
+        except (KeyError, ValueError, RuntimeError) as e:  # a cache file of the right key, but broken
+            log.warning("the cached WordNet index does not fit (%s); parsing %s", e, path)
+            return _Index.from_arrays(_parse(path))
 
     def _read(self, key: tuple[str, int]) -> Synset:
         pos, offset = key
@@ -196,5 +213,74 @@ class WordNet:
     def main_pos(self, w: str) -> str | None:
         """The part of speech of the word's most common sense ("cat": n, "run": v)."""
         w = w.lower()
-        best = max(POS, key=lambda p: self._counts(p).get(w, -1))  # ties: the first, a noun
-        return best if self._counts(best).get(w, -1) >= 0 else None
+        best = max(POS, key=lambda p: self._index_of(p).tagged(w))  # ties: the first, a noun
+        return best if self._index_of(best).tagged(w) >= 0 else None
+
+
+_CACHE_NAME = "wordnet-index"
+
+
+def _parse(path: Path) -> dict[str, np.ndarray]:
+    """An index file: a trie of its lemmas (marisa-trie's own bytes) and, in the
+    trie's order of ids, where each lemma's synset offsets start (CSR), the
+    offsets, and its tagged-sense count."""
+    lemmas: list[str] = []
+    counts: list[int] = []
+    offsets: list[int] = []
+    tagged: list[int] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(" "):  # the licence at the top
+                continue
+            parts = line.split()
+            n_ptr = int(parts[3])
+            lemmas.append(parts[0])
+            offs = parts[6 + n_ptr :]
+            counts.append(len(offs))
+            offsets += map(int, offs)
+            tagged.append(int(parts[5 + n_ptr]))
+    trie = marisa_trie.Trie(lemmas)
+    if len(trie) != len(lemmas):
+        raise ValueError(f"{path}: a lemma is listed twice")
+    # Rows in the trie's order of ids: row r of the result is row order[r] of the file.
+    order = np.argsort(np.fromiter((trie[w] for w in lemmas), np.int64, len(lemmas)))
+    n = np.asarray(counts, np.int64)
+    starts = np.concatenate([[0], np.cumsum(n)])
+    new_n = n[order]
+    new_starts = np.concatenate([[0], np.cumsum(new_n)])
+    gather = np.repeat(starts[:-1][order] - new_starts[:-1], new_n) + np.arange(new_starts[-1])
+    return {
+        "trie": np.frombuffer(trie.tobytes(), np.uint8),
+        "starts": new_starts,
+        "offsets": np.asarray(offsets, np.int64)[gather],
+        "tagged": np.asarray(tagged, np.int64)[order],
+    }
+
+
+class _Index:
+    """One part of speech's index: per lemma its synsets' byte offsets (commonest
+    sense first) and how often its senses were seen tagged in a corpus. The lemmas
+    are a marisa-trie (read back from bytes in C); its ids number the rows."""
+
+    def __init__(self, trie: marisa_trie.Trie, starts: np.ndarray, offsets: np.ndarray, tagged: np.ndarray) -> None:
+        if len(starts) != len(trie) + 1 or len(tagged) != len(trie) or starts[-1] != len(offsets):
+            raise ValueError(f"an index of {len(trie)} lemmas with {len(starts)} starts")
+        self._trie = trie
+        self._starts, self._offsets, self._tagged = starts, offsets, tagged
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> _Index:
+        trie = marisa_trie.Trie().frombytes(a["trie"].tobytes())
+        return cls(trie, a["starts"], a["offsets"], a["tagged"])
+
+    def get(self, lemma: str, default: tuple[int, ...] = ()) -> tuple[int, ...]:
+        """The lemma's synset offsets, or `default` when it is not in the index."""
+        row = self._trie.get(lemma)
+        if row is None:
+            return default
+        return tuple(self._offsets[self._starts[row] : self._starts[row + 1]].tolist())
+
+    def tagged(self, lemma: str) -> int:
+        """How often the lemma's senses were seen tagged; -1 when it is not in the index."""
+        row = self._trie.get(lemma)
+        return -1 if row is None else int(self._tagged[row])

@@ -9,6 +9,7 @@ files of an existing install are found where they are:
 | config | secrets.toml, twitch_tokens.json, console_token, console_sessions.sqlite3 | `$XDG_CONFIG_HOME/streambot`, else `~/.config/streambot` |
 | data | timeline.sqlite3, worlds/ (custom worlds from the console) | `$XDG_DATA_HOME/streambot`, else `~/.local/share/streambot` |
 | state | streambot.log | `$XDG_STATE_HOME/streambot`, else `~/.local/state/streambot` |
+| cache | start-up caches (see streambot/cache.py); deleting it is safe | `$XDG_CACHE_HOME/streambot`, else `~/.cache/streambot` |
 
 Every path is worked out when asked for, not at import, so the environment a
 test or a service manager sets is the one that counts. A path a setting names
@@ -35,6 +36,10 @@ def data_dir() -> Path:
 
 def state_dir() -> Path:
     return platformdirs.user_state_path(APP, appauthor=False)
+
+
+def cache_dir() -> Path:
+    return platformdirs.user_cache_path(APP, appauthor=False)
 
 
 def secrets_file() -> Path:

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .. import cache
 from ..blocklist import BlockList
 from ..config import CONFIG_DIR, RELAXABLE, ConfigError
 from ..pooling import lemma
@@ -402,33 +403,27 @@ class OffensiveClassifier:
     with a sigmoid calibration; its probability is the mean of theirs. A
     linear model over TF-IDF is a weight per word, so one prompt costs a few
     dictionary look-ups instead of the library's 10 ms of input checking.
+
+    That reduction (`Reduction`) is cached (streambot/cache.py), keyed by the
+    package's version, scikit-learn's and `REDUCTION_VERSION`: a warm start
+    reads a few arrays and never imports scikit-learn (1 s of imports and
+    unpickling). A reduction is cached only after it scored the labelled
+    prompts and a few hundred generated strings as the package's own
+    `predict_proba` does.
     """
 
-    def __init__(self, vectorizer: Any, model: Any) -> None:
-        self._analyzer = vectorizer.build_analyzer()
-        if vectorizer.analyzer == "word" and tuple(vectorizer.ngram_range) == (1, 1):
-            # The same words, without the generic n-gram machinery (a third of the cost).
-            preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
-            stop = frozenset(vectorizer.get_stop_words() or ())
-            self._analyzer = lambda text: [t for t in tokenize(preprocess(text)) if t not in stop]
-        vocab = vectorizer.vocabulary_
-        idf = np.asarray(vectorizer.idf_, dtype=np.float64)
-        folds = model.calibrated_classifiers_
-        coef = np.stack([np.asarray(f.estimator.coef_, dtype=np.float64).ravel() for f in folds])
-        self._intercept = [float(np.ravel(f.estimator.intercept_)[0]) for f in folds]
-        self._calibration = [(float(f.calibrators[0].a_), float(f.calibrators[0].b_)) for f in folds]
+    def __init__(self, reduction: Reduction) -> None:
+        self._analyzer = reduction.analyzer()
+        self._intercept = reduction.intercept.tolist()
+        self._calibration = [(float(a), float(b)) for a, b in reduction.calibration]
         # word -> (idf, idf * coef of each fold), as plain floats: a prompt has few words,
         # and Python arithmetic on five floats beats numpy's per-call overhead
-        self._words = {w: (float(idf[j]), tuple((coef[:, j] * idf[j]).tolist())) for w, j in vocab.items()}
-        self._reference: Callable[[list[str]], np.ndarray] = lambda texts: np.asarray(
-            model.predict_proba(vectorizer.transform(texts))[:, 1]
-        )
+        self._words = dict(zip(reduction.words, zip(reduction.idf.tolist(), map(tuple, reduction.weights.tolist()))))
 
     @classmethod
     def from_package(cls) -> OffensiveClassifier:
-        from profanity_check import profanity_check as pc
-
-        return cls(pc.vectorizer, pc.model)
+        """The package's model, reduced; from the cache when it holds this version's reduction."""
+        return cls(Reduction.load())
 
     def score(self, text: str) -> float:
         """The probability that the text is offensive (0..1)."""
@@ -446,21 +441,188 @@ class OffensiveClassifier:
         return p / len(dots)
 
     def reference(self, texts: Sequence[str]) -> np.ndarray:
-        """The package's own computation (slow): what `score` must agree with."""
-        return self._reference(list(texts))
+        """The package's own computation (slow, imports scikit-learn): what `score` must agree with."""
+        from profanity_check import profanity_check as pc
+
+        return np.asarray(pc.model.predict_proba(pc.vectorizer.transform(list(texts)))[:, 1])
+
+
+REDUCTION_VERSION = 1  # bump when `Reduction` reads the package's model or lays out its arrays differently
+_REDUCTION_CACHE = "offensive-classifier"
+_REDUCTION_ATOL = 1e-6  # the largest difference from `predict_proba` a cached reduction may have
+_LABELLED = Path(__file__).resolve().parents[2] / "tests" / "data" / "safety_prompts.jsonl"
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The package's TF-IDF vectorizer and calibrated SVMs as arrays: per word its idf and
+    idf x coefficient of each fold, each fold's intercept and sigmoid (a, b), and the
+    settings of the vectorizer's word analyzer, which `analyzer` rebuilds with `re`."""
+
+    words: list[str]
+    idf: np.ndarray  # (words,)
+    weights: np.ndarray  # (words, folds): idf * coef
+    intercept: np.ndarray  # (folds,)
+    calibration: np.ndarray  # (folds, 2): a, b of 1 / (1 + exp(a f + b))
+    token_pattern: str
+    lowercase: bool
+    stop_words: frozenset[str]
+    ngram_range: tuple[int, int]
+
+    def analyzer(self) -> Callable[[str], list[str]]:
+        """scikit-learn's word analyzer with these settings: lower-case, the token
+        pattern's matches, stop words out, then word n-grams."""
+        findall = re.compile(self.token_pattern).findall
+        lower, stop = self.lowercase, self.stop_words
+        min_n, max_n = self.ngram_range
+
+        def words(text: str) -> list[str]:
+            tokens: list[str] = [t for t in findall(text.lower() if lower else text) if t not in stop]
+            if max_n == 1:
+                return tokens
+            grams = list(tokens) if min_n == 1 else []
+            for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
+                grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+            return grams
+
+        return words
+
+    @staticmethod
+    def key() -> str:
+        from importlib.metadata import version
+
+        return cache.key(_REDUCTION_CACHE, REDUCTION_VERSION, version("alt-profanity-check"), version("scikit-learn"))
+
+    @classmethod
+    def load(cls) -> Reduction:
+        """From the cache, or reduced from the package, checked against it, and cached."""
+        k = cls.key()
+        arrays = cache.load(_REDUCTION_CACHE, k)
+        if arrays is not None:
+            try:
+                return cls.from_arrays(arrays)
+            except (KeyError, ValueError, UnicodeDecodeError) as e:
+                log.warning("the cached classifier does not fit (%s); reducing the package's model again", e)
+        from profanity_check import profanity_check as pc
+
+        reduced = cls.reduce(pc.vectorizer, pc.model)
+        reduced.check(pc.vectorizer, pc.model)
+        cache.store(_REDUCTION_CACHE, k, reduced.arrays())
+        return reduced
+
+    @classmethod
+    def reduce(cls, vectorizer: Any, model: Any) -> Reduction:
+        """The reduction of a fitted TfidfVectorizer and CalibratedClassifierCV of linear SVMs."""
+        v = vectorizer
+        replicable = (
+            v.analyzer == "word"
+            and v.preprocessor is None
+            and v.tokenizer is None
+            and not v.strip_accents
+            and not v.binary
+            and not v.sublinear_tf
+            and v.use_idf
+            and v.norm == "l2"
+            and all(c.method == "sigmoid" for c in model.calibrated_classifiers_)
+        )
+        if not replicable:
+            raise ConfigError(
+                "The offensive-language classifier's model is not the one this version reads; "
+                "reinstall alt-profanity-check as pinned in pyproject.toml."
+            )
+        vocab = sorted(v.vocabulary_.items(), key=lambda item: item[1])
+        idf = np.asarray(v.idf_, dtype=np.float64)
+        folds = model.calibrated_classifiers_
+        coef = np.stack([np.asarray(f.estimator.coef_, dtype=np.float64).ravel() for f in folds])
+        return cls(
+            words=[w for w, _ in vocab],
+            idf=idf[[j for _, j in vocab]],
+            weights=np.ascontiguousarray((coef * idf).T[[j for _, j in vocab]]),
+            intercept=np.array([float(np.ravel(f.estimator.intercept_)[0]) for f in folds]),
+            calibration=np.array([(float(f.calibrators[0].a_), float(f.calibrators[0].b_)) for f in folds]),
+            token_pattern=v.token_pattern,
+            lowercase=bool(v.lowercase),
+            stop_words=frozenset(v.get_stop_words() or ()),
+            ngram_range=(int(v.ngram_range[0]), int(v.ngram_range[1])),
+        )
+
+    def check(self, vectorizer: Any, model: Any) -> None:
+        """Refuse (ConfigError) a reduction that scores any of the labelled prompts or a few
+        hundred generated strings otherwise than the package's own `predict_proba`."""
+        texts = _check_texts(self.words)
+        clf = OffensiveClassifier(self)
+        ours = np.array([clf.score(t) for t in texts])
+        theirs = np.asarray(model.predict_proba(vectorizer.transform(texts))[:, 1])
+        worst = int(np.argmax(np.abs(ours - theirs)))
+        if abs(ours[worst] - theirs[worst]) > _REDUCTION_ATOL:
+            raise ConfigError(
+                "The offensive-language classifier's model is not the one this version reads "
+                f"({texts[worst]!r} scores {ours[worst]:.6f}, the package says {theirs[worst]:.6f}); "
+                "reinstall alt-profanity-check as pinned in pyproject.toml."
+            )
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        def text(words: Iterable[str]) -> np.ndarray:
+            return np.frombuffer("\n".join(words).encode("utf-8"), np.uint8)
+
+        if any("\n" in w for w in [*self.words, *self.stop_words]):
+            raise ValueError("a word holds a line break")
+        return {
+            "words": text(self.words),
+            "idf": self.idf,
+            "weights": self.weights,
+            "intercept": self.intercept,
+            "calibration": self.calibration,
+            "token_pattern": np.array(self.token_pattern),
+            "lowercase": np.array(self.lowercase),
+            "stop_words": text(sorted(self.stop_words)),
+            "ngram_range": np.array(self.ngram_range),
+        }
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Reduction:
+        words = a["words"].tobytes().decode("utf-8").split("\n")
+        weights = a["weights"]
+        if weights.ndim != 2 or len(words) != len(weights) or a["idf"].shape != (len(words),):
+            raise ValueError(f"{len(words)} words for weights of shape {weights.shape}")
+        lo, hi = (int(n) for n in a["ngram_range"])
+        return cls(
+            words=words,
+            idf=a["idf"],
+            weights=weights,
+            intercept=a["intercept"],
+            calibration=a["calibration"],
+            token_pattern=str(a["token_pattern"]),
+            lowercase=bool(a["lowercase"]),
+            stop_words=frozenset(a["stop_words"].tobytes().decode("utf-8").split("\n")),
+            ngram_range=(lo, hi),
+        )
+
+
+def _check_texts(vocabulary: Sequence[str], n: int = 400) -> list[str]:
+    """What a reduction is checked on: the labelled prompts (where the source tree is
+    there) and `n` strings of the model's words, stop words, case, digits and punctuation."""
+    import json
+    import random
+
+    texts = ["a dragon attacks the castle", "you are all idiots", "what the hell", "", "!!!"]
+    try:
+        with open(_LABELLED, encoding="utf-8") as f:
+            texts += [json.loads(line)["text"] for line in f if line.strip()]
+    except OSError:
+        pass  # an install without the tests: the generated strings still check every path
+    rng = random.Random(0)
+    extra = ["the", "and", "A", "I", "x", "über", "café", "42", "don't", "e-mail", "!", "?", "...", "—", "😀"]
+    for _ in range(n):
+        words = [rng.choice(vocabulary) if rng.random() < 0.6 else rng.choice(extra) for _ in range(rng.randint(1, 12))]
+        words = [w.upper() if rng.random() < 0.15 else w.capitalize() if rng.random() < 0.15 else w for w in words]
+        texts.append(rng.choice([" ", " ", ", ", "  ", "-"]).join(words))
+    return texts
 
 
 @lru_cache(maxsize=1)
 def load_classifier() -> OffensiveClassifier:
-    clf = OffensiveClassifier.from_package()
-    probe = ["a dragon attacks the castle", "you are all idiots", "what the hell"]
-    ours = [clf.score(t) for t in probe]
-    if not np.allclose(ours, clf.reference(probe), atol=1e-6):  # the package's model changed shape
-        raise ConfigError(
-            "The offensive-language classifier's model is not the one this version reads; "
-            "reinstall alt-profanity-check as pinned in pyproject.toml."
-        )
-    return clf
+    return OffensiveClassifier.from_package()
 
 
 # -- 3. the semantic probe -------------------------------------------------------

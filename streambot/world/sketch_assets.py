@@ -4,14 +4,26 @@ Everything here is tileable so the world can scroll for ever: 1-D terrain
 profiles per biome and parallax layer, 2-D noise planes for clouds and water,
 a nebula, city-window patterns and small RGBA sprites for the moving things.
 Sizes are in reference pixels (a 360-pixel-high frame); the renderer scales.
+
+Building `Assets` takes about a second of numpy in many small steps, and its
+result depends only on the seed, this module's code and numpy's random
+streams: `Assets.load` reads it from the cache (streambot/cache.py), keyed by
+exactly those, and builds it only when they change.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .. import cache
+
+log = logging.getLogger(__name__)
 
 ScalarT = TypeVar("ScalarT", bound=np.generic)
 
@@ -187,6 +199,9 @@ def _wasteland(rng: np.random.Generator, layer: int, amp: float) -> NDArray[np.f
     return base.astype(np.float32)
 
 
+_CACHE_NAME = "sketch-assets"
+_FORMAT = 1  # how `arrays` lays the assets out
+
 BIOME_ORDER = ("grass", "desert", "mountains", "ocean", "forest", "city", "space", "islands", "candy", "wasteland")
 
 
@@ -208,6 +223,49 @@ class Assets:
         self.stars = self._stars(rng)
         self.rain = self._rain(rng)
         self.detail = _norm01(spectral_noise(rng, (256, 1024), 6, beta=1.2)) - 0.5
+
+    @classmethod
+    def load(cls, seed: int) -> Assets:
+        """This seed's assets, from the cache when it holds them for this code, else built and cached."""
+        # numpy's version: its random streams and FFTs make the pictures (NEP 19 lets a stream change).
+        k = cache.key(_CACHE_NAME, _FORMAT, seed, cache.source_of(sys.modules[__name__]), np.__version__)
+        arrays = cache.load(_CACHE_NAME, k)
+        if arrays is not None:
+            try:
+                return cls.from_arrays(arrays)
+            except (KeyError, ValueError) as e:  # a file of the right key but not of this layout
+                log.warning("the cached sketch assets do not fit (%s); building them", e)
+        t0 = time.perf_counter()
+        built = cls(seed)
+        cache.store(_CACHE_NAME, k, built.arrays())
+        log.info(
+            "built the sketch world's assets in %.2f s and cached them in %s", time.perf_counter() - t0, cache.folder()
+        )
+        return built
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every asset as a named array, for the cache (`from_arrays` reads them back)."""
+        out = {
+            name: getattr(self, name)
+            for name in ("profiles", "cloud", "cloud_hi", "water", "mist", "nebula", "rain", "detail", "_city_ids")
+        }
+        out |= {f"windows{i}": w for i, w in enumerate(self.windows)}
+        out |= {f"islands{i}": a for i, a in enumerate(self.islands)}
+        out |= {f"stars{i}": a for i, a in enumerate(self.stars)}
+        return out
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Assets:
+        self = cls.__new__(cls)
+        self.profiles, self._city_ids = a["profiles"], a["_city_ids"]
+        self.windows = [a[f"windows{i}"] for i in range(N_LAYERS)]
+        self.islands = (a["islands0"], a["islands1"])
+        self.cloud, self.cloud_hi, self.water, self.mist = a["cloud"], a["cloud_hi"], a["water"], a["mist"]
+        self.nebula, self.rain, self.detail = a["nebula"], a["rain"], a["detail"]
+        self.stars = (a["stars0"], a["stars1"], a["stars2"], a["stars3"])
+        if self.profiles.shape != (len(BIOME_ORDER), N_LAYERS, PROFILE_LEN):
+            raise ValueError(f"terrain profiles of shape {self.profiles.shape}")
+        return self
 
     # -- terrain ---------------------------------------------------------------
     def _profiles(self, rng: np.random.Generator) -> NDArray[np.float32]:

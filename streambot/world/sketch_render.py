@@ -69,7 +69,7 @@ class Renderer:
         self.canvas = c = Canvas(width, height)
         self.motion = Motion()
         self.light = 0.5  # the last frame's overall brightness, for the soundtrack
-        assets = Assets(seed)
+        assets = Assets.load(seed)
         tables = Tables.from_seed(seed, width, height)
         mist8 = (assets.mist * 255).astype(np.uint8)
         self.sky = Sky(c, assets)
