@@ -41,7 +41,7 @@ from .broadcast.compositor import Compositor
 from .broadcast.outputs import check_reachable
 from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
-from .broadcast.pipeline import Broadcast, Health, open_broadcast
+from .broadcast.pipeline import Broadcast, Connecting, Health, connect, open_broadcast
 from .checks import ChatPlatform, Checked, world_entry
 from .config import Settings, music_of, resolve_world
 from .director import Director
@@ -198,14 +198,15 @@ class Show:
         is waited for: the sentence model (torch, transformers) loads in the
         background while the world starts on keywords, the speech model loads
         in its own process once the show is on air (`run`), and the processes that
-        take a moment to start (the overlay's drawing, each output) start side
-        by side."""
+        take a moment to start (the soundtrack, the overlay's drawing, each output) start
+        before the world loads, so they come up while it does."""
         s = self.settings.stream
         size = s.dimensions
         bound_native_heap()
         warm = threading.Thread(target=_warm_word_tools, name="warm-up", daemon=True)
         warm.start()  # beside the processes starting below, which leave the GIL free
         audio: SoundtrackProcess | Silence | None = None
+        connecting: Connecting | None = None
         try:
             # 1. every input, checked: nothing is opened yet (the world handed in is closed on a mistake)
             checked = checked or check_inputs(self.settings, self.spec, self.options)
@@ -216,12 +217,15 @@ class Show:
             for t in checked.targets:
                 if t.startswith(("rtmp://", "rtmps://")):
                     check_reachable(t, s.connect_timeout_s)
-            audio = self._soundtrack()  # its process builds while the world starts
-            # 3. the world (the sketch world takes the sentence model when it is loaded)
-            self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
-            # 4. the timeline, the audience and the director, which opens the story
-            # (the compositor first: a resumed kill switch is set on it)
+            # 3. what takes a process of its own starts now and comes up while the world
+            # loads: the soundtrack, the overlay's drawing, the encoder's outputs
+            audio = self._soundtrack()
             self.compositor = compositor = self._compositor(size)
+            compositor.start_drawing()
+            connecting = connect(s, checked.targets)
+            # 4. the world (the sketch world takes the sentence model when it is loaded)
+            self.world.start(self.spec, size, s.fps, seed=self.settings.world.seed)
+            # 5. the timeline, the audience and the director, which opens the story
             self.store = Store(resolve_path(self.settings.voting.timeline))
             if self.budget is not None:
                 self.budget.resume(self.store)  # today's GPU hours so far: a restart does not reset them
@@ -251,18 +255,23 @@ class Show:
                 )
             else:
                 self.director.begin()
-            # 5. the first overlay: its drawing process starts now, beside the outputs';
-            # from here on the overlay follows each published state
+            # 6. the first overlay (its drawing process is up by now); from here on
+            # the overlay follows each published state
             compositor.set_state(self.overlay_state())
             self._states.listen(lambda state: compositor.set_state(self._overlay(state)))
-            # 6. encoder and outputs, the one way every broadcast is built
+            # 7. encoder and outputs, the one way every broadcast is built (once they answer)
             max_frames = round(self.options.duration_s * s.fps) if self.options.duration_s else None
-            self.broadcast = open_broadcast(self.world, s, checked.targets, compositor, audio, max_frames=max_frames)
+            self.broadcast = open_broadcast(
+                self.world, s, checked.targets, compositor, audio, connecting=connecting, max_frames=max_frames
+            )
             for out in self.broadcast.outputs:
                 log.info("streaming to %s", mask_url(out.target))
         except BaseException:
-            if audio is not None and self.broadcast is None:
-                audio.close()  # the broadcast closes it once it has it
+            if self.broadcast is None:  # the broadcast closes them once it has them
+                if audio is not None:
+                    audio.close()
+                if connecting is not None:
+                    connecting.close()
             self.close()  # whatever was opened: the world and its processes, the timeline, the outputs
             raise
         # The drawing process's start must not compete with the first seconds on air.

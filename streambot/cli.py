@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from . import secrets as secret_store
+from .children import lean_children
 from .config import ConfigError, Settings, load_secrets, load_settings, parse_size, resolve_world
 from .paths import log_file
 from .registry import CHATS, WORLDS, Registry
@@ -519,6 +520,7 @@ _register_optional()
 
 
 def main() -> None:
+    lean_children()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -175,3 +175,36 @@ def test_the_speech_model_loads_in_its_own_process_once_on_air(cli_env, tmp_path
     assert after["ready"] and after["ticks"] > out["on_air"]["ticks"], out
     assert after["here"] == [], "the speech model must load in its own process, not the broadcast's"
     assert "the speech model is ready" in r.stderr, r.stderr[-2000:]
+
+
+LEAN_PROBE = r"""
+import importlib.util, json, multiprocessing as mp, sys, types
+
+# the command line as `python -m streambot.cli` leaves it: its module is __main__
+spec = importlib.util.find_spec("streambot.cli")
+main = types.ModuleType("__main__")
+main.__spec__, main.__file__, main.__package__ = spec, spec.origin, "streambot"
+sys.modules["__main__"] = main
+from streambot.children import lean_children
+
+seen = {}
+ctx = mp.get_context("spawn")
+for lean in (False, True):
+    if lean:
+        lean_children()
+    with ctx.Pool(1) as pool:
+        seen["lean" if lean else "plain"] = pool.apply(eval, ("sorted(__import__('sys').modules)",))
+print(json.dumps(seen))
+"""
+
+
+def test_children_do_not_run_the_command_line_again(cli_env):
+    """A spawned child imports the parent's main module first; the command line's (click,
+    every setting's model) is left out of the show's children, which start with the show."""
+    r = subprocess.run(
+        [sys.executable, "-c", LEAN_PROBE], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "click" in seen["plain"] and "streambot.config" in seen["plain"]  # what a plain spawn costs
+    assert "click" not in seen["lean"] and "streambot.config" not in seen["lean"], seen["lean"]

@@ -229,6 +229,13 @@ def _drawing_pool() -> ProcessPoolExecutor:
         return _pool
 
 
+def _prepare(layout: OverlayLayout, size: tuple[int, int]) -> None:
+    """Build the drawing process's renderer (fonts, panels) before its first state."""
+    global _drawer
+    if _drawer is None or _drawer.key != (layout, size):
+        _drawer = _Drawer(layout, size)
+
+
 def _discard_pool() -> None:
     global _pool
     with _pool_lock:
@@ -290,6 +297,15 @@ class Compositor:
         return frame.image
 
     # -- the overlay's content ------------------------------------------------------
+    def start_drawing(self) -> None:
+        """Start the drawing process and its renderer now, without waiting: the show
+        does this before it loads its world, so the process starts beside it."""
+        if self.burn_in and self.drawing_process and self.layout is not None:
+            try:
+                _drawing_pool().submit(_prepare, self.layout, self.size)
+            except Exception as e:  # a broken pool: the first draw says so and draws here
+                log.debug("overlay: the drawing process did not start early (%s)", e)
+
     def set_state(self, state: OverlayState) -> None:
         """The overlay's content (an OverlayState); redrawn, off the clock
         thread, only when it changes."""

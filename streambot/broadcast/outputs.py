@@ -610,11 +610,34 @@ def open_outputs(outputs: list[Output]) -> None:
     key is the user's to fix). When some do, the others (a file excepted) keep
     trying in the background and the show goes on: one bad destination never
     keeps the rest off air."""
+    start_outputs(outputs)
+    await_outputs(outputs)
+
+
+def start_outputs(outputs: list[Output]) -> None:
+    """Start every destination's process connecting, without waiting for any
+    (`await_outputs` waits); when one cannot start, those started are closed."""
     started: list[Output] = []
     try:
         for out in outputs:
             out.start()
             started.append(out)
+    except BaseException:
+        close_outputs(started)
+        raise
+
+
+def close_outputs(outputs: list[Output]) -> None:
+    """End outputs that never went on air (a start that stopped half-way)."""
+    for o in outputs:
+        o._closed.set()
+        o._done.set()
+        o._kill()
+
+
+def await_outputs(outputs: list[Output]) -> None:
+    """Wait until every started output is live or settled, as `open_outputs` describes."""
+    try:
         deadline = time.monotonic() + max(o.connect_timeout_s for o in outputs) + 10
         while not all(o.settled() for o in outputs) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -625,10 +648,7 @@ def open_outputs(outputs: list[Output]) -> None:
             o = refused[0]
             raise OutputError(f"Could not start streaming to {o.name}: {o.reason()}.")
     except BaseException:
-        for o in started:
-            o._closed.set()
-            o._done.set()
-            o._kill()
+        close_outputs(outputs)
         raise
     for o in outputs:
         o.run()

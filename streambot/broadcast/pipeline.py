@@ -13,7 +13,8 @@ stays on the wall clock. With 0 the whole tick runs on the clock's thread
 
 `open_broadcast` is the one place that builds it, for `streambot run`,
 `streambot bench` and the tests alike: the encoder from the stream settings,
-every output opened (at the same time: each starts a process), the parts
+every output opened (at the same time: each starts a process; `connect` starts
+them ahead, while the show loads its world), the parts
 handed to `Broadcast`. `Broadcast` runs them in their threads, keeps the
 encoder's preset matched to what the machine can do (`PresetGovernor`), and
 measures what viewers get: output frame rate, the world's free-running
@@ -41,7 +42,7 @@ from .audio_feed import AudioFeed, SteeredTrack
 from .clock import Clock, WorldRunner
 from .compositor import Compositor
 from .encoder import AUDIO_RATE, Encoder, EncoderSettings, PresetGovernor
-from .outputs import Output, open_outputs
+from .outputs import Output, await_outputs, close_outputs, start_outputs
 
 if TYPE_CHECKING:
     import av
@@ -96,24 +97,23 @@ def encoder_settings(stream: StreamSettings) -> EncoderSettings:
     )
 
 
-def open_broadcast(
-    world: World,
-    stream: StreamSettings,
-    targets: list[str],
-    compositor: Compositor,
-    soundtrack: SteeredTrack,
-    *,
-    max_frames: int | None = None,
-    now: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] | None = None,
-    encode_ahead: int | None = None,
-) -> Broadcast:
-    """The broadcast `streambot run` puts on air: `world` (started), the encoder
-    from `stream`, every target opened (`open_outputs`: all at once; one that
-    does not answer keeps trying while the others go live). When none can be
-    opened, the encoder is closed and the OutputError raised. `now`/`sleep`:
-    an injected clock for tests; `encode_ahead`: `stream.encode_ahead_frames`
-    unless given."""
+class Connecting:
+    """The encoder and every output's process, connecting while the show gets
+    the rest ready (`connect`); `open_broadcast` waits for them."""
+
+    def __init__(self, encoder: Encoder, outputs: list[Output]) -> None:
+        self.encoder = encoder
+        self.outputs = outputs
+
+    def close(self) -> None:
+        """A start that stopped before the broadcast was built: end them."""
+        close_outputs(self.outputs)
+        self.encoder.close()
+
+
+def connect(stream: StreamSettings, targets: list[str]) -> Connecting:
+    """The encoder from `stream` (it needs nothing from the world) and every target's
+    process started at once, without waiting for any handshake."""
     encoder = Encoder(encoder_settings(stream))
     planned = stream.planned_reconnect_h * 3600 or None
     try:
@@ -127,7 +127,38 @@ def open_broadcast(
             )
             for t in targets
         ]
-        open_outputs(outputs)
+        start_outputs(outputs)
+    except Exception:
+        encoder.close()
+        raise
+    return Connecting(encoder, outputs)
+
+
+def open_broadcast(
+    world: World,
+    stream: StreamSettings,
+    targets: list[str],
+    compositor: Compositor,
+    soundtrack: SteeredTrack,
+    *,
+    connecting: Connecting | None = None,
+    max_frames: int | None = None,
+    now: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+    encode_ahead: int | None = None,
+) -> Broadcast:
+    """The broadcast `streambot run` puts on air: `world` (started), the encoder
+    from `stream`, every target opened (`open_outputs`: all at once; one that
+    does not answer keeps trying while the others go live). `connecting`: what
+    `connect` started earlier for these targets (the show starts its outputs
+    before the world, so their processes start while it loads). When none can
+    be opened, the encoder is closed and the OutputError raised. `now`/`sleep`:
+    an injected clock for tests; `encode_ahead`: `stream.encode_ahead_frames`
+    unless given."""
+    connecting = connecting or connect(stream, targets)
+    encoder, outputs = connecting.encoder, connecting.outputs
+    try:
+        await_outputs(outputs)
     except Exception:
         encoder.close()
         raise
