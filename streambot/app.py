@@ -154,8 +154,9 @@ def check_inputs(settings: Settings, spec: WorldSpec, options: ShowOptions) -> C
 def _warm_word_tools() -> None:
     """Load, before the first tick, what the first prompt and the first preview
     would otherwise load on air: the lemmatizer's dictionary (voting's pooling
-    and the safety layers; about 1.4 s of holding the GIL on 2 cores, a
-    visible stall of every frame) and the image codecs the preview's JPEGs use."""
+    and the safety layers: a trie read from the cache folder, built on the
+    first start, when it holds the GIL for a second or more: on air, a visible
+    stall of every frame) and the image codecs the preview's JPEGs use."""
     from PIL import Image
 
     Image.preinit()

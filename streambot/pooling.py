@@ -31,6 +31,7 @@ one call for the new prompts and the words not seen before.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import re
 import threading
@@ -38,10 +39,14 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .lexicon import WordNet
+
+if TYPE_CHECKING:
+    import simplemma
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +121,27 @@ _CONTRACTIONS = {"can't": "can", "won't": "will", "shan't": "shall"}
 
 @lru_cache(maxsize=65536)
 def lemma(word: str) -> str:
-    import simplemma
+    return _lemmatizer().lemmatize(word, lang="en")
 
-    return simplemma.lemmatize(word, lang="en")
+
+@lru_cache(maxsize=1)
+def _lemmatizer() -> simplemma.Lemmatizer:
+    """simplemma's English dictionary as a MARISA trie kept in the cache folder
+    (simplemma's own `TrieDictionaryFactory`, per simplemma version): read back
+    in about a millisecond, where decoding the shipped dictionary holds the GIL
+    for 0.3 s alone and well over a second beside the show's start. The same
+    lemmas; a corrupt file is built again by simplemma."""
+    import simplemma
+    from simplemma.strategies import DefaultStrategy, TrieDictionaryFactory
+
+    from . import cache
+
+    folder = cache.folder() / "simplemma" / importlib.metadata.version("simplemma")
+    try:
+        factory = TrieDictionaryFactory(disk_cache_dir=str(folder))
+    except ImportError:  # no marisa-trie here: the shipped dictionary, decoded in memory
+        return simplemma.Lemmatizer()
+    return simplemma.Lemmatizer(lemmatization_strategy=DefaultStrategy(dictionary_factory=factory))
 
 
 def tokens(text: str) -> list[str]:

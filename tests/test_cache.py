@@ -400,3 +400,31 @@ def test_the_glows_are_the_whole_formula() -> None:
         small = (0.6 * np.exp(-((d / 0.07) ** 2)) + 0.4 * np.exp(-((d / 0.03) ** 2))).astype(np.float32)
         assert np.array_equal(c._glow, wide) and np.array_equal(c._glow_small, small)
         assert c._glow.flags.c_contiguous and c._glow.dtype == np.float32
+
+
+def _labelled_words() -> list[str]:
+    words: set[str] = set()
+    for line in (Path(__file__).parent / "data" / "safety_prompts.jsonl").read_text().splitlines():
+        words.update(re.findall(r"[a-z']+", json.loads(line)["text"].lower()))
+    return sorted(words)
+
+
+def test_the_lemmatizers_cached_trie_gives_simplemmas_own_lemmas(cache_home):
+    """The lemmatizer reads simplemma's dictionary from a trie in the cache folder; its
+    lemmas are simplemma's own (the shipped dictionary, decoded in memory) on every word
+    of the labelled sets, from a cold cache, a warm one, and a corrupt one built again."""
+    import simplemma
+
+    from streambot import pooling
+
+    words = _labelled_words() + ["geese", "went", "better", "children", "burning", "mice"]
+    reference = [simplemma.Lemmatizer().lemmatize(w, lang="en") for w in words]
+    for state in ("cold", "warm", "corrupt"):
+        if state == "corrupt":
+            (dic,) = (cache_home / "simplemma").glob("*/en.dic")
+            dic.write_bytes(b"not a trie")
+        pooling._lemmatizer.cache_clear()
+        got = [pooling._lemmatizer().lemmatize(w, lang="en") for w in words]
+        assert got == reference, state
+    (dic,) = (cache_home / "simplemma").glob("*/en.dic")
+    assert dic.stat().st_size > 100_000  # built again, whole
