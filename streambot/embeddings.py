@@ -202,6 +202,9 @@ def load_in_background() -> None:
 
 def _load_and_announce() -> None:
     global _process
+    # The process is forked from this thread and keeps its priority from birth: its
+    # interpreter's start and first imports come after the show's start, not beside it.
+    yield_to_clock()
     started = time.monotonic()
     process = ModelProcess()
     embedder: ModelProcess | None = process
