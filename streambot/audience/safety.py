@@ -449,8 +449,7 @@ class OffensiveClassifier:
 
 REDUCTION_VERSION = 1  # bump when `Reduction` reads the package's model or lays out its arrays differently
 _REDUCTION_CACHE = "offensive-classifier"
-_REDUCTION_ATOL = 1e-6  # the largest difference from `predict_proba` a cached reduction may have
-_LABELLED = Path(__file__).resolve().parents[2] / "tests" / "data" / "safety_prompts.jsonl"
+_REDUCTION_ATOL = 1e-6  # the largest difference from `predict_proba`, in log-odds, a cached reduction may have
 
 
 @dataclass(frozen=True)
@@ -553,8 +552,15 @@ class Reduction:
         clf = OffensiveClassifier(self)
         ours = np.array([clf.score(t) for t in texts])
         theirs = np.asarray(model.predict_proba(vectorizer.transform(texts))[:, 1])
-        worst = int(np.argmax(np.abs(ours - theirs)))
-        if abs(ours[worst] - theirs[worst]) > _REDUCTION_ATOL:
+
+        # in log-odds, where a saturated score (a slur alone scores 0.999999) still shows a
+        # word weighed otherwise; float64 keeps them to about 1e-10 there
+        def logit(p: np.ndarray) -> np.ndarray:
+            p = np.clip(p, 1e-15, 1 - 1e-15)
+            return np.asarray(np.log(p) - np.log1p(-p))
+
+        worst = int(np.argmax(np.abs(logit(ours) - logit(theirs))))
+        if abs(logit(ours[worst : worst + 1]) - logit(theirs[worst : worst + 1]))[0] > _REDUCTION_ATOL:
             raise ConfigError(
                 "The offensive-language classifier's model is not the one this version reads "
                 f"({texts[worst]!r} scores {ours[worst]:.6f}, the package says {theirs[worst]:.6f}); "
@@ -600,17 +606,13 @@ class Reduction:
 
 
 def _check_texts(vocabulary: Sequence[str], n: int = 400) -> list[str]:
-    """What a reduction is checked on: the labelled prompts (where the source tree is
-    there) and `n` strings of the model's words, stop words, case, digits and punctuation."""
-    import json
+    """What a reduction is checked on, the same on every install: every word of the model
+    alone (each word's weight decides its own score), a few prompts, and `n` strings of the
+    model's words, stop words, case, digits and punctuation (the tests hold it against the
+    package's own scores on the labelled set too)."""
     import random
 
-    texts = ["a dragon attacks the castle", "you are all idiots", "what the hell", "", "!!!"]
-    try:
-        with open(_LABELLED, encoding="utf-8") as f:
-            texts += [json.loads(line)["text"] for line in f if line.strip()]
-    except OSError:
-        pass  # an install without the tests: the generated strings still check every path
+    texts = ["a dragon attacks the castle", "you are all idiots", "what the hell", "", "!!!", *vocabulary]
     rng = random.Random(0)
     extra = ["the", "and", "A", "I", "x", "über", "café", "42", "don't", "e-mail", "!", "?", "...", "—", "😀"]
     for _ in range(n):
