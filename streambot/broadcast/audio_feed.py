@@ -119,6 +119,16 @@ class Silence:
 
 # -- the soundtrack's process ---------------------------------------------------------------
 
+# Every figure `audio.Soundtrack.status` gives, unknown until the child's first status:
+# the console and the metrics read the same keys from the first second on.
+_BEFORE_FIRST_STATUS: dict[str, object] = {
+    "source": "starting",
+    "track": None,
+    **dict.fromkeys(("style", "mood", "tempo", "key", "mode", "intensity")),
+    **dict.fromkeys(("momentary_lufs", "short_term_lufs", "integrated_lufs", "gain_db")),
+    "problem": None,
+}
+
 
 @dataclass(frozen=True)
 class SoundtrackSettings:
@@ -429,7 +439,7 @@ class SoundtrackProcess:
         """What the console shows: the child's figures (source, style, mood,
         loudness, its own problem), the music switch as set here, and the
         process's own problem while it is down."""
-        s: dict[str, object] = {"source": "starting", "problem": None, **self._child_status}
+        s: dict[str, object] = {**_BEFORE_FIRST_STATUS, **self._child_status}
         s["music_on"] = self.music_on
         s["restarts"] = self.restarts
         if self.problem is not None:

@@ -99,10 +99,12 @@ class ShowCollector:
             yield counter(f"audience_{k}", f"Audience {k} since start.", v)
         yield gauge("off_air", "1 while the kill switch shows the slate.", int(state.off_air))
         audio = show.audio_status()
-        if audio.get("short_term_lufs") is not None:
-            yield gauge(
-                "loudness_short_term_lufs", "Short-term loudness going out (EBU R128, 3 s).", audio["short_term_lufs"]
-            )
+        short_term = audio.get("short_term_lufs")  # None until 3 s of sound are measured: NaN, as Prometheus writes it
+        yield gauge(
+            "loudness_short_term_lufs",
+            "Short-term loudness going out (EBU R128, 3 s).",
+            float("nan") if short_term is None else short_term,
+        )
         yield gauge("music_on", "1 while the music plays (the weather always does).", int(bool(audio.get("music_on"))))
         yield counter(
             "audio_late_blocks", "Times the soundtrack was late and the weather filled in.", audio.get("late_blocks", 0)
