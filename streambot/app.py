@@ -57,7 +57,7 @@ from .worldspec import WorldSpec
 
 if TYPE_CHECKING:
     from .audience.voice import VoiceService
-    from .console.server import ConsoleServer
+    from .console.server import ConsoleServer, PreparedConsole
     from .voting import Mode, Winner
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ class Show:
         self.chat: list[LocalChat] = []  # local chat readers
         self.adapters: list[tuple[ChatAdapter, asyncio.Task[None]]] = []  # Twitch, Discord: each a task of its own
         self.voice: VoiceService | None = None  # spoken commands, when [voice] is on
+        self._console: PreparedConsole | None = None  # made in `open`, started in `run`
         self._stopping = asyncio.Event()
         self._settling: set[asyncio.Task[None]] = set()  # terminal replies waiting for the safety screen
         self._chats: list[tuple[str, ChatPlatform]] = []  # the chat platforms turned on, once checked
@@ -197,10 +198,12 @@ class Show:
 
         The first frame must be on air within a few seconds, so nothing heavy
         is waited for: the sentence model (torch, transformers) loads in the
-        background while the world starts on keywords, the speech model loads
-        in its own process once the show is on air (`run`), and the processes that
-        take a moment to start (the soundtrack, the overlay's drawing, each output) start
-        before the world loads, so they come up while it does."""
+        background while the world starts on keywords; the processes the first
+        frame needs (the overlay's drawing, each output) start before the world
+        loads, so they come up while it does; and what the first frame does not
+        need starts once the show is on air: the soundtrack's process (the
+        weather plays until its music comes), the speech model's and the
+        console's server (`run`)."""
         s = self.settings.stream
         size = s.dimensions
         bound_native_heap()
@@ -219,7 +222,8 @@ class Show:
                 if t.startswith(("rtmp://", "rtmps://")):
                     check_reachable(t, s.connect_timeout_s)
             # 3. what takes a process of its own starts now and comes up while the world
-            # loads: the soundtrack, the overlay's drawing, the encoder's outputs
+            # loads: the overlay's drawing, the encoder's outputs (the soundtrack's
+            # process is started by the sound's first request, once on air)
             audio = self._soundtrack()
             self.compositor = compositor = self._compositor(size)
             compositor.start_drawing()
@@ -267,6 +271,9 @@ class Show:
             )
             for out in self.broadcast.outputs:
                 log.info("streaming to %s", mask_url(out.target))
+            # 8. the console's app, made while the drawing process draws the first
+            # overlay (on two cores, beside it); its server starts once on air (`run`)
+            self._console = self._prepare_console()
         except BaseException:
             if self.broadcast is None:  # the broadcast closes them once it has them
                 if audio is not None:
@@ -295,7 +302,10 @@ class Show:
 
     def _soundtrack(self) -> SoundtrackProcess | Silence:
         """The world's music (or the streamer's folder of music) with its weather,
-        started in a process of its own (audio_feed.SoundtrackProcess)."""
+        in a process of its own (audio_feed.SoundtrackProcess). That process is
+        spawned by the feed's first request, when the broadcast starts: its
+        interpreter, scipy and instruments (about a second of CPU) would
+        otherwise compete with the first frame on a small machine."""
         a = self.settings.audio
         if not a.enabled:
             return Silence()
@@ -311,7 +321,6 @@ class Show:
                 music_on=a.music,
             )
         )
-        track.start()
         return track
 
     def _compositor(self, size: tuple[int, int]) -> Compositor:
@@ -648,8 +657,10 @@ class Show:
                 loop.add_signal_handler(sig, self.stop)
             except (NotImplementedError, RuntimeError):
                 pass
-        console = await self._start_console()  # before going live: a taken port stops here
         self.broadcast.start()
+        # The console's server comes up once the first frames are out; its address was
+        # checked before anything connected (checks.check_inputs), its app made in `open`.
+        console = await self._start_console()
         voting = loop.create_task(self.audience.run(self.on_winner), name="voting")
         self.voice = self._voice()
         if self.voice is not None:
@@ -698,13 +709,19 @@ class Show:
             await asyncio.to_thread(self.close)
 
     # -- the web console, on this loop ------------------------------------------------
-    async def _start_console(self) -> ConsoleServer | None:
+    def _prepare_console(self) -> PreparedConsole | None:
         if not self.options.console:
             return None
-        from .console import start_console
+        from .console.server import PreparedConsole
 
+        return PreparedConsole(self, self.options.console, secrets=self.options.secrets)
+
+    async def _start_console(self) -> ConsoleServer | None:
+        prepared, self._console = self._console, None
+        if prepared is None:
+            return None
         try:
-            return await start_console(self, self.options.console, secrets=self.options.secrets)
+            return await prepared.start()
         except BaseException:
             await asyncio.to_thread(self.close)
             raise
@@ -713,6 +730,9 @@ class Show:
         self._stopping.set()
 
     def close(self) -> None:
+        if self._console is not None:  # made, never started
+            self._console.close()
+            self._console = None
         for chat in self.chat:
             chat.close()
         if self.voice is not None:

@@ -111,7 +111,7 @@ def _check_console_address(settings: Settings, address: str) -> None:
     """An address asked for on the command line must be free now: found taken
     after the outputs went live, the show would have to stop again. (The
     configured one falls back to any free port: see console/server.py.)"""
-    from .console import parse_address
+    from .console.address import parse_address
 
     host, port = parse_address(address)
     if port == 0 or (host, port) == (settings.console.host, settings.console.port):

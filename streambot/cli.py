@@ -163,7 +163,7 @@ def _console_address(settings: Settings, console: str | None, no_console: bool) 
     """HOST:PORT for the console, or None when it is off."""
     if no_console or (console is None and not settings.console.enabled):
         return None
-    from .console import parse_address
+    from .console.address import parse_address
 
     address = console or f"{settings.console.host}:{settings.console.port}"
     parse_address(address)  # a typo stops here, before anything goes live

@@ -428,3 +428,53 @@ def test_the_lemmatizers_cached_trie_gives_simplemmas_own_lemmas(cache_home):
         assert got == reference, state
     (dic,) = (cache_home / "simplemma").glob("*/en.dic")
     assert dic.stat().st_size > 100_000  # built again, whole
+
+
+# -- the overlay's fonts -------------------------------------------------------------
+
+
+FONTS = sorted(p for p in (ROOT / "overlays" / "fonts").iterdir() if p.suffix in (".ttf", ".otf"))
+
+
+def test_font_cmaps_cold_and_warm_are_fonttools_own(cache_home) -> None:
+    from streambot.broadcast.overlay_text import font_cmap, read_cmap
+
+    assert len(FONTS) >= 10
+    for path in FONTS:
+        truth = read_cmap(path)  # fontTools reads the file itself
+        assert len(truth) > 50, path.name
+        assert font_cmap(path) == truth, f"{path.name}: cold"
+        assert files(cache_home, f"font-cmap-{path.stem}"), path.name
+        assert font_cmap(path) == truth, f"{path.name}: warm"
+
+
+def test_a_changed_font_file_is_read_again(cache_home, tmp_path) -> None:
+    from streambot.broadcast.overlay_text import font_cmap, read_cmap
+
+    latin, hebrew = ROOT / "overlays/fonts/NotoSans-Bold.ttf", ROOT / "overlays/fonts/NotoSansHebrew-Bold.ttf"
+    font = tmp_path / "Custom.ttf"
+    font.write_bytes(latin.read_bytes())
+    assert font_cmap(font) == read_cmap(latin)
+    font.write_bytes(hebrew.read_bytes())  # the streamer replaced the file: another size, another time
+    assert font_cmap(font) == read_cmap(hebrew)
+    assert 0x05D0 in font_cmap(font) and 0x05D0 not in read_cmap(latin)  # alef
+
+
+def test_a_warm_overlay_start_never_imports_fonttools(cache_home) -> None:
+    program = (
+        "import sys\n"
+        "from streambot.broadcast.overlay_text import FontSet\n"
+        "fonts = FontSet()\n"
+        "print(fonts.face_for('\u05d0').path.name, fonts.face_for('a').path.name)\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'fontTools'))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home.parent)}
+    outs = [
+        subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        for _ in range(2)  # cold, then warm
+    ]
+    assert all(o.returncode == 0 for o in outs), outs[-1].stderr
+    (cold_faces, cold_modules), (warm_faces, warm_modules) = (o.stdout.strip().splitlines() for o in outs)
+    assert cold_faces == warm_faces == "NotoSansHebrew-Bold.ttf NotoSans-Bold.ttf"
+    assert cold_modules != "[]"  # the cold start read the files with fontTools
+    assert warm_modules == "[]", f"imported in a warm start: {warm_modules}"

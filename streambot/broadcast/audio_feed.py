@@ -258,7 +258,8 @@ class SoundtrackProcess:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        """Spawn the child (it builds while the show goes on)."""
+        """Spawn the child now (it builds while the show goes on); without this,
+        the first `render` spawns it."""
         with self._lock:
             self._spawn()
 

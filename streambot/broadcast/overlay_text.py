@@ -24,9 +24,11 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import regex
 from PIL import Image, ImageDraw, ImageFont, features
 
+from .. import cache
 from ..text import MAX_MARKS, for_display  # noqa: F401  (MAX_MARKS: the bound clean_text keeps)
 from .bidi import embedding_levels, visual_order
 
@@ -102,12 +104,9 @@ class Face:
     """
 
     def __init__(self, path: Path, shaped: bool = RAQM) -> None:
-        from fontTools.ttLib import TTFont
-
         self.path = Path(path)
         self.shaped = shaped and RAQM
-        with TTFont(self.path, lazy=True) as tt:
-            self.cmap = frozenset(tt.getBestCmap() or ())
+        self.cmap = font_cmap(self.path)
         self.color = self.path.name == EMOJI_FONT
         self._sizes: dict[int, ImageFont.FreeTypeFont] = {}
 
@@ -128,6 +127,30 @@ class Face:
             f = ImageFont.truetype(str(self.path), px, layout_engine=layout)
             self._sizes[px] = f
         return f
+
+
+_CMAP_FORMAT = 1
+
+
+def read_cmap(path: Path) -> frozenset[int]:
+    """The code points the font file maps to glyphs (its best cmap), read by fontTools."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(path, lazy=True) as tt:
+        return frozenset(tt.getBestCmap() or ())
+
+
+def font_cmap(path: Path) -> frozenset[int]:
+    """`read_cmap`, kept in the start-up cache (streambot/cache.py) under the
+    file's path, size and modification time: the overlay's drawing process
+    needs every shipped font's cmap before its first picture, and fontTools'
+    import and the tables' parsing were a quarter of a second of its start."""
+    stat = path.stat()
+    k = cache.key("font-cmap", _CMAP_FORMAT, str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    arrays = cache.cached(
+        f"font-cmap-{path.stem}", k, lambda: {"codepoints": np.array(sorted(read_cmap(path)), np.uint32)}
+    )
+    return frozenset(arrays["codepoints"].tolist())
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from ..config import ConfigError, ConsoleSettings, list_presets
 from ..secrets import redact
 from ..surface import ShowSurface
 from . import api, pages, views, voice_api  # noqa: F401  (their routes register on import)
+from .address import parse_address
 from .auth import (
     COOKIE,
     CSRF_HEADER,
@@ -345,15 +346,6 @@ async def _close_sockets(app: web.Application) -> None:
 # -- the server ---------------------------------------------------------------------------------
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 as [::1]:8080); one sentence when it is not."""
-    host, sep, port = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--console {text!r} is not HOST:PORT, e.g. 127.0.0.1:8080.")
-    return host, int(port)
-
-
 class ConsoleServer:
     """The app on AppRunner/TCPSite, in the caller's (the show's) loop."""
 
@@ -389,37 +381,56 @@ class ConsoleServer:
             await runner.cleanup()
 
 
+class PreparedConsole:
+    """The console made before the show goes on air (its tokens and its app:
+    aiohttp's server and every route, a few tenths of a second of CPU, and no
+    loop needed), started on the show's loop once the first frames are out."""
+
+    def __init__(self, show: ShowSurface, address: str, *, secrets: dict[str, str]) -> None:
+        self.show = show
+        self.settings = show.settings.console
+        self.host, self.port = parse_address(address)
+        self.tokens = load_tokens(self.settings.token_file, secrets)
+        self.app = create_app(show, self.settings, tokens=self.tokens)
+
+    def close(self) -> None:
+        """A console never started (the show stopped before going on air)."""
+        self.app[CONSOLE].sessions.close()
+
+    async def start(self) -> ConsoleServer:
+        """The server on this loop; the URL (and a new admin token, once) on the
+        terminal, never in the log."""
+        show, settings, tokens, host, port = self.show, self.settings, self.tokens, self.host, self.port
+        server = ConsoleServer(self.app, host, port)
+        try:
+            url = await server.start()
+        except ConfigError:
+            if (host, port) != (settings.host, settings.port) or port == 0:
+                raise  # an address asked for on the command line: fail loudly
+            # the default port is taken (another show, another program): any free one will do
+            server = ConsoleServer(create_app(show, settings, tokens=tokens), host, 0)
+            url = await server.start()
+            click.echo(f"  Console: port {port} is taken; using another.", err=True)
+        if host in ("0.0.0.0", "::"):
+            url_note = f"{url}  (listening on every interface)"
+        else:
+            url_note = url
+        click.echo(f"  Console: {url_note}", err=True)
+        if show.watch_source() is not None:
+            click.echo(f"  Watch:   {url}watch?token={tokens.viewer}   (the stream itself, in any browser)", err=True)
+        if tokens.created:
+            click.echo(
+                f"  Console admin token (shown once; kept owner-only in {tokens.admin_file}):\n      {tokens.admin}",
+                err=True,
+            )
+        elif tokens.admin_file is not None:
+            click.echo(f"  Log in with the admin token in {tokens.admin_file}", err=True)
+        else:
+            click.echo("  Log in with the admin token from STREAMBOT_ADMIN_TOKEN", err=True)
+        log.info("console on %s", redact(url))
+        return server
+
+
 async def start_console(show: ShowSurface, address: str, *, secrets: dict[str, str]) -> ConsoleServer:
-    """Tokens, the app, the server on this loop; the URL (and a new admin token,
-    once) on the terminal, never in the log."""
-    settings = show.settings.console
-    host, port = parse_address(address)
-    tokens = load_tokens(settings.token_file, secrets)
-    server = ConsoleServer(create_app(show, settings, tokens=tokens), host, port)
-    try:
-        url = await server.start()
-    except ConfigError:
-        if (host, port) != (settings.host, settings.port) or port == 0:
-            raise  # an address asked for on the command line: fail loudly
-        # the default port is taken (another show, another program): any free one will do
-        server = ConsoleServer(create_app(show, settings, tokens=tokens), host, 0)
-        url = await server.start()
-        click.echo(f"  Console: port {port} is taken; using another.", err=True)
-    if host in ("0.0.0.0", "::"):
-        url_note = f"{url}  (listening on every interface)"
-    else:
-        url_note = url
-    click.echo(f"  Console: {url_note}", err=True)
-    if show.watch_source() is not None:
-        click.echo(f"  Watch:   {url}watch?token={tokens.viewer}   (the stream itself, in any browser)", err=True)
-    if tokens.created:
-        click.echo(
-            f"  Console admin token (shown once; kept owner-only in {tokens.admin_file}):\n      {tokens.admin}",
-            err=True,
-        )
-    elif tokens.admin_file is not None:
-        click.echo(f"  Log in with the admin token in {tokens.admin_file}", err=True)
-    else:
-        click.echo("  Log in with the admin token from STREAMBOT_ADMIN_TOKEN", err=True)
-    log.info("console on %s", redact(url))
-    return server
+    """Tokens, the app, the server on this loop (`PreparedConsole`, at once)."""
+    return await PreparedConsole(show, address, secrets=secrets).start()
