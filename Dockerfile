@@ -39,8 +39,9 @@ COPY pyproject.toml README.md ./
 COPY streambot ./streambot
 COPY config ./config
 COPY overlays ./overlays
-# Editable: the program finds config/ and overlays/ beside its package.
-RUN pip install -e ".${EXTRAS}"
+# Editable: the program finds config/ and overlays/ beside its package. Its bytecode is
+# compiled here: the user below cannot write /app, and would compile every module at each start.
+RUN pip install -e ".${EXTRAS}" && python -m compileall -q /app/streambot
 
 RUN useradd --create-home --uid 10001 --user-group streambot \
     && mkdir -p /var/lib/streambot/models /var/lib/streambot/state \

@@ -32,6 +32,10 @@ fi
 # The CPU build first: an unpinned torch would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+# The package's bytecode, written now: an editable install leaves it to the first run, and
+# where Python may not write it (PYTHONDONTWRITEBYTECODE, a read-only checkout) every start
+# would compile each module again, a few tenths of a second before the first frame.
+.venv/bin/python -m compileall -q streambot >/dev/null
 # The browser tests drive Debian's chromium with playwright-core (it downloads no browser).
 if [ -f package-lock.json ] && command -v npm >/dev/null; then
   npm ci --no-audit --no-fund --loglevel=error

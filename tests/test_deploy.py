@@ -65,8 +65,7 @@ def test_image_runs_unprivileged_with_state_on_volumes_and_a_healthcheck():
         assert any(value.startswith(v) for v in volumes), (var, value, volumes)
     health = next(x for x in final if x.startswith("HEALTHCHECK "))
     assert "/healthz" in health
-    import streambot.console  # noqa: F401  (registers the routes)
-    from streambot.console.routes import ROUTES
+    from streambot.console.server import ROUTES  # the server imports every module that registers a route
 
     assert any(r.path == "/healthz" and r.access == "public" for r in ROUTES.routes)
     # Both build variants exist: a CUDA runtime base and a CPU-only one.
