@@ -36,12 +36,13 @@ from . import checks, embeddings
 from .audience.events import Audience, Reply
 from .audience.local import LocalChat
 from .audience.platforms import ChatContext
-from .broadcast.audio_feed import Silence, SoundtrackProcess, SoundtrackSettings
+from .broadcast.audio_feed import Silence, SoundtrackProcess
 from .broadcast.compositor import Compositor
 from .broadcast.outputs import check_reachable
 from .broadcast.overlay_layout import layout_json, layout_name, load_layout
 from .broadcast.overlay_state import OverlayState, build_overlay_state
 from .broadcast.pipeline import Broadcast, Connecting, Health, connect, open_broadcast
+from .broadcast.sound import SoundtrackSettings
 from .checks import ChatPlatform, Checked, world_entry
 from .config import Settings, music_of, resolve_world
 from .director import Director

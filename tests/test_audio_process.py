@@ -44,6 +44,20 @@ def test_the_broadcasts_process_never_imports_scipy():
     assert r.returncode == 0, r.stderr[-800:]
 
 
+def test_the_soundtrack_process_starts_on_the_standard_library_alone():
+    """The child is spawned beside the first seconds on air: at the show's priority it
+    imports its own module and the standard library; numpy, the settings' models and
+    scipy come on its build thread, 10 nice steps below the show (a test above hears
+    the music it then makes)."""
+    code = (
+        "import sys, streambot.broadcast.soundtrack_child; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pydantic', 'scipy', 'av', 'PIL'}))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-800:]
+    assert r.stdout.strip() == "[]", r.stdout
+
+
 def decoded_audio(path) -> np.ndarray:
     with av.open(str(path)) as c:
         a = c.streams.audio[0]

@@ -42,30 +42,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from tenacity import RetryCallState, Retrying, wait_exponential
 
-from ..children import become_child
 from ..config import MusicSettings
-from ..priority import yield_to_clock
 from ..world.base import Ambience
-from .sound import BLOCK, RATE, Beds
+from . import soundtrack_child
+from .sound import BLOCK, RATE, Beds, SoundtrackSettings
 
 if TYPE_CHECKING:
-    from .audio import Soundtrack
+    pass
 
 log = logging.getLogger(__name__)
 
 FALLBACK_LOOP = 2**16  # the gap filler's noise loops (1.4 s): made in a few milliseconds
 HEALTHY_S = 60.0  # a child that played this long before failing starts a fresh back-off
-STATUS_EVERY = 5  # blocks between the child's status reports (the console's meter: twice a second)
 
 
 class Track(Protocol):
@@ -130,89 +127,6 @@ _BEFORE_FIRST_STATUS: dict[str, object] = {
 }
 
 
-@dataclass(frozen=True)
-class SoundtrackSettings:
-    """What the child needs to build the soundtrack (`audio.Soundtrack`'s arguments)."""
-
-    music: MusicSettings
-    seed: int = 0
-    music_dir: Path | None = None  # the streamer's folder of music (checked at start-up)
-    crossfade_s: float = 4.0
-    loudness_lufs: float = -15.0
-    true_peak_dbtp: float = -1.0
-    volume: float = 1.0
-    music_on: bool = True
-    block: int = BLOCK
-
-
-def _child_main(settings: SoundtrackSettings, requests: Connection, blocks: Connection) -> None:
-    """The soundtrack's process: build the chain, then render block after block,
-    each after the requests and the ambience that came before it. A block is
-    sent as b"A" + its float32 samples, the status as b"S" + a pickle; the
-    send blocks while the broadcast holds enough, which keeps this process
-    ahead of the clock by the feed's depth and no more."""
-    become_child()
-    logging.basicConfig(level=logging.WARNING, format="soundtrack: %(levelname)s %(name)s: %(message)s")
-    built: list[Soundtrack] = []
-    builder = threading.Thread(target=_build, args=(settings, built), name="soundtrack build")
-    builder.start()
-    builder.join()
-    if not built:
-        return  # why is in the log; the broadcast starts it again
-    track = built[0]
-    ambience = Ambience()
-    sent = 0
-    try:
-        while True:
-            while requests.poll():
-                kind, value = requests.recv()
-                if kind == "ambience":
-                    ambience = value
-                elif kind == "story":
-                    track.set_story(value)
-                elif kind == "world":
-                    track.set_world_music(value)
-                elif kind == "music":
-                    track.set_music(value)
-            block = track.render(settings.block, ambience)
-            blocks.send_bytes(b"A" + np.ascontiguousarray(block, np.float32).tobytes())
-            if sent % STATUS_EVERY == 0:
-                blocks.send_bytes(b"S" + pickle.dumps(track.status()))
-            sent += 1
-    except (EOFError, OSError):  # the broadcast closed the pipes, or is gone
-        pass
-    finally:
-        track.close()
-
-
-def _build(settings: SoundtrackSettings, built: list[Soundtrack]) -> None:
-    """Import the chain (scipy) and make its instruments, yielding the CPU: on
-    a busy machine the broadcast's start and its first seconds on air come
-    first (the weather plays meanwhile). The blocks are then rendered on the
-    child's main thread, at the show's own priority, so they stay ahead."""
-    yield_to_clock()
-    from .audio import Soundtrack  # scipy and the instruments: here, never in the broadcast's process
-    from .playlist import Playlist
-
-    playlist = (
-        Playlist(settings.music_dir, crossfade_s=settings.crossfade_s, target_lufs=settings.loudness_lufs)
-        if settings.music_dir is not None
-        else None
-    )
-    built.append(
-        Soundtrack(
-            settings.music,
-            seed=settings.seed,
-            playlist=playlist,
-            loudness_lufs=settings.loudness_lufs,
-            true_peak_dbtp=settings.true_peak_dbtp,
-            volume=settings.volume,
-            music_on=settings.music_on,
-            fade_in=True,
-        )
-    )
-
-
 class SoundtrackProcess:
     """The soundtrack rendered in a child process, steered and read from here.
 
@@ -268,7 +182,10 @@ class SoundtrackProcess:
         req_recv, self._requests = self._ctx.Pipe(duplex=False)
         blk_recv, blk_send = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
-            target=_child_main, args=(settings, req_recv, blk_send), name="streambot soundtrack", daemon=True
+            target=soundtrack_child.run,
+            args=(pickle.dumps(settings), req_recv, blk_send),
+            name="streambot soundtrack",
+            daemon=True,
         )
         self._proc.start()
         req_recv.close()

@@ -1,5 +1,6 @@
 """Small pieces of sound both sides of the soundtrack's process use: the rate
-and block, a block's linear fade, and the weather beds.
+and block, what the process is given (`SoundtrackSettings`), a block's linear
+fade, and the weather beds.
 
 Nothing here imports scipy: the broadcast's process fills its gaps with these
 beds (`audio_feed.AudioFeed`) while the soundtrack itself (`audio.Soundtrack`)
@@ -10,14 +11,35 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..world.base import Ambience
 
+if TYPE_CHECKING:
+    from ..config import MusicSettings
+
 RATE = 48_000
 BLOCK = RATE // 10  # 100 ms, the loudness meter's hop
+
+
+@dataclass(frozen=True)
+class SoundtrackSettings:
+    """What the child needs to build the soundtrack (`audio.Soundtrack`'s arguments)."""
+
+    music: MusicSettings
+    seed: int = 0
+    music_dir: Path | None = None  # the streamer's folder of music (checked at start-up)
+    crossfade_s: float = 4.0
+    loudness_lufs: float = -15.0
+    true_peak_dbtp: float = -1.0
+    volume: float = 1.0
+    music_on: bool = True
+    block: int = BLOCK
 
 
 @functools.lru_cache(maxsize=8)
