@@ -6,11 +6,12 @@ the leveller, the limiter, the meter) is built on scipy, whose import alone
 takes a second and a half, and whose instruments take a third of a second
 more to make; on two cores, in the broadcast's process, both would be spent
 before the first frame or, loaded beside it, would hold the GIL against the
-clock. `SoundtrackProcess` starts the chain in a child process as the show
-starts (it builds while the world loads, on the other core) and relays its
-blocks; the broadcast's process never imports scipy. The child builds at a
-lower priority (`priority.yield_to_clock`), so on a busy machine the show's
-start and its first seconds on air come first, and renders at the show's own.
+clock. `SoundtrackProcess` runs the chain in a child process
+(`soundtrack_child`), spawned by the feed's first request as the show goes on
+air, and relays its blocks; the broadcast's process never imports scipy. The
+child builds at a lower priority (`priority.yield_to_clock`), so on a busy
+machine the show's first seconds on air come first, and renders at the
+show's own.
 
     the show: set_story / set_world_music / set_music     the world: ambience
                  \\                                          /
