@@ -370,8 +370,7 @@ class VotingEngine:
         lists it and an approval numbers it), its submitters' votes with it: a round's end never
         drops it unseen. Called with the lock held."""
         to = self.current
-        self._drop(r, cand)
-        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+        self._forget(r, cand)
         key = exact_key(cand.text)
         same = to.by_key.get(key)
         if same is not None:  # submitted again meanwhile: one idea, every submitter on it
@@ -390,8 +389,7 @@ class VotingEngine:
         """Ideas no moderator decided on within `held_wait_s` of their arrival leave."""
         r = self.current
         for cand in [c for c in r.candidates if self._waiting(c) and now - c.at > self.held_wait_s]:
-            self._drop(r, cand)
-            r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+            self._forget(r, cand)
 
     # -- prompts and votes
     def submit(self, viewer: Viewer, text: str, now: float, *, priority: bool = False, held: bool = False) -> Outcome:
@@ -568,11 +566,17 @@ class VotingEngine:
                     if cand.submitters:
                         cand.author = cand.submitters[0]
                     else:
-                        self._drop(r, cand)
-                        # Its wording and number no longer lead to it.
-                        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+                        self._forget(r, cand)
+                        # Its number no longer leads to it either.
                         r.by_number = {n: c for n, c in r.by_number.items() if c.live() is not cand}
         return removed
+
+    def _forget(self, r: Round, cand: Candidate) -> None:
+        """A candidate gone for good (refused, withdrawn, expired, moved on): dropped,
+        and its wording no longer leads to it. (A candidate pooled into another is
+        only dropped: its wording leads to the one it joined.)"""
+        self._drop(r, cand)
+        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
 
     def _drop(self, r: Round, cand: Candidate) -> None:
         for key in list(cand.voters):
@@ -664,8 +668,7 @@ class VotingEngine:
 
     def _refuse(self, r: Round, cand: Candidate) -> None:
         """A candidate the screen refused: gone, with its votes, counted as blocked."""
-        self._drop(r, cand)
-        r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+        self._forget(r, cand)
         if cand.number is not None:
             r.by_number.pop(cand.number, None)
         r.blocked += 1
@@ -871,8 +874,7 @@ class VotingEngine:
                     if cand.number is None:
                         self._number(r, cand)
             else:
-                self._drop(r, cand)
-                r.by_key = {k: c for k, c in r.by_key.items() if c.live() is not cand}
+                self._forget(r, cand)
             return _view(cand)
 
     def set_round_length(self, seconds: float, now: float) -> None:

@@ -10,6 +10,22 @@ import sys
 
 from .conftest import ROOT
 
+
+def run_probe(program: str, *args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a probe program in a fresh interpreter, which must succeed."""
+    r = subprocess.run(
+        [sys.executable, "-c", program, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def probe(program: str, *args: str, env: dict[str, str], timeout: float) -> dict:
+    """`run_probe`, and the JSON object the program printed last."""
+    r = run_probe(program, *args, env=env, timeout=timeout)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 PROBE = r"""
 import json, sys, threading, time
 from streambot import embeddings
@@ -46,11 +62,7 @@ embeddings.close()
 
 
 def test_the_world_starts_on_keywords_and_the_model_steers_once_loaded(cli_env):
-    r = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=300
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = probe(PROBE, env=cli_env, timeout=300)
     assert out["keywords_first"] and out["model_later"], out
     assert not out["torch_here"], "the model must load in its own process, not the broadcast's"
     assert out["frames_while_loading"] > 0
@@ -102,16 +114,7 @@ def test_the_show_opens_without_the_model_and_holds_candidates_for_the_safety_sc
     its own process (torch never here): the streamer's own prompt goes through
     at once, viewers' candidates stay hidden until the semantic safety layer
     can judge them, and then it refuses what only it can see."""
-    r = subprocess.run(
-        [sys.executable, "-c", SHOW_PROBE, str(tmp_path / "out.flv")],
-        cwd=ROOT,
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = probe(SHOW_PROBE, str(tmp_path / "out.flv"), env=cli_env, timeout=900)
     opened, after = out["opened"], out["after"]
     assert not opened["torch_here"] and opened["model_pending"], out
     assert opened["lemmas_ready"] and opened["jpeg_ready"], "the word tools and codecs load before the first tick"
@@ -159,15 +162,7 @@ def test_the_speech_model_loads_in_its_own_process_once_on_air(cli_env, tmp_path
     """Voice is built once the show is on air, and its model (faster-whisper, ctranslate2)
     loads in a process of its own: the show's clock runs while it loads, and none of it is
     imported into the broadcast's process."""
-    r = subprocess.run(
-        [sys.executable, "-c", VOICE_PROBE, str(tmp_path / "out.flv"), str(tmp_path / "timeline.sqlite3")],
-        cwd=ROOT,
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_probe(VOICE_PROBE, str(tmp_path / "out.flv"), str(tmp_path / "timeline.sqlite3"), env=cli_env, timeout=900)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert not out["opened"]["voice"], out
     assert out["on_air"]["state"] == "loading", out
@@ -201,10 +196,6 @@ print(json.dumps(seen))
 def test_children_do_not_run_the_command_line_again(cli_env):
     """A spawned child imports the parent's main module first; the command line's (click,
     every setting's model) is left out of the show's children, which start with the show."""
-    r = subprocess.run(
-        [sys.executable, "-c", LEAN_PROBE], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    seen = probe(LEAN_PROBE, env=cli_env, timeout=120)
     assert "click" in seen["plain"] and "streambot.config" in seen["plain"]  # what a plain spawn costs
     assert "click" not in seen["lean"] and "streambot.config" not in seen["lean"], seen["lean"]

@@ -611,7 +611,11 @@ def open_outputs(outputs: list[Output]) -> None:
     trying in the background and the show goes on: one bad destination never
     keeps the rest off air."""
     start_outputs(outputs)
-    await_outputs(outputs)
+    try:
+        await_outputs(outputs)
+    except BaseException:
+        close_outputs(outputs)
+        raise
 
 
 def start_outputs(outputs: list[Output]) -> None:
@@ -636,20 +640,17 @@ def close_outputs(outputs: list[Output]) -> None:
 
 
 def await_outputs(outputs: list[Output]) -> None:
-    """Wait until every started output is live or settled, as `open_outputs` describes."""
-    try:
-        deadline = time.monotonic() + max(o.connect_timeout_s for o in outputs) + 10
-        while not all(o.settled() for o in outputs) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        live = [o for o in outputs if o.state == "live"]
-        stuck = [o for o in outputs if o.state != "live"]
-        refused = [o for o in stuck if not o.network] or (stuck if not live else [])
-        if refused:
-            o = refused[0]
-            raise OutputError(f"Could not start streaming to {o.name}: {o.reason()}.")
-    except BaseException:
-        close_outputs(outputs)
-        raise
+    """Wait until every started output is live or settled, as `open_outputs` describes.
+    When that stops the start, the outputs are left to whoever started them to close."""
+    deadline = time.monotonic() + max(o.connect_timeout_s for o in outputs) + 10
+    while not all(o.settled() for o in outputs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    live = [o for o in outputs if o.state == "live"]
+    stuck = [o for o in outputs if o.state != "live"]
+    refused = [o for o in stuck if not o.network] or (stuck if not live else [])
+    if refused:
+        o = refused[0]
+        raise OutputError(f"Could not start streaming to {o.name}: {o.reason()}.")
     for o in outputs:
         o.run()
         if o.state == "live":

@@ -152,15 +152,18 @@ def open_broadcast(
     does not answer keeps trying while the others go live). `connecting`: what
     `connect` started earlier for these targets (the show starts its outputs
     before the world, so their processes start while it loads). When none can
-    be opened, the encoder is closed and the OutputError raised. `now`/`sleep`:
+    be opened, the OutputError is raised, and what `connect` started is closed
+    by whoever called it (here, when `connecting` was not given). `now`/`sleep`:
     an injected clock for tests; `encode_ahead`: `stream.encode_ahead_frames`
     unless given."""
+    started_here = connecting is None
     connecting = connecting or connect(stream, targets)
     encoder, outputs = connecting.encoder, connecting.outputs
     try:
         await_outputs(outputs)
-    except Exception:
-        encoder.close()
+    except BaseException:
+        if started_here:
+            connecting.close()
         raise
     return Broadcast(
         world,
