@@ -131,7 +131,8 @@ _BEFORE_FIRST_STATUS: dict[str, object] = {
 class SoundtrackProcess:
     """The soundtrack rendered in a child process, steered and read from here.
 
-    `start()` spawns the child; the setters only leave a request, which the
+    The feed's first `render` spawns the child (or `start()`, earlier, when
+    the caller wants it building sooner); the setters only leave a request, which the
     feed's thread sends with the next block's ambience (so the show's own
     thread never writes to the child); `render` gives the child's next block,
     or None when there is none yet. A thread per child receives its blocks
