@@ -40,8 +40,13 @@ async function login(page, name) {
 
 const framesSeen = (page) => page.$eval("#preview", (img) => Number(img.dataset.frames || 0));
 
-// The preview's pixels, from the <img> itself: mean brightness and spread.
-const previewStats = (page) => page.$eval("#preview", (img) => {
+// The preview's pixels, from the <img> itself: mean brightness and spread. The page
+// replaces the image's source with every frame, so a frame still decoding (width 0)
+// is waited for first.
+const previewStats = (page) => page.$eval("#preview", async (img) => {
+  for (let i = 0; i < 50 && !(img.complete && img.naturalWidth > 0); i++) {
+    await img.decode().catch(() => new Promise((r) => setTimeout(r, 20)));  // rejected when the source changed
+  }
   const c = document.createElement("canvas");
   c.width = img.naturalWidth; c.height = img.naturalHeight;
   const g = c.getContext("2d");
